@@ -1,0 +1,19 @@
+//! Latchkey's domain: the rules of customer accounts, passwords, sign-in and sessions.
+//!
+//! This crate knows nothing of HTTP, GraphQL or SQL. It parses untrusted input into types that
+//! can only hold valid values, holds the rules (password policy, lockout arithmetic, token
+//! lifetimes) and the use cases, and declares the ports (storage, hashing, clock) that the
+//! server wires to real implementations.
+
+pub mod accounts;
+pub mod clock;
+pub mod customer;
+pub mod email;
+pub mod error;
+pub mod lockout;
+pub mod password;
+pub mod ports;
+pub mod settings;
+pub mod token;
+
+pub use error::{Error, Result};

@@ -1,0 +1,355 @@
+//! The password policy: one validator for every path that sets a password (create, change,
+//! reset, admin-triggered reset), and the candidate type used when checking a password.
+//!
+//! Passwords are NFKC-normalised before anything else, so a composed `é` and `e` + U+0301 are the
+//! same password; lengths are counted in code points of the normalised text; nothing is ever
+//! truncated.
+
+use std::{collections::HashSet, fmt, sync::OnceLock};
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Inputs longer than this (in bytes, before any other work) are refused outright: the hasher
+/// never sees them and the validator never walks them.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest password the policy accepts, in code points. NIST and ASVS ask for at least 64.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// The configurable part of the policy (admin-editable settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordPolicy {
+    /// Minimum length in code points. Source documents: 6.
+    pub min_length: u32,
+    /// How many of the four classes (lower case, upper case, digit, other) must appear: 0–4.
+    pub required_character_classes: u8,
+    /// Source documents: passwords may not contain spaces. The hardened profile allows them.
+    pub allow_whitespace: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 6,
+            required_character_classes: 0,
+            allow_whitespace: false,
+        }
+    }
+}
+
+/// One rule a password broke. The API lists every broken rule so a form can show them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyViolation {
+    TooShort { min: u32 },
+    TooLong { max: usize },
+    ContainsWhitespace,
+    ContainsControlCharacter,
+    MissingCharacterClasses { required: u8 },
+    Common,
+    ContainsPersonalInformation,
+}
+
+impl PolicyViolation {
+    /// A stable machine-readable name for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooShort { .. } => "TOO_SHORT",
+            Self::TooLong { .. } => "TOO_LONG",
+            Self::ContainsWhitespace => "CONTAINS_WHITESPACE",
+            Self::ContainsControlCharacter => "CONTAINS_CONTROL_CHARACTER",
+            Self::MissingCharacterClasses { .. } => "MISSING_CHARACTER_CLASSES",
+            Self::Common => "COMMON_PASSWORD",
+            Self::ContainsPersonalInformation => "CONTAINS_PERSONAL_INFORMATION",
+        }
+    }
+}
+
+impl fmt::Display for PolicyViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooShort { min } => write!(f, "must be at least {min} characters long"),
+            Self::TooLong { max } => write!(f, "must be at most {max} characters long"),
+            Self::ContainsWhitespace => f.write_str("must not contain spaces"),
+            Self::ContainsControlCharacter => f.write_str("must not contain control characters"),
+            Self::MissingCharacterClasses { required } => write!(
+                f,
+                "must mix at least {required} of: lower case, upper case, digits, other characters"
+            ),
+            Self::Common => f.write_str("is too common: it appears in lists of breached passwords"),
+            Self::ContainsPersonalInformation => {
+                f.write_str("must not contain your email address or name")
+            }
+        }
+    }
+}
+
+/// A password that passed the policy. Its `Debug` never shows the text.
+#[derive(Clone)]
+pub struct NewPassword(String);
+
+/// A password typed at sign-in or to confirm a change: normalised like a new one, but not held
+/// to the policy (the policy may have changed since it was set).
+#[derive(Clone)]
+pub struct PasswordCandidate(String);
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword(<redacted>)")
+    }
+}
+
+impl fmt::Debug for PasswordCandidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordCandidate(<redacted>)")
+    }
+}
+
+impl NewPassword {
+    /// Checks `raw` against `policy`. `personal` holds words the password must not contain
+    /// (the email's local part, the customer's names); entries shorter than 4 characters are
+    /// ignored so a name like "Li" does not forbid half the dictionary.
+    pub fn parse(
+        raw: &str,
+        policy: &PasswordPolicy,
+        personal: &[&str],
+    ) -> Result<Self, Vec<PolicyViolation>> {
+        if raw.len() > MAX_PASSWORD_BYTES {
+            return Err(vec![PolicyViolation::TooLong {
+                max: MAX_PASSWORD_CHARS,
+            }]);
+        }
+        let normalized: String = raw.nfkc().collect();
+        let mut violations = Vec::new();
+        let length = normalized.chars().count();
+        if length < policy.min_length as usize {
+            violations.push(PolicyViolation::TooShort {
+                min: policy.min_length,
+            });
+        }
+        if length > MAX_PASSWORD_CHARS {
+            violations.push(PolicyViolation::TooLong {
+                max: MAX_PASSWORD_CHARS,
+            });
+        }
+        if normalized.chars().any(char::is_control) {
+            violations.push(PolicyViolation::ContainsControlCharacter);
+        }
+        if !policy.allow_whitespace && normalized.chars().any(char::is_whitespace) {
+            violations.push(PolicyViolation::ContainsWhitespace);
+        }
+        if character_classes(&normalized) < policy.required_character_classes.min(4) {
+            violations.push(PolicyViolation::MissingCharacterClasses {
+                required: policy.required_character_classes.min(4),
+            });
+        }
+        let folded = normalized.to_lowercase();
+        if is_common(&folded) {
+            violations.push(PolicyViolation::Common);
+        }
+        if personal.iter().any(|word| {
+            let word = word.trim().to_lowercase();
+            word.chars().count() >= 4 && folded.contains(&word)
+        }) {
+            violations.push(PolicyViolation::ContainsPersonalInformation);
+        }
+        if violations.is_empty() {
+            Ok(Self(normalized))
+        } else {
+            Err(violations)
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PasswordCandidate {
+    /// `None` when the input is over the byte bound: no stored password can match it.
+    pub fn parse(raw: &str) -> Option<Self> {
+        (raw.len() <= MAX_PASSWORD_BYTES).then(|| Self(raw.nfkc().collect()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+fn character_classes(s: &str) -> u8 {
+    let (mut lower, mut upper, mut digit, mut other) = (false, false, false, false);
+    for c in s.chars() {
+        if c.is_lowercase() {
+            lower = true;
+        } else if c.is_uppercase() {
+            upper = true;
+        } else if c.is_numeric() {
+            digit = true;
+        } else {
+            other = true;
+        }
+    }
+    [lower, upper, digit, other].iter().map(|b| u8::from(*b)).sum()
+}
+
+fn common_list() -> &'static HashSet<&'static str> {
+    static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("common-passwords.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+/// Listed passwords, and the trivial shapes no list enumerates completely: one repeated
+/// character, or a run of consecutive digits/letters (`234567`, `abcdefg`).
+fn is_common(folded: &str) -> bool {
+    if common_list().contains(folded) {
+        return true;
+    }
+    let chars: Vec<char> = folded.chars().collect();
+    if chars.len() < 2 {
+        return false;
+    }
+    let repeated = chars.iter().all(|c| *c == chars[0]);
+    let ascending = chars
+        .windows(2)
+        .all(|w| (w[1] as u32).checked_sub(w[0] as u32) == Some(1));
+    let descending = chars
+        .windows(2)
+        .all(|w| (w[0] as u32).checked_sub(w[1] as u32) == Some(1));
+    repeated || ascending || descending
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str) -> Result<NewPassword, Vec<PolicyViolation>> {
+        NewPassword::parse(raw, &PasswordPolicy::default(), &[])
+    }
+
+    #[test]
+    fn six_characters_without_spaces_pass_the_default_policy() {
+        assert!(check("kx7!qz").is_ok());
+        assert_eq!(
+            check("kx7!q").unwrap_err(),
+            vec![PolicyViolation::TooShort { min: 6 }]
+        );
+    }
+
+    #[test]
+    fn whitespace_of_every_kind_is_refused_by_default() {
+        for ws in [' ', '\t', '\u{a0}', '\u{3000}', '\u{2003}', '\u{2028}', '\u{85}'] {
+            let pw = format!("kx7{ws}qzmw");
+            let err = check(&pw).unwrap_err();
+            assert!(
+                err.contains(&PolicyViolation::ContainsWhitespace),
+                "{:?} should be refused",
+                ws
+            );
+        }
+    }
+
+    #[test]
+    fn the_hardened_profile_allows_spaces() {
+        let policy = PasswordPolicy {
+            min_length: 15,
+            allow_whitespace: true,
+            ..PasswordPolicy::default()
+        };
+        assert!(NewPassword::parse("correct horse battery staple", &policy, &[]).is_ok());
+        assert!(NewPassword::parse("short one", &policy, &[]).is_err());
+    }
+
+    #[test]
+    fn nul_and_control_characters_are_refused() {
+        let err = check("abc\u{0}defghijklmnop").unwrap_err();
+        assert!(err.contains(&PolicyViolation::ContainsControlCharacter));
+        assert!(check("abc\u{1b}[31mdefg").is_err());
+    }
+
+    #[test]
+    fn unicode_counts_code_points_and_normalises() {
+        // 6 code points, 18 bytes.
+        assert!(check("パスワード鍵").is_ok());
+        // Composed and decomposed forms are one password.
+        let composed = check("caf\u{e9}-latte").unwrap();
+        let decomposed = check("cafe\u{301}-latte").unwrap();
+        assert_eq!(composed.expose(), decomposed.expose());
+        let candidate = PasswordCandidate::parse("cafe\u{301}-latte").unwrap();
+        assert_eq!(candidate.expose(), composed.expose());
+    }
+
+    #[test]
+    fn long_passwords_are_kept_whole_and_over_long_ones_refused() {
+        let p256 = "x7".repeat(128);
+        assert_eq!(check(&p256).unwrap().expose().len(), 256);
+        let p257 = format!("{p256}y");
+        assert_eq!(
+            check(&p257).unwrap_err(),
+            vec![PolicyViolation::TooLong { max: 256 }]
+        );
+        let megabyte = "a".repeat(1 << 20);
+        assert_eq!(
+            check(&megabyte).unwrap_err(),
+            vec![PolicyViolation::TooLong { max: 256 }]
+        );
+        assert!(PasswordCandidate::parse(&megabyte).is_none());
+    }
+
+    #[test]
+    fn common_passwords_are_refused_whatever_the_case() {
+        for pw in ["password", "PASSWORD1", "qwerty123", "iloveyou", "123456789"] {
+            assert!(
+                check(pw).unwrap_err().contains(&PolicyViolation::Common),
+                "{pw} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn trivial_sequences_and_repeats_are_refused() {
+        for pw in ["aaaaaaaa", "234567", "abcdefghij", "987654", "zyxwvu"] {
+            assert!(
+                check(pw).unwrap_err().contains(&PolicyViolation::Common),
+                "{pw} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn personal_information_is_refused() {
+        let err = NewPassword::parse("Tanaka2026", &PasswordPolicy::default(), &["tanaka", "Li"])
+            .unwrap_err();
+        assert_eq!(err, vec![PolicyViolation::ContainsPersonalInformation]);
+        // Short names do not forbid everything that contains them.
+        assert!(NewPassword::parse("olive-tree", &PasswordPolicy::default(), &["Li"]).is_ok());
+    }
+
+    #[test]
+    fn character_classes_are_counted() {
+        let policy = PasswordPolicy {
+            required_character_classes: 3,
+            ..PasswordPolicy::default()
+        };
+        assert!(NewPassword::parse("Kx7qzmw", &policy, &[]).is_ok());
+        assert_eq!(
+            NewPassword::parse("kx7qzmw", &policy, &[]).unwrap_err(),
+            vec![PolicyViolation::MissingCharacterClasses { required: 3 }]
+        );
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let err = check("a b").unwrap_err();
+        assert!(err.contains(&PolicyViolation::TooShort { min: 6 }));
+        assert!(err.contains(&PolicyViolation::ContainsWhitespace));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password() {
+        let p = check("kx7!qzmw").unwrap();
+        assert!(!format!("{p:?}").contains("kx7"));
+    }
+}
