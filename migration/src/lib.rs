@@ -1,1 +1,18 @@
+//! Latchkey's schema, one file per change, written once for SQLite and PostgreSQL.
 
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_customers;
+mod m20261125_000002_access_tokens;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_customers::Migration),
+            Box::new(m20261125_000002_access_tokens::Migration),
+        ]
+    }
+}

@@ -1,1 +1,72 @@
+//! Latchkey's GraphQL schema. It knows nothing of HTTP: the server moves the facts it needs
+//! (bearer token, client IP, user agent) into [`RequestContext`]; resolvers authorize, convert
+//! input to domain types, call a use case and convert back.
 
+mod context;
+mod error;
+mod storefront;
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+use domain::accounts::Accounts;
+
+pub use context::RequestContext;
+pub use error::{ApiError, codes};
+
+/// Everything resolvers may call.
+pub struct Services {
+    pub accounts: Arc<Accounts>,
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(storefront::CustomerQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(storefront::CustomerMutation);
+
+pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Validation limits (SECURITY.md §A6). Defaults allow GraphiQL's introspection query.
+#[derive(Debug, Clone)]
+pub struct SchemaOptions {
+    pub introspection: bool,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_directives: usize,
+    pub max_recursive_depth: usize,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        Self {
+            introspection: false,
+            max_depth: 15,
+            max_complexity: 500,
+            max_directives: 8,
+            max_recursive_depth: 32,
+        }
+    }
+}
+
+pub fn build_schema(services: Services, options: &SchemaOptions) -> LatchkeySchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .data(services)
+        .limit_depth(options.max_depth)
+        .limit_complexity(options.max_complexity)
+        .limit_directives(options.max_directives)
+        .limit_recursive_depth(options.max_recursive_depth);
+    if !options.introspection {
+        // Suggestions ("Did you mean …") reveal the schema just as introspection does.
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The SDL, as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
+}

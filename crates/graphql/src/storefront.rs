@@ -1,0 +1,107 @@
+//! Storefront operations: a customer's own account, sign-in and sessions.
+
+use async_graphql::{Context, ID, Object};
+use domain::accounts::CreateCustomerInput as NewCustomerInput;
+
+use crate::{
+    ApiError,
+    context::{customer, request, services},
+    types::{CreateCustomerInput, Customer, CustomerSession, CustomerToken},
+};
+
+#[derive(Default)]
+pub struct CustomerQuery;
+
+#[Object]
+impl CustomerQuery {
+    /// The signed-in customer.
+    async fn customer(&self, ctx: &Context<'_>) -> Result<Customer, ApiError> {
+        Ok(Customer(customer(ctx).await?.customer))
+    }
+
+    /// Every device signed in to the customer's account, newest first.
+    async fn customer_sessions(&self, ctx: &Context<'_>) -> Result<Vec<CustomerSession>, ApiError> {
+        let principal = customer(ctx).await?;
+        let sessions = services(ctx)?.accounts.sessions(&principal).await?;
+        Ok(sessions
+            .into_iter()
+            .map(|s| CustomerSession::new(s, principal.session_id))
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct CustomerMutation;
+
+#[Object]
+impl CustomerMutation {
+    /// Registers a customer. The password must satisfy the password policy; errors list every
+    /// broken rule under `extensions.violations`.
+    async fn create_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateCustomerInput,
+    ) -> Result<Customer, ApiError> {
+        let input = NewCustomerInput {
+            email: input.email,
+            firstname: input.firstname,
+            lastname: input.lastname,
+            password: input.password,
+            locale: input.locale,
+        };
+        Ok(Customer(
+            services(ctx)?.accounts.create_customer(input).await?,
+        ))
+    }
+
+    /// Signs in. A wrong password, an unknown email and a locked account all answer
+    /// AUTHENTICATION_FAILED.
+    async fn generate_customer_token(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        #[graphql(secret)] password: String,
+    ) -> Result<CustomerToken, ApiError> {
+        let client = request(ctx).client.clone();
+        let issued = services(ctx)?
+            .accounts
+            .sign_in(&email, &password, client)
+            .await?;
+        Ok(CustomerToken {
+            token: issued.token,
+            expires_at: issued.expires_at,
+        })
+    }
+
+    /// Signs out the token this request was made with.
+    async fn revoke_customer_token(&self, ctx: &Context<'_>) -> Result<bool, ApiError> {
+        let principal = customer(ctx).await?;
+        services(ctx)?.accounts.sign_out(&principal).await?;
+        Ok(true)
+    }
+
+    /// Changes the password. Every other device is signed out; this token stays valid.
+    async fn change_customer_password(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] current_password: String,
+        #[graphql(secret)] new_password: String,
+    ) -> Result<Customer, ApiError> {
+        let principal = customer(ctx).await?;
+        let updated = services(ctx)?
+            .accounts
+            .change_password(&principal, &current_password, &new_password)
+            .await?;
+        Ok(Customer(updated))
+    }
+
+    /// Signs out one device (an `id` from `customerSessions`).
+    async fn revoke_customer_session(&self, ctx: &Context<'_>, id: ID) -> Result<bool, ApiError> {
+        let principal = customer(ctx).await?;
+        services(ctx)?
+            .accounts
+            .revoke_session(&principal, id.as_str())
+            .await?;
+        Ok(true)
+    }
+}

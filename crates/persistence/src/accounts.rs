@@ -1,0 +1,295 @@
+//! The customer and session repository.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use domain::{
+    Error, Result,
+    customer::{Customer, CustomerCredentials, Locale, Session},
+    email::Email,
+    lockout::LockoutPolicy,
+    ports::{AccountStore, CreateCustomerError, NewCustomer, NewSession},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, SqlErr, TransactionTrait,
+    sea_query::{Expr, ExprTrait},
+};
+use uuid::Uuid;
+
+use crate::entities::{access_token, customer};
+
+/// How stale `last_used_at` may get before a request refreshes it: one write a minute per
+/// token at most, instead of one per request.
+const LAST_USED_GRANULARITY: Duration = Duration::seconds(60);
+
+/// The sea-orm implementation of the domain's stores.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+}
+
+impl SqlStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+/// Storage failures are internal: the detail goes to the log, never to the client.
+pub(crate) fn db_err(e: DbErr) -> Error {
+    Error::internal(e)
+}
+
+fn to_customer(m: customer::Model) -> Customer {
+    Customer {
+        id: m.id,
+        email: Email::from_trusted(m.email),
+        firstname: m.firstname,
+        lastname: m.lastname,
+        locale: Locale::parse(&m.locale).unwrap_or_default(),
+        created_at: m.created_at,
+        password_changed_at: m.password_changed_at,
+        locked_until: m.locked_until,
+    }
+}
+
+fn to_credentials(m: customer::Model) -> CustomerCredentials {
+    let password_hash = m.password_hash.clone();
+    CustomerCredentials {
+        customer: to_customer(m),
+        password_hash,
+    }
+}
+
+fn to_session(m: access_token::Model) -> Session {
+    Session {
+        id: m.id,
+        customer_id: m.customer_id,
+        created_at: m.created_at,
+        expires_at: m.expires_at,
+        last_used_at: m.last_used_at,
+        client_ip: m.client_ip,
+        user_agent: m.user_agent,
+    }
+}
+
+/// Live tokens: not revoked and not expired at `now`.
+fn live(now: DateTime<Utc>) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(access_token::Column::RevokedAt.is_null())
+        .add(access_token::Column::ExpiresAt.gt(now))
+}
+
+#[async_trait]
+impl AccountStore for SqlStore {
+    async fn create_customer(&self, new: NewCustomer) -> Result<Customer, CreateCustomerError> {
+        let model = customer::ActiveModel {
+            id: Set(new.id),
+            email: Set(new.email.as_str().to_owned()),
+            email_key: Set(new.email.key().to_owned()),
+            firstname: Set(new.firstname),
+            lastname: Set(new.lastname),
+            locale: Set(new.locale.as_str().to_owned()),
+            password_hash: Set(new.password_hash),
+            password_changed_at: Set(new.now),
+            failed_sign_ins: Set(0),
+            locked_until: Set(None),
+            created_at: Set(new.now),
+            updated_at: Set(new.now),
+        };
+        match customer::Entity::insert(model).exec(&self.db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Err(CreateCustomerError::EmailTaken);
+            }
+            Err(e) => return Err(CreateCustomerError::Other(db_err(e))),
+        }
+        self.customer_by_id(new.id)
+            .await
+            .map_err(CreateCustomerError::Other)?
+            .ok_or_else(|| CreateCustomerError::Other(Error::internal("inserted customer vanished")))
+    }
+
+    async fn customer_by_id(&self, id: Uuid) -> Result<Option<Customer>> {
+        Ok(customer::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(to_customer))
+    }
+
+    async fn credentials_by_email(&self, email: &Email) -> Result<Option<CustomerCredentials>> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::EmailKey.eq(email.key()))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(to_credentials))
+    }
+
+    async fn credentials_by_id(&self, id: Uuid) -> Result<Option<CustomerCredentials>> {
+        Ok(customer::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(to_credentials))
+    }
+
+    async fn record_failed_sign_in(
+        &self,
+        customer_id: Uuid,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        // Increment in SQL so concurrent failures are all counted...
+        customer::Entity::update_many()
+            .col_expr(
+                customer::Column::FailedSignIns,
+                Expr::col(customer::Column::FailedSignIns).add(1),
+            )
+            .filter(customer::Column::Id.eq(customer_id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        // ...then lock if the count reached the threshold; the counter restarts with the lock.
+        if policy.failures > 0 {
+            let threshold = i32::try_from(policy.failures).unwrap_or(i32::MAX);
+            customer::Entity::update_many()
+                .col_expr(
+                    customer::Column::LockedUntil,
+                    Expr::value(Some(policy.locked_until(now))),
+                )
+                .col_expr(customer::Column::FailedSignIns, Expr::value(0))
+                .filter(customer::Column::Id.eq(customer_id))
+                .filter(customer::Column::FailedSignIns.gte(threshold))
+                .exec(&self.db)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn record_successful_sign_in(
+        &self,
+        customer_id: Uuid,
+        rehash: Option<String>,
+    ) -> Result<()> {
+        let mut update = customer::Entity::update_many()
+            .col_expr(customer::Column::FailedSignIns, Expr::value(0))
+            .filter(customer::Column::Id.eq(customer_id));
+        if let Some(hash) = rehash {
+            update = update.col_expr(customer::Column::PasswordHash, Expr::value(hash));
+        } else {
+            // Nothing to write when the counter is already clear.
+            update = update.filter(customer::Column::FailedSignIns.ne(0));
+        }
+        update.exec(&self.db).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn set_password(
+        &self,
+        customer_id: Uuid,
+        password_hash: String,
+        keep: Option<Uuid>,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let txn = self.db.begin().await.map_err(db_err)?;
+        // The first statement writes, so SQLite takes its write lock at once (no upgrade race).
+        customer::Entity::update_many()
+            .col_expr(customer::Column::PasswordHash, Expr::value(password_hash))
+            .col_expr(customer::Column::PasswordChangedAt, Expr::value(now))
+            .col_expr(customer::Column::FailedSignIns, Expr::value(0))
+            .col_expr(
+                customer::Column::LockedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+            .filter(customer::Column::Id.eq(customer_id))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        let mut revoke = access_token::Entity::update_many()
+            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+            .filter(access_token::Column::CustomerId.eq(customer_id))
+            .filter(live(now));
+        if let Some(keep) = keep {
+            revoke = revoke.filter(access_token::Column::Id.ne(keep));
+        }
+        let revoked = revoke.exec(&txn).await.map_err(db_err)?.rows_affected;
+        txn.commit().await.map_err(db_err)?;
+        Ok(revoked)
+    }
+
+    async fn create_session(&self, session: NewSession) -> Result<()> {
+        let model = access_token::ActiveModel {
+            id: Set(session.id),
+            customer_id: Set(session.customer_id),
+            created_at: Set(session.created_at),
+            expires_at: Set(session.expires_at),
+            last_used_at: Set(session.created_at),
+            client_ip: Set(session.client.ip),
+            user_agent: Set(session.client.user_agent),
+            revoked_at: Set(None),
+        };
+        access_token::Entity::insert(model)
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn live_session(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Session, Customer)>> {
+        let found = access_token::Entity::find_by_id(id)
+            .filter(live(now))
+            .find_also_related(customer::Entity)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        let Some((token, Some(customer))) = found else {
+            return Ok(None);
+        };
+        if token.last_used_at + LAST_USED_GRANULARITY <= now {
+            access_token::Entity::update_many()
+                .col_expr(access_token::Column::LastUsedAt, Expr::value(now))
+                .filter(access_token::Column::Id.eq(id))
+                .exec(&self.db)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(Some((to_session(token), to_customer(customer))))
+    }
+
+    async fn live_sessions(&self, customer_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>> {
+        Ok(access_token::Entity::find()
+            .filter(access_token::Column::CustomerId.eq(customer_id))
+            .filter(live(now))
+            .order_by_desc(access_token::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_session)
+            .collect())
+    }
+
+    async fn revoke_session(
+        &self,
+        customer_id: Uuid,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let result = access_token::Entity::update_many()
+            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+            .filter(access_token::Column::Id.eq(id))
+            .filter(access_token::Column::CustomerId.eq(customer_id))
+            .filter(live(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+}
