@@ -1,0 +1,319 @@
+//! argon2id password hashing, off the async runtime, bounded in concurrency and memory.
+//!
+//! At most `concurrency` hashes run at once (default: the core count), each on a blocking
+//! thread with a 19 MiB block buffer taken from a pool and given back afterwards. Unbounded
+//! hashing under load measured 10–14 GB RSS and worse throughput on this machine kind; bounded
+//! with reused buffers it stays near 90 MB (PERF-NOTES.md). When too many requests already wait,
+//! new ones get RATE_LIMITED at once instead of queueing without end.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use argon2::{
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, PasswordHash, Salt},
+};
+use async_trait::async_trait;
+use domain::{
+    Error, Result,
+    password::{NewPassword, PasswordCandidate},
+    ports::{PasswordHasher, Verification},
+};
+use tokio::sync::Semaphore;
+
+/// OWASP / SPEC parameters: m = 19 MiB, t = 2, p = 1.
+pub const M_COST_KIB: u32 = 19 * 1024;
+pub const T_COST: u32 = 2;
+pub const P_COST: u32 = 1;
+const SALT_BYTES: usize = 16;
+const OUTPUT_BYTES: usize = 32;
+/// Stored hashes asking for more memory than this are refused rather than computed.
+const MAX_M_COST_KIB: u32 = 256 * 1024;
+
+pub struct Argon2Hasher {
+    params: Params,
+    permits: Semaphore,
+    buffers: Mutex<Vec<Vec<Block>>>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+    /// A real hash of a random password, verified when the account does not exist.
+    dummy: String,
+}
+
+impl std::fmt::Debug for Argon2Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Argon2Hasher")
+            .field("available_permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Argon2Hasher {
+    /// `concurrency` hashes at once; up to `max_waiting` more wait for a turn.
+    pub fn new(concurrency: usize, max_waiting: usize) -> anyhow::Result<Self> {
+        let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_BYTES))
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let mut random = [0u8; 32];
+        getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+        let mut memory = vec![Block::default(); params.block_count()];
+        let dummy = hash_with(&params, &random, &mut memory)?;
+        let concurrency = concurrency.max(1);
+        Ok(Self {
+            params,
+            permits: Semaphore::new(concurrency),
+            buffers: Mutex::new(vec![memory]),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+            dummy,
+        })
+    }
+
+    /// Runs `work` on a blocking thread with a pooled block buffer, under the concurrency bound.
+    async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Params, &mut Vec<Block>) -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("latchkey_password_hash_rejected_total").increment(1);
+            return Err(Error::RateLimited {
+                retry_after_seconds: 1,
+            });
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let _permit = permit.map_err(Error::internal)?;
+        let this = Arc::clone(self);
+        let span = tracing::Span::current();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut memory = this
+                .buffers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .unwrap_or_default();
+            let result = work(&this.params, &mut memory);
+            this.buffers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(memory);
+            result
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal);
+        metrics::histogram!("latchkey_password_hash_seconds").record(started.elapsed());
+        result
+    }
+}
+
+fn hash_with(params: &Params, password: &[u8], memory: &mut Vec<Block>) -> anyhow::Result<String> {
+    let mut salt = [0u8; SALT_BYTES];
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("OS RNG: {e}"))?;
+    let mut out = [0u8; OUTPUT_BYTES];
+    compute(params, password, &salt, &mut out, memory)?;
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: params
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e:?}"))?,
+        salt: Some(Salt::new(&salt).map_err(|e| anyhow::anyhow!("salt: {e}"))?),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("output: {e}"))?),
+    };
+    Ok(phc.to_string())
+}
+
+fn compute(
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+    memory: &mut Vec<Block>,
+) -> anyhow::Result<()> {
+    memory.resize(params.block_count(), Block::default());
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, salt, out, &mut memory[..])
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))
+}
+
+/// Verifies in constant time; reports whether the stored parameters are older than `current`.
+fn verify_with(
+    current: &Params,
+    password: &[u8],
+    stored: &str,
+    memory: &mut Vec<Block>,
+) -> anyhow::Result<(bool, bool)> {
+    let parsed = PasswordHash::new(stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+    if parsed.algorithm != argon2::ARGON2ID_IDENT {
+        anyhow::bail!("stored hash is not argon2id");
+    }
+    let params = Params::try_from(&parsed).map_err(|e| anyhow::anyhow!("stored params: {e}"))?;
+    if params.m_cost() > MAX_M_COST_KIB {
+        anyhow::bail!("stored hash asks for too much memory");
+    }
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        anyhow::bail!("stored hash lacks salt or output");
+    };
+    let mut out = vec![0u8; expected.as_bytes().len()];
+    let params = Params::new(
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        Some(out.len()),
+    )
+    .map_err(|e| anyhow::anyhow!("stored params: {e}"))?;
+    compute(&params, password, salt.as_ref(), &mut out, memory)?;
+    let matches = constant_time_eq(&out, expected.as_bytes());
+    let outdated = params.m_cost() != current.m_cost()
+        || params.t_cost() != current.t_cost()
+        || params.p_cost() != current.p_cost()
+        || parsed.version != Some(Version::V0x13.into());
+    // Give a buffer grown for old, larger parameters back at the current size.
+    memory.truncate(current.block_count());
+    memory.shrink_to(current.block_count());
+    Ok((matches, outdated))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The hasher as the domain's port; `Arc` because work moves to blocking threads.
+#[derive(Debug, Clone)]
+pub struct SharedHasher(pub Arc<Argon2Hasher>);
+
+#[async_trait]
+impl PasswordHasher for SharedHasher {
+    async fn hash(&self, password: &NewPassword) -> Result<String> {
+        let password = password.expose().as_bytes().to_vec();
+        self.0
+            .run(move |params, memory| hash_with(params, &password, memory))
+            .await
+    }
+
+    async fn verify(
+        &self,
+        candidate: &PasswordCandidate,
+        stored: Option<&str>,
+    ) -> Result<Verification> {
+        let password = candidate.expose().as_bytes().to_vec();
+        let known = stored.is_some();
+        let stored = stored.unwrap_or(&self.0.dummy).to_owned();
+        let (matches, outdated) = self
+            .0
+            .run(move |params, memory| verify_with(params, &password, &stored, memory))
+            .await?;
+        if !(matches && known) {
+            return Ok(Verification::Mismatch);
+        }
+        let rehash = if outdated {
+            let password = candidate.expose().as_bytes().to_vec();
+            Some(
+                self.0
+                    .run(move |params, memory| hash_with(params, &password, memory))
+                    .await?,
+            )
+        } else {
+            None
+        };
+        Ok(Verification::Match { rehash })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::password::PasswordPolicy;
+
+    use super::*;
+
+    fn hasher() -> SharedHasher {
+        SharedHasher(Arc::new(Argon2Hasher::new(2, 64).unwrap()))
+    }
+
+    fn pw(s: &str) -> NewPassword {
+        NewPassword::parse(s, &PasswordPolicy::default(), &[]).unwrap()
+    }
+
+    fn candidate(s: &str) -> PasswordCandidate {
+        PasswordCandidate::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_phc_strings_with_owasp_parameters_and_unique_salts() {
+        let h = hasher();
+        let a = h.hash(&pw("kx7!qzmw")).await.unwrap();
+        let b = h.hash(&pw("kx7!qzmw")).await.unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b);
+        assert!(!a.contains("kx7!qzmw"));
+    }
+
+    #[tokio::test]
+    async fn verification_accepts_the_password_and_nothing_else() {
+        let h = hasher();
+        let stored = h.hash(&pw("kx7!qzmw-long-password")).await.unwrap();
+        assert_eq!(
+            h.verify(&candidate("kx7!qzmw-long-password"), Some(&stored))
+                .await
+                .unwrap(),
+            Verification::Match { rehash: None }
+        );
+        for wrong in ["kx7!qzmw-long-passwor", "kx7!qzmw-long-password ", "KX7!QZMW-LONG-PASSWORD"] {
+            assert_eq!(
+                h.verify(&candidate(wrong), Some(&stored)).await.unwrap(),
+                Verification::Mismatch
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_accounts_are_a_mismatch_after_real_work() {
+        let h = hasher();
+        assert_eq!(
+            h.verify(&candidate("anything"), None).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_with_old_parameters_verify_and_come_back_upgraded() {
+        let h = hasher();
+        let old_params = Params::new(8 * 1024, 1, 1, Some(32)).unwrap();
+        let mut memory = Vec::new();
+        let old = hash_with(&old_params, b"kx7!qzmw", &mut memory).unwrap();
+        assert!(old.contains("m=8192,t=1"));
+        let Verification::Match { rehash: Some(new) } =
+            h.verify(&candidate("kx7!qzmw"), Some(&old)).await.unwrap()
+        else {
+            panic!("old hash should verify and be upgraded");
+        };
+        assert!(new.contains("m=19456,t=2,p=1"));
+        assert_eq!(
+            h.verify(&candidate("kx7!qzmw"), Some(&new)).await.unwrap(),
+            Verification::Match { rehash: None }
+        );
+    }
+
+    #[tokio::test]
+    async fn saturation_is_refused_quickly_instead_of_queued_forever() {
+        let h = SharedHasher(Arc::new(Argon2Hasher::new(1, 0).unwrap()));
+        let err = h.hash(&pw("kx7!qzmw")).await.unwrap_err();
+        assert!(matches!(err, Error::RateLimited { .. }));
+    }
+
+    #[tokio::test]
+    async fn garbage_stored_hashes_are_errors_not_matches() {
+        let h = hasher();
+        assert!(h.verify(&candidate("x"), Some("not a hash")).await.is_err());
+        assert!(
+            h.verify(&candidate("x"), Some("$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
+                .await
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,339 @@
+//! The HTTP edge: routes, hardening of GraphQL over HTTP, and the tower layers.
+//!
+//! `POST /graphql` takes one JSON operation (`application/json` only: other content types are
+//! 415, which also stops cross-site "simple request" CSRF; JSON arrays are 400, so batching
+//! cannot multiply attempts). `GET /graphql` serves GraphiQL, or runs a query (never a
+//! mutation: 405). Bodies over the limit are 413 before any parsing.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use async_graphql::{
+    Request as GqlRequest, Response as GqlResponse, ServerError,
+    parser::types::{DocumentOperations, OperationType},
+};
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, RawQuery, Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use domain::customer::ClientInfo;
+use graphql::{LatchkeySchema, RequestContext, codes};
+use metrics_exporter_prometheus::PrometheusHandle;
+use persistence::Connection;
+use serde_json::json;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+
+use crate::client_ip::TrustedProxies;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: LatchkeySchema,
+    pub db: Connection,
+    pub proxies: Arc<TrustedProxies>,
+    pub graphiql: bool,
+    pub metrics: PrometheusHandle,
+}
+
+pub struct HttpOptions {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub cors_origins: Vec<String>,
+}
+
+pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> {
+    let request_id = HeaderName::from_static("x-request-id");
+    let origins = options
+        .cors_origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o)
+                .map_err(|_| anyhow::anyhow!("LATCHKEY_CORS_ORIGINS: {o:?} is not a valid origin"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(Duration::from_secs(600));
+    Ok(Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(options.max_body_bytes))
+        .layer(cors)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL_SERVER_ERROR,
+                "internal server error",
+            )
+        }))
+        .layer(
+            // Method and path only: query strings can carry reset tokens.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid)))
+}
+
+struct Json(serde_json::Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            self.0.to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+    (status, Json(body)).into_response()
+}
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || mime.eq_ignore_ascii_case("application/graphql-response+json")
+        });
+    if !json_body {
+        return error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            codes::BAD_USER_INPUT,
+            "send GraphQL requests as Content-Type: application/json",
+        );
+    }
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            codes::BAD_USER_INPUT,
+            "batched requests are not supported: send one operation per request",
+        );
+    }
+    let request: GqlRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            // Position only: serde's message could echo part of the body (a password).
+            let message = format!(
+                "the body is not a GraphQL request in JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            );
+            return error_response(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, &message);
+        }
+    };
+    execute(&state, request, peer, &headers).await
+}
+
+async fn graphql_get(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        if state.graphiql {
+            return Html(
+                async_graphql::http::GraphiQLSource::build()
+                    .endpoint("/graphql")
+                    .title("Latchkey GraphiQL")
+                    .finish(),
+            )
+            .into_response();
+        }
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::BAD_USER_INPUT,
+            "POST GraphQL requests to this endpoint",
+        );
+    };
+    let request = match async_graphql::http::parse_query_string(&query) {
+        Ok(r) => r,
+        Err(_) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_USER_INPUT,
+                "the query string is not a GraphQL request",
+            );
+        }
+    };
+    if is_mutation(&request) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::BAD_USER_INPUT,
+            "mutations must be sent with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, request, peer, &headers).await
+}
+
+/// Whether the operation a GET would run is a mutation (or a subscription). Unparseable
+/// documents are left to execution, which reports the syntax error without running anything.
+fn is_mutation(request: &GqlRequest) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let writes = |ty: OperationType| ty != OperationType::Query;
+    match &doc.operations {
+        DocumentOperations::Single(op) => writes(op.node.ty),
+        DocumentOperations::Multiple(ops) => match &request.operation_name {
+            Some(name) => ops.get(name.as_str()).is_some_and(|op| writes(op.node.ty)),
+            None => ops.values().any(|op| writes(op.node.ty)),
+        },
+    }
+}
+
+async fn execute(
+    state: &AppState,
+    request: GqlRequest,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Response {
+    let ip = state.proxies.client_ip(peer.ip(), headers);
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    let context = RequestContext {
+        bearer: bearer_token(headers),
+        client: ClientInfo::new(Some(ip.to_string()), user_agent),
+    };
+    let response = state.schema.execute(request.data(context)).await;
+    let response = with_codes(response);
+    let mut http = (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::to_value(&response).unwrap_or_else(|_| json!({}))),
+    )
+        .into_response();
+    http.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    http
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+/// Every error leaves with a code: resolver errors carry theirs; parse and validation errors
+/// (unknown fields, depth, complexity, wrong argument types) are the client's to fix.
+fn with_codes(mut response: GqlResponse) -> GqlResponse {
+    for error in &mut response.errors {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .and_then(|v| match v {
+                async_graphql::Value::String(s) => Some(s.clone()),
+                _ => None,
+            });
+        let code = match code {
+            Some(code) => code,
+            None => {
+                set_code(error, codes::BAD_USER_INPUT);
+                codes::BAD_USER_INPUT.to_owned()
+            }
+        };
+        metrics::counter!("latchkey_graphql_errors_total", "code" => code).increment(1);
+    }
+    response
+}
+
+fn set_code(error: &mut ServerError, code: &str) {
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": "database unreachable"})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn record_metrics(req: Request<Body>, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("latchkey_http_requests_total", "method" => method.clone(), "path" => path.clone(), "status" => status).increment(1);
+    metrics::histogram!("latchkey_http_request_duration_seconds", "method" => method, "path" => path)
+        .record(started.elapsed());
+    response
+}

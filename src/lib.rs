@@ -1,0 +1,145 @@
+//! The Latchkey server: configuration, wiring of storage and hashing into the use cases, the
+//! HTTP edge, and the CLI's commands.
+
+pub mod client_ip;
+pub mod config;
+pub mod hashing;
+pub mod http;
+pub mod secrets;
+pub mod telemetry;
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use domain::{accounts::Accounts, clock::Clock, ports::StaticSettings, token::TokenCodec};
+use graphql::{SchemaOptions, Services};
+use persistence::{Backend, SqlStore};
+use tokio::net::TcpListener;
+
+use crate::{
+    client_ip::TrustedProxies,
+    config::Config,
+    hashing::{Argon2Hasher, SharedHasher},
+    http::{AppState, HttpOptions},
+};
+
+/// A wired server, ready to serve.
+pub struct Server {
+    pub router: axum::Router,
+    pub db: persistence::Connection,
+}
+
+/// Connects to the database named by the configuration.
+pub async fn connect(config: &Config) -> anyhow::Result<(persistence::Connection, Backend)> {
+    let backend = Backend::of(&config.database_url)
+        .context("DATABASE_URL must start with sqlite: or postgres://")?;
+    let db = persistence::connect(
+        &config.database_url,
+        config.database_schema.as_deref(),
+        config.database_max_connections,
+    )
+    .await
+    .context("cannot connect to the database named by DATABASE_URL")?;
+    Ok((db, backend))
+}
+
+/// `latchkey migrate`.
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let (db, _) = connect(config).await?;
+    persistence::migrate(&db).await.context("migrating")?;
+    Ok(())
+}
+
+/// Builds the server. SQLite is migrated on start; PostgreSQL must be migrated beforehand
+/// with `latchkey migrate` (so replicas never race to change the schema).
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+    let (db, backend) = connect(config).await?;
+    match backend {
+        Backend::Sqlite => persistence::migrate(&db).await.context("migrating")?,
+        Backend::Postgres => {
+            let pending = persistence::pending_migrations(&db).await?;
+            anyhow::ensure!(
+                pending.is_empty(),
+                "the database needs migrations ({}): run `latchkey migrate` first",
+                pending.join(", ")
+            );
+        }
+    }
+    let secret = secrets::jwt_secret(config, backend)?;
+    let tokens = TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
+    let concurrency = config.hash_concurrency.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let hasher = Argon2Hasher::new(concurrency, config.hash_queue)?;
+    let accounts = Accounts::new(
+        Arc::new(SqlStore::new(db.clone())),
+        Arc::new(SharedHasher(Arc::new(hasher))),
+        Arc::new(StaticSettings::default()),
+        tokens,
+        clock,
+    );
+    let schema = graphql::build_schema(
+        Services {
+            accounts: Arc::new(accounts),
+        },
+        &SchemaOptions {
+            introspection: config.introspection_enabled(),
+            ..SchemaOptions::default()
+        },
+    );
+    let state = AppState {
+        schema,
+        db: db.clone(),
+        proxies: Arc::new(TrustedProxies::parse(&config.trusted_proxies)?),
+        graphiql: config.graphiql_enabled(),
+        metrics: telemetry::metrics_handle(),
+    };
+    let router = http::router(
+        state,
+        &HttpOptions {
+            max_body_bytes: config.max_body_bytes,
+            request_timeout: Duration::from_secs(config.request_timeout_seconds),
+            cors_origins: config.cors_origins.clone(),
+        },
+    )?;
+    Ok(Server { router, db })
+}
+
+/// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    server: Server,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = server
+        .router
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    server.db.close().await.ok();
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
