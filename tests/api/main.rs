@@ -1,1 +1,24 @@
-fn main() {}
+//! End-to-end tests: a real server on a random port, real HTTP, a fresh database per test.
+//! Every backend test runs twice, on SQLite and on PostgreSQL. PostgreSQL runs need
+//! `LATCHKEY_TEST_POSTGRES_URL` (for example `postgres://postgres@127.0.0.1:5432/test`); without
+//! it they are listed as ignored, and under `CI=true` its absence is a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod accounts;
+mod harness;
+mod hardening;
+mod helpers;
+mod ops;
+mod sessions;
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let trials = harness::trials(&[
+        accounts::TESTS,
+        sessions::TESTS,
+        hardening::TESTS,
+        ops::TESTS,
+    ]);
+    libtest_mimic::run(&args, trials).exit();
+}

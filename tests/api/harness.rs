@@ -1,0 +1,69 @@
+//! Turns `async fn(TestApp)` bodies into one trial per backend.
+
+use std::{future::Future, pin::Pin};
+
+use libtest_mimic::{Failed, Trial};
+
+use crate::helpers::{Backend, postgres_url};
+
+pub type TestFn = fn(Backend) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `(name, body)`; bodies that take a `Backend` start their own `TestApp`s.
+pub type Tests = &'static [(&'static str, TestFn)];
+
+/// Declares a module's test list: `tests![a, b]` for bodies `async fn a(backend: Backend)`.
+#[macro_export]
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        pub const TESTS: $crate::harness::Tests = &[
+            $((stringify!($name), |b| Box::pin($name(b))),)*
+        ];
+    };
+}
+
+pub fn trials(groups: &[Tests]) -> Vec<Trial> {
+    let postgres = postgres_url();
+    if postgres.is_none() {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but LATCHKEY_TEST_POSTGRES_URL is not: the PostgreSQL runs must not be skipped in CI");
+        }
+        eprintln!(
+            "\n*** PostgreSQL runs are SKIPPED (shown as ignored): set LATCHKEY_TEST_POSTGRES_URL, \
+             e.g. postgres://postgres@127.0.0.1:5432/test, or run .ci/run ***\n"
+        );
+    }
+    let mut trials = Vec::new();
+    for group in groups {
+        for (name, body) in group.iter() {
+            for backend in [Backend::Sqlite, Backend::Postgres] {
+                let body = *body;
+                let trial = Trial::test(format!("{}::{name}", backend.label()), move || {
+                    run(backend, body)
+                })
+                .with_ignored_flag(backend == Backend::Postgres && postgres.is_none());
+                trials.push(trial);
+            }
+        }
+    }
+    trials
+}
+
+fn run(backend: Backend, body: TestFn) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runtime.block_on(body(backend));
+    }));
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    outcome.map_err(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "test panicked".to_owned());
+        Failed::from(message)
+    })
+}

@@ -1,0 +1,268 @@
+//! `TestApp`: a real Latchkey server on port 0 with a fresh database and a controllable clock.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use domain::clock::ManualClock;
+use latchkey::config::{Config, Secret};
+use reqwest::header::CONTENT_TYPE;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+pub const PASSWORD: &str = "kx7!qzmw";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub db: sea_orm::DatabaseConnection,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    dir: Option<PathBuf>,
+    pg_schema: Option<String>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts a server whose configuration `adjust` may change first.
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        capture_logs();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let mut config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_max_connections: 4,
+            ..Config::default()
+        };
+        let mut dir = None;
+        let mut pg_schema = None;
+        match backend {
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("latchkey-test-{id}"));
+                std::fs::create_dir_all(&path).unwrap();
+                config.database_url = format!("sqlite://{}/latchkey.db?mode=rwc", path.display());
+                config.mail_dir = path.join("mail");
+                dir = Some(path);
+            }
+            Backend::Postgres => {
+                let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
+                let schema = format!("t_{id}");
+                let admin = Database::connect(&url).await.unwrap();
+                admin
+                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .unwrap();
+                admin.close().await.ok();
+                config.database_url = url;
+                config.database_schema = Some(schema.clone());
+                config.jwt_secret = Some(Secret::new(format!("test-secret-{id}-{id}")));
+                pg_schema = Some(schema);
+            }
+        }
+        adjust(&mut config);
+        if backend == Backend::Postgres {
+            latchkey::migrate(&config).await.unwrap();
+        }
+        let clock = Arc::new(ManualClock::default());
+        let server = latchkey::build(&config, clock.clone()).await.unwrap();
+        let db = server.db.clone();
+        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            latchkey::serve(server, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Self {
+            addr,
+            client: reqwest::Client::builder()
+                .user_agent("latchkey-tests")
+                .build()
+                .unwrap(),
+            clock,
+            db,
+            shutdown: Some(tx),
+            server: Some(handle),
+            dir,
+            pg_schema,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs one GraphQL operation, optionally with a bearer token; returns the JSON body.
+    pub async fn gql_as(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut req = self
+            .client
+            .post(self.url("/graphql"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(json!({"query": query, "variables": variables}).to_string());
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "GraphQL responses are 200");
+        res.json().await.unwrap()
+    }
+
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(None, query, variables).await
+    }
+
+    pub async fn create_customer(&self, email: &str, password: &str) -> Value {
+        let res = self
+            .gql(
+                "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id email firstname lastname locale createdAt } }",
+                json!({"i": {"email": email, "firstname": "Ann", "lastname": "Lee", "password": password}}),
+            )
+            .await;
+        assert!(res["errors"].is_null(), "createCustomer failed: {res}");
+        res["data"]["createCustomer"].clone()
+    }
+
+    pub async fn sign_in_response(&self, email: &str, password: &str) -> Value {
+        self.gql(
+            "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token expiresAt } }",
+            json!({"e": email, "p": password}),
+        )
+        .await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> String {
+        let res = self.sign_in_response(email, password).await;
+        res["data"]["generateCustomerToken"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("sign-in failed: {res}"))
+            .to_owned()
+    }
+
+    /// `{ customer { email } }` with `token`: the email, or the error code.
+    pub async fn whoami(&self, token: &str) -> Result<String, String> {
+        let res = self
+            .gql_as(Some(token), "{ customer { email } }", json!({}))
+            .await;
+        match res["data"]["customer"]["email"].as_str() {
+            Some(email) => Ok(email.to_owned()),
+            None => Err(code(&res).to_owned()),
+        }
+    }
+
+    /// Counts rows of a table (to prove a rejected request stored nothing).
+    pub async fn count(&self, table: &str) -> i64 {
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                self.db.get_database_backend(),
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.server.take() {
+            handle.abort();
+        }
+        if let Some(dir) = self.dir.take() {
+            std::fs::remove_dir_all(dir).ok();
+        }
+        if let Some(schema) = self.pg_schema.take() {
+            // Best effort, on a thread of its own: Drop cannot await.
+            let url = postgres_url().unwrap_or_default();
+            std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    rt.block_on(async {
+                        if let Ok(db) = Database::connect(&url).await {
+                            let _ = db
+                                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                                .await;
+                            db.close().await.ok();
+                        }
+                    });
+                }
+            })
+            .join()
+            .ok();
+        }
+    }
+}
+
+/// The first error's `extensions.code`.
+pub fn code(res: &Value) -> &str {
+    res["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code: {res}"))
+}
+
+/// Everything every server in this test process logged, for "never logged" assertions.
+pub fn logs() -> String {
+    String::from_utf8_lossy(&LOGS.get_or_init(Default::default).lock().unwrap()).into_owned()
+}
+
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Installs a process-wide subscriber at TRACE for our crates, writing into memory.
+fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let buffer = LOGS.get_or_init(Default::default).clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("trace,sqlx=info,sea_orm=info,h2=info,hyper=info,reqwest=info")
+            .with_writer(move || LogWriter(buffer.clone()))
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}

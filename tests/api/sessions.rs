@@ -1,0 +1,119 @@
+//! Sessions: one per access token, listed, revoked one by one, expiring, never shared.
+
+use chrono::Duration;
+use serde_json::json;
+
+use crate::helpers::{Backend, PASSWORD, TestApp, code};
+
+crate::tests![
+    a_customer_sees_their_devices_and_can_sign_out_one,
+    a_customer_cannot_sign_out_someone_elses_device,
+    tokens_expire_after_the_customer_token_lifetime,
+    forged_and_malformed_tokens_are_refused,
+    a_token_of_a_customer_never_reaches_another_customer,
+];
+
+const SESSIONS: &str = "{ customerSessions { id clientIp userAgent current createdAt lastUsedAt expiresAt } }";
+const REVOKE: &str = "mutation($id: ID!) { revokeCustomerSession(id: $id) }";
+
+async fn a_customer_sees_their_devices_and_can_sign_out_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("devices@example.com", PASSWORD).await;
+    let laptop = app.sign_in("devices@example.com", PASSWORD).await;
+    let phone = app.sign_in("devices@example.com", PASSWORD).await;
+    let res = app.gql_as(Some(&laptop), SESSIONS, json!({})).await;
+    let sessions = res["data"]["customerSessions"].as_array().unwrap().clone();
+    assert_eq!(sessions.len(), 2, "{res}");
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    assert!(sessions.iter().all(|s| s["clientIp"] == "127.0.0.1"));
+    assert!(sessions.iter().all(|s| s["userAgent"] == "latchkey-tests"));
+    let phone_id = sessions.iter().find(|s| s["current"] == false).unwrap()["id"].clone();
+
+    let res = app.gql_as(Some(&laptop), REVOKE, json!({"id": phone_id})).await;
+    assert_eq!(res["data"]["revokeCustomerSession"], true);
+    assert_eq!(app.whoami(&phone).await, Err("UNAUTHENTICATED".into()));
+    assert!(app.whoami(&laptop).await.is_ok());
+    let res = app.gql_as(Some(&laptop), SESSIONS, json!({})).await;
+    assert_eq!(res["data"]["customerSessions"].as_array().unwrap().len(), 1);
+    // Revoking it again: already gone.
+    let res = app.gql_as(Some(&laptop), REVOKE, json!({"id": phone_id})).await;
+    assert_eq!(code(&res), "NOT_FOUND");
+}
+
+async fn a_customer_cannot_sign_out_someone_elses_device(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("alice@example.com", PASSWORD).await;
+    app.create_customer("bob@example.com", PASSWORD).await;
+    let alice = app.sign_in("alice@example.com", PASSWORD).await;
+    let bob = app.sign_in("bob@example.com", PASSWORD).await;
+    let bobs = app.gql_as(Some(&bob), SESSIONS, json!({})).await;
+    let bob_session = bobs["data"]["customerSessions"][0]["id"].clone();
+    let res = app.gql_as(Some(&alice), REVOKE, json!({"id": bob_session})).await;
+    assert_eq!(code(&res), "NOT_FOUND");
+    let res = app
+        .gql_as(Some(&alice), REVOKE, json!({"id": "not-a-uuid"}))
+        .await;
+    assert_eq!(code(&res), "NOT_FOUND");
+    assert_eq!(app.whoami(&bob).await, Ok("bob@example.com".into()));
+}
+
+async fn tokens_expire_after_the_customer_token_lifetime(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("expiry@example.com", PASSWORD).await;
+    let token = app.sign_in("expiry@example.com", PASSWORD).await;
+    app.clock.advance(Duration::minutes(59));
+    assert!(app.whoami(&token).await.is_ok());
+    app.clock.advance(Duration::minutes(1));
+    assert_eq!(app.whoami(&token).await, Err("UNAUTHENTICATED".into()));
+}
+
+async fn forged_and_malformed_tokens_are_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("forge@example.com", PASSWORD).await;
+    let token = app.sign_in("forge@example.com", PASSWORD).await;
+    let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+    let header_none = base64_url(r#"{"alg":"none","typ":"JWT"}"#);
+    let alg_none = format!("{header_none}.{}.", parts[1]);
+    parts[2] = parts[2].chars().rev().collect();
+    let bad_signature = parts.join(".");
+    for bad in [
+        "garbage".to_owned(),
+        alg_none,
+        bad_signature,
+        format!("{token}x"),
+        "x".repeat(5000),
+    ] {
+        assert_eq!(app.whoami(&bad).await, Err("UNAUTHENTICATED".into()));
+    }
+    // Another scheme is no bearer token at all.
+    let res = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .header("authorization", format!("Basic {token}"))
+        .body(json!({"query": "{ customer { email } }"}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(code(&res), "UNAUTHENTICATED");
+}
+
+async fn a_token_of_a_customer_never_reaches_another_customer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("one@example.com", PASSWORD).await;
+    app.create_customer("two@example.com", PASSWORD).await;
+    let one = app.sign_in("one@example.com", PASSWORD).await;
+    let two = app.sign_in("two@example.com", PASSWORD).await;
+    assert_eq!(app.whoami(&one).await, Ok("one@example.com".into()));
+    assert_eq!(app.whoami(&two).await, Ok("two@example.com".into()));
+    let res = app.gql_as(Some(&one), SESSIONS, json!({})).await;
+    assert_eq!(res["data"]["customerSessions"].as_array().unwrap().len(), 1);
+}
+
+fn base64_url(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
