@@ -18,7 +18,9 @@ impl TrustedProxies {
             .map(|e| {
                 e.parse::<IpNet>()
                     .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| anyhow::anyhow!("LATCHKEY_TRUSTED_PROXIES: {e:?} is not an address or CIDR"))
+                    .map_err(|_| {
+                        anyhow::anyhow!("LATCHKEY_TRUSTED_PROXIES: {e:?} is not an address or CIDR")
+                    })
             })
             .collect::<anyhow::Result<_>>()
             .map(Self)

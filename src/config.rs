@@ -142,7 +142,8 @@ impl Config {
     }
 
     pub fn graphiql_enabled(&self) -> bool {
-        self.graphiql.unwrap_or(self.env == Environment::Development)
+        self.graphiql
+            .unwrap_or(self.env == Environment::Development)
     }
 
     /// This server's public base URL, without a trailing slash.
@@ -175,6 +176,7 @@ fn list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error.
 mod tests {
     use super::*;
 
@@ -189,10 +191,7 @@ mod tests {
             )?;
             jail.set_env("DATABASE_URL", "postgres://db/latchkey");
             jail.set_env("LATCHKEY_LISTEN", "127.0.0.1:7000");
-            jail.set_env(
-                "LATCHKEY_TRUSTED_PROXIES",
-                "10.0.0.0/8, 192.168.1.1",
-            );
+            jail.set_env("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1");
             let c = Config::load().map_err(|e| *e)?;
             assert_eq!(c.database_url, "postgres://db/latchkey");
             assert_eq!(c.listen, "127.0.0.1:7000".parse().unwrap());

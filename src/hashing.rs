@@ -263,7 +263,11 @@ mod tests {
                 .unwrap(),
             Verification::Match { rehash: None }
         );
-        for wrong in ["kx7!qzmw-long-passwor", "kx7!qzmw-long-password ", "KX7!QZMW-LONG-PASSWORD"] {
+        for wrong in [
+            "kx7!qzmw-long-passwor",
+            "kx7!qzmw-long-password ",
+            "KX7!QZMW-LONG-PASSWORD",
+        ] {
             assert_eq!(
                 h.verify(&candidate(wrong), Some(&stored)).await.unwrap(),
                 Verification::Mismatch
@@ -311,9 +315,12 @@ mod tests {
         let h = hasher();
         assert!(h.verify(&candidate("x"), Some("not a hash")).await.is_err());
         assert!(
-            h.verify(&candidate("x"), Some("$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"))
-                .await
-                .is_err()
+            h.verify(
+                &candidate("x"),
+                Some("$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
+            )
+            .await
+            .is_err()
         );
     }
 }

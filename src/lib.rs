@@ -66,7 +66,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         }
     }
     let secret = secrets::jwt_secret(config, backend)?;
-    let tokens = TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
+    let tokens =
+        TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
     let concurrency = config.hash_concurrency.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });

@@ -8,7 +8,11 @@ use domain::clock::SystemClock;
 use latchkey::{config::Config, telemetry};
 
 #[derive(Parser)]
-#[command(name = "latchkey", version, about = "Customer password reset and session control, over GraphQL")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "Customer password reset and session control, over GraphQL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -30,7 +30,9 @@ async fn a_customer_can_register_sign_in_read_their_account_and_sign_out(backend
     assert_eq!(created["locale"], "en");
 
     let res = app.sign_in_response("ann.lee@example.com", PASSWORD).await;
-    let token = res["data"]["generateCustomerToken"]["token"].as_str().unwrap();
+    let token = res["data"]["generateCustomerToken"]["token"]
+        .as_str()
+        .unwrap();
     let expires: chrono::DateTime<chrono::Utc> = res["data"]["generateCustomerToken"]["expiresAt"]
         .as_str()
         .unwrap()
@@ -40,7 +42,11 @@ async fn a_customer_can_register_sign_in_read_their_account_and_sign_out(backend
     assert!(lifetime <= Duration::hours(1) && lifetime > Duration::minutes(59));
 
     let me = app
-        .gql_as(Some(token), "{ customer { id email firstname lastname } }", json!({}))
+        .gql_as(
+            Some(token),
+            "{ customer { id email firstname lastname } }",
+            json!({}),
+        )
         .await;
     assert_eq!(me["data"]["customer"]["id"], created["id"]);
     assert_eq!(me["data"]["customer"]["firstname"], "Ann");
@@ -60,8 +66,12 @@ async fn a_customer_can_register_sign_in_read_their_account_and_sign_out(backend
 async fn unknown_email_and_wrong_password_get_byte_identical_answers(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_customer("known@example.com", PASSWORD).await;
-    let wrong = app.sign_in_response("known@example.com", "not-the-password").await;
-    let unknown = app.sign_in_response("nobody@example.com", "not-the-password").await;
+    let wrong = app
+        .sign_in_response("known@example.com", "not-the-password")
+        .await;
+    let unknown = app
+        .sign_in_response("nobody@example.com", "not-the-password")
+        .await;
     assert_eq!(code(&wrong), "AUTHENTICATION_FAILED");
     assert_eq!(wrong, unknown);
     assert_eq!(wrong.to_string(), unknown.to_string());
@@ -85,9 +95,7 @@ async fn emails_are_unique_whatever_their_case(backend: Backend) {
     app.sign_in("ANN@example.COM", PASSWORD).await;
 }
 
-async fn weak_passwords_are_refused_with_every_broken_rule_and_nothing_is_stored(
-    backend: Backend,
-) {
+async fn weak_passwords_are_refused_with_every_broken_rule_and_nothing_is_stored(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let res = app
         .gql(
@@ -116,7 +124,10 @@ async fn weak_passwords_are_refused_with_every_broken_rule_and_nothing_is_stored
             )
             .await;
         assert_eq!(code(&res), "PASSWORD_POLICY", "{password:?}: {res}");
-        assert_eq!(res["errors"][0]["extensions"]["violations"][0]["rule"], rule);
+        assert_eq!(
+            res["errors"][0]["extensions"]["violations"][0]["rule"],
+            rule
+        );
     }
     assert_eq!(app.count("customers").await, 0);
 }
@@ -125,20 +136,49 @@ async fn bad_registration_input_gets_a_clear_code_and_stores_nothing(backend: Ba
     let app = TestApp::spawn(backend).await;
     let long = "a".repeat(40_000);
     let cases = [
-        (json!({"email": "not-an-email", "firstname": "A", "lastname": "B", "password": PASSWORD}), "email"),
-        (json!({"email": "a\u{0}b@example.com", "firstname": "A", "lastname": "B", "password": PASSWORD}), "email"),
-        (json!({"email": "a@example.com\r\nBcc: x@evil.example", "firstname": "A", "lastname": "B", "password": PASSWORD}), "email"),
-        (json!({"email": format!("{long}@example.com"), "firstname": "A", "lastname": "B", "password": PASSWORD}), "email"),
-        (json!({"email": "ok@example.com", "firstname": "Bob\r\nBcc: x@evil.example", "lastname": "B", "password": PASSWORD}), "firstname"),
-        (json!({"email": "ok@example.com", "firstname": "  ", "lastname": "B", "password": PASSWORD}), "firstname"),
-        (json!({"email": "ok@example.com", "firstname": "A", "lastname": long, "password": PASSWORD}), "lastname"),
-        (json!({"email": "ok@example.com", "firstname": "A", "lastname": "B", "password": PASSWORD, "locale": "fr"}), "locale"),
+        (
+            json!({"email": "not-an-email", "firstname": "A", "lastname": "B", "password": PASSWORD}),
+            "email",
+        ),
+        (
+            json!({"email": "a\u{0}b@example.com", "firstname": "A", "lastname": "B", "password": PASSWORD}),
+            "email",
+        ),
+        (
+            json!({"email": "a@example.com\r\nBcc: x@evil.example", "firstname": "A", "lastname": "B", "password": PASSWORD}),
+            "email",
+        ),
+        (
+            json!({"email": format!("{long}@example.com"), "firstname": "A", "lastname": "B", "password": PASSWORD}),
+            "email",
+        ),
+        (
+            json!({"email": "ok@example.com", "firstname": "Bob\r\nBcc: x@evil.example", "lastname": "B", "password": PASSWORD}),
+            "firstname",
+        ),
+        (
+            json!({"email": "ok@example.com", "firstname": "  ", "lastname": "B", "password": PASSWORD}),
+            "firstname",
+        ),
+        (
+            json!({"email": "ok@example.com", "firstname": "A", "lastname": long, "password": PASSWORD}),
+            "lastname",
+        ),
+        (
+            json!({"email": "ok@example.com", "firstname": "A", "lastname": "B", "password": PASSWORD, "locale": "fr"}),
+            "locale",
+        ),
     ];
     for (input, field) in cases {
         let res = app.gql(CREATE, json!({"i": input})).await;
         assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
         assert_eq!(res["errors"][0]["extensions"]["field"], field);
-        assert!(!res["errors"][0]["message"].as_str().unwrap().contains("evil"));
+        assert!(
+            !res["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("evil")
+        );
     }
     // Wrong types and unknown fields are refused by validation.
     for input in [
@@ -166,7 +206,9 @@ async fn ten_wrong_passwords_lock_the_account_for_ten_minutes(backend: Backend) 
     let app = TestApp::spawn(backend).await;
     app.create_customer("lock@example.com", PASSWORD).await;
     for _ in 0..9 {
-        let res = app.sign_in_response("lock@example.com", "wrong-guess").await;
+        let res = app
+            .sign_in_response("lock@example.com", "wrong-guess")
+            .await;
         assert_eq!(code(&res), "AUTHENTICATION_FAILED");
     }
     // Nine failures: still open.
@@ -174,7 +216,8 @@ async fn ten_wrong_passwords_lock_the_account_for_ten_minutes(backend: Backend) 
     assert!(app.whoami(&token).await.is_ok());
     // A success clears the counter; ten fresh failures lock.
     for _ in 0..10 {
-        app.sign_in_response("lock@example.com", "wrong-guess").await;
+        app.sign_in_response("lock@example.com", "wrong-guess")
+            .await;
     }
     let locked = app.sign_in_response("lock@example.com", PASSWORD).await;
     let unknown = app.sign_in_response("nobody@example.com", PASSWORD).await;
@@ -217,7 +260,10 @@ async fn changing_the_password_signs_out_other_devices_but_keeps_this_one(backen
             json!({"c": PASSWORD, "n": "new-Secret-42"}),
         )
         .await;
-    assert_eq!(res["data"]["changeCustomerPassword"]["email"], "change@example.com", "{res}");
+    assert_eq!(
+        res["data"]["changeCustomerPassword"]["email"], "change@example.com",
+        "{res}"
+    );
     assert!(app.whoami(&this).await.is_ok());
     assert_eq!(app.whoami(&other).await, Err("UNAUTHENTICATED".into()));
     assert_eq!(
@@ -281,8 +327,10 @@ async fn passwords_are_never_truncated(backend: Backend) {
     let res = app.sign_in_response("long@example.com", &long[..99]).await;
     assert_eq!(code(&res), "AUTHENTICATION_FAILED");
     // Composed and decomposed accents are one password.
-    app.create_customer("accent@example.com", "caf\u{e9}-latte-9").await;
-    app.sign_in("accent@example.com", "cafe\u{301}-latte-9").await;
+    app.create_customer("accent@example.com", "caf\u{e9}-latte-9")
+        .await;
+    app.sign_in("accent@example.com", "cafe\u{301}-latte-9")
+        .await;
 }
 
 async fn passwords_and_tokens_never_appear_in_logs(backend: Backend) {
@@ -297,7 +345,8 @@ async fn passwords_and_tokens_never_appear_in_logs(backend: Backend) {
         json!({"c": password, "n": format!("{password}-2")}),
     )
     .await;
-    app.sign_in_response("logs@example.com", "wrong-guess").await;
+    app.sign_in_response("logs@example.com", "wrong-guess")
+        .await;
     let logs = logs();
     assert!(!logs.is_empty(), "the log capture works");
     assert!(!logs.contains(&password));

@@ -22,7 +22,11 @@ crate::tests![
 
 const CREATE: &str = "mutation { createCustomer(input: {email: \"csrf@example.com\", firstname: \"A\", lastname: \"B\", password: \"kx7!qzmw\"}) { id } }";
 
-async fn post_raw(app: &TestApp, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+async fn post_raw(
+    app: &TestApp,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, Value) {
     let mut req = app.client.post(app.url("/graphql")).body(body);
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
@@ -30,7 +34,10 @@ async fn post_raw(app: &TestApp, content_type: Option<&str>, body: impl Into<req
     let res = req.send().await.unwrap();
     let status = res.status();
     let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 async fn only_json_bodies_are_accepted_and_others_change_nothing(backend: Backend) {
@@ -64,7 +71,10 @@ async fn mutations_over_get_are_refused_and_not_run(backend: Backend) {
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(res.headers()["allow"], "POST");
     // Hidden behind a named query in the same document, or picked by operationName.
-    let doc = format!("query A {{ __typename }} {}", CREATE.replacen("mutation", "mutation B", 1));
+    let doc = format!(
+        "query A {{ __typename }} {}",
+        CREATE.replacen("mutation", "mutation B", 1)
+    );
     let res = app
         .client
         .get(app.url("/graphql"))
@@ -97,7 +107,8 @@ async fn batched_requests_are_refused_so_attempts_cannot_multiply(backend: Backe
     assert_eq!(code(&res), "BAD_USER_INPUT");
     // None of the 50 attempts counted towards lockout: nine more failures still leave it open.
     for _ in 0..9 {
-        app.sign_in_response("batch@example.com", "wrong-guess").await;
+        app.sign_in_response("batch@example.com", "wrong-guess")
+            .await;
     }
     app.sign_in("batch@example.com", PASSWORD).await;
 }
@@ -110,14 +121,23 @@ async fn oversized_bodies_are_refused_before_parsing(backend: Backend) {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     // Streamed without a length: refused all the same.
     let stream = futures::stream::iter((0..200).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
-    let (status, _) = post_raw(&app, Some("application/json"), reqwest::Body::wrap_stream(stream)).await;
+    let (status, _) = post_raw(
+        &app,
+        Some("application/json"),
+        reqwest::Body::wrap_stream(stream),
+    )
+    .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(app.count("customers").await, 0);
 }
 
 async fn malformed_bodies_get_bad_user_input_and_change_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let deep = format!("{{\"query\": \"{{ __typename }}\", \"variables\": {{\"a\": {}{}}}}}", "[".repeat(10_000), "]".repeat(10_000));
+    let deep = format!(
+        "{{\"query\": \"{{ __typename }}\", \"variables\": {{\"a\": {}{}}}}}",
+        "[".repeat(10_000),
+        "]".repeat(10_000)
+    );
     let bodies: Vec<Vec<u8>> = vec![
         b"{not json".to_vec(),
         b"".to_vec(),
@@ -125,7 +145,11 @@ async fn malformed_bodies_get_bad_user_input_and_change_nothing(backend: Backend
         br#"{"query": "{ __typename }", "variables": {"a": "\ud800"}}"#.to_vec(),
         b"{\"query\": \"{ __typename \xff\xfe }\"}".to_vec(),
         deep.into_bytes(),
-        format!("{{\"query\": {}, \"variables\": {{\"p\": \"hunter2-secret\"}}}}", 5).into_bytes(),
+        format!(
+            "{{\"query\": {}, \"variables\": {{\"p\": \"hunter2-secret\"}}}}",
+            5
+        )
+        .into_bytes(),
     ];
     for body in bodies {
         let (status, res) = post_raw(&app, Some("application/json"), body).await;
@@ -150,13 +174,17 @@ async fn deep_expensive_and_directive_heavy_queries_are_refused(backend: Backend
     assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
     assert!(res["data"].is_null());
 
-    let aliases: String = (0..300).map(|i| format!("a{i}: customerSessions {{ id }} ")).collect();
+    let aliases: String = (0..300)
+        .map(|i| format!("a{i}: customerSessions {{ id }} "))
+        .collect();
     let res = app.gql(&format!("{{ {aliases} }}"), json!({})).await;
     assert_eq!(code(&res), "BAD_USER_INPUT");
     assert!(res["data"].is_null());
 
     let directives = "@skip(if: false)".repeat(50);
-    let res = app.gql(&format!("{{ __typename {directives} }}"), json!({})).await;
+    let res = app
+        .gql(&format!("{{ __typename {directives} }}"), json!({}))
+        .await;
     assert_eq!(code(&res), "BAD_USER_INPUT");
 
     let fragments = "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A }";
@@ -168,7 +196,9 @@ async fn deep_expensive_and_directive_heavy_queries_are_refused(backend: Backend
     let attempts: String = (0..600)
         .map(|i| format!("a{i}: generateCustomerToken(email: \"alias@example.com\", password: \"wrong\") {{ token }} "))
         .collect();
-    let res = app.gql(&format!("mutation {{ {attempts} }}"), json!({})).await;
+    let res = app
+        .gql(&format!("mutation {{ {attempts} }}"), json!({}))
+        .await;
     assert_eq!(code(&res), "BAD_USER_INPUT");
     app.sign_in("alias@example.com", PASSWORD).await;
 }
@@ -183,7 +213,9 @@ async fn unknown_fields_are_refused_with_a_code(backend: Backend) {
 async fn production_hides_introspection_suggestions_and_graphiql(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
         c.env = latchkey::config::Environment::Production;
-        c.jwt_secret = Some(latchkey::config::Secret::new("production-secret-0123456789abcdefghij"));
+        c.jwt_secret = Some(latchkey::config::Secret::new(
+            "production-secret-0123456789abcdefghij",
+        ));
     })
     .await;
     let res = app.gql("{ __schema { types { name } } }", json!({})).await;
@@ -200,8 +232,16 @@ async fn graphiql_is_served_in_development(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let res = app.client.get(app.url("/graphql")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert!(res.text().await.unwrap().to_lowercase().contains("graphiql"));
-    let res = app.gql("{ __schema { queryType { name } } }", json!({})).await;
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .to_lowercase()
+            .contains("graphiql")
+    );
+    let res = app
+        .gql("{ __schema { queryType { name } } }", json!({}))
+        .await;
     assert_eq!(res["data"]["__schema"]["queryType"]["name"], "Query");
 }
 
@@ -217,10 +257,19 @@ async fn internal_errors_never_leak_sql(backend: Backend) {
     let res = app.sign_in_response("fault@example.com", PASSWORD).await;
     assert_eq!(code(&res), "INTERNAL_SERVER_ERROR");
     let text = res.to_string().to_lowercase();
-    for leak in ["access_tokens", "insert", "sql", "table", "fault@example.com"] {
+    for leak in [
+        "access_tokens",
+        "insert",
+        "sql",
+        "table",
+        "fault@example.com",
+    ] {
         assert!(!text.contains(leak), "{leak} leaked: {res}");
     }
-    assert!(text.contains("reference"), "a reference ties the answer to the log line");
+    assert!(
+        text.contains("reference"),
+        "a reference ties the answer to the log line"
+    );
 }
 
 async fn responses_carry_security_headers(backend: Backend) {
@@ -237,5 +286,10 @@ async fn responses_carry_security_headers(backend: Backend) {
     assert_eq!(res.headers()["referrer-policy"], "no-referrer");
     assert_eq!(res.headers()["cache-control"], "no-store");
     assert!(res.headers().contains_key("x-request-id"));
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
 }

@@ -25,7 +25,9 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
     let postgres = postgres_url();
     if postgres.is_none() {
         if std::env::var_os("CI").is_some() {
-            panic!("CI is set but LATCHKEY_TEST_POSTGRES_URL is not: the PostgreSQL runs must not be skipped in CI");
+            panic!(
+                "CI is set but LATCHKEY_TEST_POSTGRES_URL is not: the PostgreSQL runs must not be skipped in CI"
+            );
         }
         eprintln!(
             "\n*** PostgreSQL runs are SKIPPED (shown as ignored): set LATCHKEY_TEST_POSTGRES_URL, \

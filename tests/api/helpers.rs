@@ -209,11 +209,16 @@ impl Drop for TestApp {
             // Best effort, on a thread of its own: Drop cannot await.
             let url = postgres_url().unwrap_or_default();
             std::thread::spawn(move || {
-                if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     rt.block_on(async {
                         if let Ok(db) = Database::connect(&url).await {
                             let _ = db
-                                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                                .execute_unprepared(&format!(
+                                    "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                                ))
                                 .await;
                             db.close().await.ok();
                         }

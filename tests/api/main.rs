@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
-mod harness;
 mod hardening;
+mod harness;
 mod helpers;
 mod ops;
 mod sessions;

@@ -15,15 +15,38 @@ crate::tests![
 
 async fn health_readiness_and_metrics_answer(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let health: Value = app.client.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: Value = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
     app.create_customer("metrics@example.com", PASSWORD).await;
-    app.sign_in_response("metrics@example.com", "wrong-guess").await;
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("latchkey_http_requests_total"), "{metrics}");
-    assert!(metrics.contains("code=\"AUTHENTICATION_FAILED\""), "{metrics}");
+    app.sign_in_response("metrics@example.com", "wrong-guess")
+        .await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("latchkey_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("code=\"AUTHENTICATION_FAILED\""),
+        "{metrics}"
+    );
     assert!(metrics.contains("latchkey_password_hash_seconds"));
 }
 
@@ -33,7 +56,11 @@ async fn readiness_reports_an_unreachable_database(backend: Backend) {
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let health = app.client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK, "liveness does not depend on the database");
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "liveness does not depend on the database"
+    );
 }
 
 async fn client_ip_is_the_socket_peer_unless_a_trusted_proxy_forwards_it(backend: Backend) {
@@ -55,7 +82,9 @@ async fn client_ip_is_the_socket_peer_unless_a_trusted_proxy_forwards_it(backend
             .json::<Value>()
             .await
             .unwrap();
-        let token = res["data"]["generateCustomerToken"]["token"].as_str().unwrap();
+        let token = res["data"]["generateCustomerToken"]["token"]
+            .as_str()
+            .unwrap();
         let sessions = app
             .gql_as(Some(token), "{ customerSessions { clientIp } }", json!({}))
             .await;
@@ -65,23 +94,39 @@ async fn client_ip_is_the_socket_peer_unless_a_trusted_proxy_forwards_it(backend
             .to_owned()
     }
     let direct = TestApp::spawn(backend).await;
-    assert_eq!(recorded_ip(&direct, "direct@example.com").await, "127.0.0.1");
-    let proxied = TestApp::spawn_with(backend, |c| c.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
-    assert_eq!(recorded_ip(&proxied, "proxied@example.com").await, "198.51.100.7");
+    assert_eq!(
+        recorded_ip(&direct, "direct@example.com").await,
+        "127.0.0.1"
+    );
+    let proxied =
+        TestApp::spawn_with(backend, |c| c.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    assert_eq!(
+        recorded_ip(&proxied, "proxied@example.com").await,
+        "198.51.100.7"
+    );
 }
 
 async fn cors_admits_only_configured_origins(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| c.cors_origins = vec!["https://admin.example".into()]).await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.cors_origins = vec!["https://admin.example".into()]
+    })
+    .await;
     let preflight = |origin: &'static str| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/graphql"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization, content-type")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
             .send()
     };
     let allowed = preflight("https://admin.example").await.unwrap();
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://admin.example");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://admin.example"
+    );
     let denied = preflight("https://evil.example").await.unwrap();
     assert!(!denied.headers().contains_key("access-control-allow-origin"));
 }

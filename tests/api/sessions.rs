@@ -13,7 +13,8 @@ crate::tests![
     a_token_of_a_customer_never_reaches_another_customer,
 ];
 
-const SESSIONS: &str = "{ customerSessions { id clientIp userAgent current createdAt lastUsedAt expiresAt } }";
+const SESSIONS: &str =
+    "{ customerSessions { id clientIp userAgent current createdAt lastUsedAt expiresAt } }";
 const REVOKE: &str = "mutation($id: ID!) { revokeCustomerSession(id: $id) }";
 
 async fn a_customer_sees_their_devices_and_can_sign_out_one(backend: Backend) {
@@ -29,14 +30,18 @@ async fn a_customer_sees_their_devices_and_can_sign_out_one(backend: Backend) {
     assert!(sessions.iter().all(|s| s["userAgent"] == "latchkey-tests"));
     let phone_id = sessions.iter().find(|s| s["current"] == false).unwrap()["id"].clone();
 
-    let res = app.gql_as(Some(&laptop), REVOKE, json!({"id": phone_id})).await;
+    let res = app
+        .gql_as(Some(&laptop), REVOKE, json!({"id": phone_id}))
+        .await;
     assert_eq!(res["data"]["revokeCustomerSession"], true);
     assert_eq!(app.whoami(&phone).await, Err("UNAUTHENTICATED".into()));
     assert!(app.whoami(&laptop).await.is_ok());
     let res = app.gql_as(Some(&laptop), SESSIONS, json!({})).await;
     assert_eq!(res["data"]["customerSessions"].as_array().unwrap().len(), 1);
     // Revoking it again: already gone.
-    let res = app.gql_as(Some(&laptop), REVOKE, json!({"id": phone_id})).await;
+    let res = app
+        .gql_as(Some(&laptop), REVOKE, json!({"id": phone_id}))
+        .await;
     assert_eq!(code(&res), "NOT_FOUND");
 }
 
@@ -48,7 +53,9 @@ async fn a_customer_cannot_sign_out_someone_elses_device(backend: Backend) {
     let bob = app.sign_in("bob@example.com", PASSWORD).await;
     let bobs = app.gql_as(Some(&bob), SESSIONS, json!({})).await;
     let bob_session = bobs["data"]["customerSessions"][0]["id"].clone();
-    let res = app.gql_as(Some(&alice), REVOKE, json!({"id": bob_session})).await;
+    let res = app
+        .gql_as(Some(&alice), REVOKE, json!({"id": bob_session}))
+        .await;
     assert_eq!(code(&res), "NOT_FOUND");
     let res = app
         .gql_as(Some(&alice), REVOKE, json!({"id": "not-a-uuid"}))

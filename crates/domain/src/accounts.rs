@@ -14,8 +14,8 @@ use crate::{
     email::Email,
     password::{NewPassword, PasswordCandidate, PasswordPolicy},
     ports::{
-        AccountStore, CreateCustomerError, NewCustomer, NewSession, PasswordHasher,
-        SettingsSource, Verification,
+        AccountStore, CreateCustomerError, NewCustomer, NewSession, PasswordHasher, SettingsSource,
+        Verification,
     },
     token::{TokenCodec, TokenKind},
 };
@@ -80,10 +80,16 @@ impl Accounts {
     pub async fn create_customer(&self, input: CreateCustomerInput) -> Result<Customer> {
         let email = parse_email(&input.email)?;
         let firstname = parse_name(&input.firstname).ok_or_else(|| {
-            Error::bad_input("firstname", "must be 1 to 255 characters without control characters")
+            Error::bad_input(
+                "firstname",
+                "must be 1 to 255 characters without control characters",
+            )
         })?;
         let lastname = parse_name(&input.lastname).ok_or_else(|| {
-            Error::bad_input("lastname", "must be 1 to 255 characters without control characters")
+            Error::bad_input(
+                "lastname",
+                "must be 1 to 255 characters without control characters",
+            )
         })?;
         let locale = match input.locale.as_deref() {
             None | Some("") => Locale::default(),
@@ -162,7 +168,13 @@ impl Accounts {
             .await?;
         let token = self
             .tokens
-            .sign(TokenKind::Customer, customer.id, session_id, now, expires_at)
+            .sign(
+                TokenKind::Customer,
+                customer.id,
+                session_id,
+                now,
+                expires_at,
+            )
             .map_err(Error::internal)?;
         Ok(IssuedToken { token, expires_at })
     }
@@ -192,7 +204,11 @@ impl Accounts {
     /// Ends the presented token's session.
     pub async fn sign_out(&self, principal: &CustomerPrincipal) -> Result<()> {
         self.store
-            .revoke_session(principal.customer.id, principal.session_id, self.clock.now())
+            .revoke_session(
+                principal.customer.id,
+                principal.session_id,
+                self.clock.now(),
+            )
             .await?;
         Ok(())
     }

@@ -15,7 +15,10 @@ pub enum Error {
     Forbidden,
     /// An argument failed its rules; `field` names it, `message` says why (never echoes input).
     #[error("{field}: {message}")]
-    BadUserInput { field: &'static str, message: String },
+    BadUserInput {
+        field: &'static str,
+        message: String,
+    },
     /// The object does not exist or is not the caller's to see.
     #[error("not found")]
     NotFound,

@@ -187,7 +187,10 @@ fn character_classes(s: &str) -> u8 {
             other = true;
         }
     }
-    [lower, upper, digit, other].iter().map(|b| u8::from(*b)).sum()
+    [lower, upper, digit, other]
+        .iter()
+        .map(|b| u8::from(*b))
+        .sum()
 }
 
 fn common_list() -> &'static HashSet<&'static str> {
@@ -240,7 +243,9 @@ mod tests {
 
     #[test]
     fn whitespace_of_every_kind_is_refused_by_default() {
-        for ws in [' ', '\t', '\u{a0}', '\u{3000}', '\u{2003}', '\u{2028}', '\u{85}'] {
+        for ws in [
+            ' ', '\t', '\u{a0}', '\u{3000}', '\u{2003}', '\u{2028}', '\u{85}',
+        ] {
             let pw = format!("kx7{ws}qzmw");
             let err = check(&pw).unwrap_err();
             assert!(
@@ -300,7 +305,13 @@ mod tests {
 
     #[test]
     fn common_passwords_are_refused_whatever_the_case() {
-        for pw in ["password", "PASSWORD1", "qwerty123", "iloveyou", "123456789"] {
+        for pw in [
+            "password",
+            "PASSWORD1",
+            "qwerty123",
+            "iloveyou",
+            "123456789",
+        ] {
             assert!(
                 check(pw).unwrap_err().contains(&PolicyViolation::Common),
                 "{pw} should be refused"

@@ -80,8 +80,11 @@ pub trait AccountStore: Send + Sync {
 
     /// The live (not revoked, not expired) session `id` with its customer, in one look-up.
     /// Notes the use (at most once a minute) for `customerSessions`.
-    async fn live_session(&self, id: Uuid, now: DateTime<Utc>)
-    -> Result<Option<(Session, Customer)>>;
+    async fn live_session(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Session, Customer)>>;
 
     /// Live sessions of a customer, newest first.
     async fn live_sessions(&self, customer_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>>;
@@ -113,7 +116,9 @@ impl SettingsSource for StaticSettings {
 pub enum Verification {
     Mismatch,
     /// The password is right; `rehash` holds a new hash when the stored one used old parameters.
-    Match { rehash: Option<String> },
+    Match {
+        rehash: Option<String>,
+    },
 }
 
 /// Password hashing, off the async runtime and bounded in concurrency.

@@ -208,7 +208,11 @@ mod tests {
         let now = Utc::now();
         let h = URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT"}).to_string());
         let c = URL_SAFE_NO_PAD.encode(claims(now).to_string());
-        assert!(codec().verify(TokenKind::Customer, &format!("{h}.{c}."), now).is_err());
+        assert!(
+            codec()
+                .verify(TokenKind::Customer, &format!("{h}.{c}."), now)
+                .is_err()
+        );
     }
 
     #[test]
@@ -216,9 +220,21 @@ mod tests {
         let now = Utc::now();
         let hs512 = forge(json!({"alg": "HS512"}), claims(now), SECRET);
         assert!(codec().verify(TokenKind::Customer, &hs512, now).is_err());
-        let wrong_key = forge(json!({"alg": "HS256"}), claims(now), b"another-secret-another-secret-xx");
-        assert!(codec().verify(TokenKind::Customer, &wrong_key, now).is_err());
-        let with_kid = forge(json!({"alg": "HS256", "kid": "../../etc/passwd"}), claims(now), SECRET);
+        let wrong_key = forge(
+            json!({"alg": "HS256"}),
+            claims(now),
+            b"another-secret-another-secret-xx",
+        );
+        assert!(
+            codec()
+                .verify(TokenKind::Customer, &wrong_key, now)
+                .is_err()
+        );
+        let with_kid = forge(
+            json!({"alg": "HS256", "kid": "../../etc/passwd"}),
+            claims(now),
+            SECRET,
+        );
         assert!(codec().verify(TokenKind::Customer, &with_kid, now).is_err());
     }
 
@@ -245,7 +261,13 @@ mod tests {
     fn expiry_follows_the_injected_clock_too() {
         let now = Utc::now();
         let t = codec()
-            .sign(TokenKind::Customer, Uuid::nil(), Uuid::nil(), now, now + Duration::hours(1))
+            .sign(
+                TokenKind::Customer,
+                Uuid::nil(),
+                Uuid::nil(),
+                now,
+                now + Duration::hours(1),
+            )
             .unwrap();
         let later = now + Duration::hours(2);
         assert!(codec().verify(TokenKind::Customer, &t, later).is_err());
@@ -255,7 +277,13 @@ mod tests {
     fn a_customer_token_is_not_an_admin_token() {
         let now = Utc::now();
         let t = codec()
-            .sign(TokenKind::Customer, Uuid::nil(), Uuid::nil(), now, now + Duration::hours(1))
+            .sign(
+                TokenKind::Customer,
+                Uuid::nil(),
+                Uuid::nil(),
+                now,
+                now + Duration::hours(1),
+            )
             .unwrap();
         assert!(codec().verify(TokenKind::Admin, &t, now).is_err());
     }

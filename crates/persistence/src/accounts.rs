@@ -10,8 +10,9 @@ use domain::{
     ports::{AccountStore, CreateCustomerError, NewCustomer, NewSession},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, SqlErr,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -106,7 +107,9 @@ impl AccountStore for SqlStore {
         self.customer_by_id(new.id)
             .await
             .map_err(CreateCustomerError::Other)?
-            .ok_or_else(|| CreateCustomerError::Other(Error::internal("inserted customer vanished")))
+            .ok_or_else(|| {
+                CreateCustomerError::Other(Error::internal("inserted customer vanished"))
+            })
     }
 
     async fn customer_by_id(&self, id: Uuid) -> Result<Option<Customer>> {
