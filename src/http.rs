@@ -250,17 +250,17 @@ async fn execute(
     };
     let response = state.schema.execute(request.data(context)).await;
     let response = with_codes(response);
-    let mut http = (
+    // Serialized as is (not through a map), so `data` comes before `errors`.
+    let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
+    (
         StatusCode::OK,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::to_value(&response).unwrap_or_else(|_| json!({}))),
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
     )
-        .into_response();
-    http.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    http
+        .into_response()
 }
 
 fn bearer_token(headers: &HeaderMap) -> Option<String> {
