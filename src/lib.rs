@@ -5,28 +5,35 @@ pub mod client_ip;
 pub mod config;
 pub mod hashing;
 pub mod http;
+pub mod mail;
+pub mod pages;
 pub mod secrets;
 pub mod telemetry;
 
 use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use domain::{accounts::Accounts, clock::Clock, ports::StaticSettings, token::TokenCodec};
+use domain::{
+    accounts::Accounts, clock::Clock, reset::ResetLinks, resets::Resets, token::TokenCodec,
+};
 use graphql::{SchemaOptions, Services};
 use persistence::{Backend, SqlStore};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     client_ip::TrustedProxies,
     config::Config,
     hashing::{Argon2Hasher, SharedHasher},
     http::{AppState, HttpOptions},
+    mail::{MailWorker, Templates, Transport, Wakeup},
 };
 
 /// A wired server, ready to serve.
 pub struct Server {
     pub router: axum::Router,
     pub db: persistence::Connection,
+    /// The mail delivery worker; `serve` runs it beside the HTTP server.
+    pub mail: MailWorker,
 }
 
 /// Connects to the database named by the configuration.
@@ -71,23 +78,61 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let concurrency = config.hash_concurrency.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
-    let hasher = Argon2Hasher::new(concurrency, config.hash_queue)?;
+    let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(
+        concurrency,
+        config.hash_queue,
+    )?)));
+    let store = Arc::new(SqlStore::new(db.clone()));
+    let wakeup = Wakeup::default();
     let accounts = Accounts::new(
-        Arc::new(SqlStore::new(db.clone())),
-        Arc::new(SharedHasher(Arc::new(hasher))),
-        Arc::new(StaticSettings::default()),
+        store.clone(),
+        hasher.clone(),
+        store.clone(),
         tokens,
-        clock,
+        clock.clone(),
+        Arc::new(wakeup.clone()),
+    );
+    let public_url = config.public_base_url();
+    let link_template = config
+        .storefront_reset_url
+        .clone()
+        .unwrap_or_else(|| format!("{public_url}/account/reset-password?token={{token}}"));
+    let links = ResetLinks::new(link_template, config.reset_url_allowlist.clone())
+        .map_err(|e| anyhow::anyhow!("LATCHKEY_STOREFRONT_RESET_URL: {e}"))?;
+    let resets = Resets::new(
+        store.clone(),
+        store.clone(),
+        hasher,
+        store.clone(),
+        clock.clone(),
+        links,
+        Arc::new(wakeup.clone()),
     );
     let schema = graphql::build_schema(
         Services {
             accounts: Arc::new(accounts),
+            resets: Arc::new(resets),
         },
         &SchemaOptions {
             introspection: config.introspection_enabled(),
             ..SchemaOptions::default()
         },
     );
+    let from: lettre::message::Mailbox = config
+        .mail_from
+        .parse()
+        .map_err(|_| anyhow::anyhow!("LATCHKEY_MAIL_FROM is not a valid mailbox"))?;
+    let mail = MailWorker {
+        store: (*store).clone(),
+        transport: Transport::new(
+            config.smtp_url.as_ref().map(|s| s.expose()),
+            config.mail_dir.clone(),
+        )?,
+        templates: Templates::new(from.name.clone().unwrap_or_else(|| "Store".into()))?,
+        from,
+        clock,
+        wakeup,
+    };
     let state = AppState {
         schema,
         db: db.clone(),
@@ -103,7 +148,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             cors_origins: config.cors_origins.clone(),
         },
     )?;
-    Ok(Server { router, db })
+    Ok(Server { router, db, mail })
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.
@@ -112,13 +157,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(server.mail.run(stopped));
     let app = server
         .router
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+    // In-flight requests are done; let the worker finish the batch it is sending. What is
+    // still queued stays in the outbox for the next start.
+    let _ = stop.send(true);
+    let _ = worker.await;
     server.db.close().await.ok();
+    served?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_customers;
 mod m20261125_000002_access_tokens;
+mod m20261125_000003_password_reset;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_customers::Migration),
             Box::new(m20261125_000002_access_tokens::Migration),
+            Box::new(m20261125_000003_password_reset::Migration),
         ]
     }
 }

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::ports::{MailSignal, NewMail};
+
 use crate::{
     Error, Result,
     clock::Clock,
@@ -58,6 +60,7 @@ pub struct Accounts {
     settings: Arc<dyn SettingsSource>,
     tokens: TokenCodec,
     clock: Arc<dyn Clock>,
+    mail: Arc<dyn MailSignal>,
 }
 
 impl Accounts {
@@ -67,6 +70,7 @@ impl Accounts {
         settings: Arc<dyn SettingsSource>,
         tokens: TokenCodec,
         clock: Arc<dyn Clock>,
+        mail: Arc<dyn MailSignal>,
     ) -> Self {
         Self {
             store,
@@ -74,6 +78,7 @@ impl Accounts {
             settings,
             tokens,
             clock,
+            mail,
         }
     }
 
@@ -254,9 +259,11 @@ impl Accounts {
             return Err(Error::AuthenticationFailed);
         }
         let hash = self.hasher.hash(&password).await?;
+        let notice = NewMail::password_changed(&credentials.customer, now);
         self.store
-            .set_password(customer.id, hash, Some(principal.session_id), now)
+            .set_password(customer.id, hash, Some(principal.session_id), now, notice)
             .await?;
+        self.mail.notify();
         self.store
             .customer_by_id(customer.id)
             .await?
@@ -284,10 +291,10 @@ impl Accounts {
     }
 }
 
-fn parse_email(raw: &str) -> Result<Email> {
+pub(crate) fn parse_email(raw: &str) -> Result<Email> {
     Email::parse(raw).map_err(|e| Error::bad_input("email", e.to_string()))
 }
 
-fn new_password(raw: &str, policy: &PasswordPolicy, personal: &[&str]) -> Result<NewPassword> {
+pub(crate) fn new_password(raw: &str, policy: &PasswordPolicy, personal: &[&str]) -> Result<NewPassword> {
     NewPassword::parse(raw, policy, personal).map_err(Error::PasswordPolicy)
 }

@@ -13,6 +13,8 @@ pub mod error;
 pub mod lockout;
 pub mod password;
 pub mod ports;
+pub mod reset;
+pub mod resets;
 pub mod settings;
 pub mod token;
 

@@ -66,14 +66,16 @@ pub trait AccountStore: Send + Sync {
         rehash: Option<String>,
     ) -> Result<()>;
 
-    /// In one transaction: stores the new hash, clears lockout, and revokes every live session
-    /// of the customer except `keep`. Returns how many sessions were revoked.
+    /// In one transaction: stores the new hash, clears lockout, revokes every live session of
+    /// the customer except `keep`, voids outstanding reset links and queues `notice`.
+    /// Returns how many sessions were revoked.
     async fn set_password(
         &self,
         customer_id: Uuid,
         password_hash: String,
         keep: Option<Uuid>,
         now: DateTime<Utc>,
+        notice: NewMail,
     ) -> Result<u64>;
 
     async fn create_session(&self, session: NewSession) -> Result<()>;
@@ -92,6 +94,121 @@ pub trait AccountStore: Send + Sync {
     /// Revokes session `id` if it is live and belongs to `customer_id`; true when it did.
     async fn revoke_session(&self, customer_id: Uuid, id: Uuid, now: DateTime<Utc>)
     -> Result<bool>;
+}
+
+/// What an outbox row is about; the mail worker renders it in the customer's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    PasswordReset,
+    PasswordChanged,
+}
+
+impl MailKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordReset => "password_reset",
+            Self::PasswordChanged => "password_changed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "password_reset" => Some(Self::PasswordReset),
+            "password_changed" => Some(Self::PasswordChanged),
+            _ => None,
+        }
+    }
+}
+
+/// A message to queue for a known customer.
+#[derive(Debug, Clone)]
+pub struct NewMail {
+    pub id: Uuid,
+    pub kind: MailKind,
+    pub customer_id: Uuid,
+    /// Always the address stored on the account.
+    pub recipient: String,
+    pub locale: crate::customer::Locale,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewMail {
+    pub fn password_changed(customer: &Customer, now: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            kind: MailKind::PasswordChanged,
+            customer_id: customer.id,
+            recipient: customer.email.as_str().to_owned(),
+            locale: customer.locale,
+            created_at: now,
+        }
+    }
+}
+
+/// Wakes the mail worker after a commit that queued mail (it also polls).
+pub trait MailSignal: Send + Sync {
+    fn notify(&self);
+}
+
+/// A reset request after parsing, ready to store.
+#[derive(Debug, Clone)]
+pub struct ResetRequest {
+    pub email: Email,
+    pub token_id: Uuid,
+    pub token_hash: String,
+    pub expires_at: DateTime<Utc>,
+    /// The full link (it carries the raw token): stored in the outbox row until sent, then
+    /// scrubbed.
+    pub link: String,
+    pub mail_id: Uuid,
+    pub limit: crate::settings::ResetLimit,
+    pub limit_keys: Vec<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// A stored reset token, found by its hash.
+#[derive(Debug, Clone)]
+pub struct StoredResetToken {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub email_key: String,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub superseded_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait ResetStore: Send + Sync {
+    /// In one transaction, with the same statements whether or not an account has this email:
+    /// applies the request limit (exactly, under concurrency and across replicas) and records
+    /// the request; then, for the account with this email if there is one, supersedes its
+    /// outstanding tokens, stores the new token's hash and queues the reset mail.
+    /// `Err(seconds)` inside `Ok` means the limit refused it and nothing was written.
+    async fn request_reset(&self, request: ResetRequest) -> Result<Result<(), u64>>;
+
+    async fn find_reset_token(&self, token_hash: &str) -> Result<Option<StoredResetToken>>;
+
+    /// In one transaction: consumes the token (only if still unused, not superseded and not
+    /// expired at `now`), then applies the password change like
+    /// [`AccountStore::set_password`] with no session kept. False when the token was already
+    /// consumed (a concurrent reset won).
+    async fn complete_reset(
+        &self,
+        token_id: Uuid,
+        customer_id: Uuid,
+        password_hash: String,
+        now: DateTime<Utc>,
+        notice: NewMail,
+    ) -> Result<bool>;
+
+    /// Events of `key` since `since`: how many, and the oldest.
+    async fn count_events(
+        &self,
+        key: &str,
+        since: DateTime<Utc>,
+    ) -> Result<(u32, Option<DateTime<Utc>>)>;
+
+    async fn record_event(&self, key: &str, now: DateTime<Utc>) -> Result<()>;
 }
 
 /// Where the current settings come from.

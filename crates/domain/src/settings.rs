@@ -8,6 +8,7 @@ use crate::{lockout::LockoutPolicy, password::PasswordPolicy};
 pub struct Settings {
     pub password: PasswordPolicy,
     pub lockout: LockoutPolicy,
+    pub reset: ResetPolicy,
     pub customer_token_lifetime: Duration,
     pub admin_token_lifetime: Duration,
 }
@@ -17,8 +18,76 @@ impl Default for Settings {
         Self {
             password: PasswordPolicy::default(),
             lockout: LockoutPolicy::default(),
+            reset: ResetPolicy::default(),
             customer_token_lifetime: Duration::hours(1),
             admin_token_lifetime: Duration::hours(4),
+        }
+    }
+}
+
+/// Password reset links and how often they may be requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetPolicy {
+    /// How long an emailed link stays valid. Source documents: 24 hours.
+    pub link_lifetime: Duration,
+    pub limit: ResetLimit,
+}
+
+impl Default for ResetPolicy {
+    fn default() -> Self {
+        Self {
+            link_lifetime: Duration::hours(24),
+            limit: ResetLimit::default(),
+        }
+    }
+}
+
+/// Which facts a reset request is counted by (Magento's "Password Reset Protection Type").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitMethod {
+    /// Both the client IP and the email address are counted; either limit trips.
+    ByIpAndEmail,
+    ByIp,
+    ByEmail,
+    Off,
+}
+
+impl LimitMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ByIpAndEmail => "BY_IP_AND_EMAIL",
+            Self::ByIp => "BY_IP",
+            Self::ByEmail => "BY_EMAIL",
+            Self::Off => "OFF",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "BY_IP_AND_EMAIL" => Some(Self::ByIpAndEmail),
+            "BY_IP" => Some(Self::ByIp),
+            "BY_EMAIL" => Some(Self::ByEmail),
+            "OFF" => Some(Self::Off),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResetLimit {
+    pub method: LimitMethod,
+    /// Requests per key within any hour; 0 means no hourly cap.
+    pub max_per_hour: u32,
+    /// Minimum time between two requests of one key; zero means none.
+    pub min_interval: Duration,
+}
+
+impl Default for ResetLimit {
+    fn default() -> Self {
+        Self {
+            method: LimitMethod::ByIpAndEmail,
+            max_per_hour: 5,
+            min_interval: Duration::minutes(10),
         }
     }
 }

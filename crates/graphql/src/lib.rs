@@ -4,13 +4,14 @@
 
 mod context;
 mod error;
+mod reset;
 mod storefront;
 mod types;
 
 use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
-use domain::accounts::Accounts;
+use domain::{accounts::Accounts, resets::Resets};
 
 pub use context::RequestContext;
 pub use error::{ApiError, codes};
@@ -18,13 +19,14 @@ pub use error::{ApiError, codes};
 /// Everything resolvers may call.
 pub struct Services {
     pub accounts: Arc<Accounts>,
+    pub resets: Arc<Resets>,
 }
 
 #[derive(MergedObject, Default)]
 pub struct Query(storefront::CustomerQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(storefront::CustomerMutation);
+pub struct Mutation(storefront::CustomerMutation, reset::ResetMutation);
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 

@@ -7,17 +7,18 @@ use domain::{
     customer::{Customer, CustomerCredentials, Locale, Session},
     email::Email,
     lockout::LockoutPolicy,
-    ports::{AccountStore, CreateCustomerError, NewCustomer, NewSession},
+    ports::{AccountStore, CreateCustomerError, NewCustomer, NewMail, NewSession},
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, SqlErr,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, SqlErr,
     TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
-use crate::entities::{access_token, customer};
+use crate::entities::{access_token, customer, email_outbox, password_reset_token};
 
 /// How stale `last_used_at` may get before a request refreshes it: one write a minute per
 /// token at most, instead of one per request.
@@ -26,7 +27,7 @@ const LAST_USED_GRANULARITY: Duration = Duration::seconds(60);
 /// The sea-orm implementation of the domain's stores.
 #[derive(Debug, Clone)]
 pub struct SqlStore {
-    db: DatabaseConnection,
+    pub(crate) db: DatabaseConnection,
 }
 
 impl SqlStore {
@@ -195,30 +196,11 @@ impl AccountStore for SqlStore {
         password_hash: String,
         keep: Option<Uuid>,
         now: DateTime<Utc>,
+        notice: NewMail,
     ) -> Result<u64> {
         let txn = self.db.begin().await.map_err(db_err)?;
-        // The first statement writes, so SQLite takes its write lock at once (no upgrade race).
-        customer::Entity::update_many()
-            .col_expr(customer::Column::PasswordHash, Expr::value(password_hash))
-            .col_expr(customer::Column::PasswordChangedAt, Expr::value(now))
-            .col_expr(customer::Column::FailedSignIns, Expr::value(0))
-            .col_expr(
-                customer::Column::LockedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(customer::Column::UpdatedAt, Expr::value(now))
-            .filter(customer::Column::Id.eq(customer_id))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        let mut revoke = access_token::Entity::update_many()
-            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(access_token::Column::CustomerId.eq(customer_id))
-            .filter(live(now));
-        if let Some(keep) = keep {
-            revoke = revoke.filter(access_token::Column::Id.ne(keep));
-        }
-        let revoked = revoke.exec(&txn).await.map_err(db_err)?.rows_affected;
+        let revoked =
+            apply_password_change(&txn, customer_id, password_hash, keep, now, notice).await?;
         txn.commit().await.map_err(db_err)?;
         Ok(revoked)
     }
@@ -295,4 +277,51 @@ impl AccountStore for SqlStore {
             .map_err(db_err)?;
         Ok(result.rows_affected == 1)
     }
+}
+
+/// Every password change, whatever its path: new hash, lockout cleared, sessions revoked
+/// (except `keep`), outstanding reset links voided, "password changed" notice queued. Runs in
+/// the caller's transaction; its first statement writes, so SQLite takes the write lock at once.
+pub(crate) async fn apply_password_change(
+    txn: &DatabaseTransaction,
+    customer_id: Uuid,
+    password_hash: String,
+    keep: Option<Uuid>,
+    now: DateTime<Utc>,
+    notice: NewMail,
+) -> Result<u64> {
+    customer::Entity::update_many()
+        .col_expr(customer::Column::PasswordHash, Expr::value(password_hash))
+        .col_expr(customer::Column::PasswordChangedAt, Expr::value(now))
+        .col_expr(customer::Column::FailedSignIns, Expr::value(0))
+        .col_expr(
+            customer::Column::LockedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+        .filter(customer::Column::Id.eq(customer_id))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    let mut revoke = access_token::Entity::update_many()
+        .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+        .filter(access_token::Column::CustomerId.eq(customer_id))
+        .filter(live(now));
+    if let Some(keep) = keep {
+        revoke = revoke.filter(access_token::Column::Id.ne(keep));
+    }
+    let revoked = revoke.exec(txn).await.map_err(db_err)?.rows_affected;
+    password_reset_token::Entity::update_many()
+        .col_expr(password_reset_token::Column::SupersededAt, Expr::value(Some(now)))
+        .filter(password_reset_token::Column::CustomerId.eq(customer_id))
+        .filter(password_reset_token::Column::UsedAt.is_null())
+        .filter(password_reset_token::Column::SupersededAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    email_outbox::Entity::insert(crate::outbox::new_row(notice))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(revoked)
 }

@@ -3,10 +3,14 @@
 
 mod accounts;
 mod entities;
+mod outbox;
+mod resets;
+mod settings;
 
 use std::time::Duration;
 
 pub use accounts::SqlStore;
+pub use outbox::{MAX_ATTEMPTS, OutboxMessage, backoff};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 

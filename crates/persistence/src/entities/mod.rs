@@ -2,3 +2,7 @@
 
 pub mod access_token;
 pub mod customer;
+pub mod email_outbox;
+pub mod limit_event;
+pub mod password_reset_token;
+pub mod settings;

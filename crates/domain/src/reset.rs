@@ -1,0 +1,310 @@
+//! Password reset rules: the token, the link it travels in, and the request limits.
+
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    Error, Result,
+    email::Email,
+    settings::{LimitMethod, ResetLimit},
+};
+
+/// 256 bits from the OS RNG, sent as 43 URL-safe characters.
+pub const RESET_TOKEN_BYTES: usize = 32;
+const RESET_TOKEN_CHARS: usize = 43;
+/// The window "max requests per hour" counts in.
+pub const LIMIT_WINDOW: Duration = Duration::hours(1);
+/// Invalid `resetPassword` attempts allowed per client IP within [`FAILURE_WINDOW`].
+pub const MAX_INVALID_RESETS: u32 = 10;
+pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
+const MAX_URL_BYTES: usize = 2048;
+
+/// A reset token as emailed. Only its SHA-256 is ever stored; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawResetToken(String);
+
+impl fmt::Debug for RawResetToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RawResetToken(<redacted>)")
+    }
+}
+
+impl RawResetToken {
+    pub fn generate() -> Result<Self> {
+        let mut bytes = [0u8; RESET_TOKEN_BYTES];
+        getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("OS RNG: {e}")))?;
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Accepts exactly the shape [`generate`](Self::generate) produces; anything else (too long,
+    /// NUL bytes, other alphabets) is refused before any storage look-up.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == RESET_TOKEN_CHARS
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| Self(s.to_owned()))
+    }
+
+    /// Hex SHA-256: what storage keeps and looks up by. A plain hash suffices for 256 bits of
+    /// entropy (SECURITY.md A2 #8).
+    pub fn hash(&self) -> String {
+        Sha256::digest(self.0.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Builds reset links from configured URLs only (never from the request's Host header).
+#[derive(Debug, Clone)]
+pub struct ResetLinks {
+    template: String,
+    allowlist: Vec<String>,
+}
+
+impl ResetLinks {
+    /// `template` must contain `{token}`; `allowlist` holds URL prefixes `redirectUrl` may
+    /// start with.
+    pub fn new(template: String, allowlist: Vec<String>) -> std::result::Result<Self, String> {
+        if !template.contains("{token}") {
+            return Err("the reset link template must contain {token}".into());
+        }
+        if !(template.starts_with("https://") || template.starts_with("http://")) {
+            return Err("the reset link template must be an http(s) URL".into());
+        }
+        Ok(Self {
+            template,
+            allowlist,
+        })
+    }
+
+    /// Accepts `url` only if it is an http(s) URL under an allow-listed prefix, matched at a
+    /// boundary: `https://shop.example` admits `https://shop.example/reset` but never
+    /// `https://shop.example.evil.com`.
+    pub fn check_redirect(&self, url: &str) -> Result<String> {
+        let refuse = || Error::bad_input("redirectUrl", "is not an allowed reset URL");
+        if url.len() > MAX_URL_BYTES
+            || !(url.starts_with("https://") || url.starts_with("http://"))
+            || url.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(refuse());
+        }
+        let allowed = self.allowlist.iter().any(|prefix| {
+            url.strip_prefix(prefix.as_str()).is_some_and(|rest| {
+                prefix.ends_with('/')
+                    || rest.is_empty()
+                    || rest.starts_with(['/', '?', '#'])
+            })
+        });
+        if allowed {
+            Ok(url.to_owned())
+        } else {
+            Err(refuse())
+        }
+    }
+
+    /// The link for `token`: the (already checked) redirect URL with a `token` parameter, or
+    /// the configured template.
+    pub fn build(&self, redirect: Option<&str>, token: &RawResetToken, email: &Email) -> String {
+        match redirect {
+            Some(url) => {
+                let (base, fragment) = match url.split_once('#') {
+                    Some((b, f)) => (b, Some(f)),
+                    None => (url, None),
+                };
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let mut link = format!("{base}{sep}token={}", token.expose());
+                if let Some(f) = fragment {
+                    link.push('#');
+                    link.push_str(f);
+                }
+                link
+            }
+            None => self
+                .template
+                .replace("{token}", token.expose())
+                .replace("{email}", &percent_encode(email.as_str())),
+        }
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The counting keys of a reset request under `method`.
+pub fn limit_keys(method: LimitMethod, email: &Email, ip: Option<&str>) -> Vec<String> {
+    let email_key = format!("reset:email:{}", email.key());
+    let ip_key = format!("reset:ip:{}", ip.unwrap_or("unknown"));
+    match method {
+        LimitMethod::ByIpAndEmail => vec![ip_key, email_key],
+        LimitMethod::ByIp => vec![ip_key],
+        LimitMethod::ByEmail => vec![email_key],
+        LimitMethod::Off => Vec::new(),
+    }
+}
+
+/// A stable 64-bit id for a limit key, the same on every replica (PostgreSQL advisory locks).
+pub fn lock_id(key: &str) -> i64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// Earlier requests of one key within the last [`LIMIT_WINDOW`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyHistory {
+    pub count: u32,
+    pub oldest: Option<DateTime<Utc>>,
+    pub latest: Option<DateTime<Utc>>,
+}
+
+/// `Ok` when one more request is allowed for every key; otherwise the seconds to wait.
+pub fn limit_decision(
+    histories: &[KeyHistory],
+    limit: &ResetLimit,
+    now: DateTime<Utc>,
+) -> std::result::Result<(), u64> {
+    let mut wait = Duration::zero();
+    for h in histories {
+        if let Some(latest) = h.latest {
+            let since = now - latest;
+            if since < limit.min_interval {
+                wait = wait.max(limit.min_interval - since);
+            }
+        }
+        if limit.max_per_hour > 0 && h.count >= limit.max_per_hour {
+            if let Some(oldest) = h.oldest {
+                wait = wait.max(oldest + LIMIT_WINDOW - now);
+            }
+        }
+    }
+    if wait > Duration::zero() {
+        // Round up: retrying after the given seconds must succeed.
+        let secs = wait.num_seconds() + i64::from(wait.subsec_nanos() > 0);
+        Err(u64::try_from(secs.max(1)).unwrap_or(1))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bit_url_safe_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let t = RawResetToken::generate().unwrap();
+            assert_eq!(t.expose().len(), 43);
+            assert!(RawResetToken::parse(t.expose()).is_some());
+            assert!(seen.insert(t.expose().to_owned()));
+        }
+    }
+
+    #[test]
+    fn only_the_generated_shape_parses() {
+        for bad in ["", "short", &"a".repeat(44), &"a".repeat(1 << 20), &format!("{}\u{0}", "a".repeat(42)), &format!("{}+", "a".repeat(42)), "' OR 1=1--"] {
+            assert!(RawResetToken::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_hash_is_sha256_hex_and_never_the_token() {
+        let t = RawResetToken::parse(&"a".repeat(43)).unwrap();
+        let h = t.hash();
+        assert_eq!(h.len(), 64);
+        assert!(!h.contains(t.expose()));
+        assert_eq!(h, RawResetToken::parse(&"a".repeat(43)).unwrap().hash());
+        assert!(!format!("{t:?}").contains("aaaa"));
+    }
+
+    fn links() -> ResetLinks {
+        ResetLinks::new(
+            "https://shop.example/reset?token={token}".into(),
+            vec!["https://shop.example".into(), "https://m.shop.example/account/".into()],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn redirects_must_sit_under_an_allowed_prefix_at_a_boundary() {
+        let l = links();
+        assert!(l.check_redirect("https://shop.example/reset").is_ok());
+        assert!(l.check_redirect("https://shop.example").is_ok());
+        assert!(l.check_redirect("https://shop.example?x=1").is_ok());
+        assert!(l.check_redirect("https://m.shop.example/account/reset").is_ok());
+        for bad in [
+            "https://shop.example.evil.com/reset",
+            "https://shop.examplex/reset",
+            "https://evil.example/https://shop.example",
+            "javascript:alert(1)",
+            "https://shop.example/\r\nX: y",
+            "https://m.shop.example/other",
+        ] {
+            assert!(l.check_redirect(bad).is_err(), "{bad}");
+        }
+        let none = ResetLinks::new("https://x/{token}".into(), vec![]).unwrap();
+        assert!(none.check_redirect("https://shop.example/reset").is_err());
+    }
+
+    #[test]
+    fn links_carry_the_token_in_a_token_parameter() {
+        let l = links();
+        let t = RawResetToken::generate().unwrap();
+        let e = Email::parse("a+b@example.com").unwrap();
+        assert_eq!(l.build(None, &t, &e), format!("https://shop.example/reset?token={}", t.expose()));
+        assert_eq!(
+            l.build(Some("https://shop.example/r?lang=ja#top"), &t, &e),
+            format!("https://shop.example/r?lang=ja&token={}#top", t.expose())
+        );
+        let with_email = ResetLinks::new("https://s/r?t={token}&e={email}".into(), vec![]).unwrap();
+        assert!(with_email.build(None, &t, &e).ends_with("&e=a%2Bb%40example.com"));
+        assert!(ResetLinks::new("https://s/r".into(), vec![]).is_err());
+    }
+
+    #[test]
+    fn keys_follow_the_method_and_normalise_the_email() {
+        let e = Email::parse(" Victim@Example.COM ").unwrap();
+        assert_eq!(
+            limit_keys(LimitMethod::ByIpAndEmail, &e, Some("1.2.3.4")),
+            vec!["reset:ip:1.2.3.4", "reset:email:victim@example.com"]
+        );
+        assert_eq!(limit_keys(LimitMethod::ByEmail, &e, None).len(), 1);
+        assert!(limit_keys(LimitMethod::Off, &e, None).is_empty());
+    }
+
+    #[test]
+    fn the_limit_counts_per_hour_and_spaces_requests() {
+        let now = Utc::now();
+        let limit = ResetLimit::default(); // 5 per hour, 10 minutes apart
+        assert_eq!(limit_decision(&[KeyHistory::default()], &limit, now), Ok(()));
+        let recent = KeyHistory { count: 1, oldest: Some(now - Duration::minutes(4)), latest: Some(now - Duration::minutes(4)) };
+        assert_eq!(limit_decision(&[recent], &limit, now), Err(360));
+        let spaced = KeyHistory { count: 1, oldest: Some(now - Duration::minutes(10)), latest: Some(now - Duration::minutes(10)) };
+        assert_eq!(limit_decision(&[spaced], &limit, now), Ok(()));
+        let full = KeyHistory { count: 5, oldest: Some(now - Duration::minutes(50)), latest: Some(now - Duration::minutes(11)) };
+        assert_eq!(limit_decision(&[full], &limit, now), Err(600));
+        // Either key trips.
+        assert!(limit_decision(&[KeyHistory::default(), full], &limit, now).is_err());
+        let unlimited = ResetLimit { max_per_hour: 0, min_interval: Duration::zero(), ..limit };
+        assert_eq!(limit_decision(&[full], &unlimited, now), Ok(()));
+    }
+}

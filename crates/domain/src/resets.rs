@@ -1,0 +1,157 @@
+//! The password reset use cases: "Forgot Your Password?" and the "New Password" form.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    accounts::{new_password, parse_email},
+    clock::Clock,
+    customer::ClientInfo,
+    email::Email,
+    ports::{AccountStore, MailSignal, NewMail, PasswordHasher, ResetRequest, ResetStore, SettingsSource},
+    reset::{FAILURE_WINDOW, MAX_INVALID_RESETS, RawResetToken, ResetLinks, limit_keys},
+};
+
+pub struct Resets {
+    store: Arc<dyn ResetStore>,
+    accounts: Arc<dyn AccountStore>,
+    hasher: Arc<dyn PasswordHasher>,
+    settings: Arc<dyn SettingsSource>,
+    clock: Arc<dyn Clock>,
+    links: ResetLinks,
+    mail: Arc<dyn MailSignal>,
+}
+
+impl Resets {
+    pub fn new(
+        store: Arc<dyn ResetStore>,
+        accounts: Arc<dyn AccountStore>,
+        hasher: Arc<dyn PasswordHasher>,
+        settings: Arc<dyn SettingsSource>,
+        clock: Arc<dyn Clock>,
+        links: ResetLinks,
+        mail: Arc<dyn MailSignal>,
+    ) -> Self {
+        Self {
+            store,
+            accounts,
+            hasher,
+            settings,
+            clock,
+            links,
+            mail,
+        }
+    }
+
+    /// "Reset My Password". For every well-formed address the answer, the statements run and
+    /// the time taken are the same whether or not an account exists; the mail is queued, never
+    /// sent here.
+    pub async fn request(
+        &self,
+        email: &str,
+        redirect_url: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let email = parse_email(email)?;
+        let redirect = match redirect_url.filter(|u| !u.is_empty()) {
+            Some(url) => Some(self.links.check_redirect(url)?),
+            None => None,
+        };
+        let settings = self.settings.current().await?;
+        let now = self.clock.now();
+        let token = RawResetToken::generate()?;
+        let request = ResetRequest {
+            link: self.links.build(redirect.as_deref(), &token, &email),
+            limit_keys: limit_keys(settings.reset.limit.method, &email, client.ip.as_deref()),
+            limit: settings.reset.limit,
+            email,
+            token_id: Uuid::now_v7(),
+            token_hash: token.hash(),
+            expires_at: now + settings.reset.link_lifetime,
+            mail_id: Uuid::now_v7(),
+            now,
+        };
+        match self.store.request_reset(request).await? {
+            Ok(()) => {
+                self.mail.notify();
+                Ok(())
+            }
+            Err(retry_after_seconds) => Err(Error::RateLimited {
+                retry_after_seconds,
+            }),
+        }
+    }
+
+    /// "Reset Password" on the New Password form. The token alone names the account; `email`,
+    /// when given, must match it. Success signs the customer out everywhere, clears lockout,
+    /// voids other links and queues a "password changed" notice. It never signs in.
+    pub async fn reset(
+        &self,
+        email: Option<&str>,
+        token: &str,
+        new: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let failure_key = format!("reset-failure:ip:{}", client.ip.as_deref().unwrap_or("unknown"));
+        let (failures, oldest) = self
+            .store
+            .count_events(&failure_key, now - FAILURE_WINDOW)
+            .await?;
+        if failures >= MAX_INVALID_RESETS {
+            let wait = oldest.map_or(FAILURE_WINDOW, |o| o + FAILURE_WINDOW - now);
+            return Err(Error::RateLimited {
+                retry_after_seconds: u64::try_from(wait.num_seconds().max(1)).unwrap_or(1),
+            });
+        }
+        let stored = match RawResetToken::parse(token) {
+            Some(raw) => self.store.find_reset_token(&raw.hash()).await?,
+            None => None,
+        };
+        let verdict = match &stored {
+            None => Err(Error::ResetTokenInvalid),
+            Some(t) if t.used_at.is_some() || t.superseded_at.is_some() => {
+                Err(Error::ResetTokenInvalid)
+            }
+            Some(t) if t.expires_at <= now => Err(Error::ResetTokenExpired),
+            Some(t) => match email.map(Email::parse) {
+                Some(Ok(e)) if e.key() != t.email_key => Err(Error::ResetTokenInvalid),
+                Some(Err(_)) => Err(Error::ResetTokenInvalid),
+                _ => Ok(t.clone()),
+            },
+        };
+        let token = match verdict {
+            Ok(t) => t,
+            Err(e) => {
+                self.store.record_event(&failure_key, now).await?;
+                return Err(e);
+            }
+        };
+        let customer = self
+            .accounts
+            .customer_by_id(token.customer_id)
+            .await?
+            .filter(|c| c.email.key() == token.email_key)
+            .ok_or(Error::ResetTokenInvalid)?;
+        let settings = self.settings.current().await?;
+        // A policy failure does not use the link up: the customer can try another password.
+        let password = new_password(
+            new,
+            &settings.password,
+            &[customer.email.local_part(), &customer.firstname, &customer.lastname],
+        )?;
+        let hash = self.hasher.hash(&password).await?;
+        let notice = NewMail::password_changed(&customer, now);
+        if !self
+            .store
+            .complete_reset(token.id, customer.id, hash, now, notice)
+            .await?
+        {
+            return Err(Error::ResetTokenInvalid);
+        }
+        self.mail.notify();
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "settings")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: i32,
+    pub reset_link_lifetime_hours: i32,
+    pub reset_request_limit_method: String,
+    pub max_reset_requests_per_hour: i32,
+    pub min_seconds_between_reset_requests: i32,
+    pub min_password_length: i32,
+    pub required_character_classes: i32,
+    pub allow_whitespace: bool,
+    pub lockout_failures: i32,
+    pub lockout_minutes: i32,
+    pub customer_token_lifetime_minutes: i32,
+    pub admin_token_lifetime_minutes: i32,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

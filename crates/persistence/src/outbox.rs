@@ -1,0 +1,227 @@
+//! The email outbox: rows written in the transaction of the change that caused them, claimed
+//! by delivery workers (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), sent,
+//! then scrubbed of the link.
+
+use chrono::{DateTime, Duration, Utc};
+use domain::{Result, customer::Locale, ports::MailKind, ports::NewMail};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
+    QueryFilter, QueryOrder,
+    sea_query::{Expr, LockBehavior, LockType, Query},
+};
+use uuid::Uuid;
+
+use crate::{
+    SqlStore,
+    accounts::db_err,
+    entities::{customer, email_outbox},
+};
+
+pub(crate) const PENDING: &str = "pending";
+const SENDING: &str = "sending";
+const SENT: &str = "sent";
+const DEAD: &str = "dead";
+/// Attempts start at zero.
+pub(crate) const SENDING_NONE: i32 = 0;
+/// After this many failed attempts a message is dead-lettered (kept, never silently dropped).
+pub const MAX_ATTEMPTS: i32 = 10;
+const MAX_BACKOFF: Duration = Duration::minutes(5);
+
+/// A claimed message with what the templates need.
+#[derive(Clone)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    pub claim_id: Uuid,
+    pub kind: MailKind,
+    pub recipient: String,
+    pub locale: Locale,
+    pub link: Option<String>,
+    pub link_expires_at: Option<DateTime<Utc>>,
+    pub firstname: String,
+    pub lastname: String,
+    pub attempts: i32,
+}
+
+impl std::fmt::Debug for OutboxMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxMessage")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn new_row(mail: NewMail) -> email_outbox::ActiveModel {
+    email_outbox::ActiveModel {
+        id: Set(mail.id),
+        kind: Set(mail.kind.as_str().to_owned()),
+        customer_id: Set(Some(mail.customer_id)),
+        recipient: Set(mail.recipient),
+        locale: Set(mail.locale.as_str().to_owned()),
+        link: Set(None),
+        link_expires_at: Set(None),
+        status: Set(PENDING.to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(mail.created_at),
+        claim_id: Set(None),
+        claimed_until: Set(None),
+        last_error: Set(None),
+        created_at: Set(mail.created_at),
+        sent_at: Set(None),
+    }
+}
+
+/// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at five minutes.
+pub fn backoff(attempts: i32) -> Duration {
+    let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
+    Duration::seconds(1i64 << exp).min(MAX_BACKOFF)
+}
+
+fn due(now: DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(
+            Condition::all()
+                .add(email_outbox::Column::Status.eq(PENDING))
+                .add(email_outbox::Column::NextAttemptAt.lte(now)),
+        )
+        // A worker that died mid-send left its claim; it expires and the row is retried.
+        .add(
+            Condition::all()
+                .add(email_outbox::Column::Status.eq(SENDING))
+                .add(email_outbox::Column::ClaimedUntil.lt(now)),
+        )
+}
+
+impl SqlStore {
+    /// Claims up to `batch` due messages for `lease`. Safe with many workers on many replicas:
+    /// each row is claimed by one.
+    pub async fn claim_mail(
+        &self,
+        now: DateTime<Utc>,
+        batch: u64,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>> {
+        let claim_id = Uuid::now_v7();
+        let mut candidates = Query::select()
+            .column(email_outbox::Column::Id)
+            .from(email_outbox::Entity)
+            .cond_where(due(now))
+            .order_by(email_outbox::Column::CreatedAt, sea_orm::Order::Asc)
+            .limit(batch)
+            .to_owned();
+        if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let claim = Query::update()
+            .table(email_outbox::Entity)
+            .value(email_outbox::Column::Status, Expr::val(SENDING))
+            .value(email_outbox::Column::ClaimId, Expr::val(claim_id))
+            .value(email_outbox::Column::ClaimedUntil, Expr::val(now + lease))
+            .and_where(email_outbox::Column::Id.in_subquery(candidates))
+            // Re-checked against the row as it is when locked, so a row another worker just
+            // claimed is skipped.
+            .cond_where(due(now))
+            .to_owned();
+        let claimed = self.db.execute(&claim).await.map_err(db_err)?.rows_affected();
+        if claimed == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = email_outbox::Entity::find()
+            .filter(email_outbox::Column::ClaimId.eq(claim_id))
+            .order_by_asc(email_outbox::Column::CreatedAt)
+            .find_also_related(customer::Entity)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(m, c)| {
+                let kind = MailKind::parse(&m.kind)?;
+                let (firstname, lastname) =
+                    c.map(|c| (c.firstname, c.lastname)).unwrap_or_default();
+                Some(OutboxMessage {
+                    id: m.id,
+                    claim_id,
+                    kind,
+                    recipient: m.recipient,
+                    locale: Locale::parse(&m.locale).unwrap_or_default(),
+                    link: m.link,
+                    link_expires_at: m.link_expires_at,
+                    firstname,
+                    lastname,
+                    attempts: m.attempts,
+                })
+            })
+            .collect())
+    }
+
+    /// Marks a message sent and scrubs its link (the raw reset token) from the row.
+    pub async fn mark_sent(&self, m: &OutboxMessage, now: DateTime<Utc>) -> Result<()> {
+        email_outbox::Entity::update_many()
+            .col_expr(email_outbox::Column::Status, Expr::value(SENT))
+            .col_expr(email_outbox::Column::SentAt, Expr::value(Some(now)))
+            .col_expr(email_outbox::Column::Link, Expr::value(Option::<String>::None))
+            .col_expr(email_outbox::Column::ClaimId, Expr::value(Option::<Uuid>::None))
+            .col_expr(email_outbox::Column::Attempts, Expr::value(m.attempts + 1))
+            .filter(email_outbox::Column::Id.eq(m.id))
+            .filter(email_outbox::Column::ClaimId.eq(m.claim_id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Schedules a retry with backoff, or dead-letters after [`MAX_ATTEMPTS`]. Returns true when
+    /// the message is now dead.
+    pub async fn mark_failed(
+        &self,
+        m: &OutboxMessage,
+        now: DateTime<Utc>,
+        error: &str,
+    ) -> Result<bool> {
+        let attempts = m.attempts + 1;
+        let dead = attempts >= MAX_ATTEMPTS;
+        let error: String = error.chars().take(500).collect();
+        let mut update = email_outbox::Entity::update_many()
+            .col_expr(email_outbox::Column::Attempts, Expr::value(attempts))
+            .col_expr(
+                email_outbox::Column::Status,
+                Expr::value(if dead { DEAD } else { PENDING }),
+            )
+            .col_expr(email_outbox::Column::NextAttemptAt, Expr::value(now + backoff(attempts)))
+            .col_expr(email_outbox::Column::ClaimId, Expr::value(Option::<Uuid>::None))
+            .col_expr(email_outbox::Column::LastError, Expr::value(Some(error)))
+            .filter(email_outbox::Column::Id.eq(m.id))
+            .filter(email_outbox::Column::ClaimId.eq(m.claim_id));
+        if dead {
+            // A dead message will never be sent: do not keep a usable link in it.
+            update = update.col_expr(email_outbox::Column::Link, Expr::value(Option::<String>::None));
+        }
+        update.exec(&self.db).await.map_err(db_err)?;
+        Ok(dead)
+    }
+
+    /// Messages not yet sent (pending or being sent): for tests, metrics and shutdown logs.
+    pub async fn unsent_mail(&self) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        email_outbox::Entity::find()
+            .filter(email_outbox::Column::Status.is_in([PENDING, SENDING]))
+            .count(&self.db)
+            .await
+            .map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_start_within_seconds_and_are_capped() {
+        assert_eq!(backoff(1), Duration::seconds(1));
+        assert_eq!(backoff(2), Duration::seconds(2));
+        assert_eq!(backoff(4), Duration::seconds(8));
+        assert_eq!(backoff(30), Duration::minutes(5));
+    }
+}

@@ -1,0 +1,59 @@
+//! Settings stored in one database row, read on use so a change is effective at once on every
+//! replica.
+
+use async_trait::async_trait;
+use chrono::Duration;
+use domain::{
+    Result,
+    lockout::LockoutPolicy,
+    password::PasswordPolicy,
+    ports::SettingsSource,
+    settings::{LimitMethod, ResetLimit, ResetPolicy, Settings},
+};
+use sea_orm::EntityTrait;
+
+use crate::{SqlStore, accounts::db_err, entities::settings};
+
+fn to_settings(m: settings::Model) -> Settings {
+    let defaults = Settings::default();
+    let non_negative = |v: i32| u32::try_from(v).unwrap_or(0);
+    Settings {
+        password: PasswordPolicy {
+            min_length: non_negative(m.min_password_length),
+            required_character_classes: u8::try_from(m.required_character_classes.clamp(0, 4))
+                .unwrap_or(0),
+            allow_whitespace: m.allow_whitespace,
+        },
+        lockout: LockoutPolicy {
+            failures: non_negative(m.lockout_failures),
+            duration: Duration::minutes(i64::from(m.lockout_minutes.max(0))),
+        },
+        reset: ResetPolicy {
+            link_lifetime: Duration::hours(i64::from(m.reset_link_lifetime_hours.max(1))),
+            limit: ResetLimit {
+                method: LimitMethod::parse(&m.reset_request_limit_method)
+                    .unwrap_or(defaults.reset.limit.method),
+                max_per_hour: non_negative(m.max_reset_requests_per_hour),
+                min_interval: Duration::seconds(i64::from(
+                    m.min_seconds_between_reset_requests.max(0),
+                )),
+            },
+        },
+        customer_token_lifetime: Duration::minutes(i64::from(
+            m.customer_token_lifetime_minutes.max(1),
+        )),
+        admin_token_lifetime: Duration::minutes(i64::from(m.admin_token_lifetime_minutes.max(1))),
+    }
+}
+
+#[async_trait]
+impl SettingsSource for SqlStore {
+    async fn current(&self) -> Result<Settings> {
+        Ok(settings::Entity::find_by_id(1)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(to_settings)
+            .unwrap_or_default())
+    }
+}

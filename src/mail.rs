@@ -1,0 +1,246 @@
+//! Mail delivery: renders queued outbox rows with the templates in `templates/mail` (English,
+//! Japanese, Korean; plain text and HTML) and sends them over SMTP with lettre, or writes
+//! `.eml` files when no SMTP server is configured.
+//!
+//! The worker wakes when a request queues mail and polls every second as a fallback. It claims
+//! rows (safe with many replicas), sends several at once over a pooled connection, marks them
+//! sent and scrubs the link, or schedules a retry with exponential backoff and dead-letters
+//! after `MAX_ATTEMPTS`. A message is never sent in the request that caused it.
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use domain::{clock::Clock, ports::MailKind, ports::MailSignal};
+use futures::StreamExt;
+use lettre::{
+    AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
+    message::{Mailbox, MultiPart},
+    transport::smtp::PoolConfig,
+};
+use minijinja::{Environment, context};
+use persistence::{OutboxMessage, SqlStore};
+use tokio::sync::{Notify, watch};
+
+/// Messages claimed per round, and sent at once.
+const BATCH: u64 = 32;
+const PARALLEL_SENDS: usize = 4;
+/// How long a claim protects a message being sent; after it a crashed worker's rows are
+/// retried.
+const LEASE: chrono::Duration = chrono::Duration::seconds(60);
+const POLL: Duration = Duration::from_secs(1);
+
+/// Where mail goes.
+pub enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    /// `smtp://host:port` (plain, or STARTTLS with `?tls=required`), `smtps://user:pass@host`
+    /// (TLS with hostname verification, rustls). Without a URL: `.eml` files in `dir`.
+    pub fn new(smtp_url: Option<&str>, dir: PathBuf) -> anyhow::Result<Self> {
+        match smtp_url {
+            Some(url) => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|_| anyhow::anyhow!("LATCHKEY_SMTP_URL is not a valid SMTP URL"))?
+                    .timeout(Some(Duration::from_secs(10)))
+                    .pool_config(PoolConfig::new().max_size(PARALLEL_SENDS as u32))
+                    .build();
+                Ok(Self::Smtp(transport))
+            }
+            None => {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating LATCHKEY_MAIL_DIR {}", dir.display()))?;
+                Ok(Self::Files(AsyncFileTransport::new(dir)))
+            }
+        }
+    }
+
+    async fn send(&self, message: Message) -> Result<(), String> {
+        match self {
+            Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+            Self::Files(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// The compiled-in templates.
+pub struct Templates {
+    env: Environment<'static>,
+    store_name: String,
+}
+
+macro_rules! templates {
+    ($env:ident, $($name:literal),* $(,)?) => {
+        $(
+            $env.add_template(
+                concat!($name, ".subject.txt"),
+                include_str!(concat!("../templates/mail/", $name, ".subject.txt")),
+            )?;
+            $env.add_template(
+                concat!($name, ".txt"),
+                include_str!(concat!("../templates/mail/", $name, ".txt")),
+            )?;
+            $env.add_template(
+                concat!($name, ".html"),
+                include_str!(concat!("../templates/mail/", $name, ".html")),
+            )?;
+        )*
+    };
+}
+
+/// A rendered message.
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl Templates {
+    pub fn new(store_name: String) -> anyhow::Result<Self> {
+        let mut env = Environment::new();
+        templates!(
+            env,
+            "password_reset.en",
+            "password_reset.ja",
+            "password_reset.ko",
+            "password_changed.en",
+            "password_changed.ja",
+            "password_changed.ko",
+        );
+        Ok(Self { env, store_name })
+    }
+
+    pub fn render(&self, m: &OutboxMessage) -> anyhow::Result<Rendered> {
+        let kind = match m.kind {
+            MailKind::PasswordReset => "password_reset",
+            MailKind::PasswordChanged => "password_changed",
+        };
+        let name = format!("{kind}.{}", m.locale.as_str());
+        let hours = m
+            .link_expires_at
+            .map(|until| ((until - chrono::Utc::now()).num_minutes() + 59) / 60)
+            .unwrap_or(24)
+            .max(1);
+        let ctx = context! {
+            firstname => m.firstname,
+            lastname => m.lastname,
+            link => m.link,
+            hours => hours,
+            store => self.store_name,
+        };
+        let render = |suffix: &str| -> anyhow::Result<String> {
+            Ok(self
+                .env
+                .get_template(&format!("{name}.{suffix}"))?
+                .render(&ctx)?)
+        };
+        Ok(Rendered {
+            subject: render("subject.txt")?.trim().to_owned(),
+            text: render("txt")?,
+            html: render("html")?,
+        })
+    }
+}
+
+/// Wakes the worker; the domain's [`MailSignal`].
+#[derive(Clone, Default)]
+pub struct Wakeup(Arc<Notify>);
+
+impl MailSignal for Wakeup {
+    fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub struct MailWorker {
+    pub store: SqlStore,
+    pub transport: Transport,
+    pub templates: Templates,
+    pub from: Mailbox,
+    pub clock: Arc<dyn Clock>,
+    pub wakeup: Wakeup,
+}
+
+impl MailWorker {
+    /// Delivers until `stop` turns true; a batch in flight is finished first, and whatever is
+    /// still queued is left for the next start.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            if let Err(e) = self.drain(&stop).await {
+                tracing::warn!(error = %e, "mail delivery round failed; will retry");
+            }
+            tokio::select! {
+                () = self.wakeup.0.notified() => {},
+                () = tokio::time::sleep(POLL) => {},
+                _ = stop.changed() => {},
+            }
+        }
+        tracing::info!("mail worker stopped");
+    }
+
+    /// Sends everything due now; returns how many messages were attempted.
+    pub async fn drain(&self, stop: &watch::Receiver<bool>) -> anyhow::Result<usize> {
+        let mut attempted = 0;
+        while !*stop.borrow() {
+            let batch = self
+                .store
+                .claim_mail(self.clock.now(), BATCH, LEASE)
+                .await
+                .map_err(|e| anyhow::anyhow!("claiming mail: {e}"))?;
+            if batch.is_empty() {
+                break;
+            }
+            attempted += batch.len();
+            futures::stream::iter(batch)
+                .for_each_concurrent(PARALLEL_SENDS, |m| self.deliver(m))
+                .await;
+        }
+        Ok(attempted)
+    }
+
+    async fn deliver(&self, m: OutboxMessage) {
+        let outcome = match self.build(&m) {
+            Ok(message) => self.transport.send(message).await,
+            Err(e) => Err(e.to_string()),
+        };
+        let now = self.clock.now();
+        match outcome {
+            Ok(()) => {
+                metrics::counter!("latchkey_mail_sent_total", "kind" => m.kind.as_str()).increment(1);
+                if let Err(e) = self.store.mark_sent(&m, now).await {
+                    tracing::error!(mail_id = %m.id, error = %e, "mail sent but not marked; it may be retried");
+                }
+            }
+            Err(error) => {
+                metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str()).increment(1);
+                match self.store.mark_failed(&m, now, &error).await {
+                    Ok(true) => tracing::error!(mail_id = %m.id, %error, "mail dead-lettered after its last attempt"),
+                    Ok(false) => tracing::warn!(mail_id = %m.id, attempt = m.attempts + 1, %error, "mail not sent; will retry"),
+                    Err(e) => tracing::error!(mail_id = %m.id, error = %e, "could not record a failed send"),
+                }
+            }
+        }
+    }
+
+    fn build(&self, m: &OutboxMessage) -> anyhow::Result<Message> {
+        let rendered = self.templates.render(m)?;
+        let to: Mailbox = m
+            .recipient
+            .parse()
+            .map_err(|_| anyhow::anyhow!("the stored recipient is not a deliverable address"))?;
+        Ok(Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(rendered.subject)
+            // The outbox id: a retried message keeps its Message-ID, so duplicates can be told.
+            .message_id(Some(format!("<{}@latchkey>", m.id)))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text,
+                rendered.html,
+            ))?)
+    }
+}
