@@ -210,17 +210,25 @@ impl MailWorker {
         let now = self.clock.now();
         match outcome {
             Ok(()) => {
-                metrics::counter!("latchkey_mail_sent_total", "kind" => m.kind.as_str()).increment(1);
+                metrics::counter!("latchkey_mail_sent_total", "kind" => m.kind.as_str())
+                    .increment(1);
                 if let Err(e) = self.store.mark_sent(&m, now).await {
                     tracing::error!(mail_id = %m.id, error = %e, "mail sent but not marked; it may be retried");
                 }
             }
             Err(error) => {
-                metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str()).increment(1);
+                metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str())
+                    .increment(1);
                 match self.store.mark_failed(&m, now, &error).await {
-                    Ok(true) => tracing::error!(mail_id = %m.id, %error, "mail dead-lettered after its last attempt"),
-                    Ok(false) => tracing::warn!(mail_id = %m.id, attempt = m.attempts + 1, %error, "mail not sent; will retry"),
-                    Err(e) => tracing::error!(mail_id = %m.id, error = %e, "could not record a failed send"),
+                    Ok(true) => {
+                        tracing::error!(mail_id = %m.id, %error, "mail dead-lettered after its last attempt")
+                    }
+                    Ok(false) => {
+                        tracing::warn!(mail_id = %m.id, attempt = m.attempts + 1, %error, "mail not sent; will retry")
+                    }
+                    Err(e) => {
+                        tracing::error!(mail_id = %m.id, error = %e, "could not record a failed send")
+                    }
                 }
             }
         }

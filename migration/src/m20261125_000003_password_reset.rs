@@ -77,7 +77,9 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(PasswordResetTokens::CreatedAt))
                     .col(timestamp_with_time_zone(PasswordResetTokens::ExpiresAt))
                     .col(timestamp_with_time_zone_null(PasswordResetTokens::UsedAt))
-                    .col(timestamp_with_time_zone_null(PasswordResetTokens::SupersededAt))
+                    .col(timestamp_with_time_zone_null(
+                        PasswordResetTokens::SupersededAt,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_password_reset_tokens_customer")

@@ -13,6 +13,8 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
+use crate::smtp::SmtpReceiver;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -40,6 +42,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
+    pub config: Config,
     pub db: sea_orm::DatabaseConnection,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -52,24 +55,33 @@ impl TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
+    /// A server that sends mail over SMTP to a receiver the test owns.
+    pub async fn with_smtp(backend: Backend) -> (Self, SmtpReceiver) {
+        let smtp = SmtpReceiver::start().await;
+        let url = smtp.url();
+        let app = Self::spawn_with(backend, |c| c.smtp_url = Some(Secret::new(url))).await;
+        (app, smtp)
+    }
+
     /// Starts a server whose configuration `adjust` may change first.
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
         capture_logs();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut config = Config {
+            mail_from: "Test Store <shop@example.com>".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_max_connections: 4,
             ..Config::default()
         };
-        let mut dir = None;
+        // Every app gets a private folder: the SQLite file (if any) and `.eml` mail.
+        let path = std::env::temp_dir().join(format!("latchkey-test-{id}"));
+        std::fs::create_dir_all(&path).unwrap();
+        config.mail_dir = path.join("mail");
+        let dir = Some(path.clone());
         let mut pg_schema = None;
         match backend {
             Backend::Sqlite => {
-                let path = std::env::temp_dir().join(format!("latchkey-test-{id}"));
-                std::fs::create_dir_all(&path).unwrap();
                 config.database_url = format!("sqlite://{}/latchkey.db?mode=rwc", path.display());
-                config.mail_dir = path.join("mail");
-                dir = Some(path);
             }
             Backend::Postgres => {
                 let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
@@ -91,31 +103,84 @@ impl TestApp {
             latchkey::migrate(&config).await.unwrap();
         }
         let clock = Arc::new(ManualClock::default());
-        let server = latchkey::build(&config, clock.clone()).await.unwrap();
-        let db = server.db.clone();
-        let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            latchkey::serve(server, listener, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Self {
-            addr,
+        let mut app = Self {
+            addr: config.listen,
             client: reqwest::Client::builder()
                 .user_agent("latchkey-tests")
                 .build()
                 .unwrap(),
             clock,
-            db,
-            shutdown: Some(tx),
-            server: Some(handle),
+            db: sea_orm::DatabaseConnection::default(),
+            config,
+            shutdown: None,
+            server: None,
             dir,
             pg_schema,
+        };
+        app.start().await;
+        app
+    }
+
+    /// Starts a server on `self.config` and the existing database (after [`stop`]).
+    pub async fn start(&mut self) {
+        let server = latchkey::build(&self.config, self.clock.clone())
+            .await
+            .unwrap();
+        self.db = server.db.clone();
+        let listener = tokio::net::TcpListener::bind(self.config.listen)
+            .await
+            .unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        self.server = Some(tokio::spawn(async move {
+            latchkey::serve(server, listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        }));
+        self.shutdown = Some(tx);
+    }
+
+    /// Stops the server the way SIGTERM does (graceful), keeping the database.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
         }
+        if let Some(handle) = self.server.take() {
+            handle.await.unwrap();
+        }
+    }
+
+    /// Changes settings in the database (SQL assignments, e.g. `"max_reset_requests_per_hour = 3"`).
+    pub async fn set_settings(&self, assignments: &str) {
+        use sea_orm::ConnectionTrait;
+        self.db
+            .execute_unprepared(&format!("UPDATE settings SET {assignments} WHERE id = 1"))
+            .await
+            .unwrap();
+    }
+
+    /// Turns reset request limits off (tests of other rules request many resets).
+    pub async fn without_reset_limits(&self) {
+        self.set_settings("reset_request_limit_method = 'OFF'")
+            .await;
+    }
+
+    pub async fn request_reset(&self, email: &str) -> Value {
+        self.gql(
+            "mutation($e: String!) { requestPasswordReset(email: $e) }",
+            json!({"e": email}),
+        )
+        .await
+    }
+
+    pub async fn reset_password(&self, token: &str, password: &str) -> Value {
+        self.gql(
+            "mutation($t: String!, $p: String!) { resetPassword(resetPasswordToken: $t, newPassword: $p) }",
+            json!({"t": token, "p": password}),
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -10,7 +10,9 @@ mod hardening;
 mod harness;
 mod helpers;
 mod ops;
+mod reset;
 mod sessions;
+mod smtp;
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
@@ -19,6 +21,7 @@ fn main() {
         sessions::TESTS,
         hardening::TESTS,
         ops::TESTS,
+        reset::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -295,6 +295,10 @@ pub(crate) fn parse_email(raw: &str) -> Result<Email> {
     Email::parse(raw).map_err(|e| Error::bad_input("email", e.to_string()))
 }
 
-pub(crate) fn new_password(raw: &str, policy: &PasswordPolicy, personal: &[&str]) -> Result<NewPassword> {
+pub(crate) fn new_password(
+    raw: &str,
+    policy: &PasswordPolicy,
+    personal: &[&str],
+) -> Result<NewPassword> {
     NewPassword::parse(raw, policy, personal).map_err(Error::PasswordPolicy)
 }

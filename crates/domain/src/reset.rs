@@ -98,9 +98,7 @@ impl ResetLinks {
         }
         let allowed = self.allowlist.iter().any(|prefix| {
             url.strip_prefix(prefix.as_str()).is_some_and(|rest| {
-                prefix.ends_with('/')
-                    || rest.is_empty()
-                    || rest.starts_with(['/', '?', '#'])
+                prefix.ends_with('/') || rest.is_empty() || rest.starts_with(['/', '?', '#'])
             })
         });
         if allowed {
@@ -189,10 +187,11 @@ pub fn limit_decision(
                 wait = wait.max(limit.min_interval - since);
             }
         }
-        if limit.max_per_hour > 0 && h.count >= limit.max_per_hour {
-            if let Some(oldest) = h.oldest {
-                wait = wait.max(oldest + LIMIT_WINDOW - now);
-            }
+        if let Some(oldest) = h
+            .oldest
+            .filter(|_| limit.max_per_hour > 0 && h.count >= limit.max_per_hour)
+        {
+            wait = wait.max(oldest + LIMIT_WINDOW - now);
         }
     }
     if wait > Duration::zero() {
@@ -221,7 +220,15 @@ mod tests {
 
     #[test]
     fn only_the_generated_shape_parses() {
-        for bad in ["", "short", &"a".repeat(44), &"a".repeat(1 << 20), &format!("{}\u{0}", "a".repeat(42)), &format!("{}+", "a".repeat(42)), "' OR 1=1--"] {
+        for bad in [
+            "",
+            "short",
+            &"a".repeat(44),
+            &"a".repeat(1 << 20),
+            &format!("{}\u{0}", "a".repeat(42)),
+            &format!("{}+", "a".repeat(42)),
+            "' OR 1=1--",
+        ] {
             assert!(RawResetToken::parse(bad).is_none(), "{bad:?}");
         }
     }
@@ -239,7 +246,10 @@ mod tests {
     fn links() -> ResetLinks {
         ResetLinks::new(
             "https://shop.example/reset?token={token}".into(),
-            vec!["https://shop.example".into(), "https://m.shop.example/account/".into()],
+            vec![
+                "https://shop.example".into(),
+                "https://m.shop.example/account/".into(),
+            ],
         )
         .unwrap()
     }
@@ -250,7 +260,10 @@ mod tests {
         assert!(l.check_redirect("https://shop.example/reset").is_ok());
         assert!(l.check_redirect("https://shop.example").is_ok());
         assert!(l.check_redirect("https://shop.example?x=1").is_ok());
-        assert!(l.check_redirect("https://m.shop.example/account/reset").is_ok());
+        assert!(
+            l.check_redirect("https://m.shop.example/account/reset")
+                .is_ok()
+        );
         for bad in [
             "https://shop.example.evil.com/reset",
             "https://shop.examplex/reset",
@@ -270,13 +283,20 @@ mod tests {
         let l = links();
         let t = RawResetToken::generate().unwrap();
         let e = Email::parse("a+b@example.com").unwrap();
-        assert_eq!(l.build(None, &t, &e), format!("https://shop.example/reset?token={}", t.expose()));
+        assert_eq!(
+            l.build(None, &t, &e),
+            format!("https://shop.example/reset?token={}", t.expose())
+        );
         assert_eq!(
             l.build(Some("https://shop.example/r?lang=ja#top"), &t, &e),
             format!("https://shop.example/r?lang=ja&token={}#top", t.expose())
         );
         let with_email = ResetLinks::new("https://s/r?t={token}&e={email}".into(), vec![]).unwrap();
-        assert!(with_email.build(None, &t, &e).ends_with("&e=a%2Bb%40example.com"));
+        assert!(
+            with_email
+                .build(None, &t, &e)
+                .ends_with("&e=a%2Bb%40example.com")
+        );
         assert!(ResetLinks::new("https://s/r".into(), vec![]).is_err());
     }
 
@@ -295,16 +315,35 @@ mod tests {
     fn the_limit_counts_per_hour_and_spaces_requests() {
         let now = Utc::now();
         let limit = ResetLimit::default(); // 5 per hour, 10 minutes apart
-        assert_eq!(limit_decision(&[KeyHistory::default()], &limit, now), Ok(()));
-        let recent = KeyHistory { count: 1, oldest: Some(now - Duration::minutes(4)), latest: Some(now - Duration::minutes(4)) };
+        assert_eq!(
+            limit_decision(&[KeyHistory::default()], &limit, now),
+            Ok(())
+        );
+        let recent = KeyHistory {
+            count: 1,
+            oldest: Some(now - Duration::minutes(4)),
+            latest: Some(now - Duration::minutes(4)),
+        };
         assert_eq!(limit_decision(&[recent], &limit, now), Err(360));
-        let spaced = KeyHistory { count: 1, oldest: Some(now - Duration::minutes(10)), latest: Some(now - Duration::minutes(10)) };
+        let spaced = KeyHistory {
+            count: 1,
+            oldest: Some(now - Duration::minutes(10)),
+            latest: Some(now - Duration::minutes(10)),
+        };
         assert_eq!(limit_decision(&[spaced], &limit, now), Ok(()));
-        let full = KeyHistory { count: 5, oldest: Some(now - Duration::minutes(50)), latest: Some(now - Duration::minutes(11)) };
+        let full = KeyHistory {
+            count: 5,
+            oldest: Some(now - Duration::minutes(50)),
+            latest: Some(now - Duration::minutes(11)),
+        };
         assert_eq!(limit_decision(&[full], &limit, now), Err(600));
         // Either key trips.
         assert!(limit_decision(&[KeyHistory::default(), full], &limit, now).is_err());
-        let unlimited = ResetLimit { max_per_hour: 0, min_interval: Duration::zero(), ..limit };
+        let unlimited = ResetLimit {
+            max_per_hour: 0,
+            min_interval: Duration::zero(),
+            ..limit
+        };
         assert_eq!(limit_decision(&[full], &unlimited, now), Ok(()));
     }
 }

@@ -10,7 +10,9 @@ use crate::{
     clock::Clock,
     customer::ClientInfo,
     email::Email,
-    ports::{AccountStore, MailSignal, NewMail, PasswordHasher, ResetRequest, ResetStore, SettingsSource},
+    ports::{
+        AccountStore, MailSignal, NewMail, PasswordHasher, ResetRequest, ResetStore, SettingsSource,
+    },
     reset::{FAILURE_WINDOW, MAX_INVALID_RESETS, RawResetToken, ResetLinks, limit_keys},
 };
 
@@ -95,7 +97,10 @@ impl Resets {
         client: &ClientInfo,
     ) -> Result<()> {
         let now = self.clock.now();
-        let failure_key = format!("reset-failure:ip:{}", client.ip.as_deref().unwrap_or("unknown"));
+        let failure_key = format!(
+            "reset-failure:ip:{}",
+            client.ip.as_deref().unwrap_or("unknown")
+        );
         let (failures, oldest) = self
             .store
             .count_events(&failure_key, now - FAILURE_WINDOW)
@@ -140,7 +145,11 @@ impl Resets {
         let password = new_password(
             new,
             &settings.password,
-            &[customer.email.local_part(), &customer.firstname, &customer.lastname],
+            &[
+                customer.email.local_part(),
+                &customer.firstname,
+                &customer.lastname,
+            ],
         )?;
         let hash = self.hasher.hash(&password).await?;
         let notice = NewMail::password_changed(&customer, now);

@@ -166,6 +166,7 @@ mod tests {
         let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
         let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
         let inner = Sha256::digest([ipad.as_slice(), msg].concat());
+        let inner: Vec<u8> = inner.to_vec();
         Sha256::digest([opad.as_slice(), inner.as_slice()].concat()).to_vec()
     }
 

@@ -45,7 +45,12 @@ impl ResetMutation {
         let client = &request(ctx).client;
         services(ctx)?
             .resets
-            .reset(email.as_deref(), &reset_password_token, &new_password, client)
+            .reset(
+                email.as_deref(),
+                &reset_password_token,
+                &new_password,
+                client,
+            )
             .await?;
         Ok(true)
     }

@@ -12,8 +12,7 @@ use domain::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr,
-    TransactionTrait,
+    QueryOrder, SqlErr, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -312,7 +311,10 @@ pub(crate) async fn apply_password_change(
     }
     let revoked = revoke.exec(txn).await.map_err(db_err)?.rows_affected;
     password_reset_token::Entity::update_many()
-        .col_expr(password_reset_token::Column::SupersededAt, Expr::value(Some(now)))
+        .col_expr(
+            password_reset_token::Column::SupersededAt,
+            Expr::value(Some(now)),
+        )
         .filter(password_reset_token::Column::CustomerId.eq(customer_id))
         .filter(password_reset_token::Column::UsedAt.is_null())
         .filter(password_reset_token::Column::SupersededAt.is_null())

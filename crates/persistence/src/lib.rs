@@ -10,8 +10,8 @@ mod settings;
 use std::time::Duration;
 
 pub use accounts::SqlStore;
-pub use outbox::{MAX_ATTEMPTS, OutboxMessage, backoff};
 use migration::{Migrator, MigratorTrait};
+pub use outbox::{MAX_ATTEMPTS, OutboxMessage, backoff};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 pub use sea_orm::DatabaseConnection as Connection;

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use domain::{Result, customer::Locale, ports::MailKind, ports::NewMail};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait,
-    QueryFilter, QueryOrder,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
     sea_query::{Expr, LockBehavior, LockType, Query},
 };
 use uuid::Uuid;
@@ -123,7 +123,12 @@ impl SqlStore {
             // claimed is skipped.
             .cond_where(due(now))
             .to_owned();
-        let claimed = self.db.execute(&claim).await.map_err(db_err)?.rows_affected();
+        let claimed = self
+            .db
+            .execute(&claim)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
         if claimed == 0 {
             return Ok(Vec::new());
         }
@@ -161,8 +166,14 @@ impl SqlStore {
         email_outbox::Entity::update_many()
             .col_expr(email_outbox::Column::Status, Expr::value(SENT))
             .col_expr(email_outbox::Column::SentAt, Expr::value(Some(now)))
-            .col_expr(email_outbox::Column::Link, Expr::value(Option::<String>::None))
-            .col_expr(email_outbox::Column::ClaimId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                email_outbox::Column::Link,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                email_outbox::Column::ClaimId,
+                Expr::value(Option::<Uuid>::None),
+            )
             .col_expr(email_outbox::Column::Attempts, Expr::value(m.attempts + 1))
             .filter(email_outbox::Column::Id.eq(m.id))
             .filter(email_outbox::Column::ClaimId.eq(m.claim_id))
@@ -189,14 +200,23 @@ impl SqlStore {
                 email_outbox::Column::Status,
                 Expr::value(if dead { DEAD } else { PENDING }),
             )
-            .col_expr(email_outbox::Column::NextAttemptAt, Expr::value(now + backoff(attempts)))
-            .col_expr(email_outbox::Column::ClaimId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                email_outbox::Column::NextAttemptAt,
+                Expr::value(now + backoff(attempts)),
+            )
+            .col_expr(
+                email_outbox::Column::ClaimId,
+                Expr::value(Option::<Uuid>::None),
+            )
             .col_expr(email_outbox::Column::LastError, Expr::value(Some(error)))
             .filter(email_outbox::Column::Id.eq(m.id))
             .filter(email_outbox::Column::ClaimId.eq(m.claim_id));
         if dead {
             // A dead message will never be sent: do not keep a usable link in it.
-            update = update.col_expr(email_outbox::Column::Link, Expr::value(Option::<String>::None));
+            update = update.col_expr(
+                email_outbox::Column::Link,
+                Expr::value(Option::<String>::None),
+            );
         }
         update.exec(&self.db).await.map_err(db_err)?;
         Ok(dead)

@@ -8,8 +8,9 @@ use domain::{
     reset::{KeyHistory, LIMIT_WINDOW, limit_decision, lock_id},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, Statement, TransactionTrait,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
@@ -50,19 +51,19 @@ impl SqlStore {
         since: DateTime<Utc>,
         except: Uuid,
     ) -> Result<KeyHistory> {
-        let row: Option<(i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
-            limit_event::Entity::find()
-                .select_only()
-                .column_as(limit_event::Column::Id.count(), "n")
-                .column_as(limit_event::Column::At.min(), "oldest")
-                .column_as(limit_event::Column::At.max(), "latest")
-                .filter(limit_event::Column::Key.eq(key))
-                .filter(limit_event::Column::At.gt(since))
-                .filter(limit_event::Column::Id.ne(except))
-                .into_tuple()
-                .one(txn)
-                .await
-                .map_err(db_err)?;
+        type CountOldestLatest = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+        let row: Option<CountOldestLatest> = limit_event::Entity::find()
+            .select_only()
+            .column_as(limit_event::Column::Id.count(), "n")
+            .column_as(limit_event::Column::At.min(), "oldest")
+            .column_as(limit_event::Column::At.max(), "latest")
+            .filter(limit_event::Column::Key.eq(key))
+            .filter(limit_event::Column::At.gt(since))
+            .filter(limit_event::Column::Id.ne(except))
+            .into_tuple()
+            .one(txn)
+            .await
+            .map_err(db_err)?;
         let (count, oldest, latest) = row.unwrap_or_default();
         Ok(KeyHistory {
             count: u32::try_from(count).unwrap_or(u32::MAX),

@@ -1,0 +1,735 @@
+//! "Forgot Your Password?": requests, links, limits, the outbox and the mail itself.
+
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use futures::future::join_all;
+use latchkey::config::Secret;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, code},
+    smtp::SmtpReceiver,
+};
+
+crate::tests![
+    a_customer_resets_a_forgotten_password_through_the_emailed_link,
+    known_and_unknown_addresses_get_identical_answers_and_only_real_accounts_get_mail,
+    requesting_a_reset_changes_nothing_until_the_link_is_used,
+    a_link_works_once_even_when_used_concurrently,
+    links_expire_after_the_configured_lifetime,
+    a_newer_request_supersedes_older_links,
+    a_password_change_voids_outstanding_links,
+    a_reset_clears_lockout_and_signs_out_every_device,
+    a_policy_failure_leaves_the_link_usable,
+    an_email_given_with_the_token_must_match_it,
+    bad_tokens_are_refused_and_guessing_is_throttled_per_ip,
+    reset_requests_are_limited_per_email_and_ip_alike_for_unknown_addresses,
+    concurrent_requests_under_a_limit_of_k_accept_exactly_k,
+    aliased_requests_each_count_against_the_limit,
+    redirect_urls_must_be_on_the_allow_list,
+    links_never_come_from_the_host_header,
+    mail_sent_while_smtp_is_down_arrives_once_it_is_back,
+    mail_queued_when_the_server_stops_is_sent_once_after_restart,
+    the_token_is_stored_only_hashed_and_the_link_is_scrubbed_after_sending,
+    mail_is_in_the_customers_language_and_names_cannot_inject_markup,
+    without_smtp_mail_is_written_as_eml_files,
+    the_built_in_reset_page_is_locked_down,
+];
+
+async fn create(app: &TestApp, email: &str, locale: &str, firstname: &str) {
+    let res = app
+        .gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": email, "firstname": firstname, "lastname": "Lee", "password": PASSWORD, "locale": locale}}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+}
+
+async fn a_customer_resets_a_forgotten_password_through_the_emailed_link(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "Ann@Example.com", "en", "Ann").await;
+    let session = app.sign_in("ann@example.com", PASSWORD).await;
+
+    let res = app.request_reset("  ANN@example.com ").await;
+    assert_eq!(res, json!({"data": {"requestPasswordReset": true}}));
+    let mail = smtp.wait_for(1).await.remove(0);
+    // To the address stored on the account, not the string submitted.
+    assert_eq!(mail.to, vec!["Ann@Example.com"]);
+    assert_eq!(mail.header_to(), "Ann@Example.com");
+    assert!(
+        mail.subject().contains("Reset your Test Store password"),
+        "{}",
+        mail.subject()
+    );
+    let link = mail.link();
+    assert!(
+        link.starts_with(&format!(
+            "http://{}/account/reset-password?token=",
+            app.config.listen
+        )),
+        "{link}"
+    );
+    assert!(mail.html().contains("Reset Password"));
+    assert!(mail.text().contains("24 hours"));
+
+    let res = app.reset_password(&mail.token(), "brand-New-pw7").await;
+    assert_eq!(
+        res,
+        json!({"data": {"resetPassword": true}}),
+        "no token or session is returned"
+    );
+    assert_eq!(app.whoami(&session).await, Err("UNAUTHENTICATED".into()));
+    assert_eq!(
+        code(&app.sign_in_response("ann@example.com", PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+    app.sign_in("ann@example.com", "brand-New-pw7").await;
+
+    let notice = smtp.wait_for(2).await.remove(1);
+    assert_eq!(notice.to, vec!["Ann@Example.com"]);
+    assert!(
+        notice.subject().contains("password was changed"),
+        "{}",
+        notice.subject()
+    );
+    assert!(!notice.text().contains("token="));
+    assert!(!notice.text().contains("brand-New-pw7"));
+}
+
+async fn known_and_unknown_addresses_get_identical_answers_and_only_real_accounts_get_mail(
+    backend: Backend,
+) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    // Counted per address only, so both first requests from this one client are accepted.
+    app.set_settings("reset_request_limit_method = 'BY_EMAIL'")
+        .await;
+    create(&app, "known@example.com", "en", "Ann").await;
+    let send = |email: &'static str| {
+        app.client
+            .post(app.url("/graphql"))
+            .header("content-type", "application/json")
+            .body(json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string())
+            .send()
+    };
+    let known = send("known@example.com").await.unwrap();
+    let unknown = send("unknown@example.com").await.unwrap();
+    assert_eq!(known.status(), unknown.status());
+    let strip = |h: &reqwest::header::HeaderMap| {
+        let mut names: Vec<String> = h
+            .iter()
+            .filter(|(k, _)| !["date", "x-request-id"].contains(&k.as_str()))
+            .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(strip(known.headers()), strip(unknown.headers()));
+    assert_eq!(known.bytes().await.unwrap(), unknown.bytes().await.unwrap());
+    let mails = smtp.settle().await;
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, vec!["known@example.com"]);
+    // Malformed addresses are the caller's mistake, whoever asks.
+    let res = app.request_reset("not-an-address").await;
+    assert_eq!(code(&res), "BAD_USER_INPUT");
+}
+
+async fn requesting_a_reset_changes_nothing_until_the_link_is_used(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "calm@example.com", "en", "Ann").await;
+    let session = app.sign_in("calm@example.com", PASSWORD).await;
+    app.request_reset("calm@example.com").await;
+    smtp.wait_for(1).await;
+    assert!(app.whoami(&session).await.is_ok());
+    app.sign_in("calm@example.com", PASSWORD).await;
+}
+
+async fn a_link_works_once_even_when_used_concurrently(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "race@example.com", "en", "Ann").await;
+    app.request_reset("race@example.com").await;
+    let token = smtp.wait_for(1).await[0].token();
+    let passwords: Vec<String> = (0..16).map(|i| format!("winner-Pw-{i:02}")).collect();
+    let results = join_all(passwords.iter().map(|p| app.reset_password(&token, p))).await;
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["data"]["resetPassword"] == true)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (i, r) in results.iter().enumerate() {
+        if i != winners[0] {
+            assert!(
+                ["RESET_TOKEN_INVALID", "RATE_LIMITED"].contains(&code(r)),
+                "{r}"
+            );
+        }
+    }
+    // The password is the winner's, and the link is spent.
+    app.sign_in("race@example.com", &passwords[winners[0]])
+        .await;
+    let again = app.reset_password(&token, "another-Pw-99").await;
+    assert!(["RESET_TOKEN_INVALID", "RATE_LIMITED"].contains(&code(&again)));
+}
+
+async fn links_expire_after_the_configured_lifetime(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.without_reset_limits().await;
+    create(&app, "early@example.com", "en", "Ann").await;
+    create(&app, "late@example.com", "en", "Ann").await;
+    app.request_reset("early@example.com").await;
+    app.request_reset("late@example.com").await;
+    let mails = smtp.wait_for(2).await;
+    let token_of = |to: &str| mails.iter().find(|m| m.to == vec![to]).unwrap().token();
+    app.clock
+        .advance(Duration::hours(24) - Duration::seconds(1));
+    let res = app
+        .reset_password(&token_of("early@example.com"), "fresh-Pw-11")
+        .await;
+    assert_eq!(res["data"]["resetPassword"], true, "{res}");
+    app.clock.advance(Duration::seconds(2));
+    let res = app
+        .reset_password(&token_of("late@example.com"), "fresh-Pw-11")
+        .await;
+    assert_eq!(code(&res), "RESET_TOKEN_EXPIRED");
+    app.sign_in("late@example.com", PASSWORD).await;
+
+    // A shorter lifetime from the settings applies to new links.
+    app.set_settings("reset_link_lifetime_hours = 1").await;
+    app.request_reset("late@example.com").await;
+    let token = smtp.wait_for(4).await.last().unwrap().token();
+    app.clock.advance(Duration::minutes(61));
+    assert_eq!(
+        code(&app.reset_password(&token, "fresh-Pw-11").await),
+        "RESET_TOKEN_EXPIRED"
+    );
+}
+
+async fn a_newer_request_supersedes_older_links(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.without_reset_limits().await;
+    create(&app, "twice@example.com", "en", "Ann").await;
+    app.request_reset("twice@example.com").await;
+    let first = smtp.wait_for(1).await[0].token();
+    app.request_reset("twice@example.com").await;
+    let second = smtp.wait_for(2).await[1].token();
+    assert_ne!(first, second);
+    assert_eq!(
+        code(&app.reset_password(&first, "fresh-Pw-11").await),
+        "RESET_TOKEN_INVALID"
+    );
+    assert_eq!(
+        app.reset_password(&second, "fresh-Pw-11").await["data"]["resetPassword"],
+        true
+    );
+}
+
+async fn a_password_change_voids_outstanding_links(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "void@example.com", "en", "Ann").await;
+    app.request_reset("void@example.com").await;
+    let token = smtp.wait_for(1).await[0].token();
+    let session = app.sign_in("void@example.com", PASSWORD).await;
+    let res = app
+        .gql_as(
+            Some(&session),
+            "mutation { changeCustomerPassword(currentPassword: \"kx7!qzmw\", newPassword: \"changed-Pw-5\") { email } }",
+            json!({}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    assert_eq!(
+        code(&app.reset_password(&token, "fresh-Pw-11").await),
+        "RESET_TOKEN_INVALID"
+    );
+    // Changing the password while signed in also sends the notice.
+    let mails = smtp.wait_for(2).await;
+    assert!(mails[1].subject().contains("password was changed"));
+}
+
+async fn a_reset_clears_lockout_and_signs_out_every_device(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "locked@example.com", "en", "Ann").await;
+    let devices = [
+        app.sign_in("locked@example.com", PASSWORD).await,
+        app.sign_in("locked@example.com", PASSWORD).await,
+    ];
+    for _ in 0..10 {
+        app.sign_in_response("locked@example.com", "wrong-guess")
+            .await;
+    }
+    assert_eq!(
+        code(&app.sign_in_response("locked@example.com", PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+    // Lockout does not block the reset path.
+    app.request_reset("locked@example.com").await;
+    let token = smtp.wait_for(1).await[0].token();
+    assert_eq!(
+        app.reset_password(&token, "fresh-Pw-11").await["data"]["resetPassword"],
+        true
+    );
+    for device in &devices {
+        assert_eq!(app.whoami(device).await, Err("UNAUTHENTICATED".into()));
+    }
+    app.sign_in("locked@example.com", "fresh-Pw-11").await;
+}
+
+async fn a_policy_failure_leaves_the_link_usable(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "policy@example.com", "en", "Ann").await;
+    app.request_reset("policy@example.com").await;
+    let token = smtp.wait_for(1).await[0].token();
+    for weak in ["short", "has a space", "password123", "policy-2026"] {
+        let res = app.reset_password(&token, weak).await;
+        assert_eq!(code(&res), "PASSWORD_POLICY", "{weak}");
+        assert!(
+            res["errors"][0]["extensions"]["violations"]
+                .as_array()
+                .is_some_and(|v| !v.is_empty())
+        );
+    }
+    assert_eq!(
+        app.reset_password(&token, "fresh-Pw-11").await["data"]["resetPassword"],
+        true
+    );
+}
+
+async fn an_email_given_with_the_token_must_match_it(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "victim@example.com", "en", "Ann").await;
+    create(&app, "attacker@example.com", "en", "Bob").await;
+    app.request_reset("attacker@example.com").await;
+    let token = smtp.wait_for(1).await[0].token();
+    let query = "mutation($e: String, $t: String!, $p: String!) { resetPassword(email: $e, resetPasswordToken: $t, newPassword: $p) }";
+    let res = app
+        .gql(
+            query,
+            json!({"e": "victim@example.com", "t": token, "p": "fresh-Pw-11"}),
+        )
+        .await;
+    assert_eq!(code(&res), "RESET_TOKEN_INVALID");
+    app.sign_in("victim@example.com", PASSWORD).await;
+    app.sign_in("attacker@example.com", PASSWORD).await;
+    let res = app
+        .gql(
+            query,
+            json!({"e": "ATTACKER@example.com", "t": token, "p": "fresh-Pw-11"}),
+        )
+        .await;
+    assert_eq!(res["data"]["resetPassword"], true, "{res}");
+    app.sign_in("victim@example.com", PASSWORD).await;
+}
+
+async fn bad_tokens_are_refused_and_guessing_is_throttled_per_ip(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "guess@example.com", "en", "Ann").await;
+    app.request_reset("guess@example.com").await;
+    let token = smtp.wait_for(1).await[0].token();
+    let bad = [
+        "garbage".to_owned(),
+        "a".repeat(43),
+        "a".repeat(5000),
+        format!("{}\u{0}", &token[..42]),
+        "' OR 1=1--".to_owned(),
+        token.to_uppercase(),
+    ];
+    for b in &bad {
+        let res = app.reset_password(b, "fresh-Pw-11").await;
+        assert_eq!(code(&res), "RESET_TOKEN_INVALID", "{b:?}");
+        assert!(!res.to_string().contains("guess@example.com"));
+    }
+    // Four more in one request, as aliases: each counts.
+    let aliases: String = (0..4)
+        .map(|i| {
+            format!(
+                "a{i}: resetPassword(resetPasswordToken: \"{}\", newPassword: \"fresh-Pw-11\") ",
+                "b".repeat(43)
+            )
+        })
+        .collect();
+    let res = app
+        .gql(&format!("mutation {{ {aliases} }}"), json!({}))
+        .await;
+    assert_eq!(res["errors"].as_array().unwrap().len(), 4);
+    // Ten invalid attempts from this IP: even the right token must wait now.
+    let res = app.reset_password(&token, "fresh-Pw-11").await;
+    assert_eq!(code(&res), "RATE_LIMITED");
+    let retry = res["errors"][0]["extensions"]["retryAfterSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(retry > 0 && retry <= 15 * 60, "{retry}");
+    app.clock.advance(Duration::minutes(15));
+    assert_eq!(
+        app.reset_password(&token, "fresh-Pw-11").await["data"]["resetPassword"],
+        true
+    );
+}
+
+async fn reset_requests_are_limited_per_email_and_ip_alike_for_unknown_addresses(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "limit@example.com", "en", "Ann").await;
+    // Defaults: by IP and email, 5 per hour, 10 minutes apart.
+    assert_eq!(
+        app.request_reset("limit@example.com").await["data"]["requestPasswordReset"],
+        true
+    );
+    let known = app.request_reset("LIMIT@example.com").await;
+    assert_eq!(code(&known), "RATE_LIMITED");
+    assert_eq!(known["errors"][0]["extensions"]["retryAfterSeconds"], 600);
+    // The IP is counted too: another address from the same client waits as well, and an
+    // unknown address gets exactly what a known one gets.
+    let unknown = app.request_reset("nobody@example.com").await;
+    assert_eq!(known, unknown);
+    app.clock.advance(Duration::minutes(10));
+    assert_eq!(
+        app.request_reset("nobody@example.com").await["data"]["requestPasswordReset"],
+        true
+    );
+
+    // Hourly cap, by email only, no spacing.
+    app.set_settings("reset_request_limit_method = 'BY_EMAIL', max_reset_requests_per_hour = 3, min_seconds_between_reset_requests = 0").await;
+    app.clock.advance(Duration::hours(2));
+    for _ in 0..3 {
+        assert_eq!(
+            app.request_reset("limit@example.com").await["data"]["requestPasswordReset"],
+            true
+        );
+    }
+    let res = app.request_reset("limit@example.com").await;
+    assert_eq!(code(&res), "RATE_LIMITED");
+    assert_eq!(res["errors"][0]["extensions"]["retryAfterSeconds"], 3600);
+    assert_eq!(
+        smtp.settle().await.len(),
+        4,
+        "refused requests send nothing"
+    );
+    app.clock.advance(Duration::hours(1));
+    assert_eq!(
+        app.request_reset("limit@example.com").await["data"]["requestPasswordReset"],
+        true
+    );
+}
+
+async fn concurrent_requests_under_a_limit_of_k_accept_exactly_k(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "burst@example.com", "en", "Ann").await;
+    app.set_settings("reset_request_limit_method = 'BY_EMAIL', max_reset_requests_per_hour = 3, min_seconds_between_reset_requests = 0").await;
+    let results = join_all((0..24).map(|_| app.request_reset("burst@example.com"))).await;
+    let accepted = results
+        .iter()
+        .filter(|r| r["data"]["requestPasswordReset"] == true)
+        .count();
+    let limited = results
+        .iter()
+        .filter(|r| r["errors"][0]["extensions"]["code"] == "RATE_LIMITED")
+        .count();
+    assert_eq!((accepted, limited), (3, 21), "{results:?}");
+    let mails = smtp.wait_for(3).await;
+    assert_eq!(smtp.settle().await.len(), 3);
+    // Only the newest link works.
+    let tokens: Vec<String> = mails.iter().map(|m| m.token()).collect();
+    let valid = join_all(tokens.iter().map(|t| app.reset_password(t, "fresh-Pw-11"))).await;
+    assert_eq!(
+        valid
+            .iter()
+            .filter(|r| r["data"]["resetPassword"] == true)
+            .count(),
+        1
+    );
+}
+
+async fn aliased_requests_each_count_against_the_limit(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "alias@example.com", "en", "Ann").await;
+    app.set_settings("reset_request_limit_method = 'BY_EMAIL', max_reset_requests_per_hour = 3, min_seconds_between_reset_requests = 0").await;
+    let aliases: String = (0..5)
+        .map(|i| format!("a{i}: requestPasswordReset(email: \"alias@example.com\") "))
+        .collect();
+    let res = app
+        .gql(&format!("mutation {{ {aliases} }}"), json!({}))
+        .await;
+    let accepted = (0..5)
+        .filter(|i| res["data"][format!("a{i}")] == true)
+        .count();
+    assert_eq!(accepted, 3, "{res}");
+    assert_eq!(res["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(smtp.settle().await.len(), 3);
+}
+
+async fn redirect_urls_must_be_on_the_allow_list(backend: Backend) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.smtp_url = Some(Secret::new(url));
+        c.reset_url_allowlist = vec!["https://shop.example".into()];
+    })
+    .await;
+    app.without_reset_limits().await;
+    create(&app, "redirect@example.com", "en", "Ann").await;
+    let query =
+        "mutation($e: String!, $r: String) { requestPasswordReset(email: $e, redirectUrl: $r) }";
+    for bad in [
+        "https://shop.example.evil.com/reset",
+        "https://evil.example/reset",
+        "javascript:alert(1)",
+    ] {
+        let res = app
+            .gql(query, json!({"e": "redirect@example.com", "r": bad}))
+            .await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{bad}");
+        assert_eq!(res["errors"][0]["extensions"]["field"], "redirectUrl");
+    }
+    assert!(
+        smtp.settle().await.is_empty(),
+        "no mail for a refused redirect"
+    );
+    let res = app
+        .gql(
+            query,
+            json!({"e": "redirect@example.com", "r": "https://shop.example/account/reset?lang=en"}),
+        )
+        .await;
+    assert_eq!(res["data"]["requestPasswordReset"], true);
+    let link = smtp.wait_for(1).await[0].link();
+    assert!(
+        link.starts_with("https://shop.example/account/reset?lang=en&token="),
+        "{link}"
+    );
+    // Without an allow-list, any redirectUrl is refused.
+    let (strict, _smtp) = TestApp::with_smtp(backend).await;
+    let res = strict
+        .gql(
+            query,
+            json!({"e": "redirect@example.com", "r": "https://shop.example/reset"}),
+        )
+        .await;
+    assert_eq!(code(&res), "BAD_USER_INPUT");
+}
+
+async fn links_never_come_from_the_host_header(backend: Backend) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.smtp_url = Some(Secret::new(url));
+        c.storefront_reset_url = Some("https://shop.example/reset-password?token={token}".into());
+    })
+    .await;
+    create(&app, "host@example.com", "en", "Ann").await;
+    app.client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .header("host", "evil.example")
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "host=evil.example")
+        .header("origin", "https://evil.example")
+        .body(
+            json!({"query": "mutation { requestPasswordReset(email: \"host@example.com\") }"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let link = smtp.wait_for(1).await[0].link();
+    assert!(
+        link.starts_with("https://shop.example/reset-password?token="),
+        "{link}"
+    );
+    assert!(!smtp.messages()[0].html().contains("evil"));
+}
+
+async fn mail_sent_while_smtp_is_down_arrives_once_it_is_back(backend: Backend) {
+    // Reserve a port, then leave it closed: SMTP is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("smtp://{port}");
+    let app = TestApp::spawn_with(backend, |c| c.smtp_url = Some(Secret::new(url))).await;
+    create(&app, "down@example.com", "en", "Ann").await;
+    let res = app.request_reset("down@example.com").await;
+    assert_eq!(
+        res["data"]["requestPasswordReset"], true,
+        "SMTP trouble never reaches the caller"
+    );
+    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    let smtp = SmtpReceiver::start_on(port).await;
+    // Let the backoff elapse on the server's clock.
+    for _ in 0..4 {
+        app.clock.advance(Duration::seconds(10));
+        tokio::time::sleep(StdDuration::from_millis(600)).await;
+        if !smtp.messages().is_empty() {
+            break;
+        }
+    }
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(smtp.settle().await.len(), 1, "sent once");
+    let res = app.reset_password(&mails[0].token(), "fresh-Pw-11").await;
+    assert_eq!(res["data"]["resetPassword"], true, "the delayed link works");
+}
+
+async fn mail_queued_when_the_server_stops_is_sent_once_after_restart(backend: Backend) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("smtp://{port}");
+    let mut app = TestApp::spawn_with(backend, |c| c.smtp_url = Some(Secret::new(url))).await;
+    create(&app, "restart@example.com", "en", "Ann").await;
+    app.request_reset("restart@example.com").await;
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    app.stop().await;
+    let smtp = SmtpReceiver::start().await;
+    app.config.smtp_url = Some(Secret::new(smtp.url()));
+    app.clock.advance(Duration::minutes(5));
+    app.start().await;
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(smtp.settle().await.len(), 1);
+    assert_eq!(
+        app.reset_password(&mails[0].token(), "fresh-Pw-11").await["data"]["resetPassword"],
+        true
+    );
+}
+
+async fn the_token_is_stored_only_hashed_and_the_link_is_scrubbed_after_sending(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "hash@example.com", "en", "Ann").await;
+    app.request_reset("hash@example.com").await;
+    let token = smtp.wait_for(1).await[0].token();
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let rows = |sql: &'static str, columns: &'static [&'static str]| {
+        let db = app.db.clone();
+        async move {
+            let mut out = Vec::new();
+            for row in db
+                .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+                .await
+                .unwrap()
+            {
+                for c in columns {
+                    out.push(
+                        row.try_get::<Option<String>>("", c)
+                            .unwrap()
+                            .unwrap_or_default(),
+                    );
+                }
+            }
+            out
+        }
+    };
+    let hashes = rows(
+        "SELECT token_hash FROM password_reset_tokens",
+        &["token_hash"],
+    )
+    .await;
+    assert_eq!(hashes.len(), 1);
+    assert_eq!(hashes[0].len(), 64);
+    assert_ne!(hashes[0], token);
+    let outbox = rows("SELECT link, status FROM email_outbox", &["link", "status"]).await;
+    assert_eq!(
+        outbox,
+        vec![String::new(), "sent".to_owned()],
+        "the link is scrubbed once sent"
+    );
+    let logs = crate::helpers::logs();
+    assert!(!logs.contains(&token), "the token never reaches the logs");
+}
+
+async fn mail_is_in_the_customers_language_and_names_cannot_inject_markup(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.without_reset_limits().await;
+    create(&app, "tanaka@example.jp", "ja", "太郎").await;
+    create(&app, "kim@example.kr", "ko", "민준").await;
+    create(
+        &app,
+        "markup@example.com",
+        "en",
+        "<img src=x onerror=alert(1)>",
+    )
+    .await;
+    for email in ["tanaka@example.jp", "kim@example.kr", "markup@example.com"] {
+        app.request_reset(email).await;
+    }
+    let mails = smtp.wait_for(3).await;
+    let by = |to: &str| mails.iter().find(|m| m.to == vec![to]).unwrap().clone();
+    let ja = by("tanaka@example.jp");
+    assert!(ja.subject().contains("パスワード"), "{}", ja.subject());
+    assert!(ja.text().contains("Lee 太郎 様"));
+    assert!(ja.html().contains("パスワードのリセット"));
+    let ko = by("kim@example.kr");
+    assert!(ko.subject().contains("비밀번호"), "{}", ko.subject());
+    let markup = by("markup@example.com");
+    assert!(!markup.html().contains("<img"), "{}", markup.html());
+    assert!(markup.html().contains("&lt;img"));
+}
+
+async fn without_smtp_mail_is_written_as_eml_files(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    create(&app, "files@example.com", "en", "Ann").await;
+    app.request_reset("files@example.com").await;
+    let dir = app.config.mail_dir.clone();
+    let mut files = Vec::new();
+    for _ in 0..100 {
+        files = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if !files.is_empty() {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].extension().unwrap(), "eml");
+    let raw = std::fs::read(&files[0]).unwrap();
+    let message = crate::smtp::Received { to: vec![], raw };
+    assert!(message.link().contains("/account/reset-password?token="));
+    assert_eq!(message.header_to(), "files@example.com");
+}
+
+async fn the_built_in_reset_page_is_locked_down(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let res = app
+        .client
+        .get(app.url("/account/reset-password?token=abc"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let h = res.headers().clone();
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    for directive in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ] {
+        assert!(csp.contains(directive), "{csp}");
+    }
+    let html = res.text().await.unwrap();
+    assert!(html.contains("New Password") && html.contains("Reset Password"));
+    assert!(html.contains("<script src=\"/account/reset-password.js\"></script>"));
+    assert_eq!(html.matches("<script").count(), 1, "no inline script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no third-party assets"
+    );
+    let js: Value = json!(
+        app.client
+            .get(app.url("/account/reset-password.js"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    );
+    assert!(js.as_str().unwrap().contains("resetPassword"));
+    assert!(
+        js.as_str().unwrap().contains("replaceState"),
+        "the token leaves the address bar"
+    );
+}
