@@ -14,7 +14,7 @@ use domain::{clock::Clock, ports::MailKind, ports::MailSignal};
 use futures::StreamExt;
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
-    message::{Mailbox, MultiPart},
+    message::{Body, Mailbox, MultiPart, SinglePart, header},
     transport::smtp::PoolConfig,
 };
 use minijinja::{Environment, context};
@@ -203,7 +203,10 @@ impl MailWorker {
     }
 
     async fn deliver(&self, m: OutboxMessage) {
-        let outcome = match self.build(&m) {
+        // A template or builder bug must not take the worker down: it fails this message only.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(&m)))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("building the message panicked")));
+        let outcome = match built {
             Ok(message) => self.transport.send(message).await,
             Err(e) => Err(e.to_string()),
         };
@@ -246,9 +249,29 @@ impl MailWorker {
             .subject(rendered.subject)
             // The outbox id: a retried message keeps its Message-ID, so duplicates can be told.
             .message_id(Some(format!("<{}@latchkey>", m.id)))
-            .multipart(MultiPart::alternative_plain_html(
-                rendered.text,
-                rendered.html,
-            ))?)
+            .multipart(self.body(rendered.text, rendered.html))?)
+    }
+
+    /// SMTP gets lettre's safe transfer encodings; `.eml` files get 8-bit parts where the text
+    /// allows, so a person reading the file sees the text and the whole link unwrapped.
+    fn body(&self, text: String, html: String) -> MultiPart {
+        if matches!(self.transport, Transport::Smtp(_)) {
+            return MultiPart::alternative_plain_html(text, html);
+        }
+        let part = |content_type: header::ContentType, body: String| {
+            let crlf = body.replace("\r\n", "\n").replace('\n', "\r\n");
+            // 8bit allows any UTF-8 but no NUL and no line over 998 octets (RFC 5322).
+            if crlf.contains('\0') || crlf.split("\r\n").any(|line| line.len() > 998) {
+                return SinglePart::builder().header(content_type).body(body);
+            }
+            let eight_bit = Body::dangerous_pre_encoded(
+                crlf.into_bytes(),
+                header::ContentTransferEncoding::EightBit,
+            );
+            SinglePart::builder().header(content_type).body(eight_bit)
+        };
+        MultiPart::alternative()
+            .singlepart(part(header::ContentType::TEXT_PLAIN, text))
+            .singlepart(part(header::ContentType::TEXT_HTML, html))
     }
 }

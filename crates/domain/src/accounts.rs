@@ -155,6 +155,7 @@ impl Accounts {
             self.store
                 .record_failed_sign_in(customer.id, &settings.lockout, now)
                 .await?;
+            tracing::info!(event = "sign_in_failed", customer_id = %customer.id);
             return Err(Error::AuthenticationFailed);
         };
         self.store
@@ -264,6 +265,7 @@ impl Accounts {
             .set_password(customer.id, hash, Some(principal.session_id), now, notice)
             .await?;
         self.mail.notify();
+        tracing::info!(event = "password_changed", customer_id = %customer.id);
         self.store
             .customer_by_id(customer.id)
             .await?

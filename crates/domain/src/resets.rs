@@ -80,9 +80,12 @@ impl Resets {
                 self.mail.notify();
                 Ok(())
             }
-            Err(retry_after_seconds) => Err(Error::RateLimited {
-                retry_after_seconds,
-            }),
+            Err(retry_after_seconds) => {
+                tracing::info!(event = "password_reset_request_limited", retry_after_seconds);
+                Err(Error::RateLimited {
+                    retry_after_seconds,
+                })
+            }
         }
     }
 
@@ -131,6 +134,7 @@ impl Resets {
             Ok(t) => t,
             Err(e) => {
                 self.store.record_event(&failure_key, now).await?;
+                tracing::info!(event = "password_reset_refused", reason = %e);
                 return Err(e);
             }
         };
@@ -161,6 +165,7 @@ impl Resets {
             return Err(Error::ResetTokenInvalid);
         }
         self.mail.notify();
+        tracing::info!(event = "password_reset_completed", customer_id = %customer.id);
         Ok(())
     }
 }
