@@ -146,7 +146,11 @@ async fn known_and_unknown_addresses_get_identical_answers_and_only_real_account
     app.request_reset("knOwn@example.com").await;
     app.request_reset("kn\u{131}own@example.com").await;
     let mails = smtp.settle().await;
-    assert_eq!(mails.len(), 2, "the case variant reaches the stored address only");
+    assert_eq!(
+        mails.len(),
+        2,
+        "the case variant reaches the stored address only"
+    );
     assert!(mails.iter().all(|m| m.to == vec!["known@example.com"]));
 }
 

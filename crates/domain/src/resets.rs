@@ -81,7 +81,10 @@ impl Resets {
                 Ok(())
             }
             Err(retry_after_seconds) => {
-                tracing::info!(event = "password_reset_request_limited", retry_after_seconds);
+                tracing::info!(
+                    event = "password_reset_request_limited",
+                    retry_after_seconds
+                );
                 Err(Error::RateLimited {
                     retry_after_seconds,
                 })
