@@ -245,10 +245,10 @@ async fn execute(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let context = RequestContext {
-        bearer: bearer_token(headers),
-        client: ClientInfo::new(Some(ip.to_string()), user_agent),
-    };
+    let context = RequestContext::new(
+        bearer_token(headers),
+        ClientInfo::new(Some(ip.to_string()), user_agent),
+    );
     let response = state.schema.execute(request.data(context)).await;
     let response = with_codes(response);
     // Serialized as is (not through a map), so `data` comes before `errors`.

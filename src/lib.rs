@@ -14,7 +14,8 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use domain::{
-    accounts::Accounts, clock::Clock, reset::ResetLinks, resets::Resets, token::TokenCodec,
+    accounts::Accounts, admins::Admins, clock::Clock, reset::ResetLinks, resets::Resets,
+    token::TokenCodec,
 };
 use graphql::{SchemaOptions, Services};
 use persistence::{Backend, SqlStore};
@@ -32,6 +33,8 @@ use crate::{
 pub struct Server {
     pub router: axum::Router,
     pub db: persistence::Connection,
+    /// SQL statements run so far by this server.
+    pub statements: Arc<std::sync::atomic::AtomicU64>,
     /// The mail delivery worker; `serve` runs it beside the HTTP server.
     pub mail: MailWorker,
 }
@@ -57,9 +60,10 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the server. SQLite is migrated on start; PostgreSQL must be migrated beforehand
-/// with `latchkey migrate` (so replicas never race to change the schema).
-pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+/// Connects and makes sure the schema is current: SQLite is migrated on start; PostgreSQL must
+/// be migrated beforehand with `latchkey migrate` (so replicas never race to change the
+/// schema).
+async fn prepare_database(config: &Config) -> anyhow::Result<(persistence::Connection, Backend)> {
     let (db, backend) = connect(config).await?;
     match backend {
         Backend::Sqlite => persistence::migrate(&db).await.context("migrating")?,
@@ -72,6 +76,13 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             );
         }
     }
+    Ok((db, backend))
+}
+
+/// Builds the server.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+    let (mut db, backend) = prepare_database(config).await?;
+    let statements = persistence::count_statements(&mut db);
     let secret = secrets::jwt_secret(config, backend)?;
     let tokens =
         TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
@@ -88,7 +99,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         store.clone(),
         hasher.clone(),
         store.clone(),
-        tokens,
+        tokens.clone(),
         clock.clone(),
         Arc::new(wakeup.clone()),
     );
@@ -102,16 +113,24 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let resets = Resets::new(
         store.clone(),
         store.clone(),
-        hasher,
+        hasher.clone(),
         store.clone(),
         clock.clone(),
         links,
         Arc::new(wakeup.clone()),
     );
+    let admins = Admins::new(
+        store.clone(),
+        hasher.clone(),
+        store.clone(),
+        tokens.clone(),
+        clock.clone(),
+    );
     let schema = graphql::build_schema(
         Services {
             accounts: Arc::new(accounts),
             resets: Arc::new(resets),
+            admins: Arc::new(admins),
         },
         &SchemaOptions {
             introspection: config.introspection_enabled(),
@@ -148,7 +167,49 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             cors_origins: config.cors_origins.clone(),
         },
     )?;
-    Ok(Server { router, db, mail })
+    Ok(Server {
+        router,
+        db,
+        statements,
+        mail,
+    })
+}
+
+/// `latchkey admin create`: an admin user with a role; the password never comes from an
+/// argument.
+pub async fn create_admin(
+    config: &Config,
+    username: &str,
+    role: &str,
+    password: &str,
+) -> anyhow::Result<domain::admin::AdminUser> {
+    let (db, backend) = prepare_database(config).await?;
+    let store = Arc::new(SqlStore::new(db));
+    let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?)));
+    let secret = secrets::jwt_secret(config, backend)?;
+    let tokens =
+        TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
+    let admins = Admins::new(
+        store.clone(),
+        hasher,
+        store,
+        tokens,
+        Arc::new(domain::clock::SystemClock),
+    );
+    admins
+        .create_admin(username, password, role)
+        .await
+        .map_err(|e| match e {
+            domain::Error::BadUserInput { field, message } => anyhow::anyhow!("{field}: {message}"),
+            domain::Error::PasswordPolicy(v) => anyhow::anyhow!(
+                "the password {}",
+                v.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            other => anyhow::anyhow!("{other}"),
+        })
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.

@@ -26,6 +26,34 @@ enum Command {
     Migrate,
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Manage admin users.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin user. The password comes from LATCHKEY_ADMIN_PASSWORD or a prompt,
+    /// never from an argument.
+    Create {
+        #[arg(long)]
+        username: String,
+        /// administrator, support or viewer.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+fn admin_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("LATCHKEY_ADMIN_PASSWORD") {
+        return Ok(p);
+    }
+    let first = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
+    anyhow::ensure!(first == again, "the passwords differ");
+    Ok(first)
 }
 
 #[tokio::main]
@@ -53,6 +81,17 @@ async fn main() -> anyhow::Result<()> {
                 "Latchkey is listening: POST /graphql"
             );
             latchkey::serve(server, listener, latchkey::shutdown_signal()).await?;
+        }
+        Command::Admin {
+            command: AdminCommand::Create { username, role },
+        } => {
+            let password = admin_password()?;
+            let admin = latchkey::create_admin(&config, &username, &role, &password).await?;
+            println!(
+                "created admin {} with role {}",
+                admin.username,
+                admin.role.as_str()
+            );
         }
         Command::Schema => unreachable!("handled above"),
     }

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_customers;
 mod m20261125_000002_access_tokens;
 mod m20261125_000003_password_reset;
+mod m20261125_000004_admin;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_customers::Migration),
             Box::new(m20261125_000002_access_tokens::Migration),
             Box::new(m20261125_000003_password_reset::Migration),
+            Box::new(m20261125_000004_admin::Migration),
         ]
     }
 }

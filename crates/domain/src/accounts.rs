@@ -272,6 +272,11 @@ impl Accounts {
             .ok_or(Error::Unauthenticated)
     }
 
+    /// A customer by id (the admin's Edit page).
+    pub async fn customer(&self, id: Uuid) -> Result<Option<Customer>> {
+        self.store.customer_by_id(id).await
+    }
+
     pub async fn sessions(&self, principal: &CustomerPrincipal) -> Result<Vec<Session>> {
         self.store
             .live_sessions(principal.customer.id, self.clock.now())

@@ -6,6 +6,8 @@
 //! server wires to real implementations.
 
 pub mod accounts;
+pub mod admin;
+pub mod admins;
 pub mod clock;
 pub mod customer;
 pub mod email;

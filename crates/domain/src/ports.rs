@@ -164,6 +164,8 @@ pub struct ResetRequest {
     pub limit: crate::settings::ResetLimit,
     pub limit_keys: Vec<String>,
     pub now: DateTime<Utc>,
+    /// Written in the same transaction when an admin triggered the reset.
+    pub audit: Option<crate::admin::NewAudit>,
 }
 
 /// A stored reset token, found by its hash.
@@ -249,4 +251,82 @@ pub trait PasswordHasher: Send + Sync {
         candidate: &PasswordCandidate,
         stored: Option<&str>,
     ) -> Result<Verification>;
+}
+
+/// An admin about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewAdmin {
+    pub id: Uuid,
+    pub username: crate::admin::Username,
+    pub role: crate::admin::Role,
+    pub password_hash: String,
+    pub now: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// `Ok(None)` when the username is taken.
+    async fn create_admin(&self, new: NewAdmin) -> Result<Option<crate::admin::AdminUser>>;
+    async fn admin_credentials(
+        &self,
+        username_key: &str,
+    ) -> Result<Option<crate::admin::AdminCredentials>>;
+    async fn record_failed_admin_sign_in(
+        &self,
+        admin_id: Uuid,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn record_successful_admin_sign_in(
+        &self,
+        admin_id: Uuid,
+        rehash: Option<String>,
+    ) -> Result<()>;
+    async fn create_admin_session(
+        &self,
+        id: Uuid,
+        admin_id: Uuid,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        client: ClientInfo,
+    ) -> Result<()>;
+    /// The live admin session with its admin (role read afresh: a role change is immediate).
+    async fn live_admin_session(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Uuid, crate::admin::AdminUser)>>;
+
+    async fn customers_page(
+        &self,
+        query: &crate::admin::CustomerQuery,
+    ) -> Result<crate::admin::Page<Customer>>;
+    /// Live token counts for many customers in one statement.
+    async fn active_token_counts(
+        &self,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::HashMap<Uuid, u64>>;
+    /// When each customer last had a reset link issued, in one statement.
+    async fn last_reset_requests(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, DateTime<Utc>>>;
+    /// Force Sign In: revokes every live session of the customer and writes `audit`, in one
+    /// transaction. `None` when there is no such customer.
+    async fn revoke_all_sessions(
+        &self,
+        customer_id: Uuid,
+        now: DateTime<Utc>,
+        audit: crate::admin::NewAudit,
+    ) -> Result<Option<u64>>;
+    async fn update_settings(
+        &self,
+        settings: &Settings,
+        audit: crate::admin::NewAudit,
+    ) -> Result<()>;
+    async fn audit_page(
+        &self,
+        query: &crate::admin::AuditQuery,
+    ) -> Result<crate::admin::Page<crate::admin::AuditEntry>>;
 }

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::{
     Error, Result,
     accounts::{new_password, parse_email},
+    admin::{AdminPrincipal, AuditAction, NewAudit},
     clock::Clock,
     customer::ClientInfo,
     email::Email,
@@ -14,6 +15,7 @@ use crate::{
         AccountStore, MailSignal, NewMail, PasswordHasher, ResetRequest, ResetStore, SettingsSource,
     },
     reset::{FAILURE_WINDOW, MAX_INVALID_RESETS, RawResetToken, ResetLinks, limit_keys},
+    settings::{LimitMethod, ResetLimit},
 };
 
 pub struct Resets {
@@ -74,6 +76,7 @@ impl Resets {
             expires_at: now + settings.reset.link_lifetime,
             mail_id: Uuid::now_v7(),
             now,
+            audit: None,
         };
         match self.store.request_reset(request).await? {
             Ok(()) => {
@@ -89,6 +92,58 @@ impl Resets {
                     retry_after_seconds,
                 })
             }
+        }
+    }
+
+    /// The admin's "Reset Password": the same pipeline and mail as the storefront's, limited per
+    /// customer (the settings' hourly cap and spacing), audited in the same transaction. The
+    /// admin never sees the token or the password.
+    pub async fn request_for_customer(
+        &self,
+        principal: &AdminPrincipal,
+        customer_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let customer = self
+            .accounts
+            .customer_by_id(customer_id)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let settings = self.settings.current().await?;
+        let now = self.clock.now();
+        let token = RawResetToken::generate()?;
+        let request = ResetRequest {
+            link: self.links.build(None, &token, &customer.email),
+            limit_keys: vec![format!("reset:customer:{customer_id}")],
+            limit: ResetLimit {
+                method: LimitMethod::ByEmail,
+                ..settings.reset.limit
+            },
+            email: customer.email.clone(),
+            token_id: Uuid::now_v7(),
+            token_hash: token.hash(),
+            expires_at: now + settings.reset.link_lifetime,
+            mail_id: Uuid::now_v7(),
+            now,
+            audit: Some(NewAudit {
+                id: Uuid::now_v7(),
+                at: now,
+                actor_id: principal.admin.id,
+                actor: principal.admin.username.clone(),
+                action: AuditAction::AdminResetPassword,
+                customer_id: Some(customer_id),
+                client_ip: client.ip.clone(),
+            }),
+        };
+        match self.store.request_reset(request).await? {
+            Ok(()) => {
+                self.mail.notify();
+                tracing::info!(event = "admin_reset_password", admin_id = %principal.admin.id, customer_id = %customer_id);
+                Ok(())
+            }
+            Err(retry_after_seconds) => Err(Error::RateLimited {
+                retry_after_seconds,
+            }),
         }
     }
 

@@ -2,16 +2,20 @@
 //! (bearer token, client IP, user agent) into [`RequestContext`]; resolvers authorize, convert
 //! input to domain types, call a use case and convert back.
 
+mod admin;
+mod admin_types;
 mod context;
 mod error;
+mod guard;
+mod loaders;
 mod reset;
 mod storefront;
 mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
-use domain::{accounts::Accounts, resets::Resets};
+use async_graphql::{EmptySubscription, MergedObject, Schema, dataloader::DataLoader};
+use domain::{accounts::Accounts, admins::Admins, resets::Resets};
 
 pub use context::RequestContext;
 pub use error::{ApiError, codes};
@@ -20,13 +24,18 @@ pub use error::{ApiError, codes};
 pub struct Services {
     pub accounts: Arc<Accounts>,
     pub resets: Arc<Resets>,
+    pub admins: Arc<Admins>,
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(storefront::CustomerQuery);
+pub struct Query(storefront::CustomerQuery, admin::AdminQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(storefront::CustomerMutation, reset::ResetMutation);
+pub struct Mutation(
+    storefront::CustomerMutation,
+    reset::ResetMutation,
+    admin::AdminMutation,
+);
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 
@@ -53,8 +62,20 @@ impl Default for SchemaOptions {
 }
 
 pub fn build_schema(services: Services, options: &SchemaOptions) -> LatchkeySchema {
+    // Loaders without a cache batch the fields of one page (and of concurrent requests) into
+    // one statement each, and never serve a stale value.
+    let token_counts = DataLoader::new(
+        loaders::ActiveTokenCounts(services.admins.clone()),
+        tokio::spawn,
+    );
+    let last_resets = DataLoader::new(
+        loaders::LastResetRequests(services.admins.clone()),
+        tokio::spawn,
+    );
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(services)
+        .data(token_counts)
+        .data(last_resets)
         .limit_depth(options.max_depth)
         .limit_complexity(options.max_complexity)
         .limit_directives(options.max_directives)

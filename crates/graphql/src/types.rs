@@ -1,8 +1,15 @@
 //! GraphQL output and input types. Domain types are wrapped, never derived on storage models.
 
-use async_graphql::{ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject, dataloader::DataLoader};
 use chrono::{DateTime, Utc};
-use domain::customer;
+use domain::{admin::Permission, customer};
+
+use crate::{
+    ApiError,
+    context::services,
+    guard::RequirePermission,
+    loaders::{ActiveTokenCounts, LastResetRequests},
+};
 
 /// A customer account.
 pub struct Customer(pub customer::Customer);
@@ -28,6 +35,48 @@ impl Customer {
     }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+
+    /// Admin only: live access tokens (signed-in devices).
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn active_token_count(&self, ctx: &Context<'_>) -> Result<i32, ApiError> {
+        let loader = ctx
+            .data::<DataLoader<ActiveTokenCounts>>()
+            .map_err(|_| ApiError::internal("loader missing"))?;
+        let n = loader
+            .load_one(self.0.id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .unwrap_or(0);
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+
+    /// Admin only: when a sign-in lockout ends; null when not locked.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn locked_until(&self, ctx: &Context<'_>) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let now = services(ctx)?.admins.now();
+        Ok(self.0.locked_until.filter(|until| *until > now))
+    }
+
+    /// Admin only.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn password_changed_at(&self) -> DateTime<Utc> {
+        self.0.password_changed_at
+    }
+
+    /// Admin only: when the last reset link was issued (storefront or admin).
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn last_reset_requested_at(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let loader = ctx
+            .data::<DataLoader<LastResetRequests>>()
+            .map_err(|_| ApiError::internal("loader missing"))?;
+        loader
+            .load_one(self.0.id)
+            .await
+            .map_err(|e| ApiError::internal(&e))
     }
 }
 

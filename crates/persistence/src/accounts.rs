@@ -11,8 +11,8 @@ use domain::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, SqlErr, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, SqlErr, TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -40,7 +40,7 @@ pub(crate) fn db_err(e: DbErr) -> Error {
     Error::internal(e)
 }
 
-fn to_customer(m: customer::Model) -> Customer {
+pub(crate) fn to_customer(m: customer::Model) -> Customer {
     Customer {
         id: m.id,
         email: Email::from_trusted(m.email),
@@ -143,32 +143,17 @@ impl AccountStore for SqlStore {
         policy: &LockoutPolicy,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        // Increment in SQL so concurrent failures are all counted...
-        customer::Entity::update_many()
-            .col_expr(
-                customer::Column::FailedSignIns,
-                Expr::col(customer::Column::FailedSignIns).add(1),
-            )
-            .filter(customer::Column::Id.eq(customer_id))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        // ...then lock if the count reached the threshold; the counter restarts with the lock.
-        if policy.failures > 0 {
-            let threshold = i32::try_from(policy.failures).unwrap_or(i32::MAX);
-            customer::Entity::update_many()
-                .col_expr(
-                    customer::Column::LockedUntil,
-                    Expr::value(Some(policy.locked_until(now))),
-                )
-                .col_expr(customer::Column::FailedSignIns, Expr::value(0))
-                .filter(customer::Column::Id.eq(customer_id))
-                .filter(customer::Column::FailedSignIns.gte(threshold))
-                .exec(&self.db)
-                .await
-                .map_err(db_err)?;
-        }
-        Ok(())
+        record_failure(
+            &self.db,
+            customer::Entity,
+            customer::Column::Id,
+            customer::Column::FailedSignIns,
+            customer::Column::LockedUntil,
+            customer_id,
+            policy,
+            now,
+        )
+        .await
     }
 
     async fn record_successful_sign_in(
@@ -326,4 +311,39 @@ pub(crate) async fn apply_password_change(
         .await
         .map_err(db_err)?;
     Ok(revoked)
+}
+
+/// Counts one failed sign-in of a customer or an admin atomically (concurrent failures all
+/// count), and locks the account once the count reaches the policy's threshold; the counter
+/// restarts with the lock.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn record_failure<E: EntityTrait>(
+    db: &DatabaseConnection,
+    entity: E,
+    id: E::Column,
+    failed: E::Column,
+    locked_until: E::Column,
+    row: Uuid,
+    policy: &LockoutPolicy,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use sea_orm::sea_query::Query;
+    let increment = Query::update()
+        .table(entity)
+        .value(failed, Expr::col(failed).add(1))
+        .and_where(id.eq(row))
+        .to_owned();
+    db.execute(&increment).await.map_err(db_err)?;
+    if policy.failures > 0 {
+        let threshold = i32::try_from(policy.failures).unwrap_or(i32::MAX);
+        let lock = Query::update()
+            .table(entity)
+            .value(locked_until, Expr::val(Some(policy.locked_until(now))))
+            .value(failed, Expr::val(0))
+            .and_where(id.eq(row))
+            .and_where(failed.gte(threshold))
+            .to_owned();
+        db.execute(&lock).await.map_err(db_err)?;
+    }
+    Ok(())
 }

@@ -2,12 +2,19 @@
 //! implement the domain's ports, on SQLite and PostgreSQL alike.
 
 mod accounts;
+mod admin;
 mod entities;
 mod outbox;
 mod resets;
 mod settings;
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 pub use accounts::SqlStore;
 use migration::{Migrator, MigratorTrait};
@@ -60,6 +67,17 @@ pub async fn connect(
         options.set_schema_search_path(schema.to_owned());
     }
     Database::connect(options).await
+}
+
+/// Counts every statement this connection (and its clones made afterwards) runs: the admin
+/// grid's "constant number of statements" is measured with it, and `/metrics` exports it.
+pub fn count_statements(db: &mut DatabaseConnection) -> Arc<AtomicU64> {
+    let counter = Arc::new(AtomicU64::new(0));
+    let c = counter.clone();
+    db.set_metric_callback(move |_| {
+        c.fetch_add(1, Ordering::Relaxed);
+    });
+    counter
 }
 
 /// Applies every pending migration.

@@ -175,6 +175,9 @@ impl ResetStore for SqlStore {
             .map_err(domain::Error::internal)?
             .to_owned();
         txn.execute(&insert_mail).await.map_err(db_err)?;
+        if let Some(audit) = r.audit {
+            crate::admin::insert_audit(&txn, audit).await?;
+        }
         txn.commit().await.map_err(db_err)?;
         Ok(Ok(()))
     }

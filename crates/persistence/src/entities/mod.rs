@@ -1,6 +1,9 @@
 //! sea-orm entities. They never leave this crate: repositories convert them to domain types.
 
 pub mod access_token;
+pub mod admin_access_token;
+pub mod admin_user;
+pub mod audit_log;
 pub mod customer;
 pub mod email_outbox;
 pub mod limit_event;

@@ -1,0 +1,343 @@
+//! The admin side: admin users, roles and permissions (SPEC "Roles"), the customers grid
+//! query, and the audit log.
+
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// What an admin may do. Every admin operation and admin-only field names exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    CustomersRead,
+    CustomersResetPassword,
+    CustomersRevokeTokens,
+    SettingsRead,
+    SettingsManage,
+    AuditRead,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 6] = [
+        Self::CustomersRead,
+        Self::CustomersResetPassword,
+        Self::CustomersRevokeTokens,
+        Self::SettingsRead,
+        Self::SettingsManage,
+        Self::AuditRead,
+    ];
+}
+
+/// An admin has one role; a role is a fixed set of permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Administrator,
+    Support,
+    Viewer,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Self::Administrator, Self::Support, Self::Viewer];
+
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Self::Administrator => &Permission::ALL,
+            Self::Support => &[CustomersRead, CustomersResetPassword, CustomersRevokeTokens],
+            Self::Viewer => &[CustomersRead],
+        }
+    }
+
+    /// Default deny: only permissions listed for the role.
+    pub fn allows(self, permission: Permission) -> bool {
+        self.permissions().contains(&permission)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Administrator => "administrator",
+            Self::Support => "support",
+            Self::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "administrator" => Some(Self::Administrator),
+            "support" => Some(Self::Support),
+            "viewer" => Some(Self::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// An admin's login name: 3–64 characters of letters, digits, `.`, `_`, `-`, `@`; unique
+/// whatever its case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let name = raw.trim();
+        let ok = (3..=64).contains(&name.len())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+        ok.then(|| Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminUser {
+    pub id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone)]
+pub struct AdminCredentials {
+    pub admin: AdminUser,
+    pub password_hash: String,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for AdminCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminCredentials")
+            .field("admin", &self.admin.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A signed-in admin.
+#[derive(Debug, Clone)]
+pub struct AdminPrincipal {
+    pub admin: AdminUser,
+    pub session_id: Uuid,
+}
+
+/// What the audit log records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    AdminResetPassword,
+    RevokeCustomerTokens,
+    UpdatePasswordSettings,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AdminResetPassword => "ADMIN_RESET_PASSWORD",
+            Self::RevokeCustomerTokens => "REVOKE_CUSTOMER_TOKENS",
+            Self::UpdatePasswordSettings => "UPDATE_PASSWORD_SETTINGS",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ADMIN_RESET_PASSWORD" => Some(Self::AdminResetPassword),
+            "REVOKE_CUSTOMER_TOKENS" => Some(Self::RevokeCustomerTokens),
+            "UPDATE_PASSWORD_SETTINGS" => Some(Self::UpdatePasswordSettings),
+            _ => None,
+        }
+    }
+}
+
+/// An audit row to write in the transaction of the action.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor_id: Uuid,
+    pub actor: String,
+    pub action: AuditAction,
+    pub customer_id: Option<Uuid>,
+    pub client_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: AuditAction,
+    pub customer_id: Option<Uuid>,
+    pub client_ip: Option<String>,
+}
+
+/// Largest page any list returns.
+pub const MAX_PAGE: u64 = 100;
+pub const DEFAULT_PAGE: u64 = 20;
+
+/// Clamps a requested page size: negative → error, above [`MAX_PAGE`] → error (clear, not
+/// silently truncated), none → [`DEFAULT_PAGE`].
+pub fn page_size(first: Option<i64>) -> Result<u64> {
+    match first {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE as i64).contains(&n) => Ok(n as u64),
+        Some(_) => Err(Error::bad_input(
+            "first",
+            format!("must be between 1 and {MAX_PAGE}"),
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CustomerSortField {
+    CreatedAt,
+    Email,
+    Name,
+}
+
+/// Where a page of the customers grid starts: the sort key of the last row seen and its id.
+/// Keyset paging, so inserts never shift pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerCursor {
+    pub field: CustomerSortField,
+    pub descending: bool,
+    /// The sort values of the row: `[created_at]`, `[email_key]` or `[lastname, firstname]`.
+    pub values: Vec<String>,
+    pub id: Uuid,
+}
+
+impl CustomerCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(s: &str) -> Result<Self> {
+        let bad = || Error::bad_input("after", "is not a cursor from this list");
+        if s.len() > 2048 {
+            return Err(bad());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        serde_json::from_slice(&bytes).map_err(|_| bad())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerQuery {
+    pub search: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub field: CustomerSortField,
+    pub descending: bool,
+    pub first: u64,
+    pub after: Option<CustomerCursor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<(String, T)>,
+    pub has_next_page: bool,
+    pub total_count: u64,
+}
+
+/// Audit log paging: newest first, keyset on (at, id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditCursor {
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl AuditCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    pub fn decode(s: &str) -> Result<Self> {
+        let bad = || Error::bad_input("after", "is not a cursor from this list");
+        if s.len() > 1024 {
+            return Err(bad());
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+        serde_json::from_slice(&bytes).map_err(|_| bad())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub action: Option<AuditAction>,
+    pub customer_id: Option<Uuid>,
+    pub first: u64,
+    pub after: Option<AuditCursor>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_grant_exactly_the_spec_permissions() {
+        use Permission::*;
+        assert!(
+            Permission::ALL
+                .iter()
+                .all(|p| Role::Administrator.allows(*p))
+        );
+        let support: Vec<_> = Permission::ALL
+            .iter()
+            .filter(|p| Role::Support.allows(**p))
+            .collect();
+        assert_eq!(
+            support,
+            [
+                &CustomersRead,
+                &CustomersResetPassword,
+                &CustomersRevokeTokens
+            ]
+        );
+        let viewer: Vec<_> = Permission::ALL
+            .iter()
+            .filter(|p| Role::Viewer.allows(**p))
+            .collect();
+        assert_eq!(viewer, [&CustomersRead]);
+        assert_eq!(Role::parse("Support"), Some(Role::Support));
+        assert_eq!(Role::parse("root"), None);
+    }
+
+    #[test]
+    fn usernames_are_bounded_and_plain() {
+        assert_eq!(Username::parse(" Admin.One ").unwrap().key(), "admin.one");
+        for bad in ["ab", "has space", "a\u{0}dmin", "ad\nmin", &"a".repeat(65)] {
+            assert!(Username::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn page_sizes_are_capped() {
+        assert_eq!(page_size(None).unwrap(), 20);
+        assert_eq!(page_size(Some(100)).unwrap(), 100);
+        assert!(page_size(Some(101)).is_err());
+        assert!(page_size(Some(0)).is_err());
+        assert!(page_size(Some(-1)).is_err());
+        assert!(page_size(Some(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let c = CustomerCursor {
+            field: CustomerSortField::Name,
+            descending: true,
+            values: vec!["Lee".into(), "Ann".into()],
+            id: Uuid::nil(),
+        };
+        assert_eq!(CustomerCursor::decode(&c.encode()).unwrap(), c);
+        for bad in ["", "not base64!", "e30", &"A".repeat(5000)] {
+            assert!(CustomerCursor::decode(bad).is_err(), "{bad}");
+        }
+    }
+}

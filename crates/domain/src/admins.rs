@@ -1,0 +1,402 @@
+//! The admin use cases: admin accounts and sign-in, the customers grid, Force Sign In, the
+//! password settings and the audit log. Permission checks are the GraphQL guards' job (one
+//! place); these take the principal for the audit trail.
+
+use std::{collections::HashMap, sync::Arc};
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    accounts::IssuedToken,
+    admin::{
+        AdminPrincipal, AdminUser, AuditAction, AuditEntry, AuditQuery, CustomerQuery, NewAudit,
+        Page, Role, Username,
+    },
+    clock::Clock,
+    customer::{ClientInfo, Customer},
+    lockout::is_locked,
+    password::{NewPassword, PasswordCandidate},
+    ports::{AdminStore, NewAdmin, PasswordHasher, SettingsSource, Verification},
+    settings::{LimitMethod, Settings},
+    token::{TokenCodec, TokenKind},
+};
+
+/// Why a bearer token is not an admin's. Cheap to copy, so a request can cache it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAuthError {
+    /// No token, or not a live admin token.
+    Unauthenticated,
+    /// A valid customer token on an admin operation.
+    Forbidden,
+    Internal,
+}
+
+impl From<AdminAuthError> for Error {
+    fn from(e: AdminAuthError) -> Self {
+        match e {
+            AdminAuthError::Unauthenticated => Error::Unauthenticated,
+            AdminAuthError::Forbidden => Error::Forbidden,
+            AdminAuthError::Internal => Error::internal("admin authentication failed"),
+        }
+    }
+}
+
+/// A partial update of the settings, with SPEC's field names for errors.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsUpdate {
+    pub reset_link_lifetime_hours: Option<i64>,
+    pub reset_request_limit_method: Option<LimitMethod>,
+    pub max_reset_requests_per_hour: Option<i64>,
+    pub min_seconds_between_reset_requests: Option<i64>,
+    pub min_password_length: Option<i64>,
+    pub required_character_classes: Option<i64>,
+    pub allow_whitespace: Option<bool>,
+    pub lockout_failures: Option<i64>,
+    pub lockout_minutes: Option<i64>,
+    pub customer_token_lifetime_minutes: Option<i64>,
+    pub admin_token_lifetime_minutes: Option<i64>,
+}
+
+fn within(field: &'static str, value: Option<i64>, lo: i64, hi: i64) -> Result<Option<i64>> {
+    match value {
+        Some(v) if !(lo..=hi).contains(&v) => Err(Error::bad_input(
+            field,
+            format!("must be between {lo} and {hi}"),
+        )),
+        other => Ok(other),
+    }
+}
+
+impl SettingsUpdate {
+    /// Applies the update to `current`, refusing negative or absurd values. Nothing is applied
+    /// unless every field is valid.
+    pub fn apply(&self, current: &Settings) -> Result<Settings> {
+        let mut s = current.clone();
+        if let Some(h) = within(
+            "resetLinkLifetimeHours",
+            self.reset_link_lifetime_hours,
+            1,
+            168,
+        )? {
+            s.reset.link_lifetime = Duration::hours(h);
+        }
+        if let Some(m) = self.reset_request_limit_method {
+            s.reset.limit.method = m;
+        }
+        if let Some(n) = within(
+            "maxResetRequestsPerHour",
+            self.max_reset_requests_per_hour,
+            0,
+            1000,
+        )? {
+            s.reset.limit.max_per_hour = n as u32;
+        }
+        if let Some(n) = within(
+            "minSecondsBetweenResetRequests",
+            self.min_seconds_between_reset_requests,
+            0,
+            86_400,
+        )? {
+            s.reset.limit.min_interval = Duration::seconds(n);
+        }
+        if let Some(n) = within("minPasswordLength", self.min_password_length, 6, 256)? {
+            s.password.min_length = n as u32;
+        }
+        if let Some(n) = within(
+            "requiredCharacterClasses",
+            self.required_character_classes,
+            0,
+            4,
+        )? {
+            s.password.required_character_classes = n as u8;
+        }
+        if let Some(b) = self.allow_whitespace {
+            s.password.allow_whitespace = b;
+        }
+        if let Some(n) = within("lockoutFailures", self.lockout_failures, 0, 100)? {
+            s.lockout.failures = n as u32;
+        }
+        if let Some(n) = within("lockoutMinutes", self.lockout_minutes, 1, 1440)? {
+            s.lockout.duration = Duration::minutes(n);
+        }
+        if let Some(n) = within(
+            "customerTokenLifetimeMinutes",
+            self.customer_token_lifetime_minutes,
+            5,
+            10_080,
+        )? {
+            s.customer_token_lifetime = Duration::minutes(n);
+        }
+        if let Some(n) = within(
+            "adminTokenLifetimeMinutes",
+            self.admin_token_lifetime_minutes,
+            5,
+            1440,
+        )? {
+            s.admin_token_lifetime = Duration::minutes(n);
+        }
+        Ok(s)
+    }
+}
+
+pub struct Admins {
+    store: Arc<dyn AdminStore>,
+    hasher: Arc<dyn PasswordHasher>,
+    settings: Arc<dyn SettingsSource>,
+    tokens: TokenCodec,
+    clock: Arc<dyn Clock>,
+}
+
+impl Admins {
+    pub fn new(
+        store: Arc<dyn AdminStore>,
+        hasher: Arc<dyn PasswordHasher>,
+        settings: Arc<dyn SettingsSource>,
+        tokens: TokenCodec,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            settings,
+            tokens,
+            clock,
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// `latchkey admin create`. The password follows the customer policy, and at least 12
+    /// characters: admins hold the keys to every account.
+    pub async fn create_admin(
+        &self,
+        username: &str,
+        password: &str,
+        role: &str,
+    ) -> Result<AdminUser> {
+        let username = Username::parse(username).ok_or_else(|| {
+            Error::bad_input("username", "3 to 64 letters, digits, '.', '_', '-' or '@'")
+        })?;
+        let role = Role::parse(role)
+            .ok_or_else(|| Error::bad_input("role", "one of administrator, support, viewer"))?;
+        let mut policy = self.settings.current().await?.password;
+        policy.min_length = policy.min_length.max(12);
+        let password = NewPassword::parse(password, &policy, &[username.as_str()])
+            .map_err(Error::PasswordPolicy)?;
+        let password_hash = self.hasher.hash(&password).await?;
+        self.store
+            .create_admin(NewAdmin {
+                id: Uuid::now_v7(),
+                username,
+                role,
+                password_hash,
+                now: self.clock.now(),
+            })
+            .await?
+            .ok_or_else(|| Error::bad_input("username", "is taken"))
+    }
+
+    /// Same lockout and indistinguishable failures as customers.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<IssuedToken> {
+        let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
+        let settings = self.settings.current().await?;
+        let now = self.clock.now();
+        let credentials = match Username::parse(username) {
+            Some(u) => self.store.admin_credentials(&u.key()).await?,
+            None => None,
+        };
+        let Some(credentials) = credentials else {
+            self.hasher.verify(&candidate, None).await?;
+            return Err(Error::AuthenticationFailed);
+        };
+        let verification = self
+            .hasher
+            .verify(&candidate, Some(&credentials.password_hash))
+            .await?;
+        if is_locked(credentials.locked_until, now) {
+            return Err(Error::AuthenticationFailed);
+        }
+        let admin = credentials.admin;
+        let Verification::Match { rehash } = verification else {
+            self.store
+                .record_failed_admin_sign_in(admin.id, &settings.lockout, now)
+                .await?;
+            tracing::info!(event = "admin_sign_in_failed", admin_id = %admin.id);
+            return Err(Error::AuthenticationFailed);
+        };
+        self.store
+            .record_successful_admin_sign_in(admin.id, rehash)
+            .await?;
+        let expires_at = now + settings.admin_token_lifetime;
+        let session_id = Uuid::now_v7();
+        self.store
+            .create_admin_session(session_id, admin.id, now, expires_at, client)
+            .await?;
+        let token = self
+            .tokens
+            .sign(TokenKind::Admin, admin.id, session_id, now, expires_at)
+            .map_err(Error::internal)?;
+        Ok(IssuedToken { token, expires_at })
+    }
+
+    pub async fn authenticate(
+        &self,
+        bearer: Option<&str>,
+    ) -> std::result::Result<AdminPrincipal, AdminAuthError> {
+        let bearer = bearer.ok_or(AdminAuthError::Unauthenticated)?;
+        let now = self.clock.now();
+        let verified = match self.tokens.verify(TokenKind::Admin, bearer, now) {
+            Ok(v) => v,
+            Err(_) if self.tokens.verify(TokenKind::Customer, bearer, now).is_ok() => {
+                return Err(AdminAuthError::Forbidden);
+            }
+            Err(_) => return Err(AdminAuthError::Unauthenticated),
+        };
+        let (_, admin) = self
+            .store
+            .live_admin_session(verified.session_id, now)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "admin session look-up failed");
+                AdminAuthError::Internal
+            })?
+            .ok_or(AdminAuthError::Unauthenticated)?;
+        if admin.id != verified.subject {
+            return Err(AdminAuthError::Unauthenticated);
+        }
+        Ok(AdminPrincipal {
+            admin,
+            session_id: verified.session_id,
+        })
+    }
+
+    pub async fn customers(&self, query: &CustomerQuery) -> Result<Page<Customer>> {
+        self.store.customers_page(query).await
+    }
+
+    pub async fn active_token_counts(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, u64>> {
+        self.store.active_token_counts(ids, self.clock.now()).await
+    }
+
+    pub async fn last_reset_requests(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DateTime<Utc>>> {
+        self.store.last_reset_requests(ids).await
+    }
+
+    fn audit(
+        &self,
+        principal: &AdminPrincipal,
+        action: AuditAction,
+        customer_id: Option<Uuid>,
+        client: &ClientInfo,
+    ) -> NewAudit {
+        NewAudit {
+            id: Uuid::now_v7(),
+            at: self.clock.now(),
+            actor_id: principal.admin.id,
+            actor: principal.admin.username.clone(),
+            action,
+            customer_id,
+            client_ip: client.ip.clone(),
+        }
+    }
+
+    /// Force Sign In. NotFound for an unknown customer; 0 for one with no live tokens.
+    pub async fn revoke_customer_tokens(
+        &self,
+        principal: &AdminPrincipal,
+        customer_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<u64> {
+        let audit = self.audit(
+            principal,
+            AuditAction::RevokeCustomerTokens,
+            Some(customer_id),
+            client,
+        );
+        let revoked = self
+            .store
+            .revoke_all_sessions(customer_id, self.clock.now(), audit)
+            .await?
+            .ok_or(Error::NotFound)?;
+        tracing::info!(event = "force_sign_in", admin_id = %principal.admin.id, customer_id = %customer_id, revoked);
+        Ok(revoked)
+    }
+
+    pub async fn settings(&self) -> Result<Settings> {
+        self.settings.current().await
+    }
+
+    pub async fn update_settings(
+        &self,
+        principal: &AdminPrincipal,
+        update: &SettingsUpdate,
+        client: &ClientInfo,
+    ) -> Result<Settings> {
+        let next = update.apply(&self.settings.current().await?)?;
+        let audit = self.audit(principal, AuditAction::UpdatePasswordSettings, None, client);
+        self.store.update_settings(&next, audit).await?;
+        tracing::info!(event = "settings_updated", admin_id = %principal.admin.id);
+        Ok(next)
+    }
+
+    pub async fn audit_log(&self, query: &AuditQuery) -> Result<Page<AuditEntry>> {
+        self.store.audit_page(query).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_updates_are_validated_as_a_whole() {
+        let current = Settings::default();
+        let ok = SettingsUpdate {
+            min_password_length: Some(15),
+            allow_whitespace: Some(true),
+            ..Default::default()
+        }
+        .apply(&current)
+        .unwrap();
+        assert_eq!(ok.password.min_length, 15);
+        assert!(ok.password.allow_whitespace);
+        assert_eq!(ok.lockout, current.lockout);
+        for bad in [
+            SettingsUpdate {
+                reset_link_lifetime_hours: Some(0),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                max_reset_requests_per_hour: Some(-1),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                min_password_length: Some(5),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                required_character_classes: Some(5),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                lockout_failures: Some(101),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                customer_token_lifetime_minutes: Some(i64::MAX),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.apply(&current).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Admin operations ("Customers > All Customers", Edit, "Reset Password", "Force Sign In",
+//! settings, audit log). Each is guarded by the permission SPEC "Roles" gives it.
+
+use async_graphql::{Context, ID, Object};
+use domain::admin::{
+    AuditCursor, AuditQuery, CustomerCursor, CustomerQuery, CustomerSortField as SortField,
+    Permission, page_size,
+};
+use uuid::Uuid;
+
+use crate::{
+    ApiError,
+    admin_types::{
+        AdminToken, AuditEntryConnection, AuditEntryEdge, AuditLogFilter, CustomerConnection,
+        CustomerEdge, CustomerFilter, CustomerSort, PageInfo, PasswordSettings,
+        PasswordSettingsInput, RevokeCustomerTokensResult, SortDirection,
+    },
+    context::{admin, request, services},
+    guard::RequirePermission,
+    types::Customer,
+};
+
+fn customer_id(id: &ID) -> Result<Uuid, ApiError> {
+    // An id of another kind, or garbage, names no customer.
+    Uuid::parse_str(id.as_str()).map_err(|_| ApiError::from(domain::Error::NotFound))
+}
+
+fn count(n: u64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[derive(Default)]
+pub struct AdminQuery;
+
+#[Object]
+impl AdminQuery {
+    /// The customers grid: search, created-date range, sort, cursor paging (`first` up to 100).
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn customers(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<CustomerFilter>,
+        sort: Option<CustomerSort>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<CustomerConnection, ApiError> {
+        let filter = filter.unwrap_or_default();
+        let (field, descending) = match sort {
+            Some(s) => (SortField::from(s.field), s.direction == SortDirection::Desc),
+            None => (SortField::CreatedAt, true),
+        };
+        let query = CustomerQuery {
+            search: filter.search,
+            created_from: filter.created_from,
+            created_to: filter.created_to,
+            field,
+            descending,
+            first: page_size(first.map(i64::from))?,
+            after: after.as_deref().map(CustomerCursor::decode).transpose()?,
+        };
+        let page = services(ctx)?.admins.customers(&query).await?;
+        let end_cursor = page.items.last().map(|(c, _)| c.clone());
+        Ok(CustomerConnection {
+            edges: page
+                .items
+                .into_iter()
+                .map(|(cursor, c)| CustomerEdge {
+                    cursor,
+                    node: Customer(c),
+                })
+                .collect(),
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor,
+            },
+            total_count: count(page.total_count),
+        })
+    }
+
+    /// One customer (the Edit page); null when there is none with this id.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn customer_by_id(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<Customer>, ApiError> {
+        let Ok(id) = Uuid::parse_str(id.as_str()) else {
+            return Ok(None);
+        };
+        Ok(services(ctx)?.accounts.customer(id).await?.map(Customer))
+    }
+
+    #[graphql(guard = "RequirePermission(Permission::SettingsRead)")]
+    async fn password_settings(&self, ctx: &Context<'_>) -> Result<PasswordSettings, ApiError> {
+        Ok(services(ctx)?.admins.settings().await?.into())
+    }
+
+    /// Who did what to which customer, newest first.
+    #[graphql(guard = "RequirePermission(Permission::AuditRead)")]
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AuditLogFilter>,
+    ) -> Result<AuditEntryConnection, ApiError> {
+        let filter = filter.unwrap_or_default();
+        let query = AuditQuery {
+            action: filter.action.map(Into::into),
+            customer_id: match filter.customer_id {
+                Some(id) => Some(customer_id(&id)?),
+                None => None,
+            },
+            first: page_size(first.map(i64::from))?,
+            after: after.as_deref().map(AuditCursor::decode).transpose()?,
+        };
+        let page = services(ctx)?.admins.audit_log(&query).await?;
+        let end_cursor = page.items.last().map(|(c, _)| c.clone());
+        Ok(AuditEntryConnection {
+            edges: page
+                .items
+                .into_iter()
+                .map(|(cursor, e)| AuditEntryEdge {
+                    cursor,
+                    node: e.into(),
+                })
+                .collect(),
+            page_info: PageInfo {
+                has_next_page: page.has_next_page,
+                end_cursor,
+            },
+            total_count: count(page.total_count),
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct AdminMutation;
+
+#[Object]
+impl AdminMutation {
+    /// Admin sign-in. Wrong password, unknown username and a locked account all answer
+    /// AUTHENTICATION_FAILED.
+    async fn generate_admin_token(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        #[graphql(secret)] password: String,
+    ) -> Result<AdminToken, ApiError> {
+        let client = request(ctx).client.clone();
+        let issued = services(ctx)?
+            .admins
+            .sign_in(&username, &password, client)
+            .await?;
+        Ok(AdminToken {
+            token: issued.token,
+            expires_at: issued.expires_at,
+        })
+    }
+
+    /// "Reset Password" on the customer's Edit page: emails the customer a reset link (the
+    /// same mail as "Forgot Your Password?"). The admin never sees the link or a password.
+    /// NOT_FOUND for an unknown customer; RATE_LIMITED when sent too often.
+    #[graphql(guard = "RequirePermission(Permission::CustomersResetPassword)")]
+    async fn admin_reset_password(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+    ) -> Result<bool, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = self::customer_id(&customer_id)?;
+        services(ctx)?
+            .resets
+            .request_for_customer(&principal, id, &request(ctx).client)
+            .await?;
+        Ok(true)
+    }
+
+    /// "Force Sign In": revokes every live access token of the customer; each is refused on
+    /// its next request. NOT_FOUND for an unknown customer.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRevokeTokens)")]
+    async fn revoke_customer_tokens(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+    ) -> Result<RevokeCustomerTokensResult, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = self::customer_id(&customer_id)?;
+        let revoked = services(ctx)?
+            .admins
+            .revoke_customer_tokens(&principal, id, &request(ctx).client)
+            .await?;
+        Ok(RevokeCustomerTokensResult {
+            revoked_count: count(revoked),
+        })
+    }
+
+    /// Changes settings; effective at once on every server.
+    #[graphql(guard = "RequirePermission(Permission::SettingsManage)")]
+    async fn update_password_settings(
+        &self,
+        ctx: &Context<'_>,
+        input: PasswordSettingsInput,
+    ) -> Result<PasswordSettings, ApiError> {
+        let principal = admin(ctx).await?;
+        let updated = services(ctx)?
+            .admins
+            .update_settings(&principal, &input.into(), &request(ctx).client)
+            .await?;
+        Ok(updated.into())
+    }
+}

@@ -1,0 +1,259 @@
+//! GraphQL types of the admin API.
+
+use async_graphql::{Enum, ID, InputObject, SimpleObject};
+use chrono::{DateTime, Utc};
+use domain::{admin, settings};
+
+use crate::types::Customer;
+
+/// An access token for the admin API. Send it as `Authorization: Bearer <token>`.
+#[derive(SimpleObject)]
+pub struct AdminToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The result of Force Sign In.
+#[derive(SimpleObject)]
+pub struct RevokeCustomerTokensResult {
+    /// How many live access tokens were revoked (0 for a customer who had none).
+    pub revoked_count: i32,
+}
+
+#[derive(InputObject, Default)]
+pub struct CustomerFilter {
+    /// Matches anywhere in the email, first name or last name, case-insensitively.
+    pub search: Option<String>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum CustomerSortField {
+    CreatedAt,
+    Email,
+    Name,
+}
+
+impl From<CustomerSortField> for admin::CustomerSortField {
+    fn from(f: CustomerSortField) -> Self {
+        match f {
+            CustomerSortField::CreatedAt => Self::CreatedAt,
+            CustomerSortField::Email => Self::Email,
+            CustomerSortField::Name => Self::Name,
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum SortDirection {
+    Asc,
+    Desc,
+}
+
+/// Default: newest first.
+#[derive(InputObject)]
+pub struct CustomerSort {
+    pub field: CustomerSortField,
+    #[graphql(default_with = "SortDirection::Asc")]
+    pub direction: SortDirection,
+}
+
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    pub has_next_page: bool,
+    /// Pass as `after` to get the next page.
+    pub end_cursor: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct CustomerEdge {
+    pub cursor: String,
+    pub node: Customer,
+}
+
+#[derive(SimpleObject)]
+pub struct CustomerConnection {
+    pub edges: Vec<CustomerEdge>,
+    pub page_info: PageInfo,
+    /// Customers matching the filter, on all pages.
+    pub total_count: i32,
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum ResetRequestLimitMethod {
+    ByIpAndEmail,
+    ByIp,
+    ByEmail,
+    Off,
+}
+
+impl From<settings::LimitMethod> for ResetRequestLimitMethod {
+    fn from(m: settings::LimitMethod) -> Self {
+        match m {
+            settings::LimitMethod::ByIpAndEmail => Self::ByIpAndEmail,
+            settings::LimitMethod::ByIp => Self::ByIp,
+            settings::LimitMethod::ByEmail => Self::ByEmail,
+            settings::LimitMethod::Off => Self::Off,
+        }
+    }
+}
+
+impl From<ResetRequestLimitMethod> for settings::LimitMethod {
+    fn from(m: ResetRequestLimitMethod) -> Self {
+        match m {
+            ResetRequestLimitMethod::ByIpAndEmail => Self::ByIpAndEmail,
+            ResetRequestLimitMethod::ByIp => Self::ByIp,
+            ResetRequestLimitMethod::ByEmail => Self::ByEmail,
+            ResetRequestLimitMethod::Off => Self::Off,
+        }
+    }
+}
+
+/// The password, reset and session settings (SPEC "Settings").
+#[derive(SimpleObject)]
+pub struct PasswordSettings {
+    pub reset_link_lifetime_hours: i32,
+    pub reset_request_limit_method: ResetRequestLimitMethod,
+    /// 0: no hourly cap.
+    pub max_reset_requests_per_hour: i32,
+    pub min_seconds_between_reset_requests: i32,
+    pub min_password_length: i32,
+    /// Of lower case, upper case, digits, other: 0–4.
+    pub required_character_classes: i32,
+    /// Whether passwords may contain spaces (the hardened profile turns this on).
+    pub allow_whitespace: bool,
+    /// Consecutive failed sign-ins that lock an account; 0 turns lockout off.
+    pub lockout_failures: i32,
+    pub lockout_minutes: i32,
+    pub customer_token_lifetime_minutes: i32,
+    pub admin_token_lifetime_minutes: i32,
+}
+
+fn int(v: i64) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl From<settings::Settings> for PasswordSettings {
+    fn from(s: settings::Settings) -> Self {
+        Self {
+            reset_link_lifetime_hours: int(s.reset.link_lifetime.num_hours()),
+            reset_request_limit_method: s.reset.limit.method.into(),
+            max_reset_requests_per_hour: int(i64::from(s.reset.limit.max_per_hour)),
+            min_seconds_between_reset_requests: int(s.reset.limit.min_interval.num_seconds()),
+            min_password_length: int(i64::from(s.password.min_length)),
+            required_character_classes: i32::from(s.password.required_character_classes),
+            allow_whitespace: s.password.allow_whitespace,
+            lockout_failures: int(i64::from(s.lockout.failures)),
+            lockout_minutes: int(s.lockout.duration.num_minutes()),
+            customer_token_lifetime_minutes: int(s.customer_token_lifetime.num_minutes()),
+            admin_token_lifetime_minutes: int(s.admin_token_lifetime.num_minutes()),
+        }
+    }
+}
+
+/// Fields left out keep their value. Out-of-range values → BAD_USER_INPUT, nothing changed.
+#[derive(InputObject, Default)]
+pub struct PasswordSettingsInput {
+    pub reset_link_lifetime_hours: Option<i32>,
+    pub reset_request_limit_method: Option<ResetRequestLimitMethod>,
+    pub max_reset_requests_per_hour: Option<i32>,
+    pub min_seconds_between_reset_requests: Option<i32>,
+    pub min_password_length: Option<i32>,
+    pub required_character_classes: Option<i32>,
+    pub allow_whitespace: Option<bool>,
+    pub lockout_failures: Option<i32>,
+    pub lockout_minutes: Option<i32>,
+    pub customer_token_lifetime_minutes: Option<i32>,
+    pub admin_token_lifetime_minutes: Option<i32>,
+}
+
+impl From<PasswordSettingsInput> for domain::admins::SettingsUpdate {
+    fn from(i: PasswordSettingsInput) -> Self {
+        let wide = |v: Option<i32>| v.map(i64::from);
+        Self {
+            reset_link_lifetime_hours: wide(i.reset_link_lifetime_hours),
+            reset_request_limit_method: i.reset_request_limit_method.map(Into::into),
+            max_reset_requests_per_hour: wide(i.max_reset_requests_per_hour),
+            min_seconds_between_reset_requests: wide(i.min_seconds_between_reset_requests),
+            min_password_length: wide(i.min_password_length),
+            required_character_classes: wide(i.required_character_classes),
+            allow_whitespace: i.allow_whitespace,
+            lockout_failures: wide(i.lockout_failures),
+            lockout_minutes: wide(i.lockout_minutes),
+            customer_token_lifetime_minutes: wide(i.customer_token_lifetime_minutes),
+            admin_token_lifetime_minutes: wide(i.admin_token_lifetime_minutes),
+        }
+    }
+}
+
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum AuditAction {
+    AdminResetPassword,
+    RevokeCustomerTokens,
+    UpdatePasswordSettings,
+}
+
+impl From<admin::AuditAction> for AuditAction {
+    fn from(a: admin::AuditAction) -> Self {
+        match a {
+            admin::AuditAction::AdminResetPassword => Self::AdminResetPassword,
+            admin::AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
+            admin::AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
+        }
+    }
+}
+
+impl From<AuditAction> for admin::AuditAction {
+    fn from(a: AuditAction) -> Self {
+        match a {
+            AuditAction::AdminResetPassword => Self::AdminResetPassword,
+            AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
+            AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
+        }
+    }
+}
+
+/// One admin action: who did what to which customer, when, from where.
+#[derive(SimpleObject)]
+pub struct AuditEntry {
+    pub id: ID,
+    pub at: DateTime<Utc>,
+    /// The admin's username.
+    pub actor: String,
+    pub action: AuditAction,
+    pub customer_id: Option<ID>,
+    pub client_ip: Option<String>,
+}
+
+impl From<admin::AuditEntry> for AuditEntry {
+    fn from(e: admin::AuditEntry) -> Self {
+        Self {
+            id: ID(e.id.to_string()),
+            at: e.at,
+            actor: e.actor,
+            action: e.action.into(),
+            customer_id: e.customer_id.map(|id| ID(id.to_string())),
+            client_ip: e.client_ip,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuditEntryEdge {
+    pub cursor: String,
+    pub node: AuditEntry,
+}
+
+#[derive(SimpleObject)]
+pub struct AuditEntryConnection {
+    pub edges: Vec<AuditEntryEdge>,
+    pub page_info: PageInfo,
+    pub total_count: i32,
+}
+
+#[derive(InputObject, Default)]
+pub struct AuditLogFilter {
+    pub action: Option<AuditAction>,
+    pub customer_id: Option<ID>,
+}

@@ -1,0 +1,505 @@
+//! The admin repository: admin users and sessions, the customers grid, batched admin-only
+//! customer fields, Force Sign In, settings updates and the audit log.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Error, Result,
+    admin::{
+        AdminCredentials, AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery,
+        CustomerCursor, CustomerQuery, CustomerSortField, NewAudit, Page, Role,
+    },
+    customer::{ClientInfo, Customer},
+    lockout::LockoutPolicy,
+    ports::{AdminStore, NewAdmin},
+    settings::Settings,
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr, TransactionTrait, Value,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+};
+use uuid::Uuid;
+
+use crate::{
+    SqlStore,
+    accounts::{db_err, record_failure, to_customer},
+    entities::{
+        access_token, admin_access_token, admin_user, audit_log, customer, password_reset_token,
+        settings,
+    },
+};
+
+fn to_admin(m: &admin_user::Model) -> AdminUser {
+    AdminUser {
+        id: m.id,
+        username: m.username.clone(),
+        // An unknown stored role grants nothing (default deny).
+        role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+        created_at: m.created_at,
+    }
+}
+
+pub(crate) async fn insert_audit(db: &impl ConnectionTrait, a: NewAudit) -> Result<()> {
+    audit_log::Entity::insert(audit_log::ActiveModel {
+        id: Set(a.id),
+        at: Set(a.at),
+        actor_id: Set(a.actor_id),
+        actor: Set(a.actor),
+        action: Set(a.action.as_str().to_owned()),
+        customer_id: Set(a.customer_id),
+        client_ip: Set(a.client_ip),
+    })
+    .exec(db)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// `(c1, c2, …) > (v1, v2, …)` (or `<`), spelled out so both databases use their indexes.
+fn after(columns: &[customer::Column], values: Vec<Value>, descending: bool) -> Condition {
+    let mut any = Condition::any();
+    for i in 0..columns.len() {
+        let mut all = Condition::all();
+        for j in 0..i {
+            all = all.add(columns[j].eq(values[j].clone()));
+        }
+        let beyond = if descending {
+            columns[i].lt(values[i].clone())
+        } else {
+            columns[i].gt(values[i].clone())
+        };
+        any = any.add(all.add(beyond));
+    }
+    any
+}
+
+fn sort_columns(field: CustomerSortField) -> Vec<customer::Column> {
+    match field {
+        CustomerSortField::CreatedAt => vec![customer::Column::CreatedAt, customer::Column::Id],
+        CustomerSortField::Email => vec![customer::Column::EmailKey, customer::Column::Id],
+        CustomerSortField::Name => vec![
+            customer::Column::Lastname,
+            customer::Column::Firstname,
+            customer::Column::Id,
+        ],
+    }
+}
+
+fn cursor_of(m: &customer::Model, field: CustomerSortField, descending: bool) -> CustomerCursor {
+    let values = match field {
+        CustomerSortField::CreatedAt => vec![m.created_at.to_rfc3339()],
+        CustomerSortField::Email => vec![m.email_key.clone()],
+        CustomerSortField::Name => vec![m.lastname.clone(), m.firstname.clone()],
+    };
+    CustomerCursor {
+        field,
+        descending,
+        values,
+        id: m.id,
+    }
+}
+
+fn cursor_values(c: &CustomerCursor) -> Result<Vec<Value>> {
+    let bad = || Error::bad_input("after", "is not a cursor from this list");
+    let mut values: Vec<Value> = match c.field {
+        CustomerSortField::CreatedAt => {
+            let at: DateTime<Utc> = c
+                .values
+                .first()
+                .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+                .ok_or_else(bad)?
+                .with_timezone(&Utc);
+            vec![at.into()]
+        }
+        CustomerSortField::Email => vec![c.values.first().ok_or_else(bad)?.clone().into()],
+        CustomerSortField::Name => {
+            let [last, first] = c.values.as_slice() else {
+                return Err(bad());
+            };
+            vec![last.clone().into(), first.clone().into()]
+        }
+    };
+    values.push(c.id.into());
+    Ok(values)
+}
+
+fn like_pattern(search: &str) -> String {
+    let escaped: String = search
+        .trim()
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
+#[async_trait]
+impl AdminStore for SqlStore {
+    async fn create_admin(&self, new: NewAdmin) -> Result<Option<AdminUser>> {
+        let model = admin_user::ActiveModel {
+            id: Set(new.id),
+            username: Set(new.username.as_str().to_owned()),
+            username_key: Set(new.username.key()),
+            role: Set(new.role.as_str().to_owned()),
+            password_hash: Set(new.password_hash),
+            failed_sign_ins: Set(0),
+            locked_until: Set(None),
+            created_at: Set(new.now),
+        };
+        match admin_user::Entity::insert(model).exec(&self.db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(db_err(e)),
+        }
+        Ok(admin_user::Entity::find_by_id(new.id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|m| to_admin(&m)))
+    }
+
+    async fn admin_credentials(&self, username_key: &str) -> Result<Option<AdminCredentials>> {
+        Ok(admin_user::Entity::find()
+            .filter(admin_user::Column::UsernameKey.eq(username_key))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|m| AdminCredentials {
+                admin: to_admin(&m),
+                password_hash: m.password_hash,
+                locked_until: m.locked_until,
+            }))
+    }
+
+    async fn record_failed_admin_sign_in(
+        &self,
+        admin_id: Uuid,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        record_failure(
+            &self.db,
+            admin_user::Entity,
+            admin_user::Column::Id,
+            admin_user::Column::FailedSignIns,
+            admin_user::Column::LockedUntil,
+            admin_id,
+            policy,
+            now,
+        )
+        .await
+    }
+
+    async fn record_successful_admin_sign_in(
+        &self,
+        admin_id: Uuid,
+        rehash: Option<String>,
+    ) -> Result<()> {
+        let mut update = admin_user::Entity::update_many()
+            .col_expr(admin_user::Column::FailedSignIns, Expr::value(0))
+            .filter(admin_user::Column::Id.eq(admin_id));
+        if let Some(hash) = rehash {
+            update = update.col_expr(admin_user::Column::PasswordHash, Expr::value(hash));
+        } else {
+            update = update.filter(admin_user::Column::FailedSignIns.ne(0));
+        }
+        update.exec(&self.db).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn create_admin_session(
+        &self,
+        id: Uuid,
+        admin_id: Uuid,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+        client: ClientInfo,
+    ) -> Result<()> {
+        admin_access_token::Entity::insert(admin_access_token::ActiveModel {
+            id: Set(id),
+            admin_id: Set(admin_id),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+            client_ip: Set(client.ip),
+            user_agent: Set(client.user_agent),
+            revoked_at: Set(None),
+        })
+        .exec(&self.db)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn live_admin_session(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Uuid, AdminUser)>> {
+        let found = admin_access_token::Entity::find_by_id(id)
+            .filter(admin_access_token::Column::RevokedAt.is_null())
+            .filter(admin_access_token::Column::ExpiresAt.gt(now))
+            .find_also_related(admin_user::Entity)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(match found {
+            Some((token, Some(admin))) => Some((token.id, to_admin(&admin))),
+            _ => None,
+        })
+    }
+
+    async fn customers_page(&self, q: &CustomerQuery) -> Result<Page<Customer>> {
+        let mut filter = Condition::all();
+        if let Some(search) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
+            let pattern = like_pattern(search);
+            let like = |col: customer::Column| {
+                Expr::expr(Func::lower(Expr::col(col)))
+                    .like(LikeExpr::new(pattern.clone()).escape('\\'))
+            };
+            filter = filter.add(
+                Condition::any()
+                    .add(like(customer::Column::EmailKey))
+                    .add(like(customer::Column::Firstname))
+                    .add(like(customer::Column::Lastname)),
+            );
+        }
+        if let Some(from) = q.created_from {
+            filter = filter.add(customer::Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = q.created_to {
+            filter = filter.add(customer::Column::CreatedAt.lte(to));
+        }
+        let total_count = customer::Entity::find()
+            .filter(filter.clone())
+            .count(&self.db)
+            .await
+            .map_err(db_err)?;
+        let columns = sort_columns(q.field);
+        let mut select = customer::Entity::find().filter(filter);
+        if let Some(cursor) = &q.after {
+            if cursor.field != q.field || cursor.descending != q.descending {
+                return Err(Error::bad_input("after", "belongs to another sort order"));
+            }
+            select = select.filter(after(&columns, cursor_values(cursor)?, q.descending));
+        }
+        let order = if q.descending {
+            Order::Desc
+        } else {
+            Order::Asc
+        };
+        for column in &columns {
+            select = select.order_by(*column, order.clone());
+        }
+        let mut rows = select
+            .limit(q.first + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let has_next_page = rows.len() as u64 > q.first;
+        rows.truncate(q.first as usize);
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(|m| {
+                    (
+                        cursor_of(&m, q.field, q.descending).encode(),
+                        to_customer(m),
+                    )
+                })
+                .collect(),
+            has_next_page,
+            total_count,
+        })
+    }
+
+    async fn active_token_counts(
+        &self,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<Uuid, u64>> {
+        let rows: Vec<(Uuid, i64)> = access_token::Entity::find()
+            .select_only()
+            .column(access_token::Column::CustomerId)
+            .column_as(access_token::Column::Id.count(), "n")
+            .filter(access_token::Column::CustomerId.is_in(ids.to_vec()))
+            .filter(access_token::Column::RevokedAt.is_null())
+            .filter(access_token::Column::ExpiresAt.gt(now))
+            .group_by(access_token::Column::CustomerId)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, n)| (id, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn last_reset_requests(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DateTime<Utc>>> {
+        let rows: Vec<(Uuid, Option<DateTime<Utc>>)> = password_reset_token::Entity::find()
+            .select_only()
+            .column(password_reset_token::Column::CustomerId)
+            .column_as(password_reset_token::Column::CreatedAt.max(), "latest")
+            .filter(password_reset_token::Column::CustomerId.is_in(ids.to_vec()))
+            .group_by(password_reset_token::Column::CustomerId)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, at)| at.map(|at| (id, at)))
+            .collect())
+    }
+
+    async fn revoke_all_sessions(
+        &self,
+        customer_id: Uuid,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Option<u64>> {
+        let exists = customer::Entity::find_by_id(customer_id)
+            .count(&self.db)
+            .await
+            .map_err(db_err)?
+            > 0;
+        if !exists {
+            return Ok(None);
+        }
+        let txn = self.db.begin().await.map_err(db_err)?;
+        let revoked = access_token::Entity::update_many()
+            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+            .filter(access_token::Column::CustomerId.eq(customer_id))
+            .filter(access_token::Column::RevokedAt.is_null())
+            .filter(access_token::Column::ExpiresAt.gt(now))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        insert_audit(&txn, audit).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(Some(revoked))
+    }
+
+    async fn update_settings(&self, s: &Settings, audit: NewAudit) -> Result<()> {
+        let int = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+        let txn = self.db.begin().await.map_err(db_err)?;
+        settings::Entity::update_many()
+            .col_expr(
+                settings::Column::ResetLinkLifetimeHours,
+                Expr::value(int(s.reset.link_lifetime.num_hours())),
+            )
+            .col_expr(
+                settings::Column::ResetRequestLimitMethod,
+                Expr::value(s.reset.limit.method.as_str()),
+            )
+            .col_expr(
+                settings::Column::MaxResetRequestsPerHour,
+                Expr::value(int(i64::from(s.reset.limit.max_per_hour))),
+            )
+            .col_expr(
+                settings::Column::MinSecondsBetweenResetRequests,
+                Expr::value(int(s.reset.limit.min_interval.num_seconds())),
+            )
+            .col_expr(
+                settings::Column::MinPasswordLength,
+                Expr::value(int(i64::from(s.password.min_length))),
+            )
+            .col_expr(
+                settings::Column::RequiredCharacterClasses,
+                Expr::value(i32::from(s.password.required_character_classes)),
+            )
+            .col_expr(
+                settings::Column::AllowWhitespace,
+                Expr::value(s.password.allow_whitespace),
+            )
+            .col_expr(
+                settings::Column::LockoutFailures,
+                Expr::value(int(i64::from(s.lockout.failures))),
+            )
+            .col_expr(
+                settings::Column::LockoutMinutes,
+                Expr::value(int(s.lockout.duration.num_minutes())),
+            )
+            .col_expr(
+                settings::Column::CustomerTokenLifetimeMinutes,
+                Expr::value(int(s.customer_token_lifetime.num_minutes())),
+            )
+            .col_expr(
+                settings::Column::AdminTokenLifetimeMinutes,
+                Expr::value(int(s.admin_token_lifetime.num_minutes())),
+            )
+            .filter(settings::Column::Id.eq(1))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        insert_audit(&txn, audit).await?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn audit_page(&self, q: &AuditQuery) -> Result<Page<AuditEntry>> {
+        let mut filter = Condition::all();
+        if let Some(action) = q.action {
+            filter = filter.add(audit_log::Column::Action.eq(action.as_str()));
+        }
+        if let Some(customer_id) = q.customer_id {
+            filter = filter.add(audit_log::Column::CustomerId.eq(customer_id));
+        }
+        let total_count = audit_log::Entity::find()
+            .filter(filter.clone())
+            .count(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut select = audit_log::Entity::find().filter(filter);
+        if let Some(c) = &q.after {
+            select = select.filter(
+                Condition::any().add(audit_log::Column::At.lt(c.at)).add(
+                    Condition::all()
+                        .add(audit_log::Column::At.eq(c.at))
+                        .add(audit_log::Column::Id.lt(c.id)),
+                ),
+            );
+        }
+        let mut rows = select
+            .order_by_desc(audit_log::Column::At)
+            .order_by_desc(audit_log::Column::Id)
+            .limit(q.first + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let has_next_page = rows.len() as u64 > q.first;
+        rows.truncate(q.first as usize);
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .filter_map(|m| {
+                    let action = AuditAction::parse(&m.action)?;
+                    let cursor = AuditCursor { at: m.at, id: m.id }.encode();
+                    Some((
+                        cursor,
+                        AuditEntry {
+                            id: m.id,
+                            at: m.at,
+                            actor: m.actor,
+                            action,
+                            customer_id: m.customer_id,
+                            client_ip: m.client_ip,
+                        },
+                    ))
+                })
+                .collect(),
+            has_next_page,
+            total_count,
+        })
+    }
+}
