@@ -44,6 +44,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub config: Config,
     pub db: sea_orm::DatabaseConnection,
+    /// Statements the server has run (the admin grid's constant-cost proof).
+    pub statements: Arc<std::sync::atomic::AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     dir: Option<PathBuf>,
@@ -111,6 +113,7 @@ impl TestApp {
                 .unwrap(),
             clock,
             db: sea_orm::DatabaseConnection::default(),
+            statements: Arc::default(),
             config,
             shutdown: None,
             server: None,
@@ -127,6 +130,7 @@ impl TestApp {
             .await
             .unwrap();
         self.db = server.db.clone();
+        self.statements = server.statements.clone();
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .unwrap();
@@ -150,6 +154,34 @@ impl TestApp {
         if let Some(handle) = self.server.take() {
             handle.await.unwrap();
         }
+    }
+
+    /// Creates an admin with `role` (as `latchkey admin create` does) and signs in.
+    pub async fn admin_token(&self, role: &str) -> String {
+        let username = format!("{role}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let password = "admin-Password-2026";
+        latchkey::create_admin(&self.config, &username, role, password)
+            .await
+            .unwrap();
+        let res = self
+            .gql(
+                "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token expiresAt } }",
+                json!({"u": username, "p": password}),
+            )
+            .await;
+        res["data"]["generateAdminToken"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("admin sign-in failed: {res}"))
+            .to_owned()
+    }
+
+    /// The id of the customer with this email.
+    pub async fn customer_id(&self, email: &str) -> String {
+        let token = self.sign_in(email, PASSWORD).await;
+        let res = self
+            .gql_as(Some(&token), "{ customer { id } }", json!({}))
+            .await;
+        res["data"]["customer"]["id"].as_str().unwrap().to_owned()
     }
 
     /// Changes settings in the database (SQL assignments, e.g. `"max_reset_requests_per_hour = 3"`).

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod admin;
 mod hardening;
 mod harness;
 mod helpers;
@@ -18,6 +19,7 @@ fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let trials = harness::trials(&[
         accounts::TESTS,
+        admin::TESTS,
         sessions::TESTS,
         hardening::TESTS,
         ops::TESTS,

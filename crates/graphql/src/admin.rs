@@ -15,7 +15,7 @@ use crate::{
         CustomerEdge, CustomerFilter, CustomerSort, PageInfo, PasswordSettings,
         PasswordSettingsInput, RevokeCustomerTokensResult, SortDirection,
     },
-    context::{admin, request, services},
+    context::{admin, loaders, request, services},
     guard::RequirePermission,
     types::Customer,
 };
@@ -59,6 +59,24 @@ impl AdminQuery {
             after: after.as_deref().map(CustomerCursor::decode).transpose()?,
         };
         let page = services(ctx)?.admins.customers(&query).await?;
+        // Prime the loaders with the whole page: one statement per admin-only field asked for.
+        let node = ctx.look_ahead().field("edges").field("node");
+        let ids: Vec<Uuid> = page.items.iter().map(|(_, c)| c.id).collect();
+        let loaders = loaders(ctx)?;
+        if node.field("activeTokenCount").exists() {
+            loaders
+                .token_counts
+                .load_many(ids.iter().copied())
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
+        }
+        if node.field("lastResetRequestedAt").exists() {
+            loaders
+                .last_resets
+                .load_many(ids.iter().copied())
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
+        }
         let end_cursor = page.items.last().map(|(c, _)| c.clone());
         Ok(CustomerConnection {
             edges: page

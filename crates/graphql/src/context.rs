@@ -12,7 +12,7 @@ use domain::{
 };
 use tokio::sync::OnceCell;
 
-use crate::{ApiError, Services};
+use crate::{ApiError, Services, loaders::Loaders};
 
 /// What the HTTP layer knows about the caller.
 #[derive(Clone, Default)]
@@ -23,6 +23,7 @@ pub struct RequestContext {
     /// The admin behind the bearer token, resolved once per request however many guarded
     /// fields ask (a page of 100 customers with four admin-only fields is one look-up).
     admin: Arc<OnceCell<Result<AdminPrincipal, AdminAuthError>>>,
+    loaders: Arc<std::sync::OnceLock<Loaders>>,
 }
 
 impl RequestContext {
@@ -31,6 +32,7 @@ impl RequestContext {
             bearer,
             client,
             admin: Arc::default(),
+            loaders: Arc::default(),
         }
     }
 }
@@ -53,6 +55,12 @@ pub(crate) fn request<'a>(ctx: &Context<'a>) -> &'a RequestContext {
     static EMPTY: std::sync::OnceLock<RequestContext> = std::sync::OnceLock::new();
     ctx.data_opt::<RequestContext>()
         .unwrap_or_else(|| EMPTY.get_or_init(RequestContext::default))
+}
+
+/// This request's DataLoaders.
+pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders, ApiError> {
+    let admins = &services(ctx)?.admins;
+    Ok(request(ctx).loaders.get_or_init(|| Loaders::new(admins)))
 }
 
 /// The signed-in admin: UNAUTHENTICATED without a live admin token, FORBIDDEN for a customer

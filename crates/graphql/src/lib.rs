@@ -14,7 +14,7 @@ mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, dataloader::DataLoader};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
 use domain::{accounts::Accounts, admins::Admins, resets::Resets};
 
 pub use context::RequestContext;
@@ -62,20 +62,8 @@ impl Default for SchemaOptions {
 }
 
 pub fn build_schema(services: Services, options: &SchemaOptions) -> LatchkeySchema {
-    // Loaders without a cache batch the fields of one page (and of concurrent requests) into
-    // one statement each, and never serve a stale value.
-    let token_counts = DataLoader::new(
-        loaders::ActiveTokenCounts(services.admins.clone()),
-        tokio::spawn,
-    );
-    let last_resets = DataLoader::new(
-        loaders::LastResetRequests(services.admins.clone()),
-        tokio::spawn,
-    );
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .data(services)
-        .data(token_counts)
-        .data(last_resets)
         .limit_depth(options.max_depth)
         .limit_complexity(options.max_complexity)
         .limit_directives(options.max_directives)

@@ -1,9 +1,11 @@
-//! DataLoaders for the admin-only customer fields: a page of customers costs one statement per
-//! field, whatever its size.
+//! DataLoaders for the admin-only customer fields, one pair per request (so nothing cached
+//! outlives it). The grid primes them with the whole page in one statement per field, so a
+//! page costs the same number of statements whatever its size; a lone customer (the Edit
+//! page) loads through them on demand.
 
 use std::{collections::HashMap, sync::Arc};
 
-use async_graphql::dataloader::Loader;
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, Utc};
 use domain::admins::Admins;
 use uuid::Uuid;
@@ -11,26 +13,61 @@ use uuid::Uuid;
 pub struct ActiveTokenCounts(pub Arc<Admins>);
 pub struct LastResetRequests(pub Arc<Admins>);
 
+pub struct Loaders {
+    pub token_counts: DataLoader<ActiveTokenCounts, HashMapCache>,
+    pub last_resets: DataLoader<LastResetRequests, HashMapCache>,
+}
+
+impl Loaders {
+    pub fn new(admins: &Arc<Admins>) -> Self {
+        Self {
+            token_counts: DataLoader::with_cache(
+                ActiveTokenCounts(admins.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            last_resets: DataLoader::with_cache(
+                LastResetRequests(admins.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+        }
+    }
+}
+
+// Every key gets a value (0, or None), so a customer without tokens or resets is cached too
+// and never loaded twice.
+
 impl Loader<Uuid> for ActiveTokenCounts {
     type Value = u64;
     type Error = Arc<String>;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, u64>, Self::Error> {
-        self.0
+        let found = self
+            .0
             .active_token_counts(keys)
             .await
-            .map_err(|e| Arc::new(e.to_string()))
+            .map_err(|e| Arc::new(e.to_string()))?;
+        Ok(keys
+            .iter()
+            .map(|k| (*k, found.get(k).copied().unwrap_or(0)))
+            .collect())
     }
 }
 
 impl Loader<Uuid> for LastResetRequests {
-    type Value = DateTime<Utc>;
+    type Value = Option<DateTime<Utc>>;
     type Error = Arc<String>;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, DateTime<Utc>>, Self::Error> {
-        self.0
+    async fn load(
+        &self,
+        keys: &[Uuid],
+    ) -> Result<HashMap<Uuid, Option<DateTime<Utc>>>, Self::Error> {
+        let found = self
+            .0
             .last_reset_requests(keys)
             .await
-            .map_err(|e| Arc::new(e.to_string()))
+            .map_err(|e| Arc::new(e.to_string()))?;
+        Ok(keys.iter().map(|k| (*k, found.get(k).copied())).collect())
     }
 }

@@ -1,14 +1,13 @@
 //! GraphQL output and input types. Domain types are wrapped, never derived on storage models.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject, dataloader::DataLoader};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{admin::Permission, customer};
 
 use crate::{
     ApiError,
-    context::services,
+    context::{loaders, services},
     guard::RequirePermission,
-    loaders::{ActiveTokenCounts, LastResetRequests},
 };
 
 /// A customer account.
@@ -40,10 +39,8 @@ impl Customer {
     /// Admin only: live access tokens (signed-in devices).
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
     async fn active_token_count(&self, ctx: &Context<'_>) -> Result<i32, ApiError> {
-        let loader = ctx
-            .data::<DataLoader<ActiveTokenCounts>>()
-            .map_err(|_| ApiError::internal("loader missing"))?;
-        let n = loader
+        let n = loaders(ctx)?
+            .token_counts
             .load_one(self.0.id)
             .await
             .map_err(|e| ApiError::internal(&e))?
@@ -70,13 +67,12 @@ impl Customer {
         &self,
         ctx: &Context<'_>,
     ) -> Result<Option<DateTime<Utc>>, ApiError> {
-        let loader = ctx
-            .data::<DataLoader<LastResetRequests>>()
-            .map_err(|_| ApiError::internal("loader missing"))?;
-        loader
+        Ok(loaders(ctx)?
+            .last_resets
             .load_one(self.0.id)
             .await
-            .map_err(|e| ApiError::internal(&e))
+            .map_err(|e| ApiError::internal(&e))?
+            .flatten())
     }
 }
 

@@ -1,0 +1,806 @@
+//! The admin side: roles and guards (one table drives the whole authorization matrix), the
+//! customers grid, "Reset Password", "Force Sign In", settings and the audit log.
+
+use std::sync::atomic::Ordering;
+
+use chrono::Duration;
+use domain::clock::Clock;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, PASSWORD, TestApp, code};
+
+crate::tests![
+    every_admin_operation_answers_each_role_as_the_matrix_says,
+    a_denied_mutation_changes_nothing,
+    customer_and_admin_tokens_cannot_stand_in_for_each_other,
+    admin_sign_in_locks_out_and_fails_indistinguishably,
+    a_role_change_takes_effect_on_the_next_request,
+    the_grid_pages_searches_filters_and_sorts,
+    grid_cursors_are_stable_under_inserts_and_pages_are_capped,
+    a_page_of_customers_with_every_admin_field_costs_constant_statements,
+    admin_reset_password_sends_the_storefront_mail_and_is_audited_and_limited,
+    force_sign_in_revokes_every_token_and_reports_the_count,
+    password_settings_are_validated_and_effective_at_once,
+    the_audit_log_pages_and_filters,
+    latchkey_admin_create_takes_the_password_from_the_environment_only,
+];
+
+/// Every admin operation and admin-only field, with the permission it needs. A new operation
+/// must get a row: `every_admin_operation_answers_each_role_as_the_matrix_says` fails for any
+/// root field of the schema that is neither here nor in `STOREFRONT`.
+const MATRIX: &[(&str, &str, Permission)] = &[
+    (
+        "customers",
+        "{ customers(first: 5) { totalCount } }",
+        Permission::CustomersRead,
+    ),
+    (
+        "customerById",
+        "query($id: ID!) { customerById(id: $id) { email } }",
+        Permission::CustomersRead,
+    ),
+    (
+        "Customer.activeTokenCount",
+        "query($id: ID!) { customerById(id: $id) { activeTokenCount } }",
+        Permission::CustomersRead,
+    ),
+    (
+        "Customer.lockedUntil",
+        "query($id: ID!) { customerById(id: $id) { lockedUntil } }",
+        Permission::CustomersRead,
+    ),
+    (
+        "Customer.passwordChangedAt",
+        "query($id: ID!) { customerById(id: $id) { passwordChangedAt } }",
+        Permission::CustomersRead,
+    ),
+    (
+        "Customer.lastResetRequestedAt",
+        "query($id: ID!) { customerById(id: $id) { lastResetRequestedAt } }",
+        Permission::CustomersRead,
+    ),
+    (
+        "passwordSettings",
+        "{ passwordSettings { minPasswordLength } }",
+        Permission::SettingsRead,
+    ),
+    (
+        "auditLog",
+        "{ auditLog { totalCount } }",
+        Permission::AuditRead,
+    ),
+    (
+        "adminResetPassword",
+        "mutation($id: ID!) { adminResetPassword(customerId: $id) }",
+        Permission::CustomersResetPassword,
+    ),
+    (
+        "revokeCustomerTokens",
+        "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }",
+        Permission::CustomersRevokeTokens,
+    ),
+    (
+        "updatePasswordSettings",
+        "mutation { updatePasswordSettings(input: {lockoutMinutes: 10}) { lockoutMinutes } }",
+        Permission::SettingsManage,
+    ),
+];
+
+/// Root fields open to storefronts and to anyone signing in.
+const STOREFRONT: &[&str] = &[
+    "customer",
+    "customerSessions",
+    "createCustomer",
+    "generateCustomerToken",
+    "revokeCustomerToken",
+    "changeCustomerPassword",
+    "revokeCustomerSession",
+    "requestPasswordReset",
+    "resetPassword",
+    "generateAdminToken",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Permission {
+    CustomersRead,
+    CustomersResetPassword,
+    CustomersRevokeTokens,
+    SettingsRead,
+    SettingsManage,
+    AuditRead,
+}
+
+/// SPEC "Roles", written out independently of the server's table.
+fn granted(role: &str, p: Permission) -> bool {
+    use Permission::*;
+    match role {
+        "administrator" => true,
+        "support" => matches!(
+            p,
+            CustomersRead | CustomersResetPassword | CustomersRevokeTokens
+        ),
+        "viewer" => p == CustomersRead,
+        _ => false,
+    }
+}
+
+fn root_fields(sdl: &str, type_name: &str) -> Vec<String> {
+    let start = sdl.find(&format!("type {type_name} {{")).unwrap();
+    let body = &sdl[start..];
+    let body = &body[body.find('{').unwrap() + 1..body.find("\n}").unwrap()];
+    body.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('"') && l.contains(':'))
+        .filter_map(|l| l.split(['(', ':']).next())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
+        .collect()
+}
+
+async fn every_admin_operation_answers_each_role_as_the_matrix_says(backend: Backend) {
+    // No operation escapes the matrix.
+    let sdl = graphql::sdl();
+    for field in root_fields(&sdl, "Query")
+        .into_iter()
+        .chain(root_fields(&sdl, "Mutation"))
+    {
+        assert!(
+            STOREFRONT.contains(&field.as_str())
+                || MATRIX.iter().any(|(name, _, _)| *name == field),
+            "{field} has no row in the authorization matrix"
+        );
+    }
+    let app = TestApp::spawn(backend).await;
+    // Admin resets are limited per customer; let every allowed role send one.
+    app.set_settings("min_seconds_between_reset_requests = 0, max_reset_requests_per_hour = 100")
+        .await;
+    app.create_customer("matrix@example.com", PASSWORD).await;
+    let customer_token = app.sign_in("matrix@example.com", PASSWORD).await;
+    let id = app.customer_id("matrix@example.com").await;
+    let mut callers: Vec<(&str, Option<String>)> =
+        vec![("anonymous", None), ("customer", Some(customer_token))];
+    for role in ["viewer", "support", "administrator"] {
+        callers.push((role, Some(app.admin_token(role).await)));
+    }
+    for (name, document, permission) in MATRIX {
+        for (caller, token) in &callers {
+            let res = app
+                .gql_as(token.as_deref(), document, json!({"id": id}))
+                .await;
+            let expected = match *caller {
+                "anonymous" => Some("UNAUTHENTICATED"),
+                "customer" => Some("FORBIDDEN"),
+                role if granted(role, *permission) => None,
+                _ => Some("FORBIDDEN"),
+            };
+            match expected {
+                None => assert!(res["errors"].is_null(), "{name} as {caller}: {res}"),
+                Some(c) => assert_eq!(code(&res), c, "{name} as {caller}: {res}"),
+            }
+        }
+    }
+}
+
+async fn a_denied_mutation_changes_nothing(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("denied@example.com", PASSWORD).await;
+    let session = app.sign_in("denied@example.com", PASSWORD).await;
+    let id = app.customer_id("denied@example.com").await;
+    let viewer = app.admin_token("viewer").await;
+    for token in [Some(viewer.as_str()), Some(session.as_str()), None] {
+        for (_, document, permission) in MATRIX {
+            if document.starts_with("mutation") && *permission != Permission::CustomersRead {
+                app.gql_as(token, document, json!({"id": id})).await;
+            }
+        }
+    }
+    assert!(app.whoami(&session).await.is_ok(), "no token was revoked");
+    assert_eq!(app.count("audit_log").await, 0);
+    assert_eq!(app.count("password_reset_tokens").await, 0);
+    assert!(smtp.settle().await.is_empty(), "no mail was sent");
+}
+
+async fn customer_and_admin_tokens_cannot_stand_in_for_each_other(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("alice@example.com", PASSWORD).await;
+    app.create_customer("bob@example.com", PASSWORD).await;
+    let alice = app.sign_in("alice@example.com", PASSWORD).await;
+    let bob = app.sign_in("bob@example.com", PASSWORD).await;
+    let bob_id = app.customer_id("bob@example.com").await;
+    // IDOR: a customer can never act on another customer through the admin API.
+    for document in [
+        "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }",
+        "mutation($id: ID!) { adminResetPassword(customerId: $id) }",
+        "query($id: ID!) { customerById(id: $id) { email } }",
+    ] {
+        let res = app
+            .gql_as(Some(&alice), document, json!({"id": bob_id}))
+            .await;
+        assert_eq!(code(&res), "FORBIDDEN", "{res}");
+    }
+    assert!(app.whoami(&bob).await.is_ok());
+    // An admin token is no customer token, and admin-only fields stay admin-only.
+    let admin = app.admin_token("administrator").await;
+    assert_eq!(app.whoami(&admin).await, Err("UNAUTHENTICATED".into()));
+    let res = app
+        .gql_as(
+            Some(&alice),
+            "{ customer { email activeTokenCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&res), "FORBIDDEN");
+    // Secrets are no fields of any type.
+    let sdl = graphql::sdl().to_lowercase();
+    for secret in ["passwordhash", "tokenhash", "password_hash"] {
+        assert!(!sdl.contains(secret), "{secret}");
+    }
+}
+
+async fn admin_sign_in_locks_out_and_fails_indistinguishably(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    latchkey::create_admin(&app.config, "lockme", "support", "admin-Password-2026")
+        .await
+        .unwrap();
+    let attempt = |u: &'static str, p: &'static str| {
+        app.gql(
+            "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }",
+            json!({"u": u, "p": p}),
+        )
+    };
+    let wrong = attempt("lockme", "wrong-password").await;
+    let unknown = attempt("nobody", "wrong-password").await;
+    assert_eq!(code(&wrong), "AUTHENTICATION_FAILED");
+    assert_eq!(wrong, unknown);
+    for _ in 0..9 {
+        attempt("lockme", "wrong-password").await;
+    }
+    assert_eq!(
+        code(&attempt("lockme", "admin-Password-2026").await),
+        "AUTHENTICATION_FAILED"
+    );
+    app.clock.advance(Duration::minutes(10));
+    let ok = attempt("lockme", "admin-Password-2026").await;
+    assert!(
+        ok["data"]["generateAdminToken"]["token"].is_string(),
+        "{ok}"
+    );
+}
+
+async fn a_role_change_takes_effect_on_the_next_request(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn(backend).await;
+    let token = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&token),
+            "{ passwordSettings { minPasswordLength } }",
+            json!({}),
+        )
+        .await;
+    assert!(res["errors"].is_null());
+    app.db
+        .execute_unprepared("UPDATE admin_users SET role = 'viewer'")
+        .await
+        .unwrap();
+    let res = app
+        .gql_as(
+            Some(&token),
+            "{ passwordSettings { minPasswordLength } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&res), "FORBIDDEN");
+}
+
+async fn create_named(app: &TestApp, email: &str, first: &str, last: &str) {
+    let res = app
+        .gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": email, "firstname": first, "lastname": last, "password": PASSWORD}}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+}
+
+const GRID: &str = "query($f: CustomerFilter, $s: CustomerSort, $n: Int, $a: String) {
+    customers(filter: $f, sort: $s, first: $n, after: $a) {
+        totalCount pageInfo { hasNextPage endCursor } edges { cursor node { email firstname lastname } }
+    } }";
+
+fn emails(res: &Value) -> Vec<String> {
+    res["data"]["customers"]["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{res}"))
+        .iter()
+        .map(|e| e["node"]["email"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn the_grid_pages_searches_filters_and_sorts(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("viewer").await;
+    let start = app.clock.now();
+    for i in 0..12 {
+        create_named(
+            &app,
+            &format!("c{i:02}@example.com"),
+            &format!("First{i:02}"),
+            &format!("Last{:02}", 11 - i),
+        )
+        .await;
+        app.clock.advance(Duration::minutes(1));
+    }
+    create_named(&app, "Tanaka.Taro@Example.jp", "太郎", "田中").await;
+    // Newest first by default, 5 a page, 13 in all.
+    let p1 = app.gql_as(Some(&admin), GRID, json!({"n": 5})).await;
+    assert_eq!(p1["data"]["customers"]["totalCount"], 13);
+    assert_eq!(emails(&p1)[0], "Tanaka.Taro@Example.jp");
+    let mut seen = emails(&p1);
+    let mut after = p1["data"]["customers"]["pageInfo"]["endCursor"].clone();
+    while !after.is_null() {
+        let page = app
+            .gql_as(Some(&admin), GRID, json!({"n": 5, "a": after}))
+            .await;
+        seen.extend(emails(&page));
+        after = if page["data"]["customers"]["pageInfo"]["hasNextPage"] == true {
+            page["data"]["customers"]["pageInfo"]["endCursor"].clone()
+        } else {
+            Value::Null
+        };
+    }
+    assert_eq!(seen.len(), 13);
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 13, "no row twice");
+    // Search: email, names, case-insensitive, and LIKE wildcards are literal.
+    let res = app
+        .gql_as(Some(&admin), GRID, json!({"f": {"search": "TANAKA"}}))
+        .await;
+    assert_eq!(emails(&res), ["Tanaka.Taro@Example.jp"]);
+    let res = app
+        .gql_as(Some(&admin), GRID, json!({"f": {"search": "田中"}}))
+        .await;
+    assert_eq!(emails(&res).len(), 1);
+    let res = app
+        .gql_as(Some(&admin), GRID, json!({"f": {"search": "first0"}}))
+        .await;
+    assert_eq!(res["data"]["customers"]["totalCount"], 10);
+    let res = app
+        .gql_as(Some(&admin), GRID, json!({"f": {"search": "%"}}))
+        .await;
+    assert_eq!(res["data"]["customers"]["totalCount"], 0);
+    // Created-date range.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            GRID,
+            json!({"f": {"createdFrom": (start + Duration::minutes(3)).to_rfc3339(), "createdTo": (start + Duration::minutes(5)).to_rfc3339()}}),
+        )
+        .await;
+    assert_eq!(
+        emails(&res),
+        ["c05@example.com", "c04@example.com", "c03@example.com"]
+    );
+    // Sort by email ascending, by name.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            GRID,
+            json!({"s": {"field": "EMAIL", "direction": "ASC"}, "n": 3}),
+        )
+        .await;
+    assert_eq!(
+        emails(&res),
+        ["c00@example.com", "c01@example.com", "c02@example.com"]
+    );
+    let res = app
+        .gql_as(
+            Some(&admin),
+            GRID,
+            json!({"s": {"field": "NAME", "direction": "ASC"}, "n": 2}),
+        )
+        .await;
+    assert_eq!(emails(&res), ["c11@example.com", "c10@example.com"]);
+}
+
+async fn grid_cursors_are_stable_under_inserts_and_pages_are_capped(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("viewer").await;
+    for i in 0..6 {
+        create_named(&app, &format!("s{i}@example.com"), "A", "B").await;
+    }
+    let sort = json!({"field": "EMAIL", "direction": "ASC"});
+    let p1 = app
+        .gql_as(Some(&admin), GRID, json!({"n": 3, "s": sort}))
+        .await;
+    assert_eq!(
+        emails(&p1),
+        ["s0@example.com", "s1@example.com", "s2@example.com"]
+    );
+    // Rows inserted before and after the cursor do not shift the next page.
+    create_named(&app, "a-first@example.com", "A", "B").await;
+    create_named(&app, "s1a@example.com", "A", "B").await;
+    let after = p1["data"]["customers"]["pageInfo"]["endCursor"].clone();
+    let p2 = app
+        .gql_as(Some(&admin), GRID, json!({"n": 3, "s": sort, "a": after}))
+        .await;
+    assert_eq!(
+        emails(&p2),
+        ["s3@example.com", "s4@example.com", "s5@example.com"]
+    );
+    for bad in [
+        json!({"n": 101}),
+        json!({"n": 0}),
+        json!({"n": -5}),
+        json!({"a": "garbage"}),
+        json!({"a": after, "s": {"field": "NAME"}}),
+    ] {
+        let res = app.gql_as(Some(&admin), GRID, bad.clone()).await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{bad}: {res}");
+    }
+}
+
+async fn a_page_of_customers_with_every_admin_field_costs_constant_statements(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.without_reset_limits().await;
+    let admin = app.admin_token("viewer").await;
+    for i in 0..100 {
+        create_named(&app, &format!("p{i:03}@example.com"), "A", "B").await;
+    }
+    for i in 0..5 {
+        app.sign_in(&format!("p{i:03}@example.com"), PASSWORD).await;
+        app.request_reset(&format!("p{i:03}@example.com")).await;
+    }
+    let query = "query($n: Int) { customers(first: $n) { totalCount edges { node {
+        id email activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt } } } }";
+    // Let the mail worker deliver the five reset mails first: its statements share the
+    // counter. It still polls once a second, so each size is measured three times and the
+    // least is kept.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut costs = Vec::new();
+    for n in [1, 10, 100] {
+        let mut least = u64::MAX;
+        for _ in 0..3 {
+            let before = app.statements.load(Ordering::SeqCst);
+            let res = app.gql_as(Some(&admin), query, json!({"n": n})).await;
+            let after = app.statements.load(Ordering::SeqCst);
+            assert!(res["errors"].is_null(), "{res}");
+            assert_eq!(
+                res["data"]["customers"]["edges"].as_array().unwrap().len(),
+                n
+            );
+            least = least.min(after - before);
+        }
+        costs.push(least);
+    }
+    println!("statements per page of 1, 10, 100 customers: {costs:?}");
+    assert!(
+        costs.iter().all(|c| *c == costs[0]),
+        "statements grew with the page: {costs:?}"
+    );
+    assert!(costs[0] <= 6, "{costs:?}");
+    let res = app.gql_as(Some(&admin), query, json!({"n": 100})).await;
+    let with_tokens = res["data"]["customers"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["node"]["activeTokenCount"] == 1 && e["node"]["lastResetRequestedAt"].is_string()
+        })
+        .count();
+    assert_eq!(with_tokens, 5);
+}
+
+async fn admin_reset_password_sends_the_storefront_mail_and_is_audited_and_limited(
+    backend: Backend,
+) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("helpme@example.com", PASSWORD).await;
+    let session = app.sign_in("helpme@example.com", PASSWORD).await;
+    let id = app.customer_id("helpme@example.com").await;
+    let support = app.admin_token("support").await;
+    let send = "mutation($id: ID!) { adminResetPassword(customerId: $id) }";
+    let res = app.gql_as(Some(&support), send, json!({"id": id})).await;
+    assert_eq!(
+        res,
+        json!({"data": {"adminResetPassword": true}}),
+        "no token in the answer"
+    );
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert_eq!(mail.to, vec!["helpme@example.com"]);
+    assert!(mail.subject().contains("Reset your"));
+    // Nothing changes until the customer uses the link.
+    assert!(app.whoami(&session).await.is_ok());
+    // Per-customer limit.
+    let again = app.gql_as(Some(&support), send, json!({"id": id})).await;
+    assert_eq!(code(&again), "RATE_LIMITED");
+    // Unknown ids, and ids of another kind.
+    for bad in ["00000000-0000-0000-0000-000000000000", "order-42"] {
+        let res = app.gql_as(Some(&support), send, json!({"id": bad})).await;
+        assert_eq!(code(&res), "NOT_FOUND");
+    }
+    let res = app.reset_password(&mail.token(), "fresh-Pw-11").await;
+    assert_eq!(res["data"]["resetPassword"], true);
+    assert_eq!(app.whoami(&session).await, Err("UNAUTHENTICATED".into()));
+    let admin = app.admin_token("administrator").await;
+    let log = app
+        .gql_as(
+            Some(&admin),
+            "{ auditLog { edges { node { actor action customerId clientIp } } } }",
+            json!({}),
+        )
+        .await;
+    let node = &log["data"]["auditLog"]["edges"][0]["node"];
+    assert_eq!(node["action"], "ADMIN_RESET_PASSWORD");
+    assert!(node["actor"].as_str().unwrap().starts_with("support-"));
+    assert_eq!(node["customerId"], id.as_str());
+    assert_eq!(node["clientIp"], "127.0.0.1");
+    assert_eq!(
+        log["data"]["auditLog"]["edges"].as_array().unwrap().len(),
+        1,
+        "the limited attempt left no row"
+    );
+}
+
+async fn force_sign_in_revokes_every_token_and_reports_the_count(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("many@example.com", PASSWORD).await;
+    app.create_customer("other@example.com", PASSWORD).await;
+    app.create_customer("never@example.com", PASSWORD).await;
+    let tokens: Vec<String> =
+        futures::future::join_all((0..3).map(|_| app.sign_in("many@example.com", PASSWORD))).await;
+    let other = app.sign_in("other@example.com", PASSWORD).await;
+    let id = app.customer_id("many@example.com").await; // a fourth session
+    let never = {
+        let admin = app.admin_token("viewer").await;
+        let res = app
+            .gql_as(Some(&admin), GRID, json!({"f": {"search": "never@"}}))
+            .await;
+        assert_eq!(res["data"]["customers"]["totalCount"], 1);
+        app.gql_as(
+            Some(&admin),
+            "{ customers(filter: {search: \"never@\"}) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await["data"]["customers"]["edges"][0]["node"]["id"]
+            .clone()
+    };
+    let support = app.admin_token("support").await;
+    let force = "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }";
+    let res = app.gql_as(Some(&support), force, json!({"id": id})).await;
+    assert_eq!(
+        res["data"]["revokeCustomerTokens"]["revokedCount"], 4,
+        "{res}"
+    );
+    for t in &tokens {
+        assert_eq!(app.whoami(t).await, Err("UNAUTHENTICATED".into()));
+    }
+    assert!(
+        app.whoami(&other).await.is_ok(),
+        "other customers are untouched"
+    );
+    let res = app.gql_as(Some(&support), force, json!({"id": id})).await;
+    assert_eq!(
+        res["data"]["revokeCustomerTokens"]["revokedCount"], 0,
+        "idempotent"
+    );
+    let res = app
+        .gql_as(Some(&support), force, json!({"id": never}))
+        .await;
+    assert_eq!(
+        res["data"]["revokeCustomerTokens"]["revokedCount"], 0,
+        "never signed in"
+    );
+    let res = app
+        .gql_as(
+            Some(&support),
+            force,
+            json!({"id": "00000000-0000-0000-0000-000000000000"}),
+        )
+        .await;
+    assert_eq!(code(&res), "NOT_FOUND");
+    // A fresh sign-in works.
+    app.sign_in("many@example.com", PASSWORD).await;
+    assert_eq!(app.count("audit_log").await, 3);
+}
+
+async fn password_settings_are_validated_and_effective_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("administrator").await;
+    let read = "{ passwordSettings { resetLinkLifetimeHours resetRequestLimitMethod maxResetRequestsPerHour minSecondsBetweenResetRequests minPasswordLength requiredCharacterClasses allowWhitespace lockoutFailures lockoutMinutes customerTokenLifetimeMinutes adminTokenLifetimeMinutes } }";
+    let defaults = app.gql_as(Some(&admin), read, json!({})).await;
+    assert_eq!(
+        defaults["data"]["passwordSettings"],
+        json!({"resetLinkLifetimeHours": 24, "resetRequestLimitMethod": "BY_IP_AND_EMAIL", "maxResetRequestsPerHour": 5,
+               "minSecondsBetweenResetRequests": 600, "minPasswordLength": 6, "requiredCharacterClasses": 0, "allowWhitespace": false,
+               "lockoutFailures": 10, "lockoutMinutes": 10, "customerTokenLifetimeMinutes": 60, "adminTokenLifetimeMinutes": 240})
+    );
+    let update = "mutation($i: PasswordSettingsInput!) { updatePasswordSettings(input: $i) { minPasswordLength allowWhitespace } }";
+    for bad in [
+        json!({"minPasswordLength": 5}),
+        json!({"minPasswordLength": 100000}),
+        json!({"maxResetRequestsPerHour": -1}),
+        json!({"resetLinkLifetimeHours": 0}),
+        json!({"requiredCharacterClasses": 9}),
+        json!({"lockoutFailures": 1000, "minPasswordLength": 15}),
+        json!({"resetRequestLimitMethod": "SOMETIMES"}),
+    ] {
+        let res = app.gql_as(Some(&admin), update, json!({"i": bad})).await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{bad}: {res}");
+    }
+    assert_eq!(
+        app.gql_as(Some(&admin), read, json!({})).await,
+        defaults,
+        "nothing changed"
+    );
+    // The hardened profile, effective for the very next request.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            update,
+            json!({"i": {"minPasswordLength": 15, "allowWhitespace": true}}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["updatePasswordSettings"],
+        json!({"minPasswordLength": 15, "allowWhitespace": true})
+    );
+    let short = app
+        .gql("mutation { createCustomer(input: {email: \"s@example.com\", firstname: \"A\", lastname: \"B\", password: \"kx7!qzmw\"}) { id } }", json!({}))
+        .await;
+    assert_eq!(code(&short), "PASSWORD_POLICY");
+    app.create_customer("phrase@example.com", "correct horse battery staple")
+        .await;
+    app.sign_in("phrase@example.com", "correct horse battery staple")
+        .await;
+    assert_eq!(app.count("audit_log").await, 1);
+}
+
+async fn the_audit_log_pages_and_filters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("audited@example.com", PASSWORD).await;
+    let id = app.customer_id("audited@example.com").await;
+    let admin = app.admin_token("administrator").await;
+    for _ in 0..3 {
+        app.gql_as(
+            Some(&admin),
+            "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }",
+            json!({"id": id}),
+        )
+        .await;
+        app.clock.advance(Duration::seconds(1));
+    }
+    app.gql_as(
+        Some(&admin),
+        "mutation { updatePasswordSettings(input: {lockoutMinutes: 15}) { lockoutMinutes } }",
+        json!({}),
+    )
+    .await;
+    let query = "query($n: Int, $a: String, $f: AuditLogFilter) { auditLog(first: $n, after: $a, filter: $f) {
+        totalCount pageInfo { hasNextPage endCursor } edges { node { action customerId at } } } }";
+    let p1 = app.gql_as(Some(&admin), query, json!({"n": 2})).await;
+    assert_eq!(p1["data"]["auditLog"]["totalCount"], 4);
+    assert_eq!(
+        p1["data"]["auditLog"]["edges"][0]["node"]["action"],
+        "UPDATE_PASSWORD_SETTINGS"
+    );
+    assert_eq!(p1["data"]["auditLog"]["pageInfo"]["hasNextPage"], true);
+    let p2 = app
+        .gql_as(
+            Some(&admin),
+            query,
+            json!({"n": 2, "a": p1["data"]["auditLog"]["pageInfo"]["endCursor"]}),
+        )
+        .await;
+    assert_eq!(p2["data"]["auditLog"]["edges"].as_array().unwrap().len(), 2);
+    assert_eq!(p2["data"]["auditLog"]["pageInfo"]["hasNextPage"], false);
+    let filtered = app
+        .gql_as(
+            Some(&admin),
+            query,
+            json!({"f": {"action": "REVOKE_CUSTOMER_TOKENS", "customerId": id}}),
+        )
+        .await;
+    assert_eq!(filtered["data"]["auditLog"]["totalCount"], 3);
+}
+
+async fn latchkey_admin_create_takes_the_password_from_the_environment_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.args(args)
+            .env("DATABASE_URL", &app.config.database_url)
+            .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
+            .env_remove("LATCHKEY_ADMIN_PASSWORD")
+            .stdin(std::process::Stdio::null());
+        if let Some(schema) = &app.config.database_schema {
+            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+        }
+        if let Some(secret) = &app.config.jwt_secret {
+            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
+        }
+        if let Some(p) = password {
+            cmd.env("LATCHKEY_ADMIN_PASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(
+        &[
+            "admin",
+            "create",
+            "--username",
+            "cli-admin",
+            "--role",
+            "support",
+        ],
+        Some("cli-Password-2026"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("created admin cli-admin with role support")
+    );
+    let res = app
+        .gql("mutation { generateAdminToken(username: \"CLI-ADMIN\", password: \"cli-Password-2026\") { token } }", json!({}))
+        .await;
+    assert!(
+        res["data"]["generateAdminToken"]["token"].is_string(),
+        "{res}"
+    );
+    for (args, password) in [
+        (
+            vec![
+                "admin",
+                "create",
+                "--username",
+                "x1-admin",
+                "--role",
+                "support",
+                "--password",
+                "cli-Password-2026",
+            ],
+            None,
+        ),
+        (
+            vec![
+                "admin",
+                "create",
+                "--username",
+                "x2-admin",
+                "--role",
+                "root",
+            ],
+            Some("cli-Password-2026"),
+        ),
+        (
+            vec![
+                "admin",
+                "create",
+                "--username",
+                "x3-admin",
+                "--role",
+                "viewer",
+            ],
+            Some("short"),
+        ),
+        (
+            vec![
+                "admin",
+                "create",
+                "--username",
+                "cli-admin",
+                "--role",
+                "viewer",
+            ],
+            Some("cli-Password-2026"),
+        ),
+    ] {
+        let out = run(&args, password);
+        assert!(!out.status.success(), "{args:?} should fail");
+    }
+}
