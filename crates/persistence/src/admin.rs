@@ -33,14 +33,15 @@ use crate::{
     },
 };
 
-fn to_admin(m: &admin_user::Model) -> AdminUser {
-    AdminUser {
+/// `None` for a row whose role this build does not know: such an admin can neither sign in nor
+/// use a token (default deny).
+fn to_admin(m: &admin_user::Model) -> Option<AdminUser> {
+    Some(AdminUser {
         id: m.id,
         username: m.username.clone(),
-        // An unknown stored role grants nothing (default deny).
-        role: Role::parse(&m.role).unwrap_or(Role::Viewer),
+        role: Role::parse(&m.role)?,
         created_at: m.created_at,
-    }
+    })
 }
 
 pub(crate) async fn insert_audit(db: &impl ConnectionTrait, a: NewAudit) -> Result<()> {
@@ -164,7 +165,7 @@ impl AdminStore for SqlStore {
             .one(&self.db)
             .await
             .map_err(db_err)?
-            .map(|m| to_admin(&m)))
+            .and_then(|m| to_admin(&m)))
     }
 
     async fn admin_credentials(&self, username_key: &str) -> Result<Option<AdminCredentials>> {
@@ -173,10 +174,12 @@ impl AdminStore for SqlStore {
             .one(&self.db)
             .await
             .map_err(db_err)?
-            .map(|m| AdminCredentials {
-                admin: to_admin(&m),
-                password_hash: m.password_hash,
-                locked_until: m.locked_until,
+            .and_then(|m| {
+                Some(AdminCredentials {
+                    admin: to_admin(&m)?,
+                    password_hash: m.password_hash,
+                    locked_until: m.locked_until,
+                })
             }))
     }
 
@@ -252,7 +255,7 @@ impl AdminStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(match found {
-            Some((token, Some(admin))) => Some((token.id, to_admin(&admin))),
+            Some((token, Some(admin))) => to_admin(&admin).map(|a| (token.id, a)),
             _ => None,
         })
     }
