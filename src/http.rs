@@ -44,6 +44,8 @@ pub struct AppState {
     pub proxies: Arc<TrustedProxies>,
     pub graphiql: bool,
     pub metrics: PrometheusHandle,
+    /// SQL statements run by this server, exported as `latchkey_db_statements_total`.
+    pub statements: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct HttpOptions {
@@ -316,6 +318,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {
+    metrics::counter!("latchkey_db_statements_total")
+        .absolute(state.statements.load(std::sync::atomic::Ordering::Relaxed));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

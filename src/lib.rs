@@ -158,6 +158,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         proxies: Arc::new(TrustedProxies::parse(&config.trusted_proxies)?),
         graphiql: config.graphiql_enabled(),
         metrics: telemetry::metrics_handle(),
+        statements: statements.clone(),
     };
     let router = http::router(
         state,

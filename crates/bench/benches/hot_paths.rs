@@ -1,0 +1,125 @@
+//! Micro-benchmarks of the hot paths: reset token generation + SHA-256, JWT sign and verify,
+//! the revocation check (a live-session look-up on SQLite), the password policy on long inputs,
+//! and argon2id with production parameters.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{hint::black_box, sync::Arc};
+
+use chrono::{Duration, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use domain::{
+    customer::{ClientInfo, Locale},
+    email::Email,
+    password::{NewPassword, PasswordPolicy},
+    ports::{AccountStore, NewCustomer, NewSession, PasswordHasher},
+    reset::RawResetToken,
+    token::{TokenCodec, TokenKind},
+};
+use latchkey::hashing::{Argon2Hasher, SharedHasher};
+use uuid::Uuid;
+
+fn tokens(c: &mut Criterion) {
+    c.bench_function("reset token: generate + sha256", |b| {
+        b.iter(|| {
+            let t = RawResetToken::generate().unwrap();
+            black_box(t.hash())
+        })
+    });
+    let codec = TokenCodec::new(&[7u8; 32]).unwrap();
+    let now = Utc::now();
+    let (sub, sid) = (Uuid::now_v7(), Uuid::now_v7());
+    c.bench_function("jwt: sign", |b| {
+        b.iter(|| {
+            black_box(
+                codec
+                    .sign(TokenKind::Customer, sub, sid, now, now + Duration::hours(1))
+                    .unwrap(),
+            )
+        })
+    });
+    let token = codec
+        .sign(TokenKind::Customer, sub, sid, now, now + Duration::hours(1))
+        .unwrap();
+    c.bench_function("jwt: verify", |b| {
+        b.iter(|| black_box(codec.verify(TokenKind::Customer, &token, now).unwrap()))
+    });
+}
+
+fn policy(c: &mut Criterion) {
+    let policy = PasswordPolicy::default();
+    let p256 = "x7Y!".repeat(64);
+    let megabyte = "a".repeat(1 << 20);
+    c.bench_function("password policy: 256 characters", |b| {
+        b.iter(|| black_box(NewPassword::parse(&p256, &policy, &["ann", "example"]).is_ok()))
+    });
+    c.bench_function("password policy: 1 MiB refused", |b| {
+        b.iter(|| black_box(NewPassword::parse(&megabyte, &policy, &[]).is_err()))
+    });
+}
+
+fn revocation_check(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
+    let (store, session) = rt.block_on(async {
+        let db = persistence::connect(&url, None, 8).await.unwrap();
+        persistence::migrate(&db).await.unwrap();
+        let store = persistence::SqlStore::new(db);
+        let now = Utc::now();
+        let customer = store
+            .create_customer(NewCustomer {
+                id: Uuid::now_v7(),
+                email: Email::parse("bench@example.com").unwrap(),
+                firstname: "A".into(),
+                lastname: "B".into(),
+                locale: Locale::En,
+                password_hash: "x".into(),
+                now,
+            })
+            .await
+            .map_err(|_| "create")
+            .unwrap();
+        let session = Uuid::now_v7();
+        store
+            .create_session(NewSession {
+                id: session,
+                customer_id: customer.id,
+                created_at: now,
+                expires_at: now + Duration::hours(1),
+                client: ClientInfo::default(),
+            })
+            .await
+            .unwrap();
+        (store, session)
+    });
+    c.bench_function("revocation check: live session + customer (SQLite)", |b| {
+        b.to_async(&rt).iter(|| async {
+            black_box(
+                store
+                    .live_session(session, Utc::now())
+                    .await
+                    .unwrap()
+                    .is_some(),
+            )
+        })
+    });
+    std::fs::remove_dir_all(dir).ok();
+}
+
+fn argon2(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let hasher = SharedHasher(Arc::new(Argon2Hasher::new(1, 16).unwrap()));
+    let password = NewPassword::parse("bench-Password-1", &PasswordPolicy::default(), &[]).unwrap();
+    let mut group = c.benchmark_group("argon2id m=19456 t=2 p=1");
+    group.sample_size(10);
+    group.bench_function("hash", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(hasher.hash(&password).await.unwrap()) })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, tokens, policy, revocation_check, argon2);
+criterion_main!(benches);

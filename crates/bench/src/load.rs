@@ -1,0 +1,141 @@
+//! A small HTTP/1.1 load generator on hyper: a fixed number of keep-alive connections, each
+//! sending requests back to back for a fixed time; latencies in an HDR histogram.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, body::Bytes};
+use hyper_util::rt::TokioIo;
+
+/// Builds the `n`-th request of a run (so scenarios can vary tokens, emails, ...).
+pub type MakeRequest = Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Stats {
+    pub fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: String,
+    token: Option<&str>,
+) -> Request<Full<Bytes>> {
+    let mut builder = Request::post(format!("http://{addr}{path}"))
+        .header("host", addr.to_string())
+        .header("content-type", "application/json");
+    if let Some(t) = token {
+        builder = builder.header("authorization", format!("Bearer {t}"));
+    }
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+}
+
+pub fn get(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{addr}{path}"))
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+}
+
+/// Runs `connections` connections for `duration`. A response counts as an error unless it is
+/// 200 without a GraphQL `errors` member.
+pub async fn run(
+    addr: SocketAddr,
+    make: MakeRequest,
+    connections: usize,
+    duration: Duration,
+) -> Stats {
+    let counter = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let make = make.clone();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_hist()));
+            let mut errors = 0u64;
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                return (hist, 1);
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((mut sender, conn)) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+            else {
+                return (hist, 1);
+            };
+            tokio::spawn(conn);
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t0 = Instant::now();
+                let ok = match sender.send_request(make(n)).await {
+                    Ok(res) => {
+                        let status = res.status();
+                        match res.into_body().collect().await {
+                            Ok(body) => {
+                                let body = body.to_bytes();
+                                status == 200 && !contains(&body, b"\"errors\"")
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    Err(_) => false,
+                };
+                let _ = hist.record(t0.elapsed().as_micros() as u64);
+                if !ok {
+                    errors += 1;
+                }
+                if sender.ready().await.is_err() {
+                    break;
+                }
+            }
+            (hist, errors)
+        }));
+    }
+    let mut all = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable_hist());
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((h, e)) = t.await {
+            let _ = all.add(&h);
+            errors += e;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Stats {
+        requests: all.len(),
+        errors,
+        seconds,
+        p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
+    }
+}
+
+fn unreachable_hist() -> Histogram<u64> {
+    // `Histogram::new(3)` cannot fail for 3 significant digits; this keeps the code panic-free.
+    Histogram::new_with_max(60_000_000, 3).unwrap_or_else(|_| std::process::exit(2))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}

@@ -1,0 +1,554 @@
+//! `latchkey-bench`: seeds a database (SQLite file and PostgreSQL), starts the real server in a
+//! release build as a process of its own, drives it over HTTP with a fixed number of
+//! connections for a fixed time, and prints requests/s, p50, p99 and the server's peak RSS for
+//! each scenario — each as a ratio to a ceiling measured in the same run (a bare axum
+//! endpoint, a minimal async-graphql + sea-orm point lookup, raw argon2id throughput, a bare
+//! two-insert transaction), so figures stay comparable on a noisy machine.
+//!
+//! Run: `cargo run --release -p latchkey-bench -- --postgres postgres://postgres@127.0.0.1/postgres`
+
+#![allow(clippy::print_stdout)]
+
+mod ceilings;
+mod load;
+mod seed;
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::load::{Stats, get, post};
+
+#[derive(Parser)]
+#[command(about = "Latchkey's load benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Connections for the throughput scenarios.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Customers to seed.
+    #[arg(long, default_value_t = 100_000)]
+    customers: usize,
+    /// A PostgreSQL URL whose server the bench may create a database on; without it only
+    /// SQLite runs.
+    #[arg(long, env = "LATCHKEY_BENCH_POSTGRES_URL")]
+    postgres: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// (internal) the real Latchkey server, configured from the environment.
+    Server,
+    /// (internal) ceiling: bare axum JSON endpoint.
+    CeilingAxum { addr: SocketAddr },
+    /// (internal) ceiling: minimal async-graphql + sea-orm point lookup and two-insert tx.
+    CeilingGraphql { addr: SocketAddr, url: String },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.mode {
+        Some(Mode::Server) => {
+            let config = latchkey::config::Config::load().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let server = latchkey::build(&config, Arc::new(domain::clock::SystemClock)).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            latchkey::serve(server, listener, latchkey::shutdown_signal()).await
+        }
+        Some(Mode::CeilingAxum { addr }) => ceilings::axum_json(addr).await,
+        Some(Mode::CeilingGraphql { addr, url }) => ceilings::graphql_lookup(addr, url).await,
+        None => run_all(&cli).await,
+    }
+}
+
+/// A child process of this binary, killed when dropped.
+struct Process {
+    child: Child,
+}
+
+impl Process {
+    async fn start(
+        args: &[&str],
+        env: &[(&str, String)],
+        addr: SocketAddr,
+        ready: &str,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(args)
+            .kill_on_drop(true)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn()?;
+        let p = Self { child };
+        let client = async || -> bool {
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                return false;
+            };
+            let Ok((mut s, c)) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+            else {
+                return false;
+            };
+            tokio::spawn(c);
+            s.send_request(get(addr, ready))
+                .await
+                .is_ok_and(|r| r.status() == 200 || r.status() == 405)
+        };
+        for _ in 0..200 {
+            if client().await {
+                return Ok(p);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("{args:?} did not start")
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs a load while sampling the server's RSS; returns the stats and the peak RSS in MiB.
+async fn measure(
+    server: Option<u32>,
+    addr: SocketAddr,
+    make: load::MakeRequest,
+    connections: usize,
+    seconds: u64,
+) -> (Stats, f64) {
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampler = server.map(|pid| {
+        let peak = peak.clone();
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(rss_kib(pid, "VmRSS:"), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    });
+    let stats = load::run(addr, make, connections, Duration::from_secs(seconds)).await;
+    if let Some(s) = sampler {
+        s.abort();
+    }
+    (
+        stats,
+        peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0,
+    )
+}
+
+/// The server's `latchkey_db_statements_total`.
+async fn statements(addr: SocketAddr) -> u64 {
+    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+        return 0;
+    };
+    let Ok((mut s, c)) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+    else {
+        return 0;
+    };
+    tokio::spawn(c);
+    let Ok(res) = s.send_request(get(addr, "/metrics")).await else {
+        return 0;
+    };
+    let Ok(body) = http_body_util::BodyExt::collect(res.into_body()).await else {
+        return 0;
+    };
+    String::from_utf8_lossy(&body.to_bytes())
+        .lines()
+        .find(|l| l.starts_with("latchkey_db_statements_total"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn free_addr() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+struct Row {
+    name: String,
+    stats: Stats,
+    rss_mib: f64,
+    ceiling: String,
+    ratio: f64,
+}
+
+fn print_table(title: &str, rows: &[Row]) {
+    println!("\n### {title}\n");
+    println!("| scenario | req/s | p50 ms | p99 ms | errors | peak RSS MiB | ceiling | ratio |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |");
+    for r in rows {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {} | {:.0} | {} | {:.2} |",
+            r.name,
+            r.stats.rps(),
+            r.stats.p50_ms,
+            r.stats.p99_ms,
+            r.stats.errors,
+            r.rss_mib,
+            r.ceiling,
+            r.ratio
+        );
+    }
+}
+
+/// Raw argon2id hashes per second with one blocking thread per core.
+async fn argon2_ceiling(seconds: u64) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..cores {
+        handles.push(tokio::task::spawn_blocking(move || {
+            let params = argon2::Params::new(19 * 1024, 2, 1, Some(32)).ok();
+            let Some(params) = params else { return 0u64 };
+            let argon = argon2::Argon2::new(
+                argon2::Algorithm::Argon2id,
+                argon2::Version::V0x13,
+                params.clone(),
+            );
+            let mut memory = vec![argon2::Block::default(); params.block_count()];
+            let mut out = [0u8; 32];
+            let mut n = 0;
+            while Instant::now() < deadline {
+                if argon
+                    .hash_password_into_with_memory(
+                        b"bench-Password-1",
+                        b"saltsaltsaltsalt",
+                        &mut out,
+                        &mut memory[..],
+                    )
+                    .is_ok()
+                {
+                    n += 1;
+                }
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await.unwrap_or(0);
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn run_all(cli: &Cli) -> anyhow::Result<()> {
+    println!("# Latchkey load benchmark");
+    println!(
+        "\n{} cores, {} s per scenario, {} connections, {} customers seeded; load generator on the same machine.",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        cli.seconds,
+        cli.connections,
+        cli.customers
+    );
+    let hashes = argon2_ceiling(cli.seconds.min(5)).await;
+    println!("\nargon2id ceiling (m=19 MiB, t=2, p=1, one thread per core): {hashes:.1} hashes/s");
+
+    let axum_addr = free_addr()?;
+    let axum = Process::start(
+        &["ceiling-axum", &axum_addr.to_string()],
+        &[],
+        axum_addr,
+        "/json",
+    )
+    .await?;
+    let (bare, _) = measure(
+        None,
+        axum_addr,
+        Arc::new(move |_| get(axum_addr, "/json")),
+        cli.connections,
+        cli.seconds,
+    )
+    .await;
+    drop(axum);
+    println!(
+        "bare axum JSON ceiling: {:.0} req/s (p50 {:.2} ms)",
+        bare.rps(),
+        bare.p50_ms
+    );
+
+    let dir =
+        std::env::temp_dir().join(format!("latchkey-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let mut backends = vec![(
+        "SQLite",
+        format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+    )];
+    if let Some(pg) = &cli.postgres {
+        backends.push(("PostgreSQL", seed::fresh_postgres(pg).await?));
+    }
+    for (name, url) in backends {
+        let rows = backend(cli, &url, &dir, hashes, bare.rps())
+            .await
+            .with_context(|| format!("{name} run"));
+        if let (Some(admin), true) = (&cli.postgres, name == "PostgreSQL") {
+            seed::drop_postgres(admin, &url).await;
+        }
+        print_table(name, &rows?);
+    }
+    std::fs::remove_dir_all(dir).ok();
+    Ok(())
+}
+
+async fn backend(
+    cli: &Cli,
+    url: &str,
+    dir: &Path,
+    hashes: f64,
+    bare_rps: f64,
+) -> anyhow::Result<Vec<Row>> {
+    let secret = "bench-secret-0123456789abcdef0123456789abcdef".to_owned();
+    let seeded = seed::seed(url, cli.customers, &secret).await?;
+    let mut rows = Vec::new();
+
+    // Ceilings on this database.
+    let ceiling_addr = free_addr()?;
+    let ceiling = Process::start(
+        &["ceiling-graphql", &ceiling_addr.to_string(), url],
+        &[],
+        ceiling_addr,
+        "/graphql",
+    )
+    .await?;
+    let lookup_body = json!({"query": format!("{{ customer(id: \"{}\") {{ id email }} }}", seeded.customer_ids[0])}).to_string();
+    let (lookup, _) = measure(
+        None,
+        ceiling_addr,
+        Arc::new(move |_| post(ceiling_addr, "/graphql", lookup_body.clone(), None)),
+        cli.connections,
+        cli.seconds,
+    )
+    .await;
+    let (tx, _) = measure(
+        None,
+        ceiling_addr,
+        Arc::new(move |_| post(ceiling_addr, "/tx", "{}".into(), None)),
+        cli.connections,
+        cli.seconds,
+    )
+    .await;
+    drop(ceiling);
+    rows.push(Row {
+        name: "ceiling: async-graphql + sea-orm point lookup".into(),
+        ratio: lookup.rps() / bare_rps,
+        stats: lookup.clone(),
+        rss_mib: 0.0,
+        ceiling: "bare axum".into(),
+    });
+    rows.push(Row {
+        name: "ceiling: sea-orm transaction, two inserts".into(),
+        ratio: tx.rps() / bare_rps,
+        stats: tx.clone(),
+        rss_mib: 0.0,
+        ceiling: "bare axum".into(),
+    });
+
+    // The real server.
+    let addr = free_addr()?;
+    let env = vec![
+        ("DATABASE_URL", url.to_owned()),
+        ("LATCHKEY_LISTEN", addr.to_string()),
+        ("LATCHKEY_JWT_SECRET", secret.clone()),
+        ("LATCHKEY_MAIL_DIR", dir.join("mail").display().to_string()),
+        ("LATCHKEY_HASH_QUEUE", "4096".to_owned()),
+    ];
+    let server = Process::start(&["server"], &env, addr, "/readyz").await?;
+    let pid = server.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = pid.map_or(0.0, |p| rss_kib(p, "VmRSS:") as f64 / 1024.0);
+    println!("\nserver idle RSS: {idle:.0} MiB");
+
+    let tokens = Arc::new(seeded.customer_tokens.clone());
+    let body = json!({"query": "{ customer { id email } }"}).to_string();
+    let make: load::MakeRequest = {
+        let tokens = tokens.clone();
+        Arc::new(move |n| {
+            post(
+                addr,
+                "/graphql",
+                body.clone(),
+                Some(&tokens[n as usize % tokens.len()]),
+            )
+        })
+    };
+    let (stats, rss) = measure(pid, addr, make, cli.connections, cli.seconds).await;
+    rows.push(Row {
+        name: "signed-in `customer` query".into(),
+        ratio: stats.rps() / lookup.rps(),
+        stats,
+        rss_mib: rss,
+        ceiling: "point lookup".into(),
+    });
+
+    let admin = seeded.admin_token.clone();
+    // Statements per grid page, read from the server's own counter.
+    for first in [10, 100] {
+        let before = statements(addr).await;
+        let body = json!({"query": format!("{{ customers(first: {first}) {{ edges {{ node {{ id activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt }} }} }} }}")}).to_string();
+        let admin = admin.clone();
+        load::run(
+            addr,
+            Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
+            1,
+            Duration::from_millis(1),
+        )
+        .await;
+        println!(
+            "admin grid, first: {first}, every admin field: {} SQL statements",
+            statements(addr).await.saturating_sub(before)
+        );
+    }
+    let grid = "{ customers(first: 100) { totalCount edges { node { id email activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt } } } }";
+    for (label, query) in [
+        (
+            "admin `customers(first: 100)`, all admin fields",
+            grid.to_owned(),
+        ),
+        (
+            "same, with `search: \"user12\"`",
+            grid.replace(
+                "customers(first: 100)",
+                "customers(first: 100, filter: {search: \"user12\"})",
+            ),
+        ),
+    ] {
+        let body = json!({"query": query}).to_string();
+        let admin = admin.clone();
+        let (stats, rss) = measure(
+            pid,
+            addr,
+            Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
+            cli.connections,
+            cli.seconds,
+        )
+        .await;
+        rows.push(Row {
+            name: label.into(),
+            ratio: stats.rps() / lookup.rps(),
+            stats,
+            rss_mib: rss,
+            ceiling: "point lookup".into(),
+        });
+    }
+
+    let customers = cli.customers;
+    let (stats, rss) = measure(
+        pid,
+        addr,
+        Arc::new(move |n| {
+            // Alternate known and unknown addresses.
+            let email = if n % 2 == 0 { format!("user{}@bench.example", n as usize % customers) } else { format!("nobody{n}@bench.example") };
+            post(addr, "/graphql", json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(), None)
+        }),
+        cli.connections,
+        cli.seconds,
+    )
+    .await;
+    rows.push(Row {
+        name: "`requestPasswordReset`, limits off".into(),
+        ratio: stats.rps() / tx.rps(),
+        stats,
+        rss_mib: rss,
+        ceiling: "two-insert tx".into(),
+    });
+
+    let sign_in_customers = customers.min(1000);
+    let (stats, rss) = measure(
+        pid,
+        addr,
+        Arc::new(move |n| {
+            let email = format!("user{}@bench.example", n as usize % sign_in_customers);
+            post(addr, "/graphql", json!({"query": "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }", "variables": {"e": email, "p": seed::PASSWORD}}).to_string(), None)
+        }),
+        cli.connections,
+        cli.seconds,
+    )
+    .await;
+    rows.push(Row {
+        name: "`generateCustomerToken`".into(),
+        ratio: stats.rps() / hashes,
+        stats,
+        rss_mib: rss,
+        ceiling: "argon2id".into(),
+    });
+
+    let reset_tokens = Arc::new(seeded.reset_tokens.clone());
+    let reset = |offset: u64| -> load::MakeRequest {
+        let reset_tokens = reset_tokens.clone();
+        Arc::new(move |n| {
+            let t = &reset_tokens[(offset + n) as usize % reset_tokens.len()];
+            post(addr, "/graphql", json!({"query": "mutation($t: String!, $p: String!) { resetPassword(resetPasswordToken: $t, newPassword: $p) }", "variables": {"t": t, "p": "bench-New-Password-2"}}).to_string(), None)
+        })
+    };
+    let (stats, rss) = measure(pid, addr, reset(0), cli.connections, cli.seconds).await;
+    let used = stats.requests;
+    rows.push(Row {
+        name: "`resetPassword`".into(),
+        ratio: stats.rps() / hashes,
+        stats,
+        rss_mib: rss,
+        ceiling: "argon2id".into(),
+    });
+    let (stats, rss) = measure(pid, addr, reset(used + 1), 256, cli.seconds.min(5)).await;
+    rows.push(Row {
+        name: "`resetPassword`, 256 connections (memory)".into(),
+        ratio: stats.rps() / hashes,
+        stats,
+        rss_mib: rss,
+        ceiling: "argon2id".into(),
+    });
+
+    // Force Sign In on a customer with 1,000 live tokens, one call at a time.
+    let mut latencies = Vec::new();
+    for _ in 0..10 {
+        seed::sessions(url, seeded.customer_ids[1], 1000).await?;
+        let body = json!({"query": format!("mutation {{ revokeCustomerTokens(customerId: \"{}\") {{ revokedCount }} }}", seeded.customer_ids[1])}).to_string();
+        let admin = admin.clone();
+        let stats = load::run(
+            addr,
+            Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
+            1,
+            Duration::from_millis(1),
+        )
+        .await;
+        latencies.push(stats.p50_ms);
+    }
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "`revokeCustomerTokens` with 1,000 live tokens: median {:.2} ms, worst {:.2} ms over 10 calls",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+    drop(server);
+    Ok(rows)
+}
