@@ -7,7 +7,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::ports::{MailSignal, NewMail};
+use crate::{
+    lockout::check_password,
+    ports::{MailSignal, NewMail},
+};
 
 use crate::{
     Error, Result,
@@ -17,7 +20,6 @@ use crate::{
     password::{NewPassword, PasswordCandidate, PasswordPolicy},
     ports::{
         AccountStore, CreateCustomerError, NewCustomer, NewSession, PasswordHasher, SettingsSource,
-        Verification,
     },
     token::{TokenCodec, TokenKind},
 };
@@ -139,23 +141,21 @@ impl Accounts {
         let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
         let settings = self.settings.current().await?;
         let now = self.clock.now();
-        let Some(credentials) = self.store.credentials_by_email(&email).await? else {
-            self.hasher.verify(&candidate, None).await?;
-            return Err(Error::AuthenticationFailed);
-        };
-        let customer = credentials.customer;
-        let verification = self
-            .hasher
-            .verify(&candidate, Some(&credentials.password_hash))
-            .await?;
-        if crate::lockout::is_locked(customer.locked_until, now) {
-            return Err(Error::AuthenticationFailed);
-        }
-        let Verification::Match { rehash } = verification else {
-            self.store
-                .record_failed_sign_in(customer.id, &settings.lockout, now)
-                .await?;
-            tracing::info!(event = "sign_in_failed", customer_id = %customer.id);
+        let credentials = self.store.credentials_by_email(&email).await?;
+        let stored = credentials
+            .as_ref()
+            .map(|c| (c.password_hash.as_str(), c.customer.locked_until));
+        let rehash = check_password(&*self.hasher, &candidate, stored, now, || async {
+            if let Some(c) = &credentials {
+                self.store
+                    .record_failed_sign_in(c.customer.id, &settings.lockout, now)
+                    .await?;
+                tracing::info!(event = "sign_in_failed", customer_id = %c.customer.id);
+            }
+            Ok(())
+        })
+        .await?;
+        let Some(customer) = credentials.map(|c| c.customer) else {
             return Err(Error::AuthenticationFailed);
         };
         self.store
@@ -245,20 +245,21 @@ impl Accounts {
             .credentials_by_id(customer.id)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        let verification = self
-            .hasher
-            .verify(&candidate, Some(&credentials.password_hash))
-            .await?;
-        if verification == Verification::Mismatch
-            || crate::lockout::is_locked(credentials.customer.locked_until, now)
-        {
-            if verification == Verification::Mismatch {
+        check_password(
+            &*self.hasher,
+            &candidate,
+            Some((
+                &credentials.password_hash,
+                credentials.customer.locked_until,
+            )),
+            now,
+            || async {
                 self.store
                     .record_failed_sign_in(customer.id, &settings.lockout, now)
-                    .await?;
-            }
-            return Err(Error::AuthenticationFailed);
-        }
+                    .await
+            },
+        )
+        .await?;
         let hash = self.hasher.hash(&password).await?;
         let notice = NewMail::password_changed(&credentials.customer, now);
         self.store

@@ -16,9 +16,9 @@ use crate::{
     },
     clock::Clock,
     customer::{ClientInfo, Customer},
-    lockout::is_locked,
+    lockout::check_password,
     password::{NewPassword, PasswordCandidate},
-    ports::{AdminStore, NewAdmin, PasswordHasher, SettingsSource, Verification},
+    ports::{AdminStore, NewAdmin, PasswordHasher, SettingsSource},
     settings::{LimitMethod, Settings},
     token::{TokenCodec, TokenKind},
 };
@@ -214,23 +214,20 @@ impl Admins {
             Some(u) => self.store.admin_credentials(&u.key()).await?,
             None => None,
         };
-        let Some(credentials) = credentials else {
-            self.hasher.verify(&candidate, None).await?;
-            return Err(Error::AuthenticationFailed);
-        };
-        let verification = self
-            .hasher
-            .verify(&candidate, Some(&credentials.password_hash))
-            .await?;
-        if is_locked(credentials.locked_until, now) {
-            return Err(Error::AuthenticationFailed);
-        }
-        let admin = credentials.admin;
-        let Verification::Match { rehash } = verification else {
-            self.store
-                .record_failed_admin_sign_in(admin.id, &settings.lockout, now)
-                .await?;
-            tracing::info!(event = "admin_sign_in_failed", admin_id = %admin.id);
+        let stored = credentials
+            .as_ref()
+            .map(|c| (c.password_hash.as_str(), c.locked_until));
+        let rehash = check_password(&*self.hasher, &candidate, stored, now, || async {
+            if let Some(c) = &credentials {
+                self.store
+                    .record_failed_admin_sign_in(c.admin.id, &settings.lockout, now)
+                    .await?;
+                tracing::info!(event = "admin_sign_in_failed", admin_id = %c.admin.id);
+            }
+            Ok(())
+        })
+        .await?;
+        let Some(admin) = credentials.map(|c| c.admin) else {
             return Err(Error::AuthenticationFailed);
         };
         self.store

@@ -6,6 +6,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use crate::{
+    Error, Result,
+    password::PasswordCandidate,
+    ports::{PasswordHasher, Verification},
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
     /// Consecutive failures that lock the account; 0 turns lockout off.
@@ -37,6 +43,38 @@ impl LockoutPolicy {
 /// Whether an account with `locked_until` refuses sign-in at `now`.
 pub fn is_locked(locked_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
     locked_until.is_some_and(|until| until > now)
+}
+
+/// The password check every sign-in shares (customers, admins, "current password" on change):
+/// the same argon2 work whether the account exists, is locked or not, one answer for every
+/// failure, and `on_mismatch` (which counts the failure) only for a wrong password on an open
+/// account. Returns the upgraded hash when the stored one used old parameters.
+pub(crate) async fn check_password<F, Fut>(
+    hasher: &dyn PasswordHasher,
+    candidate: &PasswordCandidate,
+    stored: Option<(&str, Option<DateTime<Utc>>)>,
+    now: DateTime<Utc>,
+    on_mismatch: F,
+) -> Result<Option<String>>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let Some((hash, locked_until)) = stored else {
+        hasher.verify(candidate, None).await?;
+        return Err(Error::AuthenticationFailed);
+    };
+    let verification = hasher.verify(candidate, Some(hash)).await?;
+    if is_locked(locked_until, now) {
+        return Err(Error::AuthenticationFailed);
+    }
+    match verification {
+        Verification::Match { rehash } => Ok(rehash),
+        Verification::Mismatch => {
+            on_mismatch().await?;
+            Err(Error::AuthenticationFailed)
+        }
+    }
 }
 
 #[cfg(test)]
