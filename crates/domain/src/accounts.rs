@@ -193,17 +193,17 @@ impl Accounts {
             .tokens
             .verify(TokenKind::Customer, bearer, now)
             .map_err(|_| Error::Unauthenticated)?;
-        let (session, customer) = self
+        let customer = self
             .store
             .live_session(verified.session_id, now)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        if session.customer_id != verified.subject {
+        if customer.id != verified.subject {
             return Err(Error::Unauthenticated);
         }
         Ok(CustomerPrincipal {
             customer,
-            session_id: session.id,
+            session_id: verified.session_id,
         })
     }
 

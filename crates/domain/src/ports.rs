@@ -80,13 +80,9 @@ pub trait AccountStore: Send + Sync {
 
     async fn create_session(&self, session: NewSession) -> Result<()>;
 
-    /// The live (not revoked, not expired) session `id` with its customer, in one look-up.
+    /// The customer of the live (not revoked, not expired) session `id`, in one look-up.
     /// Notes the use (at most once a minute) for `customerSessions`.
-    async fn live_session(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Session, Customer)>>;
+    async fn live_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Customer>>;
 
     /// Live sessions of a customer, newest first.
     async fn live_sessions(&self, customer_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>>;

@@ -12,7 +12,8 @@ use domain::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, SqlErr, TransactionTrait,
+    FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, RelationTrait, SqlErr,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -71,6 +72,19 @@ fn to_session(m: access_token::Model) -> Session {
         client_ip: m.client_ip,
         user_agent: m.user_agent,
     }
+}
+
+#[derive(FromQueryResult)]
+struct LiveRow {
+    last_used_at: DateTime<Utc>,
+    id: Uuid,
+    email: String,
+    firstname: String,
+    lastname: String,
+    locale: String,
+    created_at: DateTime<Utc>,
+    password_changed_at: DateTime<Utc>,
+    locked_until: Option<DateTime<Utc>>,
 }
 
 /// Live tokens: not revoked and not expired at `now`.
@@ -207,21 +221,30 @@ impl AccountStore for SqlStore {
         Ok(())
     }
 
-    async fn live_session(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Session, Customer)>> {
-        let found = access_token::Entity::find_by_id(id)
+    async fn live_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Customer>> {
+        // The per-request check: one indexed join reading only what authentication and the
+        // `Customer` type need (not the password hash or the session's descriptive columns).
+        let found: Option<LiveRow> = access_token::Entity::find_by_id(id)
             .filter(live(now))
-            .find_also_related(customer::Entity)
+            .select_only()
+            .column_as(access_token::Column::LastUsedAt, "last_used_at")
+            .column_as(customer::Column::Id, "id")
+            .column_as(customer::Column::Email, "email")
+            .column_as(customer::Column::Firstname, "firstname")
+            .column_as(customer::Column::Lastname, "lastname")
+            .column_as(customer::Column::Locale, "locale")
+            .column_as(customer::Column::CreatedAt, "created_at")
+            .column_as(customer::Column::PasswordChangedAt, "password_changed_at")
+            .column_as(customer::Column::LockedUntil, "locked_until")
+            .join(JoinType::InnerJoin, access_token::Relation::Customer.def())
+            .into_model()
             .one(&self.db)
             .await
             .map_err(db_err)?;
-        let Some((token, Some(customer))) = found else {
+        let Some(row) = found else {
             return Ok(None);
         };
-        if token.last_used_at + LAST_USED_GRANULARITY <= now {
+        if row.last_used_at + LAST_USED_GRANULARITY <= now {
             access_token::Entity::update_many()
                 .col_expr(access_token::Column::LastUsedAt, Expr::value(now))
                 .filter(access_token::Column::Id.eq(id))
@@ -229,7 +252,16 @@ impl AccountStore for SqlStore {
                 .await
                 .map_err(db_err)?;
         }
-        Ok(Some((to_session(token), to_customer(customer))))
+        Ok(Some(Customer {
+            id: row.id,
+            email: Email::from_trusted(row.email),
+            firstname: row.firstname,
+            lastname: row.lastname,
+            locale: Locale::parse(&row.locale).unwrap_or_default(),
+            created_at: row.created_at,
+            password_changed_at: row.password_changed_at,
+            locked_until: row.locked_until,
+        }))
     }
 
     async fn live_sessions(&self, customer_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>> {
