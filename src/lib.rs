@@ -220,6 +220,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
+    let janitor = tokio::spawn(cleanup_loop(
+        server.mail.store.clone(),
+        server.mail.clock.clone(),
+        stopped.clone(),
+    ));
     let worker = tokio::spawn(server.mail.run(stopped));
     let app = server
         .router
@@ -231,9 +236,34 @@ pub async fn serve(
     // still queued stays in the outbox for the next start.
     let _ = stop.send(true);
     let _ = worker.await;
+    let _ = janitor.await;
     server.db.close().await.ok();
     served?;
     Ok(())
+}
+
+/// Deletes expired sessions, old limit events and reset tokens, and old sent mail: a minute
+/// after start, then every ten minutes; one replica at a time.
+async fn cleanup_loop(store: SqlStore, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {},
+            _ = stop.changed() => return,
+        }
+        match store.cleanup(clock.now()).await {
+            Ok(done) if done.ran => tracing::info!(
+                sessions = done.sessions,
+                limit_events = done.limit_events,
+                reset_tokens = done.reset_tokens,
+                sent_mail = done.sent_mail,
+                "cleanup"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cleanup failed; will retry"),
+        }
+        wait = Duration::from_secs(600);
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

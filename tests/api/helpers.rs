@@ -124,6 +124,25 @@ impl TestApp {
         app
     }
 
+    /// Another server on the same database, configuration and clock: a replica. Dropping it
+    /// stops it and leaves the database alone.
+    pub async fn replica(&self) -> TestApp {
+        let mut replica = TestApp {
+            addr: self.addr,
+            client: self.client.clone(),
+            clock: self.clock.clone(),
+            config: self.config.clone(),
+            db: sea_orm::DatabaseConnection::default(),
+            statements: Arc::default(),
+            shutdown: None,
+            server: None,
+            dir: None,
+            pg_schema: None,
+        };
+        replica.start().await;
+        replica
+    }
+
     /// Starts a server on `self.config` and the existing database (after [`stop`]).
     pub async fn start(&mut self) {
         let server = latchkey::build(&self.config, self.clock.clone())

@@ -11,6 +11,7 @@ mod hardening;
 mod harness;
 mod helpers;
 mod ops;
+mod replicas;
 mod reset;
 mod sessions;
 mod smtp;
@@ -24,6 +25,7 @@ fn main() {
         hardening::TESTS,
         ops::TESTS,
         reset::TESTS,
+        replicas::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();
 }

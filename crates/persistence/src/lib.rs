@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod cleanup;
 mod entities;
 mod outbox;
 mod resets;
@@ -17,6 +18,7 @@ use std::{
 };
 
 pub use accounts::SqlStore;
+pub use cleanup::Cleanup;
 use migration::{Migrator, MigratorTrait};
 pub use outbox::{MAX_ATTEMPTS, OutboxMessage, backoff};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};

@@ -1,0 +1,146 @@
+//! Several servers on one database share nothing else: revocation, limits, settings and mail
+//! hold across them at once.
+
+use chrono::Duration;
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::helpers::{Backend, PASSWORD, TestApp, code};
+
+crate::tests![
+    a_token_revoked_on_one_replica_is_refused_by_every_other_at_once,
+    limits_hold_exactly_across_replicas_and_each_mail_is_sent_once,
+    settings_changed_on_one_replica_apply_on_the_other_at_once,
+    cleanup_removes_only_what_has_expired,
+];
+
+async fn a_token_revoked_on_one_replica_is_refused_by_every_other_at_once(backend: Backend) {
+    let a = TestApp::spawn(backend).await;
+    let b = a.replica().await;
+    let c = a.replica().await;
+    a.create_customer("fleet@example.com", PASSWORD).await;
+    let token = a.sign_in("fleet@example.com", PASSWORD).await;
+    assert!(
+        b.whoami(&token).await.is_ok(),
+        "a token from one replica works on another"
+    );
+    let res = b
+        .gql_as(Some(&token), "mutation { revokeCustomerToken }", json!({}))
+        .await;
+    assert_eq!(res["data"]["revokeCustomerToken"], true);
+    for replica in [&a, &b, &c] {
+        assert_eq!(replica.whoami(&token).await, Err("UNAUTHENTICATED".into()));
+    }
+    // Force Sign In on one replica, refused on the others.
+    let tokens = [
+        a.sign_in("fleet@example.com", PASSWORD).await,
+        b.sign_in("fleet@example.com", PASSWORD).await,
+    ];
+    let id = a.customer_id("fleet@example.com").await;
+    let admin = c.admin_token("support").await;
+    let res = c
+        .gql_as(
+            Some(&admin),
+            "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["revokeCustomerTokens"]["revokedCount"], 3,
+        "{res}"
+    );
+    for t in &tokens {
+        assert_eq!(a.whoami(t).await, Err("UNAUTHENTICATED".into()));
+        assert_eq!(b.whoami(t).await, Err("UNAUTHENTICATED".into()));
+    }
+}
+
+async fn limits_hold_exactly_across_replicas_and_each_mail_is_sent_once(backend: Backend) {
+    let (a, smtp) = TestApp::with_smtp(backend).await;
+    let b = a.replica().await;
+    a.create_customer("burst@example.com", PASSWORD).await;
+    a.set_settings("reset_request_limit_method = 'BY_EMAIL', max_reset_requests_per_hour = 3, min_seconds_between_reset_requests = 0").await;
+    let results = join_all((0..24).map(|i| {
+        let app = if i % 2 == 0 { &a } else { &b };
+        app.request_reset("burst@example.com")
+    }))
+    .await;
+    let accepted = results
+        .iter()
+        .filter(|r| r["data"]["requestPasswordReset"] == true)
+        .count();
+    assert_eq!(accepted, 3, "{results:?}");
+    // Two mail workers share the outbox: three mails, each once.
+    smtp.wait_for(3).await;
+    let mails = smtp.settle().await;
+    assert_eq!(mails.len(), 3);
+    let mut ids: Vec<String> = mails
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(&m.raw)
+                .lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("message-id:"))
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "no message twice");
+}
+
+async fn settings_changed_on_one_replica_apply_on_the_other_at_once(backend: Backend) {
+    let a = TestApp::spawn(backend).await;
+    let b = a.replica().await;
+    let admin = a.admin_token("administrator").await;
+    let res = a
+        .gql_as(Some(&admin), "mutation { updatePasswordSettings(input: {minPasswordLength: 12}) { minPasswordLength } }", json!({}))
+        .await;
+    assert_eq!(
+        res["data"]["updatePasswordSettings"]["minPasswordLength"],
+        12
+    );
+    let res = b
+        .gql("mutation { createCustomer(input: {email: \"s@example.com\", firstname: \"A\", lastname: \"B\", password: \"kx7!qzmw\"}) { id } }", json!({}))
+        .await;
+    assert_eq!(code(&res), "PASSWORD_POLICY");
+}
+
+async fn cleanup_removes_only_what_has_expired(backend: Backend) {
+    use domain::clock::Clock;
+    use sea_orm::ConnectionTrait;
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("old@example.com", PASSWORD).await;
+    let old = app.sign_in("old@example.com", PASSWORD).await;
+    app.request_reset("old@example.com").await;
+    smtp.wait_for(1).await;
+    app.sign_in_response("old@example.com", "wrong-guess").await;
+    app.clock.advance(Duration::days(40));
+    app.create_customer("new@example.com", PASSWORD).await;
+    let new = app.sign_in("new@example.com", PASSWORD).await;
+    // A message that could not be sent yet must survive any cleanup.
+    let backend_kind = app.db.get_database_backend();
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend_kind,
+            match backend_kind {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "UPDATE email_outbox SET status = 'pending', next_attempt_at = $1"
+                }
+                _ => "UPDATE email_outbox SET status = 'pending', next_attempt_at = ?",
+            },
+            [(app.clock.now() + Duration::days(365)).into()],
+        ))
+        .await
+        .unwrap();
+    let store = persistence::SqlStore::new(app.db.clone());
+    let done = store.cleanup(app.clock.now()).await.unwrap();
+    assert!(done.ran);
+    assert_eq!(done.sessions, 1, "{done:?}");
+    assert_eq!(done.reset_tokens, 1, "{done:?}");
+    assert!(done.limit_events >= 1, "{done:?}");
+    assert_eq!(done.sent_mail, 0, "pending mail is never cleaned up");
+    assert_eq!(app.whoami(&old).await, Err("UNAUTHENTICATED".into()));
+    assert!(app.whoami(&new).await.is_ok(), "live sessions stay");
+    assert_eq!(app.count("email_outbox").await, 1);
+}
