@@ -56,10 +56,19 @@ impl Transport {
         }
     }
 
-    async fn send(&self, message: Message) -> Result<(), String> {
+    /// `Err((detail, permanent))`: a permanent refusal (SMTP 5xx) will not succeed on retry.
+    async fn send(&self, message: Message) -> Result<(), (String, bool)> {
         match self {
-            Self::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
-            Self::Files(t) => t.send(message).await.map(|_| ()).map_err(|e| e.to_string()),
+            Self::Smtp(t) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.to_string(), e.is_permanent())),
+            Self::Files(t) => t
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| (e.to_string(), false)),
         }
     }
 }
@@ -208,7 +217,8 @@ impl MailWorker {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("building the message panicked")));
         let outcome = match built {
             Ok(message) => self.transport.send(message).await,
-            Err(e) => Err(e.to_string()),
+            // A message that cannot be built will not build on retry either.
+            Err(e) => Err((e.to_string(), true)),
         };
         let now = self.clock.now();
         match outcome {
@@ -219,12 +229,12 @@ impl MailWorker {
                     tracing::error!(mail_id = %m.id, error = %e, "mail sent but not marked; it may be retried");
                 }
             }
-            Err(error) => {
+            Err((error, permanent)) => {
                 metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str())
                     .increment(1);
-                match self.store.mark_failed(&m, now, &error).await {
+                match self.store.mark_failed(&m, now, &error, permanent).await {
                     Ok(true) => {
-                        tracing::error!(mail_id = %m.id, %error, "mail dead-lettered after its last attempt")
+                        tracing::error!(mail_id = %m.id, %error, permanent, "mail dead-lettered: it will not be retried")
                     }
                     Ok(false) => {
                         tracing::warn!(mail_id = %m.id, attempt = m.attempts + 1, %error, "mail not sent; will retry")

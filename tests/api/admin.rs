@@ -60,6 +60,11 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         Permission::CustomersRead,
     ),
     (
+        "undeliveredMail",
+        "{ undeliveredMail { id status } }",
+        Permission::SettingsRead,
+    ),
+    (
         "passwordSettings",
         "{ passwordSettings { minPasswordLength } }",
         Permission::SettingsRead,

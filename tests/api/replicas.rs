@@ -12,7 +12,91 @@ crate::tests![
     limits_hold_exactly_across_replicas_and_each_mail_is_sent_once,
     settings_changed_on_one_replica_apply_on_the_other_at_once,
     cleanup_removes_only_what_has_expired,
+    smtp_refusals_are_retried_then_delivered_once,
+    permanent_smtp_refusals_are_dead_lettered_and_shown_to_admins,
 ];
+
+const UNDELIVERED: &str = "{ undeliveredMail { kind recipient status attempts lastError } }";
+
+async fn smtp_refusals_are_retried_then_delivered_once(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("retry@example.com", PASSWORD).await;
+    let admin = app.admin_token("administrator").await;
+    smtp.reject_with(Some("451 4.3.0 mailbox busy, try later"));
+    let res = app.request_reset("retry@example.com").await;
+    assert_eq!(res["data"]["requestPasswordReset"], true);
+    // Retried with backoff while the server keeps refusing.
+    let mut queued = serde_json::Value::Null;
+    for _ in 0..40 {
+        app.clock.advance(Duration::seconds(30));
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        queued = app.gql_as(Some(&admin), UNDELIVERED, json!({})).await;
+        if queued["data"]["undeliveredMail"][0]["attempts"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 2
+        {
+            break;
+        }
+    }
+    let entry = &queued["data"]["undeliveredMail"][0];
+    assert_eq!(entry["status"], "PENDING", "{queued}");
+    assert!(entry["attempts"].as_i64().unwrap() >= 2, "{queued}");
+    assert!(
+        entry["lastError"].as_str().unwrap().contains("451"),
+        "{queued}"
+    );
+    assert!(
+        !queued.to_string().contains("token="),
+        "the link is never shown"
+    );
+    assert!(smtp.messages().is_empty());
+    smtp.reject_with(None);
+    app.clock.advance(Duration::minutes(10));
+    smtp.wait_for(1).await;
+    assert_eq!(smtp.settle().await.len(), 1, "delivered once");
+    let queued = app.gql_as(Some(&admin), UNDELIVERED, json!({})).await;
+    assert_eq!(queued["data"]["undeliveredMail"], json!([]));
+}
+
+async fn permanent_smtp_refusals_are_dead_lettered_and_shown_to_admins(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Statement};
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("gone@example.com", PASSWORD).await;
+    let admin = app.admin_token("administrator").await;
+    smtp.reject_with(Some("550 5.1.1 no such user"));
+    app.request_reset("gone@example.com").await;
+    let mut queued = serde_json::Value::Null;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        queued = app.gql_as(Some(&admin), UNDELIVERED, json!({})).await;
+        if queued["data"]["undeliveredMail"][0]["status"] == "DEAD" {
+            break;
+        }
+    }
+    let entry = &queued["data"]["undeliveredMail"][0];
+    assert_eq!(entry["status"], "DEAD", "{queued}");
+    assert_eq!(entry["kind"], "password_reset");
+    assert_eq!(entry["recipient"], "gone@example.com");
+    assert!(
+        entry["lastError"].as_str().unwrap().contains("550"),
+        "{queued}"
+    );
+    // A dead message keeps no usable link, and is not retried.
+    let row = app
+        .db
+        .query_one_raw(Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT link FROM email_outbox",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<Option<String>>("", "link").unwrap(), None);
+    smtp.reject_with(None);
+    app.clock.advance(Duration::hours(1));
+    assert!(smtp.settle().await.is_empty());
+}
 
 async fn a_token_revoked_on_one_replica_is_refused_by_every_other_at_once(backend: Backend) {
     let a = TestApp::spawn(backend).await;

@@ -77,6 +77,8 @@ impl Received {
 pub struct SmtpReceiver {
     pub addr: SocketAddr,
     messages: Arc<Mutex<Vec<Received>>>,
+    /// When set, every RCPT TO is answered with this reply (e.g. `451 4.3.0 try later`).
+    reject: Arc<Mutex<Option<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -95,20 +97,27 @@ impl SmtpReceiver {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let messages: Arc<Mutex<Vec<Received>>> = Arc::default();
-        let store = messages.clone();
+        let reject: Arc<Mutex<Option<String>>> = Arc::default();
+        let (store, refusal) = (messages.clone(), reject.clone());
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                let store = store.clone();
+                let (store, refusal) = (store.clone(), refusal.clone());
                 tokio::spawn(async move {
-                    let _ = session(socket, store).await;
+                    let _ = session(socket, store, refusal).await;
                 });
             }
         });
         Self {
             addr,
             messages,
+            reject,
             task,
         }
+    }
+
+    /// Makes the server refuse recipients with `reply` (`None`: accept again).
+    pub fn reject_with(&self, reply: Option<&str>) {
+        *self.reject.lock().unwrap() = reply.map(str::to_owned);
     }
 
     pub fn url(&self) -> String {
@@ -140,6 +149,7 @@ impl SmtpReceiver {
 async fn session(
     socket: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<Received>>>,
+    reject: Arc<Mutex<Option<String>>>,
 ) -> std::io::Result<()> {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
@@ -160,6 +170,11 @@ async fn session(
             to.clear();
             write.write_all(b"250 OK\r\n").await?;
         } else if command.starts_with("RCPT TO") {
+            let refusal = reject.lock().unwrap().clone();
+            if let Some(reply) = refusal {
+                write.write_all(format!("{reply}\r\n").as_bytes()).await?;
+                continue;
+            }
             to.push(
                 line.trim_end()[8..]
                     .trim()

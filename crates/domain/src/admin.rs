@@ -178,6 +178,21 @@ pub struct AuditEntry {
     pub client_ip: Option<String>,
 }
 
+/// A message that has not been delivered: retrying, or dead-lettered after its last attempt.
+/// Never carries the link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeliveredMail {
+    pub id: Uuid,
+    pub kind: String,
+    pub recipient: String,
+    /// `pending`, `sending` or `dead`.
+    pub status: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
 /// Largest page any list returns.
 pub const MAX_PAGE: u64 = 100;
 pub const DEFAULT_PAGE: u64 = 20;

@@ -348,6 +348,10 @@ impl Admins {
     pub async fn audit_log(&self, query: &AuditQuery) -> Result<Page<AuditEntry>> {
         self.store.audit_page(query).await
     }
+
+    pub async fn undelivered_mail(&self, first: u64) -> Result<Vec<crate::admin::UndeliveredMail>> {
+        self.store.undelivered_mail(first).await
+    }
 }
 
 #[cfg(test)]

@@ -321,6 +321,8 @@ pub trait AdminStore: Send + Sync {
         settings: &Settings,
         audit: crate::admin::NewAudit,
     ) -> Result<()>;
+    /// Mail not delivered yet (oldest first), dead-lettered included.
+    async fn undelivered_mail(&self, first: u64) -> Result<Vec<crate::admin::UndeliveredMail>>;
     async fn audit_page(
         &self,
         query: &crate::admin::AuditQuery,

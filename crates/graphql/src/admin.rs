@@ -13,7 +13,7 @@ use crate::{
     admin_types::{
         AdminToken, AuditEntryConnection, AuditEntryEdge, AuditLogFilter, CustomerConnection,
         CustomerEdge, CustomerFilter, CustomerSort, PageInfo, PasswordSettings,
-        PasswordSettingsInput, RevokeCustomerTokensResult, SortDirection,
+        PasswordSettingsInput, RevokeCustomerTokensResult, SortDirection, UndeliveredMail,
     },
     context::{admin, loaders, request, services},
     guard::RequirePermission,
@@ -106,6 +106,24 @@ impl AdminQuery {
             return Ok(None);
         };
         Ok(services(ctx)?.accounts.customer(id).await?.map(Customer))
+    }
+
+    /// Mail not delivered yet, oldest first (`first` up to 100): messages being retried after
+    /// an SMTP failure, and dead-lettered ones — never silently lost.
+    #[graphql(guard = "RequirePermission(Permission::SettingsRead)")]
+    async fn undelivered_mail(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+    ) -> Result<Vec<UndeliveredMail>, ApiError> {
+        let first = page_size(first.map(i64::from))?;
+        Ok(services(ctx)?
+            .admins
+            .undelivered_mail(first)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     #[graphql(guard = "RequirePermission(Permission::SettingsRead)")]

@@ -257,3 +257,35 @@ pub struct AuditLogFilter {
     pub action: Option<AuditAction>,
     pub customer_id: Option<ID>,
 }
+
+/// A message not delivered yet: retrying with backoff, or dead-lettered (`DEAD`) after its
+/// last attempt. The reset link is never shown.
+#[derive(SimpleObject)]
+pub struct UndeliveredMail {
+    pub id: ID,
+    /// `password_reset` or `password_changed`.
+    pub kind: String,
+    pub recipient: String,
+    /// `PENDING`, `SENDING` or `DEAD`.
+    pub status: String,
+    pub attempts: i32,
+    /// The SMTP server's last answer or the connection error.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+impl From<admin::UndeliveredMail> for UndeliveredMail {
+    fn from(m: admin::UndeliveredMail) -> Self {
+        Self {
+            id: ID(m.id.to_string()),
+            kind: m.kind,
+            recipient: m.recipient,
+            status: m.status.to_ascii_uppercase(),
+            attempts: i32::try_from(m.attempts).unwrap_or(i32::MAX),
+            last_error: m.last_error,
+            created_at: m.created_at,
+            next_attempt_at: m.next_attempt_at,
+        }
+    }
+}

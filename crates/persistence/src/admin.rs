@@ -450,6 +450,28 @@ impl AdminStore for SqlStore {
         Ok(())
     }
 
+    async fn undelivered_mail(&self, first: u64) -> Result<Vec<domain::admin::UndeliveredMail>> {
+        Ok(crate::entities::email_outbox::Entity::find()
+            .filter(crate::entities::email_outbox::Column::Status.ne("sent"))
+            .order_by_asc(crate::entities::email_outbox::Column::CreatedAt)
+            .limit(first)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| domain::admin::UndeliveredMail {
+                id: m.id,
+                kind: m.kind,
+                recipient: m.recipient,
+                status: m.status,
+                attempts: u32::try_from(m.attempts).unwrap_or(0),
+                last_error: m.last_error,
+                created_at: m.created_at,
+                next_attempt_at: m.next_attempt_at,
+            })
+            .collect())
+    }
+
     async fn audit_page(&self, q: &AuditQuery) -> Result<Page<AuditEntry>> {
         let mut filter = Condition::all();
         if let Some(action) = q.action {

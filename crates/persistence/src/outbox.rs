@@ -183,16 +183,17 @@ impl SqlStore {
         Ok(())
     }
 
-    /// Schedules a retry with backoff, or dead-letters after [`MAX_ATTEMPTS`]. Returns true when
-    /// the message is now dead.
+    /// Schedules a retry with backoff, or dead-letters after [`MAX_ATTEMPTS`] or at once for a
+    /// `permanent` refusal. Returns true when the message is now dead.
     pub async fn mark_failed(
         &self,
         m: &OutboxMessage,
         now: DateTime<Utc>,
         error: &str,
+        permanent: bool,
     ) -> Result<bool> {
         let attempts = m.attempts + 1;
-        let dead = attempts >= MAX_ATTEMPTS;
+        let dead = permanent || attempts >= MAX_ATTEMPTS;
         let error: String = error.chars().take(500).collect();
         let mut update = email_outbox::Entity::update_many()
             .col_expr(email_outbox::Column::Attempts, Expr::value(attempts))
