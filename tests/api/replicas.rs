@@ -14,6 +14,7 @@ crate::tests![
     cleanup_removes_only_what_has_expired,
     smtp_refusals_are_retried_then_delivered_once,
     permanent_smtp_refusals_are_dead_lettered_and_shown_to_admins,
+    sigterm_finishes_requests_and_hands_unsent_mail_to_the_next_start,
 ];
 
 const UNDELIVERED: &str = "{ undeliveredMail { kind recipient status attempts lastError } }";
@@ -227,4 +228,105 @@ async fn cleanup_removes_only_what_has_expired(backend: Backend) {
     assert_eq!(app.whoami(&old).await, Err("UNAUTHENTICATED".into()));
     assert!(app.whoami(&new).await.is_ok(), "live sessions stay");
     assert_eq!(app.count("email_outbox").await, 1);
+}
+
+/// The real binary: SIGTERM stops it cleanly (exit 0) with mail still queued, and the next
+/// start delivers that mail once.
+async fn sigterm_finishes_requests_and_hands_unsent_mail_to_the_next_start(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    app.create_customer("term@example.com", PASSWORD).await;
+    // Only the real binary runs from here (the in-process server's mail worker must not race it).
+    app.stop().await;
+    let config = app.config.clone();
+    let client = app.client.clone();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let start = |smtp: String| {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.env("DATABASE_URL", &config.database_url)
+            .env("LATCHKEY_LISTEN", listen.to_string())
+            .env("LATCHKEY_SMTP_URL", smtp)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        if let Some(schema) = &config.database_schema {
+            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+        }
+        if let Some(secret) = &config.jwt_secret {
+            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
+        }
+        (cmd.spawn().unwrap(), listen)
+    };
+    let wait_ready = |addr: std::net::SocketAddr| {
+        let client = client.clone();
+        async move {
+            for _ in 0..200 {
+                if client
+                    .get(format!("http://{addr}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+                {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!("the server did not start");
+        }
+    };
+    let (db, _) = latchkey::connect(&config).await.unwrap();
+    let (mut first, addr) = start(format!("smtp://{dead_port}"));
+    wait_ready(addr).await;
+    let res: serde_json::Value = client
+        .post(format!("http://{addr}/graphql"))
+        .header("content-type", "application/json")
+        .body(
+            json!({"query": "mutation { requestPasswordReset(email: \"term@example.com\") }"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["data"]["requestPasswordReset"], true);
+    let pid = first.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), first.wait())
+        .await
+        .expect("SIGTERM stops the server")
+        .unwrap();
+    assert!(status.success(), "graceful shutdown exits 0: {status:?}");
+    {
+        use sea_orm::ConnectionTrait;
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM email_outbox WHERE status <> 'sent'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            row.try_get::<i64>("", "n").unwrap(),
+            1,
+            "the mail is still queued"
+        );
+    }
+    let smtp = crate::smtp::SmtpReceiver::start().await;
+    let (_second, addr) = start(smtp.url());
+    wait_ready(addr).await;
+    let mails = smtp.wait_for(1).await;
+    assert_eq!(smtp.settle().await.len(), 1, "sent once after the restart");
+    assert_eq!(mails[0].to, vec!["term@example.com"]);
 }
