@@ -12,7 +12,7 @@ use async_graphql::{
     parser::types::{DocumentOperations, OperationType},
 };
 use axum::{
-    Router,
+    Json, Router,
     body::{Body, Bytes},
     extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, RawQuery, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
@@ -112,18 +112,6 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid)))
-}
-
-struct Json(serde_json::Value);
-
-impl IntoResponse for Json {
-    fn into_response(self) -> Response {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            self.0.to_string(),
-        )
-            .into_response()
-    }
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {

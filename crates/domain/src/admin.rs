@@ -41,8 +41,6 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Self::Administrator, Self::Support, Self::Viewer];
-
     pub fn permissions(self) -> &'static [Permission] {
         use Permission::*;
         match self {

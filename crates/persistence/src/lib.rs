@@ -20,7 +20,7 @@ use std::{
 pub use accounts::SqlStore;
 pub use cleanup::Cleanup;
 use migration::{Migrator, MigratorTrait};
-pub use outbox::{MAX_ATTEMPTS, OutboxMessage, backoff};
+pub use outbox::OutboxMessage;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 pub use sea_orm::DatabaseConnection as Connection;

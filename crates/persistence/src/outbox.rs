@@ -21,10 +21,10 @@ pub(crate) const PENDING: &str = "pending";
 const SENDING: &str = "sending";
 const SENT: &str = "sent";
 const DEAD: &str = "dead";
-/// Attempts start at zero.
-pub(crate) const SENDING_NONE: i32 = 0;
+/// A new message has had no attempt yet.
+pub(crate) const NO_ATTEMPTS: i32 = 0;
 /// After this many failed attempts a message is dead-lettered (kept, never silently dropped).
-pub const MAX_ATTEMPTS: i32 = 10;
+const MAX_ATTEMPTS: i32 = 10;
 const MAX_BACKOFF: Duration = Duration::minutes(5);
 
 /// A claimed message with what the templates need.
@@ -73,7 +73,7 @@ pub(crate) fn new_row(mail: NewMail) -> email_outbox::ActiveModel {
 }
 
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … capped at five minutes.
-pub fn backoff(attempts: i32) -> Duration {
+fn backoff(attempts: i32) -> Duration {
     let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
     Duration::seconds(1i64 << exp).min(MAX_BACKOFF)
 }
@@ -221,16 +221,6 @@ impl SqlStore {
         }
         update.exec(&self.db).await.map_err(db_err)?;
         Ok(dead)
-    }
-
-    /// Messages not yet sent (pending or being sent): for tests, metrics and shutdown logs.
-    pub async fn unsent_mail(&self) -> Result<u64> {
-        use sea_orm::PaginatorTrait;
-        email_outbox::Entity::find()
-            .filter(email_outbox::Column::Status.is_in([PENDING, SENDING]))
-            .count(&self.db)
-            .await
-            .map_err(db_err)
     }
 }
 

@@ -19,7 +19,7 @@ use crate::{
     SqlStore,
     accounts::{apply_password_change, db_err},
     entities::{customer, email_outbox, limit_event, password_reset_token},
-    outbox::{PENDING, SENDING_NONE},
+    outbox::{NO_ATTEMPTS, PENDING},
 };
 
 impl SqlStore {
@@ -150,7 +150,7 @@ impl ResetStore for SqlStore {
             .expr(Expr::val(r.link.clone()))
             .expr(Expr::val(r.expires_at))
             .expr(Expr::val(PENDING))
-            .expr(Expr::val(SENDING_NONE))
+            .expr(Expr::val(NO_ATTEMPTS))
             .expr(Expr::val(r.now))
             .expr(Expr::val(r.now))
             .from(customer::Entity)
