@@ -71,6 +71,28 @@ pub async fn connect(
     Database::connect(options).await
 }
 
+/// Whether the SQLite this binary links was built with `SQLITE_ENABLE_QPSG` (see
+/// `.cargo/config.toml`): without it every `.one()` look-up re-prepares its statement.
+/// `None` on PostgreSQL.
+pub async fn sqlite_plans_stable(db: &DatabaseConnection) -> Result<Option<bool>, DbErr> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    if db.get_database_backend() != DatabaseBackend::Sqlite {
+        return Ok(None);
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DatabaseBackend::Sqlite,
+            "SELECT COUNT(*) AS n FROM pragma_compile_options WHERE compile_options = 'ENABLE_QPSG'",
+        ))
+        .await?;
+    Ok(Some(
+        row.map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0)
+            > 0,
+    ))
+}
+
 /// Counts every statement this connection (and its clones made afterwards) runs: the admin
 /// grid's "constant number of statements" is measured with it, and `/metrics` exports it.
 pub fn count_statements(db: &mut DatabaseConnection) -> Arc<AtomicU64> {
@@ -94,4 +116,15 @@ pub async fn pending_migrations(db: &DatabaseConnection) -> Result<Vec<String>, 
         .iter()
         .map(|m| m.name().to_owned())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Guards the build flag in `.cargo/config.toml`: without it SQLite re-prepares every
+    /// `.one()` statement on every execution (a bound `LIMIT ?` counts as plan-dependent).
+    #[tokio::test]
+    async fn bundled_sqlite_keeps_cached_statements_prepared() {
+        let db = super::connect("sqlite::memory:", None, 1).await.unwrap();
+        assert_eq!(super::sqlite_plans_stable(&db).await.unwrap(), Some(true));
+    }
 }
