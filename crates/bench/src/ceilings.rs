@@ -77,6 +77,40 @@ impl Query {
                 email: m.email,
             }))
     }
+
+    /// The signed-in check's SQL alone, without its HTTP stack, JWT or domain code: a live
+    /// session by primary key joined with its customer, the same columns the server reads.
+    async fn session(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<Customer>> {
+        let db = ctx.data::<DatabaseConnection>()?;
+        let id = Uuid::parse_str(&id)?;
+        let backend = db.get_database_backend();
+        let sql = "SELECT t.last_used_at, c.id, c.email, c.firstname, c.lastname, c.locale, \
+                   c.created_at, c.password_changed_at, c.locked_until \
+                   FROM access_tokens t JOIN customers c ON c.id = t.customer_id \
+                   WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 LIMIT 1";
+        let sql = match backend {
+            sea_orm::DatabaseBackend::Postgres => sql.to_owned(),
+            _ => sql.replace("$1", "?").replace("$2", "?"),
+        };
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [id.into(), chrono::Utc::now().into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(row) => Some(Customer {
+                id: row.try_get::<Uuid>("", "id")?.to_string(),
+                email: row.try_get("", "email")?,
+            }),
+            None => None,
+        })
+    }
 }
 
 #[derive(Clone)]

@@ -46,6 +46,19 @@ struct Cli {
     /// SQLite runs.
     #[arg(long, env = "LATCHKEY_BENCH_POSTGRES_URL")]
     postgres: Option<String>,
+    /// Run only the scenarios whose name contains this text (the ceilings they are compared
+    /// with are still measured), e.g. `--only customer` to profile one scenario alone.
+    #[arg(long)]
+    only: Option<String>,
+    /// Skip SQLite (with `--postgres`, run PostgreSQL only).
+    #[arg(long)]
+    skip_sqlite: bool,
+}
+
+impl Cli {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| scenario.contains(o))
+    }
 }
 
 #[derive(Subcommand)]
@@ -194,6 +207,16 @@ async fn statements(addr: SocketAddr) -> u64 {
 /// reset tokens the `resetPassword` scenarios use (a new request supersedes them).
 const KNOWN_FROM: usize = 10_000;
 
+// Scenario names, also what `--only` matches.
+const CUSTOMER: &str = "signed-in `customer` query";
+const GRID: &str = "admin `customers(first: 100)`, all admin fields";
+const GRID_SEARCH: &str = "admin grid with `search: \"user12\"`";
+const REQUEST_RESET: &str = "`requestPasswordReset`, limits off";
+const GENERATE: &str = "`generateCustomerToken`";
+const RESET: &str = "`resetPassword`";
+const RESET_256: &str = "`resetPassword`, 256 connections (memory)";
+const REVOKE: &str = "`revokeCustomerTokens`";
+
 fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -275,8 +298,15 @@ async fn run_all(cli: &Cli) -> anyhow::Result<()> {
         cli.connections,
         cli.customers
     );
-    let hashes = argon2_ceiling(cli.seconds.min(5)).await;
-    println!("\nargon2id ceiling (m=19 MiB, t=2, p=1, one thread per core): {hashes:.1} hashes/s");
+    let hashes = if cli.wants(GENERATE) || cli.wants(RESET) {
+        let hashes = argon2_ceiling(cli.seconds.min(5)).await;
+        println!(
+            "\nargon2id ceiling (m=19 MiB, t=2, p=1, one thread per core): {hashes:.1} hashes/s"
+        );
+        hashes
+    } else {
+        0.0
+    };
 
     let axum_addr = free_addr()?;
     let axum = Process::start(
@@ -304,10 +334,13 @@ async fn run_all(cli: &Cli) -> anyhow::Result<()> {
     let dir =
         std::env::temp_dir().join(format!("latchkey-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
-    let mut backends = vec![(
-        "SQLite",
-        format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
-    )];
+    let mut backends = Vec::new();
+    if !cli.skip_sqlite {
+        backends.push((
+            "SQLite",
+            format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
+        ));
+    }
     if let Some(pg) = &cli.postgres {
         backends.push(("PostgreSQL", seed::fresh_postgres(pg).await?));
     }
@@ -344,11 +377,53 @@ async fn backend(
         "/graphql",
     )
     .await?;
-    let lookup_body = json!({"query": format!("{{ customer(id: \"{}\") {{ id email }} }}", seeded.customer_ids[0])}).to_string();
+    // The same customers the signed-in scenario reads, in the same rotation: a ceiling that
+    // always read one row would be answered from one hot page and flatter itself.
+    let lookup_bodies: Arc<Vec<String>> = Arc::new(
+        seeded
+            .customer_ids
+            .iter()
+            .take(seeded.customer_tokens.len())
+            .map(|id| {
+                json!({"query": format!("{{ customer(id: \"{id}\") {{ id email }} }}")}).to_string()
+            })
+            .collect(),
+    );
     let (lookup, _) = measure(
         None,
         ceiling_addr,
-        Arc::new(move |_| post(ceiling_addr, "/graphql", lookup_body.clone(), None)),
+        Arc::new(move |n| {
+            post(
+                ceiling_addr,
+                "/graphql",
+                lookup_bodies[n as usize % lookup_bodies.len()].clone(),
+                None,
+            )
+        }),
+        cli.connections,
+        cli.seconds,
+    )
+    .await;
+    let session_bodies: Arc<Vec<String>> = Arc::new(
+        seeded
+            .session_ids
+            .iter()
+            .map(|id| {
+                json!({"query": format!("{{ session(id: \"{id}\") {{ id email }} }}")}).to_string()
+            })
+            .collect(),
+    );
+    let (join, _) = measure(
+        None,
+        ceiling_addr,
+        Arc::new(move |n| {
+            post(
+                ceiling_addr,
+                "/graphql",
+                session_bodies[n as usize % session_bodies.len()].clone(),
+                None,
+            )
+        }),
         cli.connections,
         cli.seconds,
     )
@@ -368,6 +443,13 @@ async fn backend(
         stats: lookup.clone(),
         rss_mib: 0.0,
         ceiling: "bare axum".into(),
+    });
+    rows.push(Row {
+        name: "same server, the signed-in check's SQL (session ⨝ customer) instead".into(),
+        ratio: join.rps() / lookup.rps(),
+        stats: join,
+        rss_mib: 0.0,
+        ceiling: "point lookup".into(),
     });
     rows.push(Row {
         name: "ceiling: sea-orm transaction, two inserts".into(),
@@ -394,29 +476,34 @@ async fn backend(
 
     let tokens = Arc::new(seeded.customer_tokens.clone());
     let body = json!({"query": "{ customer { id email } }"}).to_string();
-    let make: load::MakeRequest = {
-        let tokens = tokens.clone();
-        Arc::new(move |n| {
-            post(
-                addr,
-                "/graphql",
-                body.clone(),
-                Some(&tokens[n as usize % tokens.len()]),
-            )
-        })
-    };
-    let (stats, rss) = measure(pid, addr, make, cli.connections, cli.seconds).await;
-    rows.push(Row {
-        name: "signed-in `customer` query".into(),
-        ratio: stats.rps() / lookup.rps(),
-        stats,
-        rss_mib: rss,
-        ceiling: "point lookup".into(),
-    });
+    if cli.wants(CUSTOMER) {
+        let make: load::MakeRequest = {
+            let tokens = tokens.clone();
+            Arc::new(move |n| {
+                post(
+                    addr,
+                    "/graphql",
+                    body.clone(),
+                    Some(&tokens[n as usize % tokens.len()]),
+                )
+            })
+        };
+        let (stats, rss) = measure(pid, addr, make, cli.connections, cli.seconds).await;
+        rows.push(Row {
+            name: CUSTOMER.into(),
+            ratio: stats.rps() / lookup.rps(),
+            stats,
+            rss_mib: rss,
+            ceiling: "point lookup".into(),
+        });
+    }
 
     let admin = seeded.admin_token.clone();
     // Statements per grid page, read from the server's own counter.
     for first in [10, 100] {
+        if !cli.wants("admin grid") && !cli.wants(GRID) {
+            break;
+        }
         let before = statements(addr).await;
         let body = json!({"query": format!("{{ customers(first: {first}) {{ edges {{ node {{ id activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt }} }} }} }}")}).to_string();
         let admin = admin.clone();
@@ -434,18 +521,18 @@ async fn backend(
     }
     let grid = "{ customers(first: 100) { totalCount edges { node { id email activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt } } } }";
     for (label, query) in [
+        (GRID, grid.to_owned()),
         (
-            "admin `customers(first: 100)`, all admin fields",
-            grid.to_owned(),
-        ),
-        (
-            "same, with `search: \"user12\"`",
+            GRID_SEARCH,
             grid.replace(
                 "customers(first: 100)",
                 "customers(first: 100, filter: {search: \"user12\"})",
             ),
         ),
     ] {
+        if !cli.wants(label) {
+            continue;
+        }
         let body = json!({"query": query}).to_string();
         let admin = admin.clone();
         let (stats, rss) = measure(
@@ -466,7 +553,8 @@ async fn backend(
     }
 
     let customers = cli.customers.max(KNOWN_FROM + 1);
-    let (stats, rss) = measure(
+    if cli.wants(REQUEST_RESET) {
+        let (stats, rss) = measure(
         pid,
         addr,
         Arc::new(move |n| {
@@ -478,20 +566,23 @@ async fn backend(
         cli.seconds,
     )
     .await;
-    rows.push(Row {
-        name: "`requestPasswordReset`, limits off".into(),
-        ratio: stats.rps() / tx.rps(),
-        stats,
-        rss_mib: rss,
-        ceiling: "two-insert tx".into(),
-    });
+        rows.push(Row {
+            name: REQUEST_RESET.into(),
+            ratio: stats.rps() / tx.rps(),
+            stats,
+            rss_mib: rss,
+            ceiling: "two-insert tx".into(),
+        });
+    }
 
     // Measured next to the hashing scenarios: on a shared 2-core machine a ceiling taken
     // minutes earlier can be off by half.
-    let hashes = hashes.max(argon2_ceiling(cli.seconds).await);
-    println!("argon2id ceiling next to the hashing scenarios: {hashes:.1} hashes/s");
-    let sign_in_customers = customers.min(1000);
-    let (stats, rss) = measure(
+    if cli.wants(GENERATE) || cli.wants(RESET) {
+        let hashes = hashes.max(argon2_ceiling(cli.seconds).await);
+        println!("argon2id ceiling next to the hashing scenarios: {hashes:.1} hashes/s");
+        let sign_in_customers = customers.min(1000);
+        if cli.wants(GENERATE) {
+            let (stats, rss) = measure(
         pid,
         addr,
         Arc::new(move |n| {
@@ -502,61 +593,67 @@ async fn backend(
         cli.seconds,
     )
     .await;
-    rows.push(Row {
-        name: "`generateCustomerToken`".into(),
-        ratio: stats.rps() / hashes,
-        stats,
-        rss_mib: rss,
-        ceiling: "argon2id".into(),
-    });
+            rows.push(Row {
+                name: GENERATE.into(),
+                ratio: stats.rps() / hashes,
+                stats,
+                rss_mib: rss,
+                ceiling: "argon2id".into(),
+            });
+        }
 
-    let reset_tokens = Arc::new(seeded.reset_tokens.clone());
-    let reset = |offset: u64| -> load::MakeRequest {
-        let reset_tokens = reset_tokens.clone();
-        Arc::new(move |n| {
-            let t = &reset_tokens[(offset + n) as usize % reset_tokens.len()];
-            post(addr, "/graphql", json!({"query": "mutation($t: String!, $p: String!) { resetPassword(resetPasswordToken: $t, newPassword: $p) }", "variables": {"t": t, "p": "bench-New-Password-2"}}).to_string(), None)
-        })
-    };
-    let (stats, rss) = measure(pid, addr, reset(0), cli.connections, cli.seconds).await;
-    let used = stats.requests;
-    rows.push(Row {
-        name: "`resetPassword`".into(),
-        ratio: stats.rps() / hashes,
-        stats,
-        rss_mib: rss,
-        ceiling: "argon2id".into(),
-    });
-    let (stats, rss) = measure(pid, addr, reset(used + 1), 256, cli.seconds.min(5)).await;
-    rows.push(Row {
-        name: "`resetPassword`, 256 connections (memory)".into(),
-        ratio: stats.rps() / hashes,
-        stats,
-        rss_mib: rss,
-        ceiling: "argon2id".into(),
-    });
+        let reset_tokens = Arc::new(seeded.reset_tokens.clone());
+        let reset = |offset: u64| -> load::MakeRequest {
+            let reset_tokens = reset_tokens.clone();
+            Arc::new(move |n| {
+                let t = &reset_tokens[(offset + n) as usize % reset_tokens.len()];
+                post(addr, "/graphql", json!({"query": "mutation($t: String!, $p: String!) { resetPassword(resetPasswordToken: $t, newPassword: $p) }", "variables": {"t": t, "p": "bench-New-Password-2"}}).to_string(), None)
+            })
+        };
+        if cli.wants(RESET) {
+            let (stats, rss) = measure(pid, addr, reset(0), cli.connections, cli.seconds).await;
+            let used = stats.requests;
+            rows.push(Row {
+                name: RESET.into(),
+                ratio: stats.rps() / hashes,
+                stats,
+                rss_mib: rss,
+                ceiling: "argon2id".into(),
+            });
+            let (stats, rss) = measure(pid, addr, reset(used + 1), 256, cli.seconds.min(5)).await;
+            rows.push(Row {
+                name: RESET_256.into(),
+                ratio: stats.rps() / hashes,
+                stats,
+                rss_mib: rss,
+                ceiling: "argon2id".into(),
+            });
+        }
+    }
 
     // Force Sign In on a customer with 1,000 live tokens, one call at a time.
-    let mut latencies = Vec::new();
-    for _ in 0..10 {
-        seed::sessions(url, seeded.customer_ids[1], 1000).await?;
-        let body = json!({"query": format!("mutation {{ revokeCustomerTokens(customerId: \"{}\") {{ revokedCount }} }}", seeded.customer_ids[1])}).to_string();
-        let admin = admin.clone();
-        let stats = load::run(
-            addr,
-            Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
-            1,
-            Duration::from_millis(1),
-        )
-        .await;
-        latencies.push(stats.p50_ms);
+    if cli.wants(REVOKE) {
+        let mut latencies = Vec::new();
+        for _ in 0..10 {
+            seed::sessions(url, seeded.customer_ids[1], 1000).await?;
+            let body = json!({"query": format!("mutation {{ revokeCustomerTokens(customerId: \"{}\") {{ revokedCount }} }}", seeded.customer_ids[1])}).to_string();
+            let admin = admin.clone();
+            let stats = load::run(
+                addr,
+                Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
+                1,
+                Duration::from_millis(1),
+            )
+            .await;
+            latencies.push(stats.p50_ms);
+        }
+        latencies.sort_by(f64::total_cmp);
+        println!(
+            "`revokeCustomerTokens` with 1,000 live tokens: median {:.2} ms, worst {:.2} ms over 10 calls",
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() - 1]
+        );
     }
-    latencies.sort_by(f64::total_cmp);
-    println!(
-        "`revokeCustomerTokens` with 1,000 live tokens: median {:.2} ms, worst {:.2} ms over 10 calls",
-        latencies[latencies.len() / 2],
-        latencies[latencies.len() - 1]
-    );
     drop(server);
     Ok(rows)
 }

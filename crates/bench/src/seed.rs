@@ -24,6 +24,8 @@ const SIGNED_IN: usize = 64;
 pub struct Seeded {
     pub customer_ids: Vec<Uuid>,
     pub customer_tokens: Vec<String>,
+    /// The sessions behind `customer_tokens`, in the same order.
+    pub session_ids: Vec<Uuid>,
     pub reset_tokens: Vec<String>,
     pub admin_token: String,
 }
@@ -171,8 +173,10 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
 
     let codec = TokenCodec::new(secret.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut customer_tokens = Vec::new();
+    let mut session_ids = Vec::new();
     for id in customer_ids.iter().take(SIGNED_IN) {
         let session = sessions(url, *id, 1).await?[0];
+        session_ids.push(session);
         customer_tokens.push(
             codec
                 .sign(
@@ -284,6 +288,7 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
     Ok(Seeded {
         customer_ids,
         customer_tokens,
+        session_ids,
         reset_tokens,
         admin_token,
     })
