@@ -65,6 +65,13 @@ pub struct Config {
     pub reset_url_allowlist: Vec<String>,
     /// `LATCHKEY_SMTP_URL`: unset means mail is written as `.eml` files to `mail_dir`.
     pub smtp_url: Option<Secret>,
+    /// `LATCHKEY_SMTP_TIMEOUT_SECONDS`: a connection or reply that takes longer counts as a
+    /// temporary failure (retried with backoff).
+    pub smtp_timeout_seconds: u64,
+    /// `LATCHKEY_MAIL_LEASE_SECONDS`: how long a replica's claim on a message lasts; if the
+    /// replica dies mid-send, another sends the message after this (keep it well above the
+    /// SMTP timeout).
+    pub mail_lease_seconds: u64,
     /// `LATCHKEY_MAIL_DIR`.
     pub mail_dir: PathBuf,
     /// `LATCHKEY_MAIL_FROM`.
@@ -107,6 +114,8 @@ impl Default for Config {
             storefront_reset_url: None,
             reset_url_allowlist: Vec::new(),
             smtp_url: None,
+            smtp_timeout_seconds: 10,
+            mail_lease_seconds: 60,
             mail_dir: PathBuf::from("./mail"),
             mail_from: "Store <no-reply@localhost>".into(),
             cors_origins: Vec::new(),

@@ -66,7 +66,16 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 async fn prepare_database(config: &Config) -> anyhow::Result<(persistence::Connection, Backend)> {
     let (db, backend) = connect(config).await?;
     match backend {
-        Backend::Sqlite => persistence::migrate(&db).await.context("migrating")?,
+        Backend::Sqlite => {
+            persistence::migrate(&db).await.context("migrating")?;
+            if persistence::sqlite_plans_stable(&db).await? == Some(false) {
+                tracing::warn!(
+                    "this build's SQLite lacks SQLITE_ENABLE_QPSG (set by .cargo/config.toml): \
+                     every single-row look-up will re-prepare its statement; build from the \
+                     repository root to get it"
+                );
+            }
+        }
         Backend::Postgres => {
             let pending = persistence::pending_migrations(&db).await?;
             anyhow::ensure!(
@@ -145,12 +154,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         store: (*store).clone(),
         transport: Transport::new(
             config.smtp_url.as_ref().map(|s| s.expose()),
+            Duration::from_secs(config.smtp_timeout_seconds.max(1)),
             config.mail_dir.clone(),
         )?,
         templates: Templates::new(from.name.clone().unwrap_or_else(|| "Store".into()))?,
         from,
         clock,
         wakeup,
+        lease: mail::lease(config.mail_lease_seconds, config.smtp_timeout_seconds),
     };
     let state = AppState {
         schema,

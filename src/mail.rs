@@ -22,31 +22,38 @@ use persistence::{OutboxMessage, SqlStore};
 use tokio::sync::{Notify, watch};
 
 /// Messages claimed per round, and sent at once.
-const BATCH: u64 = 32;
+const BATCH: u64 = 16;
 const PARALLEL_SENDS: usize = 4;
-/// How long a claim protects a message being sent; after it a crashed worker's rows are
-/// retried.
-const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 const POLL: Duration = Duration::from_secs(1);
+
+/// The claim a worker takes on a batch: the configured lease, but never shorter than a batch
+/// can take to send when every attempt runs into the SMTP timeout (a shorter lease would let
+/// another replica claim rows still being sent, and send them twice).
+pub fn lease(configured_seconds: u64, smtp_timeout_seconds: u64) -> chrono::Duration {
+    let rounds = BATCH.div_ceil(PARALLEL_SENDS as u64) + 1;
+    let floor = smtp_timeout_seconds.max(1).saturating_mul(rounds);
+    chrono::Duration::seconds(configured_seconds.max(floor).min(i64::MAX as u64) as i64)
+}
 
 /// Where mail goes.
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// The transport, and the deadline for one whole send.
+    Smtp(AsyncSmtpTransport<Tokio1Executor>, Duration),
     Files(AsyncFileTransport<Tokio1Executor>),
 }
 
 impl Transport {
     /// `smtp://host:port` (plain, or STARTTLS with `?tls=required`), `smtps://user:pass@host`
     /// (TLS with hostname verification, rustls). Without a URL: `.eml` files in `dir`.
-    pub fn new(smtp_url: Option<&str>, dir: PathBuf) -> anyhow::Result<Self> {
+    pub fn new(smtp_url: Option<&str>, timeout: Duration, dir: PathBuf) -> anyhow::Result<Self> {
         match smtp_url {
             Some(url) => {
                 let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
                     .map_err(|_| anyhow::anyhow!("LATCHKEY_SMTP_URL is not a valid SMTP URL"))?
-                    .timeout(Some(Duration::from_secs(10)))
+                    .timeout(Some(timeout))
                     .pool_config(PoolConfig::new().max_size(PARALLEL_SENDS as u32))
                     .build();
-                Ok(Self::Smtp(transport))
+                Ok(Self::Smtp(transport, timeout))
             }
             None => {
                 std::fs::create_dir_all(&dir)
@@ -59,11 +66,19 @@ impl Transport {
     /// `Err((detail, permanent))`: a permanent refusal (SMTP 5xx) will not succeed on retry.
     async fn send(&self, message: Message) -> Result<(), (String, bool)> {
         match self {
-            Self::Smtp(t) => t
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.to_string(), e.is_permanent())),
+            // lettre's timeout bounds connecting but not every reply: a server that accepts
+            // the connection and never greets would hold the send, and the worker, forever
+            // (found by the test with a silent receiver). One deadline covers the whole send.
+            Self::Smtp(t, deadline) => match tokio::time::timeout(*deadline, t.send(message)).await
+            {
+                Ok(sent) => sent
+                    .map(|_| ())
+                    .map_err(|e| (e.to_string(), e.is_permanent())),
+                Err(_) => Err((
+                    format!("SMTP send timed out after {} s", deadline.as_secs()),
+                    false,
+                )),
+            },
             Self::Files(t) => t
                 .send(message)
                 .await
@@ -169,6 +184,9 @@ pub struct MailWorker {
     pub from: Mailbox,
     pub clock: Arc<dyn Clock>,
     pub wakeup: Wakeup,
+    /// How long a claim protects a message being sent; after it a crashed replica's claimed
+    /// rows are sent by another (`LATCHKEY_MAIL_LEASE_SECONDS`).
+    pub lease: chrono::Duration,
 }
 
 impl MailWorker {
@@ -197,7 +215,7 @@ impl MailWorker {
         while !*stop.borrow() {
             let batch = self
                 .store
-                .claim_mail(self.clock.now(), BATCH, LEASE)
+                .claim_mail(self.clock.now(), BATCH, self.lease)
                 .await
                 .map_err(|e| anyhow::anyhow!("claiming mail: {e}"))?;
             if batch.is_empty() {
@@ -265,7 +283,7 @@ impl MailWorker {
     /// SMTP gets lettre's safe transfer encodings; `.eml` files get 8-bit parts where the text
     /// allows, so a person reading the file sees the text and the whole link unwrapped.
     fn body(&self, text: String, html: String) -> MultiPart {
-        if matches!(self.transport, Transport::Smtp(_)) {
+        if matches!(self.transport, Transport::Smtp(..)) {
             return MultiPart::alternative_plain_html(text, html);
         }
         let part = |content_type: header::ContentType, body: String| {
@@ -283,5 +301,20 @@ impl MailWorker {
         MultiPart::alternative()
             .singlepart(part(header::ContentType::TEXT_PLAIN, text))
             .singlepart(part(header::ContentType::TEXT_HTML, html))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lease;
+
+    #[test]
+    fn a_lease_outlasts_a_batch_that_times_out_on_every_send() {
+        // Defaults: 16 messages, 4 at a time, 10 s timeout → 5 rounds = 50 s < 60 s.
+        assert_eq!(lease(60, 10).num_seconds(), 60);
+        // A short configured lease is raised to what a stalled batch can take.
+        assert_eq!(lease(5, 10).num_seconds(), 50);
+        assert_eq!(lease(5, 1).num_seconds(), 5);
+        assert_eq!(lease(0, 0).num_seconds(), 5);
     }
 }
