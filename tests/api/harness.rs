@@ -12,6 +12,8 @@ pub type TestFn = fn(Backend) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 pub type Tests = &'static [(&'static str, TestFn)];
 
 /// Declares a module's test list: `tests![a, b]` for bodies `async fn a(backend: Backend)`.
+/// Bodies named `postgres_…` run on PostgreSQL only: faults SQLite cannot have, such as its
+/// server going away.
 #[macro_export]
 macro_rules! tests {
     ($($name:ident),* $(,)?) => {
@@ -20,6 +22,9 @@ macro_rules! tests {
         ];
     };
 }
+
+/// Bodies whose name starts with this run on PostgreSQL only.
+pub const POSTGRES_ONLY: &str = "postgres_";
 
 pub fn trials(groups: &[Tests]) -> Vec<Trial> {
     let postgres = postgres_url();
@@ -38,6 +43,9 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
     for group in groups {
         for (name, body) in group.iter() {
             for backend in [Backend::Sqlite, Backend::Postgres] {
+                if backend == Backend::Sqlite && name.starts_with(POSTGRES_ONLY) {
+                    continue;
+                }
                 let body = *body;
                 let trial = Trial::test(format!("{}::{name}", backend.label()), move || {
                     run(backend, body)

@@ -7,10 +7,13 @@
 
 mod accounts;
 mod admin;
+mod faults;
 mod hardening;
 mod harness;
 mod helpers;
 mod ops;
+mod process;
+mod proxy;
 mod replicas;
 mod reset;
 mod sessions;
@@ -26,6 +29,7 @@ fn main() {
         ops::TESTS,
         reset::TESTS,
         replicas::TESTS,
+        faults::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -5,7 +5,13 @@ use chrono::Duration;
 use futures::future::join_all;
 use serde_json::json;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, code};
+use latchkey::config::Secret;
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, code},
+    process::ServerProcess,
+    smtp::SmtpReceiver,
+};
 
 crate::tests![
     a_token_revoked_on_one_replica_is_refused_by_every_other_at_once,
@@ -13,6 +19,7 @@ crate::tests![
     settings_changed_on_one_replica_apply_on_the_other_at_once,
     cleanup_removes_only_what_has_expired,
     smtp_refusals_are_retried_then_delivered_once,
+    an_smtp_server_that_never_answers_times_out_and_is_retried,
     permanent_smtp_refusals_are_dead_lettered_and_shown_to_admins,
     sigterm_finishes_requests_and_hands_unsent_mail_to_the_next_start,
 ];
@@ -53,6 +60,55 @@ async fn smtp_refusals_are_retried_then_delivered_once(backend: Backend) {
     );
     assert!(smtp.messages().is_empty());
     smtp.reject_with(None);
+    app.clock.advance(Duration::minutes(10));
+    smtp.wait_for(1).await;
+    assert_eq!(smtp.settle().await.len(), 1, "delivered once");
+    let queued = app.gql_as(Some(&admin), UNDELIVERED, json!({})).await;
+    assert_eq!(queued["data"]["undeliveredMail"], json!([]));
+}
+
+async fn an_smtp_server_that_never_answers_times_out_and_is_retried(backend: Backend) {
+    let smtp = SmtpReceiver::start().await;
+    smtp.stall(true);
+    let url = smtp.url();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.smtp_url = Some(Secret::new(url));
+        c.smtp_timeout_seconds = 1;
+    })
+    .await;
+    app.create_customer("slow@example.com", PASSWORD).await;
+    let admin = app.admin_token("administrator").await;
+    let started = std::time::Instant::now();
+    let res = app.request_reset("slow@example.com").await;
+    assert_eq!(res["data"]["requestPasswordReset"], true);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "the request never waits for SMTP"
+    );
+    // The attempt times out and the message waits for its retry, with the reason.
+    let mut queued = serde_json::Value::Null;
+    for _ in 0..60 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        queued = app.gql_as(Some(&admin), UNDELIVERED, json!({})).await;
+        if queued["data"]["undeliveredMail"][0]["attempts"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+        {
+            break;
+        }
+    }
+    let entry = &queued["data"]["undeliveredMail"][0];
+    assert_eq!(entry["status"], "PENDING", "{queued}");
+    assert_eq!(entry["recipient"], "slow@example.com", "{queued}");
+    let error = entry["lastError"].as_str().unwrap().to_lowercase();
+    assert!(
+        error.contains("timed out") || error.contains("timeout"),
+        "{queued}"
+    );
+    assert!(smtp.messages().is_empty());
+    // The server answers again: the retry delivers it, once.
+    smtp.stall(false);
     app.clock.advance(Duration::minutes(10));
     smtp.wait_for(1).await;
     assert_eq!(smtp.settle().await.len(), 1, "delivered once");
@@ -243,45 +299,10 @@ async fn sigterm_finishes_requests_and_hands_unsent_mail_to_the_next_start(backe
         .unwrap()
         .local_addr()
         .unwrap();
-    let start = |smtp: String| {
-        let listen = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.env("DATABASE_URL", &config.database_url)
-            .env("LATCHKEY_LISTEN", listen.to_string())
-            .env("LATCHKEY_SMTP_URL", smtp)
-            .env("RUST_LOG", "warn")
-            .kill_on_drop(true);
-        if let Some(schema) = &config.database_schema {
-            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
-        }
-        if let Some(secret) = &config.jwt_secret {
-            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
-        }
-        (cmd.spawn().unwrap(), listen)
-    };
-    let wait_ready = |addr: std::net::SocketAddr| {
-        let client = client.clone();
-        async move {
-            for _ in 0..200 {
-                if client
-                    .get(format!("http://{addr}/readyz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-                {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            panic!("the server did not start");
-        }
-    };
+    let smtp_env = |url: String| [("LATCHKEY_SMTP_URL", url)];
     let (db, _) = latchkey::connect(&config).await.unwrap();
-    let (mut first, addr) = start(format!("smtp://{dead_port}"));
-    wait_ready(addr).await;
+    let mut first = ServerProcess::start(&config, &smtp_env(format!("smtp://{dead_port}"))).await;
+    let addr = first.addr;
     let res: serde_json::Value = client
         .post(format!("http://{addr}/graphql"))
         .header("content-type", "application/json")
@@ -296,13 +317,8 @@ async fn sigterm_finishes_requests_and_hands_unsent_mail_to_the_next_start(backe
         .await
         .unwrap();
     assert_eq!(res["data"]["requestPasswordReset"], true);
-    let pid = first.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = tokio::time::timeout(std::time::Duration::from_secs(20), first.wait())
+    first.signal("TERM");
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), first.child.wait())
         .await
         .expect("SIGTERM stops the server")
         .unwrap();
@@ -324,8 +340,7 @@ async fn sigterm_finishes_requests_and_hands_unsent_mail_to_the_next_start(backe
         );
     }
     let smtp = crate::smtp::SmtpReceiver::start().await;
-    let (_second, addr) = start(smtp.url());
-    wait_ready(addr).await;
+    let _second = ServerProcess::start(&config, &smtp_env(smtp.url())).await;
     let mails = smtp.wait_for(1).await;
     assert_eq!(smtp.settle().await.len(), 1, "sent once after the restart");
     assert_eq!(mails[0].to, vec!["term@example.com"]);

@@ -2,7 +2,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -43,6 +46,11 @@ impl Received {
             .unwrap_or_default()
     }
 
+    /// The `Message-ID` (Latchkey's outbox id).
+    pub fn message_id(&self) -> String {
+        self.parsed().message_id().expect("a Message-ID").to_owned()
+    }
+
     pub fn header_to(&self) -> String {
         let parsed = self.parsed();
         parsed
@@ -79,6 +87,8 @@ pub struct SmtpReceiver {
     messages: Arc<Mutex<Vec<Received>>>,
     /// When set, every RCPT TO is answered with this reply (e.g. `451 4.3.0 try later`).
     reject: Arc<Mutex<Option<String>>>,
+    /// When set, new connections are accepted but never greeted: the sender must time out.
+    stall: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -98,11 +108,20 @@ impl SmtpReceiver {
         let addr = listener.local_addr().unwrap();
         let messages: Arc<Mutex<Vec<Received>>> = Arc::default();
         let reject: Arc<Mutex<Option<String>>> = Arc::default();
-        let (store, refusal) = (messages.clone(), reject.clone());
+        let stall: Arc<AtomicBool> = Arc::default();
+        let (store, refusal, silent) = (messages.clone(), reject.clone(), stall.clone());
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let (store, refusal) = (store.clone(), refusal.clone());
+                let silent = silent.load(Ordering::SeqCst);
                 tokio::spawn(async move {
+                    if silent {
+                        // Say nothing; wait for the client to give up.
+                        let mut sink = Vec::new();
+                        let _ =
+                            tokio::io::AsyncReadExt::read_to_end(&mut { socket }, &mut sink).await;
+                        return;
+                    }
                     let _ = session(socket, store, refusal).await;
                 });
             }
@@ -111,8 +130,14 @@ impl SmtpReceiver {
             addr,
             messages,
             reject,
+            stall,
             task,
         }
+    }
+
+    /// Makes new connections hang without a greeting (`false`: answer again).
+    pub fn stall(&self, on: bool) {
+        self.stall.store(on, Ordering::SeqCst);
     }
 
     /// Makes the server refuse recipients with `reply` (`None`: accept again).

@@ -1,0 +1,65 @@
+//! The real `latchkey` binary as a child process on a test's database: for signals (SIGTERM,
+//! SIGKILL) and for replicas that share nothing but PostgreSQL, not even a process.
+
+use std::{net::SocketAddr, time::Duration};
+
+use latchkey::config::Config;
+use tokio::process::{Child, Command};
+
+pub struct ServerProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `latchkey serve` on `config`'s database (and schema, and secret) with `env` on
+    /// top, and waits until `/readyz` answers 200.
+    pub async fn start(config: &Config, env: &[(&str, String)]) -> Self {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.env("DATABASE_URL", &config.database_url)
+            .env("LATCHKEY_LISTEN", addr.to_string())
+            .env("LATCHKEY_MAIL_DIR", config.mail_dir.display().to_string())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        if let Some(schema) = &config.database_schema {
+            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+        }
+        if let Some(secret) = &config.jwt_secret {
+            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let process = Self {
+            child: cmd.spawn().unwrap(),
+            addr,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if client
+                .get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the server did not start");
+    }
+
+    /// Sends `signal` (`TERM`, `KILL`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+}
