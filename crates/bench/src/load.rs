@@ -65,11 +65,23 @@ pub async fn run(
     connections: usize,
     duration: Duration,
 ) -> Stats {
+    spread(&[addr], make, connections, duration).await
+}
+
+/// Like [`run`], with the connections spread evenly over `addrs` (replicas behind a
+/// round-robin balancer).
+pub async fn spread(
+    addrs: &[SocketAddr],
+    make: MakeRequest,
+    connections: usize,
+    duration: Duration,
+) -> Stats {
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
+        let addr = addrs[connection % addrs.len()];
         let make = make.clone();
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {

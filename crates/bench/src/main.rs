@@ -216,6 +216,7 @@ const GENERATE: &str = "`generateCustomerToken`";
 const RESET: &str = "`resetPassword`";
 const RESET_256: &str = "`resetPassword`, 256 connections (memory)";
 const REVOKE: &str = "`revokeCustomerTokens`";
+const REPLICAS: &str = "two replicas";
 
 fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
@@ -653,6 +654,71 @@ async fn backend(
             latencies[latencies.len() / 2],
             latencies[latencies.len() - 1]
         );
+    }
+    // Two replicas on one PostgreSQL against one, in the same run, same total connections.
+    if cli.wants(REPLICAS) && url.starts_with("postgres") {
+        let addr2 = free_addr()?;
+        let env2: Vec<_> = env
+            .iter()
+            .map(|(k, v)| {
+                let v = if *k == "LATCHKEY_LISTEN" {
+                    addr2.to_string()
+                } else {
+                    v.clone()
+                };
+                (*k, v)
+            })
+            .collect();
+        let second = Process::start(&["server"], &env2, addr2, "/readyz").await?;
+        let customers = cli.customers.max(KNOWN_FROM + 1);
+        let scenarios: [(&str, load::MakeRequest); 2] = [
+            ("signed-in `customer` query", {
+                let tokens = tokens.clone();
+                let body = json!({"query": "{ customer { id email } }"}).to_string();
+                Arc::new(move |n| {
+                    post(
+                        addr,
+                        "/graphql",
+                        body.clone(),
+                        Some(&tokens[n as usize % tokens.len()]),
+                    )
+                })
+            }),
+            (
+                "`requestPasswordReset`, limits off",
+                Arc::new(move |n| {
+                    let email = if n % 2 == 0 {
+                        format!(
+                            "user{}@bench.example",
+                            KNOWN_FROM + n as usize % (customers - KNOWN_FROM)
+                        )
+                    } else {
+                        format!("nobody-r{n}@bench.example")
+                    };
+                    post(addr, "/graphql", json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(), None)
+                }),
+            ),
+        ];
+        for (label, make) in scenarios {
+            let duration = Duration::from_secs(cli.seconds);
+            let one = load::spread(&[addr], make.clone(), cli.connections, duration).await;
+            let two = load::spread(&[addr, addr2], make, cli.connections, duration).await;
+            rows.push(Row {
+                name: format!("{label}, one replica"),
+                ratio: 1.0,
+                stats: one.clone(),
+                rss_mib: 0.0,
+                ceiling: "itself".into(),
+            });
+            rows.push(Row {
+                name: format!("{label}, {REPLICAS}"),
+                ratio: two.rps() / one.rps(),
+                stats: two,
+                rss_mib: 0.0,
+                ceiling: "one replica".into(),
+            });
+        }
+        drop(second);
     }
     drop(server);
     Ok(rows)
