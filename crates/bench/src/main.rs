@@ -218,6 +218,20 @@ const RESET_256: &str = "`resetPassword`, 256 connections (memory)";
 const REVOKE: &str = "`revokeCustomerTokens`";
 const REPLICAS: &str = "two replicas";
 
+/// `env` with `LATCHKEY_LISTEN` set to `addr`: another server on the same database.
+fn listening_on<'a>(env: &[(&'a str, String)], addr: SocketAddr) -> Vec<(&'a str, String)> {
+    env.iter()
+        .map(|(k, v)| {
+            let v = if *k == "LATCHKEY_LISTEN" {
+                addr.to_string()
+            } else {
+                v.clone()
+            };
+            (*k, v)
+        })
+        .collect()
+}
+
 fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
@@ -299,15 +313,6 @@ async fn run_all(cli: &Cli) -> anyhow::Result<()> {
         cli.connections,
         cli.customers
     );
-    let hashes = if cli.wants(GENERATE) || cli.wants(RESET) {
-        let hashes = argon2_ceiling(cli.seconds.min(5)).await;
-        println!(
-            "\nargon2id ceiling (m=19 MiB, t=2, p=1, one thread per core): {hashes:.1} hashes/s"
-        );
-        hashes
-    } else {
-        0.0
-    };
 
     let axum_addr = free_addr()?;
     let axum = Process::start(
@@ -346,7 +351,7 @@ async fn run_all(cli: &Cli) -> anyhow::Result<()> {
         backends.push(("PostgreSQL", seed::fresh_postgres(pg).await?));
     }
     for (name, url) in backends {
-        let rows = backend(cli, &url, &dir, hashes, bare.rps())
+        let rows = backend(cli, &url, &dir, bare.rps())
             .await
             .with_context(|| format!("{name} run"));
         if let (Some(admin), true) = (&cli.postgres, name == "PostgreSQL") {
@@ -358,13 +363,7 @@ async fn run_all(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn backend(
-    cli: &Cli,
-    url: &str,
-    dir: &Path,
-    hashes: f64,
-    bare_rps: f64,
-) -> anyhow::Result<Vec<Row>> {
+async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Result<Vec<Row>> {
     let secret = "bench-secret-0123456789abcdef0123456789abcdef".to_owned();
     let seeded = seed::seed(url, cli.customers, &secret).await?;
     let mut rows = Vec::new();
@@ -576,99 +575,11 @@ async fn backend(
         });
     }
 
-    // Measured next to the hashing scenarios: on a shared 2-core machine a ceiling taken
-    // minutes earlier can be off by half.
-    if cli.wants(GENERATE) || cli.wants(RESET) {
-        let hashes = hashes.max(argon2_ceiling(cli.seconds).await);
-        println!("argon2id ceiling next to the hashing scenarios: {hashes:.1} hashes/s");
-        let sign_in_customers = customers.min(1000);
-        if cli.wants(GENERATE) {
-            let (stats, rss) = measure(
-        pid,
-        addr,
-        Arc::new(move |n| {
-            let email = format!("user{}@bench.example", n as usize % sign_in_customers);
-            post(addr, "/graphql", json!({"query": "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }", "variables": {"e": email, "p": seed::PASSWORD}}).to_string(), None)
-        }),
-        cli.connections,
-        cli.seconds,
-    )
-    .await;
-            rows.push(Row {
-                name: GENERATE.into(),
-                ratio: stats.rps() / hashes,
-                stats,
-                rss_mib: rss,
-                ceiling: "argon2id".into(),
-            });
-        }
-
-        let reset_tokens = Arc::new(seeded.reset_tokens.clone());
-        let reset = |offset: u64| -> load::MakeRequest {
-            let reset_tokens = reset_tokens.clone();
-            Arc::new(move |n| {
-                let t = &reset_tokens[(offset + n) as usize % reset_tokens.len()];
-                post(addr, "/graphql", json!({"query": "mutation($t: String!, $p: String!) { resetPassword(resetPasswordToken: $t, newPassword: $p) }", "variables": {"t": t, "p": "bench-New-Password-2"}}).to_string(), None)
-            })
-        };
-        if cli.wants(RESET) {
-            let (stats, rss) = measure(pid, addr, reset(0), cli.connections, cli.seconds).await;
-            let used = stats.requests;
-            rows.push(Row {
-                name: RESET.into(),
-                ratio: stats.rps() / hashes,
-                stats,
-                rss_mib: rss,
-                ceiling: "argon2id".into(),
-            });
-            let (stats, rss) = measure(pid, addr, reset(used + 1), 256, cli.seconds.min(5)).await;
-            rows.push(Row {
-                name: RESET_256.into(),
-                ratio: stats.rps() / hashes,
-                stats,
-                rss_mib: rss,
-                ceiling: "argon2id".into(),
-            });
-        }
-    }
-
-    // Force Sign In on a customer with 1,000 live tokens, one call at a time.
-    if cli.wants(REVOKE) {
-        let mut latencies = Vec::new();
-        for _ in 0..10 {
-            seed::sessions(url, seeded.customer_ids[1], 1000).await?;
-            let body = json!({"query": format!("mutation {{ revokeCustomerTokens(customerId: \"{}\") {{ revokedCount }} }}", seeded.customer_ids[1])}).to_string();
-            let admin = admin.clone();
-            let stats = load::run(
-                addr,
-                Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
-                1,
-                Duration::from_millis(1),
-            )
-            .await;
-            latencies.push(stats.p50_ms);
-        }
-        latencies.sort_by(f64::total_cmp);
-        println!(
-            "`revokeCustomerTokens` with 1,000 live tokens: median {:.2} ms, worst {:.2} ms over 10 calls",
-            latencies[latencies.len() / 2],
-            latencies[latencies.len() - 1]
-        );
-    }
-    // Two replicas on one PostgreSQL against one, in the same run, same total connections.
+    // Two replicas on one PostgreSQL against one, in the same run, same total connections
+    // (before the resets below, which sign the benchmark's customers out).
     if cli.wants(REPLICAS) && url.starts_with("postgres") {
         let addr2 = free_addr()?;
-        let env2: Vec<_> = env
-            .iter()
-            .map(|(k, v)| {
-                let v = if *k == "LATCHKEY_LISTEN" {
-                    addr2.to_string()
-                } else {
-                    v.clone()
-                };
-                (*k, v)
-            })
-            .collect();
+        let env2 = listening_on(&env, addr2);
         let second = Process::start(&["server"], &env2, addr2, "/readyz").await?;
         let customers = cli.customers.max(KNOWN_FROM + 1);
         let scenarios: [(&str, load::MakeRequest); 2] = [
@@ -719,6 +630,126 @@ async fn backend(
             });
         }
         drop(second);
+    }
+    // Each hashing scenario is compared with raw argon2id measured right before and right
+    // after it (the mean): on a shared 2-core machine a ceiling taken minutes earlier can be
+    // off by half, and keeping the higher of two readings would flatter nothing but the
+    // ceiling.
+    if cli.wants(GENERATE) || cli.wants(RESET) {
+        let bracket = cli.seconds.div_ceil(2).max(3);
+        let mut ceiling_before = argon2_ceiling(bracket).await;
+        let sign_in_customers = customers.min(1000);
+        if cli.wants(GENERATE) {
+            let (stats, rss) = measure(
+        pid,
+        addr,
+        Arc::new(move |n| {
+            let email = format!("user{}@bench.example", n as usize % sign_in_customers);
+            post(addr, "/graphql", json!({"query": "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }", "variables": {"e": email, "p": seed::PASSWORD}}).to_string(), None)
+        }),
+        cli.connections,
+        cli.seconds,
+    )
+    .await;
+            let after = argon2_ceiling(bracket).await;
+            let hashes = (ceiling_before + after) / 2.0;
+            println!(
+                "argon2id around `generateCustomerToken`: {ceiling_before:.1} before, {after:.1} after"
+            );
+            ceiling_before = after;
+            rows.push(Row {
+                name: GENERATE.into(),
+                ratio: stats.rps() / hashes,
+                stats,
+                rss_mib: rss,
+                ceiling: "argon2id".into(),
+            });
+        }
+
+        let reset_tokens = Arc::new(seeded.reset_tokens.clone());
+        let reset = |offset: u64| -> load::MakeRequest {
+            let reset_tokens = reset_tokens.clone();
+            Arc::new(move |n| {
+                let t = &reset_tokens[(offset + n) as usize % reset_tokens.len()];
+                post(addr, "/graphql", json!({"query": "mutation($t: String!, $p: String!) { resetPassword(resetPasswordToken: $t, newPassword: $p) }", "variables": {"t": t, "p": "bench-New-Password-2"}}).to_string(), None)
+            })
+        };
+        if cli.wants(RESET) {
+            let (stats, rss) = measure(pid, addr, reset(0), cli.connections, cli.seconds).await;
+            let used = stats.requests;
+            let after = argon2_ceiling(bracket).await;
+            let hashes = (ceiling_before + after) / 2.0;
+            println!(
+                "argon2id around `resetPassword`: {ceiling_before:.1} before, {after:.1} after"
+            );
+            ceiling_before = after;
+            rows.push(Row {
+                name: RESET.into(),
+                ratio: stats.rps() / hashes,
+                stats,
+                rss_mib: rss,
+                ceiling: "argon2id".into(),
+            });
+            let (stats, rss) = measure(pid, addr, reset(used + 1), 256, cli.seconds.min(5)).await;
+            let after = argon2_ceiling(bracket).await;
+            let hashes = (ceiling_before + after) / 2.0;
+            println!(
+                "argon2id around `resetPassword` at 256 connections: {ceiling_before:.1} before, {after:.1} after"
+            );
+            let used = used + 1 + stats.requests;
+            rows.push(Row {
+                name: RESET_256.into(),
+                ratio: stats.rps() / hashes,
+                stats,
+                rss_mib: rss,
+                ceiling: "argon2id".into(),
+            });
+            // The same on a server that has done nothing else: the row above also carries
+            // what the earlier scenarios left in the heap and SQLite's page caches.
+            let fresh_addr = free_addr()?;
+            let fresh_env = listening_on(&env, fresh_addr);
+            let fresh = Process::start(&["server"], &fresh_env, fresh_addr, "/readyz").await?;
+            let (stats, rss) = measure(
+                fresh.pid(),
+                fresh_addr,
+                reset(used),
+                256,
+                cli.seconds.min(5),
+            )
+            .await;
+            drop(fresh);
+            rows.push(Row {
+                name: format!("{RESET_256}, fresh server"),
+                ratio: stats.rps() / hashes,
+                stats,
+                rss_mib: rss,
+                ceiling: "argon2id".into(),
+            });
+        }
+    }
+
+    // Force Sign In on a customer with 1,000 live tokens, one call at a time.
+    if cli.wants(REVOKE) {
+        let mut latencies = Vec::new();
+        for _ in 0..10 {
+            seed::sessions(url, seeded.customer_ids[1], 1000).await?;
+            let body = json!({"query": format!("mutation {{ revokeCustomerTokens(customerId: \"{}\") {{ revokedCount }} }}", seeded.customer_ids[1])}).to_string();
+            let admin = admin.clone();
+            let stats = load::run(
+                addr,
+                Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
+                1,
+                Duration::from_millis(1),
+            )
+            .await;
+            latencies.push(stats.p50_ms);
+        }
+        latencies.sort_by(f64::total_cmp);
+        println!(
+            "`revokeCustomerTokens` with 1,000 live tokens: median {:.2} ms, worst {:.2} ms over 10 calls",
+            latencies[latencies.len() / 2],
+            latencies[latencies.len() - 1]
+        );
     }
     drop(server);
     Ok(rows)
