@@ -22,8 +22,8 @@ use persistence::{OutboxMessage, SqlStore};
 use tokio::sync::{Notify, watch};
 
 /// Messages claimed per round, and sent at once.
-const BATCH: u64 = 16;
-const PARALLEL_SENDS: usize = 4;
+const BATCH: u64 = 64;
+const PARALLEL_SENDS: usize = 16;
 const POLL: Duration = Duration::from_secs(1);
 
 /// The claim a worker takes on a batch: the configured lease, but never shorter than a batch

@@ -12,6 +12,7 @@
 mod ceilings;
 mod load;
 mod seed;
+mod smtp_sink;
 
 use std::{
     net::SocketAddr,
@@ -461,12 +462,43 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
 
     // The real server.
     let addr = free_addr()?;
+    let (smtp, delivered) = smtp_sink::start().await?;
+    // Waits until the outbox is empty, so no scenario or ceiling shares the CPU with the mail
+    // worker draining the previous one's mail; reports how fast it drained.
+    let drain = |scenario: &'static str| {
+        let delivered = delivered.clone();
+        let url = url.to_owned();
+        async move {
+            let before = delivered.load(std::sync::atomic::Ordering::Relaxed);
+            let backlog = seed::unsent_mail(&url).await.unwrap_or(0);
+            let started = Instant::now();
+            while seed::unsent_mail(&url).await.unwrap_or(0) > 0 {
+                if started.elapsed() > Duration::from_secs(600) {
+                    println!("{scenario}: mail still queued after 10 minutes");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let after = started.elapsed().as_secs_f64();
+            let sent = delivered.load(std::sync::atomic::Ordering::Relaxed) - before;
+            println!(
+                "{scenario}: {backlog} mails still queued when the load stopped, sent over SMTP {after:.1} s later; \
+                 the worker sent {:.0} mails/s in that time",
+                if after > 0.0 {
+                    sent as f64 / after
+                } else {
+                    0.0
+                }
+            );
+        }
+    };
     let env = vec![
         ("DATABASE_URL", url.to_owned()),
         ("LATCHKEY_LISTEN", addr.to_string()),
         ("LATCHKEY_JWT_SECRET", secret.clone()),
         ("LATCHKEY_MAIL_DIR", dir.join("mail").display().to_string()),
         ("LATCHKEY_HASH_QUEUE", "4096".to_owned()),
+        ("LATCHKEY_SMTP_URL", format!("smtp://{smtp}")),
     ];
     let server = Process::start(&["server"], &env, addr, "/readyz").await?;
     let pid = server.pid();
@@ -554,6 +586,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
 
     let customers = cli.customers.max(KNOWN_FROM + 1);
     if cli.wants(REQUEST_RESET) {
+        let mails_at_start = delivered.load(std::sync::atomic::Ordering::Relaxed);
         let (stats, rss) = measure(
         pid,
         addr,
@@ -566,6 +599,16 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
         cli.seconds,
     )
     .await;
+        let mails_before = delivered.load(std::sync::atomic::Ordering::Relaxed);
+        let accepted_known = stats.requests.div_ceil(2);
+        println!(
+            "{REQUEST_RESET}: {accepted_known} mails queued in {} s ({:.0}/s); {} sent over SMTP during the burst ({:.0}/s)",
+            cli.seconds,
+            accepted_known as f64 / stats.seconds,
+            mails_before - mails_at_start,
+            (mails_before - mails_at_start) as f64 / stats.seconds,
+        );
+        drain(REQUEST_RESET).await;
         rows.push(Row {
             name: REQUEST_RESET.into(),
             ratio: stats.rps() / tx.rps(),
@@ -613,7 +656,9 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
         for (label, make) in scenarios {
             let duration = Duration::from_secs(cli.seconds);
             let one = load::spread(&[addr], make.clone(), cli.connections, duration).await;
+            drain("one replica").await;
             let two = load::spread(&[addr, addr2], make, cli.connections, duration).await;
+            drain("two replicas").await;
             rows.push(Row {
                 name: format!("{label}, one replica"),
                 ratio: 1.0,
@@ -677,6 +722,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
         if cli.wants(RESET) {
             let (stats, rss) = measure(pid, addr, reset(0), cli.connections, cli.seconds).await;
             let used = stats.requests;
+            drain(RESET).await;
             let after = argon2_ceiling(bracket).await;
             let hashes = (ceiling_before + after) / 2.0;
             println!(
@@ -691,6 +737,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
                 ceiling: "argon2id".into(),
             });
             let (stats, rss) = measure(pid, addr, reset(used + 1), 256, cli.seconds.min(5)).await;
+            drain(RESET_256).await;
             let after = argon2_ceiling(bracket).await;
             let hashes = (ceiling_before + after) / 2.0;
             println!(
@@ -717,6 +764,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
                 cli.seconds.min(5),
             )
             .await;
+            drain("fresh server").await;
             drop(fresh);
             rows.push(Row {
                 name: format!("{RESET_256}, fresh server"),

@@ -12,7 +12,7 @@ use domain::{
 };
 use latchkey::hashing::{Argon2Hasher, SharedHasher};
 use sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection,
+    ConnectionTrait, Database, DatabaseConnection, Statement,
     sea_query::{Alias, Query, SimpleExpr},
 };
 use uuid::Uuid;
@@ -292,4 +292,18 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
         reset_tokens,
         admin_token,
     })
+}
+
+/// Messages in the outbox not yet sent (pending or being sent).
+pub async fn unsent_mail(url: &str) -> anyhow::Result<i64> {
+    let db = connect(url).await?;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM email_outbox WHERE status IN ('pending', 'sending')",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no count"))?;
+    db.close().await.ok();
+    Ok(row.try_get::<i64>("", "n")?)
 }
