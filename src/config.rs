@@ -65,8 +65,8 @@ pub struct Config {
     pub reset_url_allowlist: Vec<String>,
     /// `LATCHKEY_SMTP_URL`: unset means mail is written as `.eml` files to `mail_dir`.
     pub smtp_url: Option<Secret>,
-    /// `LATCHKEY_SMTP_TIMEOUT_SECONDS`: a connection or reply that takes longer counts as a
-    /// temporary failure (retried with backoff).
+    /// `LATCHKEY_SMTP_TIMEOUT_SECONDS`: a send (connect to accepted) that takes longer counts
+    /// as a temporary failure (retried with backoff).
     pub smtp_timeout_seconds: u64,
     /// `LATCHKEY_MAIL_LEASE_SECONDS`: how long a replica's claim on a message lasts; if the
     /// replica dies mid-send, another sends the message after this (keep it well above the

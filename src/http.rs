@@ -98,8 +98,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             options.request_timeout,
-        ))
-        ;
+        ));
     // `from_fn` needs axum's own body types on both sides, so it sits between two stacks.
     let inner = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(

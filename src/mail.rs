@@ -21,7 +21,8 @@ use minijinja::{Environment, context};
 use persistence::{OutboxMessage, SqlStore};
 use tokio::sync::{Notify, watch};
 
-/// Messages claimed per round, and sent at once.
+/// Messages claimed per round, and how many of them are sent at once (also the size of the SMTP
+/// connection pool).
 const BATCH: u64 = 64;
 const PARALLEL_SENDS: usize = 16;
 const POLL: Duration = Duration::from_secs(1);
