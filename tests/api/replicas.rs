@@ -317,7 +317,43 @@ async fn sigterm_finishes_requests_and_hands_unsent_mail_to_the_next_start(backe
         .await
         .unwrap();
     assert_eq!(res["data"]["requestPasswordReset"], true);
+    // Sixteen sign-ins at once (each an argon2 verification, two at a time); SIGTERM arrives as
+    // soon as the first answer does, while the others are still being worked on.
+    let sign_in = json!({"query": "mutation { generateCustomerToken(email: \"term@example.com\", password: \"kx7!qzmw\") { token } }"}).to_string();
+    let (tx, mut first_answer) = tokio::sync::mpsc::channel::<()>(16);
+    let in_flight: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, body, tx) = (reqwest::Client::new(), sign_in.clone(), tx.clone());
+            tokio::spawn(async move {
+                let res = client
+                    .post(format!("http://{addr}/graphql"))
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let answered = std::time::Instant::now();
+                let _ = tx.send(()).await;
+                let body: serde_json::Value = res.unwrap().json().await.unwrap();
+                (body, answered)
+            })
+        })
+        .collect();
+    first_answer.recv().await;
+    let signalled = std::time::Instant::now();
     first.signal("TERM");
+    let mut after_signal = 0;
+    for request in in_flight {
+        let (body, answered) = request.await.unwrap();
+        assert!(
+            body["data"]["generateCustomerToken"]["token"].is_string(),
+            "an in-flight request was cut short: {body}"
+        );
+        after_signal += usize::from(answered > signalled);
+    }
+    assert!(
+        after_signal > 0,
+        "no request was still in flight at SIGTERM"
+    );
     let status = tokio::time::timeout(std::time::Duration::from_secs(20), first.child.wait())
         .await
         .expect("SIGTERM stops the server")
