@@ -378,53 +378,38 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
         "/graphql",
     )
     .await?;
-    // The same customers the signed-in scenario reads, in the same rotation: a ceiling that
-    // always read one row would be answered from one hot page and flatter itself.
-    let lookup_bodies: Arc<Vec<String>> = Arc::new(
-        seeded
-            .customer_ids
+    // `field(id: …) { id email }` for each id in turn, posted to the ceiling server.
+    let rotating = |field: &str, ids: &[uuid::Uuid]| -> load::MakeRequest {
+        let bodies: Vec<String> = ids
             .iter()
-            .take(seeded.customer_tokens.len())
             .map(|id| {
-                json!({"query": format!("{{ customer(id: \"{id}\") {{ id email }} }}")}).to_string()
+                json!({"query": format!("{{ {field}(id: \"{id}\") {{ id email }} }}")}).to_string()
             })
-            .collect(),
-    );
-    let (lookup, _) = measure(
-        None,
-        ceiling_addr,
+            .collect();
         Arc::new(move |n| {
             post(
                 ceiling_addr,
                 "/graphql",
-                lookup_bodies[n as usize % lookup_bodies.len()].clone(),
+                bodies[n as usize % bodies.len()].clone(),
                 None,
             )
-        }),
+        })
+    };
+    // The same customers the signed-in scenario reads, in the same rotation: a ceiling that
+    // always read one row would be answered from one hot page and flatter itself.
+    let signed_in = &seeded.customer_ids[..seeded.customer_tokens.len()];
+    let (lookup, _) = measure(
+        None,
+        ceiling_addr,
+        rotating("customer", signed_in),
         cli.connections,
         cli.seconds,
     )
     .await;
-    let session_bodies: Arc<Vec<String>> = Arc::new(
-        seeded
-            .session_ids
-            .iter()
-            .map(|id| {
-                json!({"query": format!("{{ session(id: \"{id}\") {{ id email }} }}")}).to_string()
-            })
-            .collect(),
-    );
     let (join, _) = measure(
         None,
         ceiling_addr,
-        Arc::new(move |n| {
-            post(
-                ceiling_addr,
-                "/graphql",
-                session_bodies[n as usize % session_bodies.len()].clone(),
-                None,
-            )
-        }),
+        rotating("session", &seeded.session_ids),
         cli.connections,
         cli.seconds,
     )
