@@ -307,8 +307,7 @@ impl AdminStore for SqlStore {
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        let has_next_page = rows.len() as u64 > q.first;
-        rows.truncate(q.first as usize);
+        let has_next_page = keep_page(&mut rows, q.first);
         Ok(Page {
             items: rows
                 .into_iter()
@@ -502,8 +501,7 @@ impl AdminStore for SqlStore {
             .all(&self.db)
             .await
             .map_err(db_err)?;
-        let has_next_page = rows.len() as u64 > q.first;
-        rows.truncate(q.first as usize);
+        let has_next_page = keep_page(&mut rows, q.first);
         Ok(Page {
             items: rows
                 .into_iter()
@@ -527,4 +525,11 @@ impl AdminStore for SqlStore {
             total_count,
         })
     }
+}
+
+/// Keyset pages read `first + 1` rows: keeps `first` and says whether there was one more.
+fn keep_page<T>(rows: &mut Vec<T>, first: u64) -> bool {
+    let more = rows.len() as u64 > first;
+    rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+    more
 }
