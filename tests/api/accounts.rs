@@ -111,6 +111,9 @@ async fn weak_passwords_are_refused_with_every_broken_rule_and_nothing_is_stored
         .map(|v| v["rule"].as_str().unwrap())
         .collect();
     assert_eq!(rules, ["TOO_SHORT", "CONTAINS_WHITESPACE"]);
+    // The rule's number, so a client can word it in its own language.
+    assert_eq!(res["errors"][0]["extensions"]["violations"][0]["limit"], 6);
+    assert!(res["errors"][0]["extensions"]["violations"][1]["limit"].is_null());
     for (password, rule) in [
         ("password123", "COMMON_PASSWORD"),
         ("123456789", "COMMON_PASSWORD"),

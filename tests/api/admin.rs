@@ -23,6 +23,7 @@ crate::tests![
     password_settings_are_validated_and_effective_at_once,
     the_audit_log_pages_and_filters,
     latchkey_admin_create_takes_the_password_from_the_environment_only,
+    current_admin_lists_the_role_permissions_and_sign_out_ends_the_token,
 ];
 
 /// Every admin operation and admin-only field, with the permission it needs. A new operation
@@ -105,6 +106,10 @@ const STOREFRONT: &[&str] = &[
     "generateAdminToken",
 ];
 
+/// Root fields every signed-in admin has, whatever the role (tested in
+/// `current_admin_lists_the_role_permissions_and_sign_out_ends_the_token`).
+const ANY_ADMIN: &[&str] = &["currentAdmin", "revokeAdminToken"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Permission {
     CustomersRead,
@@ -151,6 +156,7 @@ async fn every_admin_operation_answers_each_role_as_the_matrix_says(backend: Bac
     {
         assert!(
             STOREFRONT.contains(&field.as_str())
+                || ANY_ADMIN.contains(&field.as_str())
                 || MATRIX.iter().any(|(name, _, _)| *name == field),
             "{field} has no row in the authorization matrix"
         );
@@ -808,4 +814,84 @@ async fn latchkey_admin_create_takes_the_password_from_the_environment_only(back
         let out = run(&args, password);
         assert!(!out.status.success(), "{args:?} should fail");
     }
+}
+
+/// What an admin console needs to show only the controls a role allows, and a sign-out that
+/// really ends the token on the server.
+async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let me = "{ currentAdmin { username role permissions } }";
+    for (role, permissions) in [
+        (
+            "administrator",
+            json!([
+                "CUSTOMERS_READ",
+                "CUSTOMERS_RESET_PASSWORD",
+                "CUSTOMERS_REVOKE_TOKENS",
+                "SETTINGS_READ",
+                "SETTINGS_MANAGE",
+                "AUDIT_READ"
+            ]),
+        ),
+        (
+            "support",
+            json!([
+                "CUSTOMERS_READ",
+                "CUSTOMERS_RESET_PASSWORD",
+                "CUSTOMERS_REVOKE_TOKENS"
+            ]),
+        ),
+        ("viewer", json!(["CUSTOMERS_READ"])),
+    ] {
+        let token = app.admin_token(role).await;
+        let res = app.gql_as(Some(&token), me, json!({})).await;
+        assert_eq!(res["data"]["currentAdmin"]["role"], role, "{res}");
+        assert_eq!(res["data"]["currentAdmin"]["permissions"], permissions);
+        assert!(
+            res["data"]["currentAdmin"]["username"]
+                .as_str()
+                .unwrap()
+                .starts_with(role)
+        );
+    }
+    assert_eq!(code(&app.gql(me, json!({})).await), "UNAUTHENTICATED");
+    app.create_customer("ann@example.com", PASSWORD).await;
+    let customer = app.sign_in("ann@example.com", PASSWORD).await;
+    assert_eq!(
+        code(&app.gql_as(Some(&customer), me, json!({})).await),
+        "FORBIDDEN",
+        "a customer token is not an admin"
+    );
+    assert_eq!(
+        code(
+            &app.gql_as(Some(&customer), "mutation { revokeAdminToken }", json!({}))
+                .await
+        ),
+        "FORBIDDEN"
+    );
+
+    // Sign-out ends this token only: other admins' and customers' tokens stay valid.
+    let token = app.admin_token("viewer").await;
+    let res = app
+        .gql_as(Some(&token), "mutation { revokeAdminToken }", json!({}))
+        .await;
+    assert_eq!(res["data"]["revokeAdminToken"], true, "{res}");
+    assert_eq!(
+        code(&app.gql_as(Some(&token), me, json!({})).await),
+        "UNAUTHENTICATED"
+    );
+    assert_eq!(
+        code(
+            &app.gql_as(Some(&token), "mutation { revokeAdminToken }", json!({}))
+                .await
+        ),
+        "UNAUTHENTICATED"
+    );
+    let other = app.admin_token("administrator").await;
+    let res = app.gql_as(Some(&other), me, json!({})).await;
+    assert_eq!(res["data"]["currentAdmin"]["role"], "administrator");
+    assert_eq!(
+        app.whoami(&customer).await.as_deref(),
+        Ok("ann@example.com")
+    );
 }

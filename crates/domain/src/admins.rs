@@ -276,6 +276,15 @@ impl Admins {
         })
     }
 
+    /// Signs out the admin token the request was made with; it is refused from now on.
+    pub async fn sign_out(&self, principal: &AdminPrincipal) -> Result<()> {
+        self.store
+            .revoke_admin_session(principal.session_id, self.clock.now())
+            .await?;
+        tracing::info!(event = "admin_signed_out", admin_id = %principal.admin.id);
+        Ok(())
+    }
+
     pub async fn customers(&self, query: &CustomerQuery) -> Result<Page<Customer>> {
         self.store.customers_page(query).await
     }

@@ -49,6 +49,17 @@ pub enum PolicyViolation {
 }
 
 impl PolicyViolation {
+    /// The number in the rule (minimum or maximum length, classes required), so a client can
+    /// word the rule in its own language.
+    pub fn limit(&self) -> Option<u64> {
+        match *self {
+            Self::TooShort { min } => Some(u64::from(min)),
+            Self::TooLong { max } => u64::try_from(max).ok(),
+            Self::MissingCharacterClasses { required } => Some(u64::from(required)),
+            _ => None,
+        }
+    }
+
     /// A stable machine-readable name for clients.
     pub fn code(&self) -> &'static str {
         match self {

@@ -292,6 +292,8 @@ pub trait AdminStore: Send + Sync {
         id: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<(Uuid, crate::admin::AdminUser)>>;
+    /// Revokes one live admin session (sign-out); false when it was not live.
+    async fn revoke_admin_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
 
     async fn customers_page(
         &self,

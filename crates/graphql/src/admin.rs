@@ -11,8 +11,8 @@ use uuid::Uuid;
 use crate::{
     ApiError,
     admin_types::{
-        AdminToken, AuditEntryConnection, AuditEntryEdge, AuditLogFilter, CustomerConnection,
-        CustomerEdge, CustomerFilter, CustomerSort, PageInfo, PasswordSettings,
+        Admin, AdminToken, AuditEntryConnection, AuditEntryEdge, AuditLogFilter,
+        CustomerConnection, CustomerEdge, CustomerFilter, CustomerSort, PageInfo, PasswordSettings,
         PasswordSettingsInput, RevokeCustomerTokensResult, SortDirection, UndeliveredMail,
     },
     context::{admin, loaders, request, services},
@@ -34,6 +34,12 @@ pub struct AdminQuery;
 
 #[Object]
 impl AdminQuery {
+    /// The signed-in admin (any role): username, role and permissions. UNAUTHENTICATED without
+    /// a live admin token.
+    async fn current_admin(&self, ctx: &Context<'_>) -> Result<Admin, ApiError> {
+        Ok(Admin::from(&admin(ctx).await?.admin))
+    }
+
     /// The customers grid: search, created-date range, sort, cursor paging (`first` up to 100).
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
     async fn customers(
@@ -192,6 +198,13 @@ impl AdminMutation {
             token: issued.token,
             expires_at: issued.expires_at,
         })
+    }
+
+    /// Signs out the admin token this request was made with.
+    async fn revoke_admin_token(&self, ctx: &Context<'_>) -> Result<bool, ApiError> {
+        let principal = admin(ctx).await?;
+        services(ctx)?.admins.sign_out(&principal).await?;
+        Ok(true)
     }
 
     /// "Reset Password" on the customer's Edit page: emails the customer a reset link (the

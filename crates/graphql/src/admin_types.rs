@@ -13,6 +13,52 @@ pub struct AdminToken {
     pub expires_at: DateTime<Utc>,
 }
 
+/// The signed-in admin: who they are and what their role lets them do. Consoles show a control
+/// only when its permission is listed.
+#[derive(SimpleObject)]
+pub struct Admin {
+    pub id: ID,
+    pub username: String,
+    /// `administrator`, `support` or `viewer`.
+    pub role: String,
+    pub permissions: Vec<AdminPermission>,
+}
+
+/// What an admin role allows (SPEC "Roles").
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum AdminPermission {
+    CustomersRead,
+    CustomersResetPassword,
+    CustomersRevokeTokens,
+    SettingsRead,
+    SettingsManage,
+    AuditRead,
+}
+
+impl From<admin::Permission> for AdminPermission {
+    fn from(p: admin::Permission) -> Self {
+        match p {
+            admin::Permission::CustomersRead => Self::CustomersRead,
+            admin::Permission::CustomersResetPassword => Self::CustomersResetPassword,
+            admin::Permission::CustomersRevokeTokens => Self::CustomersRevokeTokens,
+            admin::Permission::SettingsRead => Self::SettingsRead,
+            admin::Permission::SettingsManage => Self::SettingsManage,
+            admin::Permission::AuditRead => Self::AuditRead,
+        }
+    }
+}
+
+impl From<&admin::AdminUser> for Admin {
+    fn from(a: &admin::AdminUser) -> Self {
+        Self {
+            id: ID(a.id.to_string()),
+            username: a.username.clone(),
+            role: a.role.as_str().to_owned(),
+            permissions: a.role.permissions().iter().map(|&p| p.into()).collect(),
+        }
+    }
+}
+
 /// The result of Force Sign In.
 #[derive(SimpleObject)]
 pub struct RevokeCustomerTokensResult {

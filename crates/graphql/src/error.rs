@@ -76,6 +76,12 @@ impl From<ApiError> for async_graphql::Error {
                                 async_graphql::Name::new("message"),
                                 async_graphql::Value::from(v.to_string()),
                             );
+                            if let Some(limit) = v.limit() {
+                                obj.insert(
+                                    async_graphql::Name::new("limit"),
+                                    async_graphql::Value::from(limit),
+                                );
+                            }
                             async_graphql::Value::Object(obj)
                         })
                         .collect();

@@ -260,6 +260,21 @@ impl AdminStore for SqlStore {
         })
     }
 
+    async fn revoke_admin_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let result = admin_access_token::Entity::update_many()
+            .col_expr(
+                admin_access_token::Column::RevokedAt,
+                Expr::value(Some(now)),
+            )
+            .filter(admin_access_token::Column::Id.eq(id))
+            .filter(admin_access_token::Column::RevokedAt.is_null())
+            .filter(admin_access_token::Column::ExpiresAt.gt(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(result.rows_affected == 1)
+    }
+
     async fn customers_page(&self, q: &CustomerQuery) -> Result<Page<Customer>> {
         let mut filter = Condition::all();
         if let Some(search) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
