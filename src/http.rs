@@ -53,6 +53,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub cors_origins: Vec<String>,
+    /// The store's name in page titles and headers (the mail sender's display name).
+    pub store_name: String,
 }
 
 pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> {
@@ -119,7 +121,9 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .with_state(state)
-        .merge(crate::pages::routes())
+        .merge(crate::pages::routes(crate::pages::Pages::new(
+            options.store_name.clone(),
+        )?))
         .layer(inner)
         .layer(middleware::from_fn(record_metrics))
         .layer(outer))

@@ -150,6 +150,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         .mail_from
         .parse()
         .map_err(|_| anyhow::anyhow!("LATCHKEY_MAIL_FROM is not a valid mailbox"))?;
+    let store_name = from.name.clone().unwrap_or_else(|| "Store".into());
     let mail = MailWorker {
         store: (*store).clone(),
         transport: Transport::new(
@@ -157,7 +158,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             Duration::from_secs(config.smtp_timeout_seconds.max(1)),
             config.mail_dir.clone(),
         )?,
-        templates: Templates::new(from.name.clone().unwrap_or_else(|| "Store".into()))?,
+        templates: Templates::new(store_name.clone())?,
         from,
         clock,
         wakeup,
@@ -177,6 +178,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             max_body_bytes: config.max_body_bytes,
             request_timeout: Duration::from_secs(config.request_timeout_seconds),
             cors_origins: config.cors_origins.clone(),
+            store_name,
         },
     )?;
     Ok(Server {

@@ -26,6 +26,10 @@ macro_rules! tests {
 /// Bodies whose name starts with this run on PostgreSQL only.
 pub const POSTGRES_ONLY: &str = "postgres_";
 
+/// Bodies whose name starts with this drive headless Chromium through the pages; they run once,
+/// on SQLite (the pages only talk GraphQL, which every other test covers on both databases).
+pub const BROWSER: &str = "browser_";
+
 pub fn trials(groups: &[Tests]) -> Vec<Trial> {
     let postgres = postgres_url();
     if postgres.is_none() {
@@ -39,6 +43,16 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
              e.g. postgres://postgres@127.0.0.1:5432/test, or run .ci/run ***\n"
         );
     }
+    let browser = crate::browser::available();
+    if let Err(missing) = &browser {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but the browser tests cannot run: {missing}");
+        }
+        eprintln!(
+            "\n*** Browser tests are SKIPPED (shown as ignored): {missing}. Install Debian's \
+             chromium and chromium-driver, or run .ci/run ***\n"
+        );
+    }
     let mut trials = Vec::new();
     for group in groups {
         for (name, body) in group.iter() {
@@ -46,11 +60,17 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
                 if backend == Backend::Sqlite && name.starts_with(POSTGRES_ONLY) {
                     continue;
                 }
+                if backend == Backend::Postgres && name.starts_with(BROWSER) {
+                    continue;
+                }
                 let body = *body;
                 let trial = Trial::test(format!("{}::{name}", backend.label()), move || {
                     run(backend, body)
                 })
-                .with_ignored_flag(backend == Backend::Postgres && postgres.is_none());
+                .with_ignored_flag(
+                    (backend == Backend::Postgres && postgres.is_none())
+                        || (name.starts_with(BROWSER) && browser.is_err()),
+                );
                 trials.push(trial);
             }
         }

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod admin;
+mod browser;
 mod faults;
 mod hardening;
 mod harness;
@@ -30,6 +31,7 @@ fn main() {
         reset::TESTS,
         replicas::TESTS,
         faults::TESTS,
+        browser::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();
 }

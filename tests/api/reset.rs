@@ -5,7 +5,7 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use futures::future::join_all;
 use latchkey::config::Secret;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
     helpers::{Backend, PASSWORD, TestApp, code},
@@ -721,45 +721,83 @@ async fn without_smtp_mail_is_written_as_eml_files(backend: Backend) {
 
 async fn the_built_in_reset_page_is_locked_down(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let res = app
+    // Every page of the storefront and the admin console: strict CSP, no inline script or
+    // style, nothing from another origin, never cached.
+    for path in [
+        "/account/reset-password?token=abc",
+        "/account/sign-in",
+        "/account/forgot-password",
+        "/account",
+        "/admin/sign-in",
+        "/admin/customers",
+        "/admin/customers/00000000-0000-0000-0000-000000000000",
+        "/admin/settings",
+        "/admin/audit-log",
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers().clone();
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        let html = res.text().await.unwrap();
+        assert_eq!(
+            html.matches("<script").count(),
+            1,
+            "{path}: one script, not inline"
+        );
+        assert!(
+            html.contains("<script type=\"module\" src=\"/ui/"),
+            "{path}"
+        );
+        assert!(!html.contains(" style="), "{path}: no inline style");
+        let handler = html.split(" on").skip(1).any(|rest| {
+            let name = rest.trim_start_matches(|c: char| c.is_ascii_alphabetic());
+            name.len() < rest.len() && name.starts_with('=')
+        });
+        assert!(!handler, "{path}: no inline event handlers");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{path}: no third-party assets"
+        );
+    }
+    let html = app
         .client
         .get(app.url("/account/reset-password?token=abc"))
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    assert_eq!(res.status(), 200);
-    let h = res.headers().clone();
-    assert_eq!(h["referrer-policy"], "no-referrer");
-    let csp = h["content-security-policy"].to_str().unwrap();
-    for directive in [
-        "default-src 'none'",
-        "script-src 'self'",
-        "frame-ancestors 'none'",
-        "base-uri 'none'",
-    ] {
-        assert!(csp.contains(directive), "{csp}");
-    }
-    let html = res.text().await.unwrap();
     assert!(html.contains("New Password") && html.contains("Reset Password"));
-    assert!(html.contains("<script src=\"/account/reset-password.js\"></script>"));
-    assert_eq!(html.matches("<script").count(), 1, "no inline script");
-    assert!(
-        !html.contains("http://") && !html.contains("https://"),
-        "no third-party assets"
+    let js = app
+        .client
+        .get(app.url("/ui/storefront.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
     );
-    let js: Value = json!(
-        app.client
-            .get(app.url("/account/reset-password.js"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    );
-    assert!(js.as_str().unwrap().contains("resetPassword"));
+    let js = js.text().await.unwrap();
+    assert!(js.contains("resetPassword"));
     assert!(
-        js.as_str().unwrap().contains("replaceState"),
+        js.contains("replaceState"),
         "the token leaves the address bar"
     );
+    let missing = app.client.get(app.url("/ui/nope.js")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
 }

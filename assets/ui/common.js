@@ -1,0 +1,174 @@
+// Shared by the storefront and admin pages: labels, the GraphQL client, and small DOM helpers.
+// Everything these pages do goes through the public GraphQL API, as any client would.
+
+const messages = JSON.parse(document.body.dataset.messages || "{}");
+
+/** The label at `path` ("signin.failed") in the page's language, with `{name}` filled in. */
+export function t(path, params) {
+  let value = path.split(".").reduce((node, key) => (node ? node[key] : undefined), messages);
+  if (typeof value !== "string") {
+    value = path;
+  }
+  return value.replace(/\{(\w+)\}/g, (whole, name) =>
+    params && params[name] !== undefined ? String(params[name]) : whole,
+  );
+}
+
+/** A GraphQL error: `code` is the SPEC's error code, or NETWORK when the server was not reached. */
+export class GraphQLError extends Error {
+  constructor(code, message, extensions) {
+    super(message);
+    this.code = code;
+    this.extensions = extensions || {};
+  }
+}
+
+/** Runs one operation; resolves to `data`, rejects with a GraphQLError. */
+export async function gql(query, variables, token) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) {
+    headers.Authorization = "Bearer " + token;
+  }
+  let body;
+  try {
+    const response = await fetch("/graphql", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ query, variables: variables || {} }),
+      credentials: "omit",
+      cache: "no-store",
+    });
+    body = await response.json();
+  } catch (e) {
+    throw new GraphQLError("NETWORK", String(e));
+  }
+  if (body.errors && body.errors.length) {
+    const first = body.errors[0];
+    const extensions = first.extensions || {};
+    throw new GraphQLError(extensions.code || "INTERNAL_SERVER_ERROR", first.message, extensions);
+  }
+  return body.data;
+}
+
+/** A token kept for this browser tab only (sessionStorage), with its expiry. */
+export function tokenStore(key) {
+  return {
+    get() {
+      try {
+        const saved = JSON.parse(sessionStorage.getItem(key) || "null");
+        if (saved && saved.token && Date.parse(saved.expiresAt) > Date.now()) {
+          return saved.token;
+        }
+      } catch (e) {
+        // Unreadable: treat as signed out.
+      }
+      sessionStorage.removeItem(key);
+      return null;
+    },
+    set(issued) {
+      sessionStorage.setItem(key, JSON.stringify(issued));
+    },
+    clear() {
+      sessionStorage.removeItem(key);
+    },
+  };
+}
+
+/** Shows a message in the page's live region: kind is "ok", "error" or "info". */
+export function notify(text, kind, items) {
+  const box = document.getElementById("notice");
+  box.textContent = "";
+  box.className = "notice " + (kind || "info");
+  if (!text) {
+    return;
+  }
+  const p = document.createElement("p");
+  p.textContent = text;
+  box.appendChild(p);
+  if (items && items.length) {
+    const ul = document.createElement("ul");
+    for (const item of items) {
+      const li = document.createElement("li");
+      li.textContent = item;
+      ul.appendChild(li);
+    }
+    box.appendChild(ul);
+  }
+}
+
+/** Marks a field invalid with its message (or clears it with null). */
+export function fieldError(input, text) {
+  const box = document.getElementById(input.id + "-error");
+  if (text) {
+    input.setAttribute("aria-invalid", "true");
+    box.textContent = text;
+    box.hidden = false;
+  } else {
+    input.removeAttribute("aria-invalid");
+    box.textContent = "";
+    box.hidden = true;
+  }
+}
+
+/** The message a user should read for an error no page handles specially. */
+export function describe(error) {
+  switch (error.code) {
+    case "NETWORK":
+      return t("common.network");
+    case "RATE_LIMITED":
+      return t("common.rate_limited", { seconds: error.extensions.retryAfterSeconds || 60 });
+    case "FORBIDDEN":
+      return t("common.forbidden");
+    case "UNAUTHENTICATED":
+      return t("common.session_ended");
+    default:
+      return t("common.generic");
+  }
+}
+
+/** The password rules a PASSWORD_POLICY error lists, in the page's language. */
+export function policyViolations(error) {
+  return (error.extensions.violations || []).map((v) => {
+    const label = t("policy." + v.rule, { limit: v.limit });
+    return label === "policy." + v.rule ? v.message : label;
+  });
+}
+
+const dateFormat = new Intl.DateTimeFormat(document.documentElement.lang, {
+  dateStyle: "medium",
+  timeStyle: "short",
+});
+
+/** A timestamp for people, in the page's language; "never" for null. */
+export function when(iso) {
+  return iso ? dateFormat.format(new Date(iso)) : t("common.never");
+}
+
+/** A plausible address: the server decides; this only catches typing slips early. */
+export function looksLikeEmail(value) {
+  return /^[^\s@]+@[^\s@]+$/.test(value);
+}
+
+/** Creates an element with text and attributes. */
+export function el(tag, text, attributes) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) {
+    node.textContent = String(text);
+  }
+  for (const [name, value] of Object.entries(attributes || {})) {
+    node.setAttribute(name, value);
+  }
+  return node;
+}
+
+/** Disables a form's submit button while `work` runs. */
+export async function busy(button, work) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
+}

@@ -1,0 +1,328 @@
+// The storefront's account pages: sign in, "Forgot Your Password?", the "New Password" form
+// from the emailed link, and the signed-in account page with the customer's devices.
+import {
+  t,
+  gql,
+  tokenStore,
+  notify,
+  fieldError,
+  describe,
+  policyViolations,
+  when,
+  looksLikeEmail,
+  el,
+  busy,
+} from "./common.js";
+
+const customerToken = tokenStore("latchkey.customer");
+// A message to show on the next page (for example after a session ended elsewhere).
+const NEXT_NOTICE = "latchkey.notice";
+
+function goToSignIn(noticeKey) {
+  customerToken.clear();
+  if (noticeKey) {
+    sessionStorage.setItem(NEXT_NOTICE, noticeKey);
+  }
+  window.location.assign("/account/sign-in");
+}
+
+function showPendingNotice() {
+  const key = sessionStorage.getItem(NEXT_NOTICE);
+  if (key) {
+    sessionStorage.removeItem(NEXT_NOTICE);
+    notify(t(key), key === "reset.done" ? "ok" : "info");
+  }
+}
+
+function requireEmail(input) {
+  const value = input.value.trim();
+  if (!value) {
+    fieldError(input, t("common.required"));
+  } else if (!looksLikeEmail(value)) {
+    fieldError(input, t("common.email_invalid"));
+  } else {
+    fieldError(input, null);
+    return value;
+  }
+  input.focus();
+  return null;
+}
+
+function signInPage() {
+  showPendingNotice();
+  const form = document.getElementById("sign-in");
+  const email = document.getElementById("email");
+  const password = document.getElementById("password");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const address = requireEmail(email);
+    if (!address) {
+      return;
+    }
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    fieldError(password, null);
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation SignIn($email: String!, $password: String!) { generateCustomerToken(email: $email, password: $password) { token expiresAt } }",
+          { email: address, password: password.value },
+        );
+        customerToken.set(data.generateCustomerToken);
+        window.location.assign("/account");
+      } catch (error) {
+        password.value = "";
+        notify(error.code === "AUTHENTICATION_FAILED" ? t("signin.failed") : describe(error), "error");
+        password.focus();
+      }
+    });
+  });
+}
+
+function forgotPasswordPage() {
+  const form = document.getElementById("forgot");
+  const email = document.getElementById("email");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const address = requireEmail(email);
+    if (!address) {
+      return;
+    }
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql("mutation Forgot($email: String!) { requestPasswordReset(email: $email) }", {
+          email: address,
+        });
+        form.hidden = true;
+        notify(t("forgot.sent", { email: address }), "ok");
+        const back = el("a", t("forgot.back"), { href: "/account/sign-in" });
+        document.getElementById("notice").appendChild(el("p")).appendChild(back);
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          fieldError(email, t("common.email_invalid"));
+          email.focus();
+        } else {
+          notify(describe(error), "error");
+        }
+      }
+    });
+  });
+}
+
+// The reset token arrives in the link's query string. It leaves the address bar at once (so it
+// stays out of history, bookmarks and screenshots) and waits in this tab's sessionStorage, so a
+// language switch does not lose it; it is sent only in the body of the resetPassword mutation.
+const RESET_TOKEN = "latchkey.reset-token";
+
+function resetPasswordPage() {
+  const fromLink = new URLSearchParams(window.location.search).get("token");
+  if (fromLink) {
+    sessionStorage.setItem(RESET_TOKEN, fromLink);
+    window.history.replaceState(null, "", window.location.pathname);
+  }
+  const token = sessionStorage.getItem(RESET_TOKEN);
+  const form = document.getElementById("reset");
+  const password = document.getElementById("password");
+  const confirm = document.getElementById("confirm");
+  const after = document.getElementById("after-reset");
+
+  function finish(messageKey, kind, signInLink) {
+    sessionStorage.removeItem(RESET_TOKEN);
+    form.hidden = true;
+    notify(t(messageKey), kind);
+    after.hidden = false;
+    document.getElementById("to-sign-in").hidden = !signInLink;
+    document.getElementById("request-new").hidden = signInLink;
+    (signInLink ? document.getElementById("to-sign-in") : document.getElementById("request-new")).focus();
+  }
+
+  if (!token) {
+    finish("reset.incomplete", "error", false);
+    return;
+  }
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(password, null);
+    fieldError(confirm, null);
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    if (password.value !== confirm.value) {
+      fieldError(confirm, t("reset.mismatch"));
+      confirm.focus();
+      return;
+    }
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation Reset($token: String!, $password: String!) { resetPassword(resetPasswordToken: $token, newPassword: $password) }",
+          { token, password: password.value },
+        );
+        customerToken.clear();
+        finish("reset.done", "ok", true);
+      } catch (error) {
+        switch (error.code) {
+          case "PASSWORD_POLICY": {
+            const box = document.getElementById("password-error");
+            fieldError(password, t("reset.policy"));
+            const list = el("ul");
+            for (const rule of policyViolations(error)) {
+              list.appendChild(el("li", rule));
+            }
+            box.appendChild(list);
+            password.focus();
+            break;
+          }
+          case "RESET_TOKEN_EXPIRED":
+            finish("reset.expired", "error", false);
+            break;
+          case "RESET_TOKEN_INVALID":
+            finish("reset.invalid", "error", false);
+            break;
+          default:
+            notify(describe(error), "error");
+        }
+      }
+    });
+  });
+}
+
+// "Chrome on Linux" from a user-agent string; the whole string stays in the tooltip.
+function describeDevice(userAgent) {
+  if (!userAgent) {
+    return t("account.unknown_device");
+  }
+  const browsers = [
+    [/Edg\//, "Edge"],
+    [/OPR\//, "Opera"],
+    [/Firefox\//, "Firefox"],
+    [/HeadlessChrome\//, "Headless Chrome"],
+    [/Chrom(e|ium)\//, "Chrome"],
+    [/Safari\//, "Safari"],
+  ];
+  const systems = [
+    [/Android/, "Android"],
+    [/iPhone|iPad|iPod/, "iOS"],
+    [/Windows/, "Windows"],
+    [/Mac OS X|Macintosh/, "macOS"],
+    [/CrOS/, "ChromeOS"],
+    [/Linux/, "Linux"],
+  ];
+  const browser = browsers.find(([pattern]) => pattern.test(userAgent));
+  const system = systems.find(([pattern]) => pattern.test(userAgent));
+  if (!browser && !system) {
+    return userAgent.slice(0, 60);
+  }
+  return [browser && browser[1], system && system[1]].filter(Boolean).join(" · ");
+}
+
+function fullName(customer) {
+  const lang = document.documentElement.lang;
+  return lang === "ja" || lang === "ko"
+    ? customer.lastname + " " + customer.firstname
+    : customer.firstname + " " + customer.lastname;
+}
+
+async function accountPage() {
+  const token = customerToken.get();
+  if (!token) {
+    goToSignIn(null);
+    return;
+  }
+  showPendingNotice();
+  const who = document.getElementById("who");
+  const rows = document.querySelector("#sessions tbody");
+
+  function failed(error) {
+    if (error.code === "UNAUTHENTICATED") {
+      goToSignIn("common.session_ended");
+    } else {
+      notify(describe(error), "error");
+    }
+  }
+
+  async function load() {
+    const data = await gql(
+      "query Account { customer { firstname lastname email } customerSessions { id createdAt lastUsedAt expiresAt clientIp userAgent current } }",
+      {},
+      token,
+    );
+    who.textContent = t("account.signed_in_as", {
+      name: fullName(data.customer),
+      email: data.customer.email,
+    });
+    rows.textContent = "";
+    for (const session of data.customerSessions) {
+      const tr = el("tr", null, { "data-session": session.id });
+      const device = el("td");
+      device.appendChild(
+        el("span", describeDevice(session.userAgent), { class: "ua", title: session.userAgent || "" }),
+      );
+      if (session.current) {
+        device.appendChild(el("strong", t("account.this_device"), { class: "tag" }));
+      }
+      tr.appendChild(device);
+      tr.appendChild(el("td", session.clientIp || "—"));
+      tr.appendChild(el("td", when(session.createdAt)));
+      tr.appendChild(el("td", when(session.lastUsedAt)));
+      tr.appendChild(el("td", when(session.expiresAt)));
+      const action = el("td");
+      if (!session.current) {
+        const button = el("button", t("account.sign_out_device"), {
+          type: "button",
+          class: "sign-out-device",
+        });
+        button.addEventListener("click", () => signOutDevice(session.id, button));
+        action.appendChild(button);
+      }
+      tr.appendChild(action);
+      rows.appendChild(tr);
+    }
+  }
+
+  async function signOutDevice(id, button) {
+    await busy(button, async () => {
+      try {
+        await gql("mutation SignOutDevice($id: ID!) { revokeCustomerSession(id: $id) }", { id }, token);
+        await load();
+        notify(t("account.signed_out_device"), "ok");
+        document.getElementById("sessions-title").focus();
+      } catch (error) {
+        failed(error);
+      }
+    });
+  }
+
+  document.getElementById("sign-out").addEventListener("click", async (event) => {
+    await busy(event.currentTarget, async () => {
+      try {
+        await gql("mutation SignOut { revokeCustomerToken }", {}, token);
+      } catch (error) {
+        // Signed out already, or unreachable: either way forget the token here.
+      }
+      goToSignIn(null);
+    });
+  });
+
+  document.getElementById("sessions-title").setAttribute("tabindex", "-1");
+  try {
+    await load();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+const pages = {
+  "sign-in": signInPage,
+  "forgot-password": forgotPasswordPage,
+  "reset-password": resetPasswordPage,
+  account: accountPage,
+};
+Promise.resolve((pages[document.body.dataset.page] || (() => {}))()).then(() => {
+  document.body.dataset.ready = "true";
+});

@@ -1,0 +1,633 @@
+//! The pages in a real browser: headless Chromium driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`; `.ci/run` installs them). Each test starts its own server, chromedriver
+//! and browser sessions, clicks through the screens of the source documents, and saves a
+//! screenshot of each to `target/screenshots/` (or `LATCHKEY_SCREENSHOTS`; the README's come
+//! from `LATCHKEY_SCREENSHOTS=docs/screenshots cargo test browser_`).
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+
+use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::helpers::{Backend, TestApp, code};
+
+crate::tests![
+    browser_customer_resets_a_forgotten_password_in_the_storefront,
+    browser_admin_sends_a_reset_and_forces_sign_in,
+    browser_viewer_sees_no_reset_or_force_buttons,
+    browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
+];
+
+const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
+const ADMIN_PASSWORD: &str = "Admin-Console-2026";
+
+fn find_program(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+        .find(|candidate| candidate.is_file())
+}
+
+fn chromium() -> Option<PathBuf> {
+    std::env::var_os("LATCHKEY_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| find_program(&["chromium", "chromium-browser", "google-chrome"]))
+}
+
+/// Whether chromedriver and Chromium are installed; the reason when not.
+pub fn available() -> Result<(), String> {
+    find_program(&["chromedriver"]).ok_or("chromedriver is not on PATH")?;
+    chromium().ok_or("chromium is not on PATH")?;
+    Ok(())
+}
+
+/// One chromedriver process; dropped, it is killed with its browsers.
+pub struct Driver {
+    _process: Child,
+    url: String,
+}
+
+impl Driver {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(res) = http.get(format!("{url}/status")).send().await {
+                if res.status().is_success() {
+                    return Self {
+                        _process: process,
+                        url,
+                    };
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not come up on {url}");
+    }
+
+    /// A new headless browser with its own profile (cookies, sessionStorage).
+    pub async fn browser(&self, language: &str) -> Browser {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium().unwrap(),
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-background-networking",
+                    "--disable-extensions",
+                    "--no-first-run",
+                    "--window-size=1280,900",
+                    format!("--lang={language}"),
+                ],
+                "prefs": {"intl.accept_languages": language},
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a Chromium session");
+        Browser { client }
+    }
+}
+
+pub struct Browser {
+    client: Client,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+impl Browser {
+    pub async fn goto(&self, url: &str) {
+        self.client.goto(url).await.unwrap();
+        self.ready().await;
+    }
+
+    /// Waits until the page's script has finished its first load (`data-ready` on `<body>`).
+    pub async fn ready(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            let ready = self
+                .client
+                .execute(
+                    "return document.readyState === 'complete' && document.body && document.body.dataset.ready === 'true';",
+                    vec![],
+                )
+                .await
+                .unwrap_or(Value::Bool(false));
+            if ready == Value::Bool(true) {
+                return;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "page never became ready: {}",
+                self.url().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn url(&self) -> String {
+        self.client.current_url().await.unwrap().to_string()
+    }
+
+    pub async fn find(&self, css: &str) -> Element {
+        match self
+            .client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => element,
+            Err(e) => panic!("no {css} on {}: {e}", self.url().await),
+        }
+    }
+
+    /// How many elements match (0 when there are none; no waiting).
+    pub async fn count(&self, css: &str) -> usize {
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    /// Whether an element is displayed (present and not hidden).
+    pub async fn visible(&self, css: &str) -> bool {
+        match self.client.find(Locator::Css(css)).await {
+            Ok(e) => e.is_displayed().await.unwrap(),
+            Err(_) => false,
+        }
+    }
+
+    pub async fn fill(&self, css: &str, text: &str) {
+        let input = self.find(css).await;
+        input.clear().await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.find(css).await.click().await.unwrap();
+    }
+
+    /// Clicks the link or button whose visible text is `text`.
+    pub async fn click_text(&self, text: &str) {
+        let xpath = format!(
+            "//*[self::a or self::button][normalize-space(.)={}]",
+            xpath_literal(text)
+        );
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("no link or button {text:?}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    /// Waits until the element's text contains `needle`; returns the text.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(e) = self.client.find(Locator::Css(css)).await {
+                let text = e.text().await.unwrap_or_default();
+                if text.contains(needle) {
+                    return text;
+                }
+                assert!(
+                    started.elapsed() < WAIT,
+                    "{css} never said {needle:?}; it says {text:?}"
+                );
+            } else {
+                assert!(started.elapsed() < WAIT, "no {css}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the address is `path` on this server.
+    pub async fn wait_path(&self, path: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let url = self.client.current_url().await.unwrap();
+            if url.path() == path {
+                self.ready().await;
+                return;
+            }
+            assert!(started.elapsed() < WAIT, "still on {url}, expected {path}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The id (or tag) of the focused element.
+    pub async fn focused(&self) -> String {
+        self.client
+            .execute(
+                "const e = document.activeElement; return e.id || e.getAttribute('href') || e.tagName;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub async fn press_tab(&self) {
+        let focused = self.client.active_element().await.unwrap();
+        focused.send_keys("\u{e004}").await.unwrap();
+    }
+
+    /// Saves a screenshot as `<dir>/<name>.png`.
+    pub async fn shot(&self, name: &str) {
+        let dir = std::env::var_os("LATCHKEY_SCREENSHOTS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
+            });
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    pub async fn close(self) {
+        self.client.close().await.ok();
+    }
+}
+
+fn xpath_literal(text: &str) -> String {
+    if text.contains('\'') {
+        format!("\"{text}\"")
+    } else {
+        format!("'{text}'")
+    }
+}
+
+async fn customer(app: &TestApp, email: &str, locale: &str) {
+    let res = app
+        .gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": email, "firstname": "Mai", "lastname": "Sato", "password": CUSTOMER_PASSWORD, "locale": locale}}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+}
+
+async fn admin(app: &TestApp, username: &str, role: &str) {
+    latchkey::create_admin(&app.config, username, role, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+}
+
+async fn admin_signs_in(browser: &Browser, app: &TestApp, username: &str) {
+    browser.goto(&app.url("/admin")).await;
+    browser.wait_path("/admin/sign-in").await;
+    browser.fill("#username", username).await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click("#admin-sign-in button[type=submit]").await;
+    browser.wait_path("/admin/customers").await;
+}
+
+/// The storefront half of the source documents: "Forgot Your Password?", "Email Address",
+/// "Reset My Password", the emailed link, "New Password", "Reset Password", then sign-in.
+async fn browser_customer_resets_a_forgotten_password_in_the_storefront(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    customer(&app, "mai@example.com", "en").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("en-US").await;
+
+    browser.goto(&app.url("/account/sign-in")).await;
+    assert_eq!(browser.text("h1").await, "Customer Login");
+    browser.shot("storefront-sign-in").await;
+    browser.click_text("Forgot Your Password?").await;
+    browser.wait_path("/account/forgot-password").await;
+    assert_eq!(browser.text("label[for=email]").await, "Email Address");
+    browser.fill("#email", "not-an-address").await;
+    browser.click_text("Reset My Password").await;
+    browser.wait_text("#email-error", "valid email").await;
+    browser.fill("#email", "mai@example.com").await;
+    browser.shot("storefront-forgot-password").await;
+    browser.click_text("Reset My Password").await;
+    browser
+        .wait_text(
+            "#notice",
+            "If there is an account associated with mai@example.com",
+        )
+        .await;
+    browser.shot("storefront-forgot-password-sent").await;
+
+    let mail = smtp.wait_for(1).await;
+    // The link's host is the configured public URL (the test server's port is only known
+    // after it binds); its path and query are what the page needs.
+    let link = mail[0].link();
+    let path = &link[link
+        .find("/account/reset-password?token=")
+        .expect("a reset link")..];
+    let link = app.url(path);
+    browser.goto(&link).await;
+    assert!(
+        !browser.url().await.contains("token"),
+        "the token leaves the address bar"
+    );
+    assert_eq!(browser.text("label[for=password]").await, "New Password");
+
+    // Mismatch, then a password the policy refuses: each explained, the link still usable.
+    browser.fill("#password", "Another-Pass-2026").await;
+    browser.fill("#confirm", "Another-Pass-2027").await;
+    browser.click_text("Reset Password").await;
+    browser
+        .wait_text("#confirm-error", "Please enter the same value again.")
+        .await;
+    browser.fill("#password", "abc").await;
+    browser.fill("#confirm", "abc").await;
+    browser.click_text("Reset Password").await;
+    browser
+        .wait_text("#password-error", "must be at least 6 characters long")
+        .await;
+    browser.shot("storefront-new-password-policy").await;
+
+    browser.fill("#password", "Brand-New-Pass-2026").await;
+    browser.fill("#confirm", "Brand-New-Pass-2026").await;
+    browser.shot("storefront-new-password").await;
+    browser.click_text("Reset Password").await;
+    browser
+        .wait_text("#notice", "You updated your password.")
+        .await;
+    browser.shot("storefront-password-updated").await;
+    let old = app
+        .sign_in_response("mai@example.com", CUSTOMER_PASSWORD)
+        .await;
+    assert_eq!(
+        code(&old),
+        "AUTHENTICATION_FAILED",
+        "the old password is gone"
+    );
+
+    browser.click("#to-sign-in").await;
+    browser.wait_path("/account/sign-in").await;
+    browser.fill("#email", "mai@example.com").await;
+    browser.fill("#password", "Brand-New-Pass-2026").await;
+    browser.click_text("Sign In").await;
+    browser.wait_path("/account").await;
+    browser
+        .wait_text("#who", "Signed in as Mai Sato (mai@example.com)")
+        .await;
+    assert_eq!(browser.count("#sessions tbody tr").await, 1);
+    browser.wait_text("#sessions tbody", "This device").await;
+    browser.shot("storefront-account").await;
+
+    // The link was used: opening it again explains and offers a new one.
+    browser.goto(&link).await;
+    browser.fill("#password", "Third-Pass-2026x").await;
+    browser.fill("#confirm", "Third-Pass-2026x").await;
+    browser.click_text("Reset Password").await;
+    browser.wait_text("#notice", "already been used").await;
+    assert!(browser.visible("#request-new").await);
+    browser.close().await;
+}
+
+/// The admin half: Customers > All Customers, Edit, "Reset Password", "Force Sign In", OK; the
+/// customer's signed-in browser is refused afterwards.
+async fn browser_admin_sends_a_reset_and_forces_sign_in(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    for i in 0..3 {
+        customer(&app, &format!("other{i}@example.com"), "en").await;
+    }
+    customer(&app, "mai@example.com", "en").await;
+    admin(&app, "ops", "administrator").await;
+    let driver = Driver::start().await;
+
+    // The customer is signed in on their own device, and on a second one through the API.
+    let shopper = driver.browser("en-US").await;
+    shopper.goto(&app.url("/account/sign-in")).await;
+    shopper.fill("#email", "mai@example.com").await;
+    shopper.fill("#password", CUSTOMER_PASSWORD).await;
+    shopper.click_text("Sign In").await;
+    shopper.wait_path("/account").await;
+    let api_token = app.sign_in("mai@example.com", CUSTOMER_PASSWORD).await;
+    shopper.goto(&app.url("/account")).await;
+    assert_eq!(shopper.count("#sessions tbody tr").await, 2);
+
+    let console = driver.browser("en-US").await;
+    admin_signs_in(&console, &app, "ops").await;
+    console.wait_text("#count", "4 records found").await;
+    console.wait_text("#admin-who", "ops (administrator)").await;
+    console.shot("admin-customers").await;
+    console.fill("#search", "mai@").await;
+    console.click_text("Search").await;
+    console.wait_text("#count", "1 records found").await;
+    let row = console.text("#grid tbody tr").await;
+    assert!(
+        row.contains("Mai Sato") && row.contains("mai@example.com"),
+        "{row}"
+    );
+    console.shot("admin-customers-search").await;
+    console.click("#grid tbody tr a").await;
+    console.wait_text("#customer-name", "Mai Sato").await;
+    console.wait_text("#info", "mai@example.com").await;
+    console.shot("admin-customer").await;
+
+    console.click_text("Reset Password").await;
+    console
+        .wait_text(
+            "#notice",
+            "The customer will receive an email with a link to reset password.",
+        )
+        .await;
+    let mail = smtp.wait_for(1).await;
+    assert_eq!(mail[0].header_to(), "mai@example.com");
+    assert!(mail[0].link().contains("/account/reset-password?token="));
+
+    console.click_text("Force Sign In").await;
+    assert!(console.visible("#confirm").await, "a confirmation dialog");
+    console.shot("admin-force-sign-in-confirm").await;
+    console.click("#confirm-cancel").await;
+    assert!(!console.visible("#confirm").await);
+    assert_eq!(
+        app.whoami(&api_token).await.as_deref(),
+        Ok("mai@example.com"),
+        "Cancel changes nothing"
+    );
+
+    console.click_text("Force Sign In").await;
+    console.click("#confirm-ok").await;
+    console
+        .wait_text(
+            "#notice",
+            "You have revoked the customer's tokens: 2 signed-in devices were signed out.",
+        )
+        .await;
+    console.shot("admin-force-sign-in-done").await;
+    assert_eq!(app.whoami(&api_token).await, Err("UNAUTHENTICATED".into()));
+
+    // The customer's browser is refused and sent to sign in again.
+    shopper.client.goto(&app.url("/account")).await.unwrap();
+    shopper.wait_path("/account/sign-in").await;
+    shopper
+        .wait_text("#notice", "Your session has ended. Please sign in again.")
+        .await;
+    shopper.shot("storefront-session-ended").await;
+
+    // Both actions are in the audit log; the settings form saves.
+    console.click_text("Audit log").await;
+    console.wait_path("/admin/audit-log").await;
+    let log = console.text("#audit tbody").await;
+    assert!(
+        log.contains("Force Sign In") && log.contains("Reset Password"),
+        "{log}"
+    );
+    assert!(log.contains("ops"), "{log}");
+    console.shot("admin-audit-log").await;
+    console.click_text("Password settings").await;
+    console.wait_path("/admin/settings").await;
+    assert_eq!(
+        console
+            .find("#minPasswordLength")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("6")
+    );
+    console.fill("#minPasswordLength", "12").await;
+    console.click_text("Save Config").await;
+    console
+        .wait_text("#notice", "You saved the configuration.")
+        .await;
+    console.shot("admin-settings").await;
+    let res = app
+        .gql_as(
+            Some(&app.sign_in("other0@example.com", CUSTOMER_PASSWORD).await),
+            "mutation { changeCustomerPassword(currentPassword: \"Storefront-Pass-2026\", newPassword: \"Short-1x\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        code(&res),
+        "PASSWORD_POLICY",
+        "the new minimum applies at once"
+    );
+
+    console.click("#admin-sign-out").await;
+    console.wait_path("/admin/sign-in").await;
+    console
+        .client
+        .goto(&app.url("/admin/customers"))
+        .await
+        .unwrap();
+    console.wait_path("/admin/sign-in").await;
+    shopper.close().await;
+    console.close().await;
+}
+
+/// A viewer reads the grid and the customer page but gets neither button, nor the settings and
+/// audit log menus; opening the settings page anyway is refused by the API.
+async fn browser_viewer_sees_no_reset_or_force_buttons(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    customer(&app, "mai@example.com", "en").await;
+    admin(&app, "watcher", "viewer").await;
+    let driver = Driver::start().await;
+    let console = driver.browser("en-US").await;
+    admin_signs_in(&console, &app, "watcher").await;
+    console.wait_text("#admin-who", "watcher (viewer)").await;
+    assert_eq!(console.count("[data-permission=SETTINGS_READ]").await, 0);
+    assert_eq!(console.count("[data-permission=AUDIT_READ]").await, 0);
+    console.click("#grid tbody tr a").await;
+    console.wait_text("#info", "mai@example.com").await;
+    assert_eq!(
+        console.count("#reset-password").await,
+        0,
+        "no Reset Password"
+    );
+    assert_eq!(console.count("#force-sign-in").await, 0, "no Force Sign In");
+    assert!(console.visible("#back").await);
+    console.shot("admin-customer-viewer").await;
+    console.goto(&app.url("/admin/settings")).await;
+    console
+        .wait_text("#notice", "Your role does not allow this.")
+        .await;
+    assert_eq!(console.count("#save").await, 0);
+    console.close().await;
+}
+
+/// Japanese and Korean labels from the source documents, the choice remembered, and the forms
+/// usable by keyboard alone in a sensible order.
+async fn browser_pages_speak_japanese_and_korean_and_work_by_keyboard(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    customer(&app, "mai@example.com", "ja").await;
+    let driver = Driver::start().await;
+
+    // Accept-Language picks Japanese.
+    let browser = driver.browser("ja").await;
+    browser.goto(&app.url("/account/sign-in")).await;
+    assert_eq!(browser.text("#forgot-link").await, "パスワードを忘れた場合");
+    browser.click("#forgot-link").await;
+    browser.wait_path("/account/forgot-password").await;
+    assert_eq!(browser.text("label[for=email]").await, "メールアドレス");
+    assert_eq!(
+        browser.text("#forgot button[type=submit]").await,
+        "パスワードをリセット"
+    );
+    browser.shot("storefront-forgot-password-ja").await;
+    browser
+        .goto(&app.url("/account/reset-password?token=x"))
+        .await;
+    assert_eq!(
+        browser.text("label[for=password]").await,
+        "新しいパスワード"
+    );
+
+    // An explicit choice wins over Accept-Language and is remembered.
+    browser.click("a[hreflang=ko]").await;
+    browser.wait_text("h1", "새 암호 설정").await;
+    browser.goto(&app.url("/account/forgot-password")).await;
+    assert_eq!(browser.text("label[for=email]").await, "이메일 주소");
+    assert_eq!(
+        browser.text("#forgot button[type=submit]").await,
+        "내 암호 재설정"
+    );
+    browser.shot("storefront-forgot-password-ko").await;
+    browser.goto(&app.url("/admin/sign-in")).await;
+    assert_eq!(browser.text("label[for=username]").await, "사용자 이름");
+    browser.close().await;
+
+    // Keyboard: Tab walks the sign-in form in reading order; Enter submits.
+    let browser = driver.browser("en-US").await;
+    browser.goto(&app.url("/account/sign-in")).await;
+    browser.click("#email").await;
+    browser.fill("#email", "mai@example.com").await;
+    browser.press_tab().await;
+    assert_eq!(browser.focused().await, "password");
+    browser
+        .find("#password")
+        .await
+        .send_keys(&format!("{CUSTOMER_PASSWORD}\u{e007}"))
+        .await
+        .unwrap();
+    browser.wait_path("/account").await;
+    browser.wait_text("#who", "mai@example.com").await;
+    browser.press_tab().await;
+    browser.close().await;
+}
