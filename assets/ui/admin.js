@@ -2,7 +2,7 @@
 // Password" and "Force Sign In", the password settings and the audit log. A control is shown
 // only when the signed-in admin's role allows it (`currentAdmin.permissions`); the API enforces
 // the same permissions whatever the page shows.
-import { t, gql, tokenStore, notify, describe, when, el, busy } from "./common.js";
+import { t, gql, tokenStore, notify, describe, when, whenShort, el, busy } from "./common.js";
 
 const adminToken = tokenStore("latchkey.admin");
 const RETURN_TO = "latchkey.admin-return";
@@ -151,13 +151,13 @@ async function customersPage(admin) {
     }
     for (const { node } of page.edges) {
       const tr = el("tr", null, { "data-customer": node.id });
-      tr.appendChild(el("td", fullName(node)));
+      tr.appendChild(el("td", fullName(node), { class: "nowrap" }));
       tr.appendChild(el("td", node.email));
-      tr.appendChild(el("td", when(node.createdAt)));
+      tr.appendChild(el("td", whenShort(node.createdAt), { class: "nowrap" }));
       tr.appendChild(el("td", node.activeTokenCount, { class: "num" }));
-      tr.appendChild(el("td", node.lockedUntil ? when(node.lockedUntil) : "—"));
-      tr.appendChild(el("td", when(node.passwordChangedAt)));
-      tr.appendChild(el("td", when(node.lastResetRequestedAt)));
+      tr.appendChild(el("td", node.lockedUntil ? whenShort(node.lockedUntil) : "—", { class: "nowrap" }));
+      tr.appendChild(el("td", whenShort(node.passwordChangedAt), { class: "nowrap" }));
+      tr.appendChild(el("td", whenShort(node.lastResetRequestedAt), { class: "nowrap" }));
       const action = el("td");
       const edit = el("a", t("admin.edit"), {
         href: "/admin/customers/" + encodeURIComponent(node.id),
@@ -222,6 +222,8 @@ async function customerPage(admin) {
     }
     heading.textContent = fullName(customer);
     document.title = fullName(customer) + " · " + document.title.split(" · ").pop();
+    const languages = new Intl.DisplayNames([document.documentElement.lang], { type: "language" });
+    customer.locale = languages.of(customer.locale) || customer.locale;
     for (const dd of document.querySelectorAll("#info [data-field]")) {
       const value = customer[dd.dataset.field];
       dd.textContent =
@@ -408,7 +410,7 @@ async function auditLogPage(admin) {
     }
     for (const { node } of page.edges) {
       const tr = el("tr");
-      tr.appendChild(el("td", when(node.at)));
+      tr.appendChild(el("td", whenShort(node.at), { class: "nowrap" }));
       tr.appendChild(el("td", node.actor));
       tr.appendChild(el("td", t("admin.action_" + node.action)));
       const customer = el("td");

@@ -139,9 +139,22 @@ const dateFormat = new Intl.DateTimeFormat(document.documentElement.lang, {
   timeStyle: "short",
 });
 
+const shortFormat = new Intl.DateTimeFormat(document.documentElement.lang, {
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+});
+
 /** A timestamp for people, in the page's language; "never" for null. */
 export function when(iso) {
   return iso ? dateFormat.format(new Date(iso)) : t("common.never");
+}
+
+/** The same, compact, for table cells. */
+export function whenShort(iso) {
+  return iso ? shortFormat.format(new Date(iso)) : t("common.never");
 }
 
 /** A plausible address: the server decides; this only catches typing slips early. */

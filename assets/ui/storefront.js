@@ -49,6 +49,10 @@ function requireEmail(input) {
 }
 
 function signInPage() {
+  if (customerToken.get()) {
+    window.location.replace("/account");
+    return;
+  }
   showPendingNotice();
   const form = document.getElementById("sign-in");
   const email = document.getElementById("email");

@@ -285,10 +285,14 @@ fn xpath_literal(text: &str) -> String {
 }
 
 async fn customer(app: &TestApp, email: &str, locale: &str) {
+    named_customer(app, email, locale, "Mai", "Sato").await;
+}
+
+async fn named_customer(app: &TestApp, email: &str, locale: &str, first: &str, last: &str) {
     let res = app
         .gql(
             "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
-            json!({"i": {"email": email, "firstname": "Mai", "lastname": "Sato", "password": CUSTOMER_PASSWORD, "locale": locale}}),
+            json!({"i": {"email": email, "firstname": first, "lastname": last, "password": CUSTOMER_PASSWORD, "locale": locale}}),
         )
         .await;
     assert!(res["errors"].is_null(), "{res}");
@@ -411,8 +415,15 @@ async fn browser_customer_resets_a_forgotten_password_in_the_storefront(backend:
 /// customer's signed-in browser is refused afterwards.
 async fn browser_admin_sends_a_reset_and_forces_sign_in(backend: Backend) {
     let (app, smtp) = TestApp::with_smtp(backend).await;
-    for i in 0..3 {
-        customer(&app, &format!("other{i}@example.com"), "en").await;
+    for (i, (first, last, locale)) in [
+        ("Ann", "Lee", "en"),
+        ("Kenji", "Tanaka", "ja"),
+        ("Min-jun", "Kim", "ko"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        named_customer(&app, &format!("other{i}@example.com"), locale, first, last).await;
     }
     customer(&app, "mai@example.com", "en").await;
     admin(&app, "ops", "administrator").await;
