@@ -2,7 +2,7 @@
 // Password" and "Force Sign In", the password settings and the audit log. A control is shown
 // only when the signed-in admin's role allows it (`currentAdmin.permissions`); the API enforces
 // the same permissions whatever the page shows.
-import { t, gql, tokenStore, notify, describe, when, whenShort, el, busy } from "./common.js";
+import { t, gql, tokenStore, notify, describe, when, whenShort, el, busy, start } from "./common.js";
 
 const adminToken = tokenStore("latchkey.admin");
 const RETURN_TO = "latchkey.admin-return";
@@ -34,6 +34,27 @@ function fullName(customer) {
     : customer.firstname + " " + customer.lastname;
 }
 
+/** Where to go after sign-in: the console page that sent the admin here, else the grid. */
+function returnPath() {
+  const saved = sessionStorage.getItem(RETURN_TO);
+  sessionStorage.removeItem(RETURN_TO);
+  try {
+    const url = new URL(saved || "/admin/customers", window.location.origin);
+    // Only pages of this console on this origin: never an address another page could plant.
+    if (
+      url.origin === window.location.origin &&
+      url.pathname.startsWith("/admin/") &&
+      !url.pathname.split("/").includes("..") &&
+      url.pathname !== "/admin/sign-in"
+    ) {
+      return url.pathname + url.search;
+    }
+  } catch (e) {
+    // Not a URL: fall through.
+  }
+  return "/admin/customers";
+}
+
 function signInPage() {
   const key = sessionStorage.getItem(NEXT_NOTICE);
   if (key) {
@@ -46,6 +67,8 @@ function signInPage() {
   username.focus();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    username.toggleAttribute("aria-invalid", !username.value.trim());
+    password.toggleAttribute("aria-invalid", !password.value);
     if (!username.value.trim() || !password.value) {
       notify(t("common.required"), "error");
       (username.value.trim() ? password : username).focus();
@@ -58,10 +81,7 @@ function signInPage() {
           { username: username.value.trim(), password: password.value },
         );
         adminToken.set(data.generateAdminToken);
-        const target = sessionStorage.getItem(RETURN_TO) || "/admin/customers";
-        sessionStorage.removeItem(RETURN_TO);
-        // Only paths of this console: never an address another page could plant.
-        window.location.assign(/^\/admin\/[\w\-/?=&%.]*$/.test(target) ? target : "/admin/customers");
+        window.location.assign(returnPath());
       } catch (error) {
         password.value = "";
         notify(error.code === "AUTHENTICATION_FAILED" ? t("admin.failed") : describe(error), "error");
@@ -121,15 +141,20 @@ async function customersPage(admin) {
     sort.value = params.get("sort");
   }
   let endCursor = null;
+  // The query the shown page answers: "Next page" continues it even if the fields were edited
+  // since (a cursor belongs to its search and sort).
+  let shown = null;
 
-  async function load(after) {
+  function snapshot() {
     const [field, direction] = (sort.value || "CREATED_AT:DESC").split(":");
-    const variables = {
+    return {
       filter: search.value.trim() ? { search: search.value.trim() } : null,
       sort: { field, direction },
-      first: PAGE_SIZE,
-      after,
     };
+  }
+
+  async function load(after) {
+    const variables = { ...shown, first: PAGE_SIZE, after };
     const data = await gql(
       `query Grid($filter: CustomerFilter, $sort: CustomerSort, $first: Int, $after: String) {
         customers(filter: $filter, sort: $sort, first: $first, after: $after) {
@@ -180,6 +205,7 @@ async function customersPage(admin) {
     }
   }
 
+  const table = rows.closest("table");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const query = new URLSearchParams();
@@ -188,19 +214,29 @@ async function customersPage(admin) {
     }
     query.set("sort", sort.value);
     window.history.replaceState(null, "", "?" + query.toString());
+    shown = snapshot();
     await busy(form.querySelector("button[type=submit]"), () => run(null));
   });
+  // The paging buttons may hide themselves: focus moves to the table they changed.
   next.addEventListener("click", async () => {
     await busy(next, () => run(endCursor));
-    rows.closest("table").focus();
+    table.focus();
   });
-  first.addEventListener("click", () => run(null));
-  rows.closest("table").setAttribute("tabindex", "-1");
+  first.addEventListener("click", async () => {
+    await run(null);
+    table.focus();
+  });
+  shown = snapshot();
   await run(null);
 }
 
 async function customerPage(admin) {
-  const id = decodeURIComponent(window.location.pathname.split("/").pop());
+  let id = window.location.pathname.split("/").pop();
+  try {
+    id = decodeURIComponent(id);
+  } catch (e) {
+    // A malformed address names no customer; the API answers null.
+  }
   const heading = document.getElementById("customer-name");
   const dialog = document.getElementById("confirm");
 
@@ -349,7 +385,8 @@ async function settingsPage(admin) {
         const number = Number(field.value);
         if (field.value.trim() === "" || !Number.isInteger(number)) {
           field.setAttribute("aria-invalid", "true");
-          notify(t("admin.invalid_field", { field: field.labels[0].textContent, message: t("common.required") }), "error");
+          const message = field.value.trim() === "" ? t("common.required") : t("common.whole_number");
+          notify(t("admin.invalid_field", { field: field.labels[0].textContent, message }), "error");
           field.focus();
           return;
         }
@@ -369,7 +406,7 @@ async function settingsPage(admin) {
         const field = error.extensions.field && document.getElementById(error.extensions.field);
         if (error.code === "BAD_USER_INPUT" && field) {
           field.setAttribute("aria-invalid", "true");
-          notify(t("admin.invalid_field", { field: field.labels[0].textContent, message: error.message }), "error");
+          notify(t("admin.invalid_field", { field: field.labels[0].textContent, message: t("common.out_of_range") }), "error");
           field.focus();
         } else {
           failed(error);
@@ -387,6 +424,7 @@ async function auditLogPage(admin) {
   const next = document.getElementById("next-page");
   const first = document.getElementById("first-page");
   let endCursor = null;
+  let shown = action.value;
 
   async function load(after) {
     const data = await gql(
@@ -397,7 +435,7 @@ async function auditLogPage(admin) {
           edges { node { id at actor action customerId clientIp } }
         }
       }`,
-      { first: PAGE_SIZE, after, filter: action.value ? { action: action.value } : null },
+      { first: PAGE_SIZE, after, filter: shown ? { action: shown } : null },
       admin.token,
     );
     const page = data.auditLog;
@@ -438,12 +476,20 @@ async function auditLogPage(admin) {
     }
   }
 
+  const table = rows.closest("table");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    shown = action.value;
     await busy(form.querySelector("button[type=submit]"), () => run(null));
   });
-  next.addEventListener("click", () => busy(next, () => run(endCursor)));
-  first.addEventListener("click", () => run(null));
+  next.addEventListener("click", async () => {
+    await busy(next, () => run(endCursor));
+    table.focus();
+  });
+  first.addEventListener("click", async () => {
+    await run(null);
+    table.focus();
+  });
   await run(null);
 }
 
@@ -451,28 +497,19 @@ async function main() {
   const page = document.body.dataset.page;
   if (page === "admin-sign-in") {
     signInPage();
-    document.body.dataset.ready = "true";
     return;
   }
   const admin = await session();
   if (!admin) {
     return;
   }
-  switch (page) {
-    case "admin-customers":
-      await customersPage(admin);
-      break;
-    case "admin-customer":
-      await customerPage(admin);
-      break;
-    case "admin-settings":
-      await settingsPage(admin);
-      break;
-    case "admin-audit-log":
-      await auditLogPage(admin);
-      break;
-  }
-  document.body.dataset.ready = "true";
+  const pages = {
+    "admin-customers": customersPage,
+    "admin-customer": customerPage,
+    "admin-settings": settingsPage,
+    "admin-audit-log": auditLogPage,
+  };
+  await (pages[page] || (() => {}))(admin);
 }
 
-main();
+start(main);

@@ -74,26 +74,30 @@ export function tokenStore(key) {
   };
 }
 
-/** Shows a message in the page's live region: kind is "ok", "error" or "info". */
+/**
+ * Shows a message in the page's live region (`#notice`, always present so screen readers hear
+ * the first message too): kind is "ok", "error" (announced at once, role="alert") or "info".
+ */
 export function notify(text, kind, items) {
-  const box = document.getElementById("notice");
-  box.textContent = "";
-  box.className = "notice " + (kind || "info");
+  const region = document.getElementById("notice");
+  region.textContent = "";
   if (!text) {
-    return;
+    return null;
   }
-  const p = document.createElement("p");
-  p.textContent = text;
-  box.appendChild(p);
+  const box = el("div", null, { class: "notice " + (kind || "info"), tabindex: "-1" });
+  if (kind === "error") {
+    box.setAttribute("role", "alert");
+  }
+  box.appendChild(el("p", text));
   if (items && items.length) {
-    const ul = document.createElement("ul");
+    const ul = el("ul");
     for (const item of items) {
-      const li = document.createElement("li");
-      li.textContent = item;
-      ul.appendChild(li);
+      ul.appendChild(el("li", item));
     }
     box.appendChild(ul);
   }
+  region.appendChild(box);
+  return box;
 }
 
 /** Marks a field invalid with its message (or clears it with null). */
@@ -172,6 +176,19 @@ export function el(tag, text, attributes) {
     node.setAttribute(name, value);
   }
   return node;
+}
+
+/**
+ * Runs a page's script and then marks the page ready (`data-ready` on `<body>`) whatever
+ * happened, so tests and tools can tell a finished page from a loading one.
+ */
+export function start(page) {
+  Promise.resolve()
+    .then(page)
+    .catch((error) => notify(describe(error), "error"))
+    .finally(() => {
+      document.body.dataset.ready = "true";
+    });
 }
 
 /** Disables a form's submit button while `work` runs. */

@@ -12,6 +12,7 @@ import {
   looksLikeEmail,
   el,
   busy,
+  start,
 } from "./common.js";
 
 const customerToken = tokenStore("latchkey.customer");
@@ -78,6 +79,11 @@ function signInPage() {
         customerToken.set(data.generateCustomerToken);
         window.location.assign("/account");
       } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          fieldError(email, t("common.email_invalid"));
+          email.focus();
+          return;
+        }
         password.value = "";
         notify(error.code === "AUTHENTICATION_FAILED" ? t("signin.failed") : describe(error), "error");
         password.focus();
@@ -100,10 +106,10 @@ function forgotPasswordPage() {
         await gql("mutation Forgot($email: String!) { requestPasswordReset(email: $email) }", {
           email: address,
         });
+        const box = notify(t("forgot.sent", { email: address }), "ok");
+        box.appendChild(el("p")).appendChild(el("a", t("forgot.back"), { href: "/account/sign-in" }));
         form.hidden = true;
-        notify(t("forgot.sent", { email: address }), "ok");
-        const back = el("a", t("forgot.back"), { href: "/account/sign-in" });
-        document.getElementById("notice").appendChild(el("p")).appendChild(back);
+        box.focus();
       } catch (error) {
         if (error.code === "BAD_USER_INPUT") {
           fieldError(email, t("common.email_invalid"));
@@ -116,18 +122,35 @@ function forgotPasswordPage() {
   });
 }
 
-// The reset token arrives in the link's query string. It leaves the address bar at once (so it
-// stays out of history, bookmarks and screenshots) and waits in this tab's sessionStorage, so a
-// language switch does not lose it; it is sent only in the body of the resetPassword mutation.
+// The reset token arrives in the link's query string. The address bar shows the page without it
+// at once (the history entry is replaced, so Back, bookmarks and screenshots do not carry it;
+// the browser's global history list may still have recorded the opened link). It waits in this
+// tab's sessionStorage for at most 30 minutes, so a language switch does not lose it, and is
+// sent only in the body of the resetPassword mutation.
 const RESET_TOKEN = "latchkey.reset-token";
+const RESET_TOKEN_KEPT_MS = 30 * 60 * 1000;
 
-function resetPasswordPage() {
+function resetToken() {
   const fromLink = new URLSearchParams(window.location.search).get("token");
   if (fromLink) {
-    sessionStorage.setItem(RESET_TOKEN, fromLink);
+    sessionStorage.setItem(RESET_TOKEN, JSON.stringify({ token: fromLink, at: Date.now() }));
     window.history.replaceState(null, "", window.location.pathname);
+    return fromLink;
   }
-  const token = sessionStorage.getItem(RESET_TOKEN);
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(RESET_TOKEN) || "null");
+    if (kept && typeof kept.token === "string" && Date.now() - kept.at < RESET_TOKEN_KEPT_MS) {
+      return kept.token;
+    }
+  } catch (e) {
+    // Unreadable: as if there were none.
+  }
+  sessionStorage.removeItem(RESET_TOKEN);
+  return null;
+}
+
+function resetPasswordPage() {
+  const token = resetToken();
   const form = document.getElementById("reset");
   const password = document.getElementById("password");
   const confirm = document.getElementById("confirm");
@@ -263,7 +286,7 @@ async function accountPage() {
     rows.textContent = "";
     for (const session of data.customerSessions) {
       const tr = el("tr", null, { "data-session": session.id });
-      const device = el("td");
+      const device = el("td", null, { id: "device-" + session.id });
       device.appendChild(
         el("span", describeDevice(session.userAgent), { class: "ua", title: session.userAgent || "" }),
       );
@@ -280,6 +303,7 @@ async function accountPage() {
         const button = el("button", t("account.sign_out_device"), {
           type: "button",
           class: "sign-out-device",
+          "aria-describedby": "device-" + session.id,
         });
         button.addEventListener("click", () => signOutDevice(session.id, button));
         action.appendChild(button);
@@ -327,6 +351,4 @@ const pages = {
   "reset-password": resetPasswordPage,
   account: accountPage,
 };
-Promise.resolve((pages[document.body.dataset.page] || (() => {}))()).then(() => {
-  document.body.dataset.ready = "true";
-});
+start(pages[document.body.dataset.page] || (() => {}));

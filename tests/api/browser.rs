@@ -554,17 +554,63 @@ async fn browser_admin_sends_a_reset_and_forces_sign_in(backend: Backend) {
 }
 
 /// A viewer reads the grid and the customer page but gets neither button, nor the settings and
-/// audit log menus; opening the settings page anyway is refused by the API.
+/// audit log menus; opening the settings page anyway is refused by the API. Also: sign-in returns
+/// to the page that asked for it, and paging continues the query that was run, not fields
+/// edited since.
 async fn browser_viewer_sees_no_reset_or_force_buttons(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     customer(&app, "mai@example.com", "en").await;
+    for i in 0..21 {
+        named_customer(
+            &app,
+            &format!("c{i:02}@example.com"),
+            "en",
+            "Sam",
+            &format!("Page{i:02}"),
+        )
+        .await;
+    }
     admin(&app, "watcher", "viewer").await;
     let driver = Driver::start().await;
     let console = driver.browser("en-US").await;
-    admin_signs_in(&console, &app, "watcher").await;
+
+    console.goto(&app.url("/admin/settings")).await;
+    console.wait_path("/admin/sign-in").await;
+    console.fill("#username", "watcher").await;
+    console.fill("#password", ADMIN_PASSWORD).await;
+    console.click("#admin-sign-in button[type=submit]").await;
+    console.wait_path("/admin/settings").await;
+    console
+        .wait_text("#notice", "Your role does not allow this.")
+        .await;
+    assert_eq!(console.count("#save").await, 0);
     console.wait_text("#admin-who", "watcher (viewer)").await;
     assert_eq!(console.count("[data-permission=SETTINGS_READ]").await, 0);
     assert_eq!(console.count("[data-permission=AUDIT_READ]").await, 0);
+
+    console.click_text("Customers › All Customers").await;
+    console.wait_path("/admin/customers").await;
+    console.wait_text("#count", "22 records found").await;
+    assert_eq!(console.count("#grid tbody tr").await, 20);
+    // Edit the sort without running it: "Next page" still continues the newest-first query.
+    console
+        .find("#sort option[value='EMAIL:ASC']")
+        .await
+        .click()
+        .await
+        .unwrap();
+    console.click_text("Next page").await;
+    console.wait_text("#grid tbody", "mai@example.com").await;
+    assert_eq!(console.count("#grid tbody tr").await, 2, "the oldest two");
+    assert!(!console.visible("#next-page").await);
+    assert_eq!(console.text("#notice").await, "", "no error");
+    console.click_text("First page").await;
+    console.wait_text("#grid tbody", "c20@example.com").await;
+    assert_eq!(console.count("#grid tbody tr").await, 20);
+
+    console.fill("#search", "mai@").await;
+    console.click_text("Search").await;
+    console.wait_text("#count", "1 records found").await;
     console.click("#grid tbody tr a").await;
     console.wait_text("#info", "mai@example.com").await;
     assert_eq!(
@@ -575,11 +621,6 @@ async fn browser_viewer_sees_no_reset_or_force_buttons(backend: Backend) {
     assert_eq!(console.count("#force-sign-in").await, 0, "no Force Sign In");
     assert!(console.visible("#back").await);
     console.shot("admin-customer-viewer").await;
-    console.goto(&app.url("/admin/settings")).await;
-    console
-        .wait_text("#notice", "Your role does not allow this.")
-        .await;
-    assert_eq!(console.count("#save").await, 0);
     console.close().await;
 }
 
@@ -631,6 +672,14 @@ async fn browser_pages_speak_japanese_and_korean_and_work_by_keyboard(backend: B
     browser.fill("#email", "mai@example.com").await;
     browser.press_tab().await;
     assert_eq!(browser.focused().await, "password");
+    browser.press_tab().await;
+    assert_eq!(browser.focused().await, "BUTTON", "then Sign In");
+    browser.press_tab().await;
+    assert_eq!(
+        browser.focused().await,
+        "forgot-link",
+        "then Forgot Your Password?"
+    );
     browser
         .find("#password")
         .await
@@ -639,6 +688,5 @@ async fn browser_pages_speak_japanese_and_korean_and_work_by_keyboard(backend: B
         .unwrap();
     browser.wait_path("/account").await;
     browser.wait_text("#who", "mai@example.com").await;
-    browser.press_tab().await;
     browser.close().await;
 }

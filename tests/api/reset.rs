@@ -746,6 +746,7 @@ async fn the_built_in_reset_page_is_locked_down(backend: Backend) {
             "script-src 'self'",
             "style-src 'self'",
             "connect-src 'self'",
+            "form-action 'none'",
             "frame-ancestors 'none'",
             "base-uri 'none'",
         ] {
