@@ -113,10 +113,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         Arc::new(wakeup.clone()),
     );
     let public_url = config.public_base_url();
-    let link_template = config
-        .storefront_reset_url
-        .clone()
-        .unwrap_or_else(|| format!("{public_url}/account/reset-password?token={{token}}"));
+    let link_template = config.storefront_reset_url.clone().unwrap_or_else(|| {
+        format!("{public_url}/account/reset-password?token={{token}}&lang={{locale}}")
+    });
     let links = ResetLinks::new(link_template, config.reset_url_allowlist.clone())
         .map_err(|e| anyhow::anyhow!("LATCHKEY_STOREFRONT_RESET_URL: {e}"))?;
     let resets = Resets::new(

@@ -150,7 +150,7 @@ impl Templates {
         let ctx = context! {
             firstname => m.firstname,
             lastname => m.lastname,
-            link => m.link,
+            link => m.link.as_deref().map(|l| domain::reset::with_locale(l, m.locale)),
             hours => hours,
             store => self.store_name,
         };

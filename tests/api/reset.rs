@@ -687,6 +687,11 @@ async fn mail_is_in_the_customers_language_and_names_cannot_inject_markup(backen
     let by = |to: &str| mails.iter().find(|m| m.to == vec![to]).unwrap().clone();
     let ja = by("tanaka@example.jp");
     assert!(ja.subject().contains("パスワード"), "{}", ja.subject());
+    assert!(
+        ja.link().ends_with("&lang=ja"),
+        "the page opens in Japanese: {}",
+        ja.link()
+    );
     assert!(ja.text().contains("Lee 太郎 様"));
     assert!(ja.html().contains("パスワードのリセット"));
     let ko = by("kim@example.kr");

@@ -133,6 +133,17 @@ impl ResetLinks {
     }
 }
 
+/// The placeholder a link template may hold for the customer's language (`en`, `ja`, `ko`). The
+/// link is built when the request is queued, before the account is looked up (so the request
+/// costs the same whether or not it exists); the mail worker, which knows the recipient's
+/// language, fills it in with [`with_locale`].
+pub const LOCALE_PLACEHOLDER: &str = "{locale}";
+
+/// `link` with [`LOCALE_PLACEHOLDER`] replaced by the recipient's language.
+pub fn with_locale(link: &str, locale: crate::customer::Locale) -> String {
+    link.replace(LOCALE_PLACEHOLDER, locale.as_str())
+}
+
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -345,5 +356,21 @@ mod tests {
             ..limit
         };
         assert_eq!(limit_decision(&[full], &unlimited, now), Ok(()));
+    }
+
+    #[test]
+    fn the_locale_placeholder_is_filled_in_for_the_recipient() {
+        let links =
+            ResetLinks::new("https://s/r?token={token}&lang={locale}".into(), vec![]).unwrap();
+        let token = RawResetToken::generate().unwrap();
+        let email = Email::parse("a@example.com").unwrap();
+        let link = links.build(None, &token, &email);
+        assert!(link.ends_with("&lang={locale}"), "{link}");
+        let ja = with_locale(&link, crate::customer::Locale::Ja);
+        assert_eq!(ja, format!("https://s/r?token={}&lang=ja", token.expose()));
+        assert_eq!(
+            with_locale("https://s/r?t=x", crate::customer::Locale::Ko),
+            "https://s/r?t=x"
+        );
     }
 }
