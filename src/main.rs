@@ -75,9 +75,12 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
+            let base = config.public_base_url();
             tracing::info!(
                 address = %listener.local_addr()?,
                 graphiql = config.graphiql_enabled(),
+                storefront = %format!("{base}/account/sign-in"),
+                admin_console = %format!("{base}/admin"),
                 "Latchkey is listening: POST /graphql"
             );
             latchkey::serve(server, listener, latchkey::shutdown_signal()).await?;

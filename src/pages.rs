@@ -54,6 +54,7 @@ impl Area {
 
 /// `(path, template and page id, area)`. The page id is what the area's script dispatches on.
 const PAGES: &[(&str, &str, Area)] = &[
+    ("/", "index", Area::Storefront),
     ("/account", "account", Area::Storefront),
     ("/account/sign-in", "sign-in", Area::Storefront),
     (
@@ -133,6 +134,7 @@ impl Pages {
         }
         template!(
             "base",
+            "index",
             "account",
             "sign-in",
             "forgot-password",

@@ -729,6 +729,7 @@ async fn the_built_in_reset_page_is_locked_down(backend: Backend) {
     // Every page of the storefront and the admin console: strict CSP, no inline script or
     // style, nothing from another origin, never cached.
     for path in [
+        "/",
         "/account/reset-password?token=abc",
         "/account/sign-in",
         "/account/forgot-password",
