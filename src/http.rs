@@ -13,10 +13,9 @@ use async_graphql::{
 };
 use axum::{
     Json, Router,
-    body::{Body, Bytes},
+    body::Bytes,
     extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, RawQuery, Request, State},
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header},
-    middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
@@ -111,7 +110,8 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
-        .layer(cors)
+        // Without configured origins there is nothing to allow: no layer, no per-request cost.
+        .option_layer((!options.cors_origins.is_empty()).then_some(cors))
         .map_response(IntoResponse::into_response)
         .layer(RequestBodyLimitLayer::new(options.max_body_bytes))
         .layer(DefaultBodyLimit::max(options.max_body_bytes));
@@ -125,7 +125,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
             options.store_name.clone(),
         )?))
         .layer(inner)
-        .layer(middleware::from_fn(record_metrics))
+        .layer(HttpMetricsLayer::default())
         .layer(outer))
 }
 
@@ -361,18 +361,88 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn record_metrics(req: Request<Body>, next: Next) -> Response {
-    let path = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
-    let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("latchkey_http_requests_total", "method" => method.clone(), "path" => path.clone(), "status" => status).increment(1);
-    metrics::histogram!("latchkey_http_request_duration_seconds", "method" => method, "path" => path)
-        .record(started.elapsed());
-    response
+/// Counts requests and their durations by method, route pattern and status
+/// (`latchkey_http_requests_total`, `latchkey_http_request_duration_seconds`).
+///
+/// A plain tower layer rather than `middleware::from_fn`, which boxes and clones the whole inner
+/// stack per request; and the counters and histograms are looked up once per (route, method,
+/// status) and kept, instead of building labelled keys (five strings) on every request.
+#[derive(Clone, Default)]
+struct HttpMetricsLayer {
+    handles: Arc<std::sync::RwLock<HttpHandles>>,
+}
+
+type HttpHandles =
+    std::collections::HashMap<(String, Method, u16), (metrics::Counter, metrics::Histogram)>;
+
+impl<S> tower::Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetrics {
+            inner,
+            handles: self.handles.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct HttpMetrics<S> {
+    inner: S,
+    handles: Arc<std::sync::RwLock<HttpHandles>>,
+}
+
+impl<S> tower::Service<Request> for HttpMetrics<S>
+where
+    S: tower::Service<Request, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Response, S::Error>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let path = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "unmatched".to_owned());
+        let method = req.method().clone();
+        let started = std::time::Instant::now();
+        let handles = self.handles.clone();
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await?;
+            let status = response.status().as_u16();
+            let key = (path, method, status);
+            let cached = handles.read().ok().and_then(|h| h.get(&key).cloned());
+            let (requests, duration) = match cached {
+                Some(found) => found,
+                None => {
+                    let (path, method, status) = &key;
+                    let made = (
+                        metrics::counter!("latchkey_http_requests_total", "method" => method.to_string(), "path" => path.clone(), "status" => status.to_string()),
+                        metrics::histogram!("latchkey_http_request_duration_seconds", "method" => method.to_string(), "path" => path.clone()),
+                    );
+                    if let Ok(mut h) = handles.write() {
+                        // Unmatched paths share one label, so the map stays as small as the
+                        // route table times methods times statuses.
+                        h.insert(key, made.clone());
+                    }
+                    made
+                }
+            };
+            requests.increment(1);
+            duration.record(started.elapsed());
+            Ok(response)
+        })
+    }
 }

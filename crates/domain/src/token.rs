@@ -63,6 +63,18 @@ pub enum TokenError {
 pub struct TokenCodec {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Built once: a `Validation` holds hash sets, and the signed-in check runs on every request.
+    customer: Validation,
+    admin: Validation,
+}
+
+fn validation(kind: TokenKind) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[kind.audience()]);
+    validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud", "jti"]);
+    validation.leeway = 0;
+    validation
 }
 
 impl fmt::Debug for TokenCodec {
@@ -79,6 +91,8 @@ impl TokenCodec {
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            customer: validation(TokenKind::Customer),
+            admin: validation(TokenKind::Admin),
         })
     }
 
@@ -113,12 +127,11 @@ impl TokenCodec {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[kind.audience()]);
-        validation.set_required_spec_claims(&["exp", "iat", "sub", "iss", "aud", "jti"]);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+        let validation = match kind {
+            TokenKind::Customer => &self.customer,
+            TokenKind::Admin => &self.admin,
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, validation)
             .map_err(|_| TokenError::Invalid)?;
         if data.header.kid.is_some() {
             return Err(TokenError::Invalid);
