@@ -57,8 +57,8 @@ pub fn get(addr: SocketAddr, path: &str) -> Request<Full<Bytes>> {
         .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
 }
 
-/// Runs `connections` connections for `duration`. A response counts as an error unless it is
-/// 200 without a GraphQL `errors` member.
+/// Runs `connections` connections for `duration`, each sending at least one request. A
+/// response counts as an error unless it is 200 without a GraphQL `errors` member.
 pub async fn run(
     addr: SocketAddr,
     make: MakeRequest,
@@ -98,7 +98,9 @@ pub async fn spread(
                 return (hist, 1);
             };
             tokio::spawn(conn);
-            while Instant::now() < deadline {
+            // At least one request per connection, even when connecting took the whole
+            // duration (a zero duration sends exactly one).
+            loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t0 = Instant::now();
                 let ok = match sender.send_request(make(n)).await {
@@ -118,7 +120,7 @@ pub async fn spread(
                 if !ok {
                     errors += 1;
                 }
-                if sender.ready().await.is_err() {
+                if Instant::now() >= deadline || sender.ready().await.is_err() {
                     break;
                 }
             }

@@ -528,7 +528,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             addr,
             Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
             1,
-            Duration::from_millis(1),
+            Duration::ZERO,
         )
         .await;
         println!(
@@ -772,7 +772,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
                 addr,
                 Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&admin))),
                 1,
-                Duration::from_millis(1),
+                Duration::ZERO,
             )
             .await;
             latencies.push(stats.p50_ms);
