@@ -401,7 +401,8 @@ async function settingsPage(admin) {
           admin.token,
         );
         fill(data.updatePasswordSettings);
-        notify(t("admin.saved"), "ok");
+        // The form is long: bring the confirmation into view (and to screen readers).
+        notify(t("admin.saved"), "ok").focus();
       } catch (error) {
         const field = error.extensions.field && document.getElementById(error.extensions.field);
         if (error.code === "BAD_USER_INPUT" && field) {
