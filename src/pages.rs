@@ -107,8 +107,11 @@ fn dictionary_source(locale: Locale) -> &'static str {
 }
 
 struct Dictionary {
-    /// For the templates: `t.signin.title`.
-    labels: serde_json::Value,
+    /// For the templates: `t.signin.title` (a minijinja value: cloning it per page is a
+    /// reference count, not a copy of every label).
+    labels: minijinja::Value,
+    /// This language's own name, for the language links.
+    name: String,
     /// The same, as JSON for the scripts (`data-messages` on `<body>`).
     json: String,
 }
@@ -148,9 +151,18 @@ impl Pages {
         let dictionaries = LOCALES
             .iter()
             .map(|&locale| {
-                let labels: serde_json::Value = serde_json::from_str(dictionary_source(locale))?;
-                let json = serde_json::to_string(&labels)?;
-                Ok((locale, Dictionary { labels, json }))
+                let parsed: serde_json::Value = serde_json::from_str(dictionary_source(locale))?;
+                let json = serde_json::to_string(&parsed)?;
+                let name = parsed["lang"]["name"].as_str().unwrap_or_default().to_owned();
+                let labels = minijinja::Value::from_serialize(&parsed);
+                Ok((
+                    locale,
+                    Dictionary {
+                        labels,
+                        name,
+                        json,
+                    },
+                ))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
@@ -174,7 +186,7 @@ impl Pages {
             .map(|&l| {
                 context! {
                     code => l.as_str(),
-                    name => self.dictionary(l).labels["lang"]["name"].clone(),
+                    name => self.dictionary(l).name.as_str(),
                 }
             })
             .collect();
