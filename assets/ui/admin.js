@@ -127,20 +127,63 @@ async function session() {
   return { token, can: (permission) => me.permissions.includes(permission) };
 }
 
+/**
+ * A table showing one cursor-paged connection, with the record count, an empty-state row, and
+ * "Next page" / "First page" (which may hide themselves, so focus moves to the table).
+ * `fetch(after)` answers the connection; `row(node)` makes a node's row. Returns `reload`,
+ * which shows the first page.
+ */
+function pagedTable(tableId, emptyKey, fetch, row) {
+  const table = document.getElementById(tableId);
+  const rows = table.tBodies[0];
+  const columns = table.tHead.rows[0].cells.length;
+  const count = document.getElementById("count");
+  const next = document.getElementById("next-page");
+  const first = document.getElementById("first-page");
+  let endCursor = null;
+
+  async function show(after) {
+    try {
+      const page = await fetch(after);
+      count.textContent = t("admin.records", { count: page.totalCount });
+      rows.textContent = "";
+      if (!page.edges.length) {
+        const tr = el("tr");
+        tr.appendChild(el("td", t(emptyKey), { colspan: String(columns) }));
+        rows.appendChild(tr);
+      }
+      for (const { node } of page.edges) {
+        rows.appendChild(row(node));
+      }
+      endCursor = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+      next.hidden = !endCursor;
+      first.hidden = !after;
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  table.setAttribute("tabindex", "-1");
+  next.addEventListener("click", async () => {
+    await busy(next, () => show(endCursor));
+    table.focus();
+  });
+  first.addEventListener("click", async () => {
+    await show(null);
+    table.focus();
+  });
+  return () => show(null);
+}
+
 async function customersPage(admin) {
   const form = document.getElementById("grid-search");
   const search = document.getElementById("search");
   const sort = document.getElementById("sort");
-  const rows = document.querySelector("#grid tbody");
-  const count = document.getElementById("count");
-  const next = document.getElementById("next-page");
-  const first = document.getElementById("first-page");
   const params = new URLSearchParams(window.location.search);
   search.value = params.get("search") || "";
   if (params.get("sort")) {
     sort.value = params.get("sort");
   }
-  let endCursor = null;
   // The query the shown page answers: "Next page" continues it even if the fields were edited
   // since (a cursor belongs to its search and sort).
   let shown = null;
@@ -153,28 +196,24 @@ async function customersPage(admin) {
     };
   }
 
-  async function load(after) {
-    const variables = { ...shown, first: PAGE_SIZE, after };
-    const data = await gql(
-      `query Grid($filter: CustomerFilter, $sort: CustomerSort, $first: Int, $after: String) {
-        customers(filter: $filter, sort: $sort, first: $first, after: $after) {
-          totalCount
-          pageInfo { hasNextPage endCursor }
-          edges { node { id firstname lastname email createdAt activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt } }
-        }
-      }`,
-      variables,
-      admin.token,
-    );
-    const page = data.customers;
-    count.textContent = t("admin.records", { count: page.totalCount });
-    rows.textContent = "";
-    if (!page.edges.length) {
-      const tr = el("tr");
-      tr.appendChild(el("td", t("admin.no_customers"), { colspan: "8" }));
-      rows.appendChild(tr);
-    }
-    for (const { node } of page.edges) {
+  const reload = pagedTable(
+    "grid",
+    "admin.no_customers",
+    async (after) =>
+      (
+        await gql(
+          `query Grid($filter: CustomerFilter, $sort: CustomerSort, $first: Int, $after: String) {
+            customers(filter: $filter, sort: $sort, first: $first, after: $after) {
+              totalCount
+              pageInfo { hasNextPage endCursor }
+              edges { node { id firstname lastname email createdAt activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt } }
+            }
+          }`,
+          { ...shown, first: PAGE_SIZE, after },
+          admin.token,
+        )
+      ).customers,
+    (node) => {
       const tr = el("tr", null, { "data-customer": node.id });
       tr.appendChild(el("td", fullName(node), { class: "nowrap" }));
       tr.appendChild(el("td", node.email));
@@ -184,28 +223,17 @@ async function customersPage(admin) {
       tr.appendChild(el("td", whenShort(node.passwordChangedAt), { class: "nowrap" }));
       tr.appendChild(el("td", whenShort(node.lastResetRequestedAt), { class: "nowrap" }));
       const action = el("td");
-      const edit = el("a", t("admin.edit"), {
-        href: "/admin/customers/" + encodeURIComponent(node.id),
-        "aria-label": t("admin.edit") + " — " + fullName(node),
-      });
-      action.appendChild(edit);
+      action.appendChild(
+        el("a", t("admin.edit"), {
+          href: "/admin/customers/" + encodeURIComponent(node.id),
+          "aria-label": t("admin.edit") + " — " + fullName(node),
+        }),
+      );
       tr.appendChild(action);
-      rows.appendChild(tr);
-    }
-    endCursor = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
-    next.hidden = !endCursor;
-    first.hidden = !after;
-  }
+      return tr;
+    },
+  );
 
-  async function run(after) {
-    try {
-      await load(after);
-    } catch (error) {
-      failed(error);
-    }
-  }
-
-  const table = rows.closest("table");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const query = new URLSearchParams();
@@ -215,19 +243,10 @@ async function customersPage(admin) {
     query.set("sort", sort.value);
     window.history.replaceState(null, "", "?" + query.toString());
     shown = snapshot();
-    await busy(form.querySelector("button[type=submit]"), () => run(null));
-  });
-  // The paging buttons may hide themselves: focus moves to the table they changed.
-  next.addEventListener("click", async () => {
-    await busy(next, () => run(endCursor));
-    table.focus();
-  });
-  first.addEventListener("click", async () => {
-    await run(null);
-    table.focus();
+    await busy(form.querySelector("button[type=submit]"), reload);
   });
   shown = snapshot();
-  await run(null);
+  await reload();
 }
 
 async function customerPage(admin) {
@@ -420,34 +439,26 @@ async function settingsPage(admin) {
 async function auditLogPage(admin) {
   const form = document.getElementById("audit-filter");
   const action = document.getElementById("action");
-  const rows = document.querySelector("#audit tbody");
-  const count = document.getElementById("count");
-  const next = document.getElementById("next-page");
-  const first = document.getElementById("first-page");
-  let endCursor = null;
   let shown = action.value;
 
-  async function load(after) {
-    const data = await gql(
-      `query Audit($first: Int, $after: String, $filter: AuditLogFilter) {
-        auditLog(first: $first, after: $after, filter: $filter) {
-          totalCount
-          pageInfo { hasNextPage endCursor }
-          edges { node { id at actor action customerId clientIp } }
-        }
-      }`,
-      { first: PAGE_SIZE, after, filter: shown ? { action: shown } : null },
-      admin.token,
-    );
-    const page = data.auditLog;
-    count.textContent = t("admin.records", { count: page.totalCount });
-    rows.textContent = "";
-    if (!page.edges.length) {
-      const tr = el("tr");
-      tr.appendChild(el("td", t("admin.no_entries"), { colspan: "5" }));
-      rows.appendChild(tr);
-    }
-    for (const { node } of page.edges) {
+  const reload = pagedTable(
+    "audit",
+    "admin.no_entries",
+    async (after) =>
+      (
+        await gql(
+          `query Audit($first: Int, $after: String, $filter: AuditLogFilter) {
+            auditLog(first: $first, after: $after, filter: $filter) {
+              totalCount
+              pageInfo { hasNextPage endCursor }
+              edges { node { id at actor action customerId clientIp } }
+            }
+          }`,
+          { first: PAGE_SIZE, after, filter: shown ? { action: shown } : null },
+          admin.token,
+        )
+      ).auditLog,
+    (node) => {
       const tr = el("tr");
       tr.appendChild(el("td", whenShort(node.at), { class: "nowrap" }));
       tr.appendChild(el("td", node.actor));
@@ -462,36 +473,16 @@ async function auditLogPage(admin) {
       }
       tr.appendChild(customer);
       tr.appendChild(el("td", node.clientIp || "—"));
-      rows.appendChild(tr);
-    }
-    endCursor = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
-    next.hidden = !endCursor;
-    first.hidden = !after;
-  }
+      return tr;
+    },
+  );
 
-  async function run(after) {
-    try {
-      await load(after);
-    } catch (error) {
-      failed(error);
-    }
-  }
-
-  const table = rows.closest("table");
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     shown = action.value;
-    await busy(form.querySelector("button[type=submit]"), () => run(null));
+    await busy(form.querySelector("button[type=submit]"), reload);
   });
-  next.addEventListener("click", async () => {
-    await busy(next, () => run(endCursor));
-    table.focus();
-  });
-  first.addEventListener("click", async () => {
-    await run(null);
-    table.focus();
-  });
-  await run(null);
+  await reload();
 }
 
 async function main() {
