@@ -153,16 +153,12 @@ impl Pages {
             .map(|&locale| {
                 let parsed: serde_json::Value = serde_json::from_str(dictionary_source(locale))?;
                 let json = serde_json::to_string(&parsed)?;
-                let name = parsed["lang"]["name"].as_str().unwrap_or_default().to_owned();
+                let name = parsed["lang"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
                 let labels = minijinja::Value::from_serialize(&parsed);
-                Ok((
-                    locale,
-                    Dictionary {
-                        labels,
-                        name,
-                        json,
-                    },
-                ))
+                Ok((locale, Dictionary { labels, name, json }))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
