@@ -9,6 +9,7 @@ mod accounts;
 mod admin;
 mod browser;
 mod faults;
+mod hangups;
 mod hardening;
 mod harness;
 mod helpers;
@@ -31,6 +32,7 @@ fn main() {
         reset::TESTS,
         replicas::TESTS,
         faults::TESTS,
+        hangups::TESTS,
         browser::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();

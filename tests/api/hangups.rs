@@ -1,0 +1,351 @@
+//! Clients that hang up: load balancers, impatient browsers and `wrk` close keep-alive
+//! connections while requests are in flight. A hang-up may lose the answer, never the write:
+//! nothing may be left inside an open transaction, every request answered `true` has its mail
+//! committed, and the mail queue drains.
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
+use serde_json::json;
+
+use crate::helpers::{Backend, PASSWORD, TestApp, postgres_url};
+
+crate::tests![
+    postgres_a_begin_cancelled_mid_round_trip_leaves_no_transaction,
+    hang_ups_mid_request_lose_answers_never_writes,
+];
+
+/// Storms per test run: the bug this guards against is a race.
+const ROUNDS: usize = 3;
+const STORM: Duration = Duration::from_secs(3);
+const CLIENTS: usize = 24;
+const KNOWN: usize = 12;
+
+/// `true` answers per known address.
+type Acked = Arc<Mutex<HashMap<String, i64>>>;
+
+async fn hang_ups_mid_request_lose_answers_never_writes(backend: Backend) {
+    // A name of its own on PostgreSQL, so the test can find this server's sessions among the
+    // database's others.
+    let app_name = format!(
+        "lk_hangup_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let app = TestApp::spawn_with(backend, |c| {
+        c.database_max_connections = 16;
+        if backend == Backend::Postgres {
+            let sep = if c.database_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            c.database_url = format!("{}{sep}application_name={app_name}", c.database_url);
+        }
+    })
+    .await;
+    app.without_reset_limits().await;
+    let known: Vec<String> = (0..KNOWN)
+        .map(|i| format!("hangup{i}@example.com"))
+        .collect();
+    for email in &known {
+        app.create_customer(email, PASSWORD).await;
+    }
+    // Checks go through a connection of their own: the server's pool is what is under test.
+    let observer = observer(&app).await;
+
+    let acked: Acked = Arc::default();
+    let latency_us = Arc::new(AtomicU64::new(2_000));
+    for round in 0..ROUNDS {
+        let deadline = Instant::now() + STORM;
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let (known, acked, latency) = (known.clone(), acked.clone(), latency_us.clone());
+                let (addr, seed) = (app.addr, (round * CLIENTS + i) as u64);
+                tokio::task::spawn_blocking(move || {
+                    hang_up_client(addr, known, acked, latency, deadline, seed)
+                })
+            })
+            .collect();
+        let mut answered = 0;
+        for c in clients {
+            answered += c.await.unwrap();
+        }
+        assert!(
+            answered > 0,
+            "round {round}: no request was answered at all"
+        );
+
+        // Every `true` the clients saw is a committed outbox row, seen from another connection.
+        let acked_now = acked.lock().unwrap().clone();
+        for (email, answers) in &acked_now {
+            let rows = scalar(
+                &observer,
+                &format!("SELECT COUNT(*) FROM email_outbox WHERE recipient = '{email}'"),
+            )
+            .await;
+            assert!(
+                rows >= *answers,
+                "round {round}: {email} was answered `true` {answers} times but has {rows} committed outbox rows"
+            );
+        }
+
+        // The queue drains completely, with no load left.
+        let unsent = "SELECT COUNT(*) FROM email_outbox WHERE status <> 'sent'";
+        let started = Instant::now();
+        loop {
+            let left = scalar(&observer, unsent).await;
+            if left == 0 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "round {round}: {left} messages still unsent 20 s after the storm ({})",
+                scalar(&observer, "SELECT COUNT(*) FROM email_outbox").await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // No session of this server sits in a transaction (PostgreSQL shows every session).
+        if backend == Backend::Postgres {
+            let stuck = scalar(
+                &observer,
+                &format!(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{app_name}' \
+                     AND (state LIKE 'idle in transaction%' OR xact_start < now() - interval '3 seconds')"
+                ),
+            )
+            .await;
+            assert_eq!(
+                stuck, 0,
+                "round {round}: {stuck} backend(s) of the server are inside a transaction after the storm"
+            );
+        }
+
+        // A new request's mail goes out within seconds.
+        let fresh = format!("fresh{round}@example.com");
+        app.create_customer(&fresh, PASSWORD).await;
+        assert_eq!(
+            app.request_reset(&fresh).await["data"]["requestPasswordReset"],
+            true
+        );
+        let started = Instant::now();
+        let sent = format!(
+            "SELECT COUNT(*) FROM email_outbox WHERE recipient = '{fresh}' AND status = 'sent'"
+        );
+        while scalar(&observer, &sent).await == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "round {round}: a reset requested after the storm was not sent within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    observer.close().await.ok();
+}
+
+/// One client for the storm, on an OS thread of its own so its hang-ups land at precise
+/// moments whatever the server's runtime is doing: keep-alive connections that send
+/// `requestPasswordReset` for known and unknown addresses and, at random, hang up while the
+/// request runs (after a delay drawn up to the latency answers have shown) or while the answer
+/// is being read. Returns how many answers it read whole.
+fn hang_up_client(
+    addr: SocketAddr,
+    known: Vec<String>,
+    acked: Acked,
+    latency_us: Arc<AtomicU64>,
+    deadline: Instant,
+    seed: u64,
+) -> usize {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut answered = 0;
+    while Instant::now() < deadline {
+        let Ok(mut stream) = TcpStream::connect(addr) else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(20)));
+        for _ in 0..rng.usize(1..16) {
+            let email = if rng.u8(..4) == 0 {
+                format!("nobody{}@example.com", rng.u32(..))
+            } else {
+                known[rng.usize(..known.len())].clone()
+            };
+            let body = json!({
+                "query": "mutation($e: String!) { requestPasswordReset(email: $e) }",
+                "variables": {"e": email},
+            })
+            .to_string();
+            let request = format!(
+                "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let sent = Instant::now();
+            if stream.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+            match rng.u8(..10) {
+                // Hang up while the server works on it.
+                0..=4 => {
+                    let typical = latency_us.load(Ordering::Relaxed).max(200);
+                    std::thread::sleep(Duration::from_micros(rng.u64(..typical)));
+                    break;
+                }
+                // Hang up in the middle of the answer.
+                5 => {
+                    let mut partial = vec![0u8; rng.usize(1..64)];
+                    let _ = stream.read(&mut partial);
+                    break;
+                }
+                _ => match read_response(&mut stream) {
+                    Some(body) => {
+                        answered += 1;
+                        let took = sent.elapsed().as_micros() as u64;
+                        let old = latency_us.load(Ordering::Relaxed);
+                        latency_us.store((old * 7 + took) / 8, Ordering::Relaxed);
+                        if body.contains("\"requestPasswordReset\":true")
+                            && !email.starts_with("nobody")
+                        {
+                            *acked.lock().unwrap().entry(email).or_default() += 1;
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        // Dropping the stream closes the connection, whatever is in flight.
+    }
+    answered
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length; its body, or None on a broken stream.
+fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    while buf.len() < header_end + length {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(String::from_utf8_lossy(&buf[header_end..header_end + length]).into_owned())
+}
+
+/// A connection to the server's database that is not the server's.
+async fn observer(app: &TestApp) -> DatabaseConnection {
+    let url = match app.config.database_schema {
+        Some(_) => postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL"),
+        None => app.config.database_url.clone(),
+    };
+    let mut options = ConnectOptions::new(url);
+    options.max_connections(1).sqlx_logging(false);
+    if let Some(schema) = &app.config.database_schema {
+        options.set_schema_search_path(schema.clone());
+    }
+    Database::connect(options).await.unwrap()
+}
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT ({sql}) AS n"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// The driver on its own (vendor/sqlx-postgres, upstream PR #4394): a `begin()` dropped while
+/// its `BEGIN` round trip is in flight must leave the session idle, not inside a transaction.
+/// The `pg_sleep` after `BEGIN` widens that round trip so the cancellation lands inside it.
+async fn postgres_a_begin_cancelled_mid_round_trip_leaves_no_transaction(_backend: Backend) {
+    use sea_orm::sqlx::{self, Connection, postgres::PgConnection, postgres::PgPoolOptions};
+    let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .connect(&url)
+        .await
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(300),
+        pool.begin_with(sqlx::AssertSqlSafe(
+            "BEGIN; SELECT pg_sleep(1.5);".to_owned(),
+        )),
+    )
+    .await;
+    assert!(
+        cancelled.is_err(),
+        "the BEGIN should still have been running"
+    );
+
+    // Once the abandoned statement has answered, the connection goes back to the pool.
+    let mut observer = PgConnection::connect(&url).await.unwrap();
+    let started = Instant::now();
+    let state = loop {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1")
+                .bind(pid)
+                .fetch_optional(&mut observer)
+                .await
+                .unwrap();
+        if state.as_deref() != Some("active") || started.elapsed() > Duration::from_secs(20) {
+            break state;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Give a queued ROLLBACK time to be flushed by the release.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled: Option<String> =
+        sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_optional(&mut observer)
+            .await
+            .unwrap();
+    assert_eq!(
+        settled.as_deref(),
+        Some("idle"),
+        "a cancelled BEGIN left its session {state:?} then {settled:?}: the pool would hand it out inside a transaction"
+    );
+    let one: i32 = sqlx::query_scalar("SELECT 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(one, 1, "the pooled connection is still usable");
+    pool.close().await;
+    observer.close().await.ok();
+}
