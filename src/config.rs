@@ -54,6 +54,10 @@ pub struct Config {
     pub database_schema: Option<String>,
     /// `LATCHKEY_DATABASE_MAX_CONNECTIONS`.
     pub database_max_connections: u32,
+    /// `LATCHKEY_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`: PostgreSQL ends a session of
+    /// the pool that sits inside a transaction, waiting for the server, longer than this
+    /// (`idle_in_transaction_session_timeout`). 0 leaves the database's own setting.
+    pub database_idle_in_transaction_timeout_seconds: u64,
     /// `LATCHKEY_LISTEN`.
     pub listen: SocketAddr,
     /// `LATCHKEY_PUBLIC_URL`: this server's public base URL. Default `http://<listen>`.
@@ -109,6 +113,7 @@ impl Default for Config {
             database_url: "sqlite://latchkey.db?mode=rwc".into(),
             database_schema: None,
             database_max_connections: 8,
+            database_idle_in_transaction_timeout_seconds: 10,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
             storefront_reset_url: None,

@@ -34,6 +34,7 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
+use tracing::{Instrument, Span};
 
 use crate::client_ip::TrustedProxies;
 
@@ -285,7 +286,25 @@ async fn execute(
         bearer_token(headers),
         ClientInfo::new(Some(ip.to_string()), user_agent),
     );
-    let response = state.schema.execute(request.data(context)).await;
+    // The operation runs in a task of its own, to completion: if the client hangs up (hyper
+    // then drops this handler) or the request timeout fires, the caller loses the answer but a
+    // use case is never cut off between its steps. (Each transaction is also run to its end by
+    // the store, see `persistence::unit`.)
+    let schema = state.schema.clone();
+    let operation = tokio::spawn(
+        async move { schema.execute(request.data(context)).await }.instrument(Span::current()),
+    );
+    let response = match operation.await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "a GraphQL operation panicked");
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                codes::INTERNAL_SERVER_ERROR,
+                "internal server error",
+            );
+        }
+    };
     let response = with_codes(response);
     // Serialized as is (not through a map), so `data` comes before `errors`.
     let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());

@@ -46,7 +46,12 @@ pub async fn connect(config: &Config) -> anyhow::Result<(persistence::Connection
     let db = persistence::connect(
         &config.database_url,
         config.database_schema.as_deref(),
-        config.database_max_connections,
+        persistence::PoolOptions {
+            max_connections: config.database_max_connections,
+            idle_in_transaction_timeout: Duration::from_secs(
+                config.database_idle_in_transaction_timeout_seconds,
+            ),
+        },
     )
     .await
     .context("cannot connect to the database named by DATABASE_URL")?;

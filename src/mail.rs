@@ -201,6 +201,7 @@ impl MailWorker {
             if let Err(e) = self.drain(&stop).await {
                 tracing::warn!(error = %e, "mail delivery round failed; will retry");
             }
+            self.report_backlog().await;
             tokio::select! {
                 () = self.wakeup.0.notified() => {},
                 () = tokio::time::sleep(POLL) => {},
@@ -208,6 +209,21 @@ impl MailWorker {
             }
         }
         tracing::info!("mail worker stopped");
+    }
+
+    /// Sets `latchkey_mail_oldest_pending_seconds`: the age of the oldest message not sent yet
+    /// (0 when none waits). Measured after every round, so a queue that stops moving shows as a
+    /// gauge that keeps growing, whichever replica is stuck.
+    async fn report_backlog(&self) {
+        match self.store.oldest_unsent().await {
+            Ok(oldest) => {
+                let age = oldest
+                    .map(|at| (self.clock.now() - at).num_milliseconds().max(0) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                metrics::gauge!("latchkey_mail_oldest_pending_seconds").set(age);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not measure the mail backlog"),
+        }
     }
 
     /// Sends everything due now; returns how many messages were attempted.

@@ -17,11 +17,17 @@ use std::{
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::json;
 
-use crate::helpers::{Backend, PASSWORD, TestApp, postgres_url};
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, postgres_url},
+    process::ServerProcess,
+};
 
 crate::tests![
     postgres_a_begin_cancelled_mid_round_trip_leaves_no_transaction,
+    postgres_a_pooled_connection_left_in_a_transaction_is_never_handed_out,
+    postgres_the_server_ends_a_transaction_left_idle_past_the_timeout,
     hang_ups_mid_request_lose_answers_never_writes,
+    a_stalled_queue_shows_its_age_to_admins_and_in_the_metric,
 ];
 
 /// Storms per test run: the bug this guards against is a race.
@@ -261,14 +267,20 @@ fn read_response(stream: &mut TcpStream) -> Option<String> {
 
 /// A connection to the server's database that is not the server's.
 async fn observer(app: &TestApp) -> DatabaseConnection {
-    let url = match app.config.database_schema {
-        Some(_) => postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL"),
-        None => app.config.database_url.clone(),
-    };
-    let mut options = ConnectOptions::new(url);
+    match &app.config.database_schema {
+        Some(schema) => {
+            let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
+            observer_on(&url, Some(schema)).await
+        }
+        None => observer_on(&app.config.database_url, None).await,
+    }
+}
+
+async fn observer_on(url: &str, schema: Option<&str>) -> DatabaseConnection {
+    let mut options = ConnectOptions::new(url.to_owned());
     options.max_connections(1).sqlx_logging(false);
-    if let Some(schema) = &app.config.database_schema {
-        options.set_schema_search_path(schema.clone());
+    if let Some(schema) = schema {
+        options.set_schema_search_path(schema.to_owned());
     }
     Database::connect(options).await.unwrap()
 }
@@ -277,7 +289,7 @@ async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
-            format!("SELECT ({sql}) AS n"),
+            format!("SELECT CAST(({sql}) AS BIGINT) AS n"),
         ))
         .await
         .unwrap()
@@ -348,4 +360,175 @@ async fn postgres_a_begin_cancelled_mid_round_trip_leaves_no_transaction(_backen
     assert_eq!(one, 1, "the pooled connection is still usable");
     pool.close().await;
     observer.close().await.ok();
+}
+
+/// The pool's own check, whatever the driver does: a session left inside a transaction block
+/// the driver does not know of (here a bare `BEGIN`) is closed, not handed to the next caller.
+async fn postgres_a_pooled_connection_left_in_a_transaction_is_never_handed_out(_backend: Backend) {
+    let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
+    let db = persistence::connect(
+        &url,
+        None,
+        persistence::PoolOptions {
+            max_connections: 1,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let observer = observer_on(&url, None).await;
+    let table = format!("lk_pool_probe_{}", uuid::Uuid::new_v4().simple());
+    observer
+        .execute_unprepared(&format!("CREATE TABLE {table} (n INT)"))
+        .await
+        .unwrap();
+    let pid_of =
+        |db: DatabaseConnection| async move { scalar(&db, "SELECT pg_backend_pid()").await };
+    let before = pid_of(db.clone()).await;
+    db.execute_unprepared("BEGIN").await.unwrap();
+    // The one pooled connection is now inside a block the driver never opened. The next
+    // caller's write must be its own, committed at once.
+    db.execute_unprepared(&format!("INSERT INTO {table} VALUES (1)"))
+        .await
+        .unwrap();
+    let seen = scalar(&observer, &format!("SELECT COUNT(*) FROM {table}")).await;
+    let after = pid_of(db.clone()).await;
+    let gone = scalar(
+        &observer,
+        &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {before}"),
+    )
+    .await;
+    observer
+        .execute_unprepared(&format!("DROP TABLE {table}"))
+        .await
+        .ok();
+    assert_eq!(
+        seen, 1,
+        "the write ran inside the transaction a previous borrower left open"
+    );
+    assert_ne!(
+        before, after,
+        "the tainted session was replaced by a new one"
+    );
+    assert_eq!(
+        gone, 0,
+        "the tainted session was closed (its transaction rolled back)"
+    );
+    db.close().await.ok();
+    observer.close().await.ok();
+}
+
+/// `idle_in_transaction_session_timeout` is set on every session of the pool: a transaction
+/// left waiting on the client is ended by the server, so it cannot hold rows for minutes.
+async fn postgres_the_server_ends_a_transaction_left_idle_past_the_timeout(_backend: Backend) {
+    use sea_orm::TransactionTrait;
+    let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
+    let default = persistence::connect(&url, None, persistence::PoolOptions::default())
+        .await
+        .unwrap();
+    let shown = default
+        .query_one_raw(Statement::from_string(
+            default.get_database_backend(),
+            "SHOW idle_in_transaction_session_timeout",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<String>("", "idle_in_transaction_session_timeout")
+        .unwrap();
+    assert_eq!(
+        shown, "10s",
+        "the default, a few seconds above any transaction of ours"
+    );
+    default.close().await.ok();
+
+    let db = persistence::connect(
+        &url,
+        None,
+        persistence::PoolOptions {
+            max_connections: 2,
+            idle_in_transaction_timeout: Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap();
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared("SELECT 1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    let late = txn.execute_unprepared("SELECT 1").await;
+    assert!(
+        late.is_err(),
+        "a transaction idle for longer than the timeout must have been ended by the server"
+    );
+    drop(txn);
+    // The pool recovers by itself.
+    assert_eq!(scalar(&db, "SELECT 1").await, 1);
+    db.close().await.ok();
+}
+
+/// An operator sees how far behind delivery is: each undelivered message's age (oldest first)
+/// in `undeliveredMail`, and `latchkey_mail_oldest_pending_seconds` on `/metrics`.
+async fn a_stalled_queue_shows_its_age_to_admins_and_in_the_metric(backend: Backend) {
+    let (mut app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("waiting@example.com", PASSWORD).await;
+    let admin = app.admin_token("administrator").await;
+    smtp.reject_with(Some("451 4.3.0 mailbox busy, try later"));
+    assert_eq!(
+        app.request_reset("waiting@example.com").await["data"]["requestPasswordReset"],
+        true
+    );
+    app.clock.advance(chrono::Duration::seconds(90));
+    let queued = app
+        .gql_as(
+            Some(&admin),
+            "{ undeliveredMail { recipient status ageSeconds } }",
+            json!({}),
+        )
+        .await;
+    let oldest = &queued["data"]["undeliveredMail"][0];
+    assert_eq!(oldest["recipient"], "waiting@example.com", "{queued}");
+    assert!(
+        oldest["ageSeconds"].as_i64().unwrap() >= 90,
+        "the age follows the clock: {queued}"
+    );
+
+    // The metric, from the real binary (its own process, its own clock and recorder), with mail
+    // going nowhere.
+    app.stop().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = ServerProcess::start(
+        &app.config,
+        &[("LATCHKEY_SMTP_URL", format!("smtp://{dead}"))],
+    )
+    .await;
+    let gauge = || async {
+        let text = app
+            .client
+            .get(format!("http://{}/metrics", server.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("latchkey_mail_oldest_pending_seconds "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    let started = Instant::now();
+    loop {
+        // Queued when the test began (the test clock started at the real time).
+        if gauge().await.is_some_and(|age| age >= 1.0) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "latchkey_mail_oldest_pending_seconds never showed the waiting message: {:?}",
+            gauge().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -64,7 +64,16 @@ fn revocation_check(c: &mut Criterion) {
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
     let (store, session) = rt.block_on(async {
-        let db = persistence::connect(&url, None, 8).await.unwrap();
+        let db = persistence::connect(
+            &url,
+            None,
+            persistence::PoolOptions {
+                max_connections: 8,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         persistence::migrate(&db).await.unwrap();
         let store = persistence::SqlStore::new(db);
         let now = Utc::now();

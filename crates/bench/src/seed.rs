@@ -76,7 +76,15 @@ fn insert(
 }
 
 async fn connect(url: &str) -> anyhow::Result<DatabaseConnection> {
-    Ok(persistence::connect(url, None, 4).await?)
+    Ok(persistence::connect(
+        url,
+        None,
+        persistence::PoolOptions {
+            max_connections: 4,
+            ..Default::default()
+        },
+    )
+    .await?)
 }
 
 pub async fn sessions(url: &str, customer: Uuid, n: usize) -> anyhow::Result<Vec<Uuid>> {

@@ -319,6 +319,9 @@ pub struct UndeliveredMail {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
+    /// Seconds since it was queued. The list is oldest first, so the first entry's age is how
+    /// far behind delivery is (also the metric `latchkey_mail_oldest_pending_seconds`).
+    pub age_seconds: i64,
 }
 
 impl From<admin::UndeliveredMail> for UndeliveredMail {
@@ -332,6 +335,7 @@ impl From<admin::UndeliveredMail> for UndeliveredMail {
             last_error: m.last_error,
             created_at: m.created_at,
             next_attempt_at: m.next_attempt_at,
+            age_seconds: m.age.num_seconds(),
         }
     }
 }

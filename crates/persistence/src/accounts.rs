@@ -13,12 +13,15 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait,
-    SqlErr, TransactionTrait,
+    SqlErr,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
 
-use crate::entities::{access_token, customer, email_outbox, password_reset_token};
+use crate::{
+    entities::{access_token, customer, email_outbox, password_reset_token},
+    unit::End,
+};
 
 /// How stale `last_used_at` may get before a request refreshes it: one write a minute per
 /// token at most, instead of one per request.
@@ -227,11 +230,14 @@ impl AccountStore for SqlStore {
         now: DateTime<Utc>,
         notice: NewMail,
     ) -> Result<u64> {
-        let txn = self.db.begin().await.map_err(db_err)?;
-        let revoked =
-            apply_password_change(&txn, customer_id, password_hash, keep, now, notice).await?;
-        txn.commit().await.map_err(db_err)?;
-        Ok(revoked)
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                apply_password_change(txn, customer_id, password_hash, keep, now, notice)
+                    .await
+                    .map(End::Commit)
+            })
+        })
+        .await
     }
 
     async fn create_session(&self, session: NewSession) -> Result<()> {

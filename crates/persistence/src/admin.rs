@@ -19,7 +19,7 @@ use domain::{
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait, Value,
+    QueryOrder, QuerySelect, SqlErr, Value,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
@@ -31,6 +31,7 @@ use crate::{
         access_token, admin_access_token, admin_user, audit_log, customer, password_reset_token,
         settings,
     },
+    unit::End,
 };
 
 /// `None` for a row whose role this build does not know: such an admin can neither sign in nor
@@ -392,76 +393,83 @@ impl AdminStore for SqlStore {
         if !exists {
             return Ok(None);
         }
-        let txn = self.db.begin().await.map_err(db_err)?;
-        let revoked = access_token::Entity::update_many()
-            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(access_token::Column::CustomerId.eq(customer_id))
-            .filter(access_token::Column::RevokedAt.is_null())
-            .filter(access_token::Column::ExpiresAt.gt(now))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?
-            .rows_affected;
-        insert_audit(&txn, audit).await?;
-        txn.commit().await.map_err(db_err)?;
-        Ok(Some(revoked))
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let revoked = access_token::Entity::update_many()
+                    .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+                    .filter(access_token::Column::CustomerId.eq(customer_id))
+                    .filter(access_token::Column::RevokedAt.is_null())
+                    .filter(access_token::Column::ExpiresAt.gt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(Some(revoked)))
+            })
+        })
+        .await
     }
 
     async fn update_settings(&self, s: &Settings, audit: NewAudit) -> Result<()> {
         let int = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
-        let txn = self.db.begin().await.map_err(db_err)?;
-        settings::Entity::update_many()
-            .col_expr(
-                settings::Column::ResetLinkLifetimeHours,
-                Expr::value(int(s.reset.link_lifetime.num_hours())),
-            )
-            .col_expr(
-                settings::Column::ResetRequestLimitMethod,
-                Expr::value(s.reset.limit.method.as_str()),
-            )
-            .col_expr(
-                settings::Column::MaxResetRequestsPerHour,
-                Expr::value(int(i64::from(s.reset.limit.max_per_hour))),
-            )
-            .col_expr(
-                settings::Column::MinSecondsBetweenResetRequests,
-                Expr::value(int(s.reset.limit.min_interval.num_seconds())),
-            )
-            .col_expr(
-                settings::Column::MinPasswordLength,
-                Expr::value(int(i64::from(s.password.min_length))),
-            )
-            .col_expr(
-                settings::Column::RequiredCharacterClasses,
-                Expr::value(i32::from(s.password.required_character_classes)),
-            )
-            .col_expr(
-                settings::Column::AllowWhitespace,
-                Expr::value(s.password.allow_whitespace),
-            )
-            .col_expr(
-                settings::Column::LockoutFailures,
-                Expr::value(int(i64::from(s.lockout.failures))),
-            )
-            .col_expr(
-                settings::Column::LockoutMinutes,
-                Expr::value(int(s.lockout.duration.num_minutes())),
-            )
-            .col_expr(
-                settings::Column::CustomerTokenLifetimeMinutes,
-                Expr::value(int(s.customer_token_lifetime.num_minutes())),
-            )
-            .col_expr(
-                settings::Column::AdminTokenLifetimeMinutes,
-                Expr::value(int(s.admin_token_lifetime.num_minutes())),
-            )
-            .filter(settings::Column::Id.eq(1))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?;
-        insert_audit(&txn, audit).await?;
-        txn.commit().await.map_err(db_err)?;
-        Ok(())
+        let s = s.clone();
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                settings::Entity::update_many()
+                    .col_expr(
+                        settings::Column::ResetLinkLifetimeHours,
+                        Expr::value(int(s.reset.link_lifetime.num_hours())),
+                    )
+                    .col_expr(
+                        settings::Column::ResetRequestLimitMethod,
+                        Expr::value(s.reset.limit.method.as_str()),
+                    )
+                    .col_expr(
+                        settings::Column::MaxResetRequestsPerHour,
+                        Expr::value(int(i64::from(s.reset.limit.max_per_hour))),
+                    )
+                    .col_expr(
+                        settings::Column::MinSecondsBetweenResetRequests,
+                        Expr::value(int(s.reset.limit.min_interval.num_seconds())),
+                    )
+                    .col_expr(
+                        settings::Column::MinPasswordLength,
+                        Expr::value(int(i64::from(s.password.min_length))),
+                    )
+                    .col_expr(
+                        settings::Column::RequiredCharacterClasses,
+                        Expr::value(i32::from(s.password.required_character_classes)),
+                    )
+                    .col_expr(
+                        settings::Column::AllowWhitespace,
+                        Expr::value(s.password.allow_whitespace),
+                    )
+                    .col_expr(
+                        settings::Column::LockoutFailures,
+                        Expr::value(int(i64::from(s.lockout.failures))),
+                    )
+                    .col_expr(
+                        settings::Column::LockoutMinutes,
+                        Expr::value(int(s.lockout.duration.num_minutes())),
+                    )
+                    .col_expr(
+                        settings::Column::CustomerTokenLifetimeMinutes,
+                        Expr::value(int(s.customer_token_lifetime.num_minutes())),
+                    )
+                    .col_expr(
+                        settings::Column::AdminTokenLifetimeMinutes,
+                        Expr::value(int(s.admin_token_lifetime.num_minutes())),
+                    )
+                    .filter(settings::Column::Id.eq(1))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await
     }
 
     async fn undelivered_mail(&self, first: u64) -> Result<Vec<domain::admin::UndeliveredMail>> {
@@ -482,6 +490,7 @@ impl AdminStore for SqlStore {
                 last_error: m.last_error,
                 created_at: m.created_at,
                 next_attempt_at: m.next_attempt_at,
+                age: chrono::Duration::zero(),
             })
             .collect())
     }

@@ -6,13 +6,13 @@ use chrono::{DateTime, Duration, Utc};
 use domain::Result;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement,
-    TransactionTrait,
 };
 
 use crate::{
     SqlStore,
     accounts::db_err,
     entities::{access_token, admin_access_token, email_outbox, limit_event, password_reset_token},
+    unit::End,
 };
 
 /// Sessions are kept a day after they end (so "signed out" can still be explained).
@@ -39,72 +39,74 @@ pub struct Cleanup {
 
 impl SqlStore {
     pub async fn cleanup(&self, now: DateTime<Utc>) -> Result<Cleanup> {
-        let txn = self.db.begin().await.map_err(db_err)?;
-        if txn.get_database_backend() == DatabaseBackend::Postgres {
-            let row = txn
-                .query_one_raw(Statement::from_sql_and_values(
-                    DatabaseBackend::Postgres,
-                    "SELECT pg_try_advisory_xact_lock($1) AS locked",
-                    [CLEANUP_LOCK.into()],
-                ))
-                .await
-                .map_err(db_err)?;
-            let locked = row
-                .and_then(|r| r.try_get::<bool>("", "locked").ok())
-                .unwrap_or(false);
-            if !locked {
-                txn.rollback().await.map_err(db_err)?;
-                return Ok(Cleanup::default());
-            }
-        }
-        let ended = now - SESSION_GRACE;
-        let sessions = access_token::Entity::delete_many()
-            .filter(
-                Condition::any()
-                    .add(access_token::Column::ExpiresAt.lt(ended))
-                    .add(access_token::Column::RevokedAt.lt(ended)),
-            )
-            .exec(&txn)
-            .await
-            .map_err(db_err)?
-            .rows_affected
-            + admin_access_token::Entity::delete_many()
-                .filter(
-                    Condition::any()
-                        .add(admin_access_token::Column::ExpiresAt.lt(ended))
-                        .add(admin_access_token::Column::RevokedAt.lt(ended)),
-                )
-                .exec(&txn)
-                .await
-                .map_err(db_err)?
-                .rows_affected;
-        let limit_events = limit_event::Entity::delete_many()
-            .filter(limit_event::Column::At.lt(now - EVENT_RETENTION))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?
-            .rows_affected;
-        let reset_tokens = password_reset_token::Entity::delete_many()
-            .filter(password_reset_token::Column::CreatedAt.lt(now - RESET_RETENTION))
-            .filter(password_reset_token::Column::ExpiresAt.lt(now))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?
-            .rows_affected;
-        let sent_mail = email_outbox::Entity::delete_many()
-            .filter(email_outbox::Column::Status.eq("sent"))
-            .filter(email_outbox::Column::SentAt.lt(now - SENT_RETENTION))
-            .exec(&txn)
-            .await
-            .map_err(db_err)?
-            .rows_affected;
-        txn.commit().await.map_err(db_err)?;
-        Ok(Cleanup {
-            sessions,
-            limit_events,
-            reset_tokens,
-            sent_mail,
-            ran: true,
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                if txn.get_database_backend() == DatabaseBackend::Postgres {
+                    let row = txn
+                        .query_one_raw(Statement::from_sql_and_values(
+                            DatabaseBackend::Postgres,
+                            "SELECT pg_try_advisory_xact_lock($1) AS locked",
+                            [CLEANUP_LOCK.into()],
+                        ))
+                        .await
+                        .map_err(db_err)?;
+                    let locked = row
+                        .and_then(|r| r.try_get::<bool>("", "locked").ok())
+                        .unwrap_or(false);
+                    if !locked {
+                        return Ok(End::Rollback(Cleanup::default()));
+                    }
+                }
+                let ended = now - SESSION_GRACE;
+                let sessions = access_token::Entity::delete_many()
+                    .filter(
+                        Condition::any()
+                            .add(access_token::Column::ExpiresAt.lt(ended))
+                            .add(access_token::Column::RevokedAt.lt(ended)),
+                    )
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected
+                    + admin_access_token::Entity::delete_many()
+                        .filter(
+                            Condition::any()
+                                .add(admin_access_token::Column::ExpiresAt.lt(ended))
+                                .add(admin_access_token::Column::RevokedAt.lt(ended)),
+                        )
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected;
+                let limit_events = limit_event::Entity::delete_many()
+                    .filter(limit_event::Column::At.lt(now - EVENT_RETENTION))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
+                let reset_tokens = password_reset_token::Entity::delete_many()
+                    .filter(password_reset_token::Column::CreatedAt.lt(now - RESET_RETENTION))
+                    .filter(password_reset_token::Column::ExpiresAt.lt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
+                let sent_mail = email_outbox::Entity::delete_many()
+                    .filter(email_outbox::Column::Status.eq("sent"))
+                    .filter(email_outbox::Column::SentAt.lt(now - SENT_RETENTION))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
+                Ok(End::Commit(Cleanup {
+                    sessions,
+                    limit_events,
+                    reset_tokens,
+                    sent_mail,
+                    ran: true,
+                }))
+            })
         })
+        .await
     }
 }

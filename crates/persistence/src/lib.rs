@@ -8,6 +8,7 @@ mod entities;
 mod outbox;
 mod resets;
 mod settings;
+mod unit;
 
 use std::{
     sync::{
@@ -44,16 +45,51 @@ impl Backend {
     }
 }
 
+/// How the pool behaves; `Default` is what `latchkey serve` uses unless configured.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    /// PostgreSQL's `idle_in_transaction_session_timeout` for every session of the pool: a
+    /// session left inside a transaction (by a bug, here or in a driver) is ended by the server
+    /// after this, so it cannot hold rows and locks for minutes. `ZERO` leaves the server's
+    /// own setting alone (e.g. behind PgBouncer, which refuses startup options: set it on the
+    /// role instead). Longer than any transaction Latchkey runs, which waits on nothing but the
+    /// database between its statements.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            idle_in_transaction_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Asked of every idle PostgreSQL connection before the pool hands it out (in place of the
+/// plain ping, so it costs no extra round trip): true when the session is inside a transaction
+/// block. Sent as a simple query (one message): outside a block it is the first statement of
+/// its own transaction, so the two timestamps are equal; inside one, `transaction_timestamp()`
+/// is when the block began. (With the extended protocol the statement timestamp moves on at
+/// each message, so the probe must not be prepared.) A session in a failed block answers with
+/// an error, which discards it as well.
+const IN_TRANSACTION_PROBE: &str = "SELECT transaction_timestamp() <> statement_timestamp()";
+
 /// Opens a pool. SQLite gets WAL, a busy timeout and foreign keys; `schema` sets PostgreSQL's
 /// search path (tests use one schema each; operators may keep Latchkey out of `public`).
+///
+/// On PostgreSQL a pooled connection is never handed out inside a transaction: one that is
+/// (the probe above says so) is closed, which makes the server roll its transaction back, and
+/// the pool opens a fresh one.
 pub async fn connect(
     url: &str,
     schema: Option<&str>,
-    max_connections: u32,
+    pool: PoolOptions,
 ) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(max_connections)
+        .max_connections(pool.max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(5))
@@ -65,6 +101,38 @@ pub async fn connect(
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
+    if Backend::of(url) == Some(Backend::Postgres) {
+        let idle = pool.idle_in_transaction_timeout.as_millis();
+        if idle > 0 {
+            options.map_sqlx_postgres_opts(move |o| {
+                o.options([("idle_in_transaction_session_timeout", idle.to_string())])
+            });
+        }
+        options
+            .test_before_acquire(false)
+            .map_sqlx_postgres_before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Row;
+                    let inside: bool = sea_orm::sqlx::raw_sql(IN_TRANSACTION_PROBE)
+                        .fetch_one(&mut *conn)
+                        .await?
+                        .try_get(0)?;
+                    if inside {
+                        metrics::counter!(
+                            "latchkey_db_connections_discarded_total",
+                            "reason" => "in_transaction"
+                        )
+                        .increment(1);
+                        tracing::error!(
+                            idle_ms = meta.idle_for.as_millis() as u64,
+                            "a pooled database connection was inside a transaction; closed it \
+                             instead of handing it out (its transaction is rolled back)"
+                        );
+                    }
+                    Ok(!inside)
+                })
+            });
+    }
     if let Some(schema) = schema {
         options.set_schema_search_path(schema.to_owned());
     }
@@ -124,7 +192,16 @@ mod tests {
     /// `.one()` statement on every execution (a bound `LIMIT ?` counts as plan-dependent).
     #[tokio::test]
     async fn bundled_sqlite_keeps_cached_statements_prepared() {
-        let db = super::connect("sqlite::memory:", None, 1).await.unwrap();
+        let db = super::connect(
+            "sqlite::memory:",
+            None,
+            super::PoolOptions {
+                max_connections: 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(super::sqlite_plans_stable(&db).await.unwrap(), Some(true));
     }
 }

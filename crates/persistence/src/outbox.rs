@@ -7,6 +7,7 @@ use domain::{Result, customer::Locale, ports::MailKind, ports::NewMail};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, LockBehavior, LockType, Query},
 };
 use uuid::Uuid;
@@ -159,6 +160,20 @@ impl SqlStore {
                 })
             })
             .collect())
+    }
+
+    /// When the oldest message still waiting to be sent (pending or being sent, not dead) was
+    /// queued: how far behind delivery is, on every replica.
+    pub async fn oldest_unsent(&self) -> Result<Option<DateTime<Utc>>> {
+        let oldest: Option<Option<DateTime<Utc>>> = email_outbox::Entity::find()
+            .select_only()
+            .column_as(email_outbox::Column::CreatedAt.min(), "oldest")
+            .filter(email_outbox::Column::Status.is_in([PENDING, SENDING]))
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(oldest.flatten())
     }
 
     /// Marks a message sent and scrubs its link (the raw reset token) from the row.
