@@ -1,5 +1,9 @@
 //! A small HTTP/1.1 load generator on hyper: a fixed number of keep-alive connections, each
 //! sending requests back to back for a fixed time; latencies in an HDR histogram.
+//!
+//! At the deadline every connection hangs up at once, with its request still in flight, as
+//! `wrk`, load balancers and impatient browsers do: the server must lose those answers, never
+//! their writes (the bench's drain check after each scenario sees the outbox empty out).
 
 use std::{
     net::SocketAddr,
@@ -22,6 +26,8 @@ pub type MakeRequest = Arc<dyn Fn(u64) -> Request<Full<Bytes>> + Send + Sync>;
 pub struct Stats {
     pub requests: u64,
     pub errors: u64,
+    /// Requests still in flight at the deadline, abandoned by hanging up.
+    pub abandoned: u64,
     pub seconds: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -89,33 +95,49 @@ pub async fn spread(
                 .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_hist()));
             let mut errors = 0u64;
             let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
-                return (hist, 1);
+                return (hist, 1, 0);
             };
             let _ = stream.set_nodelay(true);
             let Ok((mut sender, conn)) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
             else {
-                return (hist, 1);
+                return (hist, 1, 0);
             };
-            tokio::spawn(conn);
+            let conn = tokio::spawn(conn);
+            let mut abandoned = 0u64;
             // At least one request per connection, even when connecting took the whole
-            // duration (a zero duration sends exactly one).
+            // duration (a zero duration sends exactly one, and waits for its answer).
+            let mut first = true;
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t0 = Instant::now();
-                let ok = match sender.send_request(make(n)).await {
-                    Ok(res) => {
-                        let status = res.status();
-                        match res.into_body().collect().await {
-                            Ok(body) => {
-                                let body = body.to_bytes();
-                                status == 200 && !contains(&body, b"\"errors\"")
+                let exchange = async {
+                    match sender.send_request(make(n)).await {
+                        Ok(res) => {
+                            let status = res.status();
+                            match res.into_body().collect().await {
+                                Ok(body) => {
+                                    let body = body.to_bytes();
+                                    status == 200 && !contains(&body, b"\"errors\"")
+                                }
+                                Err(_) => false,
                             }
-                            Err(_) => false,
+                        }
+                        Err(_) => false,
+                    }
+                };
+                let ok = if first && duration.is_zero() {
+                    exchange.await
+                } else {
+                    tokio::select! {
+                        ok = exchange => ok,
+                        () = tokio::time::sleep_until(deadline.into()) => {
+                            abandoned += 1;
+                            break;
                         }
                     }
-                    Err(_) => false,
                 };
+                first = false;
                 let _ = hist.record(t0.elapsed().as_micros() as u64);
                 if !ok {
                     errors += 1;
@@ -124,21 +146,25 @@ pub async fn spread(
                     break;
                 }
             }
-            (hist, errors)
+            // Hang up: the connection closes whatever is in flight.
+            conn.abort();
+            (hist, errors, abandoned)
         }));
     }
     let mut all = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable_hist());
-    let mut errors = 0;
+    let (mut errors, mut abandoned) = (0, 0);
     for t in tasks {
-        if let Ok((h, e)) = t.await {
+        if let Ok((h, e, a)) = t.await {
             let _ = all.add(&h);
             errors += e;
+            abandoned += a;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
     Stats {
         requests: all.len(),
         errors,
+        abandoned,
         seconds,
         p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,

@@ -457,9 +457,14 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             let before = delivered.load(std::sync::atomic::Ordering::Relaxed);
             let backlog = seed::unsent_mail(&url).await.unwrap_or(0);
             let started = Instant::now();
+            // The load generator hung up on every request in flight at the deadline: their
+            // mail must still go out, and nothing may stay stuck behind a stray transaction.
             while seed::unsent_mail(&url).await.unwrap_or(0) > 0 {
-                if started.elapsed() > Duration::from_secs(600) {
-                    println!("{scenario}: mail still queued after 10 minutes");
+                if started.elapsed() > Duration::from_secs(120) {
+                    println!(
+                        "{scenario}: OUTBOX DID NOT DRAIN: {} mails still queued 2 minutes after the load stopped",
+                        seed::unsent_mail(&url).await.unwrap_or(-1)
+                    );
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -467,7 +472,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             let after = started.elapsed().as_secs_f64();
             let sent = delivered.load(std::sync::atomic::Ordering::Relaxed) - before;
             println!(
-                "{scenario}: {backlog} mails still queued when the load stopped, sent over SMTP {after:.1} s later; \
+                "{scenario}: {backlog} mails still queued when the load stopped (and hung up), all sent over SMTP {after:.1} s later, outbox empty; \
                  the worker sent {:.0} mails/s in that time",
                 if after > 0.0 {
                     sent as f64 / after
@@ -587,11 +592,12 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
         let mails_before = delivered.load(std::sync::atomic::Ordering::Relaxed);
         let accepted_known = stats.requests.div_ceil(2);
         println!(
-            "{REQUEST_RESET}: {accepted_known} mails queued in {} s ({:.0}/s); {} sent over SMTP during the burst ({:.0}/s)",
+            "{REQUEST_RESET}: {accepted_known} mails queued in {} s ({:.0}/s); {} sent over SMTP during the burst ({:.0}/s); {} requests in flight abandoned at the deadline",
             cli.seconds,
             accepted_known as f64 / stats.seconds,
             mails_before - mails_at_start,
             (mails_before - mails_at_start) as f64 / stats.seconds,
+            stats.abandoned,
         );
         drain(REQUEST_RESET).await;
         rows.push(Row {
