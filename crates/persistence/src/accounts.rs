@@ -387,23 +387,27 @@ pub(crate) async fn record_failure<E: EntityTrait>(
     now: DateTime<Utc>,
 ) -> Result<()> {
     use sea_orm::sea_query::Query;
-    let increment = Query::update()
-        .table(entity)
-        .value(failed, Expr::col(failed).add(1))
-        .and_where(id.eq(row))
-        .to_owned();
-    db.execute(&increment).await.map_err(db_err)?;
+    // One statement, so the count and the lock can never be split (by a crash, or by a caller
+    // that goes away between two statements). Every SET sees the row as it was.
+    let mut update = Query::update();
+    update.table(entity).and_where(id.eq(row));
     if policy.failures > 0 {
         let threshold = i32::try_from(policy.failures).unwrap_or(i32::MAX);
-        let lock = Query::update()
-            .table(entity)
-            .value(locked_until, Expr::val(Some(policy.locked_until(now))))
-            .value(failed, Expr::val(0))
-            .and_where(id.eq(row))
-            .and_where(failed.gte(threshold))
-            .to_owned();
-        db.execute(&lock).await.map_err(db_err)?;
+        let reaches = || Expr::col(failed).add(1).gte(threshold);
+        update
+            .value(
+                failed,
+                Expr::case(reaches(), Expr::val(0)).finally(Expr::col(failed).add(1)),
+            )
+            .value(
+                locked_until,
+                Expr::case(reaches(), Expr::val(Some(policy.locked_until(now))))
+                    .finally(Expr::col(locked_until)),
+            );
+    } else {
+        update.value(failed, Expr::col(failed).add(1));
     }
+    db.execute(&update).await.map_err(db_err)?;
     Ok(())
 }
 
