@@ -27,6 +27,7 @@ crate::tests![
     postgres_a_pooled_connection_left_in_a_transaction_is_never_handed_out,
     postgres_the_server_ends_a_transaction_left_idle_past_the_timeout,
     hang_ups_mid_request_lose_answers_never_writes,
+    a_reset_requested_by_a_client_that_hangs_up_is_still_sent,
     a_stalled_queue_shows_its_age_to_admins_and_in_the_metric,
 ];
 
@@ -464,6 +465,62 @@ async fn postgres_the_server_ends_a_transaction_left_idle_past_the_timeout(_back
     // The pool recovers by itself.
     assert_eq!(scalar(&db, "SELECT 1").await, 1);
     db.close().await.ok();
+}
+
+/// "I clicked Reset My Password and closed the tab": the request was accepted, so the email
+/// arrives. The database is made slow on purpose (another session holds the lock the request's
+/// transaction needs) so the client is gone while the transaction is still waiting.
+async fn a_reset_requested_by_a_client_that_hangs_up_is_still_sent(backend: Backend) {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("left@example.com", PASSWORD).await;
+    let observer = observer(&app).await;
+    let blocker = observer.begin().await.unwrap();
+    match backend {
+        // A write takes SQLite's one write lock until the transaction ends.
+        Backend::Sqlite => blocker
+            .execute_unprepared("UPDATE settings SET id = id WHERE id = 1")
+            .await
+            .unwrap(),
+        Backend::Postgres => blocker
+            .execute_unprepared("LOCK TABLE email_outbox IN EXCLUSIVE MODE")
+            .await
+            .unwrap(),
+    };
+    let body = json!({
+        "query": "mutation($e: String!) { requestPasswordReset(email: $e) }",
+        "variables": {"e": "left@example.com"},
+    })
+    .to_string();
+    let addr = app.addr;
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        write!(
+            stream,
+            "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        // The server is now waiting for the lock; the client gives up and closes the tab.
+        std::thread::sleep(Duration::from_millis(500));
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    blocker.commit().await.unwrap();
+
+    let sent = "SELECT COUNT(*) FROM email_outbox WHERE recipient = 'left@example.com' AND status = 'sent'";
+    let started = Instant::now();
+    while scalar(&observer, sent).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the reset requested by a client that hung up was never sent ({} outbox rows)",
+            scalar(&observer, "SELECT COUNT(*) FROM email_outbox").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    observer.close().await.ok();
 }
 
 /// An operator sees how far behind delivery is: each undelivered message's age (oldest first)
