@@ -161,9 +161,9 @@ async fn hang_ups_mid_request_lose_answers_never_writes(backend: Backend) {
 
 /// One client for the storm, on an OS thread of its own so its hang-ups land at precise
 /// moments whatever the server's runtime is doing: keep-alive connections that send
-/// `requestPasswordReset` for known and unknown addresses and, at random, hang up while the
-/// request runs (after a delay drawn up to the latency answers have shown) or while the answer
-/// is being read. Returns how many answers it read whole.
+/// `requestPasswordReset` for known and unknown addresses and, at random, hang up while
+/// sending the request, while the server runs it (after a delay drawn up to the latency
+/// answers have shown) or while the answer is being read. Returns how many answers it read whole.
 fn hang_up_client(
     addr: SocketAddr,
     known: Vec<String>,
@@ -197,6 +197,12 @@ fn hang_up_client(
                  Content-Length: {}\r\n\r\n{body}",
                 body.len()
             );
+            // Now and then the client goes away halfway through sending the request.
+            if rng.u8(..20) == 0 {
+                let cut = rng.usize(1..request.len());
+                let _ = stream.write_all(&request.as_bytes()[..cut]);
+                break;
+            }
             let sent = Instant::now();
             if stream.write_all(request.as_bytes()).is_err() {
                 break;
