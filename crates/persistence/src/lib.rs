@@ -74,7 +74,10 @@ impl Default for PoolOptions {
 /// `Error::BeginFailed` means "not inside a transaction block" — the healthy answer. (A real
 /// SQL probe such as comparing `transaction_timestamp()` with `statement_timestamp()` costs a
 /// parse, plan and execution per statement: the signed-in query lost about a third of its
-/// throughput on PostgreSQL with it, BENCHMARKS.md.)
+/// throughput on PostgreSQL with it, BENCHMARKS.md.) A session in a *failed* block reads as
+/// idle to this check; but such a block can only come from a statement run inside an open
+/// one, which this check keeps every borrower from, and its statements fail loudly (25P02)
+/// rather than write anything.
 const TRANSACTION_STATUS_PROBE: &str = "-- latchkey: is this pooled session inside a transaction?";
 
 /// Opens a pool. SQLite gets WAL, a busy timeout and foreign keys; `schema` sets PostgreSQL's
