@@ -34,7 +34,7 @@ const MAX_M_COST_KIB: u32 = 256 * 1024;
 
 pub struct Argon2Hasher {
     params: Params,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     buffers: Mutex<Vec<Vec<Block>>>,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -62,7 +62,7 @@ impl Argon2Hasher {
         let concurrency = concurrency.max(1);
         Ok(Self {
             params,
-            permits: Semaphore::new(concurrency),
+            permits: Arc::new(Semaphore::new(concurrency)),
             buffers: Mutex::new(vec![memory]),
             waiting: AtomicUsize::new(0),
             max_waiting,
@@ -82,13 +82,19 @@ impl Argon2Hasher {
                 retry_after_seconds: 1,
             });
         }
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let _permit = permit.map_err(Error::internal)?;
+        // Counted out however the wait ends, even if the caller's future is dropped while it
+        // waits (without this, enough abandoned waits would refuse every hash for good).
+        let waiting = Waiting(self);
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        drop(waiting);
+        let permit = permit.map_err(Error::internal)?;
         let this = Arc::clone(self);
         let span = tracing::Span::current();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
+            // The slot is held by the hash itself, so a caller that goes away cannot free it
+            // while the hash still runs (the concurrency bound is the memory bound).
+            let _permit = permit;
             let _entered = span.enter();
             let mut memory = this
                 .buffers
@@ -108,6 +114,15 @@ impl Argon2Hasher {
         .map_err(Error::internal);
         metrics::histogram!("latchkey_password_hash_seconds").record(started.elapsed());
         result
+    }
+}
+
+/// Takes one off the waiting count when dropped.
+struct Waiting<'a>(&'a Argon2Hasher);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

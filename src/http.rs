@@ -47,6 +47,32 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// SQL statements run by this server, exported as `latchkey_db_statements_total`.
     pub statements: Arc<std::sync::atomic::AtomicU64>,
+    /// GraphQL operations running detached from their requests (see [`execute`]): bounded,
+    /// and waited for at shutdown.
+    pub operations: Operations,
+}
+
+/// The operations in flight, each in a task of its own so a client hanging up cannot cut one
+/// off. Bounded: a client that sends and hangs up at once no longer holds a socket for its
+/// work, so the number of detached operations is capped; past the cap a request is answered
+/// 503 `RATE_LIMITED` and runs nothing. `serve` waits for them before closing the database.
+#[derive(Clone)]
+pub struct Operations {
+    pub tracker: tokio_util::task::TaskTracker,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Operations {
+    /// Far above what the database pool and the hashing queue can serve at once, so only a
+    /// flood of abandoned requests reaches it.
+    pub const MAX: usize = 4096;
+
+    pub fn new(max: usize) -> Self {
+        Self {
+            tracker: tokio_util::task::TaskTracker::new(),
+            slots: Arc::new(tokio::sync::Semaphore::new(max.max(1))),
+        }
+    }
 }
 
 pub struct HttpOptions {
@@ -290,9 +316,26 @@ async fn execute(
     // then drops this handler) or the request timeout fires, the caller loses the answer but a
     // use case is never cut off between its steps. (Each transaction is also run to its end by
     // the store, see `persistence::unit`.)
+    let Ok(slot) = state.operations.slots.clone().try_acquire_owned() else {
+        metrics::counter!("latchkey_operations_rejected_total").increment(1);
+        let mut response = error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::RATE_LIMITED,
+            "the server is busy; try again in a moment",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
     let schema = state.schema.clone();
-    let operation = tokio::spawn(
-        async move { schema.execute(request.data(context)).await }.instrument(Span::current()),
+    let operation = state.operations.tracker.spawn(
+        async move {
+            let response = with_codes(schema.execute(request.data(context)).await);
+            drop(slot);
+            response
+        }
+        .instrument(Span::current()),
     );
     let response = match operation.await {
         Ok(response) => response,
@@ -305,7 +348,6 @@ async fn execute(
             );
         }
     };
-    let response = with_codes(response);
     // Serialized as is (not through a map), so `data` comes before `errors`.
     let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
     (

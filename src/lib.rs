@@ -37,7 +37,13 @@ pub struct Server {
     pub statements: Arc<std::sync::atomic::AtomicU64>,
     /// The mail delivery worker; `serve` runs it beside the HTTP server.
     pub mail: MailWorker,
+    /// GraphQL operations in flight; `serve` waits for them before closing the database.
+    pub operations: http::Operations,
 }
+
+/// How long `serve` waits, after the last connection closed, for operations whose clients had
+/// already gone away.
+const OPERATIONS_GRACE: Duration = Duration::from_secs(15);
 
 /// Connects to the database named by the configuration.
 pub async fn connect(config: &Config) -> anyhow::Result<(persistence::Connection, Backend)> {
@@ -168,6 +174,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         wakeup,
         lease: mail::lease(config.mail_lease_seconds, config.smtp_timeout_seconds),
     };
+    let operations = http::Operations::new(http::Operations::MAX);
     let state = AppState {
         schema,
         db: db.clone(),
@@ -175,6 +182,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         graphiql: config.graphiql_enabled(),
         metrics: telemetry::metrics_handle(),
         statements: statements.clone(),
+        operations: operations.clone(),
     };
     let router = http::router(
         state,
@@ -190,6 +198,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         db,
         statements,
         mail,
+        operations,
     })
 }
 
@@ -249,8 +258,19 @@ pub async fn serve(
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
-    // In-flight requests are done; let the worker finish the batch it is sending. What is
-    // still queued stays in the outbox for the next start.
+    // In-flight requests are done; so are (within a grace period) operations whose clients
+    // hung up. Then let the worker finish the batch it is sending. What is still queued stays
+    // in the outbox for the next start.
+    server.operations.tracker.close();
+    if tokio::time::timeout(OPERATIONS_GRACE, server.operations.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = server.operations.tracker.len(),
+            "stopping with operations still running; each transaction rolls back whole"
+        );
+    }
     let _ = stop.send(true);
     let _ = worker.await;
     let _ = janitor.await;

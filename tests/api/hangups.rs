@@ -49,6 +49,9 @@ async fn hang_ups_mid_request_lose_answers_never_writes(backend: Backend) {
     );
     let app = TestApp::spawn_with(backend, |c| {
         c.database_max_connections = 16;
+        // Without PostgreSQL's backstop, so a stray transaction stays visible to the checks
+        // below instead of being ended by the server after ten seconds.
+        c.database_idle_in_transaction_timeout_seconds = 0;
         if backend == Backend::Postgres {
             let sep = if c.database_url.contains('?') {
                 '&'
@@ -90,6 +93,23 @@ async fn hang_ups_mid_request_lose_answers_never_writes(backend: Backend) {
             answered > 0,
             "round {round}: no request was answered at all"
         );
+        // A second after the storm nothing of the server's has any reason to be inside a
+        // transaction (the mail worker's claims and marks are single statements).
+        if backend == Backend::Postgres {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let open = scalar(
+                &observer,
+                &format!(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{app_name}' \
+                     AND xact_start IS NOT NULL"
+                ),
+            )
+            .await;
+            assert_eq!(
+                open, 0,
+                "round {round}: {open} session(s) of the server still inside a transaction a second after the storm"
+            );
+        }
 
         // Every `true` the clients saw is a committed outbox row, seen from another connection.
         let acked_now = acked.lock().unwrap().clone();
@@ -400,11 +420,13 @@ async fn postgres_a_pooled_connection_left_in_a_transaction_is_never_handed_out(
         .unwrap();
     let seen = scalar(&observer, &format!("SELECT COUNT(*) FROM {table}")).await;
     let after = pid_of(db.clone()).await;
-    let gone = scalar(
-        &observer,
-        &format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {before}"),
-    )
-    .await;
+    let gone_sql = format!("SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {before}");
+    let started = Instant::now();
+    let mut gone = scalar(&observer, &gone_sql).await;
+    while gone != 0 && started.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gone = scalar(&observer, &gone_sql).await;
+    }
     observer
         .execute_unprepared(&format!("DROP TABLE {table}"))
         .await
@@ -499,7 +521,7 @@ async fn a_reset_requested_by_a_client_that_hangs_up_is_still_sent(backend: Back
     })
     .to_string();
     let addr = app.addr;
-    tokio::task::spawn_blocking(move || {
+    let stream = tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect(addr).unwrap();
         write!(
             stream,
@@ -508,11 +530,30 @@ async fn a_reset_requested_by_a_client_that_hangs_up_is_still_sent(backend: Back
             body.len()
         )
         .unwrap();
-        // The server is now waiting for the lock; the client gives up and closes the tab.
-        std::thread::sleep(Duration::from_millis(500));
+        stream
     })
     .await
     .unwrap();
+    // Wait until the request's transaction is stuck behind the lock (PostgreSQL shows the
+    // waiting lock; SQLite's busy wait shows nothing, so give it time).
+    match backend {
+        Backend::Postgres => {
+            // The observer's one connection holds the lock: look through another.
+            let watcher = self::observer(&app).await;
+            let started = Instant::now();
+            while scalar(&watcher, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted").await == 0 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the request never reached the locked table"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            watcher.close().await.ok();
+        }
+        Backend::Sqlite => tokio::time::sleep(Duration::from_millis(500)).await,
+    }
+    // The client gives up and closes the tab; the server notices before the lock is released.
+    drop(stream);
     tokio::time::sleep(Duration::from_millis(300)).await;
     blocker.commit().await.unwrap();
 

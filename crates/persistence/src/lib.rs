@@ -106,7 +106,11 @@ pub async fn connect(
                 .foreign_keys(true)
         });
     if Backend::of(url) == Some(Backend::Postgres) {
-        let idle = pool.idle_in_transaction_timeout.as_millis();
+        // PostgreSQL takes the setting in milliseconds as a 32-bit integer.
+        let idle = pool
+            .idle_in_transaction_timeout
+            .as_millis()
+            .min(i32::MAX as u128);
         if idle > 0 {
             options.map_sqlx_postgres_opts(move |o| {
                 o.options([("idle_in_transaction_session_timeout", idle.to_string())])

@@ -13,6 +13,7 @@ use std::{future::Future, pin::Pin};
 
 use domain::{Error, Result};
 use sea_orm::{DatabaseTransaction, TransactionTrait};
+use tracing::Instrument;
 
 use crate::{SqlStore, accounts::db_err};
 
@@ -34,7 +35,8 @@ impl SqlStore {
         F: for<'t> FnOnce(&'t DatabaseTransaction) -> Work<'t, T> + Send + 'static,
     {
         let db = self.db.clone();
-        let task = tokio::spawn(async move {
+        let task = tokio::spawn(
+            async move {
             let txn = db.begin().await.map_err(db_err)?;
             match work(&txn).await {
                 Ok(End::Commit(value)) => {
@@ -52,7 +54,9 @@ impl SqlStore {
                     Err(e)
                 }
             }
-        });
+            }
+            .in_current_span(),
+        );
         task.await
             .map_err(|e| Error::internal(format!("a unit of work did not finish: {e}")))?
     }
