@@ -325,6 +325,35 @@ mod tests {
         assert!(matches!(err, Error::RateLimited { .. }));
     }
 
+    /// A caller that gives up while queued for a hashing slot (its request was dropped) must
+    /// leave the queue as it found it: before, each one stayed counted as waiting, and after
+    /// `LATCHKEY_HASH_QUEUE` of them every sign-in and reset was refused for good.
+    #[tokio::test]
+    async fn callers_that_give_up_while_queued_do_not_use_up_the_queue() {
+        let h = SharedHasher(Arc::new(Argon2Hasher::new(1, 2).unwrap()));
+        let busy = {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash(&pw("kx7!qzmw")).await })
+        };
+        while h.0.permits.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..10 {
+            let gave_up =
+                tokio::time::timeout(std::time::Duration::from_millis(1), h.hash(&pw("kx7!qzmw")))
+                    .await;
+            assert!(
+                !matches!(gave_up, Ok(Ok(_))),
+                "the only slot is taken: nobody else can hash yet"
+            );
+        }
+        busy.await.unwrap().unwrap();
+        assert_eq!(h.0.waiting.load(Ordering::Acquire), 0);
+        h.hash(&pw("kx7!qzmw"))
+            .await
+            .expect("the queue is empty again: a new caller is served");
+    }
+
     #[tokio::test]
     async fn garbage_stored_hashes_are_errors_not_matches() {
         let h = hasher();
