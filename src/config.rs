@@ -103,6 +103,9 @@ pub struct Config {
     pub hash_concurrency: Option<usize>,
     /// `LATCHKEY_HASH_QUEUE`: requests that may wait for a hashing slot before RATE_LIMITED.
     pub hash_queue: usize,
+    /// `LATCHKEY_MAX_OPERATIONS`: GraphQL operations running at once, including those whose
+    /// clients hung up (they run to completion); past it requests get 503 RATE_LIMITED.
+    pub max_operations: usize,
     /// `LATCHKEY_LOG_FORMAT`: `text` or `json`. The filter comes from `RUST_LOG`.
     pub log_format: LogFormat,
 }
@@ -133,6 +136,7 @@ impl Default for Config {
             request_timeout_seconds: 15,
             hash_concurrency: None,
             hash_queue: 256,
+            max_operations: 4096,
             log_format: LogFormat::Text,
         }
     }

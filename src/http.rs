@@ -63,10 +63,9 @@ pub struct Operations {
 }
 
 impl Operations {
-    /// Far above what the database pool and the hashing queue can serve at once, so only a
-    /// flood of abandoned requests reaches it.
-    pub const MAX: usize = 4096;
-
+    /// At most `max` at once (`LATCHKEY_MAX_OPERATIONS`; by default far above what the
+    /// database pool and the hashing queue can serve at once, so only a flood of abandoned
+    /// requests reaches it).
     pub fn new(max: usize) -> Self {
         Self {
             tracker: tokio_util::task::TaskTracker::new(),

@@ -174,7 +174,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         wakeup,
         lease: mail::lease(config.mail_lease_seconds, config.smtp_timeout_seconds),
     };
-    let operations = http::Operations::new(http::Operations::MAX);
+    let operations = http::Operations::new(config.max_operations);
     let state = AppState {
         schema,
         db: db.clone(),

@@ -28,6 +28,7 @@ crate::tests![
     postgres_the_server_ends_a_transaction_left_idle_past_the_timeout,
     hang_ups_mid_request_lose_answers_never_writes,
     a_reset_requested_by_a_client_that_hangs_up_is_still_sent,
+    operations_past_the_limit_are_refused_with_503_and_change_nothing,
     a_stalled_queue_shows_its_age_to_admins_and_in_the_metric,
 ];
 
@@ -292,6 +293,27 @@ fn read_response(stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[header_end..header_end + length]).into_owned())
 }
 
+/// Waits until a request's transaction is stuck behind the lock a test holds (PostgreSQL
+/// shows the waiting lock; SQLite's busy wait shows nothing, so give it time).
+async fn wait_until_blocked(app: &TestApp, backend: Backend) {
+    match backend {
+        Backend::Postgres => {
+            // The observer's one connection holds the lock: look through another.
+            let watcher = observer(app).await;
+            let started = Instant::now();
+            while scalar(&watcher, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted").await == 0 {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the request never reached the locked table"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            watcher.close().await.ok();
+        }
+        Backend::Sqlite => tokio::time::sleep(Duration::from_millis(500)).await,
+    }
+}
+
 /// A connection to the server's database that is not the server's.
 async fn observer(app: &TestApp) -> DatabaseConnection {
     match &app.config.database_schema {
@@ -534,24 +556,7 @@ async fn a_reset_requested_by_a_client_that_hangs_up_is_still_sent(backend: Back
     })
     .await
     .unwrap();
-    // Wait until the request's transaction is stuck behind the lock (PostgreSQL shows the
-    // waiting lock; SQLite's busy wait shows nothing, so give it time).
-    match backend {
-        Backend::Postgres => {
-            // The observer's one connection holds the lock: look through another.
-            let watcher = self::observer(&app).await;
-            let started = Instant::now();
-            while scalar(&watcher, "SELECT COUNT(*) FROM pg_locks WHERE NOT granted").await == 0 {
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "the request never reached the locked table"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            watcher.close().await.ok();
-        }
-        Backend::Sqlite => tokio::time::sleep(Duration::from_millis(500)).await,
-    }
+    wait_until_blocked(&app, backend).await;
     // The client gives up and closes the tab; the server notices before the lock is released.
     drop(stream);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -567,6 +572,78 @@ async fn a_reset_requested_by_a_client_that_hangs_up_is_still_sent(backend: Back
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    observer.close().await.ok();
+}
+
+/// Detached operations are bounded: with the limit taken (one slot, held by a request stuck
+/// behind a lock), the next request is refused at once with 503 RATE_LIMITED, and runs nothing.
+async fn operations_past_the_limit_are_refused_with_503_and_change_nothing(backend: Backend) {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn_with(backend, |c| c.max_operations = 1).await;
+    app.without_reset_limits().await;
+    app.create_customer("first@example.com", PASSWORD).await;
+    app.create_customer("second@example.com", PASSWORD).await;
+    let observer = observer(&app).await;
+    let blocker = observer.begin().await.unwrap();
+    match backend {
+        Backend::Sqlite => blocker
+            .execute_unprepared("UPDATE settings SET id = id WHERE id = 1")
+            .await
+            .unwrap(),
+        Backend::Postgres => blocker
+            .execute_unprepared("LOCK TABLE email_outbox IN EXCLUSIVE MODE")
+            .await
+            .unwrap(),
+    };
+    let first = {
+        let (client, url) = (app.client.clone(), app.url("/graphql"));
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(json!({"query": "mutation { requestPasswordReset(email: \"first@example.com\") }"}).to_string())
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        })
+    };
+    wait_until_blocked(&app, backend).await;
+    // The first request holds the only slot (waiting for the lock): the second is refused.
+    let refused = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(
+            json!({"query": "mutation { requestPasswordReset(email: \"second@example.com\") }"})
+                .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(crate::helpers::code(&body), "RATE_LIMITED", "{body}");
+    blocker.commit().await.unwrap();
+    let first = first.await.unwrap();
+    assert_eq!(
+        first["data"]["requestPasswordReset"], true,
+        "the request holding the slot completes: {first}"
+    );
+    let second = scalar(
+        &observer,
+        "SELECT COUNT(*) FROM email_outbox WHERE recipient = 'second@example.com'",
+    )
+    .await;
+    assert_eq!(second, 0, "the refused request changed nothing");
+    // The slot is free again.
+    assert_eq!(
+        app.request_reset("second@example.com").await["data"]["requestPasswordReset"],
+        true
+    );
     observer.close().await.ok();
 }
 
