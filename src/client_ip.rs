@@ -30,26 +30,44 @@ impl TrustedProxies {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// Walks `X-Forwarded-For` from the right: each trusted hop vouches for the one to its
+    /// left, and the first untrusted hop is the client. An entry that is not an address (or a
+    /// header that is not text) ends the walk too, at the nearest trusted hop: whatever is left
+    /// of junk was written by someone we do not trust, so it cannot name the client.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.trusts(peer) {
             return peer;
         }
-        let hops: Vec<IpAddr> = headers
+        let entries: Vec<Option<&str>> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map_while(|s| s.trim().parse::<IpAddr>().ok())
-            .map(|ip| ip.to_canonical())
+            .flat_map(|v| match v.to_str() {
+                Ok(text) => text.split(',').map(Some).collect::<Vec<_>>(),
+                Err(_) => vec![None],
+            })
             .collect();
-        hops.iter()
-            .rev()
-            .find(|ip| !self.trusts(**ip))
-            .or(hops.first())
-            .copied()
-            .unwrap_or(peer)
+        let mut nearest_trusted = peer;
+        for entry in entries.into_iter().rev() {
+            match entry.and_then(parse_hop) {
+                Some(ip) if self.trusts(ip) => nearest_trusted = ip,
+                Some(ip) => return ip,
+                None => return nearest_trusted,
+            }
+        }
+        nearest_trusted
     }
+}
+
+/// One `X-Forwarded-For` entry: an address, or an address with a port (`203.0.113.9:4711`,
+/// `[2001:db8::1]:443`), as some proxies write them.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .map(|ip| ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -83,6 +101,50 @@ mod tests {
             "198.51.100.7".parse::<IpAddr>().unwrap()
         );
         assert_eq!(proxies.client_ip(peer, &HeaderMap::new()), peer);
+    }
+
+    #[test]
+    fn a_junk_hop_ends_the_walk_instead_of_letting_the_client_choose() {
+        let proxies = TrustedProxies::parse(&["127.0.0.1".into()]).unwrap();
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let ip = |xff: &str| proxies.client_ip(peer, &headers(xff));
+        // Reported: parsing stopped at `x` and took the client's own 203.0.113.9.
+        assert_eq!(
+            ip("203.0.113.9, x, 198.51.100.7"),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // Junk right next to our proxy: all we know is the proxy.
+        assert_eq!(ip("198.51.100.7, x"), peer);
+        assert_eq!(
+            ip("203.0.113.9, , 198.51.100.7"),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        // Ports, as some proxies add them.
+        assert_eq!(
+            ip("198.51.100.7:4711"),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            ip("[2001:db8::1]:443"),
+            "2001:db8::1".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn several_header_lines_are_one_list_and_unreadable_ones_end_the_walk() {
+        let proxies = TrustedProxies::parse(&["127.0.0.1".into()]).unwrap();
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.append("x-forwarded-for", HeaderValue::from_static("198.51.100.7"));
+        assert_eq!(
+            proxies.client_ip(peer, &h),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        h.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(proxies.client_ip(peer, &h), peer);
     }
 
     #[test]

@@ -9,6 +9,7 @@ crate::tests![
     health_readiness_and_metrics_answer,
     readiness_reports_an_unreachable_database,
     client_ip_is_the_socket_peer_unless_a_trusted_proxy_forwards_it,
+    a_junk_forwarded_hop_does_not_let_a_client_choose_its_ip,
     cors_admits_only_configured_origins,
     schema_graphql_is_what_latchkey_schema_prints,
 ];
@@ -104,6 +105,48 @@ async fn client_ip_is_the_socket_peer_unless_a_trusted_proxy_forwards_it(backend
         recorded_ip(&proxied, "proxied@example.com").await,
         "198.51.100.7"
     );
+}
+
+/// Behind a trusted proxy, a client that writes `<any address>, x` before the proxy's hop used
+/// to be limited (and recorded) as whatever address it wrote: parsing stopped at the junk.
+async fn a_junk_forwarded_hop_does_not_let_a_client_choose_its_ip(backend: Backend) {
+    let app =
+        TestApp::spawn_with(backend, |c| c.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    // Limits by IP only: one request per IP every 10 minutes (the default interval).
+    app.set_settings("reset_request_limit_method = 'BY_IP'")
+        .await;
+    let mut answers = Vec::new();
+    for i in 1..=3 {
+        let res = app
+            .client
+            .post(app.url("/graphql"))
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", format!("203.0.113.{i}, x, 198.51.100.7"))
+            .body(
+                json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }",
+                       "variables": {"e": format!("junk{i}@example.com")}})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        answers.push(res);
+    }
+    assert_eq!(
+        answers[0]["data"]["requestPasswordReset"], true,
+        "{}",
+        answers[0]
+    );
+    for res in &answers[1..] {
+        assert_eq!(
+            crate::helpers::code(res),
+            "RATE_LIMITED",
+            "the same client (198.51.100.7, as our proxy saw it) asked again: {res}"
+        );
+    }
 }
 
 async fn cors_admits_only_configured_origins(backend: Backend) {
