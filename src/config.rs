@@ -60,6 +60,10 @@ pub struct Config {
     pub database_idle_in_transaction_timeout_seconds: u64,
     /// `LATCHKEY_LISTEN`.
     pub listen: SocketAddr,
+    /// `LATCHKEY_METRICS_LISTEN`: where Prometheus metrics are served (`host:port`), off the
+    /// API port, or `off`. Loopback by default: per-request counters are for operators, and on
+    /// a public port they would tell an attacker which sign-ins and resets found an account.
+    pub metrics_listen: String,
     /// `LATCHKEY_PUBLIC_URL`: this server's public base URL. Default `http://<listen>`.
     pub public_url: Option<String>,
     /// `LATCHKEY_STOREFRONT_RESET_URL`: reset link template with `{token}`.
@@ -118,6 +122,7 @@ impl Default for Config {
             database_max_connections: 8,
             database_idle_in_transaction_timeout_seconds: 10,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: "127.0.0.1:9464".into(),
             public_url: None,
             storefront_reset_url: None,
             reset_url_allowlist: Vec::new(),

@@ -145,7 +145,6 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
         .with_state(state)
         .merge(crate::pages::routes(crate::pages::Pages::new(
             options.store_name.clone(),
@@ -409,6 +408,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The metrics listener's routes (`LATCHKEY_METRICS_LISTEN`): `/metrics` only. Never on the
+/// API port.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(state)
 }
 
 async fn metrics_text(State(state): State<AppState>) -> Response {

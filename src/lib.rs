@@ -39,6 +39,17 @@ pub struct Server {
     pub mail: MailWorker,
     /// GraphQL operations in flight; `serve` waits for them before closing the database.
     pub operations: http::Operations,
+    /// The metrics listener (`LATCHKEY_METRICS_LISTEN`), bound by `build`; `None` when off.
+    pub metrics: Option<(TcpListener, axum::Router)>,
+}
+
+impl Server {
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
+    }
 }
 
 /// How long `serve` waits, after the last connection closed, for operations whose clients had
@@ -184,6 +195,18 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         statements: statements.clone(),
         operations: operations.clone(),
     };
+    let metrics = match config.metrics_listen.trim() {
+        "off" | "" => None,
+        addr => {
+            let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
+                anyhow::anyhow!("LATCHKEY_METRICS_LISTEN must be host:port or off, not {addr:?}")
+            })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding LATCHKEY_METRICS_LISTEN {addr}"))?;
+            Some((listener, http::metrics_router(state.clone())))
+        }
+    };
     let router = http::router(
         state,
         &HttpOptions {
@@ -199,6 +222,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         statements,
         mail,
         operations,
+        metrics,
     })
 }
 
@@ -252,6 +276,13 @@ pub async fn serve(
         stopped.clone(),
     ));
     let worker = tokio::spawn(server.mail.run(stopped));
+    let metrics = server.metrics.map(|(listener, router)| {
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        })
+    });
     let app = server
         .router
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -274,6 +305,9 @@ pub async fn serve(
     let _ = stop.send(true);
     let _ = worker.await;
     let _ = janitor.await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     server.db.close().await.ok();
     served?;
     Ok(())

@@ -76,8 +76,12 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
             let base = config.public_base_url();
+            let metrics = server
+                .metrics_addr()
+                .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
             tracing::info!(
                 address = %listener.local_addr()?,
+                metrics = %metrics,
                 graphiql = config.graphiql_enabled(),
                 storefront = %format!("{base}/account/sign-in"),
                 admin_console = %format!("{base}/admin"),

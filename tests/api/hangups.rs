@@ -688,7 +688,7 @@ async fn a_stalled_queue_shows_its_age_to_admins_and_in_the_metric(backend: Back
     let gauge = || async {
         let text = app
             .client
-            .get(format!("http://{}/metrics", server.addr))
+            .get(format!("http://{}/metrics", server.metrics_addr))
             .send()
             .await
             .unwrap()

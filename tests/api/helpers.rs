@@ -40,6 +40,8 @@ pub const PASSWORD: &str = "kx7!qzmw";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// Where this server serves `/metrics` (its own listener, never the API port).
+    pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub config: Config,
@@ -72,6 +74,7 @@ impl TestApp {
         let mut config = Config {
             mail_from: "Test Store <shop@example.com>".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: "127.0.0.1:0".into(),
             database_max_connections: 4,
             ..Config::default()
         };
@@ -107,6 +110,7 @@ impl TestApp {
         let clock = Arc::new(ManualClock::default());
         let mut app = Self {
             addr: config.listen,
+            metrics_addr: None,
             client: reqwest::Client::builder()
                 .user_agent("latchkey-tests")
                 .build()
@@ -129,6 +133,7 @@ impl TestApp {
     pub async fn replica(&self) -> TestApp {
         let mut replica = TestApp {
             addr: self.addr,
+            metrics_addr: None,
             client: self.client.clone(),
             clock: self.clock.clone(),
             config: self.config.clone(),
@@ -150,6 +155,7 @@ impl TestApp {
             .unwrap();
         self.db = server.db.clone();
         self.statements = server.statements.clone();
+        self.metrics_addr = server.metrics_addr();
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
             .unwrap();
@@ -232,6 +238,19 @@ impl TestApp {
             json!({"t": token, "p": password}),
         )
         .await
+    }
+
+    /// The Prometheus text from this server's metrics listener.
+    pub async fn metrics(&self) -> String {
+        let addr = self.metrics_addr.expect("the metrics listener is on");
+        self.client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

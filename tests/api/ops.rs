@@ -8,6 +8,7 @@ use crate::helpers::{Backend, PASSWORD, TestApp};
 crate::tests![
     health_readiness_and_metrics_answer,
     readiness_reports_an_unreachable_database,
+    metrics_are_not_on_the_api_port,
     client_ip_is_the_socket_peer_unless_a_trusted_proxy_forwards_it,
     a_junk_forwarded_hop_does_not_let_a_client_choose_its_ip,
     cors_admits_only_configured_origins,
@@ -31,15 +32,7 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
     app.create_customer("metrics@example.com", PASSWORD).await;
     app.sign_in_response("metrics@example.com", "wrong-guess")
         .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("latchkey_http_requests_total"),
         "{metrics}"
@@ -49,6 +42,17 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
         "{metrics}"
     );
     assert!(metrics.contains("latchkey_password_hash_seconds"));
+}
+
+/// `/metrics` moved off the API port: its counters moved differently for sign-ins and resets
+/// that found an account than for those that did not (statements run, mail sent), so anyone
+/// could read account existence from it.
+async fn metrics_are_not_on_the_api_port(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let public = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), StatusCode::NOT_FOUND);
+    assert!(app.metrics().await.contains("latchkey_db_statements_total"));
+    assert_ne!(app.metrics_addr.map(|a| a.port()), Some(app.addr.port()));
 }
 
 async fn readiness_reports_an_unreachable_database(backend: Backend) {

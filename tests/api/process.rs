@@ -9,6 +9,8 @@ use tokio::process::{Child, Command};
 pub struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Its metrics listener.
+    pub metrics_addr: SocketAddr,
 }
 
 impl ServerProcess {
@@ -19,9 +21,14 @@ impl ServerProcess {
             .unwrap()
             .local_addr()
             .unwrap();
+        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
         cmd.env("DATABASE_URL", &config.database_url)
             .env("LATCHKEY_LISTEN", addr.to_string())
+            .env("LATCHKEY_METRICS_LISTEN", metrics_addr.to_string())
             .env("LATCHKEY_MAIL_DIR", config.mail_dir.display().to_string())
             .env("RUST_LOG", "warn")
             .kill_on_drop(true);
@@ -37,6 +44,7 @@ impl ServerProcess {
         let process = Self {
             child: cmd.spawn().unwrap(),
             addr,
+            metrics_addr,
         };
         let client = reqwest::Client::new();
         for _ in 0..400 {

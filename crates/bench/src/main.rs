@@ -223,10 +223,11 @@ const REPLICAS: &str = "two replicas";
 fn listening_on<'a>(env: &[(&'a str, String)], addr: SocketAddr) -> Vec<(&'a str, String)> {
     env.iter()
         .map(|(k, v)| {
-            let v = if *k == "LATCHKEY_LISTEN" {
-                addr.to_string()
-            } else {
-                v.clone()
+            let v = match *k {
+                "LATCHKEY_LISTEN" => addr.to_string(),
+                // Metrics are read from the first server only; others take any free port.
+                "LATCHKEY_METRICS_LISTEN" => "127.0.0.1:0".to_owned(),
+                _ => v.clone(),
             };
             (*k, v)
         })
@@ -482,9 +483,11 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             );
         }
     };
+    let metrics_addr = free_addr()?;
     let env = vec![
         ("DATABASE_URL", url.to_owned()),
         ("LATCHKEY_LISTEN", addr.to_string()),
+        ("LATCHKEY_METRICS_LISTEN", metrics_addr.to_string()),
         ("LATCHKEY_JWT_SECRET", secret.clone()),
         ("LATCHKEY_MAIL_DIR", dir.join("mail").display().to_string()),
         ("LATCHKEY_HASH_QUEUE", "4096".to_owned()),
@@ -526,7 +529,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
         if !cli.wants("admin grid") && !cli.wants(GRID) {
             break;
         }
-        let before = statements(addr).await;
+        let before = statements(metrics_addr).await;
         let body = json!({"query": format!("{{ customers(first: {first}) {{ edges {{ node {{ id activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt }} }} }} }}")}).to_string();
         let admin = admin.clone();
         load::run(
@@ -538,7 +541,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
         .await;
         println!(
             "admin grid, first: {first}, every admin field: {} SQL statements",
-            statements(addr).await.saturating_sub(before)
+            statements(metrics_addr).await.saturating_sub(before)
         );
     }
     let grid = "{ customers(first: 100) { totalCount edges { node { id email activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt } } } }";
