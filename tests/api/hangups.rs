@@ -293,6 +293,23 @@ fn read_response(stream: &mut TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[header_end..header_end + length]).into_owned())
 }
 
+/// Opens a transaction on `observer` holding a lock every `requestPasswordReset` needs, until
+/// it is committed: SQLite's one write lock (any write takes it), or PostgreSQL's lock on the
+/// outbox table.
+async fn hold_the_lock_a_reset_needs(
+    observer: &DatabaseConnection,
+    backend: Backend,
+) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let blocker = observer.begin().await.unwrap();
+    let sql = match backend {
+        Backend::Sqlite => "UPDATE settings SET id = id WHERE id = 1",
+        Backend::Postgres => "LOCK TABLE email_outbox IN EXCLUSIVE MODE",
+    };
+    blocker.execute_unprepared(sql).await.unwrap();
+    blocker
+}
+
 /// Waits until a request's transaction is stuck behind the lock a test holds (PostgreSQL
 /// shows the waiting lock; SQLite's busy wait shows nothing, so give it time).
 async fn wait_until_blocked(app: &TestApp, backend: Backend) {
@@ -521,22 +538,10 @@ async fn postgres_the_server_ends_a_transaction_left_idle_past_the_timeout(_back
 /// arrives. The database is made slow on purpose (another session holds the lock the request's
 /// transaction needs) so the client is gone while the transaction is still waiting.
 async fn a_reset_requested_by_a_client_that_hangs_up_is_still_sent(backend: Backend) {
-    use sea_orm::TransactionTrait;
     let app = TestApp::spawn(backend).await;
     app.create_customer("left@example.com", PASSWORD).await;
     let observer = observer(&app).await;
-    let blocker = observer.begin().await.unwrap();
-    match backend {
-        // A write takes SQLite's one write lock until the transaction ends.
-        Backend::Sqlite => blocker
-            .execute_unprepared("UPDATE settings SET id = id WHERE id = 1")
-            .await
-            .unwrap(),
-        Backend::Postgres => blocker
-            .execute_unprepared("LOCK TABLE email_outbox IN EXCLUSIVE MODE")
-            .await
-            .unwrap(),
-    };
+    let blocker = hold_the_lock_a_reset_needs(&observer, backend).await;
     let body = json!({
         "query": "mutation($e: String!) { requestPasswordReset(email: $e) }",
         "variables": {"e": "left@example.com"},
@@ -578,23 +583,12 @@ async fn a_reset_requested_by_a_client_that_hangs_up_is_still_sent(backend: Back
 /// Detached operations are bounded: with the limit taken (one slot, held by a request stuck
 /// behind a lock), the next request is refused at once with 503 RATE_LIMITED, and runs nothing.
 async fn operations_past_the_limit_are_refused_with_503_and_change_nothing(backend: Backend) {
-    use sea_orm::TransactionTrait;
     let app = TestApp::spawn_with(backend, |c| c.max_operations = 1).await;
     app.without_reset_limits().await;
     app.create_customer("first@example.com", PASSWORD).await;
     app.create_customer("second@example.com", PASSWORD).await;
     let observer = observer(&app).await;
-    let blocker = observer.begin().await.unwrap();
-    match backend {
-        Backend::Sqlite => blocker
-            .execute_unprepared("UPDATE settings SET id = id WHERE id = 1")
-            .await
-            .unwrap(),
-        Backend::Postgres => blocker
-            .execute_unprepared("LOCK TABLE email_outbox IN EXCLUSIVE MODE")
-            .await
-            .unwrap(),
-    };
+    let blocker = hold_the_lock_a_reset_needs(&observer, backend).await;
     let first = {
         let (client, url) = (app.client.clone(), app.url("/graphql"));
         tokio::spawn(async move {
