@@ -189,8 +189,6 @@ pub struct UndeliveredMail {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub next_attempt_at: DateTime<Utc>,
-    /// How long it has waited since it was queued.
-    pub age: chrono::Duration,
 }
 
 /// Largest page any list returns.

@@ -358,14 +358,8 @@ impl Admins {
         self.store.audit_page(query).await
     }
 
-    /// Undelivered mail, oldest first, each with its age (so a stalled queue shows at once).
     pub async fn undelivered_mail(&self, first: u64) -> Result<Vec<crate::admin::UndeliveredMail>> {
-        let now = self.clock.now();
-        let mut mail = self.store.undelivered_mail(first).await?;
-        for m in &mut mail {
-            m.age = (now - m.created_at).max(chrono::Duration::zero());
-        }
-        Ok(mail)
+        self.store.undelivered_mail(first).await
     }
 }
 

@@ -123,12 +123,13 @@ impl AdminQuery {
         first: Option<i32>,
     ) -> Result<Vec<UndeliveredMail>, ApiError> {
         let first = page_size(first.map(i64::from))?;
-        Ok(services(ctx)?
-            .admins
+        let admins = &services(ctx)?.admins;
+        let now = admins.now();
+        Ok(admins
             .undelivered_mail(first)
             .await?
             .into_iter()
-            .map(Into::into)
+            .map(|m| UndeliveredMail::at(m, now))
             .collect())
     }
 

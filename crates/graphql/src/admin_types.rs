@@ -324,8 +324,9 @@ pub struct UndeliveredMail {
     pub age_seconds: i64,
 }
 
-impl From<admin::UndeliveredMail> for UndeliveredMail {
-    fn from(m: admin::UndeliveredMail) -> Self {
+impl UndeliveredMail {
+    /// `m` as seen at `now` (its age).
+    pub fn at(m: admin::UndeliveredMail, now: DateTime<Utc>) -> Self {
         Self {
             id: ID(m.id.to_string()),
             kind: m.kind,
@@ -335,7 +336,7 @@ impl From<admin::UndeliveredMail> for UndeliveredMail {
             last_error: m.last_error,
             created_at: m.created_at,
             next_attempt_at: m.next_attempt_at,
-            age_seconds: m.age.num_seconds(),
+            age_seconds: (now - m.created_at).num_seconds().max(0),
         }
     }
 }

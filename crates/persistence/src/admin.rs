@@ -490,7 +490,6 @@ impl AdminStore for SqlStore {
                 last_error: m.last_error,
                 created_at: m.created_at,
                 next_attempt_at: m.next_attempt_at,
-                age: chrono::Duration::zero(),
             })
             .collect())
     }
