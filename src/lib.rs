@@ -110,6 +110,31 @@ async fn prepare_database(config: &Config) -> anyhow::Result<(persistence::Conne
     Ok((db, backend))
 }
 
+/// The shared parts every use-case group is built from: one store behind every port, one
+/// hasher, one limiter, one sign-in core.
+fn wiring(
+    store: Arc<SqlStore>,
+    hasher: Arc<SharedHasher>,
+    tokens: TokenCodec,
+    clock: Arc<dyn Clock>,
+) -> domain::accounts::Wiring {
+    let sign_in = Arc::new(domain::sign_in::SignIn::new(
+        store.clone(),
+        store.clone(),
+        hasher.clone(),
+        tokens.clone(),
+        clock.clone(),
+    ));
+    domain::accounts::Wiring {
+        hasher,
+        limiter: store.clone(),
+        settings: store,
+        tokens,
+        clock,
+        sign_in,
+    }
+}
+
 /// Builds the server.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
     let (mut db, backend) = prepare_database(config).await?;
@@ -126,14 +151,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     )?)));
     let store = Arc::new(SqlStore::new(db.clone()));
     let wakeup = Wakeup::default();
-    let accounts = Accounts::new(
-        store.clone(),
-        hasher.clone(),
-        store.clone(),
-        tokens.clone(),
-        clock.clone(),
-        Arc::new(wakeup.clone()),
-    );
+    let parts = wiring(store.clone(), hasher, tokens, clock.clone());
+    let accounts = Accounts::new(store.clone(), parts.clone(), Arc::new(wakeup.clone()));
     let public_url = config.public_base_url();
     let link_template = config.storefront_reset_url.clone().unwrap_or_else(|| {
         format!("{public_url}/account/reset-password?token={{token}}&lang={{locale}}")
@@ -143,19 +162,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let resets = Resets::new(
         store.clone(),
         store.clone(),
-        hasher.clone(),
-        store.clone(),
-        clock.clone(),
+        parts.clone(),
         links,
         Arc::new(wakeup.clone()),
     );
-    let admins = Admins::new(
-        store.clone(),
-        hasher.clone(),
-        store.clone(),
-        tokens.clone(),
-        clock.clone(),
-    );
+    let admins = Admins::new(store.clone(), parts);
     let schema = graphql::build_schema(
         Services {
             accounts: Arc::new(accounts),
@@ -242,10 +253,7 @@ pub async fn create_admin(
         TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
     let admins = Admins::new(
         store.clone(),
-        hasher,
-        store,
-        tokens,
-        Arc::new(domain::clock::SystemClock),
+        wiring(store, hasher, tokens, Arc::new(domain::clock::SystemClock)),
     );
     admins
         .create_admin(username, password, role)

@@ -6,6 +6,7 @@ mod m20261125_000001_customers;
 mod m20261125_000002_access_tokens;
 mod m20261125_000003_password_reset;
 mod m20261125_000004_admin;
+mod m20261201_000005_limits;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_access_tokens::Migration),
             Box::new(m20261125_000003_password_reset::Migration),
             Box::new(m20261125_000004_admin::Migration),
+            Box::new(m20261201_000005_limits::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@ mod hangups;
 mod hardening;
 mod harness;
 mod helpers;
+mod limits;
 mod ops;
 mod process;
 mod proxy;
@@ -33,6 +34,7 @@ fn main() {
         replicas::TESTS,
         faults::TESTS,
         hangups::TESTS,
+        limits::TESTS,
         browser::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();

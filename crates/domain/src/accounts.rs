@@ -8,19 +8,14 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    lockout::check_password,
-    ports::{MailSignal, NewMail},
-};
-
-use crate::{
     Error, Result,
     clock::Clock,
     customer::{ClientInfo, Customer, Locale, Session, parse_name},
     email::Email,
+    limits::{Check, ClientKey, LimitKey, Limiter, PrincipalKind, Rule},
     password::{NewPassword, PasswordCandidate, PasswordPolicy},
-    ports::{
-        AccountStore, CreateCustomerError, NewCustomer, NewSession, PasswordHasher, SettingsSource,
-    },
+    ports::{AccountStore, CreateCustomerError, MailSignal, NewCustomer, NewMail, SettingsSource},
+    sign_in::SignIn,
     token::{TokenCodec, TokenKind},
 };
 
@@ -56,35 +51,35 @@ pub struct CustomerPrincipal {
     pub session_id: Uuid,
 }
 
+/// The ports and shared parts a use-case group is built from, wired once by the server.
+#[derive(Clone)]
+pub struct Wiring {
+    pub hasher: Arc<dyn crate::ports::PasswordHasher>,
+    pub limiter: Arc<dyn Limiter>,
+    pub settings: Arc<dyn SettingsSource>,
+    pub tokens: TokenCodec,
+    pub clock: Arc<dyn Clock>,
+    pub sign_in: Arc<SignIn>,
+}
+
 pub struct Accounts {
     store: Arc<dyn AccountStore>,
-    hasher: Arc<dyn PasswordHasher>,
-    settings: Arc<dyn SettingsSource>,
-    tokens: TokenCodec,
-    clock: Arc<dyn Clock>,
+    parts: Wiring,
     mail: Arc<dyn MailSignal>,
 }
 
 impl Accounts {
-    pub fn new(
-        store: Arc<dyn AccountStore>,
-        hasher: Arc<dyn PasswordHasher>,
-        settings: Arc<dyn SettingsSource>,
-        tokens: TokenCodec,
-        clock: Arc<dyn Clock>,
-        mail: Arc<dyn MailSignal>,
-    ) -> Self {
-        Self {
-            store,
-            hasher,
-            settings,
-            tokens,
-            clock,
-            mail,
-        }
+    pub fn new(store: Arc<dyn AccountStore>, parts: Wiring, mail: Arc<dyn MailSignal>) -> Self {
+        Self { store, parts, mail }
     }
 
-    pub async fn create_customer(&self, input: CreateCustomerInput) -> Result<Customer> {
+    /// Registers a customer. Counted per client address once the input is valid (an address
+    /// that is taken counts too), before the password is hashed.
+    pub async fn create_customer(
+        &self,
+        input: CreateCustomerInput,
+        client: &ClientInfo,
+    ) -> Result<Customer> {
         let email = parse_email(&input.email)?;
         let firstname = parse_name(&input.firstname).ok_or_else(|| {
             Error::bad_input(
@@ -103,13 +98,30 @@ impl Accounts {
             Some(tag) => Locale::parse(tag)
                 .ok_or_else(|| Error::bad_input("locale", "supported locales are en, ja and ko"))?,
         };
-        let settings = self.settings.current().await?;
+        let settings = self.parts.settings.current().await?;
         let password = new_password(
             &input.password,
             &settings.password,
             &[email.local_part(), &firstname, &lastname],
         )?;
-        let password_hash = self.hasher.hash(&password).await?;
+        let now = self.parts.clock.now();
+        let registration = [Check::new(
+            LimitKey::RegistrationByIp(ClientKey::of(client)),
+            Rule::per(
+                settings.clients.registrations_per_ip_per_hour,
+                chrono::Duration::hours(1),
+            ),
+        )];
+        match self.parts.limiter.reserve(&registration, now).await? {
+            Ok(counted) => counted.keep(),
+            Err(refused) => {
+                tracing::info!(event = "registration_limited");
+                return Err(Error::RateLimited {
+                    retry_after_seconds: refused.retry_after_seconds,
+                });
+            }
+        }
+        let password_hash = self.parts.hasher.hash(&password).await?;
         let new = NewCustomer {
             id: Uuid::now_v7(),
             email,
@@ -117,7 +129,7 @@ impl Accounts {
             lastname,
             locale,
             password_hash,
-            now: self.clock.now(),
+            now,
         };
         match self.store.create_customer(new).await {
             Ok(customer) => Ok(customer),
@@ -129,8 +141,8 @@ impl Accounts {
         }
     }
 
-    /// Signs a customer in. Unknown email, wrong password and a locked account all answer
-    /// `AuthenticationFailed` after the same argon2 work.
+    /// Signs a customer in. Unknown email, wrong password, a locked account and an account
+    /// over its guess budget all answer `AuthenticationFailed`; see [`SignIn`].
     pub async fn sign_in(
         &self,
         email: &str,
@@ -139,57 +151,25 @@ impl Accounts {
     ) -> Result<IssuedToken> {
         let email = parse_email(email)?;
         let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
-        let settings = self.settings.current().await?;
-        let now = self.clock.now();
-        let credentials = self.store.credentials_by_email(&email).await?;
-        let stored = credentials
-            .as_ref()
-            .map(|c| (c.password_hash.as_str(), c.customer.locked_until));
-        let rehash = check_password(&*self.hasher, &candidate, stored, now, || async {
-            if let Some(c) = &credentials {
-                self.store
-                    .record_failed_sign_in(c.customer.id, &settings.lockout, now)
-                    .await?;
-                tracing::info!(event = "sign_in_failed", customer_id = %c.customer.id);
-            }
-            Ok(())
-        })
-        .await?;
-        let Some(customer) = credentials.map(|c| c.customer) else {
-            return Err(Error::AuthenticationFailed);
-        };
-        self.store
-            .record_successful_sign_in(customer.id, rehash)
-            .await?;
-        let expires_at = now + settings.customer_token_lifetime;
-        let session_id = Uuid::now_v7();
-        self.store
-            .create_session(NewSession {
-                id: session_id,
-                customer_id: customer.id,
-                created_at: now,
-                expires_at,
+        let settings = self.parts.settings.current().await?;
+        self.parts
+            .sign_in
+            .sign_in(
+                PrincipalKind::Customer,
+                email.key(),
+                &candidate,
                 client,
-            })
-            .await?;
-        let token = self
-            .tokens
-            .sign(
-                TokenKind::Customer,
-                customer.id,
-                session_id,
-                now,
-                expires_at,
+                &settings,
             )
-            .map_err(Error::internal)?;
-        Ok(IssuedToken { token, expires_at })
+            .await
     }
 
     /// Resolves a bearer token to a live session. Any failure is `Unauthenticated`.
     pub async fn authenticate(&self, bearer: Option<&str>) -> Result<CustomerPrincipal> {
         let bearer = bearer.ok_or(Error::Unauthenticated)?;
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         let verified = self
+            .parts
             .tokens
             .verify(TokenKind::Customer, bearer, now)
             .map_err(|_| Error::Unauthenticated)?;
@@ -213,21 +193,22 @@ impl Accounts {
             .revoke_session(
                 principal.customer.id,
                 principal.session_id,
-                self.clock.now(),
+                self.parts.clock.now(),
             )
             .await?;
         Ok(())
     }
 
     /// Changes the password after checking the current one; every other session ends.
-    /// A wrong current password counts as a failed sign-in.
+    /// The current password is checked like a sign-in (same limits; a wrong one counts).
     pub async fn change_password(
         &self,
         principal: &CustomerPrincipal,
         current: &str,
         new: &str,
+        client: &ClientInfo,
     ) -> Result<Customer> {
-        let settings = self.settings.current().await?;
+        let settings = self.parts.settings.current().await?;
         let customer = &principal.customer;
         let password = new_password(
             new,
@@ -239,29 +220,20 @@ impl Accounts {
             ],
         )?;
         let candidate = PasswordCandidate::parse(current).ok_or(Error::AuthenticationFailed)?;
-        let now = self.clock.now();
-        let credentials = self
-            .store
-            .credentials_by_id(customer.id)
-            .await?
-            .ok_or(Error::Unauthenticated)?;
-        check_password(
-            &*self.hasher,
-            &candidate,
-            Some((
-                &credentials.password_hash,
-                credentials.customer.locked_until,
-            )),
-            now,
-            || async {
-                self.store
-                    .record_failed_sign_in(customer.id, &settings.lockout, now)
-                    .await
-            },
-        )
-        .await?;
-        let hash = self.hasher.hash(&password).await?;
-        let notice = NewMail::password_changed(&credentials.customer, now);
+        let login = customer.email.key();
+        self.parts
+            .sign_in
+            .verify(
+                PrincipalKind::Customer,
+                login,
+                &candidate,
+                client,
+                &settings,
+            )
+            .await?;
+        let hash = self.parts.hasher.hash(&password).await?;
+        let now = self.parts.clock.now();
+        let notice = NewMail::password_changed(customer, now);
         self.store
             .set_password(customer.id, hash, Some(principal.session_id), now, notice)
             .await?;
@@ -280,7 +252,7 @@ impl Accounts {
 
     pub async fn sessions(&self, principal: &CustomerPrincipal) -> Result<Vec<Session>> {
         self.store
-            .live_sessions(principal.customer.id, self.clock.now())
+            .live_sessions(principal.customer.id, self.parts.clock.now())
             .await
     }
 
@@ -289,7 +261,7 @@ impl Accounts {
         let id = Uuid::parse_str(id).map_err(|_| Error::NotFound)?;
         if self
             .store
-            .revoke_session(principal.customer.id, id, self.clock.now())
+            .revoke_session(principal.customer.id, id, self.parts.clock.now())
             .await?
         {
             Ok(())

@@ -1,8 +1,6 @@
 //! The admin side: admin users, roles and permissions (SPEC "Roles"), the customers grid
 //! query, and the audit log.
 
-use std::fmt;
-
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -95,6 +93,16 @@ impl Username {
     pub fn key(&self) -> String {
         self.0.to_ascii_lowercase()
     }
+
+    /// The sign-in name for input that cannot be a username: a short digest behind a `:`
+    /// (which no username contains), so it is counted per name yet never matches an account
+    /// and never stores the raw input.
+    pub fn unparsable_key(raw: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(raw.as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        format!("invalid:{hex}")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,21 +111,6 @@ pub struct AdminUser {
     pub username: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
-}
-
-#[derive(Clone)]
-pub struct AdminCredentials {
-    pub admin: AdminUser,
-    pub password_hash: String,
-    pub locked_until: Option<DateTime<Utc>>,
-}
-
-impl fmt::Debug for AdminCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminCredentials")
-            .field("admin", &self.admin.id)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A signed-in admin.

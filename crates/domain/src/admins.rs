@@ -10,17 +10,17 @@ use uuid::Uuid;
 use crate::{
     Error, Result,
     accounts::IssuedToken,
+    accounts::Wiring,
     admin::{
         AdminPrincipal, AdminUser, AuditAction, AuditEntry, AuditQuery, CustomerQuery, NewAudit,
         Page, Role, Username,
     },
-    clock::Clock,
     customer::{ClientInfo, Customer},
-    lockout::check_password,
+    limits::PrincipalKind,
     password::{NewPassword, PasswordCandidate},
-    ports::{AdminStore, NewAdmin, PasswordHasher, SettingsSource},
+    ports::{AdminStore, NewAdmin},
     settings::{LimitMethod, Settings},
-    token::{TokenCodec, TokenKind},
+    token::TokenKind,
 };
 
 /// Why a bearer token is not an admin's. Cheap to copy, so a request can cache it.
@@ -57,6 +57,8 @@ pub struct SettingsUpdate {
     pub lockout_minutes: Option<i64>,
     pub customer_token_lifetime_minutes: Option<i64>,
     pub admin_token_lifetime_minutes: Option<i64>,
+    pub max_failed_sign_ins_per_ip_per_hour: Option<i64>,
+    pub max_registrations_per_ip_per_hour: Option<i64>,
 }
 
 fn within(field: &'static str, value: Option<i64>, lo: i64, hi: i64) -> Result<Option<i64>> {
@@ -115,7 +117,8 @@ impl SettingsUpdate {
         if let Some(b) = self.allow_whitespace {
             s.password.allow_whitespace = b;
         }
-        if let Some(n) = within("lockoutFailures", self.lockout_failures, 0, 100)? {
+        // Lockout cannot be switched off: it is the per-account limit on password guesses.
+        if let Some(n) = within("lockoutFailures", self.lockout_failures, 1, 100)? {
             s.lockout.failures = n as u32;
         }
         if let Some(n) = within("lockoutMinutes", self.lockout_minutes, 1, 1440)? {
@@ -137,37 +140,38 @@ impl SettingsUpdate {
         )? {
             s.admin_token_lifetime = Duration::minutes(n);
         }
+        if let Some(n) = within(
+            "maxFailedSignInsPerIpPerHour",
+            self.max_failed_sign_ins_per_ip_per_hour,
+            1,
+            100_000,
+        )? {
+            s.clients.failed_sign_ins_per_ip_per_hour = n as u32;
+        }
+        if let Some(n) = within(
+            "maxRegistrationsPerIpPerHour",
+            self.max_registrations_per_ip_per_hour,
+            1,
+            100_000,
+        )? {
+            s.clients.registrations_per_ip_per_hour = n as u32;
+        }
         Ok(s)
     }
 }
 
 pub struct Admins {
     store: Arc<dyn AdminStore>,
-    hasher: Arc<dyn PasswordHasher>,
-    settings: Arc<dyn SettingsSource>,
-    tokens: TokenCodec,
-    clock: Arc<dyn Clock>,
+    parts: Wiring,
 }
 
 impl Admins {
-    pub fn new(
-        store: Arc<dyn AdminStore>,
-        hasher: Arc<dyn PasswordHasher>,
-        settings: Arc<dyn SettingsSource>,
-        tokens: TokenCodec,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            store,
-            hasher,
-            settings,
-            tokens,
-            clock,
-        }
+    pub fn new(store: Arc<dyn AdminStore>, parts: Wiring) -> Self {
+        Self { store, parts }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
-        self.clock.now()
+        self.parts.clock.now()
     }
 
     /// `latchkey admin create`. The password follows the customer policy, and at least 12
@@ -183,24 +187,25 @@ impl Admins {
         })?;
         let role = Role::parse(role)
             .ok_or_else(|| Error::bad_input("role", "one of administrator, support, viewer"))?;
-        let mut policy = self.settings.current().await?.password;
+        let mut policy = self.parts.settings.current().await?.password;
         policy.min_length = policy.min_length.max(12);
         let password = NewPassword::parse(password, &policy, &[username.as_str()])
             .map_err(Error::PasswordPolicy)?;
-        let password_hash = self.hasher.hash(&password).await?;
+        let password_hash = self.parts.hasher.hash(&password).await?;
         self.store
             .create_admin(NewAdmin {
                 id: Uuid::now_v7(),
                 username,
                 role,
                 password_hash,
-                now: self.clock.now(),
+                now: self.parts.clock.now(),
             })
             .await?
             .ok_or_else(|| Error::bad_input("username", "is taken"))
     }
 
-    /// Same lockout and indistinguishable failures as customers.
+    /// The same sign-in core as customers: same limits, lockout and indistinguishable
+    /// failures. A name that cannot be a username is counted and hashed like an unknown one.
     pub async fn sign_in(
         &self,
         username: &str,
@@ -208,41 +213,15 @@ impl Admins {
         client: ClientInfo,
     ) -> Result<IssuedToken> {
         let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
-        let settings = self.settings.current().await?;
-        let now = self.clock.now();
-        let credentials = match Username::parse(username) {
-            Some(u) => self.store.admin_credentials(&u.key()).await?,
-            None => None,
+        let settings = self.parts.settings.current().await?;
+        let login = match Username::parse(username) {
+            Some(u) => u.key(),
+            None => Username::unparsable_key(username),
         };
-        let stored = credentials
-            .as_ref()
-            .map(|c| (c.password_hash.as_str(), c.locked_until));
-        let rehash = check_password(&*self.hasher, &candidate, stored, now, || async {
-            if let Some(c) = &credentials {
-                self.store
-                    .record_failed_admin_sign_in(c.admin.id, &settings.lockout, now)
-                    .await?;
-                tracing::info!(event = "admin_sign_in_failed", admin_id = %c.admin.id);
-            }
-            Ok(())
-        })
-        .await?;
-        let Some(admin) = credentials.map(|c| c.admin) else {
-            return Err(Error::AuthenticationFailed);
-        };
-        self.store
-            .record_successful_admin_sign_in(admin.id, rehash)
-            .await?;
-        let expires_at = now + settings.admin_token_lifetime;
-        let session_id = Uuid::now_v7();
-        self.store
-            .create_admin_session(session_id, admin.id, now, expires_at, client)
-            .await?;
-        let token = self
-            .tokens
-            .sign(TokenKind::Admin, admin.id, session_id, now, expires_at)
-            .map_err(Error::internal)?;
-        Ok(IssuedToken { token, expires_at })
+        self.parts
+            .sign_in
+            .sign_in(PrincipalKind::Admin, &login, &candidate, client, &settings)
+            .await
     }
 
     pub async fn authenticate(
@@ -250,10 +229,11 @@ impl Admins {
         bearer: Option<&str>,
     ) -> std::result::Result<AdminPrincipal, AdminAuthError> {
         let bearer = bearer.ok_or(AdminAuthError::Unauthenticated)?;
-        let now = self.clock.now();
-        let verified = match self.tokens.verify(TokenKind::Admin, bearer, now) {
+        let now = self.parts.clock.now();
+        let tokens = &self.parts.tokens;
+        let verified = match tokens.verify(TokenKind::Admin, bearer, now) {
             Ok(v) => v,
-            Err(_) if self.tokens.verify(TokenKind::Customer, bearer, now).is_ok() => {
+            Err(_) if tokens.verify(TokenKind::Customer, bearer, now).is_ok() => {
                 return Err(AdminAuthError::Forbidden);
             }
             Err(_) => return Err(AdminAuthError::Unauthenticated),
@@ -279,7 +259,7 @@ impl Admins {
     /// Signs out the admin token the request was made with; it is refused from now on.
     pub async fn sign_out(&self, principal: &AdminPrincipal) -> Result<()> {
         self.store
-            .revoke_admin_session(principal.session_id, self.clock.now())
+            .revoke_admin_session(principal.session_id, self.parts.clock.now())
             .await?;
         tracing::info!(event = "admin_signed_out", admin_id = %principal.admin.id);
         Ok(())
@@ -290,7 +270,9 @@ impl Admins {
     }
 
     pub async fn active_token_counts(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, u64>> {
-        self.store.active_token_counts(ids, self.clock.now()).await
+        self.store
+            .active_token_counts(ids, self.parts.clock.now())
+            .await
     }
 
     pub async fn last_reset_requests(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DateTime<Utc>>> {
@@ -306,7 +288,7 @@ impl Admins {
     ) -> NewAudit {
         NewAudit {
             id: Uuid::now_v7(),
-            at: self.clock.now(),
+            at: self.parts.clock.now(),
             actor_id: principal.admin.id,
             actor: principal.admin.username.clone(),
             action,
@@ -330,7 +312,7 @@ impl Admins {
         );
         let revoked = self
             .store
-            .revoke_all_sessions(customer_id, self.clock.now(), audit)
+            .revoke_all_sessions(customer_id, self.parts.clock.now(), audit)
             .await?
             .ok_or(Error::NotFound)?;
         tracing::info!(event = "force_sign_in", admin_id = %principal.admin.id, customer_id = %customer_id, revoked);
@@ -338,7 +320,7 @@ impl Admins {
     }
 
     pub async fn settings(&self) -> Result<Settings> {
-        self.settings.current().await
+        self.parts.settings.current().await
     }
 
     pub async fn update_settings(
@@ -347,7 +329,7 @@ impl Admins {
         update: &SettingsUpdate,
         client: &ClientInfo,
     ) -> Result<Settings> {
-        let next = update.apply(&self.settings.current().await?)?;
+        let next = update.apply(&self.parts.settings.current().await?)?;
         let audit = self.audit(principal, AuditAction::UpdatePasswordSettings, None, client);
         self.store.update_settings(&next, audit).await?;
         tracing::info!(event = "settings_updated", admin_id = %principal.admin.id);
@@ -399,6 +381,14 @@ mod tests {
             },
             SettingsUpdate {
                 lockout_failures: Some(101),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                lockout_failures: Some(0),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                max_failed_sign_ins_per_ip_per_hour: Some(0),
                 ..Default::default()
             },
             SettingsUpdate {

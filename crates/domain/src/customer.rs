@@ -1,7 +1,5 @@
 //! Customer accounts and their sessions (one session per access token).
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -18,21 +16,6 @@ pub struct Customer {
     pub created_at: DateTime<Utc>,
     pub password_changed_at: DateTime<Utc>,
     pub locked_until: Option<DateTime<Utc>>,
-}
-
-/// What sign-in needs: the customer and the stored password hash.
-#[derive(Clone)]
-pub struct CustomerCredentials {
-    pub customer: Customer,
-    pub password_hash: String,
-}
-
-impl fmt::Debug for CustomerCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CustomerCredentials")
-            .field("customer", &self.customer.id)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The languages mail and pages are written in.

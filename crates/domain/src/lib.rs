@@ -12,12 +12,14 @@ pub mod clock;
 pub mod customer;
 pub mod email;
 pub mod error;
+pub mod limits;
 pub mod lockout;
 pub mod password;
 pub mod ports;
 pub mod reset;
 pub mod resets;
 pub mod settings;
+pub mod sign_in;
 pub mod token;
 
 pub use error::{Error, Result};

@@ -7,9 +7,8 @@ use uuid::Uuid;
 
 use crate::{
     Result,
-    customer::{ClientInfo, Customer, CustomerCredentials, Session},
+    customer::{Customer, Session},
     email::Email,
-    lockout::LockoutPolicy,
     password::{NewPassword, PasswordCandidate},
     settings::Settings,
 };
@@ -26,16 +25,6 @@ pub struct NewCustomer {
     pub now: DateTime<Utc>,
 }
 
-/// A session about to be stored.
-#[derive(Debug, Clone)]
-pub struct NewSession {
-    pub id: Uuid,
-    pub customer_id: Uuid,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    pub client: ClientInfo,
-}
-
 /// Why a customer could not be stored.
 #[derive(Debug)]
 pub enum CreateCustomerError {
@@ -47,25 +36,6 @@ pub enum CreateCustomerError {
 pub trait AccountStore: Send + Sync {
     async fn create_customer(&self, new: NewCustomer) -> Result<Customer, CreateCustomerError>;
     async fn customer_by_id(&self, id: Uuid) -> Result<Option<Customer>>;
-    async fn credentials_by_email(&self, email: &Email) -> Result<Option<CustomerCredentials>>;
-    async fn credentials_by_id(&self, id: Uuid) -> Result<Option<CustomerCredentials>>;
-
-    /// Counts one failed sign-in atomically (concurrent failures all count) and locks the
-    /// account when `policy` says the new count does.
-    async fn record_failed_sign_in(
-        &self,
-        customer_id: Uuid,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-
-    /// Clears the failure counter; stores `rehash` when the stored hash had old parameters.
-    async fn record_successful_sign_in(
-        &self,
-        customer_id: Uuid,
-        rehash: Option<String>,
-    ) -> Result<()>;
-
     /// In one transaction: stores the new hash, clears lockout, revokes every live session of
     /// the customer except `keep`, voids outstanding reset links and queues `notice`.
     /// Returns how many sessions were revoked.
@@ -77,8 +47,6 @@ pub trait AccountStore: Send + Sync {
         now: DateTime<Utc>,
         notice: NewMail,
     ) -> Result<u64>;
-
-    async fn create_session(&self, session: NewSession) -> Result<()>;
 
     /// The customer of the live (not revoked, not expired) session `id`, in one look-up.
     /// Notes the use (at most once a minute) for `customerSessions`.
@@ -157,8 +125,8 @@ pub struct ResetRequest {
     /// scrubbed.
     pub link: String,
     pub mail_id: Uuid,
-    pub limit: crate::settings::ResetLimit,
-    pub limit_keys: Vec<String>,
+    /// Reserved in the request's own transaction: a refused request writes nothing.
+    pub limits: Vec<crate::limits::Check>,
     pub now: DateTime<Utc>,
     /// Written in the same transaction when an admin triggered the reset.
     pub audit: Option<crate::admin::NewAudit>,
@@ -181,8 +149,11 @@ pub trait ResetStore: Send + Sync {
     /// applies the request limit (exactly, under concurrency and across replicas) and records
     /// the request; then, for the account with this email if there is one, supersedes its
     /// outstanding tokens, stores the new token's hash and queues the reset mail.
-    /// `Err(seconds)` inside `Ok` means the limit refused it and nothing was written.
-    async fn request_reset(&self, request: ResetRequest) -> Result<Result<(), u64>>;
+    /// `Err` inside `Ok` means a limit refused it and nothing was written.
+    async fn request_reset(
+        &self,
+        request: ResetRequest,
+    ) -> Result<Result<(), crate::limits::Refused>>;
 
     async fn find_reset_token(&self, token_hash: &str) -> Result<Option<StoredResetToken>>;
 
@@ -198,15 +169,6 @@ pub trait ResetStore: Send + Sync {
         now: DateTime<Utc>,
         notice: NewMail,
     ) -> Result<bool>;
-
-    /// Events of `key` since `since`: how many, and the oldest.
-    async fn count_events(
-        &self,
-        key: &str,
-        since: DateTime<Utc>,
-    ) -> Result<(u32, Option<DateTime<Utc>>)>;
-
-    async fn record_event(&self, key: &str, now: DateTime<Utc>) -> Result<()>;
 }
 
 /// Where the current settings come from.
@@ -263,29 +225,6 @@ pub struct NewAdmin {
 pub trait AdminStore: Send + Sync {
     /// `Ok(None)` when the username is taken.
     async fn create_admin(&self, new: NewAdmin) -> Result<Option<crate::admin::AdminUser>>;
-    async fn admin_credentials(
-        &self,
-        username_key: &str,
-    ) -> Result<Option<crate::admin::AdminCredentials>>;
-    async fn record_failed_admin_sign_in(
-        &self,
-        admin_id: Uuid,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<()>;
-    async fn record_successful_admin_sign_in(
-        &self,
-        admin_id: Uuid,
-        rehash: Option<String>,
-    ) -> Result<()>;
-    async fn create_admin_session(
-        &self,
-        id: Uuid,
-        admin_id: Uuid,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-        client: ClientInfo,
-    ) -> Result<()>;
     /// The live admin session with its admin (role read afresh: a role change is immediate).
     async fn live_admin_session(
         &self,

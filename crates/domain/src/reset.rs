@@ -3,12 +3,14 @@
 use std::fmt;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use sha2::{Digest, Sha256};
 
 use crate::{
     Error, Result,
+    customer::ClientInfo,
     email::Email,
+    limits::{Check, ClientKey, LimitKey, Rule},
     settings::{LimitMethod, ResetLimit},
 };
 
@@ -156,61 +158,20 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-/// The counting keys of a reset request under `method`.
-pub fn limit_keys(method: LimitMethod, email: &Email, ip: Option<&str>) -> Vec<String> {
-    let email_key = format!("reset:email:{}", email.key());
-    let ip_key = format!("reset:ip:{}", ip.unwrap_or("unknown"));
-    match method {
-        LimitMethod::ByIpAndEmail => vec![ip_key, email_key],
-        LimitMethod::ByIp => vec![ip_key],
-        LimitMethod::ByEmail => vec![email_key],
+/// The limits a storefront reset request counts against under `limit`'s method.
+pub fn request_checks(limit: &ResetLimit, email: &Email, client: &ClientInfo) -> Vec<Check> {
+    let rule = Rule {
+        max: limit.max_per_hour,
+        window: LIMIT_WINDOW,
+        min_interval: limit.min_interval,
+    };
+    let by_ip = || Check::new(LimitKey::ResetRequestByIp(ClientKey::of(client)), rule);
+    let by_email = || Check::new(LimitKey::ResetRequestByEmail(email.key().to_owned()), rule);
+    match limit.method {
+        LimitMethod::ByIpAndEmail => vec![by_ip(), by_email()],
+        LimitMethod::ByIp => vec![by_ip()],
+        LimitMethod::ByEmail => vec![by_email()],
         LimitMethod::Off => Vec::new(),
-    }
-}
-
-/// A stable 64-bit id for a limit key, the same on every replica (PostgreSQL advisory locks).
-pub fn lock_id(key: &str) -> i64 {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
-}
-
-/// Earlier requests of one key within the last [`LIMIT_WINDOW`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KeyHistory {
-    pub count: u32,
-    pub oldest: Option<DateTime<Utc>>,
-    pub latest: Option<DateTime<Utc>>,
-}
-
-/// `Ok` when one more request is allowed for every key; otherwise the seconds to wait.
-pub fn limit_decision(
-    histories: &[KeyHistory],
-    limit: &ResetLimit,
-    now: DateTime<Utc>,
-) -> std::result::Result<(), u64> {
-    let mut wait = Duration::zero();
-    for h in histories {
-        if let Some(latest) = h.latest {
-            let since = now - latest;
-            if since < limit.min_interval {
-                wait = wait.max(limit.min_interval - since);
-            }
-        }
-        if let Some(oldest) = h
-            .oldest
-            .filter(|_| limit.max_per_hour > 0 && h.count >= limit.max_per_hour)
-        {
-            wait = wait.max(oldest + LIMIT_WINDOW - now);
-        }
-    }
-    if wait > Duration::zero() {
-        // Round up: retrying after the given seconds must succeed.
-        let secs = wait.num_seconds() + i64::from(wait.subsec_nanos() > 0);
-        Err(u64::try_from(secs.max(1)).unwrap_or(1))
-    } else {
-        Ok(())
     }
 }
 
@@ -312,50 +273,28 @@ mod tests {
     }
 
     #[test]
-    fn keys_follow_the_method_and_normalise_the_email() {
+    fn reset_requests_count_by_the_method_and_the_normalised_email() {
         let e = Email::parse(" Victim@Example.COM ").unwrap();
+        let client = ClientInfo::new(Some("1.2.3.4".into()), None);
+        let keys = |m| {
+            let limit = ResetLimit {
+                method: m,
+                ..ResetLimit::default()
+            };
+            request_checks(&limit, &e, &client)
+                .into_iter()
+                .map(|c| c.key.storage_key())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(
-            limit_keys(LimitMethod::ByIpAndEmail, &e, Some("1.2.3.4")),
+            keys(LimitMethod::ByIpAndEmail),
             vec!["reset:ip:1.2.3.4", "reset:email:victim@example.com"]
         );
-        assert_eq!(limit_keys(LimitMethod::ByEmail, &e, None).len(), 1);
-        assert!(limit_keys(LimitMethod::Off, &e, None).is_empty());
-    }
-
-    #[test]
-    fn the_limit_counts_per_hour_and_spaces_requests() {
-        let now = Utc::now();
-        let limit = ResetLimit::default(); // 5 per hour, 10 minutes apart
-        assert_eq!(
-            limit_decision(&[KeyHistory::default()], &limit, now),
-            Ok(())
-        );
-        let recent = KeyHistory {
-            count: 1,
-            oldest: Some(now - Duration::minutes(4)),
-            latest: Some(now - Duration::minutes(4)),
-        };
-        assert_eq!(limit_decision(&[recent], &limit, now), Err(360));
-        let spaced = KeyHistory {
-            count: 1,
-            oldest: Some(now - Duration::minutes(10)),
-            latest: Some(now - Duration::minutes(10)),
-        };
-        assert_eq!(limit_decision(&[spaced], &limit, now), Ok(()));
-        let full = KeyHistory {
-            count: 5,
-            oldest: Some(now - Duration::minutes(50)),
-            latest: Some(now - Duration::minutes(11)),
-        };
-        assert_eq!(limit_decision(&[full], &limit, now), Err(600));
-        // Either key trips.
-        assert!(limit_decision(&[KeyHistory::default(), full], &limit, now).is_err());
-        let unlimited = ResetLimit {
-            max_per_hour: 0,
-            min_interval: Duration::zero(),
-            ..limit
-        };
-        assert_eq!(limit_decision(&[full], &unlimited, now), Ok(()));
+        assert_eq!(keys(LimitMethod::ByEmail).len(), 1);
+        assert!(keys(LimitMethod::Off).is_empty());
+        let default = request_checks(&ResetLimit::default(), &e, &client);
+        assert_eq!(default[0].rule.max, 5);
+        assert_eq!(default[0].rule.min_interval, Duration::minutes(10));
     }
 
     #[test]

@@ -6,44 +6,41 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
-    accounts::{new_password, parse_email},
+    accounts::{Wiring, new_password, parse_email},
     admin::{AdminPrincipal, AuditAction, NewAudit},
-    clock::Clock,
     customer::ClientInfo,
     email::Email,
-    ports::{
-        AccountStore, MailSignal, NewMail, PasswordHasher, ResetRequest, ResetStore, SettingsSource,
-    },
-    reset::{FAILURE_WINDOW, MAX_INVALID_RESETS, RawResetToken, ResetLinks, limit_keys},
-    settings::{LimitMethod, ResetLimit},
+    limits::{Check, ClientKey, LimitKey, PrincipalKind, Refused, Rule},
+    ports::{AccountStore, MailSignal, NewMail, ResetRequest, ResetStore},
+    reset::{FAILURE_WINDOW, MAX_INVALID_RESETS, RawResetToken, ResetLinks, request_checks},
 };
 
 pub struct Resets {
     store: Arc<dyn ResetStore>,
     accounts: Arc<dyn AccountStore>,
-    hasher: Arc<dyn PasswordHasher>,
-    settings: Arc<dyn SettingsSource>,
-    clock: Arc<dyn Clock>,
+    parts: Wiring,
     links: ResetLinks,
     mail: Arc<dyn MailSignal>,
+}
+
+fn rate_limited(refused: Refused) -> Error {
+    Error::RateLimited {
+        retry_after_seconds: refused.retry_after_seconds,
+    }
 }
 
 impl Resets {
     pub fn new(
         store: Arc<dyn ResetStore>,
         accounts: Arc<dyn AccountStore>,
-        hasher: Arc<dyn PasswordHasher>,
-        settings: Arc<dyn SettingsSource>,
-        clock: Arc<dyn Clock>,
+        parts: Wiring,
         links: ResetLinks,
         mail: Arc<dyn MailSignal>,
     ) -> Self {
         Self {
             store,
             accounts,
-            hasher,
-            settings,
-            clock,
+            parts,
             links,
             mail,
         }
@@ -63,13 +60,12 @@ impl Resets {
             Some(url) => Some(self.links.check_redirect(url)?),
             None => None,
         };
-        let settings = self.settings.current().await?;
-        let now = self.clock.now();
+        let settings = self.parts.settings.current().await?;
+        let now = self.parts.clock.now();
         let token = RawResetToken::generate()?;
         let request = ResetRequest {
             link: self.links.build(redirect.as_deref(), &token, &email),
-            limit_keys: limit_keys(settings.reset.limit.method, &email, client.ip.as_deref()),
-            limit: settings.reset.limit,
+            limits: request_checks(&settings.reset.limit, &email, client),
             email,
             token_id: Uuid::now_v7(),
             token_hash: token.hash(),
@@ -83,14 +79,12 @@ impl Resets {
                 self.mail.notify();
                 Ok(())
             }
-            Err(retry_after_seconds) => {
+            Err(refused) => {
                 tracing::info!(
                     event = "password_reset_request_limited",
-                    retry_after_seconds
+                    retry_after_seconds = refused.retry_after_seconds
                 );
-                Err(Error::RateLimited {
-                    retry_after_seconds,
-                })
+                Err(rate_limited(refused))
             }
         }
     }
@@ -109,16 +103,20 @@ impl Resets {
             .customer_by_id(customer_id)
             .await?
             .ok_or(Error::NotFound)?;
-        let settings = self.settings.current().await?;
-        let now = self.clock.now();
+        let settings = self.parts.settings.current().await?;
+        let now = self.parts.clock.now();
         let token = RawResetToken::generate()?;
+        let limit = &settings.reset.limit;
         let request = ResetRequest {
             link: self.links.build(None, &token, &customer.email),
-            limit_keys: vec![format!("reset:customer:{customer_id}")],
-            limit: ResetLimit {
-                method: LimitMethod::ByEmail,
-                ..settings.reset.limit
-            },
+            limits: vec![Check::new(
+                LimitKey::ResetRequestByCustomer(customer_id),
+                Rule {
+                    max: limit.max_per_hour,
+                    window: crate::reset::LIMIT_WINDOW,
+                    min_interval: limit.min_interval,
+                },
+            )],
             email: customer.email.clone(),
             token_id: Uuid::now_v7(),
             token_hash: token.hash(),
@@ -141,9 +139,7 @@ impl Resets {
                 tracing::info!(event = "admin_reset_password", admin_id = %principal.admin.id, customer_id = %customer_id);
                 Ok(())
             }
-            Err(retry_after_seconds) => Err(Error::RateLimited {
-                retry_after_seconds,
-            }),
+            Err(refused) => Err(rate_limited(refused)),
         }
     }
 
@@ -157,21 +153,18 @@ impl Resets {
         new: &str,
         client: &ClientInfo,
     ) -> Result<()> {
-        let now = self.clock.now();
-        let failure_key = format!(
-            "reset-failure:ip:{}",
-            client.ip.as_deref().unwrap_or("unknown")
-        );
-        let (failures, oldest) = self
-            .store
-            .count_events(&failure_key, now - FAILURE_WINDOW)
-            .await?;
-        if failures >= MAX_INVALID_RESETS {
-            let wait = oldest.map_or(FAILURE_WINDOW, |o| o + FAILURE_WINDOW - now);
-            return Err(Error::RateLimited {
-                retry_after_seconds: u64::try_from(wait.num_seconds().max(1)).unwrap_or(1),
-            });
-        }
+        let now = self.parts.clock.now();
+        // Every attempt reserves a place in the client's budget of invalid links before the
+        // token is looked up, so concurrent guesses cannot all pass; a valid link gives its
+        // place back.
+        let throttle = [Check::new(
+            LimitKey::InvalidResetTokenByIp(ClientKey::of(client)),
+            Rule::per(MAX_INVALID_RESETS, FAILURE_WINDOW),
+        )];
+        let reservation = match self.parts.limiter.reserve(&throttle, now).await? {
+            Ok(r) => r,
+            Err(refused) => return Err(rate_limited(refused)),
+        };
         let stored = match RawResetToken::parse(token) {
             Some(raw) => self.store.find_reset_token(&raw.hash()).await?,
             None => None,
@@ -189,9 +182,12 @@ impl Resets {
             },
         };
         let token = match verdict {
-            Ok(t) => t,
+            Ok(t) => {
+                self.parts.limiter.release(reservation).await?;
+                t
+            }
             Err(e) => {
-                self.store.record_event(&failure_key, now).await?;
+                reservation.keep();
                 tracing::info!(event = "password_reset_refused", reason = %e);
                 return Err(e);
             }
@@ -202,7 +198,7 @@ impl Resets {
             .await?
             .filter(|c| c.email.key() == token.email_key)
             .ok_or(Error::ResetTokenInvalid)?;
-        let settings = self.settings.current().await?;
+        let settings = self.parts.settings.current().await?;
         // A policy failure does not use the link up: the customer can try another password.
         let password = new_password(
             new,
@@ -213,7 +209,7 @@ impl Resets {
                 &customer.lastname,
             ],
         )?;
-        let hash = self.hasher.hash(&password).await?;
+        let hash = self.parts.hasher.hash(&password).await?;
         let notice = NewMail::password_changed(&customer, now);
         if !self
             .store
@@ -223,6 +219,11 @@ impl Resets {
             return Err(Error::ResetTokenInvalid);
         }
         self.mail.notify();
+        // The reset cleared the lock; the guesses that led to it stop counting too.
+        self.parts
+            .sign_in
+            .forget_failures(PrincipalKind::Customer, customer.email.key())
+            .await?;
         tracing::info!(event = "password_reset_completed", customer_id = %customer.id);
         Ok(())
     }

@@ -9,6 +9,7 @@ pub struct Settings {
     pub password: PasswordPolicy,
     pub lockout: LockoutPolicy,
     pub reset: ResetPolicy,
+    pub clients: ClientLimits,
     pub customer_token_lifetime: Duration,
     pub admin_token_lifetime: Duration,
 }
@@ -19,6 +20,7 @@ impl Default for Settings {
             password: PasswordPolicy::default(),
             lockout: LockoutPolicy::default(),
             reset: ResetPolicy::default(),
+            clients: ClientLimits::default(),
             customer_token_lifetime: Duration::hours(1),
             admin_token_lifetime: Duration::hours(4),
         }
@@ -88,6 +90,26 @@ impl Default for ResetLimit {
             method: LimitMethod::ByIpAndEmail,
             max_per_hour: 5,
             min_interval: Duration::minutes(10),
+        }
+    }
+}
+
+/// What one client address may do per hour, over every account (the per-account budget is the
+/// lockout). Behind a proxy these count the address `LATCHKEY_TRUSTED_PROXIES` lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Wrong passwords (sign-in, admin sign-in, current password on change) per hour. A
+    /// correct password does not count.
+    pub failed_sign_ins_per_ip_per_hour: u32,
+    /// `createCustomer` calls per hour, whatever their outcome after validation.
+    pub registrations_per_ip_per_hour: u32,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            failed_sign_ins_per_ip_per_hour: 100,
+            registrations_per_ip_per_hour: 30,
         }
     }
 }

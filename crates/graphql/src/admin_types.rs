@@ -169,11 +169,18 @@ pub struct PasswordSettings {
     pub required_character_classes: i32,
     /// Whether passwords may contain spaces (the hardened profile turns this on).
     pub allow_whitespace: bool,
-    /// Consecutive failed sign-ins that lock an account; 0 turns lockout off.
+    /// Consecutive failed sign-ins that lock an account (1–100; lockout cannot be turned off).
+    /// Concurrent attempts count before their password is checked, so a burst of guesses gets
+    /// this many checks and no more.
     pub lockout_failures: i32,
     pub lockout_minutes: i32,
     pub customer_token_lifetime_minutes: i32,
     pub admin_token_lifetime_minutes: i32,
+    /// Wrong passwords one client address may send per hour, over every account (sign-in,
+    /// admin sign-in, current password on change); then RATE_LIMITED. Correct ones are free.
+    pub max_failed_sign_ins_per_ip_per_hour: i32,
+    /// `createCustomer` calls one client address may make per hour; then RATE_LIMITED.
+    pub max_registrations_per_ip_per_hour: i32,
 }
 
 fn int(v: i64) -> i32 {
@@ -194,6 +201,12 @@ impl From<settings::Settings> for PasswordSettings {
             lockout_minutes: int(s.lockout.duration.num_minutes()),
             customer_token_lifetime_minutes: int(s.customer_token_lifetime.num_minutes()),
             admin_token_lifetime_minutes: int(s.admin_token_lifetime.num_minutes()),
+            max_failed_sign_ins_per_ip_per_hour: int(i64::from(
+                s.clients.failed_sign_ins_per_ip_per_hour,
+            )),
+            max_registrations_per_ip_per_hour: int(i64::from(
+                s.clients.registrations_per_ip_per_hour,
+            )),
         }
     }
 }
@@ -212,6 +225,8 @@ pub struct PasswordSettingsInput {
     pub lockout_minutes: Option<i32>,
     pub customer_token_lifetime_minutes: Option<i32>,
     pub admin_token_lifetime_minutes: Option<i32>,
+    pub max_failed_sign_ins_per_ip_per_hour: Option<i32>,
+    pub max_registrations_per_ip_per_hour: Option<i32>,
 }
 
 impl From<PasswordSettingsInput> for domain::admins::SettingsUpdate {
@@ -229,6 +244,8 @@ impl From<PasswordSettingsInput> for domain::admins::SettingsUpdate {
             lockout_minutes: wide(i.lockout_minutes),
             customer_token_lifetime_minutes: wide(i.customer_token_lifetime_minutes),
             admin_token_lifetime_minutes: wide(i.admin_token_lifetime_minutes),
+            max_failed_sign_ins_per_ip_per_hour: wide(i.max_failed_sign_ins_per_ip_per_hour),
+            max_registrations_per_ip_per_hour: wide(i.max_registrations_per_ip_per_hour),
         }
     }
 }

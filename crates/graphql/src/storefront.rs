@@ -49,8 +49,12 @@ impl CustomerMutation {
             password: input.password,
             locale: input.locale,
         };
+        let client = &request(ctx).client;
         Ok(Customer(
-            services(ctx)?.accounts.create_customer(input).await?,
+            services(ctx)?
+                .accounts
+                .create_customer(input, client)
+                .await?,
         ))
     }
 
@@ -90,7 +94,12 @@ impl CustomerMutation {
         let principal = customer(ctx).await?;
         let updated = services(ctx)?
             .accounts
-            .change_password(&principal, &current_password, &new_password)
+            .change_password(
+                &principal,
+                &current_password,
+                &new_password,
+                &request(ctx).client,
+            )
             .await?;
         Ok(Customer(updated))
     }

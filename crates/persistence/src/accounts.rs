@@ -4,17 +4,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use domain::{
     Error, Result,
-    customer::{Customer, CustomerCredentials, Locale, Session},
+    customer::{Customer, Locale, Session},
     email::Email,
-    lockout::LockoutPolicy,
-    ports::{AccountStore, CreateCustomerError, NewCustomer, NewMail, NewSession},
+    ports::{AccountStore, CreateCustomerError, NewCustomer, NewMail},
 };
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait,
-    SqlErr,
-    sea_query::{Expr, ExprTrait},
+    SqlErr, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -85,14 +82,6 @@ pub(crate) fn to_customer(m: customer::Model) -> Customer {
         created_at: m.created_at,
         password_changed_at: m.password_changed_at,
         locked_until: m.locked_until,
-    }
-}
-
-fn to_credentials(m: customer::Model) -> CustomerCredentials {
-    let password_hash = m.password_hash.clone();
-    CustomerCredentials {
-        customer: to_customer(m),
-        password_hash,
     }
 }
 
@@ -168,60 +157,6 @@ impl AccountStore for SqlStore {
             .map(to_customer))
     }
 
-    async fn credentials_by_email(&self, email: &Email) -> Result<Option<CustomerCredentials>> {
-        Ok(customer::Entity::find()
-            .filter(customer::Column::EmailKey.eq(email.key()))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map(to_credentials))
-    }
-
-    async fn credentials_by_id(&self, id: Uuid) -> Result<Option<CustomerCredentials>> {
-        Ok(customer::Entity::find_by_id(id)
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .map(to_credentials))
-    }
-
-    async fn record_failed_sign_in(
-        &self,
-        customer_id: Uuid,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        record_failure(
-            &self.db,
-            customer::Entity,
-            customer::Column::Id,
-            customer::Column::FailedSignIns,
-            customer::Column::LockedUntil,
-            customer_id,
-            policy,
-            now,
-        )
-        .await
-    }
-
-    async fn record_successful_sign_in(
-        &self,
-        customer_id: Uuid,
-        rehash: Option<String>,
-    ) -> Result<()> {
-        let mut update = customer::Entity::update_many()
-            .col_expr(customer::Column::FailedSignIns, Expr::value(0))
-            .filter(customer::Column::Id.eq(customer_id));
-        if let Some(hash) = rehash {
-            update = update.col_expr(customer::Column::PasswordHash, Expr::value(hash));
-        } else {
-            // Nothing to write when the counter is already clear.
-            update = update.filter(customer::Column::FailedSignIns.ne(0));
-        }
-        update.exec(&self.db).await.map_err(db_err)?;
-        Ok(())
-    }
-
     async fn set_password(
         &self,
         customer_id: Uuid,
@@ -238,24 +173,6 @@ impl AccountStore for SqlStore {
             })
         })
         .await
-    }
-
-    async fn create_session(&self, session: NewSession) -> Result<()> {
-        let model = access_token::ActiveModel {
-            id: Set(session.id),
-            customer_id: Set(session.customer_id),
-            created_at: Set(session.created_at),
-            expires_at: Set(session.expires_at),
-            last_used_at: Set(session.created_at),
-            client_ip: Set(session.client.ip),
-            user_agent: Set(session.client.user_agent),
-            revoked_at: Set(None),
-        };
-        access_token::Entity::insert(model)
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(())
     }
 
     async fn live_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Customer>> {
@@ -376,41 +293,6 @@ pub(crate) async fn apply_password_change(
 /// count), and locks the account once the count reaches the policy's threshold; the counter
 /// restarts with the lock.
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn record_failure<E: EntityTrait>(
-    db: &DatabaseConnection,
-    entity: E,
-    id: E::Column,
-    failed: E::Column,
-    locked_until: E::Column,
-    row: Uuid,
-    policy: &LockoutPolicy,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    use sea_orm::sea_query::Query;
-    // One statement, so the count and the lock can never be split (by a crash, or by a caller
-    // that goes away between two statements). Every SET sees the row as it was.
-    let mut update = Query::update();
-    update.table(entity).and_where(id.eq(row));
-    if policy.failures > 0 {
-        let threshold = i32::try_from(policy.failures).unwrap_or(i32::MAX);
-        let reaches = || Expr::col(failed).add(1).gte(threshold);
-        update
-            .value(
-                failed,
-                Expr::case(reaches(), Expr::val(0)).finally(Expr::col(failed).add(1)),
-            )
-            .value(
-                locked_until,
-                Expr::case(reaches(), Expr::val(Some(policy.locked_until(now))))
-                    .finally(Expr::col(locked_until)),
-            );
-    } else {
-        update.value(failed, Expr::col(failed).add(1));
-    }
-    db.execute(&update).await.map_err(db_err)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod live_session_sql {
     use super::*;

@@ -8,11 +8,10 @@ use chrono::{DateTime, Utc};
 use domain::{
     Error, Result,
     admin::{
-        AdminCredentials, AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery,
-        CustomerCursor, CustomerQuery, CustomerSortField, NewAudit, Page, Role,
+        AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery, CustomerCursor, CustomerQuery,
+        CustomerSortField, NewAudit, Page, Role,
     },
-    customer::{ClientInfo, Customer},
-    lockout::LockoutPolicy,
+    customer::Customer,
     ports::{AdminStore, NewAdmin},
     settings::Settings,
 };
@@ -26,7 +25,7 @@ use uuid::Uuid;
 
 use crate::{
     SqlStore,
-    accounts::{db_err, record_failure, to_customer},
+    accounts::{db_err, to_customer},
     entities::{
         access_token, admin_access_token, admin_user, audit_log, customer, password_reset_token,
         settings,
@@ -167,80 +166,6 @@ impl AdminStore for SqlStore {
             .await
             .map_err(db_err)?
             .and_then(|m| to_admin(&m)))
-    }
-
-    async fn admin_credentials(&self, username_key: &str) -> Result<Option<AdminCredentials>> {
-        Ok(admin_user::Entity::find()
-            .filter(admin_user::Column::UsernameKey.eq(username_key))
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .and_then(|m| {
-                Some(AdminCredentials {
-                    admin: to_admin(&m)?,
-                    password_hash: m.password_hash,
-                    locked_until: m.locked_until,
-                })
-            }))
-    }
-
-    async fn record_failed_admin_sign_in(
-        &self,
-        admin_id: Uuid,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
-    ) -> Result<()> {
-        record_failure(
-            &self.db,
-            admin_user::Entity,
-            admin_user::Column::Id,
-            admin_user::Column::FailedSignIns,
-            admin_user::Column::LockedUntil,
-            admin_id,
-            policy,
-            now,
-        )
-        .await
-    }
-
-    async fn record_successful_admin_sign_in(
-        &self,
-        admin_id: Uuid,
-        rehash: Option<String>,
-    ) -> Result<()> {
-        let mut update = admin_user::Entity::update_many()
-            .col_expr(admin_user::Column::FailedSignIns, Expr::value(0))
-            .filter(admin_user::Column::Id.eq(admin_id));
-        if let Some(hash) = rehash {
-            update = update.col_expr(admin_user::Column::PasswordHash, Expr::value(hash));
-        } else {
-            update = update.filter(admin_user::Column::FailedSignIns.ne(0));
-        }
-        update.exec(&self.db).await.map_err(db_err)?;
-        Ok(())
-    }
-
-    async fn create_admin_session(
-        &self,
-        id: Uuid,
-        admin_id: Uuid,
-        now: DateTime<Utc>,
-        expires_at: DateTime<Utc>,
-        client: ClientInfo,
-    ) -> Result<()> {
-        admin_access_token::Entity::insert(admin_access_token::ActiveModel {
-            id: Set(id),
-            admin_id: Set(admin_id),
-            created_at: Set(now),
-            expires_at: Set(expires_at),
-            client_ip: Set(client.ip),
-            user_agent: Set(client.user_agent),
-            revoked_at: Set(None),
-        })
-        .exec(&self.db)
-        .await
-        .map_err(db_err)?;
-        Ok(())
     }
 
     async fn live_admin_session(
@@ -460,6 +385,14 @@ impl AdminStore for SqlStore {
                     .col_expr(
                         settings::Column::AdminTokenLifetimeMinutes,
                         Expr::value(int(s.admin_token_lifetime.num_minutes())),
+                    )
+                    .col_expr(
+                        settings::Column::MaxFailedSignInsPerIpPerHour,
+                        Expr::value(int(i64::from(s.clients.failed_sign_ins_per_ip_per_hour))),
+                    )
+                    .col_expr(
+                        settings::Column::MaxRegistrationsPerIpPerHour,
+                        Expr::value(int(i64::from(s.clients.registrations_per_ip_per_hour))),
                     )
                     .filter(settings::Column::Id.eq(1))
                     .exec(txn)

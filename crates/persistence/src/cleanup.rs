@@ -17,8 +17,9 @@ use crate::{
 
 /// Sessions are kept a day after they end (so "signed out" can still be explained).
 const SESSION_GRACE: Duration = Duration::days(1);
-/// Longer than any limit window (1 hour for requests, 15 minutes for invalid tokens).
-const EVENT_RETENTION: Duration = Duration::hours(2);
+/// For limit events recorded before each event carried its own expiry: longer than any window
+/// those versions had (1 hour for requests, 15 minutes for invalid tokens).
+const LEGACY_EVENT_RETENTION: Duration = Duration::hours(2);
 /// Reset tokens feed `lastResetRequestedAt`; kept a month.
 const RESET_RETENTION: Duration = Duration::days(30);
 /// Sent mail rows (already scrubbed of links) are kept a week for support questions.
@@ -79,7 +80,15 @@ impl SqlStore {
                         .map_err(db_err)?
                         .rows_affected;
                 let limit_events = limit_event::Entity::delete_many()
-                    .filter(limit_event::Column::At.lt(now - EVENT_RETENTION))
+                    .filter(
+                        Condition::any()
+                            .add(limit_event::Column::ExpiresAt.lt(now))
+                            .add(
+                                Condition::all()
+                                    .add(limit_event::Column::ExpiresAt.is_null())
+                                    .add(limit_event::Column::At.lt(now - LEGACY_EVENT_RETENTION)),
+                            ),
+                    )
                     .exec(txn)
                     .await
                     .map_err(db_err)?

@@ -5,9 +5,11 @@ mod accounts;
 mod admin;
 mod cleanup;
 mod entities;
+mod limits;
 mod outbox;
 mod resets;
 mod settings;
+mod sign_in;
 mod unit;
 
 use std::{

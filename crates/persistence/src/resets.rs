@@ -1,16 +1,15 @@
-//! The password reset repository: limits, tokens and the reset mail, in one transaction.
+//! The password reset repository: the request's limits, tokens and the reset mail, in one
+//! transaction.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Result,
+    limits::Refused,
     ports::{MailKind, NewMail, ResetRequest, ResetStore, StoredResetToken},
-    reset::{KeyHistory, LIMIT_WINDOW, limit_decision, lock_id},
 };
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
@@ -18,87 +17,18 @@ use uuid::Uuid;
 use crate::{
     SqlStore,
     accounts::{apply_password_change, db_err},
-    entities::{customer, email_outbox, limit_event, password_reset_token},
+    entities::{customer, email_outbox, password_reset_token},
     outbox::{NO_ATTEMPTS, PENDING},
     unit::End,
 };
 
-impl SqlStore {
-    /// Serialises requests that share a key, on every replica: PostgreSQL advisory locks held
-    /// until the transaction ends, taken in one order so two keys cannot deadlock. SQLite has
-    /// one writer, and the first statement after this writes, so it is serial already.
-    async fn lock_keys(txn: &DatabaseTransaction, keys: &[String]) -> Result<()> {
-        if txn.get_database_backend() != DatabaseBackend::Postgres {
-            return Ok(());
-        }
-        let mut ids: Vec<i64> = keys.iter().map(|k| lock_id(k)).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        for id in ids {
-            txn.execute_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                "SELECT pg_advisory_xact_lock($1)",
-                [id.into()],
-            ))
-            .await
-            .map_err(db_err)?;
-        }
-        Ok(())
-    }
-
-    async fn history(
-        txn: &DatabaseTransaction,
-        key: &str,
-        since: DateTime<Utc>,
-        except: Uuid,
-    ) -> Result<KeyHistory> {
-        type CountOldestLatest = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
-        let row: Option<CountOldestLatest> = limit_event::Entity::find()
-            .select_only()
-            .column_as(limit_event::Column::Id.count(), "n")
-            .column_as(limit_event::Column::At.min(), "oldest")
-            .column_as(limit_event::Column::At.max(), "latest")
-            .filter(limit_event::Column::Key.eq(key))
-            .filter(limit_event::Column::At.gt(since))
-            .filter(limit_event::Column::Id.ne(except))
-            .into_tuple()
-            .one(txn)
-            .await
-            .map_err(db_err)?;
-        let (count, oldest, latest) = row.unwrap_or_default();
-        Ok(KeyHistory {
-            count: u32::try_from(count).unwrap_or(u32::MAX),
-            oldest,
-            latest,
-        })
-    }
-}
-
 #[async_trait]
 impl ResetStore for SqlStore {
-    async fn request_reset(&self, r: ResetRequest) -> Result<std::result::Result<(), u64>> {
+    async fn request_reset(&self, r: ResetRequest) -> Result<std::result::Result<(), Refused>> {
         self.unit_of_work(move |txn| {
             Box::pin(async move {
-                if !r.limit_keys.is_empty() {
-                    Self::lock_keys(txn, &r.limit_keys).await?;
-                    // Record first (on SQLite this write takes the database lock), then count what
-                    // came before; a refused request rolls its events back.
-                    let mut histories = Vec::with_capacity(r.limit_keys.len());
-                    for key in &r.limit_keys {
-                        let id = Uuid::now_v7();
-                        limit_event::Entity::insert(limit_event::ActiveModel {
-                            id: Set(id),
-                            key: Set(key.clone()),
-                            at: Set(r.now),
-                        })
-                        .exec(txn)
-                        .await
-                        .map_err(db_err)?;
-                        histories.push(Self::history(txn, key, r.now - LIMIT_WINDOW, id).await?);
-                    }
-                    if let Err(wait) = limit_decision(&histories, &r.limit, r.now) {
-                        return Ok(End::Rollback(Err(wait)));
-                    }
+                if let Err(refused) = crate::limits::reserve_in(txn, &r.limits, r.now).await? {
+                    return Ok(End::Rollback(Err(refused)));
                 }
                 // From here the same three statements run whether or not the account exists; for an
                 // unknown address each simply matches no row.
@@ -232,36 +162,5 @@ impl ResetStore for SqlStore {
             })
         })
         .await
-    }
-
-    async fn count_events(
-        &self,
-        key: &str,
-        since: DateTime<Utc>,
-    ) -> Result<(u32, Option<DateTime<Utc>>)> {
-        let row: Option<(i64, Option<DateTime<Utc>>)> = limit_event::Entity::find()
-            .select_only()
-            .column_as(limit_event::Column::Id.count(), "n")
-            .column_as(limit_event::Column::At.min(), "oldest")
-            .filter(limit_event::Column::Key.eq(key))
-            .filter(limit_event::Column::At.gt(since))
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(db_err)?;
-        let (count, oldest) = row.unwrap_or_default();
-        Ok((u32::try_from(count).unwrap_or(u32::MAX), oldest))
-    }
-
-    async fn record_event(&self, key: &str, now: DateTime<Utc>) -> Result<()> {
-        limit_event::Entity::insert(limit_event::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            key: Set(key.to_owned()),
-            at: Set(now),
-        })
-        .exec(&self.db)
-        .await
-        .map_err(db_err)?;
-        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use domain::{
     lockout::LockoutPolicy,
     password::PasswordPolicy,
     ports::SettingsSource,
-    settings::{LimitMethod, ResetLimit, ResetPolicy, Settings},
+    settings::{ClientLimits, LimitMethod, ResetLimit, ResetPolicy, Settings},
 };
 use sea_orm::EntityTrait;
 
@@ -25,7 +25,8 @@ fn to_settings(m: settings::Model) -> Settings {
             allow_whitespace: m.allow_whitespace,
         },
         lockout: LockoutPolicy {
-            failures: non_negative(m.lockout_failures),
+            // Lockout cannot be turned off; a row from before that rule reads as one failure.
+            failures: non_negative(m.lockout_failures).max(1),
             duration: Duration::minutes(i64::from(m.lockout_minutes.max(0))),
         },
         reset: ResetPolicy {
@@ -38,6 +39,11 @@ fn to_settings(m: settings::Model) -> Settings {
                     m.min_seconds_between_reset_requests.max(0),
                 )),
             },
+        },
+        clients: ClientLimits {
+            failed_sign_ins_per_ip_per_hour: non_negative(m.max_failed_sign_ins_per_ip_per_hour)
+                .max(1),
+            registrations_per_ip_per_hour: non_negative(m.max_registrations_per_ip_per_hour).max(1),
         },
         customer_token_lifetime: Duration::minutes(i64::from(
             m.customer_token_lifetime_minutes.max(1),

@@ -7,6 +7,8 @@ pub struct Model {
     pub id: Uuid,
     pub key: String,
     pub at: DateTimeUtc,
+    /// When the event stops counting for every rule (cleanup deletes it then).
+    pub expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

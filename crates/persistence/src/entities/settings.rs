@@ -16,6 +16,8 @@ pub struct Model {
     pub lockout_minutes: i32,
     pub customer_token_lifetime_minutes: i32,
     pub admin_token_lifetime_minutes: i32,
+    pub max_failed_sign_ins_per_ip_per_hour: i32,
+    pub max_registrations_per_ip_per_hour: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

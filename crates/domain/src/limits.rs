@@ -1,0 +1,337 @@
+//! Every rate limit of the service, in one place: what is counted ([`LimitKey`]), how much is
+//! allowed ([`Rule`]), and the one port that checks and records atomically ([`Limiter`]).
+//!
+//! A limited operation *reserves* before it does the expensive or sensitive part (hashing a
+//! password, looking a token up): the reservation counts the attempt and refuses it when the
+//! budget is spent, in one step that holds under concurrency and across replicas. Operations
+//! whose success should not count (a correct password, a valid reset link) give their
+//! reservation back afterwards.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::{Result, customer::ClientInfo};
+
+/// Whose password a sign-in checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrincipalKind {
+    Customer,
+    Admin,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Customer => "customer",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// The client address a limit counts by. Requests whose address is unknown (no peer address
+/// reached the server) share one bucket, so they are limited too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey(String);
+
+impl ClientKey {
+    pub fn of(client: &ClientInfo) -> Self {
+        Self(client.ip.clone().unwrap_or_else(|| "unknown".to_owned()))
+    }
+}
+
+/// What one limit counts. Each variant is one budget; the storage key is built here and
+/// nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    /// `requestPasswordReset` by the (normalised) address asked for, known or not.
+    ResetRequestByEmail(String),
+    ResetRequestByIp(ClientKey),
+    /// The admin's "Reset Password" for one customer.
+    ResetRequestByCustomer(Uuid),
+    /// `resetPassword` with a link that is not valid, by client.
+    InvalidResetTokenByIp(ClientKey),
+    /// Wrong passwords from one client, over every password-checking operation.
+    SignInByIp(ClientKey),
+    /// Password checks of one sign-in name (email or username), whether or not such an
+    /// account exists, so the answer looks the same for both.
+    SignInByAccount(PrincipalKind, String),
+    /// `createCustomer` by client.
+    RegistrationByIp(ClientKey),
+}
+
+impl LimitKey {
+    /// The key as stored with each recorded event.
+    pub fn storage_key(&self) -> String {
+        match self {
+            Self::ResetRequestByEmail(email) => format!("reset:email:{email}"),
+            Self::ResetRequestByIp(ip) => format!("reset:ip:{}", ip.0),
+            Self::ResetRequestByCustomer(id) => format!("reset:customer:{id}"),
+            Self::InvalidResetTokenByIp(ip) => format!("reset-failure:ip:{}", ip.0),
+            Self::SignInByIp(ip) => format!("sign-in:ip:{}", ip.0),
+            Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
+            Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
+        }
+    }
+
+    /// A stable 64-bit id of the key, the same on every replica (PostgreSQL advisory locks).
+    pub fn lock_id(&self) -> i64 {
+        let digest = Sha256::digest(self.storage_key().as_bytes());
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(bytes)
+    }
+}
+
+/// How much one key allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    /// Events allowed within `window`; 0 means no count cap (only `min_interval` applies).
+    pub max: u32,
+    pub window: Duration,
+    /// Minimum time between two events of the key; zero means none.
+    pub min_interval: Duration,
+}
+
+impl Rule {
+    pub fn per(max: u32, window: Duration) -> Self {
+        Self {
+            max,
+            window,
+            min_interval: Duration::zero(),
+        }
+    }
+
+    /// How long a recorded event matters to this rule.
+    pub fn retention(&self) -> Duration {
+        self.window.max(self.min_interval)
+    }
+}
+
+/// One key under its rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub key: LimitKey,
+    pub rule: Rule,
+}
+
+impl Check {
+    pub fn new(key: LimitKey, rule: Rule) -> Self {
+        Self { key, rule }
+    }
+}
+
+/// Earlier events of one key that still count under its rule.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyHistory {
+    pub count: u32,
+    pub oldest: Option<DateTime<Utc>>,
+    pub latest: Option<DateTime<Utc>>,
+}
+
+/// Why a reservation was refused: the first check (in the order given) that tripped, and how
+/// long until the whole reservation would be allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub key: LimitKey,
+    pub retry_after_seconds: u64,
+}
+
+/// Events recorded by a granted reservation; give them back with [`Limiter::release`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[must_use = "a reservation is either kept (the attempt counts) or released"]
+pub struct Reservation {
+    pub event_ids: Vec<Uuid>,
+}
+
+impl Reservation {
+    /// Keeps the reservation: the attempt counts. Says so at the call site.
+    pub fn keep(self) {}
+}
+
+/// The decision for one reservation, from each check's history (same order as `checks`).
+pub fn decide(
+    checks: &[Check],
+    histories: &[KeyHistory],
+    now: DateTime<Utc>,
+) -> std::result::Result<(), Refused> {
+    let mut wait = Duration::zero();
+    let mut first: Option<&LimitKey> = None;
+    for (check, h) in checks.iter().zip(histories) {
+        let mut this = Duration::zero();
+        // A concurrent request may have recorded a little after this one's `now`: such an
+        // event is "just now", never "in the future".
+        if let Some(latest) = h
+            .latest
+            .filter(|_| check.rule.min_interval > Duration::zero())
+        {
+            let since = (now - latest).max(Duration::zero());
+            if since < check.rule.min_interval {
+                this = this.max(check.rule.min_interval - since);
+            }
+        }
+        if let Some(oldest) = h
+            .oldest
+            .filter(|_| check.rule.max > 0 && h.count >= check.rule.max)
+        {
+            this = this.max(oldest + check.rule.window - now);
+        }
+        if this > Duration::zero() {
+            first.get_or_insert(&check.key);
+            wait = wait.max(this);
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(key) => {
+            // Round up: retrying after the given seconds must succeed.
+            let secs = wait.num_seconds() + i64::from(wait.subsec_nanos() > 0);
+            Err(Refused {
+                key: key.clone(),
+                retry_after_seconds: u64::try_from(secs.max(1)).unwrap_or(1),
+            })
+        }
+    }
+}
+
+/// Counting with check-and-record in one atomic step, exact across replicas.
+#[async_trait]
+pub trait Limiter: Send + Sync {
+    /// Records one event for every check if all of them allow one more, else records nothing.
+    async fn reserve(
+        &self,
+        checks: &[Check],
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Reservation, Refused>>;
+
+    /// Gives a reservation back: its events stop counting.
+    async fn release(&self, reservation: Reservation) -> Result<()>;
+
+    /// Forgets every event of `key` (a correct password clears the failures of its account).
+    async fn clear(&self, key: &LimitKey) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> ClientKey {
+        ClientKey(s.to_owned())
+    }
+
+    #[test]
+    fn keys_are_distinct_per_budget_and_stable() {
+        let keys = [
+            LimitKey::ResetRequestByEmail("a@example.com".into()),
+            LimitKey::ResetRequestByIp(ip("1.2.3.4")),
+            LimitKey::InvalidResetTokenByIp(ip("1.2.3.4")),
+            LimitKey::SignInByIp(ip("1.2.3.4")),
+            LimitKey::SignInByAccount(PrincipalKind::Customer, "a@example.com".into()),
+            LimitKey::SignInByAccount(PrincipalKind::Admin, "a@example.com".into()),
+            LimitKey::RegistrationByIp(ip("1.2.3.4")),
+        ];
+        let stored: std::collections::HashSet<_> = keys.iter().map(|k| k.storage_key()).collect();
+        assert_eq!(stored.len(), keys.len());
+        assert_eq!(keys[1].lock_id(), keys[1].clone().lock_id());
+        assert_ne!(keys[1].lock_id(), keys[2].lock_id());
+        // Keys written by earlier versions keep counting after an upgrade.
+        assert_eq!(keys[1].storage_key(), "reset:ip:1.2.3.4");
+        assert_eq!(keys[2].storage_key(), "reset-failure:ip:1.2.3.4");
+    }
+
+    #[test]
+    fn a_rule_caps_the_count_in_its_window_and_spaces_events() {
+        let now = Utc::now();
+        let rule = Rule {
+            max: 5,
+            window: Duration::hours(1),
+            min_interval: Duration::minutes(10),
+        };
+        let check = [Check::new(LimitKey::SignInByIp(ip("x")), rule)];
+        assert_eq!(decide(&check, &[KeyHistory::default()], now), Ok(()));
+        let recent = KeyHistory {
+            count: 1,
+            oldest: Some(now - Duration::minutes(4)),
+            latest: Some(now - Duration::minutes(4)),
+        };
+        assert_eq!(
+            decide(&check, &[recent], now)
+                .unwrap_err()
+                .retry_after_seconds,
+            360
+        );
+        let full = KeyHistory {
+            count: 5,
+            oldest: Some(now - Duration::minutes(50)),
+            latest: Some(now - Duration::minutes(20)),
+        };
+        assert_eq!(
+            decide(&check, &[full], now)
+                .unwrap_err()
+                .retry_after_seconds,
+            600
+        );
+        let unlimited = [Check::new(
+            LimitKey::SignInByIp(ip("x")),
+            Rule { max: 0, ..rule },
+        )];
+        let spaced = KeyHistory {
+            latest: Some(now - Duration::minutes(20)),
+            ..full
+        };
+        assert_eq!(decide(&unlimited, &[spaced], now), Ok(()));
+    }
+
+    #[test]
+    fn an_event_recorded_just_after_this_requests_clock_does_not_refuse_it() {
+        let now = Utc::now();
+        let later = KeyHistory {
+            count: 1,
+            oldest: Some(now + Duration::milliseconds(3)),
+            latest: Some(now + Duration::milliseconds(3)),
+        };
+        let per_hour = [Check::new(
+            LimitKey::SignInByIp(ip("x")),
+            Rule::per(100, Duration::hours(1)),
+        )];
+        assert_eq!(decide(&per_hour, &[later], now), Ok(()));
+        let spaced = [Check::new(
+            LimitKey::SignInByIp(ip("x")),
+            Rule {
+                min_interval: Duration::minutes(10),
+                ..Rule::per(100, Duration::hours(1))
+            },
+        )];
+        assert_eq!(
+            decide(&spaced, &[later], now)
+                .unwrap_err()
+                .retry_after_seconds,
+            600
+        );
+    }
+
+    #[test]
+    fn the_first_check_that_trips_is_named_and_the_longest_wait_given() {
+        let now = Utc::now();
+        let checks = [
+            Check::new(
+                LimitKey::SignInByIp(ip("x")),
+                Rule::per(100, Duration::hours(1)),
+            ),
+            Check::new(
+                LimitKey::SignInByAccount(PrincipalKind::Customer, "a".into()),
+                Rule::per(2, Duration::minutes(10)),
+            ),
+        ];
+        let open = KeyHistory::default();
+        let spent = KeyHistory {
+            count: 2,
+            oldest: Some(now - Duration::minutes(1)),
+            latest: Some(now),
+        };
+        let refused = decide(&checks, &[open, spent], now).unwrap_err();
+        assert_eq!(refused.key, checks[1].key);
+        assert_eq!(refused.retry_after_seconds, 540);
+    }
+}

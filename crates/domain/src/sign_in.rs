@@ -1,0 +1,244 @@
+//! The one sign-in core, for customers and admins alike: reserve the attempt, verify the
+//! password, count or clear failures, upgrade old hashes, issue the session.
+//!
+//! Order matters. The attempt is reserved with the [`Limiter`] *before* the request waits for a
+//! hashing slot: per client address (wrong passwords over every account) and per sign-in name
+//! (the lockout budget, counted for names with and without an account, so both answer alike).
+//! A burst of concurrent guesses therefore gets exactly the budget's worth of hashes, and the
+//! guess after it is refused without one, even when it is the right password.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    accounts::IssuedToken,
+    clock::Clock,
+    customer::ClientInfo,
+    limits::{Check, ClientKey, LimitKey, Limiter, PrincipalKind, Rule},
+    lockout::{LockoutPolicy, is_locked},
+    password::PasswordCandidate,
+    ports::{PasswordHasher, Verification},
+    settings::Settings,
+    token::{TokenCodec, TokenKind},
+};
+
+/// The window of the per-client limit on wrong passwords.
+const CLIENT_WINDOW: chrono::Duration = chrono::Duration::hours(1);
+
+/// What the core needs to know of an account to check its password.
+#[derive(Clone)]
+pub struct StoredCredentials {
+    pub id: Uuid,
+    pub password_hash: String,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for StoredCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredentials")
+            .field("id", &self.id)
+            .field("locked_until", &self.locked_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A session about to be stored, for either kind of principal.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub principal_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub client: ClientInfo,
+}
+
+/// Credentials and sessions of both kinds of principal. `login` is the normalised sign-in
+/// name: an email's key for customers, a username's key for admins.
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    async fn credentials(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+    ) -> Result<Option<StoredCredentials>>;
+
+    /// Counts one wrong password for the account signed in as `login` and locks it when
+    /// `policy` says the new count does, in one statement (concurrent failures all count). For
+    /// a name without an account the same statement simply matches nothing.
+    async fn record_failure(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Clears the failure counter; stores `rehash` when the stored hash had old parameters.
+    async fn record_success(
+        &self,
+        kind: PrincipalKind,
+        id: Uuid,
+        rehash: Option<String>,
+    ) -> Result<()>;
+
+    async fn create_session(&self, kind: PrincipalKind, session: NewSession) -> Result<()>;
+}
+
+/// A password check that passed.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub id: Uuid,
+}
+
+pub struct SignIn {
+    store: Arc<dyn CredentialStore>,
+    limiter: Arc<dyn Limiter>,
+    hasher: Arc<dyn PasswordHasher>,
+    tokens: TokenCodec,
+    clock: Arc<dyn Clock>,
+}
+
+impl SignIn {
+    pub fn new(
+        store: Arc<dyn CredentialStore>,
+        limiter: Arc<dyn Limiter>,
+        hasher: Arc<dyn PasswordHasher>,
+        tokens: TokenCodec,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            limiter,
+            hasher,
+            tokens,
+            clock,
+        }
+    }
+
+    /// The limits one password check counts against.
+    fn checks(kind: PrincipalKind, login: &str, client: &ClientInfo, s: &Settings) -> [Check; 2] {
+        [
+            Check::new(
+                LimitKey::SignInByIp(ClientKey::of(client)),
+                Rule::per(s.clients.failed_sign_ins_per_ip_per_hour, CLIENT_WINDOW),
+            ),
+            Check::new(
+                LimitKey::SignInByAccount(kind, login.to_owned()),
+                Rule::per(s.lockout.failures.max(1), s.lockout.duration),
+            ),
+        ]
+    }
+
+    /// Checks a password; every failure (no such account, wrong password, locked, over the
+    /// account's budget) is `AuthenticationFailed`, and only the client's own limit answers
+    /// `RateLimited`. `login == None` is a name that cannot exist (unparsable): it costs and
+    /// counts like an unknown one.
+    pub async fn verify(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        candidate: &PasswordCandidate,
+        client: &ClientInfo,
+        settings: &Settings,
+    ) -> Result<Verified> {
+        let now = self.clock.now();
+        let checks = Self::checks(kind, login, client, settings);
+        let reservation = match self.limiter.reserve(&checks, now).await? {
+            Ok(r) => r,
+            Err(refused) => {
+                tracing::info!(
+                    event = "sign_in_refused_by_limit",
+                    kind = kind.as_str(),
+                    limit = match refused.key {
+                        LimitKey::SignInByIp(_) => "client",
+                        _ => "account",
+                    }
+                );
+                return Err(match refused.key {
+                    LimitKey::SignInByIp(_) => Error::RateLimited {
+                        retry_after_seconds: refused.retry_after_seconds,
+                    },
+                    _ => Error::AuthenticationFailed,
+                });
+            }
+        };
+        let stored = self.store.credentials(kind, login).await?;
+        let verification = self
+            .hasher
+            .verify(candidate, stored.as_ref().map(|c| c.password_hash.as_str()))
+            .await?;
+        match (stored, verification) {
+            (Some(c), Verification::Match { rehash }) if !is_locked(c.locked_until, now) => {
+                self.store.record_success(kind, c.id, rehash).await?;
+                // A correct password costs the client nothing and ends the run of failures.
+                self.limiter.release(reservation).await?;
+                self.limiter.clear(&checks[1].key).await?;
+                Ok(Verified { id: c.id })
+            }
+            (Some(c), _) if is_locked(c.locked_until, now) => {
+                reservation.keep();
+                Err(Error::AuthenticationFailed)
+            }
+            (stored, _) => {
+                reservation.keep();
+                self.store
+                    .record_failure(kind, login, &settings.lockout, now)
+                    .await?;
+                if let Some(c) = stored {
+                    tracing::info!(event = "sign_in_failed", kind = kind.as_str(), id = %c.id);
+                }
+                Err(Error::AuthenticationFailed)
+            }
+        }
+    }
+
+    /// Verifies, then stores a session and signs a token for it.
+    pub async fn sign_in(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        candidate: &PasswordCandidate,
+        client: ClientInfo,
+        settings: &Settings,
+    ) -> Result<IssuedToken> {
+        let Verified { id } = self
+            .verify(kind, login, candidate, &client, settings)
+            .await?;
+        let now = self.clock.now();
+        let (lifetime, token_kind) = match kind {
+            PrincipalKind::Customer => (settings.customer_token_lifetime, TokenKind::Customer),
+            PrincipalKind::Admin => (settings.admin_token_lifetime, TokenKind::Admin),
+        };
+        let expires_at = now + lifetime;
+        let session_id = Uuid::now_v7();
+        self.store
+            .create_session(
+                kind,
+                NewSession {
+                    id: session_id,
+                    principal_id: id,
+                    created_at: now,
+                    expires_at,
+                    client,
+                },
+            )
+            .await?;
+        let token = self
+            .tokens
+            .sign(token_kind, id, session_id, now, expires_at)
+            .map_err(Error::internal)?;
+        Ok(IssuedToken { token, expires_at })
+    }
+
+    /// After a password was set another way (reset, change): the account's failures no longer
+    /// count, as its lock no longer holds.
+    pub async fn forget_failures(&self, kind: PrincipalKind, login: &str) -> Result<()> {
+        self.limiter
+            .clear(&LimitKey::SignInByAccount(kind, login.to_owned()))
+            .await
+    }
+}

@@ -1,0 +1,154 @@
+//! The limiter: every limited operation's check-and-record, in one place.
+//!
+//! Atomic on both databases: on PostgreSQL a per-key advisory lock, held to the end of the
+//! transaction and taken in one order (so two keys cannot deadlock), serialises reservations of
+//! a key on every replica; on SQLite the first statement writes, which takes the single
+//! writer's lock. Then each check's event is recorded and what came before it is counted; a
+//! refused reservation rolls its events back.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Result,
+    limits::{Check, KeyHistory, LimitKey, Limiter, Refused, Reservation, decide},
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter,
+    Statement,
+    sea_query::{Expr, ExprTrait, Func, Query},
+};
+use uuid::Uuid;
+
+use crate::{SqlStore, accounts::db_err, entities::limit_event, unit::End};
+
+/// Reserves `checks` inside the caller's transaction: the event ids, or why not. The caller
+/// must roll back on `Err` (nothing of the request may be written then).
+pub(crate) async fn reserve_in(
+    txn: &DatabaseTransaction,
+    checks: &[Check],
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<Vec<Uuid>, Refused>> {
+    if checks.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        let mut ids: Vec<i64> = checks.iter().map(|c| c.key.lock_id()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [id.into()],
+            ))
+            .await
+            .map_err(db_err)?;
+        }
+    }
+    let mut recorded = Vec::with_capacity(checks.len());
+    let mut histories = Vec::with_capacity(checks.len());
+    for check in checks {
+        let id = Uuid::now_v7();
+        let key = check.key.storage_key();
+        limit_event::Entity::insert(limit_event::ActiveModel {
+            id: Set(id),
+            key: Set(key.clone()),
+            at: Set(now),
+            expires_at: Set(Some(now + check.rule.retention())),
+        })
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+        histories.push(history(txn, &key, check, now, id).await?);
+        recorded.push(id);
+    }
+    Ok(decide(checks, &histories, now).map(|()| recorded))
+}
+
+/// Earlier events of the check's key: the count and oldest within its window, the latest within
+/// its minimum interval, in one statement.
+async fn history(
+    txn: &DatabaseTransaction,
+    key: &str,
+    check: &Check,
+    now: DateTime<Utc>,
+    except: Uuid,
+) -> Result<KeyHistory> {
+    let window_start = now - check.rule.window;
+    let in_window = || Expr::col(limit_event::Column::At).gt(window_start);
+    let query = Query::select()
+        .expr_as(
+            Func::count(Expr::case(in_window(), Expr::val(1))),
+            sea_orm::sea_query::Alias::new("n"),
+        )
+        .expr_as(
+            Func::min(Expr::case(in_window(), Expr::col(limit_event::Column::At))),
+            sea_orm::sea_query::Alias::new("oldest"),
+        )
+        .expr_as(
+            Func::max(Expr::col(limit_event::Column::At)),
+            sea_orm::sea_query::Alias::new("latest"),
+        )
+        .from(limit_event::Entity)
+        .and_where(limit_event::Column::Key.eq(key))
+        .and_where(limit_event::Column::At.gt(now - check.rule.retention()))
+        .and_where(limit_event::Column::Id.ne(except))
+        .to_owned();
+    let row = txn.query_one(&query).await.map_err(db_err)?;
+    let Some(row) = row else {
+        return Ok(KeyHistory::default());
+    };
+    let count: i64 = row.try_get("", "n").map_err(db_err)?;
+    let oldest: Option<DateTime<Utc>> = row.try_get("", "oldest").map_err(db_err)?;
+    let latest: Option<DateTime<Utc>> = row.try_get("", "latest").map_err(db_err)?;
+    Ok(KeyHistory {
+        count: u32::try_from(count).unwrap_or(u32::MAX),
+        oldest,
+        latest,
+    })
+}
+
+#[async_trait]
+impl Limiter for SqlStore {
+    async fn reserve(
+        &self,
+        checks: &[Check],
+        now: DateTime<Utc>,
+    ) -> Result<std::result::Result<Reservation, Refused>> {
+        if checks.is_empty() {
+            return Ok(Ok(Reservation::default()));
+        }
+        let checks = checks.to_vec();
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                Ok(match reserve_in(txn, &checks, now).await? {
+                    Ok(event_ids) => End::Commit(Ok(Reservation { event_ids })),
+                    Err(refused) => End::Rollback(Err(refused)),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn release(&self, reservation: Reservation) -> Result<()> {
+        if reservation.event_ids.is_empty() {
+            return Ok(());
+        }
+        limit_event::Entity::delete_many()
+            .filter(limit_event::Column::Id.is_in(reservation.event_ids))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn clear(&self, key: &LimitKey) -> Result<()> {
+        limit_event::Entity::delete_many()
+            .filter(limit_event::Column::Key.eq(key.storage_key()))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,200 @@
+//! Credentials and sessions for the sign-in core, for customers and admins alike: the same
+//! statements on two tables.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Result,
+    limits::PrincipalKind,
+    lockout::LockoutPolicy,
+    sign_in::{CredentialStore, NewSession, StoredCredentials},
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait, IntoIden, Query},
+};
+use uuid::Uuid;
+
+use crate::{
+    SqlStore,
+    accounts::db_err,
+    entities::{access_token, admin_access_token, admin_user, customer},
+};
+
+/// The columns one kind of principal keeps its credentials in.
+struct Columns<E: EntityTrait> {
+    table: E,
+    id: E::Column,
+    login: E::Column,
+    hash: E::Column,
+    failed: E::Column,
+    locked_until: E::Column,
+}
+
+const CUSTOMERS: Columns<customer::Entity> = Columns {
+    table: customer::Entity,
+    id: customer::Column::Id,
+    login: customer::Column::EmailKey,
+    hash: customer::Column::PasswordHash,
+    failed: customer::Column::FailedSignIns,
+    locked_until: customer::Column::LockedUntil,
+};
+
+const ADMINS: Columns<admin_user::Entity> = Columns {
+    table: admin_user::Entity,
+    id: admin_user::Column::Id,
+    login: admin_user::Column::UsernameKey,
+    hash: admin_user::Column::PasswordHash,
+    failed: admin_user::Column::FailedSignIns,
+    locked_until: admin_user::Column::LockedUntil,
+};
+
+impl<E: EntityTrait> Columns<E> {
+    async fn credentials(
+        &self,
+        db: &impl ConnectionTrait,
+        login: &str,
+    ) -> Result<Option<StoredCredentials>> {
+        let row: Option<(Uuid, String, Option<DateTime<Utc>>)> = E::find()
+            .select_only()
+            .column(self.id)
+            .column(self.hash)
+            .column(self.locked_until)
+            .filter(self.login.eq(login))
+            .into_tuple()
+            .one(db)
+            .await
+            .map_err(db_err)?;
+        Ok(
+            row.map(|(id, password_hash, locked_until)| StoredCredentials {
+                id,
+                password_hash,
+                locked_until,
+            }),
+        )
+    }
+
+    /// One statement, so the count and the lock can never be split (by a crash, or by a
+    /// caller that goes away between two statements). Every SET sees the row as it was.
+    async fn record_failure(
+        &self,
+        db: &impl ConnectionTrait,
+        login: &str,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let threshold = i32::try_from(Ord::max(policy.failures, 1)).unwrap_or(i32::MAX);
+        let reaches = || Expr::col(self.failed).add(1).gte(threshold);
+        let update = Query::update()
+            .table(self.table.into_iden())
+            .and_where(self.login.eq(login))
+            .value(
+                self.failed,
+                Expr::case(reaches(), Expr::val(0)).finally(Expr::col(self.failed).add(1)),
+            )
+            .value(
+                self.locked_until,
+                Expr::case(reaches(), Expr::val(Some(policy.locked_until(now))))
+                    .finally(Expr::col(self.locked_until)),
+            )
+            .to_owned();
+        db.execute(&update).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn record_success(
+        &self,
+        db: &impl ConnectionTrait,
+        id: Uuid,
+        rehash: Option<String>,
+    ) -> Result<()> {
+        let mut update = Query::update();
+        update
+            .table(self.table.into_iden())
+            .value(self.failed, Expr::val(0))
+            .and_where(self.id.eq(id));
+        if let Some(hash) = rehash {
+            update.value(self.hash, Expr::val(hash));
+        } else {
+            // Nothing to write when the counter is already clear.
+            update.and_where(self.failed.ne(0));
+        }
+        db.execute(&update).await.map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CredentialStore for SqlStore {
+    async fn credentials(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+    ) -> Result<Option<StoredCredentials>> {
+        match kind {
+            PrincipalKind::Customer => CUSTOMERS.credentials(&self.db, login).await,
+            PrincipalKind::Admin => ADMINS.credentials(&self.db, login).await,
+        }
+    }
+
+    async fn record_failure(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        policy: &LockoutPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        match kind {
+            PrincipalKind::Customer => CUSTOMERS.record_failure(&self.db, login, policy, now).await,
+            PrincipalKind::Admin => ADMINS.record_failure(&self.db, login, policy, now).await,
+        }
+    }
+
+    async fn record_success(
+        &self,
+        kind: PrincipalKind,
+        id: Uuid,
+        rehash: Option<String>,
+    ) -> Result<()> {
+        match kind {
+            PrincipalKind::Customer => CUSTOMERS.record_success(&self.db, id, rehash).await,
+            PrincipalKind::Admin => ADMINS.record_success(&self.db, id, rehash).await,
+        }
+    }
+
+    async fn create_session(&self, kind: PrincipalKind, s: NewSession) -> Result<()> {
+        match kind {
+            PrincipalKind::Customer => {
+                access_token::Entity::insert(access_token::ActiveModel {
+                    id: Set(s.id),
+                    customer_id: Set(s.principal_id),
+                    created_at: Set(s.created_at),
+                    expires_at: Set(s.expires_at),
+                    last_used_at: Set(s.created_at),
+                    client_ip: Set(s.client.ip),
+                    user_agent: Set(s.client.user_agent),
+                    revoked_at: Set(None),
+                })
+                .exec(&self.db)
+                .await
+                .map_err(db_err)?;
+            }
+            PrincipalKind::Admin => {
+                admin_access_token::Entity::insert(admin_access_token::ActiveModel {
+                    id: Set(s.id),
+                    admin_id: Set(s.principal_id),
+                    created_at: Set(s.created_at),
+                    expires_at: Set(s.expires_at),
+                    client_ip: Set(s.client.ip),
+                    user_agent: Set(s.client.user_agent),
+                    revoked_at: Set(None),
+                })
+                .exec(&self.db)
+                .await
+                .map_err(db_err)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,280 @@
+//! One limiter, one sign-in core: every password check, registration and invalid reset link is
+//! counted before the expensive or sensitive part, atomically, so bursts, aliases and replicas
+//! cannot outrun a limit.
+//!
+//! Tests that count argon2 hashes run the real binary as a child process: its metrics registry
+//! is its own, where the in-process servers of parallel tests share one.
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, code},
+    process::ServerProcess,
+};
+
+crate::tests![
+    a_burst_of_guesses_gets_the_lockout_budget_of_hashes_and_no_more,
+    an_admin_burst_of_guesses_gets_the_lockout_budget_and_no_more,
+    aliased_sign_ins_count_against_the_per_client_limit_before_hashing,
+    unknown_and_known_addresses_spend_the_same_budget,
+    concurrent_invalid_reset_links_are_throttled_exactly,
+    registration_is_limited_per_client_and_a_refusal_creates_nothing,
+    lockout_cannot_be_switched_off,
+];
+
+/// A server process with one hashing slot (so a burst queues behind it, as on a busy server).
+async fn process(app: &TestApp) -> ServerProcess {
+    ServerProcess::start(
+        &app.config,
+        &[("LATCHKEY_HASH_CONCURRENCY", "1".to_owned())],
+    )
+    .await
+}
+
+async fn post(addr: std::net::SocketAddr, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .header("content-type", "application/json")
+        .body(json!({"query": query, "variables": variables}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Password hashes (and verifications) the process has run so far.
+async fn hashes(server: &ServerProcess) -> u64 {
+    let text = reqwest::get(format!("http://{}/metrics", server.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("latchkey_password_hash_seconds_count "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+const CUSTOMER_SIGN_IN: &str = "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }";
+const ADMIN_SIGN_IN: &str = "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }";
+
+/// Fires `guesses` wrong passwords at once, then the right one while they are still queued for
+/// the single hashing slot. Returns the right one's answer and how many hashes ran.
+async fn burst(
+    server: &ServerProcess,
+    query: &str,
+    name_var: &str,
+    name: &str,
+    right: &str,
+    guesses: usize,
+) -> (Value, u64) {
+    let before = hashes(server).await;
+    let wrong: Vec<_> = (0..guesses)
+        .map(|i| {
+            let (addr, query) = (server.addr, query.to_owned());
+            let variables = json!({name_var: name, "p": format!("wrong-guess-{i}")});
+            tokio::spawn(async move { post(addr, &query, variables).await })
+        })
+        .collect();
+    let wrong = tokio::spawn(join_all(wrong));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let answer = post(server.addr, query, json!({name_var: name, "p": right})).await;
+    for res in wrong.await.unwrap() {
+        let res = res.unwrap();
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    (answer, hashes(server).await - before)
+}
+
+async fn a_burst_of_guesses_gets_the_lockout_budget_of_hashes_and_no_more(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("burst@example.com", PASSWORD).await;
+    app.set_settings("lockout_failures = 5").await;
+    let server = process(&app).await;
+    let (right, hashed) = burst(
+        &server,
+        CUSTOMER_SIGN_IN,
+        "e",
+        "burst@example.com",
+        PASSWORD,
+        40,
+    )
+    .await;
+    assert_eq!(
+        code(&right),
+        "AUTHENTICATION_FAILED",
+        "the right password, sent after the budget of guesses was spent, must not sign in: {right}"
+    );
+    assert!(
+        hashed <= 5,
+        "41 attempts with a lockout of 5 ran {hashed} password hashes"
+    );
+    // The account is locked now, for the right password too, as after ten sequential failures.
+    assert_eq!(
+        code(&app.sign_in_response("burst@example.com", PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+}
+
+async fn an_admin_burst_of_guesses_gets_the_lockout_budget_and_no_more(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let password = "admin-Password-2026";
+    latchkey::create_admin(&app.config, "burst-admin", "administrator", password)
+        .await
+        .unwrap();
+    app.set_settings("lockout_failures = 5").await;
+    let server = process(&app).await;
+    let (right, hashed) = burst(&server, ADMIN_SIGN_IN, "u", "burst-admin", password, 40).await;
+    assert_eq!(code(&right), "AUTHENTICATION_FAILED", "{right}");
+    assert!(hashed <= 5, "{hashed} hashes for a lockout of 5");
+}
+
+async fn aliased_sign_ins_count_against_the_per_client_limit_before_hashing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("alias@example.com", PASSWORD).await;
+    app.set_settings("max_failed_sign_ins_per_ip_per_hour = 10")
+        .await;
+    let server = process(&app).await;
+    // A correct password never spends the budget.
+    for _ in 0..12 {
+        app.sign_in("alias@example.com", PASSWORD).await;
+    }
+    // Sixty sign-ins in one document, each for another address: before the fix, sixty hashes.
+    let fields: String = (0..60)
+        .map(|i| {
+            format!(
+                "a{i}: generateCustomerToken(email: \"victim{i}@example.com\", password: \"guess-{i}\") {{ token }} "
+            )
+        })
+        .collect();
+    let before = hashes(&server).await;
+    let res = post(server.addr, &format!("mutation {{ {fields} }}"), json!({})).await;
+    let hashed = hashes(&server).await - before;
+    let errors = res["errors"].as_array().unwrap();
+    let count = |c: &str| {
+        errors
+            .iter()
+            .filter(|e| e["extensions"]["code"] == c)
+            .count()
+    };
+    assert_eq!(count("AUTHENTICATION_FAILED"), 10, "{res}");
+    assert_eq!(count("RATE_LIMITED"), 50, "{res}");
+    assert_eq!(
+        hashed, 10,
+        "every field past the limit must be refused before hashing"
+    );
+    assert!(
+        errors
+            .iter()
+            .filter(|e| e["extensions"]["code"] == "RATE_LIMITED")
+            .all(|e| e["extensions"]["retryAfterSeconds"].as_u64().unwrap() > 0)
+    );
+    // The client is over its budget for every account now, even with the right password.
+    let res = post(
+        server.addr,
+        CUSTOMER_SIGN_IN,
+        json!({"e": "alias@example.com", "p": PASSWORD}),
+    )
+    .await;
+    assert_eq!(code(&res), "RATE_LIMITED", "{res}");
+}
+
+async fn unknown_and_known_addresses_spend_the_same_budget(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("known@example.com", PASSWORD).await;
+    app.set_settings("lockout_failures = 3").await;
+    let server = process(&app).await;
+    let mut answers = Vec::new();
+    for email in ["known@example.com", "unknown@example.com"] {
+        let before = hashes(&server).await;
+        let mut seen = Vec::new();
+        for i in 0..6 {
+            seen.push(
+                post(
+                    server.addr,
+                    CUSTOMER_SIGN_IN,
+                    json!({"e": email, "p": format!("wrong-{i}")}),
+                )
+                .await,
+            );
+        }
+        answers.push((seen, hashes(&server).await - before));
+    }
+    assert_eq!(
+        answers[0].1, 3,
+        "a locked account is refused before hashing"
+    );
+    assert_eq!(
+        answers[0], answers[1],
+        "an address without an account must answer and cost exactly like a locked one"
+    );
+}
+
+async fn concurrent_invalid_reset_links_are_throttled_exactly(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let links: Vec<String> = (0..30).map(|i| format!("{i:0>43}")).collect();
+    let answers = join_all(links.iter().map(|t| app.reset_password(t, "fresh-Pw-11"))).await;
+    let count = |c: &str| answers.iter().filter(|r| code(r) == c).count();
+    assert_eq!(
+        count("RESET_TOKEN_INVALID"),
+        10,
+        "ten invalid links per client per 15 minutes, even when sent at once"
+    );
+    assert_eq!(count("RATE_LIMITED"), 20);
+}
+
+async fn registration_is_limited_per_client_and_a_refusal_creates_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.set_settings("max_registrations_per_ip_per_hour = 3")
+        .await;
+    let register = |email: &str| {
+        app.gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": email, "firstname": "Ann", "lastname": "Lee", "password": PASSWORD}}),
+        )
+    };
+    assert!(register("one@example.com").await["errors"].is_null());
+    assert!(register("two@example.com").await["errors"].is_null());
+    // Asking whether an address is taken counts too.
+    assert_eq!(code(&register("one@example.com").await), "BAD_USER_INPUT");
+    // An invalid request is refused before it counts.
+    assert_eq!(code(&register("not-an-address").await), "BAD_USER_INPUT");
+    let refused = register("three@example.com").await;
+    assert_eq!(code(&refused), "RATE_LIMITED", "{refused}");
+    assert!(
+        refused["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(app.count("customers").await, 2);
+    app.clock.advance(chrono::Duration::hours(1));
+    assert!(register("three@example.com").await["errors"].is_null());
+}
+
+async fn lockout_cannot_be_switched_off(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "mutation { updatePasswordSettings(input: {lockoutFailures: 0}) { lockoutFailures } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    let read = app
+        .gql_as(
+            Some(&admin),
+            "{ passwordSettings { lockoutFailures maxFailedSignInsPerIpPerHour maxRegistrationsPerIpPerHour } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        read["data"]["passwordSettings"],
+        json!({"lockoutFailures": 10, "maxFailedSignInsPerIpPerHour": 100, "maxRegistrationsPerIpPerHour": 30})
+    );
+}
