@@ -110,8 +110,25 @@ pub struct Config {
     /// `LATCHKEY_MAX_OPERATIONS`: GraphQL operations running at once, including those whose
     /// clients hung up (they run to completion); past it requests get 503 RATE_LIMITED.
     pub max_operations: usize,
+    /// `LATCHKEY_HEADER_READ_TIMEOUT_SECONDS`: a request's head must arrive whole within it.
+    pub header_read_timeout_seconds: u64,
+    /// `LATCHKEY_IDLE_TIMEOUT_SECONDS`: a connection with no byte moving either way for this
+    /// long is closed. Keep it above the idle timeout of the load balancer in front.
+    pub idle_timeout_seconds: u64,
+    /// `LATCHKEY_MAX_CONNECTIONS`: open client connections; past it the server stops
+    /// accepting until one closes.
+    pub max_connections: usize,
     /// `LATCHKEY_LOG_FORMAT`: `text` or `json`. The filter comes from `RUST_LOG`.
     pub log_format: LogFormat,
+    /// `LATCHKEY_ALLOW_INSECURE_URLS`: lets production start with `http://` public or reset
+    /// URLs (reset links then travel unencrypted). For staging only.
+    pub allow_insecure_urls: bool,
+    /// `LATCHKEY_ALLOW_INSECURE_SMTP`: lets production send mail over SMTP without TLS (links
+    /// readable on the wire). For staging only.
+    pub allow_insecure_smtp: bool,
+    /// `LATCHKEY_ALLOW_INSECURE_MAIL_DIR`: lets production write mail to `LATCHKEY_MAIL_DIR`
+    /// (live reset links on disk). For staging only.
+    pub allow_insecure_mail_dir: bool,
 }
 
 impl Default for Config {
@@ -142,7 +159,13 @@ impl Default for Config {
             hash_concurrency: None,
             hash_queue: 256,
             max_operations: 4096,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 75,
+            max_connections: 8192,
             log_format: LogFormat::Text,
+            allow_insecure_urls: false,
+            allow_insecure_smtp: false,
+            allow_insecure_mail_dir: false,
         }
     }
 }
@@ -169,6 +192,65 @@ impl Config {
             .unwrap_or(self.env == Environment::Development)
     }
 
+    /// Why production must not start with this configuration: each entry names the variable
+    /// and its override. Empty outside production.
+    pub fn production_refusals(&self) -> Vec<String> {
+        if self.env != Environment::Production {
+            return Vec::new();
+        }
+        let mut refusals = Vec::new();
+        let plain_http = |url: &str| !url.trim().to_ascii_lowercase().starts_with("https://");
+        if !self.allow_insecure_urls {
+            // The public URL carries reset links unless a storefront URL does.
+            let public = self.public_base_url();
+            let carries_links = self.public_url.is_some() || self.storefront_reset_url.is_none();
+            if carries_links && plain_http(&public) {
+                refusals.push(format!(
+                    "LATCHKEY_PUBLIC_URL must be an https:// URL in production (it is {public}{}); \
+                     set LATCHKEY_ALLOW_INSECURE_URLS=true to allow it on staging",
+                    if self.public_url.is_none() {
+                        ", the default"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            if let Some(reset) = self
+                .storefront_reset_url
+                .as_deref()
+                .filter(|u| plain_http(u))
+            {
+                refusals.push(format!(
+                    "LATCHKEY_STOREFRONT_RESET_URL must be an https:// URL in production (it is {reset}); \
+                     set LATCHKEY_ALLOW_INSECURE_URLS=true to allow it on staging"
+                ));
+            }
+            for prefix in self.reset_url_allowlist.iter().filter(|u| plain_http(u)) {
+                refusals.push(format!(
+                    "LATCHKEY_RESET_URL_ALLOWLIST may hold only https:// prefixes in production (not {prefix}); \
+                     set LATCHKEY_ALLOW_INSECURE_URLS=true to allow it on staging"
+                ));
+            }
+        }
+        match &self.smtp_url {
+            None if !self.allow_insecure_mail_dir => refusals.push(
+                "LATCHKEY_SMTP_URL is not set, so mail (with live reset links) would be written to \
+                 LATCHKEY_MAIL_DIR; set an smtps:// or smtp://…?tls=required URL, or \
+                 LATCHKEY_ALLOW_INSECURE_MAIL_DIR=true on staging"
+                    .to_owned(),
+            ),
+            Some(url) if !self.allow_insecure_smtp && !smtp_uses_tls(url.expose()) => {
+                refusals.push(
+                    "LATCHKEY_SMTP_URL must use TLS in production (smtps://, or smtp:// with \
+                     ?tls=required); set LATCHKEY_ALLOW_INSECURE_SMTP=true to allow plain SMTP on staging"
+                        .to_owned(),
+                );
+            }
+            _ => {}
+        }
+        refusals
+    }
+
     /// This server's public base URL, without a trailing slash.
     pub fn public_base_url(&self) -> String {
         self.public_url
@@ -177,6 +259,17 @@ impl Config {
             .trim_end_matches('/')
             .to_owned()
     }
+}
+
+/// Implicit TLS (`smtps://`) or STARTTLS that must succeed (`tls=required`); opportunistic
+/// STARTTLS can be stripped by anyone on the path.
+fn smtp_uses_tls(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    lower.starts_with("smtps://")
+        || (lower.starts_with("smtp://")
+            && lower
+                .split_once('?')
+                .is_some_and(|(_, query)| query.split('&').any(|kv| kv == "tls=required")))
 }
 
 /// Accepts `"a, b"` (environment variables) as well as `["a", "b"]` (TOML).
@@ -239,6 +332,65 @@ mod tests {
             assert!(c.introspection_enabled());
             Ok(())
         });
+    }
+
+    #[test]
+    fn production_refuses_what_leaks_links_and_names_each_variable() {
+        let production = Config {
+            env: Environment::Production,
+            ..Config::default()
+        };
+        let refusals = production.production_refusals();
+        assert_eq!(refusals.len(), 2, "{refusals:?}");
+        assert!(refusals[0].contains("LATCHKEY_PUBLIC_URL"));
+        assert!(refusals[0].contains("LATCHKEY_ALLOW_INSECURE_URLS"));
+        assert!(refusals[1].contains("LATCHKEY_SMTP_URL"));
+        assert!(refusals[1].contains("LATCHKEY_ALLOW_INSECURE_MAIL_DIR"));
+
+        let plain = Config {
+            public_url: Some("https://auth.shop.example".into()),
+            storefront_reset_url: Some("http://shop.example/reset?token={token}".into()),
+            reset_url_allowlist: vec!["https://shop.example/".into(), "http://old.example/".into()],
+            smtp_url: Some(Secret::new("smtp://mail.example:587?tls=opportunistic")),
+            ..production.clone()
+        };
+        let refusals = plain.production_refusals();
+        assert_eq!(refusals.len(), 3, "{refusals:?}");
+        assert!(refusals[0].contains("LATCHKEY_STOREFRONT_RESET_URL"));
+        assert!(refusals[1].contains("http://old.example/"));
+        assert!(refusals[2].contains("LATCHKEY_ALLOW_INSECURE_SMTP"));
+        assert!(
+            !refusals.iter().any(|r| r.contains("mail.example")),
+            "the SMTP URL may hold a password: never repeat it"
+        );
+
+        for tls in [
+            "smtps://u:p@mail.example",
+            "smtp://mail.example:587?tls=required",
+        ] {
+            let good = Config {
+                smtp_url: Some(Secret::new(tls)),
+                storefront_reset_url: None,
+                reset_url_allowlist: Vec::new(),
+                ..plain.clone()
+            };
+            assert!(good.production_refusals().is_empty(), "{tls}");
+        }
+        let storefront_only = Config {
+            public_url: None,
+            storefront_reset_url: Some("https://shop.example/reset?token={token}".into()),
+            smtp_url: Some(Secret::new("smtps://mail.example")),
+            reset_url_allowlist: Vec::new(),
+            ..plain.clone()
+        };
+        assert!(storefront_only.production_refusals().is_empty());
+        let staging = Config {
+            allow_insecure_urls: true,
+            allow_insecure_smtp: true,
+            ..plain
+        };
+        assert!(staging.production_refusals().is_empty());
+        assert!(Config::default().production_refusals().is_empty());
     }
 
     #[test]

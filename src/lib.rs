@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod config;
 pub mod hashing;
 pub mod http;
+pub mod listener;
 pub mod mail;
 pub mod pages;
 pub mod secrets;
@@ -41,6 +42,8 @@ pub struct Server {
     pub operations: http::Operations,
     /// The metrics listener (`LATCHKEY_METRICS_LISTEN`), bound by `build`; `None` when off.
     pub metrics: Option<(TcpListener, axum::Router)>,
+    /// The API port's bounds on slow, idle and too many connections.
+    pub connections: listener::ConnectionLimits,
 }
 
 impl Server {
@@ -137,6 +140,12 @@ fn wiring(
 
 /// Builds the server.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+    let refusals = config.production_refusals();
+    anyhow::ensure!(
+        refusals.is_empty(),
+        "refusing to start in production:\n- {}",
+        refusals.join("\n- ")
+    );
     let (mut db, backend) = prepare_database(config).await?;
     let statements = persistence::count_statements(&mut db);
     let secret = secrets::jwt_secret(config, backend)?;
@@ -234,6 +243,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         mail,
         operations,
         metrics,
+        connections: listener::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
+            idle_timeout: Duration::from_secs(config.idle_timeout_seconds.max(1)),
+            max_connections: config.max_connections.max(1),
+        },
     })
 }
 
@@ -291,12 +305,7 @@ pub async fn serve(
             }
         })
     });
-    let app = server
-        .router
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = listener::serve(listener, server.router, server.connections, shutdown).await;
     // In-flight requests are done; so are (within a grace period) operations whose clients
     // hung up. Then let the worker finish the batch it is sending. What is still queued stays
     // in the outbox for the next start.

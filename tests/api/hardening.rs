@@ -15,6 +15,7 @@ crate::tests![
     deep_expensive_and_directive_heavy_queries_are_refused,
     unknown_fields_are_refused_with_a_code,
     production_hides_introspection_suggestions_and_graphiql,
+    production_refuses_to_start_with_settings_that_leak_links,
     graphiql_is_served_in_development,
     internal_errors_never_leak_sql,
     responses_carry_security_headers,
@@ -223,6 +224,9 @@ async fn production_hides_introspection_suggestions_and_graphiql(backend: Backen
         c.jwt_secret = Some(latchkey::config::Secret::new(
             "production-secret-0123456789abcdefghij",
         ));
+        // A staging set-up: plain http and mail to a folder, allowed explicitly.
+        c.allow_insecure_urls = true;
+        c.allow_insecure_mail_dir = true;
     })
     .await;
     let res = app.gql("{ __schema { types { name } } }", json!({})).await;
@@ -233,6 +237,68 @@ async fn production_hides_introspection_suggestions_and_graphiql(backend: Backen
     let res = app.client.get(app.url("/graphql")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(!res.text().await.unwrap().contains("graphiql"));
+}
+
+/// The real binary, as an operator would start it: production refuses an http:// public URL,
+/// plain SMTP and mail written to a folder, naming each variable, and starts once the staging
+/// overrides are set.
+async fn production_refuses_to_start_with_settings_that_leak_links(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let secret = (
+        "LATCHKEY_JWT_SECRET",
+        "production-secret-0123456789abcdefghij",
+    );
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", &app.config.database_url)
+            .env("LATCHKEY_LISTEN", "127.0.0.1:0")
+            .env("LATCHKEY_METRICS_LISTEN", "off")
+            .env("LATCHKEY_ENV", "production")
+            .env(secret.0, secret.1)
+            .env_remove("LATCHKEY_SMTP_URL");
+        if let Some(schema) = &app.config.database_schema {
+            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = run(&[]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    for variable in [
+        "LATCHKEY_PUBLIC_URL",
+        "LATCHKEY_SMTP_URL",
+        "LATCHKEY_ALLOW_INSECURE_URLS",
+    ] {
+        assert!(stderr.contains(variable), "{variable} not named: {stderr}");
+    }
+    let plain = run(&[
+        ("LATCHKEY_PUBLIC_URL", "https://auth.shop.example"),
+        ("LATCHKEY_SMTP_URL", "smtp://user:hunter2@127.0.0.1:2525"),
+    ]);
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(!plain.status.success());
+    assert!(stderr.contains("LATCHKEY_ALLOW_INSECURE_SMTP"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the SMTP password was printed: {stderr}"
+    );
+    assert!(!stderr.contains("LATCHKEY_PUBLIC_URL"), "{stderr}");
+    // Staging, explicitly: it starts.
+    let staging = crate::process::ServerProcess::start(
+        &app.config,
+        &[
+            ("LATCHKEY_ENV", "production".to_owned()),
+            (secret.0, secret.1.to_owned()),
+            ("LATCHKEY_ALLOW_INSECURE_URLS", "true".to_owned()),
+            ("LATCHKEY_ALLOW_INSECURE_MAIL_DIR", "true".to_owned()),
+        ],
+    )
+    .await;
+    drop(staging);
 }
 
 async fn graphiql_is_served_in_development(backend: Backend) {

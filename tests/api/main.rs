@@ -8,6 +8,7 @@
 mod accounts;
 mod admin;
 mod browser;
+mod connections;
 mod faults;
 mod hangups;
 mod hardening;
@@ -35,6 +36,7 @@ fn main() {
         faults::TESTS,
         hangups::TESTS,
         limits::TESTS,
+        connections::TESTS,
         browser::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();
