@@ -11,6 +11,7 @@ crate::tests![
     tokens_expire_after_the_customer_token_lifetime,
     forged_and_malformed_tokens_are_refused,
     a_token_of_a_customer_never_reaches_another_customer,
+    a_document_looks_its_customer_up_once_and_sees_its_own_sign_out,
 ];
 
 const SESSIONS: &str =
@@ -123,4 +124,49 @@ async fn a_token_of_a_customer_never_reaches_another_customer(backend: Backend) 
 fn base64_url(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+/// One principal per request: three fields that need the signed-in customer cost what one does,
+/// and a field that ends the request's own session signs the rest of the document out.
+async fn a_document_looks_its_customer_up_once_and_sees_its_own_sign_out(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("once@example.com", PASSWORD).await;
+    let token = app.sign_in("once@example.com", PASSWORD).await;
+    let cost = |query: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            // The mail worker shares the counter: keep the least of three.
+            let mut least = u64::MAX;
+            for _ in 0..3 {
+                let before = app.statements.load(Ordering::SeqCst);
+                let res = app.gql_as(Some(&token), query, json!({})).await;
+                assert!(res["errors"].is_null(), "{res}");
+                least = least.min(app.statements.load(Ordering::SeqCst) - before);
+            }
+            least
+        }
+    };
+    let one = cost("{ customer { email } }").await;
+    let three =
+        cost("{ a: customer { email } b: customer { firstname } c: customer { id } }").await;
+    assert_eq!(
+        one, three,
+        "each customer field looked the session up again"
+    );
+
+    let res = app
+        .gql_as(
+            Some(&token),
+            "mutation { revokeCustomerToken changeCustomerPassword(currentPassword: \"kx7!qzmw\", newPassword: \"fresh-Pw-2027\") { email } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res["data"]["revokeCustomerToken"], true, "{res}");
+    assert_eq!(
+        res["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+        "{res}"
+    );
+    assert_eq!(res["errors"][0]["path"][0], "changeCustomerPassword");
+    app.sign_in("once@example.com", PASSWORD).await;
 }

@@ -23,7 +23,20 @@ pub struct RequestContext {
     /// The admin behind the bearer token, resolved once per request however many guarded
     /// fields ask (a page of 100 customers with four admin-only fields is one look-up).
     admin: Arc<OnceCell<Result<AdminPrincipal, AdminAuthError>>>,
+    /// The customer behind the bearer token, resolved once per request the same way (a
+    /// document asking for `customer` and `customerSessions` verifies and looks up once).
+    customer: Arc<OnceCell<Result<CustomerPrincipal, CustomerAuthError>>>,
+    /// Set when a field of this request ended its own session: later fields of the same
+    /// document see it signed out.
+    signed_out: Arc<std::sync::atomic::AtomicBool>,
     loaders: Arc<std::sync::OnceLock<Loaders>>,
+}
+
+/// Why a bearer token is not a signed-in customer's, cheap to cache.
+#[derive(Debug, Clone, Copy)]
+enum CustomerAuthError {
+    Unauthenticated,
+    Internal,
 }
 
 impl RequestContext {
@@ -32,6 +45,8 @@ impl RequestContext {
             bearer,
             client,
             admin: Arc::default(),
+            customer: Arc::default(),
+            signed_out: Arc::default(),
             loaders: Arc::default(),
         }
     }
@@ -90,8 +105,46 @@ pub(crate) async fn admin_with(
     }
 }
 
-/// The signed-in customer, or UNAUTHENTICATED.
+/// The signed-in customer, or UNAUTHENTICATED; looked up once per request.
 pub(crate) async fn customer(ctx: &Context<'_>) -> Result<CustomerPrincipal, ApiError> {
-    let bearer = request(ctx).bearer.as_deref();
-    Ok(services(ctx)?.accounts.authenticate(bearer).await?)
+    let request = request(ctx);
+    if request
+        .signed_out
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Err(ApiError::from(domain::Error::Unauthenticated));
+    }
+    let services = services(ctx)?;
+    let resolved = request
+        .customer
+        .get_or_init(|| async {
+            match services
+                .accounts
+                .authenticate(request.bearer.as_deref())
+                .await
+            {
+                Ok(principal) => Ok(principal),
+                Err(domain::Error::Unauthenticated) => Err(CustomerAuthError::Unauthenticated),
+                Err(e) => {
+                    tracing::error!(error = %e, "customer session look-up failed");
+                    Err(CustomerAuthError::Internal)
+                }
+            }
+        })
+        .await;
+    resolved.clone().map_err(|e| {
+        ApiError::from(match e {
+            CustomerAuthError::Unauthenticated => domain::Error::Unauthenticated,
+            CustomerAuthError::Internal => {
+                domain::Error::internal("customer authentication failed")
+            }
+        })
+    })
+}
+
+/// Records that this request ended its own customer session.
+pub(crate) fn customer_signed_out(ctx: &Context<'_>) {
+    request(ctx)
+        .signed_out
+        .store(true, std::sync::atomic::Ordering::Release);
 }

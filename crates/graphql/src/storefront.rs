@@ -81,6 +81,7 @@ impl CustomerMutation {
     async fn revoke_customer_token(&self, ctx: &Context<'_>) -> Result<bool, ApiError> {
         let principal = customer(ctx).await?;
         services(ctx)?.accounts.sign_out(&principal).await?;
+        crate::context::customer_signed_out(ctx);
         Ok(true)
     }
 
@@ -111,6 +112,9 @@ impl CustomerMutation {
             .accounts
             .revoke_session(&principal, id.as_str())
             .await?;
+        if id.as_str() == principal.session_id.to_string() {
+            crate::context::customer_signed_out(ctx);
+        }
         Ok(true)
     }
 }
