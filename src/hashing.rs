@@ -251,7 +251,7 @@ mod tests {
     }
 
     fn pw(s: &str) -> NewPassword {
-        NewPassword::parse(s, &PasswordPolicy::default(), &[]).unwrap()
+        NewPassword::parse(s, &PasswordPolicy::default(), &[], &[]).unwrap()
     }
 
     fn candidate(s: &str) -> PasswordCandidate {

@@ -116,11 +116,18 @@ async fn prepare_database(config: &Config) -> anyhow::Result<(persistence::Conne
 /// The shared parts every use-case group is built from: one store behind every port, one
 /// hasher, one limiter, one sign-in core.
 fn wiring(
+    config: &Config,
     store: Arc<SqlStore>,
     hasher: Arc<SharedHasher>,
     tokens: TokenCodec,
     clock: Arc<dyn Clock>,
 ) -> domain::accounts::Wiring {
+    let store_name = config
+        .mail_from
+        .parse::<lettre::message::Mailbox>()
+        .ok()
+        .and_then(|m| m.name)
+        .unwrap_or_default();
     let sign_in = Arc::new(domain::sign_in::SignIn::new(
         store.clone(),
         store.clone(),
@@ -135,6 +142,7 @@ fn wiring(
         tokens,
         clock,
         sign_in,
+        store_name,
     }
 }
 
@@ -160,7 +168,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     )?)));
     let store = Arc::new(SqlStore::new(db.clone()));
     let wakeup = Wakeup::default();
-    let parts = wiring(store.clone(), hasher, tokens, clock.clone());
+    let parts = wiring(config, store.clone(), hasher, tokens, clock.clone());
     let accounts = Accounts::new(store.clone(), parts.clone(), Arc::new(wakeup.clone()));
     let public_url = config.public_base_url();
     let link_template = config.storefront_reset_url.clone().unwrap_or_else(|| {
@@ -267,7 +275,13 @@ pub async fn create_admin(
         TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
     let admins = Admins::new(
         store.clone(),
-        wiring(store, hasher, tokens, Arc::new(domain::clock::SystemClock)),
+        wiring(
+            config,
+            store,
+            hasher,
+            tokens,
+            Arc::new(domain::clock::SystemClock),
+        ),
     );
     admins
         .create_admin(username, password, role)

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     // The first line, if any, is a "personal word" (a name or the email's local part).
     let (personal, raw) = input.split_once('\n').unwrap_or(("", input));
     let policy = PasswordPolicy::default();
-    match NewPassword::parse(raw, &policy, &[personal]) {
+    match NewPassword::parse(raw, &policy, &[personal], &[]) {
         Ok(password) => {
             let normalized = password.expose();
             let chars = normalized.chars().count();
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
                 "{chars}"
             );
             assert!(!normalized.chars().any(char::is_control));
-            let again = NewPassword::parse(normalized, &policy, &[personal])
+            let again = NewPassword::parse(normalized, &policy, &[personal], &[])
                 .expect("an accepted password is accepted again");
             assert_eq!(again.expose(), normalized);
             let candidate = PasswordCandidate::parse(raw).expect("within the byte bound");

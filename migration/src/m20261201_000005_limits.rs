@@ -1,6 +1,7 @@
 //! One limiter for every limited operation: each event says when it stops counting (so cleanup
 //! keeps a lockout's day-long window and drops an hour-old request), and the settings gain the
-//! per-client limits on wrong passwords and on registrations.
+//! per-client limits on wrong passwords and on registrations, and the least password strength
+//! score.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -43,6 +44,14 @@ impl MigrationTrait for Migration {
                     .add_column(integer(Settings::MaxRegistrationsPerIpPerHour).default(30))
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Settings::Table)
+                    .add_column(integer(Settings::MinPasswordScore).default(1))
+                    .to_owned(),
+            )
             .await
     }
 
@@ -66,6 +75,7 @@ impl MigrationTrait for Migration {
         for column in [
             Settings::MaxFailedSignInsPerIpPerHour,
             Settings::MaxRegistrationsPerIpPerHour,
+            Settings::MinPasswordScore,
         ] {
             manager
                 .alter_table(
@@ -91,4 +101,5 @@ enum Settings {
     Table,
     MaxFailedSignInsPerIpPerHour,
     MaxRegistrationsPerIpPerHour,
+    MinPasswordScore,
 }

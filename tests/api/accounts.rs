@@ -117,6 +117,10 @@ async fn weak_passwords_are_refused_with_every_broken_rule_and_nothing_is_stored
     for (password, rule) in [
         ("password123", "COMMON_PASSWORD"),
         ("123456789", "COMMON_PASSWORD"),
+        // Not on the list as such: a listed password with digits after it.
+        ("password123456789", "COMMON_PASSWORD"),
+        // Deep in the breached list, far past a hand-picked one.
+        ("letmein123", "COMMON_PASSWORD"),
         ("weakweak-2026", "CONTAINS_PERSONAL_INFORMATION"),
         ("abc\u{0}defghij", "CONTAINS_CONTROL_CHARACTER"),
     ] {
@@ -132,6 +136,34 @@ async fn weak_passwords_are_refused_with_every_broken_rule_and_nothing_is_stored
             rule
         );
     }
+    assert_eq!(app.count("customers").await, 0);
+
+    // The strength minimum is a setting: the hardened profile's 3 refuses what 1 allows, and
+    // names the score it wants.
+    let admin = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "mutation { updatePasswordSettings(input: {minPasswordScore: 3}) { minPasswordScore } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["updatePasswordSettings"]["minPasswordScore"], 3,
+        "{res}"
+    );
+    let res = app
+        .gql(
+            CREATE,
+            json!({"i": {"email": "weakweak@example.com", "firstname": "Ann", "lastname": "Lee", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(code(&res), "PASSWORD_POLICY", "{res}");
+    assert_eq!(
+        res["errors"][0]["extensions"]["violations"][0]["rule"],
+        "TOO_WEAK"
+    );
+    assert_eq!(res["errors"][0]["extensions"]["violations"][0]["limit"], 3);
     assert_eq!(app.count("customers").await, 0);
 }
 

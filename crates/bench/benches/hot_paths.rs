@@ -11,9 +11,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use domain::{
     customer::{ClientInfo, Locale},
     email::Email,
+    limits::PrincipalKind,
     password::{NewPassword, PasswordPolicy},
-    ports::{AccountStore, NewCustomer, NewSession, PasswordHasher},
+    ports::{AccountStore, NewCustomer, PasswordHasher},
     reset::RawResetToken,
+    sign_in::{CredentialStore, NewSession},
     token::{TokenCodec, TokenKind},
 };
 use latchkey::hashing::{Argon2Hasher, SharedHasher};
@@ -51,10 +53,12 @@ fn policy(c: &mut Criterion) {
     let p256 = "x7Y!".repeat(64);
     let megabyte = "a".repeat(1 << 20);
     c.bench_function("password policy: 256 characters", |b| {
-        b.iter(|| black_box(NewPassword::parse(&p256, &policy, &["ann", "example"]).is_ok()))
+        b.iter(|| {
+            black_box(NewPassword::parse(&p256, &policy, &["ann", "example"], &["Store"]).is_ok())
+        })
     });
     c.bench_function("password policy: 1 MiB refused", |b| {
-        b.iter(|| black_box(NewPassword::parse(&megabyte, &policy, &[]).is_err()))
+        b.iter(|| black_box(NewPassword::parse(&megabyte, &policy, &[], &[]).is_err()))
     });
 }
 
@@ -92,13 +96,16 @@ fn revocation_check(c: &mut Criterion) {
             .unwrap();
         let session = Uuid::now_v7();
         store
-            .create_session(NewSession {
-                id: session,
-                customer_id: customer.id,
-                created_at: now,
-                expires_at: now + Duration::hours(1),
-                client: ClientInfo::default(),
-            })
+            .create_session(
+                PrincipalKind::Customer,
+                NewSession {
+                    id: session,
+                    principal_id: customer.id,
+                    created_at: now,
+                    expires_at: now + Duration::hours(1),
+                    client: ClientInfo::default(),
+                },
+            )
             .await
             .unwrap();
         (store, session)
@@ -120,7 +127,8 @@ fn revocation_check(c: &mut Criterion) {
 fn argon2(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let hasher = SharedHasher(Arc::new(Argon2Hasher::new(1, 16).unwrap()));
-    let password = NewPassword::parse("bench-Password-1", &PasswordPolicy::default(), &[]).unwrap();
+    let password =
+        NewPassword::parse("bench-Password-1", &PasswordPolicy::default(), &[], &[]).unwrap();
     let mut group = c.benchmark_group("argon2id m=19456 t=2 p=1");
     group.sample_size(10);
     group.bench_function("hash", |b| {

@@ -130,7 +130,7 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
     let hasher = SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?));
     let hash = hasher
         .hash(
-            &NewPassword::parse(PASSWORD, &PasswordPolicy::default(), &[])
+            &NewPassword::parse(PASSWORD, &PasswordPolicy::default(), &[], &[])
                 .map_err(|_| anyhow::anyhow!("policy"))?,
         )
         .await?;

@@ -60,6 +60,8 @@ pub struct Wiring {
     pub tokens: TokenCodec,
     pub clock: Arc<dyn Clock>,
     pub sign_in: Arc<SignIn>,
+    /// The store's name (the mail sender's display name): a password built from it is weak.
+    pub store_name: String,
 }
 
 pub struct Accounts {
@@ -99,7 +101,7 @@ impl Accounts {
                 .ok_or_else(|| Error::bad_input("locale", "supported locales are en, ja and ko"))?,
         };
         let settings = self.parts.settings.current().await?;
-        let password = new_password(
+        let password = self.parts.new_password(
             &input.password,
             &settings.password,
             &[email.local_part(), &firstname, &lastname],
@@ -210,7 +212,7 @@ impl Accounts {
     ) -> Result<Customer> {
         let settings = self.parts.settings.current().await?;
         let customer = &principal.customer;
-        let password = new_password(
+        let password = self.parts.new_password(
             new,
             &settings.password,
             &[
@@ -275,10 +277,16 @@ pub(crate) fn parse_email(raw: &str) -> Result<Email> {
     Email::parse(raw).map_err(|e| Error::bad_input("email", e.to_string()))
 }
 
-pub(crate) fn new_password(
-    raw: &str,
-    policy: &PasswordPolicy,
-    personal: &[&str],
-) -> Result<NewPassword> {
-    NewPassword::parse(raw, policy, personal).map_err(Error::PasswordPolicy)
+impl Wiring {
+    /// Holds a new password to the policy, with the store's name as context for the strength
+    /// estimate.
+    pub(crate) fn new_password(
+        &self,
+        raw: &str,
+        policy: &PasswordPolicy,
+        personal: &[&str],
+    ) -> Result<NewPassword> {
+        NewPassword::parse(raw, policy, personal, &[&self.store_name])
+            .map_err(Error::PasswordPolicy)
+    }
 }

@@ -17,7 +17,7 @@ use crate::{
     },
     customer::{ClientInfo, Customer},
     limits::PrincipalKind,
-    password::{NewPassword, PasswordCandidate},
+    password::PasswordCandidate,
     ports::{AdminStore, NewAdmin},
     settings::{LimitMethod, Settings},
     token::TokenKind,
@@ -59,6 +59,7 @@ pub struct SettingsUpdate {
     pub admin_token_lifetime_minutes: Option<i64>,
     pub max_failed_sign_ins_per_ip_per_hour: Option<i64>,
     pub max_registrations_per_ip_per_hour: Option<i64>,
+    pub min_password_score: Option<i64>,
 }
 
 fn within(field: &'static str, value: Option<i64>, lo: i64, hi: i64) -> Result<Option<i64>> {
@@ -116,6 +117,9 @@ impl SettingsUpdate {
         }
         if let Some(b) = self.allow_whitespace {
             s.password.allow_whitespace = b;
+        }
+        if let Some(n) = within("minPasswordScore", self.min_password_score, 0, 4)? {
+            s.password.min_score = n as u8;
         }
         // Lockout cannot be switched off: it is the per-account limit on password guesses.
         if let Some(n) = within("lockoutFailures", self.lockout_failures, 1, 100)? {
@@ -189,8 +193,9 @@ impl Admins {
             .ok_or_else(|| Error::bad_input("role", "one of administrator, support, viewer"))?;
         let mut policy = self.parts.settings.current().await?.password;
         policy.min_length = policy.min_length.max(12);
-        let password = NewPassword::parse(password, &policy, &[username.as_str()])
-            .map_err(Error::PasswordPolicy)?;
+        let password = self
+            .parts
+            .new_password(password, &policy, &[username.as_str()])?;
         let password_hash = self.parts.hasher.hash(&password).await?;
         self.store
             .create_admin(NewAdmin {
@@ -385,6 +390,10 @@ mod tests {
             },
             SettingsUpdate {
                 lockout_failures: Some(0),
+                ..Default::default()
+            },
+            SettingsUpdate {
+                min_password_score: Some(5),
                 ..Default::default()
             },
             SettingsUpdate {

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
-    accounts::{Wiring, new_password, parse_email},
+    accounts::{Wiring, parse_email},
     admin::{AdminPrincipal, AuditAction, NewAudit},
     customer::ClientInfo,
     email::Email,
@@ -200,7 +200,7 @@ impl Resets {
             .ok_or(Error::ResetTokenInvalid)?;
         let settings = self.parts.settings.current().await?;
         // A policy failure does not use the link up: the customer can try another password.
-        let password = new_password(
+        let password = self.parts.new_password(
             new,
             &settings.password,
             &[

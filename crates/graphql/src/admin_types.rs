@@ -169,6 +169,10 @@ pub struct PasswordSettings {
     pub required_character_classes: i32,
     /// Whether passwords may contain spaces (the hardened profile turns this on).
     pub allow_whitespace: bool,
+    /// The least zxcvbn strength score (0–4) a new password must reach; 1 by default (more
+    /// than about a thousand guesses), 3 in the hardened profile, 0 turns the estimate off.
+    /// Breached passwords are refused whatever this says.
+    pub min_password_score: i32,
     /// Consecutive failed sign-ins that lock an account (1–100; lockout cannot be turned off).
     /// Concurrent attempts count before their password is checked, so a burst of guesses gets
     /// this many checks and no more.
@@ -197,6 +201,7 @@ impl From<settings::Settings> for PasswordSettings {
             min_password_length: int(i64::from(s.password.min_length)),
             required_character_classes: i32::from(s.password.required_character_classes),
             allow_whitespace: s.password.allow_whitespace,
+            min_password_score: i32::from(s.password.min_score),
             lockout_failures: int(i64::from(s.lockout.failures)),
             lockout_minutes: int(s.lockout.duration.num_minutes()),
             customer_token_lifetime_minutes: int(s.customer_token_lifetime.num_minutes()),
@@ -221,6 +226,7 @@ pub struct PasswordSettingsInput {
     pub min_password_length: Option<i32>,
     pub required_character_classes: Option<i32>,
     pub allow_whitespace: Option<bool>,
+    pub min_password_score: Option<i32>,
     pub lockout_failures: Option<i32>,
     pub lockout_minutes: Option<i32>,
     pub customer_token_lifetime_minutes: Option<i32>,
@@ -240,6 +246,7 @@ impl From<PasswordSettingsInput> for domain::admins::SettingsUpdate {
             min_password_length: wide(i.min_password_length),
             required_character_classes: wide(i.required_character_classes),
             allow_whitespace: i.allow_whitespace,
+            min_password_score: wide(i.min_password_score),
             lockout_failures: wide(i.lockout_failures),
             lockout_minutes: wide(i.lockout_minutes),
             customer_token_lifetime_minutes: wide(i.customer_token_lifetime_minutes),

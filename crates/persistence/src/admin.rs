@@ -387,6 +387,10 @@ impl AdminStore for SqlStore {
                         Expr::value(int(s.admin_token_lifetime.num_minutes())),
                     )
                     .col_expr(
+                        settings::Column::MinPasswordScore,
+                        Expr::value(i32::from(s.password.min_score)),
+                    )
+                    .col_expr(
                         settings::Column::MaxFailedSignInsPerIpPerHour,
                         Expr::value(int(i64::from(s.clients.failed_sign_ins_per_ip_per_hour))),
                     )

@@ -23,6 +23,7 @@ fn to_settings(m: settings::Model) -> Settings {
             required_character_classes: u8::try_from(m.required_character_classes.clamp(0, 4))
                 .unwrap_or(0),
             allow_whitespace: m.allow_whitespace,
+            min_score: u8::try_from(m.min_password_score.clamp(0, 4)).unwrap_or(0),
         },
         lockout: LockoutPolicy {
             // Lockout cannot be turned off; a row from before that rule reads as one failure.

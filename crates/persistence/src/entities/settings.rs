@@ -18,6 +18,7 @@ pub struct Model {
     pub admin_token_lifetime_minutes: i32,
     pub max_failed_sign_ins_per_ip_per_hour: i32,
     pub max_registrations_per_ip_per_hour: i32,
+    pub min_password_score: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
