@@ -262,14 +262,21 @@ impl Config {
 }
 
 /// Implicit TLS (`smtps://`) or STARTTLS that must succeed (`tls=required`); opportunistic
-/// STARTTLS can be stripped by anyone on the path.
+/// STARTTLS can be stripped by anyone on the path. Read exactly as lettre reads the URL (its
+/// scheme, then the *first* `tls` query pair, case-sensitive), so what passes here is what
+/// the transport does.
 fn smtp_uses_tls(url: &str) -> bool {
-    let lower = url.trim().to_ascii_lowercase();
-    lower.starts_with("smtps://")
-        || (lower.starts_with("smtp://")
-            && lower
-                .split_once('?')
-                .is_some_and(|(_, query)| query.split('&').any(|kv| kv == "tls=required")))
+    let Ok(url) = url::Url::parse(url.trim()) else {
+        return false;
+    };
+    let tls = url
+        .query_pairs()
+        .find(|(k, _)| k == "tls")
+        .map(|(_, v)| v.into_owned());
+    matches!(
+        (url.scheme(), tls.as_deref()),
+        ("smtps", _) | ("smtp", Some("required"))
+    )
 }
 
 /// Accepts `"a, b"` (environment variables) as well as `["a", "b"]` (TOML).

@@ -118,13 +118,19 @@ pub async fn serve(
 /// Where a connection is in reading a request head.
 #[derive(Debug, Clone, Copy)]
 enum Head {
-    /// Between requests: the next byte read starts a head.
+    /// Between requests: the next byte read (other than the blank lines HTTP/1.1 lets a client
+    /// send before a request line) starts a head.
     Awaiting,
     /// Inside a head; `last` are the two bytes read before.
     Reading { last: [u8; 2] },
     /// The head is complete (its empty line was read); the body, if any, follows.
     Done,
+    /// An HTTP/2 connection (prior knowledge): frames, not heads; the idle timeout applies.
+    Off,
 }
+
+/// How an HTTP/2 client opens its connection.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
 
 /// A TCP stream that fails with `TimedOut` once no byte has moved either way for the idle
 /// timeout, or once a request head has taken longer than the header read timeout.
@@ -136,6 +142,8 @@ struct Guarded {
     head: Head,
     /// Set while a head is being read: when it must be complete.
     head_deadline: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// The connection's first bytes, until they tell HTTP/2 from HTTP/1.
+    opening: Vec<u8>,
 }
 
 fn timed_out(what: &str) -> io::Error {
@@ -151,6 +159,7 @@ impl Guarded {
             idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
             head: Head::Awaiting,
             head_deadline: None,
+            opening: Vec::with_capacity(H2_PREFACE.len()),
         }
     }
 
@@ -161,9 +170,20 @@ impl Guarded {
 
     /// Follows the bytes of a request head until its empty line.
     fn read_bytes(&mut self, bytes: &[u8]) {
+        if self.opening.len() < H2_PREFACE.len() {
+            let take = (H2_PREFACE.len() - self.opening.len()).min(bytes.len());
+            self.opening.extend_from_slice(&bytes[..take]);
+            if self.opening == H2_PREFACE {
+                self.head = Head::Off;
+                self.head_deadline = None;
+            }
+        }
         for &b in bytes {
             match &mut self.head {
-                Head::Done => return,
+                Head::Done | Head::Off => return,
+                // Blank lines before a request line are allowed (and skipped by the parser):
+                // they neither start nor end a head.
+                Head::Awaiting if b == b'\r' || b == b'\n' => {}
                 Head::Awaiting => {
                     let at = Instant::now() + self.header_timeout;
                     self.head_deadline = Some((at, Box::pin(tokio::time::sleep_until(at))));
@@ -228,12 +248,19 @@ impl AsyncRead for Guarded {
 }
 
 impl Guarded {
-    fn wrote(&mut self, result: &io::Result<usize>) {
+    /// Bytes went out. The server only answers once it has parsed a head, so whatever head
+    /// was being followed is complete. An interim answer (`100 Continue`) means the body comes
+    /// next; any other means the next byte read starts a new head.
+    fn wrote(&mut self, data: &[u8], result: &io::Result<usize>) {
         if matches!(result, Ok(n) if *n > 0) {
             self.moved();
-            // Answering means the request's head was read: the next byte starts a new one.
-            if matches!(self.head, Head::Done) {
-                self.head = Head::Awaiting;
+            if !matches!(self.head, Head::Off) {
+                self.head_deadline = None;
+                self.head = if data.starts_with(b"HTTP/1.1 1") || data.starts_with(b"HTTP/1.0 1") {
+                    Head::Done
+                } else {
+                    Head::Awaiting
+                };
             }
         }
     }
@@ -247,7 +274,7 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.inner).poll_write(cx, data) {
             Poll::Ready(result) => {
-                self.wrote(&result);
+                self.wrote(data, &result);
                 Poll::Ready(result)
             }
             Poll::Pending => {
@@ -264,7 +291,11 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
             Poll::Ready(result) => {
-                self.wrote(&result);
+                let first = bufs
+                    .iter()
+                    .find(|b| !b.is_empty())
+                    .map_or(&[][..], |b| &b[..]);
+                self.wrote(first, &result);
                 Poll::Ready(result)
             }
             Poll::Pending => {
@@ -328,5 +359,40 @@ mod tests {
         g.read_bytes(b"GET / HTTP/1.1\r\nHost: x\r\n");
         assert!(matches!(g.head, Head::Reading { .. }));
         assert!(g.head_deadline.is_some());
+    }
+
+    #[tokio::test]
+    async fn blank_lines_before_a_request_neither_start_nor_end_a_head() {
+        let mut g = guarded().await;
+        g.read_bytes(b"\r\n\r\n\n");
+        assert!(matches!(g.head, Head::Awaiting));
+        assert!(g.head_deadline.is_none());
+        g.read_bytes(b"G");
+        assert!(
+            g.head_deadline.is_some(),
+            "the request line starts the clock"
+        );
+    }
+
+    #[tokio::test]
+    async fn http2_connections_are_not_held_to_a_head_deadline() {
+        let mut g = guarded().await;
+        g.read_bytes(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        g.wrote(b"\0\0\x06\x04", &Ok(4));
+        g.read_bytes(b"\0\0\x08\x06 frames without blank lines");
+        assert!(matches!(g.head, Head::Off));
+        assert!(g.head_deadline.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_body_after_100_continue_is_not_a_new_head() {
+        let mut g = guarded().await;
+        g.read_bytes(b"POST /graphql HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+        g.wrote(b"HTTP/1.1 100 Continue\r\n\r\n", &Ok(25));
+        g.read_bytes(b"{\"query\":\"{ __typename }\"}");
+        assert!(matches!(g.head, Head::Done));
+        assert!(g.head_deadline.is_none());
+        g.wrote(b"HTTP/1.1 200 OK\r\n", &Ok(17));
+        assert!(matches!(g.head, Head::Awaiting));
     }
 }

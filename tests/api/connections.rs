@@ -14,6 +14,7 @@ crate::tests![
     a_client_that_dribbles_its_headers_is_cut_off,
     an_idle_connection_is_closed_after_the_idle_timeout_and_not_before,
     past_the_connection_cap_new_connections_wait_for_a_free_one,
+    a_body_sent_after_100_continue_and_the_next_request_are_served,
 ];
 
 const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: shop\r\n\r\n";
@@ -50,8 +51,9 @@ async fn a_client_that_dribbles_its_headers_is_cut_off(backend: Backend) {
     })
     .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    // Blank lines first (allowed before a request line): they must not count as a finished head.
     stream
-        .write_all(b"POST /graphql HTTP/1.1\r\nHost: shop\r\n")
+        .write_all(b"\r\n\r\nPOST /graphql HTTP/1.1\r\nHost: shop\r\n")
         .await
         .unwrap();
     // One header byte every 200 ms keeps bytes moving (no idle timeout), but the head never
@@ -132,4 +134,44 @@ async fn past_the_connection_cap_new_connections_wait_for_a_free_one(backend: Ba
         .unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     drop(second);
+}
+
+/// `Expect: 100-continue`: the body comes after the server's interim answer, and may take
+/// longer than the header read timeout; it is not a request head and must not be cut off, nor
+/// may the keep-alive request after it.
+async fn a_body_sent_after_100_continue_and_the_next_request_are_served(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.header_read_timeout_seconds = 1;
+        c.idle_timeout_seconds = 60;
+    })
+    .await;
+    let body = br#"{"query":"{ __typename }"}"#;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /graphql HTTP/1.1\r\nHost: shop\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an interim answer")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(body).await.unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(answered(&mut stream).await.starts_with("HTTP/1.1 200"));
 }

@@ -36,8 +36,24 @@ impl PrincipalKind {
 pub struct ClientKey(String);
 
 impl ClientKey {
+    /// The client's address, IPv6 narrowed to its /64: one subscriber (a home line, a cloud
+    /// machine) holds a whole /64 and could otherwise rotate through it for fresh budgets.
     pub fn of(client: &ClientInfo) -> Self {
-        Self(client.ip.clone().unwrap_or_else(|| "unknown".to_owned()))
+        let Some(ip) = client.ip.as_deref() else {
+            return Self("unknown".to_owned());
+        };
+        match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                Self(format!("{net}/64"))
+            }
+            Ok(std::net::IpAddr::V6(v6)) => Self(
+                v6.to_ipv4_mapped()
+                    .map_or_else(|| ip.to_owned(), |v4| v4.to_string()),
+            ),
+            _ => Self(ip.to_owned()),
+        }
     }
 }
 
@@ -52,8 +68,9 @@ pub enum LimitKey {
     ResetRequestByCustomer(Uuid),
     /// `resetPassword` with a link that is not valid, by client.
     InvalidResetTokenByIp(ClientKey),
-    /// Wrong passwords from one client, over every password-checking operation.
-    SignInByIp(ClientKey),
+    /// Wrong passwords from one client, over every password-checking operation of one kind of
+    /// principal (storefront guesses do not lock admins out of the console).
+    SignInByIp(PrincipalKind, ClientKey),
     /// Password checks of one sign-in name (email or username), whether or not such an
     /// account exists, so the answer looks the same for both.
     SignInByAccount(PrincipalKind, String),
@@ -69,7 +86,7 @@ impl LimitKey {
             Self::ResetRequestByIp(ip) => format!("reset:ip:{}", ip.0),
             Self::ResetRequestByCustomer(id) => format!("reset:customer:{id}"),
             Self::InvalidResetTokenByIp(ip) => format!("reset-failure:ip:{}", ip.0),
-            Self::SignInByIp(ip) => format!("sign-in:ip:{}", ip.0),
+            Self::SignInByIp(kind, ip) => format!("sign-in:ip:{}:{}", kind.as_str(), ip.0),
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
         }
@@ -226,7 +243,8 @@ mod tests {
             LimitKey::ResetRequestByEmail("a@example.com".into()),
             LimitKey::ResetRequestByIp(ip("1.2.3.4")),
             LimitKey::InvalidResetTokenByIp(ip("1.2.3.4")),
-            LimitKey::SignInByIp(ip("1.2.3.4")),
+            LimitKey::SignInByIp(PrincipalKind::Customer, ip("1.2.3.4")),
+            LimitKey::SignInByIp(PrincipalKind::Admin, ip("1.2.3.4")),
             LimitKey::SignInByAccount(PrincipalKind::Customer, "a@example.com".into()),
             LimitKey::SignInByAccount(PrincipalKind::Admin, "a@example.com".into()),
             LimitKey::RegistrationByIp(ip("1.2.3.4")),
@@ -241,6 +259,17 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_v4_as_v4() {
+        let key = |ip: &str| ClientKey::of(&ClientInfo::new(Some(ip.to_owned()), None)).0;
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::9"));
+        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
+        assert_eq!(key("::ffff:203.0.113.9"), "203.0.113.9");
+        assert_eq!(key("203.0.113.9"), "203.0.113.9");
+        assert_eq!(ClientKey::of(&ClientInfo::default()).0, "unknown");
+    }
+
+    #[test]
     fn a_rule_caps_the_count_in_its_window_and_spaces_events() {
         let now = Utc::now();
         let rule = Rule {
@@ -248,7 +277,10 @@ mod tests {
             window: Duration::hours(1),
             min_interval: Duration::minutes(10),
         };
-        let check = [Check::new(LimitKey::SignInByIp(ip("x")), rule)];
+        let check = [Check::new(
+            LimitKey::SignInByIp(PrincipalKind::Customer, ip("x")),
+            rule,
+        )];
         assert_eq!(decide(&check, &[KeyHistory::default()], now), Ok(()));
         let recent = KeyHistory {
             count: 1,
@@ -273,7 +305,7 @@ mod tests {
             600
         );
         let unlimited = [Check::new(
-            LimitKey::SignInByIp(ip("x")),
+            LimitKey::SignInByIp(PrincipalKind::Customer, ip("x")),
             Rule { max: 0, ..rule },
         )];
         let spaced = KeyHistory {
@@ -292,12 +324,12 @@ mod tests {
             latest: Some(now + Duration::milliseconds(3)),
         };
         let per_hour = [Check::new(
-            LimitKey::SignInByIp(ip("x")),
+            LimitKey::SignInByIp(PrincipalKind::Customer, ip("x")),
             Rule::per(100, Duration::hours(1)),
         )];
         assert_eq!(decide(&per_hour, &[later], now), Ok(()));
         let spaced = [Check::new(
-            LimitKey::SignInByIp(ip("x")),
+            LimitKey::SignInByIp(PrincipalKind::Customer, ip("x")),
             Rule {
                 min_interval: Duration::minutes(10),
                 ..Rule::per(100, Duration::hours(1))
@@ -316,7 +348,7 @@ mod tests {
         let now = Utc::now();
         let checks = [
             Check::new(
-                LimitKey::SignInByIp(ip("x")),
+                LimitKey::SignInByIp(PrincipalKind::Customer, ip("x")),
                 Rule::per(100, Duration::hours(1)),
             ),
             Check::new(

@@ -123,7 +123,7 @@ impl SignIn {
     fn checks(kind: PrincipalKind, login: &str, client: &ClientInfo, s: &Settings) -> [Check; 2] {
         [
             Check::new(
-                LimitKey::SignInByIp(ClientKey::of(client)),
+                LimitKey::SignInByIp(kind, ClientKey::of(client)),
                 Rule::per(s.clients.failed_sign_ins_per_ip_per_hour, CLIENT_WINDOW),
             ),
             Check::new(
@@ -154,12 +154,12 @@ impl SignIn {
                     event = "sign_in_refused_by_limit",
                     kind = kind.as_str(),
                     limit = match refused.key {
-                        LimitKey::SignInByIp(_) => "client",
+                        LimitKey::SignInByIp(..) => "client",
                         _ => "account",
                     }
                 );
                 return Err(match refused.key {
-                    LimitKey::SignInByIp(_) => Error::RateLimited {
+                    LimitKey::SignInByIp(..) => Error::RateLimited {
                         retry_after_seconds: refused.retry_after_seconds,
                     },
                     _ => Error::AuthenticationFailed,

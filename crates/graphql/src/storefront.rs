@@ -112,7 +112,8 @@ impl CustomerMutation {
             .accounts
             .revoke_session(&principal, id.as_str())
             .await?;
-        if id.as_str() == principal.session_id.to_string() {
+        // Compared as UUIDs: every spelling the revocation accepts counts.
+        if uuid::Uuid::parse_str(id.as_str()).is_ok_and(|id| id == principal.session_id) {
             crate::context::customer_signed_out(ctx);
         }
         Ok(true)

@@ -32,6 +32,9 @@ pub struct SqlStore {
     /// authenticated request, and building it with sea-query each time cost about a tenth of
     /// the request's instructions (callgrind, BENCHMARKS.md).
     live_session_sql: std::sync::Arc<str>,
+    /// In-process turns for limit keys, taken before a pooled connection is: requests for one
+    /// key queue here, not while each holds a connection waiting on the key's advisory lock.
+    pub(crate) key_turns: crate::limits::KeyTurns,
 }
 
 impl SqlStore {
@@ -43,6 +46,7 @@ impl SqlStore {
         Self {
             db,
             live_session_sql,
+            key_turns: crate::limits::KeyTurns::default(),
         }
     }
 }

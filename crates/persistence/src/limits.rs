@@ -22,6 +22,38 @@ use uuid::Uuid;
 
 use crate::{SqlStore, accounts::db_err, entities::limit_event, unit::End};
 
+/// Stripes of in-process locks over limit keys. A reservation takes the stripes of its keys
+/// (in order, so two reservations cannot deadlock) before it borrows a pooled connection: a
+/// flood of requests for one key (one client's sign-ins) then waits here, holding nothing,
+/// instead of each holding one of the pool's few connections while it waits for the key's
+/// advisory lock. The advisory lock still makes the count exact across replicas.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyTurns(std::sync::Arc<[tokio::sync::Mutex<()>]>);
+
+const STRIPES: usize = 256;
+
+impl Default for KeyTurns {
+    fn default() -> Self {
+        Self((0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl KeyTurns {
+    pub(crate) async fn take(&self, checks: &[Check]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = checks
+            .iter()
+            .map(|c| usize::try_from(c.key.lock_id().rem_euclid(STRIPES as i64)).unwrap_or(0))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.0[stripe].lock().await);
+        }
+        guards
+    }
+}
+
 /// Reserves `checks` inside the caller's transaction: the event ids, or why not. The caller
 /// must roll back on `Err` (nothing of the request may be written then).
 pub(crate) async fn reserve_in(
@@ -119,6 +151,7 @@ impl Limiter for SqlStore {
         if checks.is_empty() {
             return Ok(Ok(Reservation::default()));
         }
+        let _turns = self.key_turns.take(checks).await;
         let checks = checks.to_vec();
         self.unit_of_work(move |txn| {
             Box::pin(async move {

@@ -25,6 +25,8 @@ use crate::{
 #[async_trait]
 impl ResetStore for SqlStore {
     async fn request_reset(&self, r: ResetRequest) -> Result<std::result::Result<(), Refused>> {
+        let turns = self.key_turns.clone();
+        let _turns = turns.take(&r.limits).await;
         self.unit_of_work(move |txn| {
             Box::pin(async move {
                 if let Err(refused) = crate::limits::reserve_in(txn, &r.limits, r.now).await? {
