@@ -248,6 +248,25 @@ impl AsyncRead for Guarded {
 }
 
 impl Guarded {
+    /// Every write's bookkeeping: progress resets the clocks, a pending write checks them.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Ready(result) => {
+                self.wrote(data, &result);
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                self.check(cx)?;
+                Poll::Pending
+            }
+        }
+    }
+
     /// Bytes went out. The server only answers once it has parsed a head, so whatever head
     /// was being followed is complete. An interim answer (`100 Continue`) means the body comes
     /// next; any other means the next byte read starts a new head.
@@ -272,16 +291,8 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, data) {
-            Poll::Ready(result) => {
-                self.wrote(data, &result);
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                self.check(cx)?;
-                Poll::Pending
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.after_write(cx, data, poll)
     }
 
     fn poll_write_vectored(
@@ -289,20 +300,12 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                let first = bufs
-                    .iter()
-                    .find(|b| !b.is_empty())
-                    .map_or(&[][..], |b| &b[..]);
-                self.wrote(first, &result);
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                self.check(cx)?;
-                Poll::Pending
-            }
-        }
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        self.after_write(cx, first, poll)
     }
 
     fn is_write_vectored(&self) -> bool {

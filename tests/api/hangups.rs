@@ -685,20 +685,7 @@ async fn a_stalled_queue_shows_its_age_to_admins_and_in_the_metric(backend: Back
         &[("LATCHKEY_SMTP_URL", format!("smtp://{dead}"))],
     )
     .await;
-    let gauge = || async {
-        let text = app
-            .client
-            .get(format!("http://{}/metrics", server.metrics_addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix("latchkey_mail_oldest_pending_seconds "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-    };
+    let gauge = || server.metric("latchkey_mail_oldest_pending_seconds");
     let started = Instant::now();
     loop {
         // Queued when the test began (the test clock started at the real time).

@@ -47,15 +47,10 @@ async fn post(addr: std::net::SocketAddr, query: &str, variables: Value) -> Valu
 
 /// Password hashes (and verifications) the process has run so far.
 async fn hashes(server: &ServerProcess) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", server.metrics_addr))
+    server
+        .metric("latchkey_password_hash_seconds_count")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("latchkey_password_hash_seconds_count "))
-        .map_or(0, |n| n.trim().parse().unwrap())
+        .map_or(0, |n| n as u64)
 }
 
 const CUSTOMER_SIGN_IN: &str = "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }";

@@ -61,6 +61,19 @@ impl ServerProcess {
         panic!("the server did not start");
     }
 
+    /// The value of the unlabelled metric `name` on its metrics listener, if it is there yet.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     /// Sends `signal` (`TERM`, `KILL`) to the process.
     pub fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("running").to_string();

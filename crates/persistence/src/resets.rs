@@ -25,8 +25,7 @@ use crate::{
 #[async_trait]
 impl ResetStore for SqlStore {
     async fn request_reset(&self, r: ResetRequest) -> Result<std::result::Result<(), Refused>> {
-        let turns = self.key_turns.clone();
-        let _turns = turns.take(&r.limits).await;
+        let _turns = self.key_turns.take(&r.limits).await;
         self.unit_of_work(move |txn| {
             Box::pin(async move {
                 if let Err(refused) = crate::limits::reserve_in(txn, &r.limits, r.now).await? {
