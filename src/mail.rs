@@ -36,6 +36,10 @@ pub fn lease(configured_seconds: u64, smtp_timeout_seconds: u64) -> chrono::Dura
     chrono::Duration::seconds(configured_seconds.max(floor).min(i64::MAX as u64) as i64)
 }
 
+/// How one send went: `Err((detail, permanent))`, where a permanent refusal (SMTP 5xx) will
+/// not succeed on retry.
+type SendOutcome = Result<(), (String, bool)>;
+
 /// Where mail goes.
 pub enum Transport {
     /// The transport, and the deadline for one whole send.
@@ -65,7 +69,7 @@ impl Transport {
     }
 
     /// `Err((detail, permanent))`: a permanent refusal (SMTP 5xx) will not succeed on retry.
-    async fn send(&self, message: Message) -> Result<(), (String, bool)> {
+    async fn send(&self, message: Message) -> SendOutcome {
         match self {
             // lettre's timeout bounds connecting but not every reply: a server that accepts
             // the connection and never greets would hold the send, and the worker, forever
@@ -226,27 +230,43 @@ impl MailWorker {
         }
     }
 
-    /// Sends everything due now; returns how many messages were attempted.
+    /// Resolves the recorded reset requests, then sends everything due now; returns how many
+    /// messages were attempted.
     pub async fn drain(&self, stop: &watch::Receiver<bool>) -> anyhow::Result<usize> {
         let mut attempted = 0;
         while !*stop.borrow() {
+            let resolved = self
+                .store
+                .resolve_reset_requests(self.clock.now(), BATCH)
+                .await
+                .map_err(|e| anyhow::anyhow!("resolving reset requests: {e}"))?;
             let batch = self
                 .store
                 .claim_mail(self.clock.now(), BATCH, self.lease)
                 .await
                 .map_err(|e| anyhow::anyhow!("claiming mail: {e}"))?;
             if batch.is_empty() {
-                break;
+                if resolved == 0 {
+                    break;
+                }
+                continue;
             }
             attempted += batch.len();
-            futures::stream::iter(batch)
-                .for_each_concurrent(PARALLEL_SENDS, |m| self.deliver(m))
-                .await;
+            // Sends run `PARALLEL_SENDS` at a time; whatever has been sent when a send finishes
+            // is marked in one statement, so a crash re-sends at most the few in flight.
+            let mut sends = futures::stream::iter(batch)
+                .map(|m| self.attempt(m))
+                .buffer_unordered(PARALLEL_SENDS)
+                .ready_chunks(PARALLEL_SENDS);
+            while let Some(done) = sends.next().await {
+                self.record(done).await;
+            }
         }
         Ok(attempted)
     }
 
-    async fn deliver(&self, m: OutboxMessage) {
+    /// Builds and sends one message; the outcome is recorded by [`record`](Self::record).
+    async fn attempt(&self, m: OutboxMessage) -> (OutboxMessage, SendOutcome) {
         // A template or builder bug must not take the worker down: it fails this message only.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(&m)))
             .unwrap_or_else(|_| Err(anyhow::anyhow!("building the message panicked")));
@@ -255,30 +275,38 @@ impl MailWorker {
             // A message that cannot be built will not build on retry either.
             Err(e) => Err((e.to_string(), true)),
         };
+        (m, outcome)
+    }
+
+    async fn record(&self, done: Vec<(OutboxMessage, SendOutcome)>) {
         let now = self.clock.now();
-        match outcome {
-            Ok(()) => {
-                metrics::counter!("latchkey_mail_sent_total", "kind" => m.kind.as_str())
-                    .increment(1);
-                if let Err(e) = self.store.mark_sent(&m, now).await {
-                    tracing::error!(mail_id = %m.id, error = %e, "mail sent but not marked; it may be retried");
+        let mut sent = Vec::with_capacity(done.len());
+        for (m, outcome) in done {
+            match outcome {
+                Ok(()) => {
+                    metrics::counter!("latchkey_mail_sent_total", "kind" => m.kind.as_str())
+                        .increment(1);
+                    sent.push(m);
+                }
+                Err((error, permanent)) => {
+                    metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str())
+                        .increment(1);
+                    match self.store.mark_failed(&m, now, &error, permanent).await {
+                        Ok(true) => {
+                            tracing::error!(mail_id = %m.id, %error, permanent, "mail dead-lettered: it will not be retried")
+                        }
+                        Ok(false) => {
+                            tracing::warn!(mail_id = %m.id, attempt = m.attempts + 1, %error, "mail not sent; will retry")
+                        }
+                        Err(e) => {
+                            tracing::error!(mail_id = %m.id, error = %e, "could not record a failed send")
+                        }
+                    }
                 }
             }
-            Err((error, permanent)) => {
-                metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str())
-                    .increment(1);
-                match self.store.mark_failed(&m, now, &error, permanent).await {
-                    Ok(true) => {
-                        tracing::error!(mail_id = %m.id, %error, permanent, "mail dead-lettered: it will not be retried")
-                    }
-                    Ok(false) => {
-                        tracing::warn!(mail_id = %m.id, attempt = m.attempts + 1, %error, "mail not sent; will retry")
-                    }
-                    Err(e) => {
-                        tracing::error!(mail_id = %m.id, error = %e, "could not record a failed send")
-                    }
-                }
-            }
+        }
+        if let Err(e) = self.store.mark_sent(&sent, now).await {
+            tracing::error!(messages = sent.len(), error = %e, "mail sent but not marked; it may be retried");
         }
     }
 

@@ -7,6 +7,7 @@ mod m20261125_000002_access_tokens;
 mod m20261125_000003_password_reset;
 mod m20261125_000004_admin;
 mod m20261201_000005_limits;
+mod m20261201_000006_reset_requests;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_password_reset::Migration),
             Box::new(m20261125_000004_admin::Migration),
             Box::new(m20261201_000005_limits::Migration),
+            Box::new(m20261201_000006_reset_requests::Migration),
         ]
     }
 }

@@ -26,6 +26,8 @@ crate::tests![
     bad_tokens_are_refused_and_guessing_is_throttled_per_ip,
     reset_requests_are_limited_per_email_and_ip_alike_for_unknown_addresses,
     concurrent_requests_under_a_limit_of_k_accept_exactly_k,
+    a_request_writes_the_same_rows_whether_or_not_the_address_has_an_account,
+    concurrent_requests_on_two_replicas_share_one_limit_exactly,
     aliased_requests_each_count_against_the_limit,
     redirect_urls_must_be_on_the_allow_list,
     links_never_come_from_the_host_header,
@@ -469,6 +471,155 @@ async fn concurrent_requests_under_a_limit_of_k_accept_exactly_k(backend: Backen
             .count(),
         1
     );
+}
+
+/// The request path does the same work for every address: the same statements and the same
+/// rows (a recorded request and its limit events), and nothing that depends on the account. To
+/// see the request path alone, the server's router runs on its own, without the mail worker;
+/// the worker then resolves the requests: a token and a mail for the account, nothing for the
+/// unknown address.
+async fn a_request_writes_the_same_rows_whether_or_not_the_address_has_an_account(
+    backend: Backend,
+) {
+    let (mut app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "known@example.com", "en", "Ann").await;
+    app.set_settings("reset_request_limit_method = 'BY_IP_AND_EMAIL', max_reset_requests_per_hour = 10, min_seconds_between_reset_requests = 0").await;
+    app.stop().await;
+    let server = latchkey::build(&app.config, app.clock.clone())
+        .await
+        .unwrap();
+    let statements = server.statements.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(latchkey::listener::serve(
+        listener,
+        server.router,
+        server.connections,
+        std::future::pending(),
+    ));
+    let db = server.db.clone();
+    let tables = [
+        "reset_requests",
+        "limit_events",
+        "password_reset_tokens",
+        "email_outbox",
+        "audit_log",
+    ];
+    let snapshot = || {
+        let db = db.clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            let mut counts = Vec::new();
+            for table in tables {
+                let row = db
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        format!("SELECT COUNT(*) AS n FROM {table}"),
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                counts.push(row.try_get::<i64>("", "n").unwrap());
+            }
+            counts
+        }
+    };
+    let client = reqwest::Client::new();
+    let request = |email: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("http://{addr}/graphql"))
+                .json(&json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let mut deltas = Vec::new();
+    let mut answers = Vec::new();
+    for email in ["known@example.com", "unknown@example.com"] {
+        let (rows, ran) = (
+            snapshot().await,
+            statements.load(std::sync::atomic::Ordering::SeqCst),
+        );
+        answers.push(request(email).await);
+        let ran = statements.load(std::sync::atomic::Ordering::SeqCst) - ran;
+        let after = snapshot().await;
+        let rows: Vec<i64> = after.iter().zip(&rows).map(|(a, b)| a - b).collect();
+        deltas.push((rows, ran));
+    }
+    assert_eq!(answers[0], answers[1], "the same answer, byte for byte");
+    assert_eq!(
+        deltas[0], deltas[1],
+        "the same rows ({tables:?}) and statements for a known and an unknown address"
+    );
+    assert_eq!(
+        deltas[0].0,
+        vec![1, 2, 0, 0, 0],
+        "each request is recorded with its two limit events, and nothing else"
+    );
+    assert!(
+        smtp.settle().await.is_empty(),
+        "no mail before the worker runs"
+    );
+
+    // The worker resolves both: one token and one mail, for the account only.
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    assert_eq!(server.mail.drain(&stopped).await.unwrap(), 1);
+    let after = snapshot().await;
+    assert_eq!(after[0], 0, "both requests resolved");
+    assert_eq!(after[2], 1, "one token, for the account");
+    let mail = smtp.wait_for(1).await;
+    assert_eq!(mail[0].to, vec!["known@example.com".to_owned()]);
+    assert_eq!(smtp.settle().await.len(), 1);
+    serving.abort();
+    // The link in the mail works.
+    app.start().await;
+    assert_eq!(
+        app.reset_password(&mail[0].token(), "fresh-Pw-11").await["data"]["resetPassword"],
+        true
+    );
+}
+
+/// Group commit keeps limits exact: concurrent requests on two servers of one database, for
+/// different addresses from one client, get exactly the client's hourly budget between them.
+async fn concurrent_requests_on_two_replicas_share_one_limit_exactly(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let replica = app.replica().await;
+    for i in 0..8 {
+        create(&app, &format!("r{i}@example.com"), "en", "Ann").await;
+    }
+    app.set_settings("reset_request_limit_method = 'BY_IP', max_reset_requests_per_hour = 7, min_seconds_between_reset_requests = 0").await;
+    let results = join_all((0..40).map(|i| {
+        let target = if i % 2 == 0 { &app } else { &replica };
+        // Half the addresses have an account.
+        let email = if i % 4 < 2 {
+            format!("r{}@example.com", i % 8)
+        } else {
+            format!("nobody{i}@example.com")
+        };
+        async move { target.request_reset(&email).await }
+    }))
+    .await;
+    let accepted = results
+        .iter()
+        .filter(|r| r["data"]["requestPasswordReset"] == true)
+        .count();
+    let limited = results
+        .iter()
+        .filter(|r| r["errors"][0]["extensions"]["code"] == "RATE_LIMITED")
+        .count();
+    assert_eq!((accepted, limited), (7, 33), "{results:?}");
+    // Every accepted request for an account is mailed, once.
+    smtp.settle().await;
+    assert_eq!(app.count("reset_requests").await, 0, "all resolved");
+    let tokens = app.count("password_reset_tokens").await as usize;
+    assert_eq!(smtp.messages().len(), tokens);
+    assert!(tokens <= accepted);
 }
 
 async fn aliased_requests_each_count_against_the_limit(backend: Backend) {

@@ -213,6 +213,7 @@ const CUSTOMER: &str = "signed-in `customer` query";
 const GRID: &str = "admin `customers(first: 100)`, all admin fields";
 const GRID_SEARCH: &str = "admin grid with `search: \"user12\"`";
 const REQUEST_RESET: &str = "`requestPasswordReset`, limits off";
+const TIMING: &str = "`requestPasswordReset` known vs unknown";
 const GENERATE: &str = "`generateCustomerToken`";
 const RESET: &str = "`resetPassword`";
 const RESET_256: &str = "`resetPassword`, 256 connections (memory)";
@@ -610,6 +611,65 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             rss_mib: rss,
             ceiling: "two-insert tx".into(),
         });
+    }
+
+    // Timing equality, as an attacker measures it: the same request for addresses that have an
+    // account and for addresses that do not, on one keep-alive connection and on 64, each run
+    // followed by a full drain of its mail (so the known run pays for the mail it causes, as
+    // the next request after it would). Limits off, so no answer is a refusal.
+    if cli.wants(TIMING) {
+        let mut counter = 0usize;
+        for connections in [1, 64] {
+            let mut pair = Vec::new();
+            for known in [true, false] {
+                counter += 1;
+                let run = counter;
+                let make: load::MakeRequest = Arc::new(move |n| {
+                    let email = if known {
+                        format!(
+                            "user{}@bench.example",
+                            KNOWN_FROM + (n as usize + run * 7919) % (customers - KNOWN_FROM)
+                        )
+                    } else {
+                        format!("nobody-t{run}-{n}@bench.example")
+                    };
+                    post(addr, "/graphql", json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(), None)
+                });
+                let (stats, rss) = measure(pid, addr, make, connections, cli.seconds).await;
+                drain(TIMING).await;
+                pair.push((stats, rss));
+            }
+            let (unknown, _) = pair[1].clone();
+            let (known, rss) = pair[0].clone();
+            println!(
+                "{TIMING}, {connections} connection(s): p50 {:.3} vs {:.3} ms (known/unknown {:.2}), p99 {:.3} vs {:.3} ms ({:.2}), {:.0} vs {:.0} req/s",
+                known.p50_ms,
+                unknown.p50_ms,
+                known.p50_ms / unknown.p50_ms,
+                known.p99_ms,
+                unknown.p99_ms,
+                known.p99_ms / unknown.p99_ms,
+                known.rps(),
+                unknown.rps(),
+            );
+            rows.push(Row {
+                name: format!("{TIMING}: unknown, {connections} connection(s)"),
+                ratio: 1.0,
+                stats: unknown.clone(),
+                rss_mib: pair[1].1,
+                ceiling: "itself".into(),
+            });
+            rows.push(Row {
+                name: format!(
+                    "{TIMING}: known, {connections} connection(s) (p99 ratio {:.2})",
+                    known.p99_ms / unknown.p99_ms
+                ),
+                ratio: known.p50_ms / unknown.p50_ms,
+                stats: known,
+                rss_mib: rss,
+                ceiling: "unknown, p50".into(),
+            });
+        }
     }
 
     // Two replicas on one PostgreSQL against one, in the same run, same total connections

@@ -212,6 +212,38 @@ pub fn decide(
     }
 }
 
+/// Decisions for reservations made together (group commit), in arrival order. `stored` holds
+/// each key's history as stored before the batch, by [`LimitKey::storage_key`]; each
+/// reservation also sees the ones accepted before it in the batch (recorded at `now`), so a
+/// batch decides exactly as the same reservations one after another would.
+pub fn decide_in_order(
+    batch: &[&[Check]],
+    stored: &std::collections::HashMap<String, KeyHistory>,
+    now: DateTime<Utc>,
+) -> Vec<std::result::Result<(), Refused>> {
+    let mut seen = stored.clone();
+    batch
+        .iter()
+        .map(|checks| {
+            let keys: Vec<String> = checks.iter().map(|c| c.key.storage_key()).collect();
+            let histories: Vec<KeyHistory> = keys
+                .iter()
+                .map(|k| seen.get(k).cloned().unwrap_or_default())
+                .collect();
+            let decision = decide(checks, &histories, now);
+            if decision.is_ok() {
+                for key in keys {
+                    let h = seen.entry(key).or_default();
+                    h.count = h.count.saturating_add(1);
+                    h.oldest = Some(h.oldest.map_or(now, |o| o.min(now)));
+                    h.latest = Some(h.latest.map_or(now, |l| l.max(now)));
+                }
+            }
+            decision
+        })
+        .collect()
+}
+
 /// Counting with check-and-record in one atomic step, exact across replicas.
 #[async_trait]
 pub trait Limiter: Send + Sync {
@@ -365,5 +397,59 @@ mod tests {
         let refused = decide(&checks, &[open, spent], now).unwrap_err();
         assert_eq!(refused.key, checks[1].key);
         assert_eq!(refused.retry_after_seconds, 540);
+    }
+
+    #[test]
+    fn a_batch_decides_as_the_same_reservations_one_after_another() {
+        let now = Utc::now();
+        let rule = Rule {
+            max: 2,
+            window: Duration::hours(1),
+            min_interval: Duration::zero(),
+        };
+        let by_ip = Check::new(LimitKey::ResetRequestByIp(ip("1.2.3.4")), rule);
+        let by = |email: &str| {
+            [
+                by_ip.clone(),
+                Check::new(LimitKey::ResetRequestByEmail(email.into()), rule),
+            ]
+        };
+        let (a, b, c) = (by("a@x"), by("b@x"), by("c@x"));
+        // One earlier request from this client is stored: two more fit, the third is refused.
+        let stored = std::collections::HashMap::from([(
+            by_ip.key.storage_key(),
+            KeyHistory {
+                count: 1,
+                oldest: Some(now - Duration::minutes(30)),
+                latest: Some(now - Duration::minutes(30)),
+            },
+        )]);
+        let decisions = decide_in_order(&[&a, &b, &c], &stored, now);
+        assert_eq!(decisions[0], Ok(()));
+        assert_eq!(decisions[1].as_ref().unwrap_err().retry_after_seconds, 1800);
+        assert!(decisions[2].is_err());
+        // A refused reservation does not count: with room for one, the first and then the
+        // second address's own spacing decide.
+        let spaced = Rule {
+            max: 0,
+            window: Duration::hours(1),
+            min_interval: Duration::minutes(10),
+        };
+        let twice = [Check::new(
+            LimitKey::ResetRequestByEmail("a@x".into()),
+            spaced,
+        )];
+        let other = [Check::new(
+            LimitKey::ResetRequestByEmail("b@x".into()),
+            spaced,
+        )];
+        let decisions = decide_in_order(
+            &[&twice, &twice, &other],
+            &std::collections::HashMap::new(),
+            now,
+        );
+        assert_eq!(decisions[0], Ok(()));
+        assert_eq!(decisions[1].as_ref().unwrap_err().retry_after_seconds, 600);
+        assert_eq!(decisions[2], Ok(()));
     }
 }

@@ -114,18 +114,19 @@ pub trait MailSignal: Send + Sync {
     fn notify(&self);
 }
 
-/// A reset request after parsing, ready to store.
+/// A reset request after parsing, ready to record. It carries nothing that depends on whether
+/// an account has the address: the mail worker resolves that later, off the request path.
 #[derive(Debug, Clone)]
 pub struct ResetRequest {
+    /// The address as submitted (normalised); the worker finds the account by its key.
     pub email: Email,
-    pub token_id: Uuid,
     pub token_hash: String,
     pub expires_at: DateTime<Utc>,
-    /// The full link (it carries the raw token): stored in the outbox row until sent, then
-    /// scrubbed.
+    /// The full link (it carries the raw token): kept with the request, then in the outbox row
+    /// until sent, then scrubbed; deleted with the request when no account has the address.
     pub link: String,
-    pub mail_id: Uuid,
-    /// Reserved in the request's own transaction: a refused request writes nothing.
+    /// Reserved in the same transaction as the request is recorded: a refused request writes
+    /// nothing.
     pub limits: Vec<crate::limits::Check>,
     pub now: DateTime<Utc>,
     /// Written in the same transaction when an admin triggered the reset.
@@ -145,11 +146,13 @@ pub struct StoredResetToken {
 
 #[async_trait]
 pub trait ResetStore: Send + Sync {
-    /// In one transaction, with the same statements whether or not an account has this email:
-    /// applies the request limit (exactly, under concurrency and across replicas) and records
-    /// the request; then, for the account with this email if there is one, supersedes its
-    /// outstanding tokens, stores the new token's hash and queues the reset mail.
-    /// `Err` inside `Ok` means a limit refused it and nothing was written.
+    /// Records the request, with the same statements and rows whether or not an account has
+    /// this email, after applying its limits (exactly, under concurrency and across replicas);
+    /// concurrent requests may share one transaction (group commit), and `Ok(Ok(()))` is only
+    /// answered once the request is committed. `Err` inside `Ok` means a limit refused it and
+    /// nothing was written. Resolving it (superseding the account's outstanding tokens, storing
+    /// the new token's hash, queueing the mail; nothing for an unknown address) happens later,
+    /// in the mail worker.
     async fn request_reset(
         &self,
         request: ResetRequest,

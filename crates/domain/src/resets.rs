@@ -46,9 +46,10 @@ impl Resets {
         }
     }
 
-    /// "Reset My Password". For every well-formed address the answer, the statements run and
-    /// the time taken are the same whether or not an account exists; the mail is queued, never
-    /// sent here.
+    /// "Reset My Password". For every well-formed address the answer, the statements run, the
+    /// rows written and the time taken are the same whether or not an account exists: the
+    /// request is recorded as it is, and the mail worker finds the account (if any) later. The
+    /// mail is never sent here.
     pub async fn request(
         &self,
         email: &str,
@@ -67,10 +68,8 @@ impl Resets {
             link: self.links.build(redirect.as_deref(), &token, &email),
             limits: request_checks(&settings.reset.limit, &email, client),
             email,
-            token_id: Uuid::now_v7(),
             token_hash: token.hash(),
             expires_at: now + settings.reset.link_lifetime,
-            mail_id: Uuid::now_v7(),
             now,
             audit: None,
         };
@@ -118,10 +117,8 @@ impl Resets {
                 },
             )],
             email: customer.email.clone(),
-            token_id: Uuid::now_v7(),
             token_hash: token.hash(),
             expires_at: now + settings.reset.link_lifetime,
-            mail_id: Uuid::now_v7(),
             now,
             audit: Some(NewAudit {
                 id: Uuid::now_v7(),

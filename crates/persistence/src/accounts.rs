@@ -35,6 +35,8 @@ pub struct SqlStore {
     /// In-process turns for limit keys, taken before a pooled connection is: requests for one
     /// key queue here, not while each holds a connection waiting on the key's advisory lock.
     pub(crate) key_turns: crate::limits::KeyTurns,
+    /// The group-commit writer of reset requests (started on first use).
+    pub(crate) reset_writer: crate::resets::ResetWriter,
 }
 
 impl SqlStore {
@@ -47,6 +49,7 @@ impl SqlStore {
             db,
             live_session_sql,
             key_turns: crate::limits::KeyTurns::default(),
+            reset_writer: crate::resets::ResetWriter::default(),
         }
     }
 }

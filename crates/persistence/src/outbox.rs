@@ -8,14 +8,14 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, LockBehavior, LockType, Query},
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
 };
 use uuid::Uuid;
 
 use crate::{
     SqlStore,
     accounts::db_err,
-    entities::{customer, email_outbox},
+    entities::{customer, email_outbox, reset_request},
 };
 
 pub(crate) const PENDING: &str = "pending";
@@ -162,8 +162,9 @@ impl SqlStore {
             .collect())
     }
 
-    /// When the oldest message still waiting to be sent (pending or being sent, not dead) was
-    /// queued: how far behind delivery is, on every replica.
+    /// When the oldest message still waiting to be sent (a reset request not resolved yet, or
+    /// an outbox row pending or being sent, not dead) was queued: how far behind delivery is,
+    /// on every replica.
     pub async fn oldest_unsent(&self) -> Result<Option<DateTime<Utc>>> {
         let oldest: Option<Option<DateTime<Utc>>> = email_outbox::Entity::find()
             .select_only()
@@ -173,11 +174,25 @@ impl SqlStore {
             .one(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(oldest.flatten())
+        let unresolved: Option<Option<DateTime<Utc>>> = reset_request::Entity::find()
+            .select_only()
+            .column_as(reset_request::Column::CreatedAt.min(), "oldest")
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(match (oldest.flatten(), unresolved.flatten()) {
+            (Some(a), Some(b)) => Some(Ord::min(a, b)),
+            (a, b) => a.or(b),
+        })
     }
 
-    /// Marks a message sent and scrubs its link (the raw reset token) from the row.
-    pub async fn mark_sent(&self, m: &OutboxMessage, now: DateTime<Utc>) -> Result<()> {
+    /// Marks messages of one claim sent and scrubs their links (the raw reset tokens), in one
+    /// statement.
+    pub async fn mark_sent(&self, sent: &[OutboxMessage], now: DateTime<Utc>) -> Result<()> {
+        let Some(first) = sent.first() else {
+            return Ok(());
+        };
         email_outbox::Entity::update_many()
             .col_expr(email_outbox::Column::Status, Expr::value(SENT))
             .col_expr(email_outbox::Column::SentAt, Expr::value(Some(now)))
@@ -189,9 +204,12 @@ impl SqlStore {
                 email_outbox::Column::ClaimId,
                 Expr::value(Option::<Uuid>::None),
             )
-            .col_expr(email_outbox::Column::Attempts, Expr::value(m.attempts + 1))
-            .filter(email_outbox::Column::Id.eq(m.id))
-            .filter(email_outbox::Column::ClaimId.eq(m.claim_id))
+            .col_expr(
+                email_outbox::Column::Attempts,
+                Expr::col(email_outbox::Column::Attempts).add(1),
+            )
+            .filter(email_outbox::Column::Id.is_in(sent.iter().map(|m| m.id)))
+            .filter(email_outbox::Column::ClaimId.eq(first.claim_id))
             .exec(&self.db)
             .await
             .map_err(db_err)?;

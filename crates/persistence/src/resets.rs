@@ -1,119 +1,444 @@
-//! The password reset repository: the request's limits, tokens and the reset mail, in one
-//! transaction.
+//! The password reset repository.
+//!
+//! A reset request is recorded as it is, the same rows for every address, by a group-commit
+//! writer: concurrent requests share one transaction (the limits of all of them decided in
+//! arrival order inside it), and each caller is answered only after that transaction has
+//! committed. The mail worker then resolves recorded requests in batches: for an address with
+//! an account it supersedes the account's outstanding links, stores the new token's hash and
+//! queues the mail; for an unknown address it deletes the request and nothing else.
+
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Result,
-    limits::Refused,
+    Error, Result,
+    limits::{Check, KeyHistory, Refused, decide_in_order},
     ports::{MailKind, NewMail, ResetRequest, ResetStore, StoredResetToken},
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    sea_query::{Expr, Query},
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Func, LockBehavior, LockType, Query},
 };
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
     SqlStore,
     accounts::{apply_password_change, db_err},
-    entities::{customer, email_outbox, password_reset_token},
+    entities::{customer, email_outbox, limit_event, password_reset_token, reset_request},
     outbox::{NO_ATTEMPTS, PENDING},
     unit::End,
 };
 
-#[async_trait]
-impl ResetStore for SqlStore {
-    async fn request_reset(&self, r: ResetRequest) -> Result<std::result::Result<(), Refused>> {
-        let _turns = self.key_turns.take(&r.limits).await;
+/// Requests written in one group-commit transaction at most (and resolved per worker round):
+/// well inside SQLite's and PostgreSQL's limits on bound parameters per statement.
+const MAX_BATCH: usize = 256;
+/// Requests waiting for the writer before callers wait to hand theirs over.
+const QUEUE: usize = 4 * MAX_BATCH;
+
+type Answer = Result<std::result::Result<(), Refused>>;
+
+struct Pending {
+    request: ResetRequest,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The handle requests are sent to the group-commit writer through.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResetWriter(std::sync::Arc<std::sync::OnceLock<mpsc::Sender<Pending>>>);
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+impl ResetWriter {
+    /// The writer's queue, starting the writer on first use (on the caller's runtime).
+    fn queue(&self, db: &DatabaseConnection) -> &mpsc::Sender<Pending> {
+        self.0.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(write_batches(db.clone(), rx));
+            tx
+        })
+    }
+}
+
+/// The group-commit writer: takes whatever requests are waiting (up to [`MAX_BATCH`]), writes
+/// them in one transaction, answers each after the commit, and repeats. It ends when every
+/// store that could send to it is gone. It is never cancelled mid-transaction: callers wait on
+/// their answer, not on the writer.
+async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A caller that went away before its request was written (its client hung up, a
+        // timeout fired) was never answered: it is not written, as if it had never arrived.
+        batch.retain(|p| !p.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        metrics::histogram!("latchkey_reset_request_batch_size").record(batch.len() as f64);
+        let requests: Vec<&ResetRequest> = batch.iter().map(|p| &p.request).collect();
+        match write_batch(&db, &requests).await {
+            Ok(decisions) => {
+                for (p, decision) in batch.drain(..).zip(decisions) {
+                    let _ = p.reply.send(Ok(decision));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, requests = batch.len(), "recording reset requests failed");
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(Error::internal(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the batch: the write lock (SQLite) or every key's advisory lock in one
+/// order (PostgreSQL), the stored history of every key in one query per rule, the decisions in
+/// arrival order, then the accepted requests' limit events, audit entries and request rows in
+/// multi-row inserts.
+async fn write_batch(
+    db: &DatabaseConnection,
+    requests: &[&ResetRequest],
+) -> Result<Vec<std::result::Result<(), Refused>>> {
+    let txn = db.begin().await.map_err(db_err)?;
+    match record(&txn, requests).await {
+        Ok(decisions) => {
+            txn.commit().await.map_err(db_err)?;
+            Ok(decisions)
+        }
+        Err(e) => {
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(error = %rollback, "rolling back a batch of reset requests failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn record(
+    txn: &DatabaseTransaction,
+    requests: &[&ResetRequest],
+) -> Result<Vec<std::result::Result<(), Refused>>> {
+    let now = requests
+        .iter()
+        .map(|r| r.now)
+        .max()
+        .unwrap_or_else(Utc::now);
+    let backend = txn.get_database_backend();
+    // Every distinct key of the batch with the rule it is counted under.
+    let mut keys: HashMap<String, &Check> = HashMap::new();
+    for check in requests.iter().flat_map(|r| r.limits.iter()) {
+        keys.entry(check.key.storage_key()).or_insert(check);
+    }
+    match backend {
+        DatabaseBackend::Postgres => {
+            let mut ids: Vec<i64> = keys.values().map(|c| c.key.lock_id()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if !ids.is_empty() {
+                // In ascending order, as every reservation takes them: no two can deadlock.
+                let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+                txn.execute_unprepared(&format!(
+                    "SELECT COUNT(pg_advisory_xact_lock(id)) FROM \
+                     (SELECT id FROM unnest(ARRAY[{list}]::bigint[]) AS u(id) ORDER BY id) AS s"
+                ))
+                .await
+                .map_err(db_err)?;
+            }
+        }
+        _ => {
+            // SQLite: a write statement first takes the one writer's lock, so the counts read
+            // next cannot change before this transaction commits.
+            txn.execute_unprepared("DELETE FROM reset_requests WHERE 0")
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    let stored = histories(txn, &keys, now).await?;
+    let batch: Vec<&[Check]> = requests.iter().map(|r| r.limits.as_slice()).collect();
+    let decisions = decide_in_order(&batch, &stored, now);
+
+    let accepted: Vec<&ResetRequest> = requests
+        .iter()
+        .zip(&decisions)
+        .filter(|(_, d)| d.is_ok())
+        .map(|(r, _)| *r)
+        .collect();
+    let events: Vec<limit_event::ActiveModel> = accepted
+        .iter()
+        .flat_map(|r| r.limits.iter())
+        .map(|check| limit_event::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            key: Set(check.key.storage_key()),
+            at: Set(now),
+            expires_at: Set(Some(now + check.rule.retention())),
+        })
+        .collect();
+    if !events.is_empty() {
+        limit_event::Entity::insert_many(events)
+            .exec_without_returning(txn)
+            .await
+            .map_err(db_err)?;
+    }
+    for r in &accepted {
+        if let Some(audit) = r.audit.clone() {
+            crate::admin::insert_audit(txn, audit).await?;
+        }
+    }
+    let rows: Vec<reset_request::ActiveModel> = accepted
+        .iter()
+        .map(|r| reset_request::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            email_key: Set(r.email.key().to_owned()),
+            link: Set(r.link.clone()),
+            token_hash: Set(r.token_hash.clone()),
+            expires_at: Set(r.expires_at),
+            created_at: Set(r.now),
+        })
+        .collect();
+    if !rows.is_empty() {
+        reset_request::Entity::insert_many(rows)
+            .exec_without_returning(txn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(decisions)
+}
+
+/// The stored history of each key, one query per distinct rule window.
+async fn histories(
+    txn: &DatabaseTransaction,
+    keys: &HashMap<String, &Check>,
+    now: DateTime<Utc>,
+) -> Result<HashMap<String, KeyHistory>> {
+    let mut by_rule: HashMap<(i64, i64), Vec<&str>> = HashMap::new();
+    for (key, check) in keys {
+        let rule = check.rule;
+        by_rule
+            .entry((
+                rule.window.num_milliseconds(),
+                rule.retention().num_milliseconds(),
+            ))
+            .or_default()
+            .push(key);
+    }
+    let mut out = HashMap::with_capacity(keys.len());
+    for ((window, retention), group) in by_rule {
+        let window_start = now - chrono::Duration::milliseconds(window);
+        let in_window = || Expr::col(limit_event::Column::At).gt(window_start);
+        let query = Query::select()
+            .column(limit_event::Column::Key)
+            .expr_as(
+                Func::count(Expr::case(in_window(), Expr::val(1))),
+                sea_orm::sea_query::Alias::new("n"),
+            )
+            .expr_as(
+                Func::min(Expr::case(in_window(), Expr::col(limit_event::Column::At))),
+                sea_orm::sea_query::Alias::new("oldest"),
+            )
+            .expr_as(
+                Func::max(Expr::col(limit_event::Column::At)),
+                sea_orm::sea_query::Alias::new("latest"),
+            )
+            .from(limit_event::Entity)
+            .and_where(limit_event::Column::Key.is_in(group))
+            .and_where(limit_event::Column::At.gt(now - chrono::Duration::milliseconds(retention)))
+            .group_by_col(limit_event::Column::Key)
+            .to_owned();
+        for row in txn.query_all(&query).await.map_err(db_err)? {
+            let key: String = row.try_get("", "key").map_err(db_err)?;
+            let count: i64 = row.try_get("", "n").map_err(db_err)?;
+            out.insert(
+                key,
+                KeyHistory {
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    oldest: row.try_get("", "oldest").map_err(db_err)?,
+                    latest: row.try_get("", "latest").map_err(db_err)?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[derive(FromQueryResult)]
+struct Account {
+    id: Uuid,
+    email: String,
+    email_key: String,
+    locale: String,
+}
+
+impl SqlStore {
+    /// Resolves up to `batch` recorded reset requests, oldest first, in one transaction; returns
+    /// how many were taken. Safe with many workers on many replicas: each request is taken by
+    /// one (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), and a worker that
+    /// dies mid-way leaves its requests for the next.
+    pub async fn resolve_reset_requests(&self, now: DateTime<Utc>, batch: u64) -> Result<usize> {
+        // The worker asks after every wake-up and every poll: with nothing recorded, one read
+        // and no transaction.
+        let any: Option<Uuid> = reset_request::Entity::find()
+            .select_only()
+            .column(reset_request::Column::Id)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        if any.is_none() {
+            return Ok(0);
+        }
         self.unit_of_work(move |txn| {
             Box::pin(async move {
-                if let Err(refused) = crate::limits::reserve_in(txn, &r.limits, r.now).await? {
-                    return Ok(End::Rollback(Err(refused)));
+                let mut oldest = Query::select()
+                    .column(reset_request::Column::Id)
+                    .from(reset_request::Entity)
+                    .order_by(reset_request::Column::Id, sea_orm::Order::Asc)
+                    .limit(batch)
+                    .to_owned();
+                if txn.get_database_backend() == DatabaseBackend::Postgres {
+                    oldest.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
                 }
-                // From here the same three statements run whether or not the account exists; for an
-                // unknown address each simply matches no row.
-                let account = Query::select()
-                    .column(customer::Column::Id)
-                    .from(customer::Entity)
-                    .and_where(customer::Column::EmailKey.eq(r.email.key()))
+                let take = Query::delete()
+                    .from_table(reset_request::Entity)
+                    .and_where(reset_request::Column::Id.in_subquery(oldest))
+                    .returning_all()
                     .to_owned();
-                let supersede = Query::update()
-                    .table(password_reset_token::Entity)
-                    .value(password_reset_token::Column::SupersededAt, Expr::val(r.now))
-                    .and_where(password_reset_token::Column::CustomerId.in_subquery(account))
-                    .and_where(password_reset_token::Column::UsedAt.is_null())
-                    .and_where(password_reset_token::Column::SupersededAt.is_null())
-                    .to_owned();
-                txn.execute(&supersede).await.map_err(db_err)?;
-
-                let token_rows = Query::select()
-                    .expr(Expr::val(r.token_id))
-                    .column(customer::Column::Id)
-                    .expr(Expr::val(r.token_hash.clone()))
-                    .column(customer::Column::EmailKey)
-                    .expr(Expr::val(r.now))
-                    .expr(Expr::val(r.expires_at))
-                    .from(customer::Entity)
-                    .and_where(customer::Column::EmailKey.eq(r.email.key()))
-                    .to_owned();
-                let insert_token = Query::insert()
-                    .into_table(password_reset_token::Entity)
-                    .columns([
-                        password_reset_token::Column::Id,
-                        password_reset_token::Column::CustomerId,
-                        password_reset_token::Column::TokenHash,
-                        password_reset_token::Column::EmailKey,
-                        password_reset_token::Column::CreatedAt,
-                        password_reset_token::Column::ExpiresAt,
-                    ])
-                    .select_from(token_rows)
-                    .map_err(domain::Error::internal)?
-                    .to_owned();
-                txn.execute(&insert_token).await.map_err(db_err)?;
-
-                // The mail goes to the address stored on the account, never to the submitted string.
-                let mail_rows = Query::select()
-                    .expr(Expr::val(r.mail_id))
-                    .expr(Expr::val(MailKind::PasswordReset.as_str()))
-                    .column(customer::Column::Id)
-                    .column(customer::Column::Email)
-                    .column(customer::Column::Locale)
-                    .expr(Expr::val(r.link.clone()))
-                    .expr(Expr::val(r.expires_at))
-                    .expr(Expr::val(PENDING))
-                    .expr(Expr::val(NO_ATTEMPTS))
-                    .expr(Expr::val(r.now))
-                    .expr(Expr::val(r.now))
-                    .from(customer::Entity)
-                    .and_where(customer::Column::EmailKey.eq(r.email.key()))
-                    .to_owned();
-                let insert_mail = Query::insert()
-                    .into_table(email_outbox::Entity)
-                    .columns([
-                        email_outbox::Column::Id,
-                        email_outbox::Column::Kind,
-                        email_outbox::Column::CustomerId,
-                        email_outbox::Column::Recipient,
-                        email_outbox::Column::Locale,
-                        email_outbox::Column::Link,
-                        email_outbox::Column::LinkExpiresAt,
-                        email_outbox::Column::Status,
-                        email_outbox::Column::Attempts,
-                        email_outbox::Column::NextAttemptAt,
-                        email_outbox::Column::CreatedAt,
-                    ])
-                    .select_from(mail_rows)
-                    .map_err(domain::Error::internal)?
-                    .to_owned();
-                txn.execute(&insert_mail).await.map_err(db_err)?;
-                if let Some(audit) = r.audit {
-                    crate::admin::insert_audit(txn, audit).await?;
+                let mut taken: Vec<reset_request::Model> = txn
+                    .query_all(&take)
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|row| reset_request::Model::from_query_result(row, ""))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(db_err)?;
+                if taken.is_empty() {
+                    return Ok(End::Rollback(0));
                 }
-                Ok(End::Commit(Ok(())))
+                taken.sort_by_key(|r| r.id);
+                let keys: Vec<&str> = taken
+                    .iter()
+                    .map(|r| r.email_key.as_str())
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                let mut accounts = customer::Entity::find()
+                    .select_only()
+                    .columns([
+                        customer::Column::Id,
+                        customer::Column::Email,
+                        customer::Column::EmailKey,
+                        customer::Column::Locale,
+                    ])
+                    .filter(customer::Column::EmailKey.is_in(keys))
+                    .order_by_asc(customer::Column::Id);
+                if txn.get_database_backend() == DatabaseBackend::Postgres {
+                    // Two replicas resolving requests of one account serialise here, so the
+                    // later one supersedes the earlier one's token.
+                    accounts = accounts.lock(LockType::NoKeyUpdate);
+                }
+                let accounts: HashMap<String, Account> = accounts
+                    .into_model::<Account>()
+                    .all(txn)
+                    .await
+                    .map_err(db_err)?
+                    .into_iter()
+                    .map(|a| (a.email_key.clone(), a))
+                    .collect();
+                let resolved = taken.len();
+                if accounts.is_empty() {
+                    return Ok(End::Commit(resolved));
+                }
+                password_reset_token::Entity::update_many()
+                    .col_expr(
+                        password_reset_token::Column::SupersededAt,
+                        Expr::value(Some(now)),
+                    )
+                    .filter(
+                        password_reset_token::Column::CustomerId
+                            .is_in(accounts.values().map(|a| a.id)),
+                    )
+                    .filter(password_reset_token::Column::UsedAt.is_null())
+                    .filter(password_reset_token::Column::SupersededAt.is_null())
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                // The newest request of each account keeps a live link; earlier ones in the same
+                // batch are superseded by it, as they would have been one at a time.
+                let mut newest: HashMap<&str, Uuid> = HashMap::new();
+                for r in &taken {
+                    newest.insert(r.email_key.as_str(), r.id);
+                }
+                let mut tokens = Vec::new();
+                let mut mails = Vec::new();
+                for r in &taken {
+                    let Some(account) = accounts.get(&r.email_key) else {
+                        continue;
+                    };
+                    let superseded = (newest[r.email_key.as_str()] != r.id).then_some(now);
+                    tokens.push(password_reset_token::ActiveModel {
+                        id: Set(Uuid::now_v7()),
+                        customer_id: Set(account.id),
+                        token_hash: Set(r.token_hash.clone()),
+                        email_key: Set(r.email_key.clone()),
+                        created_at: Set(r.created_at),
+                        expires_at: Set(r.expires_at),
+                        used_at: Set(None),
+                        superseded_at: Set(superseded),
+                    });
+                    // The mail goes to the address stored on the account, never to the
+                    // submitted string.
+                    mails.push(email_outbox::ActiveModel {
+                        id: Set(Uuid::now_v7()),
+                        kind: Set(MailKind::PasswordReset.as_str().to_owned()),
+                        customer_id: Set(Some(account.id)),
+                        recipient: Set(account.email.clone()),
+                        locale: Set(account.locale.clone()),
+                        link: Set(Some(r.link.clone())),
+                        link_expires_at: Set(Some(r.expires_at)),
+                        status: Set(PENDING.to_owned()),
+                        attempts: Set(NO_ATTEMPTS),
+                        next_attempt_at: Set(r.created_at),
+                        claim_id: Set(None),
+                        claimed_until: Set(None),
+                        last_error: Set(None),
+                        created_at: Set(r.created_at),
+                        sent_at: Set(None),
+                    });
+                }
+                password_reset_token::Entity::insert_many(tokens)
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(db_err)?;
+                email_outbox::Entity::insert_many(mails)
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(db_err)?;
+                Ok(End::Commit(resolved))
             })
         })
         .await
+    }
+}
+
+#[async_trait]
+impl ResetStore for SqlStore {
+    async fn request_reset(&self, request: ResetRequest) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        self.reset_writer
+            .queue(&self.db)
+            .send(Pending { request, reply })
+            .await
+            .map_err(|_| Error::internal("the reset request writer has stopped"))?;
+        answer
+            .await
+            .map_err(|_| Error::internal("the reset request writer dropped a request"))?
     }
 
     async fn find_reset_token(&self, token_hash: &str) -> Result<Option<StoredResetToken>> {

@@ -8,4 +8,5 @@ pub mod customer;
 pub mod email_outbox;
 pub mod limit_event;
 pub mod password_reset_token;
+pub mod reset_request;
 pub mod settings;
