@@ -26,6 +26,10 @@ use tokio::sync::{Notify, watch};
 const BATCH: u64 = 64;
 const PARALLEL_SENDS: usize = 16;
 const POLL: Duration = Duration::from_secs(1);
+/// Reset requests resolved per transaction.
+const RESOLVE_CHUNK: u64 = PARALLEL_SENDS as u64;
+/// How long a woken worker waits for more work before its round (mail goes out this much later).
+const GATHER: Duration = Duration::from_millis(100);
 
 /// The claim a worker takes on a batch: the configured lease, but never shorter than a batch
 /// can take to send when every attempt runs into the SMTP timeout (a shorter lease would let
@@ -207,7 +211,15 @@ impl MailWorker {
             }
             self.report_backlog().await;
             tokio::select! {
-                () = self.wakeup.0.notified() => {},
+                () = self.wakeup.0.notified() => {
+                    // Let the requests arriving just behind the one that woke us join its
+                    // round: one resolution, one claim and a few marks for many messages,
+                    // instead of a round of writes beside every next request.
+                    tokio::select! {
+                        () = tokio::time::sleep(GATHER) => {},
+                        _ = stop.changed() => {},
+                    }
+                },
                 () = tokio::time::sleep(POLL) => {},
                 _ = stop.changed() => {},
             }
@@ -235,11 +247,20 @@ impl MailWorker {
     pub async fn drain(&self, stop: &watch::Receiver<bool>) -> anyhow::Result<usize> {
         let mut attempted = 0;
         while !*stop.borrow() {
-            let resolved = self
-                .store
-                .resolve_reset_requests(self.clock.now(), BATCH)
-                .await
-                .map_err(|e| anyhow::anyhow!("resolving reset requests: {e}"))?;
+            // Resolved a few at a time, each few in a short transaction of its own: on SQLite a
+            // request waiting to be recorded waits for one such transaction, not for a round.
+            let mut resolved = 0;
+            while resolved < BATCH as usize {
+                let n = self
+                    .store
+                    .resolve_reset_requests(self.clock.now(), RESOLVE_CHUNK)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("resolving reset requests: {e}"))?;
+                resolved += n;
+                if n < RESOLVE_CHUNK as usize {
+                    break;
+                }
+            }
             let batch = self
                 .store
                 .claim_mail(self.clock.now(), BATCH, self.lease)
@@ -252,6 +273,7 @@ impl MailWorker {
                 continue;
             }
             attempted += batch.len();
+            let caught_up = resolved < BATCH as usize && batch.len() < BATCH as usize;
             // Sends run `PARALLEL_SENDS` at a time; whatever has been sent when a send finishes
             // is marked in one statement, so a crash re-sends at most the few in flight.
             let mut sends = futures::stream::iter(batch)
@@ -260,6 +282,11 @@ impl MailWorker {
                 .ready_chunks(PARALLEL_SENDS);
             while let Some(done) = sends.next().await {
                 self.record(done).await;
+            }
+            // A round that was not full has caught up: the next one waits for the wake-up and
+            // gathers, instead of writing beside every request that arrives meanwhile.
+            if caught_up {
+                break;
             }
         }
         Ok(attempted)

@@ -14,20 +14,34 @@ use tokio::{
     net::TcpListener,
 };
 
-/// Starts the sink; returns its address and the count of messages accepted.
+/// Starts the sink; returns its address and the count of messages accepted. It runs on an OS
+/// thread and a runtime of its own, as a store's SMTP relay would run apart from a client: the
+/// load generator's connections must not wait behind the sink's sessions in one runtime (that
+/// would charge the mail's cost to the requests that caused it, and to nobody else).
 pub async fn start() -> anyhow::Result<(SocketAddr, Arc<AtomicU64>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let count = Arc::new(AtomicU64::new(0));
     let counter = count.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let _ = session(socket, &counter).await;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("smtp-sink".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let Ok(listener) = TcpListener::from_std(listener) else {
+                    return;
+                };
+                while let Ok((socket, _)) = listener.accept().await {
+                    let counter = counter.clone();
+                    tokio::spawn(async move {
+                        let _ = session(socket, &counter).await;
+                    });
+                }
             });
-        }
-    });
+        })?;
     Ok((addr, count))
 }
 

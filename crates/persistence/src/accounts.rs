@@ -37,6 +37,8 @@ pub struct SqlStore {
     pub(crate) key_turns: crate::limits::KeyTurns,
     /// The group-commit writer of reset requests (started on first use).
     pub(crate) reset_writer: crate::resets::ResetWriter,
+    /// SQLite's write turn for the writers that run all the time.
+    pub(crate) write_turn: crate::WriteTurn,
 }
 
 impl SqlStore {
@@ -50,6 +52,7 @@ impl SqlStore {
             live_session_sql,
             key_turns: crate::limits::KeyTurns::default(),
             reset_writer: crate::resets::ResetWriter::default(),
+            write_turn: crate::WriteTurn::default(),
         }
     }
 }

@@ -28,6 +28,27 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 pub use sea_orm::DatabaseConnection as Connection;
 
+/// The turn to write on SQLite, for the writers that run all the time (the reset-request
+/// writer, the mail worker). SQLite has one writer; a connection that finds it busy sleeps in
+/// SQLite's busy handler (1, 2, 5, 10 … ms) however soon the lock is released, so a short
+/// write beside a steady stream of others costs each of them milliseconds. Writers that take
+/// this turn first queue in-process and start the moment the previous one is done. Nothing on
+/// PostgreSQL.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteTurn(Arc<tokio::sync::Mutex<()>>);
+
+impl WriteTurn {
+    pub(crate) async fn take(
+        &self,
+        db: &DatabaseConnection,
+    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match db.get_database_backend() {
+            sea_orm::DatabaseBackend::Sqlite => Some(self.0.lock().await),
+            _ => None,
+        }
+    }
+}
+
 /// Which database a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

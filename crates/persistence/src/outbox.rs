@@ -124,12 +124,14 @@ impl SqlStore {
             // claimed is skipped.
             .cond_where(due(now))
             .to_owned();
-        let claimed = self
-            .db
-            .execute(&claim)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+        let claimed = {
+            let _turn = self.write_turn.take(&self.db).await;
+            self.db
+                .execute(&claim)
+                .await
+                .map_err(db_err)?
+                .rows_affected()
+        };
         if claimed == 0 {
             return Ok(Vec::new());
         }
@@ -193,6 +195,7 @@ impl SqlStore {
         let Some(first) = sent.first() else {
             return Ok(());
         };
+        let _turn = self.write_turn.take(&self.db).await;
         email_outbox::Entity::update_many()
             .col_expr(email_outbox::Column::Status, Expr::value(SENT))
             .col_expr(email_outbox::Column::SentAt, Expr::value(Some(now)))
@@ -252,6 +255,7 @@ impl SqlStore {
                 Expr::value(Option::<String>::None),
             );
         }
+        let _turn = self.write_turn.take(&self.db).await;
         update.exec(&self.db).await.map_err(db_err)?;
         Ok(dead)
     }

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
-    SqlStore,
+    SqlStore, WriteTurn,
     accounts::{apply_password_change, db_err},
     entities::{customer, email_outbox, limit_event, password_reset_token, reset_request},
     outbox::{NO_ATTEMPTS, PENDING},
@@ -58,10 +58,10 @@ impl std::fmt::Debug for Pending {
 
 impl ResetWriter {
     /// The writer's queue, starting the writer on first use (on the caller's runtime).
-    fn queue(&self, db: &DatabaseConnection) -> &mpsc::Sender<Pending> {
+    fn queue(&self, db: &DatabaseConnection, turn: &WriteTurn) -> &mpsc::Sender<Pending> {
         self.0.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(write_batches(db.clone(), rx));
+            tokio::spawn(write_batches(db.clone(), turn.clone(), rx));
             tx
         })
     }
@@ -71,7 +71,7 @@ impl ResetWriter {
 /// them in one transaction, answers each after the commit, and repeats. It ends when every
 /// store that could send to it is gone. It is never cancelled mid-transaction: callers wait on
 /// their answer, not on the writer.
-async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) {
+async fn write_batches(db: DatabaseConnection, turn: WriteTurn, mut rx: mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // A caller that went away before its request was written (its client hung up, a
@@ -82,7 +82,11 @@ async fn write_batches(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>) 
         }
         metrics::histogram!("latchkey_reset_request_batch_size").record(batch.len() as f64);
         let requests: Vec<&ResetRequest> = batch.iter().map(|p| &p.request).collect();
-        match write_batch(&db, &requests).await {
+        let written = {
+            let _turn = turn.take(&db).await;
+            write_batch(&db, &requests).await
+        };
+        match written {
             Ok(decisions) => {
                 for (p, decision) in batch.drain(..).zip(decisions) {
                     let _ = p.reply.send(Ok(decision));
@@ -294,6 +298,7 @@ impl SqlStore {
         if any.is_none() {
             return Ok(0);
         }
+        let _turn = self.write_turn.take(&self.db).await;
         self.unit_of_work(move |txn| {
             Box::pin(async move {
                 let mut oldest = Query::select()
@@ -432,7 +437,7 @@ impl ResetStore for SqlStore {
     async fn request_reset(&self, request: ResetRequest) -> Answer {
         let (reply, answer) = oneshot::channel();
         self.reset_writer
-            .queue(&self.db)
+            .queue(&self.db, &self.write_turn)
             .send(Pending { request, reply })
             .await
             .map_err(|_| Error::internal("the reset request writer has stopped"))?;
