@@ -2,10 +2,12 @@
 //! Japanese, Korean; plain text and HTML) and sends them over SMTP with lettre, or writes
 //! `.eml` files when no SMTP server is configured.
 //!
-//! The worker wakes when a request queues mail and polls every second as a fallback. It claims
-//! rows (safe with many replicas), sends several at once over a pooled connection, marks them
-//! sent and scrubs the link, or schedules a retry with exponential backoff and dead-letters
-//! after `MAX_ATTEMPTS`. A message is never sent in the request that caused it.
+//! The worker wakes when a request queues mail (then gathers for 100 ms, so one round serves
+//! the requests that arrive just behind it) and polls every second as a fallback. Each round
+//! resolves recorded reset requests into tokens and outbox rows, claims rows (safe with many
+//! replicas), sends several at once over a pooled connection, marks them sent and scrubs the
+//! link, or schedules a retry with exponential backoff and dead-letters after `MAX_ATTEMPTS`.
+//! A message is never sent in the request that caused it.
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
