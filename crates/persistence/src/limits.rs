@@ -10,13 +10,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Result,
-    limits::{Check, KeyHistory, LimitKey, Limiter, Refused, Reservation, decide},
+    limits::{Check, KeyHistory, LimitKey, Limiter, Refused, Reservation, Rule, decide},
 };
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter,
-    Statement,
-    sea_query::{Expr, ExprTrait, Func, Query},
+    QueryResult, Statement,
+    sea_query::{Expr, ExprTrait, Func, Query, SelectStatement},
 };
 use uuid::Uuid;
 
@@ -98,18 +98,14 @@ pub(crate) async fn reserve_in(
     Ok(decide(checks, &histories, now).map(|()| recorded))
 }
 
-/// Earlier events of the check's key: the count and oldest within its window, the latest within
-/// its minimum interval, in one statement.
-async fn history(
-    txn: &DatabaseTransaction,
-    key: &str,
-    check: &Check,
-    now: DateTime<Utc>,
-    except: Uuid,
-) -> Result<KeyHistory> {
-    let window_start = now - check.rule.window;
+/// Earlier events of `keys` under `rule`, one row per key that has any: the count and oldest
+/// within the window, the latest within the rule's retention. Used for one reservation and for
+/// a batch alike.
+pub(crate) fn history_query(keys: &[&str], rule: &Rule, now: DateTime<Utc>) -> SelectStatement {
+    let window_start = now - rule.window;
     let in_window = || Expr::col(limit_event::Column::At).gt(window_start);
-    let query = Query::select()
+    Query::select()
+        .column(limit_event::Column::Key)
         .expr_as(
             Func::count(Expr::case(in_window(), Expr::val(1))),
             sea_orm::sea_query::Alias::new("n"),
@@ -123,22 +119,42 @@ async fn history(
             sea_orm::sea_query::Alias::new("latest"),
         )
         .from(limit_event::Entity)
-        .and_where(limit_event::Column::Key.eq(key))
-        .and_where(limit_event::Column::At.gt(now - check.rule.retention()))
+        .and_where(limit_event::Column::Key.is_in(keys.iter().copied()))
+        .and_where(limit_event::Column::At.gt(now - rule.retention()))
+        .group_by_col(limit_event::Column::Key)
+        .to_owned()
+}
+
+/// One row of [`history_query`]: the key and its history.
+pub(crate) fn history_row(row: &QueryResult) -> Result<(String, KeyHistory)> {
+    let key: String = row.try_get("", "key").map_err(db_err)?;
+    let count: i64 = row.try_get("", "n").map_err(db_err)?;
+    Ok((
+        key,
+        KeyHistory {
+            count: u32::try_from(count).unwrap_or(u32::MAX),
+            oldest: row.try_get("", "oldest").map_err(db_err)?,
+            latest: row.try_get("", "latest").map_err(db_err)?,
+        },
+    ))
+}
+
+/// Earlier events of the check's key (not counting the event `except` just recorded), in one
+/// statement.
+async fn history(
+    txn: &DatabaseTransaction,
+    key: &str,
+    check: &Check,
+    now: DateTime<Utc>,
+    except: Uuid,
+) -> Result<KeyHistory> {
+    let query = history_query(&[key], &check.rule, now)
         .and_where(limit_event::Column::Id.ne(except))
         .to_owned();
-    let row = txn.query_one(&query).await.map_err(db_err)?;
-    let Some(row) = row else {
-        return Ok(KeyHistory::default());
-    };
-    let count: i64 = row.try_get("", "n").map_err(db_err)?;
-    let oldest: Option<DateTime<Utc>> = row.try_get("", "oldest").map_err(db_err)?;
-    let latest: Option<DateTime<Utc>> = row.try_get("", "latest").map_err(db_err)?;
-    Ok(KeyHistory {
-        count: u32::try_from(count).unwrap_or(u32::MAX),
-        oldest,
-        latest,
-    })
+    match txn.query_one(&query).await.map_err(db_err)? {
+        Some(row) => Ok(history_row(&row)?.1),
+        None => Ok(KeyHistory::default()),
+    }
 }
 
 #[async_trait]

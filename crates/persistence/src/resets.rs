@@ -13,14 +13,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Error, Result,
-    limits::{Check, KeyHistory, Refused, decide_in_order},
+    limits::{Check, KeyHistory, Refused, Rule, decide_in_order},
     ports::{MailKind, NewMail, ResetRequest, ResetStore, StoredResetToken},
 };
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
     EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Expr, ExprTrait, Func, LockBehavior, LockType, Query},
+    sea_query::{Expr, LockBehavior, LockType, Query},
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -215,57 +215,25 @@ async fn record(
     Ok(decisions)
 }
 
-/// The stored history of each key, one query per distinct rule window.
+/// The stored history of each key, one query per distinct rule.
 async fn histories(
     txn: &DatabaseTransaction,
     keys: &HashMap<String, &Check>,
     now: DateTime<Utc>,
 ) -> Result<HashMap<String, KeyHistory>> {
-    let mut by_rule: HashMap<(i64, i64), Vec<&str>> = HashMap::new();
+    let mut by_rule: Vec<(Rule, Vec<&str>)> = Vec::new();
     for (key, check) in keys {
-        let rule = check.rule;
-        by_rule
-            .entry((
-                rule.window.num_milliseconds(),
-                rule.retention().num_milliseconds(),
-            ))
-            .or_default()
-            .push(key);
+        match by_rule.iter_mut().find(|(rule, _)| *rule == check.rule) {
+            Some((_, group)) => group.push(key),
+            None => by_rule.push((check.rule, vec![key])),
+        }
     }
     let mut out = HashMap::with_capacity(keys.len());
-    for ((window, retention), group) in by_rule {
-        let window_start = now - chrono::Duration::milliseconds(window);
-        let in_window = || Expr::col(limit_event::Column::At).gt(window_start);
-        let query = Query::select()
-            .column(limit_event::Column::Key)
-            .expr_as(
-                Func::count(Expr::case(in_window(), Expr::val(1))),
-                sea_orm::sea_query::Alias::new("n"),
-            )
-            .expr_as(
-                Func::min(Expr::case(in_window(), Expr::col(limit_event::Column::At))),
-                sea_orm::sea_query::Alias::new("oldest"),
-            )
-            .expr_as(
-                Func::max(Expr::col(limit_event::Column::At)),
-                sea_orm::sea_query::Alias::new("latest"),
-            )
-            .from(limit_event::Entity)
-            .and_where(limit_event::Column::Key.is_in(group))
-            .and_where(limit_event::Column::At.gt(now - chrono::Duration::milliseconds(retention)))
-            .group_by_col(limit_event::Column::Key)
-            .to_owned();
+    for (rule, group) in by_rule {
+        let query = crate::limits::history_query(&group, &rule, now);
         for row in txn.query_all(&query).await.map_err(db_err)? {
-            let key: String = row.try_get("", "key").map_err(db_err)?;
-            let count: i64 = row.try_get("", "n").map_err(db_err)?;
-            out.insert(
-                key,
-                KeyHistory {
-                    count: u32::try_from(count).unwrap_or(u32::MAX),
-                    oldest: row.try_get("", "oldest").map_err(db_err)?,
-                    latest: row.try_get("", "latest").map_err(db_err)?,
-                },
-            );
+            let (key, history) = crate::limits::history_row(&row)?;
+            out.insert(key, history);
         }
     }
     Ok(out)
