@@ -82,6 +82,27 @@ pub async fn spread(
     connections: usize,
     duration: Duration,
 ) -> Stats {
+    let mut all = classified(addrs, make, Arc::new(|_| 0), 1, connections, duration).await;
+    all.swap_remove(0)
+}
+
+/// Says which of a run's classes the `n`-th request belongs to (`0..classes`).
+pub type Classify = Arc<dyn Fn(u64) -> usize + Send + Sync>;
+
+/// Like [`spread`], with each request's latency recorded in the histogram of its class, so
+/// classes interleaved on the same connections can be compared request by request (the way a
+/// timing test such as dudect compares them: whatever else the server is doing weighs on every
+/// class alike). `requests`, `errors` and the percentiles are per class; `seconds` and
+/// `abandoned` are the run's.
+pub async fn classified(
+    addrs: &[SocketAddr],
+    make: MakeRequest,
+    classify: Classify,
+    classes: usize,
+    connections: usize,
+    duration: Duration,
+) -> Vec<Stats> {
+    let classes = classes.max(1);
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let started = Instant::now();
@@ -90,18 +111,20 @@ pub async fn spread(
         let addr = addrs[connection % addrs.len()];
         let make = make.clone();
         let counter = counter.clone();
+        let classify = classify.clone();
         tasks.push(tokio::spawn(async move {
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_hist()));
-            let mut errors = 0u64;
+            let mut hists = vec![new_hist(); classes];
+            let mut errors = vec![0u64; classes];
             let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
-                return (hist, 1, 0);
+                errors[0] += 1;
+                return (hists, errors, 0);
             };
             let _ = stream.set_nodelay(true);
             let Ok((mut sender, conn)) =
                 hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
             else {
-                return (hist, 1, 0);
+                errors[0] += 1;
+                return (hists, errors, 0);
             };
             let conn = tokio::spawn(conn);
             let mut abandoned = 0u64;
@@ -110,6 +133,7 @@ pub async fn spread(
             let mut first = true;
             loop {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
+                let class = classify(n).min(classes - 1);
                 let t0 = Instant::now();
                 let exchange = async {
                     match sender.send_request(make(n)).await {
@@ -138,9 +162,9 @@ pub async fn spread(
                     }
                 };
                 first = false;
-                let _ = hist.record(t0.elapsed().as_micros() as u64);
+                let _ = hists[class].record(t0.elapsed().as_micros() as u64);
                 if !ok {
-                    errors += 1;
+                    errors[class] += 1;
                 }
                 if Instant::now() >= deadline || sender.ready().await.is_err() {
                     break;
@@ -148,27 +172,38 @@ pub async fn spread(
             }
             // Hang up: the connection closes whatever is in flight.
             conn.abort();
-            (hist, errors, abandoned)
+            (hists, errors, abandoned)
         }));
     }
-    let mut all = Histogram::<u64>::new(3).unwrap_or_else(|_| unreachable_hist());
-    let (mut errors, mut abandoned) = (0, 0);
+    let mut all = vec![new_hist(); classes];
+    let mut errors = vec![0u64; classes];
+    let mut abandoned = 0;
     for t in tasks {
-        if let Ok((h, e, a)) = t.await {
-            let _ = all.add(&h);
-            errors += e;
+        if let Ok((hists, e, a)) = t.await {
+            for (class, h) in hists.iter().enumerate() {
+                let _ = all[class].add(h);
+                errors[class] += e[class];
+            }
             abandoned += a;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    Stats {
-        requests: all.len(),
-        errors,
-        abandoned,
-        seconds,
-        p50_ms: all.value_at_quantile(0.5) as f64 / 1000.0,
-        p99_ms: all.value_at_quantile(0.99) as f64 / 1000.0,
-    }
+    all.iter()
+        .zip(errors)
+        .map(|(hist, errors)| Stats {
+            requests: hist.len(),
+            errors,
+            abandoned,
+            seconds,
+            p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        })
+        .collect()
+}
+
+fn new_hist() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable_hist()))
 }
 
 fn unreachable_hist() -> Histogram<u64> {
