@@ -20,6 +20,9 @@ use domain::{
     Error, Result,
     password::{NewPassword, PasswordCandidate},
     ports::{PasswordHasher, Verification},
+    stored_hash::{
+        self, Argon2Variant, Digest, Finish, NATIVE_PREFIX, Prf, Recipe, Step, WorkLimits,
+    },
 };
 use tokio::sync::Semaphore;
 
@@ -29,8 +32,20 @@ pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;
 const SALT_BYTES: usize = 16;
 const OUTPUT_BYTES: usize = 32;
-/// Stored hashes asking for more memory than this are refused rather than computed.
-const MAX_M_COST_KIB: u32 = 256 * 1024;
+/// Stored hashes asking for more work than this are refused rather than computed: a stored
+/// hash asking for more memory than `max_memory_kib` counts as a wrong password.
+const LIMITS: WorkLimits = WorkLimits {
+    max_memory_kib: 256 * 1024,
+    max_argon2_passes: 16,
+    max_bcrypt_cost: 14,
+    max_pbkdf2_iterations: 2_000_000,
+    max_chain: 4,
+};
+
+/// The work limits stored hashes are held to, here and at import.
+pub fn work_limits() -> WorkLimits {
+    LIMITS
+}
 
 pub struct Argon2Hasher {
     params: Params,
@@ -168,7 +183,7 @@ fn verify_with(
         anyhow::bail!("stored hash is not argon2id");
     }
     let params = Params::try_from(&parsed).map_err(|e| anyhow::anyhow!("stored params: {e}"))?;
-    if params.m_cost() > MAX_M_COST_KIB {
+    if params.m_cost() > LIMITS.max_memory_kib {
         anyhow::bail!("stored hash asks for too much memory");
     }
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
@@ -198,6 +213,109 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Runs a legacy recipe on `password`: does it give the stored hash? Argon2 steps use the pooled
+/// block buffer (given back at the current size); the recipe's cost was bounded when parsed.
+fn verify_recipe(
+    current: &Params,
+    password: &[u8],
+    recipe: &Recipe,
+    memory: &mut Vec<Block>,
+) -> anyhow::Result<bool> {
+    let mut value = password.to_vec();
+    for step in &recipe.steps {
+        value = run_step(step, &value, memory)?;
+    }
+    memory.truncate(current.block_count());
+    memory.shrink_to(current.block_count());
+    Ok(match &recipe.finish {
+        Finish::Equals(expected) => constant_time_eq(&value, expected),
+        // bcrypt compares in constant time itself; it reads the first 72 bytes, as every
+        // bcrypt implementation does.
+        Finish::Bcrypt(hash) => bcrypt::verify(&value, hash)?,
+    })
+}
+
+fn run_step(step: &Step, input: &[u8], memory: &mut Vec<Block>) -> anyhow::Result<Vec<u8>> {
+    use sha2::Digest as _;
+    Ok(match step {
+        Step::SaltedDigestHex { digest, salt } => {
+            let mut data = Vec::with_capacity(salt.len() + input.len());
+            data.extend_from_slice(salt);
+            data.extend_from_slice(input);
+            match digest {
+                Digest::Md5 => hex::encode(md5::Md5::digest(&data)).into_bytes(),
+                Digest::Sha256 => hex::encode(sha2::Sha256::digest(&data)).into_bytes(),
+                Digest::Sha512 => hex::encode(sha2::Sha512::digest(&data)).into_bytes(),
+            }
+        }
+        Step::Sha256Hex => hex::encode(sha2::Sha256::digest(input)).into_bytes(),
+        Step::Argon2 {
+            variant,
+            version,
+            m_kib,
+            t,
+            p,
+            salt,
+            out_len,
+            hex,
+        } => {
+            let params = Params::new(*m_kib, *t, *p, Some(*out_len))
+                .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+            let algorithm = match variant {
+                Argon2Variant::D => Algorithm::Argon2d,
+                Argon2Variant::I => Algorithm::Argon2i,
+                Argon2Variant::Id => Algorithm::Argon2id,
+            };
+            let version = if *version == 0x10 {
+                Version::V0x10
+            } else {
+                Version::V0x13
+            };
+            let mut out = vec![0u8; *out_len];
+            memory.resize(params.block_count(), Block::default());
+            Argon2::new(algorithm, version, params)
+                .hash_password_into_with_memory(input, salt, &mut out, &mut memory[..])
+                .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+            if *hex {
+                hex::encode(out).into_bytes()
+            } else {
+                out
+            }
+        }
+        Step::Scrypt {
+            log_n,
+            r,
+            p,
+            salt,
+            out_len,
+        } => {
+            let params = scrypt::Params::new(*log_n, *r, *p, *out_len)
+                .map_err(|e| anyhow::anyhow!("scrypt parameters: {e}"))?;
+            let mut out = vec![0u8; *out_len];
+            scrypt::scrypt(input, salt, &params, &mut out)
+                .map_err(|e| anyhow::anyhow!("scrypt: {e}"))?;
+            out
+        }
+        Step::Pbkdf2 {
+            prf,
+            iterations,
+            salt,
+            out_len,
+        } => {
+            let mut out = vec![0u8; *out_len];
+            match prf {
+                Prf::HmacSha256 => {
+                    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(input, salt, *iterations, &mut out);
+                }
+                Prf::HmacSha1 => {
+                    pbkdf2::pbkdf2_hmac::<sha1::Sha1>(input, salt, *iterations, &mut out)
+                }
+            }
+            out
+        }
+    })
+}
+
 /// The hasher as the domain's port; `Arc` because work moves to blocking threads.
 #[derive(Debug, Clone)]
 pub struct SharedHasher(pub Arc<Argon2Hasher>);
@@ -216,6 +334,24 @@ impl PasswordHasher for SharedHasher {
         candidate: &PasswordCandidate,
         stored: Option<&str>,
     ) -> Result<Verification> {
+        // An imported customer without a hash (`""`) is checked like an unknown name.
+        let stored = stored.filter(|s| !s.is_empty());
+        match stored {
+            Some(native) if native.starts_with(NATIVE_PREFIX) => {
+                self.verify_native(candidate, Some(native)).await
+            }
+            None => self.verify_native(candidate, None).await,
+            Some(legacy) => self.verify_legacy(candidate, legacy).await,
+        }
+    }
+}
+
+impl SharedHasher {
+    async fn verify_native(
+        &self,
+        candidate: &PasswordCandidate,
+        stored: Option<&str>,
+    ) -> Result<Verification> {
         let password = candidate.expose().as_bytes().to_vec();
         let known = stored.is_some();
         let stored = stored.unwrap_or(&self.0.dummy).to_owned();
@@ -226,17 +362,63 @@ impl PasswordHasher for SharedHasher {
         if !(matches && known) {
             return Ok(Verification::Mismatch);
         }
-        let rehash = if outdated {
-            let password = candidate.expose().as_bytes().to_vec();
-            Some(
-                self.0
-                    .run(move |params, memory| hash_with(params, &password, memory))
-                    .await?,
-            )
+        if outdated {
+            self.upgrade(candidate).await
         } else {
-            None
+            Ok(Verification::Match { rehash: None })
+        }
+    }
+
+    /// Another platform's hash: checked by its own recipe; a wrong password also pays for the
+    /// dummy argon2id check, so it never answers sooner than an unknown name. A stored string
+    /// that cannot be used (garbage, or more work than allowed) is a wrong password, not an
+    /// error: an error would tell the caller that the account exists.
+    async fn verify_legacy(
+        &self,
+        candidate: &PasswordCandidate,
+        stored: &str,
+    ) -> Result<Verification> {
+        let recipe = match stored_hash::parse(stored, None, &LIMITS) {
+            Ok(recipe) => Some(recipe),
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored password hash cannot be verified");
+                None
+            }
         };
-        Ok(Verification::Match { rehash })
+        // The old platform hashed the bytes it was given, not our NFKC form.
+        let password = candidate.expose_typed().as_bytes().to_vec();
+        let dummy = self.0.dummy.clone();
+        let matches = self
+            .0
+            .run(move |params, memory| {
+                let matches = match &recipe {
+                    Some(recipe) => verify_recipe(params, &password, recipe, memory)?,
+                    None => false,
+                };
+                if !matches {
+                    verify_with(params, &password, &dummy, memory)?;
+                }
+                Ok(matches)
+            })
+            .await?;
+        if matches {
+            metrics::counter!("latchkey_legacy_hash_upgraded_total").increment(1);
+            self.upgrade(candidate).await
+        } else {
+            Ok(Verification::Mismatch)
+        }
+    }
+
+    /// A match whose stored hash should be replaced: the password hashed afresh.
+    async fn upgrade(&self, candidate: &PasswordCandidate) -> Result<Verification> {
+        let password = candidate.expose().as_bytes().to_vec();
+        let rehash = self
+            .0
+            .run(move |params, memory| hash_with(params, &password, memory))
+            .await?;
+        Ok(Verification::Match {
+            rehash: Some(rehash),
+        })
     }
 }
 
@@ -357,7 +539,6 @@ mod tests {
     #[tokio::test]
     async fn garbage_stored_hashes_are_errors_not_matches() {
         let h = hasher();
-        assert!(h.verify(&candidate("x"), Some("not a hash")).await.is_err());
         assert!(
             h.verify(
                 &candidate("x"),
@@ -365,6 +546,146 @@ mod tests {
             )
             .await
             .is_err()
+        );
+    }
+
+    /// A stored string no format reads (corrupt, or asking for too much work) answers like a
+    /// wrong password: an error would tell the caller the account exists. Before, it was an
+    /// internal error.
+    #[tokio::test]
+    async fn unusable_legacy_hashes_are_a_wrong_password_not_an_error() {
+        let h = hasher();
+        for stored in [
+            "not a hash",
+            "$2b$31$abcdefghijklmnopqrstuu5ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZQ",
+            "pbkdf2_sha256$99000000$salt$MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ] {
+            assert_eq!(
+                h.verify(&candidate("x"), Some(stored)).await.unwrap(),
+                Verification::Mismatch,
+                "{stored}"
+            );
+        }
+        // An imported customer without a hash: "password reset required".
+        assert_eq!(
+            h.verify(&candidate(""), Some("")).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Vector {
+        format: String,
+        password: String,
+        hash: String,
+        valid: bool,
+        note: String,
+    }
+
+    fn vectors() -> Vec<Vector> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            vectors: Vec<Vector>,
+        }
+        let file: File =
+            serde_json::from_str(include_str!("../tests/vectors/legacy-hashes.json")).unwrap();
+        file.vectors
+    }
+
+    /// Every vector made by the reference implementations (Magento's and OpenMage's PHP,
+    /// Django, argon2-cffi, passlib, PHP and npm bcrypt; `tools/legacy-hashes/`): the right
+    /// password verifies and a wrong one does not; the ones marked invalid never verify.
+    #[test]
+    fn reference_vectors_verify_exactly_as_their_platforms_do() {
+        let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_BYTES)).unwrap();
+        let mut memory = Vec::new();
+        let all = vectors();
+        assert!(all.len() > 100);
+        for v in &all {
+            let declared = stored_hash::HashFormat::parse(&v.format).unwrap();
+            let recipe = stored_hash::parse(&v.hash, Some(declared), &LIMITS);
+            let verifies = |password: &str, memory: &mut Vec<Block>| match &recipe {
+                Ok(r) => verify_recipe(&params, password.as_bytes(), r, memory).unwrap(),
+                Err(_) => false,
+            };
+            assert_eq!(
+                verifies(&v.password, &mut memory),
+                v.valid,
+                "{} {}: {}",
+                v.format,
+                v.hash,
+                v.note
+            );
+            if v.valid {
+                let wrong = format!("{}x", v.password);
+                // bcrypt reads 72 bytes: past them, an extra byte changes nothing.
+                if wrong.len() <= 72 || !v.hash.contains("$2") {
+                    assert!(!verifies(&wrong, &mut memory), "{}: {}", v.hash, v.note);
+                }
+            }
+        }
+        assert!(
+            memory.len() <= params.block_count(),
+            "the buffer is given back at size"
+        );
+    }
+
+    /// Through the hasher as sign-in uses it: a legacy match comes back with an argon2id
+    /// successor that verifies natively.
+    #[tokio::test]
+    async fn a_legacy_match_comes_back_with_an_argon2id_successor() {
+        let h = hasher();
+        let cheap = vectors()
+            .into_iter()
+            .filter(|v| v.valid && !v.hash.starts_with(NATIVE_PREFIX))
+            .filter(|v| !v.password.is_empty() && !v.password.contains('\0'));
+        let mut formats = std::collections::HashSet::new();
+        for v in cheap {
+            if !formats.insert(v.format.clone()) {
+                continue;
+            }
+            let Verification::Match { rehash: Some(new) } = h
+                .verify(&candidate(&v.password), Some(&v.hash))
+                .await
+                .unwrap()
+            else {
+                panic!("{} should verify and be upgraded", v.hash);
+            };
+            assert!(new.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{new}");
+            assert_eq!(
+                h.verify(&candidate(&v.password), Some(&new)).await.unwrap(),
+                Verification::Match { rehash: None }
+            );
+            assert_eq!(
+                h.verify(&candidate(&format!("{}-", v.password)), Some(&v.hash))
+                    .await
+                    .unwrap(),
+                Verification::Mismatch
+            );
+        }
+        assert_eq!(formats.len(), 6, "{formats:?}");
+    }
+
+    /// Legacy hashes were made from the bytes typed, not from Latchkey's NFKC form: a
+    /// full-width password (as a Japanese keyboard types it) verifies as typed.
+    #[tokio::test]
+    async fn legacy_hashes_are_checked_against_the_password_as_typed() {
+        use sha2::Digest as _;
+        let typed = "ｐａｓｓ１２３４";
+        let stored = format!(
+            "{}:salt:1",
+            hex::encode(sha2::Sha256::digest(format!("salt{typed}").as_bytes()))
+        );
+        let h = hasher();
+        assert!(matches!(
+            h.verify(&candidate(typed), Some(&stored)).await.unwrap(),
+            Verification::Match { rehash: Some(_) }
+        ));
+        assert_eq!(
+            h.verify(&candidate("pass1234"), Some(&stored))
+                .await
+                .unwrap(),
+            Verification::Mismatch
         );
     }
 }

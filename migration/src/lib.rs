@@ -8,6 +8,7 @@ mod m20261125_000003_password_reset;
 mod m20261125_000004_admin;
 mod m20261201_000005_limits;
 mod m20261201_000006_reset_requests;
+mod m20261202_000007_import;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_admin::Migration),
             Box::new(m20261201_000005_limits::Migration),
             Box::new(m20261201_000006_reset_requests::Migration),
+            Box::new(m20261202_000007_import::Migration),
         ]
     }
 }

@@ -126,6 +126,8 @@ pub enum AuditAction {
     AdminResetPassword,
     RevokeCustomerTokens,
     UpdatePasswordSettings,
+    /// `latchkey import customers`, run from a shell (the actor is the OS user and host).
+    ImportCustomers,
 }
 
 impl AuditAction {
@@ -134,6 +136,7 @@ impl AuditAction {
             Self::AdminResetPassword => "ADMIN_RESET_PASSWORD",
             Self::RevokeCustomerTokens => "REVOKE_CUSTOMER_TOKENS",
             Self::UpdatePasswordSettings => "UPDATE_PASSWORD_SETTINGS",
+            Self::ImportCustomers => "IMPORT_CUSTOMERS",
         }
     }
 
@@ -142,6 +145,7 @@ impl AuditAction {
             "ADMIN_RESET_PASSWORD" => Some(Self::AdminResetPassword),
             "REVOKE_CUSTOMER_TOKENS" => Some(Self::RevokeCustomerTokens),
             "UPDATE_PASSWORD_SETTINGS" => Some(Self::UpdatePasswordSettings),
+            "IMPORT_CUSTOMERS" => Some(Self::ImportCustomers),
             _ => None,
         }
     }
@@ -157,6 +161,8 @@ pub struct NewAudit {
     pub action: AuditAction,
     pub customer_id: Option<Uuid>,
     pub client_ip: Option<String>,
+    /// What an action over many customers did (an import's counts); no personal data.
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +173,7 @@ pub struct AuditEntry {
     pub action: AuditAction,
     pub customer_id: Option<Uuid>,
     pub client_ip: Option<String>,
+    pub detail: Option<String>,
 }
 
 /// A message that has not been delivered: retrying, or dead-lettered after its last attempt.

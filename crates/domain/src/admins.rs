@@ -299,6 +299,7 @@ impl Admins {
             action,
             customer_id,
             client_ip: client.ip.clone(),
+            detail: None,
         }
     }
 

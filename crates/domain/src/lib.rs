@@ -20,6 +20,7 @@ pub mod reset;
 pub mod resets;
 pub mod settings;
 pub mod sign_in;
+pub mod stored_hash;
 pub mod token;
 
 pub use error::{Error, Result};

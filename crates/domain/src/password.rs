@@ -129,9 +129,14 @@ impl fmt::Display for PolicyViolation {
 pub struct NewPassword(String);
 
 /// A password typed at sign-in or to confirm a change: normalised like a new one, but not held
-/// to the policy (the policy may have changed since it was set).
+/// to the policy (the policy may have changed since it was set). The bytes as typed are kept
+/// too: a hash imported from another platform was made from those, not from our NFKC form
+/// (full-width Japanese input, for one, normalises to different bytes).
 #[derive(Clone)]
-pub struct PasswordCandidate(String);
+pub struct PasswordCandidate {
+    normalized: String,
+    typed: String,
+}
 
 impl fmt::Debug for NewPassword {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -234,11 +239,20 @@ impl NewPassword {
 impl PasswordCandidate {
     /// `None` when the input is over the byte bound: no stored password can match it.
     pub fn parse(raw: &str) -> Option<Self> {
-        (raw.len() <= MAX_PASSWORD_BYTES).then(|| Self(raw.nfkc().collect()))
+        (raw.len() <= MAX_PASSWORD_BYTES).then(|| Self {
+            normalized: raw.nfkc().collect(),
+            typed: raw.to_owned(),
+        })
     }
 
+    /// The NFKC form, which Latchkey's own hashes are made from.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.normalized
+    }
+
+    /// The password exactly as typed, for hashes imported from other platforms.
+    pub fn expose_typed(&self) -> &str {
+        &self.typed
     }
 }
 

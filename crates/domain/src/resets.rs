@@ -128,6 +128,7 @@ impl Resets {
                 action: AuditAction::AdminResetPassword,
                 customer_id: Some(customer_id),
                 client_ip: client.ip.clone(),
+                detail: None,
             }),
         };
         match self.store.request_reset(request).await? {

@@ -46,6 +46,21 @@ impl std::fmt::Debug for StoredCredentials {
     }
 }
 
+/// A stored hash to replace after a successful check.
+#[derive(Clone)]
+pub struct Rehash {
+    /// The stored hash the password was verified against.
+    pub replaces: String,
+    /// Its successor, Latchkey's argon2id with today's parameters.
+    pub new: String,
+}
+
+impl std::fmt::Debug for Rehash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rehash")
+    }
+}
+
 /// A session about to be stored, for either kind of principal.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -77,12 +92,14 @@ pub trait CredentialStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<()>;
 
-    /// Clears the failure counter; stores `rehash` when the stored hash had old parameters.
+    /// Clears the failure counter; stores `rehash` when the stored hash had old parameters or
+    /// came from another platform, in the same statement, and only if the stored hash is still
+    /// the one that was verified (a password set meanwhile, by a reset, stays).
     async fn record_success(
         &self,
         kind: PrincipalKind,
         id: Uuid,
-        rehash: Option<String>,
+        rehash: Option<Rehash>,
     ) -> Result<()>;
 
     async fn create_session(&self, kind: PrincipalKind, session: NewSession) -> Result<()>;
@@ -173,6 +190,10 @@ impl SignIn {
             .await?;
         match (stored, verification) {
             (Some(c), Verification::Match { rehash }) if !is_locked(c.locked_until, now) => {
+                let rehash = rehash.map(|new| Rehash {
+                    replaces: c.password_hash.clone(),
+                    new,
+                });
                 self.store.record_success(kind, c.id, rehash).await?;
                 // A correct password costs the client nothing and ends the run of failures.
                 self.limiter.release(reservation).await?;

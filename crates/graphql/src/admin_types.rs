@@ -262,6 +262,7 @@ pub enum AuditAction {
     AdminResetPassword,
     RevokeCustomerTokens,
     UpdatePasswordSettings,
+    ImportCustomers,
 }
 
 impl From<admin::AuditAction> for AuditAction {
@@ -270,6 +271,7 @@ impl From<admin::AuditAction> for AuditAction {
             admin::AuditAction::AdminResetPassword => Self::AdminResetPassword,
             admin::AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
             admin::AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
+            admin::AuditAction::ImportCustomers => Self::ImportCustomers,
         }
     }
 }
@@ -280,6 +282,7 @@ impl From<AuditAction> for admin::AuditAction {
             AuditAction::AdminResetPassword => Self::AdminResetPassword,
             AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
             AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
+            AuditAction::ImportCustomers => Self::ImportCustomers,
         }
     }
 }
@@ -289,11 +292,13 @@ impl From<AuditAction> for admin::AuditAction {
 pub struct AuditEntry {
     pub id: ID,
     pub at: DateTime<Utc>,
-    /// The admin's username.
+    /// The admin's username; for an import, the OS user and host that ran it (`os:user@host`).
     pub actor: String,
     pub action: AuditAction,
     pub customer_id: Option<ID>,
     pub client_ip: Option<String>,
+    /// What an action over many customers did, e.g. an import's counts.
+    pub detail: Option<String>,
 }
 
 impl From<admin::AuditEntry> for AuditEntry {
@@ -305,6 +310,7 @@ impl From<admin::AuditEntry> for AuditEntry {
             action: e.action.into(),
             customer_id: e.customer_id.map(|id| ID(id.to_string())),
             client_ip: e.client_ip,
+            detail: e.detail,
         }
     }
 }

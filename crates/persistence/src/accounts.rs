@@ -143,6 +143,7 @@ impl AccountStore for SqlStore {
             locked_until: Set(None),
             created_at: Set(new.now),
             updated_at: Set(new.now),
+            external_id: Set(None),
         };
         match customer::Entity::insert(model).exec(&self.db).await {
             Ok(_) => {}

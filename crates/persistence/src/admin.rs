@@ -53,6 +53,7 @@ pub(crate) async fn insert_audit(db: &impl ConnectionTrait, a: NewAudit) -> Resu
         action: Set(a.action.as_str().to_owned()),
         customer_id: Set(a.customer_id),
         client_ip: Set(a.client_ip),
+        detail: Set(a.detail),
     })
     .exec(db)
     .await
@@ -477,6 +478,7 @@ impl AdminStore for SqlStore {
                             action,
                             customer_id: m.customer_id,
                             client_ip: m.client_ip,
+                            detail: m.detail,
                         },
                     ))
                 })

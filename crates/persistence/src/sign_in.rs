@@ -7,7 +7,7 @@ use domain::{
     Result,
     limits::PrincipalKind,
     lockout::LockoutPolicy,
-    sign_in::{CredentialStore, NewSession, StoredCredentials},
+    sign_in::{CredentialStore, NewSession, Rehash, StoredCredentials},
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -107,15 +107,19 @@ impl<E: EntityTrait> Columns<E> {
         &self,
         db: &impl ConnectionTrait,
         id: Uuid,
-        rehash: Option<String>,
+        rehash: Option<Rehash>,
     ) -> Result<()> {
         let mut update = Query::update();
         update
             .table(self.table.into_iden())
             .value(self.failed, Expr::val(0))
             .and_where(self.id.eq(id));
-        if let Some(hash) = rehash {
-            update.value(self.hash, Expr::val(hash));
+        if let Some(Rehash { replaces, new }) = rehash {
+            // Only over the hash that was verified: a reset that landed meanwhile wins.
+            update.value(
+                self.hash,
+                Expr::case(self.hash.eq(replaces), Expr::val(new)).finally(self.hash.into_expr()),
+            );
         } else {
             // Nothing to write when the counter is already clear.
             update.and_where(self.failed.ne(0));
@@ -155,7 +159,7 @@ impl CredentialStore for SqlStore {
         &self,
         kind: PrincipalKind,
         id: Uuid,
-        rehash: Option<String>,
+        rehash: Option<Rehash>,
     ) -> Result<()> {
         match kind {
             PrincipalKind::Customer => CUSTOMERS.record_success(&self.db, id, rehash).await,

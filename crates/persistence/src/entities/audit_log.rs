@@ -11,6 +11,7 @@ pub struct Model {
     pub action: String,
     pub customer_id: Option<Uuid>,
     pub client_ip: Option<String>,
+    pub detail: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
