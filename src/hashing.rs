@@ -316,6 +316,17 @@ fn run_step(step: &Step, input: &[u8], memory: &mut Vec<Block>) -> anyhow::Resul
     })
 }
 
+/// The password forms a native hash is checked against: the NFKC form Latchkey hashes, and the
+/// bytes as typed when they differ (an argon2id hash imported from a platform that hashed them
+/// unnormalised).
+fn forms(candidate: &PasswordCandidate) -> Vec<Vec<u8>> {
+    let mut forms = vec![candidate.expose().as_bytes().to_vec()];
+    if candidate.expose_typed() != candidate.expose() {
+        forms.push(candidate.expose_typed().as_bytes().to_vec());
+    }
+    forms
+}
+
 /// The hasher as the domain's port; `Arc` because work moves to blocking threads.
 #[derive(Debug, Clone)]
 pub struct SharedHasher(pub Arc<Argon2Hasher>);
@@ -352,12 +363,25 @@ impl SharedHasher {
         candidate: &PasswordCandidate,
         stored: Option<&str>,
     ) -> Result<Verification> {
-        let password = candidate.expose().as_bytes().to_vec();
+        let forms = forms(candidate);
         let known = stored.is_some();
         let stored = stored.unwrap_or(&self.0.dummy).to_owned();
+        // Every form is checked, matched or not: the cost depends on the input alone, never on
+        // whether the account exists.
         let (matches, outdated) = self
             .0
-            .run(move |params, memory| verify_with(params, &password, &stored, memory))
+            .run(move |params, memory| {
+                let mut found = (false, false);
+                for (i, password) in forms.iter().enumerate() {
+                    let (m, outdated) = verify_with(params, password, &stored, memory)?;
+                    if m && !found.0 {
+                        // Matched as typed, not as normalised (a hash imported from a
+                        // platform that did not normalise): store the normalised one.
+                        found = (true, outdated || i > 0);
+                    }
+                }
+                Ok(found)
+            })
             .await?;
         if !(matches && known) {
             return Ok(Verification::Mismatch);
@@ -387,6 +411,7 @@ impl SharedHasher {
         };
         // The old platform hashed the bytes it was given, not our NFKC form.
         let password = candidate.expose_typed().as_bytes().to_vec();
+        let forms = forms(candidate);
         let dummy = self.0.dummy.clone();
         let matches = self
             .0
@@ -396,7 +421,10 @@ impl SharedHasher {
                     None => false,
                 };
                 if !matches {
-                    verify_with(params, &password, &dummy, memory)?;
+                    // What an unknown name costs, on top.
+                    for form in &forms {
+                        verify_with(params, form, &dummy, memory)?;
+                    }
                 }
                 Ok(matches)
             })
@@ -664,6 +692,25 @@ mod tests {
             );
         }
         assert_eq!(formats.len(), 6, "{formats:?}");
+    }
+
+    /// An argon2id hash another platform made from unnormalised bytes verifies as typed, and
+    /// comes back as Latchkey's own (made from the NFKC form), which then verifies natively.
+    #[tokio::test]
+    async fn an_imported_argon2id_of_unnormalised_bytes_verifies_and_is_upgraded() {
+        let typed = "ｐａｓｓ１２３４";
+        let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_BYTES)).unwrap();
+        let stored = hash_with(&params, typed.as_bytes(), &mut Vec::new()).unwrap();
+        let h = hasher();
+        let Verification::Match { rehash: Some(new) } =
+            h.verify(&candidate(typed), Some(&stored)).await.unwrap()
+        else {
+            panic!("the typed form should verify and be upgraded");
+        };
+        assert_eq!(
+            h.verify(&candidate(typed), Some(&new)).await.unwrap(),
+            Verification::Match { rehash: None }
+        );
     }
 
     /// Legacy hashes were made from the bytes typed, not from Latchkey's NFKC form: a

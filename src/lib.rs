@@ -5,6 +5,7 @@ pub mod client_ip;
 pub mod config;
 pub mod hashing;
 pub mod http;
+pub mod import;
 pub mod listener;
 pub mod mail;
 pub mod pages;
@@ -88,7 +89,9 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// Connects and makes sure the schema is current: SQLite is migrated on start; PostgreSQL must
 /// be migrated beforehand with `latchkey migrate` (so replicas never race to change the
 /// schema).
-async fn prepare_database(config: &Config) -> anyhow::Result<(persistence::Connection, Backend)> {
+pub(crate) async fn prepare_database(
+    config: &Config,
+) -> anyhow::Result<(persistence::Connection, Backend)> {
     let (db, backend) = connect(config).await?;
     match backend {
         Backend::Sqlite => {

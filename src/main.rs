@@ -31,6 +31,34 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Bring customers from another platform, with their password hashes.
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Import customers from CSV (header row) or JSON Lines. Columns: email, firstname,
+    /// lastname, locale, created_at, password_hash, hash_format, external_id. Exit code 0 when
+    /// every row was imported, updated or skipped; 2 when some were rejected.
+    Customers {
+        /// The file, or `-` for standard input.
+        file: String,
+        /// csv or jsonl (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        /// What to do when an address already has an account: skip, update or reject.
+        #[arg(long, default_value = "skip")]
+        on_conflict: String,
+        /// Check the whole file and print the summary without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Where rejected rows go (default: FILE.rejects.csv).
+        #[arg(long)]
+        rejects: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -99,6 +127,41 @@ async fn main() -> anyhow::Result<()> {
                 admin.username,
                 admin.role.as_str()
             );
+        }
+        Command::Import {
+            command:
+                ImportCommand::Customers {
+                    file,
+                    format,
+                    on_conflict,
+                    dry_run,
+                    rejects,
+                },
+        } => {
+            let format = match format.as_deref() {
+                None => None,
+                Some(f) => Some(
+                    latchkey::import::Format::parse(f)
+                        .context("--format: expected csv or jsonl")?,
+                ),
+            };
+            let on_conflict = domain::import::OnConflict::parse(&on_conflict)
+                .context("--on-conflict: expected skip, update or reject")?;
+            let summary = latchkey::import::run(
+                &config,
+                latchkey::import::Options {
+                    file,
+                    format,
+                    on_conflict,
+                    dry_run,
+                    rejects,
+                },
+            )
+            .await?;
+            summary.print(dry_run);
+            if summary.counts.rejected > 0 {
+                std::process::exit(2);
+            }
         }
         Command::Schema => unreachable!("handled above"),
     }

@@ -14,6 +14,7 @@ mod hangups;
 mod hardening;
 mod harness;
 mod helpers;
+mod import;
 mod limits;
 mod ops;
 mod process;
@@ -37,6 +38,7 @@ fn main() {
         hangups::TESTS,
         limits::TESTS,
         connections::TESTS,
+        import::TESTS,
         browser::TESTS,
     ]);
     libtest_mimic::run(&args, trials).exit();

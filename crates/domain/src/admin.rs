@@ -241,11 +241,22 @@ impl CustomerCursor {
     }
 }
 
+/// Where a customer's password stands and where the account came from, for admins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordFacts {
+    pub state: crate::stored_hash::PasswordState,
+    /// The id on the platform the customer was imported from.
+    pub external_id: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CustomerQuery {
     pub search: Option<String>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    pub password_state: Option<crate::stored_hash::PasswordState>,
+    /// Exact match on the old platform's id.
+    pub external_id: Option<String>,
     pub field: CustomerSortField,
     pub descending: bool,
     pub first: u64,

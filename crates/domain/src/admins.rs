@@ -280,6 +280,13 @@ impl Admins {
             .await
     }
 
+    pub async fn password_facts(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, crate::admin::PasswordFacts>> {
+        self.store.password_facts(ids).await
+    }
+
     pub async fn last_reset_requests(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, DateTime<Utc>>> {
         self.store.last_reset_requests(ids).await
     }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod customer;
 pub mod email;
 pub mod error;
+pub mod import;
 pub mod limits;
 pub mod lockout;
 pub mod password;

@@ -247,6 +247,11 @@ pub trait AdminStore: Send + Sync {
         ids: &[Uuid],
         now: DateTime<Utc>,
     ) -> Result<std::collections::HashMap<Uuid, u64>>;
+    /// Password state and external id for many customers, in one statement.
+    async fn password_facts(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<std::collections::HashMap<Uuid, crate::admin::PasswordFacts>>;
     /// When each customer last had a reset link issued, in one statement.
     async fn last_reset_requests(
         &self,

@@ -11,8 +11,9 @@ use base64::{
     engine::general_purpose::{STANDARD, STANDARD_NO_PAD},
 };
 
-/// The prefix of Latchkey's own hashes (PHC argon2id).
-pub const NATIVE_PREFIX: &str = "$argon2id$";
+/// The prefix of Latchkey's own hashes (PHC argon2id, version 0x13). Other argon2 strings
+/// (argon2i, version 0x10, no version) are legacy: verified by their recipe, then upgraded.
+pub const NATIVE_PREFIX: &str = "$argon2id$v=19$";
 
 /// The families of stored hashes, as the import's `hash_format` column names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

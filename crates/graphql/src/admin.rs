@@ -59,6 +59,8 @@ impl AdminQuery {
             search: filter.search,
             created_from: filter.created_from,
             created_to: filter.created_to,
+            password_state: filter.password_state.map(Into::into),
+            external_id: filter.external_id,
             field,
             descending,
             first: page_size(first.map(i64::from))?,
@@ -72,6 +74,13 @@ impl AdminQuery {
         if node.field("activeTokenCount").exists() {
             loaders
                 .token_counts
+                .load_many(ids.iter().copied())
+                .await
+                .map_err(|e| ApiError::internal(&e))?;
+        }
+        if node.field("passwordState").exists() || node.field("externalId").exists() {
+            loaders
+                .password_facts
                 .load_many(ids.iter().copied())
                 .await
                 .map_err(|e| ApiError::internal(&e))?;

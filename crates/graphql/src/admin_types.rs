@@ -72,6 +72,44 @@ pub struct CustomerFilter {
     pub search: Option<String>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
+    /// Only customers whose password is in this state (after an import: who still has a
+    /// legacy hash, who has none yet).
+    pub password_state: Option<PasswordState>,
+    /// Only the customer with this id on the platform they were imported from.
+    pub external_id: Option<String>,
+}
+
+/// Where a customer's password stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum PasswordState {
+    /// A Latchkey argon2id hash.
+    Set,
+    /// A hash imported from another platform; replaced by argon2id at the next sign-in.
+    Legacy,
+    /// Imported without a usable hash: only "Forgot Your Password?" (or an admin's reset
+    /// email) gets the customer in.
+    ResetRequired,
+}
+
+impl From<domain::stored_hash::PasswordState> for PasswordState {
+    fn from(s: domain::stored_hash::PasswordState) -> Self {
+        use domain::stored_hash::PasswordState as D;
+        match s {
+            D::Set => Self::Set,
+            D::Legacy => Self::Legacy,
+            D::ResetRequired => Self::ResetRequired,
+        }
+    }
+}
+
+impl From<PasswordState> for domain::stored_hash::PasswordState {
+    fn from(s: PasswordState) -> Self {
+        match s {
+            PasswordState::Set => Self::Set,
+            PasswordState::Legacy => Self::Legacy,
+            PasswordState::ResetRequired => Self::ResetRequired,
+        }
+    }
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

@@ -12,10 +12,12 @@ use uuid::Uuid;
 
 pub struct ActiveTokenCounts(pub Arc<Admins>);
 pub struct LastResetRequests(pub Arc<Admins>);
+pub struct PasswordFactsOf(pub Arc<Admins>);
 
 pub struct Loaders {
     pub token_counts: DataLoader<ActiveTokenCounts, HashMapCache>,
     pub last_resets: DataLoader<LastResetRequests, HashMapCache>,
+    pub password_facts: DataLoader<PasswordFactsOf, HashMapCache>,
 }
 
 impl Loaders {
@@ -28,6 +30,11 @@ impl Loaders {
             ),
             last_resets: DataLoader::with_cache(
                 LastResetRequests(admins.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            password_facts: DataLoader::with_cache(
+                PasswordFactsOf(admins.clone()),
                 tokio::spawn,
                 HashMapCache::default(),
             ),
@@ -69,5 +76,20 @@ impl Loader<Uuid> for LastResetRequests {
             .await
             .map_err(|e| Arc::new(e.to_string()))?;
         Ok(keys.iter().map(|k| (*k, found.get(k).copied())).collect())
+    }
+}
+
+impl Loader<Uuid> for PasswordFactsOf {
+    type Value = domain::admin::PasswordFacts;
+    type Error = Arc<String>;
+
+    async fn load(
+        &self,
+        keys: &[Uuid],
+    ) -> Result<HashMap<Uuid, domain::admin::PasswordFacts>, Self::Error> {
+        self.0
+            .password_facts(keys)
+            .await
+            .map_err(|e| Arc::new(e.to_string()))
     }
 }

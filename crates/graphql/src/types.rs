@@ -61,6 +61,33 @@ impl Customer {
         self.0.password_changed_at
     }
 
+    /// Admin only: SET (a Latchkey password), LEGACY (an imported hash, upgraded at the next
+    /// sign-in) or RESET_REQUIRED (imported without one).
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn password_state(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<crate::admin_types::PasswordState, ApiError> {
+        let facts = loaders(ctx)?
+            .password_facts
+            .load_one(self.0.id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .ok_or_else(|| ApiError::internal("customer vanished"))?;
+        Ok(facts.state.into())
+    }
+
+    /// Admin only: the customer's id on the platform they were imported from.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn external_id(&self, ctx: &Context<'_>) -> Result<Option<String>, ApiError> {
+        Ok(loaders(ctx)?
+            .password_facts
+            .load_one(self.0.id)
+            .await
+            .map_err(|e| ApiError::internal(&e))?
+            .and_then(|f| f.external_id))
+    }
+
     /// Admin only: when the last reset link was issued (storefront or admin).
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
     async fn last_reset_requested_at(

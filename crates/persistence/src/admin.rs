@@ -9,11 +9,12 @@ use domain::{
     Error, Result,
     admin::{
         AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery, CustomerCursor, CustomerQuery,
-        CustomerSortField, NewAudit, Page, Role,
+        CustomerSortField, NewAudit, Page, PasswordFacts, Role,
     },
     customer::Customer,
     ports::{AdminStore, NewAdmin},
     settings::Settings,
+    stored_hash::{NATIVE_PREFIX, PasswordState},
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -223,6 +224,21 @@ impl AdminStore for SqlStore {
         if let Some(to) = q.created_to {
             filter = filter.add(customer::Column::CreatedAt.lte(to));
         }
+        if let Some(state) = q.password_state {
+            // The state is the stored hash's shape (`PasswordState::of`), spelled in SQL.
+            let native = LikeExpr::new(format!("{NATIVE_PREFIX}%"));
+            filter = filter.add(match state {
+                PasswordState::ResetRequired => customer::Column::PasswordHash.eq(""),
+                PasswordState::Set => customer::Column::PasswordHash.like(native),
+                PasswordState::Legacy => Condition::all()
+                    .add(customer::Column::PasswordHash.ne(""))
+                    .add(customer::Column::PasswordHash.not_like(native))
+                    .into(),
+            });
+        }
+        if let Some(external_id) = &q.external_id {
+            filter = filter.add(customer::Column::ExternalId.eq(external_id.clone()));
+        }
         let total_count = customer::Entity::find()
             .filter(filter.clone())
             .count(&self.db)
@@ -285,6 +301,31 @@ impl AdminStore for SqlStore {
         Ok(rows
             .into_iter()
             .map(|(id, n)| (id, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+
+    async fn password_facts(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, PasswordFacts>> {
+        let rows: Vec<(Uuid, String, Option<String>)> = customer::Entity::find()
+            .select_only()
+            .column(customer::Column::Id)
+            .column(customer::Column::PasswordHash)
+            .column(customer::Column::ExternalId)
+            .filter(customer::Column::Id.is_in(ids.to_vec()))
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, hash, external_id)| {
+                (
+                    id,
+                    PasswordFacts {
+                        state: PasswordState::of(&hash),
+                        external_id,
+                    },
+                )
+            })
             .collect())
     }
 

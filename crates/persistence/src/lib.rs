@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod cleanup;
 mod entities;
+mod import;
 mod limits;
 mod outbox;
 mod resets;
@@ -22,6 +23,7 @@ use std::{
 
 pub use accounts::SqlStore;
 pub use cleanup::Cleanup;
+pub use import::{ImportOutcome, ImportSession};
 use migration::{Migrator, MigratorTrait};
 pub use outbox::OutboxMessage;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};

@@ -1,0 +1,544 @@
+//! `latchkey import customers`: the real binary against the test's database, then the real
+//! server signing the imported customers in with the passwords they had on the old platform.
+
+use std::{collections::BTreeSet, path::Path, process::Output};
+
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, TestApp, code},
+    tests,
+};
+
+tests![
+    every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_argon2id,
+    a_dry_run_checks_everything_and_writes_nothing,
+    an_update_never_replaces_a_password_set_in_latchkey,
+    an_import_killed_half_way_and_run_again_ends_like_one_clean_run,
+];
+
+/// Runs `latchkey import customers …` on the app's database.
+fn import(app: &TestApp, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.arg("import")
+        .arg("customers")
+        .args(args)
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
+        .env("USER", "migrator")
+        .stdin(std::process::Stdio::null());
+    if let Some(schema) = &app.config.database_schema {
+        cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+    }
+    if let Some(secret) = &app.config.jwt_secret {
+        cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn dir_of(app: &TestApp) -> &Path {
+    app.config.mail_dir.parent().unwrap()
+}
+
+async fn stored_hash(app: &TestApp, email_key: &str) -> String {
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            match app.db.get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "SELECT password_hash FROM customers WHERE email_key = $1"
+                }
+                _ => "SELECT password_hash FROM customers WHERE email_key = ?",
+            },
+            [email_key.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no customer {email_key}"));
+    row.try_get::<String>("", "password_hash").unwrap()
+}
+
+/// Every customer as `email|firstname|lastname|locale|external_id|hash` (what an import writes).
+async fn customers(app: &TestApp) -> BTreeSet<String> {
+    let rows = app
+        .db
+        .query_all_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT email, firstname, lastname, locale, COALESCE(external_id, '') AS external_id, \
+             password_hash FROM customers",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            [
+                "email",
+                "firstname",
+                "lastname",
+                "locale",
+                "external_id",
+                "password_hash",
+            ]
+            .map(|c| r.try_get::<String>("", c).unwrap())
+            .join("|")
+        })
+        .collect()
+}
+
+#[derive(serde::Deserialize, Clone)]
+struct Vector {
+    format: String,
+    password: String,
+    hash: String,
+    valid: bool,
+    production_default: bool,
+}
+
+/// The reference vectors cheap enough to sign in with in a test (a production-cost one per
+/// format is covered by the hasher's unit test).
+fn cheap_vectors() -> Vec<Vector> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        vectors: Vec<Vector>,
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/legacy-hashes.json"
+    ))
+    .unwrap();
+    let file: File = serde_json::from_str(&text).unwrap();
+    file.vectors
+        .into_iter()
+        .filter(|v| v.valid && !v.production_default)
+        .filter(|v| !v.password.is_empty() && !v.password.contains('\0'))
+        .collect()
+}
+
+fn csv_field(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+async fn every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_argon2id(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let vectors = cheap_vectors();
+    let formats: BTreeSet<&str> = vectors.iter().map(|v| v.format.as_str()).collect();
+    assert_eq!(formats.len(), 6, "{formats:?}");
+
+    let mut file: Vec<u8> =
+        b"email,firstname,lastname,locale,created_at,password_hash,hash_format,external_id\n"
+            .to_vec();
+    let mut line = 1u64;
+    let mut push = |file: &mut Vec<u8>, row: &[u8]| {
+        file.extend_from_slice(row);
+        file.push(b'\n');
+        line += 1;
+        line
+    };
+    for (i, v) in vectors.iter().enumerate() {
+        // Every other row names its format; the rest are detected.
+        let declared = if i % 2 == 0 { v.format.as_str() } else { "" };
+        push(
+            &mut file,
+            format!(
+                "legacy{i}@example.com,Legacy,{i},ja-JP,2019-05-06 07:08:09,{},{declared},old-{i}",
+                csv_field(&v.hash)
+            )
+            .as_bytes(),
+        );
+    }
+    let no_hash = push(
+        &mut file,
+        b"shopify@example.com,Sho,Pify,en,,,,gid://shopify/Customer/1",
+    );
+    let mut expected_rejects = BTreeSet::new();
+    let mut reject = |line: u64, reason: &str| {
+        expected_rejects.insert(format!("{line},{reason}"));
+    };
+    reject(
+        push(&mut file, b"not-an-address,A,B,en,,,,"),
+        "invalid_email",
+    );
+    reject(
+        push(&mut file, b"LEGACY0@Example.com,Dup,Licate,en,,,,"),
+        "duplicate_in_file",
+    );
+    reject(
+        push(&mut file, b"md5crypt@example.com,A,B,en,,$1$abc$def,,"),
+        "unknown_hash_format",
+    );
+    reject(
+        push(
+            &mut file,
+            b"costly@example.com,A,B,en,,\"$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA\",,",
+        ),
+        "hash_too_costly",
+    );
+    reject(
+        push(
+            &mut file,
+            format!("long@example.com,A,B,en,,,,{}", "x".repeat(300)).as_bytes(),
+        ),
+        "field_too_long",
+    );
+    reject(
+        push(&mut file, b"latin1@example.com,Ren\xe9,B,en,,,,"),
+        "invalid_utf8",
+    );
+    reject(
+        push(&mut file, b"fr@example.com,A,B,fr,,,,"),
+        "invalid_locale",
+    );
+    let path = dir_of(&app).join("customers.csv");
+    std::fs::write(&path, &file).unwrap();
+
+    let out = import(&app, &[path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "rows were rejected: {}",
+        stdout(&out)
+    );
+    let imported = vectors.len() + 1;
+    assert!(
+        stdout(&out).contains(&format!(
+            "imported {imported}, updated 0, skipped 0, rejected {}",
+            expected_rejects.len()
+        )),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejects = std::fs::read_to_string(dir_of(&app).join("customers.csv.rejects.csv")).unwrap();
+    let listed: BTreeSet<String> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.splitn(3, ',').take(2).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(
+        listed, expected_rejects,
+        "exactly the broken rows:\n{rejects}"
+    );
+    assert!(
+        !rejects.contains("$1$abc"),
+        "the reject file never repeats a hash"
+    );
+    assert_eq!(app.count("customers").await, imported as i64);
+
+    // Admins see where each password stands, and find a customer by the old platform's id.
+    let admin = app.admin_token("administrator").await;
+    let grid = |filter: Value| {
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            app.gql_as(
+                Some(&admin),
+                "query($f: CustomerFilter) { customers(first: 5, filter: $f) { totalCount edges { node { email passwordState externalId } } } }",
+                json!({"f": filter}),
+            )
+            .await["data"]["customers"]
+                .clone()
+        }
+    };
+    // An imported argon2id (version 19) is Latchkey's own format already: SET.
+    let native = vectors
+        .iter()
+        .filter(|v| v.hash.starts_with("$argon2id$v=19$"))
+        .count();
+    assert!(native > 0);
+    assert_eq!(
+        grid(json!({"passwordState": "LEGACY"})).await["totalCount"],
+        vectors.len() - native
+    );
+    assert_eq!(
+        grid(json!({"passwordState": "SET"})).await["totalCount"],
+        native
+    );
+    let reset_required = grid(json!({"passwordState": "RESET_REQUIRED"})).await;
+    assert_eq!(reset_required["totalCount"], 1);
+    assert_eq!(
+        reset_required["edges"][0]["node"],
+        json!({"email": "shopify@example.com", "passwordState": "RESET_REQUIRED", "externalId": "gid://shopify/Customer/1"})
+    );
+    let by_id = grid(json!({"externalId": "old-3"})).await;
+    assert_eq!(by_id["totalCount"], 1);
+    assert_eq!(by_id["edges"][0]["node"]["email"], "legacy3@example.com");
+
+    // Each customer signs in with the old password; the legacy hash is gone afterwards.
+    for (i, v) in vectors.iter().enumerate() {
+        let email = format!("legacy{i}@example.com");
+        let wrong = app
+            .sign_in_response(&email, &format!("-{}", v.password))
+            .await;
+        if i < 8 {
+            assert_eq!(code(&wrong), "AUTHENTICATION_FAILED", "{}", v.hash);
+            assert_eq!(
+                stored_hash(&app, &email).await,
+                v.hash,
+                "a failure changes nothing"
+            );
+        }
+        let res = app.sign_in_response(&email, &v.password).await;
+        let token = res["data"]["generateCustomerToken"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{} {} {:?}: {res}", v.format, v.hash, v.password));
+        assert_eq!(app.whoami(token).await.unwrap(), email);
+        let now = stored_hash(&app, &email).await;
+        assert!(
+            now.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{} ({}) upgraded: {now}",
+            v.hash,
+            v.format
+        );
+        // Once upgraded, the same password still signs in, natively.
+        app.sign_in(&email, &v.password).await;
+    }
+
+    assert_eq!(
+        grid(json!({"passwordState": "LEGACY"})).await["totalCount"],
+        0
+    );
+    assert_eq!(
+        grid(json!({"passwordState": "SET"})).await["totalCount"],
+        vectors.len()
+    );
+
+    // No hash: "password reset required". Sign-in fails like any wrong password; "Forgot
+    // Your Password?" is the way in.
+    let res = app.sign_in_response("shopify@example.com", "").await;
+    assert!(res["data"]["generateCustomerToken"].is_null(), "{res}");
+    let res = app
+        .sign_in_response("shopify@example.com", "anything-at-all")
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED");
+    assert_eq!(stored_hash(&app, "shopify@example.com").await, "");
+    let _ = no_hash;
+
+    // Importing the same file again changes nothing.
+    let before = customers(&app).await;
+    let again = import(&app, &[path.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stdout(&again).contains(&format!(
+            "imported 0, updated 0, skipped {imported}, rejected {}",
+            expected_rejects.len()
+        )),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(customers(&app).await, before, "a re-import is a no-op");
+
+    // Each import is one audit entry, with its counts and who ran it.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "{ auditLog(first: 10, filter: {action: IMPORT_CUSTOMERS}) { totalCount edges { node { actor detail customerId } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res["data"]["auditLog"]["totalCount"], 2, "{res}");
+    let node = &res["data"]["auditLog"]["edges"][1]["node"];
+    assert!(
+        node["actor"].as_str().unwrap().starts_with("os:migrator@"),
+        "{node}"
+    );
+    assert_eq!(
+        node["detail"],
+        Value::from(format!(
+            "imported={imported} updated=0 skipped=0 rejected={}",
+            expected_rejects.len()
+        ))
+    );
+    assert!(node["customerId"].is_null());
+}
+
+async fn a_dry_run_checks_everything_and_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("taken@example.com", crate::helpers::PASSWORD)
+        .await;
+    let path = dir_of(&app).join("customers.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            r#"{"email": "new@example.com", "firstname": "New", "external_id": 42}"#,
+            "\n",
+            r#"{"email": "taken@example.com", "firstname": "Taken"}"#,
+            "\n\n",
+            r#"{"email": "nope"}"#,
+            "\n",
+            "not json\n",
+        ),
+    )
+    .unwrap();
+    let out = import(&app, &["--dry-run", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out)
+            .contains("dry run (nothing written): imported 1, updated 0, skipped 1, rejected 2"),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(app.count("customers").await, 1);
+    assert_eq!(app.count("audit_log").await, 0);
+    let rejects =
+        std::fs::read_to_string(dir_of(&app).join("customers.jsonl.rejects.csv")).unwrap();
+    assert!(rejects.contains("4,invalid_email"), "{rejects}");
+    assert!(rejects.contains("5,unreadable_row"), "{rejects}");
+
+    // With --on-conflict reject, the taken address is a rejected row too.
+    let out = import(&app, &["--on-conflict", "reject", path.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("imported 1, updated 0, skipped 0, rejected 3"),
+        "{}",
+        stdout(&out)
+    );
+    let rejects =
+        std::fs::read_to_string(dir_of(&app).join("customers.jsonl.rejects.csv")).unwrap();
+    assert!(rejects.contains("2,exists"), "{rejects}");
+    assert_eq!(app.count("customers").await, 2);
+}
+
+async fn an_update_never_replaces_a_password_set_in_latchkey(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("ann@example.com", crate::helpers::PASSWORD)
+        .await;
+    let path = dir_of(&app).join("update.csv");
+    // md5("salt" . "password"), Magento 2 version 0.
+    std::fs::write(
+        &path,
+        "email,firstname,lastname,locale,password_hash,external_id\n\
+         ANN@example.com,Annie,Leigh,ko,67a1e09bb1f83f5007dc119c14d663aa:salt:0,m-1\n\
+         cho@example.com,Cho,Park,ko,,m-2\n",
+    )
+    .unwrap();
+    let out = import(&app, &["--on-conflict", "update", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("imported 1, updated 1, skipped 0, rejected 0"),
+        "{}",
+        stdout(&out)
+    );
+    let all = customers(&app).await;
+    let ann = all.iter().find(|c| c.starts_with("ann@")).unwrap();
+    assert!(
+        ann.starts_with("ann@example.com|Annie|Leigh|ko|m-1|$argon2id$"),
+        "{ann}"
+    );
+    app.sign_in("ann@example.com", crate::helpers::PASSWORD)
+        .await;
+    let res = app.sign_in_response("ann@example.com", "password").await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED");
+
+    // The same file again: nothing differs, nothing is updated.
+    let out = import(&app, &["--on-conflict", "update", path.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("imported 0, updated 0, skipped 2, rejected 0"),
+        "{}",
+        stdout(&out)
+    );
+    // A customer still on a legacy hash gets the file's hash.
+    std::fs::write(
+        &path,
+        "email,password_hash\ncho@example.com,67a1e09bb1f83f5007dc119c14d663aa:salt:0\n",
+    )
+    .unwrap();
+    let out = import(&app, &["--on-conflict", "update", path.to_str().unwrap()]);
+    assert!(stdout(&out).contains("updated 1"), "{}", stdout(&out));
+    app.sign_in("cho@example.com", "password").await;
+}
+
+async fn an_import_killed_half_way_and_run_again_ends_like_one_clean_run(backend: Backend) {
+    let rows = 60_000;
+    let mut file = String::from("email,firstname,lastname,password_hash,external_id\n");
+    for i in 0..rows {
+        file.push_str(&format!(
+            "bulk{i}@example.com,F{i},L{i},67a1e09bb1f83f5007dc119c14d663aa:salt:0,{i}\n"
+        ));
+    }
+    let clean = TestApp::spawn(backend).await;
+    let path = dir_of(&clean).join("bulk.csv");
+    std::fs::write(&path, &file).unwrap();
+    let out = import(&clean, &[path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = customers(&clean).await;
+    assert_eq!(expected.len(), rows);
+
+    let app = TestApp::spawn(backend).await;
+    let mut child = {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.args(["import", "customers", path.to_str().unwrap()])
+            .env("DATABASE_URL", &app.config.database_url)
+            .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(schema) = &app.config.database_schema {
+            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+        }
+        if let Some(secret) = &app.config.jwt_secret {
+            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
+        }
+        cmd.spawn().unwrap()
+    };
+    // SQLite commits in chunks: kill it once some are in. PostgreSQL writes in one
+    // transaction: kill it while it works.
+    let started = std::time::Instant::now();
+    loop {
+        let busy = match backend {
+            Backend::Sqlite => app.count("customers").await > 0,
+            Backend::Postgres => {
+                let row = app
+                    .db
+                    .query_one_raw(sea_orm::Statement::from_string(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE query LIKE '%import_stage%' \
+                         AND pid <> pg_backend_pid()",
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                row.try_get::<i64>("", "n").unwrap() > 0
+            }
+        };
+        if busy || started.elapsed() > std::time::Duration::from_secs(10) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    let _ = child.wait();
+    let partial = customers(&app).await;
+    assert!(
+        partial.len() < rows,
+        "killed before the end ({} rows)",
+        partial.len()
+    );
+    assert!(
+        partial.is_subset(&expected),
+        "whatever was written is whole customers, exactly as the file has them"
+    );
+    let out = import(&app, &[path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        customers(&app).await,
+        expected,
+        "the re-run ends like one clean run"
+    );
+}
