@@ -122,6 +122,8 @@ impl Rejects {
 
 /// One row of the file, or why it could not be read.
 type Read1 = (u64, Result<RawRow, Reject>);
+/// One row checked: ready to stage, or rejected.
+type Checked = (u64, Result<ImportedCustomer, Reject>);
 
 /// Streams the rows of `input`: never more than one row in memory at a time.
 fn rows(
@@ -282,11 +284,12 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
     let mut seen = 0u64;
     // Reading and checking are synchronous; they run on a blocking thread that hands batches
     // over a bounded channel, so memory stays at a few batches whatever the file's size.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Read1>>(4);
+    // Checking runs on that thread too, beside the staging of the previous batch.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Checked>>(4);
     let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         let mut chunk = Vec::with_capacity(BATCH);
-        for row in rows(format, input)? {
-            chunk.push(row);
+        for (line, raw) in rows(format, input)? {
+            chunk.push((line, raw.and_then(|raw| validate(raw, line, &limits))));
             if chunk.len() == BATCH {
                 if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
                     return Ok(());
@@ -300,9 +303,9 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
         Ok(())
     });
     while let Some(chunk) = rx.recv().await {
-        for (line, raw) in chunk {
+        for (line, checked) in chunk {
             seen += 1;
-            match raw.and_then(|raw| validate(raw, line, &limits)) {
+            match checked {
                 Ok(row) => batch.push(row),
                 Err(reject) => rejects.write(line, &reject)?,
             }

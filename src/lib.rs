@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod export;
 pub mod hashing;
 pub mod http;
 pub mod import;

@@ -36,6 +36,27 @@ enum Command {
         #[command(subcommand)]
         command: ImportCommand,
     },
+    /// Write every customer out, with the import's columns.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Every customer as CSV (header row) or JSON Lines, streamed.
+    Customers {
+        /// csv or jsonl (default: from --output's name, else csv).
+        #[arg(long)]
+        format: Option<String>,
+        /// Include the password hashes (the file is then as sensitive as a database dump).
+        #[arg(long)]
+        with_password_hashes: bool,
+        /// Where to write (default: standard output).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +183,34 @@ async fn main() -> anyhow::Result<()> {
             if summary.counts.rejected > 0 {
                 std::process::exit(2);
             }
+        }
+        Command::Export {
+            command:
+                ExportCommand::Customers {
+                    format,
+                    with_password_hashes,
+                    output,
+                },
+        } => {
+            let named = output.as_ref().and_then(|p| p.to_str()).and_then(|p| {
+                if p.ends_with(".jsonl") {
+                    Some("jsonl")
+                } else {
+                    None
+                }
+            });
+            let format =
+                latchkey::import::Format::parse(format.as_deref().or(named).unwrap_or("csv"))
+                    .context("--format: expected csv or jsonl")?;
+            let out: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            let n = latchkey::export::run(&config, format, with_password_hashes, out).await?;
+            eprintln!("exported {n} customers");
         }
         Command::Schema => unreachable!("handled above"),
     }

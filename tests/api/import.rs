@@ -16,6 +16,7 @@ tests![
     a_dry_run_checks_everything_and_writes_nothing,
     an_update_never_replaces_a_password_set_in_latchkey,
     an_import_killed_half_way_and_run_again_ends_like_one_clean_run,
+    an_export_imports_into_another_store_as_the_same_customers,
 ];
 
 /// Runs `latchkey import customers …` on the app's database.
@@ -541,4 +542,88 @@ async fn an_import_killed_half_way_and_run_again_ends_like_one_clean_run(backend
         expected,
         "the re-run ends like one clean run"
     );
+}
+
+/// Runs `latchkey export customers …` on the app's database.
+fn export(app: &TestApp, args: &[&str]) -> Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    cmd.arg("export")
+        .arg("customers")
+        .args(args)
+        .env("DATABASE_URL", &app.config.database_url)
+        .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
+        .stdin(std::process::Stdio::null());
+    if let Some(schema) = &app.config.database_schema {
+        cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+    }
+    if let Some(secret) = &app.config.jwt_secret {
+        cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
+    }
+    cmd.output().unwrap()
+}
+
+async fn an_export_imports_into_another_store_as_the_same_customers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("native@example.com", crate::helpers::PASSWORD)
+        .await;
+    let path = dir_of(&app).join("in.csv");
+    std::fs::write(
+        &path,
+        "email,firstname,lastname,locale,password_hash,external_id\n\
+         ann@example.com,Ann,\"Lee, Jr.\",ja,67a1e09bb1f83f5007dc119c14d663aa:salt:0,m-1\n\
+         cho@example.com,초,박,ko,,m-2\n",
+    )
+    .unwrap();
+    assert_eq!(
+        import(&app, &[path.to_str().unwrap()]).status.code(),
+        Some(0)
+    );
+
+    // Without the flag, no hash leaves the store.
+    let plain = export(&app, &[]);
+    assert!(
+        plain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let text = stdout(&plain);
+    assert!(
+        text.starts_with(
+            "email,firstname,lastname,locale,created_at,password_hash,hash_format,external_id\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("67a1e09b") && !text.contains("$argon2id$"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4);
+
+    for format in ["csv", "jsonl"] {
+        let file = dir_of(&app).join(format!("out.{format}"));
+        let out = export(
+            &app,
+            &["--with-password-hashes", "--output", file.to_str().unwrap()],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let other = TestApp::spawn(backend).await;
+        let out = import(&other, &[file.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(customers(&other).await, customers(&app).await, "{format}");
+        // And they sign in there as they did here.
+        other
+            .sign_in("native@example.com", crate::helpers::PASSWORD)
+            .await;
+        other.sign_in("ann@example.com", "password").await;
+    }
 }

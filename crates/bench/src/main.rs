@@ -10,6 +10,7 @@
 #![allow(clippy::print_stdout)]
 
 mod ceilings;
+mod import;
 mod load;
 mod seed;
 mod smtp_sink;
@@ -70,6 +71,14 @@ enum Mode {
     CeilingAxum { addr: SocketAddr },
     /// (internal) ceiling: minimal async-graphql + sea-orm point lookup and two-insert tx.
     CeilingGraphql { addr: SocketAddr, url: String },
+    /// `latchkey import customers` of a generated file: rows/s and peak RSS against the
+    /// database's own bulk ingest, then sign-in time per legacy format.
+    Import {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
+    /// (internal) `latchkey import customers FILE`, configured from the environment.
+    ImportChild { file: std::path::PathBuf },
 }
 
 #[tokio::main]
@@ -84,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Mode::CeilingAxum { addr }) => ceilings::axum_json(addr).await,
         Some(Mode::CeilingGraphql { addr, url }) => ceilings::graphql_lookup(addr, url).await,
+        Some(Mode::Import { rows }) => {
+            import::run(rows, cli.postgres.as_deref(), cli.skip_sqlite).await
+        }
+        Some(Mode::ImportChild { ref file }) => import::child(file.clone()).await,
         None => run_all(&cli).await,
     }
 }

@@ -63,7 +63,7 @@ impl SqlStore {
                     .await
                     .map_err(err)?;
                 sqlx::query(
-                    "CREATE TEMP TABLE import_stage (line BIGINT PRIMARY KEY, id UUID NOT NULL, \
+                    "CREATE TEMP TABLE import_stage (line BIGINT NOT NULL, id UUID NOT NULL, \
                      email TEXT NOT NULL, email_key TEXT NOT NULL, firstname TEXT NOT NULL, \
                      lastname TEXT NOT NULL, locale TEXT NOT NULL, created_at TIMESTAMPTZ, \
                      password_hash TEXT NOT NULL, external_id TEXT) ON COMMIT DROP",
@@ -276,7 +276,7 @@ fn insert_sql(dialect: Dialect, chunk: &str) -> String {
          password_changed_at, failed_sign_ins, locked_until, created_at, updated_at, external_id) \
          SELECT id, email, email_key, firstname, lastname, locale, password_hash, {now}, 0, NULL, \
          COALESCE(created_at, {now}), {now}, external_id FROM import_stage WHERE true {chunk} \
-         ORDER BY line ON CONFLICT (email_key) DO NOTHING"
+         ON CONFLICT (email_key) DO NOTHING"
     )
 }
 
@@ -295,6 +295,11 @@ where
     let mut outcome = ImportOutcome::default();
     conn.run("CREATE INDEX import_stage_key ON import_stage (email_key, line)")
         .await?;
+    // A temporary table has no statistics until analysed: without them PostgreSQL plans the
+    // joins below as if it held a handful of rows.
+    if dialect == Dialect::Postgres {
+        conn.run("ANALYZE import_stage").await?;
+    }
     for (line, first) in conn
         .pairs(
             "SELECT s.line, MIN(f.line) FROM import_stage s JOIN import_stage f \
@@ -533,5 +538,54 @@ impl Exec for Transaction<'static, Postgres> {
     }
     async fn audit(&mut self, a: &NewAudit) -> Result<()> {
         (**self).audit(a).await
+    }
+}
+
+/// One customer as `latchkey export customers` writes it (the import's columns).
+#[derive(Clone)]
+pub struct ExportedCustomer {
+    pub id: uuid::Uuid,
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub locale: String,
+    pub created_at: DateTime<Utc>,
+    pub password_hash: String,
+    pub external_id: Option<String>,
+}
+
+impl SqlStore {
+    /// Customers in id order after `after`, at most `limit`: an export pages through the
+    /// table with constant memory and never holds a long transaction.
+    pub async fn export_page(
+        &self,
+        after: Option<uuid::Uuid>,
+        limit: u64,
+    ) -> Result<Vec<ExportedCustomer>> {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+        use crate::entities::customer;
+        let mut select = customer::Entity::find().order_by_asc(customer::Column::Id);
+        if let Some(after) = after {
+            select = select.filter(customer::Column::Id.gt(after));
+        }
+        let rows = select
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(crate::accounts::db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|m| ExportedCustomer {
+                id: m.id,
+                email: m.email,
+                firstname: m.firstname,
+                lastname: m.lastname,
+                locale: m.locale,
+                created_at: m.created_at,
+                password_hash: m.password_hash,
+                external_id: m.external_id,
+            })
+            .collect())
     }
 }
