@@ -366,6 +366,7 @@ impl SharedHasher {
         let forms = forms(candidate);
         let known = stored.is_some();
         let stored = stored.unwrap_or(&self.0.dummy).to_owned();
+        let dummy = self.0.dummy.clone();
         // Every form is checked, matched or not: the cost depends on the input alone, never on
         // whether the account exists.
         let (matches, outdated) = self
@@ -373,7 +374,17 @@ impl SharedHasher {
             .run(move |params, memory| {
                 let mut found = (false, false);
                 for (i, password) in forms.iter().enumerate() {
-                    let (m, outdated) = verify_with(params, password, &stored, memory)?;
+                    // A stored hash that cannot be verified (corrupt, or asking for more than
+                    // the limits) is a wrong password after the dummy's work: an error would
+                    // tell the caller that the account exists.
+                    let (m, outdated) = match verify_with(params, password, &stored, memory) {
+                        Ok(checked) => checked,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a stored password hash cannot be verified");
+                            verify_with(params, password, &dummy, memory)?;
+                            (false, false)
+                        }
+                    };
                     if m && !found.0 {
                         // Matched as typed, not as normalised (a hash imported from a
                         // platform that did not normalise): store the normalised one.
@@ -564,17 +575,21 @@ mod tests {
             .expect("the queue is empty again: a new caller is served");
     }
 
+    /// A native hash that cannot be verified (here: asking for 95 GiB) answers like a wrong
+    /// password. Before, it was an error, and the caller saw INTERNAL for that account only.
     #[tokio::test]
-    async fn garbage_stored_hashes_are_errors_not_matches() {
+    async fn unusable_native_hashes_are_a_wrong_password_not_an_error() {
         let h = hasher();
-        assert!(
-            h.verify(
-                &candidate("x"),
-                Some("$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA")
-            )
-            .await
-            .is_err()
-        );
+        for stored in [
+            "$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$garbage",
+        ] {
+            assert_eq!(
+                h.verify(&candidate("x"), Some(stored)).await.unwrap(),
+                Verification::Mismatch,
+                "{stored}"
+            );
+        }
     }
 
     /// A stored string no format reads (corrupt, or asking for too much work) answers like a
