@@ -32,19 +32,10 @@ pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;
 const SALT_BYTES: usize = 16;
 const OUTPUT_BYTES: usize = 32;
-/// Stored hashes asking for more work than this are refused rather than computed: a stored
-/// hash asking for more memory than `max_memory_kib` counts as a wrong password.
-const LIMITS: WorkLimits = WorkLimits {
-    max_memory_kib: 256 * 1024,
-    max_argon2_passes: 16,
-    max_bcrypt_cost: 14,
-    max_pbkdf2_iterations: 2_000_000,
-    max_chain: 4,
-};
-
-/// The work limits stored hashes are held to, here and at import.
+/// The work limits stored hashes are held to, here and at import: a stored hash asking for
+/// more (memory above all) counts as a wrong password at sign-in and is rejected at import.
 pub fn work_limits() -> WorkLimits {
-    LIMITS
+    WorkLimits::default()
 }
 
 pub struct Argon2Hasher {
@@ -183,7 +174,7 @@ fn verify_with(
         anyhow::bail!("stored hash is not argon2id");
     }
     let params = Params::try_from(&parsed).map_err(|e| anyhow::anyhow!("stored params: {e}"))?;
-    if params.m_cost() > LIMITS.max_memory_kib {
+    if params.m_cost() > work_limits().max_memory_kib {
         anyhow::bail!("stored hash asks for too much memory");
     }
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
@@ -413,7 +404,7 @@ impl SharedHasher {
         candidate: &PasswordCandidate,
         stored: &str,
     ) -> Result<Verification> {
-        let recipe = match stored_hash::parse(stored, None, &LIMITS) {
+        let recipe = match stored_hash::parse(stored, None, &work_limits()) {
             Ok(recipe) => Some(recipe),
             Err(e) => {
                 tracing::warn!(error = %e, "a stored password hash cannot be verified");
@@ -646,7 +637,7 @@ mod tests {
         assert!(all.len() > 100);
         for v in &all {
             let declared = stored_hash::HashFormat::parse(&v.format).unwrap();
-            let recipe = stored_hash::parse(&v.hash, Some(declared), &LIMITS);
+            let recipe = stored_hash::parse(&v.hash, Some(declared), &work_limits());
             let verifies = |password: &str, memory: &mut Vec<Block>| match &recipe {
                 Ok(r) => verify_recipe(&params, password.as_bytes(), r, memory).unwrap(),
                 Err(_) => false,

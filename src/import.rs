@@ -43,7 +43,8 @@ impl Format {
         }
     }
 
-    fn of_path(path: &str) -> Option<Self> {
+    /// The format a file name says (`.csv`, `.jsonl`, `.ndjson`).
+    pub fn of_path(path: &str) -> Option<Self> {
         let lower = path.to_ascii_lowercase();
         if lower.ends_with(".csv") {
             Some(Self::Csv)

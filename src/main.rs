@@ -192,16 +192,15 @@ async fn main() -> anyhow::Result<()> {
                     output,
                 },
         } => {
-            let named = output.as_ref().and_then(|p| p.to_str()).and_then(|p| {
-                if p.ends_with(".jsonl") {
-                    Some("jsonl")
-                } else {
-                    None
-                }
-            });
-            let format =
-                latchkey::import::Format::parse(format.as_deref().or(named).unwrap_or("csv"))
-                    .context("--format: expected csv or jsonl")?;
+            use latchkey::import::Format;
+            let format = match format.as_deref() {
+                Some(f) => Format::parse(f).context("--format: expected csv or jsonl")?,
+                None => output
+                    .as_ref()
+                    .and_then(|p| p.to_str())
+                    .and_then(Format::of_path)
+                    .unwrap_or(Format::Csv),
+            };
             let out: Box<dyn std::io::Write> = match &output {
                 Some(path) => Box::new(
                     std::fs::File::create(path)

@@ -723,18 +723,8 @@ async fn the_audit_log_pages_and_filters(backend: Backend) {
 async fn latchkey_admin_create_takes_the_password_from_the_environment_only(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let run = |args: &[&str], password: Option<&str>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.args(args)
-            .env("DATABASE_URL", &app.config.database_url)
-            .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
-            .env_remove("LATCHKEY_ADMIN_PASSWORD")
-            .stdin(std::process::Stdio::null());
-        if let Some(schema) = &app.config.database_schema {
-            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
-        }
-        if let Some(secret) = &app.config.jwt_secret {
-            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
-        }
+        let mut cmd = app.command(args);
+        cmd.env_remove("LATCHKEY_ADMIN_PASSWORD");
         if let Some(p) = password {
             cmd.env("LATCHKEY_ADMIN_PASSWORD", p);
         }

@@ -314,6 +314,23 @@ impl TestApp {
         }
     }
 
+    /// The `latchkey` binary with `args`, pointed at this app's database, schema, secret and
+    /// mail folder (how an operator runs the CLI beside a running server).
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.args(args)
+            .env("DATABASE_URL", &self.config.database_url)
+            .env("LATCHKEY_MAIL_DIR", &self.config.mail_dir)
+            .stdin(std::process::Stdio::null());
+        if let Some(schema) = &self.config.database_schema {
+            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
+        }
+        if let Some(secret) = &self.config.jwt_secret {
+            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
+        }
+        cmd
+    }
+
     /// Counts rows of a table (to prove a rejected request stored nothing).
     pub async fn count(&self, table: &str) -> i64 {
         let row = self

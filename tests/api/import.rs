@@ -21,20 +21,15 @@ tests![
 
 /// Runs `latchkey import customers …` on the app's database.
 fn import(app: &TestApp, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    cmd.arg("import")
-        .arg("customers")
-        .args(args)
-        .env("DATABASE_URL", &app.config.database_url)
-        .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
-        .env("USER", "migrator")
-        .stdin(std::process::Stdio::null());
-    if let Some(schema) = &app.config.database_schema {
-        cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
-    }
-    if let Some(secret) = &app.config.jwt_secret {
-        cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
-    }
+    let mut cmd = app.command(&["import", "customers"]);
+    cmd.args(args).env("USER", "migrator");
+    cmd.output().unwrap()
+}
+
+/// Runs `latchkey export customers …` on the app's database.
+fn export(app: &TestApp, args: &[&str]) -> Output {
+    let mut cmd = app.command(&["export", "customers"]);
+    cmd.args(args);
     cmd.output().unwrap()
 }
 
@@ -478,21 +473,12 @@ async fn an_import_killed_half_way_and_run_again_ends_like_one_clean_run(backend
     assert_eq!(expected.len(), rows);
 
     let app = TestApp::spawn(backend).await;
-    let mut child = {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.args(["import", "customers", path.to_str().unwrap()])
-            .env("DATABASE_URL", &app.config.database_url)
-            .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        if let Some(schema) = &app.config.database_schema {
-            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
-        }
-        if let Some(secret) = &app.config.jwt_secret {
-            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
-        }
-        cmd.spawn().unwrap()
-    };
+    let mut child = app
+        .command(&["import", "customers", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     // SQLite commits in chunks: kill it once some are in. PostgreSQL writes in one
     // transaction: kill it while it works.
     let started = std::time::Instant::now();
@@ -542,24 +528,6 @@ async fn an_import_killed_half_way_and_run_again_ends_like_one_clean_run(backend
         expected,
         "the re-run ends like one clean run"
     );
-}
-
-/// Runs `latchkey export customers …` on the app's database.
-fn export(app: &TestApp, args: &[&str]) -> Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    cmd.arg("export")
-        .arg("customers")
-        .args(args)
-        .env("DATABASE_URL", &app.config.database_url)
-        .env("LATCHKEY_MAIL_DIR", &app.config.mail_dir)
-        .stdin(std::process::Stdio::null());
-    if let Some(schema) = &app.config.database_schema {
-        cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
-    }
-    if let Some(secret) = &app.config.jwt_secret {
-        cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
-    }
-    cmd.output().unwrap()
 }
 
 async fn an_export_imports_into_another_store_as_the_same_customers(backend: Backend) {

@@ -279,7 +279,7 @@ pub async fn run(rows: usize, postgres: Option<&str>, skip_sqlite: bool) -> anyh
         let (again, again_peak, summary) = import_child(&env, &file).await?;
         println!("re-import of the same file: {summary} ({again:.1} s, peak {again_peak:.0} MiB)");
 
-        // Sign-in timing per format, one connection, one request at a time.
+        // Sign-in timing per format, one request at a time, each on a new connection.
         let addr = free_addr()?;
         let metrics = free_addr()?;
         let mut server_env = env.clone();

@@ -201,6 +201,19 @@ async fn with_peak_rss<T>(server: Option<u32>, work: impl Future<Output = T>) ->
     )
 }
 
+/// `requestPasswordReset(email)`, as a storefront sends it.
+fn reset_request(
+    addr: SocketAddr,
+    email: &str,
+) -> hyper::Request<http_body_util::Full<hyper::body::Bytes>> {
+    post(
+        addr,
+        "/graphql",
+        json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(),
+        None,
+    )
+}
+
 /// The timing scenario's class of the `n`-th request: 0 known, 1 unknown, at random but the same
 /// in every run (splitmix64 of `n`).
 fn timing_class(n: u64) -> usize {
@@ -613,17 +626,24 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
     if cli.wants(REQUEST_RESET) {
         let mails_at_start = delivered.load(std::sync::atomic::Ordering::Relaxed);
         let (stats, rss) = measure(
-        pid,
-        addr,
-        Arc::new(move |n| {
-            // Alternate known and unknown addresses.
-            let email = if n % 2 == 0 { format!("user{}@bench.example", KNOWN_FROM + n as usize % (customers - KNOWN_FROM)) } else { format!("nobody{n}@bench.example") };
-            post(addr, "/graphql", json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(), None)
-        }),
-        cli.connections,
-        cli.seconds,
-    )
-    .await;
+            pid,
+            addr,
+            Arc::new(move |n| {
+                // Alternate known and unknown addresses.
+                let email = if n % 2 == 0 {
+                    format!(
+                        "user{}@bench.example",
+                        KNOWN_FROM + n as usize % (customers - KNOWN_FROM)
+                    )
+                } else {
+                    format!("nobody{n}@bench.example")
+                };
+                reset_request(addr, &email)
+            }),
+            cli.connections,
+            cli.seconds,
+        )
+        .await;
         let mails_before = delivered.load(std::sync::atomic::Ordering::Relaxed);
         let accepted_known = stats.requests.div_ceil(2);
         println!(
@@ -663,7 +683,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
                 } else {
                     format!("nobody-i{connections}-{n}@bench.example")
                 };
-                post(addr, "/graphql", json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(), None)
+                reset_request(addr, &email)
             });
             let (stats, rss) = with_peak_rss(
                 pid,
@@ -732,7 +752,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
                     } else {
                         format!("nobody-t{run}-{n}@bench.example")
                     };
-                    post(addr, "/graphql", json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(), None)
+                    reset_request(addr, &email)
                 });
                 let measured = measure(pid, addr, make, connections, seconds).await;
                 drain(TIMING).await;
@@ -826,7 +846,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
                     } else {
                         format!("nobody-r{n}@bench.example")
                     };
-                    post(addr, "/graphql", json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}).to_string(), None)
+                    reset_request(addr, &email)
                 }),
             ),
         ];

@@ -5,7 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
-    customer::Locale,
+    customer::{Locale, parse_name},
     email::Email,
     stored_hash::{self, HashError, HashFormat, WorkLimits},
 };
@@ -154,14 +154,15 @@ pub fn validate(raw: RawRow, line: u64, limits: &WorkLimits) -> Result<ImportedC
     }
     let email = Email::parse(&email).map_err(|_| Reject::InvalidEmail)?;
     let name = |v: Option<String>, field: &'static str| -> Result<String, Reject> {
-        let v = text(v).unwrap_or_default();
+        // Registration's rule, except that a name may be missing (Shopify exports often
+        // have none).
+        let Some(v) = text(v) else {
+            return Ok(String::new());
+        };
         if v.len() > MAX_FIELD_BYTES * 4 {
             return Err(Reject::FieldTooLong(field));
         }
-        if v.chars().count() > MAX_FIELD_BYTES || v.chars().any(char::is_control) {
-            return Err(Reject::InvalidName(field));
-        }
-        Ok(v)
+        parse_name(&v).ok_or(Reject::InvalidName(field))
     };
     let firstname = name(raw.firstname, "firstname")?;
     let lastname = name(raw.lastname, "lastname")?;
@@ -241,14 +242,10 @@ pub struct ImportCounts {
 
 impl ImportCounts {
     /// The audit entry's detail: counts only, no personal data.
-    pub fn detail(&self, dry_run: bool) -> String {
+    pub fn detail(&self) -> String {
         format!(
-            "imported={} updated={} skipped={} rejected={}{}",
-            self.imported,
-            self.updated,
-            self.skipped,
-            self.rejected,
-            if dry_run { " dry_run=true" } else { "" }
+            "imported={} updated={} skipped={} rejected={}",
+            self.imported, self.updated, self.skipped, self.rejected
         )
     }
 }

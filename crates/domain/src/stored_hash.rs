@@ -250,19 +250,6 @@ impl std::fmt::Debug for Recipe {
 }
 
 impl Recipe {
-    /// Is this Latchkey's own argon2id (which needs no upgrade beyond its parameters)?
-    pub fn is_native(&self) -> bool {
-        matches!(
-            self.steps.as_slice(),
-            [Step::Argon2 {
-                variant: Argon2Variant::Id,
-                version: 0x13,
-                hex: false,
-                ..
-            }]
-        ) && self.format == HashFormat::Argon2
-    }
-
     /// The most memory one step needs, in KiB.
     pub fn memory_kib(&self) -> u64 {
         self.steps.iter().map(step_memory_kib).max().unwrap_or(0)
@@ -295,13 +282,12 @@ pub fn parse(
         return Err(HashError::NotDeclared(declared.as_str()));
     }
     let recipe = match detected {
-        HashFormat::Argon2 => Recipe {
-            format: detected,
-            steps: vec![phc_argon2(stored)?.0],
-            finish: Finish::Equals(phc_argon2(stored)?.1),
-        },
-        HashFormat::Scrypt => {
-            let (step, expected) = phc_scrypt(stored)?;
+        HashFormat::Argon2 | HashFormat::Scrypt => {
+            let (step, expected) = if detected == HashFormat::Argon2 {
+                phc_argon2(stored)?
+            } else {
+                phc_scrypt(stored)?
+            };
             Recipe {
                 format: detected,
                 steps: vec![step],
@@ -849,6 +835,5 @@ mod tests {
             &r.steps[1],
             Step::Argon2 { m_kib: 65536, t: 2, out_len: 32, hex: true, salt, .. } if salt.len() == 16
         ));
-        assert!(!r.is_native());
     }
 }

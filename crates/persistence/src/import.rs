@@ -117,10 +117,6 @@ fn copy_text(out: &mut String, value: Option<&str>) {
 }
 
 impl ImportSession {
-    pub fn staged(&self) -> u64 {
-        self.staged
-    }
-
     /// Adds checked rows to the staging table.
     pub async fn stage(&mut self, rows: &[ImportedCustomer]) -> Result<()> {
         if rows.is_empty() {
@@ -202,19 +198,15 @@ impl ImportSession {
     ) -> Result<ImportOutcome> {
         match self.conn {
             Conn::Postgres(mut tx) => {
-                let mut outcome = classify(&mut tx, on_conflict, now, Dialect::Postgres).await?;
-                let inserted = sqlx::query(AssertSqlSafe(insert_sql(Dialect::Postgres, "")))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err)?
-                    .rows_affected();
-                outcome.settle(inserted, self.staged, rejected_before);
+                let conn: &mut sqlx::PgConnection = &mut tx;
+                let mut outcome = classify(conn, on_conflict, now, Dialect::Postgres).await?;
+                let inserted = conn.run_at(&insert_sql(Dialect::Postgres, ""), now).await?;
+                outcome.settle(inserted, self.staged);
                 if dry_run {
                     tx.rollback().await.map_err(err)?;
                 } else {
-                    audit.detail = Some(outcome.with_file_rejects(rejected_before).detail(false));
-                    insert_audit(&mut tx, &audit).await?;
+                    audit.detail = Some(outcome.with_file_rejects(rejected_before).detail());
+                    (&mut *tx as &mut sqlx::PgConnection).audit(&audit).await?;
                     tx.commit().await.map_err(err)?;
                 }
                 Ok(outcome)
@@ -241,7 +233,7 @@ impl ImportSession {
 
 impl ImportOutcome {
     /// Skipped rows are the staged ones neither rejected here, inserted nor updated.
-    fn settle(&mut self, inserted: u64, staged: u64, _rejected_before: u64) {
+    fn settle(&mut self, inserted: u64, staged: u64) {
         self.counts.imported = inserted;
         let rejected_here = self.rejects.len() as u64;
         self.counts.skipped = staged
@@ -380,7 +372,7 @@ async fn sqlite_finish(
         let result = async {
             let mut outcome = classify(conn, on_conflict, now, Dialect::Sqlite).await?;
             let inserted = conn.run_at(&insert_sql(Dialect::Sqlite, ""), now).await?;
-            outcome.settle(inserted, staged, rejected_before);
+            outcome.settle(inserted, staged);
             Ok::<_, Error>(outcome)
         }
         .await;
@@ -428,14 +420,10 @@ async fn sqlite_finish(
         conn.run("COMMIT").await?;
         after = upto;
     }
-    outcome.settle(inserted, staged, rejected_before);
-    audit.detail = Some(outcome.with_file_rejects(rejected_before).detail(false));
-    insert_audit(conn, audit).await?;
+    outcome.settle(inserted, staged);
+    audit.detail = Some(outcome.with_file_rejects(rejected_before).detail());
+    conn.audit(audit).await?;
     Ok(outcome)
-}
-
-async fn insert_audit<E: Exec>(conn: &mut E, a: &NewAudit) -> Result<()> {
-    conn.audit(a).await
 }
 
 /// The few statement shapes import needs, on either driver's connection.
@@ -446,100 +434,58 @@ trait Exec {
     async fn audit(&mut self, a: &NewAudit) -> Result<()>;
 }
 
-const AUDIT_SQL_PG: &str = "INSERT INTO audit_log (id, at, actor_id, actor, action, customer_id, \
-                            client_ip, detail) VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)";
-const AUDIT_SQL_SQLITE: &str = "INSERT INTO audit_log (id, at, actor_id, actor, action, \
-                                customer_id, client_ip, detail) VALUES (?1, ?2, ?3, ?4, ?5, NULL, \
-                                NULL, ?6)";
-
-impl Exec for sqlx::PgConnection {
-    async fn run(&mut self, sql: &str) -> Result<u64> {
-        Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
-            .execute(self)
-            .await
-            .map_err(err)?
-            .rows_affected())
-    }
-    async fn run_at(&mut self, sql: &str, now: DateTime<Utc>) -> Result<u64> {
-        Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
-            .bind(now)
-            .execute(self)
-            .await
-            .map_err(err)?
-            .rows_affected())
-    }
-    async fn pairs(&mut self, sql: &str) -> Result<Vec<(i64, i64)>> {
-        sqlx::query_as(AssertSqlSafe(sql.to_owned()))
-            .fetch_all(self)
-            .await
-            .map_err(err)
-    }
-    async fn audit(&mut self, a: &NewAudit) -> Result<()> {
-        sqlx::query(AUDIT_SQL_PG)
-            .bind(a.id)
-            .bind(a.at)
-            .bind(a.actor_id)
-            .bind(&a.actor)
-            .bind(a.action.as_str())
-            .bind(&a.detail)
-            .execute(self)
-            .await
-            .map_err(err)?;
-        Ok(())
-    }
+/// `Exec` on one driver's connection; `$audit` is the audit insert in its placeholders.
+macro_rules! exec_for {
+    ($conn:ty, $audit:expr) => {
+        impl Exec for $conn {
+            async fn run(&mut self, sql: &str) -> Result<u64> {
+                Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
+                    .execute(self)
+                    .await
+                    .map_err(err)?
+                    .rows_affected())
+            }
+            async fn run_at(&mut self, sql: &str, now: DateTime<Utc>) -> Result<u64> {
+                Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
+                    .bind(now)
+                    .execute(self)
+                    .await
+                    .map_err(err)?
+                    .rows_affected())
+            }
+            async fn pairs(&mut self, sql: &str) -> Result<Vec<(i64, i64)>> {
+                sqlx::query_as(AssertSqlSafe(sql.to_owned()))
+                    .fetch_all(self)
+                    .await
+                    .map_err(err)
+            }
+            async fn audit(&mut self, a: &NewAudit) -> Result<()> {
+                sqlx::query($audit)
+                    .bind(a.id)
+                    .bind(a.at)
+                    .bind(a.actor_id)
+                    .bind(&a.actor)
+                    .bind(a.action.as_str())
+                    .bind(&a.detail)
+                    .execute(self)
+                    .await
+                    .map_err(err)?;
+                Ok(())
+            }
+        }
+    };
 }
 
-impl Exec for sqlx::SqliteConnection {
-    async fn run(&mut self, sql: &str) -> Result<u64> {
-        Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
-            .execute(self)
-            .await
-            .map_err(err)?
-            .rows_affected())
-    }
-    async fn run_at(&mut self, sql: &str, now: DateTime<Utc>) -> Result<u64> {
-        Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
-            .bind(now)
-            .execute(self)
-            .await
-            .map_err(err)?
-            .rows_affected())
-    }
-    async fn pairs(&mut self, sql: &str) -> Result<Vec<(i64, i64)>> {
-        sqlx::query_as(AssertSqlSafe(sql.to_owned()))
-            .fetch_all(self)
-            .await
-            .map_err(err)
-    }
-    async fn audit(&mut self, a: &NewAudit) -> Result<()> {
-        sqlx::query(AUDIT_SQL_SQLITE)
-            .bind(a.id)
-            .bind(a.at)
-            .bind(a.actor_id)
-            .bind(&a.actor)
-            .bind(a.action.as_str())
-            .bind(&a.detail)
-            .execute(self)
-            .await
-            .map_err(err)?;
-        Ok(())
-    }
-}
-
-impl Exec for Transaction<'static, Postgres> {
-    async fn run(&mut self, sql: &str) -> Result<u64> {
-        (**self).run(sql).await
-    }
-    async fn run_at(&mut self, sql: &str, now: DateTime<Utc>) -> Result<u64> {
-        (**self).run_at(sql, now).await
-    }
-    async fn pairs(&mut self, sql: &str) -> Result<Vec<(i64, i64)>> {
-        (**self).pairs(sql).await
-    }
-    async fn audit(&mut self, a: &NewAudit) -> Result<()> {
-        (**self).audit(a).await
-    }
-}
+exec_for!(
+    sqlx::PgConnection,
+    "INSERT INTO audit_log (id, at, actor_id, actor, action, customer_id, client_ip, detail) \
+     VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)"
+);
+exec_for!(
+    sqlx::SqliteConnection,
+    "INSERT INTO audit_log (id, at, actor_id, actor, action, customer_id, client_ip, detail) \
+     VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL, ?6)"
+);
 
 /// One customer as `latchkey export customers` writes it (the import's columns).
 #[derive(Clone)]
