@@ -24,6 +24,7 @@ use crate::{
 
 crate::tests![
     postgres_a_begin_cancelled_mid_round_trip_leaves_no_transaction,
+    postgres_database_connections_send_without_delay,
     postgres_a_pooled_connection_left_in_a_transaction_is_never_handed_out,
     postgres_the_server_ends_a_transaction_left_idle_past_the_timeout,
     hang_ups_mid_request_lose_answers_never_writes,
@@ -437,6 +438,54 @@ async fn postgres_a_begin_cancelled_mid_round_trip_leaves_no_transaction(_backen
     assert_eq!(one, 1, "the pooled connection is still usable");
     pool.close().await;
     observer.close().await.ok();
+}
+
+/// The driver on its own (vendor/sqlx-core, upstream PR #4336): a TCP connection to the
+/// database has `TCP_NODELAY`, or every message sent right after another (`COPY`'s
+/// `CopyDone`) waits about 40 ms for the server's delayed ACK. The test finds the connection's
+/// socket among the process's descriptors (by the port the server sees) and reads the option.
+async fn postgres_database_connections_send_without_delay(_backend: Backend) {
+    use rustix::{
+        net::{getsockname, sockopt::tcp_nodelay},
+        process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open},
+    };
+    use sea_orm::sqlx::{self, Connection, postgres::PgConnection};
+    let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
+    let mut conn = PgConnection::connect(&url).await.unwrap();
+    let port: Option<i32> = sqlx::query_scalar("SELECT inet_client_port()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let port = port.expect("the test database is reached over TCP (a host, not a socket path)");
+    let me = pidfd_open(getpid(), PidfdFlags::empty()).unwrap();
+    let mut nodelay = None;
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+        // A copy of the descriptor, so nothing here can close the driver's.
+        let Some(copy) = is_socket
+            .then(|| pidfd_getfd(&me, fd, PidfdGetfdFlags::empty()).ok())
+            .flatten()
+        else {
+            continue;
+        };
+        let local = getsockname(&copy)
+            .ok()
+            .and_then(|a| SocketAddr::try_from(a).ok());
+        if local.is_some_and(|a| i32::from(a.port()) == port) {
+            nodelay = Some(tcp_nodelay(&copy).unwrap());
+            break;
+        }
+    }
+    assert_eq!(
+        nodelay,
+        Some(true),
+        "the database connection (local port {port}) should have TCP_NODELAY set"
+    );
+    conn.close().await.ok();
 }
 
 /// The pool's own check, whatever the driver does: a session left inside a transaction block
