@@ -64,6 +64,8 @@ pub struct Options {
     pub on_conflict: OnConflict,
     pub dry_run: bool,
     pub rejects: Option<PathBuf>,
+    /// PostgreSQL's writing connections.
+    pub writers: usize,
 }
 
 /// The end of an import, as printed.
@@ -277,7 +279,8 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
 
     let (db, _) = prepare_database(config).await?;
     let store = SqlStore::new(db);
-    let mut session = store.begin_import().await?;
+    let now = chrono::Utc::now();
+    let mut session = store.begin_import(now, opts.writers).await?;
     let limits = work_limits();
 
     let progress = progress_bar(size);
@@ -312,19 +315,18 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
             }
         }
         if batch.len() >= BATCH {
-            session.stage(&batch).await?;
-            batch.clear();
+            session
+                .stage(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .await?;
         }
         report(&progress, seen, read.load(Ordering::Relaxed));
     }
     reader.await.context("the file reader stopped")??;
-    session.stage(&batch).await?;
-    drop(batch);
+    session.stage(batch).await?;
     let file_rejects = rejects.count;
     if let Some(p) = &progress {
         p.set_message("writing");
     }
-    let now = chrono::Utc::now();
     let audit = NewAudit {
         id: Uuid::now_v7(),
         at: now,
@@ -336,7 +338,7 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
         detail: None,
     };
     let outcome = session
-        .finish(opts.on_conflict, opts.dry_run, now, file_rejects, audit)
+        .finish(opts.on_conflict, opts.dry_run, file_rejects, audit)
         .await?;
     let mut sorted = outcome.rejects;
     sorted.sort_by_key(|(line, _)| *line);

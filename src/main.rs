@@ -79,6 +79,11 @@ enum ImportCommand {
         /// Where rejected rows go (default: FILE.rejects.csv).
         #[arg(long)]
         rejects: Option<std::path::PathBuf>,
+        /// PostgreSQL: connections that write at once (each address always on the same one).
+        /// SQLite always writes on one.
+        #[arg(long, default_value_t = persistence::DEFAULT_PG_WRITERS as u16,
+              value_parser = clap::value_parser!(u16).range(1..=16))]
+        writers: u16,
     },
 }
 
@@ -157,6 +162,7 @@ async fn main() -> anyhow::Result<()> {
                     on_conflict,
                     dry_run,
                     rejects,
+                    writers,
                 },
         } => {
             let format = match format.as_deref() {
@@ -176,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
                     on_conflict,
                     dry_run,
                     rejects,
+                    writers: usize::from(writers),
                 },
             )
             .await?;

@@ -17,6 +17,7 @@ tests![
     an_update_never_replaces_a_password_set_in_latchkey,
     an_import_killed_half_way_and_run_again_ends_like_one_clean_run,
     an_export_imports_into_another_store_as_the_same_customers,
+    duplicates_and_taken_addresses_are_found_across_batches_and_writers,
 ];
 
 /// Runs `latchkey import customers …` on the app's database.
@@ -593,5 +594,85 @@ async fn an_export_imports_into_another_store_as_the_same_customers(backend: Bac
             .sign_in("native@example.com", crate::helpers::PASSWORD)
             .await;
         other.sign_in("ann@example.com", "password").await;
+    }
+}
+
+/// A file of several batches, with an address repeated within a batch and across batches and
+/// an address that already has an account (and is repeated too): the same rejects and counts
+/// whether PostgreSQL writes on one connection or on three.
+async fn duplicates_and_taken_addresses_are_found_across_batches_and_writers(backend: Backend) {
+    let rows = 12_000;
+    let email = |r: usize| match r {
+        7_000 | 11_000 => "user3@bulk.example".to_owned(),
+        100 | 101 => "same@bulk.example".to_owned(),
+        6_000 | 9_000 => "taken@bulk.example".to_owned(),
+        r => format!("user{r}@bulk.example"),
+    };
+    let mut file = String::from("email,firstname,lastname\n");
+    for r in 0..rows {
+        file.push_str(&format!("{},F{r},L{r}\n", email(r)));
+    }
+    // Row r is on line r + 2 (the header is line 1).
+    let line = |r: usize| r + 2;
+    let mut expected = BTreeSet::from([format!("{},exists", line(6_000))]);
+    for (r, first) in [(7_000, 3), (11_000, 3), (101, 100), (9_000, 6_000)] {
+        expected.insert(format!("{},duplicate_in_file,{}", line(r), line(first)));
+    }
+    for writers in ["1", "3"] {
+        let app = TestApp::spawn(backend).await;
+        app.create_customer("taken@bulk.example", crate::helpers::PASSWORD)
+            .await;
+        let path = dir_of(&app).join("bulk.csv");
+        std::fs::write(&path, &file).unwrap();
+        let out = import(
+            &app,
+            &[
+                "--on-conflict",
+                "reject",
+                "--writers",
+                writers,
+                path.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains(&format!(
+                "imported {}, updated 0, skipped 0, rejected 5",
+                rows - 5
+            )),
+            "writers {writers}: {}{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rejects = std::fs::read_to_string(dir_of(&app).join("bulk.csv.rejects.csv")).unwrap();
+        // line,reason and, for a duplicate, the line it repeats (from the message).
+        let listed: BTreeSet<String> = rejects
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let mut f = l.splitn(3, ',');
+                let (line, reason, message) = (f.next().unwrap(), f.next().unwrap(), f.next());
+                match message.and_then(|m| m.split("line ").nth(1)) {
+                    Some(rest) if reason == "duplicate_in_file" => {
+                        let first: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                        format!("{line},{reason},{first}")
+                    }
+                    _ => format!("{line},{reason}"),
+                }
+            })
+            .collect();
+        assert_eq!(listed, expected, "writers {writers}:\n{rejects}");
+        assert_eq!(app.count("customers").await, (rows - 5 + 1) as i64);
+        // Every address is taken now: the same file again skips them all.
+        let out = import(&app, &["--writers", writers, path.to_str().unwrap()]);
+        assert!(
+            stdout(&out).contains(&format!(
+                "imported 0, updated 0, skipped {}, rejected 4",
+                rows - 4
+            )),
+            "writers {writers}: {}",
+            stdout(&out)
+        );
+        assert_eq!(app.count("customers").await, (rows - 5 + 1) as i64);
     }
 }

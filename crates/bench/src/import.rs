@@ -322,6 +322,7 @@ pub async fn child(file: PathBuf) -> anyhow::Result<()> {
             on_conflict: domain::import::OnConflict::Skip,
             dry_run: false,
             rejects: Some(file.with_extension("rejects.csv")),
+            writers: persistence::DEFAULT_PG_WRITERS,
         },
     )
     .await?;

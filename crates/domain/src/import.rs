@@ -113,7 +113,7 @@ impl Reject {
             ),
             Self::UnusableHash(why) | Self::HashTooCostly(why) => format!("password_hash: {why}"),
             Self::DuplicateInFile { first_line } => {
-                format!("the same email is on line {first_line}, which is imported instead")
+                format!("the same email is first on line {first_line}; only that line counts")
             }
             Self::Exists => "a customer with this email already exists".into(),
         }

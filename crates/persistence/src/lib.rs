@@ -23,7 +23,7 @@ use std::{
 
 pub use accounts::SqlStore;
 pub use cleanup::Cleanup;
-pub use import::{ExportedCustomer, ImportOutcome, ImportSession};
+pub use import::{DEFAULT_PG_WRITERS, ExportedCustomer, ImportOutcome, ImportSession};
 use migration::{Migrator, MigratorTrait};
 pub use outbox::OutboxMessage;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
