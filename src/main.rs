@@ -79,8 +79,8 @@ enum ImportCommand {
         /// Where rejected rows go (default: FILE.rejects.csv).
         #[arg(long)]
         rejects: Option<std::path::PathBuf>,
-        /// PostgreSQL: connections that write at once (each address always on the same one).
-        /// SQLite always writes on one.
+        /// PostgreSQL: connections that write at once (each address always on the same one; at
+        /// most LATCHKEY_DATABASE_MAX_CONNECTIONS). SQLite always writes on one.
         #[arg(long, default_value_t = persistence::DEFAULT_PG_WRITERS as u16,
               value_parser = clap::value_parser!(u16).range(1..=16))]
         writers: u16,

@@ -69,14 +69,17 @@ fn err(e: sqlx::Error) -> Error {
 impl SqlStore {
     /// Opens an import. `now` is the imported customers' `password_changed_at` and
     /// `updated_at` (and `created_at` when the file has none). PostgreSQL writes on `writers`
-    /// connections at once (each its own transaction, committed together at the end); SQLite
-    /// on one.
+    /// connections at once (at most the pool's size; each its own transaction, committed
+    /// together at the end); SQLite on one.
     pub async fn begin_import(&self, now: DateTime<Utc>, writers: usize) -> Result<ImportSession> {
         let kind = match self.db.get_database_backend() {
             sea_orm::DatabaseBackend::Postgres => {
                 let pool = self.db.get_postgres_connection_pool();
                 let mut parts = Vec::new();
-                for _ in 0..writers.max(1) {
+                // Each writer holds a pooled connection until the end: never more than the
+                // pool has, or the last would wait for one that never comes back.
+                let most = pool.options().get_max_connections().max(1) as usize;
+                for _ in 0..writers.clamp(1, most) {
                     parts.push(PgWriter::start(pool, now).await?);
                 }
                 Kind::Postgres(parts)
