@@ -104,7 +104,9 @@ impl Reject {
             }
             Self::InvalidLocale => "locale: supported locales are en, ja and ko".into(),
             Self::InvalidCreatedAt => {
-                "created_at: expected RFC 3339 or YYYY-MM-DD HH:MM:SS (UTC)".into()
+                "created_at: expected RFC 3339 or YYYY-MM-DD HH:MM:SS (UTC), in the years \
+                 1900 to 9999"
+                    .into()
             }
             Self::FieldTooLong(field) => format!("{field}: longer than {MAX_FIELD_BYTES} bytes"),
             Self::UnknownHashFormat => format!(
@@ -220,15 +222,23 @@ pub fn validate(raw: RawRow, line: u64, limits: &WorkLimits) -> Result<ImportedC
     })
 }
 
+/// Years a stored `created_at` may have: both databases store them, and nothing outside them
+/// is a real account's creation (PostgreSQL has no year 0; zero dates of old MySQL exports
+/// such as `0000-00-00` are not times at all).
+const CREATED_YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    // What `SELECT … INTO OUTFILE`, `mysql --batch` and `\copy` print for a timestamp.
-    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|t| t.and_utc())
+    let t = match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t.with_timezone(&Utc),
+        // What `SELECT … INTO OUTFILE`, `mysql --batch` and `\copy` print for a timestamp.
+        Err(_) => ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())?
+            .and_utc(),
+    };
+    CREATED_YEARS
+        .contains(&chrono::Datelike::year(&t))
+        .then_some(t)
 }
 
 /// What an import did, for the summary and the audit entry.
@@ -343,6 +353,26 @@ mod tests {
                 !got.message().contains("md5crypt"),
                 "never repeats the hash"
             );
+        }
+    }
+
+    #[test]
+    fn creation_times_outside_real_years_are_rejected() {
+        for t in [
+            "0000-01-01 00:00:00",
+            "0001-01-01T00:00:00Z",
+            "1899-12-31 23:59:59",
+            "+10000-01-01 00:00:00",
+        ] {
+            let r = validate(
+                RawRow {
+                    created_at: Some(t.into()),
+                    ..row("t@example.com")
+                },
+                2,
+                &WorkLimits::default(),
+            );
+            assert!(matches!(r, Err(Reject::InvalidCreatedAt)), "{t}: {r:?}");
         }
     }
 
