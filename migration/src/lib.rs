@@ -9,6 +9,7 @@ mod m20261125_000004_admin;
 mod m20261201_000005_limits;
 mod m20261201_000006_reset_requests;
 mod m20261202_000007_import;
+mod m20261203_000008_search;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_limits::Migration),
             Box::new(m20261201_000006_reset_requests::Migration),
             Box::new(m20261202_000007_import::Migration),
+            Box::new(m20261203_000008_search::Migration),
         ]
     }
 }

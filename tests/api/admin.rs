@@ -17,6 +17,9 @@ crate::tests![
     a_role_change_takes_effect_on_the_next_request,
     the_grid_pages_searches_filters_and_sorts,
     grid_cursors_are_stable_under_inserts_and_pages_are_capped,
+    the_grid_search_is_width_blind_indexed_and_counts_past_a_thousand_as_an_estimate,
+    the_grid_filters_by_lock_session_and_last_reset_email,
+    customers_stored_before_the_search_index_are_found_after_the_upgrade,
     a_page_of_customers_with_every_admin_field_costs_constant_statements,
     admin_reset_password_sends_the_storefront_mail_and_is_audited_and_limited,
     force_sign_in_revokes_every_token_and_reports_the_count,
@@ -414,6 +417,193 @@ async fn the_grid_pages_searches_filters_and_sorts(backend: Backend) {
         )
         .await;
     assert_eq!(emails(&res), ["c11@example.com", "c10@example.com"]);
+}
+
+const COUNTED: &str = "query($f: CustomerFilter, $n: Int) {
+    customers(filter: $f, first: $n) { totalCount totalCountIsEstimate edges { node { email } } } }";
+
+/// (totalCount, totalCountIsEstimate, emails of the first page).
+async fn counted(
+    app: &TestApp,
+    admin: &str,
+    filter: Value,
+    first: i64,
+) -> (i64, bool, Vec<String>) {
+    let res = app
+        .gql_as(Some(admin), COUNTED, json!({"f": filter, "n": first}))
+        .await;
+    let c = &res["data"]["customers"];
+    (
+        c["totalCount"].as_i64().unwrap_or_else(|| panic!("{res}")),
+        c["totalCountIsEstimate"].as_bool().unwrap(),
+        emails(&res),
+    )
+}
+
+async fn the_grid_search_is_width_blind_indexed_and_counts_past_a_thousand_as_an_estimate(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("viewer").await;
+    // 2,500 customers brought in by the import, one second apart, oldest first; the oldest is
+    // the one whose name is written in full-width and half-width letters.
+    let start = chrono::Utc::now() - Duration::days(1);
+    let mut csv = String::from("email,firstname,lastname,created_at\n");
+    csv.push_str(&format!(
+        "taro@example.jp,ﾀﾛｳ,ＴＡＮＡＫＡ,{}\n",
+        start.to_rfc3339()
+    ));
+    for i in 1..2500 {
+        csv.push_str(&format!(
+            "shopper{i}@example.com,Shopper,Number{i},{}\n",
+            (start + Duration::seconds(i)).to_rfc3339()
+        ));
+    }
+    let path = app.config.mail_dir.parent().unwrap().join("grid.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = app
+        .command(&["import", "customers", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Width and case blind, both name orders; the oldest row is beyond the first 2,000 rows
+    // in the grid's order, so the index finds it.
+    for query in [
+        "tanaka",
+        "ＴＡＮＡＫＡ",
+        "タロウ",
+        "ﾀﾛｳ ｔａｎａｋａ",
+        "tanaka タロウ",
+        "TARO@EXAMPLE",
+    ] {
+        let (n, estimate, page) = counted(&app, &admin, json!({"search": query}), 20).await;
+        assert_eq!(
+            (n, estimate, page),
+            (1, false, vec!["taro@example.jp".to_owned()]),
+            "{query}"
+        );
+    }
+    // Sorted and counted exactly below 1,000: number14, number140-149, number1400-1499.
+    let (n, estimate, page) = counted(&app, &admin, json!({"search": "number14"}), 3).await;
+    assert_eq!((n, estimate), (111, false));
+    assert_eq!(
+        page,
+        [
+            "shopper1499@example.com",
+            "shopper1498@example.com",
+            "shopper1497@example.com"
+        ]
+    );
+    // Past 1,000: an estimate, said to be one, never below what was counted.
+    let (n, estimate, page) = counted(&app, &admin, json!({"search": "shopper"}), 2).await;
+    assert!(estimate && n > 1000, "{n} {estimate}");
+    assert_eq!(page, ["shopper2499@example.com", "shopper2498@example.com"]);
+    let (n, estimate, _) = counted(&app, &admin, json!({}), 1).await;
+    assert!(estimate && n > 1000, "{n} {estimate}");
+    // The other filters narrow the estimate's selection too: exact again.
+    let from = (start + Duration::seconds(2400)).to_rfc3339();
+    let (n, estimate, _) = counted(
+        &app,
+        &admin,
+        json!({"search": "shopper", "createdFrom": from}),
+        1,
+    )
+    .await;
+    assert_eq!((n, estimate), (100, false));
+    // A query is at most 100 characters.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            COUNTED,
+            json!({"f": {"search": "x".repeat(101)}}),
+        )
+        .await;
+    assert_eq!(code(&res), "BAD_USER_INPUT");
+}
+
+async fn the_grid_filters_by_lock_session_and_last_reset_email(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let admin = app.admin_token("viewer").await;
+    for email in [
+        "locked@example.com",
+        "online@example.com",
+        "reset@example.com",
+        "quiet@example.com",
+    ] {
+        app.create_customer(email, PASSWORD).await;
+    }
+    for _ in 0..10 {
+        app.sign_in_response("locked@example.com", "wrong-guess")
+            .await;
+    }
+    let token = app.sign_in("online@example.com", PASSWORD).await;
+    let before = app.clock.now();
+    app.clock.advance(Duration::minutes(5));
+    app.request_reset("reset@example.com").await;
+    smtp.wait_for(1).await;
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let grid = |f: Value| {
+        let app = &app;
+        let admin = &admin;
+        async move { sorted(counted(app, admin, f, 100).await.2) }
+    };
+    assert_eq!(grid(json!({"locked": true})).await, ["locked@example.com"]);
+    assert_eq!(grid(json!({"locked": false})).await.len(), 3);
+    assert_eq!(
+        grid(json!({"signedIn": true})).await,
+        ["online@example.com"]
+    );
+    assert_eq!(grid(json!({"signedIn": false})).await.len(), 3);
+    let after = app.clock.now() + Duration::minutes(1);
+    assert_eq!(
+        grid(json!({"lastResetFrom": before.to_rfc3339()})).await,
+        ["reset@example.com"]
+    );
+    assert_eq!(
+        grid(json!({"lastResetFrom": before.to_rfc3339(), "lastResetTo": after.to_rfc3339()}))
+            .await,
+        ["reset@example.com"]
+    );
+    // Its newest reset email is after this range's end: not "last reset email in range".
+    assert!(
+        grid(json!({"lastResetTo": before.to_rfc3339()}))
+            .await
+            .is_empty()
+    );
+    // The lock ends and the session is signed out: the filters follow at once.
+    app.clock.advance(Duration::minutes(11));
+    assert!(grid(json!({"locked": true})).await.is_empty());
+    app.gql_as(Some(&token), "mutation { revokeCustomerToken }", json!({}))
+        .await;
+    assert!(grid(json!({"signedIn": true})).await.is_empty());
+}
+
+async fn customers_stored_before_the_search_index_are_found_after_the_upgrade(backend: Backend) {
+    use migration::MigratorTrait;
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("viewer").await;
+    create_named(&app, "kim@example.kr", "민준", "김").await;
+    create_named(&app, "ann@example.com", "Ann", "Lee").await;
+    // Back to the schema before the search index (its column and index dropped), then up
+    // again, as an upgrade from that release runs it: existing rows are filled in.
+    migration::Migrator::down(&app.db, Some(1)).await.unwrap();
+    migration::Migrator::up(&app.db, None).await.unwrap();
+    for (query, email) in [("김 민준", "kim@example.kr"), ("LEE", "ann@example.com")] {
+        let (n, _, page) = counted(&app, &admin, json!({"search": query}), 5).await;
+        assert_eq!((n, page), (1, vec![email.to_owned()]), "{query}");
+    }
+    // And the index keeps up with customers made after the upgrade.
+    create_named(&app, "new@example.com", "Newcomer", "Park").await;
+    let (n, _, _) = counted(&app, &admin, json!({"search": "newcomer"}), 5).await;
+    assert_eq!(n, 1);
 }
 
 async fn grid_cursors_are_stable_under_inserts_and_pages_are_capped(backend: Backend) {

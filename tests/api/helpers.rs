@@ -92,6 +92,16 @@ impl TestApp {
                 let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
                 let schema = format!("t_{id}");
                 let admin = Database::connect(&url).await.unwrap();
+                // pg_trgm lives in `public`, as a deployment would have it: were it created
+                // in a test's schema, dropping that schema would drop it under the others.
+                static TRGM: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+                TRGM.get_or_init(|| async {
+                    admin
+                        .execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+                        .await
+                        .unwrap();
+                })
+                .await;
                 admin
                     .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
                     .await

@@ -249,14 +249,31 @@ pub struct PasswordFacts {
     pub external_id: Option<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct CustomerQuery {
-    pub search: Option<String>,
+/// Which customers the grid (or a bulk action) is about. Every field narrows the selection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerFilter {
+    /// The address or a name contains it (`crate::search`).
+    pub search: Option<crate::search::Search>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
     pub password_state: Option<crate::stored_hash::PasswordState>,
     /// Exact match on the old platform's id.
     pub external_id: Option<String>,
+    /// Locked out of sign-in now (`true`), or not (`false`).
+    pub locked: Option<bool>,
+    /// Has a live session now (`true`), or none (`false`).
+    pub signed_in: Option<bool>,
+    /// The newest reset email was requested in this range.
+    pub last_reset_from: Option<DateTime<Utc>>,
+    pub last_reset_to: Option<DateTime<Utc>>,
+}
+
+/// Past this many matches, `totalCount` is estimated instead of counted.
+pub const EXACT_COUNT_UP_TO: u64 = 1000;
+
+#[derive(Debug, Clone)]
+pub struct CustomerQuery {
+    pub filter: CustomerFilter,
     pub field: CustomerSortField,
     pub descending: bool,
     pub first: u64,
@@ -268,6 +285,8 @@ pub struct Page<T> {
     pub items: Vec<(String, T)>,
     pub has_next_page: bool,
     pub total_count: u64,
+    /// `total_count` is an estimate (more than [`EXACT_COUNT_UP_TO`] matched).
+    pub total_count_is_estimate: bool,
 }
 
 /// Audit log paging: newest first, keyset on (at, id).

@@ -271,7 +271,9 @@ impl Admins {
     }
 
     pub async fn customers(&self, query: &CustomerQuery) -> Result<Page<Customer>> {
-        self.store.customers_page(query).await
+        self.store
+            .customers_page(query, self.parts.clock.now())
+            .await
     }
 
     pub async fn active_token_counts(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, u64>> {

@@ -41,6 +41,13 @@ pub struct ImportedCustomer {
     pub external_id: Option<String>,
 }
 
+impl ImportedCustomer {
+    /// What the grid's search reads for this customer.
+    pub fn search_text(&self) -> String {
+        crate::search::search_text(self.email.key(), &self.firstname, &self.lastname)
+    }
+}
+
 impl std::fmt::Debug for ImportedCustomer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ImportedCustomer")

@@ -19,6 +19,7 @@ pub mod password;
 pub mod ports;
 pub mod reset;
 pub mod resets;
+pub mod search;
 pub mod settings;
 pub mod sign_in;
 pub mod stored_hash;

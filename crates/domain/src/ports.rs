@@ -237,9 +237,11 @@ pub trait AdminStore: Send + Sync {
     /// Revokes one live admin session (sign-out); false when it was not live.
     async fn revoke_admin_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
 
+    /// A page of the grid; `now` decides who is locked or signed in now.
     async fn customers_page(
         &self,
         query: &crate::admin::CustomerQuery,
+        now: DateTime<Utc>,
     ) -> Result<crate::admin::Page<Customer>>;
     /// Live token counts for many customers in one statement.
     async fn active_token_counts(

@@ -56,11 +56,7 @@ impl AdminQuery {
             None => (SortField::CreatedAt, true),
         };
         let query = CustomerQuery {
-            search: filter.search,
-            created_from: filter.created_from,
-            created_to: filter.created_to,
-            password_state: filter.password_state.map(Into::into),
-            external_id: filter.external_id,
+            filter: filter.into_domain()?,
             field,
             descending,
             first: page_size(first.map(i64::from))?,
@@ -107,6 +103,7 @@ impl AdminQuery {
                 end_cursor,
             },
             total_count: count(page.total_count),
+            total_count_is_estimate: page.total_count_is_estimate,
         })
     }
 

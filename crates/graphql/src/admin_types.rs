@@ -66,9 +66,14 @@ pub struct RevokeCustomerTokensResult {
     pub revoked_count: i32,
 }
 
+/// Which customers the grid shows (and a bulk action selects). Every field given narrows it.
 #[derive(InputObject, Default)]
 pub struct CustomerFilter {
-    /// Matches anywhere in the email, first name or last name, case-insensitively.
+    /// The email, first name or last name contains it, whatever its case or width
+    /// (`ＴＡＮＡＫＡ` finds `tanaka`, `ﾀﾅｶ` finds `タナカ`); names match in either order
+    /// ("taro tanaka", "tanaka taro"). Three characters or more match anywhere; one or two
+    /// match the start of a word on PostgreSQL (a whole word for one character), anywhere
+    /// on SQLite. At most 100 characters.
     pub search: Option<String>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
@@ -77,6 +82,35 @@ pub struct CustomerFilter {
     pub password_state: Option<PasswordState>,
     /// Only the customer with this id on the platform they were imported from.
     pub external_id: Option<String>,
+    /// Locked out of sign-in now (`true`), or not (`false`).
+    pub locked: Option<bool>,
+    /// Has a live session now (`true`), or none (`false`).
+    pub signed_in: Option<bool>,
+    /// The newest reset email was requested at or after this time.
+    pub last_reset_from: Option<DateTime<Utc>>,
+    /// The newest reset email was requested at or before this time.
+    pub last_reset_to: Option<DateTime<Utc>>,
+}
+
+impl CustomerFilter {
+    pub fn into_domain(self) -> Result<domain::admin::CustomerFilter, domain::Error> {
+        Ok(domain::admin::CustomerFilter {
+            search: self
+                .search
+                .as_deref()
+                .map(domain::search::Search::parse)
+                .transpose()?
+                .flatten(),
+            created_from: self.created_from,
+            created_to: self.created_to,
+            password_state: self.password_state.map(Into::into),
+            external_id: self.external_id,
+            locked: self.locked,
+            signed_in: self.signed_in,
+            last_reset_from: self.last_reset_from,
+            last_reset_to: self.last_reset_to,
+        })
+    }
 }
 
 /// Where a customer's password stands.
@@ -160,8 +194,13 @@ pub struct CustomerEdge {
 pub struct CustomerConnection {
     pub edges: Vec<CustomerEdge>,
     pub page_info: PageInfo,
-    /// Customers matching the filter, on all pages.
+    /// Customers matching the filter, on all pages: exact up to 1,000, an estimate above
+    /// (then `totalCountIsEstimate` is true).
     pub total_count: i32,
+    /// `totalCount` is an estimate: more than 1,000 customers match. PostgreSQL's comes
+    /// from its planner's statistics, SQLite's from the share of the newest customers that
+    /// match.
+    pub total_count_is_estimate: bool,
 }
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]

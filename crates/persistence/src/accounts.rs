@@ -39,6 +39,8 @@ pub struct SqlStore {
     pub(crate) reset_writer: crate::resets::ResetWriter,
     /// SQLite's write turn for the writers that run all the time.
     pub(crate) write_turn: crate::WriteTurn,
+    /// PostgreSQL's pg_trgm word operator, when it serves here (`grid`; asked once).
+    pub(crate) trigram_words: std::sync::Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
 impl SqlStore {
@@ -53,6 +55,7 @@ impl SqlStore {
             key_turns: crate::limits::KeyTurns::default(),
             reset_writer: crate::resets::ResetWriter::default(),
             write_turn: crate::WriteTurn::default(),
+            trigram_words: Default::default(),
         }
     }
 }
@@ -130,6 +133,8 @@ fn live(now: DateTime<Utc>) -> sea_orm::Condition {
 #[async_trait]
 impl AccountStore for SqlStore {
     async fn create_customer(&self, new: NewCustomer) -> Result<Customer, CreateCustomerError> {
+        let search_text =
+            domain::search::search_text(new.email.key(), &new.firstname, &new.lastname);
         let model = customer::ActiveModel {
             id: Set(new.id),
             email: Set(new.email.as_str().to_owned()),
@@ -144,6 +149,7 @@ impl AccountStore for SqlStore {
             created_at: Set(new.now),
             updated_at: Set(new.now),
             external_id: Set(None),
+            search_text: Set(search_text),
         };
         match customer::Entity::insert(model).exec(&self.db).await {
             Ok(_) => {}

@@ -14,13 +14,11 @@ use domain::{
     customer::Customer,
     ports::{AdminStore, NewAdmin},
     settings::Settings,
-    stored_hash::{NATIVE_PREFIX, PasswordState},
+    stored_hash::PasswordState,
 };
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, Value,
-    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, Value, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -130,19 +128,6 @@ fn cursor_values(c: &CustomerCursor) -> Result<Vec<Value>> {
     Ok(values)
 }
 
-fn like_pattern(search: &str) -> String {
-    let escaped: String = search
-        .trim()
-        .to_lowercase()
-        .chars()
-        .flat_map(|c| match c {
-            '\\' | '%' | '_' => vec!['\\', c],
-            c => vec![c],
-        })
-        .collect();
-    format!("%{escaped}%")
-}
-
 #[async_trait]
 impl AdminStore for SqlStore {
     async fn create_admin(&self, new: NewAdmin) -> Result<Option<AdminUser>> {
@@ -203,47 +188,15 @@ impl AdminStore for SqlStore {
         Ok(result.rows_affected == 1)
     }
 
-    async fn customers_page(&self, q: &CustomerQuery) -> Result<Page<Customer>> {
-        let mut filter = Condition::all();
-        if let Some(search) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
-            let pattern = like_pattern(search);
-            let like = |col: customer::Column| {
-                Expr::expr(Func::lower(Expr::col(col)))
-                    .like(LikeExpr::new(pattern.clone()).escape('\\'))
-            };
-            filter = filter.add(
-                Condition::any()
-                    .add(like(customer::Column::EmailKey))
-                    .add(like(customer::Column::Firstname))
-                    .add(like(customer::Column::Lastname)),
-            );
-        }
-        if let Some(from) = q.created_from {
-            filter = filter.add(customer::Column::CreatedAt.gte(from));
-        }
-        if let Some(to) = q.created_to {
-            filter = filter.add(customer::Column::CreatedAt.lte(to));
-        }
-        if let Some(state) = q.password_state {
-            // The state is the stored hash's shape (`PasswordState::of`), spelled in SQL.
-            let native = LikeExpr::new(format!("{NATIVE_PREFIX}%"));
-            filter = filter.add(match state {
-                PasswordState::ResetRequired => customer::Column::PasswordHash.eq(""),
-                PasswordState::Set => customer::Column::PasswordHash.like(native),
-                PasswordState::Legacy => Condition::all()
-                    .add(customer::Column::PasswordHash.ne(""))
-                    .add(customer::Column::PasswordHash.not_like(native))
-                    .into(),
-            });
-        }
-        if let Some(external_id) = &q.external_id {
-            filter = filter.add(customer::Column::ExternalId.eq(external_id.clone()));
-        }
-        let total_count = customer::Entity::find()
-            .filter(filter.clone())
-            .count(&self.db)
-            .await
-            .map_err(db_err)?;
+    async fn customers_page(
+        &self,
+        q: &CustomerQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Page<Customer>> {
+        let filter = self.filter_condition(&q.filter, now);
+        let search = q.filter.search.as_ref();
+        let (total_count, total_count_is_estimate) =
+            self.count_matching(filter.clone(), search).await?;
         let columns = sort_columns(q.field);
         let mut select = customer::Entity::find().filter(filter);
         if let Some(cursor) = &q.after {
@@ -257,14 +210,13 @@ impl AdminStore for SqlStore {
         } else {
             Order::Asc
         };
-        for column in &columns {
+        let order: Vec<_> = columns.iter().map(|c| (*c, order.clone())).collect();
+        for (column, order) in &order {
             select = select.order_by(*column, order.clone());
         }
-        let mut rows = select
-            .limit(q.first + 1)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?;
+        let mut rows = self
+            .search_page(select, search, q.first + 1, &order)
+            .await?;
         let has_next_page = keep_page(&mut rows, q.first);
         Ok(Page {
             items: rows
@@ -278,6 +230,7 @@ impl AdminStore for SqlStore {
                 .collect(),
             has_next_page,
             total_count,
+            total_count_is_estimate,
         })
     }
 
@@ -526,6 +479,7 @@ impl AdminStore for SqlStore {
                 .collect(),
             has_next_page,
             total_count,
+            total_count_is_estimate: false,
         })
     }
 }

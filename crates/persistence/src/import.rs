@@ -35,7 +35,7 @@ pub const SQLITE_CHUNK: i64 = 20_000;
 const SQLITE_ALL: &str = "import_stage WHERE true";
 const SQLITE_CHUNK_ROWS: &str = "import_stage WHERE line > ?2 AND line <= ?3";
 
-const COLUMNS: &str = "line, id, email, email_key, firstname, lastname, locale, created_at, password_hash, external_id";
+const COLUMNS: &str = "line, id, email, email_key, firstname, lastname, locale, created_at, password_hash, external_id, search_text";
 
 /// How many connections a PostgreSQL import writes on at once when not told.
 pub const DEFAULT_PG_WRITERS: usize = 2;
@@ -98,7 +98,7 @@ impl SqlStore {
                     "CREATE TEMP TABLE import_stage (line INTEGER PRIMARY KEY, id BLOB NOT NULL, \
                      email TEXT NOT NULL, email_key TEXT NOT NULL, firstname TEXT NOT NULL, \
                      lastname TEXT NOT NULL, locale TEXT NOT NULL, created_at TEXT, \
-                     password_hash TEXT NOT NULL, external_id TEXT)",
+                     password_hash TEXT NOT NULL, external_id TEXT, search_text TEXT NOT NULL)",
                 ] {
                     sqlx::query(sql).execute(&mut *conn).await.map_err(err)?;
                 }
@@ -190,7 +190,7 @@ impl PgStaged {
 /// The columns of a customer's `COPY` ([`copy_rows`] with a time).
 const CUSTOMERS_COPY: &str = "COPY customers (id, email, email_key, firstname, lastname, \
      locale, created_at, password_hash, external_id, password_changed_at, failed_sign_ins, \
-     updated_at) FROM STDIN";
+     updated_at, search_text) FROM STDIN";
 
 /// Sends `data` with a `COPY … FROM STDIN`; the rows copied.
 async fn copy_in(
@@ -213,7 +213,8 @@ impl PgWriter {
             "CREATE TEMP TABLE import_stage (line BIGINT NOT NULL, id UUID NOT NULL, \
              email TEXT NOT NULL, email_key TEXT NOT NULL, firstname TEXT NOT NULL, \
              lastname TEXT NOT NULL, locale TEXT NOT NULL, created_at TIMESTAMPTZ, \
-             password_hash TEXT NOT NULL, external_id TEXT) ON COMMIT DROP",
+             password_hash TEXT NOT NULL, external_id TEXT, search_text TEXT NOT NULL) \
+             ON COMMIT DROP",
             "CREATE TEMP TABLE import_lines (email_key TEXT NOT NULL, line BIGINT NOT NULL) \
              ON COMMIT DROP",
             // The classification groups and joins the staging table by hashing.
@@ -311,6 +312,8 @@ fn copy_rows(buf: &mut String, rows: &[&ImportedCustomer], now: Option<DateTime<
             buf.push_str("\t0\t");
             time(buf, now);
         }
+        buf.push('\t');
+        copy_text(buf, Some(&r.search_text()));
         buf.push('\n');
     }
 }
@@ -369,7 +372,7 @@ impl ImportSession {
                 }
             }
             Kind::Sqlite { conn, staged } => {
-                // 10 binds a row: 500 rows stay far below SQLite's 32,766 variables.
+                // 11 binds a row: 500 rows stay far below SQLite's 32,766 variables.
                 for chunk in rows.chunks(500) {
                     let mut q = sqlx::QueryBuilder::<Sqlite>::new(format!(
                         "INSERT INTO import_stage ({COLUMNS}) "
@@ -384,7 +387,8 @@ impl ImportSession {
                             .push_bind(r.locale.as_str())
                             .push_bind(r.created_at)
                             .push_bind(r.password_hash.clone())
-                            .push_bind(r.external_id.clone());
+                            .push_bind(r.external_id.clone())
+                            .push_bind(r.search_text());
                     });
                     q.build().execute(&mut **conn).await.map_err(err)?;
                 }
@@ -508,9 +512,10 @@ enum Dialect {
 fn insert_sql(from: &str) -> String {
     format!(
         "INSERT INTO customers (id, email, email_key, firstname, lastname, locale, password_hash, \
-         password_changed_at, failed_sign_ins, locked_until, created_at, updated_at, external_id) \
+         password_changed_at, failed_sign_ins, locked_until, created_at, updated_at, external_id, \
+         search_text) \
          SELECT id, email, email_key, firstname, lastname, locale, password_hash, ?1, 0, NULL, \
-         COALESCE(created_at, ?1), ?1, external_id FROM {from} \
+         COALESCE(created_at, ?1), ?1, external_id, search_text FROM {from} \
          ON CONFLICT (email_key) DO NOTHING"
     )
 }
@@ -527,6 +532,7 @@ fn update_sql(dialect: Dialect) -> String {
                     ELSE customers.password_hash END";
     format!(
         "UPDATE customers SET firstname = s.firstname, lastname = s.lastname, \
+         search_text = s.search_text, \
          locale = s.locale, external_id = COALESCE(s.external_id, customers.external_id), \
          password_hash = {new_hash}, updated_at = {now_param} \
          FROM import_stage s WHERE customers.email_key = s.email_key AND ( \

@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod cleanup;
 mod entities;
+mod grid;
 mod import;
 mod limits;
 mod outbox;

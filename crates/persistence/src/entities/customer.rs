@@ -19,6 +19,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// The customer's id on the platform they were imported from.
     pub external_id: Option<String>,
+    /// The folded address and names the grid's search reads (`domain::search::search_text`);
+    /// written with every change of the address or a name.
+    pub search_text: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,408 @@
+//! Which customers a grid filter selects, as SQL: the customers grid's pages and counts, and
+//! the selection a bulk action freezes.
+//!
+//! The search reads `customers.search_text` (`domain::search`), indexed by trigrams: a GIN
+//! `gin_trgm_ops` index on PostgreSQL, the FTS5 table `customer_search_fts` on SQLite (see the
+//! migration `m20261203_000008_search`). A page is found in one of two ways, whichever the
+//! data makes cheap:
+//!
+//! 1. **Probe**: the first [`PROBE_ROWS`] rows in the page's order (the other filters
+//!    applied), tested one by one. A common query ("tanaka", "gmail") fills the page here.
+//! 2. **Index**: when the probe found less than a page, matches are rare, and the trigram
+//!    index finds them all (few, by then) before they are sorted.
+//!
+//! `totalCount` counts at most [`EXACT_COUNT_UP_TO`] + 1 matches; past that it is an estimate.
+
+use chrono::{DateTime, Utc};
+use domain::{
+    Error, Result,
+    admin::{CustomerFilter, EXACT_COUNT_UP_TO},
+    search::Search,
+    stored_hash::{NATIVE_PREFIX, PasswordState},
+};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QuerySelect, QueryTrait, Statement,
+    sea_query::{Alias, BinOper, Expr, ExprTrait, IntoIden, LikeExpr, Query, SelectStatement},
+};
+
+use crate::{
+    SqlStore,
+    accounts::db_err,
+    entities::{access_token, customer, password_reset_token},
+};
+
+/// Rows the probe reads before it asks the index.
+pub(crate) const PROBE_ROWS: u64 = 2000;
+
+/// Rows the SQLite estimate samples (the newest customers).
+const SAMPLE_ROWS: i64 = 2000;
+
+/// `pattern` in SQLite's `GLOB` syntax: the query anywhere, its `*`, `?` and `[` literal.
+/// (FTS5 answers `GLOB` from its trigram index; a `LIKE … ESCAPE` it would read in full.)
+fn glob_pattern(search: &Search) -> String {
+    let mut pattern = String::from("*");
+    for c in search.as_str().chars() {
+        match c {
+            '*' | '?' | '[' => {
+                pattern.push('[');
+                pattern.push(c);
+                pattern.push(']');
+            }
+            c => pattern.push(c),
+        }
+    }
+    pattern.push('*');
+    pattern
+}
+
+fn search_col() -> Expr {
+    Expr::col((customer::Entity, customer::Column::SearchText))
+}
+
+impl SqlStore {
+    pub(crate) fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    /// PostgreSQL's word-similarity operator, schema-qualified (`pg_trgm` may live in any
+    /// schema), when `pg_trgm` sees letters outside ASCII here (it does not under an
+    /// `LC_CTYPE` of `C`): only then can a one- or two-character query be answered from the
+    /// index as "a word starts with it". Asked once.
+    async fn word_operator(&self) -> Result<Option<String>> {
+        let db = self.db.clone();
+        self.trigram_words
+            .get_or_try_init(|| async move {
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        DatabaseBackend::Postgres,
+                        "SELECT n.nspname AS schema FROM pg_extension e \
+                         JOIN pg_namespace n ON n.oid = e.extnamespace \
+                         WHERE e.extname = 'pg_trgm'",
+                    ))
+                    .await
+                    .map_err(db_err)?;
+                let Some(schema) = row
+                    .map(|r| r.try_get::<String>("", "schema"))
+                    .transpose()
+                    .map_err(db_err)?
+                else {
+                    return Ok(None);
+                };
+                let schema = format!("\"{}\"", schema.replace('"', "\"\""));
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        DatabaseBackend::Postgres,
+                        format!("SELECT cardinality({schema}.show_trgm('佐藤')) > 0 AS ok"),
+                    ))
+                    .await
+                    .map_err(db_err)?;
+                let ok = row
+                    .map(|r| r.try_get::<bool>("", "ok"))
+                    .transpose()
+                    .map_err(db_err)?
+                    .unwrap_or(false);
+                if !ok {
+                    tracing::warn!(
+                        "PostgreSQL's pg_trgm ignores letters outside ASCII in this database \
+                         (its LC_CTYPE is C): searches of one or two characters read every \
+                         customer, and searches in Japanese or Korean cannot use the index; \
+                         a database created with a UTF-8 locale (e.g. C.UTF-8) avoids this"
+                    );
+                }
+                Ok::<_, Error>(ok.then(|| format!("OPERATOR({schema}.<%)")))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The search, tested against a customer's own `search_text` (the probe; and the whole
+    /// search on PostgreSQL, whose planner then reaches for the trigram index itself).
+    async fn search_matches(&self, search: &Search) -> Result<Condition> {
+        Ok(match self.backend() {
+            DatabaseBackend::Postgres => {
+                let like = search_col().like(LikeExpr::new(search.like_pattern()).escape('\\'));
+                match self.word_operator().await? {
+                    // A word starts with it (pg_trgm's word similarity: the word's padded
+                    // first trigrams), which the GIN index answers.
+                    Some(op) if search.is_short() => {
+                        Condition::all().add(like).add(Expr::cust_with_exprs(
+                            format!("$1 {op} $2"),
+                            [Expr::val(search.as_str().to_owned()), search_col()],
+                        ))
+                    }
+                    _ => Condition::all().add(like),
+                }
+            }
+            _ => Condition::all()
+                .add(search_col().binary(BinOper::Custom("GLOB"), Expr::val(glob_pattern(search)))),
+        })
+    }
+
+    /// Restricts `select` (over `customers`) to the search's matches through the index.
+    async fn search_indexed(&self, select: &mut SelectStatement, search: &Search) -> Result<()> {
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                select.cond_where(self.search_matches(search).await?);
+            }
+            _ if search.is_short() => {
+                // Too short for trigrams: FTS5 would read its whole index; the table is cheaper.
+                select.cond_where(self.search_matches(search).await?);
+            }
+            _ => {
+                let fts = Alias::new("customer_search_fts").into_iden();
+                let map = Alias::new("customer_search").into_iden();
+                select
+                    .inner_join(
+                        map.clone(),
+                        Expr::col((map.clone(), Alias::new("customer_id")))
+                            .equals((customer::Entity, customer::Column::Id)),
+                    )
+                    .inner_join(
+                        fts.clone(),
+                        Expr::col((fts.clone(), Alias::new("rowid")))
+                            .equals((map, Alias::new("seq"))),
+                    )
+                    .and_where(
+                        Expr::col((fts, Alias::new("search_text")))
+                            .binary(BinOper::Custom("GLOB"), Expr::val(glob_pattern(search))),
+                    );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every filter but the search.
+    pub(crate) fn filter_condition(&self, f: &CustomerFilter, now: DateTime<Utc>) -> Condition {
+        let mut filter = Condition::all();
+        if let Some(from) = f.created_from {
+            filter = filter.add(customer::Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = f.created_to {
+            filter = filter.add(customer::Column::CreatedAt.lte(to));
+        }
+        if let Some(state) = f.password_state {
+            // The state is the stored hash's shape (`PasswordState::of`), spelled in SQL.
+            let native = LikeExpr::new(format!("{NATIVE_PREFIX}%"));
+            filter = filter.add(match state {
+                PasswordState::ResetRequired => customer::Column::PasswordHash.eq(""),
+                PasswordState::Set => customer::Column::PasswordHash.like(native),
+                PasswordState::Legacy => Condition::all()
+                    .add(customer::Column::PasswordHash.ne(""))
+                    .add(customer::Column::PasswordHash.not_like(native))
+                    .into(),
+            });
+        }
+        if let Some(external_id) = &f.external_id {
+            filter = filter.add(customer::Column::ExternalId.eq(external_id.clone()));
+        }
+        if let Some(locked) = f.locked {
+            filter = filter.add(if locked {
+                Condition::all().add(customer::Column::LockedUntil.gt(now))
+            } else {
+                Condition::any()
+                    .add(customer::Column::LockedUntil.is_null())
+                    .add(customer::Column::LockedUntil.lte(now))
+            });
+        }
+        if let Some(signed_in) = f.signed_in {
+            let live = Query::select()
+                .expr(Expr::val(1))
+                .from(access_token::Entity)
+                .and_where(
+                    Expr::col((access_token::Entity, access_token::Column::CustomerId))
+                        .equals((customer::Entity, customer::Column::Id)),
+                )
+                .and_where(access_token::Column::RevokedAt.is_null())
+                .and_where(access_token::Column::ExpiresAt.gt(now))
+                .to_owned();
+            filter = filter.add(if signed_in {
+                Expr::exists(live)
+            } else {
+                Expr::not_exists(live)
+            });
+        }
+        if f.last_reset_from.is_some() || f.last_reset_to.is_some() {
+            // The newest reset email is in the range: one in the range (or any, without a
+            // start) and none after its end.
+            let resets = || {
+                Query::select()
+                    .expr(Expr::val(1))
+                    .from(password_reset_token::Entity)
+                    .and_where(
+                        Expr::col((
+                            password_reset_token::Entity,
+                            password_reset_token::Column::CustomerId,
+                        ))
+                        .equals((customer::Entity, customer::Column::Id)),
+                    )
+                    .to_owned()
+            };
+            let mut within = resets();
+            if let Some(from) = f.last_reset_from {
+                within.and_where(password_reset_token::Column::CreatedAt.gte(from));
+            }
+            if let Some(to) = f.last_reset_to {
+                within.and_where(password_reset_token::Column::CreatedAt.lte(to));
+                let mut later = resets();
+                later.and_where(password_reset_token::Column::CreatedAt.gt(to));
+                filter = filter.add(Expr::not_exists(later));
+            }
+            filter = filter.add(Expr::exists(within));
+        }
+        filter
+    }
+
+    /// The first `limit` customers of `select` (already filtered, cursor applied, ordered),
+    /// narrowed by `search`: by the probe, else by the index.
+    pub(crate) async fn search_page(
+        &self,
+        select: sea_orm::Select<customer::Entity>,
+        search: Option<&Search>,
+        limit: u64,
+        order: &[(customer::Column, sea_orm::Order)],
+    ) -> Result<Vec<customer::Model>> {
+        let Some(search) = search else {
+            return select.limit(limit).all(&self.db).await.map_err(db_err);
+        };
+        let backend = self.backend();
+        // 1. The probe: the page's first rows, tested one by one.
+        let head = select.clone().limit(PROBE_ROWS).into_query();
+        let mut probe = Query::select()
+            .column(sea_orm::sea_query::Asterisk)
+            .from_subquery(head, customer::Entity)
+            .cond_where(self.search_matches(search).await?)
+            .limit(limit)
+            .to_owned();
+        for (column, order) in order {
+            probe.order_by((customer::Entity, *column), order.clone());
+        }
+        let rows = customer::Entity::find()
+            .from_raw_sql(backend.build(&probe))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        if rows.len() as u64 >= limit {
+            return Ok(rows);
+        }
+        // 2. Rare: the index.
+        let mut indexed = select.limit(limit).into_query();
+        self.search_indexed(&mut indexed, search).await?;
+        customer::Entity::find()
+            .from_raw_sql(backend.build(&indexed))
+            .all(&self.db)
+            .await
+            .map_err(db_err)
+    }
+
+    /// How many customers `filter` (every filter but the search) and `search` select: exact
+    /// up to [`EXACT_COUNT_UP_TO`], else an estimate (`true`).
+    pub(crate) async fn count_matching(
+        &self,
+        filter: Condition,
+        search: Option<&Search>,
+    ) -> Result<(u64, bool)> {
+        let backend = self.backend();
+        let mut inner = customer::Entity::find()
+            .select_only()
+            .expr(Expr::val(1))
+            .filter(filter.clone())
+            .into_query();
+        if let Some(search) = search {
+            self.search_indexed(&mut inner, search).await?;
+        }
+        let mut capped = inner.clone();
+        capped.limit(EXACT_COUNT_UP_TO + 1);
+        let count = Query::select()
+            .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+            .from_subquery(capped, Alias::new("capped"))
+            .to_owned();
+        let n = self.count_of(backend.build(&count)).await?;
+        if n <= EXACT_COUNT_UP_TO {
+            return Ok((n, false));
+        }
+        let estimate = match backend {
+            DatabaseBackend::Postgres => self.planner_estimate(backend.build(&inner)).await?,
+            _ => self.sampled_estimate(filter, search).await?,
+        };
+        Ok((Ord::max(estimate, EXACT_COUNT_UP_TO + 1), true))
+    }
+
+    async fn count_of(&self, statement: Statement) -> Result<u64> {
+        let row = self.db.query_one_raw(statement).await.map_err(db_err)?;
+        let n = row
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()
+            .map_err(db_err)?
+            .unwrap_or(0);
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// PostgreSQL: the planner's row estimate for the selection (`EXPLAIN`, which runs
+    /// nothing).
+    async fn planner_estimate(&self, statement: Statement) -> Result<u64> {
+        let explain = Statement {
+            sql: format!("EXPLAIN {}", statement.sql),
+            ..statement
+        };
+        let rows = self.db.query_all_raw(explain).await.map_err(db_err)?;
+        let first: Option<String> = rows
+            .first()
+            .map(|r| r.try_get_by_index::<String>(0))
+            .transpose()
+            .map_err(db_err)?;
+        Ok(first
+            .as_deref()
+            .and_then(|plan| plan.split(" rows=").nth(1))
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// SQLite, which keeps no row estimates: the share of the newest customers that match,
+    /// times the customers there are (by the search map's key, which only grows).
+    async fn sampled_estimate(&self, filter: Condition, search: Option<&Search>) -> Result<u64> {
+        let backend = self.backend();
+        let map = Alias::new("customer_search").into_iden();
+        let total = self
+            .count_of(
+                backend.build(
+                    &Query::select()
+                        .expr_as(Expr::cust("COALESCE(MAX(seq), 0)"), Alias::new("n"))
+                        .from(map.clone())
+                        .to_owned(),
+                ),
+            )
+            .await?;
+        let mut sample = customer::Entity::find()
+            .select_only()
+            .expr(Expr::val(1))
+            .filter(filter)
+            .into_query();
+        sample
+            .inner_join(
+                map.clone(),
+                Expr::col((map.clone(), Alias::new("customer_id")))
+                    .equals((customer::Entity, customer::Column::Id)),
+            )
+            .and_where(
+                Expr::col((map, Alias::new("seq")))
+                    .gt(i64::try_from(total).unwrap_or(i64::MAX) - SAMPLE_ROWS),
+            );
+        if let Some(search) = search {
+            sample.cond_where(self.search_matches(search).await?);
+        }
+        let hits = self
+            .count_of(
+                backend.build(
+                    &Query::select()
+                        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+                        .from_subquery(sample, Alias::new("sample"))
+                        .to_owned(),
+                ),
+            )
+            .await?;
+        let sampled = total.clamp(1, SAMPLE_ROWS as u64);
+        Ok(total.saturating_mul(hits) / sampled)
+    }
+}
