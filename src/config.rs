@@ -80,6 +80,12 @@ pub struct Config {
     /// replica dies mid-send, another sends the message after this (keep it well above the
     /// SMTP timeout).
     pub mail_lease_seconds: u64,
+    /// `LATCHKEY_BULK_MAIL_PER_SECOND`: the most bulk-job messages this replica sends per
+    /// second (SMTP providers throttle); 0 means no cap. The interactive lane is never capped.
+    pub bulk_mail_per_second: u32,
+    /// `LATCHKEY_BULK_CUSTOMERS_PER_SECOND`: the most customers this replica works per second
+    /// in bulk jobs (to spare the database in busy hours); 0 means no cap.
+    pub bulk_customers_per_second: u32,
     /// `LATCHKEY_MAIL_DIR`.
     pub mail_dir: PathBuf,
     /// `LATCHKEY_MAIL_FROM`.
@@ -146,6 +152,8 @@ impl Default for Config {
             smtp_url: None,
             smtp_timeout_seconds: 10,
             mail_lease_seconds: 60,
+            bulk_mail_per_second: 0,
+            bulk_customers_per_second: 0,
             mail_dir: PathBuf::from("./mail"),
             mail_from: "Store <no-reply@localhost>".into(),
             cors_origins: Vec::new(),

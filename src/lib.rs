@@ -1,6 +1,7 @@
 //! The Latchkey server: configuration, wiring of storage and hashing into the use cases, the
 //! HTTP edge, and the CLI's commands.
 
+pub mod bulk;
 pub mod client_ip;
 pub mod config;
 pub mod export;
@@ -38,8 +39,12 @@ pub struct Server {
     pub db: persistence::Connection,
     /// SQL statements run so far by this server.
     pub statements: Arc<std::sync::atomic::AtomicU64>,
-    /// The mail delivery worker; `serve` runs it beside the HTTP server.
+    /// The mail delivery worker (interactive lane); `serve` runs it beside the HTTP server.
     pub mail: MailWorker,
+    /// The bulk lane's mail worker.
+    pub bulk_mail: MailWorker,
+    /// Works bulk jobs' chunks.
+    pub bulk: bulk::BulkWorker,
     /// GraphQL operations in flight; `serve` waits for them before closing the database.
     pub operations: http::Operations,
     /// The metrics listener (`LATCHKEY_METRICS_LISTEN`), bound by `build`; `None` when off.
@@ -180,6 +185,16 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     });
     let links = ResetLinks::new(link_template, config.reset_url_allowlist.clone())
         .map_err(|e| anyhow::anyhow!("LATCHKEY_STOREFRONT_RESET_URL: {e}"))?;
+    let bulk_mail_wakeup = Wakeup::default();
+    let bulk_wakeup = Wakeup::default();
+    let bulk_jobs = Arc::new(domain::bulk::BulkJobs::new(
+        store.clone(),
+        store.clone(),
+        clock.clone(),
+        links.clone(),
+        Arc::new(bulk_mail_wakeup.clone()),
+        Arc::new(bulk_wakeup.clone()),
+    ));
     let resets = Resets::new(
         store.clone(),
         store.clone(),
@@ -193,6 +208,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             accounts: Arc::new(accounts),
             resets: Arc::new(resets),
             admins: Arc::new(admins),
+            bulk: bulk_jobs.clone(),
         },
         &SchemaOptions {
             introspection: config.introspection_enabled(),
@@ -206,16 +222,26 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let store_name = from.name.clone().unwrap_or_else(|| "Store".into());
     let mail = MailWorker {
         store: (*store).clone(),
+        lane: domain::ports::MailLane::Interactive,
+        rate: None,
+        rate_per_second: 0,
         transport: Transport::new(
             config.smtp_url.as_ref().map(|s| s.expose()),
             Duration::from_secs(config.smtp_timeout_seconds.max(1)),
             config.mail_dir.clone(),
         )?,
-        templates: Templates::new(store_name.clone())?,
+        templates: Arc::new(Templates::new(store_name.clone())?),
         from,
         clock,
         wakeup,
         lease: mail::lease(config.mail_lease_seconds, config.smtp_timeout_seconds),
+    };
+    let mut bulk_mail = mail.bulk_lane(config.bulk_mail_per_second);
+    bulk_mail.wakeup = bulk_mail_wakeup;
+    let bulk = bulk::BulkWorker {
+        jobs: bulk_jobs,
+        wakeup: bulk_wakeup,
+        per_second: std::num::NonZeroU32::new(config.bulk_customers_per_second),
     };
     let operations = http::Operations::new(config.max_operations);
     let state = AppState {
@@ -253,6 +279,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         db,
         statements,
         mail,
+        bulk_mail,
+        bulk,
         operations,
         metrics,
         connections: listener::ConnectionLimits {
@@ -315,6 +343,8 @@ pub async fn serve(
         server.mail.clock.clone(),
         stopped.clone(),
     ));
+    let bulk_mail = tokio::spawn(server.bulk_mail.run(stopped.clone()));
+    let bulk = tokio::spawn(server.bulk.run(stopped.clone()));
     let worker = tokio::spawn(server.mail.run(stopped));
     let metrics = server.metrics.map(|(listener, router)| {
         tokio::spawn(async move {
@@ -339,6 +369,8 @@ pub async fn serve(
     }
     let _ = stop.send(true);
     let _ = worker.await;
+    let _ = bulk_mail.await;
+    let _ = bulk.await;
     let _ = janitor.await;
     if let Some(metrics) = metrics {
         metrics.abort();

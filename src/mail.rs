@@ -12,7 +12,10 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use domain::{clock::Clock, ports::MailKind, ports::MailSignal};
+use domain::{
+    clock::Clock,
+    ports::{MailKind, MailLane, MailSignal},
+};
 use futures::StreamExt;
 use lettre::{
     AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
@@ -46,7 +49,8 @@ pub fn lease(configured_seconds: u64, smtp_timeout_seconds: u64) -> chrono::Dura
 /// not succeed on retry.
 type SendOutcome = Result<(), (String, bool)>;
 
-/// Where mail goes.
+/// Where mail goes (a clone shares the SMTP connection pool).
+#[derive(Clone)]
 pub enum Transport {
     /// The transport, and the deadline for one whole send.
     Smtp(AsyncSmtpTransport<Tokio1Executor>, Duration),
@@ -188,16 +192,54 @@ impl MailSignal for Wakeup {
     }
 }
 
+impl Wakeup {
+    pub async fn notified(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// A cap on sends per second (the bulk lane's `LATCHKEY_BULK_MAIL_PER_SECOND`).
+pub type SendRate = governor::DefaultDirectRateLimiter;
+
+/// One lane's worker: the interactive lane's also resolves reset requests; the bulk lane's
+/// may be held to a send rate.
 pub struct MailWorker {
     pub store: SqlStore,
+    pub lane: MailLane,
+    pub rate: Option<Arc<SendRate>>,
     pub transport: Transport,
-    pub templates: Templates,
+    pub templates: Arc<Templates>,
     pub from: Mailbox,
     pub clock: Arc<dyn Clock>,
     pub wakeup: Wakeup,
     /// How long a claim protects a message being sent; after it a crashed replica's claimed
     /// rows are sent by another (`LATCHKEY_MAIL_LEASE_SECONDS`).
     pub lease: chrono::Duration,
+    /// What `rate` allows per second (for the batch size).
+    pub rate_per_second: u64,
+}
+
+impl MailWorker {
+    /// The bulk lane's worker beside this one: same transport (and SMTP pool), templates and
+    /// sender, its own wake-up, and `per_second` sends at most when non-zero.
+    pub fn bulk_lane(&self, per_second: u32) -> Self {
+        Self {
+            store: self.store.clone(),
+            lane: MailLane::Bulk,
+            rate: std::num::NonZeroU32::new(per_second).map(|n| {
+                Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+                    n,
+                )))
+            }),
+            transport: self.transport.clone(),
+            templates: self.templates.clone(),
+            from: self.from.clone(),
+            clock: self.clock.clone(),
+            wakeup: Wakeup::default(),
+            lease: self.lease,
+            rate_per_second: u64::from(per_second),
+        }
+    }
 }
 
 impl MailWorker {
@@ -229,30 +271,57 @@ impl MailWorker {
         tracing::info!("mail worker stopped");
     }
 
-    /// Sets `latchkey_mail_oldest_pending_seconds`: the age of the oldest message not sent yet
-    /// (0 when none waits). Measured after every round, so a queue that stops moving shows as a
-    /// gauge that keeps growing, whichever replica is stuck.
+    /// Sets `latchkey_mail_oldest_pending_seconds{lane}`: the age of the oldest message not
+    /// sent yet (0 when none waits). Measured after every round, so a queue that stops moving
+    /// shows as a gauge that keeps growing, whichever replica is stuck.
     async fn report_backlog(&self) {
-        match self.store.oldest_unsent().await {
+        match self.store.oldest_unsent(self.lane).await {
             Ok(oldest) => {
                 let age = oldest
                     .map(|at| (self.clock.now() - at).num_milliseconds().max(0) as f64 / 1000.0)
                     .unwrap_or(0.0);
-                metrics::gauge!("latchkey_mail_oldest_pending_seconds").set(age);
+                metrics::gauge!("latchkey_mail_oldest_pending_seconds", "lane" => self.lane.as_str())
+                    .set(age);
             }
             Err(e) => tracing::warn!(error = %e, "could not measure the mail backlog"),
         }
     }
 
-    /// Resolves the recorded reset requests, then sends everything due now; returns how many
-    /// messages were attempted.
+    /// Messages claimed at once: [`BATCH`], or fewer when a send rate would make a batch
+    /// outlast its lease (another replica would then send its last messages again).
+    fn batch(&self) -> u64 {
+        match &self.rate {
+            None => BATCH,
+            Some(_) => {
+                let per_second = self.rate_per_second.max(1);
+                let lease = u64::try_from(self.lease.num_seconds()).unwrap_or(0);
+                (per_second.saturating_mul(lease) / 2).clamp(1, BATCH)
+            }
+        }
+    }
+
+    /// Resolves the recorded reset requests (interactive lane), then sends everything due now
+    /// in this lane; returns how many messages were attempted.
     pub async fn drain(&self, stop: &watch::Receiver<bool>) -> anyhow::Result<usize> {
         let mut attempted = 0;
+        let requeued = self
+            .store
+            .requeue_expired(self.clock.now(), self.lane)
+            .await
+            .map_err(|e| anyhow::anyhow!("requeueing expired claims: {e}"))?;
+        if requeued > 0 {
+            tracing::warn!(
+                lane = self.lane.as_str(),
+                requeued,
+                "mail claimed by a worker that stopped is sent again"
+            );
+        }
+        let batch_size = self.batch();
         while !*stop.borrow() {
             // Resolved a few at a time, each few in a short transaction of its own: on SQLite a
             // request waiting to be recorded waits for one such transaction, not for a round.
             let mut resolved = 0;
-            while resolved < BATCH as usize {
+            while self.lane == MailLane::Interactive && resolved < BATCH as usize {
                 let n = self
                     .store
                     .resolve_reset_requests(self.clock.now(), RESOLVE_CHUNK)
@@ -265,7 +334,7 @@ impl MailWorker {
             }
             let batch = self
                 .store
-                .claim_mail(self.clock.now(), BATCH, self.lease)
+                .claim_mail(self.clock.now(), batch_size, self.lease, self.lane)
                 .await
                 .map_err(|e| anyhow::anyhow!("claiming mail: {e}"))?;
             if batch.is_empty() {
@@ -275,7 +344,7 @@ impl MailWorker {
                 continue;
             }
             attempted += batch.len();
-            let caught_up = resolved < BATCH as usize && batch.len() < BATCH as usize;
+            let caught_up = resolved < BATCH as usize && (batch.len() as u64) < batch_size;
             // Sends run `PARALLEL_SENDS` at a time; whatever has been sent when a send finishes
             // is marked in one statement, so a crash re-sends at most the few in flight.
             let mut sends = futures::stream::iter(batch)
@@ -296,6 +365,9 @@ impl MailWorker {
 
     /// Builds and sends one message; the outcome is recorded by [`record`](Self::record).
     async fn attempt(&self, m: OutboxMessage) -> (OutboxMessage, SendOutcome) {
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
         // A template or builder bug must not take the worker down: it fails this message only.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(&m)))
             .unwrap_or_else(|_| Err(anyhow::anyhow!("building the message panicked")));
@@ -313,12 +385,12 @@ impl MailWorker {
         for (m, outcome) in done {
             match outcome {
                 Ok(()) => {
-                    metrics::counter!("latchkey_mail_sent_total", "kind" => m.kind.as_str())
+                    metrics::counter!("latchkey_mail_sent_total", "kind" => m.kind.as_str(), "lane" => self.lane.as_str())
                         .increment(1);
                     sent.push(m);
                 }
                 Err((error, permanent)) => {
-                    metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str())
+                    metrics::counter!("latchkey_mail_failed_total", "kind" => m.kind.as_str(), "lane" => self.lane.as_str())
                         .increment(1);
                     match self.store.mark_failed(&m, now, &error, permanent).await {
                         Ok(true) => {

@@ -10,6 +10,7 @@ mod m20261201_000005_limits;
 mod m20261201_000006_reset_requests;
 mod m20261202_000007_import;
 mod m20261203_000008_search;
+mod m20261203_000009_bulk;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000006_reset_requests::Migration),
             Box::new(m20261202_000007_import::Migration),
             Box::new(m20261203_000008_search::Migration),
+            Box::new(m20261203_000009_bulk::Migration),
         ]
     }
 }

@@ -93,6 +93,28 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         "mutation { updatePasswordSettings(input: {lockoutMinutes: 10}) { lockoutMinutes } }",
         Permission::SettingsManage,
     ),
+    // Bulk actions also need the single action's permission; only administrators hold
+    // CUSTOMERS_BULK, and they hold every other.
+    (
+        "startBulkAction",
+        "mutation($id: ID!) { startBulkAction(action: REQUIRE_NEW_PASSWORD, selection: {customerIds: [$id]}) { id total } }",
+        Permission::CustomersBulk,
+    ),
+    (
+        "bulkJob",
+        "query($job: ID!) { bulkJob(id: $job) { id status } }",
+        Permission::CustomersBulk,
+    ),
+    (
+        "bulkJobs",
+        "{ bulkJobs { totalCount } }",
+        Permission::CustomersBulk,
+    ),
+    (
+        "cancelBulkJob",
+        "mutation($job: ID!) { cancelBulkJob(id: $job) { id status } }",
+        Permission::CustomersBulk,
+    ),
 ];
 
 /// Root fields open to storefronts and to anyone signing in.
@@ -121,6 +143,7 @@ enum Permission {
     SettingsRead,
     SettingsManage,
     AuditRead,
+    CustomersBulk,
 }
 
 /// SPEC "Roles", written out independently of the server's table.
@@ -176,10 +199,23 @@ async fn every_admin_operation_answers_each_role_as_the_matrix_says(backend: Bac
     for role in ["viewer", "support", "administrator"] {
         callers.push((role, Some(app.admin_token(role).await)));
     }
+    // A job (with nobody to do: finished at once) for the rows that read or cancel one.
+    let started = app
+        .gql_as(
+            callers.last().unwrap().1.as_deref(),
+            "mutation { startBulkAction(action: FORCE_SIGN_IN, selection: {customerIds: []}) { id status } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        started["data"]["startBulkAction"]["status"], "FINISHED",
+        "{started}"
+    );
+    let job = started["data"]["startBulkAction"]["id"].clone();
     for (name, document, permission) in MATRIX {
         for (caller, token) in &callers {
             let res = app
-                .gql_as(token.as_deref(), document, json!({"id": id}))
+                .gql_as(token.as_deref(), document, json!({"id": id, "job": job}))
                 .await;
             let expected = match *caller {
                 "anonymous" => Some("UNAUTHENTICATED"),

@@ -8,6 +8,7 @@
 mod accounts;
 mod admin;
 mod browser;
+mod bulk;
 mod connections;
 mod faults;
 mod hangups;
@@ -29,6 +30,7 @@ fn main() {
     let trials = harness::trials(&[
         accounts::TESTS,
         admin::TESTS,
+        bulk::TESTS,
         sessions::TESTS,
         hardening::TESTS,
         ops::TESTS,

@@ -17,16 +17,19 @@ pub enum Permission {
     SettingsRead,
     SettingsManage,
     AuditRead,
+    /// Bulk actions (with the single action's own permission) and their jobs.
+    CustomersBulk,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 7] = [
         Self::CustomersRead,
         Self::CustomersResetPassword,
         Self::CustomersRevokeTokens,
         Self::SettingsRead,
         Self::SettingsManage,
         Self::AuditRead,
+        Self::CustomersBulk,
     ];
 }
 
@@ -128,6 +131,9 @@ pub enum AuditAction {
     UpdatePasswordSettings,
     /// `latchkey import customers`, run from a shell (the actor is the OS user and host).
     ImportCustomers,
+    /// A bulk job started (its detail names the job, the action and the count).
+    StartBulkAction,
+    CancelBulkJob,
 }
 
 impl AuditAction {
@@ -137,6 +143,8 @@ impl AuditAction {
             Self::RevokeCustomerTokens => "REVOKE_CUSTOMER_TOKENS",
             Self::UpdatePasswordSettings => "UPDATE_PASSWORD_SETTINGS",
             Self::ImportCustomers => "IMPORT_CUSTOMERS",
+            Self::StartBulkAction => "START_BULK_ACTION",
+            Self::CancelBulkJob => "CANCEL_BULK_JOB",
         }
     }
 
@@ -146,6 +154,8 @@ impl AuditAction {
             "REVOKE_CUSTOMER_TOKENS" => Some(Self::RevokeCustomerTokens),
             "UPDATE_PASSWORD_SETTINGS" => Some(Self::UpdatePasswordSettings),
             "IMPORT_CUSTOMERS" => Some(Self::ImportCustomers),
+            "START_BULK_ACTION" => Some(Self::StartBulkAction),
+            "CANCEL_BULK_JOB" => Some(Self::CancelBulkJob),
             _ => None,
         }
     }
@@ -181,6 +191,7 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndeliveredMail {
     pub id: Uuid,
+    pub lane: crate::ports::MailLane,
     pub kind: String,
     pub recipient: String,
     /// `pending`, `sending` or `dead`.

@@ -355,8 +355,12 @@ impl Admins {
         self.store.audit_page(query).await
     }
 
-    pub async fn undelivered_mail(&self, first: u64) -> Result<Vec<crate::admin::UndeliveredMail>> {
-        self.store.undelivered_mail(first).await
+    pub async fn undelivered_mail(
+        &self,
+        first: u64,
+        lane: Option<crate::ports::MailLane>,
+    ) -> Result<Vec<crate::admin::UndeliveredMail>> {
+        self.store.undelivered_mail(first, lane).await
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod admins;
+pub mod bulk;
 pub mod clock;
 pub mod customer;
 pub mod email;

@@ -60,6 +60,33 @@ pub trait AccountStore: Send + Sync {
     -> Result<bool>;
 }
 
+/// Which worker delivers a message. Each lane is claimed by its own worker, so a bulk job's
+/// million messages never stand in front of a customer's "Forgot Your Password?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MailLane {
+    /// The storefront's mail and one admin's actions: sent as soon as possible.
+    Interactive,
+    /// Bulk jobs' mail: sent when the interactive lane leaves room, at a capped rate.
+    Bulk,
+}
+
+impl MailLane {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Bulk => "bulk",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "interactive" => Some(Self::Interactive),
+            "bulk" => Some(Self::Bulk),
+            _ => None,
+        }
+    }
+}
+
 /// What an outbox row is about; the mail worker renders it in the customer's language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailKind {
@@ -273,7 +300,11 @@ pub trait AdminStore: Send + Sync {
         audit: crate::admin::NewAudit,
     ) -> Result<()>;
     /// Mail not delivered yet (oldest first), dead-lettered included.
-    async fn undelivered_mail(&self, first: u64) -> Result<Vec<crate::admin::UndeliveredMail>>;
+    async fn undelivered_mail(
+        &self,
+        first: u64,
+        lane: Option<MailLane>,
+    ) -> Result<Vec<crate::admin::UndeliveredMail>>;
     async fn audit_page(
         &self,
         query: &crate::admin::AuditQuery,

@@ -120,19 +120,21 @@ impl AdminQuery {
         Ok(services(ctx)?.accounts.customer(id).await?.map(Customer))
     }
 
-    /// Mail not delivered yet, oldest first (`first` up to 100): messages being retried after
-    /// an SMTP failure, and dead-lettered ones — never silently lost.
+    /// Mail not delivered yet, oldest first (`first` up to 100): messages waiting, being
+    /// retried after an SMTP failure, and dead-lettered ones — never silently lost. `lane`
+    /// narrows it to one lane (a bulk campaign's queue, or everything else).
     #[graphql(guard = "RequirePermission(Permission::SettingsRead)")]
     async fn undelivered_mail(
         &self,
         ctx: &Context<'_>,
         first: Option<i32>,
+        lane: Option<crate::admin_types::MailLane>,
     ) -> Result<Vec<UndeliveredMail>, ApiError> {
         let first = page_size(first.map(i64::from))?;
         let admins = &services(ctx)?.admins;
         let now = admins.now();
         Ok(admins
-            .undelivered_mail(first)
+            .undelivered_mail(first, lane.map(Into::into))
             .await?
             .into_iter()
             .map(|m| UndeliveredMail::at(m, now))

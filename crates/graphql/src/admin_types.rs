@@ -33,6 +33,8 @@ pub enum AdminPermission {
     SettingsRead,
     SettingsManage,
     AuditRead,
+    /// Bulk actions and their jobs (with the single action's own permission).
+    CustomersBulk,
 }
 
 impl From<admin::Permission> for AdminPermission {
@@ -44,6 +46,7 @@ impl From<admin::Permission> for AdminPermission {
             admin::Permission::SettingsRead => Self::SettingsRead,
             admin::Permission::SettingsManage => Self::SettingsManage,
             admin::Permission::AuditRead => Self::AuditRead,
+            admin::Permission::CustomersBulk => Self::CustomersBulk,
         }
     }
 }
@@ -340,6 +343,9 @@ pub enum AuditAction {
     RevokeCustomerTokens,
     UpdatePasswordSettings,
     ImportCustomers,
+    /// A bulk job started; `detail` names the job, the action and the count.
+    StartBulkAction,
+    CancelBulkJob,
 }
 
 impl From<admin::AuditAction> for AuditAction {
@@ -349,6 +355,8 @@ impl From<admin::AuditAction> for AuditAction {
             admin::AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
             admin::AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
             admin::AuditAction::ImportCustomers => Self::ImportCustomers,
+            admin::AuditAction::StartBulkAction => Self::StartBulkAction,
+            admin::AuditAction::CancelBulkJob => Self::CancelBulkJob,
         }
     }
 }
@@ -360,6 +368,8 @@ impl From<AuditAction> for admin::AuditAction {
             AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
             AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
             AuditAction::ImportCustomers => Self::ImportCustomers,
+            AuditAction::StartBulkAction => Self::StartBulkAction,
+            AuditAction::CancelBulkJob => Self::CancelBulkJob,
         }
     }
 }
@@ -416,6 +426,8 @@ pub struct AuditLogFilter {
 #[derive(SimpleObject)]
 pub struct UndeliveredMail {
     pub id: ID,
+    /// Which worker sends it: INTERACTIVE (storefront and single admin actions) or BULK.
+    pub lane: MailLane,
     /// `password_reset` or `password_changed`.
     pub kind: String,
     pub recipient: String,
@@ -431,11 +443,37 @@ pub struct UndeliveredMail {
     pub age_seconds: i64,
 }
 
+/// Which worker delivers a message: bulk jobs' mail never stands in front of the rest.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum MailLane {
+    Interactive,
+    Bulk,
+}
+
+impl From<domain::ports::MailLane> for MailLane {
+    fn from(l: domain::ports::MailLane) -> Self {
+        match l {
+            domain::ports::MailLane::Interactive => Self::Interactive,
+            domain::ports::MailLane::Bulk => Self::Bulk,
+        }
+    }
+}
+
+impl From<MailLane> for domain::ports::MailLane {
+    fn from(l: MailLane) -> Self {
+        match l {
+            MailLane::Interactive => Self::Interactive,
+            MailLane::Bulk => Self::Bulk,
+        }
+    }
+}
+
 impl UndeliveredMail {
     /// `m` as seen at `now` (its age).
     pub fn at(m: admin::UndeliveredMail, now: DateTime<Utc>) -> Self {
         Self {
             id: ID(m.id.to_string()),
+            lane: m.lane.into(),
             kind: m.kind,
             recipient: m.recipient,
             status: m.status.to_ascii_uppercase(),

@@ -4,6 +4,7 @@
 
 mod admin;
 mod admin_types;
+mod bulk;
 mod context;
 mod error;
 mod guard;
@@ -25,16 +26,22 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub resets: Arc<Resets>,
     pub admins: Arc<Admins>,
+    pub bulk: Arc<domain::bulk::BulkJobs>,
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(storefront::CustomerQuery, admin::AdminQuery);
+pub struct Query(
+    storefront::CustomerQuery,
+    admin::AdminQuery,
+    bulk::BulkQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     storefront::CustomerMutation,
     reset::ResetMutation,
     admin::AdminMutation,
+    bulk::BulkMutation,
 );
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;

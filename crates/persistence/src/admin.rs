@@ -404,8 +404,16 @@ impl AdminStore for SqlStore {
         .await
     }
 
-    async fn undelivered_mail(&self, first: u64) -> Result<Vec<domain::admin::UndeliveredMail>> {
-        Ok(crate::entities::email_outbox::Entity::find()
+    async fn undelivered_mail(
+        &self,
+        first: u64,
+        lane: Option<domain::ports::MailLane>,
+    ) -> Result<Vec<domain::admin::UndeliveredMail>> {
+        let mut select = crate::entities::email_outbox::Entity::find();
+        if let Some(lane) = lane {
+            select = select.filter(crate::entities::email_outbox::Column::Lane.eq(lane.as_str()));
+        }
+        Ok(select
             .filter(crate::entities::email_outbox::Column::Status.ne("sent"))
             .order_by_asc(crate::entities::email_outbox::Column::CreatedAt)
             .limit(first)
@@ -415,6 +423,8 @@ impl AdminStore for SqlStore {
             .into_iter()
             .map(|m| domain::admin::UndeliveredMail {
                 id: m.id,
+                lane: domain::ports::MailLane::parse(&m.lane)
+                    .unwrap_or(domain::ports::MailLane::Interactive),
                 kind: m.kind,
                 recipient: m.recipient,
                 status: m.status,

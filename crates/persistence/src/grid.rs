@@ -140,7 +140,11 @@ impl SqlStore {
     }
 
     /// Restricts `select` (over `customers`) to the search's matches through the index.
-    async fn search_indexed(&self, select: &mut SelectStatement, search: &Search) -> Result<()> {
+    pub(crate) async fn search_indexed(
+        &self,
+        select: &mut SelectStatement,
+        search: &Search,
+    ) -> Result<()> {
         match self.backend() {
             DatabaseBackend::Postgres => {
                 select.cond_where(self.search_matches(search).await?);

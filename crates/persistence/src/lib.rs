@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod bulk;
 mod cleanup;
 mod entities;
 mod grid;

@@ -3,7 +3,11 @@
 //! then scrubbed of the link.
 
 use chrono::{DateTime, Duration, Utc};
-use domain::{Result, customer::Locale, ports::MailKind, ports::NewMail};
+use domain::{
+    Result,
+    customer::Locale,
+    ports::{MailKind, MailLane, NewMail},
+};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
@@ -70,6 +74,7 @@ pub(crate) fn new_row(mail: NewMail) -> email_outbox::ActiveModel {
         last_error: Set(None),
         created_at: Set(mail.created_at),
         sent_at: Set(None),
+        lane: Set(MailLane::Interactive.as_str().to_owned()),
     }
 }
 
@@ -79,36 +84,50 @@ fn backoff(attempts: i32) -> Duration {
     Duration::seconds(1i64 << exp).min(MAX_BACKOFF)
 }
 
-fn due(now: DateTime<Utc>) -> Condition {
-    Condition::any()
-        .add(
-            Condition::all()
-                .add(email_outbox::Column::Status.eq(PENDING))
-                .add(email_outbox::Column::NextAttemptAt.lte(now)),
-        )
-        // A worker that died mid-send left its claim; it expires and the row is retried.
-        .add(
-            Condition::all()
-                .add(email_outbox::Column::Status.eq(SENDING))
-                .add(email_outbox::Column::ClaimedUntil.lt(now)),
-        )
+fn due(now: DateTime<Utc>, lane: MailLane) -> Condition {
+    Condition::all()
+        .add(email_outbox::Column::Lane.eq(lane.as_str()))
+        .add(email_outbox::Column::Status.eq(PENDING))
+        .add(email_outbox::Column::NextAttemptAt.lte(now))
 }
 
 impl SqlStore {
-    /// Claims up to `batch` due messages for `lease`. Safe with many workers on many replicas:
-    /// each row is claimed by one.
+    /// Puts the messages of `lane` whose claim expired (a worker died mid-send) back in line;
+    /// how many. The workers ask once a round, not once a claim.
+    pub async fn requeue_expired(&self, now: DateTime<Utc>, lane: MailLane) -> Result<u64> {
+        let _turn = self.write_turn.take(&self.db).await;
+        Ok(email_outbox::Entity::update_many()
+            .col_expr(email_outbox::Column::Status, Expr::value(PENDING))
+            .col_expr(
+                email_outbox::Column::ClaimId,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(email_outbox::Column::NextAttemptAt, Expr::value(now))
+            .filter(email_outbox::Column::Lane.eq(lane.as_str()))
+            .filter(email_outbox::Column::Status.eq(SENDING))
+            .filter(email_outbox::Column::ClaimedUntil.lt(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?
+            .rows_affected)
+    }
+
+    /// Claims up to `batch` due messages of `lane` for `lease`, in the order they fell due
+    /// (an index range, however long the lane's queue). Safe with many workers on many
+    /// replicas: each row is claimed by one.
     pub async fn claim_mail(
         &self,
         now: DateTime<Utc>,
         batch: u64,
         lease: Duration,
+        lane: MailLane,
     ) -> Result<Vec<OutboxMessage>> {
         let claim_id = Uuid::now_v7();
         let mut candidates = Query::select()
             .column(email_outbox::Column::Id)
             .from(email_outbox::Entity)
-            .cond_where(due(now))
-            .order_by(email_outbox::Column::CreatedAt, sea_orm::Order::Asc)
+            .cond_where(due(now, lane))
+            .order_by(email_outbox::Column::NextAttemptAt, sea_orm::Order::Asc)
             .limit(batch)
             .to_owned();
         if self.db.get_database_backend() == DatabaseBackend::Postgres {
@@ -122,7 +141,7 @@ impl SqlStore {
             .and_where(email_outbox::Column::Id.in_subquery(candidates))
             // Re-checked against the row as it is when locked, so a row another worker just
             // claimed is skipped.
-            .cond_where(due(now))
+            .cond_where(due(now, lane))
             .to_owned();
         let claimed = {
             let _turn = self.write_turn.take(&self.db).await;
@@ -164,29 +183,45 @@ impl SqlStore {
             .collect())
     }
 
-    /// When the oldest message still waiting to be sent (a reset request not resolved yet, or
-    /// an outbox row pending or being sent, not dead) was queued: how far behind delivery is,
-    /// on every replica.
-    pub async fn oldest_unsent(&self) -> Result<Option<DateTime<Utc>>> {
-        let oldest: Option<Option<DateTime<Utc>>> = email_outbox::Entity::find()
+    /// When the message next in line of `lane` (the earliest due; or one being sent) was
+    /// queued, and for the interactive lane also a reset request not resolved yet: how far
+    /// behind delivery is, on every replica. Index reads only, however long the queue.
+    pub async fn oldest_unsent(&self, lane: MailLane) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<DateTime<Utc>> = email_outbox::Entity::find()
+            .select_only()
+            .column(email_outbox::Column::CreatedAt)
+            .filter(email_outbox::Column::Lane.eq(lane.as_str()))
+            .filter(email_outbox::Column::Status.eq(PENDING))
+            .order_by_asc(email_outbox::Column::NextAttemptAt)
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        let sending: Option<Option<DateTime<Utc>>> = email_outbox::Entity::find()
             .select_only()
             .column_as(email_outbox::Column::CreatedAt.min(), "oldest")
-            .filter(email_outbox::Column::Status.is_in([PENDING, SENDING]))
+            .filter(email_outbox::Column::Lane.eq(lane.as_str()))
+            .filter(email_outbox::Column::Status.eq(SENDING))
             .into_tuple()
             .one(&self.db)
             .await
             .map_err(db_err)?;
-        let unresolved: Option<Option<DateTime<Utc>>> = reset_request::Entity::find()
-            .select_only()
-            .column_as(reset_request::Column::CreatedAt.min(), "oldest")
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(match (oldest.flatten(), unresolved.flatten()) {
-            (Some(a), Some(b)) => Some(Ord::min(a, b)),
-            (a, b) => a.or(b),
-        })
+        let unresolved: Option<Option<DateTime<Utc>>> = if lane == MailLane::Interactive {
+            reset_request::Entity::find()
+                .select_only()
+                .column_as(reset_request::Column::CreatedAt.min(), "oldest")
+                .into_tuple()
+                .one(&self.db)
+                .await
+                .map_err(db_err)?
+        } else {
+            None
+        };
+        Ok([next, sending.flatten(), unresolved.flatten()]
+            .into_iter()
+            .flatten()
+            .min())
     }
 
     /// Marks messages of one claim sent and scrubs their links (the raw reset tokens), in one

@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Error, Result,
+    bulk::IssuedReset,
     limits::{Check, KeyHistory, Refused, Rule, decide_in_order},
-    ports::{MailKind, NewMail, ResetRequest, ResetStore, StoredResetToken},
+    ports::{MailKind, MailLane, NewMail, ResetRequest, ResetStore, StoredResetToken},
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -247,6 +248,75 @@ struct Account {
     locale: String,
 }
 
+/// The account a reset link is for.
+pub(crate) struct ResetFor<'a> {
+    pub customer_id: Uuid,
+    /// The address stored on the account: the mail goes there, never to a submitted string.
+    pub email: &'a str,
+    pub email_key: &'a str,
+    pub locale: &'a str,
+}
+
+/// A reset link's stored token and its mail, for the storefront's requests and bulk jobs alike.
+/// (The account's outstanding tokens are superseded by the caller, in the same transaction.)
+pub(crate) fn reset_rows(
+    to: ResetFor<'_>,
+    issued: IssuedReset,
+    at: DateTime<Utc>,
+    superseded_at: Option<DateTime<Utc>>,
+    lane: MailLane,
+) -> (password_reset_token::ActiveModel, email_outbox::ActiveModel) {
+    let token = password_reset_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        customer_id: Set(to.customer_id),
+        token_hash: Set(issued.token_hash),
+        email_key: Set(to.email_key.to_owned()),
+        created_at: Set(at),
+        expires_at: Set(issued.expires_at),
+        used_at: Set(None),
+        superseded_at: Set(superseded_at),
+    };
+    let mail = email_outbox::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        kind: Set(MailKind::PasswordReset.as_str().to_owned()),
+        customer_id: Set(Some(to.customer_id)),
+        recipient: Set(to.email.to_owned()),
+        locale: Set(to.locale.to_owned()),
+        link: Set(Some(issued.link)),
+        link_expires_at: Set(Some(issued.expires_at)),
+        status: Set(PENDING.to_owned()),
+        attempts: Set(NO_ATTEMPTS),
+        next_attempt_at: Set(at),
+        claim_id: Set(None),
+        claimed_until: Set(None),
+        last_error: Set(None),
+        created_at: Set(at),
+        sent_at: Set(None),
+        lane: Set(lane.as_str().to_owned()),
+    };
+    (token, mail)
+}
+
+/// Supersedes the outstanding (unused, not superseded) reset tokens of `customers`.
+pub(crate) async fn supersede_tokens(
+    txn: &DatabaseTransaction,
+    customers: impl IntoIterator<Item = Uuid>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    password_reset_token::Entity::update_many()
+        .col_expr(
+            password_reset_token::Column::SupersededAt,
+            Expr::value(Some(now)),
+        )
+        .filter(password_reset_token::Column::CustomerId.is_in(customers))
+        .filter(password_reset_token::Column::UsedAt.is_null())
+        .filter(password_reset_token::Column::SupersededAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
 impl SqlStore {
     /// Resolves up to `batch` recorded reset requests, oldest first, in one transaction; returns
     /// how many were taken. Safe with many workers on many replicas: each request is taken by
@@ -328,20 +398,7 @@ impl SqlStore {
                 if accounts.is_empty() {
                     return Ok(End::Commit(resolved));
                 }
-                password_reset_token::Entity::update_many()
-                    .col_expr(
-                        password_reset_token::Column::SupersededAt,
-                        Expr::value(Some(now)),
-                    )
-                    .filter(
-                        password_reset_token::Column::CustomerId
-                            .is_in(accounts.values().map(|a| a.id)),
-                    )
-                    .filter(password_reset_token::Column::UsedAt.is_null())
-                    .filter(password_reset_token::Column::SupersededAt.is_null())
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
+                supersede_tokens(txn, accounts.values().map(|a| a.id), now).await?;
                 // The newest request of each account keeps a live link; earlier ones in the same
                 // batch are superseded by it, as they would have been one at a time.
                 let mut newest: HashMap<&str, Uuid> = HashMap::new();
@@ -355,35 +412,24 @@ impl SqlStore {
                         continue;
                     };
                     let superseded = (newest[r.email_key.as_str()] != r.id).then_some(now);
-                    tokens.push(password_reset_token::ActiveModel {
-                        id: Set(Uuid::now_v7()),
-                        customer_id: Set(account.id),
-                        token_hash: Set(r.token_hash.clone()),
-                        email_key: Set(r.email_key.clone()),
-                        created_at: Set(r.created_at),
-                        expires_at: Set(r.expires_at),
-                        used_at: Set(None),
-                        superseded_at: Set(superseded),
-                    });
-                    // The mail goes to the address stored on the account, never to the
-                    // submitted string.
-                    mails.push(email_outbox::ActiveModel {
-                        id: Set(Uuid::now_v7()),
-                        kind: Set(MailKind::PasswordReset.as_str().to_owned()),
-                        customer_id: Set(Some(account.id)),
-                        recipient: Set(account.email.clone()),
-                        locale: Set(account.locale.clone()),
-                        link: Set(Some(r.link.clone())),
-                        link_expires_at: Set(Some(r.expires_at)),
-                        status: Set(PENDING.to_owned()),
-                        attempts: Set(NO_ATTEMPTS),
-                        next_attempt_at: Set(r.created_at),
-                        claim_id: Set(None),
-                        claimed_until: Set(None),
-                        last_error: Set(None),
-                        created_at: Set(r.created_at),
-                        sent_at: Set(None),
-                    });
+                    let (token, mail) = reset_rows(
+                        ResetFor {
+                            customer_id: account.id,
+                            email: &account.email,
+                            email_key: &r.email_key,
+                            locale: &account.locale,
+                        },
+                        IssuedReset {
+                            token_hash: r.token_hash.clone(),
+                            link: r.link.clone(),
+                            expires_at: r.expires_at,
+                        },
+                        r.created_at,
+                        superseded,
+                        MailLane::Interactive,
+                    );
+                    tokens.push(token);
+                    mails.push(mail);
                 }
                 password_reset_token::Entity::insert_many(tokens)
                     .exec_without_returning(txn)

@@ -19,6 +19,8 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: DateTimeUtc,
     pub sent_at: Option<DateTimeUtc>,
+    /// `interactive` or `bulk` (`outbox::Lane`).
+    pub lane: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

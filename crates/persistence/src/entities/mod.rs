@@ -4,6 +4,8 @@ pub mod access_token;
 pub mod admin_access_token;
 pub mod admin_user;
 pub mod audit_log;
+pub mod bulk_job;
+pub mod bulk_job_item;
 pub mod customer;
 pub mod email_outbox;
 pub mod limit_event;

@@ -1,0 +1,432 @@
+//! Bulk jobs (`domain::bulk`): the frozen selection in `bulk_job_items`, chunks claimed with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL (SQLite has one writer), each applied, deleted from
+//! the list and counted in one transaction.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Error, Result,
+    admin::{NewAudit, Page},
+    bulk::{
+        BulkAction, BulkJob, BulkJobCursor, BulkJobStatus, BulkStore, BulkTarget, ChunkDone,
+        NewBulkJob, ResetIssuer, Selection,
+    },
+    customer::Locale,
+    ports::MailLane,
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
+};
+use uuid::Uuid;
+
+use crate::{
+    SqlStore,
+    accounts::db_err,
+    admin::insert_audit,
+    entities::{
+        access_token, bulk_job, bulk_job_item, customer, email_outbox, password_reset_token,
+    },
+    resets::{ResetFor, reset_rows, supersede_tokens},
+    unit::End,
+};
+
+fn to_job(m: bulk_job::Model) -> Result<BulkJob> {
+    let bad = || Error::internal(format!("bulk job {} has an unknown action or status", m.id));
+    Ok(BulkJob {
+        id: m.id,
+        action: BulkAction::parse(&m.action).ok_or_else(bad)?,
+        status: BulkJobStatus::parse(&m.status).ok_or_else(bad)?,
+        total: u64::try_from(m.total).unwrap_or(0),
+        processed: u64::try_from(m.processed).unwrap_or(0),
+        failed: u64::try_from(m.failed).unwrap_or(0),
+        started_at: m.started_at,
+        finished_at: m.finished_at,
+        started_by: m.started_by,
+    })
+}
+
+fn running() -> Condition {
+    Condition::all().add(bulk_job::Column::Status.eq(BulkJobStatus::Running.as_str()))
+}
+
+impl SqlStore {
+    /// Finishes `job` when nobody is left on its list. Asked after a chunk's commit (inside
+    /// its transaction, another worker's uncommitted chunk would still look listed).
+    async fn finish_if_done(&self, job: Uuid, now: DateTime<Utc>) -> Result<()> {
+        let left = Query::select()
+            .expr(Expr::val(1))
+            .from(bulk_job_item::Entity)
+            .and_where(bulk_job_item::Column::JobId.eq(job))
+            .to_owned();
+        let _turn = self.write_turn.take(&self.db).await;
+        bulk_job::Entity::update_many()
+            .col_expr(
+                bulk_job::Column::Status,
+                Expr::value(BulkJobStatus::Finished.as_str()),
+            )
+            .col_expr(bulk_job::Column::FinishedAt, Expr::value(Some(now)))
+            .filter(bulk_job::Column::Id.eq(job))
+            .filter(running())
+            .filter(Expr::not_exists(left))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BulkStore for SqlStore {
+    async fn start_bulk_job(
+        &self,
+        job: NewBulkJob,
+        selection: &Selection,
+        mut audit: NewAudit,
+    ) -> Result<BulkJob> {
+        // The selection, as `INSERT … SELECT`: listed in the database, never in memory.
+        let mut select = customer::Entity::find()
+            .select_only()
+            .expr(Expr::val(job.id))
+            .column(customer::Column::Id);
+        let mut search = None;
+        match selection {
+            Selection::Ids(ids) => {
+                select = select.filter(customer::Column::Id.is_in(ids.clone()));
+            }
+            Selection::Filter(filter) => {
+                select = select.filter(self.filter_condition(filter, job.now));
+                search = filter.search.clone();
+            }
+        }
+        let mut select = select.into_query();
+        if let Some(search) = &search {
+            self.search_indexed(&mut select, search).await?;
+        }
+        let list = Query::insert()
+            .into_table(bulk_job_item::Entity)
+            .columns([
+                bulk_job_item::Column::JobId,
+                bulk_job_item::Column::CustomerId,
+            ])
+            .select_from(select)
+            .map_err(|e| Error::internal(format!("bulk selection: {e}")))?
+            .to_owned();
+        let _turn = self.write_turn.take(&self.db).await;
+        let id = job.id;
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let total = txn.execute(&list).await.map_err(db_err)?.rows_affected();
+                let done = total == 0;
+                bulk_job::Entity::insert(bulk_job::ActiveModel {
+                    id: Set(job.id),
+                    action: Set(job.action.as_str().to_owned()),
+                    status: Set(if done {
+                        BulkJobStatus::Finished
+                    } else {
+                        BulkJobStatus::Running
+                    }
+                    .as_str()
+                    .to_owned()),
+                    total: Set(i64::try_from(total).unwrap_or(i64::MAX)),
+                    processed: Set(0),
+                    failed: Set(0),
+                    started_by_id: Set(job.started_by_id),
+                    started_by: Set(job.started_by.clone()),
+                    started_at: Set(job.now),
+                    finished_at: Set(done.then_some(job.now)),
+                })
+                .exec_without_returning(txn)
+                .await
+                .map_err(db_err)?;
+                audit.detail = Some(format!(
+                    "{} customers={total}",
+                    audit.detail.take().unwrap_or_default()
+                ));
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await?;
+        self.bulk_job(id)
+            .await?
+            .ok_or_else(|| Error::internal("a started bulk job vanished"))
+    }
+
+    async fn bulk_job(&self, id: Uuid) -> Result<Option<BulkJob>> {
+        bulk_job::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(to_job)
+            .transpose()
+    }
+
+    async fn bulk_jobs(&self, first: u64, after: Option<&BulkJobCursor>) -> Result<Page<BulkJob>> {
+        let total_count = bulk_job::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(db_err)?;
+        let mut select = bulk_job::Entity::find();
+        if let Some(c) = after {
+            select = select.filter(
+                Condition::any()
+                    .add(bulk_job::Column::StartedAt.lt(c.started_at))
+                    .add(
+                        Condition::all()
+                            .add(bulk_job::Column::StartedAt.eq(c.started_at))
+                            .add(bulk_job::Column::Id.lt(c.id)),
+                    ),
+            );
+        }
+        let mut rows = select
+            .order_by_desc(bulk_job::Column::StartedAt)
+            .order_by_desc(bulk_job::Column::Id)
+            .limit(first + 1)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        let has_next_page = rows.len() as u64 > first;
+        rows.truncate(usize::try_from(first).unwrap_or(usize::MAX));
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(|m| {
+                    let cursor = BulkJobCursor {
+                        started_at: m.started_at,
+                        id: m.id,
+                    }
+                    .encode();
+                    Ok((cursor, to_job(m)?))
+                })
+                .collect::<Result<_>>()?,
+            has_next_page,
+            total_count,
+            total_count_is_estimate: false,
+        })
+    }
+
+    async fn cancel_bulk_job(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Option<BulkJob>> {
+        let _turn = self.write_turn.take(&self.db).await;
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                // Waits for a chunk of this job that is committing (it holds the row); a chunk
+                // that commits later finds the job cancelled and rolls back.
+                let cancelled = bulk_job::Entity::update_many()
+                    .col_expr(
+                        bulk_job::Column::Status,
+                        Expr::value(BulkJobStatus::Cancelled.as_str()),
+                    )
+                    .col_expr(bulk_job::Column::FinishedAt, Expr::value(Some(now)))
+                    .filter(bulk_job::Column::Id.eq(id))
+                    .filter(running())
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected
+                    == 1;
+                if !cancelled {
+                    return Ok(End::Rollback(()));
+                }
+                // Nobody is left to do: the list goes with the cancel.
+                bulk_job_item::Entity::delete_many()
+                    .filter(bulk_job_item::Column::JobId.eq(id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await?;
+        self.bulk_job(id).await
+    }
+
+    async fn run_bulk_chunk(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+        issue: ResetIssuer,
+    ) -> Result<Option<ChunkDone>> {
+        let jobs: Vec<(Uuid, String)> = bulk_job::Entity::find()
+            .select_only()
+            .columns([bulk_job::Column::Id, bulk_job::Column::Action])
+            .filter(running())
+            .order_by_asc(bulk_job::Column::StartedAt)
+            .limit(16)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_err)?;
+        for (job_id, action) in jobs {
+            let Some(action) = BulkAction::parse(&action) else {
+                continue;
+            };
+            let done = self
+                .bulk_chunk(job_id, action, now, limit, issue.clone())
+                .await?;
+            if done.as_ref().is_none_or(|d| d.processed < limit) {
+                self.finish_if_done(job_id, now).await?;
+            }
+            if done.is_some() {
+                return Ok(done);
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl SqlStore {
+    /// One chunk of one job, in one transaction; `None` when it had nobody left to take (or
+    /// was cancelled meanwhile, and then nothing it did is kept).
+    async fn bulk_chunk(
+        &self,
+        job_id: Uuid,
+        action: BulkAction,
+        now: DateTime<Utc>,
+        limit: u64,
+        issue: ResetIssuer,
+    ) -> Result<Option<ChunkDone>> {
+        let postgres = self.backend() == DatabaseBackend::Postgres;
+        let mut next = Query::select()
+            .column(bulk_job_item::Column::CustomerId)
+            .from(bulk_job_item::Entity)
+            .and_where(bulk_job_item::Column::JobId.eq(job_id))
+            .order_by(bulk_job_item::Column::CustomerId, sea_orm::Order::Asc)
+            .limit(limit)
+            .to_owned();
+        if postgres {
+            next.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let take = Query::delete()
+            .from_table(bulk_job_item::Entity)
+            .and_where(bulk_job_item::Column::JobId.eq(job_id))
+            .and_where(bulk_job_item::Column::CustomerId.in_subquery(next))
+            .returning_col(bulk_job_item::Column::CustomerId)
+            .to_owned();
+        let _turn = self.write_turn.take(&self.db).await;
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let taken: Vec<Uuid> = txn
+                    .query_all(&take)
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|row| row.try_get::<Uuid>("", "customer_id"))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(db_err)?;
+                if taken.is_empty() {
+                    return Ok(End::Rollback(None));
+                }
+                let mut targets = customer::Entity::find()
+                    .select_only()
+                    .columns([
+                        customer::Column::Id,
+                        customer::Column::Email,
+                        customer::Column::EmailKey,
+                        customer::Column::Locale,
+                    ])
+                    .filter(customer::Column::Id.is_in(taken.clone()))
+                    .order_by_asc(customer::Column::Id);
+                if postgres {
+                    // Serialises with the reset-request worker and sign-ins on these rows.
+                    targets = targets.lock(LockType::NoKeyUpdate);
+                }
+                let targets: Vec<(Uuid, String, String, String)> =
+                    targets.into_tuple().all(txn).await.map_err(db_err)?;
+                let ids: Vec<Uuid> = targets.iter().map(|t| t.0).collect();
+                let failed = (taken.len() - targets.len()) as u64;
+                match action {
+                    BulkAction::ForceSignIn => {
+                        access_token::Entity::update_many()
+                            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+                            .filter(access_token::Column::CustomerId.is_in(ids))
+                            .filter(access_token::Column::RevokedAt.is_null())
+                            .filter(access_token::Column::ExpiresAt.gt(now))
+                            .exec(txn)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    BulkAction::RequireNewPassword => {
+                        customer::Entity::update_many()
+                            .col_expr(customer::Column::PasswordHash, Expr::value(""))
+                            .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+                            .filter(customer::Column::Id.is_in(ids))
+                            .exec(txn)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    BulkAction::SendResetEmail if !ids.is_empty() => {
+                        supersede_tokens(txn, ids, now).await?;
+                        let mut tokens = Vec::with_capacity(targets.len());
+                        let mut mails = Vec::with_capacity(targets.len());
+                        for (id, email, email_key, locale) in &targets {
+                            let issued = issue(&BulkTarget {
+                                customer_id: *id,
+                                email: email.clone(),
+                                locale: Locale::parse(locale).unwrap_or_default(),
+                            })?;
+                            let (token, mail) = reset_rows(
+                                ResetFor {
+                                    customer_id: *id,
+                                    email,
+                                    email_key,
+                                    locale,
+                                },
+                                issued,
+                                now,
+                                None,
+                                MailLane::Bulk,
+                            );
+                            tokens.push(token);
+                            mails.push(mail);
+                        }
+                        password_reset_token::Entity::insert_many(tokens)
+                            .exec_without_returning(txn)
+                            .await
+                            .map_err(db_err)?;
+                        email_outbox::Entity::insert_many(mails)
+                            .exec_without_returning(txn)
+                            .await
+                            .map_err(db_err)?;
+                    }
+                    BulkAction::SendResetEmail => {}
+                }
+                let processed = taken.len() as u64;
+                let counted = bulk_job::Entity::update_many()
+                    .col_expr(
+                        bulk_job::Column::Processed,
+                        Expr::col(bulk_job::Column::Processed).add(processed as i64),
+                    )
+                    .col_expr(
+                        bulk_job::Column::Failed,
+                        Expr::col(bulk_job::Column::Failed).add(failed as i64),
+                    )
+                    .filter(bulk_job::Column::Id.eq(job_id))
+                    .filter(running())
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
+                if counted == 0 {
+                    // Cancelled while this chunk ran: none of it is kept.
+                    return Ok(End::Rollback(None));
+                }
+                Ok(End::Commit(Some(ChunkDone {
+                    job_id,
+                    action,
+                    processed,
+                    failed,
+                })))
+            })
+        })
+        .await
+    }
+}

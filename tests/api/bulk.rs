@@ -1,0 +1,351 @@
+//! Bulk actions as durable jobs: exactly the selection, frozen at start; one reset email per
+//! customer even when the replica working the job is killed; cancel; and the bulk mail lane,
+//! which never stands in front of a storefront's reset mail.
+
+use std::{collections::HashSet, net::SocketAddr, time::Duration};
+
+use latchkey::config::Secret;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, code},
+    process::ServerProcess,
+    smtp::SmtpReceiver,
+};
+
+crate::tests![
+    bulk_force_sign_in_revokes_exactly_the_frozen_selection,
+    a_bulk_reset_sends_one_email_per_customer_when_the_working_replica_is_killed,
+    a_cancelled_job_touches_nobody_after_the_cancel,
+    a_storefront_reset_is_delivered_while_a_bulk_campaign_drains,
+];
+
+const START: &str = "mutation($a: BulkAction!, $s: BulkSelection!) {
+    startBulkAction(action: $a, selection: $s) { id status total processed failed startedBy } }";
+const JOB: &str =
+    "query($id: ID!) { bulkJob(id: $id) { id status total processed failed finishedAt } }";
+
+/// `count` customers `bulk0000@example.com` … brought in by the import (no password: a reset
+/// email is how they get in).
+fn import_customers(app: &TestApp, count: usize) {
+    let mut csv = String::from("email,firstname,lastname\n");
+    for i in 0..count {
+        csv.push_str(&format!("bulk{i:04}@example.com,Bulk,Customer{i}\n"));
+    }
+    let path = app.config.mail_dir.parent().unwrap().join("bulk.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = app
+        .command(&["import", "customers", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A GraphQL request to a server at `addr` (a replica's child process).
+async fn gql_at(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the job at `addr` until `done` holds (20 s at most); the job as last read.
+async fn poll(addr: SocketAddr, token: &str, id: &Value, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..400 {
+        let res = gql_at(addr, token, JOB, json!({"id": id})).await;
+        let job = res["data"]["bulkJob"].clone();
+        assert!(job.is_object(), "{res}");
+        if done(&job) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the bulk job never got there");
+}
+
+fn finished(job: &Value) -> bool {
+    job["status"] == "FINISHED"
+}
+
+async fn bulk_force_sign_in_revokes_exactly_the_frozen_selection(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("administrator").await;
+    let mut tokens = Vec::new();
+    for email in [
+        "out1@example.com",
+        "out2@example.com",
+        "out3@example.com",
+        "stay1@example.com",
+        "stay2@example.com",
+    ] {
+        app.create_customer(email, PASSWORD).await;
+        tokens.push((email, app.sign_in(email, PASSWORD).await));
+    }
+    // Everything the grid shows for "out": three customers.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "FORCE_SIGN_IN", "s": {"filter": {"search": "out"}}}),
+        )
+        .await;
+    let job = &res["data"]["startBulkAction"];
+    assert_eq!(job["total"], 3, "{res}");
+    assert!(
+        job["startedBy"].as_str().is_some_and(|s| !s.is_empty()),
+        "{res}"
+    );
+    let job = poll(app.addr, &admin, &job["id"], finished).await;
+    assert_eq!(
+        (job["processed"].clone(), job["failed"].clone()),
+        (json!(3), json!(0))
+    );
+    for (email, token) in &tokens {
+        let expected = if email.starts_with("out") {
+            Err("UNAUTHENTICATED".to_owned())
+        } else {
+            Ok(email.to_string())
+        };
+        assert_eq!(app.whoami(token).await, expected, "{email}");
+    }
+    // Frozen: a customer who matches only after the job started is not touched.
+    app.create_customer("out4@example.com", PASSWORD).await;
+    let late = app.sign_in("out4@example.com", PASSWORD).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(app.whoami(&late).await.is_ok());
+    // By id: exactly the ids given.
+    let id = app.customer_id("stay1@example.com").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "FORCE_SIGN_IN", "s": {"customerIds": [id]}}),
+        )
+        .await;
+    poll(
+        app.addr,
+        &admin,
+        &res["data"]["startBulkAction"]["id"],
+        finished,
+    )
+    .await;
+    assert_eq!(
+        app.whoami(&tokens[3].1).await,
+        Err("UNAUTHENTICATED".into())
+    );
+    assert!(app.whoami(&tokens[4].1).await.is_ok());
+    // One audit entry per job, none per customer.
+    let audit = app
+        .gql_as(
+            Some(&admin),
+            "{ auditLog(first: 50) { edges { node { action detail customerId } } } }",
+            json!({}),
+        )
+        .await;
+    let actions: Vec<&str> = audit["data"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["START_BULK_ACTION", "START_BULK_ACTION"],
+        "{audit}"
+    );
+    // Refused selections change nothing.
+    let before = app.count("bulk_jobs").await;
+    for selection in [
+        json!({}),
+        json!({"customerIds": [id], "filter": {}}),
+        json!({"customerIds": vec![id.clone(); 1_001]}),
+        json!({"customerIds": ["not-an-id"]}),
+    ] {
+        let res = app
+            .gql_as(
+                Some(&admin),
+                START,
+                json!({"a": "FORCE_SIGN_IN", "s": selection}),
+            )
+            .await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    }
+    assert_eq!(app.count("bulk_jobs").await, before);
+}
+
+async fn a_bulk_reset_sends_one_email_per_customer_when_the_working_replica_is_killed(
+    backend: Backend,
+) {
+    let mut app = TestApp::spawn(backend).await;
+    import_customers(&app, 600);
+    let admin = app.admin_token("administrator").await;
+    // Only the real binaries work the job from here.
+    app.stop().await;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let smtp = SmtpReceiver::start().await;
+    let quick = |smtp: String| {
+        vec![
+            ("LATCHKEY_SMTP_URL", smtp),
+            ("LATCHKEY_SMTP_TIMEOUT_SECONDS", "1".to_owned()),
+            ("LATCHKEY_MAIL_LEASE_SECONDS", "1".to_owned()),
+        ]
+    };
+    // The first replica works 100 customers a second and cannot deliver mail (so nothing it
+    // queued is sent before it dies, and any duplicate would show at the receiver).
+    let mut env = quick(format!("smtp://{dead}"));
+    env.push(("LATCHKEY_BULK_CUSTOMERS_PER_SECOND", "100".to_owned()));
+    let mut first = ServerProcess::start(&app.config, &env).await;
+    let res = gql_at(
+        first.addr,
+        &admin,
+        START,
+        json!({"a": "SEND_RESET_EMAIL", "s": {"filter": {"search": "bulk"}}}),
+    )
+    .await;
+    let id = res["data"]["startBulkAction"]["id"].clone();
+    assert_eq!(res["data"]["startBulkAction"]["total"], 600, "{res}");
+    let at_kill = poll(first.addr, &admin, &id, |j| {
+        j["processed"].as_i64() >= Some(100)
+    })
+    .await;
+    first.signal("KILL");
+    first.child.wait().await.unwrap();
+    // Another replica takes the job over and finishes it.
+    let second = ServerProcess::start(&app.config, &quick(smtp.url())).await;
+    let job = poll(second.addr, &admin, &id, finished).await;
+    assert_eq!(
+        (job["processed"].clone(), job["failed"].clone()),
+        (json!(600), json!(0))
+    );
+    assert!(
+        at_kill["processed"].as_i64() < Some(600),
+        "killed mid-job: {at_kill}"
+    );
+    let mails = smtp.wait_for(600).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mails = if smtp.messages().len() > mails.len() {
+        smtp.messages()
+    } else {
+        mails
+    };
+    let recipients: HashSet<String> = mails.iter().map(|m| m.to[0].clone()).collect();
+    assert_eq!(mails.len(), 600, "one email per customer, none twice");
+    assert_eq!(recipients.len(), 600);
+    assert!(
+        recipients.contains("bulk0000@example.com") && recipients.contains("bulk0599@example.com")
+    );
+}
+
+async fn a_cancelled_job_touches_nobody_after_the_cancel(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.bulk_customers_per_second = 50).await;
+    import_customers(&app, 400);
+    let admin = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "SEND_RESET_EMAIL", "s": {"filter": {"search": "bulk"}}}),
+        )
+        .await;
+    let id = res["data"]["startBulkAction"]["id"].clone();
+    poll(app.addr, &admin, &id, |j| {
+        j["processed"].as_i64() >= Some(50)
+    })
+    .await;
+    let cancel = "mutation($id: ID!) { cancelBulkJob(id: $id) { status processed finishedAt } }";
+    let res = app.gql_as(Some(&admin), cancel, json!({"id": id})).await;
+    let cancelled = res["data"]["cancelBulkJob"].clone();
+    assert_eq!(cancelled["status"], "CANCELLED", "{res}");
+    let processed = cancelled["processed"].as_i64().unwrap();
+    assert!(processed < 400, "{processed}");
+    // Nothing moves after the answer: no more customers, no more mail.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let again = app.gql_as(Some(&admin), JOB, json!({"id": id})).await;
+    assert_eq!(again["data"]["bulkJob"]["processed"], processed);
+    assert_eq!(app.count("email_outbox").await, processed);
+    assert_eq!(app.count("password_reset_tokens").await, processed);
+    // Cancelling again answers the job as it is.
+    let res = app.gql_as(Some(&admin), cancel, json!({"id": id})).await;
+    assert_eq!(res["data"]["cancelBulkJob"]["processed"], processed);
+    let unknown = app
+        .gql_as(
+            Some(&admin),
+            cancel,
+            json!({"id": uuid::Uuid::now_v7().to_string()}),
+        )
+        .await;
+    assert_eq!(code(&unknown), "NOT_FOUND");
+    let audit = app
+        .gql_as(
+            Some(&admin),
+            "{ auditLog(filter: {action: CANCEL_BULK_JOB}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(audit["data"]["auditLog"]["totalCount"], 1, "{audit}");
+}
+
+async fn a_storefront_reset_is_delivered_while_a_bulk_campaign_drains(backend: Backend) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    // SMTP providers throttle: the bulk lane sends 20 a second.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.smtp_url = Some(Secret::new(url));
+        c.bulk_mail_per_second = 20;
+    })
+    .await;
+    import_customers(&app, 300);
+    app.create_customer("vip@example.com", PASSWORD).await;
+    let admin = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "SEND_RESET_EMAIL", "s": {"filter": {"search": "bulk"}}}),
+        )
+        .await;
+    let id = res["data"]["startBulkAction"]["id"].clone();
+    poll(app.addr, &admin, &id, finished).await;
+    // The whole campaign is queued and draining.
+    smtp.wait_for(10).await;
+    app.request_reset("vip@example.com").await;
+    let mut delivered_before = None;
+    for _ in 0..400 {
+        let mails = smtp.messages();
+        if mails.iter().any(|m| m.to == ["vip@example.com"]) {
+            delivered_before = Some(mails.len());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let n = delivered_before.expect("the storefront's reset mail never came");
+    assert!(
+        n < 300,
+        "it waited behind the campaign: {n} messages came first"
+    );
+    let undelivered = app
+        .gql_as(
+            Some(&admin),
+            "{ undeliveredMail(first: 5, lane: BULK) { lane status } }",
+            json!({}),
+        )
+        .await;
+    let rows = undelivered["data"]["undeliveredMail"].as_array().unwrap();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r["lane"] == "BULK"),
+        "{undelivered}"
+    );
+}
