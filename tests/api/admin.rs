@@ -1049,7 +1049,8 @@ async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(ba
                 "CUSTOMERS_REVOKE_TOKENS",
                 "SETTINGS_READ",
                 "SETTINGS_MANAGE",
-                "AUDIT_READ"
+                "AUDIT_READ",
+                "CUSTOMERS_BULK"
             ]),
         ),
         (

@@ -9,6 +9,7 @@
 
 #![allow(clippy::print_stdout)]
 
+mod admin_scale;
 mod ceilings;
 mod import;
 mod load;
@@ -79,6 +80,19 @@ enum Mode {
     },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
     ImportChild { file: std::path::PathBuf },
+    /// The admin side at a store's size: grid searches and counts at 1 and 16 connections,
+    /// bulk Force Sign In over the signed-in customers, a bulk reset campaign and a
+    /// storefront reset delivered while it drains.
+    AdminScale {
+        #[arg(long, default_value_t = 2_000_000)]
+        customers: usize,
+        /// Customers with a live session (bulk Force Sign In selects them).
+        #[arg(long, default_value_t = 1_000_000)]
+        sessions: usize,
+        /// Customers the bulk reset campaign selects.
+        #[arg(long, default_value_t = 100_000)]
+        campaign: usize,
+    },
 }
 
 #[tokio::main]
@@ -97,6 +111,20 @@ async fn main() -> anyhow::Result<()> {
             import::run(rows, cli.postgres.as_deref(), cli.skip_sqlite).await
         }
         Some(Mode::ImportChild { ref file }) => import::child(file.clone()).await,
+        Some(Mode::AdminScale {
+            customers,
+            sessions,
+            campaign,
+        }) => {
+            admin_scale::run(
+                customers,
+                sessions,
+                campaign,
+                cli.postgres.as_deref(),
+                cli.skip_sqlite,
+            )
+            .await
+        }
         None => run_all(&cli).await,
     }
 }

@@ -61,7 +61,7 @@ pub async fn drop_postgres(admin_url: &str, url: &str) {
     }
 }
 
-fn insert(
+pub(crate) fn insert(
     table: &str,
     columns: &[&str],
     rows: Vec<Vec<SimpleExpr>>,
@@ -123,6 +123,51 @@ pub async fn sessions(url: &str, customer: Uuid, n: usize) -> anyhow::Result<Vec
     Ok(ids)
 }
 
+/// An administrator `bench-admin` and a live admin token for it.
+pub async fn admin_token(
+    url: &str,
+    secret: &str,
+    db: &DatabaseConnection,
+) -> anyhow::Result<String> {
+    let now = Utc::now();
+    let codec = TokenCodec::new(secret.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = latchkey::config::Config {
+        database_url: url.to_owned(),
+        jwt_secret: Some(latchkey::config::Secret::new(secret)),
+        ..latchkey::config::Config::default()
+    };
+    let admin = latchkey::create_admin(
+        &config,
+        "bench-admin",
+        "administrator",
+        "Load-Test-Secret-77",
+    )
+    .await?;
+    let session = Uuid::now_v7();
+    db.execute(&insert(
+        "admin_access_tokens",
+        &["id", "admin_id", "created_at", "expires_at"],
+        vec![vec![
+            session.into(),
+            admin.id.into(),
+            now.into(),
+            (now + Duration::hours(4)).into(),
+        ]],
+    ))
+    .await?;
+    let token = codec
+        .sign(
+            TokenKind::Admin,
+            admin.id,
+            session,
+            now,
+            now + Duration::hours(4),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    Ok(token)
+}
+
 pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<Seeded> {
     let started = std::time::Instant::now();
     let db = connect(url).await?;
@@ -144,12 +189,14 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
                 customer_ids.push(id);
                 let email = format!("user{i}@bench.example");
                 let created = now - Duration::seconds(*i as i64);
+                let (first, last) = (format!("User{i}"), format!("Bench{}", i % 1000));
                 vec![
                     id.into(),
                     email.clone().into(),
-                    email.into(),
-                    format!("User{i}").into(),
-                    format!("Bench{}", i % 1000).into(),
+                    email.clone().into(),
+                    domain::search::search_text(&email, &first, &last).into(),
+                    first.into(),
+                    last.into(),
                     "en".into(),
                     hash.clone().into(),
                     created.into(),
@@ -165,6 +212,7 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
                 "id",
                 "email",
                 "email_key",
+                "search_text",
                 "firstname",
                 "lastname",
                 "locale",
@@ -249,39 +297,7 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
         .await?;
     }
 
-    let config = latchkey::config::Config {
-        database_url: url.to_owned(),
-        jwt_secret: Some(latchkey::config::Secret::new(secret)),
-        ..latchkey::config::Config::default()
-    };
-    let admin = latchkey::create_admin(
-        &config,
-        "bench-admin",
-        "administrator",
-        "Load-Test-Secret-77",
-    )
-    .await?;
-    let session = Uuid::now_v7();
-    db.execute(&insert(
-        "admin_access_tokens",
-        &["id", "admin_id", "created_at", "expires_at"],
-        vec![vec![
-            session.into(),
-            admin.id.into(),
-            now.into(),
-            (now + Duration::hours(4)).into(),
-        ]],
-    ))
-    .await?;
-    let admin_token = codec
-        .sign(
-            TokenKind::Admin,
-            admin.id,
-            session,
-            now,
-            now + Duration::hours(4),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin_token = admin_token(url, secret, &db).await?;
 
     db.execute_unprepared("UPDATE settings SET reset_request_limit_method = 'OFF' WHERE id = 1")
         .await?;
