@@ -279,6 +279,17 @@ pub struct CustomerFilter {
     pub last_reset_to: Option<DateTime<Utc>>,
 }
 
+impl CustomerFilter {
+    /// Only a search narrows it.
+    pub fn is_search_only(&self) -> bool {
+        self.search.is_some()
+            && Self {
+                search: None,
+                ..self.clone()
+            } == Self::default()
+    }
+}
+
 /// Past this many matches, `totalCount` is estimated instead of counted.
 pub const EXACT_COUNT_UP_TO: u64 = 1000;
 

@@ -201,7 +201,7 @@ pub struct CustomerConnection {
     /// (then `totalCountIsEstimate` is true).
     pub total_count: i32,
     /// `totalCount` is an estimate: more than 1,000 customers match. PostgreSQL's comes
-    /// from its planner's statistics, SQLite's from the share of the newest customers that
+    /// from its planner's statistics, SQLite's from the share of an even sample of 2,000 customers that
     /// match.
     pub total_count_is_estimate: bool,
 }

@@ -41,6 +41,9 @@ pub struct SqlStore {
     pub(crate) write_turn: crate::WriteTurn,
     /// PostgreSQL's pg_trgm word operator, when it serves here (`grid`; asked once).
     pub(crate) trigram_words: std::sync::Arc<tokio::sync::OnceCell<Option<String>>>,
+    /// A sample of the customers' search text, and when it was taken (`grid`).
+    pub(crate) trigram_sample:
+        std::sync::Arc<tokio::sync::Mutex<Option<std::sync::Arc<crate::grid::Sample>>>>,
 }
 
 impl SqlStore {
@@ -56,6 +59,7 @@ impl SqlStore {
             reset_writer: crate::resets::ResetWriter::default(),
             write_turn: crate::WriteTurn::default(),
             trigram_words: Default::default(),
+            trigram_sample: Default::default(),
         }
     }
 }

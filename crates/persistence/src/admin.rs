@@ -195,10 +195,8 @@ impl AdminStore for SqlStore {
     ) -> Result<Page<Customer>> {
         let filter = self.filter_condition(&q.filter, now);
         let search = q.filter.search.as_ref();
-        let (total_count, total_count_is_estimate) =
-            self.count_matching(filter.clone(), search).await?;
         let columns = sort_columns(q.field);
-        let mut select = customer::Entity::find().filter(filter);
+        let mut select = customer::Entity::find().filter(filter.clone());
         if let Some(cursor) = &q.after {
             if cursor.field != q.field || cursor.descending != q.descending {
                 return Err(Error::bad_input("after", "belongs to another sort order"));
@@ -214,10 +212,17 @@ impl AdminStore for SqlStore {
         for (column, order) in &order {
             select = select.order_by(*column, order.clone());
         }
-        let mut rows = self
+        let (mut rows, common) = self
             .search_page(select, search, q.first + 1, &order)
             .await?;
         let has_next_page = keep_page(&mut rows, q.first);
+        // The first page and nothing after it: that is every match, counted.
+        let (total_count, total_count_is_estimate) = if q.after.is_none() && !has_next_page {
+            (rows.len() as u64, false)
+        } else {
+            self.count_matching(filter, search, common && q.filter.is_search_only())
+                .await?
+        };
         Ok(Page {
             items: rows
                 .into_iter()

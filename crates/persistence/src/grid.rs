@@ -23,7 +23,7 @@ use domain::{
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
     QuerySelect, QueryTrait, Statement,
-    sea_query::{Alias, BinOper, Expr, ExprTrait, IntoIden, LikeExpr, Query, SelectStatement},
+    sea_query::{Alias, Expr, ExprTrait, IntoIden, LikeExpr, Query, SelectStatement},
 };
 
 use crate::{
@@ -35,25 +35,23 @@ use crate::{
 /// Rows the probe reads before it asks the index.
 pub(crate) const PROBE_ROWS: u64 = 2000;
 
-/// Rows the SQLite estimate samples (the newest customers).
+/// Rows the SQLite estimate and trigram counts sample, spread evenly over all customers.
 const SAMPLE_ROWS: i64 = 2000;
 
-/// `pattern` in SQLite's `GLOB` syntax: the query anywhere, its `*`, `?` and `[` literal.
-/// (FTS5 answers `GLOB` from its trigram index; a `LIKE … ESCAPE` it would read in full.)
-fn glob_pattern(search: &Search) -> String {
-    let mut pattern = String::from("*");
-    for c in search.as_str().chars() {
-        match c {
-            '*' | '?' | '[' => {
-                pattern.push('[');
-                pattern.push(c);
-                pattern.push(']');
-            }
-            c => pattern.push(c),
-        }
-    }
-    pattern.push('*');
-    pattern
+/// Trigrams of a search the SQLite index is asked for (the rarest).
+const TRIGRAMS_ASKED: usize = 3;
+
+/// How long a trigram sample serves before it is taken again.
+const SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A sample of the customers' search text (`SqlStore::sample`).
+#[derive(Debug)]
+pub(crate) struct Sample {
+    /// Customers there are (an estimate on PostgreSQL).
+    total: u64,
+    texts: Vec<String>,
+    counts: std::collections::HashMap<String, u32>,
+    taken: std::time::Instant,
 }
 
 fn search_col() -> Expr {
@@ -116,64 +114,179 @@ impl SqlStore {
             .cloned()
     }
 
-    /// The search, tested against a customer's own `search_text` (the probe; and the whole
-    /// search on PostgreSQL, whose planner then reaches for the trigram index itself).
+    /// The search, tested against a customer's own `search_text`: exact, and never an index
+    /// condition (the probe reads rows one by one; after the index it is the recheck). On
+    /// PostgreSQL a one- or two-character query also asks that a word start with it, which
+    /// the GIN index answers (pg_trgm's word similarity: the word's padded first trigrams).
     async fn search_matches(&self, search: &Search) -> Result<Condition> {
+        let q = search.as_str().to_owned();
         Ok(match self.backend() {
             DatabaseBackend::Postgres => {
-                let like = search_col().like(LikeExpr::new(search.like_pattern()).escape('\\'));
+                let within = Expr::cust_with_exprs(
+                    "strpos($1, $2) > 0",
+                    [search_col(), Expr::val(q.clone())],
+                );
                 match self.word_operator().await? {
-                    // A word starts with it (pg_trgm's word similarity: the word's padded
-                    // first trigrams), which the GIN index answers.
-                    Some(op) if search.is_short() => {
-                        Condition::all().add(like).add(Expr::cust_with_exprs(
-                            format!("$1 {op} $2"),
-                            [Expr::val(search.as_str().to_owned()), search_col()],
-                        ))
-                    }
-                    _ => Condition::all().add(like),
+                    Some(op) if search.is_short() => Condition::all().add(within).add(
+                        Expr::cust_with_exprs(format!("$1 {op} $2"), [Expr::val(q), search_col()]),
+                    ),
+                    _ => Condition::all().add(within),
                 }
             }
-            _ => Condition::all()
-                .add(search_col().binary(BinOper::Custom("GLOB"), Expr::val(glob_pattern(search)))),
+            _ => Condition::all().add(Expr::cust_with_exprs(
+                "instr(?, ?) > 0",
+                [search_col(), Expr::val(q)],
+            )),
         })
     }
 
-    /// Restricts `select` (over `customers`) to the search's matches through the index.
+    /// Restricts `select` (over `customers`) to the search's matches through the index: the
+    /// rarest few of the query's trigrams (in a sample of the customers) pick the candidates
+    /// — both databases read every asked trigram's whole list, and one in every row costs
+    /// tens of milliseconds at millions — and [`search_matches`](Self::search_matches) decides.
     pub(crate) async fn search_indexed(
         &self,
         select: &mut SelectStatement,
         search: &Search,
     ) -> Result<()> {
-        match self.backend() {
-            DatabaseBackend::Postgres => {
-                select.cond_where(self.search_matches(search).await?);
+        let postgres = self.backend() == DatabaseBackend::Postgres;
+        select.cond_where(self.search_matches(search).await?);
+        if search.is_short() {
+            // PostgreSQL: the word-start condition is the index's; SQLite: FTS5 would read
+            // its whole index for fewer than three characters, the table is cheaper.
+            return Ok(());
+        }
+        let sample = self.sample().await?;
+        let chars: Vec<char> = search.as_str().chars().collect();
+        let mut trigrams: Vec<String> = chars
+            .windows(3)
+            // pg_trgm indexes words: a trigram across a separator is not in its index.
+            .filter(|w| !postgres || w.iter().all(|c| c.is_alphanumeric()))
+            .map(|w| w.iter().collect::<String>())
+            .collect();
+        trigrams.sort();
+        trigrams.dedup();
+        trigrams.sort_by_key(|t| sample.counts.get(t).copied().unwrap_or(0));
+        trigrams.truncate(TRIGRAMS_ASKED);
+        if postgres {
+            if trigrams.is_empty() {
+                // No word of three letters: the whole pattern, for what pg_trgm makes of it.
+                select.and_where(
+                    search_col().like(LikeExpr::new(search.like_pattern()).escape('\\')),
+                );
             }
-            _ if search.is_short() => {
-                // Too short for trigrams: FTS5 would read its whole index; the table is cheaper.
-                select.cond_where(self.search_matches(search).await?);
+            for t in trigrams {
+                select.and_where(search_col().like(LikeExpr::new(format!("%{t}%"))));
+            }
+            return Ok(());
+        }
+        let fts = Alias::new("customer_search_fts").into_iden();
+        let map = Alias::new("customer_search").into_iden();
+        let phrase = trigrams
+            .iter()
+            .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        // The candidates first, from the index (a join would let SQLite walk the customers in
+        // the page's order and ask the index row by row).
+        let candidates = Query::select()
+            .column((map.clone(), Alias::new("customer_id")))
+            .from(fts.clone())
+            .inner_join(
+                map.clone(),
+                Expr::col((map, Alias::new("seq"))).equals((fts, Alias::new("rowid"))),
+            )
+            .and_where(Expr::cust_with_values(
+                // (SQLite's builder takes `?` in a template, PostgreSQL's `$1`.)
+                "\"customer_search_fts\" MATCH ?",
+                [phrase],
+            ))
+            .to_owned();
+        select
+            .and_where(Expr::col((customer::Entity, customer::Column::Id)).in_subquery(candidates));
+        Ok(())
+    }
+
+    /// An even sample of the customers' search text and its trigram counts, taken every
+    /// [`SAMPLE_AGE`]: which trigrams of a query are rare, and how common a query is.
+    async fn sample(&self) -> Result<std::sync::Arc<Sample>> {
+        let mut cached = self.trigram_sample.lock().await;
+        if let Some(sample) = cached.as_ref()
+            && sample.taken.elapsed() < SAMPLE_AGE
+        {
+            return Ok(sample.clone());
+        }
+        let backend = self.backend();
+        let (total, statement) = match backend {
+            DatabaseBackend::Postgres => {
+                // Block sampling: a few pages read, wherever they are.
+                let rows = self
+                    .count_of(Statement::from_string(
+                        backend,
+                        "SELECT GREATEST(reltuples, 0)::bigint AS n FROM pg_class \
+                         WHERE oid = 'customers'::regclass",
+                    ))
+                    .await?;
+                let percent = if rows == 0 {
+                    100.0
+                } else {
+                    (SAMPLE_ROWS as f64 * 100.0 / rows as f64).min(100.0)
+                };
+                (
+                    rows,
+                    Statement::from_string(
+                        backend,
+                        format!(
+                            "SELECT search_text FROM customers TABLESAMPLE SYSTEM ({percent}) \
+                             LIMIT {}",
+                            SAMPLE_ROWS * 4
+                        ),
+                    ),
+                )
             }
             _ => {
-                let fts = Alias::new("customer_search_fts").into_iden();
-                let map = Alias::new("customer_search").into_iden();
-                select
-                    .inner_join(
-                        map.clone(),
-                        Expr::col((map.clone(), Alias::new("customer_id")))
-                            .equals((customer::Entity, customer::Column::Id)),
-                    )
-                    .inner_join(
-                        fts.clone(),
-                        Expr::col((fts.clone(), Alias::new("rowid")))
-                            .equals((map, Alias::new("seq"))),
-                    )
-                    .and_where(
-                        Expr::col((fts, Alias::new("search_text")))
-                            .binary(BinOper::Custom("GLOB"), Expr::val(glob_pattern(search))),
-                    );
+                let total = self
+                    .count_of(Statement::from_string(
+                        backend,
+                        "SELECT COALESCE(MAX(seq), 0) AS n FROM customer_search",
+                    ))
+                    .await?;
+                let step = Ord::max(total / SAMPLE_ROWS as u64, 1);
+                let keys: Vec<i64> = (0..SAMPLE_ROWS as u64)
+                    .map(|i| 1 + i * step)
+                    .take_while(|&k| k <= total)
+                    .map(|k| i64::try_from(k).unwrap_or(i64::MAX))
+                    .collect();
+                (
+                    total,
+                    backend.build(
+                        &Query::select()
+                            .column(Alias::new("search_text"))
+                            .from(Alias::new("customer_search"))
+                            .and_where(Expr::col(Alias::new("seq")).is_in(keys))
+                            .to_owned(),
+                    ),
+                )
             }
+        };
+        let mut texts = Vec::new();
+        let mut counts = std::collections::HashMap::new();
+        for row in self.db.query_all_raw(statement).await.map_err(db_err)? {
+            let text: String = row.try_get("", "search_text").map_err(db_err)?;
+            let chars: Vec<char> = text.chars().collect();
+            for w in chars.windows(3) {
+                *counts.entry(w.iter().collect::<String>()).or_insert(0u32) += 1;
+            }
+            texts.push(text);
         }
-        Ok(())
+        let sample = std::sync::Arc::new(Sample {
+            total: Ord::max(total, texts.len() as u64),
+            texts,
+            counts,
+            taken: std::time::Instant::now(),
+        });
+        *cached = Some(sample.clone());
+        Ok(sample)
     }
 
     /// Every filter but the search.
@@ -265,9 +378,12 @@ impl SqlStore {
         search: Option<&Search>,
         limit: u64,
         order: &[(customer::Column, sea_orm::Order)],
-    ) -> Result<Vec<customer::Model>> {
+    ) -> Result<(Vec<customer::Model>, bool)> {
         let Some(search) = search else {
-            return select.limit(limit).all(&self.db).await.map_err(db_err);
+            return Ok((
+                select.limit(limit).all(&self.db).await.map_err(db_err)?,
+                false,
+            ));
         };
         let backend = self.backend();
         // 1. The probe: the page's first rows, tested one by one.
@@ -287,26 +403,43 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         if rows.len() as u64 >= limit {
-            return Ok(rows);
+            return Ok((rows, true));
         }
         // 2. Rare: the index.
         let mut indexed = select.limit(limit).into_query();
         self.search_indexed(&mut indexed, search).await?;
-        customer::Entity::find()
+        let rows = customer::Entity::find()
             .from_raw_sql(backend.build(&indexed))
             .all(&self.db)
             .await
-            .map_err(db_err)
+            .map_err(db_err)?;
+        Ok((rows, false))
     }
 
     /// How many customers `filter` (every filter but the search) and `search` select: exact
-    /// up to [`EXACT_COUNT_UP_TO`], else an estimate (`true`).
+    /// up to [`EXACT_COUNT_UP_TO`], else an estimate (`true`). `common`: the search alone
+    /// selects, and the probe found a page of it at once (so counting through the index would
+    /// read long lists): the sample tells how common it is.
     pub(crate) async fn count_matching(
         &self,
         filter: Condition,
         search: Option<&Search>,
+        common: bool,
     ) -> Result<(u64, bool)> {
         let backend = self.backend();
+        if let (Some(search), true) = (search, common) {
+            let sample = self.sample().await?;
+            let hits = sample
+                .texts
+                .iter()
+                .filter(|t| t.contains(search.as_str()))
+                .count() as u64;
+            let estimate =
+                sample.total.saturating_mul(hits) / Ord::max(sample.texts.len() as u64, 1);
+            if estimate > EXACT_COUNT_UP_TO * 2 {
+                return Ok((estimate, true));
+            }
+        }
         let mut inner = customer::Entity::find()
             .select_only()
             .expr(Expr::val(1))
@@ -363,8 +496,9 @@ impl SqlStore {
             .unwrap_or(0))
     }
 
-    /// SQLite, which keeps no row estimates: the share of the newest customers that match,
-    /// times the customers there are (by the search map's key, which only grows).
+    /// SQLite, which keeps no row estimates: the share of an even sample of the customers
+    /// (every n-th by the search map's key, which only grows) that match, times the
+    /// customers there are.
     async fn sampled_estimate(&self, filter: Condition, search: Option<&Search>) -> Result<u64> {
         let backend = self.backend();
         let map = Alias::new("customer_search").into_iden();
@@ -378,6 +512,16 @@ impl SqlStore {
                 ),
             )
             .await?;
+        let step = Ord::max(total / SAMPLE_ROWS as u64, 1);
+        let keys: Vec<i64> = (0..SAMPLE_ROWS as u64)
+            .map(|i| 1 + i * step)
+            .take_while(|&k| k <= total)
+            .map(|k| i64::try_from(k).unwrap_or(i64::MAX))
+            .collect();
+        let sampled = keys.len() as u64;
+        if sampled == 0 {
+            return Ok(0);
+        }
         let mut sample = customer::Entity::find()
             .select_only()
             .expr(Expr::val(1))
@@ -389,10 +533,7 @@ impl SqlStore {
                 Expr::col((map.clone(), Alias::new("customer_id")))
                     .equals((customer::Entity, customer::Column::Id)),
             )
-            .and_where(
-                Expr::col((map, Alias::new("seq")))
-                    .gt(i64::try_from(total).unwrap_or(i64::MAX) - SAMPLE_ROWS),
-            );
+            .and_where(Expr::col((map, Alias::new("seq"))).is_in(keys));
         if let Some(search) = search {
             sample.cond_where(self.search_matches(search).await?);
         }
@@ -406,7 +547,6 @@ impl SqlStore {
                 ),
             )
             .await?;
-        let sampled = total.clamp(1, SAMPLE_ROWS as u64);
         Ok(total.saturating_mul(hits) / sampled)
     }
 }
