@@ -92,6 +92,9 @@ enum Mode {
         /// Customers the bulk reset campaign selects.
         #[arg(long, default_value_t = 100_000)]
         campaign: usize,
+        /// Skip the grid's searches (bulk jobs only).
+        #[arg(long)]
+        no_grid: bool,
     },
 }
 
@@ -115,11 +118,13 @@ async fn main() -> anyhow::Result<()> {
             customers,
             sessions,
             campaign,
+            no_grid,
         }) => {
             admin_scale::run(
                 customers,
                 sessions,
                 campaign,
+                !no_grid,
                 cli.postgres.as_deref(),
                 cli.skip_sqlite,
             )

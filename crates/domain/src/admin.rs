@@ -280,13 +280,12 @@ pub struct CustomerFilter {
 }
 
 impl CustomerFilter {
-    /// Only a search narrows it.
+    /// Nothing but the search (if any) narrows it.
     pub fn is_search_only(&self) -> bool {
-        self.search.is_some()
-            && Self {
-                search: None,
-                ..self.clone()
-            } == Self::default()
+        Self {
+            search: None,
+            ..self.clone()
+        } == Self::default()
     }
 }
 

@@ -44,6 +44,9 @@ pub struct SqlStore {
     /// A sample of the customers' search text, and when it was taken (`grid`).
     pub(crate) trigram_sample:
         std::sync::Arc<tokio::sync::Mutex<Option<std::sync::Arc<crate::grid::Sample>>>>,
+    /// Per bulk job, the last customer this process took (`bulk`).
+    pub(crate) bulk_cursors:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, Uuid>>>,
 }
 
 impl SqlStore {
@@ -60,6 +63,7 @@ impl SqlStore {
             write_turn: crate::WriteTurn::default(),
             trigram_words: Default::default(),
             trigram_sample: Default::default(),
+            bulk_cursors: Default::default(),
         }
     }
 }

@@ -220,7 +220,8 @@ impl AdminStore for SqlStore {
         let (total_count, total_count_is_estimate) = if q.after.is_none() && !has_next_page {
             (rows.len() as u64, false)
         } else {
-            self.count_matching(filter, search, common && q.filter.is_search_only())
+            let unfiltered = q.filter.is_search_only();
+            self.count_matching(filter, search, common && unfiltered, unfiltered)
                 .await?
         };
         Ok(Page {

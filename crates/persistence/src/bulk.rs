@@ -269,9 +269,32 @@ impl BulkStore for SqlStore {
             let Some(action) = BulkAction::parse(&action) else {
                 continue;
             };
-            let done = self
-                .bulk_chunk(job_id, action, now, limit, issue.clone())
+            // Where this process left off: the list's front is all taken rows (on PostgreSQL,
+            // dead index entries until vacuum), and reading past them again on every chunk
+            // made a million-customer job quadratic. From the front again when nothing is
+            // left past it (rows another worker skipped, or a killed replica gave back).
+            let cursor = self
+                .bulk_cursors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&job_id)
+                .copied();
+            let mut done = self
+                .bulk_chunk(job_id, action, now, limit, cursor, issue.clone())
                 .await?;
+            if done.is_none() && cursor.is_some() {
+                done = self
+                    .bulk_chunk(job_id, action, now, limit, None, issue.clone())
+                    .await?;
+            }
+            {
+                let mut cursors = self.bulk_cursors.lock().unwrap_or_else(|e| e.into_inner());
+                match &done {
+                    Some((_, last)) => cursors.insert(job_id, *last),
+                    None => cursors.remove(&job_id),
+                };
+            }
+            let done = done.map(|(d, _)| d);
             if done.as_ref().is_none_or(|d| d.processed < limit) {
                 self.finish_if_done(job_id, now).await?;
             }
@@ -284,16 +307,18 @@ impl BulkStore for SqlStore {
 }
 
 impl SqlStore {
-    /// One chunk of one job, in one transaction; `None` when it had nobody left to take (or
-    /// was cancelled meanwhile, and then nothing it did is kept).
+    /// One chunk of one job (its customers after `after`), in one transaction, and the last
+    /// customer taken; `None` when it had nobody left to take (or was cancelled meanwhile,
+    /// and then nothing it did is kept).
     async fn bulk_chunk(
         &self,
         job_id: Uuid,
         action: BulkAction,
         now: DateTime<Utc>,
         limit: u64,
+        after: Option<Uuid>,
         issue: ResetIssuer,
-    ) -> Result<Option<ChunkDone>> {
+    ) -> Result<Option<(ChunkDone, Uuid)>> {
         let postgres = self.backend() == DatabaseBackend::Postgres;
         let mut next = Query::select()
             .column(bulk_job_item::Column::CustomerId)
@@ -302,6 +327,9 @@ impl SqlStore {
             .order_by(bulk_job_item::Column::CustomerId, sea_orm::Order::Asc)
             .limit(limit)
             .to_owned();
+        if let Some(after) = after {
+            next.and_where(bulk_job_item::Column::CustomerId.gt(after));
+        }
         if postgres {
             next.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         }
@@ -419,12 +447,16 @@ impl SqlStore {
                     // Cancelled while this chunk ran: none of it is kept.
                     return Ok(End::Rollback(None));
                 }
-                Ok(End::Commit(Some(ChunkDone {
-                    job_id,
-                    action,
-                    processed,
-                    failed,
-                })))
+                let last = taken.iter().max().copied().unwrap_or(job_id);
+                Ok(End::Commit(Some((
+                    ChunkDone {
+                        job_id,
+                        action,
+                        processed,
+                        failed,
+                    },
+                    last,
+                ))))
             })
         })
         .await

@@ -9,9 +9,14 @@
 //! 1. **Probe**: the first [`PROBE_ROWS`] rows in the page's order (the other filters
 //!    applied), tested one by one. A common query ("tanaka", "gmail") fills the page here.
 //! 2. **Index**: when the probe found less than a page, matches are rare, and the trigram
-//!    index finds them all (few, by then) before they are sorted.
+//!    index finds them all (few, by then) before they are sorted. The index is asked only for
+//!    the query's rarest trigrams (in a sample of the customers); each customer's own text
+//!    then decides, exactly (`strpos` / `instr`).
 //!
-//! `totalCount` counts at most [`EXACT_COUNT_UP_TO`] + 1 matches; past that it is an estimate.
+//! `totalCount`: a first page that holds every match is its own count; otherwise at most
+//! [`EXACT_COUNT_UP_TO`] + 1 matches are counted, and past that it is an estimate (a common
+//! search alone: from the sample; otherwise PostgreSQL's planner, or SQLite's sample of
+//! customers with the filters applied).
 
 use chrono::{DateTime, Utc};
 use domain::{
@@ -35,10 +40,10 @@ use crate::{
 /// Rows the probe reads before it asks the index.
 pub(crate) const PROBE_ROWS: u64 = 2000;
 
-/// Rows the SQLite estimate and trigram counts sample, spread evenly over all customers.
+/// Rows the sample of customers holds (for trigram counts and estimates).
 const SAMPLE_ROWS: i64 = 2000;
 
-/// Trigrams of a search the SQLite index is asked for (the rarest).
+/// Trigrams of a search the index is asked for (the rarest).
 const TRIGRAMS_ASKED: usize = 3;
 
 /// How long a trigram sample serves before it is taken again.
@@ -52,6 +57,25 @@ pub(crate) struct Sample {
     texts: Vec<String>,
     counts: std::collections::HashMap<String, u32>,
     taken: std::time::Instant,
+}
+
+/// SQLite: `"customer_search"."seq" IN (…)` for about [`SAMPLE_ROWS`] keys spread evenly
+/// over `1..=total` (generated inside SQLite: binding thousands of values costs more than
+/// reading the rows), and how many keys that is.
+fn even_keys(total: u64) -> (Expr, u64) {
+    let step = Ord::max(total / SAMPLE_ROWS as u64, 1);
+    let keys = if total == 0 {
+        0
+    } else {
+        (total - 1) / step + 1
+    };
+    (
+        Expr::cust(format!(
+            "\"customer_search\".\"seq\" IN (WITH RECURSIVE k(x) AS (SELECT 1 UNION ALL \
+             SELECT x + {step} FROM k WHERE x + {step} <= {total}) SELECT x FROM k)"
+        )),
+        keys,
+    )
 }
 
 fn search_col() -> Expr {
@@ -251,19 +275,13 @@ impl SqlStore {
                         "SELECT COALESCE(MAX(seq), 0) AS n FROM customer_search",
                     ))
                     .await?;
-                let step = Ord::max(total / SAMPLE_ROWS as u64, 1);
-                let keys: Vec<i64> = (0..SAMPLE_ROWS as u64)
-                    .map(|i| 1 + i * step)
-                    .take_while(|&k| k <= total)
-                    .map(|k| i64::try_from(k).unwrap_or(i64::MAX))
-                    .collect();
                 (
                     total,
                     backend.build(
                         &Query::select()
                             .column(Alias::new("search_text"))
                             .from(Alias::new("customer_search"))
-                            .and_where(Expr::col(Alias::new("seq")).is_in(keys))
+                            .and_where(even_keys(total).0)
                             .to_owned(),
                     ),
                 )
@@ -419,12 +437,14 @@ impl SqlStore {
     /// How many customers `filter` (every filter but the search) and `search` select: exact
     /// up to [`EXACT_COUNT_UP_TO`], else an estimate (`true`). `common`: the search alone
     /// selects, and the probe found a page of it at once (so counting through the index would
-    /// read long lists): the sample tells how common it is.
+    /// read long lists): the sample tells how common it is. `unfiltered`: no filter but the
+    /// search (or none).
     pub(crate) async fn count_matching(
         &self,
         filter: Condition,
         search: Option<&Search>,
         common: bool,
+        unfiltered: bool,
     ) -> Result<(u64, bool)> {
         let backend = self.backend();
         if let (Some(search), true) = (search, common) {
@@ -460,7 +480,10 @@ impl SqlStore {
         }
         let estimate = match backend {
             DatabaseBackend::Postgres => self.planner_estimate(backend.build(&inner)).await?,
-            _ => self.sampled_estimate(filter, search).await?,
+            _ => {
+                self.sampled_estimate(filter, search, search.is_none() && unfiltered)
+                    .await?
+            }
         };
         Ok((Ord::max(estimate, EXACT_COUNT_UP_TO + 1), true))
     }
@@ -499,7 +522,12 @@ impl SqlStore {
     /// SQLite, which keeps no row estimates: the share of an even sample of the customers
     /// (every n-th by the search map's key, which only grows) that match, times the
     /// customers there are.
-    async fn sampled_estimate(&self, filter: Condition, search: Option<&Search>) -> Result<u64> {
+    async fn sampled_estimate(
+        &self,
+        filter: Condition,
+        search: Option<&Search>,
+        unfiltered: bool,
+    ) -> Result<u64> {
         let backend = self.backend();
         let map = Alias::new("customer_search").into_iden();
         let total = self
@@ -512,15 +540,10 @@ impl SqlStore {
                 ),
             )
             .await?;
-        let step = Ord::max(total / SAMPLE_ROWS as u64, 1);
-        let keys: Vec<i64> = (0..SAMPLE_ROWS as u64)
-            .map(|i| 1 + i * step)
-            .take_while(|&k| k <= total)
-            .map(|k| i64::try_from(k).unwrap_or(i64::MAX))
-            .collect();
-        let sampled = keys.len() as u64;
-        if sampled == 0 {
-            return Ok(0);
+        let (keys, sampled) = even_keys(total);
+        if sampled == 0 || unfiltered {
+            // Every customer is selected: the count of keys handed out is the estimate.
+            return Ok(total);
         }
         let mut sample = customer::Entity::find()
             .select_only()
@@ -533,7 +556,7 @@ impl SqlStore {
                 Expr::col((map.clone(), Alias::new("customer_id")))
                     .equals((customer::Entity, customer::Column::Id)),
             )
-            .and_where(Expr::col((map, Alias::new("seq"))).is_in(keys));
+            .and_where(keys);
         if let Some(search) = search {
             sample.cond_where(self.search_matches(search).await?);
         }
