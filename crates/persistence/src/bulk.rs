@@ -18,7 +18,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
+    sea_query::{Expr, ExprTrait, LockType, Query},
 };
 use uuid::Uuid;
 
@@ -330,9 +330,6 @@ impl SqlStore {
         if let Some(after) = after {
             next.and_where(bulk_job_item::Column::CustomerId.gt(after));
         }
-        if postgres {
-            next.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
         let take = Query::delete()
             .from_table(bulk_job_item::Entity)
             .and_where(bulk_job_item::Column::JobId.eq(job_id))
@@ -342,10 +339,33 @@ impl SqlStore {
         let _turn = self.write_turn.take(&self.db).await;
         self.unit_of_work(move |txn| {
             Box::pin(async move {
-                let taken: Vec<Uuid> = txn
-                    .query_all(&take)
+                let rows = if postgres {
+                    // The locking subquery in a CTE of its own, run once (see `claim_mail`).
+                    let (after_sql, mut values): (&str, Vec<sea_orm::Value>) = match after {
+                        Some(after) => ("AND customer_id > $3", vec![after.into()]),
+                        None => ("", vec![]),
+                    };
+                    values.insert(0, i64::try_from(limit).unwrap_or(i64::MAX).into());
+                    values.insert(0, job_id.into());
+                    txn.query_all_raw(sea_orm::Statement::from_sql_and_values(
+                        DatabaseBackend::Postgres,
+                        format!(
+                            "WITH next AS MATERIALIZED (SELECT customer_id FROM bulk_job_items \
+                             WHERE job_id = $1 {after_sql} ORDER BY customer_id LIMIT $2 \
+                             FOR UPDATE SKIP LOCKED) \
+                             DELETE FROM bulk_job_items USING next \
+                             WHERE bulk_job_items.job_id = $1 \
+                             AND bulk_job_items.customer_id = next.customer_id \
+                             RETURNING bulk_job_items.customer_id"
+                        ),
+                        values,
+                    ))
                     .await
                     .map_err(db_err)?
+                } else {
+                    txn.query_all(&take).await.map_err(db_err)?
+                };
+                let taken: Vec<Uuid> = rows
                     .iter()
                     .map(|row| row.try_get::<Uuid>("", "customer_id"))
                     .collect::<std::result::Result<_, _>>()

@@ -12,7 +12,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
 
@@ -123,16 +123,13 @@ impl SqlStore {
         lane: MailLane,
     ) -> Result<Vec<OutboxMessage>> {
         let claim_id = Uuid::now_v7();
-        let mut candidates = Query::select()
+        let candidates = Query::select()
             .column(email_outbox::Column::Id)
             .from(email_outbox::Entity)
             .cond_where(due(now, lane))
             .order_by(email_outbox::Column::NextAttemptAt, sea_orm::Order::Asc)
             .limit(batch)
             .to_owned();
-        if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-        }
         let claim = Query::update()
             .table(email_outbox::Entity)
             .value(email_outbox::Column::Status, Expr::val(SENDING))
@@ -145,11 +142,40 @@ impl SqlStore {
             .to_owned();
         let claimed = {
             let _turn = self.write_turn.take(&self.db).await;
-            self.db
-                .execute(&claim)
-                .await
-                .map_err(db_err)?
-                .rows_affected()
+            match self.db.get_database_backend() {
+                // The candidates in a CTE of their own, run once: as `IN (subquery)` the
+                // planner may run the locking subquery again for every row it scans, and
+                // with statistics from before a bulk job queued 20,000 messages one claim
+                // took 28 s.
+                DatabaseBackend::Postgres => self
+                    .db
+                    .execute_raw(sea_orm::Statement::from_sql_and_values(
+                        DatabaseBackend::Postgres,
+                        "WITH candidates AS MATERIALIZED (SELECT id FROM email_outbox \
+                         WHERE lane = $1 AND status = $2 AND next_attempt_at <= $3 \
+                         ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                         UPDATE email_outbox SET status = $5, claim_id = $6, claimed_until = $7 \
+                         FROM candidates WHERE email_outbox.id = candidates.id",
+                        [
+                            lane.as_str().into(),
+                            PENDING.into(),
+                            now.into(),
+                            i64::try_from(batch).unwrap_or(i64::MAX).into(),
+                            SENDING.into(),
+                            claim_id.into(),
+                            (now + lease).into(),
+                        ],
+                    ))
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected(),
+                _ => self
+                    .db
+                    .execute(&claim)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected(),
+            }
         };
         if claimed == 0 {
             return Ok(Vec::new());
