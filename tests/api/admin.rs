@@ -628,9 +628,10 @@ async fn customers_stored_before_the_search_index_are_found_after_the_upgrade(ba
     let admin = app.admin_token("viewer").await;
     create_named(&app, "kim@example.kr", "민준", "김").await;
     create_named(&app, "ann@example.com", "Ann", "Lee").await;
-    // Back to the schema before the search index (its column and index dropped), then up
-    // again, as an upgrade from that release runs it: existing rows are filled in.
-    migration::Migrator::down(&app.db, Some(1)).await.unwrap();
+    // Back to the schema before the search index (the bulk jobs' migration after it, then
+    // its own: column and index dropped), then up again, as an upgrade from that release
+    // runs it: existing rows are filled in.
+    migration::Migrator::down(&app.db, Some(2)).await.unwrap();
     migration::Migrator::up(&app.db, None).await.unwrap();
     for (query, email) in [("김 민준", "kim@example.kr"), ("LEE", "ann@example.com")] {
         let (n, _, page) = counted(&app, &admin, json!({"search": query}), 5).await;
@@ -716,8 +717,9 @@ async fn a_page_of_customers_with_every_admin_field_costs_constant_statements(ba
         costs.push(least);
     }
     println!("statements per page of 1, 10, 100 customers: {costs:?}");
+    // Never more for a bigger page (a page holding every match skips the count: one fewer).
     assert!(
-        costs.iter().all(|c| *c == costs[0]),
+        costs.iter().all(|c| *c <= costs[0]),
         "statements grew with the page: {costs:?}"
     );
     assert!(costs[0] <= 6, "{costs:?}");

@@ -372,6 +372,8 @@ async fn postgres_soak_three_replicas_one_killed_and_restarted_no_mail_lost_or_d
     );
     // Nothing twice: the only possible repeat is a message the killed replica had handed to
     // SMTP but not yet marked sent; it would carry the same Message-ID (receivers drop it).
+    // A worker has at most 16 sends in flight (`PARALLEL_SENDS` in src/mail.rs), and marks
+    // each group of finished ones in one statement: at most that many can repeat.
     let repeats = received.len() - ids.len();
-    assert!(repeats <= 4, "{repeats} messages delivered twice");
+    assert!(repeats <= 16, "{repeats} messages delivered twice");
 }
