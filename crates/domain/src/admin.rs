@@ -202,6 +202,22 @@ pub struct UndeliveredMail {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// A keyset cursor as clients see it: its JSON in URL-safe base64, opaque to them.
+pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(cursor).unwrap_or_default())
+}
+
+/// Reads a cursor made by [`encode_cursor`]; anything else (or longer than `max_len`) is
+/// BAD_USER_INPUT on `after`.
+pub fn decode_cursor<T: serde::de::DeserializeOwned>(s: &str, max_len: usize) -> Result<T> {
+    let bad = || Error::bad_input("after", "is not a cursor from this list");
+    if s.len() > max_len {
+        return Err(bad());
+    }
+    let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    serde_json::from_slice(&bytes).map_err(|_| bad())
+}
+
 /// Largest page any list returns.
 pub const MAX_PAGE: u64 = 100;
 pub const DEFAULT_PAGE: u64 = 20;
@@ -239,16 +255,11 @@ pub struct CustomerCursor {
 
 impl CustomerCursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+        encode_cursor(self)
     }
 
     pub fn decode(s: &str) -> Result<Self> {
-        let bad = || Error::bad_input("after", "is not a cursor from this list");
-        if s.len() > 2048 {
-            return Err(bad());
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        serde_json::from_slice(&bytes).map_err(|_| bad())
+        decode_cursor(s, 2048)
     }
 }
 
@@ -319,16 +330,11 @@ pub struct AuditCursor {
 
 impl AuditCursor {
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+        encode_cursor(self)
     }
 
     pub fn decode(s: &str) -> Result<Self> {
-        let bad = || Error::bad_input("after", "is not a cursor from this list");
-        if s.len() > 1024 {
-            return Err(bad());
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        serde_json::from_slice(&bytes).map_err(|_| bad())
+        decode_cursor(s, 1024)
     }
 }
 

@@ -173,18 +173,11 @@ pub struct BulkJobCursor {
 
 impl BulkJobCursor {
     pub fn encode(&self) -> String {
-        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+        crate::admin::encode_cursor(self)
     }
 
     pub fn decode(s: &str) -> Result<Self> {
-        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-        let bad = || Error::bad_input("after", "is not a cursor from this list");
-        if s.len() > 1024 {
-            return Err(bad());
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
-        serde_json::from_slice(&bytes).map_err(|_| bad())
+        crate::admin::decode_cursor(s, 1024)
     }
 }
 

@@ -26,10 +26,8 @@ use crate::{
     SqlStore,
     accounts::db_err,
     admin::insert_audit,
-    entities::{
-        access_token, bulk_job, bulk_job_item, customer, email_outbox, password_reset_token,
-    },
-    resets::{ResetFor, reset_rows, supersede_tokens},
+    entities::{access_token, bulk_job, bulk_job_item, customer},
+    resets::{ResetFor, insert_resets, reset_rows, supersede_tokens},
     unit::End,
 };
 
@@ -436,14 +434,7 @@ impl SqlStore {
                             tokens.push(token);
                             mails.push(mail);
                         }
-                        password_reset_token::Entity::insert_many(tokens)
-                            .exec_without_returning(txn)
-                            .await
-                            .map_err(db_err)?;
-                        email_outbox::Entity::insert_many(mails)
-                            .exec_without_returning(txn)
-                            .await
-                            .map_err(db_err)?;
+                        insert_resets(txn, tokens, mails).await?;
                     }
                     BulkAction::SendResetEmail => {}
                 }

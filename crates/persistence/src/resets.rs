@@ -297,6 +297,23 @@ pub(crate) fn reset_rows(
     (token, mail)
 }
 
+/// Writes reset links' tokens and their mail ([`reset_rows`]).
+pub(crate) async fn insert_resets(
+    txn: &DatabaseTransaction,
+    tokens: Vec<password_reset_token::ActiveModel>,
+    mails: Vec<email_outbox::ActiveModel>,
+) -> Result<()> {
+    password_reset_token::Entity::insert_many(tokens)
+        .exec_without_returning(txn)
+        .await
+        .map_err(db_err)?;
+    email_outbox::Entity::insert_many(mails)
+        .exec_without_returning(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
 /// Supersedes the outstanding (unused, not superseded) reset tokens of `customers`.
 pub(crate) async fn supersede_tokens(
     txn: &DatabaseTransaction,
@@ -431,14 +448,7 @@ impl SqlStore {
                     tokens.push(token);
                     mails.push(mail);
                 }
-                password_reset_token::Entity::insert_many(tokens)
-                    .exec_without_returning(txn)
-                    .await
-                    .map_err(db_err)?;
-                email_outbox::Entity::insert_many(mails)
-                    .exec_without_returning(txn)
-                    .await
-                    .map_err(db_err)?;
+                insert_resets(txn, tokens, mails).await?;
                 Ok(End::Commit(resolved))
             })
         })
