@@ -72,6 +72,7 @@ const PAGES: &[(&str, &str, Area)] = &[
     ("/admin/customers/{id}", "admin-customer", Area::Admin),
     ("/admin/settings", "admin-settings", Area::Admin),
     ("/admin/audit-log", "admin-audit-log", Area::Admin),
+    ("/admin/jobs", "admin-jobs", Area::Admin),
 ];
 
 /// Static files under `/ui/`: `(name, content type, body)`.
@@ -147,6 +148,7 @@ impl Pages {
             "admin-customer",
             "admin-settings",
             "admin-audit-log",
+            "admin-jobs",
         );
         let dictionaries = LOCALES
             .iter()

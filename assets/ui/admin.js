@@ -1,13 +1,26 @@
-// The admin console: sign-in, Customers > All Customers, the customer's page with "Reset
-// Password" and "Force Sign In", the password settings and the audit log. A control is shown
+// The admin console: sign-in, Customers > All Customers (search, filters, selection and bulk
+// Actions), the customer's page with "Reset Password" and "Force Sign In", the bulk jobs with
+// their progress, the password settings and the audit log. A control is shown
 // only when the signed-in admin's role allows it (`currentAdmin.permissions`); the API enforces
 // the same permissions whatever the page shows.
-import { t, gql, tokenStore, notify, describe, when, whenShort, el, busy, start } from "./common.js";
+import { t, tn, number, gql, tokenStore, notify, describe, when, whenShort, el, busy, start } from "./common.js";
 
 const adminToken = tokenStore("latchkey.admin");
 const RETURN_TO = "latchkey.admin-return";
 const NEXT_NOTICE = "latchkey.admin-notice";
+const STARTED_JOB = "latchkey.admin-started-job";
 const PAGE_SIZE = 20;
+/** The most customers a selection by id may hold (the API's limit); more are selected by filter. */
+const MAX_SELECTED_IDS = 1000;
+/** How often the Jobs page asks for the progress of running jobs. */
+const POLL_MS = 1000;
+
+/** The label of each bulk action: the same words as the single-customer buttons. */
+const ACTION_LABELS = {
+  FORCE_SIGN_IN: "admin.force_sign_in",
+  SEND_RESET_EMAIL: "admin.reset_password",
+  REQUIRE_NEW_PASSWORD: "admin.require_new_password",
+};
 
 function goToSignIn(noticeKey) {
   adminToken.clear();
@@ -130,10 +143,10 @@ async function session() {
 /**
  * A table showing one cursor-paged connection, with the record count, an empty-state row, and
  * "Next page" / "First page" (which may hide themselves, so focus moves to the table).
- * `fetch(after)` answers the connection; `row(node)` makes a node's row. Returns `reload`,
- * which shows the first page.
+ * `fetch(after)` answers the connection; `row(node)` makes a node's row; `shown(page)`, if
+ * given, runs after each page is in place. Returns `reload`, which shows the first page.
  */
-function pagedTable(tableId, emptyKey, fetch, row) {
+function pagedTable(tableId, emptyKey, fetch, row, shown) {
   const table = document.getElementById(tableId);
   const rows = table.tBodies[0];
   const columns = table.tHead.rows[0].cells.length;
@@ -145,7 +158,9 @@ function pagedTable(tableId, emptyKey, fetch, row) {
   async function show(after) {
     try {
       const page = await fetch(after);
-      count.textContent = t("admin.records", { count: page.totalCount });
+      count.textContent = t(page.totalCountIsEstimate ? "admin.records_estimate" : "admin.records", {
+        count: number(page.totalCount),
+      });
       rows.textContent = "";
       if (!page.edges.length) {
         const tr = el("tr");
@@ -158,6 +173,9 @@ function pagedTable(tableId, emptyKey, fetch, row) {
       endCursor = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
       next.hidden = !endCursor;
       first.hidden = !after;
+      if (shown) {
+        shown(page);
+      }
     } catch (error) {
       failed(error);
     }
@@ -175,25 +193,214 @@ function pagedTable(tableId, emptyKey, fetch, row) {
   return () => show(null);
 }
 
+/** The grid's filters besides the search: the form field of each is named like the API's. */
+const FILTER_FIELDS = [
+  "createdFrom",
+  "createdTo",
+  "lastResetFrom",
+  "lastResetTo",
+  "passwordState",
+  "locked",
+  "signedIn",
+  "externalId",
+];
+
+/** The start of a calendar day ("2026-12-01") in the admin's time zone, as the API's DateTime. */
+function dayStart(value) {
+  const [y, m, d] = value.split("-").map(Number);
+  return new Date(y, m - 1, d).toISOString();
+}
+
+/** The last millisecond of that day (the API's ranges include both ends). */
+function dayEnd(value) {
+  const [y, m, d] = value.split("-").map(Number);
+  return new Date(new Date(y, m - 1, d + 1).getTime() - 1).toISOString();
+}
+
+/** A count for a sentence: "1,234", or "about 1,234" when it is an estimate. */
+function countText(count, estimate) {
+  return estimate ? t("admin.about", { count: number(count) }) : number(count);
+}
+
+/**
+ * The Actions menu button (the WAI-ARIA menu button pattern): Enter, Space or the arrows
+ * open it on the first (or last) item, the arrows, Home and End move, Escape closes it back
+ * onto the button, Tab or a click elsewhere closes it. `choose(action)` runs for an item.
+ */
+function menuButton(button, menu, choose) {
+  const items = () => [...menu.querySelectorAll("[role=menuitem]")];
+  function open(last) {
+    menu.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    const list = items();
+    list[last ? list.length - 1 : 0].focus();
+  }
+  function close(refocus) {
+    menu.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    if (refocus) {
+      button.focus();
+    }
+  }
+  button.addEventListener("click", () => (menu.hidden ? open(false) : close(true)));
+  button.addEventListener("keydown", (event) => {
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      event.preventDefault();
+      open(event.key === "ArrowUp");
+    }
+  });
+  menu.addEventListener("keydown", (event) => {
+    const list = items();
+    const at = list.indexOf(document.activeElement);
+    const moves = {
+      ArrowDown: (at + 1) % list.length,
+      ArrowUp: (at - 1 + list.length) % list.length,
+      Home: 0,
+      End: list.length - 1,
+    };
+    if (event.key in moves) {
+      event.preventDefault();
+      list[moves[event.key]].focus();
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      close(true);
+    } else if (event.key === "Tab") {
+      close(false);
+    }
+  });
+  menu.addEventListener("click", (event) => {
+    const item = event.target.closest("[role=menuitem]");
+    if (item) {
+      close(false);
+      choose(item.dataset.action);
+    }
+  });
+  document.addEventListener("click", (event) => {
+    if (!menu.hidden && !menu.contains(event.target) && event.target !== button) {
+      close(false);
+    }
+  });
+  return items().length;
+}
+
 async function customersPage(admin) {
   const form = document.getElementById("grid-search");
   const search = document.getElementById("search");
   const sort = document.getElementById("sort");
+  const filters = document.getElementById("filters");
   const params = new URLSearchParams(window.location.search);
   search.value = params.get("search") || "";
   if (params.get("sort")) {
     sort.value = params.get("sort");
   }
+  for (const name of FILTER_FIELDS) {
+    // An input drops a value it cannot hold (a malformed date, an unknown option).
+    document.getElementById(name).value = params.get(name) || "";
+  }
+
+  function filterFromForm() {
+    const filter = {};
+    if (search.value.trim()) {
+      filter.search = search.value.trim();
+    }
+    for (const name of FILTER_FIELDS) {
+      const input = document.getElementById(name);
+      const value = input.value.trim();
+      if (!value) {
+        continue;
+      }
+      const kind = input.dataset.filter;
+      filter[name] =
+        kind === "from" ? dayStart(value) : kind === "to" ? dayEnd(value) : kind === "boolean" ? value === "true" : value;
+    }
+    return filter;
+  }
+
+  function showFilterCount() {
+    const on = FILTER_FIELDS.filter((name) => document.getElementById(name).value.trim()).length;
+    document.getElementById("filter-count").textContent = on ? t("admin.filters_on", { count: on }) : "";
+    return on;
+  }
+  if (showFilterCount()) {
+    filters.open = true;
+  }
+
   // The query the shown page answers: "Next page" continues it even if the fields were edited
-  // since (a cursor belongs to its search and sort).
+  // since (a cursor belongs to its filter and sort), and "select all that match" takes it.
   let shown = null;
 
   function snapshot() {
     const [field, direction] = (sort.value || "CREATED_AT:DESC").split(":");
-    return {
-      filter: search.value.trim() ? { search: search.value.trim() } : null,
-      sort: { field, direction },
-    };
+    return { filter: filterFromForm(), sort: { field, direction } };
+  }
+
+  // The selection: customers checked one by one (kept across pages and searches), or every
+  // customer the shown query matches.
+  const bulk = admin.can("CUSTOMERS_BULK") && document.getElementById("bulk");
+  const picked = new Set();
+  let everything = null; // { filter, count, estimate }
+  let page = null;
+
+  const boxes = () => [...document.querySelectorAll("#grid tbody input[data-select]")];
+
+  function selectedCount() {
+    return everything ? everything.count : picked.size;
+  }
+
+  function showSelection() {
+    if (!bulk) {
+      return;
+    }
+    const count = selectedCount();
+    document.getElementById("selected-count").textContent = count
+      ? tn("admin.selected", count, { count: countText(count, everything && everything.estimate) })
+      : t("admin.selected_none");
+    document.getElementById("actions").disabled = !count;
+    document.getElementById("clear-selection").hidden = !count;
+    const onPage = boxes();
+    for (const box of onPage) {
+      box.checked = Boolean(everything) || picked.has(box.dataset.select);
+      box.disabled = Boolean(everything);
+    }
+    const checked = onPage.filter((b) => b.checked).length;
+    const all = document.getElementById("select-page");
+    all.checked = onPage.length > 0 && checked === onPage.length;
+    all.indeterminate = checked > 0 && checked < onPage.length;
+    all.disabled = Boolean(everything) || !onPage.length;
+    const banner = document.getElementById("select-all-banner");
+    const text = document.getElementById("select-all-text");
+    const more = document.getElementById("select-all-matching");
+    if (everything) {
+      text.textContent = tn("admin.all_matching_selected", everything.count, {
+        count: countText(everything.count, everything.estimate),
+      });
+      more.hidden = true;
+      banner.hidden = false;
+    } else if (all.checked && page && page.totalCount > onPage.length) {
+      text.textContent = tn("admin.page_selected", onPage.length);
+      more.textContent = t("admin.select_all_matching", {
+        count: countText(page.totalCount, page.totalCountIsEstimate),
+      });
+      more.hidden = false;
+      banner.hidden = false;
+    } else {
+      banner.hidden = true;
+    }
+  }
+
+  /** Checks (or unchecks) customers by id; refuses past the API's limit, with a notice. */
+  function pick(ids, on) {
+    for (const id of ids) {
+      if (!on) {
+        picked.delete(id);
+      } else if (picked.size < MAX_SELECTED_IDS || picked.has(id)) {
+        picked.add(id);
+      } else {
+        notify(t("admin.too_many", { max: number(MAX_SELECTED_IDS) }), "error");
+        break;
+      }
+    }
+    showSelection();
   }
 
   const reload = pagedTable(
@@ -205,6 +412,7 @@ async function customersPage(admin) {
           `query Grid($filter: CustomerFilter, $sort: CustomerSort, $first: Int, $after: String) {
             customers(filter: $filter, sort: $sort, first: $first, after: $after) {
               totalCount
+              totalCountIsEstimate
               pageInfo { hasNextPage endCursor }
               edges { node { id firstname lastname email createdAt activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt } }
             }
@@ -215,6 +423,17 @@ async function customersPage(admin) {
       ).customers,
     (node) => {
       const tr = el("tr", null, { "data-customer": node.id });
+      if (bulk) {
+        const cell = el("td", null, { class: "select" });
+        cell.appendChild(
+          el("input", null, {
+            type: "checkbox",
+            "data-select": node.id,
+            "aria-label": t("admin.select_row", { name: fullName(node) }),
+          }),
+        );
+        tr.appendChild(cell);
+      }
       tr.appendChild(el("td", fullName(node), { class: "nowrap" }));
       tr.appendChild(el("td", node.email));
       tr.appendChild(el("td", whenShort(node.createdAt), { class: "nowrap" }));
@@ -232,19 +451,115 @@ async function customersPage(admin) {
       tr.appendChild(action);
       return tr;
     },
+    (shownPage) => {
+      page = shownPage;
+      showSelection();
+    },
   );
 
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
+  async function run() {
     const query = new URLSearchParams();
     if (search.value.trim()) {
       query.set("search", search.value.trim());
     }
+    for (const name of FILTER_FIELDS) {
+      const value = document.getElementById(name).value.trim();
+      if (value) {
+        query.set(name, value);
+      }
+    }
     query.set("sort", sort.value);
     window.history.replaceState(null, "", "?" + query.toString());
+    showFilterCount();
     shown = snapshot();
-    await busy(form.querySelector("button[type=submit]"), reload);
+    // "Everything that matches" belonged to the previous query; checked customers stay.
+    everything = null;
+    await reload();
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    await busy(event.submitter || form.querySelector("button[type=submit]"), run);
   });
+  document.getElementById("clear-filters").addEventListener("click", async (event) => {
+    for (const name of FILTER_FIELDS) {
+      document.getElementById(name).value = "";
+    }
+    await busy(event.currentTarget, run);
+  });
+
+  if (bulk) {
+    document.querySelector("#grid tbody").addEventListener("change", (event) => {
+      const box = event.target.closest("input[data-select]");
+      if (box) {
+        pick([box.dataset.select], box.checked);
+      }
+    });
+    document.getElementById("select-page").addEventListener("change", (event) => {
+      pick(
+        boxes().map((b) => b.dataset.select),
+        event.currentTarget.checked,
+      );
+    });
+    document.getElementById("select-all-matching").addEventListener("click", () => {
+      everything = { filter: shown.filter, count: page.totalCount, estimate: page.totalCountIsEstimate };
+      picked.clear();
+      showSelection();
+      document.getElementById("actions").focus();
+    });
+    document.getElementById("clear-selection").addEventListener("click", () => {
+      everything = null;
+      picked.clear();
+      showSelection();
+      document.getElementById("select-page").focus();
+    });
+
+    const dialog = document.getElementById("bulk-confirm");
+    const actions = document.getElementById("actions");
+    let chosen = null;
+    const items = menuButton(actions, document.getElementById("actions-menu"), (action) => {
+      chosen = action;
+      const count = selectedCount();
+      const estimate = Boolean(everything && everything.estimate);
+      document.getElementById("bulk-confirm-title").textContent = t(ACTION_LABELS[action]);
+      document.getElementById("bulk-confirm-text").textContent = tn("admin.bulk_confirm_" + action, count, {
+        count: countText(count, estimate),
+      });
+      document.getElementById("bulk-confirm-note").textContent = everything
+        ? t(estimate ? "admin.bulk_note_filter" : "admin.bulk_note_frozen")
+        : "";
+      dialog.returnValue = "";
+      dialog.showModal();
+      document.getElementById("bulk-cancel").focus();
+    });
+    if (!items) {
+      // A role with CUSTOMERS_BULK but no action to take: nothing to select for.
+      bulk.remove();
+    }
+    dialog.addEventListener("close", async () => {
+      if (dialog.returnValue !== "ok") {
+        actions.focus();
+        return;
+      }
+      const selection = everything ? { filter: everything.filter } : { customerIds: [...picked] };
+      await busy(actions, async () => {
+        try {
+          const data = await gql(
+            `mutation StartBulk($action: BulkAction!, $selection: BulkSelection!) {
+              startBulkAction(action: $action, selection: $selection) { id total }
+            }`,
+            { action: chosen, selection },
+            admin.token,
+          );
+          sessionStorage.setItem(STARTED_JOB, JSON.stringify(data.startBulkAction));
+          window.location.assign("/admin/jobs");
+        } catch (error) {
+          failed(error);
+        }
+      });
+    });
+  }
+
   shown = snapshot();
   await reload();
 }
@@ -451,7 +766,7 @@ async function auditLogPage(admin) {
             auditLog(first: $first, after: $after, filter: $filter) {
               totalCount
               pageInfo { hasNextPage endCursor }
-              edges { node { id at actor action customerId clientIp } }
+              edges { node { id at actor action customerId clientIp detail } }
             }
           }`,
           { first: PAGE_SIZE, after, filter: shown ? { action: shown } : null },
@@ -473,6 +788,7 @@ async function auditLogPage(admin) {
       }
       tr.appendChild(customer);
       tr.appendChild(el("td", node.clientIp || "—"));
+      tr.appendChild(el("td", node.detail || "—"));
       return tr;
     },
   );
@@ -482,6 +798,182 @@ async function auditLogPage(admin) {
     shown = action.value;
     await busy(form.querySelector("button[type=submit]"), reload);
   });
+  await reload();
+}
+
+const JOB_FIELDS = "id action status total processed failed startedAt finishedAt startedBy";
+
+/** Bulk jobs, newest first, each with a progress bar that follows it while it runs; cancel. */
+async function jobsPage(admin) {
+  const rows = document.querySelector("#jobs tbody");
+  const dialog = document.getElementById("cancel-confirm");
+  const started = JSON.parse(sessionStorage.getItem(STARTED_JOB) || "null");
+  sessionStorage.removeItem(STARTED_JOB);
+  if (started) {
+    notify(tn("admin.bulk_started", started.total), "ok");
+  }
+  let timer = null;
+  let cancelling = null;
+
+  /** Brings a job's row up to date: status, bar, counts, end, and Cancel while it runs. */
+  function fill(tr, job) {
+    tr.dataset.status = job.status;
+    tr.querySelector(".status").textContent = t("admin.status_" + job.status);
+    const bar = tr.querySelector("progress");
+    const done = job.status !== "RUNNING";
+    bar.max = Math.max(job.total, 1);
+    bar.value = job.total ? job.processed : done ? 1 : 0;
+    const counts = [t("admin.progress", { processed: number(job.processed), total: number(job.total) })];
+    if (job.failed) {
+      counts.push(t("admin.progress_failed", { failed: number(job.failed) }));
+    }
+    tr.querySelector(".counts").textContent = counts.join(" · ");
+    tr.querySelector(".finished").textContent = job.finishedAt ? whenShort(job.finishedAt) : "—";
+    const cancel = tr.querySelector("button.cancel-job");
+    if (done && cancel) {
+      if (document.activeElement === cancel) {
+        document.getElementById("jobs").focus();
+      }
+      cancel.remove();
+    }
+    tr.dataset.total = job.total;
+    tr.dataset.processed = job.processed;
+  }
+
+  function row(job) {
+    const tr = el("tr", null, { "data-job": job.id });
+    if (started && started.id === job.id) {
+      tr.classList.add("new");
+    }
+    tr.appendChild(el("td", whenShort(job.startedAt), { class: "nowrap" }));
+    tr.appendChild(el("td", t(ACTION_LABELS[job.action])));
+    tr.appendChild(el("td", job.startedBy));
+    const status = el("td");
+    // Announced when it changes (Running to Finished); the moving counts are not.
+    status.appendChild(el("span", null, { class: "status", "aria-live": "polite" }));
+    tr.appendChild(status);
+    const progress = el("td", null, { class: "progress" });
+    progress.appendChild(
+      el("progress", null, { "aria-label": t("admin.progress_label", { action: t(ACTION_LABELS[job.action]) }) }),
+    );
+    progress.appendChild(el("span", null, { class: "counts" }));
+    tr.appendChild(progress);
+    tr.appendChild(el("td", null, { class: "finished nowrap" }));
+    const action = el("td");
+    if (job.status === "RUNNING") {
+      action.appendChild(el("button", t("admin.cancel_job"), { type: "button", class: "cancel-job" }));
+    }
+    tr.appendChild(action);
+    fill(tr, job);
+    return tr;
+  }
+
+  const running = () => [...rows.querySelectorAll("tr[data-status=RUNNING]")];
+
+  function schedule() {
+    if (!timer && running().length) {
+      timer = setTimeout(poll, POLL_MS);
+    }
+  }
+
+  /** One request for every running job on the page (aliased `bulkJob` fields). */
+  async function poll() {
+    timer = null;
+    const trs = running();
+    if (!trs.length) {
+      return;
+    }
+    const variables = {};
+    const fields = trs.map((tr, i) => {
+      variables["j" + i] = tr.dataset.job;
+      return `j${i}: bulkJob(id: $j${i}) { ${JOB_FIELDS} }`;
+    });
+    const declared = trs.map((_, i) => `$j${i}: ID!`).join(", ");
+    try {
+      const data = await gql(`query Progress(${declared}) { ${fields.join(" ")} }`, variables, admin.token);
+      trs.forEach((tr, i) => {
+        const job = data["j" + i];
+        if (job) {
+          fill(tr, job);
+        }
+      });
+    } catch (error) {
+      if (error.code === "UNAUTHENTICATED" || error.code === "FORBIDDEN") {
+        failed(error);
+        return;
+      }
+      // A missed poll (a restart, the network): the next one catches up.
+    }
+    schedule();
+  }
+
+  const reload = pagedTable(
+    "jobs",
+    "admin.no_jobs",
+    async (after) =>
+      (
+        await gql(
+          `query Jobs($first: Int, $after: String) {
+            bulkJobs(first: $first, after: $after) {
+              totalCount
+              pageInfo { hasNextPage endCursor }
+              edges { node { ${JOB_FIELDS} } }
+            }
+          }`,
+          { first: PAGE_SIZE, after },
+          admin.token,
+        )
+      ).bulkJobs,
+    row,
+    schedule,
+  );
+
+  rows.addEventListener("click", (event) => {
+    const button = event.target.closest("button.cancel-job");
+    if (!button) {
+      return;
+    }
+    cancelling = button.closest("tr");
+    const remaining = Number(cancelling.dataset.total) - Number(cancelling.dataset.processed);
+    document.getElementById("cancel-confirm-text").textContent = t("admin.cancel_confirm", {
+      remaining: number(Math.max(remaining, 0)),
+    });
+    dialog.returnValue = "";
+    dialog.showModal();
+    document.getElementById("cancel-keep").focus();
+  });
+  dialog.addEventListener("close", async () => {
+    const tr = cancelling;
+    const button = tr && tr.querySelector("button.cancel-job");
+    if (dialog.returnValue !== "ok" || !button) {
+      (button || document.getElementById("jobs")).focus();
+      return;
+    }
+    await busy(button, async () => {
+      try {
+        const data = await gql(
+          `mutation Cancel($id: ID!) { cancelBulkJob(id: $id) { ${JOB_FIELDS} } }`,
+          { id: tr.dataset.job },
+          admin.token,
+        );
+        const job = data.cancelBulkJob;
+        fill(tr, job);
+        notify(
+          job.status === "CANCELLED"
+            ? t("admin.cancelled", { processed: number(job.processed), total: number(job.total) })
+            : t("admin.status_" + job.status),
+          "ok",
+        );
+      } catch (error) {
+        if (error.code === "NOT_FOUND") {
+          notify(t("admin.job_gone"), "error");
+        } else {
+          failed(error);
+        }
+      }
+    });
+  });
+
   await reload();
 }
 
@@ -500,6 +992,7 @@ async function main() {
     "admin-customer": customerPage,
     "admin-settings": settingsPage,
     "admin-audit-log": auditLogPage,
+    "admin-jobs": jobsPage,
   };
   await (pages[page] || (() => {}))(admin);
 }

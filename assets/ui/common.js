@@ -14,6 +14,24 @@ export function t(path, params) {
   );
 }
 
+const plurals = new Intl.PluralRules(document.documentElement.lang);
+const numbers = new Intl.NumberFormat(document.documentElement.lang);
+
+/** A count for people: grouped digits in the page's language (1,234 / 1,234 / 1,234). */
+export function number(n) {
+  return numbers.format(n);
+}
+
+/**
+ * The label at `path` for `count` things: `path_one` where the language says "one" and that
+ * label exists, else `path`. `{count}` is filled in formatted, unless `params` gives its own.
+ */
+export function tn(path, count, params) {
+  const one = path + "_one";
+  const key = plurals.select(count) === "one" && t(one) !== one ? one : path;
+  return t(key, { count: number(count), ...params });
+}
+
 /** A GraphQL error: `code` is the SPEC's error code, or NETWORK when the server was not reached. */
 export class GraphQLError extends Error {
   constructor(code, message, extensions) {

@@ -10,13 +10,20 @@ use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-use crate::helpers::{Backend, TestApp, code};
+use latchkey::config::Secret;
+
+use crate::{
+    bulk::import_customers,
+    helpers::{Backend, TestApp, code},
+    smtp::SmtpReceiver,
+};
 
 crate::tests![
     browser_customer_resets_a_forgotten_password_in_the_storefront,
     browser_admin_sends_a_reset_and_forces_sign_in,
     browser_viewer_sees_no_reset_or_force_buttons,
     browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
+    browser_admin_runs_bulk_actions_and_follows_their_jobs,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -164,6 +171,60 @@ impl Browser {
     /// How many elements match (0 when there are none; no waiting).
     pub async fn count(&self, css: &str) -> usize {
         self.client.find_all(Locator::Css(css)).await.unwrap().len()
+    }
+
+    /// Waits until `script` (a JavaScript expression) is true on the page.
+    pub async fn wait_until(&self, script: &str) {
+        let started = std::time::Instant::now();
+        loop {
+            let value = self
+                .client
+                .execute(&format!("return Boolean({script});"), vec![])
+                .await
+                .unwrap_or(Value::Bool(false));
+            if value == Value::Bool(true) {
+                return;
+            }
+            assert!(started.elapsed() < WAIT, "never true: {script}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The value of a JavaScript expression on the page.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.client
+            .execute(&format!("return {script};"), vec![])
+            .await
+            .unwrap()
+    }
+
+    /// Sends keys to the focused element ("\u{e007}" is Enter, "\u{e013}" ArrowUp).
+    pub async fn keys(&self, keys: &str) {
+        let focused = self.client.active_element().await.unwrap();
+        focused.send_keys(keys).await.unwrap();
+    }
+
+    /// Checks the grid row of the customer with this address.
+    pub async fn check_row(&self, email: &str) {
+        let xpath = format!(
+            "//table[@id='grid']//tr[td[normalize-space(.)={}]]//input[@data-select]",
+            xpath_literal(email)
+        );
+        self.client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::XPath(&xpath))
+            .await
+            .unwrap_or_else(|e| panic!("no row for {email}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    /// Chooses an option of a `<select>` by its value.
+    pub async fn choose(&self, select: &str, value: &str) {
+        self.click(&format!("{select} option[value='{value}']"))
+            .await;
     }
 
     /// Whether an element is displayed (present and not hidden).
@@ -592,6 +653,18 @@ async fn browser_viewer_sees_no_reset_or_force_buttons(backend: Backend) {
     console.wait_path("/admin/customers").await;
     console.wait_text("#count", "22 records found").await;
     assert_eq!(console.count("#grid tbody tr").await, 20);
+    assert_eq!(
+        console.count("#select-page").await,
+        0,
+        "no selection column"
+    );
+    assert_eq!(console.count("#grid tbody input").await, 0);
+    assert_eq!(console.count("#bulk").await, 0, "no Actions menu");
+    assert_eq!(
+        console.count("a[href='/admin/jobs']").await,
+        0,
+        "no Jobs page"
+    );
     // Edit the sort without running it: "Next page" still continues the newest-first query.
     console
         .find("#sort option[value='EMAIL:ASC']")
@@ -621,6 +694,10 @@ async fn browser_viewer_sees_no_reset_or_force_buttons(backend: Backend) {
     assert_eq!(console.count("#force-sign-in").await, 0, "no Force Sign In");
     assert!(console.visible("#back").await);
     console.shot("admin-customer-viewer").await;
+    console.goto(&app.url("/admin/jobs")).await;
+    console
+        .wait_text("#notice", "Your role does not allow this.")
+        .await;
     console.close().await;
 }
 
@@ -689,4 +766,265 @@ async fn browser_pages_speak_japanese_and_korean_and_work_by_keyboard(backend: B
     browser.wait_path("/account").await;
     browser.wait_text("#who", "mai@example.com").await;
     browser.close().await;
+}
+
+/// The grid's selection and Actions menu, the confirmation that states the count, and the Jobs
+/// page following each job to its end: Force Sign In on two checked customers; "Require New
+/// Password" by keyboard alone on the one a filter finds; a reset email to "all 30 that match",
+/// cancelled half-way. Each checked against what the customers see (sessions, passwords, mail).
+async fn browser_admin_runs_bulk_actions_and_follows_their_jobs(backend: Backend) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    // Two customers a second: slow enough to watch a job move, and to cancel one.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.smtp_url = Some(Secret::new(url));
+        c.bulk_customers_per_second = 2;
+    })
+    .await;
+    import_customers(&app, 30);
+    let mut tokens = Vec::new();
+    for i in 0..3 {
+        let email = format!("signed{i}@example.com");
+        named_customer(&app, &email, "en", "Sign", &format!("In{i}")).await;
+        tokens.push(app.sign_in(&email, CUSTOMER_PASSWORD).await);
+    }
+    admin(&app, "ops", "administrator").await;
+    let driver = Driver::start().await;
+    let console = driver.browser("en-US").await;
+    admin_signs_in(&console, &app, "ops").await;
+    console.wait_text("#count", "33 records found").await;
+    console
+        .wait_text("#selected-count", "No customers selected")
+        .await;
+    assert_eq!(
+        console
+            .eval("document.getElementById('actions').disabled")
+            .await,
+        json!(true),
+        "nothing to act on yet"
+    );
+
+    // Two checked rows, Force Sign In: Cancel changes nothing, OK signs exactly them out.
+    console.fill("#search", "signed").await;
+    console.click_text("Search").await;
+    console.wait_text("#count", "3 records found").await;
+    console.check_row("signed2@example.com").await;
+    console.check_row("signed1@example.com").await;
+    console
+        .wait_text("#selected-count", "2 customers selected")
+        .await;
+    console
+        .wait_until("document.getElementById('select-page').indeterminate")
+        .await;
+    console.click("#actions").await;
+    assert!(console.visible("#actions-menu").await);
+    console.shot("admin-customers-selected").await;
+    console.click_text("Force Sign In").await;
+    console
+        .wait_text("#bulk-confirm-text", "Revoke the tokens of 2 customers?")
+        .await;
+    console.shot("admin-bulk-confirm").await;
+    console.click("#bulk-cancel").await;
+    assert!(!console.visible("#bulk-confirm").await);
+    assert_eq!(console.focused().await, "actions", "focus back on Actions");
+    assert!(
+        app.whoami(&tokens[2]).await.is_ok(),
+        "Cancel changes nothing"
+    );
+    console.click("#actions").await;
+    console.click_text("Force Sign In").await;
+    console.click("#bulk-ok").await;
+    console.wait_path("/admin/jobs").await;
+    console
+        .wait_text("#notice", "The job has started for 2 customers.")
+        .await;
+    console.wait_text("#jobs tbody tr.new", "Finished").await;
+    console.wait_text("#jobs tbody tr.new", "2 of 2").await;
+    assert_eq!(app.whoami(&tokens[2]).await, Err("UNAUTHENTICATED".into()));
+    assert_eq!(app.whoami(&tokens[1]).await, Err("UNAUTHENTICATED".into()));
+    assert_eq!(
+        app.whoami(&tokens[0]).await.as_deref(),
+        Ok("signed0@example.com"),
+        "not selected, still signed in"
+    );
+
+    // The new filters: signed in now finds the one left; by keyboard alone, Require New
+    // Password (ArrowUp opens the menu on its last item; Tab from Cancel reaches OK).
+    console.click_text("Customers › All Customers").await;
+    console.wait_path("/admin/customers").await;
+    console.click("#filters summary").await;
+    console.choose("#signedIn", "true").await;
+    console.click_text("Apply Filters").await;
+    console.wait_text("#count", "1 records found").await;
+    console
+        .wait_text("#grid tbody", "signed0@example.com")
+        .await;
+    assert!(
+        console.url().await.contains("signedIn=true"),
+        "in the address"
+    );
+    console.wait_text("#filter-count", "(1 on)").await;
+    console.check_row("signed0@example.com").await;
+    console
+        .find("#actions")
+        .await
+        .send_keys("\u{e013}")
+        .await
+        .unwrap();
+    assert_eq!(
+        console.eval("document.activeElement.dataset.action").await,
+        json!("REQUIRE_NEW_PASSWORD")
+    );
+    console.keys("\u{e007}").await;
+    console
+        .wait_text(
+            "#bulk-confirm-text",
+            "Require a new password from 1 customer?",
+        )
+        .await;
+    assert_eq!(
+        console.focused().await,
+        "bulk-cancel",
+        "Cancel is the default"
+    );
+    console.press_tab().await;
+    assert_eq!(console.focused().await, "bulk-ok");
+    console.keys("\u{e007}").await;
+    console.wait_path("/admin/jobs").await;
+    console
+        .wait_text("#notice", "The job has started for 1 customer.")
+        .await;
+    console.wait_text("#jobs tbody tr.new", "Finished").await;
+    assert_eq!(
+        code(
+            &app.sign_in_response("signed0@example.com", CUSTOMER_PASSWORD)
+                .await
+        ),
+        "AUTHENTICATION_FAILED",
+        "the current password stopped working"
+    );
+    // The address remembers the filters; the password state finds the customer too.
+    console.client.back().await.unwrap();
+    console.wait_path("/admin/customers").await;
+    console.wait_text("#count", "1 records found").await;
+    assert!(
+        console
+            .find("#filters")
+            .await
+            .attr("open")
+            .await
+            .unwrap()
+            .is_some(),
+        "filters in use are shown"
+    );
+    console.choose("#signedIn", "").await;
+    console.choose("#passwordState", "RESET_REQUIRED").await;
+    console.fill("#search", "signed").await;
+    console.click_text("Apply Filters").await;
+    console.wait_text("#count", "1 records found").await;
+    console
+        .wait_text("#grid tbody", "signed0@example.com")
+        .await;
+
+    // Everything that matches: 30 imported customers, more than a page. The job moves on the
+    // Jobs page; cancelled, it stops, and the mail sent is exactly what it did.
+    console.click_text("Clear all").await;
+    console.wait_text("#count", "3 records found").await;
+    assert!(!console.url().await.contains("passwordState"));
+    console.fill("#search", "bulk").await;
+    console.click_text("Search").await;
+    console.wait_text("#count", "30 records found").await;
+    console.click("#select-page").await;
+    console
+        .wait_text(
+            "#select-all-text",
+            "All 20 customers on this page are selected.",
+        )
+        .await;
+    console
+        .click_text("Select all 30 customers that match")
+        .await;
+    console
+        .wait_text(
+            "#select-all-text",
+            "All 30 customers that match are selected.",
+        )
+        .await;
+    console
+        .wait_text("#selected-count", "30 customers selected")
+        .await;
+    assert_eq!(console.focused().await, "actions");
+    console.shot("admin-customers-select-all").await;
+    console.click("#actions").await;
+    console.click_text("Reset Password").await;
+    console
+        .wait_text(
+            "#bulk-confirm-text",
+            "Email a link to reset password to 30 customers?",
+        )
+        .await;
+    assert!(
+        console
+            .text("#bulk-confirm-note")
+            .await
+            .contains("customers who match later are not included")
+    );
+    console.click("#bulk-ok").await;
+    console.wait_path("/admin/jobs").await;
+    console
+        .wait_text("#notice", "The job has started for 30 customers.")
+        .await;
+    console
+        .wait_until("document.querySelector('#jobs tr.new progress').value >= 4")
+        .await;
+    console.shot("admin-jobs").await;
+    console.click("#jobs tr.new button.cancel-job").await;
+    console
+        .wait_text("#cancel-confirm-text", "Stop this job?")
+        .await;
+    console.click("#cancel-ok").await;
+    let notice = console
+        .wait_text("#notice", "The job was cancelled after")
+        .await;
+    console.wait_text("#jobs tbody tr.new", "Cancelled").await;
+    assert_eq!(console.count("#jobs tr.new button.cancel-job").await, 0);
+    let processed = console
+        .eval("Number(document.querySelector('#jobs tr.new').dataset.processed)")
+        .await
+        .as_u64()
+        .unwrap();
+    assert!(
+        notice.contains(&format!("after {processed} of 30 customers")),
+        "{notice}"
+    );
+    assert!(
+        (4..30).contains(&processed),
+        "cancelled half-way: {processed}"
+    );
+    smtp.wait_for(usize::try_from(processed).unwrap()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mails = smtp.messages();
+    assert_eq!(
+        mails.len() as u64,
+        processed,
+        "one email per customer done, none after the cancel"
+    );
+    assert!(mails.iter().all(|m| m.header_to().starts_with("bulk")));
+
+    // The audit log names each job; the Jobs page in Japanese and Korean.
+    console.click_text("Audit log").await;
+    console.wait_path("/admin/audit-log").await;
+    let log = console.text("#audit tbody").await;
+    assert_eq!(log.matches("Bulk action started").count(), 3, "{log}");
+    assert!(log.contains("Bulk job cancelled"), "{log}");
+    assert!(log.contains("customers=30"), "{log}");
+    console.goto(&app.url("/admin/jobs?lang=ja")).await;
+    console.wait_text("h1", "一括ジョブ").await;
+    console.wait_text("#jobs tbody", "キャンセル済み").await;
+    console.wait_text("#jobs tbody", "完了").await;
+    console.shot("admin-jobs-ja").await;
+    console.goto(&app.url("/admin/jobs?lang=ko")).await;
+    console.wait_text("h1", "일괄 작업").await;
+    console.wait_text("#jobs tbody", "취소됨").await;
+    console.close().await;
 }

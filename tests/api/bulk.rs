@@ -27,7 +27,7 @@ const JOB: &str =
 
 /// `count` customers `bulk0000@example.com` … brought in by the import (no password: a reset
 /// email is how they get in).
-fn import_customers(app: &TestApp, count: usize) {
+pub(crate) fn import_customers(app: &TestApp, count: usize) {
     let mut csv = String::from("email,firstname,lastname\n");
     for i in 0..count {
         csv.push_str(&format!("bulk{i:04}@example.com,Bulk,Customer{i}\n"));
