@@ -807,7 +807,12 @@ const JOB_FIELDS = "id action status total processed failed startedAt finishedAt
 async function jobsPage(admin) {
   const rows = document.querySelector("#jobs tbody");
   const dialog = document.getElementById("cancel-confirm");
-  const started = JSON.parse(sessionStorage.getItem(STARTED_JOB) || "null");
+  let started = null;
+  try {
+    started = JSON.parse(sessionStorage.getItem(STARTED_JOB) || "null");
+  } catch (e) {
+    // Not ours: no notice.
+  }
   sessionStorage.removeItem(STARTED_JOB);
   if (started) {
     notify(tn("admin.bulk_started", started.total), "ok");
