@@ -272,7 +272,7 @@ pub struct PasswordFacts {
 }
 
 /// Which customers the grid (or a bulk action) is about. Every field narrows the selection.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CustomerFilter {
     /// The address or a name contains it (`crate::search`).
     pub search: Option<crate::search::Search>,

@@ -42,8 +42,7 @@ pub fn search_text(email_key: &str, firstname: &str, lastname: &str) -> String {
 }
 
 /// A search typed in the grid, folded like [`search_text`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Search(String);
 
 impl Search {

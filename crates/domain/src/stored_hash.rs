@@ -94,7 +94,7 @@ impl HashFormat {
 }
 
 /// Where a customer's password stands, as the admin grid shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PasswordState {
     /// A Latchkey argon2id hash.
     Set,

@@ -335,7 +335,7 @@ impl SqlStore {
             .returning_col(bulk_job_item::Column::CustomerId)
             .to_owned();
         let _turn = self.write_turn.take(&self.db).await;
-        self.unit_of_work(move |txn| {
+        self.queue_work(move |txn| {
             Box::pin(async move {
                 let rows = if postgres {
                     // The locking subquery in a CTE of its own, run once (see `claim_mail`).

@@ -20,6 +20,7 @@ use crate::{
     SqlStore,
     accounts::db_err,
     entities::{customer, email_outbox, reset_request},
+    unit::End,
 };
 
 pub(crate) const PENDING: &str = "pending";
@@ -95,8 +96,7 @@ impl SqlStore {
     /// Puts the messages of `lane` whose claim expired (a worker died mid-send) back in line;
     /// how many. The workers ask once a round, not once a claim.
     pub async fn requeue_expired(&self, now: DateTime<Utc>, lane: MailLane) -> Result<u64> {
-        let _turn = self.write_turn.take(&self.db).await;
-        Ok(email_outbox::Entity::update_many()
+        let requeue = email_outbox::Entity::update_many()
             .col_expr(email_outbox::Column::Status, Expr::value(PENDING))
             .col_expr(
                 email_outbox::Column::ClaimId,
@@ -105,11 +105,15 @@ impl SqlStore {
             .col_expr(email_outbox::Column::NextAttemptAt, Expr::value(now))
             .filter(email_outbox::Column::Lane.eq(lane.as_str()))
             .filter(email_outbox::Column::Status.eq(SENDING))
-            .filter(email_outbox::Column::ClaimedUntil.lt(now))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?
-            .rows_affected)
+            .filter(email_outbox::Column::ClaimedUntil.lt(now));
+        let _turn = self.write_turn.take(&self.db).await;
+        self.queue_work(move |txn| {
+            Box::pin(async move {
+                let done = requeue.exec(txn).await.map_err(db_err)?;
+                Ok(End::Commit(done.rows_affected))
+            })
+        })
+        .await
     }
 
     /// Claims up to `batch` due messages of `lane` for `lease`, in the order they fell due
@@ -140,53 +144,66 @@ impl SqlStore {
             // claimed is skipped.
             .cond_where(due(now, lane))
             .to_owned();
-        let claimed = {
-            let _turn = self.write_turn.take(&self.db).await;
-            match self.db.get_database_backend() {
-                // The candidates in a CTE of their own, run once: as `IN (subquery)` the
-                // planner may run the locking subquery again for every row it scans, and
-                // with statistics from before a bulk job queued 20,000 messages one claim
-                // took 28 s.
-                DatabaseBackend::Postgres => self
-                    .db
-                    .execute_raw(sea_orm::Statement::from_sql_and_values(
-                        DatabaseBackend::Postgres,
-                        "WITH candidates AS MATERIALIZED (SELECT id FROM email_outbox \
-                         WHERE lane = $1 AND status = $2 AND next_attempt_at <= $3 \
-                         ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                         UPDATE email_outbox SET status = $5, claim_id = $6, claimed_until = $7 \
-                         FROM candidates WHERE email_outbox.id = candidates.id",
-                        [
-                            lane.as_str().into(),
-                            PENDING.into(),
-                            now.into(),
-                            i64::try_from(batch).unwrap_or(i64::MAX).into(),
-                            SENDING.into(),
-                            claim_id.into(),
-                            (now + lease).into(),
-                        ],
-                    ))
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected(),
-                _ => self
-                    .db
-                    .execute(&claim)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected(),
-            }
-        };
-        if claimed == 0 {
-            return Ok(Vec::new());
-        }
-        let rows = email_outbox::Entity::find()
-            .filter(email_outbox::Column::ClaimId.eq(claim_id))
-            .order_by_asc(email_outbox::Column::CreatedAt)
-            .find_also_related(customer::Entity)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?;
+        let _turn = self.write_turn.take(&self.db).await;
+        let rows = self
+            .queue_work(move |txn| {
+                Box::pin(async move {
+                    let claimed = match txn.get_database_backend() {
+                        // The candidates in a CTE of their own, run once: as `IN (subquery)`
+                        // the planner may run the locking subquery again for every row it
+                        // scans, and with statistics from before a bulk job queued 20,000
+                        // messages one claim took 28 s. The claimed ids come back with it,
+                        // so the rows are then read by primary key (`claim_id` has no index).
+                        DatabaseBackend::Postgres => {
+                            let rows = txn
+                                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                                    DatabaseBackend::Postgres,
+                                    "WITH candidates AS MATERIALIZED (SELECT id FROM email_outbox \
+                                     WHERE lane = $1 AND status = $2 AND next_attempt_at <= $3 \
+                                     ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                                     UPDATE email_outbox SET status = $5, claim_id = $6, \
+                                     claimed_until = $7 FROM candidates \
+                                     WHERE email_outbox.id = candidates.id \
+                                     RETURNING email_outbox.id",
+                                    [
+                                        lane.as_str().into(),
+                                        PENDING.into(),
+                                        now.into(),
+                                        i64::try_from(batch).unwrap_or(i64::MAX).into(),
+                                        SENDING.into(),
+                                        claim_id.into(),
+                                        (now + lease).into(),
+                                    ],
+                                ))
+                                .await
+                                .map_err(db_err)?;
+                            let ids = rows
+                                .iter()
+                                .map(|row| row.try_get::<Uuid>("", "id"))
+                                .collect::<std::result::Result<Vec<_>, _>>()
+                                .map_err(db_err)?;
+                            (!ids.is_empty()).then(|| email_outbox::Column::Id.is_in(ids))
+                        }
+                        _ => {
+                            let done = txn.execute(&claim).await.map_err(db_err)?;
+                            (done.rows_affected() > 0)
+                                .then(|| email_outbox::Column::ClaimId.eq(claim_id))
+                        }
+                    };
+                    let Some(claimed) = claimed else {
+                        return Ok(End::Commit(Vec::new()));
+                    };
+                    let rows = email_outbox::Entity::find()
+                        .filter(claimed)
+                        .order_by_asc(email_outbox::Column::CreatedAt)
+                        .find_also_related(customer::Entity)
+                        .all(txn)
+                        .await
+                        .map_err(db_err)?;
+                    Ok(End::Commit(rows))
+                })
+            })
+            .await?;
         Ok(rows
             .into_iter()
             .filter_map(|(m, c)| {
@@ -213,41 +230,48 @@ impl SqlStore {
     /// queued, and for the interactive lane also a reset request not resolved yet: how far
     /// behind delivery is, on every replica. Index reads only, however long the queue.
     pub async fn oldest_unsent(&self, lane: MailLane) -> Result<Option<DateTime<Utc>>> {
-        let next: Option<DateTime<Utc>> = email_outbox::Entity::find()
-            .select_only()
-            .column(email_outbox::Column::CreatedAt)
-            .filter(email_outbox::Column::Lane.eq(lane.as_str()))
-            .filter(email_outbox::Column::Status.eq(PENDING))
-            .order_by_asc(email_outbox::Column::NextAttemptAt)
-            .limit(1)
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(db_err)?;
-        let sending: Option<Option<DateTime<Utc>>> = email_outbox::Entity::find()
-            .select_only()
-            .column_as(email_outbox::Column::CreatedAt.min(), "oldest")
-            .filter(email_outbox::Column::Lane.eq(lane.as_str()))
-            .filter(email_outbox::Column::Status.eq(SENDING))
-            .into_tuple()
-            .one(&self.db)
-            .await
-            .map_err(db_err)?;
-        let unresolved: Option<Option<DateTime<Utc>>> = if lane == MailLane::Interactive {
-            reset_request::Entity::find()
-                .select_only()
-                .column_as(reset_request::Column::CreatedAt.min(), "oldest")
-                .into_tuple()
-                .one(&self.db)
-                .await
-                .map_err(db_err)?
-        } else {
-            None
-        };
-        Ok([next, sending.flatten(), unresolved.flatten()]
-            .into_iter()
-            .flatten()
-            .min())
+        self.queue_work(move |txn| {
+            Box::pin(async move {
+                let next: Option<DateTime<Utc>> = email_outbox::Entity::find()
+                    .select_only()
+                    .column(email_outbox::Column::CreatedAt)
+                    .filter(email_outbox::Column::Lane.eq(lane.as_str()))
+                    .filter(email_outbox::Column::Status.eq(PENDING))
+                    .order_by_asc(email_outbox::Column::NextAttemptAt)
+                    .limit(1)
+                    .into_tuple()
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?;
+                let sending: Option<Option<DateTime<Utc>>> = email_outbox::Entity::find()
+                    .select_only()
+                    .column_as(email_outbox::Column::CreatedAt.min(), "oldest")
+                    .filter(email_outbox::Column::Lane.eq(lane.as_str()))
+                    .filter(email_outbox::Column::Status.eq(SENDING))
+                    .into_tuple()
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?;
+                let unresolved: Option<Option<DateTime<Utc>>> = if lane == MailLane::Interactive {
+                    reset_request::Entity::find()
+                        .select_only()
+                        .column_as(reset_request::Column::CreatedAt.min(), "oldest")
+                        .into_tuple()
+                        .one(txn)
+                        .await
+                        .map_err(db_err)?
+                } else {
+                    None
+                };
+                Ok(End::Commit(
+                    [next, sending.flatten(), unresolved.flatten()]
+                        .into_iter()
+                        .flatten()
+                        .min(),
+                ))
+            })
+        })
+        .await
     }
 
     /// Marks messages of one claim sent and scrubs their links (the raw reset tokens), in one
@@ -257,7 +281,7 @@ impl SqlStore {
             return Ok(());
         };
         let _turn = self.write_turn.take(&self.db).await;
-        email_outbox::Entity::update_many()
+        let update = email_outbox::Entity::update_many()
             .col_expr(email_outbox::Column::Status, Expr::value(SENT))
             .col_expr(email_outbox::Column::SentAt, Expr::value(Some(now)))
             .col_expr(
@@ -273,11 +297,14 @@ impl SqlStore {
                 Expr::col(email_outbox::Column::Attempts).add(1),
             )
             .filter(email_outbox::Column::Id.is_in(sent.iter().map(|m| m.id)))
-            .filter(email_outbox::Column::ClaimId.eq(first.claim_id))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(())
+            .filter(email_outbox::Column::ClaimId.eq(first.claim_id));
+        self.queue_work(move |txn| {
+            Box::pin(async move {
+                update.exec(txn).await.map_err(db_err)?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await
     }
 
     /// Schedules a retry with backoff, or dead-letters after [`MAX_ATTEMPTS`] or at once for a
@@ -317,8 +344,13 @@ impl SqlStore {
             );
         }
         let _turn = self.write_turn.take(&self.db).await;
-        update.exec(&self.db).await.map_err(db_err)?;
-        Ok(dead)
+        self.queue_work(move |txn| {
+            Box::pin(async move {
+                update.exec(txn).await.map_err(db_err)?;
+                Ok(End::Commit(dead))
+            })
+        })
+        .await
     }
 }
 

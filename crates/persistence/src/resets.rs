@@ -354,7 +354,7 @@ impl SqlStore {
             return Ok(0);
         }
         let _turn = self.write_turn.take(&self.db).await;
-        self.unit_of_work(move |txn| {
+        self.queue_work(move |txn| {
             Box::pin(async move {
                 let mut oldest = Query::select()
                     .column(reset_request::Column::Id)
