@@ -144,57 +144,45 @@ impl SqlStore {
             // claimed is skipped.
             .cond_where(due(now, lane))
             .to_owned();
-        let _turn = self.write_turn.take(&self.db).await;
-        let rows = self
-            .queue_work(move |txn| {
+        let rows = if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            // The candidates in a CTE of their own, run once: as `IN (subquery)` the planner
+            // may run the locking subquery again for every row it scans, and with statistics
+            // from before a bulk job queued 20,000 messages one claim took 28 s. The claimed
+            // ids come back with it, so the rows are then read by primary key (`claim_id` has
+            // no index), in the same unit of work, planned for the queue as it is.
+            self.queue_work(move |txn| {
                 Box::pin(async move {
-                    let claimed = match txn.get_database_backend() {
-                        // The candidates in a CTE of their own, run once: as `IN (subquery)`
-                        // the planner may run the locking subquery again for every row it
-                        // scans, and with statistics from before a bulk job queued 20,000
-                        // messages one claim took 28 s. The claimed ids come back with it,
-                        // so the rows are then read by primary key (`claim_id` has no index).
-                        DatabaseBackend::Postgres => {
-                            let rows = txn
-                                .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                                    DatabaseBackend::Postgres,
-                                    "WITH candidates AS MATERIALIZED (SELECT id FROM email_outbox \
-                                     WHERE lane = $1 AND status = $2 AND next_attempt_at <= $3 \
-                                     ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
-                                     UPDATE email_outbox SET status = $5, claim_id = $6, \
-                                     claimed_until = $7 FROM candidates \
-                                     WHERE email_outbox.id = candidates.id \
-                                     RETURNING email_outbox.id",
-                                    [
-                                        lane.as_str().into(),
-                                        PENDING.into(),
-                                        now.into(),
-                                        i64::try_from(batch).unwrap_or(i64::MAX).into(),
-                                        SENDING.into(),
-                                        claim_id.into(),
-                                        (now + lease).into(),
-                                    ],
-                                ))
-                                .await
-                                .map_err(db_err)?;
-                            let ids = rows
-                                .iter()
-                                .map(|row| row.try_get::<Uuid>("", "id"))
-                                .collect::<std::result::Result<Vec<_>, _>>()
-                                .map_err(db_err)?;
-                            (!ids.is_empty()).then(|| email_outbox::Column::Id.is_in(ids))
-                        }
-                        _ => {
-                            let done = txn.execute(&claim).await.map_err(db_err)?;
-                            (done.rows_affected() > 0)
-                                .then(|| email_outbox::Column::ClaimId.eq(claim_id))
-                        }
-                    };
-                    let Some(claimed) = claimed else {
+                    let claimed = txn
+                        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                            DatabaseBackend::Postgres,
+                            "WITH candidates AS MATERIALIZED (SELECT id FROM email_outbox \
+                             WHERE lane = $1 AND status = $2 AND next_attempt_at <= $3 \
+                             ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                             UPDATE email_outbox SET status = $5, claim_id = $6, \
+                             claimed_until = $7 FROM candidates \
+                             WHERE email_outbox.id = candidates.id \
+                             RETURNING email_outbox.id",
+                            [
+                                lane.as_str().into(),
+                                PENDING.into(),
+                                now.into(),
+                                i64::try_from(batch).unwrap_or(i64::MAX).into(),
+                                SENDING.into(),
+                                claim_id.into(),
+                                (now + lease).into(),
+                            ],
+                        ))
+                        .await
+                        .map_err(db_err)?
+                        .iter()
+                        .map(|row| row.try_get::<Uuid>("", "id"))
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(db_err)?;
+                    if claimed.is_empty() {
                         return Ok(End::Commit(Vec::new()));
-                    };
+                    }
                     let rows = email_outbox::Entity::find()
-                        .filter(claimed)
+                        .filter(email_outbox::Column::Id.is_in(claimed))
                         .order_by_asc(email_outbox::Column::CreatedAt)
                         .find_also_related(customer::Entity)
                         .all(txn)
@@ -203,7 +191,29 @@ impl SqlStore {
                     Ok(End::Commit(rows))
                 })
             })
-            .await?;
+            .await?
+        } else {
+            // SQLite has one writer: the claim is one statement under the write turn, and the
+            // claimed rows are read after it, the turn given back.
+            let claimed = {
+                let _turn = self.write_turn.take(&self.db).await;
+                self.db
+                    .execute(&claim)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected()
+            };
+            if claimed == 0 {
+                return Ok(Vec::new());
+            }
+            email_outbox::Entity::find()
+                .filter(email_outbox::Column::ClaimId.eq(claim_id))
+                .order_by_asc(email_outbox::Column::CreatedAt)
+                .find_also_related(customer::Entity)
+                .all(&self.db)
+                .await
+                .map_err(db_err)?
+        };
         Ok(rows
             .into_iter()
             .filter_map(|(m, c)| {
