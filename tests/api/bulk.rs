@@ -18,6 +18,7 @@ crate::tests![
     bulk_force_sign_in_revokes_exactly_the_frozen_selection,
     a_bulk_reset_sends_one_email_per_customer_when_the_working_replica_is_killed,
     a_cancelled_job_touches_nobody_after_the_cancel,
+    postgres_a_cancel_waits_for_the_chunk_in_flight_and_never_deadlocks,
     a_storefront_reset_is_delivered_while_a_bulk_campaign_drains,
     postgres_a_campaign_queued_into_an_empty_outbox_is_claimed_by_index,
 ];
@@ -298,6 +299,81 @@ async fn a_cancelled_job_touches_nobody_after_the_cancel(backend: Backend) {
         )
         .await;
     assert_eq!(audit["data"]["auditLog"]["totalCount"], 1, "{audit}");
+}
+
+/// A cancel that arrives while a replica's chunk is between taking its customers off the list
+/// and counting them on the job waits for that chunk, and both succeed. The chunk here is the
+/// worker's own statements on a connection of the test's, held open so the cancel lands in
+/// the gap; before the fix the cancel locked the job's row first, then waited for the list,
+/// and PostgreSQL broke the cycle by failing one of them ("deadlock detected", an internal
+/// error to the admin in CI).
+async fn postgres_a_cancel_waits_for_the_chunk_in_flight_and_never_deadlocks(_backend: Backend) {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn_with(Backend::Postgres, |c| c.bulk_customers_per_second = 1).await;
+    import_customers(&app, 100);
+    let admin = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "FORCE_SIGN_IN", "s": {"filter": {"search": "bulk"}}}),
+        )
+        .await;
+    let id = res["data"]["startBulkAction"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = uuid::Uuid::parse_str(&id).unwrap();
+    let pg = |sql: &str, values: Vec<sea_orm::Value>| {
+        sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values)
+    };
+    // The chunk takes five customers off the list, as the worker does ...
+    let chunk = app.db.begin().await.unwrap();
+    let taken = chunk
+        .execute_raw(pg(
+            "WITH next AS MATERIALIZED (SELECT customer_id FROM bulk_job_items WHERE job_id = $1 \
+             ORDER BY customer_id LIMIT 5 FOR UPDATE SKIP LOCKED) \
+             DELETE FROM bulk_job_items USING next WHERE bulk_job_items.job_id = $1 \
+             AND bulk_job_items.customer_id = next.customer_id",
+            vec![job.into()],
+        ))
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(taken, 5);
+    // ... the admin cancels meanwhile (and waits: deadlock_timeout is a second) ...
+    let cancel = {
+        let (addr, admin, id) = (app.addr, admin.clone(), id.clone());
+        tokio::spawn(async move {
+            gql_at(
+                addr,
+                &admin,
+                "mutation($id: ID!) { cancelBulkJob(id: $id) { status processed } }",
+                json!({"id": id}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // ... and the chunk counts its customers on the job and commits.
+    let counted = chunk
+        .execute_raw(pg(
+            "UPDATE bulk_jobs SET processed = processed + 5 WHERE id = $1 AND status = 'running'",
+            vec![job.into()],
+        ))
+        .await
+        .expect("the chunk's count on the job")
+        .rows_affected();
+    chunk.commit().await.unwrap();
+    let res = cancel.await.unwrap();
+    assert_eq!(
+        counted, 1,
+        "the chunk came first, so the job was still running: {res}"
+    );
+    let cancelled = &res["data"]["cancelBulkJob"];
+    assert_eq!(cancelled["status"], "CANCELLED", "{res}");
+    assert!(cancelled["processed"].as_i64().unwrap() >= 5, "{res}");
+    assert_eq!(app.count("bulk_job_items").await, 0);
 }
 
 async fn a_storefront_reset_is_delivered_while_a_bulk_campaign_drains(backend: Backend) {

@@ -215,8 +215,15 @@ impl BulkStore for SqlStore {
         let _turn = self.write_turn.take(&self.db).await;
         self.unit_of_work(move |txn| {
             Box::pin(async move {
-                // Waits for a chunk of this job that is committing (it holds the row); a chunk
-                // that commits later finds the job cancelled and rolls back.
+                // In the order a chunk takes its locks (its customers on the list, then the
+                // job's row), or the two deadlock: the list first, which waits for a chunk
+                // that holds some of it to commit; nobody is left to do, so the list goes with
+                // the cancel. A chunk that commits later finds the job cancelled and rolls back.
+                bulk_job_item::Entity::delete_many()
+                    .filter(bulk_job_item::Column::JobId.eq(id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
                 let cancelled = bulk_job::Entity::update_many()
                     .col_expr(
                         bulk_job::Column::Status,
@@ -233,12 +240,6 @@ impl BulkStore for SqlStore {
                 if !cancelled {
                     return Ok(End::Rollback(()));
                 }
-                // Nobody is left to do: the list goes with the cancel.
-                bulk_job_item::Entity::delete_many()
-                    .filter(bulk_job_item::Column::JobId.eq(id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(()))
             })
