@@ -25,6 +25,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// How access tokens are signed (`LATCHKEY_TOKEN_SIGNING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenSigning {
+    /// Ed25519 keys with a `kid`, published as a JWKS.
+    #[default]
+    Eddsa,
+    /// Legacy: one shared HS256 secret.
+    Hs256,
+}
+
 /// A secret from configuration; its `Debug` never shows it.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -105,6 +116,20 @@ pub struct Config {
     pub graphiql: Option<bool>,
     /// `LATCHKEY_JWT_SECRET`: at least 32 bytes. Required for PostgreSQL and in production.
     pub jwt_secret: Option<Secret>,
+    /// `LATCHKEY_TOKEN_SIGNING`: `eddsa` (Ed25519 keys from the database, published at
+    /// `/.well-known/jwks.json`) or `hs256` (legacy: every token signed with
+    /// `LATCHKEY_JWT_SECRET`, which then is also what verifies them).
+    pub token_signing: TokenSigning,
+    /// `LATCHKEY_KEY_ENCRYPTION_KEY`: at least 32 bytes; seals the signing keys' private
+    /// halves in the database. Unset: derived from `LATCHKEY_JWT_SECRET` (or the SQLite key
+    /// file beside the database).
+    pub key_encryption_key: Option<Secret>,
+    /// `LATCHKEY_JWKS_MAX_AGE_SECONDS`: how long other services may cache the JWKS
+    /// (`Cache-Control: max-age`). A rotated key signs only after this and two key refreshes.
+    pub jwks_max_age_seconds: u64,
+    /// `LATCHKEY_KEY_REFRESH_SECONDS`: how often a replica reloads the signing keys (a
+    /// rotation or retirement reaches every replica within this).
+    pub key_refresh_seconds: u64,
     /// `LATCHKEY_MAX_BODY_BYTES`: requests with larger bodies get 413 before parsing.
     pub max_body_bytes: usize,
     /// `LATCHKEY_REQUEST_TIMEOUT_SECONDS`.
@@ -162,6 +187,10 @@ impl Default for Config {
             introspection: None,
             graphiql: None,
             jwt_secret: None,
+            token_signing: TokenSigning::Eddsa,
+            key_encryption_key: None,
+            jwks_max_age_seconds: 300,
+            key_refresh_seconds: 30,
             max_body_bytes: 64 * 1024,
             request_timeout_seconds: 15,
             hash_concurrency: None,

@@ -50,6 +50,10 @@ pub struct AppState {
     /// GraphQL operations running detached from their requests (see [`execute`]): bounded,
     /// and waited for at shutdown.
     pub operations: Operations,
+    /// Signs and verifies tokens; its ring's public keys are the JWKS.
+    pub tokens: domain::token::TokenCodec,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age_seconds: u64,
 }
 
 /// The operations in flight, each in a task of its own so a client hanging up cannot cut one
@@ -145,6 +149,7 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route("/.well-known/jwks.json", get(jwks))
         .with_state(state)
         .merge(crate::pages::routes(crate::pages::Pages::new(
             options.store_name.clone(),
@@ -183,6 +188,23 @@ impl MakeRequestId for SequentialRequestId {
             .ok()
             .map(RequestId::new)
     }
+}
+
+/// The public signing keys (RFC 7517), from memory: a cache in front may keep them for the
+/// max-age, which a rotation waits out before its key signs.
+async fn jwks(State(state): State<AppState>) -> Response {
+    let ring = state.tokens.ring();
+    (
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
+            (
+                header::CACHE_CONTROL,
+                format!("public, max-age={}", state.jwks_max_age_seconds),
+            ),
+        ],
+        ring.jwks().to_owned(),
+    )
+        .into_response()
 }
 
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {

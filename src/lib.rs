@@ -8,6 +8,7 @@ pub mod export;
 pub mod hashing;
 pub mod http;
 pub mod import;
+pub mod keys;
 pub mod listener;
 pub mod mail;
 pub mod pages;
@@ -51,6 +52,8 @@ pub struct Server {
     pub metrics: Option<(TcpListener, axum::Router)>,
     /// The API port's bounds on slow, idle and too many connections.
     pub connections: listener::ConnectionLimits,
+    /// Reloads the signing keys (asymmetric keys only).
+    pub keys: Option<keys::KeyRefresher>,
 }
 
 impl Server {
@@ -165,9 +168,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     );
     let (mut db, backend) = prepare_database(config).await?;
     let statements = persistence::count_statements(&mut db);
-    let secret = secrets::jwt_secret(config, backend)?;
-    let tokens =
-        TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
+    let store = Arc::new(SqlStore::new(db.clone()));
+    let (tokens, key_refresher) =
+        keys::token_codec(config, store.clone(), backend, clock.as_ref()).await?;
     let concurrency = config.hash_concurrency.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
@@ -175,8 +178,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         concurrency,
         config.hash_queue,
     )?)));
-    let store = Arc::new(SqlStore::new(db.clone()));
     let wakeup = Wakeup::default();
+    let tokens_for_http = tokens.clone();
     let parts = wiring(config, store.clone(), hasher, tokens, clock.clone());
     let accounts = Accounts::new(store.clone(), parts.clone(), Arc::new(wakeup.clone()));
     let public_url = config.public_base_url();
@@ -252,6 +255,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         metrics: telemetry::metrics_handle(),
         statements: statements.clone(),
         operations: operations.clone(),
+        tokens: tokens_for_http,
+        jwks_max_age_seconds: config.jwks_max_age_seconds,
     };
     let metrics = match config.metrics_listen.trim() {
         "off" | "" => None,
@@ -283,6 +288,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         bulk,
         operations,
         metrics,
+        keys: key_refresher,
         connections: listener::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(config.idle_timeout_seconds.max(1)),
@@ -302,9 +308,8 @@ pub async fn create_admin(
     let (db, backend) = prepare_database(config).await?;
     let store = Arc::new(SqlStore::new(db));
     let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?)));
-    let secret = secrets::jwt_secret(config, backend)?;
-    let tokens =
-        TokenCodec::new(&secret).map_err(|e| anyhow::anyhow!("LATCHKEY_JWT_SECRET: {e}"))?;
+    let (tokens, _) =
+        keys::token_codec(config, store.clone(), backend, &domain::clock::SystemClock).await?;
     let admins = Admins::new(
         store.clone(),
         wiring(
@@ -345,6 +350,7 @@ pub async fn serve(
     ));
     let bulk_mail = tokio::spawn(server.bulk_mail.run(stopped.clone()));
     let bulk = tokio::spawn(server.bulk.run(stopped.clone()));
+    let keys = server.keys.map(|k| tokio::spawn(k.run(stopped.clone())));
     let worker = tokio::spawn(server.mail.run(stopped));
     let metrics = server.metrics.map(|(listener, router)| {
         tokio::spawn(async move {
@@ -372,6 +378,9 @@ pub async fn serve(
     let _ = bulk_mail.await;
     let _ = bulk.await;
     let _ = janitor.await;
+    if let Some(keys) = keys {
+        let _ = keys.await;
+    }
     if let Some(metrics) = metrics {
         metrics.abort();
     }

@@ -41,6 +41,29 @@ enum Command {
         #[command(subcommand)]
         command: ExportCommand,
     },
+    /// The keys access tokens are signed with (published at /.well-known/jwks.json).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Every key: generation, kid, state (signing, published, verifying, retired).
+    List,
+    /// Add a new signing key: published at once, signing after the JWKS max-age and two key
+    /// refreshes. Nobody is signed out.
+    Rotate,
+    /// Retire keys whose tokens have all expired (or the one named).
+    Retire {
+        /// Only this key.
+        kid: Option<String>,
+        /// Retire a superseded key now, though tokens it signed are still live (they stop
+        /// working): for a key that leaked.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +165,16 @@ async fn main() -> anyhow::Result<()> {
                 "Latchkey is listening: POST /graphql"
             );
             latchkey::serve(server, listener, latchkey::shutdown_signal()).await?;
+        }
+        Command::Keys { command } => {
+            let out = match command {
+                KeysCommand::List => latchkey::keys::list(&config).await?,
+                KeysCommand::Rotate => latchkey::keys::rotate(&config).await?,
+                KeysCommand::Retire { kid, force } => {
+                    latchkey::keys::retire(&config, kid.as_deref(), force).await?
+                }
+            };
+            print!("{out}");
         }
         Command::Admin {
             command: AdminCommand::Create { username, role },

@@ -1,6 +1,7 @@
-//! The JWT signing key: from `LATCHKEY_JWT_SECRET`, or for a development SQLite database a
-//! random key created once and kept beside the database file (mode 0600), so tokens survive a
-//! restart without any set-up.
+//! The server's secrets: the legacy HS256 key (`LATCHKEY_JWT_SECRET`) and the secret that seals
+//! the signing keys' private halves (`LATCHKEY_KEY_ENCRYPTION_KEY`, else derived from the
+//! former). For a development SQLite database a random secret is created once and kept beside
+//! the database file (mode 0600), so tokens survive a restart without any set-up.
 
 use std::{io::Write, path::PathBuf};
 
@@ -9,9 +10,50 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use domain::token::MIN_SECRET_BYTES;
 use persistence::Backend;
 
-use crate::config::{Config, Environment};
+use crate::config::{Config, Environment, TokenSigning};
 
-pub fn jwt_secret(config: &Config, backend: Backend) -> anyhow::Result<Vec<u8>> {
+/// What the key ring is built from.
+pub struct ServerSecrets {
+    /// The HS256 secret, when there is one: what signs in `hs256` mode, and what verifies the
+    /// tokens issued before the first asymmetric key.
+    pub legacy: Option<Vec<u8>>,
+    /// Seals the signing keys.
+    pub sealing: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerSecrets(<secret>)")
+    }
+}
+
+pub fn server_secrets(config: &Config, backend: Backend) -> anyhow::Result<ServerSecrets> {
+    let kek = match &config.key_encryption_key {
+        Some(k) => {
+            let bytes = k.expose().as_bytes().to_vec();
+            anyhow::ensure!(
+                bytes.len() >= MIN_SECRET_BYTES,
+                "LATCHKEY_KEY_ENCRYPTION_KEY must be at least {MIN_SECRET_BYTES} bytes (try `openssl rand -base64 48`)"
+            );
+            Some(bytes)
+        }
+        None => None,
+    };
+    let legacy = match (&config.jwt_secret, config.token_signing, &kek) {
+        (Some(_), _, _) | (None, TokenSigning::Hs256, _) | (None, _, None) => {
+            Some(jwt_secret(config, backend)?)
+        }
+        (None, TokenSigning::Eddsa, Some(_)) => None,
+    };
+    let sealing = match (kek, &legacy) {
+        (Some(kek), _) => kek,
+        (None, Some(legacy)) => legacy.clone(),
+        (None, None) => anyhow::bail!("LATCHKEY_KEY_ENCRYPTION_KEY is required"),
+    };
+    Ok(ServerSecrets { legacy, sealing })
+}
+
+fn jwt_secret(config: &Config, backend: Backend) -> anyhow::Result<Vec<u8>> {
     if let Some(secret) = &config.jwt_secret {
         let bytes = secret.expose().as_bytes().to_vec();
         anyhow::ensure!(
@@ -20,13 +62,17 @@ pub fn jwt_secret(config: &Config, backend: Backend) -> anyhow::Result<Vec<u8>> 
         );
         return Ok(bytes);
     }
+    let needed = match config.token_signing {
+        TokenSigning::Hs256 => "LATCHKEY_JWT_SECRET",
+        TokenSigning::Eddsa => "LATCHKEY_KEY_ENCRYPTION_KEY (or LATCHKEY_JWT_SECRET)",
+    };
     anyhow::ensure!(
         config.env != Environment::Production,
-        "LATCHKEY_JWT_SECRET is required when LATCHKEY_ENV=production"
+        "{needed} is required when LATCHKEY_ENV=production"
     );
     anyhow::ensure!(
         backend == Backend::Sqlite,
-        "LATCHKEY_JWT_SECRET is required with PostgreSQL (every replica must share it)"
+        "{needed} is required with PostgreSQL (every replica must share it)"
     );
     match sqlite_key_path(&config.database_url) {
         Some(path) => load_or_create(&path),
@@ -96,12 +142,24 @@ mod tests {
     #[test]
     fn postgres_and_production_refuse_to_start_without_a_secret() {
         let config = Config::default();
-        assert!(jwt_secret(&config, Backend::Postgres).is_err());
+        assert!(server_secrets(&config, Backend::Postgres).is_err());
         let production = Config {
             env: Environment::Production,
             ..Config::default()
         };
-        assert!(jwt_secret(&production, Backend::Sqlite).is_err());
+        assert!(server_secrets(&production, Backend::Sqlite).is_err());
+        // A key-encryption key alone is enough for asymmetric keys, not for HS256.
+        let kek = Config {
+            key_encryption_key: Some(crate::config::Secret::new("k".repeat(40))),
+            ..Config::default()
+        };
+        let secrets = server_secrets(&kek, Backend::Postgres).unwrap();
+        assert!(secrets.legacy.is_none());
+        let hs256 = Config {
+            token_signing: TokenSigning::Hs256,
+            ..kek
+        };
+        assert!(server_secrets(&hs256, Backend::Postgres).is_err());
     }
 
     #[test]
@@ -110,7 +168,12 @@ mod tests {
             jwt_secret: Some(crate::config::Secret::new("short")),
             ..Config::default()
         };
-        assert!(jwt_secret(&config, Backend::Sqlite).is_err());
+        assert!(server_secrets(&config, Backend::Sqlite).is_err());
+        let config = Config {
+            key_encryption_key: Some(crate::config::Secret::new("short")),
+            ..Config::default()
+        };
+        assert!(server_secrets(&config, Backend::Sqlite).is_err());
     }
 
     #[test]

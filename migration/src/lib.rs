@@ -11,6 +11,7 @@ mod m20261201_000006_reset_requests;
 mod m20261202_000007_import;
 mod m20261203_000008_search;
 mod m20261203_000009_bulk;
+mod m20261204_000010_keys;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_import::Migration),
             Box::new(m20261203_000008_search::Migration),
             Box::new(m20261203_000009_bulk::Migration),
+            Box::new(m20261204_000010_keys::Migration),
         ]
     }
 }

@@ -243,7 +243,12 @@ async fn production_hides_introspection_suggestions_and_graphiql(backend: Backen
 /// plain SMTP and mail written to a folder, naming each variable, and starts once the staging
 /// overrides are set.
 async fn production_refuses_to_start_with_settings_that_leak_links(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // Its own key-encryption key: the production secret below is not what sealed the keys.
+    let kek = "production-key-encryption-0123456789abcdef";
+    let app = TestApp::spawn_with(backend, |c| {
+        c.key_encryption_key = Some(latchkey::config::Secret::new(kek));
+    })
+    .await;
     let secret = (
         "LATCHKEY_JWT_SECRET",
         "production-secret-0123456789abcdefghij",
@@ -256,6 +261,7 @@ async fn production_refuses_to_start_with_settings_that_leak_links(backend: Back
             .env("LATCHKEY_METRICS_LISTEN", "off")
             .env("LATCHKEY_ENV", "production")
             .env(secret.0, secret.1)
+            .env("LATCHKEY_KEY_ENCRYPTION_KEY", kek)
             .env_remove("LATCHKEY_SMTP_URL");
         if let Some(schema) = &app.config.database_schema {
             cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);

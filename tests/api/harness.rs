@@ -30,6 +30,10 @@ pub const POSTGRES_ONLY: &str = "postgres_";
 /// on SQLite (the pages only talk GraphQL, which every other test covers on both databases).
 pub const BROWSER: &str = "browser_";
 
+/// Bodies whose name starts with this drive Latchkey with third-party Node clients (jose,
+/// graphql-http, Apollo Gateway); like the browser tests they run once, on SQLite.
+pub const NODE: &str = "node_";
+
 pub fn trials(groups: &[Tests]) -> Vec<Trial> {
     let postgres = postgres_url();
     if postgres.is_none() {
@@ -53,6 +57,16 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
              chromium and chromium-driver, or run .ci/run ***\n"
         );
     }
+    let node = crate::node::available();
+    if let Err(missing) = &node {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but the Node client tests cannot run: {missing}");
+        }
+        eprintln!(
+            "\n*** Node client tests are SKIPPED (shown as ignored): {missing}. Install Node.js \
+             and npm, or run .ci/run ***\n"
+        );
+    }
     let mut trials = Vec::new();
     for group in groups {
         for (name, body) in group.iter() {
@@ -60,7 +74,9 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
                 if backend == Backend::Sqlite && name.starts_with(POSTGRES_ONLY) {
                     continue;
                 }
-                if backend == Backend::Postgres && name.starts_with(BROWSER) {
+                if backend == Backend::Postgres
+                    && (name.starts_with(BROWSER) || name.starts_with(NODE))
+                {
                     continue;
                 }
                 let body = *body;
@@ -69,7 +85,8 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
                 })
                 .with_ignored_flag(
                     (backend == Backend::Postgres && postgres.is_none())
-                        || (name.starts_with(BROWSER) && browser.is_err()),
+                        || (name.starts_with(BROWSER) && browser.is_err())
+                        || (name.starts_with(NODE) && node.is_err()),
                 );
                 trials.push(trial);
             }

@@ -338,6 +338,9 @@ impl TestApp {
         if let Some(secret) = &self.config.jwt_secret {
             cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
         }
+        if let Some(kek) = &self.config.key_encryption_key {
+            cmd.env("LATCHKEY_KEY_ENCRYPTION_KEY", kek.expose());
+        }
         cmd
     }
 

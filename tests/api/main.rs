@@ -16,7 +16,9 @@ mod hardening;
 mod harness;
 mod helpers;
 mod import;
+mod keys;
 mod limits;
+mod node;
 mod ops;
 mod process;
 mod proxy;
@@ -38,6 +40,7 @@ fn main() {
         replicas::TESTS,
         faults::TESTS,
         hangups::TESTS,
+        keys::TESTS,
         limits::TESTS,
         connections::TESTS,
         import::TESTS,

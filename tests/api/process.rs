@@ -38,6 +38,9 @@ impl ServerProcess {
         if let Some(secret) = &config.jwt_secret {
             cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
         }
+        if let Some(kek) = &config.key_encryption_key {
+            cmd.env("LATCHKEY_KEY_ENCRYPTION_KEY", kek.expose());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

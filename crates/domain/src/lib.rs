@@ -14,6 +14,7 @@ pub mod customer;
 pub mod email;
 pub mod error;
 pub mod import;
+pub mod keys;
 pub mod limits;
 pub mod lockout;
 pub mod password;

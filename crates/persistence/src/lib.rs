@@ -8,6 +8,7 @@ mod cleanup;
 mod entities;
 mod grid;
 mod import;
+mod keys;
 mod limits;
 mod outbox;
 mod resets;

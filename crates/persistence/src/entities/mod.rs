@@ -12,3 +12,4 @@ pub mod limit_event;
 pub mod password_reset_token;
 pub mod reset_request;
 pub mod settings;
+pub mod signing_key;

@@ -1,0 +1,340 @@
+//! Signing keys: Ed25519 key pairs kept in storage with their private halves sealed, the ring
+//! built from them, and the rotation rules.
+//!
+//! - A key is named by its RFC 7638 thumbprint and numbered by `generation` (unique: two
+//!   replicas making the first key at once cannot both succeed).
+//! - `rotate` adds a key that is published at once and signs only from `signs_from`, after
+//!   every replica has reloaded its ring and every JWKS cache has expired; until then the
+//!   previous key signs. Nobody is signed out: old keys keep verifying.
+//! - `retire` removes a key that no longer signs once every token it can have signed has expired
+//!   (the longest token lifetime after the next key took over), and forgets its private half.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chacha20poly1305::{
+    KeyInit, XChaCha20Poly1305, XNonce,
+    aead::{Aead, Payload},
+};
+use chrono::{DateTime, Duration, Utc};
+use hkdf::Hkdf;
+use sha2::Sha256;
+
+use crate::{
+    Error, Result,
+    token::{KeyRing, RingKey, thumbprint},
+};
+
+pub const ALGORITHM: &str = "EdDSA";
+const SEALED_VERSION: u8 = 1;
+
+/// A signing key as storage keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub kid: String,
+    pub generation: i64,
+    pub algorithm: String,
+    /// The raw public key.
+    pub public_key: Vec<u8>,
+    /// Version, nonce and ciphertext of the seed (see `KeySealer`); `None` once retired.
+    pub sealed_private_key: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+    pub signs_from: DateTime<Utc>,
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("generation", &self.generation)
+            .field("signs_from", &self.signs_from)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Every key, retired ones included, in generation order.
+    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
+    /// Adds a key; `false` when its generation is taken (someone else added one first).
+    async fn add_signing_key(&self, key: StoredKey) -> Result<bool>;
+    /// Marks a key retired and forgets its private half; `false` when it was not live.
+    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> Result<bool>;
+}
+
+/// Seals private keys with XChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the
+/// configured key-encryption secret; the `kid` is the associated data, so a sealed key moved to
+/// another row does not open.
+#[derive(Clone)]
+pub struct KeySealer {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for KeySealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeySealer(<secret>)")
+    }
+}
+
+impl KeySealer {
+    pub fn new(secret: &[u8]) -> Result<Self> {
+        if secret.len() < crate::token::MIN_SECRET_BYTES {
+            return Err(Error::internal(
+                "the key-encryption secret must be at least 32 bytes",
+            ));
+        }
+        let mut key = [0u8; 32];
+        Hkdf::<Sha256>::new(Some(b"latchkey"), secret)
+            .expand(b"signing-key sealing v1", &mut key)
+            .map_err(|_| Error::internal("HKDF"))?;
+        Ok(Self {
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        })
+    }
+
+    pub fn seal(&self, kid: &str, seed: &[u8; 32]) -> Result<Vec<u8>> {
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|e| Error::internal(format!("OS RNG: {e}")))?;
+        let sealed = self
+            .cipher
+            .encrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: seed,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| Error::internal("sealing a signing key failed"))?;
+        let mut out = vec![SEALED_VERSION];
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        Ok(out)
+    }
+
+    /// The seed, or an error that says the key-encryption secret is not the one it was sealed
+    /// with.
+    pub fn open(&self, kid: &str, sealed: &[u8]) -> Result<[u8; 32]> {
+        let wrong = || {
+            Error::internal(format!(
+                "signing key {kid} does not open with this key-encryption secret \
+                 (LATCHKEY_KEY_ENCRYPTION_KEY, or LATCHKEY_JWT_SECRET it is derived from)"
+            ))
+        };
+        if sealed.len() < 25 || sealed[0] != SEALED_VERSION {
+            return Err(wrong());
+        }
+        let nonce: [u8; 24] = sealed[1..25].try_into().map_err(|_| wrong())?;
+        let seed = self
+            .cipher
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: &sealed[25..],
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| wrong())?;
+        seed.try_into().map_err(|_| wrong())
+    }
+}
+
+/// What a retirement did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retired {
+    Retired(String),
+    /// Still signing, or some token it signed may not have expired yet (until when).
+    Kept {
+        kid: String,
+        until: Option<DateTime<Utc>>,
+    },
+}
+
+/// The key use cases; the ring they build is what `TokenCodec::install` takes.
+pub struct Keys {
+    store: Arc<dyn KeyStore>,
+    sealer: KeySealer,
+    legacy_secret: Option<Vec<u8>>,
+}
+
+impl Keys {
+    pub fn new(
+        store: Arc<dyn KeyStore>,
+        sealer: KeySealer,
+        legacy_secret: Option<Vec<u8>>,
+    ) -> Self {
+        Self {
+            store,
+            sealer,
+            legacy_secret,
+        }
+    }
+
+    fn generate(
+        &self,
+        generation: i64,
+        now: DateTime<Utc>,
+        signs_from: DateTime<Utc>,
+    ) -> Result<StoredKey> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| Error::internal(format!("OS RNG: {e}")))?;
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let kid = thumbprint(&public);
+        Ok(StoredKey {
+            sealed_private_key: Some(self.sealer.seal(&kid, &seed)?),
+            kid,
+            generation,
+            algorithm: ALGORITHM.to_owned(),
+            public_key: public.to_vec(),
+            created_at: now,
+            signs_from,
+            retired_at: None,
+        })
+    }
+
+    /// Adds the next generation's key, signing from `signs_from`; retried when another process
+    /// took the generation meanwhile.
+    async fn add(&self, now: DateTime<Utc>, signs_from: DateTime<Utc>) -> Result<StoredKey> {
+        for _ in 0..5 {
+            let next = self
+                .store
+                .signing_keys()
+                .await?
+                .iter()
+                .map(|k| k.generation)
+                .max()
+                .unwrap_or(0)
+                + 1;
+            let key = self.generate(next, now, signs_from)?;
+            if self.store.add_signing_key(key.clone()).await? {
+                return Ok(key);
+            }
+        }
+        Err(Error::internal(
+            "could not add a signing key: generations kept clashing",
+        ))
+    }
+
+    /// Makes the first key when there is none live (a new deployment, or one that signed with
+    /// HS256 until now); it signs at once. `None` when a live key already existed.
+    pub async fn ensure(&self, now: DateTime<Utc>) -> Result<Option<StoredKey>> {
+        let live = self.store.signing_keys().await?;
+        if live.iter().any(|k| k.retired_at.is_none()) {
+            return Ok(None);
+        }
+        let key = self.add(now, now).await?;
+        // Two processes racing: the one whose key lost the generation race used the winner's.
+        Ok(Some(key))
+    }
+
+    /// A new key, published now and signing from `now + publish_delay`.
+    pub async fn rotate(&self, now: DateTime<Utc>, publish_delay: Duration) -> Result<StoredKey> {
+        self.add(now, now + publish_delay).await
+    }
+
+    /// Retires `kid`, or (`None`) every key whose tokens have all expired. A key still signing
+    /// is never retired; with `force` a superseded key goes at once (its tokens stop working:
+    /// for a key that leaked).
+    pub async fn retire(
+        &self,
+        now: DateTime<Utc>,
+        kid: Option<&str>,
+        force: bool,
+        longest_token_lifetime: Duration,
+    ) -> Result<Vec<Retired>> {
+        let keys: Vec<StoredKey> = self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.retired_at.is_none())
+            .collect();
+        if let Some(kid) = kid
+            && !keys.iter().any(|k| k.kid == kid)
+        {
+            return Err(Error::NotFound);
+        }
+        let signing = keys
+            .iter()
+            .filter(|k| k.signs_from <= now)
+            .map(|k| k.generation)
+            .max();
+        let mut out = Vec::new();
+        for key in keys.iter().filter(|k| kid.is_none_or(|kid| k.kid == kid)) {
+            // Superseded when a newer key signs; its last token was signed just before that.
+            let superseded = keys
+                .iter()
+                .filter(|k| k.generation > key.generation && k.signs_from <= now)
+                .map(|k| k.signs_from)
+                .min();
+            let until = superseded.map(|at| at + longest_token_lifetime);
+            let expired = until.is_some_and(|until| until <= now);
+            let may_go =
+                Some(key.generation) != signing && (expired || (force && superseded.is_some()));
+            if may_go && self.store.retire_signing_key(&key.kid, now).await? {
+                out.push(Retired::Retired(key.kid.clone()));
+            } else if kid.is_some() || key.signs_from <= now {
+                out.push(Retired::Kept {
+                    kid: key.kid.clone(),
+                    until,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ring of every live key, their seeds opened.
+    pub async fn ring(&self) -> Result<KeyRing> {
+        let mut ring_keys = Vec::new();
+        for key in self.store.signing_keys().await? {
+            if key.retired_at.is_some() || key.algorithm != ALGORITHM {
+                continue;
+            }
+            let public: [u8; 32] = key.public_key.as_slice().try_into().map_err(|_| {
+                Error::internal(format!(
+                    "signing key {} has a malformed public key",
+                    key.kid
+                ))
+            })?;
+            let seed = match &key.sealed_private_key {
+                Some(sealed) => Some(self.sealer.open(&key.kid, sealed)?),
+                None => None,
+            };
+            ring_keys.push(RingKey {
+                kid: key.kid,
+                generation: key.generation,
+                public,
+                seed,
+                signs_from: key.signs_from,
+            });
+        }
+        if ring_keys.is_empty() {
+            return Err(Error::internal("no live signing key"));
+        }
+        KeyRing::new(ring_keys, self.legacy_secret.as_deref())
+            .map_err(|e| Error::internal(format!("key ring: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_seed_opens_only_with_its_secret_and_its_kid() {
+        let sealer = KeySealer::new(&[7u8; 32]).unwrap();
+        let seed = [42u8; 32];
+        let sealed = sealer.seal("kid-a", &seed).unwrap();
+        assert_eq!(sealer.open("kid-a", &sealed).unwrap(), seed);
+        assert!(sealer.open("kid-b", &sealed).is_err());
+        let other = KeySealer::new(&[8u8; 32]).unwrap();
+        assert!(other.open("kid-a", &sealed).is_err());
+        // Two seals of one seed differ (a fresh nonce each time) and neither shows the seed.
+        let again = sealer.seal("kid-a", &seed).unwrap();
+        assert_ne!(sealed, again);
+        assert!(!sealed.windows(32).any(|w| w == seed));
+    }
+}
