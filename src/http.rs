@@ -52,6 +52,8 @@ pub struct AppState {
     pub operations: Operations,
     /// Signs and verifies tokens; its ring's public keys are the JWKS.
     pub tokens: domain::token::TokenCodec,
+    /// `POST /introspect`.
+    pub introspection: Arc<crate::introspect::Introspection>,
     /// `Cache-Control: max-age` of the JWKS.
     pub jwks_max_age_seconds: u64,
 }
@@ -150,6 +152,10 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/introspect",
+            axum::routing::post(crate::introspect::introspect),
+        )
         .with_state(state)
         .merge(crate::pages::routes(crate::pages::Pages::new(
             options.store_name.clone(),

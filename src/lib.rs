@@ -8,6 +8,7 @@ pub mod export;
 pub mod hashing;
 pub mod http;
 pub mod import;
+pub mod introspect;
 pub mod keys;
 pub mod listener;
 pub mod mail;
@@ -181,7 +182,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let wakeup = Wakeup::default();
     let tokens_for_http = tokens.clone();
     let parts = wiring(config, store.clone(), hasher, tokens, clock.clone());
-    let accounts = Accounts::new(store.clone(), parts.clone(), Arc::new(wakeup.clone()));
+    let accounts = Arc::new(Accounts::new(
+        store.clone(),
+        parts.clone(),
+        Arc::new(wakeup.clone()),
+    ));
     let public_url = config.public_base_url();
     let link_template = config.storefront_reset_url.clone().unwrap_or_else(|| {
         format!("{public_url}/account/reset-password?token={{token}}&lang={{locale}}")
@@ -205,12 +210,17 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         links,
         Arc::new(wakeup.clone()),
     );
-    let admins = Admins::new(store.clone(), parts);
+    let admins = Arc::new(Admins::new(store.clone(), parts));
+    let introspection = Arc::new(introspect::Introspection {
+        accounts: accounts.clone(),
+        admins: admins.clone(),
+        services: domain::services::Services::new(store.clone(), clock.clone()),
+    });
     let schema = graphql::build_schema(
         Services {
-            accounts: Arc::new(accounts),
+            accounts,
             resets: Arc::new(resets),
-            admins: Arc::new(admins),
+            admins,
             bulk: bulk_jobs.clone(),
         },
         &SchemaOptions {
@@ -256,6 +266,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         statements: statements.clone(),
         operations: operations.clone(),
         tokens: tokens_for_http,
+        introspection,
         jwks_max_age_seconds: config.jwks_max_age_seconds,
     };
     let metrics = match config.metrics_listen.trim() {

@@ -41,11 +41,26 @@ enum Command {
         #[command(subcommand)]
         command: ExportCommand,
     },
+    /// Credentials of the store's other services, for POST /introspect.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// The keys access tokens are signed with (published at /.well-known/jwks.json).
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Make a credential; its secret is printed once (only a hash is kept).
+    Create { name: String },
+    /// Every credential's name and creation time.
+    List,
+    /// Delete a credential: its secret stops working at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +180,33 @@ async fn main() -> anyhow::Result<()> {
                 "Latchkey is listening: POST /graphql"
             );
             latchkey::serve(server, listener, latchkey::shutdown_signal()).await?;
+        }
+        Command::Service { command } => {
+            let services = latchkey::introspect::services(&config).await?;
+            let fail = |e: domain::Error| anyhow::anyhow!("{e}");
+            match command {
+                ServiceCommand::Create { name } => {
+                    let (credential, secret) = services.create(&name).await.map_err(fail)?;
+                    println!(
+                        "created service {}; its secret, shown only now (HTTP Basic {}:<secret> on POST /introspect):\n{}",
+                        credential.name,
+                        credential.name,
+                        secret.expose()
+                    );
+                }
+                ServiceCommand::List => {
+                    for c in services.list().await.map_err(fail)? {
+                        println!("{}\t{}", c.name, c.created_at.to_rfc3339());
+                    }
+                }
+                ServiceCommand::Revoke { name } => {
+                    services.revoke(&name).await.map_err(|e| match e {
+                        domain::Error::NotFound => anyhow::anyhow!("no service named {name}"),
+                        e => fail(e),
+                    })?;
+                    println!("revoked service {name}");
+                }
+            }
         }
         Command::Keys { command } => {
             let out = match command {

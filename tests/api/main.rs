@@ -16,6 +16,7 @@ mod hardening;
 mod harness;
 mod helpers;
 mod import;
+mod introspect;
 mod keys;
 mod limits;
 mod node;
@@ -41,6 +42,7 @@ fn main() {
         faults::TESTS,
         hangups::TESTS,
         keys::TESTS,
+        introspect::TESTS,
         limits::TESTS,
         connections::TESTS,
         import::TESTS,

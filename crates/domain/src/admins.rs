@@ -229,6 +229,35 @@ impl Admins {
             .await
     }
 
+    /// An admin token's claims and principal if it is honoured right now (as
+    /// [`Accounts::live_token`](crate::accounts::Accounts::live_token) for customers).
+    pub async fn live_token(
+        &self,
+        bearer: &str,
+    ) -> Result<Option<(crate::token::VerifiedToken, AdminPrincipal)>> {
+        let now = self.parts.clock.now();
+        let Ok(verified) = self.parts.tokens.verify(TokenKind::Admin, bearer, now) else {
+            return Ok(None);
+        };
+        let Some((_, admin)) = self
+            .store
+            .live_admin_session(verified.session_id, now)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if admin.id != verified.subject {
+            return Ok(None);
+        }
+        Ok(Some((
+            verified,
+            AdminPrincipal {
+                admin,
+                session_id: verified.session_id,
+            },
+        )))
+    }
+
     pub async fn authenticate(
         &self,
         bearer: Option<&str>,

@@ -22,6 +22,7 @@ pub mod ports;
 pub mod reset;
 pub mod resets;
 pub mod search;
+pub mod services;
 pub mod settings;
 pub mod sign_in;
 pub mod stored_hash;

@@ -12,6 +12,7 @@ mod keys;
 mod limits;
 mod outbox;
 mod resets;
+mod services;
 mod settings;
 mod sign_in;
 mod unit;

@@ -11,5 +11,6 @@ pub mod email_outbox;
 pub mod limit_event;
 pub mod password_reset_token;
 pub mod reset_request;
+pub mod service_credential;
 pub mod settings;
 pub mod signing_key;
