@@ -4,6 +4,14 @@
 //! 415, which also stops cross-site "simple request" CSRF; JSON arrays are 400, so batching
 //! cannot multiply attempts). `GET /graphql` serves GraphiQL, or runs a query (never a
 //! mutation: 405). Bodies over the limit are 413 before any parsing.
+//!
+//! Answers follow the GraphQL-over-HTTP specification: a client that accepts
+//! `application/graphql-response+json` (Apollo Client 4, urql and graphql-http ask for it
+//! first) gets that media type, and a request that never executed (a body that is not a
+//! GraphQL request, a document that does not parse or validate, variables that do not coerce)
+//! is a 400 without a `data` entry. A client that accepts only `application/json` (or sends no
+//! `Accept`) gets `application/json` and, as before, 200 for GraphQL errors. An `Accept` that
+//! allows neither is 406.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -218,6 +226,102 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// The media type of a GraphQL answer, from the request's `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Media {
+    Json,
+    GraphqlResponse,
+}
+
+impl Media {
+    const GRAPHQL_RESPONSE: &'static str = "application/graphql-response+json";
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+        }
+    }
+
+    /// `None`: the client accepts neither (406).
+    fn negotiate(headers: &HeaderMap) -> Option<Self> {
+        let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+            return Some(Self::Json);
+        };
+        let mut json = None;
+        let mut response = None;
+        for range in accept.split(',') {
+            let mut parts = range.split(';');
+            let mime = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let slot = match mime.as_str() {
+                Self::GRAPHQL_RESPONSE => &mut response,
+                "application/json" | "application/*" | "*/*" => &mut json,
+                _ => continue,
+            };
+            *slot = Some(slot.map_or(q, |old: f32| old.max(q)));
+        }
+        match (response.filter(|q| *q > 0.0), json.filter(|q| *q > 0.0)) {
+            (Some(r), Some(j)) if j > r => Some(Self::Json),
+            (Some(_), _) => Some(Self::GraphqlResponse),
+            (None, Some(_)) => Some(Self::Json),
+            (None, None) => None,
+        }
+    }
+
+    /// A request that never executed: 400, `errors` only.
+    fn request_error(self, code: &str, message: &str) -> Response {
+        let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, self.content_type())],
+            body.to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn not_acceptable() -> Response {
+    error_response(
+        StatusCode::NOT_ACCEPTABLE,
+        codes::BAD_USER_INPUT,
+        "accept application/graphql-response+json or application/json",
+    )
+}
+
+/// A GraphQL request body, read strictly: `query` must be a string, `variables` and
+/// `extensions` maps, `operationName` a string (or absent).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpRequest {
+    query: String,
+    #[serde(default)]
+    operation_name: Option<String>,
+    #[serde(default)]
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    extensions: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl From<HttpRequest> for GqlRequest {
+    fn from(r: HttpRequest) -> Self {
+        let mut request = GqlRequest::new(r.query);
+        if let Some(name) = r.operation_name {
+            request = request.operation_name(name);
+        }
+        if let Some(variables) = r.variables {
+            request = request.variables(async_graphql::Variables::from_json(
+                serde_json::Value::Object(variables),
+            ));
+        }
+        request
+    }
+}
+
 async fn graphql_post(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -240,26 +344,29 @@ async fn graphql_post(
             "send GraphQL requests as Content-Type: application/json",
         );
     }
+    let Some(media) = Media::negotiate(&headers) else {
+        return not_acceptable();
+    };
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return error_response(
-            StatusCode::BAD_REQUEST,
+        return media.request_error(
             codes::BAD_USER_INPUT,
             "batched requests are not supported: send one operation per request",
         );
     }
-    let request: GqlRequest = match serde_json::from_slice(&body) {
+    let request: HttpRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
             // Position only: serde's message could echo part of the body (a password).
             let message = format!(
-                "the body is not a GraphQL request in JSON (line {}, column {})",
+                "the body is not a GraphQL request in JSON: {{\"query\": string, \"variables\"?: \
+                 object, \"operationName\"?: string}} (line {}, column {})",
                 e.line(),
                 e.column()
             );
-            return error_response(StatusCode::BAD_REQUEST, codes::BAD_USER_INPUT, &message);
+            return media.request_error(codes::BAD_USER_INPUT, &message);
         }
     };
-    execute(&state, request, peer, &headers).await
+    execute(&state, request.into(), peer, &headers, media).await
 }
 
 async fn graphql_get(
@@ -268,6 +375,7 @@ async fn graphql_get(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let media = Media::negotiate(&headers);
     let Some(query) = query.filter(|q| !q.is_empty()) else {
         if state.graphiql {
             return Html(
@@ -284,11 +392,13 @@ async fn graphql_get(
             "POST GraphQL requests to this endpoint",
         );
     };
+    let Some(media) = media else {
+        return not_acceptable();
+    };
     let request = match async_graphql::http::parse_query_string(&query) {
         Ok(r) => r,
         Err(_) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
+            return media.request_error(
                 codes::BAD_USER_INPUT,
                 "the query string is not a GraphQL request",
             );
@@ -305,7 +415,7 @@ async fn graphql_get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, request, peer, &headers).await
+    execute(&state, request, peer, &headers, media).await
 }
 
 /// Whether the operation a GET would run is a mutation (or a subscription). Unparseable
@@ -329,6 +439,7 @@ async fn execute(
     request: GqlRequest,
     peer: SocketAddr,
     headers: &HeaderMap,
+    media: Media,
 ) -> Response {
     let ip = state.proxies.client_ip(peer.ip(), headers);
     let user_agent = headers
@@ -374,12 +485,28 @@ async fn execute(
             );
         }
     };
-    // Serialized as is (not through a map), so `data` comes before `errors`.
-    let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
+    // Nothing ran: the document did not parse or validate, or its variables did not coerce
+    // (every such error is the request's, with no path; an executed operation that failed at
+    // its root has `data: null` and errors with paths).
+    let never_executed = media == Media::GraphqlResponse
+        && response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let (status, body) = if never_executed {
+        let mut body = json!({ "errors": response.errors });
+        if !response.extensions.is_empty() {
+            body["extensions"] = json!(response.extensions);
+        }
+        (StatusCode::BAD_REQUEST, body.to_string().into_bytes())
+    } else {
+        // Serialized as is (not through a map), so `data` comes before `errors`.
+        let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
+        (StatusCode::OK, body)
+    };
     (
-        StatusCode::OK,
+        status,
         [
-            (header::CONTENT_TYPE, "application/json"),
+            (header::CONTENT_TYPE, media.content_type()),
             (header::CACHE_CONTROL, "no-store"),
         ],
         body,

@@ -26,7 +26,14 @@ pub fn publish_delay(config: &Config) -> chrono::Duration {
 pub fn keys(config: &Config, store: Arc<SqlStore>, backend: Backend) -> anyhow::Result<Keys> {
     let secrets = secrets::server_secrets(config, backend)?;
     let sealer = KeySealer::new(&secrets.sealing).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(Keys::new(store, sealer, secrets.legacy))
+    // Keys sealed under the legacy secret before a key-encryption key was set still open.
+    let previous = match (&config.key_encryption_key, &secrets.legacy) {
+        (Some(_), Some(legacy)) => {
+            Some(KeySealer::new(legacy).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        _ => None,
+    };
+    Ok(Keys::new(store, sealer, secrets.legacy).with_previous_sealer(previous))
 }
 
 /// The codec a server signs and verifies with, and (for asymmetric keys) what keeps it

@@ -13,6 +13,7 @@ use crate::{
 
 crate::tests![
     node_another_service_verifies_tokens_with_the_jwks_and_jose,
+    a_rust_service_verifies_tokens_with_the_jwks_as_the_readme_shows,
     a_rotation_signs_nobody_out_and_every_replica_follows_it,
     a_deployment_on_hs256_moves_to_eddsa_without_signing_anyone_out,
 ];
@@ -98,10 +99,13 @@ async fn node_another_service_verifies_tokens_with_the_jwks_and_jose(backend: Ba
     assert_eq!(verified["payload"]["sub"], json!(id));
     assert_eq!(verified["header"]["alg"], "EdDSA");
     assert_eq!(verified["header"]["kid"], key["kid"]);
-    // A changed signature, or a customer token offered as an admin one, does not verify.
+    // A changed signature, or a customer token offered as an admin one, does not verify. (A
+    // character inside the signature: the last one carries padding bits that base64url
+    // decoders ignore, so changing it may change nothing.)
+    let at = token.len() - 10;
+    let was = token.as_bytes()[at];
     let mut tampered = token.clone();
-    let last = tampered.pop().unwrap();
-    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    tampered.replace_range(at..=at, if was == b'A' { "B" } else { "A" });
     let (ok, out) =
         crate::node::run("verify-jwt.mjs", &[&url, "latchkey:customer", &tampered]).await;
     assert!(!ok, "{out}");
@@ -111,6 +115,44 @@ async fn node_another_service_verifies_tokens_with_the_jwks_and_jose(backend: Ba
     let admin = app.admin_token("viewer").await;
     let (ok, out) = crate::node::run("verify-jwt.mjs", &[&url, "latchkey:admin", &admin]).await;
     assert!(ok, "{out}");
+}
+
+async fn a_rust_service_verifies_tokens_with_the_jwks_as_the_readme_shows(backend: Backend) {
+    use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("rust@example.com", PASSWORD).await;
+    let token = app.sign_in("rust@example.com", PASSWORD).await;
+    let id = app.customer_id("rust@example.com").await;
+    // The README's snippet, as is.
+    let jwks: JwkSet = reqwest::get(app.url("/.well-known/jwks.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kid = decode_header(&token).unwrap().kid.unwrap();
+    let jwk = jwks.find(&kid).unwrap();
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.set_issuer(&["latchkey"]);
+    validation.set_audience(&["latchkey:customer"]);
+    let claims = decode::<Value>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &validation)
+        .unwrap()
+        .claims;
+    assert_eq!(claims["sub"], json!(id));
+    // The same key refuses a token for the admin audience, and a changed payload.
+    let mut admin = Validation::new(Algorithm::EdDSA);
+    admin.set_issuer(&["latchkey"]);
+    admin.set_audience(&["latchkey:admin"]);
+    assert!(decode::<Value>(&token, &DecodingKey::from_jwk(jwk).unwrap(), &admin).is_err());
+    let parts: Vec<&str> = token.split('.').collect();
+    let other = app.sign_in("rust@example.com", PASSWORD).await;
+    let spliced = format!(
+        "{}.{}.{}",
+        parts[0],
+        other.split('.').nth(1).unwrap(),
+        parts[2]
+    );
+    assert!(decode::<Value>(&spliced, &DecodingKey::from_jwk(jwk).unwrap(), &validation).is_err());
 }
 
 /// Two replicas (processes of their own) reload keys every second; JWKS caches keep them a
@@ -261,4 +303,11 @@ async fn a_deployment_on_hs256_moves_to_eddsa_without_signing_anyone_out(backend
         app.whoami(&legacy).await.as_deref(),
         Ok("legacy@example.com")
     );
+    // A key-encryption key set afterwards: the key sealed under the secret still opens.
+    app.stop().await;
+    app.config.key_encryption_key = Some(Secret::new("a-key-encryption-key-set-later-0123456789"));
+    app.start().await;
+    assert_eq!(app.whoami(&new).await.as_deref(), Ok("legacy@example.com"));
+    let again = app.sign_in("legacy@example.com", PASSWORD).await;
+    assert_eq!(kid_of(&again), kid_of(&new));
 }

@@ -11,6 +11,7 @@ mod browser;
 mod bulk;
 mod connections;
 mod faults;
+mod graphql_http;
 mod hangups;
 mod hardening;
 mod harness;
@@ -43,6 +44,7 @@ fn main() {
         hangups::TESTS,
         keys::TESTS,
         introspect::TESTS,
+        graphql_http::TESTS,
         limits::TESTS,
         connections::TESTS,
         import::TESTS,

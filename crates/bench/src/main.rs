@@ -281,12 +281,39 @@ async fn statements(addr: SocketAddr) -> u64 {
         .unwrap_or(0)
 }
 
+/// Tokens the server signs itself (`generateCustomerToken` for `user0` …), one at a time.
+async fn server_signed_tokens(addr: SocketAddr, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let (mut s, c) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(c);
+        let body = json!({"query": "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }",
+            "variables": {"e": format!("user{i}@bench.example"), "p": seed::PASSWORD}});
+        let res = s
+            .send_request(post(addr, "/graphql", body.to_string(), None))
+            .await?;
+        let body = http_body_util::BodyExt::collect(res.into_body())
+            .await?
+            .to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&body)?;
+        let token = value["data"]["generateCustomerToken"]["token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("sign-in failed: {value}"))?;
+        out.push(token.to_owned());
+    }
+    Ok(out)
+}
+
 /// Known addresses for `requestPasswordReset` start here, away from the customers whose seeded
 /// reset tokens the `resetPassword` scenarios use (a new request supersedes them).
 const KNOWN_FROM: usize = 10_000;
 
 // Scenario names, also what `--only` matches.
 const CUSTOMER: &str = "signed-in `customer` query";
+const CUSTOMER_EDDSA: &str = "signed-in `customer` query, EdDSA tokens";
+const INTROSPECT: &str = "`POST /introspect` of a live customer token";
 const GRID: &str = "admin `customers(first: 100)`, all admin fields";
 const GRID_SEARCH: &str = "admin grid with `search: \"user12\"`";
 const REQUEST_RESET: &str = "`requestPasswordReset`, limits off";
@@ -599,6 +626,95 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             rss_mib: rss,
             ceiling: "point lookup".into(),
         });
+    }
+
+    // The seeded tokens above are HS256, made with the legacy secret before the server's first
+    // Ed25519 key (so they verify as legacy tokens); the same query with tokens the server
+    // signed itself (EdDSA, found by kid), on the same server in the same run. Then the same
+    // tokens through `/introspect`, as another service of the store would check them.
+    if cli.wants(CUSTOMER_EDDSA) || cli.wants(INTROSPECT) {
+        let signed = Arc::new(server_signed_tokens(addr, 200).await?);
+        if cli.wants(CUSTOMER_EDDSA) {
+            let body = json!({"query": "{ customer { id email } }"}).to_string();
+            let make: load::MakeRequest = {
+                let signed = signed.clone();
+                Arc::new(move |n| {
+                    post(
+                        addr,
+                        "/graphql",
+                        body.clone(),
+                        Some(&signed[n as usize % signed.len()]),
+                    )
+                })
+            };
+            let (stats, rss) = measure(pid, addr, make, cli.connections, cli.seconds).await;
+            let hs256 = rows
+                .iter()
+                .find(|r| r.name == CUSTOMER)
+                .map_or(0.0, |r| r.stats.rps());
+            rows.push(Row {
+                name: CUSTOMER_EDDSA.into(),
+                ratio: if hs256 > 0.0 {
+                    stats.rps() / hs256
+                } else {
+                    0.0
+                },
+                stats,
+                rss_mib: rss,
+                ceiling: "the same query, HS256 tokens".into(),
+            });
+        }
+        if cli.wants(INTROSPECT) {
+            let config = latchkey::config::Config {
+                database_url: url.to_owned(),
+                jwt_secret: Some(latchkey::config::Secret::new(secret.clone())),
+                ..latchkey::config::Config::default()
+            };
+            let (_, service_secret) = latchkey::introspect::services(&config)
+                .await?
+                .create(&format!("bench-{}", std::process::id()))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let name = format!("bench-{}", std::process::id());
+            let basic = {
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{name}:{}", service_secret.expose()))
+            };
+            let make: load::MakeRequest = {
+                let signed = signed.clone();
+                Arc::new(move |n| {
+                    hyper::Request::post(format!("http://{addr}/introspect"))
+                        .header("host", addr.to_string())
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("authorization", format!("Basic {basic}"))
+                        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                            format!("token={}", signed[n as usize % signed.len()]),
+                        )))
+                        .unwrap_or_else(|_| {
+                            hyper::Request::new(
+                                http_body_util::Full::new(hyper::body::Bytes::new()),
+                            )
+                        })
+                })
+            };
+            let (stats, rss) = measure(pid, addr, make, cli.connections, cli.seconds).await;
+            let customer = rows
+                .iter()
+                .find(|r| r.name == CUSTOMER_EDDSA)
+                .map_or(0.0, |r| r.stats.rps());
+            rows.push(Row {
+                name: INTROSPECT.into(),
+                ratio: if customer > 0.0 {
+                    stats.rps() / customer
+                } else {
+                    0.0
+                },
+                stats,
+                rss_mib: rss,
+                ceiling: "signed-in `customer`, EdDSA".into(),
+            });
+        }
     }
 
     let admin = seeded.admin_token.clone();

@@ -155,6 +155,9 @@ pub enum Retired {
 pub struct Keys {
     store: Arc<dyn KeyStore>,
     sealer: KeySealer,
+    /// Opens keys sealed before a key-encryption key was configured (with the one derived
+    /// from the legacy secret); new keys are always sealed with `sealer`.
+    previous: Option<KeySealer>,
     legacy_secret: Option<Vec<u8>>,
 }
 
@@ -167,8 +170,17 @@ impl Keys {
         Self {
             store,
             sealer,
+            previous: None,
             legacy_secret,
         }
+    }
+
+    /// Also opens keys sealed by `previous` (a deployment that set a key-encryption key after
+    /// its keys were sealed under the legacy secret): rotate, then retire those keys, and the
+    /// legacy secret is no longer needed.
+    pub fn with_previous_sealer(mut self, previous: Option<KeySealer>) -> Self {
+        self.previous = previous;
+        self
     }
 
     fn generate(
@@ -300,7 +312,11 @@ impl Keys {
                 ))
             })?;
             let seed = match &key.sealed_private_key {
-                Some(sealed) => Some(self.sealer.open(&key.kid, sealed)?),
+                Some(sealed) => Some(match (self.sealer.open(&key.kid, sealed), &self.previous) {
+                    (Ok(seed), _) => seed,
+                    (Err(_), Some(previous)) => previous.open(&key.kid, sealed)?,
+                    (Err(e), None) => return Err(e),
+                }),
                 None => None,
             };
             ring_keys.push(RingKey {
