@@ -25,7 +25,11 @@ enum Command {
     /// Apply pending database migrations.
     Migrate,
     /// Print the GraphQL schema (SDL).
-    Schema,
+    Schema {
+        /// The subgraph SDL a federation gateway composes (`@link`, `@key`, `_entities`).
+        #[arg(long)]
+        federation: bool,
+    },
     /// Manage admin users.
     Admin {
         #[command(subcommand)]
@@ -151,8 +155,12 @@ fn admin_password() -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Schema) = cli.command {
-        print!("{}", graphql::sdl());
+    if let Some(Command::Schema { federation }) = cli.command {
+        if federation {
+            print!("{}", graphql::federation_sdl());
+        } else {
+            print!("{}", graphql::sdl());
+        }
         return Ok(());
     }
     let config = Config::load().context("reading configuration")?;
@@ -293,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
             let n = latchkey::export::run(&config, format, with_password_hashes, out).await?;
             eprintln!("exported {n} customers");
         }
-        Command::Schema => unreachable!("handled above"),
+        Command::Schema { .. } => unreachable!("handled above"),
     }
     Ok(())
 }

@@ -234,6 +234,16 @@ async fn production_hides_introspection_suggestions_and_graphiql(backend: Backen
     let res = app.gql("{ custmer { id } }", json!({})).await;
     assert_eq!(code(&res), "BAD_USER_INPUT");
     assert!(!res.to_string().contains("Did you mean"), "{res}");
+    // Federation's `_service { sdl }` is the schema too: refused, however it is asked for.
+    for query in [
+        "{ _service { sdl } }",
+        "{ ...Q } fragment Q on Query { _service { sdl } }",
+        "{ ... on Query { _service { sdl } } }",
+    ] {
+        let res = app.gql(query, json!({})).await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{query}: {res}");
+        assert!(!res.to_string().contains("type Customer"), "{res}");
+    }
     let res = app.client.get(app.url("/graphql")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(!res.text().await.unwrap().contains("graphiql"));

@@ -11,6 +11,7 @@ mod browser;
 mod bulk;
 mod connections;
 mod faults;
+mod federation;
 mod graphql_http;
 mod hangups;
 mod hardening;
@@ -45,6 +46,7 @@ fn main() {
         keys::TESTS,
         introspect::TESTS,
         graphql_http::TESTS,
+        federation::TESTS,
         limits::TESTS,
         connections::TESTS,
         import::TESTS,

@@ -62,3 +62,17 @@ pub async fn run(script: &str, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
+
+/// Starts `tests/node/<script>` in the background (a gateway and its subgraph), killed on
+/// drop, with its standard output piped (it says where it listens on its first line).
+pub fn spawn(script: &str, env: &[(&str, String)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new("node");
+    cmd.arg(dir().join(script))
+        .current_dir(dir())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("node")
+}

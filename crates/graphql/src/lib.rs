@@ -7,6 +7,7 @@ mod admin_types;
 mod bulk;
 mod context;
 mod error;
+mod federation;
 mod guard;
 mod loaders;
 mod reset;
@@ -70,16 +71,34 @@ impl Default for SchemaOptions {
 
 pub fn build_schema(services: Services, options: &SchemaOptions) -> LatchkeySchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .enable_federation()
         .data(services)
         .limit_depth(options.max_depth)
         .limit_complexity(options.max_complexity)
         .limit_directives(options.max_directives)
         .limit_recursive_depth(options.max_recursive_depth);
     if !options.introspection {
-        // Suggestions ("Did you mean …") reveal the schema just as introspection does.
-        builder = builder.disable_introspection().disable_suggestions();
+        // Suggestions ("Did you mean …") reveal the schema just as introspection does, and
+        // so does federation's `_service { sdl }`.
+        builder = builder
+            .disable_introspection()
+            .disable_suggestions()
+            .extension(federation::NoSdlWithoutIntrospection);
     }
     builder.finish()
+}
+
+/// The SDL a federation gateway composes (what `_service { sdl }` answers): `latchkey schema
+/// --federation`.
+pub fn federation_sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .enable_federation()
+        .finish()
+        .sdl_with_options(
+            async_graphql::SDLExportOptions::new()
+                .federation()
+                .compose_directive(),
+        )
 }
 
 /// The SDL, as committed in `schema.graphql`.

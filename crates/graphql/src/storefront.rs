@@ -19,6 +19,31 @@ impl CustomerQuery {
         Ok(Customer(customer(ctx).await?.customer))
     }
 
+    /// Apollo Federation: a gateway resolves `Customer` references (`@key(fields: "id")`) here,
+    /// with the caller's token forwarded. Only within the caller's rights: a customer token
+    /// resolves its own customer only, an admin token with CUSTOMERS_READ any; anything else
+    /// (no token, another customer, an admin without the permission) resolves to null.
+    #[graphql(entity)]
+    async fn find_customer_by_id(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<Customer>, ApiError> {
+        let Ok(id) = uuid::Uuid::parse_str(id.as_str()) else {
+            return Ok(None);
+        };
+        if let Ok(principal) = customer(ctx).await {
+            return Ok((principal.customer.id == id).then_some(Customer(principal.customer)));
+        }
+        if crate::context::admin_with(ctx, domain::admin::Permission::CustomersRead)
+            .await
+            .is_ok()
+        {
+            return Ok(services(ctx)?.accounts.customer(id).await?.map(Customer));
+        }
+        Ok(None)
+    }
+
     /// Every device signed in to the customer's account, newest first.
     async fn customer_sessions(&self, ctx: &Context<'_>) -> Result<Vec<CustomerSession>, ApiError> {
         let principal = customer(ctx).await?;
