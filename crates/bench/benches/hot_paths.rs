@@ -46,6 +46,38 @@ fn tokens(c: &mut Criterion) {
     c.bench_function("jwt: verify", |b| {
         b.iter(|| black_box(codec.verify(TokenKind::Customer, &token, now).unwrap()))
     });
+    // The same with an Ed25519 key ring (what servers sign with now).
+    let seed = [9u8; 32];
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
+    let ring = domain::token::KeyRing::new(
+        vec![domain::token::RingKey {
+            kid: domain::token::thumbprint(&public),
+            generation: 1,
+            public,
+            seed: Some(seed),
+            signs_from: now - Duration::hours(1),
+        }],
+        None,
+    )
+    .unwrap();
+    let eddsa = TokenCodec::with_ring(ring);
+    c.bench_function("jwt: sign, EdDSA", |b| {
+        b.iter(|| {
+            black_box(
+                eddsa
+                    .sign(TokenKind::Customer, sub, sid, now, now + Duration::hours(1))
+                    .unwrap(),
+            )
+        })
+    });
+    let token = eddsa
+        .sign(TokenKind::Customer, sub, sid, now, now + Duration::hours(1))
+        .unwrap();
+    c.bench_function("jwt: verify, EdDSA", |b| {
+        b.iter(|| black_box(eddsa.verify(TokenKind::Customer, &token, now).unwrap()))
+    });
 }
 
 fn policy(c: &mut Criterion) {

@@ -120,6 +120,7 @@ pub struct KeyRing {
     verifying: HashMap<String, DecodingKey>,
     legacy: Option<Legacy>,
     jwks: String,
+    verified: VerifiedCache,
 }
 
 impl fmt::Debug for KeyRing {
@@ -196,6 +197,7 @@ impl KeyRing {
                 .collect(),
             legacy,
             jwks,
+            verified: VerifiedCache::new(),
         })
     }
 
@@ -206,6 +208,7 @@ impl KeyRing {
             verifying: HashMap::new(),
             legacy: Some(legacy(secret, None)?),
             jwks: r#"{"keys":[]}"#.to_owned(),
+            verified: VerifiedCache::new(),
         })
     }
 
@@ -242,6 +245,50 @@ pub struct TokenCodec {
     ring: Arc<RwLock<Arc<KeyRing>>>,
     /// Built once: a `Validation` holds hash sets, and the signed-in check runs on every request.
     validations: Arc<Validations>,
+}
+
+/// Tokens whose signature and claims verified, by the SHA-256 of the whole token: an Ed25519
+/// verification costs ~50 µs and a client sends the same token with every request. A hit
+/// still checks the kind and the expiry against `now`; the session row is checked by the
+/// caller every time, as before. Bounded (a full shard is emptied). Each ring has its own, so
+/// a ring installed without a key (retired) verifies none of that key's tokens from cache,
+/// even one a request still verifying against the old ring puts there.
+struct VerifiedCache {
+    shards: Vec<std::sync::Mutex<HashMap<[u8; 32], (TokenKind, VerifiedToken)>>>,
+}
+
+const CACHE_SHARDS: usize = 16;
+const CACHE_PER_SHARD: usize = 4096;
+
+impl VerifiedCache {
+    fn new() -> Self {
+        Self {
+            shards: (0..CACHE_SHARDS)
+                .map(|_| std::sync::Mutex::default())
+                .collect(),
+        }
+    }
+
+    fn shard(
+        &self,
+        key: &[u8; 32],
+    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (TokenKind, VerifiedToken)>> {
+        self.shards[usize::from(key[0]) % CACHE_SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &[u8; 32]) -> Option<(TokenKind, VerifiedToken)> {
+        self.shard(key).get(key).copied()
+    }
+
+    fn insert(&self, key: [u8; 32], kind: TokenKind, token: VerifiedToken) {
+        let mut shard = self.shard(&key);
+        if shard.len() >= CACHE_PER_SHARD {
+            shard.clear();
+        }
+        shard.insert(key, (kind, token));
+    }
 }
 
 struct Validations {
@@ -336,8 +383,33 @@ impl TokenCodec {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let digest: [u8; 32] = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(token.as_bytes()).into()
+        };
         let ring = self.ring();
+        if let Some((cached_kind, verified)) = ring.verified.get(&digest)
+            && cached_kind == kind
+        {
+            return if verified.expires_at > now.timestamp() {
+                Ok(verified)
+            } else {
+                Err(TokenError::Invalid)
+            };
+        }
+        let verified = self.verify_uncached(&ring, kind, token, now)?;
+        ring.verified.insert(digest, kind, verified);
+        Ok(verified)
+    }
+
+    fn verify_uncached(
+        &self,
+        ring: &KeyRing,
+        kind: TokenKind,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<VerifiedToken, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let v = &self.validations;
         let (key, validation, issued_before) = match header.kid.as_deref() {
             Some(kid) if kid.len() <= MAX_KID_BYTES => {
@@ -602,7 +674,9 @@ mod tests {
                 now + Duration::hours(1),
             )
             .unwrap();
-        // The key is retired: the ring without it no longer verifies its tokens.
+        // Verified once (and so remembered), then the key is retired: the ring without it no
+        // longer verifies its tokens.
+        assert!(codec.verify(TokenKind::Customer, &t, now).is_ok());
         clone.install(KeyRing::new(vec![ring_key(2, 2, now - Duration::hours(1))], None).unwrap());
         assert!(codec.verify(TokenKind::Customer, &t, now).is_err());
     }
@@ -699,5 +773,37 @@ mod tests {
             thumbprint(&x),
             "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
         );
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_keeps_its_kind() {
+        let now = Utc::now();
+        let codec = TokenCodec::with_ring(
+            KeyRing::new(vec![ring_key(1, 1, now - Duration::hours(1))], None).unwrap(),
+        );
+        let t = codec
+            .sign(
+                TokenKind::Customer,
+                Uuid::nil(),
+                Uuid::nil(),
+                now,
+                now + Duration::hours(1),
+            )
+            .unwrap();
+        for _ in 0..2 {
+            assert!(codec.verify(TokenKind::Customer, &t, now).is_ok());
+            assert!(codec.verify(TokenKind::Admin, &t, now).is_err());
+        }
+        assert!(
+            codec
+                .verify(TokenKind::Customer, &t, now + Duration::hours(2))
+                .is_err()
+        );
+        // A byte changed is another token, verified from scratch.
+        let mut tampered = t.clone().into_bytes();
+        let at = tampered.len() - 10;
+        tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(codec.verify(TokenKind::Customer, &tampered, now).is_err());
     }
 }
