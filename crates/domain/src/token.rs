@@ -254,8 +254,10 @@ pub struct TokenCodec {
 /// a ring installed without a key (retired) verifies none of that key's tokens from cache,
 /// even one a request still verifying against the old ring puts there.
 struct VerifiedCache {
-    shards: Vec<std::sync::Mutex<HashMap<[u8; 32], (TokenKind, VerifiedToken)>>>,
+    shards: Vec<std::sync::Mutex<Shard>>,
 }
+
+type Shard = HashMap<[u8; 32], (TokenKind, VerifiedToken)>;
 
 const CACHE_SHARDS: usize = 16;
 const CACHE_PER_SHARD: usize = 4096;
@@ -269,10 +271,7 @@ impl VerifiedCache {
         }
     }
 
-    fn shard(
-        &self,
-        key: &[u8; 32],
-    ) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (TokenKind, VerifiedToken)>> {
+    fn shard(&self, key: &[u8; 32]) -> std::sync::MutexGuard<'_, Shard> {
         self.shards[usize::from(key[0]) % CACHE_SHARDS]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
