@@ -237,9 +237,16 @@ impl Keys {
         if live.iter().any(|k| k.retired_at.is_none()) {
             return Ok(None);
         }
-        let key = self.add(now, now).await?;
-        // Two processes racing: the one whose key lost the generation race used the winner's.
-        Ok(Some(key))
+        // Generation 1 once: of two processes starting at once, the one that loses the race
+        // uses the winner's key (a second key would leave each replica signing with its own
+        // until the next refresh, and each refusing the other's tokens meanwhile).
+        let next = live.iter().map(|k| k.generation).max().unwrap_or(0) + 1;
+        let key = self.generate(next, now, now)?;
+        Ok(self
+            .store
+            .add_signing_key(key.clone())
+            .await?
+            .then_some(key))
     }
 
     /// A new key, published now and signing from `now + publish_delay`.
@@ -352,5 +359,36 @@ mod tests {
         let again = sealer.seal("kid-a", &seed).unwrap();
         assert_ne!(sealed, again);
         assert!(!sealed.windows(32).any(|w| w == seed));
+    }
+
+    /// A store that loses every insert: another process made the key first.
+    struct Lost(std::sync::Mutex<Vec<StoredKey>>);
+
+    #[async_trait]
+    impl KeyStore for Lost {
+        async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
+            Ok(self.0.lock().unwrap().clone())
+        }
+        async fn add_signing_key(&self, key: StoredKey) -> Result<bool> {
+            // The winner's key lands, ours does not.
+            let mut keys = self.0.lock().unwrap();
+            let mut winner = key;
+            winner.kid = "the-winner".into();
+            keys.push(winner);
+            Ok(false)
+        }
+        async fn retire_signing_key(&self, _: &str, _: DateTime<Utc>) -> Result<bool> {
+            Ok(false)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_key_is_made_once_even_when_two_processes_race() {
+        let store = Arc::new(Lost(std::sync::Mutex::default()));
+        let keys = Keys::new(store.clone(), KeySealer::new(&[7u8; 32]).unwrap(), None);
+        assert_eq!(keys.ensure(Utc::now()).await.unwrap(), None);
+        let stored = store.0.lock().unwrap().clone();
+        assert_eq!(stored.len(), 1, "no second key after losing the race");
+        assert_eq!(stored[0].kid, "the-winner");
     }
 }
