@@ -221,9 +221,13 @@ async fn jwks(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The body of an error the HTTP edge answers itself (nothing executed).
+fn error_body(code: &str, message: &str) -> serde_json::Value {
+    json!({"errors": [{"message": message, "extensions": {"code": code}}]})
+}
+
 fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
-    (status, Json(body)).into_response()
+    (status, Json(error_body(code, message))).into_response()
 }
 
 /// The media type of a GraphQL answer, from the request's `Accept`.
@@ -274,11 +278,10 @@ impl Media {
 
     /// A request that never executed: 400, `errors` only.
     fn request_error(self, code: &str, message: &str) -> Response {
-        let body = json!({"errors": [{"message": message, "extensions": {"code": code}}]});
         (
             StatusCode::BAD_REQUEST,
             [(header::CONTENT_TYPE, self.content_type())],
-            body.to_string(),
+            error_body(code, message).to_string(),
         )
             .into_response()
     }

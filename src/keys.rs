@@ -101,11 +101,7 @@ pub async fn list(config: &Config) -> anyhow::Result<String> {
     let store = SqlStore::new(db);
     let now = chrono::Utc::now();
     let keys = store.signing_keys().await.map_err(anyhow_domain)?;
-    let signing = keys
-        .iter()
-        .filter(|k| k.retired_at.is_none() && k.signs_from <= now)
-        .map(|k| k.generation)
-        .max();
+    let signing = domain::keys::signing_generation(&keys, now);
     let mut out = String::from("generation\tkid\tstate\tsigns_from\tretired_at\n");
     for k in &keys {
         let state = match () {

@@ -140,6 +140,14 @@ impl KeySealer {
     }
 }
 
+/// The generation that signs at `now`: the newest live key whose `signs_from` has come.
+pub fn signing_generation(keys: &[StoredKey], now: DateTime<Utc>) -> Option<i64> {
+    keys.iter()
+        .filter(|k| k.retired_at.is_none() && k.signs_from <= now)
+        .map(|k| k.generation)
+        .max()
+}
+
 /// What a retirement did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Retired {
@@ -276,11 +284,7 @@ impl Keys {
         {
             return Err(Error::NotFound);
         }
-        let signing = keys
-            .iter()
-            .filter(|k| k.signs_from <= now)
-            .map(|k| k.generation)
-            .max();
+        let signing = signing_generation(&keys, now);
         let mut out = Vec::new();
         for key in keys.iter().filter(|k| kid.is_none_or(|kid| k.kid == kid)) {
             // Superseded when a newer key signs; its last token was signed just before that.

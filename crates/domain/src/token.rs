@@ -217,11 +217,6 @@ impl KeyRing {
         &self.jwks
     }
 
-    /// The `kid` new tokens are signed with at `now` (`None`: the legacy secret).
-    pub fn signing_kid(&self, now: DateTime<Utc>) -> Option<&str> {
-        self.signer(now).map(|s| s.kid.as_str())
-    }
-
     fn signer(&self, now: DateTime<Utc>) -> Option<&Signer> {
         self.signers.iter().find(|s| s.signs_from <= now)
     }
