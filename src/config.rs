@@ -36,6 +36,20 @@ pub enum TokenSigning {
     Hs256,
 }
 
+/// What sits between Latchkey and PostgreSQL (`LATCHKEY_DATABASE_POOLER`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooler {
+    /// Each pooled connection is a PostgreSQL session of its own: a direct connection, or
+    /// PgBouncer in session mode.
+    #[default]
+    Session,
+    /// PgBouncer (1.21 or later, `max_prepared_statements` above 0) in transaction mode:
+    /// consecutive transactions of one connection may run on different server sessions, so
+    /// Latchkey keeps no session state (no startup options, no `search_path` of its own).
+    Transaction,
+}
+
 /// A secret from configuration; its `Debug` never shows it.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -63,11 +77,16 @@ pub struct Config {
     pub database_url: String,
     /// `LATCHKEY_DATABASE_SCHEMA`: PostgreSQL schema (search path) to keep the tables in.
     pub database_schema: Option<String>,
+    /// `LATCHKEY_DATABASE_POOLER`: `session` (direct, or PgBouncer in session mode) or
+    /// `transaction` (PgBouncer in transaction mode).
+    pub database_pooler: Pooler,
     /// `LATCHKEY_DATABASE_MAX_CONNECTIONS`.
     pub database_max_connections: u32,
     /// `LATCHKEY_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`: PostgreSQL ends a session of
     /// the pool that sits inside a transaction, waiting for the server, longer than this
-    /// (`idle_in_transaction_session_timeout`). 0 leaves the database's own setting.
+    /// (`idle_in_transaction_session_timeout`). 0 leaves the database's own setting. Not sent
+    /// with `LATCHKEY_DATABASE_POOLER=transaction` (PgBouncer refuses startup options): set
+    /// PgBouncer's `idle_transaction_timeout` instead.
     pub database_idle_in_transaction_timeout_seconds: u64,
     /// `LATCHKEY_LISTEN`.
     pub listen: SocketAddr,
@@ -167,6 +186,7 @@ impl Default for Config {
         Self {
             database_url: "sqlite://latchkey.db?mode=rwc".into(),
             database_schema: None,
+            database_pooler: Pooler::Session,
             database_max_connections: 8,
             database_idle_in_transaction_timeout_seconds: 10,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),

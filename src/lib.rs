@@ -74,6 +74,19 @@ const OPERATIONS_GRACE: Duration = Duration::from_secs(15);
 pub async fn connect(config: &Config) -> anyhow::Result<(persistence::Connection, Backend)> {
     let backend = Backend::of(&config.database_url)
         .context("DATABASE_URL must start with sqlite: or postgres://")?;
+    let transaction_pooling = config.database_pooler == crate::config::Pooler::Transaction;
+    if transaction_pooling {
+        anyhow::ensure!(
+            backend == Backend::Postgres,
+            "LATCHKEY_DATABASE_POOLER=transaction is for PostgreSQL behind PgBouncer"
+        );
+        anyhow::ensure!(
+            config.database_schema.is_none(),
+            "LATCHKEY_DATABASE_SCHEMA sets the search_path of each session, which transaction \
+             pooling does not keep: set it on the database role instead \
+             (ALTER ROLE <role> SET search_path = <schema>) and unset LATCHKEY_DATABASE_SCHEMA"
+        );
+    }
     let db = persistence::connect(
         &config.database_url,
         config.database_schema.as_deref(),
@@ -82,6 +95,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<(persistence::Connection
             idle_in_transaction_timeout: Duration::from_secs(
                 config.database_idle_in_transaction_timeout_seconds,
             ),
+            transaction_pooling,
         },
     )
     .await

@@ -321,7 +321,7 @@ async fn hold_the_lock_a_reset_needs(
     let blocker = observer.begin().await.unwrap();
     let sql = match backend {
         Backend::Sqlite => "UPDATE settings SET id = id WHERE id = 1",
-        Backend::Postgres => "LOCK TABLE reset_requests IN EXCLUSIVE MODE",
+        Backend::Postgres | Backend::PgBouncer => "LOCK TABLE reset_requests IN EXCLUSIVE MODE",
     };
     blocker.execute_unprepared(sql).await.unwrap();
     blocker
@@ -331,7 +331,7 @@ async fn hold_the_lock_a_reset_needs(
 /// shows the waiting lock; SQLite's busy wait shows nothing, so give it time).
 async fn wait_until_blocked(app: &TestApp, backend: Backend) {
     match backend {
-        Backend::Postgres => {
+        Backend::Postgres | Backend::PgBouncer => {
             // The observer's one connection holds the lock: look through another.
             let watcher = observer(app).await;
             let started = Instant::now();
@@ -581,6 +581,7 @@ async fn postgres_the_server_ends_a_transaction_left_idle_past_the_timeout(_back
         persistence::PoolOptions {
             max_connections: 2,
             idle_in_transaction_timeout: Duration::from_secs(1),
+            ..Default::default()
         },
     )
     .await

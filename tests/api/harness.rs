@@ -12,8 +12,8 @@ pub type TestFn = fn(Backend) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 pub type Tests = &'static [(&'static str, TestFn)];
 
 /// Declares a module's test list: `tests![a, b]` for bodies `async fn a(backend: Backend)`.
-/// Bodies named `postgres_…` run on PostgreSQL only: faults SQLite cannot have, such as its
-/// server going away.
+/// Bodies named `postgres_…` run on PostgreSQL only (directly, and through PgBouncer where
+/// their group is listed for it): faults SQLite cannot have, such as its server going away.
 #[macro_export]
 macro_rules! tests {
     ($($name:ident),* $(,)?) => {
@@ -34,7 +34,9 @@ pub const BROWSER: &str = "browser_";
 /// graphql-http, Apollo Gateway); like the browser tests they run once, on SQLite.
 pub const NODE: &str = "node_";
 
-pub fn trials(groups: &[Tests]) -> Vec<Trial> {
+/// Every test of `groups` runs on SQLite and PostgreSQL; those of `through_pgbouncer` (a
+/// subset) also once through PgBouncer in transaction mode.
+pub fn trials(groups: &[Tests], through_pgbouncer: &[Tests]) -> Vec<Trial> {
     let postgres = postgres_url();
     if postgres.is_none() {
         if std::env::var_os("CI").is_some() {
@@ -67,16 +69,32 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
              and npm, or run .ci/run ***\n"
         );
     }
+    let pgbouncer = crate::pgbouncer::available();
+    if let Err(missing) = &pgbouncer {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but the PgBouncer runs cannot happen: {missing}");
+        }
+        eprintln!(
+            "\n*** PgBouncer runs are SKIPPED (shown as ignored): {missing}. Run .ci/pgbouncer.sh \
+             and set LATCHKEY_TEST_PGBOUNCER, or run .ci/run ***\n"
+        );
+    }
     let mut trials = Vec::new();
     for group in groups {
+        let bounced = through_pgbouncer
+            .iter()
+            .any(|g| std::ptr::eq(g.as_ptr(), group.as_ptr()));
         for (name, body) in group.iter() {
-            for backend in [Backend::Sqlite, Backend::Postgres] {
+            for backend in [Backend::Sqlite, Backend::Postgres, Backend::PgBouncer] {
                 if backend == Backend::Sqlite && name.starts_with(POSTGRES_ONLY) {
                     continue;
                 }
-                if backend == Backend::Postgres
+                if backend != Backend::Sqlite
                     && (name.starts_with(BROWSER) || name.starts_with(NODE))
                 {
+                    continue;
+                }
+                if backend == Backend::PgBouncer && !bounced {
                     continue;
                 }
                 let body = *body;
@@ -84,7 +102,8 @@ pub fn trials(groups: &[Tests]) -> Vec<Trial> {
                     run(backend, body)
                 })
                 .with_ignored_flag(
-                    (backend == Backend::Postgres && postgres.is_none())
+                    (backend != Backend::Sqlite && postgres.is_none())
+                        || (backend == Backend::PgBouncer && pgbouncer.is_err())
                         || (name.starts_with(BROWSER) && browser.is_err())
                         || (name.starts_with(NODE) && node.is_err()),
                 );

@@ -7,18 +7,20 @@ use std::{
 };
 
 use domain::clock::ManualClock;
-use latchkey::config::{Config, Secret};
+use latchkey::config::{Config, Pooler, Secret};
 use reqwest::header::CONTENT_TYPE;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::smtp::SmtpReceiver;
+use crate::{pgbouncer::PgBouncer, smtp::SmtpReceiver};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// PostgreSQL through a PgBouncer in transaction mode that the test starts.
+    PgBouncer,
 }
 
 impl Backend {
@@ -26,6 +28,7 @@ impl Backend {
         match self {
             Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
+            Self::PgBouncer => "pgbouncer",
         }
     }
 }
@@ -52,6 +55,8 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<()>>,
     dir: Option<PathBuf>,
     pg_schema: Option<String>,
+    /// The PgBouncer this app's replicas share, and the role it logs in as (`PgBouncer` only).
+    pgbouncer: Option<(PgBouncer, String)>,
 }
 
 impl TestApp {
@@ -88,7 +93,7 @@ impl TestApp {
             Backend::Sqlite => {
                 config.database_url = format!("sqlite://{}/latchkey.db?mode=rwc", path.display());
             }
-            Backend::Postgres => {
+            Backend::Postgres | Backend::PgBouncer => {
                 let url = postgres_url().expect("LATCHKEY_TEST_POSTGRES_URL");
                 let schema = format!("t_{id}");
                 let admin = Database::connect(&url).await.unwrap();
@@ -102,19 +107,49 @@ impl TestApp {
                         .unwrap();
                 })
                 .await;
-                admin
-                    .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-                    .await
-                    .unwrap();
+                if backend == Backend::PgBouncer {
+                    // As a deployment behind PgBouncer would have it: a role of its own whose
+                    // settings give the search path (no session state from Latchkey).
+                    admin
+                        .execute_unprepared(&format!(
+                            "CREATE ROLE {schema} LOGIN; \
+                             CREATE SCHEMA {schema} AUTHORIZATION {schema}; \
+                             ALTER ROLE {schema} SET search_path = {schema}"
+                        ))
+                        .await
+                        .unwrap();
+                } else {
+                    admin
+                        .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                        .await
+                        .unwrap();
+                    config.database_schema = Some(schema.clone());
+                }
                 admin.close().await.ok();
                 config.database_url = url;
-                config.database_schema = Some(schema.clone());
                 config.jwt_secret = Some(Secret::new(format!("test-secret-{id}-{id}")));
                 pg_schema = Some(schema);
             }
         }
         adjust(&mut config);
-        if backend == Backend::Postgres {
+        let mut pgbouncer = None;
+        if backend == Backend::PgBouncer {
+            // After `adjust`, which may have pointed the URL at a proxy in front of PostgreSQL:
+            // PgBouncer goes in front of whatever the URL names.
+            let role = pg_schema.clone().unwrap();
+            let upstream = reqwest::Url::parse(&config.database_url).unwrap();
+            let bouncer = PgBouncer::start(
+                upstream.host_str().unwrap_or("127.0.0.1"),
+                upstream.port().unwrap_or(5432),
+                upstream.path().trim_start_matches('/'),
+                &role,
+            )
+            .await;
+            config.database_url = bouncer.url();
+            config.database_pooler = Pooler::Transaction;
+            pgbouncer = Some((bouncer, role));
+        }
+        if backend != Backend::Sqlite {
             latchkey::migrate(&config).await.unwrap();
         }
         let clock = Arc::new(ManualClock::default());
@@ -133,6 +168,7 @@ impl TestApp {
             server: None,
             dir,
             pg_schema,
+            pgbouncer,
         };
         app.start().await;
         app
@@ -153,6 +189,7 @@ impl TestApp {
             server: None,
             dir: None,
             pg_schema: None,
+            pgbouncer: None,
         };
         replica.start().await;
         replica
@@ -329,18 +366,9 @@ impl TestApp {
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
         cmd.args(args)
-            .env("DATABASE_URL", &self.config.database_url)
+            .envs(database_env(&self.config))
             .env("LATCHKEY_MAIL_DIR", &self.config.mail_dir)
             .stdin(std::process::Stdio::null());
-        if let Some(schema) = &self.config.database_schema {
-            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
-        }
-        if let Some(secret) = &self.config.jwt_secret {
-            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
-        }
-        if let Some(kek) = &self.config.key_encryption_key {
-            cmd.env("LATCHKEY_KEY_ENCRYPTION_KEY", kek.expose());
-        }
         cmd
     }
 
@@ -370,6 +398,11 @@ impl Drop for TestApp {
         if let Some(dir) = self.dir.take() {
             std::fs::remove_dir_all(dir).ok();
         }
+        // PgBouncer goes first: its server sessions would keep the role from being dropped.
+        let role = self.pgbouncer.take().map(|(bouncer, role)| {
+            drop(bouncer);
+            role
+        });
         if let Some(schema) = self.pg_schema.take() {
             // Best effort, on a thread of its own: Drop cannot await.
             let url = postgres_url().unwrap_or_default();
@@ -387,6 +420,14 @@ impl Drop for TestApp {
                                     "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
                                 ))
                                 .await;
+                            if let Some(role) = role {
+                                let _ = db
+                                    .execute_unprepared(&format!(
+                                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                                         WHERE usename = '{role}'; DROP ROLE IF EXISTS {role}"
+                                    ))
+                                    .await;
+                            }
                             db.close().await.ok();
                         }
                     });
@@ -396,6 +437,25 @@ impl Drop for TestApp {
             .ok();
         }
     }
+}
+
+/// The environment that points a `latchkey` process at `config`'s database: URL, schema or
+/// pooler, secret and key-encryption key.
+pub fn database_env(config: &Config) -> Vec<(&'static str, String)> {
+    let mut env = vec![("DATABASE_URL", config.database_url.clone())];
+    if let Some(schema) = &config.database_schema {
+        env.push(("LATCHKEY_DATABASE_SCHEMA", schema.clone()));
+    }
+    if config.database_pooler == Pooler::Transaction {
+        env.push(("LATCHKEY_DATABASE_POOLER", "transaction".to_owned()));
+    }
+    if let Some(secret) = &config.jwt_secret {
+        env.push(("LATCHKEY_JWT_SECRET", secret.expose().to_owned()));
+    }
+    if let Some(kek) = &config.key_encryption_key {
+        env.push(("LATCHKEY_KEY_ENCRYPTION_KEY", kek.expose().to_owned()));
+    }
+    env
 }
 
 /// The first error's `extensions.code`.

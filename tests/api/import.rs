@@ -486,7 +486,7 @@ async fn an_import_killed_half_way_and_run_again_ends_like_one_clean_run(backend
     loop {
         let busy = match backend {
             Backend::Sqlite => app.count("customers").await > 0,
-            Backend::Postgres => {
+            Backend::Postgres | Backend::PgBouncer => {
                 let row = app
                     .db
                     .query_one_raw(sea_orm::Statement::from_string(

@@ -1,5 +1,6 @@
 //! End-to-end tests: a real server on a random port, real HTTP, a fresh database per test.
-//! Every backend test runs twice, on SQLite and on PostgreSQL. PostgreSQL runs need
+//! Every backend test runs twice, on SQLite and on PostgreSQL (the replica, fault and key tests
+//! a third time, through PgBouncer in transaction mode). PostgreSQL runs need
 //! `LATCHKEY_TEST_POSTGRES_URL` (for example `postgres://postgres@127.0.0.1:5432/test`); without
 //! it they are listed as ignored, and under `CI=true` its absence is a failure.
 
@@ -23,6 +24,7 @@ mod keys;
 mod limits;
 mod node;
 mod ops;
+mod pgbouncer;
 mod process;
 mod proxy;
 mod replicas;
@@ -32,7 +34,7 @@ mod smtp;
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
-    let trials = harness::trials(&[
+    let groups = [
         accounts::TESTS,
         admin::TESTS,
         bulk::TESTS,
@@ -51,6 +53,9 @@ fn main() {
         connections::TESTS,
         import::TESTS,
         browser::TESTS,
-    ]);
+    ];
+    // Many replicas put PgBouncer in front of PostgreSQL: what they share goes through it.
+    let through_pgbouncer = [replicas::TESTS, faults::TESTS, keys::TESTS];
+    let trials = harness::trials(&groups, &through_pgbouncer);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -13,6 +13,7 @@ crate::tests![
     a_junk_forwarded_hop_does_not_let_a_client_choose_its_ip,
     cors_admits_only_configured_origins,
     schema_graphql_is_what_latchkey_schema_prints,
+    transaction_pooling_refuses_session_state_it_could_not_keep,
 ];
 
 async fn health_readiness_and_metrics_answer(backend: Backend) {
@@ -53,6 +54,32 @@ async fn metrics_are_not_on_the_api_port(backend: Backend) {
     assert_eq!(public.status(), StatusCode::NOT_FOUND);
     assert!(app.metrics().await.contains("latchkey_db_statements_total"));
     assert_ne!(app.metrics_addr.map(|a| a.port()), Some(app.addr.port()));
+}
+
+/// Behind PgBouncer in transaction mode a session's `SET search_path` would stay on the server
+/// session and reach whichever client borrows it next: such a configuration does not start.
+async fn transaction_pooling_refuses_session_state_it_could_not_keep(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let out = app
+        .command(&["migrate"])
+        .env("LATCHKEY_DATABASE_POOLER", "transaction")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let expected = match backend {
+        Backend::Sqlite => "is for PostgreSQL behind PgBouncer",
+        // The tests keep each PostgreSQL database in a schema of its own.
+        Backend::Postgres | Backend::PgBouncer => "ALTER ROLE",
+    };
+    assert!(stderr.contains(expected), "{stderr}");
+    // Without the pooler setting the same command works (it changed nothing).
+    let ok = app.command(&["migrate"]).output().unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }
 
 async fn readiness_reports_an_unreachable_database(backend: Backend) {

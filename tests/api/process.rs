@@ -26,21 +26,12 @@ impl ServerProcess {
             .local_addr()
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-        cmd.env("DATABASE_URL", &config.database_url)
+        cmd.envs(crate::helpers::database_env(config))
             .env("LATCHKEY_LISTEN", addr.to_string())
             .env("LATCHKEY_METRICS_LISTEN", metrics_addr.to_string())
             .env("LATCHKEY_MAIL_DIR", config.mail_dir.display().to_string())
             .env("RUST_LOG", "warn")
             .kill_on_drop(true);
-        if let Some(schema) = &config.database_schema {
-            cmd.env("LATCHKEY_DATABASE_SCHEMA", schema);
-        }
-        if let Some(secret) = &config.jwt_secret {
-            cmd.env("LATCHKEY_JWT_SECRET", secret.expose());
-        }
-        if let Some(kek) = &config.key_encryption_key {
-            cmd.env("LATCHKEY_KEY_ENCRYPTION_KEY", kek.expose());
-        }
         for (k, v) in env {
             cmd.env(k, v);
         }

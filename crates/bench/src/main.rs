@@ -13,6 +13,7 @@ mod admin_scale;
 mod ceilings;
 mod import;
 mod load;
+mod pgbouncer;
 mod seed;
 mod smtp_sink;
 
@@ -56,6 +57,10 @@ struct Cli {
     /// Skip SQLite (with `--postgres`, run PostgreSQL only).
     #[arg(long)]
     skip_sqlite: bool,
+    /// A PgBouncer 1.21+ binary (`.ci/pgbouncer.sh` prints one): with `--postgres`, the
+    /// signed-in `customer` query is measured a second time through it, in transaction mode.
+    #[arg(long, env = "LATCHKEY_BENCH_PGBOUNCER")]
+    pgbouncer: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -313,6 +318,7 @@ const KNOWN_FROM: usize = 10_000;
 // Scenario names, also what `--only` matches.
 const CUSTOMER: &str = "signed-in `customer` query";
 const CUSTOMER_EDDSA: &str = "signed-in `customer` query, EdDSA tokens";
+const CUSTOMER_PGBOUNCER: &str = "signed-in `customer` query, through PgBouncer (transaction mode)";
 const INTROSPECT: &str = "`POST /introspect` of a live customer token";
 const GRID: &str = "admin `customers(first: 100)`, all admin fields";
 const GRID_SEARCH: &str = "admin grid with `search: \"user12\"`";
@@ -626,6 +632,61 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             rss_mib: rss,
             ceiling: "point lookup".into(),
         });
+    }
+
+    // The same query on a second server whose pool goes through PgBouncer in transaction mode,
+    // with as many server sessions as the direct server's pool (8).
+    if let (Some(binary), true) = (&cli.pgbouncer, url.starts_with("postgres")) {
+        if cli.wants(CUSTOMER_PGBOUNCER) {
+            let bouncer = pgbouncer::start(binary, dir, url, 8, free_addr()?).await?;
+            let bounced_addr = free_addr()?;
+            let mut bounced_env = listening_on(&env, bounced_addr);
+            for (k, v) in bounced_env.iter_mut() {
+                if *k == "DATABASE_URL" {
+                    *v = bouncer.url.clone();
+                }
+            }
+            bounced_env.push(("LATCHKEY_DATABASE_POOLER", "transaction".to_owned()));
+            let bounced =
+                Process::start(&["server"], &bounced_env, bounced_addr, "/readyz").await?;
+            let body = json!({"query": "{ customer { id email } }"}).to_string();
+            let make: load::MakeRequest = {
+                let tokens = tokens.clone();
+                Arc::new(move |n| {
+                    post(
+                        bounced_addr,
+                        "/graphql",
+                        body.clone(),
+                        Some(&tokens[n as usize % tokens.len()]),
+                    )
+                })
+            };
+            let (stats, rss) = measure(
+                bounced.pid(),
+                bounced_addr,
+                make,
+                cli.connections,
+                cli.seconds,
+            )
+            .await;
+            let direct = rows
+                .iter()
+                .find(|r| r.name == CUSTOMER)
+                .map_or(0.0, |r| r.stats.rps());
+            rows.push(Row {
+                name: CUSTOMER_PGBOUNCER.into(),
+                ratio: if direct > 0.0 {
+                    stats.rps() / direct
+                } else {
+                    0.0
+                },
+                stats,
+                rss_mib: rss,
+                ceiling: "the same query, direct".into(),
+            });
+            drop(bounced);
+            drop(bouncer);
+        }
     }
 
     // The seeded tokens above are HS256, made with the legacy secret before the server's first

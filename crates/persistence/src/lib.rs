@@ -81,10 +81,15 @@ pub struct PoolOptions {
     /// PostgreSQL's `idle_in_transaction_session_timeout` for every session of the pool: a
     /// session left inside a transaction (by a bug, here or in a driver) is ended by the server
     /// after this, so it cannot hold rows and locks for minutes. `ZERO` leaves the server's
-    /// own setting alone (e.g. behind PgBouncer, which refuses startup options: set it on the
-    /// role instead). Longer than any transaction Latchkey runs, which waits on nothing but the
-    /// database between its statements.
+    /// own setting alone. Longer than any transaction Latchkey runs, which waits on nothing but the
+    /// database between its statements. Not sent with `transaction_pooling`.
     pub idle_in_transaction_timeout: Duration,
+    /// PostgreSQL behind PgBouncer in transaction mode: the pool's connections are PgBouncer's
+    /// clients, each transaction may run on another server session, and PgBouncer refuses
+    /// startup parameters it cannot carry from one session to the next (`options`,
+    /// `extra_float_digits`), so none is sent. Prepared statements stay: PgBouncer 1.21+
+    /// tracks them (`max_prepared_statements`).
+    pub transaction_pooling: bool,
 }
 
 impl Default for PoolOptions {
@@ -92,6 +97,7 @@ impl Default for PoolOptions {
         Self {
             max_connections: 8,
             idle_in_transaction_timeout: Duration::from_secs(10),
+            transaction_pooling: false,
         }
     }
 }
@@ -140,7 +146,10 @@ pub async fn connect(
             .idle_in_transaction_timeout
             .as_millis()
             .min(i32::MAX as u128);
-        if idle > 0 {
+        if pool.transaction_pooling {
+            // sqlx asks for `extra_float_digits` at start-up; Latchkey reads no float as text.
+            options.map_sqlx_postgres_opts(|o| o.extra_float_digits(None));
+        } else if idle > 0 {
             options.map_sqlx_postgres_opts(move |o| {
                 o.options([("idle_in_transaction_session_timeout", idle.to_string())])
             });
