@@ -636,57 +636,63 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
 
     // The same query on a second server whose pool goes through PgBouncer in transaction mode,
     // with as many server sessions as the direct server's pool (8).
-    if let (Some(binary), true) = (&cli.pgbouncer, url.starts_with("postgres")) {
-        if cli.wants(CUSTOMER_PGBOUNCER) {
-            let bouncer = pgbouncer::start(binary, dir, url, 8, free_addr()?).await?;
-            let bounced_addr = free_addr()?;
-            let mut bounced_env = listening_on(&env, bounced_addr);
-            for (k, v) in bounced_env.iter_mut() {
-                if *k == "DATABASE_URL" {
-                    *v = bouncer.url.clone();
-                }
+    if let (Some(binary), true) = (&cli.pgbouncer, url.starts_with("postgres"))
+        && cli.wants(CUSTOMER_PGBOUNCER)
+    {
+        let bouncer = pgbouncer::start(binary, dir, url, 8, free_addr()?).await?;
+        let bounced_addr = free_addr()?;
+        let mut bounced_env = listening_on(&env, bounced_addr);
+        for (k, v) in bounced_env.iter_mut() {
+            if *k == "DATABASE_URL" {
+                *v = bouncer.url.clone();
             }
-            bounced_env.push(("LATCHKEY_DATABASE_POOLER", "transaction".to_owned()));
-            let bounced =
-                Process::start(&["server"], &bounced_env, bounced_addr, "/readyz").await?;
-            let body = json!({"query": "{ customer { id email } }"}).to_string();
-            let make: load::MakeRequest = {
-                let tokens = tokens.clone();
-                Arc::new(move |n| {
-                    post(
-                        bounced_addr,
-                        "/graphql",
-                        body.clone(),
-                        Some(&tokens[n as usize % tokens.len()]),
-                    )
-                })
-            };
-            let (stats, rss) = measure(
-                bounced.pid(),
-                bounced_addr,
-                make,
-                cli.connections,
-                cli.seconds,
-            )
-            .await;
-            let direct = rows
-                .iter()
-                .find(|r| r.name == CUSTOMER)
-                .map_or(0.0, |r| r.stats.rps());
-            rows.push(Row {
-                name: CUSTOMER_PGBOUNCER.into(),
-                ratio: if direct > 0.0 {
-                    stats.rps() / direct
-                } else {
-                    0.0
-                },
-                stats,
-                rss_mib: rss,
-                ceiling: "the same query, direct".into(),
-            });
-            drop(bounced);
-            drop(bouncer);
         }
+        bounced_env.push(("LATCHKEY_DATABASE_POOLER", "transaction".to_owned()));
+        let bounced = Process::start(&["server"], &bounced_env, bounced_addr, "/readyz").await?;
+        let body = json!({"query": "{ customer { id email } }"}).to_string();
+        let make: load::MakeRequest = {
+            let tokens = tokens.clone();
+            Arc::new(move |n| {
+                post(
+                    bounced_addr,
+                    "/graphql",
+                    body.clone(),
+                    Some(&tokens[n as usize % tokens.len()]),
+                )
+            })
+        };
+        let cpu_before = bouncer.cpu_seconds();
+        let (stats, rss) = measure(
+            bounced.pid(),
+            bounced_addr,
+            make,
+            cli.connections,
+            cli.seconds,
+        )
+        .await;
+        let cpu = bouncer.cpu_seconds() - cpu_before;
+        println!(
+            "PgBouncer used {cpu:.1} CPU seconds in the {} s run ({:.0} % of one core; it runs on one thread)",
+            cli.seconds,
+            cpu / cli.seconds as f64 * 100.0
+        );
+        let direct = rows
+            .iter()
+            .find(|r| r.name == CUSTOMER)
+            .map_or(0.0, |r| r.stats.rps());
+        rows.push(Row {
+            name: CUSTOMER_PGBOUNCER.into(),
+            ratio: if direct > 0.0 {
+                stats.rps() / direct
+            } else {
+                0.0
+            },
+            stats,
+            rss_mib: rss,
+            ceiling: "the same query, direct".into(),
+        });
+        drop(bounced);
+        drop(bouncer);
     }
 
     // The seeded tokens above are HS256, made with the legacy secret before the server's first

@@ -7,8 +7,27 @@ use std::{net::SocketAddr, path::Path, process::Stdio, time::Duration};
 use tokio::process::{Child, Command};
 
 pub struct PgBouncer {
-    _child: Child,
+    child: Child,
     pub url: String,
+}
+
+impl PgBouncer {
+    /// CPU seconds PgBouncer has used so far (user + system, from `/proc`).
+    pub fn cpu_seconds(&self) -> f64 {
+        let Some(pid) = self.child.id() else {
+            return 0.0;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let ticks: Vec<f64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        ticks.iter().sum::<f64>() / 100.0
+    }
 }
 
 /// Starts `binary` in `dir` in front of `url`'s server and database, with `pool_size` server
@@ -66,7 +85,7 @@ pub async fn start(
     for _ in 0..200 {
         if tokio::net::TcpStream::connect(listen).await.is_ok() {
             return Ok(PgBouncer {
-                _child: child,
+                child,
                 url: format!("postgres://latchkey@{listen}/latchkey"),
             });
         }
