@@ -224,6 +224,12 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         links,
         Arc::new(wakeup.clone()),
     );
+    let email_changes = Arc::new(domain::email_change::EmailChanges::new(
+        store.clone(),
+        parts.clone(),
+        domain::email_change::EmailChangeLinks::under(&public_url),
+        Arc::new(wakeup.clone()),
+    ));
     let admins = Arc::new(Admins::new(store.clone(), parts));
     let introspection = Arc::new(introspect::Introspection {
         accounts: accounts.clone(),
@@ -236,6 +242,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             resets: Arc::new(resets),
             admins,
             bulk: bulk_jobs.clone(),
+            email_changes,
         },
         &SchemaOptions {
             introspection: config.introspection_enabled(),

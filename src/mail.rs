@@ -14,7 +14,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use domain::{
     clock::Clock,
-    ports::{MailKind, MailLane, MailSignal},
+    ports::{MailLane, MailSignal},
 };
 use futures::StreamExt;
 use lettre::{
@@ -146,15 +146,18 @@ impl Templates {
             "password_changed.en",
             "password_changed.ja",
             "password_changed.ko",
+            "email_change_confirm.en",
+            "email_change_confirm.ja",
+            "email_change_confirm.ko",
+            "email_change_notice.en",
+            "email_change_notice.ja",
+            "email_change_notice.ko",
         );
         Ok(Self { env, store_name })
     }
 
     pub fn render(&self, m: &OutboxMessage) -> anyhow::Result<Rendered> {
-        let kind = match m.kind {
-            MailKind::PasswordReset => "password_reset",
-            MailKind::PasswordChanged => "password_changed",
-        };
+        let kind = m.kind.as_str();
         let name = format!("{kind}.{}", m.locale.as_str());
         let hours = m
             .link_expires_at
@@ -462,5 +465,42 @@ mod tests {
         assert_eq!(lease(5, 10).num_seconds(), 50);
         assert_eq!(lease(5, 1).num_seconds(), 5);
         assert_eq!(lease(0, 0).num_seconds(), 5);
+    }
+
+    /// Every kind of message has its subject, text and HTML in every language, each naming
+    /// the store, and those with a link carry it (with the language filled in) in both parts.
+    #[test]
+    fn every_message_renders_in_every_language() {
+        use domain::{customer::Locale, ports::MailKind};
+        let templates = super::Templates::new("Test Store".into()).unwrap();
+        for kind in MailKind::ALL {
+            for locale in [Locale::En, Locale::Ja, Locale::Ko] {
+                let message = persistence::OutboxMessage {
+                    id: uuid::Uuid::nil(),
+                    claim_id: uuid::Uuid::nil(),
+                    kind,
+                    recipient: "ann@example.com".into(),
+                    locale,
+                    link: Some("https://shop.example/x?token=abc&lang={locale}".into()),
+                    link_expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(24)),
+                    firstname: "Ann".into(),
+                    lastname: "Lee".into(),
+                    attempts: 0,
+                };
+                let r = templates.render(&message).unwrap();
+                let at = format!("{kind:?} {locale:?}");
+                assert!(r.subject.contains("Test Store"), "{at}: {}", r.subject);
+                assert!(r.text.contains("Ann") && r.html.contains("Ann"), "{at}");
+                if kind != MailKind::PasswordChanged {
+                    let link = format!("token=abc&lang={}", locale.as_str());
+                    assert!(r.text.contains(&link), "{at}: {}", r.text);
+                    assert!(
+                        r.html.contains(&link.replace('&', "&amp;")),
+                        "{at}: {}",
+                        r.html
+                    );
+                }
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ mod m20261202_000007_import;
 mod m20261203_000008_search;
 mod m20261203_000009_bulk;
 mod m20261204_000010_keys;
+mod m20261205_000011_email_changes;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_search::Migration),
             Box::new(m20261203_000009_bulk::Migration),
             Box::new(m20261204_000010_keys::Migration),
+            Box::new(m20261205_000011_email_changes::Migration),
         ]
     }
 }

@@ -21,6 +21,7 @@ mod helpers;
 mod import;
 mod introspect;
 mod keys;
+mod lifecycle;
 mod limits;
 mod node;
 mod ops;
@@ -46,6 +47,7 @@ fn main() {
         faults::TESTS,
         hangups::TESTS,
         keys::TESTS,
+        lifecycle::TESTS,
         introspect::TESTS,
         graphql_http::TESTS,
         federation::TESTS,

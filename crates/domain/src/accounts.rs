@@ -14,7 +14,10 @@ use crate::{
     email::Email,
     limits::{Check, ClientKey, LimitKey, Limiter, PrincipalKind, Rule},
     password::{NewPassword, PasswordCandidate, PasswordPolicy},
-    ports::{AccountStore, CreateCustomerError, MailSignal, NewCustomer, NewMail, SettingsSource},
+    ports::{
+        AccountStore, CreateCustomerError, MailSignal, NewCustomer, NewMail, ProfileChange,
+        SettingsSource,
+    },
     sign_in::SignIn,
     token::{TokenCodec, TokenKind},
 };
@@ -26,6 +29,14 @@ pub struct CreateCustomerInput {
     pub firstname: String,
     pub lastname: String,
     pub password: String,
+    pub locale: Option<String>,
+}
+
+/// What `updateCustomer` receives, still untrusted; absent fields stay as they are.
+#[derive(Clone, Default)]
+pub struct UpdateCustomerInput {
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
     pub locale: Option<String>,
 }
 
@@ -260,6 +271,52 @@ impl Accounts {
             .ok_or(Error::Unauthenticated)
     }
 
+    /// `updateCustomer`: names and language. The email address has its own confirmed flow
+    /// ([`crate::email_change`]); the password too.
+    pub async fn update_profile(
+        &self,
+        principal: &CustomerPrincipal,
+        input: UpdateCustomerInput,
+    ) -> Result<Customer> {
+        let name = |field: &'static str, raw: Option<&str>| {
+            raw.map(|raw| {
+                parse_name(raw).ok_or_else(|| {
+                    Error::bad_input(
+                        field,
+                        "must be 1 to 255 characters without control characters",
+                    )
+                })
+            })
+            .transpose()
+        };
+        let firstname = name("firstname", input.firstname.as_deref())?;
+        let lastname = name("lastname", input.lastname.as_deref())?;
+        let locale = input
+            .locale
+            .as_deref()
+            .map(|tag| {
+                Locale::parse(tag).ok_or_else(|| {
+                    Error::bad_input("locale", "supported locales are en, ja and ko")
+                })
+            })
+            .transpose()?;
+        let customer = self
+            .store
+            .update_profile(
+                principal.customer.id,
+                ProfileChange {
+                    firstname,
+                    lastname,
+                    locale,
+                },
+                self.parts.clock.now(),
+            )
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        tracing::info!(event = "profile_updated", customer_id = %customer.id);
+        Ok(customer)
+    }
+
     /// A customer by id (the admin's Edit page).
     pub async fn customer(&self, id: Uuid) -> Result<Option<Customer>> {
         self.store.customer_by_id(id).await
@@ -287,7 +344,12 @@ impl Accounts {
 }
 
 pub(crate) fn parse_email(raw: &str) -> Result<Email> {
-    Email::parse(raw).map_err(|e| Error::bad_input("email", e.to_string()))
+    parse_email_field("email", raw)
+}
+
+/// An email address from the argument `field`.
+pub(crate) fn parse_email_field(field: &'static str, raw: &str) -> Result<Email> {
+    Email::parse(raw).map_err(|e| Error::bad_input(field, e.to_string()))
 }
 
 impl Wiring {

@@ -31,6 +31,12 @@ pub enum Error {
     /// The reset link is past its lifetime.
     #[error("this password reset link has expired")]
     ResetTokenExpired,
+    /// An email-change (or invitation) link that is unknown, used, cancelled or superseded.
+    #[error("this link is invalid")]
+    LinkInvalid,
+    /// An email-change (or invitation) link past its lifetime.
+    #[error("this link has expired")]
+    LinkExpired,
     /// The new password breaks these rules.
     #[error("the password does not meet the password policy")]
     PasswordPolicy(Vec<PolicyViolation>),

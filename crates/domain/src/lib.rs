@@ -12,6 +12,7 @@ pub mod bulk;
 pub mod clock;
 pub mod customer;
 pub mod email;
+pub mod email_change;
 pub mod error;
 pub mod import;
 pub mod keys;

@@ -76,6 +76,8 @@ pub enum LimitKey {
     SignInByAccount(PrincipalKind, String),
     /// `createCustomer` by client.
     RegistrationByIp(ClientKey),
+    /// `requestCustomerEmailChange` by customer (each sends two messages).
+    EmailChangeByCustomer(Uuid),
 }
 
 impl LimitKey {
@@ -89,6 +91,7 @@ impl LimitKey {
             Self::SignInByIp(kind, ip) => format!("sign-in:ip:{}:{}", kind.as_str(), ip.0),
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
+            Self::EmailChangeByCustomer(id) => format!("email-change:customer:{id}"),
         }
     }
 

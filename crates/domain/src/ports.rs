@@ -32,8 +32,24 @@ pub enum CreateCustomerError {
     Other(crate::Error),
 }
 
+/// Profile fields to set; `None` leaves one as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileChange {
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
+    pub locale: Option<crate::customer::Locale>,
+}
+
 #[async_trait]
 pub trait AccountStore: Send + Sync {
+    /// Sets the given profile fields (and the search text the names are part of); `None` when
+    /// there is no such customer.
+    async fn update_profile(
+        &self,
+        customer_id: Uuid,
+        change: ProfileChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Customer>>;
     async fn create_customer(&self, new: NewCustomer) -> Result<Customer, CreateCustomerError>;
     async fn customer_by_id(&self, id: Uuid) -> Result<Option<Customer>>;
     /// In one transaction: stores the new hash, clears lockout, revokes every live session of
@@ -92,22 +108,31 @@ impl MailLane {
 pub enum MailKind {
     PasswordReset,
     PasswordChanged,
+    /// To the new address: the link that applies an email change.
+    EmailChangeConfirm,
+    /// To the old address: an email change was asked for; the link cancels it.
+    EmailChangeNotice,
 }
 
 impl MailKind {
+    pub const ALL: [Self; 4] = [
+        Self::PasswordReset,
+        Self::PasswordChanged,
+        Self::EmailChangeConfirm,
+        Self::EmailChangeNotice,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::EmailChangeConfirm => "email_change_confirm",
+            Self::EmailChangeNotice => "email_change_notice",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "password_reset" => Some(Self::PasswordReset),
-            "password_changed" => Some(Self::PasswordChanged),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -117,10 +142,13 @@ pub struct NewMail {
     pub id: Uuid,
     pub kind: MailKind,
     pub customer_id: Uuid,
-    /// Always the address stored on the account.
+    /// The address stored on the account; for an email change's confirmation, the new one.
     pub recipient: String,
     pub locale: crate::customer::Locale,
     pub created_at: DateTime<Utc>,
+    /// A link carrying a raw token, and until when it works: kept in the outbox row until the
+    /// message is sent, then scrubbed.
+    pub link: Option<(String, DateTime<Utc>)>,
 }
 
 impl NewMail {
@@ -132,6 +160,7 @@ impl NewMail {
             recipient: customer.email.as_str().to_owned(),
             locale: customer.locale,
             created_at: now,
+            link: None,
         }
     }
 }

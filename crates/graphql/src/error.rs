@@ -12,6 +12,8 @@ pub mod codes {
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const RESET_TOKEN_INVALID: &str = "RESET_TOKEN_INVALID";
     pub const RESET_TOKEN_EXPIRED: &str = "RESET_TOKEN_EXPIRED";
+    pub const LINK_INVALID: &str = "LINK_INVALID";
+    pub const LINK_EXPIRED: &str = "LINK_EXPIRED";
     pub const PASSWORD_POLICY: &str = "PASSWORD_POLICY";
     pub const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
@@ -44,6 +46,8 @@ impl From<ApiError> for async_graphql::Error {
             Error::RateLimited { .. } => codes::RATE_LIMITED,
             Error::ResetTokenInvalid => codes::RESET_TOKEN_INVALID,
             Error::ResetTokenExpired => codes::RESET_TOKEN_EXPIRED,
+            Error::LinkInvalid => codes::LINK_INVALID,
+            Error::LinkExpired => codes::LINK_EXPIRED,
             Error::PasswordPolicy(_) => codes::PASSWORD_POLICY,
             Error::AuthenticationFailed => codes::AUTHENTICATION_FAILED,
             Error::Internal(_) => codes::INTERNAL_SERVER_ERROR,

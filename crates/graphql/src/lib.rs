@@ -28,6 +28,7 @@ pub struct Services {
     pub resets: Arc<Resets>,
     pub admins: Arc<Admins>,
     pub bulk: Arc<domain::bulk::BulkJobs>,
+    pub email_changes: Arc<domain::email_change::EmailChanges>,
 }
 
 #[derive(MergedObject, Default)]

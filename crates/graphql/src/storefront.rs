@@ -6,7 +6,7 @@ use domain::accounts::CreateCustomerInput as NewCustomerInput;
 use crate::{
     ApiError,
     context::{customer, request, services},
-    types::{CreateCustomerInput, Customer, CustomerSession, CustomerToken},
+    types::{CreateCustomerInput, Customer, CustomerSession, CustomerToken, UpdateCustomerInput},
 };
 
 #[derive(Default)]
@@ -128,6 +128,75 @@ impl CustomerMutation {
             )
             .await?;
         Ok(Customer(updated))
+    }
+
+    /// Changes the signed-in customer's names and language (absent fields stay). The email
+    /// address changes through `requestCustomerEmailChange`, the password through
+    /// `changeCustomerPassword`.
+    async fn update_customer(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateCustomerInput,
+    ) -> Result<Customer, ApiError> {
+        let principal = customer(ctx).await?;
+        let input = domain::accounts::UpdateCustomerInput {
+            firstname: input.firstname,
+            lastname: input.lastname,
+            locale: input.locale,
+        };
+        Ok(Customer(
+            services(ctx)?
+                .accounts
+                .update_profile(&principal, input)
+                .await?,
+        ))
+    }
+
+    /// Asks to move the account to `newEmail`; takes the current password
+    /// (AUTHENTICATION_FAILED otherwise, counted like a sign-in). The new address gets a
+    /// confirmation link, the current one a notice with a link that cancels the change and
+    /// signs every device out. Nothing changes until the new address confirms. An address
+    /// another account has is refused as `createCustomer` refuses it.
+    async fn request_customer_email_change(
+        &self,
+        ctx: &Context<'_>,
+        new_email: String,
+        #[graphql(secret)] current_password: String,
+    ) -> Result<bool, ApiError> {
+        let principal = customer(ctx).await?;
+        services(ctx)?
+            .email_changes
+            .request(
+                &principal,
+                &new_email,
+                &current_password,
+                &request(ctx).client,
+            )
+            .await?;
+        Ok(true)
+    }
+
+    /// The new address's confirmation link: applies the change (once; LINK_INVALID after,
+    /// LINK_EXPIRED past its lifetime) and voids outstanding reset links. Needs no sign-in:
+    /// the link is the proof.
+    async fn confirm_customer_email_change(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> Result<bool, ApiError> {
+        services(ctx)?.email_changes.confirm(&token).await?;
+        Ok(true)
+    }
+
+    /// The old address's "this wasn't me" link: cancels the change (or puts the old address
+    /// back if it was confirmed already), signs every device out and voids reset links.
+    async fn cancel_customer_email_change(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> Result<bool, ApiError> {
+        services(ctx)?.email_changes.cancel(&token).await?;
+        Ok(true)
     }
 
     /// Signs out one device (an `id` from `customerSessions`).

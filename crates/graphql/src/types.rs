@@ -137,6 +137,15 @@ impl CustomerSession {
     }
 }
 
+/// The profile fields `updateCustomer` sets; absent fields stay as they are.
+#[derive(InputObject)]
+pub struct UpdateCustomerInput {
+    pub firstname: Option<String>,
+    pub lastname: Option<String>,
+    /// `en`, `ja` or `ko`; regional tags like `ja-JP` are accepted.
+    pub locale: Option<String>,
+}
+
 #[derive(InputObject)]
 pub struct CreateCustomerInput {
     pub email: String,

@@ -6,12 +6,12 @@ use domain::{
     Error, Result,
     customer::{Customer, Locale, Session},
     email::Email,
-    ports::{AccountStore, CreateCustomerError, NewCustomer, NewMail},
+    ports::{AccountStore, CreateCustomerError, NewCustomer, NewMail, ProfileChange},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    FromQueryResult, JoinType, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait,
-    SqlErr, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, RelationTrait, SqlErr, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -140,6 +140,37 @@ fn live(now: DateTime<Utc>) -> sea_orm::Condition {
 
 #[async_trait]
 impl AccountStore for SqlStore {
+    async fn update_profile(
+        &self,
+        customer_id: Uuid,
+        change: ProfileChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Customer>> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let Some(current) = lock_customer(txn, customer_id).await? else {
+                    return Ok(End::Rollback(None));
+                };
+                let firstname = change.firstname.unwrap_or(current.firstname.clone());
+                let lastname = change.lastname.unwrap_or(current.lastname.clone());
+                let locale = change
+                    .locale
+                    .map_or(current.locale.clone(), |l| l.as_str().to_owned());
+                let search_text =
+                    domain::search::search_text(&current.email_key, &firstname, &lastname);
+                let mut model: customer::ActiveModel = current.into();
+                model.firstname = Set(firstname);
+                model.lastname = Set(lastname);
+                model.locale = Set(locale);
+                model.search_text = Set(search_text);
+                model.updated_at = Set(now);
+                let updated = model.update(txn).await.map_err(db_err)?;
+                Ok(End::Commit(Some(to_customer(updated))))
+            })
+        })
+        .await
+    }
+
     async fn create_customer(&self, new: NewCustomer) -> Result<Customer, CreateCustomerError> {
         let search_text =
             domain::search::search_text(new.email.key(), &new.firstname, &new.lastname);
@@ -262,6 +293,19 @@ impl AccountStore for SqlStore {
             .map_err(db_err)?;
         Ok(result.rows_affected == 1)
     }
+}
+
+/// The customer's row, locked for the rest of the transaction on PostgreSQL (SQLite has one
+/// writer): the writes that derive the search text from it must not interleave.
+pub(crate) async fn lock_customer(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+) -> Result<Option<customer::Model>> {
+    let mut find = customer::Entity::find_by_id(id);
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        find = find.lock_exclusive();
+    }
+    find.one(txn).await.map_err(db_err)
 }
 
 /// Every password change, whatever its path: new hash, lockout cleared, sessions revoked

@@ -5,6 +5,7 @@ mod accounts;
 mod admin;
 mod bulk;
 mod cleanup;
+mod email_change;
 mod entities;
 mod grid;
 mod import;

@@ -59,14 +59,15 @@ impl std::fmt::Debug for OutboxMessage {
 }
 
 pub(crate) fn new_row(mail: NewMail) -> email_outbox::ActiveModel {
+    let (link, link_expires_at) = mail.link.unzip();
     email_outbox::ActiveModel {
         id: Set(mail.id),
         kind: Set(mail.kind.as_str().to_owned()),
         customer_id: Set(Some(mail.customer_id)),
         recipient: Set(mail.recipient),
         locale: Set(mail.locale.as_str().to_owned()),
-        link: Set(None),
-        link_expires_at: Set(None),
+        link: Set(link),
+        link_expires_at: Set(link_expires_at),
         status: Set(PENDING.to_owned()),
         attempts: Set(0),
         next_attempt_at: Set(mail.created_at),

@@ -7,6 +7,7 @@ pub mod audit_log;
 pub mod bulk_job;
 pub mod bulk_job_item;
 pub mod customer;
+pub mod email_change;
 pub mod email_outbox;
 pub mod limit_event;
 pub mod password_reset_token;

@@ -1,0 +1,293 @@
+//! Changing a customer's email address. The reset email goes to the stored address, so who can
+//! change it decides who can take the account over; the rules:
+//!
+//! - asking takes the current password (checked like a sign-in: same limits, a wrong one
+//!   counts), so a stolen session alone cannot move the account to another address;
+//! - the change applies only when the *new* address confirms, through a single-use link (its
+//!   SHA-256 alone is stored) that lives as long as a reset link;
+//! - the *old* address is told at once, with a "this wasn't me" link: it cancels the change
+//!   (or, once confirmed, puts the old address back while no other account has taken it) and
+//!   signs every device out;
+//! - a newer request supersedes an older one; applying a change voids outstanding reset links.
+//!
+//! The tokens are [`RawResetToken`]s by shape (256 random bits), kept in a table of their own,
+//! so no email-change token can ever be used as a reset token or the other way round.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    accounts::{CustomerPrincipal, Wiring, parse_email_field},
+    customer::{ClientInfo, Customer},
+    email::Email,
+    limits::{Check, LimitKey, PrincipalKind, Rule},
+    password::PasswordCandidate,
+    ports::{MailKind, MailSignal, NewMail},
+    reset::{LOCALE_PLACEHOLDER, RawResetToken},
+};
+
+/// How long the old address's "this wasn't me" link works: well past the confirmation link's
+/// lifetime, so an owner who reads the notice days later can still undo a confirmed change.
+pub const CANCEL_WINDOW: Duration = Duration::days(7);
+/// Email-change requests per customer per hour (each sends two messages).
+pub const MAX_REQUESTS_PER_HOUR: u32 = 5;
+
+/// A change about to be recorded with its two messages.
+#[derive(Debug, Clone)]
+pub struct NewEmailChange {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub old_email: Email,
+    pub new_email: Email,
+    pub confirm_hash: String,
+    pub cancel_hash: String,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub cancel_until: DateTime<Utc>,
+    /// To the new address, with the confirmation link.
+    pub confirm_mail: NewMail,
+    /// To the old address, with the cancel link.
+    pub notice_mail: NewMail,
+}
+
+/// A recorded change, found by one of its hashes.
+#[derive(Debug, Clone)]
+pub struct StoredEmailChange {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub expires_at: DateTime<Utc>,
+    pub cancel_until: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub superseded_at: Option<DateTime<Utc>>,
+}
+
+/// Which of a change's two links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailChangeLink {
+    Confirm,
+    Cancel,
+}
+
+/// What applying a confirmed change came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Changed(Customer),
+    /// Another account took the new address meanwhile; nothing changed.
+    EmailTaken,
+    /// A concurrent use of the link (or a cancel) won; nothing changed.
+    Gone,
+}
+
+#[async_trait]
+pub trait EmailChangeStore: Send + Sync {
+    /// In one transaction: refuses (`Ok(false)`) when an account has the new address;
+    /// otherwise supersedes the customer's pending changes, records this one and queues both
+    /// messages.
+    async fn request_email_change(&self, change: NewEmailChange) -> Result<bool>;
+    async fn find_email_change(
+        &self,
+        token_hash: &str,
+        link: EmailChangeLink,
+    ) -> Result<Option<StoredEmailChange>>;
+    /// In one transaction, only if the change is still pending: the customer gets the new
+    /// address (and its search text), outstanding reset links are voided, and the change is
+    /// marked confirmed.
+    async fn confirm_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Applied>;
+    /// In one transaction, only if not cancelled yet: marks the change cancelled, puts the old
+    /// address back if the change was confirmed and no other account has the old address
+    /// since, revokes every live session of the customer and voids outstanding reset links and
+    /// pending email changes. False when it was already cancelled.
+    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+}
+
+/// Where the two links point: templates with `{token}` (and optionally `{locale}`).
+#[derive(Debug, Clone)]
+pub struct EmailChangeLinks {
+    pub confirm: String,
+    pub cancel: String,
+}
+
+impl EmailChangeLinks {
+    /// The built-in storefront pages under `public_url`.
+    pub fn under(public_url: &str) -> Self {
+        Self {
+            confirm: format!(
+                "{public_url}/account/confirm-email?token={{token}}&lang={LOCALE_PLACEHOLDER}"
+            ),
+            cancel: format!(
+                "{public_url}/account/cancel-email-change?token={{token}}&lang={LOCALE_PLACEHOLDER}"
+            ),
+        }
+    }
+}
+
+pub struct EmailChanges {
+    store: Arc<dyn EmailChangeStore>,
+    parts: Wiring,
+    links: EmailChangeLinks,
+    mail: Arc<dyn MailSignal>,
+}
+
+impl EmailChanges {
+    pub fn new(
+        store: Arc<dyn EmailChangeStore>,
+        parts: Wiring,
+        links: EmailChangeLinks,
+        mail: Arc<dyn MailSignal>,
+    ) -> Self {
+        Self {
+            store,
+            parts,
+            links,
+            mail,
+        }
+    }
+
+    /// `requestCustomerEmailChange`: checks the current password, then records the change and
+    /// mails both addresses. Nothing about the account changes until the new address confirms.
+    pub async fn request(
+        &self,
+        principal: &CustomerPrincipal,
+        new_email: &str,
+        current_password: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let customer = &principal.customer;
+        let new_email = parse_email_field("newEmail", new_email)?;
+        if new_email.key() == customer.email.key() {
+            return Err(Error::bad_input(
+                "newEmail",
+                "is already this account's email address",
+            ));
+        }
+        let candidate =
+            PasswordCandidate::parse(current_password).ok_or(Error::AuthenticationFailed)?;
+        let settings = self.parts.settings.current().await?;
+        self.parts
+            .sign_in
+            .verify(
+                PrincipalKind::Customer,
+                customer.email.key(),
+                &candidate,
+                client,
+                &settings,
+            )
+            .await?;
+        let now = self.parts.clock.now();
+        let limit = [Check::new(
+            LimitKey::EmailChangeByCustomer(customer.id),
+            Rule::per(MAX_REQUESTS_PER_HOUR, Duration::hours(1)),
+        )];
+        // A taken address counts too: the answer must not become a free address oracle.
+        match self.parts.limiter.reserve(&limit, now).await? {
+            Ok(counted) => counted.keep(),
+            Err(refused) => {
+                return Err(Error::RateLimited {
+                    retry_after_seconds: refused.retry_after_seconds,
+                });
+            }
+        };
+        let confirm = RawResetToken::generate()?;
+        let cancel = RawResetToken::generate()?;
+        let expires_at = now + settings.reset.link_lifetime;
+        let cancel_until = now + CANCEL_WINDOW.max(settings.reset.link_lifetime);
+        let link =
+            |template: &str, token: &RawResetToken| template.replace("{token}", token.expose());
+        let change = NewEmailChange {
+            id: Uuid::now_v7(),
+            customer_id: customer.id,
+            old_email: customer.email.clone(),
+            new_email: new_email.clone(),
+            confirm_hash: confirm.hash(),
+            cancel_hash: cancel.hash(),
+            now,
+            expires_at,
+            cancel_until,
+            confirm_mail: NewMail {
+                id: Uuid::now_v7(),
+                kind: MailKind::EmailChangeConfirm,
+                customer_id: customer.id,
+                recipient: new_email.as_str().to_owned(),
+                locale: customer.locale,
+                created_at: now,
+                link: Some((link(&self.links.confirm, &confirm), expires_at)),
+            },
+            notice_mail: NewMail {
+                id: Uuid::now_v7(),
+                kind: MailKind::EmailChangeNotice,
+                customer_id: customer.id,
+                recipient: customer.email.as_str().to_owned(),
+                locale: customer.locale,
+                created_at: now,
+                link: Some((link(&self.links.cancel, &cancel), cancel_until)),
+            },
+        };
+        if !self.store.request_email_change(change).await? {
+            // Said exactly as `createCustomer` says it, and no more.
+            return Err(Error::bad_input(
+                "newEmail",
+                "an account with this email address already exists",
+            ));
+        }
+        self.mail.notify();
+        tracing::info!(event = "email_change_requested", customer_id = %customer.id);
+        Ok(())
+    }
+
+    /// `confirmCustomerEmailChange`: the new address's link. Works once, while the change is
+    /// pending and the link is within its lifetime.
+    pub async fn confirm(&self, token: &str) -> Result<Customer> {
+        let now = self.parts.clock.now();
+        let change = self.find(token, EmailChangeLink::Confirm).await?;
+        if change.confirmed_at.is_some()
+            || change.cancelled_at.is_some()
+            || change.superseded_at.is_some()
+        {
+            return Err(Error::LinkInvalid);
+        }
+        if now >= change.expires_at {
+            return Err(Error::LinkExpired);
+        }
+        match self.store.confirm_email_change(change.id, now).await? {
+            Applied::Changed(customer) => {
+                tracing::info!(event = "email_changed", customer_id = %customer.id);
+                Ok(customer)
+            }
+            Applied::EmailTaken => Err(Error::bad_input(
+                "newEmail",
+                "an account with this email address already exists",
+            )),
+            Applied::Gone => Err(Error::LinkInvalid),
+        }
+    }
+
+    /// `cancelCustomerEmailChange`: the old address's "this wasn't me" link.
+    pub async fn cancel(&self, token: &str) -> Result<()> {
+        let now = self.parts.clock.now();
+        let change = self.find(token, EmailChangeLink::Cancel).await?;
+        if change.cancelled_at.is_some() {
+            return Err(Error::LinkInvalid);
+        }
+        if now >= change.cancel_until {
+            return Err(Error::LinkExpired);
+        }
+        if !self.store.cancel_email_change(change.id, now).await? {
+            return Err(Error::LinkInvalid);
+        }
+        tracing::info!(event = "email_change_cancelled", customer_id = %change.customer_id);
+        Ok(())
+    }
+
+    async fn find(&self, token: &str, link: EmailChangeLink) -> Result<StoredEmailChange> {
+        let token = RawResetToken::parse(token).ok_or(Error::LinkInvalid)?;
+        self.store
+            .find_email_change(&token.hash(), link)
+            .await?
+            .ok_or(Error::LinkInvalid)
+    }
+}

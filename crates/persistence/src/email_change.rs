@@ -1,0 +1,271 @@
+//! The email-change repository: each change and its two messages in one transaction; applying
+//! or cancelling one in another, guarded by the row's own state so a link works once.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Result,
+    email_change::{Applied, EmailChangeLink, EmailChangeStore, NewEmailChange, StoredEmailChange},
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, SqlErr,
+    sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::{
+    SqlStore,
+    accounts::{db_err, lock_customer, to_customer},
+    entities::{access_token, customer, email_change, email_outbox, password_reset_token},
+    unit::End,
+};
+
+fn to_stored(m: email_change::Model) -> StoredEmailChange {
+    StoredEmailChange {
+        id: m.id,
+        customer_id: m.customer_id,
+        expires_at: m.expires_at,
+        cancel_until: m.cancel_until,
+        confirmed_at: m.confirmed_at,
+        cancelled_at: m.cancelled_at,
+        superseded_at: m.superseded_at,
+    }
+}
+
+/// Voids the customer's outstanding reset links: they were sent to an address that is no
+/// longer (or again) the account's, or the owner said someone else is at work.
+async fn void_reset_links(
+    txn: &DatabaseTransaction,
+    customer_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    password_reset_token::Entity::update_many()
+        .col_expr(
+            password_reset_token::Column::SupersededAt,
+            Expr::value(Some(now)),
+        )
+        .filter(password_reset_token::Column::CustomerId.eq(customer_id))
+        .filter(password_reset_token::Column::UsedAt.is_null())
+        .filter(password_reset_token::Column::SupersededAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Pending changes of the customer: not confirmed, cancelled or superseded.
+fn pending(customer_id: Uuid) -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(email_change::Column::CustomerId.eq(customer_id))
+        .add(email_change::Column::ConfirmedAt.is_null())
+        .add(email_change::Column::CancelledAt.is_null())
+        .add(email_change::Column::SupersededAt.is_null())
+}
+
+/// Sets the customer's address (and the search text built from it); false when another
+/// account has the address.
+async fn set_email(
+    txn: &DatabaseTransaction,
+    current: customer::Model,
+    email: &str,
+    email_key: &str,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let search_text = domain::search::search_text(email_key, &current.firstname, &current.lastname);
+    let result = customer::Entity::update_many()
+        .col_expr(customer::Column::Email, Expr::value(email))
+        .col_expr(customer::Column::EmailKey, Expr::value(email_key))
+        .col_expr(customer::Column::SearchText, Expr::value(search_text))
+        .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+        .filter(customer::Column::Id.eq(current.id))
+        .exec(txn)
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
+        Err(e) => Err(db_err(e)),
+    }
+}
+
+async fn email_in_use(txn: &DatabaseTransaction, key: &str, except: Uuid) -> Result<bool> {
+    Ok(customer::Entity::find()
+        .filter(customer::Column::EmailKey.eq(key))
+        .filter(customer::Column::Id.ne(except))
+        .one(txn)
+        .await
+        .map_err(db_err)?
+        .is_some())
+}
+
+#[async_trait]
+impl EmailChangeStore for SqlStore {
+    async fn request_email_change(&self, change: NewEmailChange) -> Result<bool> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                // Taken now: refused. Taken between now and the confirmation: the
+                // confirmation is refused (the address is unique on the customers table).
+                if lock_customer(txn, change.customer_id).await?.is_none()
+                    || email_in_use(txn, change.new_email.key(), change.customer_id).await?
+                {
+                    return Ok(End::Rollback(false));
+                }
+                email_change::Entity::update_many()
+                    .col_expr(
+                        email_change::Column::SupersededAt,
+                        Expr::value(Some(change.now)),
+                    )
+                    .filter(pending(change.customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                email_change::Entity::insert(email_change::ActiveModel {
+                    id: Set(change.id),
+                    customer_id: Set(change.customer_id),
+                    old_email: Set(change.old_email.as_str().to_owned()),
+                    old_email_key: Set(change.old_email.key().to_owned()),
+                    new_email: Set(change.new_email.as_str().to_owned()),
+                    new_email_key: Set(change.new_email.key().to_owned()),
+                    confirm_hash: Set(change.confirm_hash),
+                    cancel_hash: Set(change.cancel_hash),
+                    created_at: Set(change.now),
+                    expires_at: Set(change.expires_at),
+                    cancel_until: Set(change.cancel_until),
+                    confirmed_at: Set(None),
+                    cancelled_at: Set(None),
+                    superseded_at: Set(None),
+                })
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+                email_outbox::Entity::insert_many([
+                    crate::outbox::new_row(change.confirm_mail),
+                    crate::outbox::new_row(change.notice_mail),
+                ])
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
+    }
+
+    async fn find_email_change(
+        &self,
+        token_hash: &str,
+        link: EmailChangeLink,
+    ) -> Result<Option<StoredEmailChange>> {
+        let column = match link {
+            EmailChangeLink::Confirm => email_change::Column::ConfirmHash,
+            EmailChangeLink::Cancel => email_change::Column::CancelHash,
+        };
+        Ok(email_change::Entity::find()
+            .filter(column.eq(token_hash))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(to_stored))
+    }
+
+    async fn confirm_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Applied> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                // Claims the change first: of two concurrent uses of the link, one wins.
+                let claimed = email_change::Entity::update_many()
+                    .col_expr(email_change::Column::ConfirmedAt, Expr::value(Some(now)))
+                    .filter(email_change::Column::Id.eq(id))
+                    .filter(email_change::Column::ConfirmedAt.is_null())
+                    .filter(email_change::Column::CancelledAt.is_null())
+                    .filter(email_change::Column::SupersededAt.is_null())
+                    .filter(email_change::Column::ExpiresAt.gt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if claimed.rows_affected != 1 {
+                    return Ok(End::Rollback(Applied::Gone));
+                }
+                let Some(change) = email_change::Entity::find_by_id(id)
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                else {
+                    return Ok(End::Rollback(Applied::Gone));
+                };
+                let Some(current) = lock_customer(txn, change.customer_id).await? else {
+                    return Ok(End::Rollback(Applied::Gone));
+                };
+                if email_in_use(txn, &change.new_email_key, change.customer_id).await?
+                    || !set_email(txn, current, &change.new_email, &change.new_email_key, now)
+                        .await?
+                {
+                    return Ok(End::Rollback(Applied::EmailTaken));
+                }
+                void_reset_links(txn, change.customer_id, now).await?;
+                let customer = customer::Entity::find_by_id(change.customer_id)
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                    .map(to_customer);
+                Ok(match customer {
+                    Some(c) => End::Commit(Applied::Changed(c)),
+                    None => End::Rollback(Applied::Gone),
+                })
+            })
+        })
+        .await
+    }
+
+    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let claimed = email_change::Entity::update_many()
+                    .col_expr(email_change::Column::CancelledAt, Expr::value(Some(now)))
+                    .filter(email_change::Column::Id.eq(id))
+                    .filter(email_change::Column::CancelledAt.is_null())
+                    .filter(email_change::Column::CancelUntil.gt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if claimed.rows_affected != 1 {
+                    return Ok(End::Rollback(false));
+                }
+                let Some(change) = email_change::Entity::find_by_id(id)
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                else {
+                    return Ok(End::Rollback(false));
+                };
+                if let Some(current) = lock_customer(txn, change.customer_id).await? {
+                    // Confirmed already, and still on the address it moved to: back to the
+                    // old one, unless another account has registered it since (then the
+                    // account stays where it is, with every device signed out).
+                    if change.confirmed_at.is_some()
+                        && current.email_key == change.new_email_key
+                        && !email_in_use(txn, &change.old_email_key, change.customer_id).await?
+                    {
+                        set_email(txn, current, &change.old_email, &change.old_email_key, now)
+                            .await?;
+                    }
+                }
+                email_change::Entity::update_many()
+                    .col_expr(email_change::Column::SupersededAt, Expr::value(Some(now)))
+                    .filter(pending(change.customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                access_token::Entity::update_many()
+                    .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+                    .filter(access_token::Column::CustomerId.eq(change.customer_id))
+                    .filter(access_token::Column::RevokedAt.is_null())
+                    .filter(access_token::Column::ExpiresAt.gt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                void_reset_links(txn, change.customer_id, now).await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
+    }
+}

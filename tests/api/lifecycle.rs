@@ -1,0 +1,372 @@
+//! The account lifecycle: profile changes and email changes (who can move an account to
+//! another address decides who can take it over).
+
+use chrono::Duration;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, code},
+    smtp::{Received, SmtpReceiver},
+};
+
+crate::tests![
+    update_customer_changes_names_and_language_and_refuses_bad_input,
+    an_email_change_applies_only_when_the_new_address_confirms,
+    a_stolen_session_cannot_change_the_email_without_the_current_password,
+    an_address_in_use_is_refused_as_registration_refuses_it,
+    the_old_address_cancels_a_pending_change_and_signs_every_device_out,
+    the_old_address_undoes_a_confirmed_change,
+    an_email_change_voids_reset_links_sent_before_it,
+    confirmation_links_expire_and_a_newer_request_supersedes_the_older,
+    email_change_and_reset_tokens_are_not_interchangeable,
+];
+
+const CHANGE: &str = "mutation($e: String!, $p: String!) { requestCustomerEmailChange(newEmail: $e, currentPassword: $p) }";
+
+async fn request_change(app: &TestApp, token: &str, new_email: &str, password: &str) -> Value {
+    app.gql_as(Some(token), CHANGE, json!({"e": new_email, "p": password}))
+        .await
+}
+
+async fn confirm(app: &TestApp, token: &str) -> Value {
+    app.gql(
+        "mutation($t: String!) { confirmCustomerEmailChange(token: $t) }",
+        json!({"t": token}),
+    )
+    .await
+}
+
+async fn cancel(app: &TestApp, token: &str) -> Value {
+    app.gql(
+        "mutation($t: String!) { cancelCustomerEmailChange(token: $t) }",
+        json!({"t": token}),
+    )
+    .await
+}
+
+/// The two messages of one request: (confirmation to the new address, notice to the old).
+async fn change_mails(
+    smtp: &SmtpReceiver,
+    total: usize,
+    new: &str,
+    old: &str,
+) -> (Received, Received) {
+    let mails = smtp.wait_for(total).await;
+    let find = |to: &str, needle: &str| {
+        mails
+            .iter()
+            .rev()
+            .find(|m| m.to == vec![to.to_owned()] && m.text().contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} mail to {to}: {mails:?}"))
+            .clone()
+    };
+    (
+        find(new, "/account/confirm-email"),
+        find(old, "/account/cancel-email-change"),
+    )
+}
+
+async fn update_customer_changes_names_and_language_and_refuses_bad_input(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("prof@example.com", PASSWORD).await;
+    let token = app.sign_in("prof@example.com", PASSWORD).await;
+    let update = "mutation($i: UpdateCustomerInput!) { updateCustomer(input: $i) { email firstname lastname locale } }";
+    let res = app
+        .gql_as(
+            Some(&token),
+            update,
+            json!({"i": {"firstname": "花子", "locale": "ja-JP"}}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["updateCustomer"],
+        json!({"email": "prof@example.com", "firstname": "花子", "lastname": "Lee", "locale": "ja"}),
+        "{res}"
+    );
+    // Refusals change nothing, not even the valid fields beside them.
+    for (input, field) in [
+        (json!({"firstname": "", "lastname": "Kim"}), "firstname"),
+        (json!({"lastname": "a\u{0007}b"}), "lastname"),
+        (json!({"firstname": "Ann", "locale": "fr"}), "locale"),
+    ] {
+        let res = app.gql_as(Some(&token), update, json!({"i": input})).await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+        assert_eq!(res["errors"][0]["extensions"]["field"], field, "{res}");
+    }
+    let me = app
+        .gql_as(
+            Some(&token),
+            "{ customer { firstname lastname locale } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        me["data"]["customer"],
+        json!({"firstname": "花子", "lastname": "Lee", "locale": "ja"})
+    );
+    // The admin grid finds the customer by the new name.
+    let admin = app.admin_token("administrator").await;
+    let found = app
+        .gql_as(
+            Some(&admin),
+            "{ customers(first: 5, filter: {search: \"花子\"}) { edges { node { email } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        found["data"]["customers"]["edges"][0]["node"]["email"], "prof@example.com",
+        "{found}"
+    );
+    let anonymous = app.gql(update, json!({"i": {"firstname": "X"}})).await;
+    assert_eq!(code(&anonymous), "UNAUTHENTICATED");
+}
+
+async fn an_email_change_applies_only_when_the_new_address_confirms(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("old@example.com", PASSWORD).await;
+    let token = app.sign_in("old@example.com", PASSWORD).await;
+    let res = request_change(&app, &token, " New@Example.com ", PASSWORD).await;
+    assert_eq!(res["data"]["requestCustomerEmailChange"], true, "{res}");
+    let (confirmation, notice) = change_mails(&smtp, 2, "New@Example.com", "old@example.com").await;
+    assert!(
+        confirmation.subject().contains("Confirm"),
+        "{}",
+        confirmation.subject()
+    );
+    assert!(
+        notice.text().contains("signs every device out"),
+        "{}",
+        notice.text()
+    );
+    // Nothing changed yet: the account still signs in with the old address only.
+    assert_eq!(app.whoami(&token).await.as_deref(), Ok("old@example.com"));
+    assert_eq!(
+        code(&app.sign_in_response("new@example.com", PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+
+    let res = confirm(&app, &confirmation.token()).await;
+    assert_eq!(res["data"]["confirmCustomerEmailChange"], true, "{res}");
+    assert_eq!(app.whoami(&token).await.as_deref(), Ok("New@Example.com"));
+    app.sign_in("new@example.com", PASSWORD).await;
+    assert_eq!(
+        code(&app.sign_in_response("old@example.com", PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+    // A confirmation link works once.
+    assert_eq!(
+        code(&confirm(&app, &confirmation.token()).await),
+        "LINK_INVALID"
+    );
+    // Reset mail now goes to the new address.
+    app.request_reset("new@example.com").await;
+    let mails = smtp.wait_for(3).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.to == vec!["New@Example.com".to_owned()]
+                && m.text().contains("/account/reset-password")),
+        "{mails:?}"
+    );
+    // The links were only in the outbox until sent, and stored as hashes only.
+    let links = app
+        .count("email_outbox WHERE link IS NOT NULL AND status = 'sent'")
+        .await;
+    assert_eq!(links, 0);
+    let raw = app
+        .count(&format!(
+            "email_changes WHERE confirm_hash = '{}' OR cancel_hash = '{}'",
+            confirmation.token(),
+            notice.token()
+        ))
+        .await;
+    assert_eq!(raw, 0, "a raw token is stored");
+}
+
+async fn a_stolen_session_cannot_change_the_email_without_the_current_password(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("victim@example.com", PASSWORD).await;
+    let stolen = app.sign_in("victim@example.com", PASSWORD).await;
+    for password in ["wrong-password-1", ""] {
+        let res = request_change(&app, &stolen, "thief@example.com", password).await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    let res = app
+        .gql(CHANGE, json!({"e": "thief@example.com", "p": PASSWORD}))
+        .await;
+    assert_eq!(code(&res), "UNAUTHENTICATED");
+    assert_eq!(app.count("email_changes").await, 0);
+    assert!(smtp.settle().await.is_empty(), "mail was sent");
+    // Wrong passwords count like sign-ins: enough of them lock the account.
+    app.set_settings("lockout_failures = 3").await;
+    for _ in 0..3 {
+        request_change(&app, &stolen, "thief@example.com", "wrong-password-1").await;
+    }
+    let res = request_change(&app, &stolen, "thief@example.com", PASSWORD).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "locked: {res}");
+    assert_eq!(app.count("email_changes").await, 0);
+}
+
+async fn an_address_in_use_is_refused_as_registration_refuses_it(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("mine@example.com", PASSWORD).await;
+    app.create_customer("taken@example.com", PASSWORD).await;
+    let token = app.sign_in("mine@example.com", PASSWORD).await;
+    let res = request_change(&app, &token, "TAKEN@example.com", PASSWORD).await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    let registration = app
+        .gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": "taken@example.com", "firstname": "A", "lastname": "B", "password": PASSWORD}}),
+        )
+        .await;
+    // The same words as createCustomer's (each names its own argument).
+    let reason = |r: &Value| {
+        r["errors"][0]["message"]
+            .as_str()
+            .and_then(|m| m.split_once(": ").map(|(_, why)| why.to_owned()))
+    };
+    assert_eq!(reason(&res), reason(&registration), "{res} {registration}");
+    assert!(reason(&res).is_some());
+    for same in ["mine@example.com", "bad address"] {
+        let res = request_change(&app, &token, same, PASSWORD).await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+        assert_eq!(res["errors"][0]["extensions"]["field"], "newEmail");
+    }
+    assert_eq!(app.count("email_changes").await, 0);
+    assert!(smtp.settle().await.is_empty());
+
+    // Taken between the request and the confirmation: the confirmation is refused.
+    let res = request_change(&app, &token, "later@example.com", PASSWORD).await;
+    assert_eq!(res["data"]["requestCustomerEmailChange"], true, "{res}");
+    let (confirmation, _) = change_mails(&smtp, 2, "later@example.com", "mine@example.com").await;
+    app.create_customer("later@example.com", PASSWORD).await;
+    let res = confirm(&app, &confirmation.token()).await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    assert_eq!(app.whoami(&token).await.as_deref(), Ok("mine@example.com"));
+}
+
+async fn the_old_address_cancels_a_pending_change_and_signs_every_device_out(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("owner@example.com", PASSWORD).await;
+    let phone = app.sign_in("owner@example.com", PASSWORD).await;
+    let thief = app.sign_in("owner@example.com", PASSWORD).await;
+    request_change(&app, &thief, "thief@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 2, "thief@example.com", "owner@example.com").await;
+
+    let res = cancel(&app, &notice.token()).await;
+    assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+    for session in [&phone, &thief] {
+        assert_eq!(app.whoami(session).await, Err("UNAUTHENTICATED".to_owned()));
+    }
+    assert_eq!(
+        code(&confirm(&app, &confirmation.token()).await),
+        "LINK_INVALID"
+    );
+    assert_eq!(code(&cancel(&app, &notice.token()).await), "LINK_INVALID");
+    let again = app.sign_in("owner@example.com", PASSWORD).await;
+    assert_eq!(app.whoami(&again).await.as_deref(), Ok("owner@example.com"));
+}
+
+async fn the_old_address_undoes_a_confirmed_change(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("owner@example.com", PASSWORD).await;
+    let thief = app.sign_in("owner@example.com", PASSWORD).await;
+    request_change(&app, &thief, "thief@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 2, "thief@example.com", "owner@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    assert_eq!(app.whoami(&thief).await.as_deref(), Ok("thief@example.com"));
+    // A reset link the thief asked for at the new address dies with the undo.
+    app.without_reset_limits().await;
+    app.request_reset("thief@example.com").await;
+    let reset = smtp
+        .wait_for(3)
+        .await
+        .into_iter()
+        .find(|m| m.text().contains("/account/reset-password"))
+        .unwrap();
+
+    // Days later the owner reads the notice.
+    app.clock.advance(Duration::days(3));
+    let res = cancel(&app, &notice.token()).await;
+    assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+    assert_eq!(app.whoami(&thief).await, Err("UNAUTHENTICATED".to_owned()));
+    let owner = app.sign_in("owner@example.com", PASSWORD).await;
+    assert_eq!(app.whoami(&owner).await.as_deref(), Ok("owner@example.com"));
+    assert_eq!(
+        code(&app.reset_password(&reset.token(), "thief-Pw-2026").await),
+        "RESET_TOKEN_INVALID"
+    );
+}
+
+async fn an_email_change_voids_reset_links_sent_before_it(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("before@example.com", PASSWORD).await;
+    app.request_reset("before@example.com").await;
+    let reset = smtp.wait_for(1).await.remove(0);
+    let token = app.sign_in("before@example.com", PASSWORD).await;
+    request_change(&app, &token, "after@example.com", PASSWORD).await;
+    let (confirmation, _) = change_mails(&smtp, 3, "after@example.com", "before@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    assert_eq!(
+        code(&app.reset_password(&reset.token(), "fresh-Pw-2026").await),
+        "RESET_TOKEN_INVALID"
+    );
+    app.sign_in("after@example.com", PASSWORD).await;
+}
+
+async fn confirmation_links_expire_and_a_newer_request_supersedes_the_older(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("slow@example.com", PASSWORD).await;
+    let token = app.sign_in("slow@example.com", PASSWORD).await;
+    request_change(&app, &token, "first@example.com", PASSWORD).await;
+    let (first, _) = change_mails(&smtp, 2, "first@example.com", "slow@example.com").await;
+    request_change(&app, &token, "second@example.com", PASSWORD).await;
+    let (second, _) = change_mails(&smtp, 4, "second@example.com", "slow@example.com").await;
+    assert_eq!(code(&confirm(&app, &first.token()).await), "LINK_INVALID");
+    // The confirmation lives as long as a reset link (24 hours by default).
+    app.clock
+        .advance(Duration::hours(24) + Duration::seconds(1));
+    assert_eq!(code(&confirm(&app, &second.token()).await), "LINK_EXPIRED");
+    let token = app.sign_in("slow@example.com", PASSWORD).await;
+    assert_eq!(app.whoami(&token).await.as_deref(), Ok("slow@example.com"));
+    for junk in ["", "short", &"x".repeat(5000)] {
+        assert_eq!(code(&confirm(&app, junk).await), "LINK_INVALID");
+        assert_eq!(code(&cancel(&app, junk).await), "LINK_INVALID");
+    }
+}
+
+async fn email_change_and_reset_tokens_are_not_interchangeable(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("purpose@example.com", PASSWORD).await;
+    let token = app.sign_in("purpose@example.com", PASSWORD).await;
+    request_change(&app, &token, "elsewhere@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 2, "elsewhere@example.com", "purpose@example.com").await;
+    for t in [confirmation.token(), notice.token()] {
+        assert_eq!(
+            code(&app.reset_password(&t, "fresh-Pw-2026").await),
+            "RESET_TOKEN_INVALID"
+        );
+    }
+    app.request_reset("purpose@example.com").await;
+    let reset = smtp
+        .wait_for(3)
+        .await
+        .into_iter()
+        .find(|m| m.text().contains("/account/reset-password"))
+        .unwrap();
+    assert_eq!(code(&confirm(&app, &reset.token()).await), "LINK_INVALID");
+    assert_eq!(code(&cancel(&app, &reset.token()).await), "LINK_INVALID");
+    // The confirmation link is not the cancel link either.
+    assert_eq!(
+        code(&cancel(&app, &confirmation.token()).await),
+        "LINK_INVALID"
+    );
+    assert_eq!(
+        app.whoami(&token).await.as_deref(),
+        Ok("purpose@example.com")
+    );
+}
