@@ -122,35 +122,86 @@ function forgotPasswordPage() {
   });
 }
 
-// The reset token arrives in the link's query string. The address bar shows the page without it
-// at once (the history entry is replaced, so Back, bookmarks and screenshots do not carry it;
-// the browser's global history list may still have recorded the opened link). It waits in this
-// tab's sessionStorage for at most 30 minutes, so a language switch does not lose it, and is
-// sent only in the body of the resetPassword mutation.
+// A link's token (reset, email change) arrives in its query string. The address bar shows the
+// page without it at once (the history entry is replaced, so Back, bookmarks and screenshots do
+// not carry it; the browser's global history list may still have recorded the opened link). It
+// waits in this tab's sessionStorage under `key` for at most 30 minutes, so a language switch
+// does not lose it, and is sent only in the body of the page's mutation.
 const RESET_TOKEN = "latchkey.reset-token";
-const RESET_TOKEN_KEPT_MS = 30 * 60 * 1000;
+const LINK_TOKEN_KEPT_MS = 30 * 60 * 1000;
 
-function resetToken() {
+function linkToken(key) {
   const fromLink = new URLSearchParams(window.location.search).get("token");
   if (fromLink) {
-    sessionStorage.setItem(RESET_TOKEN, JSON.stringify({ token: fromLink, at: Date.now() }));
+    sessionStorage.setItem(key, JSON.stringify({ token: fromLink, at: Date.now() }));
     window.history.replaceState(null, "", window.location.pathname);
     return fromLink;
   }
   try {
-    const kept = JSON.parse(sessionStorage.getItem(RESET_TOKEN) || "null");
-    if (kept && typeof kept.token === "string" && Date.now() - kept.at < RESET_TOKEN_KEPT_MS) {
+    const kept = JSON.parse(sessionStorage.getItem(key) || "null");
+    if (kept && typeof kept.token === "string" && Date.now() - kept.at < LINK_TOKEN_KEPT_MS) {
       return kept.token;
     }
   } catch (e) {
     // Unreadable: as if there were none.
   }
-  sessionStorage.removeItem(RESET_TOKEN);
+  sessionStorage.removeItem(key);
   return null;
 }
 
+// "Confirm Your New Email Address" and "Stop the Email Address Change": one button, so a mail
+// scanner that opens the link changes nothing; the token goes only in the mutation's body.
+function emailLinkPage(mutation, doneKey) {
+  return () => {
+    const key = "latchkey.email-change-token";
+    const token = linkToken(key);
+    const form = document.getElementById("email-link");
+    const after = document.getElementById("after-link");
+
+    function finish(messageKey, kind) {
+      sessionStorage.removeItem(key);
+      form.hidden = true;
+      notify(t(messageKey), kind);
+      after.hidden = false;
+      document.getElementById("to-sign-in").focus();
+    }
+
+    if (!token) {
+      finish("email_change.incomplete", "error");
+      return;
+    }
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      await busy(form.querySelector("button[type=submit]"), async () => {
+        try {
+          await gql(mutation, { token });
+          if (doneKey === "email_change.cancelled") {
+            // Every session of the account has ended, this browser's too.
+            customerToken.clear();
+          }
+          finish(doneKey, "ok");
+        } catch (error) {
+          switch (error.code) {
+            case "LINK_EXPIRED":
+              finish("email_change.expired", "error");
+              break;
+            case "LINK_INVALID":
+              finish("email_change.invalid", "error");
+              break;
+            case "BAD_USER_INPUT":
+              finish("email_change.taken", "error");
+              break;
+            default:
+              notify(describe(error), "error");
+          }
+        }
+      });
+    });
+  };
+}
+
 function resetPasswordPage() {
-  const token = resetToken();
+  const token = linkToken(RESET_TOKEN);
   const form = document.getElementById("reset");
   const password = document.getElementById("password");
   const confirm = document.getElementById("confirm");
@@ -349,6 +400,14 @@ const pages = {
   "sign-in": signInPage,
   "forgot-password": forgotPasswordPage,
   "reset-password": resetPasswordPage,
+  "confirm-email": emailLinkPage(
+    "mutation Confirm($token: String!) { confirmCustomerEmailChange(token: $token) }",
+    "email_change.confirmed",
+  ),
+  "cancel-email-change": emailLinkPage(
+    "mutation Cancel($token: String!) { cancelCustomerEmailChange(token: $token) }",
+    "email_change.cancelled",
+  ),
   account: accountPage,
 };
 start(pages[document.body.dataset.page] || (() => {}));

@@ -24,6 +24,7 @@ crate::tests![
     browser_viewer_sees_no_reset_or_force_buttons,
     browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
     browser_admin_runs_bulk_actions_and_follows_their_jobs,
+    browser_email_change_links_confirm_and_undo_only_on_a_click,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -469,6 +470,84 @@ async fn browser_customer_resets_a_forgotten_password_in_the_storefront(backend:
     browser.click_text("Reset Password").await;
     browser.wait_text("#notice", "already been used").await;
     assert!(browser.visible("#request-new").await);
+    browser.close().await;
+}
+
+/// The two email-change links, as the customer opens them from the mail: opening one changes
+/// nothing (mail scanners open links), the button does; the token leaves the address bar.
+async fn browser_email_change_links_confirm_and_undo_only_on_a_click(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    customer(&app, "ren@example.com", "ja").await;
+    let session = app.sign_in("ren@example.com", CUSTOMER_PASSWORD).await;
+    let res = app
+        .gql_as(
+            Some(&session),
+            "mutation($e: String!, $p: String!) { requestCustomerEmailChange(newEmail: $e, currentPassword: $p) }",
+            json!({"e": "ren.new@example.com", "p": CUSTOMER_PASSWORD}),
+        )
+        .await;
+    assert_eq!(res["data"]["requestCustomerEmailChange"], true, "{res}");
+    let mails = smtp.wait_for(2).await;
+    let path_of = |to: &str, path: &str| {
+        let link = mails
+            .iter()
+            .find(|m| m.to == vec![to.to_owned()])
+            .expect("a mail")
+            .link();
+        app.url(&link[link.find(path).expect("a link to the page")..])
+    };
+    let confirm = path_of("ren.new@example.com", "/account/confirm-email?token=");
+    let cancel = path_of("ren@example.com", "/account/cancel-email-change?token=");
+    assert!(
+        confirm.contains("lang=ja"),
+        "in the customer's language: {confirm}"
+    );
+
+    let driver = Driver::start().await;
+    let browser = driver.browser("ja-JP").await;
+    browser.goto(&confirm).await;
+    assert!(
+        !browser.url().await.contains("token"),
+        "the token leaves the address bar"
+    );
+    assert_eq!(browser.text("h1").await, "新しいメールアドレスの確認");
+    assert_eq!(
+        app.whoami(&session).await.as_deref(),
+        Ok("ren@example.com"),
+        "opening the link changed nothing"
+    );
+    browser.shot("storefront-confirm-email-ja").await;
+    browser.click_text("メールアドレスを確認").await;
+    browser
+        .wait_text("#notice", "メールアドレスを変更しました")
+        .await;
+    assert_eq!(
+        app.whoami(&session).await.as_deref(),
+        Ok("ren.new@example.com")
+    );
+    // Used: opening it again says so.
+    browser.goto(&confirm).await;
+    browser.click_text("メールアドレスを確認").await;
+    browser.wait_text("#notice", "使用済み").await;
+
+    let english = driver.browser("en-US").await;
+    english.goto(&cancel.replace("lang=ja", "lang=en")).await;
+    assert_eq!(english.text("h1").await, "Stop the Email Address Change");
+    assert_eq!(
+        app.whoami(&session).await.as_deref(),
+        Ok("ren.new@example.com")
+    );
+    english.shot("storefront-cancel-email-change").await;
+    english.click_text("This Wasn't Me").await;
+    english
+        .wait_text("#notice", "every device is signed out")
+        .await;
+    assert_eq!(
+        app.whoami(&session).await,
+        Err("UNAUTHENTICATED".to_owned())
+    );
+    app.sign_in("ren@example.com", CUSTOMER_PASSWORD).await;
+    english.close().await;
     browser.close().await;
 }
 
