@@ -230,6 +230,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         domain::email_change::EmailChangeLinks::under(&public_url),
         Arc::new(wakeup.clone()),
     ));
+    let erasure = Arc::new(domain::erasure::Erasure::new(store.clone(), parts.clone()));
     let admins = Arc::new(Admins::new(store.clone(), parts));
     let introspection = Arc::new(introspect::Introspection {
         accounts: accounts.clone(),
@@ -243,6 +244,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             admins,
             bulk: bulk_jobs.clone(),
             email_changes,
+            erasure,
         },
         &SchemaOptions {
             introspection: config.introspection_enabled(),

@@ -115,6 +115,18 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         "mutation($job: ID!) { cancelBulkJob(id: $job) { id status } }",
         Permission::CustomersBulk,
     ),
+    // Without `customerId` it is the signed-in customer's own export (STOREFRONT's rules).
+    (
+        "customerDataExport",
+        "query($id: ID!) { customerDataExport(customerId: $id) }",
+        Permission::CustomersRead,
+    ),
+    // Last: the administrator's call deletes the customer the other rows act on.
+    (
+        "adminDeleteCustomer",
+        "mutation($id: ID!) { adminDeleteCustomer(customerId: $id) }",
+        Permission::CustomersDelete,
+    ),
 ];
 
 /// Root fields open to storefronts and to anyone signing in.
@@ -126,6 +138,11 @@ const STOREFRONT: &[&str] = &[
     "revokeCustomerToken",
     "changeCustomerPassword",
     "revokeCustomerSession",
+    "updateCustomer",
+    "requestCustomerEmailChange",
+    "confirmCustomerEmailChange",
+    "cancelCustomerEmailChange",
+    "deleteCustomer",
     "requestPasswordReset",
     "resetPassword",
     "generateAdminToken",
@@ -144,6 +161,7 @@ enum Permission {
     SettingsManage,
     AuditRead,
     CustomersBulk,
+    CustomersDelete,
 }
 
 /// SPEC "Roles", written out independently of the server's table.

@@ -19,6 +19,9 @@ crate::tests![
     an_email_change_voids_reset_links_sent_before_it,
     confirmation_links_expire_and_a_newer_request_supersedes_the_older,
     email_change_and_reset_tokens_are_not_interchangeable,
+    a_customer_deletes_their_account_and_no_row_names_them_afterwards,
+    an_admin_deletes_a_customer_and_mail_not_sent_yet_never_goes,
+    the_data_export_lists_what_is_stored_and_nothing_secret,
 ];
 
 const CHANGE: &str = "mutation($e: String!, $p: String!) { requestCustomerEmailChange(newEmail: $e, currentPassword: $p) }";
@@ -368,5 +371,287 @@ async fn email_change_and_reset_tokens_are_not_interchangeable(backend: Backend)
     assert_eq!(
         app.whoami(&token).await.as_deref(),
         Ok("purpose@example.com")
+    );
+}
+
+/// Tables (other than `except`) with a row whose text contains `needle`: every column of every
+/// table of the app's database, read as text.
+async fn tables_mentioning(app: &TestApp, needle: &str, except: &[&str]) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+    let backend = app.db.get_database_backend();
+    let list = match backend {
+        DatabaseBackend::Sqlite => {
+            "SELECT name AS t FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        }
+        _ => {
+            "SELECT table_name::text AS t FROM information_schema.tables \
+              WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        }
+    };
+    let tables: Vec<String> = app
+        .db
+        .query_all_raw(Statement::from_string(backend, list))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "t").unwrap())
+        .collect();
+    let mut found = Vec::new();
+    for table in tables {
+        if except.contains(&table.as_str()) {
+            continue;
+        }
+        let row_text = match backend {
+            DatabaseBackend::Sqlite => {
+                let columns: Vec<String> = app
+                    .db
+                    .query_all_raw(Statement::from_string(
+                        backend,
+                        format!("SELECT name FROM pragma_table_info('{table}')"),
+                    ))
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "COALESCE(CAST(\"{}\" AS TEXT), '')",
+                            r.try_get::<String>("", "name").unwrap()
+                        )
+                    })
+                    .collect();
+                if columns.is_empty() {
+                    continue;
+                }
+                columns.join(" || '|' || ")
+            }
+            _ => "CAST(x AS TEXT)".to_owned(),
+        };
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM \"{table}\" x WHERE lower({row_text}) LIKE '%{}%'",
+            needle.to_lowercase()
+        );
+        let n: i64 = app
+            .db
+            .query_one_raw(Statement::from_string(backend, sql))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        if n > 0 {
+            found.push(table);
+        }
+    }
+    found
+}
+
+const DELETE: &str = "mutation($p: String!) { deleteCustomer(currentPassword: $p) }";
+
+async fn a_customer_deletes_their_account_and_no_row_names_them_afterwards(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("leaving@example.com", PASSWORD).await;
+    let id = app.customer_id("leaving@example.com").await;
+    let token = app.sign_in("leaving@example.com", PASSWORD).await;
+    let other = app.sign_in("leaving@example.com", PASSWORD).await;
+    // A trail: a reset link (mailed), a pending email change, a wrong password counted.
+    app.request_reset("leaving@example.com").await;
+    let reset = smtp.wait_for(1).await.remove(0);
+    request_change(&app, &token, "leaving.new@example.com", PASSWORD).await;
+    smtp.wait_for(3).await;
+    app.sign_in_response("leaving@example.com", "wrong-password-1")
+        .await;
+    // An admin acted on them too.
+    let admin = app.admin_token("administrator").await;
+    app.gql_as(
+        Some(&admin),
+        "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }",
+        json!({"id": id}),
+    )
+    .await;
+    let token = app.sign_in("leaving@example.com", PASSWORD).await;
+
+    let res = app
+        .gql_as(Some(&token), DELETE, json!({"p": "wrong-password-1"}))
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    assert_eq!(
+        app.whoami(&token).await.as_deref(),
+        Ok("leaving@example.com")
+    );
+    assert_eq!(
+        code(&app.gql(DELETE, json!({"p": PASSWORD})).await),
+        "UNAUTHENTICATED"
+    );
+
+    let res = app
+        .gql_as(Some(&token), DELETE, json!({"p": PASSWORD}))
+        .await;
+    assert_eq!(res["data"]["deleteCustomer"], true, "{res}");
+    // Nothing names them: not the address anywhere, not the id outside the audit log. (Checked
+    // first: the sign-in tried below counts against the address like any unknown one.)
+    for needle in ["leaving@example.com", "leaving.new@example.com"] {
+        let left = tables_mentioning(&app, needle, &[]).await;
+        assert!(left.is_empty(), "{needle} is still in {left:?}");
+    }
+    let left = tables_mentioning(&app, &id, &["audit_log"]).await;
+    assert!(left.is_empty(), "the id is still in {left:?}");
+    for session in [&token, &other] {
+        assert_eq!(app.whoami(session).await, Err("UNAUTHENTICATED".to_owned()));
+    }
+    assert_eq!(
+        code(&app.reset_password(&reset.token(), "fresh-Pw-2026").await),
+        "RESET_TOKEN_INVALID"
+    );
+    assert_eq!(
+        code(&app.sign_in_response("leaving@example.com", PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+    let audit = app
+        .gql_as(
+            Some(&admin),
+            "{ auditLog { edges { node { action actor customerId clientIp } } } }",
+            json!({}),
+        )
+        .await;
+    let entries = audit["data"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        entries.iter().any(|e| e["node"]
+            == json!({"action": "DELETE_OWN_ACCOUNT", "actor": "customer", "customerId": id, "clientIp": null})),
+        "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["node"]["action"] == "REVOKE_CUSTOMER_TOKENS"),
+        "earlier entries stay: {audit}"
+    );
+    // The address can register again: a new account, a new id.
+    let again = app.create_customer("leaving@example.com", PASSWORD).await;
+    assert_ne!(again["id"], id);
+}
+
+async fn an_admin_deletes_a_customer_and_mail_not_sent_yet_never_goes(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.without_reset_limits().await;
+    app.create_customer("gone@example.com", PASSWORD).await;
+    app.create_customer("stays@example.com", PASSWORD).await;
+    let id = app.customer_id("gone@example.com").await;
+    let token = app.sign_in("gone@example.com", PASSWORD).await;
+    // The SMTP server refuses for now: the reset mail waits in the outbox, retried.
+    smtp.reject_with(Some("451 4.3.0 try again later"));
+    app.request_reset("gone@example.com").await;
+    let started = std::time::Instant::now();
+    while app.count("email_outbox WHERE attempts > 0").await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never attempted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let support = app.admin_token("support").await;
+    let delete = "mutation($id: ID!) { adminDeleteCustomer(customerId: $id) }";
+    assert_eq!(
+        code(&app.gql_as(Some(&support), delete, json!({"id": id})).await),
+        "FORBIDDEN"
+    );
+    let admin = app.admin_token("administrator").await;
+    let res = app.gql_as(Some(&admin), delete, json!({"id": id})).await;
+    assert_eq!(res["data"]["adminDeleteCustomer"], true, "{res}");
+    assert_eq!(
+        code(&app.gql_as(Some(&admin), delete, json!({"id": id})).await),
+        "NOT_FOUND"
+    );
+    assert_eq!(app.whoami(&token).await, Err("UNAUTHENTICATED".to_owned()));
+    smtp.reject_with(None);
+    // Another customer's mail goes through; theirs never does.
+    app.request_reset("stays@example.com").await;
+    let mails = smtp.wait_for(1).await;
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.to == vec!["stays@example.com".to_owned()]),
+        "{mails:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(
+        smtp.settle()
+            .await
+            .iter()
+            .all(|m| m.to != vec!["gone@example.com".to_owned()]),
+        "mail went to a deleted customer"
+    );
+    let audit = app
+        .gql_as(Some(&admin), "{ auditLog(filter: {action: DELETE_CUSTOMER}) { edges { node { customerId actor } } } }", json!({}))
+        .await;
+    assert_eq!(
+        audit["data"]["auditLog"]["edges"][0]["node"]["customerId"], id,
+        "{audit}"
+    );
+}
+
+async fn the_data_export_lists_what_is_stored_and_nothing_secret(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("export@example.com", PASSWORD).await;
+    let id = app.customer_id("export@example.com").await;
+    let token = app.sign_in("export@example.com", PASSWORD).await;
+    app.request_reset("export@example.com").await;
+    let reset = smtp.wait_for(1).await.remove(0);
+    request_change(&app, &token, "export.new@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 3, "export.new@example.com", "export@example.com").await;
+
+    let res = app
+        .gql_as(Some(&token), "{ customerDataExport }", json!({}))
+        .await;
+    let export = &res["data"]["customerDataExport"];
+    assert_eq!(export["customer"]["email"], "export@example.com", "{res}");
+    assert_eq!(export["customer"]["id"], id);
+    assert!(
+        export["sessions"].as_array().unwrap().len() >= 2,
+        "{export}"
+    );
+    assert_eq!(export["passwordResetLinks"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        export["emailChanges"][0]["newEmail"],
+        "export.new@example.com"
+    );
+    assert!(export["mail"].as_array().unwrap().len() >= 3, "{export}");
+    let text = export.to_string();
+    for secret in [
+        reset.token(),
+        confirmation.token(),
+        notice.token(),
+        "$argon2".to_owned(),
+        "token=".to_owned(),
+    ] {
+        assert!(!text.contains(&secret), "the export holds {secret}");
+    }
+    // An admin with CUSTOMERS_READ exports any customer; a customer only themselves.
+    let viewer = app.admin_token("viewer").await;
+    let by_admin = app
+        .gql_as(
+            Some(&viewer),
+            "query($id: ID!) { customerDataExport(customerId: $id) }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        by_admin["data"]["customerDataExport"]["customer"]["id"], id,
+        "{by_admin}"
+    );
+    let res = app
+        .gql_as(
+            Some(&token),
+            "query($id: ID!) { customerDataExport(customerId: $id) }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(code(&res), "FORBIDDEN");
+    assert_eq!(
+        code(&app.gql("{ customerDataExport }", json!({})).await),
+        "UNAUTHENTICATED"
     );
 }

@@ -19,10 +19,12 @@ pub enum Permission {
     AuditRead,
     /// Bulk actions (with the single action's own permission) and their jobs.
     CustomersBulk,
+    /// Deleting a customer account (administrators only by default).
+    CustomersDelete,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Self::CustomersRead,
         Self::CustomersResetPassword,
         Self::CustomersRevokeTokens,
@@ -30,6 +32,7 @@ impl Permission {
         Self::SettingsManage,
         Self::AuditRead,
         Self::CustomersBulk,
+        Self::CustomersDelete,
     ];
 }
 
@@ -134,6 +137,10 @@ pub enum AuditAction {
     /// A bulk job started (its detail names the job, the action and the count).
     StartBulkAction,
     CancelBulkJob,
+    /// An admin deleted a customer (the entry keeps the id only).
+    DeleteCustomer,
+    /// A customer deleted their own account (the actor is the customer's id).
+    DeleteOwnAccount,
 }
 
 impl AuditAction {
@@ -145,6 +152,8 @@ impl AuditAction {
             Self::ImportCustomers => "IMPORT_CUSTOMERS",
             Self::StartBulkAction => "START_BULK_ACTION",
             Self::CancelBulkJob => "CANCEL_BULK_JOB",
+            Self::DeleteCustomer => "DELETE_CUSTOMER",
+            Self::DeleteOwnAccount => "DELETE_OWN_ACCOUNT",
         }
     }
 
@@ -156,6 +165,8 @@ impl AuditAction {
             "IMPORT_CUSTOMERS" => Some(Self::ImportCustomers),
             "START_BULK_ACTION" => Some(Self::StartBulkAction),
             "CANCEL_BULK_JOB" => Some(Self::CancelBulkJob),
+            "DELETE_CUSTOMER" => Some(Self::DeleteCustomer),
+            "DELETE_OWN_ACCOUNT" => Some(Self::DeleteOwnAccount),
             _ => None,
         }
     }

@@ -13,6 +13,7 @@ pub mod clock;
 pub mod customer;
 pub mod email;
 pub mod email_change;
+pub mod erasure;
 pub mod error;
 pub mod import;
 pub mod keys;

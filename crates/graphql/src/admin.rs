@@ -253,6 +253,23 @@ impl AdminMutation {
         })
     }
 
+    /// Deletes a customer account and everything that names the customer (as
+    /// `deleteCustomer` does); the audit log keeps the id. NOT_FOUND for an unknown customer.
+    #[graphql(guard = "RequirePermission(Permission::CustomersDelete)")]
+    async fn admin_delete_customer(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+    ) -> Result<bool, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = self::customer_id(&customer_id)?;
+        services(ctx)?
+            .erasure
+            .delete_by_admin(&principal, id, &request(ctx).client)
+            .await?;
+        Ok(true)
+    }
+
     /// Changes settings; effective at once on every server.
     #[graphql(guard = "RequirePermission(Permission::SettingsManage)")]
     async fn update_password_settings(

@@ -35,6 +35,8 @@ pub enum AdminPermission {
     AuditRead,
     /// Bulk actions and their jobs (with the single action's own permission).
     CustomersBulk,
+    /// Deleting customer accounts.
+    CustomersDelete,
 }
 
 impl From<admin::Permission> for AdminPermission {
@@ -47,6 +49,7 @@ impl From<admin::Permission> for AdminPermission {
             admin::Permission::SettingsManage => Self::SettingsManage,
             admin::Permission::AuditRead => Self::AuditRead,
             admin::Permission::CustomersBulk => Self::CustomersBulk,
+            admin::Permission::CustomersDelete => Self::CustomersDelete,
         }
     }
 }
@@ -346,6 +349,10 @@ pub enum AuditAction {
     /// A bulk job started; `detail` names the job, the action and the count.
     StartBulkAction,
     CancelBulkJob,
+    /// An admin deleted the customer; the entry keeps only the id.
+    DeleteCustomer,
+    /// The customer deleted their own account; the actor is `customer`.
+    DeleteOwnAccount,
 }
 
 impl From<admin::AuditAction> for AuditAction {
@@ -357,6 +364,8 @@ impl From<admin::AuditAction> for AuditAction {
             admin::AuditAction::ImportCustomers => Self::ImportCustomers,
             admin::AuditAction::StartBulkAction => Self::StartBulkAction,
             admin::AuditAction::CancelBulkJob => Self::CancelBulkJob,
+            admin::AuditAction::DeleteCustomer => Self::DeleteCustomer,
+            admin::AuditAction::DeleteOwnAccount => Self::DeleteOwnAccount,
         }
     }
 }
@@ -370,6 +379,8 @@ impl From<AuditAction> for admin::AuditAction {
             AuditAction::ImportCustomers => Self::ImportCustomers,
             AuditAction::StartBulkAction => Self::StartBulkAction,
             AuditAction::CancelBulkJob => Self::CancelBulkJob,
+            AuditAction::DeleteCustomer => Self::DeleteCustomer,
+            AuditAction::DeleteOwnAccount => Self::DeleteOwnAccount,
         }
     }
 }

@@ -29,6 +29,7 @@ pub struct Services {
     pub admins: Arc<Admins>,
     pub bulk: Arc<domain::bulk::BulkJobs>,
     pub email_changes: Arc<domain::email_change::EmailChanges>,
+    pub erasure: Arc<domain::erasure::Erasure>,
 }
 
 #[derive(MergedObject, Default)]

@@ -44,6 +44,27 @@ impl CustomerQuery {
         Ok(None)
     }
 
+    /// Everything Latchkey stores about a customer, as JSON (profile, sessions, reset links,
+    /// email changes, mail, admin actions; never a hash, token or link). Without `customerId`:
+    /// the signed-in customer's own. With it: an admin with CUSTOMERS_READ, any customer's.
+    async fn customer_data_export(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: Option<ID>,
+    ) -> Result<async_graphql::Json<domain::erasure::CustomerExport>, ApiError> {
+        let id = match customer_id {
+            Some(id) => {
+                crate::context::admin_with(ctx, domain::admin::Permission::CustomersRead).await?;
+                uuid::Uuid::parse_str(id.as_str())
+                    .map_err(|_| ApiError::from(domain::Error::NotFound))?
+            }
+            None => customer(ctx).await?.customer.id,
+        };
+        Ok(async_graphql::Json(
+            services(ctx)?.erasure.export(id).await?,
+        ))
+    }
+
     /// Every device signed in to the customer's account, newest first.
     async fn customer_sessions(&self, ctx: &Context<'_>) -> Result<Vec<CustomerSession>, ApiError> {
         let principal = customer(ctx).await?;
@@ -196,6 +217,23 @@ impl CustomerMutation {
         #[graphql(secret)] token: String,
     ) -> Result<bool, ApiError> {
         services(ctx)?.email_changes.cancel(&token).await?;
+        Ok(true)
+    }
+
+    /// Deletes the signed-in customer's account, with the current password (AUTHENTICATION_FAILED
+    /// otherwise, counted like a sign-in): sessions, reset and email-change links, mail and
+    /// everything else that names the customer go with it; the address can register again.
+    async fn delete_customer(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] current_password: String,
+    ) -> Result<bool, ApiError> {
+        let principal = customer(ctx).await?;
+        services(ctx)?
+            .erasure
+            .delete_own_account(&principal, &current_password, &request(ctx).client)
+            .await?;
+        crate::context::customer_signed_out(ctx);
         Ok(true)
     }
 

@@ -7,6 +7,7 @@ mod bulk;
 mod cleanup;
 mod email_change;
 mod entities;
+mod erasure;
 mod grid;
 mod import;
 mod keys;

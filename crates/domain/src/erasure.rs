@@ -1,0 +1,213 @@
+//! Deleting a customer, and the export of what Latchkey holds about one.
+//!
+//! Deletion removes the account and everything that names the person: sessions, reset links and
+//! requests, email changes, mail to them (sent or not; sent rows still name the address), the
+//! limit counters keyed by their address, and their place in bulk jobs. The audit log keeps its
+//! entries, which hold the customer's id and no personal data, plus one for the deletion, so
+//! who did what stays provable. The address can register again afterwards.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    accounts::{CustomerPrincipal, Wiring},
+    admin::{AdminPrincipal, AuditAction, NewAudit},
+    customer::ClientInfo,
+    limits::{LimitKey, PrincipalKind},
+    password::PasswordCandidate,
+};
+
+/// The limit counters stored under keys that name the customer (their address or id).
+pub fn limit_keys(customer_id: Uuid, email_key: &str) -> Vec<String> {
+    [
+        LimitKey::ResetRequestByEmail(email_key.to_owned()),
+        LimitKey::ResetRequestByCustomer(customer_id),
+        LimitKey::SignInByAccount(PrincipalKind::Customer, email_key.to_owned()),
+        LimitKey::EmailChangeByCustomer(customer_id),
+    ]
+    .iter()
+    .map(LimitKey::storage_key)
+    .collect()
+}
+
+/// Everything stored about one customer, for `customerDataExport` (GDPR Art. 15 and 20).
+/// Never a hash, a token or a link.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerExport {
+    pub exported_at: DateTime<Utc>,
+    pub customer: ExportedCustomer,
+    pub sessions: Vec<ExportedSession>,
+    pub password_reset_links: Vec<ExportedResetLink>,
+    pub email_changes: Vec<ExportedEmailChange>,
+    pub mail: Vec<ExportedMail>,
+    /// Admin actions about this customer.
+    pub audit: Vec<ExportedAudit>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedCustomer {
+    pub id: Uuid,
+    pub email: String,
+    pub firstname: String,
+    pub lastname: String,
+    pub locale: String,
+    pub external_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub password_changed_at: DateTime<Utc>,
+    pub failed_sign_ins: i32,
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedSession {
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedResetLink {
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedEmailChange {
+    pub old_email: String,
+    pub new_email: String,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedMail {
+    pub kind: String,
+    pub recipient: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedAudit {
+    pub at: DateTime<Utc>,
+    pub action: String,
+    pub actor: String,
+}
+
+#[async_trait]
+pub trait ErasureStore: Send + Sync {
+    /// In one transaction: removes the customer and everything that names them (see the
+    /// module's rules), and writes `audit`. False when there is no such customer.
+    async fn delete_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<bool>;
+    /// `None` when there is no such customer.
+    async fn export_customer(
+        &self,
+        customer_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CustomerExport>>;
+}
+
+pub struct Erasure {
+    store: Arc<dyn ErasureStore>,
+    parts: Wiring,
+}
+
+impl Erasure {
+    pub fn new(store: Arc<dyn ErasureStore>, parts: Wiring) -> Self {
+        Self { store, parts }
+    }
+
+    /// `deleteCustomer`: the customer deletes their own account, with the current password
+    /// (checked like a sign-in, so a stolen session cannot do it).
+    pub async fn delete_own_account(
+        &self,
+        principal: &CustomerPrincipal,
+        current_password: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let candidate =
+            PasswordCandidate::parse(current_password).ok_or(Error::AuthenticationFailed)?;
+        let settings = self.parts.settings.current().await?;
+        let customer = &principal.customer;
+        self.parts
+            .sign_in
+            .verify(
+                PrincipalKind::Customer,
+                customer.email.key(),
+                &candidate,
+                client,
+                &settings,
+            )
+            .await?;
+        let audit = NewAudit {
+            id: Uuid::now_v7(),
+            at: self.parts.clock.now(),
+            // The customer acted: their id, which the entry keeps anyway, and no name.
+            actor_id: customer.id,
+            actor: "customer".to_owned(),
+            action: AuditAction::DeleteOwnAccount,
+            customer_id: Some(customer.id),
+            // The customer's address is personal data: not kept past the account.
+            client_ip: None,
+            detail: None,
+        };
+        if !self.store.delete_customer(customer.id, audit).await? {
+            return Err(Error::Unauthenticated);
+        }
+        tracing::info!(event = "customer_deleted", customer_id = %customer.id, by = "self");
+        Ok(())
+    }
+
+    /// `adminDeleteCustomer` (CUSTOMERS_DELETE, checked by the caller). NotFound for an
+    /// unknown customer.
+    pub async fn delete_by_admin(
+        &self,
+        principal: &AdminPrincipal,
+        customer_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let audit = NewAudit {
+            id: Uuid::now_v7(),
+            at: self.parts.clock.now(),
+            actor_id: principal.admin.id,
+            actor: principal.admin.username.clone(),
+            action: AuditAction::DeleteCustomer,
+            customer_id: Some(customer_id),
+            client_ip: client.ip.clone(),
+            detail: None,
+        };
+        if !self.store.delete_customer(customer_id, audit).await? {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(event = "customer_deleted", customer_id = %customer_id, admin_id = %principal.admin.id);
+        Ok(())
+    }
+
+    /// `customerDataExport`: the signed-in customer's own data, or (for an admin with the
+    /// permission, checked by the caller) any customer's. NotFound for an unknown customer.
+    pub async fn export(&self, customer_id: Uuid) -> Result<CustomerExport> {
+        self.store
+            .export_customer(customer_id, self.parts.clock.now())
+            .await?
+            .ok_or(Error::NotFound)
+    }
+}

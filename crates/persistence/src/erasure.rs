@@ -1,0 +1,194 @@
+//! Deleting a customer and everything that names them, in one transaction; the export of what
+//! is stored about one.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Result,
+    admin::NewAudit,
+    erasure::{
+        CustomerExport, ErasureStore, ExportedAudit, ExportedCustomer, ExportedEmailChange,
+        ExportedMail, ExportedResetLink, ExportedSession, limit_keys,
+    },
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use crate::{
+    SqlStore,
+    accounts::{db_err, lock_customer},
+    admin::insert_audit,
+    entities::{
+        access_token, audit_log, bulk_job_item, customer, email_change, email_outbox, limit_event,
+        password_reset_token, reset_request,
+    },
+    unit::End,
+};
+
+#[async_trait]
+impl ErasureStore for SqlStore {
+    async fn delete_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<bool> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let Some(current) = lock_customer(txn, customer_id).await? else {
+                    return Ok(End::Rollback(false));
+                };
+                // Rows that point at the customer by id (some also by cascade; spelled out so
+                // the rule does not hang on each table's foreign key).
+                access_token::Entity::delete_many()
+                    .filter(access_token::Column::CustomerId.eq(customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                password_reset_token::Entity::delete_many()
+                    .filter(password_reset_token::Column::CustomerId.eq(customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                email_change::Entity::delete_many()
+                    .filter(email_change::Column::CustomerId.eq(customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                // Mail to them, sent or not: a sent row still names the address.
+                email_outbox::Entity::delete_many()
+                    .filter(email_outbox::Column::CustomerId.eq(customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                bulk_job_item::Entity::delete_many()
+                    .filter(bulk_job_item::Column::CustomerId.eq(customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                // Rows that name the address: reset requests not resolved yet, limit counters.
+                reset_request::Entity::delete_many()
+                    .filter(reset_request::Column::EmailKey.eq(current.email_key.as_str()))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                limit_event::Entity::delete_many()
+                    .filter(
+                        limit_event::Column::Key.is_in(limit_keys(customer_id, &current.email_key)),
+                    )
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                customer::Entity::delete_by_id(customer_id)
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
+    }
+
+    async fn export_customer(
+        &self,
+        customer_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<CustomerExport>> {
+        let Some(c) = customer::Entity::find_by_id(customer_id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let sessions = access_token::Entity::find()
+            .filter(access_token::Column::CustomerId.eq(customer_id))
+            .order_by_asc(access_token::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|s| ExportedSession {
+                created_at: s.created_at,
+                expires_at: s.expires_at,
+                last_used_at: s.last_used_at,
+                revoked_at: s.revoked_at,
+                client_ip: s.client_ip,
+                user_agent: s.user_agent,
+            })
+            .collect();
+        let password_reset_links = password_reset_token::Entity::find()
+            .filter(password_reset_token::Column::CustomerId.eq(customer_id))
+            .order_by_asc(password_reset_token::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|r| ExportedResetLink {
+                created_at: r.created_at,
+                expires_at: r.expires_at,
+                used_at: r.used_at,
+            })
+            .collect();
+        let email_changes = email_change::Entity::find()
+            .filter(email_change::Column::CustomerId.eq(customer_id))
+            .order_by_asc(email_change::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|e| ExportedEmailChange {
+                old_email: e.old_email,
+                new_email: e.new_email,
+                created_at: e.created_at,
+                confirmed_at: e.confirmed_at,
+                cancelled_at: e.cancelled_at,
+            })
+            .collect();
+        let mail = email_outbox::Entity::find()
+            .filter(email_outbox::Column::CustomerId.eq(customer_id))
+            .order_by_asc(email_outbox::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| ExportedMail {
+                kind: m.kind,
+                recipient: m.recipient,
+                status: m.status,
+                created_at: m.created_at,
+                sent_at: m.sent_at,
+            })
+            .collect();
+        let audit = audit_log::Entity::find()
+            .filter(audit_log::Column::CustomerId.eq(customer_id))
+            .order_by_asc(audit_log::Column::At)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|a| ExportedAudit {
+                at: a.at,
+                action: a.action,
+                actor: a.actor,
+            })
+            .collect();
+        Ok(Some(CustomerExport {
+            exported_at: now,
+            customer: ExportedCustomer {
+                id: c.id,
+                email: c.email,
+                firstname: c.firstname,
+                lastname: c.lastname,
+                locale: c.locale,
+                external_id: c.external_id,
+                created_at: c.created_at,
+                updated_at: c.updated_at,
+                password_changed_at: c.password_changed_at,
+                failed_sign_ins: c.failed_sign_ins,
+                locked_until: c.locked_until,
+            },
+            sessions,
+            password_reset_links,
+            email_changes,
+            mail,
+            audit,
+        }))
+    }
+}
