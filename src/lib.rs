@@ -231,6 +231,12 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         Arc::new(wakeup.clone()),
     ));
     let erasure = Arc::new(domain::erasure::Erasure::new(store.clone(), parts.clone()));
+    let admin_users = Arc::new(domain::admin_users::AdminUsers::new(
+        store.clone(),
+        parts.clone(),
+        domain::admin_users::AdminLinks::under(&public_url),
+        Arc::new(wakeup.clone()),
+    ));
     let admins = Arc::new(Admins::new(store.clone(), parts));
     let introspection = Arc::new(introspect::Introspection {
         accounts: accounts.clone(),
@@ -245,6 +251,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             bulk: bulk_jobs.clone(),
             email_changes,
             erasure,
+            admin_users,
         },
         &SchemaOptions {
             introspection: config.introspection_enabled(),

@@ -3,7 +3,22 @@
 // their progress, the password settings and the audit log. A control is shown
 // only when the signed-in admin's role allows it (`currentAdmin.permissions`); the API enforces
 // the same permissions whatever the page shows.
-import { t, tn, number, gql, tokenStore, notify, describe, when, whenShort, el, busy, start } from "./common.js";
+import {
+  t,
+  tn,
+  number,
+  gql,
+  tokenStore,
+  notify,
+  describe,
+  when,
+  whenShort,
+  el,
+  busy,
+  start,
+  fieldError,
+  policyViolations,
+} from "./common.js";
 
 const adminToken = tokenStore("latchkey.admin");
 const RETURN_TO = "latchkey.admin-return";
@@ -982,10 +997,81 @@ async function jobsPage(admin) {
   await reload();
 }
 
+// The invitation link: the token leaves the address bar at once and goes only in the body of
+// setAdminPassword.
+function setPasswordPage() {
+  const token = new URLSearchParams(window.location.search).get("token");
+  window.history.replaceState(null, "", window.location.pathname);
+  const form = document.getElementById("set-password");
+  const password = document.getElementById("password");
+  const confirm = document.getElementById("confirm");
+  const after = document.getElementById("after-set");
+  function finish(key, kind) {
+    form.hidden = true;
+    notify(t(key), kind);
+    after.hidden = false;
+    document.getElementById("to-sign-in").focus();
+  }
+  if (!token) {
+    finish("admin.set_password_incomplete", "error");
+    return;
+  }
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(password, null);
+    fieldError(confirm, null);
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    if (password.value !== confirm.value) {
+      fieldError(confirm, t("reset.mismatch"));
+      confirm.focus();
+      return;
+    }
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation SetPassword($token: String!, $password: String!) { setAdminPassword(token: $token, newPassword: $password) }",
+          { token, password: password.value },
+        );
+        finish("admin.set_password_done", "ok");
+      } catch (error) {
+        switch (error.code) {
+          case "PASSWORD_POLICY": {
+            const box = document.getElementById("password-error");
+            fieldError(password, t("reset.policy"));
+            const list = el("ul");
+            for (const rule of policyViolations(error)) {
+              list.appendChild(el("li", rule));
+            }
+            box.appendChild(list);
+            password.focus();
+            break;
+          }
+          case "RESET_TOKEN_EXPIRED":
+            finish("admin.set_password_expired", "error");
+            break;
+          case "RESET_TOKEN_INVALID":
+            finish("admin.set_password_invalid", "error");
+            break;
+          default:
+            notify(describe(error), "error");
+        }
+      }
+    });
+  });
+}
+
 async function main() {
   const page = document.body.dataset.page;
   if (page === "admin-sign-in") {
     signInPage();
+    return;
+  }
+  if (page === "admin-set-password") {
+    setPasswordPage();
     return;
   }
   const admin = await session();

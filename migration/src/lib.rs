@@ -13,6 +13,7 @@ mod m20261203_000008_search;
 mod m20261203_000009_bulk;
 mod m20261204_000010_keys;
 mod m20261205_000011_email_changes;
+mod m20261205_000012_admin_users;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_bulk::Migration),
             Box::new(m20261204_000010_keys::Migration),
             Box::new(m20261205_000011_email_changes::Migration),
+            Box::new(m20261205_000012_admin_users::Migration),
         ]
     }
 }

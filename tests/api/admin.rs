@@ -121,6 +121,26 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         "query($id: ID!) { customerDataExport(customerId: $id) }",
         Permission::CustomersRead,
     ),
+    (
+        "adminUsers",
+        "{ adminUsers { id username role disabled } }",
+        Permission::AdminUsersManage,
+    ),
+    (
+        "createAdminUser",
+        "mutation { createAdminUser(username: \"matrix-invitee\", email: \"invitee@example.com\", role: \"viewer\") { id } }",
+        Permission::AdminUsersManage,
+    ),
+    (
+        "updateAdminUser",
+        "mutation($admin: ID!) { updateAdminUser(id: $admin, role: \"viewer\") { id role } }",
+        Permission::AdminUsersManage,
+    ),
+    (
+        "revokeAdminTokens",
+        "mutation($admin: ID!) { revokeAdminTokens(adminId: $admin) { revokedCount } }",
+        Permission::AdminUsersManage,
+    ),
     // Last: the administrator's call deletes the customer the other rows act on.
     (
         "adminDeleteCustomer",
@@ -143,6 +163,7 @@ const STOREFRONT: &[&str] = &[
     "confirmCustomerEmailChange",
     "cancelCustomerEmailChange",
     "deleteCustomer",
+    "setAdminPassword",
     "requestPasswordReset",
     "resetPassword",
     "generateAdminToken",
@@ -162,6 +183,7 @@ enum Permission {
     AuditRead,
     CustomersBulk,
     CustomersDelete,
+    AdminUsersManage,
 }
 
 /// SPEC "Roles", written out independently of the server's table.
@@ -230,10 +252,20 @@ async fn every_admin_operation_answers_each_role_as_the_matrix_says(backend: Bac
         "{started}"
     );
     let job = started["data"]["startBulkAction"]["id"].clone();
+    // An admin the admin-user rows act on, who is none of the callers.
+    let bystander = app.admin_token("viewer").await;
+    let bystander_id = app
+        .gql_as(Some(&bystander), "{ currentAdmin { id } }", json!({}))
+        .await["data"]["currentAdmin"]["id"]
+        .clone();
     for (name, document, permission) in MATRIX {
         for (caller, token) in &callers {
             let res = app
-                .gql_as(token.as_deref(), document, json!({"id": id, "job": job}))
+                .gql_as(
+                    token.as_deref(),
+                    document,
+                    json!({"id": id, "job": job, "admin": bystander_id}),
+                )
                 .await;
             let expected = match *caller {
                 "anonymous" => Some("UNAUTHENTICATED"),
@@ -1070,7 +1102,9 @@ async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(ba
                 "SETTINGS_READ",
                 "SETTINGS_MANAGE",
                 "AUDIT_READ",
-                "CUSTOMERS_BULK"
+                "CUSTOMERS_BULK",
+                "CUSTOMERS_DELETE",
+                "ADMIN_USERS_MANAGE"
             ]),
         ),
         (

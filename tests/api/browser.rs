@@ -25,6 +25,7 @@ crate::tests![
     browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
     browser_admin_runs_bulk_actions_and_follows_their_jobs,
     browser_email_change_links_confirm_and_undo_only_on_a_click,
+    browser_an_invited_admin_sets_a_password_and_signs_in,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -548,6 +549,48 @@ async fn browser_email_change_links_confirm_and_undo_only_on_a_click(backend: Ba
     );
     app.sign_in("ren@example.com", CUSTOMER_PASSWORD).await;
     english.close().await;
+    browser.close().await;
+}
+
+/// The invitation link in the console: the new admin chooses a password (the policy explained)
+/// and signs in with it.
+async fn browser_an_invited_admin_sets_a_password_and_signs_in(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let root = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&root),
+            "mutation { createAdminUser(username: \"newhire\", email: \"newhire@example.com\", role: \"support\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let link = smtp.wait_for(1).await[0].link();
+    let link = app.url(
+        &link[link
+            .find("/admin/set-password?token=")
+            .expect("the console's page")..],
+    );
+    let driver = Driver::start().await;
+    let browser = driver.browser("en-US").await;
+    browser.goto(&link).await;
+    assert!(
+        !browser.url().await.contains("token"),
+        "the token leaves the address bar"
+    );
+    assert_eq!(browser.text("h1").await, "Set Your Admin Password");
+    browser.fill("#password", "short-Pw-1").await;
+    browser.fill("#confirm", "short-Pw-1").await;
+    browser.click_text("Set Password").await;
+    browser
+        .wait_text("#password-error", "must be at least 12 characters long")
+        .await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.fill("#confirm", ADMIN_PASSWORD).await;
+    browser.shot("admin-set-password").await;
+    browser.click_text("Set Password").await;
+    browser.wait_text("#notice", "Your password is set.").await;
+    admin_signs_in(&browser, &app, "newhire").await;
     browser.close().await;
 }
 

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod admin;
+mod admin_users;
 mod browser;
 mod bulk;
 mod connections;
@@ -38,6 +39,7 @@ fn main() {
     let groups = [
         accounts::TESTS,
         admin::TESTS,
+        admin_users::TESTS,
         bulk::TESTS,
         sessions::TESTS,
         hardening::TESTS,

@@ -21,10 +21,12 @@ pub enum Permission {
     CustomersBulk,
     /// Deleting a customer account (administrators only by default).
     CustomersDelete,
+    /// Admin users: list, invite, change role, disable, Force Sign In.
+    AdminUsersManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Self::CustomersRead,
         Self::CustomersResetPassword,
         Self::CustomersRevokeTokens,
@@ -33,6 +35,7 @@ impl Permission {
         Self::AuditRead,
         Self::CustomersBulk,
         Self::CustomersDelete,
+        Self::AdminUsersManage,
     ];
 }
 
@@ -117,6 +120,10 @@ pub struct AdminUser {
     pub username: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Where invitations go; admins made by the CLI may have none.
+    pub email: Option<String>,
+    /// A disabled admin can neither sign in nor use a token.
+    pub disabled: bool,
 }
 
 /// A signed-in admin.
@@ -141,6 +148,10 @@ pub enum AuditAction {
     DeleteCustomer,
     /// A customer deleted their own account (the actor is the customer's id).
     DeleteOwnAccount,
+    /// Admin users (the target's id in `detail`).
+    CreateAdminUser,
+    UpdateAdminUser,
+    RevokeAdminTokens,
 }
 
 impl AuditAction {
@@ -154,6 +165,9 @@ impl AuditAction {
             Self::CancelBulkJob => "CANCEL_BULK_JOB",
             Self::DeleteCustomer => "DELETE_CUSTOMER",
             Self::DeleteOwnAccount => "DELETE_OWN_ACCOUNT",
+            Self::CreateAdminUser => "CREATE_ADMIN_USER",
+            Self::UpdateAdminUser => "UPDATE_ADMIN_USER",
+            Self::RevokeAdminTokens => "REVOKE_ADMIN_TOKENS",
         }
     }
 
@@ -167,6 +181,9 @@ impl AuditAction {
             "CANCEL_BULK_JOB" => Some(Self::CancelBulkJob),
             "DELETE_CUSTOMER" => Some(Self::DeleteCustomer),
             "DELETE_OWN_ACCOUNT" => Some(Self::DeleteOwnAccount),
+            "CREATE_ADMIN_USER" => Some(Self::CreateAdminUser),
+            "UPDATE_ADMIN_USER" => Some(Self::UpdateAdminUser),
+            "REVOKE_ADMIN_TOKENS" => Some(Self::RevokeAdminTokens),
             _ => None,
         }
     }

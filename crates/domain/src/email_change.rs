@@ -211,7 +211,7 @@ impl EmailChanges {
             confirm_mail: NewMail {
                 id: Uuid::now_v7(),
                 kind: MailKind::EmailChangeConfirm,
-                customer_id: customer.id,
+                customer_id: Some(customer.id),
                 recipient: new_email.as_str().to_owned(),
                 locale: customer.locale,
                 created_at: now,
@@ -220,7 +220,7 @@ impl EmailChanges {
             notice_mail: NewMail {
                 id: Uuid::now_v7(),
                 kind: MailKind::EmailChangeNotice,
-                customer_id: customer.id,
+                customer_id: Some(customer.id),
                 recipient: customer.email.as_str().to_owned(),
                 locale: customer.locale,
                 created_at: now,

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admin_users;
 pub mod admins;
 pub mod bulk;
 pub mod clock;

@@ -112,14 +112,17 @@ pub enum MailKind {
     EmailChangeConfirm,
     /// To the old address: an email change was asked for; the link cancels it.
     EmailChangeNotice,
+    /// To a new admin: the link to set their own password.
+    AdminInvitation,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
         Self::EmailChangeNotice,
+        Self::AdminInvitation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +131,7 @@ impl MailKind {
             Self::PasswordChanged => "password_changed",
             Self::EmailChangeConfirm => "email_change_confirm",
             Self::EmailChangeNotice => "email_change_notice",
+            Self::AdminInvitation => "admin_invitation",
         }
     }
 
@@ -136,12 +140,12 @@ impl MailKind {
     }
 }
 
-/// A message to queue for a known customer.
+/// A message to queue for a known customer (or an admin: no customer).
 #[derive(Debug, Clone)]
 pub struct NewMail {
     pub id: Uuid,
     pub kind: MailKind,
-    pub customer_id: Uuid,
+    pub customer_id: Option<Uuid>,
     /// The address stored on the account; for an email change's confirmation, the new one.
     pub recipient: String,
     pub locale: crate::customer::Locale,
@@ -156,7 +160,7 @@ impl NewMail {
         Self {
             id: Uuid::now_v7(),
             kind: MailKind::PasswordChanged,
-            customer_id: customer.id,
+            customer_id: Some(customer.id),
             recipient: customer.email.as_str().to_owned(),
             locale: customer.locale,
             created_at: now,

@@ -13,7 +13,8 @@ use crate::{
     admin_types::{
         Admin, AdminToken, AuditEntryConnection, AuditEntryEdge, AuditLogFilter,
         CustomerConnection, CustomerEdge, CustomerFilter, CustomerSort, PageInfo, PasswordSettings,
-        PasswordSettingsInput, RevokeCustomerTokensResult, SortDirection, UndeliveredMail,
+        PasswordSettingsInput, RevokeAdminTokensResult, RevokeCustomerTokensResult, SortDirection,
+        UndeliveredMail,
     },
     context::{admin, loaders, request, services},
     guard::RequirePermission,
@@ -38,6 +39,18 @@ impl AdminQuery {
     /// a live admin token.
     async fn current_admin(&self, ctx: &Context<'_>) -> Result<Admin, ApiError> {
         Ok(Admin::from(&admin(ctx).await?.admin))
+    }
+
+    /// Every admin user, by username.
+    #[graphql(guard = "RequirePermission(Permission::AdminUsersManage)")]
+    async fn admin_users(&self, ctx: &Context<'_>) -> Result<Vec<Admin>, ApiError> {
+        Ok(services(ctx)?
+            .admin_users
+            .list()
+            .await?
+            .iter()
+            .map(Admin::from)
+            .collect())
     }
 
     /// The customers grid: search, created-date range, sort, cursor paging (`first` up to 100).
@@ -266,6 +279,86 @@ impl AdminMutation {
         services(ctx)?
             .erasure
             .delete_by_admin(&principal, id, &request(ctx).client)
+            .await?;
+        Ok(true)
+    }
+
+    /// Invites an admin: `email` gets a link to set their own password (nobody else ever types
+    /// it). `role`: `administrator`, `support` or `viewer`.
+    #[graphql(guard = "RequirePermission(Permission::AdminUsersManage)")]
+    async fn create_admin_user(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        email: String,
+        role: String,
+    ) -> Result<Admin, ApiError> {
+        let principal = admin(ctx).await?;
+        let created = services(ctx)?
+            .admin_users
+            .invite(&principal, &username, &email, &role, &request(ctx).client)
+            .await?;
+        Ok(Admin::from(&created))
+    }
+
+    /// Changes an admin's role or disables (signing them out) or enables them. The last active
+    /// administrator cannot be demoted or disabled (BAD_USER_INPUT, nothing changes).
+    #[graphql(guard = "RequirePermission(Permission::AdminUsersManage)")]
+    async fn update_admin_user(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        role: Option<String>,
+        disabled: Option<bool>,
+    ) -> Result<Admin, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = uuid::Uuid::parse_str(id.as_str())
+            .map_err(|_| ApiError::from(domain::Error::NotFound))?;
+        let updated = services(ctx)?
+            .admin_users
+            .update(
+                &principal,
+                id,
+                role.as_deref(),
+                disabled,
+                &request(ctx).client,
+            )
+            .await?;
+        Ok(Admin::from(&updated))
+    }
+
+    /// Force Sign In for an admin: every live admin token of theirs is refused from the next
+    /// request.
+    #[graphql(guard = "RequirePermission(Permission::AdminUsersManage)")]
+    async fn revoke_admin_tokens(
+        &self,
+        ctx: &Context<'_>,
+        admin_id: ID,
+    ) -> Result<RevokeAdminTokensResult, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = uuid::Uuid::parse_str(admin_id.as_str())
+            .map_err(|_| ApiError::from(domain::Error::NotFound))?;
+        let revoked = services(ctx)?
+            .admin_users
+            .revoke_tokens(&principal, id, &request(ctx).client)
+            .await?;
+        Ok(RevokeAdminTokensResult {
+            revoked_count: count(revoked),
+        })
+    }
+
+    /// The invitation link: the invited admin sets their password (at least 12 characters and
+    /// the password policy). Works once; RESET_TOKEN_INVALID / RESET_TOKEN_EXPIRED otherwise.
+    /// Needs no sign-in.
+    async fn set_admin_password(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+        #[graphql(secret)] new_password: String,
+    ) -> Result<bool, ApiError> {
+        services(ctx)?
+            .admin_users
+            .set_password(&token, &new_password)
             .await?;
         Ok(true)
     }

@@ -22,6 +22,10 @@ pub struct Admin {
     /// `administrator`, `support` or `viewer`.
     pub role: String,
     pub permissions: Vec<AdminPermission>,
+    /// Where invitations go; admins made by `latchkey admin create` may have none.
+    pub email: Option<String>,
+    /// A disabled admin can neither sign in nor use a token.
+    pub disabled: bool,
 }
 
 /// What an admin role allows (SPEC "Roles").
@@ -37,6 +41,8 @@ pub enum AdminPermission {
     CustomersBulk,
     /// Deleting customer accounts.
     CustomersDelete,
+    /// Admin users: list, invite, change role, disable, Force Sign In.
+    AdminUsersManage,
 }
 
 impl From<admin::Permission> for AdminPermission {
@@ -50,6 +56,7 @@ impl From<admin::Permission> for AdminPermission {
             admin::Permission::AuditRead => Self::AuditRead,
             admin::Permission::CustomersBulk => Self::CustomersBulk,
             admin::Permission::CustomersDelete => Self::CustomersDelete,
+            admin::Permission::AdminUsersManage => Self::AdminUsersManage,
         }
     }
 }
@@ -61,6 +68,8 @@ impl From<&admin::AdminUser> for Admin {
             username: a.username.clone(),
             role: a.role.as_str().to_owned(),
             permissions: a.role.permissions().iter().map(|&p| p.into()).collect(),
+            email: a.email.clone(),
+            disabled: a.disabled,
         }
     }
 }
@@ -69,6 +78,13 @@ impl From<&admin::AdminUser> for Admin {
 #[derive(SimpleObject)]
 pub struct RevokeCustomerTokensResult {
     /// How many live access tokens were revoked (0 for a customer who had none).
+    pub revoked_count: i32,
+}
+
+/// The result of Force Sign In for an admin.
+#[derive(SimpleObject)]
+pub struct RevokeAdminTokensResult {
+    /// How many live admin tokens were revoked.
     pub revoked_count: i32,
 }
 
@@ -353,6 +369,10 @@ pub enum AuditAction {
     DeleteCustomer,
     /// The customer deleted their own account; the actor is `customer`.
     DeleteOwnAccount,
+    /// Admin users; `detail` names the admin's id and what changed.
+    CreateAdminUser,
+    UpdateAdminUser,
+    RevokeAdminTokens,
 }
 
 impl From<admin::AuditAction> for AuditAction {
@@ -366,6 +386,9 @@ impl From<admin::AuditAction> for AuditAction {
             admin::AuditAction::CancelBulkJob => Self::CancelBulkJob,
             admin::AuditAction::DeleteCustomer => Self::DeleteCustomer,
             admin::AuditAction::DeleteOwnAccount => Self::DeleteOwnAccount,
+            admin::AuditAction::CreateAdminUser => Self::CreateAdminUser,
+            admin::AuditAction::UpdateAdminUser => Self::UpdateAdminUser,
+            admin::AuditAction::RevokeAdminTokens => Self::RevokeAdminTokens,
         }
     }
 }
@@ -381,6 +404,9 @@ impl From<AuditAction> for admin::AuditAction {
             AuditAction::CancelBulkJob => Self::CancelBulkJob,
             AuditAction::DeleteCustomer => Self::DeleteCustomer,
             AuditAction::DeleteOwnAccount => Self::DeleteOwnAccount,
+            AuditAction::CreateAdminUser => Self::CreateAdminUser,
+            AuditAction::UpdateAdminUser => Self::UpdateAdminUser,
+            AuditAction::RevokeAdminTokens => Self::RevokeAdminTokens,
         }
     }
 }

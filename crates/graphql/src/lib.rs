@@ -30,6 +30,7 @@ pub struct Services {
     pub bulk: Arc<domain::bulk::BulkJobs>,
     pub email_changes: Arc<domain::email_change::EmailChanges>,
     pub erasure: Arc<domain::erasure::Erasure>,
+    pub admin_users: Arc<domain::admin_users::AdminUsers>,
 }
 
 #[derive(MergedObject, Default)]

@@ -295,8 +295,10 @@ impl AccountStore for SqlStore {
     }
 }
 
-/// The customer's row, locked for the rest of the transaction on PostgreSQL (SQLite has one
-/// writer): the writes that derive the search text from it must not interleave.
+/// The customer's row, locked for the rest of the transaction: the writes that derive the
+/// search text from it must not interleave. On PostgreSQL `FOR UPDATE`; on SQLite a write that
+/// changes nothing comes first, so the transaction holds the write lock from its first
+/// statement (a read-then-write transaction could not upgrade past a concurrent writer).
 pub(crate) async fn lock_customer(
     txn: &DatabaseTransaction,
     id: Uuid,
@@ -304,8 +306,27 @@ pub(crate) async fn lock_customer(
     let mut find = customer::Entity::find_by_id(id);
     if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
         find = find.lock_exclusive();
+    } else {
+        take_sqlite_write_lock(txn, customer::Entity, customer::Column::Id, id).await?;
     }
     find.one(txn).await.map_err(db_err)
+}
+
+/// SQLite: `UPDATE table SET id = id WHERE id = ?`, which takes the write lock and changes
+/// nothing (no trigger watches the id).
+pub(crate) async fn take_sqlite_write_lock<E: EntityTrait>(
+    txn: &DatabaseTransaction,
+    _table: E,
+    id_column: E::Column,
+    id: Uuid,
+) -> Result<()> {
+    E::update_many()
+        .col_expr(id_column, Expr::col(id_column))
+        .filter(id_column.eq(id))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// Every password change, whatever its path: new hash, lockout cleared, sessions revoked

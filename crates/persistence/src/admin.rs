@@ -34,12 +34,14 @@ use crate::{
 
 /// `None` for a row whose role this build does not know: such an admin can neither sign in nor
 /// use a token (default deny).
-fn to_admin(m: &admin_user::Model) -> Option<AdminUser> {
+pub(crate) fn to_admin(m: &admin_user::Model) -> Option<AdminUser> {
     Some(AdminUser {
         id: m.id,
         username: m.username.clone(),
         role: Role::parse(&m.role)?,
         created_at: m.created_at,
+        email: m.email.clone(),
+        disabled: m.disabled_at.is_some(),
     })
 }
 
@@ -140,6 +142,8 @@ impl AdminStore for SqlStore {
             failed_sign_ins: Set(0),
             locked_until: Set(None),
             created_at: Set(new.now),
+            email: Set(None),
+            disabled_at: Set(None),
         };
         match admin_user::Entity::insert(model).exec(&self.db).await {
             Ok(_) => {}
@@ -168,7 +172,10 @@ impl AdminStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(match found {
-            Some((token, Some(admin))) => to_admin(&admin).map(|a| (token.id, a)),
+            // A disabled admin's tokens are refused (disabling also revokes them).
+            Some((token, Some(admin))) if admin.disabled_at.is_none() => {
+                to_admin(&admin).map(|a| (token.id, a))
+            }
             _ => None,
         })
     }

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admin;
+mod admin_users;
 mod bulk;
 mod cleanup;
 mod email_change;

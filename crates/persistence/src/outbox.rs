@@ -63,7 +63,7 @@ pub(crate) fn new_row(mail: NewMail) -> email_outbox::ActiveModel {
     email_outbox::ActiveModel {
         id: Set(mail.id),
         kind: Set(mail.kind.as_str().to_owned()),
-        customer_id: Set(Some(mail.customer_id)),
+        customer_id: Set(mail.customer_id),
         recipient: Set(mail.recipient),
         locale: Set(mail.locale.as_str().to_owned()),
         link: Set(link),

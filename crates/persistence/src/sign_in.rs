@@ -30,6 +30,9 @@ struct Columns<E: EntityTrait> {
     hash: E::Column,
     failed: E::Column,
     locked_until: E::Column,
+    /// Set while the principal may not sign in at all (a disabled admin): such a row reads as
+    /// no account, which the sign-in core answers like any unknown name.
+    disabled: Option<E::Column>,
 }
 
 const CUSTOMERS: Columns<customer::Entity> = Columns {
@@ -39,6 +42,7 @@ const CUSTOMERS: Columns<customer::Entity> = Columns {
     hash: customer::Column::PasswordHash,
     failed: customer::Column::FailedSignIns,
     locked_until: customer::Column::LockedUntil,
+    disabled: None,
 };
 
 const ADMINS: Columns<admin_user::Entity> = Columns {
@@ -48,6 +52,7 @@ const ADMINS: Columns<admin_user::Entity> = Columns {
     hash: admin_user::Column::PasswordHash,
     failed: admin_user::Column::FailedSignIns,
     locked_until: admin_user::Column::LockedUntil,
+    disabled: Some(admin_user::Column::DisabledAt),
 };
 
 impl<E: EntityTrait> Columns<E> {
@@ -56,16 +61,17 @@ impl<E: EntityTrait> Columns<E> {
         db: &impl ConnectionTrait,
         login: &str,
     ) -> Result<Option<StoredCredentials>> {
-        let row: Option<(Uuid, String, Option<DateTime<Utc>>)> = E::find()
+        let mut find = E::find()
             .select_only()
             .column(self.id)
             .column(self.hash)
             .column(self.locked_until)
-            .filter(self.login.eq(login))
-            .into_tuple()
-            .one(db)
-            .await
-            .map_err(db_err)?;
+            .filter(self.login.eq(login));
+        if let Some(disabled) = self.disabled {
+            find = find.filter(disabled.is_null());
+        }
+        let row: Option<(Uuid, String, Option<DateTime<Utc>>)> =
+            find.into_tuple().one(db).await.map_err(db_err)?;
         Ok(
             row.map(|(id, password_hash, locked_until)| StoredCredentials {
                 id,

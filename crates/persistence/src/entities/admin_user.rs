@@ -13,6 +13,10 @@ pub struct Model {
     pub failed_sign_ins: i32,
     pub locked_until: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// Where invitations and admin password resets go.
+    pub email: Option<String>,
+    /// A disabled admin can neither sign in nor use a token.
+    pub disabled_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,6 +2,7 @@
 
 pub mod access_token;
 pub mod admin_access_token;
+pub mod admin_password_token;
 pub mod admin_user;
 pub mod audit_log;
 pub mod bulk_job;

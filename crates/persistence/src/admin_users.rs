@@ -1,0 +1,268 @@
+//! The admin-users repository: invitations, role and disabled changes under the
+//! last-administrator rule, Force Sign In for admins, invitation (and admin reset) tokens.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Result,
+    admin::{AdminUser, NewAudit, Role},
+    admin_users::{
+        AdminChange, AdminTokenPurpose, AdminUpdate, AdminUserStore, NewInvitedAdmin,
+        StoredAdminToken,
+    },
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::{
+    SqlStore,
+    accounts::db_err,
+    admin::{insert_audit, to_admin},
+    entities::{admin_access_token, admin_password_token, admin_user, email_outbox},
+    unit::End,
+};
+
+async fn revoke_sessions(
+    txn: &DatabaseTransaction,
+    admin_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    Ok(admin_access_token::Entity::update_many()
+        .col_expr(
+            admin_access_token::Column::RevokedAt,
+            Expr::value(Some(now)),
+        )
+        .filter(admin_access_token::Column::AdminId.eq(admin_id))
+        .filter(admin_access_token::Column::RevokedAt.is_null())
+        .filter(admin_access_token::Column::ExpiresAt.gt(now))
+        .exec(txn)
+        .await
+        .map_err(db_err)?
+        .rows_affected)
+}
+
+#[async_trait]
+impl AdminUserStore for SqlStore {
+    async fn admin_users(&self) -> Result<Vec<AdminUser>> {
+        Ok(admin_user::Entity::find()
+            .order_by_asc(admin_user::Column::UsernameKey)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .filter_map(to_admin)
+            .collect())
+    }
+
+    async fn create_invited_admin(&self, new: NewInvitedAdmin) -> Result<Option<AdminUser>> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let model = admin_user::ActiveModel {
+                    id: Set(new.id),
+                    username: Set(new.username.as_str().to_owned()),
+                    username_key: Set(new.username.key()),
+                    role: Set(new.role.as_str().to_owned()),
+                    password_hash: Set(new.password_hash),
+                    failed_sign_ins: Set(0),
+                    locked_until: Set(None),
+                    created_at: Set(new.now),
+                    email: Set(Some(new.email.as_str().to_owned())),
+                    disabled_at: Set(None),
+                };
+                // The insert comes first (SQLite takes its write lock with it); a taken name
+                // ends the transaction, which is rolled back at once.
+                let admin = match model.insert(txn).await {
+                    Ok(admin) => admin,
+                    Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                        return Ok(End::Rollback(None));
+                    }
+                    Err(e) => return Err(db_err(e)),
+                };
+                admin_password_token::Entity::insert(admin_password_token::ActiveModel {
+                    id: Set(Uuid::now_v7()),
+                    admin_id: Set(new.id),
+                    purpose: Set(AdminTokenPurpose::Invitation.as_str().to_owned()),
+                    token_hash: Set(new.token_hash),
+                    created_at: Set(new.now),
+                    expires_at: Set(new.expires_at),
+                    used_at: Set(None),
+                    superseded_at: Set(None),
+                })
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+                email_outbox::Entity::insert(crate::outbox::new_row(new.mail))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, new.audit).await?;
+                Ok(End::Commit(to_admin(&admin)))
+            })
+        })
+        .await
+    }
+
+    async fn update_admin(
+        &self,
+        id: Uuid,
+        change: AdminChange,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<AdminUpdate> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                // Every administrator's row, locked (PostgreSQL; SQLite has one writer): two
+                // concurrent demotions of the last two cannot both see "another one is left".
+                let mut administrators = admin_user::Entity::find()
+                    .filter(admin_user::Column::Role.eq(Role::Administrator.as_str()));
+                if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+                    administrators = administrators.lock_exclusive();
+                } else {
+                    crate::accounts::take_sqlite_write_lock(
+                        txn,
+                        admin_user::Entity,
+                        admin_user::Column::Id,
+                        id,
+                    )
+                    .await?;
+                }
+                let administrators = administrators.all(txn).await.map_err(db_err)?;
+                let Some(current) = admin_user::Entity::find_by_id(id)
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                else {
+                    return Ok(End::Rollback(AdminUpdate::NotFound));
+                };
+                let role = change
+                    .role
+                    .map_or(current.role.clone(), |r| r.as_str().to_owned());
+                let disabled_at = match change.disabled {
+                    Some(true) => current.disabled_at.or(Some(now)),
+                    Some(false) => None,
+                    None => current.disabled_at,
+                };
+                let stays_active_administrator =
+                    role == Role::Administrator.as_str() && disabled_at.is_none();
+                let others_active = administrators
+                    .iter()
+                    .filter(|a| a.id != id && a.disabled_at.is_none())
+                    .count();
+                let was_active_administrator =
+                    current.role == Role::Administrator.as_str() && current.disabled_at.is_none();
+                if was_active_administrator && !stays_active_administrator && others_active == 0 {
+                    return Ok(End::Rollback(AdminUpdate::LastAdministrator));
+                }
+                let mut model: admin_user::ActiveModel = current.into();
+                model.role = Set(role);
+                model.disabled_at = Set(disabled_at);
+                let updated = model.update(txn).await.map_err(db_err)?;
+                if disabled_at.is_some() {
+                    revoke_sessions(txn, id, now).await?;
+                }
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(match to_admin(&updated) {
+                    Some(admin) => AdminUpdate::Updated(admin),
+                    None => AdminUpdate::NotFound,
+                }))
+            })
+        })
+        .await
+    }
+
+    async fn revoke_admin_sessions(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Option<u64>> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let exists = admin_user::Entity::find_by_id(id)
+                    .select_only()
+                    .column(admin_user::Column::Id)
+                    .into_tuple::<Uuid>()
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                    .is_some();
+                if !exists {
+                    return Ok(End::Rollback(None));
+                }
+                let revoked = revoke_sessions(txn, id, now).await?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(Some(revoked)))
+            })
+        })
+        .await
+    }
+
+    async fn find_admin_token(&self, token_hash: &str) -> Result<Option<StoredAdminToken>> {
+        Ok(admin_password_token::Entity::find()
+            .filter(admin_password_token::Column::TokenHash.eq(token_hash))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(|t| StoredAdminToken {
+                id: t.id,
+                admin_id: t.admin_id,
+                expires_at: t.expires_at,
+                used_at: t.used_at,
+                superseded_at: t.superseded_at,
+            }))
+    }
+
+    async fn complete_admin_token(
+        &self,
+        token_id: Uuid,
+        admin_id: Uuid,
+        password_hash: String,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let consumed = admin_password_token::Entity::update_many()
+                    .col_expr(admin_password_token::Column::UsedAt, Expr::value(Some(now)))
+                    .filter(admin_password_token::Column::Id.eq(token_id))
+                    .filter(admin_password_token::Column::UsedAt.is_null())
+                    .filter(admin_password_token::Column::SupersededAt.is_null())
+                    .filter(admin_password_token::Column::ExpiresAt.gt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if consumed.rows_affected != 1 {
+                    return Ok(End::Rollback(false));
+                }
+                admin_user::Entity::update_many()
+                    .col_expr(admin_user::Column::PasswordHash, Expr::value(password_hash))
+                    .col_expr(admin_user::Column::FailedSignIns, Expr::value(0))
+                    .col_expr(
+                        admin_user::Column::LockedUntil,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    )
+                    .filter(admin_user::Column::Id.eq(admin_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                // Any other outstanding link of this admin dies with this one.
+                admin_password_token::Entity::update_many()
+                    .col_expr(
+                        admin_password_token::Column::SupersededAt,
+                        Expr::value(Some(now)),
+                    )
+                    .filter(admin_password_token::Column::AdminId.eq(admin_id))
+                    .filter(admin_password_token::Column::UsedAt.is_null())
+                    .filter(admin_password_token::Column::SupersededAt.is_null())
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                revoke_sessions(txn, admin_id, now).await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
+    }
+}
