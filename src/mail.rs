@@ -155,6 +155,9 @@ impl Templates {
             "admin_invitation.en",
             "admin_invitation.ja",
             "admin_invitation.ko",
+            "admin_password_reset.en",
+            "admin_password_reset.ja",
+            "admin_password_reset.ko",
         );
         Ok(Self { env, store_name })
     }
@@ -493,7 +496,10 @@ mod tests {
                 let r = templates.render(&message).unwrap();
                 let at = format!("{kind:?} {locale:?}");
                 assert!(r.subject.contains("Test Store"), "{at}: {}", r.subject);
-                if kind != MailKind::AdminInvitation {
+                if !matches!(
+                    kind,
+                    MailKind::AdminInvitation | MailKind::AdminPasswordReset
+                ) {
                     assert!(r.text.contains("Ann") && r.html.contains("Ann"), "{at}");
                 }
                 if kind != MailKind::PasswordChanged {

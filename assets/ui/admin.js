@@ -1064,6 +1064,32 @@ function setPasswordPage() {
   });
 }
 
+// "Forgot your password?": the same answer for every username.
+function forgotPasswordPage() {
+  const form = document.getElementById("admin-forgot");
+  const username = document.getElementById("username");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(username, null);
+    if (!username.value.trim()) {
+      fieldError(username, t("common.required"));
+      username.focus();
+      return;
+    }
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation Forgot($username: String!) { requestAdminPasswordReset(username: $username) }",
+          { username: username.value.trim() },
+        );
+        notify(t("admin.forgot_sent"), "ok");
+      } catch (error) {
+        notify(describe(error), "error");
+      }
+    });
+  });
+}
+
 async function main() {
   const page = document.body.dataset.page;
   if (page === "admin-sign-in") {
@@ -1072,6 +1098,10 @@ async function main() {
   }
   if (page === "admin-set-password") {
     setPasswordPage();
+    return;
+  }
+  if (page === "admin-forgot-password") {
+    forgotPasswordPage();
     return;
   }
   const admin = await session();

@@ -164,6 +164,7 @@ const STOREFRONT: &[&str] = &[
     "cancelCustomerEmailChange",
     "deleteCustomer",
     "setAdminPassword",
+    "requestAdminPasswordReset",
     "requestPasswordReset",
     "resetPassword",
     "generateAdminToken",

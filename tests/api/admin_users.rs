@@ -16,6 +16,7 @@ crate::tests![
     two_administrators_demoting_each_other_at_once_leave_one,
     a_disabled_admin_can_neither_sign_in_nor_use_a_token,
     revoke_admin_tokens_signs_an_admin_out_everywhere,
+    forgot_password_in_the_console_mails_only_active_admins_with_an_address,
 ];
 
 const INVITE: &str = "mutation($u: String!, $e: String!, $r: String!) { createAdminUser(username: $u, email: $e, role: $r) { id username email role disabled } }";
@@ -388,5 +389,87 @@ async fn revoke_admin_tokens_signs_an_admin_out_everywhere(backend: Backend) {
             .unwrap()
             .contains(&id),
         "{audit}"
+    );
+}
+
+async fn forgot_password_in_the_console_mails_only_active_admins_with_an_address(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let root = app.admin_token("administrator").await;
+    invite(&app, &root, "amy", "support").await;
+    let mail = invitation(&smtp, 1, "amy@example.com").await;
+    app.gql(SET, json!({"t": mail.token(), "p": NEW_PASSWORD}))
+        .await;
+    let session =
+        admin_sign_in(&app, "amy", NEW_PASSWORD).await["data"]["generateAdminToken"]["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let forgot = "mutation($u: String!) { requestAdminPasswordReset(username: $u) }";
+    // No mail, and not one row more, for a name without an active admin with an address: an
+    // unknown name, a CLI-made admin (no address), a disabled admin.
+    let cli_admin = app.admin_token("viewer").await;
+    let cli_name = app
+        .gql_as(Some(&cli_admin), "{ currentAdmin { username } }", json!({}))
+        .await["data"]["currentAdmin"]["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    invite(&app, &root, "gone", "viewer").await;
+    let gone_id = app
+        .gql_as(Some(&root), "{ adminUsers { id username } }", json!({}))
+        .await["data"]["adminUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == "gone")
+        .unwrap()["id"]
+        .clone();
+    app.gql_as(Some(&root), UPDATE, json!({"id": gone_id, "d": true}))
+        .await;
+    smtp.wait_for(2).await;
+    let (tokens, outbox) = (
+        app.count("admin_password_tokens").await,
+        app.count("email_outbox").await,
+    );
+    for name in ["ghost", cli_name.as_str(), "gone", "not a username!"] {
+        let res = app.gql(forgot, json!({"u": name})).await;
+        assert_eq!(
+            res["data"]["requestAdminPasswordReset"], true,
+            "{name}: {res}"
+        );
+    }
+    assert_eq!(app.count("admin_password_tokens").await, tokens);
+    assert_eq!(app.count("email_outbox").await, outbox);
+
+    let res = app.gql(forgot, json!({"u": "AMY"})).await;
+    assert_eq!(res["data"]["requestAdminPasswordReset"], true, "{res}");
+    let reset = invitation(&smtp, 3, "amy@example.com").await;
+    assert!(reset.subject().contains("Reset"), "{}", reset.subject());
+    let res = app
+        .gql(SET, json!({"t": reset.token(), "p": "Renewed-Admin-2027"}))
+        .await;
+    assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
+    assert_eq!(
+        code(
+            &app.gql_as(Some(&session), "{ currentAdmin { id } }", json!({}))
+                .await
+        ),
+        "UNAUTHENTICATED",
+        "a new password signs every session out"
+    );
+    assert_eq!(
+        code(&admin_sign_in(&app, "amy", NEW_PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+    admin_sign_in(&app, "amy", "Renewed-Admin-2027").await["data"]["generateAdminToken"]["token"]
+        .as_str()
+        .expect("the new password works");
+    // Limited per username (and per client address): five an hour.
+    for _ in 0..4 {
+        app.gql(forgot, json!({"u": "amy"})).await;
+    }
+    assert_eq!(
+        code(&app.gql(forgot, json!({"u": "amy"})).await),
+        "RATE_LIMITED"
     );
 }

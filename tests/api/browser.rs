@@ -592,6 +592,20 @@ async fn browser_an_invited_admin_sets_a_password_and_signs_in(backend: Backend)
     browser.wait_text("#notice", "Your password is set.").await;
     admin_signs_in(&browser, &app, "newhire").await;
     browser.close().await;
+
+    // Later, from another browser: "Forgot Your Password?" on the console's sign-in page.
+    let other = driver.browser("en-US").await;
+    other.goto(&app.url("/admin/sign-in")).await;
+    other.click_text("Forgot Your Password?").await;
+    other.wait_path("/admin/forgot-password").await;
+    other.fill("#username", "newhire").await;
+    other.click_text("Send Link").await;
+    other
+        .wait_text("#notice", "a link to set a new password is on its way")
+        .await;
+    let reset = smtp.wait_for(2).await[1].link();
+    assert!(reset.contains("/admin/set-password?token="), "{reset}");
+    other.close().await;
 }
 
 /// The admin half: Customers > All Customers, Edit, "Reset Password", "Force Sign In", OK; the

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::{
@@ -20,6 +20,7 @@ use crate::{
     admin::{AdminPrincipal, AdminUser, AuditAction, NewAudit, Role, Username},
     customer::{ClientInfo, Locale},
     email::Email,
+    limits::{Check, ClientKey, LimitKey, Rule},
     password::NewPassword,
     ports::{MailKind, MailSignal, NewMail},
     reset::RawResetToken,
@@ -57,6 +58,21 @@ pub struct NewInvitedAdmin {
     pub mail: NewMail,
     pub audit: NewAudit,
 }
+
+/// An admin password reset as asked for, before anything is known about the username.
+#[derive(Debug, Clone)]
+pub struct AdminResetRequest {
+    pub username_key: String,
+    pub token_hash: String,
+    pub link: String,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The outbox row's id, if one is written.
+    pub mail_id: Uuid,
+}
+
+/// "Forgot your password?" requests per client address and per username per hour.
+pub const MAX_ADMIN_RESETS_PER_HOUR: u32 = 5;
 
 /// A stored admin password token, found by its hash.
 #[derive(Debug, Clone)]
@@ -106,6 +122,11 @@ pub trait AdminUserStore: Send + Sync {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<Option<u64>>;
+    /// The console's "Forgot your password?", with the same statements whether or not an
+    /// active admin with an email address has this username (they write rows only for one
+    /// that has): supersedes the admin's outstanding links, stores the new token's hash and
+    /// queues the mail to the admin's address.
+    async fn request_admin_reset(&self, request: AdminResetRequest) -> Result<()>;
     async fn find_admin_token(&self, token_hash: &str) -> Result<Option<StoredAdminToken>>;
     /// In one transaction, only if the token is still unused, not superseded and not expired
     /// at `now`: consumes it, sets the password, clears lockout and revokes every session of
@@ -312,6 +333,44 @@ impl AdminUsers {
             .ok_or(Error::NotFound)?;
         tracing::info!(event = "admin_force_sign_in", admin_id = %id, by = %principal.admin.id, revoked);
         Ok(revoked)
+    }
+
+    /// The console's "Forgot your password?": always `Ok` for a well-formed request, whether or
+    /// not the username exists, has an email address or is disabled; only a limit refuses.
+    pub async fn request_reset(&self, username: &str, client: &ClientInfo) -> Result<()> {
+        let key = match Username::parse(username) {
+            Some(u) => u.key(),
+            None => Username::unparsable_key(username),
+        };
+        let now = self.parts.clock.now();
+        let rule = Rule::per(MAX_ADMIN_RESETS_PER_HOUR, Duration::hours(1));
+        let checks = [
+            Check::new(LimitKey::AdminResetByIp(ClientKey::of(client)), rule),
+            Check::new(LimitKey::AdminResetByUsername(key.clone()), rule),
+        ];
+        match self.parts.limiter.reserve(&checks, now).await? {
+            Ok(counted) => counted.keep(),
+            Err(refused) => {
+                return Err(Error::RateLimited {
+                    retry_after_seconds: refused.retry_after_seconds,
+                });
+            }
+        }
+        let settings = self.parts.settings.current().await?;
+        let token = RawResetToken::generate()?;
+        self.store
+            .request_admin_reset(AdminResetRequest {
+                username_key: key,
+                token_hash: token.hash(),
+                link: self.links.set_password.replace("{token}", token.expose()),
+                now,
+                expires_at: now + settings.reset.link_lifetime,
+                mail_id: Uuid::now_v7(),
+            })
+            .await?;
+        self.mail.notify();
+        tracing::info!(event = "admin_password_reset_requested");
+        Ok(())
     }
 
     /// `setAdminPassword`: the invitation (or admin reset) link. Works once, within its

@@ -78,6 +78,9 @@ pub enum LimitKey {
     RegistrationByIp(ClientKey),
     /// `requestCustomerEmailChange` by customer (each sends two messages).
     EmailChangeByCustomer(Uuid),
+    /// The console's "Forgot your password?" by the username asked for, known or not.
+    AdminResetByUsername(String),
+    AdminResetByIp(ClientKey),
 }
 
 impl LimitKey {
@@ -92,6 +95,8 @@ impl LimitKey {
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
             Self::EmailChangeByCustomer(id) => format!("email-change:customer:{id}"),
+            Self::AdminResetByUsername(name) => format!("admin-reset:username:{name}"),
+            Self::AdminResetByIp(ip) => format!("admin-reset:ip:{}", ip.0),
         }
     }
 

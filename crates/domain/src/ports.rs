@@ -114,15 +114,18 @@ pub enum MailKind {
     EmailChangeNotice,
     /// To a new admin: the link to set their own password.
     AdminInvitation,
+    /// The console's "Forgot your password?".
+    AdminPasswordReset,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
         Self::EmailChangeNotice,
         Self::AdminInvitation,
+        Self::AdminPasswordReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -132,6 +135,7 @@ impl MailKind {
             Self::EmailChangeConfirm => "email_change_confirm",
             Self::EmailChangeNotice => "email_change_notice",
             Self::AdminInvitation => "admin_invitation",
+            Self::AdminPasswordReset => "admin_password_reset",
         }
     }
 

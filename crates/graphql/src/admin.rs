@@ -347,6 +347,22 @@ impl AdminMutation {
         })
     }
 
+    /// The console's "Forgot your password?": mails a link to set a new password to the admin
+    /// with this username, if there is an active one with an email address. Always `true` (the
+    /// same answer and the same statements for every username); RATE_LIMITED past 5 an hour
+    /// per client address or per username.
+    async fn request_admin_password_reset(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+    ) -> Result<bool, ApiError> {
+        services(ctx)?
+            .admin_users
+            .request_reset(&username, &request(ctx).client)
+            .await?;
+        Ok(true)
+    }
+
     /// The invitation link: the invited admin sets their password (at least 12 characters and
     /// the password policy). Works once; RESET_TOKEN_INVALID / RESET_TOKEN_EXPIRED otherwise.
     /// Needs no sign-in.

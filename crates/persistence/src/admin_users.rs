@@ -7,13 +7,18 @@ use domain::{
     Result,
     admin::{AdminUser, NewAudit, Role},
     admin_users::{
-        AdminChange, AdminTokenPurpose, AdminUpdate, AdminUserStore, NewInvitedAdmin,
-        StoredAdminToken,
+        AdminChange, AdminResetRequest, AdminTokenPurpose, AdminUpdate, AdminUserStore,
+        NewInvitedAdmin, StoredAdminToken,
     },
+    customer::Locale,
+    ports::{MailKind, MailLane},
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, SqlErr,
+    sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
@@ -195,6 +200,99 @@ impl AdminUserStore for SqlStore {
                 let revoked = revoke_sessions(txn, id, now).await?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(Some(revoked)))
+            })
+        })
+        .await
+    }
+
+    async fn request_admin_reset(&self, r: AdminResetRequest) -> Result<()> {
+        // Who the request is for, as a condition each statement carries: the same three
+        // statements run for every username, and write rows only for an active admin with an
+        // email address.
+        let who = || {
+            sea_orm::Condition::all()
+                .add(admin_user::Column::UsernameKey.eq(r.username_key.clone()))
+                .add(admin_user::Column::DisabledAt.is_null())
+                .add(admin_user::Column::Email.is_not_null())
+        };
+        let admin_ids = admin_user::Entity::find()
+            .select_only()
+            .column(admin_user::Column::Id)
+            .filter(who())
+            .into_query();
+        let supersede = admin_password_token::Entity::update_many()
+            .col_expr(
+                admin_password_token::Column::SupersededAt,
+                Expr::value(Some(r.now)),
+            )
+            .filter(admin_password_token::Column::UsedAt.is_null())
+            .filter(admin_password_token::Column::SupersededAt.is_null())
+            .filter(admin_password_token::Column::AdminId.in_subquery(admin_ids))
+            .into_query();
+        let token = Query::insert()
+            .into_table(admin_password_token::Entity)
+            .columns([
+                admin_password_token::Column::Id,
+                admin_password_token::Column::AdminId,
+                admin_password_token::Column::Purpose,
+                admin_password_token::Column::TokenHash,
+                admin_password_token::Column::CreatedAt,
+                admin_password_token::Column::ExpiresAt,
+            ])
+            .select_from(
+                admin_user::Entity::find()
+                    .select_only()
+                    .expr(Expr::val(Uuid::now_v7()))
+                    .column(admin_user::Column::Id)
+                    .expr(Expr::val(AdminTokenPurpose::Reset.as_str()))
+                    .expr(Expr::val(r.token_hash.clone()))
+                    .expr(Expr::val(r.now))
+                    .expr(Expr::val(r.expires_at))
+                    .filter(who())
+                    .into_query(),
+            )
+            .map_err(|e| domain::Error::internal(format!("admin reset: {e}")))?
+            .to_owned();
+        let mail = Query::insert()
+            .into_table(email_outbox::Entity)
+            .columns([
+                email_outbox::Column::Id,
+                email_outbox::Column::Kind,
+                email_outbox::Column::Recipient,
+                email_outbox::Column::Locale,
+                email_outbox::Column::Link,
+                email_outbox::Column::LinkExpiresAt,
+                email_outbox::Column::Status,
+                email_outbox::Column::Attempts,
+                email_outbox::Column::NextAttemptAt,
+                email_outbox::Column::CreatedAt,
+                email_outbox::Column::Lane,
+            ])
+            .select_from(
+                admin_user::Entity::find()
+                    .select_only()
+                    .expr(Expr::val(r.mail_id))
+                    .expr(Expr::val(MailKind::AdminPasswordReset.as_str()))
+                    .column(admin_user::Column::Email)
+                    .expr(Expr::val(Locale::default().as_str()))
+                    .expr(Expr::val(r.link.clone()))
+                    .expr(Expr::val(r.expires_at))
+                    .expr(Expr::val(crate::outbox::PENDING))
+                    .expr(Expr::val(crate::outbox::NO_ATTEMPTS))
+                    .expr(Expr::val(r.now))
+                    .expr(Expr::val(r.now))
+                    .expr(Expr::val(MailLane::Interactive.as_str()))
+                    .filter(who())
+                    .into_query(),
+            )
+            .map_err(|e| domain::Error::internal(format!("admin reset mail: {e}")))?
+            .to_owned();
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                txn.execute(&supersede).await.map_err(db_err)?;
+                txn.execute(&token).await.map_err(db_err)?;
+                txn.execute(&mail).await.map_err(db_err)?;
+                Ok(End::Commit(()))
             })
         })
         .await
