@@ -85,6 +85,7 @@ const PAGES: &[(&str, &str, Area)] = &[
     ("/admin/settings", "admin-settings", Area::Admin),
     ("/admin/audit-log", "admin-audit-log", Area::Admin),
     ("/admin/jobs", "admin-jobs", Area::Admin),
+    ("/admin/users", "admin-users", Area::Admin),
 ];
 
 /// Static files under `/ui/`: `(name, content type, body)`.
@@ -165,6 +166,7 @@ impl Pages {
             "admin-settings",
             "admin-audit-log",
             "admin-jobs",
+            "admin-users",
         );
         let dictionaries = LOCALES
             .iter()

@@ -18,6 +18,7 @@ import {
   start,
   fieldError,
   policyViolations,
+  looksLikeEmail,
 } from "./common.js";
 
 const adminToken = tokenStore("latchkey.admin");
@@ -1064,6 +1065,150 @@ function setPasswordPage() {
   });
 }
 
+// Admin Users: invite, change a role, disable or enable, Force Sign In. The API refuses to
+// demote or disable the last active administrator; the page says so.
+async function adminUsersPage(admin) {
+  const tbody = document.querySelector("#admins tbody");
+  const dialog = document.getElementById("admin-confirm");
+  const ROLES = ["viewer", "support", "administrator"];
+  let pending = null;
+
+  function explain(error) {
+    if (error.code === "BAD_USER_INPUT" && String(error.message).includes("last active administrator")) {
+      notify(t("admin.last_administrator"), "error");
+    } else {
+      failed(error);
+    }
+  }
+
+  async function update(user, change) {
+    try {
+      const data = await gql(
+        "mutation Update($id: ID!, $role: String, $disabled: Boolean) { updateAdminUser(id: $id, role: $role, disabled: $disabled) { id } }",
+        { id: user.id, ...change },
+        admin.token,
+      );
+      notify(t("admin.admin_updated", { username: user.username }), "ok");
+      return data;
+    } catch (error) {
+      explain(error);
+      return null;
+    } finally {
+      await load();
+    }
+  }
+
+  function ask(title, text, action) {
+    document.getElementById("admin-confirm-title").textContent = title;
+    document.getElementById("admin-confirm-text").textContent = text;
+    pending = action;
+    dialog.returnValue = "";
+    dialog.showModal();
+    document.getElementById("admin-confirm-cancel").focus();
+  }
+  dialog.addEventListener("close", async () => {
+    const action = pending;
+    pending = null;
+    if (dialog.returnValue === "ok" && action) {
+      await action();
+    }
+  });
+
+  async function load() {
+    const data = await gql("query Admins { adminUsers { id username email role disabled } }", {}, admin.token);
+    tbody.replaceChildren();
+    for (const user of data.adminUsers) {
+      const tr = el("tr");
+      tr.dataset.username = user.username;
+      tr.appendChild(el("td", user.username));
+      tr.appendChild(el("td", user.email || "—"));
+      const roleCell = el("td");
+      const select = el("select", null, { "aria-label": t("admin.role") + ": " + user.username });
+      for (const role of ROLES) {
+        const option = el("option", t("admin.role_" + role), { value: role });
+        option.selected = role === user.role;
+        select.appendChild(option);
+      }
+      select.addEventListener("change", () => update(user, { role: select.value }));
+      roleCell.appendChild(select);
+      tr.appendChild(roleCell);
+      tr.appendChild(el("td", t(user.disabled ? "admin.status_disabled" : "admin.status_active")));
+      const actions = el("td");
+      const toggle = el("button", t(user.disabled ? "admin.enable" : "admin.disable"), { type: "button" });
+      toggle.addEventListener("click", () => {
+        if (user.disabled) {
+          update(user, { disabled: false });
+        } else {
+          ask(t("admin.disable"), t("admin.disable_confirm", { username: user.username }), () =>
+            update(user, { disabled: true }),
+          );
+        }
+      });
+      const force = el("button", t("admin.force_sign_in"), { type: "button" });
+      force.addEventListener("click", () =>
+        ask(t("admin.force_sign_in"), t("admin.force_confirm_admin", { username: user.username }), async () => {
+          try {
+            const data = await gql(
+              "mutation ForceAdmin($id: ID!) { revokeAdminTokens(adminId: $id) { revokedCount } }",
+              { id: user.id },
+              admin.token,
+            );
+            notify(
+              t("admin.admin_signed_out", { username: user.username, count: data.revokeAdminTokens.revokedCount }),
+              "ok",
+            );
+          } catch (error) {
+            failed(error);
+          }
+        }),
+      );
+      actions.appendChild(toggle);
+      actions.appendChild(force);
+      tr.appendChild(actions);
+      tbody.appendChild(tr);
+    }
+  }
+
+  const form = document.getElementById("invite");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const username = document.getElementById("invite-username");
+    const email = document.getElementById("invite-email");
+    fieldError(username, null);
+    fieldError(email, null);
+    if (!username.value.trim()) {
+      fieldError(username, t("common.required"));
+      username.focus();
+      return;
+    }
+    if (!looksLikeEmail(email.value.trim())) {
+      fieldError(email, t("common.email_invalid"));
+      email.focus();
+      return;
+    }
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation Invite($username: String!, $email: String!, $role: String!) { createAdminUser(username: $username, email: $email, role: $role) { id } }",
+          { username: username.value.trim(), email: email.value.trim(), role: document.getElementById("invite-role").value },
+          admin.token,
+        );
+        notify(t("admin.invited", { email: email.value.trim() }), "ok");
+        form.reset();
+        await load();
+      } catch (error) {
+        failed(error);
+      }
+    });
+  });
+
+  try {
+    await load();
+  } catch (error) {
+    failed(error);
+  }
+}
+
 // "Forgot your password?": the same answer for every username.
 function forgotPasswordPage() {
   const form = document.getElementById("admin-forgot");
@@ -1114,6 +1259,7 @@ async function main() {
     "admin-settings": settingsPage,
     "admin-audit-log": auditLogPage,
     "admin-jobs": jobsPage,
+    "admin-users": adminUsersPage,
   };
   await (pages[page] || (() => {}))(admin);
 }

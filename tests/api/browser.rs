@@ -26,6 +26,7 @@ crate::tests![
     browser_admin_runs_bulk_actions_and_follows_their_jobs,
     browser_email_change_links_confirm_and_undo_only_on_a_click,
     browser_an_invited_admin_sets_a_password_and_signs_in,
+    browser_an_administrator_manages_admin_users,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -606,6 +607,92 @@ async fn browser_an_invited_admin_sets_a_password_and_signs_in(backend: Backend)
     let reset = smtp.wait_for(2).await[1].link();
     assert!(reset.contains("/admin/set-password?token="), "{reset}");
     other.close().await;
+}
+
+/// Admin Users in the console: invite, change a role, disable (with a confirmation), and the
+/// last administrator refused.
+async fn browser_an_administrator_manages_admin_users(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    admin(&app, "chief", "administrator").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("en-US").await;
+    admin_signs_in(&browser, &app, "chief").await;
+    browser.click_text("Admin Users").await;
+    browser.wait_path("/admin/users").await;
+    browser.wait_text("#admins tbody", "chief").await;
+    browser.fill("#invite-username", "helper").await;
+    browser.fill("#invite-email", "helper@example.com").await;
+    browser.choose("#invite-role", "support").await;
+    browser.click_text("Send Invitation").await;
+    browser
+        .wait_text("#notice", "Invitation sent to helper@example.com.")
+        .await;
+    browser
+        .wait_text("#admins tbody", "helper@example.com")
+        .await;
+    assert_eq!(
+        smtp.wait_for(1).await[0].to,
+        vec!["helper@example.com".to_owned()]
+    );
+    browser.shot("admin-users").await;
+
+    browser
+        .choose("tr[data-username='helper'] select", "viewer")
+        .await;
+    browser.wait_text("#notice", "helper is updated.").await;
+    browser
+        .click("tr[data-username='helper'] td:last-child button:first-child")
+        .await;
+    browser.click("#admin-confirm-ok").await;
+    browser
+        .wait_text("tr[data-username='helper']", "Disabled")
+        .await;
+    let list = app
+        .gql_as(
+            Some(&app.admin_token("administrator").await),
+            "{ adminUsers { username role disabled } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        list["data"]["adminUsers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"username": "helper", "role": "viewer", "disabled": true})),
+        "{list}"
+    );
+
+    // chief's own row: with another administrator made above, chief may step down; without
+    // one the page explains. Disable that other administrator first.
+    let others: Vec<String> = list["data"]["adminUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["role"] == "administrator" && a["username"] != "chief")
+        .map(|a| a["username"].as_str().unwrap().to_owned())
+        .collect();
+    browser.goto(&app.url("/admin/users")).await;
+    for other in &others {
+        browser
+            .wait_text(&format!("tr[data-username='{other}']"), other)
+            .await;
+        browser
+            .click(&format!(
+                "tr[data-username='{other}'] td:last-child button:first-child"
+            ))
+            .await;
+        browser.click("#admin-confirm-ok").await;
+        browser
+            .wait_text(&format!("tr[data-username='{other}']"), "Disabled")
+            .await;
+    }
+    browser
+        .choose("tr[data-username='chief'] select", "support")
+        .await;
+    browser
+        .wait_text("#notice", "This is the last active administrator")
+        .await;
+    browser.close().await;
 }
 
 /// The admin half: Customers > All Customers, Edit, "Reset Password", "Force Sign In", OK; the
