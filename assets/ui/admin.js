@@ -673,6 +673,38 @@ async function customerPage(admin) {
     });
   }
 
+  const remove = document.getElementById("delete-customer");
+  if (remove) {
+    const confirmDelete = document.getElementById("delete-confirm");
+    remove.addEventListener("click", () => {
+      confirmDelete.returnValue = "";
+      confirmDelete.showModal();
+      document.getElementById("delete-cancel").focus();
+    });
+    confirmDelete.addEventListener("close", async () => {
+      if (confirmDelete.returnValue !== "ok") {
+        remove.focus();
+        return;
+      }
+      await busy(remove, async () => {
+        try {
+          await gql("mutation Delete($id: ID!) { adminDeleteCustomer(customerId: $id) }", { id }, admin.token);
+          for (const button of document.querySelectorAll(".page-actions button")) {
+            button.remove();
+          }
+          document.getElementById("info").replaceChildren();
+          notify(t("admin.deleted"), "ok");
+        } catch (error) {
+          if (error.code === "NOT_FOUND") {
+            notify(t("admin.not_found"), "error");
+          } else {
+            failed(error);
+          }
+        }
+      });
+    });
+  }
+
   try {
     await load();
   } catch (error) {

@@ -27,6 +27,7 @@ crate::tests![
     browser_email_change_links_confirm_and_undo_only_on_a_click,
     browser_an_invited_admin_sets_a_password_and_signs_in,
     browser_an_administrator_manages_admin_users,
+    browser_an_administrator_deletes_a_customer_after_confirming,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -692,6 +693,48 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
     browser
         .wait_text("#notice", "This is the last active administrator")
         .await;
+    browser.close().await;
+}
+
+/// "Delete Customer" on the customer's page: Cancel keeps the customer, OK deletes them.
+async fn browser_an_administrator_deletes_a_customer_after_confirming(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    customer(&app, "doomed@example.com", "en").await;
+    let session = app.sign_in("doomed@example.com", CUSTOMER_PASSWORD).await;
+    let id = app
+        .gql_as(Some(&session), "{ customer { id } }", json!({}))
+        .await["data"]["customer"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin(&app, "chief", "administrator").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("en-US").await;
+    admin_signs_in(&browser, &app, "chief").await;
+    browser
+        .goto(&app.url(&format!("/admin/customers/{id}")))
+        .await;
+    browser.wait_text("#customer-name", "Mai Sato").await;
+    browser.click_text("Delete Customer").await;
+    browser.click("#delete-cancel").await;
+    assert!(
+        app.whoami(&app.sign_in("doomed@example.com", CUSTOMER_PASSWORD).await)
+            .await
+            .is_ok()
+    );
+    browser.click_text("Delete Customer").await;
+    browser.shot("admin-delete-customer").await;
+    browser.click("#delete-ok").await;
+    browser
+        .wait_text("#notice", "The customer is deleted.")
+        .await;
+    assert_eq!(
+        code(
+            &app.sign_in_response("doomed@example.com", CUSTOMER_PASSWORD)
+                .await
+        ),
+        "AUTHENTICATION_FAILED"
+    );
     browser.close().await;
 }
 
