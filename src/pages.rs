@@ -57,6 +57,12 @@ const PAGES: &[(&str, &str, Area)] = &[
     ("/", "index", Area::Storefront),
     ("/account", "account", Area::Storefront),
     ("/account/sign-in", "sign-in", Area::Storefront),
+    ("/account/create", "create-account", Area::Storefront),
+    (
+        "/account/information",
+        "account-information",
+        Area::Storefront,
+    ),
     (
         "/account/forgot-password",
         "forgot-password",
@@ -120,14 +126,32 @@ fn dictionary_source(locale: Locale) -> &'static str {
     }
 }
 
+/// The dictionary sections a page's script reads (`data-messages`): each page carries only
+/// those, so the storefront's pages never ship the console's labels. `common` and `policy`
+/// (read by the shared script) go with every page; the templates see the whole dictionary,
+/// which renders only what they use.
+fn script_sections(page: &str) -> &'static [&'static str] {
+    match page {
+        "sign-in" => &["signin"],
+        "forgot-password" => &["forgot"],
+        "reset-password" => &["reset"],
+        "confirm-email" | "cancel-email-change" => &["email_change"],
+        "account" => &["account"],
+        "create-account" => &["create", "signin"],
+        "account-information" => &["information", "account"],
+        p if p.starts_with("admin-") => &["admin", "reset"],
+        _ => &[],
+    }
+}
+
 struct Dictionary {
     /// For the templates: `t.signin.title` (a minijinja value: cloning it per page is a
     /// reference count, not a copy of every label).
     labels: minijinja::Value,
     /// This language's own name, for the language links.
     name: String,
-    /// The same, as JSON for the scripts (`data-messages` on `<body>`).
-    json: String,
+    /// Per page, the sections its script reads, as JSON (`data-messages` on `<body>`).
+    json: std::collections::HashMap<&'static str, String>,
 }
 
 pub struct Pages {
@@ -154,6 +178,8 @@ impl Pages {
             "index",
             "account",
             "sign-in",
+            "create-account",
+            "account-information",
             "forgot-password",
             "reset-password",
             "confirm-email",
@@ -172,7 +198,19 @@ impl Pages {
             .iter()
             .map(|&locale| {
                 let parsed: serde_json::Value = serde_json::from_str(dictionary_source(locale))?;
-                let json = serde_json::to_string(&parsed)?;
+                let mut json = std::collections::HashMap::new();
+                for (_, page, _) in PAGES {
+                    let mut subset = serde_json::Map::new();
+                    for section in ["common", "policy"]
+                        .iter()
+                        .chain(script_sections(page).iter())
+                    {
+                        if let Some(v) = parsed.get(*section) {
+                            subset.insert((*section).to_owned(), v.clone());
+                        }
+                    }
+                    json.insert(*page, serde_json::to_string(&subset)?);
+                }
                 let name = parsed["lang"]["name"]
                     .as_str()
                     .unwrap_or_default()
@@ -214,7 +252,7 @@ impl Pages {
                 lang => locale.as_str(),
                 languages,
                 t => dictionary.labels.clone(),
-                messages => dictionary.json.as_str(),
+                messages => dictionary.json.get(page).map_or("{}", String::as_str),
                 store => self.store.as_str(),
             })
     }

@@ -396,6 +396,223 @@ async function accountPage() {
   }
 }
 
+function showPolicy(password, error, key) {
+  const box = document.getElementById("password-error");
+  fieldError(password, t(key));
+  const list = el("ul");
+  for (const rule of policyViolations(error)) {
+    list.appendChild(el("li", rule));
+  }
+  box.appendChild(list);
+  password.focus();
+}
+
+function requireText(input) {
+  if (!input.value.trim()) {
+    fieldError(input, t("common.required"));
+    input.focus();
+    return null;
+  }
+  fieldError(input, null);
+  return input.value.trim();
+}
+
+// "Create New Customer Account": registers, then signs in and opens the account page.
+function createAccountPage() {
+  if (customerToken.get()) {
+    window.location.replace("/account");
+    return;
+  }
+  const form = document.getElementById("create");
+  const fields = ["firstname", "lastname", "email", "password", "confirm"].map((id) => document.getElementById(id));
+  const [firstname, lastname, email, password, confirm] = fields;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    for (const f of fields) {
+      fieldError(f, null);
+    }
+    const first = requireText(firstname);
+    const last = first && requireText(lastname);
+    const address = last && requireEmail(email);
+    if (!address) {
+      return;
+    }
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    if (password.value !== confirm.value) {
+      fieldError(confirm, t("create.mismatch"));
+      confirm.focus();
+      return;
+    }
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation Create($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }",
+          {
+            input: {
+              firstname: first,
+              lastname: last,
+              email: address,
+              password: password.value,
+              locale: document.documentElement.lang,
+            },
+          },
+        );
+        const data = await gql(
+          "mutation SignIn($email: String!, $password: String!) { generateCustomerToken(email: $email, password: $password) { token expiresAt } }",
+          { email: address, password: password.value },
+        );
+        customerToken.set(data.generateCustomerToken);
+        window.location.assign("/account");
+      } catch (error) {
+        if (error.code === "PASSWORD_POLICY") {
+          showPolicy(password, error, "create.policy");
+        } else if (error.code === "BAD_USER_INPUT" && error.extensions.field) {
+          const input = document.getElementById(error.extensions.field);
+          if (input) {
+            fieldError(input, error.message.replace(/^[a-zA-Z]+: /, ""));
+            input.focus();
+          } else {
+            notify(describe(error), "error");
+          }
+        } else {
+          notify(describe(error), "error");
+        }
+      }
+    });
+  });
+}
+
+// "Account Information": names and language, the email change, deleting the account.
+async function accountInformationPage() {
+  const token = customerToken.get();
+  if (!token) {
+    goToSignIn(null);
+    return;
+  }
+  function failed(error) {
+    if (error.code === "UNAUTHENTICATED") {
+      goToSignIn("common.session_ended");
+    } else {
+      notify(describe(error), "error");
+    }
+  }
+  const firstname = document.getElementById("firstname");
+  const lastname = document.getElementById("lastname");
+  const locale = document.getElementById("locale");
+  try {
+    const data = await gql("query Me { customer { firstname lastname email locale } }", {}, token);
+    firstname.value = data.customer.firstname;
+    lastname.value = data.customer.lastname;
+    locale.value = data.customer.locale;
+    document.getElementById("current-email").textContent = data.customer.email;
+  } catch (error) {
+    failed(error);
+    return;
+  }
+
+  const profile = document.getElementById("profile");
+  profile.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const first = requireText(firstname);
+    const last = first && requireText(lastname);
+    if (!last) {
+      return;
+    }
+    await busy(profile.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation Update($input: UpdateCustomerInput!) { updateCustomer(input: $input) { locale } }",
+          { input: { firstname: first, lastname: last, locale: locale.value } },
+          token,
+        );
+        notify(t("information.saved"), "ok");
+      } catch (error) {
+        failed(error);
+      }
+    });
+  });
+
+  const change = document.getElementById("email-change");
+  const newEmail = document.getElementById("new-email");
+  const emailPassword = document.getElementById("email-password");
+  change.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(emailPassword, null);
+    const address = requireEmail(newEmail);
+    if (!address) {
+      return;
+    }
+    if (!emailPassword.value) {
+      fieldError(emailPassword, t("common.required"));
+      emailPassword.focus();
+      return;
+    }
+    await busy(change.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation Change($email: String!, $password: String!) { requestCustomerEmailChange(newEmail: $email, currentPassword: $password) }",
+          { email: address, password: emailPassword.value },
+          token,
+        );
+        change.reset();
+        notify(t("information.change_email_sent", { email: address }), "ok");
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          fieldError(newEmail, error.message.replace(/^[a-zA-Z]+: /, ""));
+          newEmail.focus();
+        } else if (error.code === "AUTHENTICATION_FAILED") {
+          fieldError(emailPassword, describe(error));
+          emailPassword.focus();
+        } else {
+          failed(error);
+        }
+      }
+    });
+  });
+
+  const remove = document.getElementById("delete-account");
+  const deletePassword = document.getElementById("delete-password");
+  const dialog = document.getElementById("delete-confirm");
+  remove.addEventListener("submit", (event) => {
+    event.preventDefault();
+    fieldError(deletePassword, null);
+    if (!deletePassword.value) {
+      fieldError(deletePassword, t("common.required"));
+      deletePassword.focus();
+      return;
+    }
+    dialog.returnValue = "";
+    dialog.showModal();
+    document.getElementById("delete-cancel").focus();
+  });
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "ok") {
+      return;
+    }
+    await busy(remove.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation Delete($password: String!) { deleteCustomer(currentPassword: $password) }",
+          { password: deletePassword.value },
+          token,
+        );
+        goToSignIn("signin.account_deleted");
+      } catch (error) {
+        if (error.code === "AUTHENTICATION_FAILED") {
+          fieldError(deletePassword, describe(error));
+          deletePassword.focus();
+        } else {
+          failed(error);
+        }
+      }
+    });
+  });
+}
+
 const pages = {
   "sign-in": signInPage,
   "forgot-password": forgotPasswordPage,
@@ -409,5 +626,7 @@ const pages = {
     "email_change.cancelled",
   ),
   account: accountPage,
+  "create-account": createAccountPage,
+  "account-information": accountInformationPage,
 };
 start(pages[document.body.dataset.page] || (() => {}));

@@ -28,6 +28,7 @@ crate::tests![
     browser_an_invited_admin_sets_a_password_and_signs_in,
     browser_an_administrator_manages_admin_users,
     browser_an_administrator_deletes_a_customer_after_confirming,
+    browser_a_newcomer_creates_an_account_edits_it_and_deletes_it,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -693,6 +694,86 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
     browser
         .wait_text("#notice", "This is the last active administrator")
         .await;
+    browser.close().await;
+}
+
+/// A newcomer's path, in Korean: "Create an Account" from the sign-in page, then "Account
+/// Information" (names, language, an email change, deletion); the storefront pages carry none
+/// of the console's labels.
+async fn browser_a_newcomer_creates_an_account_edits_it_and_deletes_it(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ko-KR").await;
+    browser.goto(&app.url("/account/sign-in")).await;
+    let messages = browser.eval("document.body.dataset.messages").await;
+    assert!(
+        !messages.as_str().unwrap().contains("\"admin\""),
+        "the storefront page ships the console's labels"
+    );
+    browser.click_text("계정 만들기").await;
+    browser.wait_path("/account/create").await;
+    assert_eq!(browser.text("h1").await, "새 고객 계정 만들기");
+    browser.fill("#firstname", "지민").await;
+    browser.fill("#lastname", "박").await;
+    browser.fill("#email", "jimin@example.com").await;
+    browser.fill("#password", "abc").await;
+    browser.fill("#confirm", "abc").await;
+    browser.click_text("계정 만들기").await;
+    browser.wait_text("#password-error", "다른 비밀번호").await;
+    browser.fill("#password", CUSTOMER_PASSWORD).await;
+    browser.fill("#confirm", CUSTOMER_PASSWORD).await;
+    browser.shot("storefront-create-account-ko").await;
+    browser.click_text("계정 만들기").await;
+    browser.wait_path("/account").await;
+    browser.wait_text("#who", "jimin@example.com").await;
+
+    browser.click("#information-link").await;
+    browser.wait_path("/account/information").await;
+    browser
+        .wait_text("#current-email", "jimin@example.com")
+        .await;
+    browser.fill("#firstname", "지우").await;
+    browser.choose("#locale", "ja").await;
+    browser.click_text("저장").await;
+    browser
+        .wait_text("#notice", "계정 정보를 저장했습니다")
+        .await;
+    let token = app.sign_in("jimin@example.com", CUSTOMER_PASSWORD).await;
+    let me = app
+        .gql_as(Some(&token), "{ customer { firstname locale } }", json!({}))
+        .await;
+    assert_eq!(
+        me["data"]["customer"],
+        json!({"firstname": "지우", "locale": "ja"})
+    );
+
+    browser.fill("#new-email", "jiwoo@example.com").await;
+    browser.fill("#email-password", "wrong-password-1").await;
+    browser.click_text("확인 메일 보내기").await;
+    browser
+        .wait_until("!document.getElementById('email-password-error').hidden")
+        .await;
+    assert_eq!(app.count("email_changes").await, 0);
+    browser.fill("#email-password", CUSTOMER_PASSWORD).await;
+    browser.click_text("확인 메일 보내기").await;
+    browser.wait_text("#notice", "jiwoo@example.com").await;
+    let mails = smtp.wait_for(2).await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.to == vec!["jiwoo@example.com".to_owned()])
+    );
+    browser.shot("storefront-account-information-ko").await;
+
+    browser.fill("#delete-password", CUSTOMER_PASSWORD).await;
+    browser.click_text("내 계정 삭제").await;
+    browser.click("#delete-cancel").await;
+    assert!(app.whoami(&token).await.is_ok(), "Cancel keeps the account");
+    browser.click_text("내 계정 삭제").await;
+    browser.click("#delete-ok").await;
+    browser.wait_path("/account/sign-in").await;
+    browser.wait_text("#notice", "계정을 삭제했습니다").await;
+    assert_eq!(app.whoami(&token).await, Err("UNAUTHENTICATED".to_owned()));
     browser.close().await;
 }
 
