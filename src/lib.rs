@@ -346,6 +346,17 @@ pub async fn create_admin(
     role: &str,
     password: &str,
 ) -> anyhow::Result<domain::admin::AdminUser> {
+    create_admin_with_email(config, username, role, password, None).await
+}
+
+/// `latchkey admin create --email`: the same, with the address "Forgot Your Password?" mails.
+pub async fn create_admin_with_email(
+    config: &Config,
+    username: &str,
+    role: &str,
+    password: &str,
+    email: Option<&str>,
+) -> anyhow::Result<domain::admin::AdminUser> {
     let (db, backend) = prepare_database(config).await?;
     let store = Arc::new(SqlStore::new(db));
     let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?)));
@@ -362,7 +373,7 @@ pub async fn create_admin(
         ),
     );
     admins
-        .create_admin(username, password, role)
+        .create_admin(username, password, role, email)
         .await
         .map_err(|e| match e {
             domain::Error::BadUserInput { field, message } => anyhow::anyhow!("{field}: {message}"),

@@ -139,6 +139,9 @@ enum AdminCommand {
         /// administrator, support or viewer.
         #[arg(long)]
         role: String,
+        /// Where the console's "Forgot Your Password?" sends this admin a link (optional).
+        #[arg(long)]
+        email: Option<String>,
     },
 }
 
@@ -227,10 +230,22 @@ async fn main() -> anyhow::Result<()> {
             print!("{out}");
         }
         Command::Admin {
-            command: AdminCommand::Create { username, role },
+            command:
+                AdminCommand::Create {
+                    username,
+                    role,
+                    email,
+                },
         } => {
             let password = admin_password()?;
-            let admin = latchkey::create_admin(&config, &username, &role, &password).await?;
+            let admin = latchkey::create_admin_with_email(
+                &config,
+                &username,
+                &role,
+                &password,
+                email.as_deref(),
+            )
+            .await?;
             println!(
                 "created admin {} with role {}",
                 admin.username,

@@ -17,6 +17,7 @@ crate::tests![
     a_disabled_admin_can_neither_sign_in_nor_use_a_token,
     revoke_admin_tokens_signs_an_admin_out_everywhere,
     forgot_password_in_the_console_mails_only_active_admins_with_an_address,
+    the_cli_gives_the_first_administrator_an_address_for_forgot_password,
 ];
 
 const INVITE: &str = "mutation($u: String!, $e: String!, $r: String!) { createAdminUser(username: $u, email: $e, role: $r) { id username email role disabled } }";
@@ -472,4 +473,51 @@ async fn forgot_password_in_the_console_mails_only_active_admins_with_an_address
         code(&app.gql(forgot, json!({"u": "amy"})).await),
         "RATE_LIMITED"
     );
+}
+
+async fn the_cli_gives_the_first_administrator_an_address_for_forgot_password(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let create = |email: &str| {
+        app.command(&[
+            "admin",
+            "create",
+            "--username",
+            "ops",
+            "--role",
+            "administrator",
+            "--email",
+            email,
+        ])
+        .env("LATCHKEY_ADMIN_PASSWORD", "First-Admin-Pass-2026")
+        .output()
+        .unwrap()
+    };
+    let refused = create("not an address");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("email"));
+    let made = create("ops@example.com");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let res = app
+        .gql(
+            "mutation { requestAdminPasswordReset(username: \"ops\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res["data"]["requestAdminPasswordReset"], true, "{res}");
+    let mail = invitation(&smtp, 1, "ops@example.com").await;
+    let res = app
+        .gql(
+            SET,
+            json!({"t": mail.token(), "p": "Second-Admin-Pass-2027"}),
+        )
+        .await;
+    assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
+    admin_sign_in(&app, "ops", "Second-Admin-Pass-2027").await["data"]["generateAdminToken"]
+        ["token"]
+        .as_str()
+        .expect("signed in with the new password");
 }

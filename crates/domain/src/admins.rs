@@ -185,7 +185,11 @@ impl Admins {
         username: &str,
         password: &str,
         role: &str,
+        email: Option<&str>,
     ) -> Result<AdminUser> {
+        let email = email
+            .map(|e| crate::accounts::parse_email_field("email", e))
+            .transpose()?;
         let username = Username::parse(username).ok_or_else(|| {
             Error::bad_input("username", "3 to 64 letters, digits, '.', '_', '-' or '@'")
         })?;
@@ -204,6 +208,7 @@ impl Admins {
                 role,
                 password_hash,
                 now: self.parts.clock.now(),
+                email,
             })
             .await?
             .ok_or_else(|| Error::bad_input("username", "is taken"))

@@ -286,6 +286,8 @@ pub struct NewAdmin {
     pub role: crate::admin::Role,
     pub password_hash: String,
     pub now: DateTime<Utc>,
+    /// Where "Forgot Your Password?" mail goes; optional for admins made by the CLI.
+    pub email: Option<Email>,
 }
 
 #[async_trait]

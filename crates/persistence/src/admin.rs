@@ -142,7 +142,7 @@ impl AdminStore for SqlStore {
             failed_sign_ins: Set(0),
             locked_until: Set(None),
             created_at: Set(new.now),
-            email: Set(None),
+            email: Set(new.email.map(|e| e.as_str().to_owned())),
             disabled_at: Set(None),
         };
         match admin_user::Entity::insert(model).exec(&self.db).await {
