@@ -75,7 +75,19 @@ impl PgBouncer {
     /// Starts PgBouncer in transaction mode in front of `host:port`, database `dbname`, logging
     /// in to PostgreSQL as `role` (whose own settings give the search path). Clients connect as
     /// user `latchkey` to database `latchkey`.
+    ///
+    /// Its port is picked free and bound by PgBouncer a moment later; if another process of
+    /// the test run takes it in between, PgBouncer exits and a fresh port is tried.
     pub async fn start(host: &str, port: u16, dbname: &str, role: &str) -> Self {
+        for _ in 0..4 {
+            if let Some(bouncer) = Self::try_start(host, port, dbname, role).await {
+                return bouncer;
+            }
+        }
+        panic!("pgbouncer did not start");
+    }
+
+    async fn try_start(host: &str, port: u16, dbname: &str, role: &str) -> Option<Self> {
         let binary = available().expect("a PgBouncer binary");
         let dir = std::env::temp_dir().join(format!(
             "latchkey-pgbouncer-{}",
@@ -125,17 +137,28 @@ impl PgBouncer {
             .stderr(log)
             .spawn()
             .expect("pgbouncer starts");
-        let bouncer = Self {
+        let mut bouncer = Self {
             child,
             port: listen,
             dir,
         };
         for _ in 0..200 {
+            if bouncer.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
             if tokio::net::TcpStream::connect(("127.0.0.1", listen))
                 .await
                 .is_ok()
             {
-                return bouncer;
+                // The port answered: PgBouncer's, unless it lost the port and is exiting.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return bouncer
+                    .child
+                    .try_wait()
+                    .ok()
+                    .flatten()
+                    .is_none()
+                    .then_some(bouncer);
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

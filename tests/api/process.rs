@@ -16,7 +16,20 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `latchkey serve` on `config`'s database (and schema, and secret) with `env` on
     /// top, and waits until `/readyz` answers 200.
+    ///
+    /// The ports are picked free and handed to the child, which binds them a moment later;
+    /// another process of the test run may take one in between (the child then exits with
+    /// "Address already in use"), so a start that exits early is retried on fresh ports.
     pub async fn start(config: &Config, env: &[(&str, String)]) -> Self {
+        for _ in 0..5 {
+            if let Some(process) = Self::try_start(config, env).await {
+                return process;
+            }
+        }
+        panic!("the server did not start");
+    }
+
+    async fn try_start(config: &Config, env: &[(&str, String)]) -> Option<Self> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -35,20 +48,31 @@ impl ServerProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let process = Self {
+        let mut process = Self {
             child: cmd.spawn().unwrap(),
             addr,
             metrics_addr,
         };
         let client = reqwest::Client::new();
         for _ in 0..400 {
+            if process.child.try_wait().ok().flatten().is_some() {
+                return None;
+            }
             if client
                 .get(format!("http://{addr}/readyz"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
             {
-                return process;
+                // Ready: this child's, unless it lost a port and is exiting.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return process
+                    .child
+                    .try_wait()
+                    .ok()
+                    .flatten()
+                    .is_none()
+                    .then_some(process);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
