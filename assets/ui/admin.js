@@ -17,7 +17,7 @@ import {
   busy,
   start,
   fieldError,
-  policyViolations,
+  showPolicyViolations,
   looksLikeEmail,
 } from "./common.js";
 
@@ -1072,17 +1072,9 @@ function setPasswordPage() {
         finish("admin.set_password_done", "ok");
       } catch (error) {
         switch (error.code) {
-          case "PASSWORD_POLICY": {
-            const box = document.getElementById("password-error");
-            fieldError(password, t("reset.policy"));
-            const list = el("ul");
-            for (const rule of policyViolations(error)) {
-              list.appendChild(el("li", rule));
-            }
-            box.appendChild(list);
-            password.focus();
+          case "PASSWORD_POLICY":
+            showPolicyViolations(password, error, t("reset.policy"));
             break;
-          }
           case "RESET_TOKEN_EXPIRED":
             finish("admin.set_password_expired", "error");
             break;

@@ -132,6 +132,17 @@ export function fieldError(input, text) {
   }
 }
 
+/** A PASSWORD_POLICY refusal under the password field: `intro`, then each broken rule. */
+export function showPolicyViolations(password, error, intro) {
+  fieldError(password, intro);
+  const list = el("ul");
+  for (const rule of policyViolations(error)) {
+    list.appendChild(el("li", rule));
+  }
+  document.getElementById(password.id + "-error").appendChild(list);
+  password.focus();
+}
+
 /** The message a user should read for an error no page handles specially. */
 export function describe(error) {
   switch (error.code) {

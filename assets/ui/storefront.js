@@ -7,7 +7,7 @@ import {
   notify,
   fieldError,
   describe,
-  policyViolations,
+  showPolicyViolations,
   when,
   looksLikeEmail,
   el,
@@ -245,17 +245,9 @@ function resetPasswordPage() {
         finish("reset.done", "ok", true);
       } catch (error) {
         switch (error.code) {
-          case "PASSWORD_POLICY": {
-            const box = document.getElementById("password-error");
-            fieldError(password, t("reset.policy"));
-            const list = el("ul");
-            for (const rule of policyViolations(error)) {
-              list.appendChild(el("li", rule));
-            }
-            box.appendChild(list);
-            password.focus();
+          case "PASSWORD_POLICY":
+            showPolicyViolations(password, error, t("reset.policy"));
             break;
-          }
           case "RESET_TOKEN_EXPIRED":
             finish("reset.expired", "error", false);
             break;
@@ -396,17 +388,6 @@ async function accountPage() {
   }
 }
 
-function showPolicy(password, error, key) {
-  const box = document.getElementById("password-error");
-  fieldError(password, t(key));
-  const list = el("ul");
-  for (const rule of policyViolations(error)) {
-    list.appendChild(el("li", rule));
-  }
-  box.appendChild(list);
-  password.focus();
-}
-
 function requireText(input) {
   if (!input.value.trim()) {
     fieldError(input, t("common.required"));
@@ -469,7 +450,7 @@ function createAccountPage() {
         window.location.assign("/account");
       } catch (error) {
         if (error.code === "PASSWORD_POLICY") {
-          showPolicy(password, error, "create.policy");
+          showPolicyViolations(password, error, t("create.policy"));
         } else if (error.code === "BAD_USER_INPUT" && error.extensions.field) {
           const input = document.getElementById(error.extensions.field);
           if (input) {

@@ -21,8 +21,8 @@ use crate::{
     types::Customer,
 };
 
-fn customer_id(id: &ID) -> Result<Uuid, ApiError> {
-    // An id of another kind, or garbage, names no customer.
+/// An `ID` argument as a UUID; an id of another kind, or garbage, names nothing: NOT_FOUND.
+pub(crate) fn parse_id(id: &ID) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id.as_str()).map_err(|_| ApiError::from(domain::Error::NotFound))
 }
 
@@ -172,7 +172,7 @@ impl AdminQuery {
         let query = AuditQuery {
             action: filter.action.map(Into::into),
             customer_id: match filter.customer_id {
-                Some(id) => Some(customer_id(&id)?),
+                Some(id) => Some(parse_id(&id)?),
                 None => None,
             },
             first: page_size(first.map(i64::from))?,
@@ -239,7 +239,7 @@ impl AdminMutation {
         customer_id: ID,
     ) -> Result<bool, ApiError> {
         let principal = admin(ctx).await?;
-        let id = self::customer_id(&customer_id)?;
+        let id = parse_id(&customer_id)?;
         services(ctx)?
             .resets
             .request_for_customer(&principal, id, &request(ctx).client)
@@ -256,7 +256,7 @@ impl AdminMutation {
         customer_id: ID,
     ) -> Result<RevokeCustomerTokensResult, ApiError> {
         let principal = admin(ctx).await?;
-        let id = self::customer_id(&customer_id)?;
+        let id = parse_id(&customer_id)?;
         let revoked = services(ctx)?
             .admins
             .revoke_customer_tokens(&principal, id, &request(ctx).client)
@@ -275,7 +275,7 @@ impl AdminMutation {
         customer_id: ID,
     ) -> Result<bool, ApiError> {
         let principal = admin(ctx).await?;
-        let id = self::customer_id(&customer_id)?;
+        let id = parse_id(&customer_id)?;
         services(ctx)?
             .erasure
             .delete_by_admin(&principal, id, &request(ctx).client)
@@ -312,8 +312,7 @@ impl AdminMutation {
         disabled: Option<bool>,
     ) -> Result<Admin, ApiError> {
         let principal = admin(ctx).await?;
-        let id = uuid::Uuid::parse_str(id.as_str())
-            .map_err(|_| ApiError::from(domain::Error::NotFound))?;
+        let id = parse_id(&id)?;
         let updated = services(ctx)?
             .admin_users
             .update(
@@ -336,8 +335,7 @@ impl AdminMutation {
         admin_id: ID,
     ) -> Result<RevokeAdminTokensResult, ApiError> {
         let principal = admin(ctx).await?;
-        let id = uuid::Uuid::parse_str(admin_id.as_str())
-            .map_err(|_| ApiError::from(domain::Error::NotFound))?;
+        let id = parse_id(&admin_id)?;
         let revoked = services(ctx)?
             .admin_users
             .revoke_tokens(&principal, id, &request(ctx).client)

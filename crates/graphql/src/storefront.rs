@@ -55,8 +55,7 @@ impl CustomerQuery {
         let id = match customer_id {
             Some(id) => {
                 crate::context::admin_with(ctx, domain::admin::Permission::CustomersRead).await?;
-                uuid::Uuid::parse_str(id.as_str())
-                    .map_err(|_| ApiError::from(domain::Error::NotFound))?
+                crate::admin::parse_id(&id)?
             }
             None => customer(ctx).await?.customer.id,
         };

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     SqlStore,
     accounts::{db_err, lock_customer, to_customer},
-    entities::{access_token, customer, email_change, email_outbox, password_reset_token},
+    entities::{access_token, customer, email_change, email_outbox},
     unit::End,
 };
 
@@ -30,27 +30,6 @@ fn to_stored(m: email_change::Model) -> StoredEmailChange {
         cancelled_at: m.cancelled_at,
         superseded_at: m.superseded_at,
     }
-}
-
-/// Voids the customer's outstanding reset links: they were sent to an address that is no
-/// longer (or again) the account's, or the owner said someone else is at work.
-async fn void_reset_links(
-    txn: &DatabaseTransaction,
-    customer_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    password_reset_token::Entity::update_many()
-        .col_expr(
-            password_reset_token::Column::SupersededAt,
-            Expr::value(Some(now)),
-        )
-        .filter(password_reset_token::Column::CustomerId.eq(customer_id))
-        .filter(password_reset_token::Column::UsedAt.is_null())
-        .filter(password_reset_token::Column::SupersededAt.is_null())
-        .exec(txn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
 }
 
 /// Pending changes of the customer: not confirmed, cancelled or superseded.
@@ -200,7 +179,8 @@ impl EmailChangeStore for SqlStore {
                 {
                     return Ok(End::Rollback(Applied::EmailTaken));
                 }
-                void_reset_links(txn, change.customer_id, now).await?;
+                // Reset links were sent to an address that is no longer (or again) the account's.
+                crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
                 let customer = customer::Entity::find_by_id(change.customer_id)
                     .one(txn)
                     .await
@@ -262,7 +242,8 @@ impl EmailChangeStore for SqlStore {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
-                void_reset_links(txn, change.customer_id, now).await?;
+                // Reset links were sent to an address that is no longer (or again) the account's.
+                crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
                 Ok(End::Commit(true))
             })
         })
