@@ -76,7 +76,8 @@ enum KeysCommand {
     Rotate,
     /// Retire keys whose tokens have all expired (or the one named).
     Retire {
-        /// Only this key.
+        /// Only this key (a kid may start with '-': it is still taken as the kid).
+        #[arg(allow_hyphen_values = true)]
         kid: Option<String>,
         /// Retire a superseded key now, though tokens it signed are still live (they stop
         /// working): for a key that leaked.
@@ -319,4 +320,43 @@ async fn main() -> anyhow::Result<()> {
         Command::Schema { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retire_args(args: &[&str]) -> (Option<String>, bool) {
+        let cli = Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Some(Command::Keys {
+                command: KeysCommand::Retire { kid, force },
+            }) => (kid, force),
+            _ => panic!("not keys retire"),
+        }
+    }
+
+    /// A kid is a JWK thumbprint in base64url, so one in 64 starts with '-': the operator
+    /// pastes it from `keys list` and it must be taken as the kid, not as an unknown option.
+    #[test]
+    fn keys_retire_takes_a_kid_that_starts_with_a_hyphen() {
+        let kid = "-kQ3x9v2_abc";
+        assert_eq!(
+            retire_args(&["latchkey", "keys", "retire", kid]),
+            (Some(kid.to_owned()), false)
+        );
+        assert_eq!(
+            retire_args(&["latchkey", "keys", "retire", "--force", kid]),
+            (Some(kid.to_owned()), true)
+        );
+        assert_eq!(
+            retire_args(&["latchkey", "keys", "retire", kid, "--force"]),
+            (Some(kid.to_owned()), true)
+        );
+        assert_eq!(retire_args(&["latchkey", "keys", "retire"]), (None, false));
+        assert_eq!(
+            retire_args(&["latchkey", "keys", "retire", "--force"]),
+            (None, true)
+        );
+    }
 }
