@@ -19,6 +19,7 @@ crate::tests![
     aliased_sign_ins_count_against_the_per_client_limit_before_hashing,
     unknown_and_known_addresses_spend_the_same_budget,
     concurrent_invalid_reset_links_are_throttled_exactly,
+    every_emailed_link_shares_one_budget_of_invalid_guesses,
     registration_is_limited_per_client_and_a_refusal_creates_nothing,
     lockout_cannot_be_switched_off,
 ];
@@ -219,6 +220,50 @@ async fn concurrent_invalid_reset_links_are_throttled_exactly(backend: Backend) 
         "ten invalid links per client per 15 minutes, even when sent at once"
     );
     assert_eq!(count("RATE_LIMITED"), 20);
+}
+
+/// Reset links, email-change confirmations and cancellations, and admin invitations are all
+/// 256-bit links sent by mail: a client guessing at any of them spends one budget, so it cannot
+/// take ten guesses at each kind (nor find the kind that was never throttled).
+async fn every_emailed_link_shares_one_budget_of_invalid_guesses(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let guess = |i: usize| {
+        let token = format!("{i:0>43}");
+        let (query, variables) = match i % 4 {
+            0 => (
+                "mutation($t: String!) { r: resetPassword(resetPasswordToken: $t, newPassword: \"fresh-Pw-11\") }",
+                json!({"t": token}),
+            ),
+            1 => (
+                "mutation($t: String!) { r: confirmCustomerEmailChange(token: $t) }",
+                json!({"t": token}),
+            ),
+            2 => (
+                "mutation($t: String!) { r: cancelCustomerEmailChange(token: $t) }",
+                json!({"t": token}),
+            ),
+            _ => (
+                "mutation($t: String!) { r: setAdminPassword(token: $t, newPassword: \"fresh-Admin-Pw-11\") }",
+                json!({"t": token}),
+            ),
+        };
+        app.gql(query, variables)
+    };
+    let answers = join_all((0..30).map(guess)).await;
+    let count = |codes: &[&str]| answers.iter().filter(|r| codes.contains(&code(r))).count();
+    assert_eq!(
+        count(&["RESET_TOKEN_INVALID", "LINK_INVALID"]),
+        10,
+        "ten invalid links per client per 15 minutes, whatever the kind: {:?}",
+        answers.iter().map(code).collect::<Vec<_>>()
+    );
+    assert_eq!(count(&["RATE_LIMITED"]), 20);
+    for i in 0..4 {
+        assert_eq!(code(&guess(100 + i).await), "RATE_LIMITED", "kind {i}");
+    }
+    app.clock.advance(chrono::Duration::minutes(15));
+    assert_eq!(code(&guess(201).await), "LINK_INVALID");
+    assert_eq!(code(&guess(203).await), "RESET_TOKEN_INVALID");
 }
 
 async fn registration_is_limited_per_client_and_a_refusal_creates_nothing(backend: Backend) {

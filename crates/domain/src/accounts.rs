@@ -18,6 +18,7 @@ use crate::{
         AccountStore, CreateCustomerError, MailSignal, NewCustomer, NewMail, ProfileChange,
         SettingsSource,
     },
+    reset::{FAILURE_WINDOW, MAX_INVALID_LINKS},
     sign_in::SignIn,
     token::{TokenCodec, TokenKind},
 };
@@ -363,5 +364,38 @@ impl Wiring {
     ) -> Result<NewPassword> {
         NewPassword::parse(raw, policy, personal, &[&self.store_name])
             .map_err(Error::PasswordPolicy)
+    }
+
+    /// Looks an emailed link up (a reset, an email-change confirmation or cancellation, an
+    /// admin invitation) under the client's one budget of invalid links. The attempt is counted
+    /// before `lookup` runs, so concurrent guesses cannot all pass; a link that `lookup` finds
+    /// valid gives its place back, an invalid or expired one keeps it.
+    pub(crate) async fn redeem_link<T>(
+        &self,
+        client: &ClientInfo,
+        lookup: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let budget = [Check::new(
+            LimitKey::InvalidLinkByIp(ClientKey::of(client)),
+            Rule::per(MAX_INVALID_LINKS, FAILURE_WINDOW),
+        )];
+        let reservation = match self.limiter.reserve(&budget, self.clock.now()).await? {
+            Ok(r) => r,
+            Err(refused) => {
+                return Err(Error::RateLimited {
+                    retry_after_seconds: refused.retry_after_seconds,
+                });
+            }
+        };
+        match lookup.await {
+            Ok(valid) => {
+                self.limiter.release(reservation).await?;
+                Ok(valid)
+            }
+            Err(refused) => {
+                reservation.keep();
+                Err(refused)
+            }
+        }
     }
 }

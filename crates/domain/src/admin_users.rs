@@ -375,20 +375,29 @@ impl AdminUsers {
 
     /// `setAdminPassword`: the invitation (or admin reset) link. Works once, within its
     /// lifetime; RESET_TOKEN_INVALID / RESET_TOKEN_EXPIRED otherwise, as for customers.
-    pub async fn set_password(&self, token: &str, password: &str) -> Result<()> {
-        let token = RawResetToken::parse(token).ok_or(Error::ResetTokenInvalid)?;
-        let stored = self
-            .store
-            .find_admin_token(&token.hash())
-            .await?
-            .ok_or(Error::ResetTokenInvalid)?;
-        if stored.used_at.is_some() || stored.superseded_at.is_some() {
-            return Err(Error::ResetTokenInvalid);
-        }
+    pub async fn set_password(
+        &self,
+        token: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
         let now = self.parts.clock.now();
-        if now >= stored.expires_at {
-            return Err(Error::ResetTokenExpired);
-        }
+        let lookup = async {
+            let token = RawResetToken::parse(token).ok_or(Error::ResetTokenInvalid)?;
+            let stored = self
+                .store
+                .find_admin_token(&token.hash())
+                .await?
+                .ok_or(Error::ResetTokenInvalid)?;
+            if stored.used_at.is_some() || stored.superseded_at.is_some() {
+                return Err(Error::ResetTokenInvalid);
+            }
+            if now >= stored.expires_at {
+                return Err(Error::ResetTokenExpired);
+            }
+            Ok(stored)
+        };
+        let stored = self.parts.redeem_link(client, lookup).await?;
         let mut policy = self.parts.settings.current().await?.password;
         policy.min_length = policy.min_length.max(ADMIN_MIN_PASSWORD_LENGTH);
         let password = self.parts.new_password(password, &policy, &[])?;

@@ -241,18 +241,22 @@ impl EmailChanges {
 
     /// `confirmCustomerEmailChange`: the new address's link. Works once, while the change is
     /// pending and the link is within its lifetime.
-    pub async fn confirm(&self, token: &str) -> Result<Customer> {
+    pub async fn confirm(&self, token: &str, client: &ClientInfo) -> Result<Customer> {
         let now = self.parts.clock.now();
-        let change = self.find(token, EmailChangeLink::Confirm).await?;
-        if change.confirmed_at.is_some()
-            || change.cancelled_at.is_some()
-            || change.superseded_at.is_some()
-        {
-            return Err(Error::LinkInvalid);
-        }
-        if now >= change.expires_at {
-            return Err(Error::LinkExpired);
-        }
+        let lookup = async {
+            let change = self.find(token, EmailChangeLink::Confirm).await?;
+            if change.confirmed_at.is_some()
+                || change.cancelled_at.is_some()
+                || change.superseded_at.is_some()
+            {
+                return Err(Error::LinkInvalid);
+            }
+            if now >= change.expires_at {
+                return Err(Error::LinkExpired);
+            }
+            Ok(change)
+        };
+        let change = self.parts.redeem_link(client, lookup).await?;
         match self.store.confirm_email_change(change.id, now).await? {
             Applied::Changed(customer) => {
                 tracing::info!(event = "email_changed", customer_id = %customer.id);
@@ -267,15 +271,19 @@ impl EmailChanges {
     }
 
     /// `cancelCustomerEmailChange`: the old address's "this wasn't me" link.
-    pub async fn cancel(&self, token: &str) -> Result<()> {
+    pub async fn cancel(&self, token: &str, client: &ClientInfo) -> Result<()> {
         let now = self.parts.clock.now();
-        let change = self.find(token, EmailChangeLink::Cancel).await?;
-        if change.cancelled_at.is_some() {
-            return Err(Error::LinkInvalid);
-        }
-        if now >= change.cancel_until {
-            return Err(Error::LinkExpired);
-        }
+        let lookup = async {
+            let change = self.find(token, EmailChangeLink::Cancel).await?;
+            if change.cancelled_at.is_some() {
+                return Err(Error::LinkInvalid);
+            }
+            if now >= change.cancel_until {
+                return Err(Error::LinkExpired);
+            }
+            Ok(change)
+        };
+        let change = self.parts.redeem_link(client, lookup).await?;
         if !self.store.cancel_email_change(change.id, now).await? {
             return Err(Error::LinkInvalid);
         }

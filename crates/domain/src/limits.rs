@@ -66,8 +66,9 @@ pub enum LimitKey {
     ResetRequestByIp(ClientKey),
     /// The admin's "Reset Password" for one customer.
     ResetRequestByCustomer(Uuid),
-    /// `resetPassword` with a link that is not valid, by client.
-    InvalidResetTokenByIp(ClientKey),
+    /// An emailed link that is not valid, by client: reset links, email-change confirmations
+    /// and cancellations, and admin invitations share this one budget.
+    InvalidLinkByIp(ClientKey),
     /// Wrong passwords from one client, over every password-checking operation of one kind of
     /// principal (storefront guesses do not lock admins out of the console).
     SignInByIp(PrincipalKind, ClientKey),
@@ -90,7 +91,7 @@ impl LimitKey {
             Self::ResetRequestByEmail(email) => format!("reset:email:{email}"),
             Self::ResetRequestByIp(ip) => format!("reset:ip:{}", ip.0),
             Self::ResetRequestByCustomer(id) => format!("reset:customer:{id}"),
-            Self::InvalidResetTokenByIp(ip) => format!("reset-failure:ip:{}", ip.0),
+            Self::InvalidLinkByIp(ip) => format!("link-failure:ip:{}", ip.0),
             Self::SignInByIp(kind, ip) => format!("sign-in:ip:{}:{}", kind.as_str(), ip.0),
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
@@ -282,7 +283,7 @@ mod tests {
         let keys = [
             LimitKey::ResetRequestByEmail("a@example.com".into()),
             LimitKey::ResetRequestByIp(ip("1.2.3.4")),
-            LimitKey::InvalidResetTokenByIp(ip("1.2.3.4")),
+            LimitKey::InvalidLinkByIp(ip("1.2.3.4")),
             LimitKey::SignInByIp(PrincipalKind::Customer, ip("1.2.3.4")),
             LimitKey::SignInByIp(PrincipalKind::Admin, ip("1.2.3.4")),
             LimitKey::SignInByAccount(PrincipalKind::Customer, "a@example.com".into()),
@@ -295,7 +296,7 @@ mod tests {
         assert_ne!(keys[1].lock_id(), keys[2].lock_id());
         // Keys written by earlier versions keep counting after an upgrade.
         assert_eq!(keys[1].storage_key(), "reset:ip:1.2.3.4");
-        assert_eq!(keys[2].storage_key(), "reset-failure:ip:1.2.3.4");
+        assert_eq!(keys[2].storage_key(), "link-failure:ip:1.2.3.4");
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub const RESET_TOKEN_BYTES: usize = 32;
 const RESET_TOKEN_CHARS: usize = 43;
 /// The window "max requests per hour" counts in.
 pub const LIMIT_WINDOW: Duration = Duration::hours(1);
-/// Invalid `resetPassword` attempts allowed per client IP within [`FAILURE_WINDOW`].
-pub const MAX_INVALID_RESETS: u32 = 10;
+/// Invalid emailed links (of every kind) allowed per client IP within [`FAILURE_WINDOW`].
+pub const MAX_INVALID_LINKS: u32 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
 const MAX_URL_BYTES: usize = 2048;
 

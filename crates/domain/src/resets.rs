@@ -10,9 +10,9 @@ use crate::{
     admin::{AdminPrincipal, AuditAction, NewAudit},
     customer::ClientInfo,
     email::Email,
-    limits::{Check, ClientKey, LimitKey, PrincipalKind, Refused, Rule},
+    limits::{Check, LimitKey, PrincipalKind, Refused, Rule},
     ports::{AccountStore, MailSignal, NewMail, ResetRequest, ResetStore},
-    reset::{FAILURE_WINDOW, MAX_INVALID_RESETS, RawResetToken, ResetLinks, request_checks},
+    reset::{RawResetToken, ResetLinks, request_checks},
 };
 
 pub struct Resets {
@@ -152,40 +152,27 @@ impl Resets {
         client: &ClientInfo,
     ) -> Result<()> {
         let now = self.parts.clock.now();
-        // Every attempt reserves a place in the client's budget of invalid links before the
-        // token is looked up, so concurrent guesses cannot all pass; a valid link gives its
-        // place back.
-        let throttle = [Check::new(
-            LimitKey::InvalidResetTokenByIp(ClientKey::of(client)),
-            Rule::per(MAX_INVALID_RESETS, FAILURE_WINDOW),
-        )];
-        let reservation = match self.parts.limiter.reserve(&throttle, now).await? {
-            Ok(r) => r,
-            Err(refused) => return Err(rate_limited(refused)),
-        };
-        let stored = match RawResetToken::parse(token) {
-            Some(raw) => self.store.find_reset_token(&raw.hash()).await?,
-            None => None,
-        };
-        let verdict = match &stored {
-            None => Err(Error::ResetTokenInvalid),
-            Some(t) if t.used_at.is_some() || t.superseded_at.is_some() => {
-                Err(Error::ResetTokenInvalid)
+        let lookup = async {
+            let stored = match RawResetToken::parse(token) {
+                Some(raw) => self.store.find_reset_token(&raw.hash()).await?,
+                None => None,
+            };
+            match stored {
+                None => Err(Error::ResetTokenInvalid),
+                Some(t) if t.used_at.is_some() || t.superseded_at.is_some() => {
+                    Err(Error::ResetTokenInvalid)
+                }
+                Some(t) if t.expires_at <= now => Err(Error::ResetTokenExpired),
+                Some(t) => match email.map(Email::parse) {
+                    Some(Ok(e)) if e.key() != t.email_key => Err(Error::ResetTokenInvalid),
+                    Some(Err(_)) => Err(Error::ResetTokenInvalid),
+                    _ => Ok(t),
+                },
             }
-            Some(t) if t.expires_at <= now => Err(Error::ResetTokenExpired),
-            Some(t) => match email.map(Email::parse) {
-                Some(Ok(e)) if e.key() != t.email_key => Err(Error::ResetTokenInvalid),
-                Some(Err(_)) => Err(Error::ResetTokenInvalid),
-                _ => Ok(t.clone()),
-            },
         };
-        let token = match verdict {
-            Ok(t) => {
-                self.parts.limiter.release(reservation).await?;
-                t
-            }
+        let token = match self.parts.redeem_link(client, lookup).await {
+            Ok(t) => t,
             Err(e) => {
-                reservation.keep();
                 tracing::info!(event = "password_reset_refused", reason = %e);
                 return Err(e);
             }

@@ -372,7 +372,7 @@ impl AdminMutation {
     ) -> Result<bool, ApiError> {
         services(ctx)?
             .admin_users
-            .set_password(&token, &new_password)
+            .set_password(&token, &new_password, &request(ctx).client)
             .await?;
         Ok(true)
     }

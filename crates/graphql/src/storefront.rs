@@ -204,7 +204,10 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] token: String,
     ) -> Result<bool, ApiError> {
-        services(ctx)?.email_changes.confirm(&token).await?;
+        services(ctx)?
+            .email_changes
+            .confirm(&token, &request(ctx).client)
+            .await?;
         Ok(true)
     }
 
@@ -215,7 +218,10 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] token: String,
     ) -> Result<bool, ApiError> {
-        services(ctx)?.email_changes.cancel(&token).await?;
+        services(ctx)?
+            .email_changes
+            .cancel(&token, &request(ctx).client)
+            .await?;
         Ok(true)
     }
 
