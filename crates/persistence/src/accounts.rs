@@ -16,7 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    entities::{access_token, customer, email_outbox, password_reset_token},
+    entities::{access_token, customer, email_outbox},
     unit::End,
 };
 
@@ -136,6 +136,25 @@ fn live(now: DateTime<Utc>) -> sea_orm::Condition {
     sea_orm::Condition::all()
         .add(access_token::Column::RevokedAt.is_null())
         .add(access_token::Column::ExpiresAt.gt(now))
+}
+
+/// Signs the customers out of every live session (but `keep`, the caller's own, when given);
+/// returns how many sessions ended. Every sign-out-everywhere (Force Sign In, a reset, a
+/// password change, "this wasn't me") goes through here.
+pub(crate) async fn revoke_sessions(
+    txn: &DatabaseTransaction,
+    customers: impl IntoIterator<Item = Uuid>,
+    keep: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    let mut revoke = access_token::Entity::update_many()
+        .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+        .filter(access_token::Column::CustomerId.is_in(customers))
+        .filter(live(now));
+    if let Some(keep) = keep {
+        revoke = revoke.filter(access_token::Column::Id.ne(keep));
+    }
+    Ok(revoke.exec(txn).await.map_err(db_err)?.rows_affected)
 }
 
 #[async_trait]
@@ -353,25 +372,8 @@ pub(crate) async fn apply_password_change(
         .exec(txn)
         .await
         .map_err(db_err)?;
-    let mut revoke = access_token::Entity::update_many()
-        .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-        .filter(access_token::Column::CustomerId.eq(customer_id))
-        .filter(live(now));
-    if let Some(keep) = keep {
-        revoke = revoke.filter(access_token::Column::Id.ne(keep));
-    }
-    let revoked = revoke.exec(txn).await.map_err(db_err)?.rows_affected;
-    password_reset_token::Entity::update_many()
-        .col_expr(
-            password_reset_token::Column::SupersededAt,
-            Expr::value(Some(now)),
-        )
-        .filter(password_reset_token::Column::CustomerId.eq(customer_id))
-        .filter(password_reset_token::Column::UsedAt.is_null())
-        .filter(password_reset_token::Column::SupersededAt.is_null())
-        .exec(txn)
-        .await
-        .map_err(db_err)?;
+    let revoked = revoke_sessions(txn, [customer_id], keep, now).await?;
+    crate::resets::supersede_tokens(txn, [customer_id], now).await?;
     email_outbox::Entity::insert(crate::outbox::new_row(notice))
         .exec(txn)
         .await
@@ -379,10 +381,6 @@ pub(crate) async fn apply_password_change(
     Ok(revoked)
 }
 
-/// Counts one failed sign-in of a customer or an admin atomically (concurrent failures all
-/// count), and locks the account once the count reaches the policy's threshold; the counter
-/// restarts with the lock.
-#[allow(clippy::too_many_arguments)]
 #[cfg(test)]
 mod live_session_sql {
     use super::*;

@@ -328,15 +328,8 @@ impl AdminStore for SqlStore {
         }
         self.unit_of_work(move |txn| {
             Box::pin(async move {
-                let revoked = access_token::Entity::update_many()
-                    .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-                    .filter(access_token::Column::CustomerId.eq(customer_id))
-                    .filter(access_token::Column::RevokedAt.is_null())
-                    .filter(access_token::Column::ExpiresAt.gt(now))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected;
+                let revoked =
+                    crate::accounts::revoke_sessions(txn, [customer_id], None, now).await?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(Some(revoked)))
             })

@@ -26,7 +26,7 @@ use crate::{
     SqlStore,
     accounts::db_err,
     admin::insert_audit,
-    entities::{access_token, bulk_job, bulk_job_item, customer},
+    entities::{bulk_job, bulk_job_item, customer},
     resets::{ResetFor, insert_resets, reset_rows, supersede_tokens},
     unit::End,
 };
@@ -392,14 +392,7 @@ impl SqlStore {
                 let failed = (taken.len() - targets.len()) as u64;
                 match action {
                     BulkAction::ForceSignIn => {
-                        access_token::Entity::update_many()
-                            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-                            .filter(access_token::Column::CustomerId.is_in(ids))
-                            .filter(access_token::Column::RevokedAt.is_null())
-                            .filter(access_token::Column::ExpiresAt.gt(now))
-                            .exec(txn)
-                            .await
-                            .map_err(db_err)?;
+                        crate::accounts::revoke_sessions(txn, ids, None, now).await?;
                     }
                     BulkAction::RequireNewPassword => {
                         customer::Entity::update_many()

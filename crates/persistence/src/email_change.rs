@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     SqlStore,
     accounts::{db_err, lock_customer, to_customer},
-    entities::{access_token, customer, email_change, email_outbox},
+    entities::{customer, email_change, email_outbox},
     unit::End,
 };
 
@@ -234,14 +234,7 @@ impl EmailChangeStore for SqlStore {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
-                access_token::Entity::update_many()
-                    .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-                    .filter(access_token::Column::CustomerId.eq(change.customer_id))
-                    .filter(access_token::Column::RevokedAt.is_null())
-                    .filter(access_token::Column::ExpiresAt.gt(now))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
+                crate::accounts::revoke_sessions(txn, [change.customer_id], None, now).await?;
                 // Reset links were sent to an address that is no longer (or again) the account's.
                 crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
                 Ok(End::Commit(true))
