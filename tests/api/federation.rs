@@ -12,6 +12,7 @@ use crate::helpers::{Backend, PASSWORD, TestApp, code};
 crate::tests![
     node_a_gateway_composes_latchkey_with_an_orders_subgraph,
     entities_resolve_only_within_the_callers_rights,
+    a_gateways_batch_of_entities_costs_constant_statements,
 ];
 
 async fn through(gateway: &str, token: Option<&str>, query: &str) -> Value {
@@ -147,4 +148,49 @@ async fn entities_resolve_only_within_the_callers_rights(backend: Backend) {
     let sdl = sdl["data"]["_service"]["sdl"].as_str().unwrap().to_owned();
     assert!(sdl.contains("type Customer @key(fields: \"id\")"), "{sdl}");
     assert!(sdl.contains("specs.apollo.dev/federation/v2"), "{sdl}");
+}
+
+/// A gateway resolving a page of orders sends every customer reference in one `_entities`
+/// call: fifty references must cost what one does, not fifty look-ups.
+async fn a_gateways_batch_of_entities_costs_constant_statements(backend: Backend) {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::spawn(backend).await;
+    app.set_settings("max_registrations_per_ip_per_hour = 1000")
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        let email = format!("batch{i:02}@example.com");
+        app.create_customer(&email, PASSWORD).await;
+        ids.push(app.customer_id(&email).await);
+    }
+    let viewer = app.admin_token("viewer").await;
+    // The admin's token is verified (and cached for the request) by a first call.
+    app.gql_as(Some(&viewer), "{ __typename }", json!({})).await;
+    let mut costs = Vec::new();
+    for n in [1usize, 10, 50] {
+        let reps: Vec<Value> = ids[..n]
+            .iter()
+            .map(|id| json!({"__typename": "Customer", "id": id}))
+            .collect();
+        let mut least = u64::MAX;
+        for _ in 0..3 {
+            let before = app.statements.load(Ordering::SeqCst);
+            let res = app
+                .gql_as(Some(&viewer), ENTITIES, json!({"r": reps}))
+                .await;
+            let after = app.statements.load(Ordering::SeqCst);
+            let found = res["data"]["_entities"].as_array().unwrap();
+            assert_eq!(found.len(), n, "{res}");
+            for (i, entity) in found.iter().enumerate() {
+                assert_eq!(entity["email"], format!("batch{i:02}@example.com"), "{res}");
+            }
+            least = least.min(after - before);
+        }
+        costs.push(least);
+    }
+    println!("statements for 1, 10, 50 representations: {costs:?}");
+    assert!(
+        costs.iter().all(|c| *c <= costs[0]),
+        "statements grew with the batch: {costs:?}"
+    );
 }

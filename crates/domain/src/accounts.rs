@@ -323,6 +323,11 @@ impl Accounts {
         self.store.customer_by_id(id).await
     }
 
+    /// The customers among `ids` that exist, in one look-up.
+    pub async fn customers(&self, ids: &[Uuid]) -> Result<Vec<Customer>> {
+        self.store.customers_by_ids(ids).await
+    }
+
     pub async fn sessions(&self, principal: &CustomerPrincipal) -> Result<Vec<Session>> {
         self.store
             .live_sessions(principal.customer.id, self.parts.clock.now())

@@ -52,6 +52,8 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<Option<Customer>>;
     async fn create_customer(&self, new: NewCustomer) -> Result<Customer, CreateCustomerError>;
     async fn customer_by_id(&self, id: Uuid) -> Result<Option<Customer>>;
+    /// The customers among `ids` that exist, in one look-up (any order).
+    async fn customers_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Customer>>;
     /// In one transaction: stores the new hash, clears lockout, revokes every live session of
     /// the customer except `keep`, voids outstanding reset links and queues `notice`.
     /// Returns how many sessions were revoked.

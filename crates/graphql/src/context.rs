@@ -74,8 +74,10 @@ pub(crate) fn request<'a>(ctx: &Context<'a>) -> &'a RequestContext {
 
 /// This request's DataLoaders.
 pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders, ApiError> {
-    let admins = &services(ctx)?.admins;
-    Ok(request(ctx).loaders.get_or_init(|| Loaders::new(admins)))
+    let services = services(ctx)?;
+    Ok(request(ctx)
+        .loaders
+        .get_or_init(|| Loaders::new(&services.admins, &services.accounts)))
 }
 
 /// The signed-in admin: UNAUTHENTICATED without a live admin token, FORBIDDEN for a customer

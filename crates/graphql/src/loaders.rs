@@ -1,28 +1,35 @@
-//! DataLoaders for the admin-only customer fields, one pair per request (so nothing cached
-//! outlives it). The grid primes them with the whole page in one statement per field, so a
-//! page costs the same number of statements whatever its size; a lone customer (the Edit
-//! page) loads through them on demand.
+//! DataLoaders, one set per request (so nothing cached outlives it): the admin-only customer
+//! fields, and customers by id for a gateway's `_entities` batch. The grid primes the field
+//! loaders with the whole page in one statement per field, so a page costs the same number of
+//! statements whatever its size; a lone customer (the Edit page) loads through them on demand.
 
 use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, Utc};
-use domain::admins::Admins;
+use domain::{accounts::Accounts, admins::Admins, customer::Customer};
 use uuid::Uuid;
 
 pub struct ActiveTokenCounts(pub Arc<Admins>);
 pub struct LastResetRequests(pub Arc<Admins>);
 pub struct PasswordFactsOf(pub Arc<Admins>);
+pub struct CustomersById(pub Arc<Accounts>);
 
 pub struct Loaders {
     pub token_counts: DataLoader<ActiveTokenCounts, HashMapCache>,
     pub last_resets: DataLoader<LastResetRequests, HashMapCache>,
     pub password_facts: DataLoader<PasswordFactsOf, HashMapCache>,
+    pub customers: DataLoader<CustomersById, HashMapCache>,
 }
 
 impl Loaders {
-    pub fn new(admins: &Arc<Admins>) -> Self {
+    pub fn new(admins: &Arc<Admins>, accounts: &Arc<Accounts>) -> Self {
         Self {
+            customers: DataLoader::with_cache(
+                CustomersById(accounts.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
             token_counts: DataLoader::with_cache(
                 ActiveTokenCounts(admins.clone()),
                 tokio::spawn,
@@ -91,5 +98,21 @@ impl Loader<Uuid> for PasswordFactsOf {
             .password_facts(keys)
             .await
             .map_err(|e| Arc::new(e.to_string()))
+    }
+}
+
+impl Loader<Uuid> for CustomersById {
+    type Value = Customer;
+    type Error = Arc<String>;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Customer>, Self::Error> {
+        Ok(self
+            .0
+            .customers(keys)
+            .await
+            .map_err(|e| Arc::new(e.to_string()))?
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect())
     }
 }

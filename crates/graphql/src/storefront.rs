@@ -39,7 +39,13 @@ impl CustomerQuery {
             .await
             .is_ok()
         {
-            return Ok(services(ctx)?.accounts.customer(id).await?.map(Customer));
+            // A gateway sends a whole page's references at once: one look-up for all of them.
+            return crate::context::loaders(ctx)?
+                .customers
+                .load_one(id)
+                .await
+                .map(|found| found.map(Customer))
+                .map_err(|e| ApiError::internal(&e));
         }
         Ok(None)
     }

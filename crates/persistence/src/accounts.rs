@@ -232,6 +232,17 @@ impl AccountStore for SqlStore {
             .map(to_customer))
     }
 
+    async fn customers_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Customer>> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::Id.is_in(ids.to_vec()))
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_customer)
+            .collect())
+    }
+
     async fn set_password(
         &self,
         customer_id: Uuid,
