@@ -20,6 +20,7 @@ crate::tests![
     unknown_and_known_addresses_spend_the_same_budget,
     concurrent_invalid_reset_links_are_throttled_exactly,
     every_emailed_link_shares_one_budget_of_invalid_guesses,
+    a_sign_in_still_hashing_when_the_password_is_reset_gets_no_lasting_session,
     registration_is_limited_per_client_and_a_refusal_creates_nothing,
     lockout_cannot_be_switched_off,
 ];
@@ -264,6 +265,73 @@ async fn every_emailed_link_shares_one_budget_of_invalid_guesses(backend: Backen
     app.clock.advance(chrono::Duration::minutes(15));
     assert_eq!(code(&guess(201).await), "LINK_INVALID");
     assert_eq!(code(&guess(203).await), "RESET_TOKEN_INVALID");
+}
+
+/// Someone who knows the old password keeps signing in while the owner resets it. A sign-in
+/// that read the old hash before the reset and stores its session after the reset's sign-out
+/// must not come away with a working token: the session is stored only while the account
+/// still has the hash that was verified.
+async fn a_sign_in_still_hashing_when_the_password_is_reset_gets_no_lasting_session(
+    backend: Backend,
+) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    // One hashing slot: the sign-ins read the credentials at once, then queue to verify them.
+    let server = process(&app).await;
+    let mut overlapped = false;
+    // The reset has to land while sign-ins are still queued; on a loaded machine a round may
+    // miss that, so up to three rounds, each with an account of its own.
+    for round in 0..3 {
+        let email = format!("inflight{round}@example.com");
+        app.create_customer(&email, PASSWORD).await;
+        app.request_reset(&email).await;
+        let link = smtp.wait_for(round + 1).await[round].token();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for _ in 0..12 {
+            let (tx, addr, email) = (tx.clone(), server.addr, email.clone());
+            tokio::spawn(async move {
+                let answer = post(addr, CUSTOMER_SIGN_IN, json!({"e": email, "p": PASSWORD}));
+                let _ = tx.send(answer.await);
+            });
+        }
+        drop(tx);
+        // Once the first sign-in is answered the others are waiting for the hashing slot
+        // with the old hash in hand; the reset runs on another server (its own hashing
+        // slots), as on another replica.
+        let mut answers = vec![rx.recv().await.unwrap()];
+        let reset = app.reset_password(&link, "fresh-Pw-11").await;
+        assert_eq!(reset["data"]["resetPassword"], true, "{reset}");
+        while let Some(answer) = rx.recv().await {
+            answers.push(answer);
+        }
+        let mut refused = 0;
+        for answer in &answers {
+            match answer["data"]["generateCustomerToken"]["token"].as_str() {
+                Some(token) => {
+                    let me = app
+                        .gql_as(Some(token), "{ customer { email } }", json!({}))
+                        .await;
+                    assert!(
+                        me["data"].is_null() && code(&me) == "UNAUTHENTICATED",
+                        "a session from the old password outlived the reset: {me}"
+                    );
+                }
+                None => {
+                    assert_eq!(code(answer), "AUTHENTICATION_FAILED", "{answer}");
+                    refused += 1;
+                }
+            }
+        }
+        let old = app.sign_in_response(&email, PASSWORD).await;
+        assert_eq!(code(&old), "AUTHENTICATION_FAILED", "{old}");
+        if refused > 0 {
+            overlapped = true;
+            break;
+        }
+    }
+    assert!(
+        overlapped,
+        "in no round did the reset land while sign-ins were queued"
+    );
 }
 
 async fn registration_is_limited_per_client_and_a_refusal_creates_nothing(backend: Backend) {

@@ -15,7 +15,7 @@ use domain::{
     password::{NewPassword, PasswordPolicy},
     ports::{AccountStore, NewCustomer, PasswordHasher},
     reset::RawResetToken,
-    sign_in::{CredentialStore, NewSession},
+    sign_in::{CredentialStore, NewSession, VerifiedHashes},
     token::{TokenCodec, TokenKind},
 };
 use latchkey::hashing::{Argon2Hasher, SharedHasher};
@@ -136,6 +136,7 @@ fn revocation_check(c: &mut Criterion) {
                     created_at: now,
                     expires_at: now + Duration::hours(1),
                     client: ClientInfo::default(),
+                    verified: VerifiedHashes(vec!["x".into()]),
                 },
             )
             .await

@@ -61,6 +61,19 @@ impl std::fmt::Debug for Rehash {
     }
 }
 
+/// The stored hashes a password was verified against: the one read, and its rehash when one
+/// was written. A session is stored only while the account still has one of them, so a
+/// password set meanwhile (a reset, a change, "require a new password") wins over a sign-in
+/// that is still hashing. `Debug` never shows them.
+#[derive(Clone)]
+pub struct VerifiedHashes(pub Vec<String>);
+
+impl std::fmt::Debug for VerifiedHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifiedHashes")
+    }
+}
+
 /// A session about to be stored, for either kind of principal.
 #[derive(Debug, Clone)]
 pub struct NewSession {
@@ -69,6 +82,7 @@ pub struct NewSession {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub client: ClientInfo,
+    pub verified: VerifiedHashes,
 }
 
 /// Credentials and sessions of both kinds of principal. `login` is the normalised sign-in
@@ -102,13 +116,17 @@ pub trait CredentialStore: Send + Sync {
         rehash: Option<Rehash>,
     ) -> Result<()>;
 
-    async fn create_session(&self, kind: PrincipalKind, session: NewSession) -> Result<()>;
+    /// Stores the session if the principal still has one of `session.verified`'s hashes (and,
+    /// for an admin, is not disabled), in one statement that waits for a password change in
+    /// progress; false when it did not.
+    async fn create_session(&self, kind: PrincipalKind, session: NewSession) -> Result<bool>;
 }
 
 /// A password check that passed.
 #[derive(Debug, Clone)]
 pub struct Verified {
     pub id: Uuid,
+    pub hashes: VerifiedHashes,
 }
 
 pub struct SignIn {
@@ -190,6 +208,8 @@ impl SignIn {
             .await?;
         match (stored, verification) {
             (Some(c), Verification::Match { rehash }) if !is_locked(c.locked_until, now) => {
+                let mut hashes = vec![c.password_hash.clone()];
+                hashes.extend(rehash.iter().cloned());
                 let rehash = rehash.map(|new| Rehash {
                     replaces: c.password_hash.clone(),
                     new,
@@ -198,7 +218,10 @@ impl SignIn {
                 // A correct password costs the client nothing and ends the run of failures.
                 self.limiter.release(reservation).await?;
                 self.limiter.clear(&checks[1].key).await?;
-                Ok(Verified { id: c.id })
+                Ok(Verified {
+                    id: c.id,
+                    hashes: VerifiedHashes(hashes),
+                })
             }
             (Some(c), _) if is_locked(c.locked_until, now) => {
                 reservation.keep();
@@ -226,7 +249,7 @@ impl SignIn {
         client: ClientInfo,
         settings: &Settings,
     ) -> Result<IssuedToken> {
-        let Verified { id } = self
+        let Verified { id, hashes } = self
             .verify(kind, login, candidate, &client, settings)
             .await?;
         let now = self.clock.now();
@@ -236,7 +259,8 @@ impl SignIn {
         };
         let expires_at = now + lifetime;
         let session_id = Uuid::now_v7();
-        self.store
+        let stored = self
+            .store
             .create_session(
                 kind,
                 NewSession {
@@ -245,9 +269,15 @@ impl SignIn {
                     created_at: now,
                     expires_at,
                     client,
+                    verified: hashes,
                 },
             )
             .await?;
+        if !stored {
+            // The password was changed (or the admin disabled) while this one was checked.
+            tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
+            return Err(Error::AuthenticationFailed);
+        }
         let token = self
             .tokens
             .sign(token_kind, id, session_id, now, expires_at)

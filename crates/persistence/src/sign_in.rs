@@ -7,12 +7,11 @@ use domain::{
     Result,
     limits::PrincipalKind,
     lockout::LockoutPolicy,
-    sign_in::{CredentialStore, NewSession, Rehash, StoredCredentials},
+    sign_in::{CredentialStore, NewSession, Rehash, StoredCredentials, VerifiedHashes},
 };
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::{Expr, ExprTrait, IntoIden, Query},
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait, IntoIden, LockType, Query, SelectStatement},
 };
 use uuid::Uuid;
 
@@ -79,6 +78,30 @@ impl<E: EntityTrait> Columns<E> {
                 locked_until,
             }),
         )
+    }
+
+    /// `FROM <principals> WHERE id = $id AND hash IN (verified) [AND not disabled]`: the source
+    /// of a session's row, which selects nothing once the password changed. On PostgreSQL it
+    /// locks the row (`FOR SHARE`), so it waits for a password change still in progress and
+    /// then reads the new hash; SQLite's one writer serialises the two anyway.
+    fn still_verified(
+        &self,
+        id: Uuid,
+        verified: &VerifiedHashes,
+        postgres: bool,
+    ) -> SelectStatement {
+        let mut select = Query::select();
+        select
+            .from(self.table.into_iden())
+            .and_where(self.id.eq(id))
+            .and_where(self.hash.is_in(verified.0.iter().cloned()));
+        if let Some(disabled) = self.disabled {
+            select.and_where(disabled.is_null());
+        }
+        if postgres {
+            select.lock(LockType::Share);
+        }
+        select
     }
 
     /// One statement, so the count and the lock can never be split (by a crash, or by a
@@ -173,38 +196,58 @@ impl CredentialStore for SqlStore {
         }
     }
 
-    async fn create_session(&self, kind: PrincipalKind, s: NewSession) -> Result<()> {
+    async fn create_session(&self, kind: PrincipalKind, s: NewSession) -> Result<bool> {
+        let postgres = self.db.get_database_backend() == DbBackend::Postgres;
+        let mut insert = Query::insert();
         match kind {
             PrincipalKind::Customer => {
-                access_token::Entity::insert(access_token::ActiveModel {
-                    id: Set(s.id),
-                    customer_id: Set(s.principal_id),
-                    created_at: Set(s.created_at),
-                    expires_at: Set(s.expires_at),
-                    last_used_at: Set(s.created_at),
-                    client_ip: Set(s.client.ip),
-                    user_agent: Set(s.client.user_agent),
-                    revoked_at: Set(None),
-                })
-                .exec(&self.db)
-                .await
-                .map_err(db_err)?;
+                let mut select = CUSTOMERS.still_verified(s.principal_id, &s.verified, postgres);
+                select
+                    .expr(Expr::val(s.id))
+                    .expr(Expr::val(s.principal_id))
+                    .expr(Expr::val(s.created_at))
+                    .expr(Expr::val(s.expires_at))
+                    .expr(Expr::val(s.created_at))
+                    .expr(Expr::val(s.client.ip))
+                    .expr(Expr::val(s.client.user_agent));
+                insert
+                    .into_table(access_token::Entity)
+                    .columns([
+                        access_token::Column::Id,
+                        access_token::Column::CustomerId,
+                        access_token::Column::CreatedAt,
+                        access_token::Column::ExpiresAt,
+                        access_token::Column::LastUsedAt,
+                        access_token::Column::ClientIp,
+                        access_token::Column::UserAgent,
+                    ])
+                    .select_from(select)
+                    .map_err(domain::Error::internal)?;
             }
             PrincipalKind::Admin => {
-                admin_access_token::Entity::insert(admin_access_token::ActiveModel {
-                    id: Set(s.id),
-                    admin_id: Set(s.principal_id),
-                    created_at: Set(s.created_at),
-                    expires_at: Set(s.expires_at),
-                    client_ip: Set(s.client.ip),
-                    user_agent: Set(s.client.user_agent),
-                    revoked_at: Set(None),
-                })
-                .exec(&self.db)
-                .await
-                .map_err(db_err)?;
+                let mut select = ADMINS.still_verified(s.principal_id, &s.verified, postgres);
+                select
+                    .expr(Expr::val(s.id))
+                    .expr(Expr::val(s.principal_id))
+                    .expr(Expr::val(s.created_at))
+                    .expr(Expr::val(s.expires_at))
+                    .expr(Expr::val(s.client.ip))
+                    .expr(Expr::val(s.client.user_agent));
+                insert
+                    .into_table(admin_access_token::Entity)
+                    .columns([
+                        admin_access_token::Column::Id,
+                        admin_access_token::Column::AdminId,
+                        admin_access_token::Column::CreatedAt,
+                        admin_access_token::Column::ExpiresAt,
+                        admin_access_token::Column::ClientIp,
+                        admin_access_token::Column::UserAgent,
+                    ])
+                    .select_from(select)
+                    .map_err(domain::Error::internal)?;
             }
         }
-        Ok(())
+        let result = self.db.execute(&insert).await.map_err(db_err)?;
+        Ok(result.rows_affected() == 1)
     }
 }
