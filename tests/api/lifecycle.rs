@@ -16,6 +16,7 @@ crate::tests![
     an_address_in_use_is_refused_as_registration_refuses_it,
     the_old_address_cancels_a_pending_change_and_signs_every_device_out,
     the_old_address_undoes_a_confirmed_change,
+    the_first_notice_undoes_a_chain_of_changes,
     an_email_change_voids_reset_links_sent_before_it,
     confirmation_links_expire_and_a_newer_request_supersedes_the_older,
     email_change_and_reset_tokens_are_not_interchangeable,
@@ -268,8 +269,32 @@ async fn the_old_address_cancels_a_pending_change_and_signs_every_device_out(bac
         "LINK_INVALID"
     );
     assert_eq!(code(&cancel(&app, &notice.token()).await), "LINK_INVALID");
-    let again = app.sign_in("owner@example.com", PASSWORD).await;
-    assert_eq!(app.whoami(&again).await.as_deref(), Ok("owner@example.com"));
+    // Whoever asked knew the password: it no longer signs in, and the owner sets a new one.
+    assert_old_password_void_and_owner_resets(&app, &smtp, 3, "owner@example.com").await;
+}
+
+/// After a "this wasn't me": the old password is refused, and "Forgot Your Password?" at the
+/// owner's address gives them the account back. `total` is the mail count the reset reaches.
+async fn assert_old_password_void_and_owner_resets(
+    app: &TestApp,
+    smtp: &SmtpReceiver,
+    total: usize,
+    owner: &str,
+) {
+    let old = app.sign_in_response(owner, PASSWORD).await;
+    assert_eq!(code(&old), "AUTHENTICATION_FAILED", "{old}");
+    app.without_reset_limits().await;
+    app.request_reset(owner).await;
+    let mails = smtp.wait_for(total).await;
+    let reset = mails
+        .iter()
+        .rev()
+        .find(|m| m.to == vec![owner.to_owned()] && m.text().contains("/account/reset-password"))
+        .unwrap_or_else(|| panic!("no reset mail to {owner}: {mails:?}"));
+    let res = app.reset_password(&reset.token(), "fresh-Pw-11").await;
+    assert_eq!(res["data"]["resetPassword"], true, "{res}");
+    let again = app.sign_in(owner, "fresh-Pw-11").await;
+    assert_eq!(app.whoami(&again).await.as_deref(), Ok(owner));
 }
 
 async fn the_old_address_undoes_a_confirmed_change(backend: Backend) {
@@ -296,12 +321,45 @@ async fn the_old_address_undoes_a_confirmed_change(backend: Backend) {
     let res = cancel(&app, &notice.token()).await;
     assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
     assert_eq!(app.whoami(&thief).await, Err("UNAUTHENTICATED".to_owned()));
-    let owner = app.sign_in("owner@example.com", PASSWORD).await;
-    assert_eq!(app.whoami(&owner).await.as_deref(), Ok("owner@example.com"));
     assert_eq!(
         code(&app.reset_password(&reset.token(), "thief-Pw-2026").await),
         "RESET_TOKEN_INVALID"
     );
+    assert_old_password_void_and_owner_resets(&app, &smtp, 4, "owner@example.com").await;
+}
+
+/// A thief who knows the password moves the account to one address, then on to another whose
+/// notice goes to the first (theirs). The owner's one notice must still bring it all back.
+async fn the_first_notice_undoes_a_chain_of_changes(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("owner@example.com", PASSWORD).await;
+    let thief = app.sign_in("owner@example.com", PASSWORD).await;
+    request_change(&app, &thief, "first@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 2, "first@example.com", "owner@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    request_change(&app, &thief, "second@example.com", PASSWORD).await;
+    let (second_confirmation, second_notice) =
+        change_mails(&smtp, 4, "second@example.com", "first@example.com").await;
+    confirm(&app, &second_confirmation.token()).await;
+    assert_eq!(
+        app.whoami(&thief).await.as_deref(),
+        Ok("second@example.com")
+    );
+
+    let res = cancel(&app, &notice.token()).await;
+    assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+    assert_eq!(app.whoami(&thief).await, Err("UNAUTHENTICATED".to_owned()));
+    // The thief's own notice cannot move the account back to their first address.
+    assert_eq!(
+        code(&cancel(&app, &second_notice.token()).await),
+        "LINK_INVALID"
+    );
+    for address in ["first@example.com", "second@example.com"] {
+        let res = app.sign_in_response(address, PASSWORD).await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{address}: {res}");
+    }
+    assert_old_password_void_and_owner_resets(&app, &smtp, 5, "owner@example.com").await;
 }
 
 async fn an_email_change_voids_reset_links_sent_before_it(backend: Backend) {

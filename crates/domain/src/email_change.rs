@@ -6,8 +6,10 @@
 //! - the change applies only when the *new* address confirms, through a single-use link (its
 //!   SHA-256 alone is stored) that lives as long as a reset link;
 //! - the *old* address is told at once, with a "this wasn't me" link: it cancels the change
-//!   (or, once confirmed, puts the old address back while no other account has taken it) and
-//!   signs every device out;
+//!   and every change asked for after it (once confirmed, the address from before the change
+//!   comes back while no other account has taken it), signs every device out and voids the
+//!   password, which whoever asked knew: the owner sets a new one with "Forgot Your
+//!   Password?";
 //! - a newer request supersedes an older one; applying a change voids outstanding reset links.
 //!
 //! The tokens are [`RawResetToken`]s by shape (256 random bits), kept in a table of their own,
@@ -98,9 +100,10 @@ pub trait EmailChangeStore: Send + Sync {
     /// address (and its search text), outstanding reset links are voided, and the change is
     /// marked confirmed.
     async fn confirm_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Applied>;
-    /// In one transaction, only if not cancelled yet: marks the change cancelled, puts the old
-    /// address back if the change was confirmed and no other account has the old address
-    /// since, revokes every live session of the customer and voids outstanding reset links and
+    /// In one transaction, only if not cancelled yet: marks the change and every later change
+    /// of the customer cancelled, puts back the address from before the change if the account
+    /// is elsewhere now and no other account has that address since, voids the password,
+    /// revokes every live session of the customer and voids outstanding reset links and
     /// pending email changes. False when it was already cancelled.
     async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
 }

@@ -217,17 +217,36 @@ impl EmailChangeStore for SqlStore {
                     return Ok(End::Rollback(false));
                 };
                 if let Some(current) = lock_customer(txn, change.customer_id).await? {
-                    // Confirmed already, and still on the address it moved to: back to the
-                    // old one, unless another account has registered it since (then the
-                    // account stays where it is, with every device signed out).
-                    if change.confirmed_at.is_some()
-                        && current.email_key == change.new_email_key
+                    // Back to the address the account had before this change, however many
+                    // changes followed it (a thief who moved it on again must not outlast
+                    // the first notice), unless another account has registered that address
+                    // since (then the account stays where it is, signed out, its password
+                    // void).
+                    if current.email_key != change.old_email_key
                         && !email_in_use(txn, &change.old_email_key, change.customer_id).await?
                     {
                         set_email(txn, current, &change.old_email, &change.old_email_key, now)
                             .await?;
                     }
+                    // Whoever asked knew the password: it stops working, and the owner sets a
+                    // new one with "Forgot Your Password?" at the restored address.
+                    customer::Entity::update_many()
+                        .col_expr(customer::Column::PasswordHash, Expr::value(""))
+                        .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+                        .filter(customer::Column::Id.eq(change.customer_id))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
                 }
+                // The changes asked for after this one are undone with it: their links die.
+                email_change::Entity::update_many()
+                    .col_expr(email_change::Column::CancelledAt, Expr::value(Some(now)))
+                    .filter(email_change::Column::CustomerId.eq(change.customer_id))
+                    .filter(email_change::Column::CreatedAt.gte(change.created_at))
+                    .filter(email_change::Column::CancelledAt.is_null())
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
                 email_change::Entity::update_many()
                     .col_expr(email_change::Column::SupersededAt, Expr::value(Some(now)))
                     .filter(pending(change.customer_id))
