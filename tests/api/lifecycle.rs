@@ -14,6 +14,7 @@ crate::tests![
     an_email_change_applies_only_when_the_new_address_confirms,
     a_stolen_session_cannot_change_the_email_without_the_current_password,
     an_address_in_use_is_refused_as_registration_refuses_it,
+    asking_whether_an_address_is_taken_spends_the_registration_budget,
     the_old_address_cancels_a_pending_change_and_signs_every_device_out,
     the_old_address_undoes_a_confirmed_change,
     the_first_notice_undoes_a_chain_of_changes,
@@ -248,6 +249,33 @@ async fn an_address_in_use_is_refused_as_registration_refuses_it(backend: Backen
     let res = confirm(&app, &confirmation.token()).await;
     assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
     assert_eq!(app.whoami(&token).await.as_deref(), Ok("mine@example.com"));
+}
+
+/// Each account may ask five times an hour, but accounts are cheap: the questions from one
+/// client spend its registration budget too, so they never add up to more than registering
+/// could answer.
+async fn asking_whether_an_address_is_taken_spends_the_registration_budget(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("taken@example.com", PASSWORD).await;
+    app.create_customer("asker@example.com", PASSWORD).await;
+    app.set_settings("max_registrations_per_ip_per_hour = 4")
+        .await;
+    let asker = app.sign_in("asker@example.com", PASSWORD).await;
+    let taken = request_change(&app, &asker, "taken@example.com", PASSWORD).await;
+    assert_eq!(code(&taken), "BAD_USER_INPUT", "{taken}");
+    let free = request_change(&app, &asker, "free@example.com", PASSWORD).await;
+    assert_eq!(free["data"]["requestCustomerEmailChange"], true, "{free}");
+    // Two registrations and two questions: the client's four are spent, the account's five
+    // are not.
+    let refused = request_change(&app, &asker, "taken@example.com", PASSWORD).await;
+    assert_eq!(code(&refused), "RATE_LIMITED", "{refused}");
+    let register = app
+        .gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": "third@example.com", "firstname": "Ann", "lastname": "Lee", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(code(&register), "RATE_LIMITED", "{register}");
 }
 
 async fn the_old_address_cancels_a_pending_change_and_signs_every_device_out(backend: Backend) {

@@ -26,7 +26,7 @@ use crate::{
     accounts::{CustomerPrincipal, Wiring, parse_email_field},
     customer::{ClientInfo, Customer},
     email::Email,
-    limits::{Check, LimitKey, PrincipalKind, Rule},
+    limits::{Check, ClientKey, LimitKey, PrincipalKind, Rule},
     password::PasswordCandidate,
     ports::{MailKind, MailSignal, NewMail},
     reset::{LOCALE_PLACEHOLDER, RawResetToken},
@@ -182,11 +182,23 @@ impl EmailChanges {
             )
             .await?;
         let now = self.parts.clock.now();
-        let limit = [Check::new(
-            LimitKey::EmailChangeByCustomer(customer.id),
-            Rule::per(MAX_REQUESTS_PER_HOUR, Duration::hours(1)),
-        )];
-        // A taken address counts too: the answer must not become a free address oracle.
+        // A taken address counts too: the answer must not become a free address oracle. It
+        // says what `createCustomer` says, so it spends the client's registration budget as
+        // well: many accounts' hourly budgets cannot add up to more questions than
+        // registering would answer.
+        let limit = [
+            Check::new(
+                LimitKey::EmailChangeByCustomer(customer.id),
+                Rule::per(MAX_REQUESTS_PER_HOUR, Duration::hours(1)),
+            ),
+            Check::new(
+                LimitKey::RegistrationByIp(ClientKey::of(client)),
+                Rule::per(
+                    settings.clients.registrations_per_ip_per_hour,
+                    Duration::hours(1),
+                ),
+            ),
+        ];
         match self.parts.limiter.reserve(&limit, now).await? {
             Ok(counted) => counted.keep(),
             Err(refused) => {
