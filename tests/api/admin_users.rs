@@ -15,6 +15,7 @@ crate::tests![
     the_last_active_administrator_cannot_be_demoted_or_disabled,
     two_administrators_demoting_each_other_at_once_leave_one,
     a_disabled_admin_can_neither_sign_in_nor_use_a_token,
+    disabling_an_invited_admin_voids_the_invitation_link,
     revoke_admin_tokens_signs_an_admin_out_everywhere,
     forgot_password_in_the_console_mails_only_active_admins_with_an_address,
     the_cli_gives_the_first_administrator_an_address_for_forgot_password,
@@ -520,4 +521,35 @@ async fn the_cli_gives_the_first_administrator_an_address_for_forgot_password(ba
         ["token"]
         .as_str()
         .expect("signed in with the new password");
+}
+
+/// An invitation went to the wrong address: the administrator disables the invitee. The link
+/// must die with that, so nobody holds a password that works the day the admin is enabled.
+async fn disabling_an_invited_admin_voids_the_invitation_link(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let root = app.admin_token("administrator").await;
+    let res = invite(&app, &root, "lee", "support").await;
+    let id = res["data"]["createAdminUser"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let link = invitation(&smtp, 1, "lee@example.com").await.token();
+    let res = app
+        .gql_as(Some(&root), UPDATE, json!({"id": id, "d": true}))
+        .await;
+    assert_eq!(res["data"]["updateAdminUser"]["disabled"], true, "{res}");
+    let used = app.gql(SET, json!({"t": link, "p": NEW_PASSWORD})).await;
+    assert_eq!(code(&used), "RESET_TOKEN_INVALID", "{used}");
+    let res = app
+        .gql_as(Some(&root), UPDATE, json!({"id": id, "d": false}))
+        .await;
+    assert_eq!(res["data"]["updateAdminUser"]["disabled"], false, "{res}");
+    assert_eq!(
+        code(&admin_sign_in(&app, "lee", NEW_PASSWORD).await),
+        "AUTHENTICATION_FAILED"
+    );
+    assert_eq!(
+        code(&app.gql(SET, json!({"t": link, "p": NEW_PASSWORD})).await),
+        "RESET_TOKEN_INVALID"
+    );
 }

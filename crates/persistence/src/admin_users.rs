@@ -49,6 +49,26 @@ async fn revoke_sessions(
         .rows_affected)
 }
 
+/// Voids every outstanding invitation and reset link of the admin.
+async fn supersede_links(
+    txn: &DatabaseTransaction,
+    admin_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    admin_password_token::Entity::update_many()
+        .col_expr(
+            admin_password_token::Column::SupersededAt,
+            Expr::value(Some(now)),
+        )
+        .filter(admin_password_token::Column::AdminId.eq(admin_id))
+        .filter(admin_password_token::Column::UsedAt.is_null())
+        .filter(admin_password_token::Column::SupersededAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
 #[async_trait]
 impl AdminUserStore for SqlStore {
     async fn admin_users(&self) -> Result<Vec<AdminUser>> {
@@ -167,6 +187,8 @@ impl AdminUserStore for SqlStore {
                 let updated = model.update(txn).await.map_err(db_err)?;
                 if disabled_at.is_some() {
                     revoke_sessions(txn, id, now).await?;
+                    // An invitation or reset link must not outlive the disabling either.
+                    supersede_links(txn, id, now).await?;
                 }
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(match to_admin(&updated) {
@@ -334,7 +356,7 @@ impl AdminUserStore for SqlStore {
                 if consumed.rows_affected != 1 {
                     return Ok(End::Rollback(false));
                 }
-                admin_user::Entity::update_many()
+                let set = admin_user::Entity::update_many()
                     .col_expr(admin_user::Column::PasswordHash, Expr::value(password_hash))
                     .col_expr(admin_user::Column::FailedSignIns, Expr::value(0))
                     .col_expr(
@@ -342,21 +364,16 @@ impl AdminUserStore for SqlStore {
                         Expr::value(Option::<DateTime<Utc>>::None),
                     )
                     .filter(admin_user::Column::Id.eq(admin_id))
+                    .filter(admin_user::Column::DisabledAt.is_null())
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
+                if set.rows_affected != 1 {
+                    // Disabled (or gone) meanwhile: the link sets nothing.
+                    return Ok(End::Rollback(false));
+                }
                 // Any other outstanding link of this admin dies with this one.
-                admin_password_token::Entity::update_many()
-                    .col_expr(
-                        admin_password_token::Column::SupersededAt,
-                        Expr::value(Some(now)),
-                    )
-                    .filter(admin_password_token::Column::AdminId.eq(admin_id))
-                    .filter(admin_password_token::Column::UsedAt.is_null())
-                    .filter(admin_password_token::Column::SupersededAt.is_null())
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
+                supersede_links(txn, admin_id, now).await?;
                 revoke_sessions(txn, admin_id, now).await?;
                 Ok(End::Commit(true))
             })
