@@ -22,6 +22,7 @@ crate::tests![
     confirmation_links_expire_and_a_newer_request_supersedes_the_older,
     email_change_and_reset_tokens_are_not_interchangeable,
     a_customer_deletes_their_account_and_no_row_names_them_afterwards,
+    deletion_forgets_the_addresses_an_account_had_before,
     an_admin_deletes_a_customer_and_mail_not_sent_yet_never_goes,
     the_data_export_lists_what_is_stored_and_nothing_secret,
 ];
@@ -532,6 +533,60 @@ async fn tables_mentioning(app: &TestApp, needle: &str, except: &[&str]) -> Vec<
 }
 
 const DELETE: &str = "mutation($p: String!) { deleteCustomer(currentPassword: $p) }";
+
+/// Counters and requests are stored under the address they were made for; an account that
+/// moved on leaves some under its earlier address. Deleting it forgets those too, but never an
+/// address another customer holds now (that would hand a guesser a fresh lockout budget).
+async fn deletion_forgets_the_addresses_an_account_had_before(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("earlier@example.com", PASSWORD).await;
+    let token = app.sign_in("earlier@example.com", PASSWORD).await;
+    app.request_reset("earlier@example.com").await;
+    smtp.wait_for(1).await;
+    request_change(&app, &token, "later@example.com", PASSWORD).await;
+    let (confirmation, _) =
+        change_mails(&smtp, 3, "later@example.com", "earlier@example.com").await;
+    // Counted under the first address: the reset request, and a wrong password.
+    app.sign_in_response("earlier@example.com", "wrong-password-1")
+        .await;
+    confirm(&app, &confirmation.token()).await;
+    assert!(
+        !tables_mentioning(&app, "earlier@example.com", &["audit_log"])
+            .await
+            .is_empty()
+    );
+    let res = app
+        .gql_as(Some(&token), DELETE, json!({"p": PASSWORD}))
+        .await;
+    assert_eq!(res["data"]["deleteCustomer"], true, "{res}");
+    for address in ["earlier@example.com", "later@example.com"] {
+        assert_eq!(
+            tables_mentioning(&app, address, &["audit_log"]).await,
+            Vec::<String>::new(),
+            "{address}"
+        );
+    }
+
+    // An account that moved away from an address someone else has registered since.
+    app.create_customer("shared@example.com", PASSWORD).await;
+    let mover = app.sign_in("shared@example.com", PASSWORD).await;
+    request_change(&app, &mover, "moved@example.com", PASSWORD).await;
+    let (confirmation, _) = change_mails(&smtp, 5, "moved@example.com", "shared@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    app.create_customer("shared@example.com", PASSWORD).await;
+    app.sign_in_response("shared@example.com", "wrong-password-2")
+        .await;
+    let res = app
+        .gql_as(Some(&mover), DELETE, json!({"p": PASSWORD}))
+        .await;
+    assert_eq!(res["data"]["deleteCustomer"], true, "{res}");
+    // The new holder's counted failure is theirs, and stays.
+    assert!(
+        tables_mentioning(&app, "sign-in:customer:shared@example.com", &[])
+            .await
+            .contains(&"limit_events".to_owned())
+    );
+}
 
 async fn a_customer_deletes_their_account_and_no_row_names_them_afterwards(backend: Backend) {
     let (app, smtp) = TestApp::with_smtp(backend).await;

@@ -22,17 +22,24 @@ use crate::{
     password::PasswordCandidate,
 };
 
-/// The limit counters stored under keys that name the customer (their address or id).
-pub fn limit_keys(customer_id: Uuid, email_key: &str) -> Vec<String> {
-    [
-        LimitKey::ResetRequestByEmail(email_key.to_owned()),
+/// The limit counters stored under keys that name the customer: their id, and each address
+/// in `email_keys` (the account's addresses, now and before, that no other customer holds).
+pub fn limit_keys(customer_id: Uuid, email_keys: &[String]) -> Vec<String> {
+    let by_id = [
         LimitKey::ResetRequestByCustomer(customer_id),
-        LimitKey::SignInByAccount(PrincipalKind::Customer, email_key.to_owned()),
         LimitKey::EmailChangeByCustomer(customer_id),
-    ]
-    .iter()
-    .map(LimitKey::storage_key)
-    .collect()
+    ];
+    let by_address = email_keys.iter().flat_map(|key| {
+        [
+            LimitKey::ResetRequestByEmail(key.clone()),
+            LimitKey::SignInByAccount(PrincipalKind::Customer, key.clone()),
+        ]
+    });
+    by_id
+        .into_iter()
+        .chain(by_address)
+        .map(|k| k.storage_key())
+        .collect()
 }
 
 /// Everything stored about one customer, for `customerDataExport` (GDPR Art. 15 and 20).

@@ -11,7 +11,7 @@ use domain::{
         ExportedMail, ExportedResetLink, ExportedSession, limit_keys,
     },
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::{
@@ -45,6 +45,32 @@ impl ErasureStore for SqlStore {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
+                // Every address the account has had (counters and requests are stored under
+                // the address they were made for), but one another customer holds now: what
+                // is stored under it is theirs.
+                let mut addresses = vec![current.email_key.clone()];
+                let changes: Vec<(String, String)> = email_change::Entity::find()
+                    .select_only()
+                    .column(email_change::Column::OldEmailKey)
+                    .column(email_change::Column::NewEmailKey)
+                    .filter(email_change::Column::CustomerId.eq(customer_id))
+                    .into_tuple()
+                    .all(txn)
+                    .await
+                    .map_err(db_err)?;
+                addresses.extend(changes.into_iter().flat_map(|(old, new)| [old, new]));
+                addresses.sort();
+                addresses.dedup();
+                let held: Vec<String> = customer::Entity::find()
+                    .select_only()
+                    .column(customer::Column::EmailKey)
+                    .filter(customer::Column::EmailKey.is_in(addresses.clone()))
+                    .filter(customer::Column::Id.ne(customer_id))
+                    .into_tuple()
+                    .all(txn)
+                    .await
+                    .map_err(db_err)?;
+                addresses.retain(|a| !held.contains(a));
                 email_change::Entity::delete_many()
                     .filter(email_change::Column::CustomerId.eq(customer_id))
                     .exec(txn)
@@ -63,14 +89,12 @@ impl ErasureStore for SqlStore {
                     .map_err(db_err)?;
                 // Rows that name the address: reset requests not resolved yet, limit counters.
                 reset_request::Entity::delete_many()
-                    .filter(reset_request::Column::EmailKey.eq(current.email_key.as_str()))
+                    .filter(reset_request::Column::EmailKey.is_in(addresses.clone()))
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
                 limit_event::Entity::delete_many()
-                    .filter(
-                        limit_event::Column::Key.is_in(limit_keys(customer_id, &current.email_key)),
-                    )
+                    .filter(limit_event::Column::Key.is_in(limit_keys(customer_id, &addresses)))
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
