@@ -783,6 +783,29 @@ async fn the_data_export_lists_what_is_stored_and_nothing_secret(backend: Backen
         by_admin["data"]["customerDataExport"]["customer"]["id"], id,
         "{by_admin}"
     );
+    // It holds more than the console shows (session addresses, earlier addresses, mail), so
+    // an admin's export is audited; a customer's own is not.
+    let root = app.admin_token("administrator").await;
+    let log = app
+        .gql_as(
+            Some(&root),
+            "{ auditLog { edges { node { actor action customerId } } } }",
+            json!({}),
+        )
+        .await;
+    let exports: Vec<&Value> = log["data"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .filter(|n| n["action"] == "EXPORT_CUSTOMER_DATA")
+        .collect();
+    assert_eq!(exports.len(), 1, "{log}");
+    assert_eq!(exports[0]["customerId"], id);
+    assert!(
+        exports[0]["actor"].as_str().unwrap().starts_with("viewer"),
+        "{log}"
+    );
     let res = app
         .gql_as(
             Some(&token),

@@ -152,6 +152,8 @@ pub enum AuditAction {
     CreateAdminUser,
     UpdateAdminUser,
     RevokeAdminTokens,
+    /// An admin exported a customer's data (`customerDataExport(customerId)`).
+    ExportCustomerData,
 }
 
 impl AuditAction {
@@ -168,6 +170,7 @@ impl AuditAction {
             Self::CreateAdminUser => "CREATE_ADMIN_USER",
             Self::UpdateAdminUser => "UPDATE_ADMIN_USER",
             Self::RevokeAdminTokens => "REVOKE_ADMIN_TOKENS",
+            Self::ExportCustomerData => "EXPORT_CUSTOMER_DATA",
         }
     }
 
@@ -184,6 +187,7 @@ impl AuditAction {
             "CREATE_ADMIN_USER" => Some(Self::CreateAdminUser),
             "UPDATE_ADMIN_USER" => Some(Self::UpdateAdminUser),
             "REVOKE_ADMIN_TOKENS" => Some(Self::RevokeAdminTokens),
+            "EXPORT_CUSTOMER_DATA" => Some(Self::ExportCustomerData),
             _ => None,
         }
     }

@@ -125,11 +125,13 @@ pub trait ErasureStore: Send + Sync {
     /// In one transaction: removes the customer and everything that names them (see the
     /// module's rules), and writes `audit`. False when there is no such customer.
     async fn delete_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<bool>;
-    /// `None` when there is no such customer.
+    /// `None` when there is no such customer; otherwise writes `audit` (an admin's export)
+    /// too.
     async fn export_customer(
         &self,
         customer_id: Uuid,
         now: DateTime<Utc>,
+        audit: Option<NewAudit>,
     ) -> Result<Option<CustomerExport>>;
 }
 
@@ -209,11 +211,37 @@ impl Erasure {
         Ok(())
     }
 
-    /// `customerDataExport`: the signed-in customer's own data, or (for an admin with the
-    /// permission, checked by the caller) any customer's. NotFound for an unknown customer.
-    pub async fn export(&self, customer_id: Uuid) -> Result<CustomerExport> {
+    /// `customerDataExport` for the signed-in customer: their own data.
+    pub async fn export_own(&self, principal: &CustomerPrincipal) -> Result<CustomerExport> {
         self.store
-            .export_customer(customer_id, self.parts.clock.now())
+            .export_customer(principal.customer.id, self.parts.clock.now(), None)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    /// `customerDataExport(customerId)` for an admin with the permission (checked by the
+    /// caller): any customer's data, audited as EXPORT_CUSTOMER_DATA, since it holds more
+    /// than the console shows (session addresses, past email addresses, mail). NotFound for
+    /// an unknown customer.
+    pub async fn export_as_admin(
+        &self,
+        principal: &AdminPrincipal,
+        customer_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<CustomerExport> {
+        let now = self.parts.clock.now();
+        let audit = NewAudit {
+            id: Uuid::now_v7(),
+            at: now,
+            actor_id: principal.admin.id,
+            actor: principal.admin.username.clone(),
+            action: AuditAction::ExportCustomerData,
+            customer_id: Some(customer_id),
+            client_ip: client.ip.clone(),
+            detail: None,
+        };
+        self.store
+            .export_customer(customer_id, now, Some(audit))
             .await?
             .ok_or(Error::NotFound)
     }

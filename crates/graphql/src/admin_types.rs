@@ -356,7 +356,10 @@ impl From<PasswordSettingsInput> for domain::admins::SettingsUpdate {
     }
 }
 
+/// What an audit entry records.
+// The domain's audit actions, one for one: `remote` derives the conversions both ways.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "admin::AuditAction")]
 pub enum AuditAction {
     AdminResetPassword,
     RevokeCustomerTokens,
@@ -373,42 +376,8 @@ pub enum AuditAction {
     CreateAdminUser,
     UpdateAdminUser,
     RevokeAdminTokens,
-}
-
-impl From<admin::AuditAction> for AuditAction {
-    fn from(a: admin::AuditAction) -> Self {
-        match a {
-            admin::AuditAction::AdminResetPassword => Self::AdminResetPassword,
-            admin::AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
-            admin::AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
-            admin::AuditAction::ImportCustomers => Self::ImportCustomers,
-            admin::AuditAction::StartBulkAction => Self::StartBulkAction,
-            admin::AuditAction::CancelBulkJob => Self::CancelBulkJob,
-            admin::AuditAction::DeleteCustomer => Self::DeleteCustomer,
-            admin::AuditAction::DeleteOwnAccount => Self::DeleteOwnAccount,
-            admin::AuditAction::CreateAdminUser => Self::CreateAdminUser,
-            admin::AuditAction::UpdateAdminUser => Self::UpdateAdminUser,
-            admin::AuditAction::RevokeAdminTokens => Self::RevokeAdminTokens,
-        }
-    }
-}
-
-impl From<AuditAction> for admin::AuditAction {
-    fn from(a: AuditAction) -> Self {
-        match a {
-            AuditAction::AdminResetPassword => Self::AdminResetPassword,
-            AuditAction::RevokeCustomerTokens => Self::RevokeCustomerTokens,
-            AuditAction::UpdatePasswordSettings => Self::UpdatePasswordSettings,
-            AuditAction::ImportCustomers => Self::ImportCustomers,
-            AuditAction::StartBulkAction => Self::StartBulkAction,
-            AuditAction::CancelBulkJob => Self::CancelBulkJob,
-            AuditAction::DeleteCustomer => Self::DeleteCustomer,
-            AuditAction::DeleteOwnAccount => Self::DeleteOwnAccount,
-            AuditAction::CreateAdminUser => Self::CreateAdminUser,
-            AuditAction::UpdateAdminUser => Self::UpdateAdminUser,
-            AuditAction::RevokeAdminTokens => Self::RevokeAdminTokens,
-        }
-    }
+    /// An admin exported the customer's data (`customerDataExport(customerId)`).
+    ExportCustomerData,
 }
 
 /// One admin action: who did what to which customer, when, from where.

@@ -52,22 +52,30 @@ impl CustomerQuery {
 
     /// Everything Latchkey stores about a customer, as JSON (profile, sessions, reset links,
     /// email changes, mail, admin actions; never a hash, token or link). Without `customerId`:
-    /// the signed-in customer's own. With it: an admin with CUSTOMERS_READ, any customer's.
+    /// the signed-in customer's own. With it: an admin with CUSTOMERS_READ, any customer's,
+    /// audited as EXPORT_CUSTOMER_DATA.
     async fn customer_data_export(
         &self,
         ctx: &Context<'_>,
         customer_id: Option<ID>,
     ) -> Result<async_graphql::Json<domain::erasure::CustomerExport>, ApiError> {
-        let id = match customer_id {
+        let erasure = &services(ctx)?.erasure;
+        let export = match customer_id {
             Some(id) => {
-                crate::context::admin_with(ctx, domain::admin::Permission::CustomersRead).await?;
-                crate::admin::parse_id(&id)?
+                let principal =
+                    crate::context::admin_with(ctx, domain::admin::Permission::CustomersRead)
+                        .await?;
+                erasure
+                    .export_as_admin(
+                        &principal,
+                        crate::admin::parse_id(&id)?,
+                        &request(ctx).client,
+                    )
+                    .await?
             }
-            None => customer(ctx).await?.customer.id,
+            None => erasure.export_own(&customer(ctx).await?).await?,
         };
-        Ok(async_graphql::Json(
-            services(ctx)?.erasure.export(id).await?,
-        ))
+        Ok(async_graphql::Json(export))
     }
 
     /// Every device signed in to the customer's account, newest first.

@@ -113,6 +113,7 @@ impl ErasureStore for SqlStore {
         &self,
         customer_id: Uuid,
         now: DateTime<Utc>,
+        audit: Option<NewAudit>,
     ) -> Result<Option<CustomerExport>> {
         let Some(c) = customer::Entity::find_by_id(customer_id)
             .one(&self.db)
@@ -121,6 +122,10 @@ impl ErasureStore for SqlStore {
         else {
             return Ok(None);
         };
+        // Recorded before anything is read out: an export is never unaudited.
+        if let Some(audit) = audit {
+            insert_audit(&self.db, audit).await?;
+        }
         let sessions = access_token::Entity::find()
             .filter(access_token::Column::CustomerId.eq(customer_id))
             .order_by_asc(access_token::Column::CreatedAt)
