@@ -14,6 +14,7 @@ mod m20261203_000009_bulk;
 mod m20261204_000010_keys;
 mod m20261205_000011_email_changes;
 mod m20261205_000012_admin_users;
+mod m20261206_000013_email_change_reservations;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000010_keys::Migration),
             Box::new(m20261205_000011_email_changes::Migration),
             Box::new(m20261205_000012_admin_users::Migration),
+            Box::new(m20261206_000013_email_change_reservations::Migration),
         ]
     }
 }

@@ -18,6 +18,7 @@ crate::tests![
     the_old_address_cancels_a_pending_change_and_signs_every_device_out,
     the_old_address_undoes_a_confirmed_change,
     the_first_notice_undoes_a_chain_of_changes,
+    an_address_moved_away_from_stays_the_accounts_while_it_can_be_undone,
     an_email_change_voids_reset_links_sent_before_it,
     confirmation_links_expire_and_a_newer_request_supersedes_the_older,
     email_change_and_reset_tokens_are_not_interchangeable,
@@ -391,6 +392,46 @@ async fn the_first_notice_undoes_a_chain_of_changes(backend: Backend) {
     assert_old_password_void_and_owner_resets(&app, &smtp, 5, "owner@example.com").await;
 }
 
+/// A thief moves the account away and registers its old address for themselves, so the
+/// owner's "this wasn't me" has no address to put back. While the notice's link works, the old
+/// address stays the account's: nobody else can register it or move to it.
+async fn an_address_moved_away_from_stays_the_accounts_while_it_can_be_undone(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("owner@example.com", PASSWORD).await;
+    app.create_customer("accomplice@example.com", PASSWORD)
+        .await;
+    let thief = app.sign_in("owner@example.com", PASSWORD).await;
+    request_change(&app, &thief, "thief@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 2, "thief@example.com", "owner@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    let register = app
+        .gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": "OWNER@example.com", "firstname": "Ann", "lastname": "Lee", "password": PASSWORD}}),
+        )
+        .await;
+    assert_eq!(code(&register), "BAD_USER_INPUT", "{register}");
+    let accomplice = app.sign_in("accomplice@example.com", PASSWORD).await;
+    let moved = request_change(&app, &accomplice, "owner@example.com", PASSWORD).await;
+    assert_eq!(code(&moved), "BAD_USER_INPUT", "{moved}");
+
+    let res = cancel(&app, &notice.token()).await;
+    assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+    assert_old_password_void_and_owner_resets(&app, &smtp, 3, "owner@example.com").await;
+
+    // Once the link can no longer undo anything, an address an account left is free again.
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("leaver@example.com", PASSWORD).await;
+    let token = app.sign_in("leaver@example.com", PASSWORD).await;
+    request_change(&app, &token, "arrived@example.com", PASSWORD).await;
+    let (confirmation, _) =
+        change_mails(&smtp, 2, "arrived@example.com", "leaver@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    app.clock.advance(Duration::days(7) + Duration::seconds(1));
+    app.create_customer("leaver@example.com", PASSWORD).await;
+}
+
 async fn an_email_change_voids_reset_links_sent_before_it(backend: Backend) {
     let (app, smtp) = TestApp::with_smtp(backend).await;
     app.create_customer("before@example.com", PASSWORD).await;
@@ -573,9 +614,12 @@ async fn deletion_forgets_the_addresses_an_account_had_before(backend: Backend) 
     request_change(&app, &mover, "moved@example.com", PASSWORD).await;
     let (confirmation, _) = change_mails(&smtp, 5, "moved@example.com", "shared@example.com").await;
     confirm(&app, &confirmation.token()).await;
+    // Free for others once the move can no longer be undone.
+    app.clock.advance(Duration::days(7) + Duration::seconds(1));
     app.create_customer("shared@example.com", PASSWORD).await;
     app.sign_in_response("shared@example.com", "wrong-password-2")
         .await;
+    let mover = app.sign_in("moved@example.com", PASSWORD).await;
     let res = app
         .gql_as(Some(&mover), DELETE, json!({"p": PASSWORD}))
         .await;

@@ -209,6 +209,12 @@ impl AccountStore for SqlStore {
             external_id: Set(None),
             search_text: Set(search_text),
         };
+        if crate::email_change::email_in_use(&self.db, new.email.key(), None, new.now)
+            .await
+            .map_err(CreateCustomerError::Other)?
+        {
+            return Err(CreateCustomerError::EmailTaken);
+        }
         match customer::Entity::insert(model).exec(&self.db).await {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {

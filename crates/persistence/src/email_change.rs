@@ -8,8 +8,8 @@ use domain::{
     email_change::{Applied, EmailChangeLink, EmailChangeStore, NewEmailChange, StoredEmailChange},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, SqlErr,
-    sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    SqlErr, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -66,14 +66,28 @@ async fn set_email(
     }
 }
 
-async fn email_in_use(txn: &DatabaseTransaction, key: &str, except: Uuid) -> Result<bool> {
-    Ok(customer::Entity::find()
-        .filter(customer::Column::EmailKey.eq(key))
-        .filter(customer::Column::Id.ne(except))
-        .one(txn)
-        .await
-        .map_err(db_err)?
-        .is_some())
+/// Whether an account other than `except` has the address, or holds it: an account that
+/// moved away from an address keeps it while the change can still be undone (its "this wasn't
+/// me" link works), so a thief cannot register the old address and leave the owner nothing to
+/// go back to. Held from the request on, not only from the confirmation, so no registration
+/// can slip in between the two.
+pub(crate) async fn email_in_use(
+    db: &impl ConnectionTrait,
+    key: &str,
+    except: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<bool> {
+    let mut holder = customer::Entity::find().filter(customer::Column::EmailKey.eq(key));
+    let mut held = email_change::Entity::find()
+        .filter(email_change::Column::OldEmailKey.eq(key))
+        .filter(email_change::Column::CancelledAt.is_null())
+        .filter(email_change::Column::CancelUntil.gt(now));
+    if let Some(except) = except {
+        holder = holder.filter(customer::Column::Id.ne(except));
+        held = held.filter(email_change::Column::CustomerId.ne(except));
+    }
+    Ok(holder.one(db).await.map_err(db_err)?.is_some()
+        || held.one(db).await.map_err(db_err)?.is_some())
 }
 
 #[async_trait]
@@ -84,7 +98,13 @@ impl EmailChangeStore for SqlStore {
                 // Taken now: refused. Taken between now and the confirmation: the
                 // confirmation is refused (the address is unique on the customers table).
                 if lock_customer(txn, change.customer_id).await?.is_none()
-                    || email_in_use(txn, change.new_email.key(), change.customer_id).await?
+                    || email_in_use(
+                        txn,
+                        change.new_email.key(),
+                        Some(change.customer_id),
+                        change.now,
+                    )
+                    .await?
                 {
                     return Ok(End::Rollback(false));
                 }
@@ -173,7 +193,7 @@ impl EmailChangeStore for SqlStore {
                 let Some(current) = lock_customer(txn, change.customer_id).await? else {
                     return Ok(End::Rollback(Applied::Gone));
                 };
-                if email_in_use(txn, &change.new_email_key, change.customer_id).await?
+                if email_in_use(txn, &change.new_email_key, Some(change.customer_id), now).await?
                     || !set_email(txn, current, &change.new_email, &change.new_email_key, now)
                         .await?
                 {
@@ -223,7 +243,8 @@ impl EmailChangeStore for SqlStore {
                     // since (then the account stays where it is, signed out, its password
                     // void).
                     if current.email_key != change.old_email_key
-                        && !email_in_use(txn, &change.old_email_key, change.customer_id).await?
+                        && !email_in_use(txn, &change.old_email_key, Some(change.customer_id), now)
+                            .await?
                     {
                         set_email(txn, current, &change.old_email, &change.old_email_key, now)
                             .await?;
