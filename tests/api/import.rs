@@ -18,6 +18,7 @@ tests![
     an_import_killed_half_way_and_run_again_ends_like_one_clean_run,
     an_export_imports_into_another_store_as_the_same_customers,
     duplicates_and_taken_addresses_are_found_across_batches_and_writers,
+    two_sign_ins_at_once_on_a_legacy_hash_both_get_a_session,
 ];
 
 /// Runs `latchkey import customers …` on the app's database.
@@ -674,5 +675,57 @@ async fn duplicates_and_taken_addresses_are_found_across_batches_and_writers(bac
             stdout(&out)
         );
         assert_eq!(app.count("customers").await, (rows - 5 + 1) as i64);
+    }
+}
+
+/// Right after a migration a customer signs in from the app and the web at once: both verify
+/// the legacy hash and write their own upgrade; the one written second loses, and must still
+/// get its session (the password was right, it is only the stored hash that moved).
+async fn two_sign_ins_at_once_on_a_legacy_hash_both_get_a_session(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let v = cheap_vectors().into_iter().next().unwrap();
+    let mut file =
+        b"email,firstname,lastname,locale,created_at,password_hash,hash_format,external_id\n"
+            .to_vec();
+    file.extend_from_slice(
+        format!(
+            "twice@example.com,Two,Ce,en,,{},{},\n",
+            csv_field(&v.hash),
+            v.format
+        )
+        .as_bytes(),
+    );
+    let path = dir_of(&app).join("twice.csv");
+    std::fs::write(&path, &file).unwrap();
+    let out = import(&app, &[path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    for round in 0..3 {
+        let answers = futures::future::join_all(
+            (0..4).map(|_| app.sign_in_response("twice@example.com", &v.password)),
+        )
+        .await;
+        for answer in &answers {
+            assert!(
+                answer["data"]["generateCustomerToken"]["token"].is_string(),
+                "round {round}: {answer}"
+            );
+        }
+        // Back to the legacy hash for the next round.
+        use sea_orm::{ConnectionTrait, Statement};
+        let backend = app.db.get_database_backend();
+        let sql = match backend {
+            sea_orm::DatabaseBackend::Sqlite => {
+                "UPDATE customers SET password_hash = ? WHERE email_key = 'twice@example.com'"
+            }
+            _ => "UPDATE customers SET password_hash = $1 WHERE email_key = 'twice@example.com'",
+        };
+        app.db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [v.hash.clone().into()],
+            ))
+            .await
+            .unwrap();
     }
 }

@@ -91,7 +91,9 @@ impl LimitKey {
             Self::ResetRequestByEmail(email) => format!("reset:email:{email}"),
             Self::ResetRequestByIp(ip) => format!("reset:ip:{}", ip.0),
             Self::ResetRequestByCustomer(id) => format!("reset:customer:{id}"),
-            Self::InvalidLinkByIp(ip) => format!("link-failure:ip:{}", ip.0),
+            // Named before it covered every kind of link: kept, so a rolling upgrade keeps
+            // one count.
+            Self::InvalidLinkByIp(ip) => format!("reset-failure:ip:{}", ip.0),
             Self::SignInByIp(kind, ip) => format!("sign-in:ip:{}:{}", kind.as_str(), ip.0),
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
@@ -296,7 +298,7 @@ mod tests {
         assert_ne!(keys[1].lock_id(), keys[2].lock_id());
         // Keys written by earlier versions keep counting after an upgrade.
         assert_eq!(keys[1].storage_key(), "reset:ip:1.2.3.4");
-        assert_eq!(keys[2].storage_key(), "link-failure:ip:1.2.3.4");
+        assert_eq!(keys[2].storage_key(), "reset-failure:ip:1.2.3.4");
     }
 
     #[test]

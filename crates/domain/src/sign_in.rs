@@ -259,20 +259,31 @@ impl SignIn {
         };
         let expires_at = now + lifetime;
         let session_id = Uuid::now_v7();
-        let stored = self
-            .store
-            .create_session(
-                kind,
-                NewSession {
-                    id: session_id,
-                    principal_id: id,
-                    created_at: now,
-                    expires_at,
-                    client,
-                    verified: hashes,
-                },
-            )
-            .await?;
+        let upgraded = hashes.0.len() > 1;
+        let mut session = NewSession {
+            id: session_id,
+            principal_id: id,
+            created_at: now,
+            expires_at,
+            client,
+            verified: hashes,
+        };
+        let mut stored = self.store.create_session(kind, session.clone()).await?;
+        if !stored && upgraded {
+            // Another sign-in upgraded the same legacy hash first, with its own salt: check
+            // the password once more against what is stored now (a reset's new hash still
+            // refuses the old password).
+            if let Some(now_stored) = self.store.credentials(kind, login).await? {
+                let again = self
+                    .hasher
+                    .verify(candidate, Some(now_stored.password_hash.as_str()))
+                    .await?;
+                if matches!(again, Verification::Match { .. }) {
+                    session.verified = VerifiedHashes(vec![now_stored.password_hash]);
+                    stored = self.store.create_session(kind, session).await?;
+                }
+            }
+        }
         if !stored {
             // The password was changed (or the admin disabled) while this one was checked.
             tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
