@@ -46,31 +46,39 @@ impl ErasureStore for SqlStore {
                     .await
                     .map_err(db_err)?;
                 // Every address the account has had (counters and requests are stored under
-                // the address they were made for), but one another customer holds now: what
-                // is stored under it is theirs.
+                // the address they were made for): its old addresses, and the new ones of
+                // confirmed changes. But not one another customer holds, or has moved away
+                // from and may still go back to: what is stored under it is theirs.
+                let now = audit.at;
                 let mut addresses = vec![current.email_key.clone()];
-                let changes: Vec<(String, String)> = email_change::Entity::find()
-                    .select_only()
-                    .column(email_change::Column::OldEmailKey)
-                    .column(email_change::Column::NewEmailKey)
-                    .filter(email_change::Column::CustomerId.eq(customer_id))
-                    .into_tuple()
-                    .all(txn)
-                    .await
-                    .map_err(db_err)?;
-                addresses.extend(changes.into_iter().flat_map(|(old, new)| [old, new]));
+                let changes: Vec<(String, String, Option<DateTime<Utc>>)> =
+                    email_change::Entity::find()
+                        .select_only()
+                        .column(email_change::Column::OldEmailKey)
+                        .column(email_change::Column::NewEmailKey)
+                        .column(email_change::Column::ConfirmedAt)
+                        .filter(email_change::Column::CustomerId.eq(customer_id))
+                        .into_tuple()
+                        .all(txn)
+                        .await
+                        .map_err(db_err)?;
+                for (old, new, confirmed_at) in changes {
+                    addresses.push(old);
+                    if confirmed_at.is_some() {
+                        addresses.push(new);
+                    }
+                }
                 addresses.sort();
                 addresses.dedup();
-                let held: Vec<String> = customer::Entity::find()
-                    .select_only()
-                    .column(customer::Column::EmailKey)
-                    .filter(customer::Column::EmailKey.is_in(addresses.clone()))
-                    .filter(customer::Column::Id.ne(customer_id))
-                    .into_tuple()
-                    .all(txn)
-                    .await
-                    .map_err(db_err)?;
-                addresses.retain(|a| !held.contains(a));
+                let mut ours = Vec::with_capacity(addresses.len());
+                for address in addresses {
+                    if !crate::email_change::email_in_use(txn, &address, Some(customer_id), now)
+                        .await?
+                    {
+                        ours.push(address);
+                    }
+                }
+                let addresses = ours;
                 email_change::Entity::delete_many()
                     .filter(email_change::Column::CustomerId.eq(customer_id))
                     .exec(txn)
