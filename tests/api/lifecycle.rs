@@ -18,6 +18,7 @@ crate::tests![
     the_old_address_cancels_a_pending_change_and_signs_every_device_out,
     the_old_address_undoes_a_confirmed_change,
     the_first_notice_undoes_a_chain_of_changes,
+    the_thiefs_own_later_notice_leaves_the_owners_working,
     an_address_moved_away_from_stays_the_accounts_while_it_can_be_undone,
     an_email_change_voids_reset_links_sent_before_it,
     confirmation_links_expire_and_a_newer_request_supersedes_the_older,
@@ -358,6 +359,29 @@ async fn the_old_address_undoes_a_confirmed_change(backend: Backend) {
     assert_old_password_void_and_owner_resets(&app, &smtp, 4, "owner@example.com").await;
 }
 
+/// Cancelling a later change undoes that one and what came after it, never an earlier one:
+/// the thief spending their own notice first leaves the owner's notice working.
+async fn the_thiefs_own_later_notice_leaves_the_owners_working(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("owner@example.com", PASSWORD).await;
+    let thief = app.sign_in("owner@example.com", PASSWORD).await;
+    request_change(&app, &thief, "first@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 2, "first@example.com", "owner@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    app.clock.advance(Duration::minutes(1));
+    request_change(&app, &thief, "second@example.com", PASSWORD).await;
+    let (second_confirmation, second_notice) =
+        change_mails(&smtp, 4, "second@example.com", "first@example.com").await;
+    confirm(&app, &second_confirmation.token()).await;
+
+    let res = cancel(&app, &second_notice.token()).await;
+    assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+    let res = cancel(&app, &notice.token()).await;
+    assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+    assert_old_password_void_and_owner_resets(&app, &smtp, 5, "owner@example.com").await;
+}
+
 /// A thief who knows the password moves the account to one address, then on to another whose
 /// notice goes to the first (theirs). The owner's one notice must still bring it all back.
 async fn the_first_notice_undoes_a_chain_of_changes(backend: Backend) {
@@ -368,6 +392,7 @@ async fn the_first_notice_undoes_a_chain_of_changes(backend: Backend) {
     let (confirmation, notice) =
         change_mails(&smtp, 2, "first@example.com", "owner@example.com").await;
     confirm(&app, &confirmation.token()).await;
+    app.clock.advance(Duration::minutes(1));
     request_change(&app, &thief, "second@example.com", PASSWORD).await;
     let (second_confirmation, second_notice) =
         change_mails(&smtp, 4, "second@example.com", "first@example.com").await;
