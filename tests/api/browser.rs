@@ -7,6 +7,7 @@
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -550,7 +551,27 @@ async fn browser_email_change_links_confirm_and_undo_only_on_a_click(backend: Ba
         app.whoami(&session).await,
         Err("UNAUTHENTICATED".to_owned())
     );
-    app.sign_in("ren@example.com", CUSTOMER_PASSWORD).await;
+    // The account is back on its old address, and the password whoever asked knew is void.
+    english.wait_text("#notice", "Forgot Your Password?").await;
+    let old = app
+        .sign_in_response("ren@example.com", CUSTOMER_PASSWORD)
+        .await;
+    assert_eq!(
+        old["errors"][0]["extensions"]["code"], "AUTHENTICATION_FAILED",
+        "{old}"
+    );
+    let back = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM customers WHERE email_key = 'ren@example.com'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(back, 1, "the account is back on its old address");
     english.close().await;
     browser.close().await;
 }
