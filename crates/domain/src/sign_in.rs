@@ -273,7 +273,8 @@ impl SignIn {
             // Another sign-in upgraded the same legacy hash first, with its own salt: check
             // the password once more against what is stored now (a reset's new hash still
             // refuses the old password).
-            if let Some(now_stored) = self.store.credentials(kind, login).await? {
+            let current = self.store.credentials(kind, login).await?;
+            if let Some(now_stored) = current.filter(|c| c.id == id) {
                 let again = self
                     .hasher
                     .verify(candidate, Some(now_stored.password_hash.as_str()))
