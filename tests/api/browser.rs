@@ -7,7 +7,6 @@
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use fantoccini::{Client, ClientBuilder, Locator, elements::Element};
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -561,16 +560,8 @@ async fn browser_email_change_links_confirm_and_undo_only_on_a_click(backend: Ba
         "{old}"
     );
     let back = app
-        .db
-        .query_one_raw(sea_orm::Statement::from_string(
-            app.db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM customers WHERE email_key = 'ren@example.com'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+        .count("customers WHERE email_key = 'ren@example.com'")
+        .await;
     assert_eq!(back, 1, "the account is back on its old address");
     english.close().await;
     browser.close().await;

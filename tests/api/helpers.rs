@@ -374,11 +374,17 @@ impl TestApp {
 
     /// Counts rows of a table (to prove a rejected request stored nothing).
     pub async fn count(&self, table: &str) -> i64 {
+        self.scalar(&format!("SELECT COUNT(*) AS n FROM {table}"))
+            .await
+    }
+
+    /// The one BIGINT `n` of one row, read straight from the app's database.
+    pub async fn scalar(&self, sql: &str) -> i64 {
         let row = self
             .db
             .query_one_raw(sea_orm::Statement::from_string(
                 self.db.get_database_backend(),
-                format!("SELECT COUNT(*) AS n FROM {table}"),
+                sql.to_owned(),
             ))
             .await
             .unwrap()

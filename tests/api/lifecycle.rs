@@ -359,21 +359,44 @@ async fn the_old_address_undoes_a_confirmed_change(backend: Backend) {
     assert_old_password_void_and_owner_resets(&app, &smtp, 4, "owner@example.com").await;
 }
 
+/// What a thief who knows the password leaves after moving owner@ to first@ (confirmed), then
+/// a minute later on to second@ (confirmed), whose notice goes to first@, the thief's own.
+struct Chain {
+    thief: String,
+    /// The owner's notice, for the first change.
+    notice: Received,
+    /// The thief's own notice, for the second.
+    second_notice: Received,
+}
+
+async fn move_twice(app: &TestApp, smtp: &SmtpReceiver) -> Chain {
+    app.create_customer("owner@example.com", PASSWORD).await;
+    let thief = app.sign_in("owner@example.com", PASSWORD).await;
+    request_change(app, &thief, "first@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(smtp, 2, "first@example.com", "owner@example.com").await;
+    confirm(app, &confirmation.token()).await;
+    app.clock.advance(Duration::minutes(1));
+    request_change(app, &thief, "second@example.com", PASSWORD).await;
+    let (second_confirmation, second_notice) =
+        change_mails(smtp, 4, "second@example.com", "first@example.com").await;
+    confirm(app, &second_confirmation.token()).await;
+    Chain {
+        thief,
+        notice,
+        second_notice,
+    }
+}
+
 /// Cancelling a later change undoes that one and what came after it, never an earlier one:
 /// the thief spending their own notice first leaves the owner's notice working.
 async fn the_thiefs_own_later_notice_leaves_the_owners_working(backend: Backend) {
     let (app, smtp) = TestApp::with_smtp(backend).await;
-    app.create_customer("owner@example.com", PASSWORD).await;
-    let thief = app.sign_in("owner@example.com", PASSWORD).await;
-    request_change(&app, &thief, "first@example.com", PASSWORD).await;
-    let (confirmation, notice) =
-        change_mails(&smtp, 2, "first@example.com", "owner@example.com").await;
-    confirm(&app, &confirmation.token()).await;
-    app.clock.advance(Duration::minutes(1));
-    request_change(&app, &thief, "second@example.com", PASSWORD).await;
-    let (second_confirmation, second_notice) =
-        change_mails(&smtp, 4, "second@example.com", "first@example.com").await;
-    confirm(&app, &second_confirmation.token()).await;
+    let Chain {
+        notice,
+        second_notice,
+        ..
+    } = move_twice(&app, &smtp).await;
 
     let res = cancel(&app, &second_notice.token()).await;
     assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
@@ -386,17 +409,11 @@ async fn the_thiefs_own_later_notice_leaves_the_owners_working(backend: Backend)
 /// notice goes to the first (theirs). The owner's one notice must still bring it all back.
 async fn the_first_notice_undoes_a_chain_of_changes(backend: Backend) {
     let (app, smtp) = TestApp::with_smtp(backend).await;
-    app.create_customer("owner@example.com", PASSWORD).await;
-    let thief = app.sign_in("owner@example.com", PASSWORD).await;
-    request_change(&app, &thief, "first@example.com", PASSWORD).await;
-    let (confirmation, notice) =
-        change_mails(&smtp, 2, "first@example.com", "owner@example.com").await;
-    confirm(&app, &confirmation.token()).await;
-    app.clock.advance(Duration::minutes(1));
-    request_change(&app, &thief, "second@example.com", PASSWORD).await;
-    let (second_confirmation, second_notice) =
-        change_mails(&smtp, 4, "second@example.com", "first@example.com").await;
-    confirm(&app, &second_confirmation.token()).await;
+    let Chain {
+        thief,
+        notice,
+        second_notice,
+    } = move_twice(&app, &smtp).await;
     assert_eq!(
         app.whoami(&thief).await.as_deref(),
         Ok("second@example.com")

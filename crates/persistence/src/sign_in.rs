@@ -198,55 +198,50 @@ impl CredentialStore for SqlStore {
 
     async fn create_session(&self, kind: PrincipalKind, s: NewSession) -> Result<bool> {
         let postgres = self.db.get_database_backend() == DbBackend::Postgres;
-        let mut insert = Query::insert();
-        match kind {
-            PrincipalKind::Customer => {
-                let mut select = CUSTOMERS.still_verified(s.principal_id, &s.verified, postgres);
-                select
-                    .expr(Expr::val(s.id))
-                    .expr(Expr::val(s.principal_id))
-                    .expr(Expr::val(s.created_at))
-                    .expr(Expr::val(s.expires_at))
-                    .expr(Expr::val(s.created_at))
-                    .expr(Expr::val(s.client.ip))
-                    .expr(Expr::val(s.client.user_agent));
-                insert
-                    .into_table(access_token::Entity)
-                    .columns([
-                        access_token::Column::Id,
-                        access_token::Column::CustomerId,
-                        access_token::Column::CreatedAt,
-                        access_token::Column::ExpiresAt,
-                        access_token::Column::LastUsedAt,
-                        access_token::Column::ClientIp,
-                        access_token::Column::UserAgent,
-                    ])
-                    .select_from(select)
-                    .map_err(domain::Error::internal)?;
-            }
-            PrincipalKind::Admin => {
-                let mut select = ADMINS.still_verified(s.principal_id, &s.verified, postgres);
-                select
-                    .expr(Expr::val(s.id))
-                    .expr(Expr::val(s.principal_id))
-                    .expr(Expr::val(s.created_at))
-                    .expr(Expr::val(s.expires_at))
-                    .expr(Expr::val(s.client.ip))
-                    .expr(Expr::val(s.client.user_agent));
-                insert
-                    .into_table(admin_access_token::Entity)
-                    .columns([
-                        admin_access_token::Column::Id,
-                        admin_access_token::Column::AdminId,
-                        admin_access_token::Column::CreatedAt,
-                        admin_access_token::Column::ExpiresAt,
-                        admin_access_token::Column::ClientIp,
-                        admin_access_token::Column::UserAgent,
-                    ])
-                    .select_from(select)
-                    .map_err(domain::Error::internal)?;
-            }
+        // The same six columns on both kinds' session tables; customers' also note the last use.
+        let (mut select, table, mut columns) = match kind {
+            PrincipalKind::Customer => (
+                CUSTOMERS.still_verified(s.principal_id, &s.verified, postgres),
+                access_token::Entity.into_iden(),
+                vec![
+                    access_token::Column::Id.into_iden(),
+                    access_token::Column::CustomerId.into_iden(),
+                    access_token::Column::CreatedAt.into_iden(),
+                    access_token::Column::ExpiresAt.into_iden(),
+                    access_token::Column::ClientIp.into_iden(),
+                    access_token::Column::UserAgent.into_iden(),
+                ],
+            ),
+            PrincipalKind::Admin => (
+                ADMINS.still_verified(s.principal_id, &s.verified, postgres),
+                admin_access_token::Entity.into_iden(),
+                vec![
+                    admin_access_token::Column::Id.into_iden(),
+                    admin_access_token::Column::AdminId.into_iden(),
+                    admin_access_token::Column::CreatedAt.into_iden(),
+                    admin_access_token::Column::ExpiresAt.into_iden(),
+                    admin_access_token::Column::ClientIp.into_iden(),
+                    admin_access_token::Column::UserAgent.into_iden(),
+                ],
+            ),
+        };
+        select
+            .expr(Expr::val(s.id))
+            .expr(Expr::val(s.principal_id))
+            .expr(Expr::val(s.created_at))
+            .expr(Expr::val(s.expires_at))
+            .expr(Expr::val(s.client.ip))
+            .expr(Expr::val(s.client.user_agent));
+        if kind == PrincipalKind::Customer {
+            columns.push(access_token::Column::LastUsedAt.into_iden());
+            select.expr(Expr::val(s.created_at));
         }
+        let mut insert = Query::insert();
+        insert
+            .into_table(table)
+            .columns(columns)
+            .select_from(select)
+            .map_err(domain::Error::internal)?;
         let result = self.db.execute(&insert).await.map_err(db_err)?;
         Ok(result.rows_affected() == 1)
     }
