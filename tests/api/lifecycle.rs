@@ -659,8 +659,15 @@ async fn deletion_forgets_the_addresses_an_account_had_before(backend: Backend) 
     // Free for others once the move can no longer be undone.
     app.clock.advance(Duration::days(7) + Duration::seconds(1));
     app.create_customer("shared@example.com", PASSWORD).await;
-    app.sign_in_response("shared@example.com", "wrong-password-2")
+    let wrong = app
+        .sign_in_response("shared@example.com", "wrong-password-2")
         .await;
+    assert_eq!(code(&wrong), "AUTHENTICATION_FAILED", "{wrong}");
+    let counted = || tables_mentioning(&app, "sign-in:customer:shared@example.com", &[]);
+    assert!(
+        counted().await.contains(&"limit_events".to_owned()),
+        "the new holder's failure was not counted"
+    );
     let mover = app.sign_in("moved@example.com", PASSWORD).await;
     let res = app
         .gql_as(Some(&mover), DELETE, json!({"p": PASSWORD}))
@@ -668,9 +675,8 @@ async fn deletion_forgets_the_addresses_an_account_had_before(backend: Backend) 
     assert_eq!(res["data"]["deleteCustomer"], true, "{res}");
     // The new holder's counted failure is theirs, and stays.
     assert!(
-        tables_mentioning(&app, "sign-in:customer:shared@example.com", &[])
-            .await
-            .contains(&"limit_events".to_owned())
+        counted().await.contains(&"limit_events".to_owned()),
+        "the deletion took the new holder's counter"
     );
 }
 
