@@ -23,7 +23,7 @@ crate::tests![
     postgres_a_campaign_queued_into_an_empty_outbox_is_claimed_by_index,
 ];
 
-const START: &str = "mutation($a: BulkAction!, $s: BulkSelection!) {
+pub(crate) const START: &str = "mutation($a: BulkAction!, $s: BulkSelection!) {
     startBulkAction(action: $a, selection: $s) { id status total processed failed startedBy } }";
 const JOB: &str =
     "query($id: ID!) { bulkJob(id: $id) { id status total processed failed finishedAt } }";
@@ -63,7 +63,12 @@ async fn gql_at(addr: SocketAddr, token: &str, query: &str, variables: Value) ->
 }
 
 /// Polls the job at `addr` until `done` holds (20 s at most); the job as last read.
-async fn poll(addr: SocketAddr, token: &str, id: &Value, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn poll(
+    addr: SocketAddr,
+    token: &str,
+    id: &Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..400 {
         let res = gql_at(addr, token, JOB, json!({"id": id})).await;
         let job = res["data"]["bulkJob"].clone();
@@ -76,7 +81,7 @@ async fn poll(addr: SocketAddr, token: &str, id: &Value, done: impl Fn(&Value) -
     panic!("the bulk job never got there");
 }
 
-fn finished(job: &Value) -> bool {
+pub(crate) fn finished(job: &Value) -> bool {
     job["status"] == "FINISHED"
 }
 

@@ -16,6 +16,7 @@ crate::tests![
     an_address_in_use_is_refused_as_registration_refuses_it,
     asking_whether_an_address_is_taken_spends_the_registration_budget,
     the_old_address_cancels_a_pending_change_and_signs_every_device_out,
+    every_remediation_kills_a_pending_email_change,
     the_old_address_undoes_a_confirmed_change,
     the_first_notice_undoes_a_chain_of_changes,
     the_thiefs_own_later_notice_leaves_the_owners_working,
@@ -302,6 +303,103 @@ async fn the_old_address_cancels_a_pending_change_and_signs_every_device_out(bac
     assert_eq!(code(&cancel(&app, &notice.token()).await), "LINK_INVALID");
     // Whoever asked knew the password: it no longer signs in, and the owner sets a new one.
     assert_old_password_void_and_owner_resets(&app, &smtp, 3, "owner@example.com").await;
+}
+
+/// A thief who knows the password asks to move the account to their address; the owner (or
+/// an operator) then takes the account back. Whatever the remedy, the thief's confirmation
+/// link must be dead: confirming it would move the account to the thief's mailbox, where
+/// "Forgot Your Password?" hands them the same customer id.
+async fn every_remediation_kills_a_pending_email_change(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let admin = app.admin_token("administrator").await;
+    app.without_reset_limits().await;
+    for remedy in [
+        "reset",
+        "change",
+        "force-sign-in",
+        "bulk-force-sign-in",
+        "bulk-require-new-password",
+    ] {
+        let owner = format!("owner-{remedy}@example.com");
+        let thief_address = format!("thief-{remedy}@example.com");
+        app.create_customer(&owner, PASSWORD).await;
+        let thief = app.sign_in(&owner, PASSWORD).await;
+        let res = request_change(&app, &thief, &thief_address, PASSWORD).await;
+        assert_eq!(res["data"]["requestCustomerEmailChange"], true, "{res}");
+        let confirmation = smtp
+            .wait_for_mail(&thief_address, "/account/confirm-email")
+            .await;
+        let id = app.customer_id(&owner).await;
+        match remedy {
+            "reset" => {
+                app.request_reset(&owner).await;
+                let reset = smtp.wait_for_mail(&owner, "/account/reset-password").await;
+                let res = app.reset_password(&reset.token(), "owner-Pw-2026").await;
+                assert_eq!(res["data"]["resetPassword"], true, "{res}");
+            }
+            "change" => {
+                let own = app.sign_in(&owner, PASSWORD).await;
+                let res = app
+                    .gql_as(
+                        Some(&own),
+                        "mutation($c: String!) { changeCustomerPassword(currentPassword: $c, newPassword: \"owner-Pw-2026\") { email } }",
+                        json!({"c": PASSWORD}),
+                    )
+                    .await;
+                assert_eq!(
+                    res["data"]["changeCustomerPassword"]["email"],
+                    owner.as_str(),
+                    "{res}"
+                );
+            }
+            "force-sign-in" => {
+                let res = app
+                    .gql_as(
+                        Some(&admin),
+                        "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }",
+                        json!({"id": id}),
+                    )
+                    .await;
+                assert!(
+                    res["data"]["revokeCustomerTokens"]["revokedCount"].as_u64() >= Some(1),
+                    "{res}"
+                );
+            }
+            bulk => {
+                let action = if bulk == "bulk-force-sign-in" {
+                    "FORCE_SIGN_IN"
+                } else {
+                    "REQUIRE_NEW_PASSWORD"
+                };
+                let res = app
+                    .gql_as(
+                        Some(&admin),
+                        crate::bulk::START,
+                        json!({"a": action, "s": {"customerIds": [id]}}),
+                    )
+                    .await;
+                let job = &res["data"]["startBulkAction"]["id"];
+                assert!(job.is_string(), "{res}");
+                crate::bulk::poll(app.addr, &admin, job, crate::bulk::finished).await;
+            }
+        }
+        let res = confirm(&app, &confirmation.token()).await;
+        assert_eq!(code(&res), "LINK_INVALID", "{remedy}: {res}");
+        let me = app
+            .gql_as(
+                Some(&admin),
+                "query($id: ID!) { customerById(id: $id) { email } }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(
+            me["data"]["customerById"]["email"],
+            owner.as_str(),
+            "{remedy}: {me}"
+        );
+        let taken = app.sign_in_response(&thief_address, PASSWORD).await;
+        assert_eq!(code(&taken), "AUTHENTICATION_FAILED", "{remedy}: {taken}");
+    }
 }
 
 /// After a "this wasn't me": the old password is refused, and "Forgot Your Password?" at the

@@ -164,6 +164,22 @@ impl SmtpReceiver {
         panic!("expected {n} messages, got {}", self.messages().len());
     }
 
+    /// Waits (up to 20 s) for the newest message to `to` whose text contains `needle`.
+    pub async fn wait_for_mail(&self, to: &str, needle: &str) -> Received {
+        for _ in 0..400 {
+            if let Some(found) = self
+                .messages()
+                .into_iter()
+                .rev()
+                .find(|m| m.to == vec![to.to_owned()] && m.text().contains(needle))
+            {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no mail to {to} containing {needle}: {:?}", self.messages());
+    }
+
     /// Waits long enough for a worker to have sent anything pending, then returns all.
     pub async fn settle(&self) -> Vec<Received> {
         tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -140,13 +140,16 @@ fn live(now: DateTime<Utc>) -> sea_orm::Condition {
 
 /// Signs the customers out of every live session (but `keep`, the caller's own, when given);
 /// returns how many sessions ended. Every sign-out-everywhere (Force Sign In, a reset, a
-/// password change, "this wasn't me") goes through here.
+/// password change, "this wasn't me") goes through here, and so supersedes the customers'
+/// pending email changes as well: the account is being taken back from whoever had it.
 pub(crate) async fn revoke_sessions(
     txn: &DatabaseTransaction,
     customers: impl IntoIterator<Item = Uuid>,
     keep: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
+    let customers: Vec<Uuid> = customers.into_iter().collect();
+    crate::email_change::supersede_pending(txn, customers.iter().copied(), now).await?;
     let mut revoke = access_token::Entity::update_many()
         .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
         .filter(access_token::Column::CustomerId.is_in(customers))

@@ -395,6 +395,8 @@ impl SqlStore {
                         crate::accounts::revoke_sessions(txn, ids, None, now).await?;
                     }
                     BulkAction::RequireNewPassword => {
+                        crate::email_change::supersede_pending(txn, ids.iter().copied(), now)
+                            .await?;
                         customer::Entity::update_many()
                             .col_expr(customer::Column::PasswordHash, Expr::value(""))
                             .col_expr(customer::Column::UpdatedAt, Expr::value(now))

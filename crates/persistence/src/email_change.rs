@@ -32,13 +32,32 @@ fn to_stored(m: email_change::Model) -> StoredEmailChange {
     }
 }
 
-/// Pending changes of the customer: not confirmed, cancelled or superseded.
-fn pending(customer_id: Uuid) -> sea_orm::Condition {
+/// Pending changes of the customers: not confirmed, cancelled or superseded.
+fn pending(customers: impl IntoIterator<Item = Uuid>) -> sea_orm::Condition {
     sea_orm::Condition::all()
-        .add(email_change::Column::CustomerId.eq(customer_id))
+        .add(email_change::Column::CustomerId.is_in(customers))
         .add(email_change::Column::ConfirmedAt.is_null())
         .add(email_change::Column::CancelledAt.is_null())
         .add(email_change::Column::SupersededAt.is_null())
+}
+
+/// Supersedes every pending email change of `customers`: their confirmation links stop
+/// working. Every remediation runs this (a password reset or change, Force Sign In, bulk
+/// Force Sign In and Require New Password, "this wasn't me"): a thief who knew the password
+/// and asked to move the account to their own address must not confirm it after the owner
+/// has taken the account back.
+pub(crate) async fn supersede_pending(
+    txn: &DatabaseTransaction,
+    customers: impl IntoIterator<Item = Uuid>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    email_change::Entity::update_many()
+        .col_expr(email_change::Column::SupersededAt, Expr::value(Some(now)))
+        .filter(pending(customers))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }
 
 /// Sets the customer's address (and the search text built from it); false when another
@@ -108,15 +127,7 @@ impl EmailChangeStore for SqlStore {
                 {
                     return Ok(End::Rollback(false));
                 }
-                email_change::Entity::update_many()
-                    .col_expr(
-                        email_change::Column::SupersededAt,
-                        Expr::value(Some(change.now)),
-                    )
-                    .filter(pending(change.customer_id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
+                supersede_pending(txn, [change.customer_id], change.now).await?;
                 email_change::Entity::insert(email_change::ActiveModel {
                     id: Set(change.id),
                     customer_id: Set(change.customer_id),
@@ -193,6 +204,15 @@ impl EmailChangeStore for SqlStore {
                 let Some(current) = lock_customer(txn, change.customer_id).await? else {
                     return Ok(End::Rollback(Applied::Gone));
                 };
+                // The account was taken back since the request (its password reset, changed
+                // or voided): whoever asked may have been the thief it was taken back from.
+                // Every remediation supersedes pending changes as well; this holds even for
+                // a row written before that rule.
+                if current.password_hash.is_empty()
+                    || current.password_changed_at > change.created_at
+                {
+                    return Ok(End::Rollback(Applied::Gone));
+                }
                 if email_in_use(txn, &change.new_email_key, Some(change.customer_id), now).await?
                     || !set_email(txn, current, &change.new_email, &change.new_email_key, now)
                         .await?
@@ -268,12 +288,7 @@ impl EmailChangeStore for SqlStore {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
-                email_change::Entity::update_many()
-                    .col_expr(email_change::Column::SupersededAt, Expr::value(Some(now)))
-                    .filter(pending(change.customer_id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
+                // Signing out everywhere supersedes the customer's pending changes too.
                 crate::accounts::revoke_sessions(txn, [change.customer_id], None, now).await?;
                 // Reset links were sent to an address that is no longer (or again) the account's.
                 crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
