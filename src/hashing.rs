@@ -174,8 +174,12 @@ fn verify_with(
         anyhow::bail!("stored hash is not argon2id");
     }
     let params = Params::try_from(&parsed).map_err(|e| anyhow::anyhow!("stored params: {e}"))?;
-    if params.m_cost() > work_limits().max_memory_kib {
+    let limits = work_limits();
+    if params.m_cost() > limits.max_memory_kib {
         anyhow::bail!("stored hash asks for too much memory");
+    }
+    if stored_hash::cost::argon2(params.m_cost(), params.t_cost()) > f64::from(limits.max_cost) {
+        anyhow::bail!("stored hash asks for more work than the budget");
     }
     let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
         anyhow::bail!("stored hash lacks salt or output");
@@ -224,6 +228,14 @@ fn verify_recipe(
         // bcrypt implementation does.
         Finish::Bcrypt(hash) => bcrypt::verify(&value, hash)?,
     })
+}
+
+/// One verification of `password` against `recipe`, on the calling thread, with memory of its
+/// own: what the benchmark times (the server goes through [`SharedHasher`]).
+pub fn verify_recipe_once(recipe: &Recipe, password: &[u8]) -> anyhow::Result<bool> {
+    let params = Params::new(M_COST_KIB, T_COST, P_COST, Some(OUTPUT_BYTES))
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    verify_recipe(&params, password, recipe, &mut Vec::new())
 }
 
 fn run_step(step: &Step, input: &[u8], memory: &mut Vec<Block>) -> anyhow::Result<Vec<u8>> {

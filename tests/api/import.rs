@@ -7,7 +7,7 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::{
-    helpers::{Backend, TestApp, code},
+    helpers::{Backend, PASSWORD, TestApp, code},
     tests,
 };
 
@@ -19,6 +19,7 @@ tests![
     an_export_imports_into_another_store_as_the_same_customers,
     duplicates_and_taken_addresses_are_found_across_batches_and_writers,
     two_sign_ins_at_once_on_a_legacy_hash_both_get_a_session,
+    hashes_asking_for_too_much_work_are_refused_at_import_and_are_a_wrong_password_at_sign_in,
 ];
 
 /// Runs `latchkey import customers …` on the app's database.
@@ -728,4 +729,70 @@ async fn two_sign_ins_at_once_on_a_legacy_hash_both_get_a_session(backend: Backe
             .await
             .unwrap();
     }
+}
+
+/// A stored hash may ask for any amount of work: scrypt's `p` once made one anonymous sign-in
+/// allocate 64 GiB and abort the server; a chain of steps each within the limits took seconds
+/// per guess. The import refuses such rows; one that reached the table some other way (an
+/// older version's import, a hand-written row) is a wrong password after the dummy work, and
+/// the server goes on answering.
+async fn hashes_asking_for_too_much_work_are_refused_at_import_and_are_a_wrong_password_at_sign_in(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let big = "3_32_2_268435456";
+    let costly = [
+        "$scrypt$ln=1,r=1,p=536870912$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
+        "$scrypt$ln=14,r=8,p=2000$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
+        format!(
+            "{}:{}:{big}:{big}:{big}:{big}",
+            "a".repeat(64),
+            "s".repeat(32)
+        ),
+        "$argon2id$v=19$m=262144,t=16,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
+    ];
+    let mut csv = String::from("email,firstname,lastname,password_hash\n");
+    for (i, hash) in costly.iter().enumerate() {
+        csv.push_str(&format!("costly{i}@example.com,A,B,{}\n", csv_field(hash)));
+    }
+    csv.push_str("fine@example.com,A,B,\n");
+    let path = dir_of(&app).join("costly.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = import(&app, &[path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let rejects = std::fs::read_to_string(dir_of(&app).join("costly.csv.rejects.csv")).unwrap();
+    assert_eq!(
+        rejects.matches("hash_too_costly").count(),
+        costly.len(),
+        "{rejects}"
+    );
+    assert_eq!(app.count("customers").await, 1);
+
+    // Rows that got in some other way, the native prefix included.
+    let mut stored = costly.to_vec();
+    stored
+        .push("$argon2id$v=19$m=19456,t=100000,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned());
+    for (i, hash) in stored.iter().enumerate() {
+        let email = format!("stored{i}@example.com");
+        app.create_customer(&email, PASSWORD).await;
+        let placeholder = if app.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            "$1"
+        } else {
+            "?"
+        };
+        app.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                app.db.get_database_backend(),
+                format!(
+                    "UPDATE customers SET password_hash = {placeholder} WHERE email_key = '{email}'"
+                ),
+                [hash.clone().into()],
+            ))
+            .await
+            .unwrap();
+        let res = app.sign_in_response(&email, PASSWORD).await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{hash}: {res}");
+    }
+    app.create_customer("alive@example.com", PASSWORD).await;
+    app.sign_in("alive@example.com", PASSWORD).await;
 }

@@ -11,6 +11,7 @@
 
 mod admin_scale;
 mod ceilings;
+mod hash_budget;
 mod import;
 mod load;
 mod pgbouncer;
@@ -83,6 +84,13 @@ enum Mode {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
     },
+    /// Each kind of imported hash timed as a multiple of one native argon2id verification,
+    /// beside the estimate the server's hash budget decides with.
+    HashBudget {
+        /// One run per recipe, and none of the multi-second ones.
+        #[arg(long)]
+        quick: bool,
+    },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
     ImportChild { file: std::path::PathBuf },
     /// The admin side at a store's size: grid searches and counts at 1 and 16 connections,
@@ -118,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         Some(Mode::Import { rows }) => {
             import::run(rows, cli.postgres.as_deref(), cli.skip_sqlite).await
         }
+        Some(Mode::HashBudget { quick }) => hash_budget::run(quick),
         Some(Mode::ImportChild { ref file }) => import::child(file.clone()).await,
         Some(Mode::AdminScale {
             customers,

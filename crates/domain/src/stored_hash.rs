@@ -117,10 +117,15 @@ impl PasswordState {
 }
 
 /// The most work one stored hash may ask of a verification. Memory is the bound that matters
-/// (the hasher runs a bounded number at once, each within this much); the others bound CPU.
+/// (the hasher runs a bounded number at once, each within this much); the others bound CPU,
+/// one parameter at a time and, with `max_cost`, the recipe as a whole (chains included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkLimits {
     pub max_memory_kib: u32,
+    /// The whole recipe's work, in native verifications (see [`Recipe::cost`]): a guess
+    /// against an imported hash may cost at most this many times a guess against a Latchkey
+    /// hash.
+    pub max_cost: u32,
     pub max_argon2_passes: u32,
     pub max_bcrypt_cost: u32,
     pub max_pbkdf2_iterations: u32,
@@ -132,6 +137,7 @@ impl Default for WorkLimits {
     fn default() -> Self {
         Self {
             max_memory_kib: 256 * 1024,
+            max_cost: 40,
             max_argon2_passes: 16,
             max_bcrypt_cost: 14,
             max_pbkdf2_iterations: 2_000_000,
@@ -254,13 +260,103 @@ impl Recipe {
     pub fn memory_kib(&self) -> u64 {
         self.steps.iter().map(step_memory_kib).max().unwrap_or(0)
     }
+
+    /// The work of one verification, in native verifications (argon2id, m = 19 MiB, t = 2,
+    /// p = 1): every step in turn, then the bcrypt comparison if there is one. An estimate
+    /// from the parameters alone, calibrated against measured times (BENCHMARKS.md, "Legacy
+    /// hash budget"), so it is known before any work is done.
+    pub fn cost(&self) -> f64 {
+        let finish = match &self.finish {
+            Finish::Bcrypt(hash) => bcrypt_cost(hash).map_or(f64::INFINITY, cost::bcrypt),
+            Finish::Equals(_) => 0.0,
+        };
+        self.steps.iter().map(step_cost).sum::<f64>() + finish
+    }
+}
+
+/// What each kind of work costs, in native verifications. The ratios were measured on the
+/// reference machine (2 cores, x86-64; `latchkey-bench hash-budget` prints each measured beside
+/// these estimates) and rounded up: the estimate may overstate a recipe's work, never
+/// understate it by much.
+pub mod cost {
+    const MIB_KIB: f64 = 1024.0;
+    /// One native verification: argon2id over 19 MiB, two passes.
+    const NATIVE_KIB: f64 = 19.0 * MIB_KIB;
+    const NATIVE_KIB_PASSES: f64 = NATIVE_KIB * 2.0;
+    /// Memory beyond the native 19 MiB is slower per KiB (cache and TLB misses, fresh pages):
+    /// measured 2.1–2.4 times per KiB-pass at 64 and 256 MiB.
+    const LARGE_MEMORY_FACTOR: f64 = 2.5;
+    /// scrypt: ROMix over 16 MiB (`128 · r · N`) measured 1.95 native verifications; above
+    /// 16 MiB it slows as argon2 does (128 MiB measured 20).
+    const SCRYPT_KIB_PER_NATIVE: f64 = 8.0 * MIB_KIB;
+    const SCRYPT_FAST_KIB: f64 = 16.0 * MIB_KIB;
+    const SCRYPT_LARGE_FACTOR: f64 = 1.3;
+    /// PBKDF2 iterations (per output block) that cost one native verification (measured
+    /// 139,000 and 162,000).
+    const PBKDF2_SHA256_PER_NATIVE: f64 = 130_000.0;
+    const PBKDF2_SHA1_PER_NATIVE: f64 = 150_000.0;
+    /// bcrypt rounds (`2^cost`) that cost one native verification (measured 287).
+    const BCRYPT_ROUNDS_PER_NATIVE: f64 = 256.0;
+
+    /// argon2 (any variant, any lane count: the lanes run one after another) over `m_kib`
+    /// KiB, `t` passes.
+    pub fn argon2(m_kib: u32, t: u32) -> f64 {
+        let m = f64::from(m_kib);
+        let weighted = m.min(NATIVE_KIB) + LARGE_MEMORY_FACTOR * (m - NATIVE_KIB).max(0.0);
+        weighted * f64::from(t) / NATIVE_KIB_PASSES
+    }
+
+    /// scrypt with `N = 2^log_n`: ROMix runs `p` times over `128 · r · N` bytes.
+    pub fn scrypt(log_n: u8, r: u32, p: u32) -> f64 {
+        let v_kib = 128.0 * f64::from(r) * 2f64.powi(i32::from(log_n)) / 1024.0;
+        let weighted =
+            v_kib.min(SCRYPT_FAST_KIB) + SCRYPT_LARGE_FACTOR * (v_kib - SCRYPT_FAST_KIB).max(0.0);
+        f64::from(p) * weighted / SCRYPT_KIB_PER_NATIVE
+    }
+
+    /// PBKDF2 giving `out_len` bytes: `iterations` per block of the PRF's output size.
+    pub fn pbkdf2(prf: super::Prf, iterations: u32, out_len: usize) -> f64 {
+        let (block, per_native) = match prf {
+            super::Prf::HmacSha256 => (32, PBKDF2_SHA256_PER_NATIVE),
+            super::Prf::HmacSha1 => (20, PBKDF2_SHA1_PER_NATIVE),
+        };
+        let blocks = out_len.div_ceil(block).max(1) as f64;
+        f64::from(iterations) * blocks / per_native
+    }
+
+    /// bcrypt at `cost` (`2^cost` rounds).
+    pub fn bcrypt(cost: u32) -> f64 {
+        2f64.powi(i32::try_from(cost).unwrap_or(i32::MAX)) / BCRYPT_ROUNDS_PER_NATIVE
+    }
+}
+
+fn step_cost(step: &Step) -> f64 {
+    match step {
+        Step::Argon2 { m_kib, t, .. } => cost::argon2(*m_kib, *t),
+        Step::Scrypt { log_n, r, p, .. } => cost::scrypt(*log_n, *r, *p),
+        Step::Pbkdf2 {
+            prf,
+            iterations,
+            out_len,
+            ..
+        } => cost::pbkdf2(*prf, *iterations, *out_len),
+        // A digest of a few hundred bytes: nothing beside the others.
+        Step::SaltedDigestHex { .. } | Step::Sha256Hex => 0.0,
+    }
 }
 
 fn step_memory_kib(step: &Step) -> u64 {
     match step {
         Step::Argon2 { m_kib, .. } => u64::from(*m_kib),
-        // scrypt: 128 · r · N bytes.
-        Step::Scrypt { log_n, r, .. } => (128u64 * u64::from(*r)) << log_n >> 10,
+        // scrypt: 128 · r · (N + p) bytes: the N-block table, and p blocks of B besides (a
+        // huge p alone asks for gigabytes).
+        Step::Scrypt { log_n, r, p, .. } => {
+            let n = 1u64.checked_shl(u32::from(*log_n)).unwrap_or(u64::MAX);
+            128u64
+                .saturating_mul(u64::from(*r))
+                .saturating_mul(n.saturating_add(u64::from(*p)))
+                >> 10
+        }
         _ => 0,
     }
 }
@@ -316,6 +412,17 @@ fn check_limits(recipe: &Recipe, limits: &WorkLimits) -> Result<(), HashError> {
                 "{} KiB of memory, at most {} allowed",
                 recipe.memory_kib(),
                 limits.max_memory_kib
+            ),
+        ));
+    }
+    let cost = recipe.cost();
+    // NaN (never, but a cost that cannot be compared is not within the budget) is refused too.
+    if cost.is_nan() || cost > f64::from(limits.max_cost) {
+        return Err(HashError::TooCostly(
+            name,
+            format!(
+                "{cost:.1} times the work of a native hash, at most {} allowed",
+                limits.max_cost
             ),
         ));
     }
@@ -803,6 +910,86 @@ mod tests {
             parse(chain, None, &limits()),
             Err(HashError::TooCostly("magento2", _))
         ));
+    }
+
+    /// The work of the whole recipe is bounded, not only each parameter: scrypt's `p` (a 64 GiB
+    /// allocation once crashed the server), chains of steps each within the limits, and the
+    /// memory scrypt's `p` blocks take beside its table.
+    #[test]
+    fn the_whole_recipe_is_held_to_the_budget() {
+        let refused = |stored: &str, why: &str| {
+            let parsed = parse(stored, None, &limits());
+            assert!(
+                matches!(&parsed, Err(HashError::TooCostly(_, reason)) if reason.contains(why)),
+                "{stored}: {parsed:?}"
+            );
+        };
+        // 128 · 1 · (2 + 536870912) bytes: 64 GiB.
+        refused(
+            "$scrypt$ln=1,r=1,p=536870912$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA",
+            "KiB of memory",
+        );
+        // Each pass within the memory limit, 2,000 of them.
+        refused(
+            "$scrypt$ln=14,r=8,p=2000$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA",
+            "times the work",
+        );
+        refused(
+            "$scrypt$ln=14,r=8,p=64$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA",
+            "times the work",
+        );
+        // Four argon2id steps of 256 MiB: each within the limits, ten seconds together.
+        let big = "3_32_2_268435456";
+        refused(
+            &format!(
+                "{}:{}:{big}:{big}:{big}:{big}",
+                "a".repeat(64),
+                "s".repeat(32)
+            ),
+            "times the work",
+        );
+        refused(
+            "$argon2id$v=19$m=262144,t=4,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "times the work",
+        );
+        refused(
+            "$2b$14$abcdefghijklmnopqrstuu5ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZO",
+            "times the work",
+        );
+        // What real platforms write by default stays within it.
+        for accepted in [
+            "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$argon2id$v=19$m=262144,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            "$scrypt$ln=17,r=8,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA",
+            "pbkdf2_sha256$1200000$salt$MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+            "$2b$13$abcdefghijklmnopqrstuu5ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZQZ0ZO",
+            "5f4dcc3b5aa765d61d8327deb882cf995f4dcc3b5aa765d61d8327deb882cf99:abcd:1:2",
+        ] {
+            let recipe = parse(accepted, None, &limits());
+            assert!(recipe.is_ok(), "{accepted}: {recipe:?}");
+        }
+        // The estimate grows with every parameter and every step.
+        let cost = |stored: &str| {
+            let lifted = WorkLimits {
+                max_cost: u32::MAX,
+                max_memory_kib: u32::MAX,
+                ..limits()
+            };
+            parse(stored, None, &lifted).unwrap().cost()
+        };
+        let native = cost("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA");
+        assert!((native - 1.0).abs() < 1e-9, "{native}");
+        assert!(
+            cost("$scrypt$ln=14,r=8,p=2$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA")
+                > cost("$scrypt$ln=14,r=8,p=1$c2FsdA$aGFzaGhhc2hoYXNoaGFzaA")
+        );
+        let one = cost(&format!("{}:{}:{big}", "a".repeat(64), "s".repeat(32)));
+        let four = cost(&format!(
+            "{}:{}:{big}:{big}:{big}:{big}",
+            "a".repeat(64),
+            "s".repeat(32)
+        ));
+        assert!((four - 4.0 * one).abs() < 1e-9, "{one} {four}");
     }
 
     #[test]
