@@ -20,6 +20,7 @@ tests![
     duplicates_and_taken_addresses_are_found_across_batches_and_writers,
     two_sign_ins_at_once_on_a_legacy_hash_both_get_a_session,
     hashes_asking_for_too_much_work_are_refused_at_import_and_are_a_wrong_password_at_sign_in,
+    imported_hashes_of_the_empty_or_a_too_short_password_never_sign_in,
 ];
 
 /// Runs `latchkey import customers …` on the app's database.
@@ -795,4 +796,60 @@ async fn hashes_asking_for_too_much_work_are_refused_at_import_and_are_a_wrong_p
     }
     app.create_customer("alive@example.com", PASSWORD).await;
     app.sign_in("alive@example.com", PASSWORD).await;
+}
+
+/// Platforms store hashes of the empty password for accounts made without one, and of
+/// passwords shorter than Latchkey's policy. Neither may sign in: `""` is refused before any
+/// hashing, a digest of `""` comes in as "reset required", and a legacy match shorter than
+/// the policy's minimum is a wrong password that leaves the account needing a reset.
+async fn imported_hashes_of_the_empty_or_a_too_short_password_never_sign_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // md5("pepper" ‖ ""), sha256("salty" ‖ ""), PBKDF2 of "" (hashlib), md5("pepper" ‖ "abc").
+    let rows = [
+        (
+            "empty-m1@example.com",
+            "b3f952d5d9adea6f63bee9d4c6fceeaa:pepper",
+        ),
+        (
+            "empty-m2@example.com",
+            "0237742265ea9ac1dba0afa9410bec9d562c9eeb60dc327d1f9ae13ddcf87c84:salty:1",
+        ),
+        (
+            "empty-django@example.com",
+            "pbkdf2_sha256$1000$salt$lPtWrz6iLl0+0bBUCFsTbKMBt12LQGyALEiUefJzh8Y=",
+        ),
+        (
+            "short@example.com",
+            "3a31636ed6e2c090c2ea4eff603b772e:pepper",
+        ),
+    ];
+    let mut csv = String::from("email,firstname,lastname,password_hash\n");
+    for (email, hash) in rows {
+        csv.push_str(&format!("{email},A,B,{}\n", csv_field(hash)));
+    }
+    let path = dir_of(&app).join("empty.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = import(&app, &[path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(stored_hash(&app, "empty-m1@example.com").await, "");
+    assert_eq!(stored_hash(&app, "empty-m2@example.com").await, "");
+    for (email, _) in rows {
+        let res = app.sign_in_response(email, "").await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{email}: {res}");
+    }
+    let res = app.sign_in_response("short@example.com", "abc").await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    assert_eq!(stored_hash(&app, "short@example.com").await, "");
+    let admin = app.admin_token("administrator").await;
+    let grid = app
+        .gql_as(
+            Some(&admin),
+            "{ customers(first: 10, filter: {search: \"short@example.com\"}) { edges { node { passwordState } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        grid["data"]["customers"]["edges"][0]["node"]["passwordState"], "RESET_REQUIRED",
+        "{grid}"
+    );
 }

@@ -237,9 +237,11 @@ impl NewPassword {
 }
 
 impl PasswordCandidate {
-    /// `None` when the input is over the byte bound: no stored password can match it.
+    /// `None` when the input is empty or over the byte bound: no password Latchkey would
+    /// accept can match it (an imported hash of the empty password must not sign in with
+    /// `""`).
     pub fn parse(raw: &str) -> Option<Self> {
-        (raw.len() <= MAX_PASSWORD_BYTES).then(|| Self {
+        (!raw.is_empty() && raw.len() <= MAX_PASSWORD_BYTES).then(|| Self {
             normalized: raw.nfkc().collect(),
             typed: raw.to_owned(),
         })
@@ -394,6 +396,7 @@ mod tests {
             vec![PolicyViolation::TooLong { max: 256 }]
         );
         assert!(PasswordCandidate::parse(&megabyte).is_none());
+        assert!(PasswordCandidate::parse("").is_none());
     }
 
     #[test]

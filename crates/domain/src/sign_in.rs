@@ -23,6 +23,7 @@ use crate::{
     password::PasswordCandidate,
     ports::{PasswordHasher, Verification},
     settings::Settings,
+    stored_hash::PasswordState,
     token::{TokenCodec, TokenKind},
 };
 
@@ -207,6 +208,26 @@ impl SignIn {
             .verify(candidate, stored.as_ref().map(|c| c.password_hash.as_str()))
             .await?;
         match (stored, verification) {
+            // Another platform's hash matched a password shorter than the policy allows (an
+            // imported hash of a four-character password, say): upgrading it would carry a
+            // password Latchkey never accepts into an argon2id hash. It is answered as a wrong
+            // password, and the account needs a reset from now on (the verified hash is
+            // replaced by none, only if it is still the stored one).
+            (Some(c), Verification::Match { .. })
+                if !is_locked(c.locked_until, now)
+                    && PasswordState::of(&c.password_hash) == PasswordState::Legacy
+                    && candidate.expose().chars().count()
+                        < settings.password.min_length as usize =>
+            {
+                reservation.keep();
+                let void = Rehash {
+                    replaces: c.password_hash.clone(),
+                    new: String::new(),
+                };
+                self.store.record_success(kind, c.id, Some(void)).await?;
+                tracing::info!(event = "legacy_password_too_short", kind = kind.as_str(), id = %c.id);
+                Err(Error::AuthenticationFailed)
+            }
             (Some(c), Verification::Match { rehash }) if !is_locked(c.locked_until, now) => {
                 let mut hashes = vec![c.password_hash.clone()];
                 hashes.extend(rehash.iter().cloned());

@@ -330,6 +330,42 @@ pub mod cost {
     }
 }
 
+/// The output of a digest step (`SaltedDigestHex`, `Sha256Hex`) on `input`; `None` for the
+/// costly kinds, which the hasher runs on its own threads.
+pub fn digest_step(step: &Step, input: &[u8]) -> Option<Vec<u8>> {
+    use md5::Digest as _;
+    Some(match step {
+        Step::SaltedDigestHex { digest, salt } => {
+            let mut data = Vec::with_capacity(salt.len() + input.len());
+            data.extend_from_slice(salt);
+            data.extend_from_slice(input);
+            match digest {
+                Digest::Md5 => hex::encode(md5::Md5::digest(&data)).into_bytes(),
+                Digest::Sha256 => hex::encode(sha2::Sha256::digest(&data)).into_bytes(),
+                Digest::Sha512 => hex::encode(sha2::Sha512::digest(&data)).into_bytes(),
+            }
+        }
+        Step::Sha256Hex => hex::encode(sha2::Sha256::digest(input)).into_bytes(),
+        Step::Argon2 { .. } | Step::Scrypt { .. } | Step::Pbkdf2 { .. } => return None,
+    })
+}
+
+impl Recipe {
+    /// Whether the recipe is the hash of the empty password, for recipes made of digests
+    /// alone (Magento 1, Magento 2's `0` and `1`): free to find out, so the import finds out.
+    /// `None` for recipes whose check costs real work.
+    pub fn is_of_empty_password(&self) -> Option<bool> {
+        let Finish::Equals(expected) = &self.finish else {
+            return None;
+        };
+        let mut value = Vec::new();
+        for step in &self.steps {
+            value = digest_step(step, &value)?;
+        }
+        Some(value.len() == expected.len() && value.iter().zip(expected).all(|(a, b)| a == b))
+    }
+}
+
 fn step_cost(step: &Step) -> f64 {
     match step {
         Step::Argon2 { m_kib, t, .. } => cost::argon2(*m_kib, *t),
