@@ -116,6 +116,10 @@ pub struct Config {
     /// `LATCHKEY_BULK_CUSTOMERS_PER_SECOND`: the most customers this replica works per second
     /// in bulk jobs (to spare the database in busy hours); 0 means no cap.
     pub bulk_customers_per_second: u32,
+    /// `LATCHKEY_EMAIL_CHANGE_REVERT_HOURS`: how long the old address's "this wasn't me" link
+    /// still works once an email change is confirmed (it works 7 days from the request while
+    /// the change is pending). Using it then freezes the account until an admin recovers it.
+    pub email_change_revert_hours: u32,
     /// `LATCHKEY_MAIL_DIR`.
     pub mail_dir: PathBuf,
     /// `LATCHKEY_MAIL_FROM`.
@@ -199,6 +203,7 @@ impl Default for Config {
             mail_lease_seconds: 60,
             bulk_mail_per_second: 0,
             bulk_customers_per_second: 0,
+            email_change_revert_hours: 48,
             mail_dir: PathBuf::from("./mail"),
             mail_from: "Store <no-reply@localhost>".into(),
             cors_origins: Vec::new(),

@@ -229,6 +229,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         parts.clone(),
         domain::email_change::EmailChangeLinks::under(&public_url),
         Arc::new(wakeup.clone()),
+        chrono::Duration::hours(i64::from(config.email_change_revert_hours)),
     ));
     let erasure = Arc::new(domain::erasure::Erasure::new(store.clone(), parts.clone()));
     let admin_users = Arc::new(domain::admin_users::AdminUsers::new(

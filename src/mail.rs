@@ -158,6 +158,9 @@ impl Templates {
             "admin_password_reset.en",
             "admin_password_reset.ja",
             "admin_password_reset.ko",
+            "account_frozen.en",
+            "account_frozen.ja",
+            "account_frozen.ko",
         );
         Ok(Self { env, store_name })
     }
@@ -502,7 +505,7 @@ mod tests {
                 ) {
                     assert!(r.text.contains("Ann") && r.html.contains("Ann"), "{at}");
                 }
-                if kind != MailKind::PasswordChanged {
+                if !matches!(kind, MailKind::PasswordChanged | MailKind::AccountFrozen) {
                     let link = format!("token=abc&lang={}", locale.as_str());
                     assert!(r.text.contains(&link), "{at}: {}", r.text);
                     assert!(

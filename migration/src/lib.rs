@@ -15,6 +15,7 @@ mod m20261204_000010_keys;
 mod m20261205_000011_email_changes;
 mod m20261205_000012_admin_users;
 mod m20261206_000013_email_change_reservations;
+mod m20261206_000014_frozen_accounts;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000011_email_changes::Migration),
             Box::new(m20261205_000012_admin_users::Migration),
             Box::new(m20261206_000013_email_change_reservations::Migration),
+            Box::new(m20261206_000014_frozen_accounts::Migration),
         ]
     }
 }

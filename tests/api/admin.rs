@@ -141,6 +141,11 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         "mutation($admin: ID!) { revokeAdminTokens(adminId: $admin) { revokedCount } }",
         Permission::AdminUsersManage,
     ),
+    (
+        "adminRecoverCustomer",
+        "mutation($id: ID!) { adminRecoverCustomer(customerId: $id) { id } }",
+        Permission::CustomersRecover,
+    ),
     // Last: the administrator's call deletes the customer the other rows act on.
     (
         "adminDeleteCustomer",
@@ -185,6 +190,7 @@ enum Permission {
     CustomersBulk,
     CustomersDelete,
     AdminUsersManage,
+    CustomersRecover,
 }
 
 /// SPEC "Roles", written out independently of the server's table.
@@ -275,6 +281,11 @@ async fn every_admin_operation_answers_each_role_as_the_matrix_says(backend: Bac
                 _ => Some("FORBIDDEN"),
             };
             match expected {
+                // Allowed: no error, or (recovering an account that is not frozen) the
+                // input refused for what it is, past the guard.
+                None if *name == "adminRecoverCustomer" => {
+                    assert_eq!(code(&res), "BAD_USER_INPUT", "{name} as {caller}: {res}")
+                }
                 None => assert!(res["errors"].is_null(), "{name} as {caller}: {res}"),
                 Some(c) => assert_eq!(code(&res), c, "{name} as {caller}: {res}"),
             }
@@ -1105,7 +1116,8 @@ async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(ba
                 "AUDIT_READ",
                 "CUSTOMERS_BULK",
                 "CUSTOMERS_DELETE",
-                "ADMIN_USERS_MANAGE"
+                "ADMIN_USERS_MANAGE",
+                "CUSTOMERS_RECOVER"
             ]),
         ),
         (

@@ -18,6 +18,7 @@ crate::tests![
     the_old_address_cancels_a_pending_change_and_signs_every_device_out,
     every_remediation_kills_a_pending_email_change,
     the_old_address_undoes_a_confirmed_change,
+    a_confirmed_change_is_undone_for_48_hours_and_an_admin_decides_who_gets_it,
     the_first_notice_undoes_a_chain_of_changes,
     the_thiefs_own_later_notice_leaves_the_owners_working,
     an_address_moved_away_from_stays_the_accounts_while_it_can_be_undone,
@@ -302,7 +303,7 @@ async fn the_old_address_cancels_a_pending_change_and_signs_every_device_out(bac
     );
     assert_eq!(code(&cancel(&app, &notice.token()).await), "LINK_INVALID");
     // Whoever asked knew the password: it no longer signs in, and the owner sets a new one.
-    assert_old_password_void_and_owner_resets(&app, &smtp, 3, "owner@example.com").await;
+    assert_old_password_void_and_owner_resets(&app, &smtp, "owner@example.com", false).await;
 }
 
 /// A thief who knows the password asks to move the account to their address; the owner (or
@@ -403,23 +404,78 @@ async fn every_remediation_kills_a_pending_email_change(backend: Backend) {
 }
 
 /// After a "this wasn't me": the old password is refused, and "Forgot Your Password?" at the
-/// owner's address gives them the account back. `total` is the mail count the reset reaches.
+/// owner's address gives them the account back. When the "this wasn't me" undid a confirmed
+/// change (`frozen`), the account is frozen first: a reset request sends nothing, the admin's
+/// "Reset Password" is refused, and only an admin's recovery (audited) lets the reset through.
 async fn assert_old_password_void_and_owner_resets(
     app: &TestApp,
     smtp: &SmtpReceiver,
-    total: usize,
     owner: &str,
+    frozen: bool,
 ) {
     let old = app.sign_in_response(owner, PASSWORD).await;
     assert_eq!(code(&old), "AUTHENTICATION_FAILED", "{old}");
     app.without_reset_limits().await;
+    let is_reset_to_owner = |m: &Received| {
+        m.to == vec![owner.to_owned()] && m.text().contains("/account/reset-password")
+    };
+    if frozen {
+        let admin = app.admin_token("administrator").await;
+        let found = app
+            .gql_as(
+                Some(&admin),
+                "query($s: String!) { customers(first: 1, filter: {search: $s}) { edges { node { id email frozenAt } } } }",
+                json!({"s": owner}),
+            )
+            .await;
+        let node = &found["data"]["customers"]["edges"][0]["node"];
+        assert_eq!(node["email"], owner, "{found}");
+        assert!(node["frozenAt"].is_string(), "frozen: {found}");
+        let id = node["id"].as_str().unwrap().to_owned();
+        app.request_reset(owner).await;
+        let refused = app
+            .gql_as(
+                Some(&admin),
+                "mutation($id: ID!) { adminResetPassword(customerId: $id) }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(code(&refused), "BAD_USER_INPUT", "{refused}");
+        assert!(
+            !smtp.settle().await.iter().any(is_reset_to_owner),
+            "a frozen account gets no reset link"
+        );
+        let recovered = app
+            .gql_as(
+                Some(&admin),
+                "mutation($id: ID!) { adminRecoverCustomer(customerId: $id) { email frozenAt } }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(
+            recovered["data"]["adminRecoverCustomer"],
+            json!({"email": owner, "frozenAt": null}),
+            "{recovered}"
+        );
+        let audit = app
+            .gql_as(
+                Some(&admin),
+                "{ auditLog(first: 10) { edges { node { action customerId } } } }",
+                json!({}),
+            )
+            .await;
+        assert!(
+            audit["data"]["auditLog"]["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["node"]["action"] == "RECOVER_CUSTOMER"
+                    && e["node"]["customerId"] == id.as_str()),
+            "{audit}"
+        );
+    }
     app.request_reset(owner).await;
-    let mails = smtp.wait_for(total).await;
-    let reset = mails
-        .iter()
-        .rev()
-        .find(|m| m.to == vec![owner.to_owned()] && m.text().contains("/account/reset-password"))
-        .unwrap_or_else(|| panic!("no reset mail to {owner}: {mails:?}"));
+    let reset = smtp.wait_for_mail(owner, "/account/reset-password").await;
     let res = app.reset_password(&reset.token(), "fresh-Pw-11").await;
     assert_eq!(res["data"]["resetPassword"], true, "{res}");
     let again = app.sign_in(owner, "fresh-Pw-11").await;
@@ -445,16 +501,123 @@ async fn the_old_address_undoes_a_confirmed_change(backend: Backend) {
         .find(|m| m.text().contains("/account/reset-password"))
         .unwrap();
 
-    // Days later the owner reads the notice.
-    app.clock.advance(Duration::days(3));
+    // A day later the owner reads the notice (once confirmed, it works for 48 hours).
+    app.clock.advance(Duration::days(1));
     let res = cancel(&app, &notice.token()).await;
     assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
     assert_eq!(app.whoami(&thief).await, Err("UNAUTHENTICATED".to_owned()));
+    // The address being removed is told the account is locked until the store has checked.
+    let told = smtp.wait_for_mail("thief@example.com", "locked").await;
+    assert!(told.subject().contains("locked"), "{}", told.subject());
     assert_eq!(
         code(&app.reset_password(&reset.token(), "thief-Pw-2026").await),
         "RESET_TOKEN_INVALID"
     );
-    assert_old_password_void_and_owner_resets(&app, &smtp, 4, "owner@example.com").await;
+    assert_old_password_void_and_owner_resets(&app, &smtp, "owner@example.com", true).await;
+}
+
+/// People change address because they lost the old mailbox; whoever reads it later must not
+/// get the account by clicking "this wasn't me". Once confirmed, the link works for 48 hours
+/// (`LATCHKEY_EMAIL_CHANGE_REVERT_HOURS`), and using it freezes the account: the new address
+/// is told, and an admin who has checked who owns the account can give it to that address.
+async fn a_confirmed_change_is_undone_for_48_hours_and_an_admin_decides_who_gets_it(
+    backend: Backend,
+) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("lost@example.com", PASSWORD).await;
+    let owner = app.sign_in("lost@example.com", PASSWORD).await;
+    request_change(&app, &owner, "kept@example.com", PASSWORD).await;
+    let (confirmation, notice) =
+        change_mails(&smtp, 2, "kept@example.com", "lost@example.com").await;
+    confirm(&app, &confirmation.token()).await;
+    // Whoever took over the old mailbox clicks the notice's link a day later.
+    app.clock.advance(Duration::days(1));
+    let res = cancel(&app, &notice.token()).await;
+    assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+    smtp.wait_for_mail("kept@example.com", "locked").await;
+    let res = app.sign_in_response("kept@example.com", PASSWORD).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    // The old mailbox gets nothing from "Forgot Your Password?".
+    app.without_reset_limits().await;
+    app.request_reset("lost@example.com").await;
+    assert!(
+        !smtp
+            .settle()
+            .await
+            .iter()
+            .any(|m| m.text().contains("/account/reset-password")),
+        "no reset link while frozen"
+    );
+    // The owner calls the store; the admin gives the account to the address they moved to.
+    let admin = app.admin_token("administrator").await;
+    let found = app
+        .gql_as(
+            Some(&admin),
+            "{ customers(first: 1, filter: {search: \"lost@example.com\"}) { edges { node { id frozenAt } } } }",
+            json!({}),
+        )
+        .await;
+    let id = found["data"]["customers"]["edges"][0]["node"]["id"].clone();
+    assert!(
+        found["data"]["customers"]["edges"][0]["node"]["frozenAt"].is_string(),
+        "{found}"
+    );
+    let support = app.admin_token("support").await;
+    let denied = app
+        .gql_as(
+            Some(&support),
+            "mutation($id: ID!) { adminRecoverCustomer(customerId: $id) { email } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(code(&denied), "FORBIDDEN", "{denied}");
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "mutation($id: ID!, $e: String) { adminRecoverCustomer(customerId: $id, email: $e) { email frozenAt } }",
+            json!({"id": id, "e": "kept@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["adminRecoverCustomer"],
+        json!({"email": "kept@example.com", "frozenAt": null}),
+        "{res}"
+    );
+    let again = app
+        .gql_as(
+            Some(&admin),
+            "mutation($id: ID!) { adminRecoverCustomer(customerId: $id) { email } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        code(&again),
+        "BAD_USER_INPUT",
+        "nothing left to recover: {again}"
+    );
+    app.request_reset("kept@example.com").await;
+    let reset = smtp
+        .wait_for_mail("kept@example.com", "/account/reset-password")
+        .await;
+    let res = app.reset_password(&reset.token(), "fresh-Pw-11").await;
+    assert_eq!(res["data"]["resetPassword"], true, "{res}");
+    app.sign_in("kept@example.com", "fresh-Pw-11").await;
+
+    // Past 48 hours from the confirmation, the link no longer undoes anything.
+    app.create_customer("late@example.com", PASSWORD).await;
+    let token = app.sign_in("late@example.com", PASSWORD).await;
+    request_change(&app, &token, "later@example.com", PASSWORD).await;
+    let confirmation = smtp
+        .wait_for_mail("later@example.com", "/account/confirm-email")
+        .await;
+    let notice = smtp
+        .wait_for_mail("late@example.com", "/account/cancel-email-change")
+        .await;
+    confirm(&app, &confirmation.token()).await;
+    app.clock
+        .advance(Duration::hours(48) + Duration::seconds(1));
+    assert_eq!(code(&cancel(&app, &notice.token()).await), "LINK_EXPIRED");
+    app.sign_in("later@example.com", PASSWORD).await;
 }
 
 /// What a thief who knows the password leaves after moving owner@ to first@ (confirmed), then
@@ -500,7 +663,7 @@ async fn the_thiefs_own_later_notice_leaves_the_owners_working(backend: Backend)
     assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
     let res = cancel(&app, &notice.token()).await;
     assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
-    assert_old_password_void_and_owner_resets(&app, &smtp, 5, "owner@example.com").await;
+    assert_old_password_void_and_owner_resets(&app, &smtp, "owner@example.com", true).await;
 }
 
 /// A thief who knows the password moves the account to one address, then on to another whose
@@ -529,7 +692,7 @@ async fn the_first_notice_undoes_a_chain_of_changes(backend: Backend) {
         let res = app.sign_in_response(address, PASSWORD).await;
         assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{address}: {res}");
     }
-    assert_old_password_void_and_owner_resets(&app, &smtp, 5, "owner@example.com").await;
+    assert_old_password_void_and_owner_resets(&app, &smtp, "owner@example.com", true).await;
 }
 
 /// A thief moves the account away and registers its old address for themselves, so the
@@ -558,7 +721,7 @@ async fn an_address_moved_away_from_stays_the_accounts_while_it_can_be_undone(ba
 
     let res = cancel(&app, &notice.token()).await;
     assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
-    assert_old_password_void_and_owner_resets(&app, &smtp, 3, "owner@example.com").await;
+    assert_old_password_void_and_owner_resets(&app, &smtp, "owner@example.com", true).await;
 
     // Once the link can no longer undo anything, an address an account left is free again.
     let (app, smtp) = TestApp::with_smtp(backend).await;

@@ -79,7 +79,7 @@ impl Query {
     }
 
     /// The signed-in check's SQL alone, without its HTTP stack, JWT or domain code: a live
-    /// session by primary key joined with its customer, the same columns the server reads.
+    /// session by primary key joined with its customer, the same ten columns the server reads.
     async fn session(
         &self,
         ctx: &Context<'_>,
@@ -89,7 +89,7 @@ impl Query {
         let id = Uuid::parse_str(&id)?;
         let backend = db.get_database_backend();
         let sql = "SELECT t.last_used_at, c.id, c.email, c.firstname, c.lastname, c.locale, \
-                   c.created_at, c.password_changed_at, c.locked_until \
+                   c.created_at, c.password_changed_at, c.locked_until, c.frozen_at \
                    FROM access_tokens t JOIN customers c ON c.id = t.customer_id \
                    WHERE t.id = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 LIMIT 1";
         let sql = match backend {

@@ -23,10 +23,13 @@ pub enum Permission {
     CustomersDelete,
     /// Admin users: list, invite, change role, disable, Force Sign In.
     AdminUsersManage,
+    /// Recovering an account frozen by "this wasn't me" (administrators only by default):
+    /// whoever has it decides who owns the account.
+    CustomersRecover,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Self::CustomersRead,
         Self::CustomersResetPassword,
         Self::CustomersRevokeTokens,
@@ -36,6 +39,7 @@ impl Permission {
         Self::CustomersBulk,
         Self::CustomersDelete,
         Self::AdminUsersManage,
+        Self::CustomersRecover,
     ];
 }
 
@@ -154,6 +158,8 @@ pub enum AuditAction {
     RevokeAdminTokens,
     /// An admin exported a customer's data (`customerDataExport(customerId)`).
     ExportCustomerData,
+    /// An admin recovered an account frozen by "this wasn't me" (`adminRecoverCustomer`).
+    RecoverCustomer,
 }
 
 impl AuditAction {
@@ -171,6 +177,7 @@ impl AuditAction {
             Self::UpdateAdminUser => "UPDATE_ADMIN_USER",
             Self::RevokeAdminTokens => "REVOKE_ADMIN_TOKENS",
             Self::ExportCustomerData => "EXPORT_CUSTOMER_DATA",
+            Self::RecoverCustomer => "RECOVER_CUSTOMER",
         }
     }
 
@@ -188,6 +195,7 @@ impl AuditAction {
             "UPDATE_ADMIN_USER" => Some(Self::UpdateAdminUser),
             "REVOKE_ADMIN_TOKENS" => Some(Self::RevokeAdminTokens),
             "EXPORT_CUSTOMER_DATA" => Some(Self::ExportCustomerData),
+            "RECOVER_CUSTOMER" => Some(Self::RecoverCustomer),
             _ => None,
         }
     }

@@ -16,6 +16,9 @@ pub struct Customer {
     pub created_at: DateTime<Utc>,
     pub password_changed_at: DateTime<Utc>,
     pub locked_until: Option<DateTime<Utc>>,
+    /// Frozen pending recovery: "this wasn't me" reverted a confirmed email change, so neither
+    /// mailbox alone gets the account back; no reset link is issued until an admin recovers it.
+    pub frozen_at: Option<DateTime<Utc>>,
 }
 
 /// The languages mail and pages are written in.

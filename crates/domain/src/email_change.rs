@@ -6,10 +6,14 @@
 //! - the change applies only when the *new* address confirms, through a single-use link (its
 //!   SHA-256 alone is stored) that lives as long as a reset link;
 //! - the *old* address is told at once, with a "this wasn't me" link: it cancels the change
-//!   and every change asked for after it (once confirmed, the address from before the change
-//!   comes back while no other account has taken it), signs every device out and voids the
-//!   password, which whoever asked knew: the owner sets a new one with "Forgot Your
-//!   Password?";
+//!   and every change asked for after it, signs every device out and voids the password, which
+//!   whoever asked knew. Before the confirmation the owner then sets a new password with
+//!   "Forgot Your Password?". Once a change is confirmed the link works for a shorter window
+//!   ([`DEFAULT_REVERT_WINDOW`]), and using it *freezes* the account: the address from before
+//!   comes back (while no other account has taken it), but no reset link is issued until an
+//!   admin recovers the account, and the address being removed is told. People change address
+//!   because they lose the old mailbox; whoever reads it later must not get the account by
+//!   clicking a link;
 //! - a newer request supersedes an older one; applying a change voids outstanding reset links.
 //!
 //! The tokens are [`RawResetToken`]s by shape (256 random bits), kept in a table of their own,
@@ -35,6 +39,9 @@ use crate::{
 /// How long the old address's "this wasn't me" link works: well past the confirmation link's
 /// lifetime, so an owner who reads the notice days later can still undo a confirmed change.
 pub const CANCEL_WINDOW: Duration = Duration::days(7);
+/// How long the "this wasn't me" link works once the change is confirmed (at most; never
+/// longer than [`CANCEL_WINDOW`] from the request). `LATCHKEY_EMAIL_CHANGE_REVERT_HOURS`.
+pub const DEFAULT_REVERT_WINDOW: Duration = Duration::hours(48);
 /// Email-change requests per customer per hour (each sends two messages).
 pub const MAX_REQUESTS_PER_HOUR: u32 = 5;
 
@@ -75,6 +82,28 @@ pub enum EmailChangeLink {
     Cancel,
 }
 
+/// What a "this wasn't me" came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Already cancelled (or the window closed meanwhile): nothing changed.
+    Gone,
+    /// No change it undid had been confirmed: the account never left the address.
+    Stopped,
+    /// It undid a confirmed change: the account is frozen until an admin recovers it.
+    Frozen,
+}
+
+/// What an admin's recovery of a frozen account came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    Recovered(Customer),
+    /// The account is not frozen: nothing to recover.
+    NotFrozen,
+    /// Another account has the address the admin chose.
+    EmailTaken,
+    NotFound,
+}
+
 /// What applying a confirmed change came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -99,13 +128,32 @@ pub trait EmailChangeStore: Send + Sync {
     /// In one transaction, only if the change is still pending: the customer gets the new
     /// address (and its search text), outstanding reset links are voided, and the change is
     /// marked confirmed.
-    async fn confirm_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Applied>;
+    /// The cancel link then works until `revert_until` at the latest. Refused (`Gone`) once
+    /// the account's password was changed or voided after the request.
+    async fn confirm_email_change(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        revert_until: DateTime<Utc>,
+    ) -> Result<Applied>;
     /// In one transaction, only if not cancelled yet: marks the change and every later change
     /// of the customer cancelled, puts back the address from before the change if the account
     /// is elsewhere now and no other account has that address since, voids the password,
     /// revokes every live session of the customer and voids outstanding reset links and
-    /// pending email changes. False when it was already cancelled.
-    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+    /// pending email changes. When one of the changes it undid was confirmed, it also freezes
+    /// the account and queues `frozen_notice` (rendered for the address being removed).
+    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Cancelled>;
+    /// An admin's recovery of a frozen account, in one transaction with its audit entry:
+    /// unfreezes it, moves it to `email` when given (refused when another account has or
+    /// holds that address), and voids reset links. The password stays void: the admin sends
+    /// a reset link next, to the address the account now has.
+    async fn recover_frozen(
+        &self,
+        customer_id: Uuid,
+        email: Option<Email>,
+        now: DateTime<Utc>,
+        audit: crate::admin::NewAudit,
+    ) -> Result<Recovered>;
 }
 
 /// Where the two links point: templates with `{token}` (and optionally `{locale}`).
@@ -134,6 +182,7 @@ pub struct EmailChanges {
     parts: Wiring,
     links: EmailChangeLinks,
     mail: Arc<dyn MailSignal>,
+    revert_window: Duration,
 }
 
 impl EmailChanges {
@@ -142,12 +191,14 @@ impl EmailChanges {
         parts: Wiring,
         links: EmailChangeLinks,
         mail: Arc<dyn MailSignal>,
+        revert_window: Duration,
     ) -> Self {
         Self {
             store,
             parts,
             links,
             mail,
+            revert_window,
         }
     }
 
@@ -272,7 +323,12 @@ impl EmailChanges {
             Ok(change)
         };
         let change = self.parts.redeem_link(client, lookup).await?;
-        match self.store.confirm_email_change(change.id, now).await? {
+        let revert_until = now + self.revert_window;
+        match self
+            .store
+            .confirm_email_change(change.id, now, revert_until)
+            .await?
+        {
             Applied::Changed(customer) => {
                 tracing::info!(event = "email_changed", customer_id = %customer.id);
                 Ok(customer)
@@ -299,11 +355,63 @@ impl EmailChanges {
             Ok(change)
         };
         let change = self.parts.redeem_link(client, lookup).await?;
-        if !self.store.cancel_email_change(change.id, now).await? {
-            return Err(Error::LinkInvalid);
+        match self.store.cancel_email_change(change.id, now).await? {
+            Cancelled::Gone => return Err(Error::LinkInvalid),
+            Cancelled::Stopped => {
+                tracing::info!(event = "email_change_cancelled", customer_id = %change.customer_id);
+            }
+            Cancelled::Frozen => {
+                self.mail.notify();
+                tracing::info!(event = "account_frozen", customer_id = %change.customer_id);
+            }
         }
-        tracing::info!(event = "email_change_cancelled", customer_id = %change.customer_id);
         Ok(())
+    }
+
+    /// `adminRecoverCustomer` (CUSTOMERS_RECOVER, checked by the caller): an admin who has
+    /// checked who owns a frozen account unfreezes it, at its current address or at `email`.
+    pub async fn recover(
+        &self,
+        principal: &crate::admin::AdminPrincipal,
+        customer_id: Uuid,
+        email: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<Customer> {
+        let email = email.map(|e| parse_email_field("email", e)).transpose()?;
+        let now = self.parts.clock.now();
+        let audit = crate::admin::NewAudit {
+            id: Uuid::now_v7(),
+            at: now,
+            actor_id: principal.admin.id,
+            actor: principal.admin.username.clone(),
+            action: crate::admin::AuditAction::RecoverCustomer,
+            customer_id: Some(customer_id),
+            client_ip: client.ip.clone(),
+            detail: Some(if email.is_some() {
+                "moved to the address the admin chose".to_owned()
+            } else {
+                "kept at its current address".to_owned()
+            }),
+        };
+        match self
+            .store
+            .recover_frozen(customer_id, email, now, audit)
+            .await?
+        {
+            Recovered::Recovered(customer) => {
+                tracing::info!(event = "account_recovered", admin_id = %principal.admin.id, customer_id = %customer_id);
+                Ok(customer)
+            }
+            Recovered::NotFrozen => Err(Error::bad_input(
+                "customerId",
+                "the account is not frozen: there is nothing to recover",
+            )),
+            Recovered::EmailTaken => Err(Error::bad_input(
+                "email",
+                "an account with this email address already exists",
+            )),
+            Recovered::NotFound => Err(Error::NotFound),
+        }
     }
 
     async fn find(&self, token: &str, link: EmailChangeLink) -> Result<StoredEmailChange> {

@@ -118,16 +118,20 @@ pub enum MailKind {
     AdminInvitation,
     /// The console's "Forgot your password?".
     AdminPasswordReset,
+    /// To the address a "this wasn't me" removed from the account: the account is frozen
+    /// until the store has checked who owns it.
+    AccountFrozen,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 6] = [
+    pub const ALL: [Self; 7] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
         Self::EmailChangeNotice,
         Self::AdminInvitation,
         Self::AdminPasswordReset,
+        Self::AccountFrozen,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -138,6 +142,7 @@ impl MailKind {
             Self::EmailChangeNotice => "email_change_notice",
             Self::AdminInvitation => "admin_invitation",
             Self::AdminPasswordReset => "admin_password_reset",
+            Self::AccountFrozen => "account_frozen",
         }
     }
 

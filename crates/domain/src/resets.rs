@@ -102,6 +102,13 @@ impl Resets {
             .customer_by_id(customer_id)
             .await?
             .ok_or(Error::NotFound)?;
+        if customer.frozen_at.is_some() {
+            // Which mailbox gets the link is the recovery's decision, made explicitly.
+            return Err(Error::bad_input(
+                "customerId",
+                "the account is frozen pending recovery: recover it (adminRecoverCustomer) first",
+            ));
+        }
         let settings = self.parts.settings.current().await?;
         let now = self.parts.clock.now();
         let token = RawResetToken::generate()?;

@@ -266,6 +266,27 @@ impl AdminMutation {
         })
     }
 
+    /// Recovers an account frozen by "this wasn't me" (a confirmed email change was reverted,
+    /// so neither mailbox alone gets the account back), once the admin has checked who owns
+    /// it: unfrozen at its current address, or moved to `email`. The password stays void; send
+    /// a reset link next ("Reset Password"). Audited as RECOVER_CUSTOMER. BAD_USER_INPUT when
+    /// the account is not frozen or `email` belongs to another account.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRecover)")]
+    async fn admin_recover_customer(
+        &self,
+        ctx: &Context<'_>,
+        customer_id: ID,
+        email: Option<String>,
+    ) -> Result<Customer, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = parse_id(&customer_id)?;
+        let customer = services(ctx)?
+            .email_changes
+            .recover(&principal, id, email.as_deref(), &request(ctx).client)
+            .await?;
+        Ok(Customer(customer))
+    }
+
     /// Deletes a customer account and everything that names the customer (as
     /// `deleteCustomer` does); the audit log keeps the id. NOT_FOUND for an unknown customer.
     #[graphql(guard = "RequirePermission(Permission::CustomersDelete)")]

@@ -43,6 +43,8 @@ pub enum AdminPermission {
     CustomersDelete,
     /// Admin users: list, invite, change role, disable, Force Sign In.
     AdminUsersManage,
+    /// Recovering accounts frozen by "this wasn't me" (`adminRecoverCustomer`).
+    CustomersRecover,
 }
 
 impl From<admin::Permission> for AdminPermission {
@@ -57,6 +59,7 @@ impl From<admin::Permission> for AdminPermission {
             admin::Permission::CustomersBulk => Self::CustomersBulk,
             admin::Permission::CustomersDelete => Self::CustomersDelete,
             admin::Permission::AdminUsersManage => Self::AdminUsersManage,
+            admin::Permission::CustomersRecover => Self::CustomersRecover,
         }
     }
 }
@@ -378,6 +381,9 @@ pub enum AuditAction {
     RevokeAdminTokens,
     /// An admin exported the customer's data (`customerDataExport(customerId)`).
     ExportCustomerData,
+    /// An admin recovered an account frozen by "this wasn't me"; `detail` says whether it
+    /// kept its address or moved to one the admin chose.
+    RecoverCustomer,
 }
 
 /// One admin action: who did what to which customer, when, from where.

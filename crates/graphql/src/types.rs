@@ -55,6 +55,14 @@ impl Customer {
         Ok(self.0.locked_until.filter(|until| *until > now))
     }
 
+    /// Admin only: when "this wasn't me" reverted a confirmed email change and froze the
+    /// account (locked pending recovery: no reset link is issued until an admin recovers it
+    /// with `adminRecoverCustomer`); null when not frozen.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn frozen_at(&self) -> Option<DateTime<Utc>> {
+        self.0.frozen_at
+    }
+
     /// Admin only.
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
     async fn password_changed_at(&self) -> DateTime<Utc> {

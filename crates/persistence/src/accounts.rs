@@ -85,6 +85,7 @@ fn live_session_query(id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<access_to
         .column_as(customer::Column::CreatedAt, "created_at")
         .column_as(customer::Column::PasswordChangedAt, "password_changed_at")
         .column_as(customer::Column::LockedUntil, "locked_until")
+        .column_as(customer::Column::FrozenAt, "frozen_at")
         .join(JoinType::InnerJoin, access_token::Relation::Customer.def())
 }
 
@@ -103,6 +104,7 @@ pub(crate) fn to_customer(m: customer::Model) -> Customer {
         created_at: m.created_at,
         password_changed_at: m.password_changed_at,
         locked_until: m.locked_until,
+        frozen_at: m.frozen_at,
     }
 }
 
@@ -129,6 +131,7 @@ struct LiveRow {
     created_at: DateTime<Utc>,
     password_changed_at: DateTime<Utc>,
     locked_until: Option<DateTime<Utc>>,
+    frozen_at: Option<DateTime<Utc>>,
 }
 
 /// Live tokens: not revoked and not expired at `now`.
@@ -211,6 +214,7 @@ impl AccountStore for SqlStore {
             updated_at: Set(new.now),
             external_id: Set(None),
             search_text: Set(search_text),
+            frozen_at: Set(None),
         };
         if crate::email_change::email_in_use(&self.db, new.email.key(), None, new.now)
             .await
@@ -300,6 +304,7 @@ impl AccountStore for SqlStore {
             created_at: row.created_at,
             password_changed_at: row.password_changed_at,
             locked_until: row.locked_until,
+            frozen_at: row.frozen_at,
         }))
     }
 

@@ -382,6 +382,11 @@ impl SqlStore {
                     ])
                     .filter(customer::Column::Id.is_in(taken.clone()))
                     .order_by_asc(customer::Column::Id);
+                if action == BulkAction::SendResetEmail {
+                    // A frozen account gets no link until an admin recovers it (counted as
+                    // failed, as a customer deleted meanwhile is).
+                    targets = targets.filter(customer::Column::FrozenAt.is_null());
+                }
                 if postgres {
                     // Serialises with the reset-request worker and sign-ins on these rows.
                     targets = targets.lock(LockType::NoKeyUpdate);

@@ -5,7 +5,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Result,
-    email_change::{Applied, EmailChangeLink, EmailChangeStore, NewEmailChange, StoredEmailChange},
+    admin::NewAudit,
+    customer::Locale,
+    email::Email,
+    email_change::{
+        Applied, Cancelled, EmailChangeLink, EmailChangeStore, NewEmailChange, Recovered,
+        StoredEmailChange,
+    },
+    ports::{MailKind, NewMail},
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -177,12 +184,27 @@ impl EmailChangeStore for SqlStore {
             .map(to_stored))
     }
 
-    async fn confirm_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Applied> {
+    async fn confirm_email_change(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        revert_until: DateTime<Utc>,
+    ) -> Result<Applied> {
         self.unit_of_work(move |txn| {
             Box::pin(async move {
-                // Claims the change first: of two concurrent uses of the link, one wins.
+                // Claims the change first: of two concurrent uses of the link, one wins. The
+                // old address's "this wasn't me" now works for the shorter window only.
                 let claimed = email_change::Entity::update_many()
                     .col_expr(email_change::Column::ConfirmedAt, Expr::value(Some(now)))
+                    .col_expr(
+                        email_change::Column::CancelUntil,
+                        Expr::case(
+                            email_change::Column::CancelUntil.gt(revert_until),
+                            Expr::value(revert_until),
+                        )
+                        .finally(Expr::col(email_change::Column::CancelUntil))
+                        .into(),
+                    )
                     .filter(email_change::Column::Id.eq(id))
                     .filter(email_change::Column::ConfirmedAt.is_null())
                     .filter(email_change::Column::CancelledAt.is_null())
@@ -235,7 +257,7 @@ impl EmailChangeStore for SqlStore {
         .await
     }
 
-    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Cancelled> {
         self.unit_of_work(move |txn| {
             Box::pin(async move {
                 let claimed = email_change::Entity::update_many()
@@ -247,16 +269,27 @@ impl EmailChangeStore for SqlStore {
                     .await
                     .map_err(db_err)?;
                 if claimed.rows_affected != 1 {
-                    return Ok(End::Rollback(false));
+                    return Ok(End::Rollback(Cancelled::Gone));
                 }
                 let Some(change) = email_change::Entity::find_by_id(id)
                     .one(txn)
                     .await
                     .map_err(db_err)?
                 else {
-                    return Ok(End::Rollback(false));
+                    return Ok(End::Rollback(Cancelled::Gone));
                 };
+                // Did the account actually move (this change, or one after it, confirmed)?
+                let moved = email_change::Entity::find()
+                    .filter(email_change::Column::CustomerId.eq(change.customer_id))
+                    .filter(email_change::Column::CreatedAt.gte(change.created_at))
+                    .filter(email_change::Column::ConfirmedAt.is_not_null())
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                    .is_some();
+                let mut outcome = Cancelled::Stopped;
                 if let Some(current) = lock_customer(txn, change.customer_id).await? {
+                    let removed = (current.email.clone(), current.locale.clone());
                     // Back to the address the account had before this change, however many
                     // changes followed it (a thief who moved it on again must not outlast
                     // the first notice), unless another account has registered that address
@@ -269,15 +302,40 @@ impl EmailChangeStore for SqlStore {
                         set_email(txn, current, &change.old_email, &change.old_email_key, now)
                             .await?;
                     }
-                    // Whoever asked knew the password: it stops working, and the owner sets a
-                    // new one with "Forgot Your Password?" at the restored address.
-                    customer::Entity::update_many()
+                    // Whoever asked knew the password: it stops working. Before a confirmation
+                    // the owner sets a new one with "Forgot Your Password?"; after one, the
+                    // account is frozen: whoever reads the old mailbox (people move because
+                    // they lost it) does not get it back by clicking a link, and no reset link
+                    // is issued until an admin has checked who owns it.
+                    let mut update = customer::Entity::update_many()
                         .col_expr(customer::Column::PasswordHash, Expr::value(""))
-                        .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+                        .col_expr(customer::Column::UpdatedAt, Expr::value(now));
+                    if moved {
+                        update =
+                            update.col_expr(customer::Column::FrozenAt, Expr::value(Some(now)));
+                        outcome = Cancelled::Frozen;
+                    }
+                    update
                         .filter(customer::Column::Id.eq(change.customer_id))
                         .exec(txn)
                         .await
                         .map_err(db_err)?;
+                    if moved && removed.0 != change.old_email {
+                        // The address being removed is told: it may be the owner's.
+                        let notice = NewMail {
+                            id: Uuid::now_v7(),
+                            kind: MailKind::AccountFrozen,
+                            customer_id: Some(change.customer_id),
+                            recipient: removed.0,
+                            locale: Locale::parse(&removed.1).unwrap_or_default(),
+                            created_at: now,
+                            link: None,
+                        };
+                        email_outbox::Entity::insert(crate::outbox::new_row(notice))
+                            .exec(txn)
+                            .await
+                            .map_err(db_err)?;
+                    }
                 }
                 // The changes asked for after this one are undone with it: their links die.
                 email_change::Entity::update_many()
@@ -292,7 +350,55 @@ impl EmailChangeStore for SqlStore {
                 crate::accounts::revoke_sessions(txn, [change.customer_id], None, now).await?;
                 // Reset links were sent to an address that is no longer (or again) the account's.
                 crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
-                Ok(End::Commit(true))
+                Ok(End::Commit(outcome))
+            })
+        })
+        .await
+    }
+
+    async fn recover_frozen(
+        &self,
+        customer_id: Uuid,
+        email: Option<Email>,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Recovered> {
+        self.unit_of_work(move |txn| {
+            Box::pin(async move {
+                let Some(current) = lock_customer(txn, customer_id).await? else {
+                    return Ok(End::Rollback(Recovered::NotFound));
+                };
+                if current.frozen_at.is_none() {
+                    return Ok(End::Rollback(Recovered::NotFrozen));
+                }
+                if let Some(email) = &email
+                    && email.key() != current.email_key
+                    && (email_in_use(txn, email.key(), Some(customer_id), now).await?
+                        || !set_email(txn, current, email.as_str(), email.key(), now).await?)
+                {
+                    return Ok(End::Rollback(Recovered::EmailTaken));
+                }
+                customer::Entity::update_many()
+                    .col_expr(
+                        customer::Column::FrozenAt,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    )
+                    .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+                    .filter(customer::Column::Id.eq(customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                crate::resets::supersede_tokens(txn, [customer_id], now).await?;
+                crate::admin::insert_audit(txn, audit).await?;
+                let customer = customer::Entity::find_by_id(customer_id)
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                    .map(to_customer);
+                Ok(match customer {
+                    Some(c) => End::Commit(Recovered::Recovered(c)),
+                    None => End::Rollback(Recovered::NotFound),
+                })
             })
         })
         .await

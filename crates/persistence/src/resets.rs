@@ -397,6 +397,9 @@ impl SqlStore {
                         customer::Column::Locale,
                     ])
                     .filter(customer::Column::EmailKey.is_in(keys))
+                    // A frozen account gets no link until an admin recovers it: its request
+                    // ends as an unknown address's does.
+                    .filter(customer::Column::FrozenAt.is_null())
                     .order_by_asc(customer::Column::Id);
                 if txn.get_database_backend() == DatabaseBackend::Postgres {
                     // Two replicas resolving requests of one account serialise here, so the

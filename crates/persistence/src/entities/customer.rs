@@ -22,6 +22,9 @@ pub struct Model {
     /// The folded address and names the grid's search reads (`domain::search::search_text`);
     /// written with every change of the address or a name.
     pub search_text: String,
+    /// Set when "this wasn't me" reverted a confirmed email change: no reset link is issued
+    /// until an admin recovers the account.
+    pub frozen_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
