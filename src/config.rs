@@ -120,6 +120,9 @@ pub struct Config {
     /// still works once an email change is confirmed (it works 7 days from the request while
     /// the change is pending). Using it then freezes the account until an admin recovers it.
     pub email_change_revert_hours: u32,
+    /// `LATCHKEY_MAX_SESSIONS`: live sessions (signed-in devices) per customer and per admin;
+    /// a sign-in beyond it signs the oldest out.
+    pub max_sessions: u32,
     /// `LATCHKEY_MAIL_DIR`.
     pub mail_dir: PathBuf,
     /// `LATCHKEY_MAIL_FROM`.
@@ -204,6 +207,7 @@ impl Default for Config {
             bulk_mail_per_second: 0,
             bulk_customers_per_second: 0,
             email_change_revert_hours: 48,
+            max_sessions: domain::sign_in::DEFAULT_MAX_SESSIONS,
             mail_dir: PathBuf::from("./mail"),
             mail_from: "Store <no-reply@localhost>".into(),
             cors_origins: Vec::new(),

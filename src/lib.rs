@@ -161,6 +161,7 @@ fn wiring(
         hasher.clone(),
         tokens.clone(),
         clock.clone(),
+        config.max_sessions,
     ));
     domain::accounts::Wiring {
         hasher,

@@ -12,6 +12,7 @@ crate::tests![
     forged_and_malformed_tokens_are_refused,
     a_token_of_a_customer_never_reaches_another_customer,
     a_document_looks_its_customer_up_once_and_sees_its_own_sign_out,
+    live_sessions_are_capped_and_the_oldest_is_signed_out,
 ];
 
 const SESSIONS: &str =
@@ -169,4 +170,67 @@ async fn a_document_looks_its_customer_up_once_and_sees_its_own_sign_out(backend
     );
     assert_eq!(res["errors"][0]["path"][0], "changeCustomerPassword");
     app.sign_in("once@example.com", PASSWORD).await;
+}
+
+/// A customer (or an admin) holds at most `LATCHKEY_MAX_SESSIONS` live sessions: a sign-in
+/// beyond it signs the oldest out, so correct sign-ins (a hundred aliases in one document, a
+/// script) cannot pile up sessions and make every export and devices list grow without end.
+async fn live_sessions_are_capped_and_the_oldest_is_signed_out(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.max_sessions = 3).await;
+    app.create_customer("many@example.com", PASSWORD).await;
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(app.sign_in("many@example.com", PASSWORD).await);
+    }
+    for (i, token) in tokens.iter().enumerate() {
+        let expected = if i < 2 {
+            Err("UNAUTHENTICATED".to_owned())
+        } else {
+            Ok("many@example.com".to_owned())
+        };
+        assert_eq!(app.whoami(token).await, expected, "session {i}");
+    }
+    let res = app.gql_as(Some(&tokens[4]), SESSIONS, json!({})).await;
+    assert_eq!(
+        res["data"]["customerSessions"].as_array().map(Vec::len),
+        Some(3),
+        "{res}"
+    );
+    // Aliased sign-ins in one document: each gets a token, the cap still holds.
+    let aliases: String = (0..8)
+        .map(|i| format!("s{i}: generateCustomerToken(email: $e, password: $p) {{ token }} "))
+        .collect();
+    let res = app
+        .gql(
+            &format!("mutation($e: String!, $p: String!) {{ {aliases} }}"),
+            json!({"e": "many@example.com", "p": PASSWORD}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let newest = res["data"]["s7"]["token"].as_str().unwrap().to_owned();
+    let res = app.gql_as(Some(&newest), SESSIONS, json!({})).await;
+    assert_eq!(
+        res["data"]["customerSessions"].as_array().map(Vec::len),
+        Some(3),
+        "{res}"
+    );
+    // Admins too.
+    let first = app.admin_token("administrator").await;
+    let me = "{ currentAdmin { username } }";
+    let username =
+        app.gql_as(Some(&first), me, json!({})).await["data"]["currentAdmin"]["username"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    for _ in 0..3 {
+        let res = app
+            .gql(
+                "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }",
+                json!({"u": username, "p": "admin-Password-2026"}),
+            )
+            .await;
+        assert!(res["errors"].is_null(), "{res}");
+    }
+    let res = app.gql_as(Some(&first), me, json!({})).await;
+    assert_eq!(code(&res), "UNAUTHENTICATED", "{res}");
 }

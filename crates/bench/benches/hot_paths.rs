@@ -137,6 +137,7 @@ fn revocation_check(c: &mut Criterion) {
                     expires_at: now + Duration::hours(1),
                     client: ClientInfo::default(),
                     verified: VerifiedHashes(vec!["x".into()]),
+                    max_live: 100,
                 },
             )
             .await

@@ -84,6 +84,10 @@ pub struct NewSession {
     pub expires_at: DateTime<Utc>,
     pub client: ClientInfo,
     pub verified: VerifiedHashes,
+    /// Live sessions the principal may hold: once this one is stored, the oldest beyond this
+    /// many are revoked (so a flood of correct sign-ins, aliased or not, cannot pile up
+    /// sessions without end; a customer's devices list shows the newest this many).
+    pub max_live: u32,
 }
 
 /// Credentials and sessions of both kinds of principal. `login` is the normalised sign-in
@@ -120,6 +124,9 @@ pub trait CredentialStore: Send + Sync {
     /// Stores the session if the principal still has one of `session.verified`'s hashes (and,
     /// for an admin, is not disabled), in one statement that waits for a password change in
     /// progress; false when it did not.
+    /// Stores the session only while the account still has a hash of `verified` (and, for
+    /// admins, is enabled); then revokes the principal's oldest live sessions beyond
+    /// `max_live`. False when nothing was stored.
     async fn create_session(&self, kind: PrincipalKind, session: NewSession) -> Result<bool>;
 }
 
@@ -130,12 +137,16 @@ pub struct Verified {
     pub hashes: VerifiedHashes,
 }
 
+/// Live sessions per customer and per admin unless configured (`LATCHKEY_MAX_SESSIONS`).
+pub const DEFAULT_MAX_SESSIONS: u32 = 100;
+
 pub struct SignIn {
     store: Arc<dyn CredentialStore>,
     limiter: Arc<dyn Limiter>,
     hasher: Arc<dyn PasswordHasher>,
     tokens: TokenCodec,
     clock: Arc<dyn Clock>,
+    max_sessions: u32,
 }
 
 impl SignIn {
@@ -145,6 +156,7 @@ impl SignIn {
         hasher: Arc<dyn PasswordHasher>,
         tokens: TokenCodec,
         clock: Arc<dyn Clock>,
+        max_sessions: u32,
     ) -> Self {
         Self {
             store,
@@ -152,6 +164,7 @@ impl SignIn {
             hasher,
             tokens,
             clock,
+            max_sessions: max_sessions.max(1),
         }
     }
 
@@ -288,6 +301,7 @@ impl SignIn {
             expires_at,
             client,
             verified: hashes,
+            max_live: self.max_sessions,
         };
         let mut stored = self.store.create_session(kind, session.clone()).await?;
         if !stored && upgraded {

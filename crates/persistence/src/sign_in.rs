@@ -243,6 +243,56 @@ impl CredentialStore for SqlStore {
             .select_from(select)
             .map_err(domain::Error::internal)?;
         let result = self.db.execute(&insert).await.map_err(db_err)?;
-        Ok(result.rows_affected() == 1)
+        if result.rows_affected() != 1 {
+            return Ok(false);
+        }
+        // The cap: the principal's live sessions beyond the newest `max_live` (ids are UUIDv7,
+        // in creation order) are revoked. Concurrent sign-ins may leave one more for a
+        // moment; the next sign-in's statement trims it.
+        let (table, id, owner, revoked, expires) = match kind {
+            PrincipalKind::Customer => (
+                access_token::Entity.into_iden(),
+                access_token::Column::Id.into_iden(),
+                access_token::Column::CustomerId.into_iden(),
+                access_token::Column::RevokedAt.into_iden(),
+                access_token::Column::ExpiresAt.into_iden(),
+            ),
+            PrincipalKind::Admin => (
+                admin_access_token::Entity.into_iden(),
+                admin_access_token::Column::Id.into_iden(),
+                admin_access_token::Column::AdminId.into_iden(),
+                admin_access_token::Column::RevokedAt.into_iden(),
+                admin_access_token::Column::ExpiresAt.into_iden(),
+            ),
+        };
+        let live = |q: &mut SelectStatement| {
+            q.and_where(Expr::col(owner.clone()).eq(s.principal_id))
+                .and_where(Expr::col(revoked.clone()).is_null())
+                .and_where(Expr::col(expires.clone()).gt(s.created_at));
+        };
+        let mut newest = Query::select();
+        newest
+            .column(id.clone())
+            .from(table.clone())
+            .order_by(id.clone(), sea_orm::sea_query::Order::Desc)
+            .limit(u64::from(s.max_live));
+        live(&mut newest);
+        let mut trim = Query::update();
+        trim.table(table)
+            .value(revoked.clone(), Expr::val(s.created_at))
+            .and_where(Expr::col(owner.clone()).eq(s.principal_id))
+            .and_where(Expr::col(revoked.clone()).is_null())
+            .and_where(Expr::col(expires.clone()).gt(s.created_at))
+            .and_where(Expr::col(id).not_in_subquery(newest));
+        let trimmed = self
+            .db
+            .execute(&trim)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if trimmed > 0 {
+            tracing::info!(event = "sessions_over_cap_revoked", kind = kind.as_str(), id = %s.principal_id, revoked = trimmed);
+        }
+        Ok(true)
     }
 }
