@@ -18,7 +18,7 @@ use crate::{
     accounts::{CustomerPrincipal, Wiring},
     admin::{AdminPrincipal, AuditAction, NewAudit},
     customer::ClientInfo,
-    limits::{LimitKey, PrincipalKind},
+    limits::{Check, LimitKey, PrincipalKind, Rule},
     password::PasswordCandidate,
 };
 
@@ -112,6 +112,9 @@ pub struct ExportedMail {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// How an export names whoever acted on the account when it was not the customer.
+pub const STORE_STAFF: &str = "store staff";
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportedAudit {
@@ -134,6 +137,9 @@ pub trait ErasureStore: Send + Sync {
         audit: Option<NewAudit>,
     ) -> Result<Option<CustomerExport>>;
 }
+
+/// `customerDataExport` calls per caller (customer or admin) per hour.
+pub const MAX_EXPORTS_PER_HOUR: u32 = 10;
 
 pub struct Erasure {
     store: Arc<dyn ErasureStore>,
@@ -213,10 +219,30 @@ impl Erasure {
 
     /// `customerDataExport` for the signed-in customer: their own data.
     pub async fn export_own(&self, principal: &CustomerPrincipal) -> Result<CustomerExport> {
+        let now = self.parts.clock.now();
+        self.spend_export_budget(principal.customer.id, now).await?;
         self.store
-            .export_customer(principal.customer.id, self.parts.clock.now(), None)
+            .export_customer(principal.customer.id, now, None)
             .await?
             .ok_or(Error::NotFound)
+    }
+
+    /// An export reads everything stored about a customer: [`MAX_EXPORTS_PER_HOUR`] per
+    /// caller (the GraphQL layer also prices the field so one document holds one export).
+    async fn spend_export_budget(&self, caller: Uuid, now: DateTime<Utc>) -> Result<()> {
+        let check = [Check::new(
+            LimitKey::DataExportBy(caller),
+            Rule::per(MAX_EXPORTS_PER_HOUR, chrono::Duration::hours(1)),
+        )];
+        match self.parts.limiter.reserve(&check, now).await? {
+            Ok(counted) => {
+                counted.keep();
+                Ok(())
+            }
+            Err(refused) => Err(Error::RateLimited {
+                retry_after_seconds: refused.retry_after_seconds,
+            }),
+        }
     }
 
     /// `customerDataExport(customerId)` for an admin with the permission (checked by the
@@ -230,6 +256,7 @@ impl Erasure {
         client: &ClientInfo,
     ) -> Result<CustomerExport> {
         let now = self.parts.clock.now();
+        self.spend_export_budget(principal.admin.id, now).await?;
         let audit = NewAudit {
             id: Uuid::now_v7(),
             at: now,

@@ -82,6 +82,9 @@ pub enum LimitKey {
     /// The console's "Forgot your password?" by the username asked for, known or not.
     AdminResetByUsername(String),
     AdminResetByIp(ClientKey),
+    /// `customerDataExport` by whoever asks (a customer's id, or an admin's): each reads
+    /// everything stored about a customer.
+    DataExportBy(Uuid),
 }
 
 impl LimitKey {
@@ -100,6 +103,7 @@ impl LimitKey {
             Self::EmailChangeByCustomer(id) => format!("email-change:customer:{id}"),
             Self::AdminResetByUsername(name) => format!("admin-reset:username:{name}"),
             Self::AdminResetByIp(ip) => format!("admin-reset:ip:{}", ip.0),
+            Self::DataExportBy(id) => format!("data-export:{id}"),
         }
     }
 

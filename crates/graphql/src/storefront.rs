@@ -53,7 +53,10 @@ impl CustomerQuery {
     /// Everything Latchkey stores about a customer, as JSON (profile, sessions, reset links,
     /// email changes, mail, admin actions; never a hash, token or link). Without `customerId`:
     /// the signed-in customer's own. With it: an admin with CUSTOMERS_READ, any customer's,
-    /// audited as EXPORT_CUSTOMER_DATA.
+    /// audited as EXPORT_CUSTOMER_DATA. It reads every table: priced at 300 of the document's
+    /// complexity budget of 500 (one export per document), and limited to 10 an hour per
+    /// caller (RATE_LIMITED).
+    #[graphql(complexity = 300)]
     async fn customer_data_export(
         &self,
         ctx: &Context<'_>,

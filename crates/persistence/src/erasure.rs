@@ -8,7 +8,7 @@ use domain::{
     admin::NewAudit,
     erasure::{
         CustomerExport, ErasureStore, ExportedAudit, ExportedCustomer, ExportedEmailChange,
-        ExportedMail, ExportedResetLink, ExportedSession, limit_keys,
+        ExportedMail, ExportedResetLink, ExportedSession, STORE_STAFF, limit_keys,
     },
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -203,7 +203,13 @@ impl ErasureStore for SqlStore {
             .map(|a| ExportedAudit {
                 at: a.at,
                 action: a.action,
-                actor: a.actor,
+                // The customer's own actions say so; an admin's never name the admin (a
+                // console username is half of a console sign-in).
+                actor: if a.actor_id == customer_id {
+                    a.actor
+                } else {
+                    STORE_STAFF.to_owned()
+                },
             })
             .collect();
         Ok(Some(CustomerExport {
