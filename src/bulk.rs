@@ -23,27 +23,26 @@ pub struct BulkWorker {
 
 impl BulkWorker {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        // A chunk is at most a second's worth at the cap, taken when the cap allows it.
-        let rate = self
-            .per_second
-            .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
+        // A chunk is at most a second's worth at the cap, taken when the cap allows it: the
+        // wait comes *before* the chunk, and the limiter starts empty, so no second (the
+        // first of a job, the first after an idle spell) works more than the cap.
+        let rate = self.per_second.map(|n| {
+            let rate = governor::RateLimiter::direct(governor::Quota::per_second(n));
+            let _ = rate.check_n(n);
+            (rate, n)
+        });
         let limit = self
             .per_second
             .map_or(domain::bulk::CHUNK, |n| u64::from(n.get()));
         loop {
             while !*stop.borrow() {
+                if let Some((rate, n)) = &rate {
+                    let _ = rate.until_n_ready(*n).await;
+                }
                 match self.jobs.work(limit).await {
                     Ok(Some(chunk)) => {
                         metrics::counter!("latchkey_bulk_customers_total", "action" => chunk.action.as_str())
                             .increment(chunk.processed);
-                        if let (Some(rate), Some(n)) = (
-                            &rate,
-                            std::num::NonZeroU32::new(
-                                u32::try_from(chunk.processed).unwrap_or(u32::MAX),
-                            ),
-                        ) {
-                            let _ = rate.until_n_ready(n).await;
-                        }
                     }
                     Ok(None) => break,
                     Err(e) => {

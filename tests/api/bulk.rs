@@ -21,6 +21,7 @@ crate::tests![
     postgres_a_cancel_waits_for_the_chunk_in_flight_and_never_deadlocks,
     a_storefront_reset_is_delivered_while_a_bulk_campaign_drains,
     postgres_a_campaign_queued_into_an_empty_outbox_is_claimed_by_index,
+    the_rate_cap_holds_from_the_first_second_and_a_deleted_customer_counts_as_failed,
 ];
 
 pub(crate) const START: &str = "mutation($a: BulkAction!, $s: BulkSelection!) {
@@ -494,4 +495,77 @@ async fn scalar(app: &TestApp, sql: &str) -> i64 {
         .unwrap()
         .unwrap();
     row.try_get::<i64>("", "n").unwrap()
+}
+
+/// `LATCHKEY_BULK_CUSTOMERS_PER_SECOND` holds from a job's first second (it once let twice
+/// the cap through at the start and after every idle spell), and a customer deleted while the
+/// job runs is counted, as failed: the job ends at processed = total.
+async fn the_rate_cap_holds_from_the_first_second_and_a_deleted_customer_counts_as_failed(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |c| c.bulk_customers_per_second = 10).await;
+    import_customers(&app, 30);
+    let admin = app.admin_token("administrator").await;
+    let last = app
+        .gql_as(
+            Some(&admin),
+            "{ customers(first: 1, filter: {search: \"bulk0029@example.com\"}) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await["data"]["customers"]["edges"][0]["node"]["id"]
+        .clone();
+    let started = std::time::Instant::now();
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "FORCE_SIGN_IN", "s": {"filter": {"search": "bulk"}}}),
+        )
+        .await;
+    let id = res["data"]["startBulkAction"]["id"].clone();
+    assert_eq!(res["data"]["startBulkAction"]["total"], 30, "{res}");
+    let job = poll(app.addr, &admin, &id, |j| {
+        // At most the cap per second, counted from before the job started.
+        let processed = j["processed"].as_u64().unwrap();
+        let bound = 10.0 * (started.elapsed().as_secs_f64() + 1.0);
+        assert!(
+            processed as f64 <= bound,
+            "{processed} customers by {:?}",
+            started.elapsed()
+        );
+        finished(j)
+    })
+    .await;
+    assert_eq!(
+        (job["processed"].clone(), job["failed"].clone()),
+        (json!(30), json!(0))
+    );
+
+    // A second job; the last customer is deleted before the job reaches them.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "FORCE_SIGN_IN", "s": {"filter": {"search": "bulk"}}}),
+        )
+        .await;
+    let id = res["data"]["startBulkAction"]["id"].clone();
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "mutation($id: ID!) { adminDeleteCustomer(customerId: $id) }",
+            json!({"id": last}),
+        )
+        .await;
+    assert_eq!(res["data"]["adminDeleteCustomer"], true, "{res}");
+    let job = poll(app.addr, &admin, &id, finished).await;
+    assert_eq!(
+        (
+            job["total"].clone(),
+            job["processed"].clone(),
+            job["failed"].clone()
+        ),
+        (json!(30), json!(30), json!(1)),
+        "{job}"
+    );
 }

@@ -11,7 +11,10 @@ use domain::{
         ExportedMail, ExportedResetLink, ExportedSession, STORE_STAFF, limit_keys,
     },
 };
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
 use uuid::Uuid;
 
 use crate::{
@@ -19,8 +22,8 @@ use crate::{
     accounts::{db_err, lock_customer},
     admin::insert_audit,
     entities::{
-        access_token, audit_log, bulk_job_item, customer, email_change, email_outbox, limit_event,
-        password_reset_token, reset_request,
+        access_token, audit_log, bulk_job, bulk_job_item, customer, email_change, email_outbox,
+        limit_event, password_reset_token, reset_request,
     },
     unit::End,
 };
@@ -87,6 +90,29 @@ impl ErasureStore for SqlStore {
                 // Mail to them, sent or not: a sent row still names the address.
                 email_outbox::Entity::delete_many()
                     .filter(email_outbox::Column::CustomerId.eq(customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                // A running job's place for them is done, as failed: the job still ends at
+                // processed = total, and says one customer could not be acted on.
+                bulk_job::Entity::update_many()
+                    .col_expr(
+                        bulk_job::Column::Processed,
+                        Expr::col(bulk_job::Column::Processed).add(1),
+                    )
+                    .col_expr(
+                        bulk_job::Column::Failed,
+                        Expr::col(bulk_job::Column::Failed).add(1),
+                    )
+                    .filter(
+                        bulk_job::Column::Id.in_subquery(
+                            sea_orm::sea_query::Query::select()
+                                .column(bulk_job_item::Column::JobId)
+                                .from(bulk_job_item::Entity)
+                                .and_where(bulk_job_item::Column::CustomerId.eq(customer_id))
+                                .to_owned(),
+                        ),
+                    )
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
