@@ -33,6 +33,7 @@ pub async fn run(
     config: &Config,
     format: Format,
     with_hashes: bool,
+    raw: bool,
     out: Box<dyn Write>,
 ) -> anyhow::Result<u64> {
     let (db, _) = prepare_database(config).await?;
@@ -70,7 +71,14 @@ pub async fn run(
                 c.external_id.as_deref().unwrap_or(""),
             ];
             match &mut sink {
-                Sink::Csv(w) => w.write_record(fields)?,
+                // A name like `=HYPERLINK(…)` must not run when the file is opened in a
+                // spreadsheet: such cells start with `'` (the import takes it off), unless
+                // `--raw`.
+                Sink::Csv(w) if raw => w.write_record(fields)?,
+                Sink::Csv(w) => {
+                    let cells = fields.map(crate::files::neutralise_cell);
+                    w.write_record(cells.iter().map(|c| c.as_bytes()))?;
+                }
                 Sink::Jsonl(w) => {
                     // Empty fields are left out, as the import reads them.
                     let object: serde_json::Map<String, serde_json::Value> = COLUMNS

@@ -100,8 +100,11 @@ struct Rejects {
 impl Rejects {
     fn write(&mut self, line: u64, reject: &Reject) -> anyhow::Result<()> {
         if self.out.is_none() {
-            let mut w = csv::Writer::from_path(&self.path)
+            // It names customers: 0600, and never through a link left in its place (a
+            // reject file from an earlier run would be mistaken for this one's: replaced).
+            let file = crate::files::create_private(&self.path, true)
                 .with_context(|| format!("creating {}", self.path.display()))?;
+            let mut w = csv::Writer::from_writer(file);
             w.write_record(["line", "reason", "message"])?;
             self.out = Some(w);
         }
@@ -163,11 +166,17 @@ fn rows(
                         let line = r.position().map_or(0, csv::Position::line);
                         match csv::StringRecord::from_byte_record(r) {
                             Err(_) => (line, Err(Reject::InvalidUtf8)),
-                            Ok(r) => (
-                                line,
-                                r.deserialize::<RawRow>(Some(&headers))
-                                    .map_err(|e| Reject::Unreadable(e.to_string())),
-                            ),
+                            Ok(r) => {
+                                // Cells an export neutralised for spreadsheets come back as
+                                // they were.
+                                let r: csv::StringRecord =
+                                    r.iter().map(crate::files::restore_cell).collect();
+                                (
+                                    line,
+                                    r.deserialize::<RawRow>(Some(&headers))
+                                        .map_err(|e| Reject::Unreadable(e.to_string())),
+                                )
+                            }
                         }
                     }
                 })
@@ -267,7 +276,7 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
         }
     });
     // A reject file from an earlier run would be mistaken for this one's.
-    if rejects_path.exists() {
+    if std::fs::symlink_metadata(&rejects_path).is_ok() {
         std::fs::remove_file(&rejects_path)
             .with_context(|| format!("removing the old {}", rejects_path.display()))?;
     }

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod client_ip;
 pub mod config;
 pub mod export;
+pub mod files;
 pub mod hashing;
 pub mod http;
 pub mod import;

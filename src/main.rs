@@ -96,9 +96,17 @@ enum ExportCommand {
         /// Include the password hashes (the file is then as sensitive as a database dump).
         #[arg(long)]
         with_password_hashes: bool,
-        /// Where to write (default: standard output).
+        /// Where to write (default: standard output). Created with mode 0600; an existing
+        /// file (or link) is refused unless `--force`.
         #[arg(long)]
         output: Option<std::path::PathBuf>,
+        /// Replace whatever is at `--output`.
+        #[arg(long)]
+        force: bool,
+        /// CSV cells exactly as stored: without it, a cell a spreadsheet would run as a formula
+        /// (starting with = + - @, a tab or a carriage return) gets a leading `'`.
+        #[arg(long)]
+        raw: bool,
     },
 }
 
@@ -296,6 +304,8 @@ async fn main() -> anyhow::Result<()> {
                     format,
                     with_password_hashes,
                     output,
+                    force,
+                    raw,
                 },
         } => {
             use latchkey::import::Format;
@@ -308,13 +318,12 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or(Format::Csv),
             };
             let out: Box<dyn std::io::Write> = match &output {
-                Some(path) => Box::new(
-                    std::fs::File::create(path)
-                        .with_context(|| format!("creating {}", path.display()))?,
-                ),
+                Some(path) => Box::new(latchkey::files::create_private(path, force).with_context(
+                    || format!("creating {} (--force replaces it)", path.display()),
+                )?),
                 None => Box::new(std::io::stdout()),
             };
-            let n = latchkey::export::run(&config, format, with_password_hashes, out).await?;
+            let n = latchkey::export::run(&config, format, with_password_hashes, raw, out).await?;
             eprintln!("exported {n} customers");
         }
         Command::Schema { .. } => unreachable!("handled above"),

@@ -21,6 +21,7 @@ tests![
     two_sign_ins_at_once_on_a_legacy_hash_both_get_a_session,
     hashes_asking_for_too_much_work_are_refused_at_import_and_are_a_wrong_password_at_sign_in,
     imported_hashes_of_the_empty_or_a_too_short_password_never_sign_in,
+    exports_are_private_files_and_never_spreadsheet_formulas,
 ];
 
 /// Runs `latchkey import customers …` on the app's database.
@@ -852,4 +853,70 @@ async fn imported_hashes_of_the_empty_or_a_too_short_password_never_sign_in(back
         grid["data"]["customers"]["edges"][0]["node"]["passwordState"], "RESET_REQUIRED",
         "{grid}"
     );
+}
+
+/// An export names every customer: it is created 0600, never over an existing file or
+/// through a link someone left at the path (unless `--force`), and a name that a spreadsheet
+/// would run as a formula is written with a leading `'` (unless `--raw`), which the import
+/// takes off again.
+async fn exports_are_private_files_and_never_spreadsheet_formulas(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::spawn(backend).await;
+    let formula = "=HYPERLINK(\"http://evil.example/\",\"Ann\")";
+    let res = app
+        .gql(
+            "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+            json!({"i": {"email": "formula@example.com", "firstname": formula, "lastname": "-Lee", "password": PASSWORD}}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let file = dir_of(&app).join("customers-out.csv");
+    let out = export(
+        &app,
+        &["--with-password-hashes", "--output", file.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("\"'=HYPERLINK(") && text.contains(",'-Lee,"),
+        "{text}"
+    );
+    // Not over an existing file, nor through a link, without --force.
+    let again = export(&app, &["--output", file.to_str().unwrap()]);
+    assert!(!again.status.success());
+    let target = dir_of(&app).join("victim.txt");
+    std::fs::write(&target, "keep").unwrap();
+    let link = dir_of(&app).join("link.csv");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let through = export(&app, &["--output", link.to_str().unwrap()]);
+    assert!(!through.status.success());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    let forced = export(
+        &app,
+        &["--force", "--raw", "--output", link.to_str().unwrap()],
+    );
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+    let raw = std::fs::read_to_string(&link).unwrap();
+    assert!(
+        raw.contains("\"=HYPERLINK(") && !raw.contains("'="),
+        "{raw}"
+    );
+    // The neutralised export imports as the same customer.
+    let other = TestApp::spawn(backend).await;
+    let out = import(&other, &[file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(customers(&other).await, customers(&app).await);
+    let rejects = dir_of(&app).join("customers-out.csv.rejects.csv");
+    assert!(std::fs::symlink_metadata(rejects).is_err(), "no rejects");
 }
