@@ -119,7 +119,7 @@ const MATRIX: &[(&str, &str, Permission)] = &[
     (
         "customerDataExport",
         "query($id: ID!) { customerDataExport(customerId: $id) }",
-        Permission::CustomersRead,
+        Permission::CustomersExport,
     ),
     (
         "adminUsers",
@@ -191,6 +191,7 @@ enum Permission {
     CustomersDelete,
     AdminUsersManage,
     CustomersRecover,
+    CustomersExport,
 }
 
 /// SPEC "Roles", written out independently of the server's table.
@@ -1117,7 +1118,8 @@ async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(ba
                 "CUSTOMERS_BULK",
                 "CUSTOMERS_DELETE",
                 "ADMIN_USERS_MANAGE",
-                "CUSTOMERS_RECOVER"
+                "CUSTOMERS_RECOVER",
+                "CUSTOMERS_EXPORT"
             ]),
         ),
         (

@@ -1124,11 +1124,23 @@ async fn the_data_export_lists_what_is_stored_and_nothing_secret(backend: Backen
     ] {
         assert!(!text.contains(&secret), "the export holds {secret}");
     }
-    // An admin with CUSTOMERS_READ exports any customer; a customer only themselves.
-    let viewer = app.admin_token("viewer").await;
+    // An admin with CUSTOMERS_EXPORT (administrators) exports any customer; a customer only
+    // themselves; viewer and support read the console, not everything stored.
+    for role in ["viewer", "support"] {
+        let token = app.admin_token(role).await;
+        let res = app
+            .gql_as(
+                Some(&token),
+                "query($id: ID!) { customerDataExport(customerId: $id) }",
+                json!({"id": id}),
+            )
+            .await;
+        assert_eq!(code(&res), "FORBIDDEN", "{role}: {res}");
+    }
+    let exporter = app.admin_token("administrator").await;
     let by_admin = app
         .gql_as(
-            Some(&viewer),
+            Some(&exporter),
             "query($id: ID!) { customerDataExport(customerId: $id) }",
             json!({"id": id}),
         )
@@ -1157,7 +1169,10 @@ async fn the_data_export_lists_what_is_stored_and_nothing_secret(backend: Backen
     assert_eq!(exports.len(), 1, "{log}");
     assert_eq!(exports[0]["customerId"], id);
     assert!(
-        exports[0]["actor"].as_str().unwrap().starts_with("viewer"),
+        exports[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("administrator"),
         "{log}"
     );
     let res = app

@@ -26,10 +26,13 @@ pub enum Permission {
     /// Recovering an account frozen by "this wasn't me" (administrators only by default):
     /// whoever has it decides who owns the account.
     CustomersRecover,
+    /// `customerDataExport(customerId)`: everything stored about a customer, more than the
+    /// console shows (administrators only by default).
+    CustomersExport,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 10] = [
+    pub const ALL: [Permission; 11] = [
         Self::CustomersRead,
         Self::CustomersResetPassword,
         Self::CustomersRevokeTokens,
@@ -40,6 +43,7 @@ impl Permission {
         Self::CustomersDelete,
         Self::AdminUsersManage,
         Self::CustomersRecover,
+        Self::CustomersExport,
     ];
 }
 

@@ -268,9 +268,9 @@ impl AdminMutation {
 
     /// Recovers an account frozen by "this wasn't me" (a confirmed email change was reverted,
     /// so neither mailbox alone gets the account back), once the admin has checked who owns
-    /// it: unfrozen at its current address, or moved to `email`. The password stays void; send
-    /// a reset link next ("Reset Password"). Audited as RECOVER_CUSTOMER. BAD_USER_INPUT when
-    /// the account is not frozen or `email` belongs to another account.
+    /// the account. It is unfrozen at its current address, or moved to `email`. The password
+    /// stays void; send a reset link next ("Reset Password"). Audited as RECOVER_CUSTOMER.
+    /// BAD_USER_INPUT when the account is not frozen or `email` belongs to another account.
     #[graphql(guard = "RequirePermission(Permission::CustomersRecover)")]
     async fn admin_recover_customer(
         &self,

@@ -45,6 +45,8 @@ pub enum AdminPermission {
     AdminUsersManage,
     /// Recovering accounts frozen by "this wasn't me" (`adminRecoverCustomer`).
     CustomersRecover,
+    /// `customerDataExport(customerId)`: everything stored about any customer.
+    CustomersExport,
 }
 
 impl From<admin::Permission> for AdminPermission {
@@ -60,6 +62,7 @@ impl From<admin::Permission> for AdminPermission {
             admin::Permission::CustomersDelete => Self::CustomersDelete,
             admin::Permission::AdminUsersManage => Self::AdminUsersManage,
             admin::Permission::CustomersRecover => Self::CustomersRecover,
+            admin::Permission::CustomersExport => Self::CustomersExport,
         }
     }
 }

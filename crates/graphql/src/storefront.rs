@@ -52,7 +52,7 @@ impl CustomerQuery {
 
     /// Everything Latchkey stores about a customer, as JSON (profile, sessions, reset links,
     /// email changes, mail, admin actions; never a hash, token or link). Without `customerId`:
-    /// the signed-in customer's own. With it: an admin with CUSTOMERS_READ, any customer's,
+    /// the signed-in customer's own. With it: an admin with CUSTOMERS_EXPORT, any customer's,
     /// audited as EXPORT_CUSTOMER_DATA. It reads every table: priced at 300 of the document's
     /// complexity budget of 500 (one export per document), and limited to 10 an hour per
     /// caller (RATE_LIMITED).
@@ -66,7 +66,7 @@ impl CustomerQuery {
         let export = match customer_id {
             Some(id) => {
                 let principal =
-                    crate::context::admin_with(ctx, domain::admin::Permission::CustomersRead)
+                    crate::context::admin_with(ctx, domain::admin::Permission::CustomersExport)
                         .await?;
                 erasure
                     .export_as_admin(
