@@ -340,8 +340,9 @@ impl PasswordHasher for SharedHasher {
         candidate: &PasswordCandidate,
         stored: Option<&str>,
     ) -> Result<Verification> {
-        // An imported customer without a hash (`""`) is checked like an unknown name.
-        let stored = stored.filter(|s| !s.is_empty());
+        // An imported customer without a hash (`""`), or one whose password was voided, is
+        // checked like an unknown name.
+        let stored = stored.filter(|s| !s.is_empty() && *s != stored_hash::VOID_PASSWORD);
         match stored {
             Some(native) if native.starts_with(NATIVE_PREFIX) => {
                 self.verify_native(candidate, Some(native)).await

@@ -235,7 +235,7 @@ impl SignIn {
                 reservation.keep();
                 let void = Rehash {
                     replaces: c.password_hash.clone(),
-                    new: String::new(),
+                    new: crate::stored_hash::VOID_PASSWORD.to_owned(),
                 };
                 self.store.record_success(kind, c.id, Some(void)).await?;
                 tracing::info!(event = "legacy_password_too_short", kind = kind.as_str(), id = %c.id);

@@ -93,6 +93,13 @@ impl HashFormat {
     }
 }
 
+/// The stored "hash" of a password voided on purpose ("this wasn't me", Require New
+/// Password, a legacy password too short to keep): no password matches it, and unlike `""`
+/// (imported without one) an import's `--on-conflict update` never fills it with the old
+/// platform's hash, which whoever was shut out may know. Not a hash of any format (`!` is
+/// Django's mark of an unusable password), so nothing ever verifies against it.
+pub const VOID_PASSWORD: &str = "!void";
+
 /// Where a customer's password stands, as the admin grid shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PasswordState {
@@ -102,12 +109,17 @@ pub enum PasswordState {
     Legacy,
     /// No usable hash (imported without one): only "Forgot Your Password?" gets in.
     ResetRequired,
+    /// Voided on purpose ([`VOID_PASSWORD`]): only a reset gets in, and an import never
+    /// restores a hash over it.
+    Voided,
 }
 
 impl PasswordState {
     pub fn of(stored: &str) -> Self {
         if stored.is_empty() {
             Self::ResetRequired
+        } else if stored == VOID_PASSWORD {
+            Self::Voided
         } else if stored.starts_with(NATIVE_PREFIX) {
             Self::Set
         } else {
@@ -897,6 +909,7 @@ mod tests {
     #[test]
     fn password_states_follow_the_stored_string() {
         assert_eq!(PasswordState::of(""), PasswordState::ResetRequired);
+        assert_eq!(PasswordState::of(VOID_PASSWORD), PasswordState::Voided);
         assert_eq!(
             PasswordState::of("$argon2id$v=19$m=19456,t=2,p=1$x$y"),
             PasswordState::Set

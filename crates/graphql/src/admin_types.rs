@@ -151,6 +151,9 @@ pub enum PasswordState {
     /// Imported without a usable hash: only "Forgot Your Password?" (or an admin's reset
     /// email) gets the customer in.
     ResetRequired,
+    /// Voided on purpose ("this wasn't me", Require New Password, a legacy password shorter
+    /// than the policy): only a reset gets in, and an import never restores a hash over it.
+    Voided,
 }
 
 impl From<domain::stored_hash::PasswordState> for PasswordState {
@@ -160,6 +163,7 @@ impl From<domain::stored_hash::PasswordState> for PasswordState {
             D::Set => Self::Set,
             D::Legacy => Self::Legacy,
             D::ResetRequired => Self::ResetRequired,
+            D::Voided => Self::Voided,
         }
     }
 }
@@ -170,6 +174,7 @@ impl From<PasswordState> for domain::stored_hash::PasswordState {
             PasswordState::Set => Self::Set,
             PasswordState::Legacy => Self::Legacy,
             PasswordState::ResetRequired => Self::ResetRequired,
+            PasswordState::Voided => Self::Voided,
         }
     }
 }

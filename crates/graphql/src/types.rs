@@ -70,7 +70,7 @@ impl Customer {
     }
 
     /// Admin only: SET (a Latchkey password), LEGACY (an imported hash, upgraded at the next
-    /// sign-in) or RESET_REQUIRED (imported without one).
+    /// sign-in), RESET_REQUIRED (imported without one) or VOIDED (voided on purpose).
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
     async fn password_state(
         &self,

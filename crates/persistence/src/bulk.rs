@@ -403,7 +403,10 @@ impl SqlStore {
                         crate::email_change::supersede_pending(txn, ids.iter().copied(), now)
                             .await?;
                         customer::Entity::update_many()
-                            .col_expr(customer::Column::PasswordHash, Expr::value(""))
+                            .col_expr(
+                                customer::Column::PasswordHash,
+                                Expr::value(domain::stored_hash::VOID_PASSWORD),
+                            )
                             .col_expr(customer::Column::UpdatedAt, Expr::value(now))
                             .filter(customer::Column::Id.is_in(ids))
                             .exec(txn)

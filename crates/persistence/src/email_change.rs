@@ -13,6 +13,7 @@ use domain::{
         StoredEmailChange,
     },
     ports::{MailKind, NewMail},
+    stored_hash::VOID_PASSWORD,
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -231,6 +232,7 @@ impl EmailChangeStore for SqlStore {
                 // Every remediation supersedes pending changes as well; this holds even for
                 // a row written before that rule.
                 if current.password_hash.is_empty()
+                    || current.password_hash == VOID_PASSWORD
                     || current.password_changed_at > change.created_at
                 {
                     return Ok(End::Rollback(Applied::Gone));
@@ -308,7 +310,7 @@ impl EmailChangeStore for SqlStore {
                     // they lost it) does not get it back by clicking a link, and no reset link
                     // is issued until an admin has checked who owns it.
                     let mut update = customer::Entity::update_many()
-                        .col_expr(customer::Column::PasswordHash, Expr::value(""))
+                        .col_expr(customer::Column::PasswordHash, Expr::value(VOID_PASSWORD))
                         .col_expr(customer::Column::UpdatedAt, Expr::value(now));
                     if moved {
                         update =

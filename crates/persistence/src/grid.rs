@@ -23,7 +23,7 @@ use domain::{
     Error, Result,
     admin::{CustomerFilter, EXACT_COUNT_UP_TO},
     search::Search,
-    stored_hash::{NATIVE_PREFIX, PasswordState},
+    stored_hash::{NATIVE_PREFIX, PasswordState, VOID_PASSWORD},
 };
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
@@ -321,9 +321,11 @@ impl SqlStore {
             let native = LikeExpr::new(format!("{NATIVE_PREFIX}%"));
             filter = filter.add(match state {
                 PasswordState::ResetRequired => customer::Column::PasswordHash.eq(""),
+                PasswordState::Voided => customer::Column::PasswordHash.eq(VOID_PASSWORD),
                 PasswordState::Set => customer::Column::PasswordHash.like(native),
                 PasswordState::Legacy => Condition::all()
                     .add(customer::Column::PasswordHash.ne(""))
+                    .add(customer::Column::PasswordHash.ne(VOID_PASSWORD))
                     .add(customer::Column::PasswordHash.not_like(native))
                     .into(),
             });

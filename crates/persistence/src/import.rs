@@ -21,9 +21,10 @@ use domain::{
     Error, Result,
     admin::NewAudit,
     import::{ImportCounts, ImportedCustomer, OnConflict, Reject},
+    stored_hash::{NATIVE_PREFIX, VOID_PASSWORD},
 };
-// Every statement here is built from constants of this file, never from input (rows travel
-// as bound values or `COPY` data): that is what `AssertSqlSafe` asserts.
+// Every statement here is built from constants (this file's and the domain's), never from
+// input (rows travel as bound values or `COPY` data): that is what `AssertSqlSafe` asserts.
 use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Sqlite, Transaction, pool::PoolConnection};
 
 use crate::SqlStore;
@@ -527,9 +528,13 @@ fn update_sql(dialect: Dialect) -> String {
         Dialect::Postgres => ("IS DISTINCT FROM", "$1"),
         Dialect::Sqlite => ("IS NOT", "?1"),
     };
-    let new_hash = "CASE WHEN s.password_hash <> '' AND customers.password_hash \
-                    NOT LIKE '$argon2id$v=19$%' THEN s.password_hash \
-                    ELSE customers.password_hash END";
+    // Never over a password set in Latchkey, nor over one voided on purpose
+    // (`VOID_PASSWORD`): whoever was shut out may know the old platform's password.
+    let new_hash = format!(
+        "CASE WHEN s.password_hash <> '' AND customers.password_hash \
+         NOT LIKE '{NATIVE_PREFIX}%' AND customers.password_hash <> '{VOID_PASSWORD}' \
+         THEN s.password_hash ELSE customers.password_hash END"
+    );
     format!(
         "UPDATE customers SET firstname = s.firstname, lastname = s.lastname, \
          search_text = s.search_text, \
