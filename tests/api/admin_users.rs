@@ -19,6 +19,7 @@ crate::tests![
     revoke_admin_tokens_signs_an_admin_out_everywhere,
     forgot_password_in_the_console_mails_only_active_admins_with_an_address,
     the_cli_gives_the_first_administrator_an_address_for_forgot_password,
+    admin_links_live_shorter_and_a_new_admin_password_is_announced,
 ];
 
 const INVITE: &str = "mutation($u: String!, $e: String!, $r: String!) { createAdminUser(username: $u, email: $e, role: $r) { id username email role disabled } }";
@@ -551,5 +552,49 @@ async fn disabling_an_invited_admin_voids_the_invitation_link(backend: Backend) 
     assert_eq!(
         code(&app.gql(SET, json!({"t": link, "p": NEW_PASSWORD})).await),
         "RESET_TOKEN_INVALID"
+    );
+}
+
+/// A console account opens more than a customer's: its reset links live an hour (invitations
+/// a day), a password made of the admin's own name is refused, and setting one tells the
+/// admin at their address.
+async fn admin_links_live_shorter_and_a_new_admin_password_is_announced(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let root = app.admin_token("administrator").await;
+    invite(&app, &root, "lena", "support").await;
+    let mail = invitation(&smtp, 1, "lena@example.com").await;
+    // A day, less a minute, later the invitation still works; her name is no password.
+    app.clock
+        .advance(Duration::hours(24) - Duration::minutes(1));
+    let res = app
+        .gql(SET, json!({"t": mail.token(), "p": "Lena-Console-Pass-77"}))
+        .await;
+    assert_eq!(code(&res), "PASSWORD_POLICY", "{res}");
+    let res = app
+        .gql(SET, json!({"t": mail.token(), "p": NEW_PASSWORD}))
+        .await;
+    assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
+    let notice = smtp.wait_for_mail("lena@example.com", "was just set").await;
+    assert!(
+        notice.subject().contains("admin account"),
+        "{}",
+        notice.subject()
+    );
+    // "Forgot your password?": the link lives an hour.
+    let forgot = "mutation($u: String!) { requestAdminPasswordReset(username: $u) }";
+    app.gql(forgot, json!({"u": "lena"})).await;
+    let reset = invitation(&smtp, 3, "lena@example.com").await;
+    assert_ne!(reset.token(), mail.token());
+    app.clock.advance(Duration::hours(1) + Duration::seconds(1));
+    let res = app
+        .gql(
+            SET,
+            json!({"t": reset.token(), "p": "Another-Console-2026"}),
+        )
+        .await;
+    assert_eq!(code(&res), "RESET_TOKEN_EXPIRED", "{res}");
+    assert!(
+        admin_sign_in(&app, "lena", NEW_PASSWORD).await["errors"].is_null(),
+        "the old password still works"
     );
 }

@@ -605,6 +605,13 @@ async fn browser_an_invited_admin_sets_a_password_and_signs_in(backend: Backend)
     browser.shot("admin-set-password").await;
     browser.click_text("Set Password").await;
     browser.wait_text("#notice", "Your password is set.").await;
+    // The admin is told at their address that the password was set.
+    let notice = smtp.wait_for(2).await[1].clone();
+    assert!(
+        notice.subject().contains("password") && notice.text().contains("was just set"),
+        "{}",
+        notice.text()
+    );
     admin_signs_in(&browser, &app, "newhire").await;
     browser.close().await;
 
@@ -618,7 +625,7 @@ async fn browser_an_invited_admin_sets_a_password_and_signs_in(backend: Backend)
     other
         .wait_text("#notice", "a link to set a new password is on its way")
         .await;
-    let reset = smtp.wait_for(2).await[1].link();
+    let reset = smtp.wait_for(3).await[2].link();
     assert!(reset.contains("/admin/set-password?token="), "{reset}");
     other.close().await;
 }
@@ -1277,7 +1284,7 @@ async fn browser_admin_runs_bulk_actions_and_follows_their_jobs(backend: Backend
         "filters in use are shown"
     );
     console.choose("#signedIn", "").await;
-    console.choose("#passwordState", "RESET_REQUIRED").await;
+    console.choose("#passwordState", "VOIDED").await;
     console.fill("#search", "signed").await;
     console.click_text("Apply Filters").await;
     console.wait_text("#count", "1 records found").await;

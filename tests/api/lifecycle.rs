@@ -15,6 +15,7 @@ crate::tests![
     a_stolen_session_cannot_change_the_email_without_the_current_password,
     an_address_in_use_is_refused_as_registration_refuses_it,
     asking_whether_an_address_is_taken_spends_the_registration_budget,
+    email_changes_have_a_budget_per_client_and_the_confirmation_names_nobody,
     the_old_address_cancels_a_pending_change_and_signs_every_device_out,
     every_remediation_kills_a_pending_email_change,
     the_old_address_undoes_a_confirmed_change,
@@ -1257,4 +1258,44 @@ async fn an_export_costs_like_what_it_reads_and_never_names_staff(backend: Backe
         .gql_as(Some(&token), "{ customerDataExport }", json!({}))
         .await;
     assert!(res["errors"].is_null(), "{res}");
+}
+
+/// A confirmation goes to an address nobody has confirmed: it carries no name the account
+/// holder (or a thief) typed, and one client gets 10 an hour over every account, so many
+/// accounts cannot mail arbitrary addresses.
+async fn email_changes_have_a_budget_per_client_and_the_confirmation_names_nobody(
+    backend: Backend,
+) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    for i in 0..11 {
+        let email = format!("mover{i}@example.com");
+        let res = app
+            .gql(
+                "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }",
+                json!({"i": {"email": email, "firstname": "Visit evil.example", "lastname": "Now", "password": PASSWORD}}),
+            )
+            .await;
+        assert!(res["errors"].is_null(), "{res}");
+        let token = app.sign_in(&email, PASSWORD).await;
+        let res = request_change(&app, &token, &format!("target{i}@example.com"), PASSWORD).await;
+        if i < 10 {
+            assert_eq!(
+                res["data"]["requestCustomerEmailChange"], true,
+                "{i}: {res}"
+            );
+        } else {
+            assert_eq!(code(&res), "RATE_LIMITED", "{res}");
+        }
+    }
+    let confirmation = smtp
+        .wait_for_mail("target0@example.com", "/account/confirm-email")
+        .await;
+    for part in [confirmation.text(), confirmation.html()] {
+        assert!(!part.contains("evil.example"), "{part}");
+    }
+    // The notice to the account's own address still greets its holder.
+    let notice = smtp
+        .wait_for_mail("mover0@example.com", "/account/cancel-email-change")
+        .await;
+    assert!(notice.text().contains("Visit evil.example"));
 }

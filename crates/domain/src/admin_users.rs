@@ -73,12 +73,21 @@ pub struct AdminResetRequest {
 
 /// "Forgot your password?" requests per client address and per username per hour.
 pub const MAX_ADMIN_RESETS_PER_HOUR: u32 = 5;
+/// How long an admin's "Forgot your password?" link works: a console account opens more than
+/// a customer's, so its links live shorter than customers' (24 hours by default).
+pub const ADMIN_RESET_LINK_LIFETIME: Duration = Duration::hours(1);
+/// How long an invitation works: the new admin may not read it at once.
+pub const INVITATION_LINK_LIFETIME: Duration = Duration::hours(24);
 
 /// A stored admin password token, found by its hash.
 #[derive(Debug, Clone)]
 pub struct StoredAdminToken {
     pub id: Uuid,
     pub admin_id: Uuid,
+    /// The admin's username and address: context the password policy holds a new password
+    /// against (a password made of them is refused).
+    pub username: String,
+    pub email: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub superseded_at: Option<DateTime<Utc>>,
@@ -129,14 +138,15 @@ pub trait AdminUserStore: Send + Sync {
     async fn request_admin_reset(&self, request: AdminResetRequest) -> Result<()>;
     async fn find_admin_token(&self, token_hash: &str) -> Result<Option<StoredAdminToken>>;
     /// In one transaction, only if the token is still unused, not superseded and not expired
-    /// at `now`: consumes it, sets the password, clears lockout and revokes every session of
-    /// the admin. False when a concurrent use won.
+    /// at `now`: consumes it, sets the password, clears lockout, revokes every session of
+    /// the admin and queues `notice`. False when a concurrent use won.
     async fn complete_admin_token(
         &self,
         token_id: Uuid,
         admin_id: Uuid,
         password_hash: String,
         now: DateTime<Utc>,
+        notice: Option<NewMail>,
     ) -> Result<bool>;
 }
 
@@ -227,7 +237,7 @@ impl AdminUsers {
         let password_hash = self.parts.hasher.hash(&placeholder).await?;
         let token = RawResetToken::generate()?;
         let now = self.parts.clock.now();
-        let expires_at = now + settings.reset.link_lifetime;
+        let expires_at = now + INVITATION_LINK_LIFETIME;
         let id = Uuid::now_v7();
         let link = self.links.set_password.replace("{token}", token.expose());
         let audit = self.audit(
@@ -356,7 +366,6 @@ impl AdminUsers {
                 });
             }
         }
-        let settings = self.parts.settings.current().await?;
         let token = RawResetToken::generate()?;
         self.store
             .request_admin_reset(AdminResetRequest {
@@ -364,7 +373,7 @@ impl AdminUsers {
                 token_hash: token.hash(),
                 link: self.links.set_password.replace("{token}", token.expose()),
                 now,
-                expires_at: now + settings.reset.link_lifetime,
+                expires_at: now + ADMIN_RESET_LINK_LIFETIME,
                 mail_id: Uuid::now_v7(),
             })
             .await?;
@@ -400,15 +409,33 @@ impl AdminUsers {
         let stored = self.parts.redeem_link(client, lookup).await?;
         let mut policy = self.parts.settings.current().await?.password;
         policy.min_length = policy.min_length.max(ADMIN_MIN_PASSWORD_LENGTH);
-        let password = self.parts.new_password(password, &policy, &[])?;
+        let local = stored
+            .email
+            .as_deref()
+            .and_then(|e| e.split('@').next())
+            .unwrap_or_default();
+        let password =
+            self.parts
+                .new_password(password, &policy, &[stored.username.as_str(), local])?;
         let hash = self.parts.hasher.hash(&password).await?;
+        // The admin is told at their address, as a customer is of every password change.
+        let notice = stored.email.as_ref().map(|email| NewMail {
+            id: Uuid::now_v7(),
+            kind: MailKind::AdminPasswordChanged,
+            customer_id: None,
+            recipient: email.clone(),
+            locale: Locale::default(),
+            created_at: now,
+            link: None,
+        });
         if !self
             .store
-            .complete_admin_token(stored.id, stored.admin_id, hash, now)
+            .complete_admin_token(stored.id, stored.admin_id, hash, now, notice)
             .await?
         {
             return Err(Error::ResetTokenInvalid);
         }
+        self.mail.notify();
         tracing::info!(event = "admin_password_set", admin_id = %stored.admin_id);
         Ok(())
     }

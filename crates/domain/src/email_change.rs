@@ -44,6 +44,8 @@ pub const CANCEL_WINDOW: Duration = Duration::days(7);
 pub const DEFAULT_REVERT_WINDOW: Duration = Duration::hours(48);
 /// Email-change requests per customer per hour (each sends two messages).
 pub const MAX_REQUESTS_PER_HOUR: u32 = 5;
+/// Email-change requests per client address per hour, over every account.
+pub const MAX_REQUESTS_PER_CLIENT_PER_HOUR: u32 = 10;
 
 /// A change about to be recorded with its two messages.
 #[derive(Debug, Clone)]
@@ -241,6 +243,10 @@ impl EmailChanges {
             Check::new(
                 LimitKey::EmailChangeByCustomer(customer.id),
                 Rule::per(MAX_REQUESTS_PER_HOUR, Duration::hours(1)),
+            ),
+            Check::new(
+                LimitKey::EmailChangeByIp(ClientKey::of(client)),
+                Rule::per(MAX_REQUESTS_PER_CLIENT_PER_HOUR, Duration::hours(1)),
             ),
             Check::new(
                 LimitKey::RegistrationByIp(ClientKey::of(client)),

@@ -28,6 +28,7 @@ pub fn limit_keys(customer_id: Uuid, email_keys: &[String]) -> Vec<String> {
     let by_id = [
         LimitKey::ResetRequestByCustomer(customer_id),
         LimitKey::EmailChangeByCustomer(customer_id),
+        LimitKey::DataExportBy(customer_id),
     ];
     let by_address = email_keys.iter().flat_map(|key| {
         [

@@ -79,6 +79,9 @@ pub enum LimitKey {
     RegistrationByIp(ClientKey),
     /// `requestCustomerEmailChange` by customer (each sends two messages).
     EmailChangeByCustomer(Uuid),
+    /// `requestCustomerEmailChange` by client: each mails an address nobody has confirmed,
+    /// so many accounts of one client cannot add up to a mailing list.
+    EmailChangeByIp(ClientKey),
     /// The console's "Forgot your password?" by the username asked for, known or not.
     AdminResetByUsername(String),
     AdminResetByIp(ClientKey),
@@ -101,6 +104,7 @@ impl LimitKey {
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
             Self::EmailChangeByCustomer(id) => format!("email-change:customer:{id}"),
+            Self::EmailChangeByIp(ip) => format!("email-change:ip:{}", ip.0),
             Self::AdminResetByUsername(name) => format!("admin-reset:username:{name}"),
             Self::AdminResetByIp(ip) => format!("admin-reset:ip:{}", ip.0),
             Self::DataExportBy(id) => format!("data-export:{id}"),

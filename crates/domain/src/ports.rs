@@ -118,13 +118,15 @@ pub enum MailKind {
     AdminInvitation,
     /// The console's "Forgot your password?".
     AdminPasswordReset,
+    /// To an admin whose password was just set (an invitation or a reset link used).
+    AdminPasswordChanged,
     /// To the address a "this wasn't me" removed from the account: the account is frozen
     /// until the store has checked who owns it.
     AccountFrozen,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
@@ -132,6 +134,7 @@ impl MailKind {
         Self::AdminInvitation,
         Self::AdminPasswordReset,
         Self::AccountFrozen,
+        Self::AdminPasswordChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -143,6 +146,7 @@ impl MailKind {
             Self::AdminInvitation => "admin_invitation",
             Self::AdminPasswordReset => "admin_password_reset",
             Self::AccountFrozen => "account_frozen",
+            Self::AdminPasswordChanged => "admin_password_changed",
         }
     }
 

@@ -11,7 +11,7 @@ use domain::{
         NewInvitedAdmin, StoredAdminToken,
     },
     customer::Locale,
-    ports::{MailKind, MailLane},
+    ports::{MailKind, MailLane, NewMail},
 };
 use sea_orm::{
     ActiveModelTrait,
@@ -321,18 +321,30 @@ impl AdminUserStore for SqlStore {
     }
 
     async fn find_admin_token(&self, token_hash: &str) -> Result<Option<StoredAdminToken>> {
-        Ok(admin_password_token::Entity::find()
+        let Some(t) = admin_password_token::Entity::find()
             .filter(admin_password_token::Column::TokenHash.eq(token_hash))
             .one(&self.db)
             .await
             .map_err(db_err)?
-            .map(|t| StoredAdminToken {
-                id: t.id,
-                admin_id: t.admin_id,
-                expires_at: t.expires_at,
-                used_at: t.used_at,
-                superseded_at: t.superseded_at,
-            }))
+        else {
+            return Ok(None);
+        };
+        let Some(admin) = admin_user::Entity::find_by_id(t.admin_id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(StoredAdminToken {
+            id: t.id,
+            admin_id: t.admin_id,
+            username: admin.username,
+            email: admin.email,
+            expires_at: t.expires_at,
+            used_at: t.used_at,
+            superseded_at: t.superseded_at,
+        }))
     }
 
     async fn complete_admin_token(
@@ -341,6 +353,7 @@ impl AdminUserStore for SqlStore {
         admin_id: Uuid,
         password_hash: String,
         now: DateTime<Utc>,
+        notice: Option<NewMail>,
     ) -> Result<bool> {
         self.unit_of_work(move |txn| {
             Box::pin(async move {
@@ -375,6 +388,12 @@ impl AdminUserStore for SqlStore {
                 // Any other outstanding link of this admin dies with this one.
                 supersede_links(txn, admin_id, now).await?;
                 revoke_sessions(txn, admin_id, now).await?;
+                if let Some(notice) = notice {
+                    email_outbox::Entity::insert(crate::outbox::new_row(notice))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
+                }
                 Ok(End::Commit(true))
             })
         })
