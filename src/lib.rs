@@ -459,6 +459,8 @@ async fn cleanup_loop(store: SqlStore, clock: Arc<dyn Clock>, mut stop: watch::R
                 limit_events = done.limit_events,
                 reset_tokens = done.reset_tokens,
                 sent_mail = done.sent_mail,
+                email_changes = done.email_changes,
+                admin_links = done.admin_links,
                 "cleanup"
             ),
             Ok(_) => {}

@@ -255,6 +255,26 @@ async fn cleanup_removes_only_what_has_expired(backend: Backend) {
     let old = app.sign_in("old@example.com", PASSWORD).await;
     app.request_reset("old@example.com").await;
     smtp.wait_for(1).await;
+    // An email change and an admin invitation, long done by the time of the cleanup.
+    let mover = app.sign_in("old@example.com", PASSWORD).await;
+    let res = app
+        .gql_as(
+            Some(&mover),
+            "mutation($e: String!, $p: String!) { requestCustomerEmailChange(newEmail: $e, currentPassword: $p) }",
+            json!({"e": "elsewhere@example.com", "p": PASSWORD}),
+        )
+        .await;
+    assert_eq!(res["data"]["requestCustomerEmailChange"], true, "{res}");
+    let root = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&root),
+            "mutation { createAdminUser(username: \"temp\", email: \"temp@example.com\", role: \"viewer\") { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    smtp.wait_for(4).await;
     app.sign_in_response("old@example.com", "wrong-guess").await;
     app.clock.advance(Duration::days(40));
     app.create_customer("new@example.com", PASSWORD).await;
@@ -277,13 +297,16 @@ async fn cleanup_removes_only_what_has_expired(backend: Backend) {
     let store = persistence::SqlStore::new(app.db.clone());
     let done = store.cleanup(app.clock.now()).await.unwrap();
     assert!(done.ran);
-    assert_eq!(done.sessions, 1, "{done:?}");
+    assert_eq!(done.sessions, 3, "{done:?}");
+    assert_eq!(done.email_changes, 1, "{done:?}");
+    assert_eq!(done.admin_links, 1, "{done:?}");
+    assert_eq!(app.count("email_changes").await, 0);
     assert_eq!(done.reset_tokens, 1, "{done:?}");
     assert!(done.limit_events >= 1, "{done:?}");
     assert_eq!(done.sent_mail, 0, "pending mail is never cleaned up");
     assert_eq!(app.whoami(&old).await, Err("UNAUTHENTICATED".into()));
     assert!(app.whoami(&new).await.is_ok(), "live sessions stay");
-    assert_eq!(app.count("email_outbox").await, 1);
+    assert_eq!(app.count("email_outbox").await, 4, "pending mail stays");
 }
 
 /// The real binary: SIGTERM stops it cleanly (exit 0) with mail still queued, and the next

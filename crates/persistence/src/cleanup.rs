@@ -11,7 +11,10 @@ use sea_orm::{
 use crate::{
     SqlStore,
     accounts::db_err,
-    entities::{access_token, admin_access_token, email_outbox, limit_event, password_reset_token},
+    entities::{
+        access_token, admin_access_token, admin_password_token, email_change, email_outbox,
+        limit_event, password_reset_token,
+    },
     unit::End,
 };
 
@@ -22,6 +25,11 @@ const SESSION_GRACE: Duration = Duration::days(1);
 const LEGACY_EVENT_RETENTION: Duration = Duration::hours(2);
 /// Reset tokens feed `lastResetRequestedAt`; kept a month.
 const RESET_RETENTION: Duration = Duration::days(30);
+/// Email changes are kept a month after their "this wasn't me" link stopped working (the
+/// customer's export lists them; while the link works the old address is held by them).
+const EMAIL_CHANGE_RETENTION: Duration = Duration::days(30);
+/// Admin invitation and reset links, a month after they expired.
+const ADMIN_LINK_RETENTION: Duration = Duration::days(30);
 /// Sent mail rows (already scrubbed of links) are kept a week for support questions.
 const SENT_RETENTION: Duration = Duration::days(7);
 /// Any constant the whole fleet agrees on.
@@ -34,6 +42,8 @@ pub struct Cleanup {
     pub limit_events: u64,
     pub reset_tokens: u64,
     pub sent_mail: u64,
+    pub email_changes: u64,
+    pub admin_links: u64,
     /// False when another replica held the lock and this pass did nothing.
     pub ran: bool,
 }
@@ -107,11 +117,26 @@ impl SqlStore {
                     .await
                     .map_err(db_err)?
                     .rows_affected;
+                let email_changes = email_change::Entity::delete_many()
+                    .filter(email_change::Column::CancelUntil.lt(now - EMAIL_CHANGE_RETENTION))
+                    .filter(email_change::Column::ExpiresAt.lt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
+                let admin_links = admin_password_token::Entity::delete_many()
+                    .filter(admin_password_token::Column::ExpiresAt.lt(now - ADMIN_LINK_RETENTION))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
                 Ok(End::Commit(Cleanup {
                     sessions,
                     limit_events,
                     reset_tokens,
                     sent_mail,
+                    email_changes,
+                    admin_links,
                     ran: true,
                 }))
             })
