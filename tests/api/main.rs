@@ -12,6 +12,7 @@ mod admin_users;
 mod browser;
 mod bulk;
 mod connections;
+mod cves;
 mod faults;
 mod federation;
 mod graphql_http;
@@ -57,6 +58,7 @@ fn main() {
         connections::TESTS,
         import::TESTS,
         browser::TESTS,
+        cves::TESTS,
     ];
     // Many replicas put PgBouncer in front of PostgreSQL: what they share goes through it.
     let through_pgbouncer = [replicas::TESTS, faults::TESTS, keys::TESTS];

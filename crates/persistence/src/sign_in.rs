@@ -84,17 +84,27 @@ impl<E: EntityTrait> Columns<E> {
     /// of a session's row, which selects nothing once the password changed. On PostgreSQL it
     /// locks the row (`FOR SHARE`), so it waits for a password change still in progress and
     /// then reads the new hash; SQLite's one writer serialises the two anyway.
+    /// The row a session may be inserted from: the account still has a hash that was
+    /// verified, is not locked out at `now` (checked where the token is minted, not where the
+    /// sign-in started: a lockout that lands while a sign-in is hashing stops it), and for
+    /// admins is enabled.
     fn still_verified(
         &self,
         id: Uuid,
         verified: &VerifiedHashes,
+        now: DateTime<Utc>,
         postgres: bool,
     ) -> SelectStatement {
         let mut select = Query::select();
         select
             .from(self.table.into_iden())
             .and_where(self.id.eq(id))
-            .and_where(self.hash.is_in(verified.0.iter().cloned()));
+            .and_where(self.hash.is_in(verified.0.iter().cloned()))
+            .and_where(
+                Expr::col(self.locked_until)
+                    .is_null()
+                    .or(Expr::col(self.locked_until).lte(now)),
+            );
         if let Some(disabled) = self.disabled {
             select.and_where(disabled.is_null());
         }
@@ -201,7 +211,7 @@ impl CredentialStore for SqlStore {
         // The same six columns on both kinds' session tables; customers' also note the last use.
         let (mut select, table, mut columns) = match kind {
             PrincipalKind::Customer => (
-                CUSTOMERS.still_verified(s.principal_id, &s.verified, postgres),
+                CUSTOMERS.still_verified(s.principal_id, &s.verified, s.created_at, postgres),
                 access_token::Entity.into_iden(),
                 vec![
                     access_token::Column::Id.into_iden(),
@@ -213,7 +223,7 @@ impl CredentialStore for SqlStore {
                 ],
             ),
             PrincipalKind::Admin => (
-                ADMINS.still_verified(s.principal_id, &s.verified, postgres),
+                ADMINS.still_verified(s.principal_id, &s.verified, s.created_at, postgres),
                 admin_access_token::Entity.into_iden(),
                 vec![
                     admin_access_token::Column::Id.into_iden(),

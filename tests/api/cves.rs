@@ -1,0 +1,389 @@
+//! The peers' published vulnerabilities, each carried as a test of Latchkey's own surface:
+//! what went wrong there must not go wrong here.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, code},
+    introspect::{create_service, introspect},
+    process::ServerProcess,
+};
+
+crate::tests![
+    cosmic_sting_the_live_signing_key_opens_no_session_a_token_does_not_name,
+    session_reaper_crafted_nested_input_is_refused_and_writes_nothing,
+    keycloak_a_lockout_that_lands_while_a_sign_in_hashes_mints_no_token,
+    strapi_limit_keys_cannot_be_varied_by_the_caller,
+    medusa_link_tokens_and_access_tokens_never_stand_in_for_each_other,
+];
+
+/// The codec the server signs with, built from its own configuration and database: what an
+/// attacker holding the live private key (CVE-2024-34102, "CosmicSting") could sign.
+async fn live_codec(app: &TestApp) -> domain::token::TokenCodec {
+    let backend = persistence::Backend::of(&app.config.database_url).unwrap();
+    let store = Arc::new(persistence::SqlStore::new(app.db.clone()));
+    latchkey::keys::token_codec(&app.config, store, backend, &*app.clock)
+        .await
+        .unwrap()
+        .0
+}
+
+/// Adobe Commerce CVE-2024-34102: a stolen signing key forged API tokens for months. Here a
+/// token is only as good as the session row it names: signed with the live key, a token for
+/// a session that does not exist, was revoked, or belongs to another customer is refused by
+/// the API and by `/introspect`.
+async fn cosmic_sting_the_live_signing_key_opens_no_session_a_token_does_not_name(
+    backend: Backend,
+) {
+    use domain::{clock::Clock, token::TokenKind};
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("ann@example.com", PASSWORD).await;
+    app.create_customer("bob@example.com", PASSWORD).await;
+    let ann = app.sign_in("ann@example.com", PASSWORD).await;
+    let bob = app.sign_in("bob@example.com", PASSWORD).await;
+    let signed_out = app.sign_in("ann@example.com", PASSWORD).await;
+    let res = app
+        .gql_as(
+            Some(&signed_out),
+            "mutation { revokeCustomerToken }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res["data"]["revokeCustomerToken"], true, "{res}");
+    let codec = live_codec(&app).await;
+    let now = app.clock.now();
+    let claims = |token: &str| codec.verify(TokenKind::Customer, token, now).unwrap();
+    let (ann_claims, bob_claims) = (claims(&ann), claims(&bob));
+    let revoked = claims(&signed_out);
+    let forge = |subject, session| {
+        codec
+            .sign(
+                TokenKind::Customer,
+                subject,
+                session,
+                now,
+                now + chrono::Duration::hours(1),
+            )
+            .unwrap()
+    };
+    let service = create_service(&app, "orders");
+    for (what, forged) in [
+        (
+            "a random session",
+            forge(ann_claims.subject, uuid::Uuid::now_v7()),
+        ),
+        (
+            "a revoked session",
+            forge(revoked.subject, revoked.session_id),
+        ),
+        (
+            "another customer's session",
+            forge(ann_claims.subject, bob_claims.session_id),
+        ),
+        ("an admin-kind claim of a customer's session", {
+            codec
+                .sign(
+                    TokenKind::Admin,
+                    ann_claims.subject,
+                    ann_claims.session_id,
+                    now,
+                    now + chrono::Duration::hours(1),
+                )
+                .unwrap()
+        }),
+    ] {
+        assert_eq!(
+            app.whoami(&forged).await,
+            Err("UNAUTHENTICATED".to_owned()),
+            "{what}"
+        );
+        let (_, answer) = introspect(&app, Some(("orders", &service)), &forged).await;
+        assert_eq!(answer, json!({"active": false}), "{what}");
+    }
+    // The genuine tokens still work: the refusals are about the sessions, not the key.
+    assert_eq!(app.whoami(&ann).await.as_deref(), Ok("ann@example.com"));
+    assert_eq!(app.whoami(&bob).await.as_deref(), Ok("bob@example.com"));
+}
+
+/// CVE-2025-54236 ("SessionReaper"): crafted nested input took over sessions. Every mutation
+/// input here is a closed shape: unknown or extra nested fields, `__typename` or `@type`
+/// keys, values of the wrong shape and deep nesting are BAD_USER_INPUT, and nothing is
+/// written.
+async fn session_reaper_crafted_nested_input_is_refused_and_writes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("kept@example.com", PASSWORD).await;
+    let token = app.sign_in("kept@example.com", PASSWORD).await;
+    let admin = app.admin_token("administrator").await;
+    let deep = (0..40).fold(json!("x"), |inner, _| json!({ "a": inner }));
+    let create = "mutation($i: CreateCustomerInput!) { createCustomer(input: $i) { id } }";
+    let update = "mutation($i: UpdateCustomerInput!) { updateCustomer(input: $i) { email } }";
+    let settings = "mutation($i: PasswordSettingsInput!) { updatePasswordSettings(input: $i) { minPasswordLength } }";
+    let base = json!({"email": "new@example.com", "firstname": "A", "lastname": "B", "password": PASSWORD});
+    let with = |extra: Value| {
+        let mut input = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            input[k] = v.clone();
+        }
+        input
+    };
+    let cases: Vec<(Option<&str>, &str, Value)> = vec![
+        (None, create, with(json!({"__typename": "Customer"}))),
+        (None, create, with(json!({"@type": "AdminUser"}))),
+        (None, create, with(json!({"role": "administrator"}))),
+        (
+            None,
+            create,
+            with(json!({"email": {"value": "new@example.com", "id": "x"}})),
+        ),
+        (
+            None,
+            create,
+            with(json!({"extension_attributes": deep.clone()})),
+        ),
+        (
+            Some(&token),
+            update,
+            json!({"firstname": "A", "customer": {"id": "1"}}),
+        ),
+        (Some(&token), update, json!({"email": "moved@example.com"})),
+        (
+            Some(&token),
+            update,
+            json!({"__typename": "Customer", "lastname": "Z"}),
+        ),
+        (
+            Some(&admin),
+            settings,
+            json!({"minPasswordLength": 8, "lockout": {"failures": 0}}),
+        ),
+        (
+            Some(&admin),
+            settings,
+            json!({"minPasswordLength": deep.clone()}),
+        ),
+    ];
+    let before = (app.count("customers").await, app.count("audit_log").await);
+    for (auth, query, input) in cases {
+        let res = app.gql_as(auth, query, json!({"i": input})).await;
+        assert_eq!(code(&res), "BAD_USER_INPUT", "{input}: {res}");
+        assert!(
+            res["data"].is_null()
+                || res["data"]
+                    .as_object()
+                    .is_some_and(|d| d.values().all(Value::is_null)),
+            "{res}"
+        );
+    }
+    assert_eq!(
+        (app.count("customers").await, app.count("audit_log").await),
+        before,
+        "nothing written"
+    );
+    let me = app
+        .gql_as(
+            Some(&token),
+            "{ customer { email firstname lastname } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        me["data"]["customer"],
+        json!({"email": "kept@example.com", "firstname": "Ann", "lastname": "Lee"})
+    );
+    let s = app
+        .gql_as(
+            Some(&admin),
+            "{ passwordSettings { minPasswordLength } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(s["data"]["passwordSettings"]["minPasswordLength"], 6, "{s}");
+}
+
+/// Keycloak CVE-2026-9798 / -16103: the lockout was checked where a flow started, not where
+/// the token was minted. Here the session row is inserted only while the account is not
+/// locked out at that moment: sign-ins that read the account before a lockout and finish
+/// hashing after it get no token.
+async fn keycloak_a_lockout_that_lands_while_a_sign_in_hashes_mints_no_token(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("locked@example.com", PASSWORD).await;
+    // One hashing slot: eight sign-ins read the account at once, then queue to verify.
+    let server = ServerProcess::start(
+        &app.config,
+        &[("LATCHKEY_HASH_CONCURRENCY", "1".to_owned())],
+    )
+    .await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..8 {
+        let (tx, addr) = (tx.clone(), server.addr);
+        tokio::spawn(async move {
+            let answer = reqwest::Client::new()
+                .post(format!("http://{addr}/graphql"))
+                .json(&json!({
+                    "query": "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }",
+                    "variables": {"e": "locked@example.com", "p": PASSWORD},
+                }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap();
+            let _ = tx.send(answer);
+        });
+    }
+    drop(tx);
+    // The first answer is back: the rest are queued with the account read before the lock.
+    let first = rx.recv().await.unwrap();
+    let until = chrono::Utc::now() + chrono::Duration::days(365);
+    let placeholder = if app.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        "$1"
+    } else {
+        "?"
+    };
+    app.db
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            format!("UPDATE customers SET locked_until = {placeholder}"),
+            [until.into()],
+        ))
+        .await
+        .unwrap();
+    let mut minted = usize::from(first["data"]["generateCustomerToken"]["token"].is_string());
+    while let Some(answer) = rx.recv().await {
+        match answer["data"]["generateCustomerToken"]["token"].as_str() {
+            Some(_) => minted += 1,
+            None => assert_eq!(code(&answer), "AUTHENTICATION_FAILED", "{answer}"),
+        }
+    }
+    // The first, and at most one more that was inserting as the lock landed; before, all
+    // eight were minted.
+    assert!(minted <= 2, "{minted} tokens minted for a locked account");
+    let res = app.sign_in_response("locked@example.com", PASSWORD).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+}
+
+/// Strapi CVE-2025-64526: a limit keyed on a field the attacker chose. Here the keys are the
+/// client and the normalised account name: extra variables, aliases and operation names do not
+/// make a new key, nor do case, whitespace or Unicode-compatibility variants of one address
+/// (plus-addresses are other addresses, and spend the client's budget).
+async fn strapi_limit_keys_cannot_be_varied_by_the_caller(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // 50 invalid reset links, each its own document with random extras: 10 are looked at.
+    let mut limited = 0;
+    for i in 0..50 {
+        let query = format!(
+            "mutation Op{i}($t: String!, $p: String!) {{ a{i}: resetPassword(resetPasswordToken: $t, newPassword: $p) }}"
+        );
+        let res = app
+            .gql(
+                &query,
+                json!({"t": format!("invalid-token-{i:040}"), "p": "fresh-Pw-2026", format!("x{i}"): uuid::Uuid::now_v7().to_string()}),
+            )
+            .await;
+        match code(&res) {
+            "RATE_LIMITED" => limited += 1,
+            other => assert_eq!(other, "RESET_TOKEN_INVALID", "{res}"),
+        }
+    }
+    assert_eq!(
+        limited, 40,
+        "ten invalid links per client, however the request is dressed"
+    );
+    // 50 sign-ins with variants of one address: the lockout (10) counts them as one name.
+    app.create_customer("variant@example.com", PASSWORD).await;
+    let variants = [
+        "variant@example.com",
+        "VARIANT@example.com",
+        " variant@example.com ",
+        "Variant@Example.COM",
+        "ｖａｒｉａｎｔ@example.com",
+    ];
+    for i in 0..50 {
+        let email = variants[i % variants.len()];
+        let res = app
+            .sign_in_response(email, &format!("wrong-guess-{i}"))
+            .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{email}: {res}");
+    }
+    let res = app.sign_in_response("variant@example.com", PASSWORD).await;
+    assert_eq!(
+        code(&res),
+        "AUTHENTICATION_FAILED",
+        "locked out as one name: {res}"
+    );
+    let failures = app
+        .scalar("SELECT COUNT(*) AS n FROM limit_events WHERE key = 'sign-in:customer:variant@example.com'")
+        .await;
+    assert!(failures >= 10, "{failures}");
+    // A plus-address is another address (another account could own it): not this lockout.
+    let res = app.sign_in_response("variant+x@example.com", "wrong").await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let plus = app
+        .scalar("SELECT COUNT(*) AS n FROM limit_events WHERE key = 'sign-in:customer:variant+x@example.com'")
+        .await;
+    assert_eq!(plus, 1);
+}
+
+/// Medusa #12524: a reset token was accepted as a bearer token. Here link tokens (reset,
+/// email-change, invitation) are never access tokens, and an access token is no link.
+async fn medusa_link_tokens_and_access_tokens_never_stand_in_for_each_other(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.create_customer("links@example.com", PASSWORD).await;
+    let token = app.sign_in("links@example.com", PASSWORD).await;
+    app.request_reset("links@example.com").await;
+    let reset = smtp
+        .wait_for_mail("links@example.com", "/account/reset-password")
+        .await
+        .token();
+    app.gql_as(
+        Some(&token),
+        "mutation($e: String!, $p: String!) { requestCustomerEmailChange(newEmail: $e, currentPassword: $p) }",
+        json!({"e": "links.new@example.com", "p": PASSWORD}),
+    )
+    .await;
+    let confirm = smtp
+        .wait_for_mail("links.new@example.com", "/account/confirm-email")
+        .await
+        .token();
+    let root = app.admin_token("administrator").await;
+    app.gql_as(
+        Some(&root),
+        "mutation { createAdminUser(username: \"invitee\", email: \"invitee@example.com\", role: \"viewer\") { id } }",
+        json!({}),
+    )
+    .await;
+    let invitation = smtp
+        .wait_for_mail("invitee@example.com", "/admin/set-password")
+        .await
+        .token();
+    for link in [&reset, &confirm, &invitation] {
+        assert_eq!(app.whoami(link).await, Err("UNAUTHENTICATED".to_owned()));
+        let admin = app
+            .gql_as(Some(link), "{ currentAdmin { username } }", json!({}))
+            .await;
+        assert_eq!(code(&admin), "UNAUTHENTICATED", "{admin}");
+    }
+    // And the other way round: an access token is no link of any kind.
+    let res = app.reset_password(&token, "fresh-Pw-2026").await;
+    assert_eq!(code(&res), "RESET_TOKEN_INVALID", "{res}");
+    let res = app
+        .gql(
+            "mutation($t: String!) { confirmCustomerEmailChange(token: $t) }",
+            json!({"t": token}),
+        )
+        .await;
+    assert_eq!(code(&res), "LINK_INVALID", "{res}");
+    let res = app
+        .gql(
+            "mutation($t: String!, $p: String!) { setAdminPassword(token: $t, newPassword: $p) }",
+            json!({"t": root, "p": "Invited-Admin-2026"}),
+        )
+        .await;
+    assert_eq!(code(&res), "RESET_TOKEN_INVALID", "{res}");
+    // None of it changed anything: the customer is where they were, signed in.
+    assert_eq!(app.whoami(&token).await.as_deref(), Ok("links@example.com"));
+}
