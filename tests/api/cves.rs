@@ -17,6 +17,7 @@ crate::tests![
     keycloak_a_lockout_that_lands_while_a_sign_in_hashes_mints_no_token,
     strapi_limit_keys_cannot_be_varied_by_the_caller,
     medusa_link_tokens_and_access_tokens_never_stand_in_for_each_other,
+    no_secret_of_any_kind_reaches_the_logs,
 ];
 
 /// The codec the server signs with, built from its own configuration and database: what an
@@ -386,4 +387,157 @@ async fn medusa_link_tokens_and_access_tokens_never_stand_in_for_each_other(back
     assert_eq!(code(&res), "RESET_TOKEN_INVALID", "{res}");
     // None of it changed anything: the customer is where they were, signed in.
     assert_eq!(app.whoami(&token).await.as_deref(), Ok("links@example.com"));
+}
+
+/// Every flow at the most verbose level, and not one secret in the logs: passwords (customer
+/// and admin), access tokens (customer and admin), every kind of emailed link (reset,
+/// email-change confirmation and cancellation, invitation, admin reset), service credentials,
+/// and query strings and bodies that carry them.
+async fn no_secret_of_any_kind_reaches_the_logs(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.without_reset_limits().await;
+    let canary = uuid::Uuid::new_v4().simple().to_string();
+    let password = format!("Log-Canary-{canary}");
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let email = format!("logs-{tag}@example.com");
+    let mut secrets: Vec<String> = vec![password.clone()];
+    app.create_customer(&email, &password).await;
+    let token = app.sign_in(&email, &password).await;
+    secrets.push(token.clone());
+    app.whoami(&token).await.unwrap();
+    // A reset link, used, with a new password.
+    app.request_reset(&email).await;
+    let reset = smtp
+        .wait_for_mail(&email, "/account/reset-password")
+        .await
+        .token();
+    secrets.push(reset.clone());
+    // The page the link opens, with the token in its query string.
+    app.client
+        .get(app.url(&format!("/account/reset-password?token={reset}")))
+        .send()
+        .await
+        .unwrap();
+    let second = format!("{password}-reset");
+    secrets.push(second.clone());
+    let res = app.reset_password(&reset, &second).await;
+    assert_eq!(res["data"]["resetPassword"], true, "{res}");
+    let token = app.sign_in(&email, &second).await;
+    secrets.push(token.clone());
+    // Both email-change links: one confirmed, one used to cancel.
+    let moved = format!("moved-{tag}@example.com");
+    app.gql_as(
+        Some(&token),
+        "mutation($e: String!, $p: String!) { requestCustomerEmailChange(newEmail: $e, currentPassword: $p) }",
+        json!({"e": moved, "p": second}),
+    )
+    .await;
+    let confirm = smtp
+        .wait_for_mail(&moved, "/account/confirm-email")
+        .await
+        .token();
+    let cancel = smtp
+        .wait_for_mail(&email, "/account/cancel-email-change")
+        .await
+        .token();
+    secrets.extend([confirm.clone(), cancel.clone()]);
+    app.gql(
+        "mutation($t: String!) { confirmCustomerEmailChange(token: $t) }",
+        json!({"t": confirm}),
+    )
+    .await;
+    app.gql(
+        "mutation($t: String!) { cancelCustomerEmailChange(token: $t) }",
+        json!({"t": cancel}),
+    )
+    .await;
+    // An admin: invitation, their password, their token, the console's reset link.
+    let root = app.admin_token("administrator").await;
+    secrets.push(root.clone());
+    let admin_name = format!("watcher{tag}");
+    app.gql_as(
+        Some(&root),
+        "mutation($u: String!, $e: String!) { createAdminUser(username: $u, email: $e, role: \"viewer\") { id } }",
+        json!({"u": admin_name, "e": format!("{admin_name}@example.com")}),
+    )
+    .await;
+    let invitation = smtp
+        .wait_for_mail(&format!("{admin_name}@example.com"), "/admin/set-password")
+        .await
+        .token();
+    let admin_password = format!("Admin-Canary-{canary}");
+    secrets.extend([invitation.clone(), admin_password.clone()]);
+    let set = "mutation($t: String!, $p: String!) { setAdminPassword(token: $t, newPassword: $p) }";
+    let res = app
+        .gql(set, json!({"t": invitation, "p": admin_password}))
+        .await;
+    assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
+    let res = app
+        .gql(
+            "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }",
+            json!({"u": admin_name, "p": admin_password}),
+        )
+        .await;
+    let admin_token = res["data"]["generateAdminToken"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    secrets.push(admin_token.clone());
+    app.gql_as(
+        Some(&admin_token),
+        "{ currentAdmin { username } }",
+        json!({}),
+    )
+    .await;
+    app.gql(
+        "mutation($u: String!) { requestAdminPasswordReset(username: $u) }",
+        json!({"u": admin_name}),
+    )
+    .await;
+    let admin_address = format!("{admin_name}@example.com");
+    let mut admin_reset = None;
+    for _ in 0..400 {
+        admin_reset = smtp
+            .messages()
+            .iter()
+            .filter(|m| m.to == vec![admin_address.clone()])
+            .filter(|m| m.text().contains("/admin/set-password"))
+            .map(|m| m.token())
+            .find(|t| *t != invitation);
+        if admin_reset.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    secrets.push(admin_reset.expect("the console's reset link"));
+    // A service credential, used; a token and a password sent where they do not belong.
+    let service = create_service(&app, "canary");
+    secrets.push(service.clone());
+    introspect(&app, Some(("canary", &service)), &token).await;
+    introspect(&app, Some(("canary", &format!("{service}x"))), &token).await;
+    app.client
+        .get(app.url(&format!(
+            "/graphql?query={{customer{{email}}}}&token={token}&password={second}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    app.sign_in_response(&email, &format!("{second}-wrong"))
+        .await;
+    secrets.push(format!("{second}-wrong"));
+
+    let logs = crate::helpers::logs();
+    assert!(
+        logs.contains("email_changed"),
+        "the capture runs at every level"
+    );
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
+        if let Some(signature) = secret.split('.').nth(2) {
+            assert!(
+                !logs.contains(signature),
+                "a token's signature reached the logs"
+            );
+        }
+    }
 }
