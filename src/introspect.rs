@@ -58,14 +58,14 @@ pub async fn introspect(
     let Some((name, secret)) = basic(&headers) else {
         return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
     };
-    match this.services.authenticate(&name, &secret).await {
-        Ok(Some(_)) => {}
+    let credential = match this.services.authenticate(&name, &secret).await {
+        Ok(Some(credential)) => credential,
         Ok(None) => return refuse(StatusCode::UNAUTHORIZED, "invalid_client"),
         Err(e) => {
             tracing::error!(error = %e, "service credential look-up failed");
             return refuse(StatusCode::INTERNAL_SERVER_ERROR, "server_error");
         }
-    }
+    };
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -84,7 +84,7 @@ pub async fn introspect(
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return refuse(StatusCode::BAD_REQUEST, "invalid_request");
     };
-    let answer = match answer(this, &token).await {
+    let answer = match answer(this, &token, credential.admin_tokens).await {
         Ok(answer) => answer,
         Err(e) => {
             tracing::error!(error = %e, "introspection failed");
@@ -97,9 +97,14 @@ pub async fn introspect(
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(answer)).into_response()
 }
 
-async fn answer(this: &Introspection, token: &str) -> domain::Result<Value> {
+/// What `token` is to a service; admin tokens only to a credential made with
+/// `--admin-tokens` (to any other, an admin token is not active).
+async fn answer(this: &Introspection, token: &str, admin_tokens: bool) -> domain::Result<Value> {
     if let Some((v, _)) = this.accounts.live_token(token).await? {
         return Ok(claims(TokenKind::Customer, &v, None));
+    }
+    if !admin_tokens {
+        return Ok(json!({ "active": false }));
     }
     if let Some((v, admin)) = this.admins.live_token(token).await? {
         return Ok(claims(

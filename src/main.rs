@@ -60,7 +60,13 @@ enum Command {
 #[derive(Subcommand)]
 enum ServiceCommand {
     /// Make a credential; its secret is printed once (only a hash is kept).
-    Create { name: String },
+    Create {
+        name: String,
+        /// Also answer it about admin tokens (a console or an admin tool); without this flag
+        /// an admin token is `{"active": false}` to it.
+        #[arg(long)]
+        admin_tokens: bool,
+    },
     /// Every credential's name and creation time.
     List,
     /// Delete a credential: its secret stops working at once.
@@ -205,8 +211,9 @@ async fn main() -> anyhow::Result<()> {
             let services = latchkey::introspect::services(&config).await?;
             let fail = |e: domain::Error| anyhow::anyhow!("{e}");
             match command {
-                ServiceCommand::Create { name } => {
-                    let (credential, secret) = services.create(&name).await.map_err(fail)?;
+                ServiceCommand::Create { name, admin_tokens } => {
+                    let (credential, secret) =
+                        services.create(&name, admin_tokens).await.map_err(fail)?;
                     println!(
                         "created service {}; its secret, shown only now (HTTP Basic {}:<secret> on POST /introspect):\n{}",
                         credential.name,
@@ -216,7 +223,12 @@ async fn main() -> anyhow::Result<()> {
                 }
                 ServiceCommand::List => {
                     for c in services.list().await.map_err(fail)? {
-                        println!("{}\t{}", c.name, c.created_at.to_rfc3339());
+                        let scope = if c.admin_tokens {
+                            "customer and admin tokens"
+                        } else {
+                            "customer tokens"
+                        };
+                        println!("{}\t{}\t{scope}", c.name, c.created_at.to_rfc3339());
                     }
                 }
                 ServiceCommand::Revoke { name } => {

@@ -14,7 +14,15 @@ crate::tests![
 
 /// `latchkey service create NAME`: the secret it prints.
 pub(crate) fn create_service(app: &TestApp, name: &str) -> String {
-    let out = app.command(&["service", "create", name]).output().unwrap();
+    create_service_with(app, name, &[])
+}
+
+/// `latchkey service create NAME ARGS…`: the secret it prints.
+pub(crate) fn create_service_with(app: &TestApp, name: &str, args: &[&str]) -> String {
+    let out = app
+        .command(&[&["service", "create", name], args].concat())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -104,8 +112,20 @@ async fn introspection_sees_sign_out_and_force_sign_in_at_once(backend: Backend)
         json!({"active": false})
     );
 
-    // Admin tokens, with their role; garbage is simply inactive.
-    let (_, admin_answer) = introspect(&app, auth, &admin).await;
+    // Admin tokens, with their role, only to a credential made for them: to the others an
+    // admin token is simply not active (they learn nothing of admins or roles).
+    assert_eq!(
+        introspect(&app, auth, &admin).await.1,
+        json!({"active": false})
+    );
+    let console = create_service_with(&app, "console", &["--admin-tokens"]);
+    let listed = app.command(&["service", "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains("console") && listed.contains("customer and admin tokens"),
+        "{listed}"
+    );
+    let (_, admin_answer) = introspect(&app, Some(("console", console.as_str())), &admin).await;
     assert_eq!(admin_answer["active"], true);
     assert_eq!(admin_answer["aud"], "latchkey:admin");
     assert_eq!(admin_answer["role"], "support");

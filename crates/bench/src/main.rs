@@ -748,7 +748,7 @@ async fn backend(cli: &Cli, url: &str, dir: &Path, bare_rps: f64) -> anyhow::Res
             };
             let (_, service_secret) = latchkey::introspect::services(&config)
                 .await?
-                .create(&format!("bench-{}", std::process::id()))
+                .create(&format!("bench-{}", std::process::id()), false)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let name = format!("bench-{}", std::process::id());

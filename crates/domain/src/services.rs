@@ -24,6 +24,9 @@ pub struct ServiceCredential {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// `/introspect` answers it about admin tokens too (made with `--admin-tokens`); without
+    /// it an admin token is `{"active": false}` to this service.
+    pub admin_tokens: bool,
 }
 
 /// A new credential's secret: printed once, never stored.
@@ -52,6 +55,7 @@ pub trait ServiceStore: Send + Sync {
         &self,
         name: &str,
         secret_hash: &str,
+        admin_tokens: bool,
         now: DateTime<Utc>,
     ) -> Result<Option<ServiceCredential>>;
     async fn service_by_secret_hash(&self, secret_hash: &str) -> Result<Option<ServiceCredential>>;
@@ -70,8 +74,13 @@ impl Services {
         Self { store, clock }
     }
 
-    /// A new credential and its secret (shown once).
-    pub async fn create(&self, name: &str) -> Result<(ServiceCredential, ServiceSecret)> {
+    /// A new credential and its secret (shown once); `admin_tokens`: whether it may ask about
+    /// admin tokens as well as customers'.
+    pub async fn create(
+        &self,
+        name: &str,
+        admin_tokens: bool,
+    ) -> Result<(ServiceCredential, ServiceSecret)> {
         let name = name.trim();
         if name.is_empty()
             || name.len() > MAX_NAME
@@ -92,7 +101,7 @@ impl Services {
         });
         let credential = self
             .store
-            .add_service(name, &secret_hash(&secret), self.clock.now())
+            .add_service(name, &secret_hash(&secret), admin_tokens, self.clock.now())
             .await?
             .ok_or_else(|| Error::bad_input("name", "a service with this name exists"))?;
         Ok((credential, ServiceSecret(secret)))

@@ -17,6 +17,7 @@ fn to_credential(m: service_credential::Model) -> ServiceCredential {
         name: m.name,
         created_at: m.created_at,
         revoked_at: m.revoked_at,
+        admin_tokens: m.admin_tokens,
     }
 }
 
@@ -26,6 +27,7 @@ impl ServiceStore for SqlStore {
         &self,
         name: &str,
         secret_hash: &str,
+        admin_tokens: bool,
         now: DateTime<Utc>,
     ) -> Result<Option<ServiceCredential>> {
         let _turn = self.write_turn.take(&self.db).await;
@@ -35,6 +37,7 @@ impl ServiceStore for SqlStore {
             secret_hash: secret_hash.to_owned(),
             created_at: now,
             revoked_at: None,
+            admin_tokens,
         };
         let active = service_credential::ActiveModel {
             id: Set(row.id),
@@ -42,6 +45,7 @@ impl ServiceStore for SqlStore {
             secret_hash: Set(row.secret_hash.clone()),
             created_at: Set(now),
             revoked_at: Set(None),
+            admin_tokens: Set(admin_tokens),
         };
         match service_credential::Entity::insert(active)
             .exec_without_returning(&self.db)
