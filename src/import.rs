@@ -349,6 +349,12 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
     let outcome = session
         .finish(opts.on_conflict, opts.dry_run, file_rejects, audit)
         .await?;
+    if !opts.dry_run {
+        if let Some(p) = &progress {
+            p.set_message("analyzing");
+        }
+        store.analyze_customers().await?;
+    }
     let mut sorted = outcome.rejects;
     sorted.sort_by_key(|(line, _)| *line);
     for (line, reject) in &sorted {

@@ -17,6 +17,7 @@ mod m20261205_000012_admin_users;
 mod m20261206_000013_email_change_reservations;
 mod m20261206_000014_frozen_accounts;
 mod m20261206_000015_service_admin_tokens;
+mod m20261206_000016_grid_orders;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_email_change_reservations::Migration),
             Box::new(m20261206_000014_frozen_accounts::Migration),
             Box::new(m20261206_000015_service_admin_tokens::Migration),
+            Box::new(m20261206_000016_grid_orders::Migration),
         ]
     }
 }

@@ -26,11 +26,44 @@ use uuid::Uuid;
 
 use crate::{Process, free_addr, load, load::post, seed, with_peak_rss};
 
-const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+pub(crate) const SECRET: &str = "bench-secret-0123456789abcdef0123456789abcdef";
+
+/// How the seeded customers' `created_at` look: what users bring, not only what is convenient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Times {
+    /// One second apart (a store that recorded each sign-up).
+    Distinct,
+    /// All one time: an import from a CSV without a `created_at` column.
+    Shared,
+    /// Dates without times (exports that carry dates only): about 1,000 customers a day.
+    DateOnly,
+}
+
+impl Times {
+    fn of(self, now: chrono::DateTime<Utc>, i: usize) -> chrono::DateTime<Utc> {
+        match self {
+            Self::Distinct => now - chrono::Duration::seconds(i as i64),
+            Self::Shared => now,
+            Self::DateOnly => {
+                let day = (now - chrono::Duration::days((i / 1000) as i64)).date_naive();
+                day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+            }
+        }
+    }
+}
 
 /// Customers `user{i}@bench.example`, newest first by `i`; the first `campaign` have the last
 /// name "Campaign" (what the bulk reset selects by search).
 async fn seed_customers(url: &str, customers: usize, campaign: usize) -> anyhow::Result<()> {
+    seed_customers_timed(url, customers, campaign, Times::Distinct).await
+}
+
+pub(crate) async fn seed_customers_timed(
+    url: &str,
+    customers: usize,
+    campaign: usize,
+    times: Times,
+) -> anyhow::Result<()> {
     let db = persistence::connect(url, None, persistence::PoolOptions::default()).await?;
     persistence::migrate(&db).await?;
     let store = persistence::SqlStore::new(db.clone());
@@ -56,7 +89,7 @@ async fn seed_customers(url: &str, customers: usize, campaign: usize) -> anyhow:
                         format!("Bench{}", i % 1000)
                     },
                     locale: Locale::En,
-                    created_at: Some(now - chrono::Duration::seconds(i as i64)),
+                    created_at: Some(times.of(now, i)),
                     password_hash: String::new(),
                     external_id: None,
                 })
@@ -94,7 +127,7 @@ async fn seed_customers(url: &str, customers: usize, campaign: usize) -> anyhow:
 }
 
 /// One live session for each of the `n` newest customers.
-async fn seed_sessions(url: &str, n: usize) -> anyhow::Result<()> {
+pub(crate) async fn seed_sessions(url: &str, n: usize) -> anyhow::Result<()> {
     use sea_orm::ConnectionTrait;
     let db = persistence::connect(url, None, persistence::PoolOptions::default()).await?;
     let started = Instant::now();
@@ -214,7 +247,7 @@ async fn sink() -> anyhow::Result<(SocketAddr, Arc<Mutex<HashMap<String, Instant
     Ok((addr, seen))
 }
 
-async fn gql(
+pub(crate) async fn gql(
     addr: SocketAddr,
     token: &str,
     query: &str,

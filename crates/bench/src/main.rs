@@ -11,6 +11,7 @@
 
 mod admin_scale;
 mod ceilings;
+mod grid_orders;
 mod hash_budget;
 mod import;
 mod load;
@@ -91,6 +92,15 @@ enum Mode {
         #[arg(long)]
         quick: bool,
     },
+    /// The grid's pages in every order, on import-shaped data, before and after the indexes
+    /// of every order (one run, the same rows).
+    GridOrders {
+        #[arg(long, default_value_t = 2_000_000)]
+        customers: usize,
+        /// distinct, shared (one `created_at` for all) or date-only.
+        #[arg(long, value_enum, default_value = "shared")]
+        times: admin_scale::Times,
+    },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
     ImportChild { file: std::path::PathBuf },
     /// The admin side at a store's size: grid searches and counts at 1 and 16 connections,
@@ -127,6 +137,9 @@ async fn main() -> anyhow::Result<()> {
             import::run(rows, cli.postgres.as_deref(), cli.skip_sqlite).await
         }
         Some(Mode::HashBudget { quick }) => hash_budget::run(quick),
+        Some(Mode::GridOrders { customers, times }) => {
+            grid_orders::run(customers, times, cli.postgres.as_deref(), cli.skip_sqlite).await
+        }
         Some(Mode::ImportChild { ref file }) => import::child(file.clone()).await,
         Some(Mode::AdminScale {
             customers,
