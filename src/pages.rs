@@ -254,6 +254,11 @@ impl Pages {
                 t => dictionary.labels.clone(),
                 messages => dictionary.json.get(page).map_or("{}", String::as_str),
                 store => self.store.as_str(),
+                // The settings page offers exactly what `updatePasswordSettings` accepts.
+                ranges => domain::admins::SETTING_RANGES
+                    .iter()
+                    .map(|(name, min, max)| context! { name, min, max })
+                    .collect::<Vec<_>>(),
             })
     }
 }

@@ -720,10 +720,13 @@ const SETTINGS_FIELDS = [
   "minPasswordLength",
   "requiredCharacterClasses",
   "allowWhitespace",
+  "minPasswordScore",
   "lockoutFailures",
   "lockoutMinutes",
   "customerTokenLifetimeMinutes",
   "adminTokenLifetimeMinutes",
+  "maxFailedSignInsPerIpPerHour",
+  "maxRegistrationsPerIpPerHour",
 ];
 
 async function settingsPage(admin) {

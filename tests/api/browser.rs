@@ -949,11 +949,86 @@ async fn browser_admin_sends_a_reset_and_forces_sign_in(backend: Backend) {
             .as_deref(),
         Some("6")
     );
+    // Every setting the API has is on the page, each with the range the API accepts: the
+    // bounds are checked against the API itself (one past either end is refused).
+    let root = app.admin_token("administrator").await;
+    let fields = console
+        .eval(
+            "[...document.querySelectorAll('#settings input[type=number]')]\
+             .map(i => [i.id, Number(i.min), Number(i.max), i.labels[0].textContent])",
+        )
+        .await;
+    let fields = fields.as_array().unwrap().clone();
+    let names: Vec<&str> = fields.iter().map(|f| f[0].as_str().unwrap()).collect();
+    let api = app
+        .gql_as(Some(&root), "{ __type(name: \"PasswordSettingsInput\") { inputFields { name type { name ofType { name } } } } }", json!({}))
+        .await;
+    for field in api["data"]["__type"]["inputFields"].as_array().unwrap() {
+        let kind = &field["type"];
+        if kind["name"] == "Int" || kind["ofType"]["name"] == "Int" {
+            let name = field["name"].as_str().unwrap();
+            assert!(
+                names.contains(&name),
+                "{name} is missing from the page: {names:?}"
+            );
+        }
+    }
+    for f in &fields {
+        let (name, min, max) = (
+            f[0].as_str().unwrap(),
+            f[1].as_i64().unwrap(),
+            f[2].as_i64().unwrap(),
+        );
+        assert!(
+            !f[3].as_str().unwrap().contains("0 turns lockout off"),
+            "{f}"
+        );
+        for (value, accepted) in [(min - 1, false), (max + 1, false), (max, true)] {
+            let res = app
+                .gql_as(
+                    Some(&root),
+                    "mutation($i: PasswordSettingsInput!) { updatePasswordSettings(input: $i) { minPasswordLength } }",
+                    json!({"i": {name: value}}),
+                )
+                .await;
+            if accepted {
+                assert!(res["errors"].is_null(), "{name} = {value}: {res}");
+            } else {
+                assert_eq!(code(&res), "BAD_USER_INPUT", "{name} = {value}: {res}");
+            }
+        }
+    }
+    // Back to the defaults, then the hardened values from the page.
+    app.gql_as(
+        Some(&root),
+        "mutation { updatePasswordSettings(input: {resetLinkLifetimeHours: 24, maxResetRequestsPerHour: 5, minSecondsBetweenResetRequests: 600, minPasswordLength: 6, requiredCharacterClasses: 0, minPasswordScore: 1, lockoutFailures: 10, lockoutMinutes: 10, customerTokenLifetimeMinutes: 60, adminTokenLifetimeMinutes: 240, maxFailedSignInsPerIpPerHour: 100, maxRegistrationsPerIpPerHour: 30}) { minPasswordLength } }",
+        json!({}),
+    )
+    .await;
+    console.goto(&app.url("/admin/settings")).await;
+    console.wait_path("/admin/settings").await;
+    console
+        .wait_until("document.getElementById('minPasswordLength').value === '6'")
+        .await;
     console.fill("#minPasswordLength", "12").await;
+    console.fill("#minPasswordScore", "3").await;
+    console.fill("#maxFailedSignInsPerIpPerHour", "50").await;
     console.click_text("Save Config").await;
     console
         .wait_text("#notice", "You saved the configuration.")
         .await;
+    let saved = app
+        .gql_as(
+            Some(&root),
+            "{ passwordSettings { minPasswordLength minPasswordScore maxFailedSignInsPerIpPerHour } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        saved["data"]["passwordSettings"],
+        json!({"minPasswordLength": 12, "minPasswordScore": 3, "maxFailedSignInsPerIpPerHour": 50}),
+        "{saved}"
+    );
     console.shot("admin-settings").await;
     let res = app
         .gql_as(

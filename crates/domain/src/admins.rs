@@ -62,6 +62,34 @@ pub struct SettingsUpdate {
     pub min_password_score: Option<i64>,
 }
 
+/// Every numeric password setting and the values it may take, as `updatePasswordSettings`
+/// checks them and the console's settings page offers them (one table for both).
+pub const SETTING_RANGES: [(&str, i64, i64); 12] = [
+    ("resetLinkLifetimeHours", 1, 168),
+    ("maxResetRequestsPerHour", 0, 1000),
+    ("minSecondsBetweenResetRequests", 0, 86_400),
+    ("minPasswordLength", 6, 256),
+    ("requiredCharacterClasses", 0, 4),
+    ("minPasswordScore", 0, 4),
+    // Lockout cannot be switched off: it is the per-account limit on password guesses.
+    ("lockoutFailures", 1, 100),
+    ("lockoutMinutes", 1, 1440),
+    ("customerTokenLifetimeMinutes", 5, 10_080),
+    ("adminTokenLifetimeMinutes", 5, 1440),
+    ("maxFailedSignInsPerIpPerHour", 1, 100_000),
+    ("maxRegistrationsPerIpPerHour", 1, 100_000),
+];
+
+/// `value` if it is within the setting's range (`SETTING_RANGES`).
+fn checked(field: &'static str, value: Option<i64>) -> Result<Option<i64>> {
+    let (lo, hi) = SETTING_RANGES
+        .iter()
+        .find(|(name, _, _)| *name == field)
+        .map(|(_, lo, hi)| (*lo, *hi))
+        .ok_or_else(|| Error::internal(format!("no range for {field}")))?;
+    within(field, value, lo, hi)
+}
+
 fn within(field: &'static str, value: Option<i64>, lo: i64, hi: i64) -> Result<Option<i64>> {
     match value {
         Some(v) if !(lo..=hi).contains(&v) => Err(Error::bad_input(
@@ -77,86 +105,60 @@ impl SettingsUpdate {
     /// unless every field is valid.
     pub fn apply(&self, current: &Settings) -> Result<Settings> {
         let mut s = current.clone();
-        if let Some(h) = within(
-            "resetLinkLifetimeHours",
-            self.reset_link_lifetime_hours,
-            1,
-            168,
-        )? {
+        if let Some(h) = checked("resetLinkLifetimeHours", self.reset_link_lifetime_hours)? {
             s.reset.link_lifetime = Duration::hours(h);
         }
         if let Some(m) = self.reset_request_limit_method {
             s.reset.limit.method = m;
         }
-        if let Some(n) = within(
-            "maxResetRequestsPerHour",
-            self.max_reset_requests_per_hour,
-            0,
-            1000,
-        )? {
+        if let Some(n) = checked("maxResetRequestsPerHour", self.max_reset_requests_per_hour)? {
             s.reset.limit.max_per_hour = n as u32;
         }
-        if let Some(n) = within(
+        if let Some(n) = checked(
             "minSecondsBetweenResetRequests",
             self.min_seconds_between_reset_requests,
-            0,
-            86_400,
         )? {
             s.reset.limit.min_interval = Duration::seconds(n);
         }
-        if let Some(n) = within("minPasswordLength", self.min_password_length, 6, 256)? {
+        if let Some(n) = checked("minPasswordLength", self.min_password_length)? {
             s.password.min_length = n as u32;
         }
-        if let Some(n) = within(
-            "requiredCharacterClasses",
-            self.required_character_classes,
-            0,
-            4,
-        )? {
+        if let Some(n) = checked("requiredCharacterClasses", self.required_character_classes)? {
             s.password.required_character_classes = n as u8;
         }
         if let Some(b) = self.allow_whitespace {
             s.password.allow_whitespace = b;
         }
-        if let Some(n) = within("minPasswordScore", self.min_password_score, 0, 4)? {
+        if let Some(n) = checked("minPasswordScore", self.min_password_score)? {
             s.password.min_score = n as u8;
         }
-        // Lockout cannot be switched off: it is the per-account limit on password guesses.
-        if let Some(n) = within("lockoutFailures", self.lockout_failures, 1, 100)? {
+        if let Some(n) = checked("lockoutFailures", self.lockout_failures)? {
             s.lockout.failures = n as u32;
         }
-        if let Some(n) = within("lockoutMinutes", self.lockout_minutes, 1, 1440)? {
+        if let Some(n) = checked("lockoutMinutes", self.lockout_minutes)? {
             s.lockout.duration = Duration::minutes(n);
         }
-        if let Some(n) = within(
+        if let Some(n) = checked(
             "customerTokenLifetimeMinutes",
             self.customer_token_lifetime_minutes,
-            5,
-            10_080,
         )? {
             s.customer_token_lifetime = Duration::minutes(n);
         }
-        if let Some(n) = within(
+        if let Some(n) = checked(
             "adminTokenLifetimeMinutes",
             self.admin_token_lifetime_minutes,
-            5,
-            1440,
         )? {
             s.admin_token_lifetime = Duration::minutes(n);
         }
-        if let Some(n) = within(
+        if let Some(n) = checked(
             "maxFailedSignInsPerIpPerHour",
             self.max_failed_sign_ins_per_ip_per_hour,
-            1,
-            100_000,
         )? {
             s.clients.failed_sign_ins_per_ip_per_hour = n as u32;
         }
-        if let Some(n) = within(
+        if let Some(n) = checked(
             "maxRegistrationsPerIpPerHour",
             self.max_registrations_per_ip_per_hour,
-            1,
-            100_000,
         )? {
             s.clients.registrations_per_ip_per_hour = n as u32;
         }
