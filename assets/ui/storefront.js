@@ -405,6 +405,19 @@ function createAccountPage() {
     return;
   }
   const form = document.getElementById("create");
+  // The hint says what the live policy says (an operator may have hardened it).
+  gql("query Policy { passwordPolicy { minLength requiredCharacterClasses allowWhitespace } }", {})
+    .then(({ passwordPolicy: p }) => {
+      const parts = [t("create.password_hint", { min: p.minLength })];
+      if (!p.allowWhitespace) {
+        parts.push(t("create.password_hint_spaces"));
+      }
+      if (p.requiredCharacterClasses > 0) {
+        parts.push(t("create.password_hint_classes", { count: p.requiredCharacterClasses }));
+      }
+      document.getElementById("password-hint").textContent = parts.join(" ");
+    })
+    .catch(() => {});
   const fields = ["firstname", "lastname", "email", "password", "confirm"].map((id) => document.getElementById(id));
   const [firstname, lastname, email, password, confirm] = fields;
   form.addEventListener("submit", async (event) => {

@@ -158,6 +158,7 @@ const MATRIX: &[(&str, &str, Permission)] = &[
 const STOREFRONT: &[&str] = &[
     "customer",
     "customerSessions",
+    "passwordPolicy",
     "createCustomer",
     "generateCustomerToken",
     "revokeCustomerToken",

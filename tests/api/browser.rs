@@ -732,6 +732,45 @@ async fn browser_a_newcomer_creates_an_account_edits_it_and_deletes_it(backend: 
     browser.click_text("계정 만들기").await;
     browser.wait_path("/account/create").await;
     assert_eq!(browser.text("h1").await, "새 고객 계정 만들기");
+    // The hint says what the live policy says: the defaults, then a hardened one.
+    browser.wait_text("#password-hint", "6자 이상").await;
+    assert!(
+        browser
+            .text("#password-hint")
+            .await
+            .contains("공백은 사용할 수 없습니다")
+    );
+    let root = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&root),
+            "mutation { updatePasswordSettings(input: {minPasswordLength: 10, allowWhitespace: true, requiredCharacterClasses: 2}) { minPasswordLength } }",
+            json!({}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    browser.goto(&app.url("/account/create")).await;
+    let hint = browser.wait_text("#password-hint", "10자 이상").await;
+    assert!(!hint.contains("공백") && hint.contains("2가지"), "{hint}");
+    let res = app
+        .gql(
+            "{ passwordPolicy { minLength maxLength requiredCharacterClasses allowWhitespace minScore } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["passwordPolicy"],
+        json!({"minLength": 10, "maxLength": 256, "requiredCharacterClasses": 2, "allowWhitespace": true, "minScore": 1}),
+        "anonymous callers read the rules: {res}"
+    );
+    app.gql_as(
+        Some(&root),
+        "mutation { updatePasswordSettings(input: {minPasswordLength: 6, allowWhitespace: false, requiredCharacterClasses: 0}) { minPasswordLength } }",
+        json!({}),
+    )
+    .await;
+    browser.goto(&app.url("/account/create")).await;
+    browser.wait_text("#password-hint", "6자 이상").await;
     browser.fill("#firstname", "지민").await;
     browser.fill("#lastname", "박").await;
     browser.fill("#email", "jimin@example.com").await;

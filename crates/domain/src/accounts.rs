@@ -319,6 +319,12 @@ impl Accounts {
     }
 
     /// A customer by id (the admin's Edit page).
+    /// The password rules in force now (public: a registration or new-password form tells
+    /// them before the customer types).
+    pub async fn password_policy(&self) -> Result<crate::password::PasswordPolicy> {
+        Ok(self.parts.settings.current().await?.password)
+    }
+
     pub async fn customer(&self, id: Uuid) -> Result<Option<Customer>> {
         self.store.customer_by_id(id).await
     }

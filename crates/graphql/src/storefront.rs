@@ -50,6 +50,21 @@ impl CustomerQuery {
         Ok(None)
     }
 
+    /// The password rules in force (no sign-in needed): what a registration or "New Password"
+    /// form should say before the customer types. The same rules `createCustomer`,
+    /// `resetPassword` and `changeCustomerPassword` apply (and explain, rule by rule, with
+    /// PASSWORD_POLICY); breached and common passwords are refused besides.
+    async fn password_policy(&self, ctx: &Context<'_>) -> Result<PasswordRules, ApiError> {
+        let policy = services(ctx)?.accounts.password_policy().await?;
+        Ok(PasswordRules {
+            min_length: i32::try_from(policy.min_length).unwrap_or(i32::MAX),
+            max_length: i32::try_from(domain::password::MAX_PASSWORD_CHARS).unwrap_or(i32::MAX),
+            required_character_classes: i32::from(policy.required_character_classes),
+            allow_whitespace: policy.allow_whitespace,
+            min_score: i32::from(policy.min_score),
+        })
+    }
+
     /// Everything Latchkey stores about a customer, as JSON (profile, sessions, reset links,
     /// email changes, mail, admin actions; never a hash, token or link). Without `customerId`:
     /// the signed-in customer's own. With it: an admin with CUSTOMERS_EXPORT, any customer's,
@@ -90,6 +105,21 @@ impl CustomerQuery {
             .map(|s| CustomerSession::new(s, principal.session_id))
             .collect())
     }
+}
+
+/// The password rules in force (`passwordPolicy`).
+#[derive(async_graphql::SimpleObject)]
+#[graphql(name = "PasswordPolicy")]
+pub struct PasswordRules {
+    /// In characters (code points).
+    pub min_length: i32,
+    pub max_length: i32,
+    /// How many of lower case, upper case, digits and other characters must appear (0–4).
+    pub required_character_classes: i32,
+    /// Whether spaces are allowed.
+    pub allow_whitespace: bool,
+    /// The least zxcvbn strength score (0–4; 0: no estimate).
+    pub min_score: i32,
 }
 
 #[derive(Default)]
