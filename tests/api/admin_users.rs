@@ -446,7 +446,7 @@ async fn forgot_password_in_the_console_mails_only_active_admins_with_an_address
 
     let res = app.gql(forgot, json!({"u": "AMY"})).await;
     assert_eq!(res["data"]["requestAdminPasswordReset"], true, "{res}");
-    let reset = invitation(&smtp, 3, "amy@example.com").await;
+    let reset = invitation(&smtp, 4, "amy@example.com").await;
     assert!(reset.subject().contains("Reset"), "{}", reset.subject());
     let res = app
         .gql(SET, json!({"t": reset.token(), "p": "Renewed-Admin-2027"}))

@@ -86,6 +86,16 @@ pub(crate) fn finished(job: &Value) -> bool {
     job["status"] == "FINISHED"
 }
 
+/// Starts `action` on `selection` and waits until the job has finished; the job as it ended.
+pub(crate) async fn run_job(app: &TestApp, admin: &str, action: &str, selection: Value) -> Value {
+    let res = app
+        .gql_as(Some(admin), START, json!({"a": action, "s": selection}))
+        .await;
+    let id = &res["data"]["startBulkAction"]["id"];
+    assert!(id.is_string(), "{res}");
+    poll(app.addr, admin, id, finished).await
+}
+
 async fn bulk_force_sign_in_revokes_exactly_the_frozen_selection(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let admin = app.admin_token("administrator").await;

@@ -208,7 +208,6 @@ async fn session_reaper_crafted_nested_input_is_refused_and_writes_nothing(backe
 /// locked out at that moment: sign-ins that read the account before a lockout and finish
 /// hashing after it get no token.
 async fn keycloak_a_lockout_that_lands_while_a_sign_in_hashes_mints_no_token(backend: Backend) {
-    use sea_orm::ConnectionTrait;
     let app = TestApp::spawn(backend).await;
     app.create_customer("locked@example.com", PASSWORD).await;
     // One hashing slot: eight sign-ins read the account at once, then queue to verify.
@@ -240,19 +239,8 @@ async fn keycloak_a_lockout_that_lands_while_a_sign_in_hashes_mints_no_token(bac
     // The first answer is back: the rest are queued with the account read before the lock.
     let first = rx.recv().await.unwrap();
     let until = chrono::Utc::now() + chrono::Duration::days(365);
-    let placeholder = if app.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-        "$1"
-    } else {
-        "?"
-    };
-    app.db
-        .execute_raw(sea_orm::Statement::from_sql_and_values(
-            app.db.get_database_backend(),
-            format!("UPDATE customers SET locked_until = {placeholder}"),
-            [until.into()],
-        ))
-        .await
-        .unwrap();
+    app.execute("UPDATE customers SET locked_until = $1", vec![until.into()])
+        .await;
     let mut minted = usize::from(first["data"]["generateCustomerToken"]["token"].is_string());
     while let Some(answer) = rx.recv().await {
         match answer["data"]["generateCustomerToken"]["token"].as_str() {

@@ -378,6 +378,24 @@ impl TestApp {
             .await
     }
 
+    /// Runs `sql` (placeholders written `$1`, `$2`…, as PostgreSQL spells them) with `values`
+    /// straight on the app's database.
+    pub async fn execute(&self, sql: &str, values: Vec<sea_orm::Value>) {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            sea_orm::DatabaseBackend::Postgres => sql.to_owned(),
+            _ => (1..=values.len()).rev().fold(sql.to_owned(), |s, n| {
+                s.replace(&format!("${n}"), &format!("?{n}"))
+            }),
+        };
+        self.db
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                backend, sql, values,
+            ))
+            .await
+            .unwrap();
+    }
+
     /// The one BIGINT `n` of one row, read straight from the app's database.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let row = self

@@ -463,18 +463,11 @@ async fn an_update_never_replaces_a_password_set_in_latchkey(backend: Backend) {
     let admin = app.admin_token("administrator").await;
     let dee = grid_row(&app, &admin, "dee@example.com").await;
     assert_eq!(dee["passwordState"], "LEGACY", "{dee}");
-    let res = app
-        .gql_as(
-            Some(&admin),
-            crate::bulk::START,
-            json!({"a": "REQUIRE_NEW_PASSWORD", "s": {"customerIds": [dee["id"]]}}),
-        )
-        .await;
-    crate::bulk::poll(
-        app.addr,
+    crate::bulk::run_job(
+        &app,
         &admin,
-        &res["data"]["startBulkAction"]["id"],
-        crate::bulk::finished,
+        "REQUIRE_NEW_PASSWORD",
+        json!({"customerIds": [dee["id"]]}),
     )
     .await;
     assert_eq!(
@@ -832,21 +825,11 @@ async fn hashes_asking_for_too_much_work_are_refused_at_import_and_are_a_wrong_p
     for (i, hash) in stored.iter().enumerate() {
         let email = format!("stored{i}@example.com");
         app.create_customer(&email, PASSWORD).await;
-        let placeholder = if app.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
-            "$1"
-        } else {
-            "?"
-        };
-        app.db
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
-                app.db.get_database_backend(),
-                format!(
-                    "UPDATE customers SET password_hash = {placeholder} WHERE email_key = '{email}'"
-                ),
-                [hash.clone().into()],
-            ))
-            .await
-            .unwrap();
+        app.execute(
+            &format!("UPDATE customers SET password_hash = $1 WHERE email_key = '{email}'"),
+            vec![hash.clone().into()],
+        )
+        .await;
         let res = app.sign_in_response(&email, PASSWORD).await;
         assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{hash}: {res}");
     }

@@ -374,16 +374,7 @@ async fn every_remediation_kills_a_pending_email_change(backend: Backend) {
                 } else {
                     "REQUIRE_NEW_PASSWORD"
                 };
-                let res = app
-                    .gql_as(
-                        Some(&admin),
-                        crate::bulk::START,
-                        json!({"a": action, "s": {"customerIds": [id]}}),
-                    )
-                    .await;
-                let job = &res["data"]["startBulkAction"]["id"];
-                assert!(job.is_string(), "{res}");
-                crate::bulk::poll(app.addr, &admin, job, crate::bulk::finished).await;
+                crate::bulk::run_job(&app, &admin, action, json!({"customerIds": [id]})).await;
             }
         }
         let res = confirm(&app, &confirmation.token()).await;

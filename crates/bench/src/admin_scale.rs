@@ -305,14 +305,12 @@ async fn bulk_job(
     Ok((out?, started.elapsed().as_secs_f64(), rss))
 }
 
-pub async fn run(
-    customers: usize,
-    sessions: usize,
-    campaign: usize,
-    grid: bool,
+/// A scratch folder, and the databases to run on: a SQLite file in it (unless `skip_sqlite`)
+/// and a fresh PostgreSQL database on the server `postgres` names.
+pub(crate) async fn backends(
     postgres: Option<&str>,
     skip_sqlite: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(std::path::PathBuf, Vec<(&'static str, String)>)> {
     let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let mut backends = Vec::new();
@@ -325,6 +323,18 @@ pub async fn run(
     if let Some(pg) = postgres {
         backends.push(("PostgreSQL", seed::fresh_postgres(pg).await?));
     }
+    Ok((dir, backends))
+}
+
+pub async fn run(
+    customers: usize,
+    sessions: usize,
+    campaign: usize,
+    grid: bool,
+    postgres: Option<&str>,
+    skip_sqlite: bool,
+) -> anyhow::Result<()> {
+    let (dir, backends) = backends(postgres, skip_sqlite).await?;
     for (name, url) in backends {
         println!("\n## {name}: {customers} customers, {sessions} signed in");
         let result = backend(&url, &dir, customers, sessions, campaign, grid).await;

@@ -9,7 +9,6 @@ use std::{sync::Arc, time::Duration};
 
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::{
     Process,
@@ -120,18 +119,7 @@ pub async fn run(
     postgres: Option<&str>,
     skip_sqlite: bool,
 ) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let mut backends = Vec::new();
-    if !skip_sqlite {
-        backends.push((
-            "SQLite",
-            format!("sqlite://{}/bench.db?mode=rwc", dir.display()),
-        ));
-    }
-    if let Some(pg) = postgres {
-        backends.push(("PostgreSQL", seed::fresh_postgres(pg).await?));
-    }
+    let (dir, backends) = crate::admin_scale::backends(postgres, skip_sqlite).await?;
     for (name, url) in backends {
         println!("\n## {name}: {customers} customers, created_at {times:?}");
         let result = async {
