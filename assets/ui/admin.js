@@ -593,7 +593,7 @@ async function customerPage(admin) {
   async function load() {
     const data = await gql(
       `query Customer($id: ID!) {
-        customerById(id: $id) { id firstname lastname email locale createdAt activeTokenCount lockedUntil passwordChangedAt lastResetRequestedAt }
+        customerById(id: $id) { id firstname lastname email locale createdAt activeTokenCount lockedUntil frozenAt passwordChangedAt lastResetRequestedAt }
       }`,
       { id },
       admin.token,
@@ -605,6 +605,10 @@ async function customerPage(admin) {
         button.remove();
       }
       return;
+    }
+    // Recovery is offered only for an account that is frozen (and to an admin who may).
+    if (recover) {
+      recover.hidden = !customer.frozenAt || !admin.can("CUSTOMERS_RECOVER");
     }
     heading.textContent = fullName(customer);
     document.title = fullName(customer) + " · " + document.title.split(" · ").pop();
@@ -619,6 +623,25 @@ async function customerPage(admin) {
             : "—"
           : value;
     }
+  }
+
+  const recover = document.getElementById("recover-customer");
+  if (recover) {
+    recover.addEventListener("click", async () => {
+      await busy(recover, async () => {
+        try {
+          await gql(
+            "mutation Recover($id: ID!) { adminRecoverCustomer(customerId: $id) { id } }",
+            { id },
+            admin.token,
+          );
+          notify(t("admin.recovered"), "ok");
+          await load();
+        } catch (error) {
+          failed(error);
+        }
+      });
+    });
   }
 
   const reset = document.getElementById("reset-password");

@@ -563,6 +563,38 @@ async fn browser_email_change_links_confirm_and_undo_only_on_a_click(backend: Ba
         .count("customers WHERE email_key = 'ren@example.com'")
         .await;
     assert_eq!(back, 1, "the account is back on its old address");
+    // The change had been confirmed: the account is frozen, and the console says so and
+    // offers an administrator "Recover Account".
+    admin(&app, "keeper", "administrator").await;
+    admin_signs_in(&english, &app, "keeper").await;
+    let root = app.admin_token("administrator").await;
+    let found = app
+        .gql_as(
+            Some(&root),
+            "{ customers(first: 1, filter: {search: \"ren@example.com\"}) { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    let id = found["data"]["customers"]["edges"][0]["node"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    english
+        .goto(&app.url(&format!("/admin/customers/{id}")))
+        .await;
+    english
+        .wait_until("!document.getElementById('recover-customer').hidden")
+        .await;
+    let frozen = english.text("[data-field=frozenAt]").await;
+    assert!(frozen.chars().any(|c| c.is_ascii_digit()), "{frozen}");
+    english.click("#recover-customer").await;
+    english
+        .wait_text("#notice", "The account is recovered")
+        .await;
+    english
+        .wait_until("document.getElementById('recover-customer').hidden")
+        .await;
+    assert_eq!(english.text("[data-field=frozenAt]").await, "—");
     english.close().await;
     browser.close().await;
 }
