@@ -158,6 +158,8 @@ pub struct Pages {
     env: Environment<'static>,
     dictionaries: Vec<(Locale, Dictionary)>,
     store: String,
+    /// The settings page offers exactly what `updatePasswordSettings` accepts (built once).
+    ranges: minijinja::Value,
 }
 
 impl Pages {
@@ -219,10 +221,15 @@ impl Pages {
                 Ok((locale, Dictionary { labels, name, json }))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let ranges = domain::admins::SETTING_RANGES
+            .iter()
+            .map(|(name, min, max)| context! { name, min, max })
+            .collect::<Vec<_>>();
         Ok(Self {
             env,
             dictionaries,
             store,
+            ranges: minijinja::Value::from(ranges),
         })
     }
 
@@ -254,11 +261,7 @@ impl Pages {
                 t => dictionary.labels.clone(),
                 messages => dictionary.json.get(page).map_or("{}", String::as_str),
                 store => self.store.as_str(),
-                // The settings page offers exactly what `updatePasswordSettings` accepts.
-                ranges => domain::admins::SETTING_RANGES
-                    .iter()
-                    .map(|(name, min, max)| context! { name, min, max })
-                    .collect::<Vec<_>>(),
+                ranges => self.ranges.clone(),
             })
     }
 }

@@ -126,14 +126,9 @@ impl Accounts {
                 chrono::Duration::hours(1),
             ),
         )];
-        match self.parts.limiter.reserve(&registration, now).await? {
-            Ok(counted) => counted.keep(),
-            Err(refused) => {
-                tracing::info!(event = "registration_limited");
-                return Err(Error::RateLimited {
-                    retry_after_seconds: refused.retry_after_seconds,
-                });
-            }
+        if let Err(limited) = self.parts.spend(&registration, now).await {
+            tracing::info!(event = "registration_limited");
+            return Err(limited);
         }
         let password_hash = self.parts.hasher.hash(&password).await?;
         let new = NewCustomer {
@@ -365,6 +360,20 @@ pub(crate) fn parse_email_field(field: &'static str, raw: &str) -> Result<Email>
 }
 
 impl Wiring {
+    /// Counts one request against every check (kept: the request happened, whatever it
+    /// comes to), or refuses it with RATE_LIMITED when a check is spent.
+    pub(crate) async fn spend(&self, checks: &[Check], now: DateTime<Utc>) -> Result<()> {
+        match self.limiter.reserve(checks, now).await? {
+            Ok(counted) => {
+                counted.keep();
+                Ok(())
+            }
+            Err(refused) => Err(Error::RateLimited {
+                retry_after_seconds: refused.retry_after_seconds,
+            }),
+        }
+    }
+
     /// Holds a new password to the policy, with the store's name as context for the strength
     /// estimate.
     pub(crate) fn new_password(

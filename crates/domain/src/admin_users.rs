@@ -358,14 +358,7 @@ impl AdminUsers {
             Check::new(LimitKey::AdminResetByIp(ClientKey::of(client)), rule),
             Check::new(LimitKey::AdminResetByUsername(key.clone()), rule),
         ];
-        match self.parts.limiter.reserve(&checks, now).await? {
-            Ok(counted) => counted.keep(),
-            Err(refused) => {
-                return Err(Error::RateLimited {
-                    retry_after_seconds: refused.retry_after_seconds,
-                });
-            }
-        }
+        self.parts.spend(&checks, now).await?;
         let token = RawResetToken::generate()?;
         self.store
             .request_admin_reset(AdminResetRequest {

@@ -87,10 +87,6 @@ fn checked(field: &'static str, value: Option<i64>) -> Result<Option<i64>> {
         .find(|(name, _, _)| *name == field)
         .map(|(_, lo, hi)| (*lo, *hi))
         .ok_or_else(|| Error::internal(format!("no range for {field}")))?;
-    within(field, value, lo, hi)
-}
-
-fn within(field: &'static str, value: Option<i64>, lo: i64, hi: i64) -> Result<Option<i64>> {
     match value {
         Some(v) if !(lo..=hi).contains(&v) => Err(Error::bad_input(
             field,

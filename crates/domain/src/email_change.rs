@@ -256,14 +256,7 @@ impl EmailChanges {
                 ),
             ),
         ];
-        match self.parts.limiter.reserve(&limit, now).await? {
-            Ok(counted) => counted.keep(),
-            Err(refused) => {
-                return Err(Error::RateLimited {
-                    retry_after_seconds: refused.retry_after_seconds,
-                });
-            }
-        };
+        self.parts.spend(&limit, now).await?;
         let confirm = RawResetToken::generate()?;
         let cancel = RawResetToken::generate()?;
         let expires_at = now + settings.reset.link_lifetime;

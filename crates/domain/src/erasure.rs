@@ -235,15 +235,7 @@ impl Erasure {
             LimitKey::DataExportBy(caller),
             Rule::per(MAX_EXPORTS_PER_HOUR, chrono::Duration::hours(1)),
         )];
-        match self.parts.limiter.reserve(&check, now).await? {
-            Ok(counted) => {
-                counted.keep();
-                Ok(())
-            }
-            Err(refused) => Err(Error::RateLimited {
-                retry_after_seconds: refused.retry_after_seconds,
-            }),
-        }
+        self.parts.spend(&check, now).await
     }
 
     /// `customerDataExport(customerId)` for an admin with the permission (checked by the

@@ -275,24 +275,21 @@ impl CredentialStore for SqlStore {
                 admin_access_token::Column::ExpiresAt.into_iden(),
             ),
         };
-        let live = |q: &mut SelectStatement| {
-            q.and_where(Expr::col(owner.clone()).eq(s.principal_id))
-                .and_where(Expr::col(revoked.clone()).is_null())
-                .and_where(Expr::col(expires.clone()).gt(s.created_at));
-        };
+        let live = sea_orm::Condition::all()
+            .add(Expr::col(owner).eq(s.principal_id))
+            .add(Expr::col(revoked.clone()).is_null())
+            .add(Expr::col(expires).gt(s.created_at));
         let mut newest = Query::select();
         newest
             .column(id.clone())
             .from(table.clone())
+            .cond_where(live.clone())
             .order_by(id.clone(), sea_orm::sea_query::Order::Desc)
             .limit(u64::from(s.max_live));
-        live(&mut newest);
         let mut trim = Query::update();
         trim.table(table)
-            .value(revoked.clone(), Expr::val(s.created_at))
-            .and_where(Expr::col(owner.clone()).eq(s.principal_id))
-            .and_where(Expr::col(revoked.clone()).is_null())
-            .and_where(Expr::col(expires.clone()).gt(s.created_at))
+            .value(revoked, Expr::val(s.created_at))
+            .cond_where(live)
             .and_where(Expr::col(id).not_in_subquery(newest));
         let trimmed = self
             .db
