@@ -123,6 +123,9 @@ pub struct Config {
     /// `LATCHKEY_MAX_SESSIONS`: live sessions (signed-in devices) per customer and per admin;
     /// a sign-in beyond it signs the oldest out.
     pub max_sessions: u32,
+    /// `LATCHKEY_MAX_SIGN_INS_PER_HOUR`: successful sign-ins per customer and per admin per
+    /// hour; one beyond it answers RATE_LIMITED.
+    pub max_sign_ins_per_hour: u32,
     /// `LATCHKEY_MAIL_DIR`.
     pub mail_dir: PathBuf,
     /// `LATCHKEY_MAIL_FROM`.
@@ -208,6 +211,7 @@ impl Default for Config {
             bulk_customers_per_second: 0,
             email_change_revert_hours: 48,
             max_sessions: domain::sign_in::DEFAULT_MAX_SESSIONS,
+            max_sign_ins_per_hour: domain::sign_in::DEFAULT_MAX_SIGN_INS_PER_HOUR,
             mail_dir: PathBuf::from("./mail"),
             mail_from: "Store <no-reply@localhost>".into(),
             cors_origins: Vec::new(),

@@ -162,7 +162,10 @@ fn wiring(
         hasher.clone(),
         tokens.clone(),
         clock.clone(),
-        config.max_sessions,
+        domain::sign_in::SessionCaps {
+            max_live: config.max_sessions,
+            sign_ins_per_hour: config.max_sign_ins_per_hour,
+        },
     ));
     domain::accounts::Wiring {
         hasher,

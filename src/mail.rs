@@ -517,9 +517,7 @@ mod tests {
                 }
                 if !matches!(
                     kind,
-                    MailKind::PasswordChanged
-                        | MailKind::AccountFrozen
-                        | MailKind::AdminPasswordChanged
+                    MailKind::PasswordChanged | MailKind::AdminPasswordChanged
                 ) {
                     let link = format!("token=abc&lang={}", locale.as_str());
                     assert!(r.text.contains(&link), "{at}: {}", r.text);

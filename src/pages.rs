@@ -79,6 +79,11 @@ const PAGES: &[(&str, &str, Area)] = &[
         "cancel-email-change",
         Area::Storefront,
     ),
+    (
+        "/account/release-account",
+        "release-account",
+        Area::Storefront,
+    ),
     ("/admin/sign-in", "admin-sign-in", Area::Admin),
     ("/admin/set-password", "admin-set-password", Area::Admin),
     (
@@ -135,7 +140,7 @@ fn script_sections(page: &str) -> &'static [&'static str] {
         "sign-in" => &["signin"],
         "forgot-password" => &["forgot"],
         "reset-password" => &["reset"],
-        "confirm-email" | "cancel-email-change" => &["email_change"],
+        "confirm-email" | "cancel-email-change" | "release-account" => &["email_change"],
         "account" => &["account"],
         "create-account" => &["create", "signin"],
         "account-information" => &["information", "account"],
@@ -186,6 +191,7 @@ impl Pages {
             "reset-password",
             "confirm-email",
             "cancel-email-change",
+            "release-account",
             "admin-sign-in",
             "admin-set-password",
             "admin-forgot-password",

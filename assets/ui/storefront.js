@@ -619,6 +619,10 @@ const pages = {
     "mutation Cancel($token: String!) { cancelCustomerEmailChange(token: $token) }",
     "email_change.cancelled",
   ),
+  "release-account": emailLinkPage(
+    "mutation Release($token: String!) { releaseCustomerAccount(token: $token) }",
+    "email_change.released",
+  ),
   account: accountPage,
   "create-account": createAccountPage,
   "account-information": accountInformationPage,

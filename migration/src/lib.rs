@@ -18,6 +18,8 @@ mod m20261206_000013_email_change_reservations;
 mod m20261206_000014_frozen_accounts;
 mod m20261206_000015_service_admin_tokens;
 mod m20261206_000016_grid_orders;
+mod m20261206_000017_limit_events_in_flight;
+mod m20261206_000018_email_change_release;
 
 pub struct Migrator;
 
@@ -41,6 +43,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_frozen_accounts::Migration),
             Box::new(m20261206_000015_service_admin_tokens::Migration),
             Box::new(m20261206_000016_grid_orders::Migration),
+            Box::new(m20261206_000017_limit_events_in_flight::Migration),
+            Box::new(m20261206_000018_email_change_release::Migration),
         ]
     }
 }

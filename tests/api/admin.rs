@@ -168,6 +168,7 @@ const STOREFRONT: &[&str] = &[
     "requestCustomerEmailChange",
     "confirmCustomerEmailChange",
     "cancelCustomerEmailChange",
+    "releaseCustomerAccount",
     "deleteCustomer",
     "setAdminPassword",
     "requestAdminPasswordReset",

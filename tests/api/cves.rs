@@ -439,6 +439,24 @@ async fn no_secret_of_any_kind_reaches_the_logs(backend: Backend) {
         json!({"t": cancel}),
     )
     .await;
+    // The cancel undid a confirmed change: the removed address gets the "give it back" link.
+    let release = smtp
+        .wait_for_mail(&moved, "/account/release-account")
+        .await
+        .token();
+    secrets.push(release.clone());
+    app.client
+        .get(app.url(&format!("/account/release-account?token={release}")))
+        .send()
+        .await
+        .unwrap();
+    let res = app
+        .gql(
+            "mutation($t: String!) { releaseCustomerAccount(token: $t) }",
+            json!({"t": release}),
+        )
+        .await;
+    assert_eq!(res["data"]["releaseCustomerAccount"], true, "{res}");
     // An admin: invitation, their password, their token, the console's reset link.
     let root = app.admin_token("administrator").await;
     secrets.push(root.clone());

@@ -20,6 +20,7 @@ crate::tests![
     every_remediation_kills_a_pending_email_change,
     the_old_address_undoes_a_confirmed_change,
     a_confirmed_change_is_undone_for_48_hours_and_an_admin_decides_who_gets_it,
+    the_removed_address_can_give_a_frozen_account_back,
     the_first_notice_undoes_a_chain_of_changes,
     the_thiefs_own_later_notice_leaves_the_owners_working,
     an_address_moved_away_from_stays_the_accounts_while_it_can_be_undone,
@@ -31,6 +32,7 @@ crate::tests![
     an_admin_deletes_a_customer_and_mail_not_sent_yet_never_goes,
     the_data_export_lists_what_is_stored_and_nothing_secret,
     an_export_costs_like_what_it_reads_and_never_names_staff,
+    an_export_pages_its_lists,
 ];
 
 const CHANGE: &str = "mutation($e: String!, $p: String!) { requestCustomerEmailChange(newEmail: $e, currentPassword: $p) }";
@@ -1310,4 +1312,193 @@ async fn email_changes_have_a_budget_per_client_and_the_confirmation_names_nobod
         .wait_for_mail("mover0@example.com", "/account/cancel-email-change")
         .await;
     assert!(notice.text().contains("Visit evil.example"));
+}
+
+async fn release(app: &TestApp, token: &str) -> Value {
+    app.gql(
+        "mutation($t: String!) { releaseCustomerAccount(token: $t) }",
+        json!({"t": token}),
+    )
+    .await
+}
+
+/// Recovery of a frozen account without staff: when both addresses agree. The old address said
+/// "this wasn't me" (which froze the account there); the address it had moved to is told, with
+/// a link that gives the account back to the old address. Used, the account unfreezes at the
+/// old address (its password still void: its owner resets it), audited with the customer as
+/// actor. The link works once, and never undoes an admin's decision: after an admin recovered
+/// an account, its link is LINK_INVALID and the account stays where the admin put it.
+async fn the_removed_address_can_give_a_frozen_account_back(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    let admin = app.admin_token("administrator").await;
+    let frozen_notice = |to: &'static str| {
+        let smtp = &smtp;
+        async move {
+            let told = smtp.wait_for_mail(to, "/account/release-account").await;
+            assert!(told.subject().contains("locked"), "{}", told.subject());
+            told.token()
+        }
+    };
+    let freeze = |from: &'static str, to: &'static str| {
+        let (app, smtp) = (&app, &smtp);
+        async move {
+            app.create_customer(from, PASSWORD).await;
+            let token = app.sign_in(from, PASSWORD).await;
+            let total = smtp.messages().len() + 2;
+            request_change(app, &token, to, PASSWORD).await;
+            let (confirmation, notice) = change_mails(smtp, total, to, from).await;
+            confirm(app, &confirmation.token()).await;
+            let res = cancel(app, &notice.token()).await;
+            assert_eq!(res["data"]["cancelCustomerEmailChange"], true, "{res}");
+        }
+    };
+    let node = |email: &'static str| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let found = app
+                .gql_as(
+                    Some(admin),
+                    "query($s: String!) { customers(first: 1, filter: {search: $s}) { edges { node { id email frozenAt } } } }",
+                    json!({"s": email}),
+                )
+                .await;
+            found["data"]["customers"]["edges"][0]["node"].clone()
+        }
+    };
+
+    // Someone moved their account to a mistyped address and the real owner of the old one
+    // said "this wasn't me": the mistyped address agrees to give it back.
+    freeze("mine@example.com", "typo@example.com").await;
+    let token = frozen_notice("typo@example.com").await;
+    assert!(node("mine@example.com").await["frozenAt"].is_string());
+    let res = release(&app, &token).await;
+    assert_eq!(res["data"]["releaseCustomerAccount"], true, "{res}");
+    let account = node("mine@example.com").await;
+    assert_eq!(account["frozenAt"], Value::Null, "{account}");
+    assert_eq!(code(&release(&app, &token).await), "LINK_INVALID");
+    assert_eq!(
+        code(&app.sign_in_response("mine@example.com", PASSWORD).await),
+        "AUTHENTICATION_FAILED",
+        "the password stays void"
+    );
+    app.without_reset_limits().await;
+    app.request_reset("mine@example.com").await;
+    let reset = smtp
+        .wait_for_mail("mine@example.com", "/account/reset-password")
+        .await;
+    let res = app.reset_password(&reset.token(), "Blue-harbor-77").await;
+    assert_eq!(res["data"]["resetPassword"], true, "{res}");
+    app.sign_in("mine@example.com", "Blue-harbor-77").await;
+    let audit = app
+        .gql_as(
+            Some(&admin),
+            "{ auditLog(first: 10) { edges { node { action actor customerId } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        audit["data"]["auditLog"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["node"]["action"] == "RELEASE_FROZEN_ACCOUNT"
+                && e["node"]["actor"] == "customer"
+                && e["node"]["customerId"] == account["id"]),
+        "{audit}"
+    );
+
+    // The store gave another frozen account to the address it had moved to: that address's
+    // link cannot hand it back to the old mailbox afterwards.
+    freeze("gone@example.com", "moved@example.com").await;
+    let token = frozen_notice("moved@example.com").await;
+    let account = node("gone@example.com").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "mutation($id: ID!, $e: String) { adminRecoverCustomer(customerId: $id, email: $e) { email frozenAt } }",
+            json!({"id": account["id"], "e": "moved@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["adminRecoverCustomer"]["email"], "moved@example.com",
+        "{res}"
+    );
+    assert_eq!(code(&release(&app, &token).await), "LINK_INVALID");
+    let account = node("moved@example.com").await;
+    assert_eq!(account["email"], "moved@example.com", "{account}");
+    assert_eq!(account["frozenAt"], Value::Null, "{account}");
+
+    // A link not issued is nothing; nor is an expired one.
+    assert_eq!(code(&release(&app, &"A".repeat(43)).await), "LINK_INVALID");
+}
+
+/// An export's lists are paged (500 entries each, oldest first), so no reply grows without
+/// bound: an account with 520 admin actions on it exports them over two pages, every entry
+/// once, and says where the lists go on.
+async fn an_export_pages_its_lists(backend: Backend) {
+    use domain::clock::Clock;
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("long@example.com", PASSWORD).await;
+    let id = app.customer_id("long@example.com").await;
+    let customer = uuid::Uuid::parse_str(&id).unwrap();
+    let start = app.clock.now() - Duration::days(400);
+    for i in 0..520 {
+        // Ten at each instant: the order is total even where times tie.
+        let at = start + Duration::hours(i / 10);
+        app.execute(
+            "INSERT INTO audit_log (id, at, actor_id, actor, action, customer_id, client_ip, detail) \
+             VALUES ($1, $2, $3, 'someone', 'REVOKE_CUSTOMER_TOKENS', $4, NULL, $5)",
+            vec![
+                uuid::Uuid::new_v4().into(),
+                at.into(),
+                uuid::Uuid::new_v4().into(),
+                customer.into(),
+                format!("entry {i}").into(),
+            ],
+        )
+        .await;
+    }
+    let token = app.sign_in("long@example.com", PASSWORD).await;
+    let export = |page: Value| {
+        let (app, token) = (&app, &token);
+        async move {
+            app.gql_as(
+                Some(token),
+                "query($p: Int) { customerDataExport(page: $p) }",
+                json!({"p": page}),
+            )
+            .await
+        }
+    };
+    let first = export(Value::Null).await;
+    let first = &first["data"]["customerDataExport"];
+    assert_eq!(
+        first["page"],
+        json!({"number": 1, "size": 500, "more": true}),
+        "{first}"
+    );
+    let second = export(json!(2)).await;
+    let second = &second["data"]["customerDataExport"];
+    assert_eq!(second["page"]["more"], false, "{second}");
+    assert_eq!(second["customer"]["id"], id.as_str());
+    let entries: Vec<&Value> = first["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["audit"].as_array().unwrap())
+        .collect();
+    assert_eq!(first["audit"].as_array().unwrap().len(), 500);
+    assert_eq!(entries.len(), 520);
+    let times: Vec<&str> = entries.iter().map(|e| e["at"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
+    // The sessions list is paged alike: all of them on the first page, none on the second.
+    let sessions = app.scalar("SELECT COUNT(*) AS n FROM access_tokens").await;
+    assert!(sessions >= 1);
+    assert_eq!(
+        first["sessions"].as_array().map(Vec::len),
+        usize::try_from(sessions).ok()
+    );
+    assert_eq!(second["sessions"].as_array().map(Vec::len), Some(0));
+    let res = export(json!(0)).await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
 }

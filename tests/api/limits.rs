@@ -23,6 +23,7 @@ crate::tests![
     a_sign_in_still_hashing_when_the_password_is_reset_gets_no_lasting_session,
     registration_is_limited_per_client_and_a_refusal_creates_nothing,
     lockout_cannot_be_switched_off,
+    concurrent_right_passwords_all_sign_in_and_guesses_still_lock,
 ];
 
 /// A server process with one hashing slot (so a burst queues behind it, as on a busy server).
@@ -393,4 +394,53 @@ async fn lockout_cannot_be_switched_off(backend: Backend) {
         read["data"]["passwordSettings"],
         json!({"lockoutFailures": 10, "maxFailedSignInsPerIpPerHour": 100, "maxRegistrationsPerIpPerHour": 30})
     );
+}
+
+/// Keycloak #48272: concurrent sign-ins with the right password locked the account out, because
+/// each counted as an attempt while it was checked. Here the lockout is the default 10 and the
+/// server hashes one password at a time, so sixteen sign-ins queue: the ones past the budget
+/// wait for those in flight to give their places back, and all sixteen get a token. Guesses
+/// still lock: 47 wrong passwords, then the right one, stays refused, with 10 hashes.
+async fn concurrent_right_passwords_all_sign_in_and_guesses_still_lock(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_customer("sixteen@example.com", PASSWORD).await;
+    app.create_customer("guessed@example.com", PASSWORD).await;
+    let server = process(&app).await;
+    let before = hashes(&server).await;
+    let answers = join_all((0..16).map(|_| {
+        post(
+            server.addr,
+            CUSTOMER_SIGN_IN,
+            json!({"e": "sixteen@example.com", "p": PASSWORD}),
+        )
+    }))
+    .await;
+    for res in &answers {
+        assert!(
+            res["data"]["generateCustomerToken"]["token"].is_string(),
+            "a right password was refused: {res}"
+        );
+    }
+    assert_eq!(hashes(&server).await - before, 16);
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) AS n FROM access_tokens").await,
+        16,
+        "one session per sign-in"
+    );
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) AS n FROM customers WHERE locked_until IS NOT NULL")
+            .await,
+        0
+    );
+    let (right, hashed) = burst(
+        &server,
+        CUSTOMER_SIGN_IN,
+        "e",
+        "guessed@example.com",
+        PASSWORD,
+        47,
+    )
+    .await;
+    assert_eq!(code(&right), "AUTHENTICATION_FAILED", "{right}");
+    assert_eq!(hashed, 10, "47 guesses and a lockout of 10");
 }

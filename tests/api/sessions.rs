@@ -13,6 +13,7 @@ crate::tests![
     a_token_of_a_customer_never_reaches_another_customer,
     a_document_looks_its_customer_up_once_and_sees_its_own_sign_out,
     live_sessions_are_capped_and_the_oldest_is_signed_out,
+    successful_sign_ins_are_counted_per_account_per_hour,
 ];
 
 const SESSIONS: &str =
@@ -233,4 +234,44 @@ async fn live_sessions_are_capped_and_the_oldest_is_signed_out(backend: Backend)
     }
     let res = app.gql_as(Some(&first), me, json!({})).await;
     assert_eq!(code(&res), "UNAUTHENTICATED", "{res}");
+}
+
+/// `LATCHKEY_MAX_SIGN_INS_PER_HOUR`: someone holding the password cannot mint sessions without
+/// end (each one is work, rows and a devices-list line). Counted only for correct passwords:
+/// a wrong one still answers AUTHENTICATION_FAILED, so the limit tells a guesser nothing, and
+/// another account is not touched.
+async fn successful_sign_ins_are_counted_per_account_per_hour(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.max_sign_ins_per_hour = 3).await;
+    app.create_customer("hourly@example.com", PASSWORD).await;
+    app.create_customer("other@example.com", PASSWORD).await;
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        tokens.push(app.sign_in("hourly@example.com", PASSWORD).await);
+    }
+    let res = app.sign_in_response("hourly@example.com", PASSWORD).await;
+    assert_eq!(code(&res), "RATE_LIMITED", "{res}");
+    let retry = res["errors"][0]["extensions"]["retryAfterSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(retry > 3500 && retry <= 3600, "{res}");
+    assert_eq!(
+        code(
+            &app.sign_in_response("hourly@example.com", "wrong-password-1")
+                .await
+        ),
+        "AUTHENTICATION_FAILED"
+    );
+    // Nothing was minted and the sessions already held stay.
+    assert_eq!(
+        app.scalar("SELECT COUNT(*) AS n FROM access_tokens").await,
+        3,
+        "a refused sign-in stores no session"
+    );
+    for token in &tokens {
+        assert_eq!(app.whoami(token).await, Ok("hourly@example.com".into()));
+    }
+    app.sign_in("other@example.com", PASSWORD).await;
+    // An hour later the account signs in again.
+    app.clock.advance(Duration::minutes(61));
+    app.sign_in("hourly@example.com", PASSWORD).await;
 }

@@ -164,6 +164,9 @@ pub enum AuditAction {
     ExportCustomerData,
     /// An admin recovered an account frozen by "this wasn't me" (`adminRecoverCustomer`).
     RecoverCustomer,
+    /// The address a frozen account had moved to gave it back (`releaseCustomerAccount`; the
+    /// actor is the customer's id).
+    ReleaseFrozenAccount,
 }
 
 impl AuditAction {
@@ -182,6 +185,7 @@ impl AuditAction {
             Self::RevokeAdminTokens => "REVOKE_ADMIN_TOKENS",
             Self::ExportCustomerData => "EXPORT_CUSTOMER_DATA",
             Self::RecoverCustomer => "RECOVER_CUSTOMER",
+            Self::ReleaseFrozenAccount => "RELEASE_FROZEN_ACCOUNT",
         }
     }
 
@@ -200,6 +204,7 @@ impl AuditAction {
             "REVOKE_ADMIN_TOKENS" => Some(Self::RevokeAdminTokens),
             "EXPORT_CUSTOMER_DATA" => Some(Self::ExportCustomerData),
             "RECOVER_CUSTOMER" => Some(Self::RecoverCustomer),
+            "RELEASE_FROZEN_ACCOUNT" => Some(Self::ReleaseFrozenAccount),
             _ => None,
         }
     }

@@ -11,9 +11,10 @@
 //!   "Forgot Your Password?". Once a change is confirmed the link works for a shorter window
 //!   ([`DEFAULT_REVERT_WINDOW`]), and using it *freezes* the account: the address from before
 //!   comes back (while no other account has taken it), but no reset link is issued until an
-//!   admin recovers the account, and the address being removed is told. People change address
-//!   because they lose the old mailbox; whoever reads it later must not get the account by
-//!   clicking a link;
+//!   admin recovers the account, or the address being removed agrees: it is told, with a link
+//!   that gives the account back to the address from before ([`EmailChanges::release`]).
+//!   People change address because they lose the old mailbox; whoever reads it later must not
+//!   get the account by clicking a link alone;
 //! - a newer request supersedes an older one; applying a change voids outstanding reset links.
 //!
 //! The tokens are [`RawResetToken`]s by shape (256 random bits), kept in a table of their own,
@@ -75,6 +76,8 @@ pub struct StoredEmailChange {
     pub confirmed_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub superseded_at: Option<DateTime<Utc>>,
+    /// Until when the removed address's "give it back" link works (a frozen account only).
+    pub release_until: Option<DateTime<Utc>>,
 }
 
 /// Which of a change's two links.
@@ -82,6 +85,26 @@ pub struct StoredEmailChange {
 pub enum EmailChangeLink {
     Confirm,
     Cancel,
+    /// To the address a "this wasn't me" removed: it agrees to give the account back.
+    Release,
+}
+
+/// The link offered to the address a "this wasn't me" removes, should it freeze the account:
+/// following it, that address agrees to give the account back to the address from before.
+#[derive(Debug, Clone)]
+pub struct ReleaseOffer {
+    pub hash: String,
+    /// The full link (it carries the raw token): kept in the outbox row until sent.
+    pub link: String,
+    pub until: DateTime<Utc>,
+}
+
+/// What the removed address's agreement came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    Released,
+    /// Used already, or the account was recovered (or frozen again) meanwhile.
+    Gone,
 }
 
 /// What a "this wasn't me" came to.
@@ -144,7 +167,23 @@ pub trait EmailChangeStore: Send + Sync {
     /// revokes every live session of the customer and voids outstanding reset links and
     /// pending email changes. When one of the changes it undid was confirmed, it also freezes
     /// the account and queues `frozen_notice` (rendered for the address being removed).
-    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Cancelled>;
+    /// The frozen account's notice carries `offer`'s link, and the change keeps its hash.
+    async fn cancel_email_change(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        offer: ReleaseOffer,
+    ) -> Result<Cancelled>;
+    /// The removed address agreed, in one transaction with its audit entry: once only, and
+    /// only while the account is still frozen by this change's revert, unfreezes it at the
+    /// address it has (the password stays void: its owner sets one with "Forgot Your
+    /// Password?") and voids reset links.
+    async fn release_frozen(
+        &self,
+        change_id: Uuid,
+        now: DateTime<Utc>,
+        audit: crate::admin::NewAudit,
+    ) -> Result<Released>;
     /// An admin's recovery of a frozen account, in one transaction with its audit entry:
     /// unfreezes it, moves it to `email` when given (refused when another account has or
     /// holds that address), and voids reset links. The password stays void: the admin sends
@@ -163,6 +202,7 @@ pub trait EmailChangeStore: Send + Sync {
 pub struct EmailChangeLinks {
     pub confirm: String,
     pub cancel: String,
+    pub release: String,
 }
 
 impl EmailChangeLinks {
@@ -174,6 +214,9 @@ impl EmailChangeLinks {
             ),
             cancel: format!(
                 "{public_url}/account/cancel-email-change?token={{token}}&lang={LOCALE_PLACEHOLDER}"
+            ),
+            release: format!(
+                "{public_url}/account/release-account?token={{token}}&lang={LOCALE_PLACEHOLDER}"
             ),
         }
     }
@@ -354,7 +397,17 @@ impl EmailChanges {
             Ok(change)
         };
         let change = self.parts.redeem_link(client, lookup).await?;
-        match self.store.cancel_email_change(change.id, now).await? {
+        let release = RawResetToken::generate()?;
+        let offer = ReleaseOffer {
+            hash: release.hash(),
+            link: self.links.release.replace("{token}", release.expose()),
+            until: now + CANCEL_WINDOW,
+        };
+        match self
+            .store
+            .cancel_email_change(change.id, now, offer)
+            .await?
+        {
             Cancelled::Gone => return Err(Error::LinkInvalid),
             Cancelled::Stopped => {
                 tracing::info!(event = "email_change_cancelled", customer_id = %change.customer_id);
@@ -365,6 +418,41 @@ impl EmailChanges {
             }
         }
         Ok(())
+    }
+
+    /// `releaseCustomerAccount`: the address a "this wasn't me" removed from a frozen account
+    /// agrees that the account goes back to the address it has now (the one from before the
+    /// change). Its holder set the change off or lost the race; either way both addresses
+    /// now agree, so the account unfreezes there without an admin, its password still void.
+    /// Audited (the actor is the customer). Works once, for [`CANCEL_WINDOW`].
+    pub async fn release(&self, token: &str, client: &ClientInfo) -> Result<()> {
+        let now = self.parts.clock.now();
+        let lookup = async {
+            let change = self.find(token, EmailChangeLink::Release).await?;
+            match change.release_until {
+                None => Err(Error::LinkInvalid),
+                Some(until) if now >= until => Err(Error::LinkExpired),
+                Some(_) => Ok(change),
+            }
+        };
+        let change = self.parts.redeem_link(client, lookup).await?;
+        let audit = crate::admin::NewAudit {
+            id: Uuid::now_v7(),
+            at: now,
+            actor_id: change.customer_id,
+            actor: "customer".to_owned(),
+            action: crate::admin::AuditAction::ReleaseFrozenAccount,
+            customer_id: Some(change.customer_id),
+            client_ip: client.ip.clone(),
+            detail: Some("the address it had moved to gave it back".to_owned()),
+        };
+        match self.store.release_frozen(change.id, now, audit).await? {
+            Released::Released => {
+                tracing::info!(event = "account_released", customer_id = %change.customer_id);
+                Ok(())
+            }
+            Released::Gone => Err(Error::LinkInvalid),
+        }
     }
 
     /// `adminRecoverCustomer` (CUSTOMERS_RECOVER, checked by the caller): an admin who has

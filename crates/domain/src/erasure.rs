@@ -29,6 +29,7 @@ pub fn limit_keys(customer_id: Uuid, email_keys: &[String]) -> Vec<String> {
         LimitKey::ResetRequestByCustomer(customer_id),
         LimitKey::EmailChangeByCustomer(customer_id),
         LimitKey::DataExportBy(customer_id),
+        LimitKey::SignInsOf(PrincipalKind::Customer, customer_id),
     ];
     let by_address = email_keys.iter().flat_map(|key| {
         [
@@ -49,6 +50,9 @@ pub fn limit_keys(customer_id: Uuid, email_keys: &[String]) -> Vec<String> {
 #[serde(rename_all = "camelCase")]
 pub struct CustomerExport {
     pub exported_at: DateTime<Utc>,
+    /// Which page of the lists this is: each list holds at most [`EXPORT_PAGE_SIZE`] entries
+    /// (oldest first); `more` says whether any list goes on on the next page.
+    pub page: ExportPage,
     pub customer: ExportedCustomer,
     pub sessions: Vec<ExportedSession>,
     pub password_reset_links: Vec<ExportedResetLink>,
@@ -113,6 +117,40 @@ pub struct ExportedMail {
     pub sent_at: Option<DateTime<Utc>>,
 }
 
+/// Entries per list on one page of an export: nearly every customer's fits on the first.
+pub const EXPORT_PAGE_SIZE: u64 = 500;
+
+/// One page of an export's lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportPage {
+    /// From 1.
+    pub number: u32,
+    pub size: u64,
+    /// Some list has entries past this page: ask for `number + 1`.
+    pub more: bool,
+}
+
+impl ExportPage {
+    /// The page asked for (`None`: the first); BAD_USER_INPUT below 1.
+    pub fn asked(number: Option<i64>) -> Result<Self> {
+        let number = number.unwrap_or(1);
+        match u32::try_from(number) {
+            Ok(n) if n >= 1 => Ok(Self {
+                number: n,
+                size: EXPORT_PAGE_SIZE,
+                more: false,
+            }),
+            _ => Err(Error::bad_input("page", "must be 1 or more")),
+        }
+    }
+
+    /// Entries to skip in each list before this page.
+    pub fn offset(&self) -> u64 {
+        u64::from(self.number - 1) * self.size
+    }
+}
+
 /// How an export names whoever acted on the account when it was not the customer.
 pub const STORE_STAFF: &str = "store staff";
 
@@ -131,10 +169,12 @@ pub trait ErasureStore: Send + Sync {
     async fn delete_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<bool>;
     /// `None` when there is no such customer; otherwise writes `audit` (an admin's export)
     /// too.
+    /// One `page` of each list.
     async fn export_customer(
         &self,
         customer_id: Uuid,
         now: DateTime<Utc>,
+        page: ExportPage,
         audit: Option<NewAudit>,
     ) -> Result<Option<CustomerExport>>;
 }
@@ -219,11 +259,15 @@ impl Erasure {
     }
 
     /// `customerDataExport` for the signed-in customer: their own data.
-    pub async fn export_own(&self, principal: &CustomerPrincipal) -> Result<CustomerExport> {
+    pub async fn export_own(
+        &self,
+        principal: &CustomerPrincipal,
+        page: ExportPage,
+    ) -> Result<CustomerExport> {
         let now = self.parts.clock.now();
         self.spend_export_budget(principal.customer.id, now).await?;
         self.store
-            .export_customer(principal.customer.id, now, None)
+            .export_customer(principal.customer.id, now, page, None)
             .await?
             .ok_or(Error::NotFound)
     }
@@ -246,6 +290,7 @@ impl Erasure {
         &self,
         principal: &AdminPrincipal,
         customer_id: Uuid,
+        page: ExportPage,
         client: &ClientInfo,
     ) -> Result<CustomerExport> {
         let now = self.parts.clock.now();
@@ -261,7 +306,7 @@ impl Erasure {
             detail: None,
         };
         self.store
-            .export_customer(customer_id, now, Some(audit))
+            .export_customer(customer_id, now, page, Some(audit))
             .await?
             .ok_or(Error::NotFound)
     }

@@ -75,6 +75,8 @@ pub enum LimitKey {
     /// Password checks of one sign-in name (email or username), whether or not such an
     /// account exists, so the answer looks the same for both.
     SignInByAccount(PrincipalKind, String),
+    /// Successful sign-ins of one account (sessions minted).
+    SignInsOf(PrincipalKind, Uuid),
     /// `createCustomer` by client.
     RegistrationByIp(ClientKey),
     /// `requestCustomerEmailChange` by customer (each sends two messages).
@@ -102,6 +104,7 @@ impl LimitKey {
             Self::InvalidLinkByIp(ip) => format!("reset-failure:ip:{}", ip.0),
             Self::SignInByIp(kind, ip) => format!("sign-in:ip:{}:{}", kind.as_str(), ip.0),
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
+            Self::SignInsOf(kind, id) => format!("sign-ins:{}:{id}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
             Self::EmailChangeByCustomer(id) => format!("email-change:customer:{id}"),
             Self::EmailChangeByIp(ip) => format!("email-change:ip:{}", ip.0),
@@ -150,18 +153,41 @@ impl Rule {
 pub struct Check {
     pub key: LimitKey,
     pub rule: Rule,
+    /// The event stays *in flight* until the reservation is kept or released with
+    /// [`Limiter::keep`]/[`Limiter::release`]: a refusal caused only by in-flight events says
+    /// so ([`Refused::in_flight`]), and the caller may wait for them to settle.
+    pub in_flight: bool,
 }
 
 impl Check {
     pub fn new(key: LimitKey, rule: Rule) -> Self {
-        Self { key, rule }
+        Self {
+            key,
+            rule,
+            in_flight: false,
+        }
+    }
+
+    /// A check whose event counts as in flight until it is kept or released (a password that
+    /// is still being checked: it may turn out right and give its place back).
+    pub fn in_flight(key: LimitKey, rule: Rule) -> Self {
+        Self {
+            in_flight: true,
+            ..Self::new(key, rule)
+        }
     }
 }
+
+/// How long an in-flight event can stay unsettled before it counts as kept (a process that
+/// stopped between reserving and settling never settles its events).
+pub const IN_FLIGHT_FOR_AT_MOST: Duration = Duration::seconds(60);
 
 /// Earlier events of one key that still count under its rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KeyHistory {
     pub count: u32,
+    /// Of `count`, the events still in flight (reserved, not yet kept or released).
+    pub in_flight: u32,
     pub oldest: Option<DateTime<Utc>>,
     pub latest: Option<DateTime<Utc>>,
 }
@@ -172,6 +198,9 @@ pub struct KeyHistory {
 pub struct Refused {
     pub key: LimitKey,
     pub retry_after_seconds: u64,
+    /// True when the refusal is caused only by events still in flight: once they settle (a
+    /// correct password gives its place back) the same reservation may pass.
+    pub in_flight: bool,
 }
 
 /// Events recorded by a granted reservation; give them back with [`Limiter::release`].
@@ -179,11 +208,18 @@ pub struct Refused {
 #[must_use = "a reservation is either kept (the attempt counts) or released"]
 pub struct Reservation {
     pub event_ids: Vec<Uuid>,
+    /// Some events were recorded in flight: keep the reservation with [`Limiter::keep`].
+    pub in_flight: bool,
+    /// The keys of the in-flight events (whose waiters a settlement wakes).
+    pub keys: Vec<LimitKey>,
 }
 
 impl Reservation {
-    /// Keeps the reservation: the attempt counts. Says so at the call site.
-    pub fn keep(self) {}
+    /// Keeps a reservation without in-flight events: the attempt counts. Says so at the call
+    /// site. (One with in-flight events is kept with [`Limiter::keep`].)
+    pub fn keep(self) {
+        debug_assert!(!self.in_flight, "keep in-flight events with Limiter::keep");
+    }
 }
 
 /// The decision for one reservation, from each check's history (same order as `checks`).
@@ -194,8 +230,10 @@ pub fn decide(
 ) -> std::result::Result<(), Refused> {
     let mut wait = Duration::zero();
     let mut first: Option<&LimitKey> = None;
+    let mut settled_refuses = false;
     for (check, h) in checks.iter().zip(histories) {
         let mut this = Duration::zero();
+        let mut settled_trips = false;
         // A concurrent request may have recorded a little after this one's `now`: such an
         // event is "just now", never "in the future".
         if let Some(latest) = h
@@ -205,17 +243,23 @@ pub fn decide(
             let since = (now - latest).max(Duration::zero());
             if since < check.rule.min_interval {
                 this = this.max(check.rule.min_interval - since);
+                settled_trips = true;
             }
         }
         if let Some(oldest) = h
             .oldest
             .filter(|_| check.rule.max > 0 && h.count >= check.rule.max)
         {
-            this = this.max(oldest + check.rule.window - now);
+            let window_left = oldest + check.rule.window - now;
+            if window_left > Duration::zero() {
+                this = this.max(window_left);
+                settled_trips |= h.count.saturating_sub(h.in_flight) >= check.rule.max;
+            }
         }
         if this > Duration::zero() {
             first.get_or_insert(&check.key);
             wait = wait.max(this);
+            settled_refuses |= settled_trips;
         }
     }
     match first {
@@ -226,6 +270,7 @@ pub fn decide(
             Err(Refused {
                 key: key.clone(),
                 retry_after_seconds: u64::try_from(secs.max(1)).unwrap_or(1),
+                in_flight: !settled_refuses,
             })
         }
     }
@@ -275,6 +320,13 @@ pub trait Limiter: Send + Sync {
 
     /// Gives a reservation back: its events stop counting.
     async fn release(&self, reservation: Reservation) -> Result<()>;
+
+    /// Keeps a reservation: its in-flight events settle and count from now on as any other.
+    async fn keep(&self, reservation: Reservation) -> Result<()>;
+
+    /// Waits until an in-flight event of `key` may have settled, or `at_most` has passed
+    /// (settlements on other replicas are seen only then).
+    async fn settled(&self, key: &LimitKey, at_most: std::time::Duration);
 
     /// Forgets every event of `key` (a correct password clears the failures of its account).
     async fn clear(&self, key: &LimitKey) -> Result<()>;
@@ -335,6 +387,7 @@ mod tests {
         assert_eq!(decide(&check, &[KeyHistory::default()], now), Ok(()));
         let recent = KeyHistory {
             count: 1,
+            in_flight: 0,
             oldest: Some(now - Duration::minutes(4)),
             latest: Some(now - Duration::minutes(4)),
         };
@@ -346,6 +399,7 @@ mod tests {
         );
         let full = KeyHistory {
             count: 5,
+            in_flight: 0,
             oldest: Some(now - Duration::minutes(50)),
             latest: Some(now - Duration::minutes(20)),
         };
@@ -371,6 +425,7 @@ mod tests {
         let now = Utc::now();
         let later = KeyHistory {
             count: 1,
+            in_flight: 0,
             oldest: Some(now + Duration::milliseconds(3)),
             latest: Some(now + Duration::milliseconds(3)),
         };
@@ -410,12 +465,44 @@ mod tests {
         let open = KeyHistory::default();
         let spent = KeyHistory {
             count: 2,
+            in_flight: 0,
             oldest: Some(now - Duration::minutes(1)),
             latest: Some(now),
         };
         let refused = decide(&checks, &[open, spent], now).unwrap_err();
         assert_eq!(refused.key, checks[1].key);
         assert_eq!(refused.retry_after_seconds, 540);
+        assert!(!refused.in_flight);
+    }
+
+    #[test]
+    fn a_refusal_caused_only_by_attempts_in_flight_says_so() {
+        let now = Utc::now();
+        let checks = [Check::in_flight(
+            LimitKey::SignInByAccount(PrincipalKind::Customer, "a".into()),
+            Rule::per(10, Duration::minutes(10)),
+        )];
+        let busy = |count, in_flight| KeyHistory {
+            count,
+            in_flight,
+            oldest: Some(now - Duration::seconds(1)),
+            latest: Some(now),
+        };
+        // Ten passwords still being checked: the eleventh may pass once they settle.
+        assert!(decide(&checks, &[busy(10, 10)], now).unwrap_err().in_flight);
+        assert!(decide(&checks, &[busy(12, 3)], now).unwrap_err().in_flight);
+        // Ten settled failures refuse it whatever is in flight.
+        assert!(!decide(&checks, &[busy(13, 3)], now).unwrap_err().in_flight);
+        assert!(!decide(&checks, &[busy(10, 0)], now).unwrap_err().in_flight);
+        // A spent minimum interval is never in flight.
+        let spaced = [Check::in_flight(
+            checks[0].key.clone(),
+            Rule {
+                min_interval: Duration::minutes(1),
+                ..Rule::per(10, Duration::minutes(10))
+            },
+        )];
+        assert!(!decide(&spaced, &[busy(1, 1)], now).unwrap_err().in_flight);
     }
 
     #[test]
@@ -439,6 +526,7 @@ mod tests {
             by_ip.key.storage_key(),
             KeyHistory {
                 count: 1,
+                in_flight: 0,
                 oldest: Some(now - Duration::minutes(30)),
                 latest: Some(now - Duration::minutes(30)),
             },

@@ -30,6 +30,14 @@ use crate::{
 /// The window of the per-client limit on wrong passwords.
 const CLIENT_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
+/// A sign-in refused only because other checks of the same name are still running waits for
+/// them to settle, at most this long (a hashing queue longer than that is an attack, and its
+/// guesses are answered as refused)...
+const MAX_IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+/// ...trying again when this replica settles one of them, and at least this often (a
+/// settlement on another replica).
+const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What the core needs to know of an account to check its password.
 #[derive(Clone)]
 pub struct StoredCredentials {
@@ -140,13 +148,36 @@ pub struct Verified {
 /// Live sessions per customer and per admin unless configured (`LATCHKEY_MAX_SESSIONS`).
 pub const DEFAULT_MAX_SESSIONS: u32 = 100;
 
+/// Successful sign-ins per account per hour unless configured
+/// (`LATCHKEY_MAX_SIGN_INS_PER_HOUR`).
+pub const DEFAULT_MAX_SIGN_INS_PER_HOUR: u32 = 100;
+
+/// How many sessions one account may make and hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCaps {
+    /// Live sessions per principal: a sign-in beyond it revokes the oldest.
+    pub max_live: u32,
+    /// Successful sign-ins per principal per hour: one beyond it is RATE_LIMITED (someone
+    /// holding the password is minting sessions faster than any person signs in).
+    pub sign_ins_per_hour: u32,
+}
+
+impl Default for SessionCaps {
+    fn default() -> Self {
+        Self {
+            max_live: DEFAULT_MAX_SESSIONS,
+            sign_ins_per_hour: DEFAULT_MAX_SIGN_INS_PER_HOUR,
+        }
+    }
+}
+
 pub struct SignIn {
     store: Arc<dyn CredentialStore>,
     limiter: Arc<dyn Limiter>,
     hasher: Arc<dyn PasswordHasher>,
     tokens: TokenCodec,
     clock: Arc<dyn Clock>,
-    max_sessions: u32,
+    caps: SessionCaps,
 }
 
 impl SignIn {
@@ -156,7 +187,7 @@ impl SignIn {
         hasher: Arc<dyn PasswordHasher>,
         tokens: TokenCodec,
         clock: Arc<dyn Clock>,
-        max_sessions: u32,
+        caps: SessionCaps,
     ) -> Self {
         Self {
             store,
@@ -164,18 +195,21 @@ impl SignIn {
             hasher,
             tokens,
             clock,
-            max_sessions: max_sessions.max(1),
+            caps: SessionCaps {
+                max_live: caps.max_live.max(1),
+                sign_ins_per_hour: caps.sign_ins_per_hour.max(1),
+            },
         }
     }
 
     /// The limits one password check counts against.
     fn checks(kind: PrincipalKind, login: &str, client: &ClientInfo, s: &Settings) -> [Check; 2] {
         [
-            Check::new(
+            Check::in_flight(
                 LimitKey::SignInByIp(kind, ClientKey::of(client)),
                 Rule::per(s.clients.failed_sign_ins_per_ip_per_hour, CLIENT_WINDOW),
             ),
-            Check::new(
+            Check::in_flight(
                 LimitKey::SignInByAccount(kind, login.to_owned()),
                 Rule::per(s.lockout.failures.max(1), s.lockout.duration),
             ),
@@ -194,27 +228,39 @@ impl SignIn {
         client: &ClientInfo,
         settings: &Settings,
     ) -> Result<Verified> {
-        let now = self.clock.now();
         let checks = Self::checks(kind, login, client, settings);
-        let reservation = match self.limiter.reserve(&checks, now).await? {
-            Ok(r) => r,
-            Err(refused) => {
-                tracing::info!(
-                    event = "sign_in_refused_by_limit",
-                    kind = kind.as_str(),
-                    limit = match refused.key {
-                        LimitKey::SignInByIp(..) => "client",
-                        _ => "account",
-                    }
-                );
-                return Err(match refused.key {
-                    LimitKey::SignInByIp(..) => Error::RateLimited {
-                        retry_after_seconds: refused.retry_after_seconds,
-                    },
-                    _ => Error::AuthenticationFailed,
-                });
+        let give_up_at = std::time::Instant::now() + MAX_IN_FLIGHT_WAIT;
+        let reservation = loop {
+            let refused = match self.limiter.reserve(&checks, self.clock.now()).await? {
+                Ok(r) => break r,
+                Err(refused) => refused,
+            };
+            // Refused only because other checks of this name (or client) are still running:
+            // they may be right passwords that give their places back (sixteen concurrent
+            // sign-ins of one account must not lock it). Wait for them, a bounded time.
+            let left = give_up_at.saturating_duration_since(std::time::Instant::now());
+            if refused.in_flight && !left.is_zero() {
+                self.limiter
+                    .settled(&refused.key, left.min(IN_FLIGHT_POLL))
+                    .await;
+                continue;
             }
+            tracing::info!(
+                event = "sign_in_refused_by_limit",
+                kind = kind.as_str(),
+                limit = match refused.key {
+                    LimitKey::SignInByIp(..) => "client",
+                    _ => "account",
+                }
+            );
+            return Err(match refused.key {
+                LimitKey::SignInByIp(..) => Error::RateLimited {
+                    retry_after_seconds: refused.retry_after_seconds,
+                },
+                _ => Error::AuthenticationFailed,
+            });
         };
+        let now = self.clock.now();
         let stored = self.store.credentials(kind, login).await?;
         let verification = self
             .hasher
@@ -232,12 +278,12 @@ impl SignIn {
                     && candidate.expose().chars().count()
                         < settings.password.min_length as usize =>
             {
-                reservation.keep();
                 let void = Rehash {
                     replaces: c.password_hash.clone(),
                     new: crate::stored_hash::VOID_PASSWORD.to_owned(),
                 };
                 self.store.record_success(kind, c.id, Some(void)).await?;
+                self.limiter.keep(reservation).await?;
                 tracing::info!(event = "legacy_password_too_short", kind = kind.as_str(), id = %c.id);
                 Err(Error::AuthenticationFailed)
             }
@@ -258,14 +304,16 @@ impl SignIn {
                 })
             }
             (Some(c), _) if is_locked(c.locked_until, now) => {
-                reservation.keep();
+                self.limiter.keep(reservation).await?;
                 Err(Error::AuthenticationFailed)
             }
             (stored, _) => {
-                reservation.keep();
+                // The failure is counted on the account row before the attempt settles, so a
+                // sign-in waiting for it sees the lock the failure may have set.
                 self.store
                     .record_failure(kind, login, &settings.lockout, now)
                     .await?;
+                self.limiter.keep(reservation).await?;
                 if let Some(c) = stored {
                     tracing::info!(event = "sign_in_failed", kind = kind.as_str(), id = %c.id);
                 }
@@ -287,6 +335,21 @@ impl SignIn {
             .verify(kind, login, candidate, &client, settings)
             .await?;
         let now = self.clock.now();
+        // Counted only once the password is known right, so the answer tells nothing to a
+        // guesser; kept whatever follows.
+        let minted = [Check::new(
+            LimitKey::SignInsOf(kind, id),
+            Rule::per(self.caps.sign_ins_per_hour, chrono::Duration::hours(1)),
+        )];
+        match self.limiter.reserve(&minted, now).await? {
+            Ok(counted) => counted.keep(),
+            Err(refused) => {
+                tracing::info!(event = "sign_ins_per_hour_spent", kind = kind.as_str(), id = %id);
+                return Err(Error::RateLimited {
+                    retry_after_seconds: refused.retry_after_seconds,
+                });
+            }
+        }
         let (lifetime, token_kind) = match kind {
             PrincipalKind::Customer => (settings.customer_token_lifetime, TokenKind::Customer),
             PrincipalKind::Admin => (settings.admin_token_lifetime, TokenKind::Admin),
@@ -301,7 +364,7 @@ impl SignIn {
             expires_at,
             client,
             verified: hashes,
-            max_live: self.max_sessions,
+            max_live: self.caps.max_live,
         };
         let mut stored = self.store.create_session(kind, session.clone()).await?;
         if !stored && upgraded {

@@ -392,6 +392,9 @@ pub enum AuditAction {
     /// An admin recovered an account frozen by "this wasn't me"; `detail` says whether it
     /// kept its address or moved to one the admin chose.
     RecoverCustomer,
+    /// The address a frozen account had moved to gave it back to the address from before
+    /// (`releaseCustomerAccount`); the actor is `customer`.
+    ReleaseFrozenAccount,
 }
 
 /// One admin action: who did what to which customer, when, from where.

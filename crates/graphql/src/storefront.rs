@@ -70,14 +70,17 @@ impl CustomerQuery {
     /// the signed-in customer's own. With it: an admin with CUSTOMERS_EXPORT, any customer's,
     /// audited as EXPORT_CUSTOMER_DATA. It reads every table: priced at 300 of the document's
     /// complexity budget of 500 (one export per document), and limited to 10 an hour per
-    /// caller (RATE_LIMITED).
+    /// caller (RATE_LIMITED). Each list holds at most 500 entries, oldest first: when
+    /// `page.more` is true, ask for the next `page` (each page is one export).
     #[graphql(complexity = 300)]
     async fn customer_data_export(
         &self,
         ctx: &Context<'_>,
         customer_id: Option<ID>,
+        #[graphql(desc = "From 1 (the default).")] page: Option<i64>,
     ) -> Result<async_graphql::Json<domain::erasure::CustomerExport>, ApiError> {
         let erasure = &services(ctx)?.erasure;
+        let page = domain::erasure::ExportPage::asked(page)?;
         let export = match customer_id {
             Some(id) => {
                 let principal =
@@ -87,11 +90,12 @@ impl CustomerQuery {
                     .export_as_admin(
                         &principal,
                         crate::admin::parse_id(&id)?,
+                        page,
                         &request(ctx).client,
                     )
                     .await?
             }
-            None => erasure.export_own(&customer(ctx).await?).await?,
+            None => erasure.export_own(&customer(ctx).await?, page).await?,
         };
         Ok(async_graphql::Json(export))
     }
@@ -268,6 +272,23 @@ impl CustomerMutation {
         services(ctx)?
             .email_changes
             .cancel(&token, &request(ctx).client)
+            .await?;
+        Ok(true)
+    }
+
+    /// The link mailed to the address a "this wasn't me" removed from an account (which froze
+    /// it): that address agrees that the account goes back to the address it has now, and
+    /// the account unfreezes there without waiting for the store's staff. Its password stays
+    /// void (the owner chooses one with "Forgot Your Password?"). Works once, for 7 days,
+    /// while the account is still frozen by that revert; LINK_INVALID / LINK_EXPIRED otherwise.
+    async fn release_customer_account(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> Result<bool, ApiError> {
+        services(ctx)?
+            .email_changes
+            .release(&token, &request(ctx).client)
             .await?;
         Ok(true)
     }

@@ -10,7 +10,7 @@ use domain::{
     email::Email,
     email_change::{
         Applied, Cancelled, EmailChangeLink, EmailChangeStore, NewEmailChange, Recovered,
-        StoredEmailChange,
+        ReleaseOffer, Released, StoredEmailChange,
     },
     ports::{MailKind, NewMail},
     stored_hash::VOID_PASSWORD,
@@ -37,6 +37,7 @@ fn to_stored(m: email_change::Model) -> StoredEmailChange {
         confirmed_at: m.confirmed_at,
         cancelled_at: m.cancelled_at,
         superseded_at: m.superseded_at,
+        release_until: m.release_until,
     }
 }
 
@@ -151,6 +152,8 @@ impl EmailChangeStore for SqlStore {
                     confirmed_at: Set(None),
                     cancelled_at: Set(None),
                     superseded_at: Set(None),
+                    release_hash: Set(None),
+                    release_until: Set(None),
                 })
                 .exec(txn)
                 .await
@@ -176,6 +179,7 @@ impl EmailChangeStore for SqlStore {
         let column = match link {
             EmailChangeLink::Confirm => email_change::Column::ConfirmHash,
             EmailChangeLink::Cancel => email_change::Column::CancelHash,
+            EmailChangeLink::Release => email_change::Column::ReleaseHash,
         };
         Ok(email_change::Entity::find()
             .filter(column.eq(token_hash))
@@ -259,8 +263,14 @@ impl EmailChangeStore for SqlStore {
         .await
     }
 
-    async fn cancel_email_change(&self, id: Uuid, now: DateTime<Utc>) -> Result<Cancelled> {
+    async fn cancel_email_change(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        offer: ReleaseOffer,
+    ) -> Result<Cancelled> {
         self.unit_of_work(move |txn| {
+            let offer = offer.clone();
             Box::pin(async move {
                 let claimed = email_change::Entity::update_many()
                     .col_expr(email_change::Column::CancelledAt, Expr::value(Some(now)))
@@ -323,7 +333,21 @@ impl EmailChangeStore for SqlStore {
                         .await
                         .map_err(db_err)?;
                     if moved && removed.0 != change.old_email {
-                        // The address being removed is told: it may be the owner's.
+                        // The address being removed is told: it may be the owner's. If it
+                        // agrees, it gives the account back to the address from before.
+                        email_change::Entity::update_many()
+                            .col_expr(
+                                email_change::Column::ReleaseHash,
+                                Expr::value(Some(offer.hash.clone())),
+                            )
+                            .col_expr(
+                                email_change::Column::ReleaseUntil,
+                                Expr::value(Some(offer.until)),
+                            )
+                            .filter(email_change::Column::Id.eq(id))
+                            .exec(txn)
+                            .await
+                            .map_err(db_err)?;
                         let notice = NewMail {
                             id: Uuid::now_v7(),
                             kind: MailKind::AccountFrozen,
@@ -331,7 +355,7 @@ impl EmailChangeStore for SqlStore {
                             recipient: removed.0,
                             locale: Locale::parse(&removed.1).unwrap_or_default(),
                             created_at: now,
-                            link: None,
+                            link: Some((offer.link.clone(), offer.until)),
                         };
                         email_outbox::Entity::insert(crate::outbox::new_row(notice))
                             .exec(txn)
@@ -353,6 +377,63 @@ impl EmailChangeStore for SqlStore {
                 // Reset links were sent to an address that is no longer (or again) the account's.
                 crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
                 Ok(End::Commit(outcome))
+            })
+        })
+        .await
+    }
+
+    async fn release_frozen(
+        &self,
+        change_id: Uuid,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<Released> {
+        self.unit_of_work(move |txn| {
+            let audit = audit.clone();
+            Box::pin(async move {
+                // Claims the link first: of two concurrent uses, one wins.
+                let claimed = email_change::Entity::update_many()
+                    .col_expr(
+                        email_change::Column::ReleaseHash,
+                        Expr::value(Option::<String>::None),
+                    )
+                    .filter(email_change::Column::Id.eq(change_id))
+                    .filter(email_change::Column::ReleaseHash.is_not_null())
+                    .filter(email_change::Column::ReleaseUntil.gt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if claimed.rows_affected != 1 {
+                    return Ok(End::Rollback(Released::Gone));
+                }
+                let Some(change) = email_change::Entity::find_by_id(change_id)
+                    .one(txn)
+                    .await
+                    .map_err(db_err)?
+                else {
+                    return Ok(End::Rollback(Released::Gone));
+                };
+                // Only the freeze this change's revert set: an admin's recovery (or a later
+                // freeze) is not undone by an old link.
+                let Some(current) = lock_customer(txn, change.customer_id).await? else {
+                    return Ok(End::Rollback(Released::Gone));
+                };
+                if current.frozen_at.is_none() || current.frozen_at != change.cancelled_at {
+                    return Ok(End::Rollback(Released::Gone));
+                }
+                customer::Entity::update_many()
+                    .col_expr(
+                        customer::Column::FrozenAt,
+                        Expr::value(Option::<DateTime<Utc>>::None),
+                    )
+                    .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+                    .filter(customer::Column::Id.eq(change.customer_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
+                crate::admin::insert_audit(txn, audit).await?;
+                Ok(End::Commit(Released::Released))
             })
         })
         .await

@@ -7,8 +7,9 @@ use domain::{
     Result,
     admin::NewAudit,
     erasure::{
-        CustomerExport, ErasureStore, ExportedAudit, ExportedCustomer, ExportedEmailChange,
-        ExportedMail, ExportedResetLink, ExportedSession, STORE_STAFF, limit_keys,
+        CustomerExport, ErasureStore, ExportPage, ExportedAudit, ExportedCustomer,
+        ExportedEmailChange, ExportedMail, ExportedResetLink, ExportedSession, STORE_STAFF,
+        limit_keys,
     },
 };
 use sea_orm::{
@@ -147,6 +148,7 @@ impl ErasureStore for SqlStore {
         &self,
         customer_id: Uuid,
         now: DateTime<Utc>,
+        mut page: ExportPage,
         audit: Option<NewAudit>,
     ) -> Result<Option<CustomerExport>> {
         let Some(c) = customer::Entity::find_by_id(customer_id)
@@ -160,12 +162,18 @@ impl ErasureStore for SqlStore {
         if let Some(audit) = audit {
             insert_audit(&self.db, audit).await?;
         }
-        let sessions = access_token::Entity::find()
+        let access_token_rows = access_token::Entity::find()
             .filter(access_token::Column::CustomerId.eq(customer_id))
             .order_by_asc(access_token::Column::CreatedAt)
+            .order_by_asc(access_token::Column::Id)
+            .offset(page.offset())
+            .limit(page.size + 1)
             .all(&self.db)
             .await
-            .map_err(db_err)?
+            .map_err(db_err)?;
+        let (access_token_rows, more) = one_page(access_token_rows, &page);
+        page.more |= more;
+        let sessions = access_token_rows
             .into_iter()
             .map(|s| ExportedSession {
                 created_at: s.created_at,
@@ -176,12 +184,18 @@ impl ErasureStore for SqlStore {
                 user_agent: s.user_agent,
             })
             .collect();
-        let password_reset_links = password_reset_token::Entity::find()
+        let password_reset_token_rows = password_reset_token::Entity::find()
             .filter(password_reset_token::Column::CustomerId.eq(customer_id))
             .order_by_asc(password_reset_token::Column::CreatedAt)
+            .order_by_asc(password_reset_token::Column::Id)
+            .offset(page.offset())
+            .limit(page.size + 1)
             .all(&self.db)
             .await
-            .map_err(db_err)?
+            .map_err(db_err)?;
+        let (password_reset_token_rows, more) = one_page(password_reset_token_rows, &page);
+        page.more |= more;
+        let password_reset_links = password_reset_token_rows
             .into_iter()
             .map(|r| ExportedResetLink {
                 created_at: r.created_at,
@@ -189,12 +203,18 @@ impl ErasureStore for SqlStore {
                 used_at: r.used_at,
             })
             .collect();
-        let email_changes = email_change::Entity::find()
+        let email_change_rows = email_change::Entity::find()
             .filter(email_change::Column::CustomerId.eq(customer_id))
             .order_by_asc(email_change::Column::CreatedAt)
+            .order_by_asc(email_change::Column::Id)
+            .offset(page.offset())
+            .limit(page.size + 1)
             .all(&self.db)
             .await
-            .map_err(db_err)?
+            .map_err(db_err)?;
+        let (email_change_rows, more) = one_page(email_change_rows, &page);
+        page.more |= more;
+        let email_changes = email_change_rows
             .into_iter()
             .map(|e| ExportedEmailChange {
                 old_email: e.old_email,
@@ -204,12 +224,18 @@ impl ErasureStore for SqlStore {
                 cancelled_at: e.cancelled_at,
             })
             .collect();
-        let mail = email_outbox::Entity::find()
+        let email_outbox_rows = email_outbox::Entity::find()
             .filter(email_outbox::Column::CustomerId.eq(customer_id))
             .order_by_asc(email_outbox::Column::CreatedAt)
+            .order_by_asc(email_outbox::Column::Id)
+            .offset(page.offset())
+            .limit(page.size + 1)
             .all(&self.db)
             .await
-            .map_err(db_err)?
+            .map_err(db_err)?;
+        let (email_outbox_rows, more) = one_page(email_outbox_rows, &page);
+        page.more |= more;
+        let mail = email_outbox_rows
             .into_iter()
             .map(|m| ExportedMail {
                 kind: m.kind,
@@ -219,12 +245,18 @@ impl ErasureStore for SqlStore {
                 sent_at: m.sent_at,
             })
             .collect();
-        let audit = audit_log::Entity::find()
+        let audit_log_rows = audit_log::Entity::find()
             .filter(audit_log::Column::CustomerId.eq(customer_id))
             .order_by_asc(audit_log::Column::At)
+            .order_by_asc(audit_log::Column::Id)
+            .offset(page.offset())
+            .limit(page.size + 1)
             .all(&self.db)
             .await
-            .map_err(db_err)?
+            .map_err(db_err)?;
+        let (audit_log_rows, more) = one_page(audit_log_rows, &page);
+        page.more |= more;
+        let audit = audit_log_rows
             .into_iter()
             .map(|a| ExportedAudit {
                 at: a.at,
@@ -240,6 +272,7 @@ impl ErasureStore for SqlStore {
             .collect();
         Ok(Some(CustomerExport {
             exported_at: now,
+            page,
             customer: ExportedCustomer {
                 id: c.id,
                 email: c.email,
@@ -260,4 +293,12 @@ impl ErasureStore for SqlStore {
             audit,
         }))
     }
+}
+
+/// The page's rows of a list read with one row past the page: whether there were more.
+fn one_page<T>(mut rows: Vec<T>, page: &ExportPage) -> (Vec<T>, bool) {
+    let size = usize::try_from(page.size).unwrap_or(usize::MAX);
+    let more = rows.len() > size;
+    rows.truncate(size);
+    (rows, more)
 }

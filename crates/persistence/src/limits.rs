@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Result,
-    limits::{Check, KeyHistory, LimitKey, Limiter, Refused, Reservation, Rule, decide},
+    limits::{
+        Check, IN_FLIGHT_FOR_AT_MOST, KeyHistory, LimitKey, Limiter, Refused, Reservation, Rule,
+        decide,
+    },
 };
 use sea_orm::{
     ActiveValue::Set,
@@ -27,30 +30,47 @@ use crate::{SqlStore, accounts::db_err, entities::limit_event, unit::End};
 /// flood of requests for one key (one client's sign-ins) then waits here, holding nothing,
 /// instead of each holding one of the pool's few connections while it waits for the key's
 /// advisory lock. The advisory lock still makes the count exact across replicas.
+///
+/// The same stripes carry the wake-up for reservations waiting on in-flight events of a key
+/// (a sign-in refused only because other checks of its name are still running).
 #[derive(Debug, Clone)]
-pub(crate) struct KeyTurns(std::sync::Arc<[tokio::sync::Mutex<()>]>);
+pub(crate) struct KeyTurns {
+    turns: std::sync::Arc<[tokio::sync::Mutex<()>]>,
+    settled: std::sync::Arc<[tokio::sync::Notify]>,
+}
 
 const STRIPES: usize = 256;
 
+fn stripe(key: &LimitKey) -> usize {
+    usize::try_from(key.lock_id().rem_euclid(STRIPES as i64)).unwrap_or(0)
+}
+
 impl Default for KeyTurns {
     fn default() -> Self {
-        Self((0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+        Self {
+            turns: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            settled: (0..STRIPES).map(|_| tokio::sync::Notify::new()).collect(),
+        }
     }
 }
 
 impl KeyTurns {
     pub(crate) async fn take(&self, checks: &[Check]) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
-        let mut stripes: Vec<usize> = checks
-            .iter()
-            .map(|c| usize::try_from(c.key.lock_id().rem_euclid(STRIPES as i64)).unwrap_or(0))
-            .collect();
+        let mut stripes: Vec<usize> = checks.iter().map(|c| stripe(&c.key)).collect();
         stripes.sort_unstable();
         stripes.dedup();
         let mut guards = Vec::with_capacity(stripes.len());
         for stripe in stripes {
-            guards.push(self.0[stripe].lock().await);
+            guards.push(self.turns[stripe].lock().await);
         }
         guards
+    }
+
+    /// Wakes whoever waits for an in-flight event of one of `keys` to settle.
+    fn settle<'a>(&self, keys: impl IntoIterator<Item = &'a LimitKey>) {
+        for key in keys {
+            self.settled[stripe(key)].notify_waiters();
+        }
     }
 }
 
@@ -88,6 +108,7 @@ pub(crate) async fn reserve_in(
             key: Set(key.clone()),
             at: Set(now),
             expires_at: Set(Some(now + check.rule.retention())),
+            in_flight: Set(check.in_flight),
         })
         .exec(txn)
         .await
@@ -98,17 +119,24 @@ pub(crate) async fn reserve_in(
     Ok(decide(checks, &histories, now).map(|()| recorded))
 }
 
-/// Earlier events of `keys` under `rule`, one row per key that has any: the count and oldest
-/// within the window, the latest within the rule's retention. Used for one reservation and for
-/// a batch alike.
+/// Earlier events of `keys` under `rule`, one row per key that has any: the count, how many
+/// of them are in flight, and the oldest within the window, the latest within the rule's
+/// retention. Used for one reservation and for a batch alike.
 pub(crate) fn history_query(keys: &[&str], rule: &Rule, now: DateTime<Utc>) -> SelectStatement {
     let window_start = now - rule.window;
     let in_window = || Expr::col(limit_event::Column::At).gt(window_start);
+    let in_flight = in_window()
+        .and(Expr::col(limit_event::Column::InFlight).eq(true))
+        .and(Expr::col(limit_event::Column::At).gt(now - IN_FLIGHT_FOR_AT_MOST));
     Query::select()
         .column(limit_event::Column::Key)
         .expr_as(
             Func::count(Expr::case(in_window(), Expr::val(1))),
             sea_orm::sea_query::Alias::new("n"),
+        )
+        .expr_as(
+            Func::count(Expr::case(in_flight, Expr::val(1))),
+            sea_orm::sea_query::Alias::new("in_flight"),
         )
         .expr_as(
             Func::min(Expr::case(in_window(), Expr::col(limit_event::Column::At))),
@@ -129,10 +157,12 @@ pub(crate) fn history_query(keys: &[&str], rule: &Rule, now: DateTime<Utc>) -> S
 pub(crate) fn history_row(row: &QueryResult) -> Result<(String, KeyHistory)> {
     let key: String = row.try_get("", "key").map_err(db_err)?;
     let count: i64 = row.try_get("", "n").map_err(db_err)?;
+    let in_flight: i64 = row.try_get("", "in_flight").map_err(db_err)?;
     Ok((
         key,
         KeyHistory {
             count: u32::try_from(count).unwrap_or(u32::MAX),
+            in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
             oldest: row.try_get("", "oldest").map_err(db_err)?,
             latest: row.try_get("", "latest").map_err(db_err)?,
         },
@@ -172,7 +202,15 @@ impl Limiter for SqlStore {
         self.unit_of_work(move |txn| {
             Box::pin(async move {
                 Ok(match reserve_in(txn, &checks, now).await? {
-                    Ok(event_ids) => End::Commit(Ok(Reservation { event_ids })),
+                    Ok(event_ids) => End::Commit(Ok(Reservation {
+                        event_ids,
+                        in_flight: checks.iter().any(|c| c.in_flight),
+                        keys: checks
+                            .iter()
+                            .filter(|c| c.in_flight)
+                            .map(|c| c.key.clone())
+                            .collect(),
+                    })),
                     Err(refused) => End::Rollback(Err(refused)),
                 })
             })
@@ -189,7 +227,26 @@ impl Limiter for SqlStore {
             .exec(&self.db)
             .await
             .map_err(db_err)?;
+        self.key_turns.settle(&reservation.keys);
         Ok(())
+    }
+
+    async fn keep(&self, reservation: Reservation) -> Result<()> {
+        if !reservation.in_flight {
+            return Ok(());
+        }
+        limit_event::Entity::update_many()
+            .col_expr(limit_event::Column::InFlight, Expr::value(false))
+            .filter(limit_event::Column::Id.is_in(reservation.event_ids))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        self.key_turns.settle(&reservation.keys);
+        Ok(())
+    }
+
+    async fn settled(&self, key: &LimitKey, at_most: std::time::Duration) {
+        let _ = tokio::time::timeout(at_most, self.key_turns.settled[stripe(key)].notified()).await;
     }
 
     async fn clear(&self, key: &LimitKey) -> Result<()> {
@@ -198,6 +255,7 @@ impl Limiter for SqlStore {
             .exec(&self.db)
             .await
             .map_err(db_err)?;
+        self.key_turns.settle([key]);
         Ok(())
     }
 }

@@ -183,6 +183,7 @@ async fn record(
             key: Set(check.key.storage_key()),
             at: Set(now),
             expires_at: Set(Some(now + check.rule.retention())),
+            in_flight: Set(false),
         })
         .collect();
     if !events.is_empty() {

@@ -20,6 +20,10 @@ pub struct Model {
     pub confirmed_at: Option<DateTimeUtc>,
     pub cancelled_at: Option<DateTimeUtc>,
     pub superseded_at: Option<DateTimeUtc>,
+    /// SHA-256 of the link that lets the removed address give a frozen account back.
+    #[sea_orm(unique)]
+    pub release_hash: Option<String>,
+    pub release_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

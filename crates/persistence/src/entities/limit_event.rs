@@ -9,6 +9,8 @@ pub struct Model {
     pub at: DateTimeUtc,
     /// When the event stops counting for every rule (cleanup deletes it then).
     pub expires_at: Option<DateTimeUtc>,
+    /// Reserved and not yet kept or released (a password still being checked).
+    pub in_flight: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
