@@ -97,7 +97,11 @@ pub(crate) async fn run_job(app: &TestApp, admin: &str, action: &str, selection:
 }
 
 async fn bulk_force_sign_in_revokes_exactly_the_frozen_selection(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // One customer a second: the job is still running when a matching customer appears.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.bulk_customers_per_second = 1;
+    })
+    .await;
     let admin = app.admin_token("administrator").await;
     let mut tokens = Vec::new();
     for email in [
@@ -124,6 +128,12 @@ async fn bulk_force_sign_in_revokes_exactly_the_frozen_selection(backend: Backen
         job["startedBy"].as_str().is_some_and(|s| !s.is_empty()),
         "{res}"
     );
+    // Frozen: a customer who matches only after the job started is not touched, though the
+    // job works on for seconds after it appears.
+    app.create_customer("out4@example.com", PASSWORD).await;
+    let late = app.sign_in("out4@example.com", PASSWORD).await;
+    let running = poll(app.addr, &admin, &job["id"], |_| true).await;
+    assert_eq!(running["status"], "RUNNING", "{running}");
     let job = poll(app.addr, &admin, &job["id"], finished).await;
     assert_eq!(
         (job["processed"].clone(), job["failed"].clone()),
@@ -137,10 +147,6 @@ async fn bulk_force_sign_in_revokes_exactly_the_frozen_selection(backend: Backen
         };
         assert_eq!(app.whoami(token).await, expected, "{email}");
     }
-    // Frozen: a customer who matches only after the job started is not touched.
-    app.create_customer("out4@example.com", PASSWORD).await;
-    let late = app.sign_in("out4@example.com", PASSWORD).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(app.whoami(&late).await.is_ok());
     // By id: exactly the ids given.
     let id = app.customer_id("stay1@example.com").await;

@@ -59,15 +59,19 @@ async fn hashes(server: &ServerProcess) -> u64 {
 const CUSTOMER_SIGN_IN: &str = "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }";
 const ADMIN_SIGN_IN: &str = "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }";
 
-/// Fires `guesses` wrong passwords at once, then the right one while they are still queued for
-/// the single hashing slot. Returns the right one's answer and how many hashes ran.
+/// Fires `guesses` wrong passwords at once, then the right one once the name's whole budget
+/// (`budget` attempts, counted under the limit key `key`) is taken by them, while they are
+/// still queued for the single hashing slot. Returns the right one's answer and how many
+/// hashes ran.
+#[allow(clippy::too_many_arguments)]
 async fn burst(
+    app: &TestApp,
     server: &ServerProcess,
     query: &str,
-    name_var: &str,
-    name: &str,
+    (name_var, name, key): (&str, &str, &str),
     right: &str,
     guesses: usize,
+    budget: i64,
 ) -> (Value, u64) {
     let before = hashes(server).await;
     let wrong: Vec<_> = (0..guesses)
@@ -78,7 +82,21 @@ async fn burst(
         })
         .collect();
     let wrong = tokio::spawn(join_all(wrong));
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The barrier: every attempt of the budget is reserved (in flight or settled).
+    let started = std::time::Instant::now();
+    while app
+        .scalar(&format!(
+            "SELECT COUNT(*) AS n FROM limit_events WHERE key = '{key}'"
+        ))
+        .await
+        < budget
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the guesses never took the budget"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let answer = post(server.addr, query, json!({name_var: name, "p": right})).await;
     for res in wrong.await.unwrap() {
         let res = res.unwrap();
@@ -93,12 +111,17 @@ async fn a_burst_of_guesses_gets_the_lockout_budget_of_hashes_and_no_more(backen
     app.set_settings("lockout_failures = 5").await;
     let server = process(&app).await;
     let (right, hashed) = burst(
+        &app,
         &server,
         CUSTOMER_SIGN_IN,
-        "e",
-        "burst@example.com",
+        (
+            "e",
+            "burst@example.com",
+            "sign-in:customer:burst@example.com",
+        ),
         PASSWORD,
         40,
+        5,
     )
     .await;
     assert_eq!(
@@ -106,8 +129,8 @@ async fn a_burst_of_guesses_gets_the_lockout_budget_of_hashes_and_no_more(backen
         "AUTHENTICATION_FAILED",
         "the right password, sent after the budget of guesses was spent, must not sign in: {right}"
     );
-    assert!(
-        hashed <= 5,
+    assert_eq!(
+        hashed, 5,
         "41 attempts with a lockout of 5 ran {hashed} password hashes"
     );
     // The account is locked now, for the right password too, as after ten sequential failures.
@@ -125,9 +148,18 @@ async fn an_admin_burst_of_guesses_gets_the_lockout_budget_and_no_more(backend: 
         .unwrap();
     app.set_settings("lockout_failures = 5").await;
     let server = process(&app).await;
-    let (right, hashed) = burst(&server, ADMIN_SIGN_IN, "u", "burst-admin", password, 40).await;
+    let (right, hashed) = burst(
+        &app,
+        &server,
+        ADMIN_SIGN_IN,
+        ("u", "burst-admin", "sign-in:admin:burst-admin"),
+        password,
+        40,
+        5,
+    )
+    .await;
     assert_eq!(code(&right), "AUTHENTICATION_FAILED", "{right}");
-    assert!(hashed <= 5, "{hashed} hashes for a lockout of 5");
+    assert_eq!(hashed, 5, "{hashed} hashes for a lockout of 5");
 }
 
 async fn aliased_sign_ins_count_against_the_per_client_limit_before_hashing(backend: Backend) {
@@ -433,12 +465,17 @@ async fn concurrent_right_passwords_all_sign_in_and_guesses_still_lock(backend: 
         0
     );
     let (right, hashed) = burst(
+        &app,
         &server,
         CUSTOMER_SIGN_IN,
-        "e",
-        "guessed@example.com",
+        (
+            "e",
+            "guessed@example.com",
+            "sign-in:customer:guessed@example.com",
+        ),
         PASSWORD,
         47,
+        10,
     )
     .await;
     assert_eq!(code(&right), "AUTHENTICATION_FAILED", "{right}");

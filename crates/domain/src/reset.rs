@@ -210,6 +210,11 @@ mod tests {
         let t = RawResetToken::parse(&"a".repeat(43)).unwrap();
         let h = t.hash();
         assert_eq!(h.len(), 64);
+        // The known answer (Python: hashlib.sha256(b"a" * 43).hexdigest()).
+        assert_eq!(
+            h,
+            "66d34fba71f8f450f7e45598853e53bfc23bbd129027cbb131a2f4ffd7878cd0"
+        );
         assert!(!h.contains(t.expose()));
         assert_eq!(h, RawResetToken::parse(&"a".repeat(43)).unwrap().hash());
         assert!(!format!("{t:?}").contains("aaaa"));
