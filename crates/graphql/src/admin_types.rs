@@ -4,7 +4,7 @@ use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{admin, settings};
 
-use crate::types::Customer;
+use crate::types::{Customer, PasswordState};
 
 /// An access token for the admin API. Send it as `Authorization: Bearer <token>`.
 #[derive(SimpleObject)]
@@ -138,44 +138,6 @@ impl CustomerFilter {
             last_reset_from: self.last_reset_from,
             last_reset_to: self.last_reset_to,
         })
-    }
-}
-
-/// Where a customer's password stands.
-#[derive(Enum, Copy, Clone, Eq, PartialEq)]
-pub enum PasswordState {
-    /// A Latchkey argon2id hash.
-    Set,
-    /// A hash imported from another platform; replaced by argon2id at the next sign-in.
-    Legacy,
-    /// Imported without a usable hash: only "Forgot Your Password?" (or an admin's reset
-    /// email) gets the customer in.
-    ResetRequired,
-    /// Voided on purpose ("this wasn't me", Require New Password, a legacy password shorter
-    /// than the policy): only a reset gets in, and an import never restores a hash over it.
-    Voided,
-}
-
-impl From<domain::stored_hash::PasswordState> for PasswordState {
-    fn from(s: domain::stored_hash::PasswordState) -> Self {
-        use domain::stored_hash::PasswordState as D;
-        match s {
-            D::Set => Self::Set,
-            D::Legacy => Self::Legacy,
-            D::ResetRequired => Self::ResetRequired,
-            D::Voided => Self::Voided,
-        }
-    }
-}
-
-impl From<PasswordState> for domain::stored_hash::PasswordState {
-    fn from(s: PasswordState) -> Self {
-        match s {
-            PasswordState::Set => Self::Set,
-            PasswordState::Legacy => Self::Legacy,
-            PasswordState::ResetRequired => Self::ResetRequired,
-            PasswordState::Voided => Self::Voided,
-        }
     }
 }
 

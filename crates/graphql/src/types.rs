@@ -1,6 +1,6 @@
 //! GraphQL output and input types. Domain types are wrapped, never derived on storage models.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use domain::{admin::Permission, customer};
 
@@ -72,10 +72,7 @@ impl Customer {
     /// Admin only: SET (a Latchkey password), LEGACY (an imported hash, upgraded at the next
     /// sign-in), RESET_REQUIRED (imported without one) or VOIDED (voided on purpose).
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
-    async fn password_state(
-        &self,
-        ctx: &Context<'_>,
-    ) -> Result<crate::admin_types::PasswordState, ApiError> {
+    async fn password_state(&self, ctx: &Context<'_>) -> Result<PasswordState, ApiError> {
         let facts = loaders(ctx)?
             .password_facts
             .load_one(self.0.id)
@@ -163,4 +160,42 @@ pub struct CreateCustomerInput {
     pub password: String,
     /// `en` (default), `ja` or `ko`; regional tags like `ja-JP` are accepted.
     pub locale: Option<String>,
+}
+
+/// Where a customer's password stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum PasswordState {
+    /// A Latchkey argon2id hash.
+    Set,
+    /// A hash imported from another platform; replaced by argon2id at the next sign-in.
+    Legacy,
+    /// Imported without a usable hash: only "Forgot Your Password?" (or an admin's reset
+    /// email) gets the customer in.
+    ResetRequired,
+    /// Voided on purpose ("this wasn't me", Require New Password, a legacy password shorter
+    /// than the policy): only a reset gets in, and an import never restores a hash over it.
+    Voided,
+}
+
+impl From<domain::stored_hash::PasswordState> for PasswordState {
+    fn from(s: domain::stored_hash::PasswordState) -> Self {
+        use domain::stored_hash::PasswordState as D;
+        match s {
+            D::Set => Self::Set,
+            D::Legacy => Self::Legacy,
+            D::ResetRequired => Self::ResetRequired,
+            D::Voided => Self::Voided,
+        }
+    }
+}
+
+impl From<PasswordState> for domain::stored_hash::PasswordState {
+    fn from(s: PasswordState) -> Self {
+        match s {
+            PasswordState::Set => Self::Set,
+            PasswordState::Legacy => Self::Legacy,
+            PasswordState::ResetRequired => Self::ResetRequired,
+            PasswordState::Voided => Self::Voided,
+        }
+    }
 }
