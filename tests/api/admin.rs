@@ -214,13 +214,29 @@ fn root_fields(sdl: &str, type_name: &str) -> Vec<String> {
     let start = sdl.find(&format!("type {type_name} {{")).unwrap();
     let body = &sdl[start..];
     let body = &body[body.find('{').unwrap() + 1..body.find("\n}").unwrap()];
-    body.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('"') && l.contains(':'))
-        .filter_map(|l| l.split(['(', ':']).next())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()))
-        .collect()
+    // Descriptions ("""…""" blocks, of fields and of arguments) are prose, not fields.
+    let mut text = String::new();
+    let mut rest = body;
+    while let Some(open) = rest.find("\"\"\"") {
+        text.push_str(&rest[..open]);
+        let after = &rest[open + 3..];
+        rest = after.find("\"\"\"").map_or("", |close| &after[close + 3..]);
+    }
+    text.push_str(rest);
+    // A field starts a line outside any argument list (which may span lines).
+    let mut depth = 0usize;
+    let mut fields = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if depth == 0
+            && let Some(name) = line.split(['(', ':']).next().map(str::trim)
+            && !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            fields.push(name.to_owned());
+        }
+        depth = (depth + line.matches('(').count()).saturating_sub(line.matches(')').count());
+    }
+    fields
 }
 
 async fn every_admin_operation_answers_each_role_as_the_matrix_says(backend: Backend) {
