@@ -6,7 +6,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use domain::stored_hash::HashFormat;
-use persistence::SqlStore;
+use persistence::Stores;
 
 use crate::{config::Config, import::Format, prepare_database};
 
@@ -37,7 +37,7 @@ pub async fn run(
     out: Box<dyn Write>,
 ) -> anyhow::Result<u64> {
     let (db, _) = prepare_database(config).await?;
-    let store = SqlStore::new(db);
+    let store = Stores::new(db).imports;
     let mut sink = match format {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);

@@ -70,6 +70,13 @@ pub struct AppState {
 /// off. Bounded: a client that sends and hangs up at once no longer holds a socket for its
 /// work, so the number of detached operations is capped; past the cap a request is answered
 /// 503 `RATE_LIMITED` and runs nothing. `serve` waits for them before closing the database.
+/// `/introspect` needs only the introspection half of the state.
+impl axum::extract::FromRef<AppState> for Arc<crate::introspect::Introspection> {
+    fn from_ref(state: &AppState) -> Self {
+        state.introspection.clone()
+    }
+}
+
 #[derive(Clone)]
 pub struct Operations {
     pub tracker: tokio_util::task::TaskTracker,

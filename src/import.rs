@@ -18,7 +18,7 @@ use domain::{
     admin::{AuditAction, NewAudit},
     import::{ImportCounts, ImportedCustomer, OnConflict, RawRow, Reject, validate},
 };
-use persistence::SqlStore;
+use persistence::Stores;
 use uuid::Uuid;
 
 use crate::{config::Config, hashing::work_limits, prepare_database};
@@ -287,7 +287,7 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
     };
 
     let (db, _) = prepare_database(config).await?;
-    let store = SqlStore::new(db);
+    let store = Stores::new(db).imports;
     let now = chrono::Utc::now();
     let mut session = store.begin_import(now, opts.writers).await?;
     let limits = work_limits();

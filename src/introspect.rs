@@ -50,11 +50,11 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 pub async fn introspect(
-    State(state): State<crate::http::AppState>,
+    State(this): State<Arc<Introspection>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let this = &state.introspection;
+    let this = &*this;
     let Some((name, secret)) = basic(&headers) else {
         return refuse(StatusCode::UNAUTHORIZED, "invalid_client");
     };
@@ -137,7 +137,7 @@ fn claims(kind: TokenKind, v: &domain::token::VerifiedToken, role: Option<&str>)
 pub async fn services(config: &crate::config::Config) -> anyhow::Result<Services> {
     let (db, _) = crate::prepare_database(config).await?;
     Ok(Services::new(
-        Arc::new(persistence::SqlStore::new(db)),
+        persistence::Stores::new(db).services,
         Arc::new(domain::clock::SystemClock),
     ))
 }

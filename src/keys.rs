@@ -8,7 +8,7 @@ use domain::{
     keys::{KeySealer, Keys, Retired},
     token::TokenCodec,
 };
-use persistence::{Backend, SqlStore};
+use persistence::{Backend, SqlKeys, Stores};
 use tokio::sync::watch;
 
 use crate::{
@@ -23,7 +23,7 @@ pub fn publish_delay(config: &Config) -> chrono::Duration {
     chrono::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX / 1000))
 }
 
-pub fn keys(config: &Config, store: Arc<SqlStore>, backend: Backend) -> anyhow::Result<Keys> {
+pub fn keys(config: &Config, store: Arc<SqlKeys>, backend: Backend) -> anyhow::Result<Keys> {
     let secrets = secrets::server_secrets(config, backend)?;
     let sealer = KeySealer::new(&secrets.sealing).map_err(|e| anyhow::anyhow!("{e}"))?;
     // Keys sealed under the legacy secret before a key-encryption key was set still open.
@@ -40,7 +40,7 @@ pub fn keys(config: &Config, store: Arc<SqlStore>, backend: Backend) -> anyhow::
 /// current. Makes the first key when the database has none.
 pub async fn token_codec(
     config: &Config,
-    store: Arc<SqlStore>,
+    store: Arc<SqlKeys>,
     backend: Backend,
     clock: &dyn Clock,
 ) -> anyhow::Result<(TokenCodec, Option<KeyRefresher>)> {
@@ -98,7 +98,7 @@ impl KeyRefresher {
 pub async fn list(config: &Config) -> anyhow::Result<String> {
     use domain::keys::KeyStore;
     let (db, _) = crate::prepare_database(config).await?;
-    let store = SqlStore::new(db);
+    let store = Stores::new(db).keys;
     let now = chrono::Utc::now();
     let keys = store.signing_keys().await.map_err(anyhow_domain)?;
     let signing = domain::keys::signing_generation(&keys, now);
@@ -124,7 +124,7 @@ pub async fn list(config: &Config) -> anyhow::Result<String> {
 /// `latchkey keys rotate`: a new key, published now, signing after the publish delay.
 pub async fn rotate(config: &Config) -> anyhow::Result<String> {
     let (db, backend) = crate::prepare_database(config).await?;
-    let keys = keys(config, Arc::new(SqlStore::new(db)), backend)?;
+    let keys = keys(config, Stores::new(db).keys, backend)?;
     let now = chrono::Utc::now();
     keys.ensure(now).await.map_err(anyhow_domain)?;
     let key = keys
@@ -144,12 +144,12 @@ pub async fn rotate(config: &Config) -> anyhow::Result<String> {
 pub async fn retire(config: &Config, kid: Option<&str>, force: bool) -> anyhow::Result<String> {
     use domain::ports::SettingsSource;
     let (db, backend) = crate::prepare_database(config).await?;
-    let store = Arc::new(SqlStore::new(db));
-    let settings = store.current().await.map_err(anyhow_domain)?;
+    let stores = Stores::new(db);
+    let settings = stores.settings.current().await.map_err(anyhow_domain)?;
     let longest = settings
         .customer_token_lifetime
         .max(settings.admin_token_lifetime);
-    let keys = keys(config, store, backend)?;
+    let keys = keys(config, stores.keys, backend)?;
     let done = keys
         .retire(chrono::Utc::now(), kid, force, longest)
         .await

@@ -25,7 +25,7 @@ use domain::{
     token::TokenCodec,
 };
 use graphql::{SchemaOptions, Services};
-use persistence::{Backend, SqlStore};
+use persistence::{Backend, Stores};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
@@ -56,6 +56,8 @@ pub struct Server {
     pub connections: listener::ConnectionLimits,
     /// Reloads the signing keys (asymmetric keys only).
     pub keys: Option<keys::KeyRefresher>,
+    /// Housekeeping (expired sessions, old limit events, links and sent mail).
+    pub cleanup: Arc<persistence::SqlCleanup>,
 }
 
 impl Server {
@@ -141,11 +143,11 @@ pub(crate) async fn prepare_database(
     Ok((db, backend))
 }
 
-/// The shared parts every use-case group is built from: one store behind every port, one
-/// hasher, one limiter, one sign-in core.
+/// The shared parts every use-case group is built from: one hasher, one limiter, one sign-in
+/// core, the settings.
 fn wiring(
     config: &Config,
-    store: Arc<SqlStore>,
+    stores: &Stores,
     hasher: Arc<SharedHasher>,
     tokens: TokenCodec,
     clock: Arc<dyn Clock>,
@@ -157,8 +159,8 @@ fn wiring(
         .and_then(|m| m.name)
         .unwrap_or_default();
     let sign_in = Arc::new(domain::sign_in::SignIn::new(
-        store.clone(),
-        store.clone(),
+        stores.credentials.clone(),
+        stores.limits.clone(),
         hasher.clone(),
         tokens.clone(),
         clock.clone(),
@@ -169,8 +171,8 @@ fn wiring(
     ));
     domain::accounts::Wiring {
         hasher,
-        limiter: store.clone(),
-        settings: store,
+        limiter: stores.limits.clone(),
+        settings: stores.settings.clone(),
         tokens,
         clock,
         sign_in,
@@ -188,9 +190,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     );
     let (mut db, backend) = prepare_database(config).await?;
     let statements = persistence::count_statements(&mut db);
-    let store = Arc::new(SqlStore::new(db.clone()));
+    let stores = Stores::new(db.clone());
     let (tokens, key_refresher) =
-        keys::token_codec(config, store.clone(), backend, clock.as_ref()).await?;
+        keys::token_codec(config, stores.keys.clone(), backend, clock.as_ref()).await?;
     let concurrency = config.hash_concurrency.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
@@ -200,9 +202,9 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     )?)));
     let wakeup = Wakeup::default();
     let tokens_for_http = tokens.clone();
-    let parts = wiring(config, store.clone(), hasher, tokens, clock.clone());
+    let parts = wiring(config, &stores, hasher, tokens, clock.clone());
     let accounts = Arc::new(Accounts::new(
-        store.clone(),
+        stores.accounts.clone(),
         parts.clone(),
         Arc::new(wakeup.clone()),
     ));
@@ -215,39 +217,42 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let bulk_mail_wakeup = Wakeup::default();
     let bulk_wakeup = Wakeup::default();
     let bulk_jobs = Arc::new(domain::bulk::BulkJobs::new(
-        store.clone(),
-        store.clone(),
+        stores.bulk.clone(),
+        stores.settings.clone(),
         clock.clone(),
         links.clone(),
         Arc::new(bulk_mail_wakeup.clone()),
         Arc::new(bulk_wakeup.clone()),
     ));
     let resets = Resets::new(
-        store.clone(),
-        store.clone(),
+        stores.resets.clone(),
+        stores.accounts.clone(),
         parts.clone(),
         links,
         Arc::new(wakeup.clone()),
     );
     let email_changes = Arc::new(domain::email_change::EmailChanges::new(
-        store.clone(),
+        stores.email_changes.clone(),
         parts.clone(),
         domain::email_change::EmailChangeLinks::under(&public_url),
         Arc::new(wakeup.clone()),
         chrono::Duration::hours(i64::from(config.email_change_revert_hours)),
     ));
-    let erasure = Arc::new(domain::erasure::Erasure::new(store.clone(), parts.clone()));
+    let erasure = Arc::new(domain::erasure::Erasure::new(
+        stores.erasure.clone(),
+        parts.clone(),
+    ));
     let admin_users = Arc::new(domain::admin_users::AdminUsers::new(
-        store.clone(),
+        stores.admin_users.clone(),
         parts.clone(),
         domain::admin_users::AdminLinks::under(&public_url),
         Arc::new(wakeup.clone()),
     ));
-    let admins = Arc::new(Admins::new(store.clone(), parts));
+    let admins = Arc::new(Admins::new(stores.admin.clone(), parts));
     let introspection = Arc::new(introspect::Introspection {
         accounts: accounts.clone(),
         admins: admins.clone(),
-        services: domain::services::Services::new(store.clone(), clock.clone()),
+        services: domain::services::Services::new(stores.services.clone(), clock.clone()),
     });
     let schema = graphql::build_schema(
         Services {
@@ -270,7 +275,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         .map_err(|_| anyhow::anyhow!("LATCHKEY_MAIL_FROM is not a valid mailbox"))?;
     let store_name = from.name.clone().unwrap_or_else(|| "Store".into());
     let mail = MailWorker {
-        store: (*store).clone(),
+        store: stores.outbox.clone(),
+        resets: stores.resets.clone(),
         lane: domain::ports::MailLane::Interactive,
         rate: None,
         rate_per_second: 0,
@@ -336,6 +342,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         operations,
         metrics,
         keys: key_refresher,
+        cleanup: stores.cleanup.clone(),
         connections: listener::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(config.idle_timeout_seconds.max(1)),
@@ -364,15 +371,20 @@ pub async fn create_admin_with_email(
     email: Option<&str>,
 ) -> anyhow::Result<domain::admin::AdminUser> {
     let (db, backend) = prepare_database(config).await?;
-    let store = Arc::new(SqlStore::new(db));
+    let stores = Stores::new(db);
     let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?)));
-    let (tokens, _) =
-        keys::token_codec(config, store.clone(), backend, &domain::clock::SystemClock).await?;
+    let (tokens, _) = keys::token_codec(
+        config,
+        stores.keys.clone(),
+        backend,
+        &domain::clock::SystemClock,
+    )
+    .await?;
     let admins = Admins::new(
-        store.clone(),
+        stores.admin.clone(),
         wiring(
             config,
-            store,
+            &stores,
             hasher,
             tokens,
             Arc::new(domain::clock::SystemClock),
@@ -402,7 +414,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let janitor = tokio::spawn(cleanup_loop(
-        server.mail.store.clone(),
+        server.cleanup.clone(),
         server.mail.clock.clone(),
         stopped.clone(),
     ));
@@ -449,7 +461,11 @@ pub async fn serve(
 
 /// Deletes expired sessions, old limit events and reset tokens, and old sent mail: a minute
 /// after start, then every ten minutes; one replica at a time.
-async fn cleanup_loop(store: SqlStore, clock: Arc<dyn Clock>, mut stop: watch::Receiver<bool>) {
+async fn cleanup_loop(
+    store: Arc<persistence::SqlCleanup>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut wait = Duration::from_secs(60);
     loop {
         tokio::select! {

@@ -23,7 +23,7 @@ use lettre::{
     transport::smtp::PoolConfig,
 };
 use minijinja::{Environment, context};
-use persistence::{OutboxMessage, SqlStore};
+use persistence::{OutboxMessage, SqlOutbox, SqlResets};
 use tokio::sync::{Notify, watch};
 
 /// Messages claimed per round, and how many of them are sent at once (also the size of the SMTP
@@ -219,7 +219,9 @@ pub type SendRate = governor::DefaultDirectRateLimiter;
 /// One lane's worker: the interactive lane's also resolves reset requests; the bulk lane's
 /// may be held to a send rate.
 pub struct MailWorker {
-    pub store: SqlStore,
+    pub store: Arc<SqlOutbox>,
+    /// The interactive lane resolves reset requests into mail.
+    pub resets: Arc<SqlResets>,
     pub lane: MailLane,
     pub rate: Option<Arc<SendRate>>,
     pub transport: Transport,
@@ -240,6 +242,7 @@ impl MailWorker {
     pub fn bulk_lane(&self, per_second: u32) -> Self {
         Self {
             store: self.store.clone(),
+            resets: self.resets.clone(),
             lane: MailLane::Bulk,
             rate: std::num::NonZeroU32::new(per_second).map(|n| {
                 Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
@@ -338,7 +341,7 @@ impl MailWorker {
             let mut resolved = 0;
             while self.lane == MailLane::Interactive && resolved < BATCH as usize {
                 let n = self
-                    .store
+                    .resets
                     .resolve_reset_requests(self.clock.now(), RESOLVE_CHUNK)
                     .await
                     .map_err(|e| anyhow::anyhow!("resolving reset requests: {e}"))?;

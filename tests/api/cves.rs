@@ -1,8 +1,6 @@
 //! The peers' published vulnerabilities, each carried as a test of Latchkey's own surface:
 //! what went wrong there must not go wrong here.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use crate::{
@@ -24,8 +22,8 @@ crate::tests![
 /// attacker holding the live private key (CVE-2024-34102, "CosmicSting") could sign.
 async fn live_codec(app: &TestApp) -> domain::token::TokenCodec {
     let backend = persistence::Backend::of(&app.config.database_url).unwrap();
-    let store = Arc::new(persistence::SqlStore::new(app.db.clone()));
-    latchkey::keys::token_codec(&app.config, store, backend, &*app.clock)
+    let keys = persistence::Stores::new(app.db.clone()).keys;
+    latchkey::keys::token_codec(&app.config, keys, backend, &*app.clock)
         .await
         .unwrap()
         .0

@@ -294,7 +294,7 @@ async fn cleanup_removes_only_what_has_expired(backend: Backend) {
         ))
         .await
         .unwrap();
-    let store = persistence::SqlStore::new(app.db.clone());
+    let store = persistence::Stores::new(app.db.clone()).cleanup;
     let done = store.cleanup(app.clock.now()).await.unwrap();
     assert!(done.ran);
     assert_eq!(done.sessions, 3, "{done:?}");

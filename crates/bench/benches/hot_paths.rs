@@ -111,9 +111,10 @@ fn revocation_check(c: &mut Criterion) {
         .await
         .unwrap();
         persistence::migrate(&db).await.unwrap();
-        let store = persistence::SqlStore::new(db);
+        let stores = persistence::Stores::new(db);
         let now = Utc::now();
-        let customer = store
+        let customer = stores
+            .accounts
             .create_customer(NewCustomer {
                 id: Uuid::now_v7(),
                 email: Email::parse("bench@example.com").unwrap(),
@@ -127,7 +128,8 @@ fn revocation_check(c: &mut Criterion) {
             .map_err(|_| "create")
             .unwrap();
         let session = Uuid::now_v7();
-        store
+        stores
+            .credentials
             .create_session(
                 PrincipalKind::Customer,
                 NewSession {
@@ -142,7 +144,7 @@ fn revocation_check(c: &mut Criterion) {
             )
             .await
             .unwrap();
-        (store, session)
+        (stores.accounts.clone(), session)
     });
     c.bench_function("revocation check: live session + customer (SQLite)", |b| {
         b.to_async(&rt).iter(|| async {

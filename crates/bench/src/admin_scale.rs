@@ -66,7 +66,7 @@ pub(crate) async fn seed_customers_timed(
 ) -> anyhow::Result<()> {
     let db = persistence::connect(url, None, persistence::PoolOptions::default()).await?;
     persistence::migrate(&db).await?;
-    let store = persistence::SqlStore::new(db.clone());
+    let store = persistence::Stores::new(db.clone()).imports;
     let now = Utc::now();
     let mut session = store
         .begin_import(now, persistence::DEFAULT_PG_WRITERS)

@@ -9,7 +9,7 @@ use domain::{
     Error, Result,
     admin::{
         AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery, CustomerCursor, CustomerQuery,
-        CustomerSortField, NewAudit, Page, PasswordFacts, Role,
+        CustomerSortField, NewAudit, Page, PasswordFacts,
     },
     customer::Customer,
     ports::{AdminStore, NewAdmin},
@@ -17,50 +17,25 @@ use domain::{
     stored_hash::PasswordState,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr, Value, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, SqlErr, Value, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
-    SqlStore,
-    accounts::{db_err, to_customer},
+    db::db_err,
+    db::{End, unit_of_work},
     entities::{
         access_token, admin_access_token, admin_user, audit_log, customer, password_reset_token,
         settings,
     },
-    unit::End,
+    rows::to_customer,
 };
-
-/// `None` for a row whose role this build does not know: such an admin can neither sign in nor
-/// use a token (default deny).
-pub(crate) fn to_admin(m: &admin_user::Model) -> Option<AdminUser> {
-    Some(AdminUser {
-        id: m.id,
-        username: m.username.clone(),
-        role: Role::parse(&m.role)?,
-        created_at: m.created_at,
-        email: m.email.clone(),
-        disabled: m.disabled_at.is_some(),
-    })
-}
-
-pub(crate) async fn insert_audit(db: &impl ConnectionTrait, a: NewAudit) -> Result<()> {
-    audit_log::Entity::insert(audit_log::ActiveModel {
-        id: Set(a.id),
-        at: Set(a.at),
-        actor_id: Set(a.actor_id),
-        actor: Set(a.actor),
-        action: Set(a.action.as_str().to_owned()),
-        customer_id: Set(a.customer_id),
-        client_ip: Set(a.client_ip),
-        detail: Set(a.detail),
-    })
-    .exec(db)
-    .await
-    .map_err(db_err)?;
-    Ok(())
-}
+use crate::{
+    grid::Grid,
+    rows::{insert_audit, to_admin},
+};
+use sea_orm::DatabaseConnection;
 
 /// `(c1, c2, …) > (v1, v2, …)` (or `<`), spelled out so both databases use their indexes.
 fn after(columns: &[customer::Column], values: Vec<Value>, descending: bool) -> Condition {
@@ -130,8 +105,16 @@ fn cursor_values(c: &CustomerCursor) -> Result<Vec<Value>> {
     Ok(values)
 }
 
+/// The admin repository: sessions, the customers grid, admin-only fields, settings, the audit log.
+#[derive(Debug, Clone)]
+pub struct SqlAdmin {
+    pub(crate) db: DatabaseConnection,
+    /// The customers grid's search state, shared with bulk jobs.
+    pub(crate) grid: Grid,
+}
+
 #[async_trait]
-impl AdminStore for SqlStore {
+impl AdminStore for SqlAdmin {
     async fn create_admin(&self, new: NewAdmin) -> Result<Option<AdminUser>> {
         let model = admin_user::ActiveModel {
             id: Set(new.id),
@@ -200,7 +183,7 @@ impl AdminStore for SqlStore {
         q: &CustomerQuery,
         now: DateTime<Utc>,
     ) -> Result<Page<Customer>> {
-        let filter = self.filter_condition(&q.filter, now);
+        let filter = self.grid.filter_condition(&q.filter, now);
         let search = q.filter.search.as_ref();
         let columns = sort_columns(q.field);
         let mut select = customer::Entity::find().filter(filter.clone());
@@ -220,6 +203,7 @@ impl AdminStore for SqlStore {
             select = select.order_by(*column, order.clone());
         }
         let (mut rows, common) = self
+            .grid
             .search_page(select, search, q.first + 1, &order)
             .await?;
         let has_next_page = keep_page(&mut rows, q.first);
@@ -228,7 +212,8 @@ impl AdminStore for SqlStore {
             (rows.len() as u64, false)
         } else {
             let unfiltered = q.filter.is_search_only();
-            self.count_matching(filter, search, common && unfiltered, unfiltered)
+            self.grid
+                .count_matching(filter, search, common && unfiltered, unfiltered)
                 .await?
         };
         Ok(Page {
@@ -326,10 +311,9 @@ impl AdminStore for SqlStore {
         if !exists {
             return Ok(None);
         }
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
-                let revoked =
-                    crate::accounts::revoke_sessions(txn, [customer_id], None, now).await?;
+                let revoked = crate::rows::revoke_sessions(txn, [customer_id], None, now).await?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(Some(revoked)))
             })
@@ -340,7 +324,7 @@ impl AdminStore for SqlStore {
     async fn update_settings(&self, s: &Settings, audit: NewAudit) -> Result<()> {
         let int = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
         let s = s.clone();
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 settings::Entity::update_many()
                     .col_expr(

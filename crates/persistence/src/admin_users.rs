@@ -23,12 +23,12 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    SqlStore,
-    accounts::db_err,
-    admin::{insert_audit, to_admin},
+    db::db_err,
+    db::{End, unit_of_work},
     entities::{admin_access_token, admin_password_token, admin_user, email_outbox},
-    unit::End,
+    rows::{insert_audit, to_admin},
 };
+use sea_orm::DatabaseConnection;
 
 async fn revoke_sessions(
     txn: &DatabaseTransaction,
@@ -69,8 +69,14 @@ async fn supersede_links(
     Ok(())
 }
 
+/// The admin-users repository.
+#[derive(Debug, Clone)]
+pub struct SqlAdminUsers {
+    pub(crate) db: DatabaseConnection,
+}
+
 #[async_trait]
-impl AdminUserStore for SqlStore {
+impl AdminUserStore for SqlAdminUsers {
     async fn admin_users(&self) -> Result<Vec<AdminUser>> {
         Ok(admin_user::Entity::find()
             .order_by_asc(admin_user::Column::UsernameKey)
@@ -83,7 +89,7 @@ impl AdminUserStore for SqlStore {
     }
 
     async fn create_invited_admin(&self, new: NewInvitedAdmin) -> Result<Option<AdminUser>> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 let model = admin_user::ActiveModel {
                     id: Set(new.id),
@@ -137,7 +143,7 @@ impl AdminUserStore for SqlStore {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<AdminUpdate> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 // Every administrator's row, locked (PostgreSQL; SQLite has one writer): two
                 // concurrent demotions of the last two cannot both see "another one is left".
@@ -146,7 +152,7 @@ impl AdminUserStore for SqlStore {
                 if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
                     administrators = administrators.lock_exclusive();
                 } else {
-                    crate::accounts::take_sqlite_write_lock(
+                    crate::db::take_sqlite_write_lock(
                         txn,
                         admin_user::Entity,
                         admin_user::Column::Id,
@@ -206,7 +212,7 @@ impl AdminUserStore for SqlStore {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<Option<u64>> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 let exists = admin_user::Entity::find_by_id(id)
                     .select_only()
@@ -309,7 +315,7 @@ impl AdminUserStore for SqlStore {
             )
             .map_err(|e| domain::Error::internal(format!("admin reset mail: {e}")))?
             .to_owned();
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 txn.execute(&supersede).await.map_err(db_err)?;
                 txn.execute(&token).await.map_err(db_err)?;
@@ -355,7 +361,7 @@ impl AdminUserStore for SqlStore {
         now: DateTime<Utc>,
         notice: Option<NewMail>,
     ) -> Result<bool> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 let consumed = admin_password_token::Entity::update_many()
                     .col_expr(admin_password_token::Column::UsedAt, Expr::value(Some(now)))

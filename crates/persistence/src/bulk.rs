@@ -23,13 +23,18 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    SqlStore,
-    accounts::db_err,
-    admin::insert_audit,
+    db::db_err,
+    db::{End, unit_of_work},
     entities::{bulk_job, bulk_job_item, customer},
-    resets::{ResetFor, insert_resets, reset_rows, supersede_tokens},
-    unit::End,
+    resets::{ResetFor, insert_resets, reset_rows},
+    rows::insert_audit,
+    rows::supersede_tokens,
 };
+use crate::{
+    db::{WriteTurn, queue_work},
+    grid::Grid,
+};
+use sea_orm::DatabaseConnection;
 
 fn to_job(m: bulk_job::Model) -> Result<BulkJob> {
     let bad = || Error::internal(format!("bulk job {} has an unknown action or status", m.id));
@@ -50,7 +55,20 @@ fn running() -> Condition {
     Condition::all().add(bulk_job::Column::Status.eq(BulkJobStatus::Running.as_str()))
 }
 
-impl SqlStore {
+/// Bulk jobs.
+#[derive(Debug, Clone)]
+pub struct SqlBulk {
+    pub(crate) db: DatabaseConnection,
+    /// The grid's filters and search, to freeze a selection.
+    pub(crate) grid: Grid,
+    /// SQLite's write turn, shared with the other writers that run all the time.
+    pub(crate) write_turn: WriteTurn,
+    /// Per bulk job, the last customer this process took.
+    pub(crate) bulk_cursors:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Uuid, Uuid>>>,
+}
+
+impl SqlBulk {
     /// Finishes `job` when nobody is left on its list. Asked after a chunk's commit (inside
     /// its transaction, another worker's uncommitted chunk would still look listed).
     async fn finish_if_done(&self, job: Uuid, now: DateTime<Utc>) -> Result<()> {
@@ -77,7 +95,7 @@ impl SqlStore {
 }
 
 #[async_trait]
-impl BulkStore for SqlStore {
+impl BulkStore for SqlBulk {
     async fn start_bulk_job(
         &self,
         job: NewBulkJob,
@@ -95,13 +113,13 @@ impl BulkStore for SqlStore {
                 select = select.filter(customer::Column::Id.is_in(ids.clone()));
             }
             Selection::Filter(filter) => {
-                select = select.filter(self.filter_condition(filter, job.now));
+                select = select.filter(self.grid.filter_condition(filter, job.now));
                 search = filter.search.clone();
             }
         }
         let mut select = select.into_query();
         if let Some(search) = &search {
-            self.search_indexed(&mut select, search).await?;
+            self.grid.search_indexed(&mut select, search).await?;
         }
         let list = Query::insert()
             .into_table(bulk_job_item::Entity)
@@ -114,7 +132,7 @@ impl BulkStore for SqlStore {
             .to_owned();
         let _turn = self.write_turn.take(&self.db).await;
         let id = job.id;
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 let total = txn.execute(&list).await.map_err(db_err)?.rows_affected();
                 let done = total == 0;
@@ -213,7 +231,7 @@ impl BulkStore for SqlStore {
         audit: NewAudit,
     ) -> Result<Option<BulkJob>> {
         let _turn = self.write_turn.take(&self.db).await;
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 // In the order a chunk takes its locks (its customers on the list, then the
                 // job's row), or the two deadlock: the list first, which waits for a chunk
@@ -305,7 +323,7 @@ impl BulkStore for SqlStore {
     }
 }
 
-impl SqlStore {
+impl SqlBulk {
     /// One chunk of one job (its customers after `after`), in one transaction, and the last
     /// customer taken; `None` when it had nobody left to take (or was cancelled meanwhile,
     /// and then nothing it did is kept).
@@ -318,7 +336,7 @@ impl SqlStore {
         after: Option<Uuid>,
         issue: ResetIssuer,
     ) -> Result<Option<(ChunkDone, Uuid)>> {
-        let postgres = self.backend() == DatabaseBackend::Postgres;
+        let postgres = self.db.get_database_backend() == DatabaseBackend::Postgres;
         let mut next = Query::select()
             .column(bulk_job_item::Column::CustomerId)
             .from(bulk_job_item::Entity)
@@ -336,7 +354,7 @@ impl SqlStore {
             .returning_col(bulk_job_item::Column::CustomerId)
             .to_owned();
         let _turn = self.write_turn.take(&self.db).await;
-        self.queue_work(move |txn| {
+        queue_work(&self.db, move |txn| {
             Box::pin(async move {
                 let rows = if postgres {
                     // The locking subquery in a CTE of its own, run once (see `claim_mail`).
@@ -397,11 +415,10 @@ impl SqlStore {
                 let failed = (taken.len() - targets.len()) as u64;
                 match action {
                     BulkAction::ForceSignIn => {
-                        crate::accounts::revoke_sessions(txn, ids, None, now).await?;
+                        crate::rows::revoke_sessions(txn, ids, None, now).await?;
                     }
                     BulkAction::RequireNewPassword => {
-                        crate::email_change::supersede_pending(txn, ids.iter().copied(), now)
-                            .await?;
+                        crate::rows::supersede_pending(txn, ids.iter().copied(), now).await?;
                         customer::Entity::update_many()
                             .col_expr(
                                 customer::Column::PasswordHash,

@@ -9,14 +9,14 @@ use sea_orm::{
 };
 
 use crate::{
-    SqlStore,
-    accounts::db_err,
+    db::db_err,
+    db::{End, unit_of_work},
     entities::{
         access_token, admin_access_token, admin_password_token, email_change, email_outbox,
         limit_event, password_reset_token,
     },
-    unit::End,
 };
+use sea_orm::DatabaseConnection;
 
 /// Sessions are kept a day after they end (so "signed out" can still be explained).
 const SESSION_GRACE: Duration = Duration::days(1);
@@ -48,9 +48,15 @@ pub struct Cleanup {
     pub ran: bool,
 }
 
-impl SqlStore {
+/// Housekeeping.
+#[derive(Debug, Clone)]
+pub struct SqlCleanup {
+    pub(crate) db: DatabaseConnection,
+}
+
+impl SqlCleanup {
     pub async fn cleanup(&self, now: DateTime<Utc>) -> Result<Cleanup> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 if txn.get_database_backend() == DatabaseBackend::Postgres {
                     let row = txn

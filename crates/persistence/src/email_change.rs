@@ -15,18 +15,17 @@ use domain::{
     ports::{MailKind, NewMail},
     stored_hash::VOID_PASSWORD,
 };
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    SqlErr, sea_query::Expr,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
 
+use crate::rows::{email_in_use, set_email, supersede_pending};
 use crate::{
-    SqlStore,
-    accounts::{db_err, lock_customer, to_customer},
+    db::db_err,
+    db::{End, unit_of_work},
     entities::{customer, email_change, email_outbox},
-    unit::End,
+    rows::{lock_customer, to_customer},
 };
+use sea_orm::DatabaseConnection;
 
 fn to_stored(m: email_change::Model) -> StoredEmailChange {
     StoredEmailChange {
@@ -41,87 +40,16 @@ fn to_stored(m: email_change::Model) -> StoredEmailChange {
     }
 }
 
-/// Pending changes of the customers: not confirmed, cancelled or superseded.
-fn pending(customers: impl IntoIterator<Item = Uuid>) -> sea_orm::Condition {
-    sea_orm::Condition::all()
-        .add(email_change::Column::CustomerId.is_in(customers))
-        .add(email_change::Column::ConfirmedAt.is_null())
-        .add(email_change::Column::CancelledAt.is_null())
-        .add(email_change::Column::SupersededAt.is_null())
-}
-
-/// Supersedes every pending email change of `customers`: their confirmation links stop
-/// working. Every remediation runs this (a password reset or change, Force Sign In, bulk
-/// Force Sign In and Require New Password, "this wasn't me"): a thief who knew the password
-/// and asked to move the account to their own address must not confirm it after the owner
-/// has taken the account back.
-pub(crate) async fn supersede_pending(
-    txn: &DatabaseTransaction,
-    customers: impl IntoIterator<Item = Uuid>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    email_change::Entity::update_many()
-        .col_expr(email_change::Column::SupersededAt, Expr::value(Some(now)))
-        .filter(pending(customers))
-        .exec(txn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
-}
-
-/// Sets the customer's address (and the search text built from it); false when another
-/// account has the address.
-async fn set_email(
-    txn: &DatabaseTransaction,
-    current: customer::Model,
-    email: &str,
-    email_key: &str,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let search_text = domain::search::search_text(email_key, &current.firstname, &current.lastname);
-    let result = customer::Entity::update_many()
-        .col_expr(customer::Column::Email, Expr::value(email))
-        .col_expr(customer::Column::EmailKey, Expr::value(email_key))
-        .col_expr(customer::Column::SearchText, Expr::value(search_text))
-        .col_expr(customer::Column::UpdatedAt, Expr::value(now))
-        .filter(customer::Column::Id.eq(current.id))
-        .exec(txn)
-        .await;
-    match result {
-        Ok(_) => Ok(true),
-        Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => Ok(false),
-        Err(e) => Err(db_err(e)),
-    }
-}
-
-/// Whether an account other than `except` has the address, or holds it: an account that
-/// moved away from an address keeps it while the change can still be undone (its "this wasn't
-/// me" link works), so a thief cannot register the old address and leave the owner nothing to
-/// go back to. Held from the request on, not only from the confirmation, so no registration
-/// can slip in between the two.
-pub(crate) async fn email_in_use(
-    db: &impl ConnectionTrait,
-    key: &str,
-    except: Option<Uuid>,
-    now: DateTime<Utc>,
-) -> Result<bool> {
-    let mut holder = customer::Entity::find().filter(customer::Column::EmailKey.eq(key));
-    let mut held = email_change::Entity::find()
-        .filter(email_change::Column::OldEmailKey.eq(key))
-        .filter(email_change::Column::CancelledAt.is_null())
-        .filter(email_change::Column::CancelUntil.gt(now));
-    if let Some(except) = except {
-        holder = holder.filter(customer::Column::Id.ne(except));
-        held = held.filter(email_change::Column::CustomerId.ne(except));
-    }
-    Ok(holder.one(db).await.map_err(db_err)?.is_some()
-        || held.one(db).await.map_err(db_err)?.is_some())
+/// The email-change repository.
+#[derive(Debug, Clone)]
+pub struct SqlEmailChanges {
+    pub(crate) db: DatabaseConnection,
 }
 
 #[async_trait]
-impl EmailChangeStore for SqlStore {
+impl EmailChangeStore for SqlEmailChanges {
     async fn request_email_change(&self, change: NewEmailChange) -> Result<bool> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 // Taken now: refused. Taken between now and the confirmation: the
                 // confirmation is refused (the address is unique on the customers table).
@@ -195,7 +123,7 @@ impl EmailChangeStore for SqlStore {
         now: DateTime<Utc>,
         revert_until: DateTime<Utc>,
     ) -> Result<Applied> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 // Claims the change first: of two concurrent uses of the link, one wins. The
                 // old address's "this wasn't me" now works for the shorter window only.
@@ -248,7 +176,7 @@ impl EmailChangeStore for SqlStore {
                     return Ok(End::Rollback(Applied::EmailTaken));
                 }
                 // Reset links were sent to an address that is no longer (or again) the account's.
-                crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
+                crate::rows::supersede_tokens(txn, [change.customer_id], now).await?;
                 let customer = customer::Entity::find_by_id(change.customer_id)
                     .one(txn)
                     .await
@@ -269,7 +197,7 @@ impl EmailChangeStore for SqlStore {
         now: DateTime<Utc>,
         offer: ReleaseOffer,
     ) -> Result<Cancelled> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             let offer = offer.clone();
             Box::pin(async move {
                 let claimed = email_change::Entity::update_many()
@@ -373,9 +301,9 @@ impl EmailChangeStore for SqlStore {
                     .await
                     .map_err(db_err)?;
                 // Signing out everywhere supersedes the customer's pending changes too.
-                crate::accounts::revoke_sessions(txn, [change.customer_id], None, now).await?;
+                crate::rows::revoke_sessions(txn, [change.customer_id], None, now).await?;
                 // Reset links were sent to an address that is no longer (or again) the account's.
-                crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
+                crate::rows::supersede_tokens(txn, [change.customer_id], now).await?;
                 Ok(End::Commit(outcome))
             })
         })
@@ -388,7 +316,7 @@ impl EmailChangeStore for SqlStore {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<Released> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             let audit = audit.clone();
             Box::pin(async move {
                 // Claims the link first: of two concurrent uses, one wins.
@@ -431,8 +359,8 @@ impl EmailChangeStore for SqlStore {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
-                crate::resets::supersede_tokens(txn, [change.customer_id], now).await?;
-                crate::admin::insert_audit(txn, audit).await?;
+                crate::rows::supersede_tokens(txn, [change.customer_id], now).await?;
+                crate::rows::insert_audit(txn, audit).await?;
                 Ok(End::Commit(Released::Released))
             })
         })
@@ -446,7 +374,7 @@ impl EmailChangeStore for SqlStore {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<Recovered> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 let Some(current) = lock_customer(txn, customer_id).await? else {
                     return Ok(End::Rollback(Recovered::NotFound));
@@ -471,8 +399,8 @@ impl EmailChangeStore for SqlStore {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
-                crate::resets::supersede_tokens(txn, [customer_id], now).await?;
-                crate::admin::insert_audit(txn, audit).await?;
+                crate::rows::supersede_tokens(txn, [customer_id], now).await?;
+                crate::rows::insert_audit(txn, audit).await?;
                 let customer = customer::Entity::find_by_id(customer_id)
                     .one(txn)
                     .await

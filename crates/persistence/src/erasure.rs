@@ -19,20 +19,27 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    SqlStore,
-    accounts::{db_err, lock_customer},
-    admin::insert_audit,
+    db::db_err,
+    db::{End, unit_of_work},
     entities::{
         access_token, audit_log, bulk_job, bulk_job_item, customer, email_change, email_outbox,
         limit_event, password_reset_token, reset_request,
     },
-    unit::End,
+    rows::insert_audit,
+    rows::lock_customer,
 };
+use sea_orm::DatabaseConnection;
+
+/// Deletion and export of one customer.
+#[derive(Debug, Clone)]
+pub struct SqlErasure {
+    pub(crate) db: DatabaseConnection,
+}
 
 #[async_trait]
-impl ErasureStore for SqlStore {
+impl ErasureStore for SqlErasure {
     async fn delete_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<bool> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 let Some(current) = lock_customer(txn, customer_id).await? else {
                     return Ok(End::Rollback(false));
@@ -76,9 +83,7 @@ impl ErasureStore for SqlStore {
                 addresses.dedup();
                 let mut ours = Vec::with_capacity(addresses.len());
                 for address in addresses {
-                    if !crate::email_change::email_in_use(txn, &address, Some(customer_id), now)
-                        .await?
-                    {
+                    if !crate::rows::email_in_use(txn, &address, Some(customer_id), now).await? {
                         ours.push(address);
                     }
                 }

@@ -32,10 +32,10 @@ use sea_orm::{
 };
 
 use crate::{
-    SqlStore,
-    accounts::db_err,
+    db::db_err,
     entities::{access_token, customer, password_reset_token},
 };
+use sea_orm::DatabaseConnection;
 
 /// Rows the probe reads before it asks the index.
 pub(crate) const PROBE_ROWS: u64 = 2000;
@@ -49,7 +49,7 @@ const TRIGRAMS_ASKED: usize = 3;
 /// How long a trigram sample serves before it is taken again.
 const SAMPLE_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
-/// A sample of the customers' search text (`SqlStore::sample`).
+/// A sample of the customers' search text (`Grid::sample`).
 #[derive(Debug)]
 pub(crate) struct Sample {
     /// Customers there are (an estimate on PostgreSQL).
@@ -82,7 +82,27 @@ fn search_col() -> Expr {
     Expr::col((customer::Entity, customer::Column::SearchText))
 }
 
-impl SqlStore {
+/// The customers grid's filters and search over one database, with the state the search keeps
+/// (asked once, or sampled now and then). The admin repository pages with it; bulk jobs freeze
+/// their selections with it; both hold the same one.
+#[derive(Debug, Clone)]
+pub(crate) struct Grid {
+    pub(crate) db: DatabaseConnection,
+    /// PostgreSQL's pg_trgm word operator, when it serves here (asked once).
+    trigram_words: std::sync::Arc<tokio::sync::OnceCell<Option<String>>>,
+    /// A sample of the customers' search text, and when it was taken.
+    trigram_sample: std::sync::Arc<tokio::sync::Mutex<Option<std::sync::Arc<Sample>>>>,
+}
+
+impl Grid {
+    pub(crate) fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            trigram_words: Default::default(),
+            trigram_sample: Default::default(),
+        }
+    }
+
     pub(crate) fn backend(&self) -> DatabaseBackend {
         self.db.get_database_backend()
     }

@@ -27,7 +27,7 @@ use domain::{
 // input (rows travel as bound values or `COPY` data): that is what `AssertSqlSafe` asserts.
 use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Sqlite, Transaction, pool::PoolConnection};
 
-use crate::SqlStore;
+use sea_orm::DatabaseConnection;
 
 /// Rows per SQLite transaction when inserting.
 pub const SQLITE_CHUNK: i64 = 20_000;
@@ -67,7 +67,13 @@ fn err(e: sqlx::Error) -> Error {
     Error::internal(format!("import: {e}"))
 }
 
-impl SqlStore {
+/// Bulk import and export of customers.
+#[derive(Debug, Clone)]
+pub struct SqlImports {
+    pub(crate) db: DatabaseConnection,
+}
+
+impl SqlImports {
     /// Opens an import. `now` is the imported customers' `password_changed_at` and
     /// `updated_at` (and `created_at` when the file has none). PostgreSQL writes on `writers`
     /// connections at once (at most the pool's size; each its own transaction, committed
@@ -766,7 +772,7 @@ pub struct ExportedCustomer {
     pub external_id: Option<String>,
 }
 
-impl SqlStore {
+impl SqlImports {
     /// Refreshes the planner's statistics of the customers table after an import: before it,
     /// PostgreSQL estimated the grid's first page of 2,000,000 fresh rows at 119,686 and chose
     /// a plan for that. SQLite looks at a sample (`analysis_limit`), so this stays quick.
@@ -777,7 +783,7 @@ impl SqlStore {
         };
         sea_orm::ConnectionTrait::execute_unprepared(&self.db, sql)
             .await
-            .map_err(crate::accounts::db_err)?;
+            .map_err(crate::db::db_err)?;
         Ok(())
     }
 
@@ -799,7 +805,7 @@ impl SqlStore {
             .limit(limit)
             .all(&self.db)
             .await
-            .map_err(crate::accounts::db_err)?;
+            .map_err(crate::db::db_err)?;
         Ok(rows
             .into_iter()
             .map(|m| ExportedCustomer {

@@ -11,10 +11,20 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr, sea_query::Expr,
 };
 
-use crate::{SqlStore, accounts::db_err, entities::signing_key};
+use crate::db::WriteTurn;
+use crate::{db::db_err, entities::signing_key};
+use sea_orm::DatabaseConnection;
+
+/// Signing keys.
+#[derive(Debug, Clone)]
+pub struct SqlKeys {
+    pub(crate) db: DatabaseConnection,
+    /// SQLite's write turn, shared with the other writers that run all the time.
+    pub(crate) write_turn: WriteTurn,
+}
 
 #[async_trait]
-impl KeyStore for SqlStore {
+impl KeyStore for SqlKeys {
     async fn signing_keys(&self) -> Result<Vec<StoredKey>> {
         Ok(signing_key::Entity::find()
             .order_by_asc(signing_key::Column::Generation)

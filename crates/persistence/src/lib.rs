@@ -6,6 +6,7 @@ mod admin;
 mod admin_users;
 mod bulk;
 mod cleanup;
+mod db;
 mod email_change;
 mod entities;
 mod erasure;
@@ -15,10 +16,11 @@ mod keys;
 mod limits;
 mod outbox;
 mod resets;
+mod rows;
 mod services;
 mod settings;
 mod sign_in;
-mod unit;
+mod stores;
 
 use std::{
     sync::{
@@ -28,54 +30,29 @@ use std::{
     time::Duration,
 };
 
-pub use accounts::SqlStore;
+pub use accounts::SqlAccounts;
+pub use admin::SqlAdmin;
+pub use admin_users::SqlAdminUsers;
+pub use bulk::SqlBulk;
 pub use cleanup::Cleanup;
+pub use cleanup::SqlCleanup;
+pub use db::Backend;
+pub use email_change::SqlEmailChanges;
+pub use erasure::SqlErasure;
+pub use import::SqlImports;
 pub use import::{DEFAULT_PG_WRITERS, ExportedCustomer, ImportOutcome, ImportSession};
+pub use keys::SqlKeys;
+pub use limits::SqlLimits;
 use migration::{Migrator, MigratorTrait};
-pub use outbox::OutboxMessage;
+pub use outbox::{OutboxMessage, SqlOutbox};
+pub use resets::SqlResets;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+pub use services::SqlServices;
+pub use settings::SqlSettings;
+pub use sign_in::SqlCredentials;
+pub use stores::Stores;
 
 pub use sea_orm::DatabaseConnection as Connection;
-
-/// The turn to write on SQLite, for the writers that run all the time (the reset-request
-/// writer, the mail worker). SQLite has one writer; a connection that finds it busy sleeps in
-/// SQLite's busy handler (1, 2, 5, 10 … ms) however soon the lock is released, so a short
-/// write beside a steady stream of others costs each of them milliseconds. Writers that take
-/// this turn first queue in-process and start the moment the previous one is done. Nothing on
-/// PostgreSQL.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct WriteTurn(Arc<tokio::sync::Mutex<()>>);
-
-impl WriteTurn {
-    pub(crate) async fn take(
-        &self,
-        db: &DatabaseConnection,
-    ) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match db.get_database_backend() {
-            sea_orm::DatabaseBackend::Sqlite => Some(self.0.lock().await),
-            _ => None,
-        }
-    }
-}
-
-/// Which database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn of(url: &str) -> Option<Self> {
-        if url.starts_with("sqlite:") {
-            Some(Self::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Self::Postgres)
-        } else {
-            None
-        }
-    }
-}
 
 /// How the pool behaves; `Default` is what `latchkey serve` uses unless configured.
 #[derive(Debug, Clone, Copy)]

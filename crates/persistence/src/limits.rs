@@ -23,7 +23,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{SqlStore, accounts::db_err, entities::limit_event, unit::End};
+use crate::{
+    db::db_err,
+    db::{End, unit_of_work},
+    entities::limit_event,
+};
+use sea_orm::DatabaseConnection;
 
 /// Stripes of in-process locks over limit keys. A reservation takes the stripes of its keys
 /// (in order, so two reservations cannot deadlock) before it borrows a pooled connection: a
@@ -187,8 +192,17 @@ async fn history(
     }
 }
 
+/// The limiter.
+#[derive(Debug, Clone)]
+pub struct SqlLimits {
+    pub(crate) db: DatabaseConnection,
+    /// In-process turns for limit keys, taken before a pooled connection is: requests for one
+    /// key queue here, not while each holds a connection waiting on the key's advisory lock.
+    pub(crate) key_turns: KeyTurns,
+}
+
 #[async_trait]
-impl Limiter for SqlStore {
+impl Limiter for SqlLimits {
     async fn reserve(
         &self,
         checks: &[Check],
@@ -199,7 +213,7 @@ impl Limiter for SqlStore {
         }
         let _turns = self.key_turns.take(checks).await;
         let checks = checks.to_vec();
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 Ok(match reserve_in(txn, &checks, now).await? {
                     Ok(event_ids) => End::Commit(Ok(Reservation {

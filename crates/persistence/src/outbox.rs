@@ -16,12 +16,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::db::{WriteTurn, queue_work};
 use crate::{
-    SqlStore,
-    accounts::db_err,
+    db::End,
+    db::db_err,
     entities::{customer, email_outbox, reset_request},
-    unit::End,
 };
+use sea_orm::DatabaseConnection;
 
 pub(crate) const PENDING: &str = "pending";
 const SENDING: &str = "sending";
@@ -93,7 +94,15 @@ fn due(now: DateTime<Utc>, lane: MailLane) -> Condition {
         .add(email_outbox::Column::NextAttemptAt.lte(now))
 }
 
-impl SqlStore {
+/// The email outbox, for the mail workers.
+#[derive(Debug, Clone)]
+pub struct SqlOutbox {
+    pub(crate) db: DatabaseConnection,
+    /// SQLite's write turn, shared with the other writers that run all the time.
+    pub(crate) write_turn: WriteTurn,
+}
+
+impl SqlOutbox {
     /// Puts the messages of `lane` whose claim expired (a worker died mid-send) back in line;
     /// how many. The workers ask once a round, not once a claim.
     pub async fn requeue_expired(&self, now: DateTime<Utc>, lane: MailLane) -> Result<u64> {
@@ -108,7 +117,7 @@ impl SqlStore {
             .filter(email_outbox::Column::Status.eq(SENDING))
             .filter(email_outbox::Column::ClaimedUntil.lt(now));
         let _turn = self.write_turn.take(&self.db).await;
-        self.queue_work(move |txn| {
+        queue_work(&self.db, move |txn| {
             Box::pin(async move {
                 let done = requeue.exec(txn).await.map_err(db_err)?;
                 Ok(End::Commit(done.rows_affected))
@@ -151,7 +160,7 @@ impl SqlStore {
             // from before a bulk job queued 20,000 messages one claim took 28 s. The claimed
             // ids come back with it, so the rows are then read by primary key (`claim_id` has
             // no index), in the same unit of work, planned for the queue as it is.
-            self.queue_work(move |txn| {
+            queue_work(&self.db, move |txn| {
                 Box::pin(async move {
                     let claimed = txn
                         .query_all_raw(sea_orm::Statement::from_sql_and_values(
@@ -241,7 +250,7 @@ impl SqlStore {
     /// queued, and for the interactive lane also a reset request not resolved yet: how far
     /// behind delivery is, on every replica. Index reads only, however long the queue.
     pub async fn oldest_unsent(&self, lane: MailLane) -> Result<Option<DateTime<Utc>>> {
-        self.queue_work(move |txn| {
+        queue_work(&self.db, move |txn| {
             Box::pin(async move {
                 let next: Option<DateTime<Utc>> = email_outbox::Entity::find()
                     .select_only()
@@ -309,7 +318,7 @@ impl SqlStore {
             )
             .filter(email_outbox::Column::Id.is_in(sent.iter().map(|m| m.id)))
             .filter(email_outbox::Column::ClaimId.eq(first.claim_id));
-        self.queue_work(move |txn| {
+        queue_work(&self.db, move |txn| {
             Box::pin(async move {
                 update.exec(txn).await.map_err(db_err)?;
                 Ok(End::Commit(()))
@@ -355,7 +364,7 @@ impl SqlStore {
             );
         }
         let _turn = self.write_turn.take(&self.db).await;
-        self.queue_work(move |txn| {
+        queue_work(&self.db, move |txn| {
             Box::pin(async move {
                 update.exec(txn).await.map_err(db_err)?;
                 Ok(End::Commit(dead))

@@ -27,12 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::{
-    SqlStore, WriteTurn,
-    accounts::{apply_password_change, db_err},
+    db::WriteTurn,
+    db::db_err,
+    db::{End, unit_of_work},
     entities::{customer, email_outbox, limit_event, password_reset_token, reset_request},
     outbox::{NO_ATTEMPTS, PENDING},
-    unit::End,
+    rows::apply_password_change,
 };
+use crate::{db::queue_work, rows::supersede_tokens};
 
 /// Requests written in one group-commit transaction at most (and resolved per worker round):
 /// well inside SQLite's and PostgreSQL's limits on bound parameters per statement.
@@ -194,7 +196,7 @@ async fn record(
     }
     for r in &accepted {
         if let Some(audit) = r.audit.clone() {
-            crate::admin::insert_audit(txn, audit).await?;
+            crate::rows::insert_audit(txn, audit).await?;
         }
     }
     let rows: Vec<reset_request::ActiveModel> = accepted
@@ -315,27 +317,17 @@ pub(crate) async fn insert_resets(
     Ok(())
 }
 
-/// Supersedes the outstanding (unused, not superseded) reset tokens of `customers`.
-pub(crate) async fn supersede_tokens(
-    txn: &DatabaseTransaction,
-    customers: impl IntoIterator<Item = Uuid>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    password_reset_token::Entity::update_many()
-        .col_expr(
-            password_reset_token::Column::SupersededAt,
-            Expr::value(Some(now)),
-        )
-        .filter(password_reset_token::Column::CustomerId.is_in(customers))
-        .filter(password_reset_token::Column::UsedAt.is_null())
-        .filter(password_reset_token::Column::SupersededAt.is_null())
-        .exec(txn)
-        .await
-        .map_err(db_err)?;
-    Ok(())
+/// The password reset repository.
+#[derive(Debug, Clone)]
+pub struct SqlResets {
+    pub(crate) db: DatabaseConnection,
+    /// The group-commit writer of reset requests (started on first use).
+    pub(crate) reset_writer: ResetWriter,
+    /// SQLite's write turn, shared with the other writers that run all the time.
+    pub(crate) write_turn: WriteTurn,
 }
 
-impl SqlStore {
+impl SqlResets {
     /// Resolves up to `batch` recorded reset requests, oldest first, in one transaction; returns
     /// how many were taken. Safe with many workers on many replicas: each request is taken by
     /// one (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), and a worker that
@@ -355,7 +347,7 @@ impl SqlStore {
             return Ok(0);
         }
         let _turn = self.write_turn.take(&self.db).await;
-        self.queue_work(move |txn| {
+        queue_work(&self.db, move |txn| {
             Box::pin(async move {
                 let mut oldest = Query::select()
                     .column(reset_request::Column::Id)
@@ -461,7 +453,7 @@ impl SqlStore {
 }
 
 #[async_trait]
-impl ResetStore for SqlStore {
+impl ResetStore for SqlResets {
     async fn request_reset(&self, request: ResetRequest) -> Answer {
         let (reply, answer) = oneshot::channel();
         self.reset_writer
@@ -498,7 +490,7 @@ impl ResetStore for SqlStore {
         now: DateTime<Utc>,
         notice: NewMail,
     ) -> Result<bool> {
-        self.unit_of_work(move |txn| {
+        unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
                 // The guarded update is the single-use check: of concurrent resets with one token,
                 // exactly one sees a row affected.

@@ -9,7 +9,9 @@ use domain::{
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
 use uuid::Uuid;
 
-use crate::{SqlStore, accounts::db_err, entities::service_credential};
+use crate::db::WriteTurn;
+use crate::{db::db_err, entities::service_credential};
+use sea_orm::DatabaseConnection;
 
 fn to_credential(m: service_credential::Model) -> ServiceCredential {
     ServiceCredential {
@@ -21,8 +23,16 @@ fn to_credential(m: service_credential::Model) -> ServiceCredential {
     }
 }
 
+/// Service credentials.
+#[derive(Debug, Clone)]
+pub struct SqlServices {
+    pub(crate) db: DatabaseConnection,
+    /// SQLite's write turn, shared with the other writers that run all the time.
+    pub(crate) write_turn: WriteTurn,
+}
+
 #[async_trait]
-impl ServiceStore for SqlStore {
+impl ServiceStore for SqlServices {
     async fn add_service(
         &self,
         name: &str,

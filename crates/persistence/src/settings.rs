@@ -12,7 +12,8 @@ use domain::{
 };
 use sea_orm::EntityTrait;
 
-use crate::{SqlStore, accounts::db_err, entities::settings};
+use crate::{db::db_err, entities::settings};
+use sea_orm::DatabaseConnection;
 
 fn to_settings(m: settings::Model) -> Settings {
     let defaults = Settings::default();
@@ -53,8 +54,14 @@ fn to_settings(m: settings::Model) -> Settings {
     }
 }
 
+/// Settings, one row, read on use.
+#[derive(Debug, Clone)]
+pub struct SqlSettings {
+    pub(crate) db: DatabaseConnection,
+}
+
 #[async_trait]
-impl SettingsSource for SqlStore {
+impl SettingsSource for SqlSettings {
     async fn current(&self) -> Result<Settings> {
         Ok(settings::Entity::find_by_id(1)
             .one(&self.db)

@@ -16,10 +16,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    SqlStore,
-    accounts::db_err,
+    db::db_err,
     entities::{access_token, admin_access_token, admin_user, customer},
 };
+use sea_orm::DatabaseConnection;
 
 /// The columns one kind of principal keeps its credentials in.
 struct Columns<E: EntityTrait> {
@@ -168,8 +168,14 @@ impl<E: EntityTrait> Columns<E> {
     }
 }
 
+/// Credentials and sessions of both kinds of principal, for the sign-in core.
+#[derive(Debug, Clone)]
+pub struct SqlCredentials {
+    pub(crate) db: DatabaseConnection,
+}
+
 #[async_trait]
-impl CredentialStore for SqlStore {
+impl CredentialStore for SqlCredentials {
     async fn credentials(
         &self,
         kind: PrincipalKind,

@@ -1,0 +1,82 @@
+//! Every repository of one database, built once: each owns its state (the limiter its key
+//! turns, the reset repository its group-commit writer, the grid its search samples), and the
+//! ones that write all the time share SQLite's one write turn.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    accounts::SqlAccounts, admin::SqlAdmin, admin_users::SqlAdminUsers, bulk::SqlBulk,
+    cleanup::SqlCleanup, db::WriteTurn, email_change::SqlEmailChanges, erasure::SqlErasure,
+    grid::Grid, import::SqlImports, keys::SqlKeys, limits::SqlLimits, outbox::SqlOutbox,
+    resets::SqlResets, services::SqlServices, settings::SqlSettings, sign_in::SqlCredentials,
+};
+
+/// The repositories, one per feature, each behind the domain's port(s) it implements.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    pub accounts: Arc<SqlAccounts>,
+    pub credentials: Arc<SqlCredentials>,
+    pub limits: Arc<SqlLimits>,
+    pub settings: Arc<SqlSettings>,
+    pub resets: Arc<SqlResets>,
+    pub outbox: Arc<SqlOutbox>,
+    pub email_changes: Arc<SqlEmailChanges>,
+    pub erasure: Arc<SqlErasure>,
+    pub admin: Arc<SqlAdmin>,
+    pub admin_users: Arc<SqlAdminUsers>,
+    pub bulk: Arc<SqlBulk>,
+    pub keys: Arc<SqlKeys>,
+    pub services: Arc<SqlServices>,
+    pub imports: Arc<SqlImports>,
+    pub cleanup: Arc<SqlCleanup>,
+}
+
+impl Stores {
+    pub fn new(db: DatabaseConnection) -> Self {
+        let write_turn = WriteTurn::default();
+        let grid = Grid::new(db.clone());
+        Self {
+            accounts: Arc::new(SqlAccounts::new(db.clone())),
+            credentials: Arc::new(SqlCredentials { db: db.clone() }),
+            limits: Arc::new(SqlLimits {
+                db: db.clone(),
+                key_turns: Default::default(),
+            }),
+            settings: Arc::new(SqlSettings { db: db.clone() }),
+            resets: Arc::new(SqlResets {
+                db: db.clone(),
+                reset_writer: Default::default(),
+                write_turn: write_turn.clone(),
+            }),
+            outbox: Arc::new(SqlOutbox {
+                db: db.clone(),
+                write_turn: write_turn.clone(),
+            }),
+            email_changes: Arc::new(SqlEmailChanges { db: db.clone() }),
+            erasure: Arc::new(SqlErasure { db: db.clone() }),
+            admin: Arc::new(SqlAdmin {
+                db: db.clone(),
+                grid: grid.clone(),
+            }),
+            admin_users: Arc::new(SqlAdminUsers { db: db.clone() }),
+            bulk: Arc::new(SqlBulk {
+                db: db.clone(),
+                grid,
+                write_turn: write_turn.clone(),
+                bulk_cursors: Default::default(),
+            }),
+            keys: Arc::new(SqlKeys {
+                db: db.clone(),
+                write_turn: write_turn.clone(),
+            }),
+            services: Arc::new(SqlServices {
+                db: db.clone(),
+                write_turn,
+            }),
+            imports: Arc::new(SqlImports { db: db.clone() }),
+            cleanup: Arc::new(SqlCleanup { db }),
+        }
+    }
+}
