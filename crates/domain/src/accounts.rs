@@ -19,7 +19,7 @@ use crate::{
         SettingsSource,
     },
     reset::{FAILURE_WINDOW, MAX_INVALID_LINKS},
-    sign_in::SignIn,
+    sign_in::{IssuedToken, SignIn},
     token::{TokenCodec, TokenKind},
 };
 
@@ -39,21 +39,6 @@ pub struct UpdateCustomerInput {
     pub firstname: Option<String>,
     pub lastname: Option<String>,
     pub locale: Option<String>,
-}
-
-/// A freshly issued access token. The raw token exists only here, on its way to the client.
-#[derive(Clone)]
-pub struct IssuedToken {
-    pub token: String,
-    pub expires_at: DateTime<Utc>,
-}
-
-impl std::fmt::Debug for IssuedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedToken")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A signed-in customer: who, and through which session.

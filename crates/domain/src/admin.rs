@@ -240,7 +240,7 @@ pub struct AuditEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UndeliveredMail {
     pub id: Uuid,
-    pub lane: crate::ports::MailLane,
+    pub lane: crate::mail::MailLane,
     pub kind: String,
     pub recipient: String,
     /// `pending`, `sending` or `dead`.

@@ -9,7 +9,6 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
-    accounts::IssuedToken,
     accounts::Wiring,
     admin::{
         AdminPrincipal, AdminUser, AuditAction, AuditEntry, AuditQuery, CustomerQuery, NewAudit,
@@ -20,6 +19,7 @@ use crate::{
     password::PasswordCandidate,
     ports::{AdminStore, NewAdmin},
     settings::{LimitMethod, Settings},
+    sign_in::IssuedToken,
     token::TokenKind,
 };
 
@@ -390,7 +390,7 @@ impl Admins {
     pub async fn undelivered_mail(
         &self,
         first: u64,
-        lane: Option<crate::ports::MailLane>,
+        lane: Option<crate::mail::MailLane>,
     ) -> Result<Vec<crate::admin::UndeliveredMail>> {
         self.store.undelivered_mail(first, lane).await
     }

@@ -20,6 +20,7 @@ pub mod import;
 pub mod keys;
 pub mod limits;
 pub mod lockout;
+pub mod mail;
 pub mod password;
 pub mod ports;
 pub mod reset;

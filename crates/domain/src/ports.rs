@@ -13,6 +13,8 @@ use crate::{
     settings::Settings,
 };
 
+pub use crate::mail::MailLane;
+
 /// A customer about to be stored.
 #[derive(Debug, Clone)]
 pub struct NewCustomer {
@@ -76,33 +78,6 @@ pub trait AccountStore: Send + Sync {
     /// Revokes session `id` if it is live and belongs to `customer_id`; true when it did.
     async fn revoke_session(&self, customer_id: Uuid, id: Uuid, now: DateTime<Utc>)
     -> Result<bool>;
-}
-
-/// Which worker delivers a message. Each lane is claimed by its own worker, so a bulk job's
-/// million messages never stand in front of a customer's "Forgot Your Password?".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MailLane {
-    /// The storefront's mail and one admin's actions: sent as soon as possible.
-    Interactive,
-    /// Bulk jobs' mail: sent when the interactive lane leaves room, at a capped rate.
-    Bulk,
-}
-
-impl MailLane {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Interactive => "interactive",
-            Self::Bulk => "bulk",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "interactive" => Some(Self::Interactive),
-            "bulk" => Some(Self::Bulk),
-            _ => None,
-        }
-    }
 }
 
 /// What an outbox row is about; the mail worker renders it in the customer's language.

@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
-    accounts::IssuedToken,
     clock::Clock,
     customer::ClientInfo,
     limits::{Check, ClientKey, LimitKey, Limiter, PrincipalKind, Rule},
@@ -37,6 +36,21 @@ const MAX_IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(2
 /// ...trying again when this replica settles one of them, and at least this often (a
 /// settlement on another replica).
 const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// A freshly issued access token. The raw token exists only here, on its way to the client.
+#[derive(Clone)]
+pub struct IssuedToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What the core needs to know of an account to check its password.
 #[derive(Clone)]
