@@ -3,7 +3,7 @@
 //! At most `concurrency` hashes run at once (default: the core count), each on a blocking
 //! thread with a 19 MiB block buffer taken from a pool and given back afterwards. Unbounded
 //! hashing under load measured 10–14 GB RSS and worse throughput on this machine kind; bounded
-//! with reused buffers it stays near 90 MB (PERF-NOTES.md). When too many requests already wait,
+//! with reused buffers it stays near 90 MB (measured: BENCHMARKS.md). When too many requests already wait,
 //! new ones get RATE_LIMITED at once instead of queueing without end.
 
 use std::sync::{
@@ -24,7 +24,8 @@ use domain::{
 };
 use tokio::sync::Semaphore;
 
-/// OWASP / SPEC parameters: m = 19 MiB, t = 2, p = 1.
+/// OWASP's argon2id parameters, the product's rule (README, "Rules that hold"): m = 19 MiB,
+/// t = 2, p = 1.
 pub const M_COST_KIB: u32 = 19 * 1024;
 pub const T_COST: u32 = 2;
 pub const P_COST: u32 = 1;

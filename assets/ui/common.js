@@ -32,7 +32,7 @@ export function tn(path, count, params) {
   return t(key, { count: number(count), ...params });
 }
 
-/** A GraphQL error: `code` is the SPEC's error code, or NETWORK when the server was not reached. */
+/** A GraphQL error: `code` is the server's error code (`extensions.code`), or NETWORK when the server was not reached. */
 export class GraphQLError extends Error {
   constructor(code, message, extensions) {
     super(message);

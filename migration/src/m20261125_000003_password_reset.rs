@@ -1,4 +1,4 @@
-//! Password reset: settings (one row, SPEC defaults), reset tokens (hashes only), limit
+//! Password reset: settings (one row, the defaults), reset tokens (hashes only), limit
 //! events (what the request limits count), and the email outbox.
 
 use sea_orm_migration::{prelude::*, schema::*};
@@ -28,7 +28,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // The defaults of SPEC "Settings".
+        // The defaults of the settings (README, "Settings").
         manager
             .exec_stmt(
                 Query::insert()

@@ -1,4 +1,4 @@
-//! GraphQL over HTTP hardening (SECURITY.md §0, §A6, §A9): every bad request gets a clear code
+//! GraphQL over HTTP hardening (docs/threat-model.md, "An anonymous caller"): every bad request gets a clear code
 //! and changes nothing.
 
 use reqwest::StatusCode;

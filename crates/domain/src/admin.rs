@@ -1,4 +1,4 @@
-//! The admin side: admin users, roles and permissions (SPEC "Roles"), the customers grid
+//! The admin side: admin users, roles and permissions, the customers grid
 //! query, and the audit log.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

@@ -43,7 +43,7 @@ impl From<AdminAuthError> for Error {
     }
 }
 
-/// A partial update of the settings, with SPEC's field names for errors.
+/// A partial update of the settings, with the API's field names for errors.
 #[derive(Debug, Clone, Default)]
 pub struct SettingsUpdate {
     pub reset_link_lifetime_hours: Option<i64>,

@@ -1,5 +1,5 @@
 //! The one error type of the use cases. Each variant says what the client is told; the GraphQL
-//! layer maps each to exactly one SPEC error code in one place.
+//! layer maps each to exactly one error code in one place.
 
 use crate::password::PolicyViolation;
 

@@ -230,7 +230,7 @@ pub trait SettingsSource: Send + Sync {
     async fn current(&self) -> Result<Settings>;
 }
 
-/// Fixed settings (the SPEC defaults unless given others).
+/// Fixed settings (the defaults unless given others).
 #[derive(Debug, Clone, Default)]
 pub struct StaticSettings(pub Settings);
 

@@ -1,4 +1,4 @@
-//! The admin-editable settings of SPEC "Settings", with the source documents' defaults.
+//! The admin-editable settings, with the defaults of the Adobe Commerce admin guide.
 
 use chrono::Duration;
 

@@ -1,5 +1,5 @@
 //! Admin operations ("Customers > All Customers", Edit, "Reset Password", "Force Sign In",
-//! settings, audit log). Each is guarded by the permission SPEC "Roles" gives it.
+//! settings, audit log). Each is guarded by the permission its role grants (`domain::admin::Role::permissions`).
 
 use async_graphql::{Context, ID, Object};
 use domain::admin::{
