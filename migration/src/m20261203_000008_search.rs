@@ -1,5 +1,7 @@
 //! The customers grid's search, indexed: `customers.search_text` holds the folded address and
-//! names (written by Latchkey with every customer, see `domain::search`), and each database
+//! names (written by Latchkey with every customer, see `domain::search`; this migration
+//! fills it for existing rows with its own copy of the rule as it was when it was written,
+//! so it means the same whatever the domain's rule becomes), and each database
 //! indexes it by trigrams so a substring search reads only the rows that can match.
 //!
 //! - PostgreSQL: the `pg_trgm` extension (trusted since PostgreSQL 13: the database's owner
@@ -168,9 +170,7 @@ async fn backfill(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
                 _ => format!("({}, {})", placeholder(backend, i), placeholder(backend, t)),
             });
             values.push(Value::from(id));
-            values.push(Value::from(domain::search::search_text(
-                &key, &first, &last,
-            )));
+            values.push(Value::from(search_text(&key, &first, &last)));
             after = Some(Value::from(id));
         }
         let sql = format!(
@@ -210,4 +210,43 @@ fn placeholder(backend: DbBackend, n: usize) -> String {
 enum Customers {
     Table,
     SearchText,
+}
+
+/// The search text's rule as of this migration (a frozen copy of `domain::search` of
+/// 2026-12-03): NFKC, lower case, white space runs one space, trimmed.
+fn fold(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let lower: String = raw.nfkc().collect::<String>().to_lowercase();
+    lower.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The address, then the names in both orders, one per line (frozen with [`fold`]).
+fn search_text(email_key: &str, firstname: &str, lastname: &str) -> String {
+    let first = fold(firstname);
+    let last = fold(lastname);
+    let mut text = fold(email_key);
+    for names in [[&first, &last], [&last, &first]] {
+        text.push('\n');
+        text.push_str(
+            &names
+                .iter()
+                .filter(|n| !n.is_empty())
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_frozen_rule_folds_width_case_and_both_name_orders() {
+        assert_eq!(
+            super::search_text("ｔａｎａｋａ@example.com", " Taro ", "TANAKA"),
+            "tanaka@example.com\ntaro tanaka\ntanaka taro"
+        );
+        assert_eq!(super::fold("ﾀﾅｶ  太郎"), "タナカ 太郎");
+    }
 }
