@@ -28,7 +28,7 @@ pub struct Admin {
     pub disabled: bool,
 }
 
-/// What an admin role allows (the roles table: `domain::admin::Role::permissions`).
+/// What an admin role allows.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 pub enum AdminPermission {
     CustomersRead,
@@ -228,7 +228,7 @@ impl From<ResetRequestLimitMethod> for settings::LimitMethod {
     }
 }
 
-/// The password, reset and session settings (README, "Settings").
+/// The password, reset and session settings.
 #[derive(SimpleObject)]
 pub struct PasswordSettings {
     pub reset_link_lifetime_hours: i32,
