@@ -74,6 +74,7 @@ impl Accounts {
 
     /// Registers a customer. Counted per client address once the input is valid (an address
     /// that is taken counts too), before the password is hashed.
+    #[tracing::instrument(name = "accounts.create_customer", skip_all)]
     pub async fn create_customer(
         &self,
         input: CreateCustomerInput,
@@ -137,6 +138,7 @@ impl Accounts {
 
     /// Signs a customer in. Unknown email, wrong password, a locked account and an account
     /// over its guess budget all answer `AuthenticationFailed`; see [`SignIn`].
+    #[tracing::instrument(name = "accounts.sign_in", skip_all)]
     pub async fn sign_in(
         &self,
         email: &str,
@@ -195,6 +197,7 @@ impl Accounts {
     }
 
     /// Ends the presented token's session.
+    #[tracing::instrument(name = "accounts.sign_out", skip_all)]
     pub async fn sign_out(&self, principal: &CustomerPrincipal) -> Result<()> {
         self.store
             .revoke_session(
@@ -208,6 +211,7 @@ impl Accounts {
 
     /// Changes the password after checking the current one; every other session ends.
     /// The current password is checked like a sign-in (same limits; a wrong one counts).
+    #[tracing::instrument(name = "accounts.change_password", skip_all)]
     pub async fn change_password(
         &self,
         principal: &CustomerPrincipal,
@@ -254,6 +258,7 @@ impl Accounts {
 
     /// `updateCustomer`: names and language. The email address has its own confirmed flow
     /// ([`crate::email_change`]); the password too.
+    #[tracing::instrument(name = "accounts.update_profile", skip_all)]
     pub async fn update_profile(
         &self,
         principal: &CustomerPrincipal,
@@ -321,6 +326,7 @@ impl Accounts {
     }
 
     /// Signs out one device. Someone else's session and an unknown id look the same: NotFound.
+    #[tracing::instrument(name = "accounts.revoke_session", skip_all)]
     pub async fn revoke_session(&self, principal: &CustomerPrincipal, id: &str) -> Result<()> {
         let id = Uuid::parse_str(id).map_err(|_| Error::NotFound)?;
         if self
@@ -348,15 +354,8 @@ impl Wiring {
     /// Counts one request against every check (kept: the request happened, whatever it
     /// comes to), or refuses it with RATE_LIMITED when a check is spent.
     pub(crate) async fn spend(&self, checks: &[Check], now: DateTime<Utc>) -> Result<()> {
-        match self.limiter.reserve(checks, now).await? {
-            Ok(counted) => {
-                counted.keep();
-                Ok(())
-            }
-            Err(refused) => Err(Error::RateLimited {
-                retry_after_seconds: refused.retry_after_seconds,
-            }),
-        }
+        self.limiter.reserve(checks, now).await?.keep();
+        Ok(())
     }
 
     /// Holds a new password to the policy, with the store's name as context for the strength
@@ -384,14 +383,7 @@ impl Wiring {
             LimitKey::InvalidLinkByIp(ClientKey::of(client)),
             Rule::per(MAX_INVALID_LINKS, FAILURE_WINDOW),
         )];
-        let reservation = match self.limiter.reserve(&budget, self.clock.now()).await? {
-            Ok(r) => r,
-            Err(refused) => {
-                return Err(Error::RateLimited {
-                    retry_after_seconds: refused.retry_after_seconds,
-                });
-            }
-        };
+        let reservation = self.limiter.reserve(&budget, self.clock.now()).await?;
         match lookup.await {
             Ok(valid) => {
                 self.limiter.release(reservation).await?;

@@ -224,6 +224,59 @@ pub struct NewAudit {
     pub detail: Option<String>,
 }
 
+impl NewAudit {
+    /// What `principal` did at `at`, from `client`: the one way an admin's entry is made.
+    pub fn by(
+        principal: &AdminPrincipal,
+        action: AuditAction,
+        at: DateTime<Utc>,
+        client: &crate::customer::ClientInfo,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            at,
+            actor_id: principal.admin.id,
+            actor: principal.admin.username.clone(),
+            action,
+            customer_id: None,
+            client_ip: client.ip.clone(),
+            detail: None,
+        }
+    }
+
+    /// What a customer did to their own account: the actor is `customer` and the customer's
+    /// id, never a name.
+    pub fn by_customer(customer_id: Uuid, action: AuditAction, at: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            at,
+            actor_id: customer_id,
+            actor: "customer".to_owned(),
+            action,
+            customer_id: Some(customer_id),
+            client_ip: None,
+            detail: None,
+        }
+    }
+
+    /// The customer the entry is about.
+    pub fn about(mut self, customer_id: Uuid) -> Self {
+        self.customer_id = Some(customer_id);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// The client address (entries by customers leave it out unless given).
+    pub fn from_ip(mut self, ip: Option<String>) -> Self {
+        self.client_ip = ip;
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEntry {
     pub id: Uuid,

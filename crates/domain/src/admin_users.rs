@@ -203,19 +203,12 @@ impl AdminUsers {
         detail: String,
         client: &ClientInfo,
     ) -> NewAudit {
-        NewAudit {
-            id: Uuid::now_v7(),
-            at: self.parts.clock.now(),
-            actor_id: principal.admin.id,
-            actor: principal.admin.username.clone(),
-            action,
-            customer_id: None,
-            client_ip: client.ip.clone(),
-            detail: Some(format!("admin {target}: {detail}")),
-        }
+        NewAudit::by(principal, action, self.parts.clock.now(), client)
+            .detail(format!("admin {target}: {detail}"))
     }
 
     /// `createAdminUser`: the new admin gets an invitation link to set their own password.
+    #[tracing::instrument(name = "admin_users.invite", skip_all)]
     pub async fn invite(
         &self,
         principal: &AdminPrincipal,
@@ -279,6 +272,7 @@ impl AdminUsers {
 
     /// `updateAdminUser`: role and disabled flag. NotFound for an unknown admin; the last
     /// active administrator is refused (BAD_USER_INPUT) and nothing changes.
+    #[tracing::instrument(name = "admin_users.update", skip_all)]
     pub async fn update(
         &self,
         principal: &AdminPrincipal,
@@ -323,6 +317,7 @@ impl AdminUsers {
     }
 
     /// `revokeAdminTokens`: Force Sign In for an admin.
+    #[tracing::instrument(name = "admin_users.revoke_tokens", skip_all)]
     pub async fn revoke_tokens(
         &self,
         principal: &AdminPrincipal,
@@ -347,6 +342,7 @@ impl AdminUsers {
 
     /// The console's "Forgot your password?": always `Ok` for a well-formed request, whether or
     /// not the username exists, has an email address or is disabled; only a limit refuses.
+    #[tracing::instrument(name = "admin_users.request_reset", skip_all)]
     pub async fn request_reset(&self, username: &str, client: &ClientInfo) -> Result<()> {
         let key = match Username::parse(username) {
             Some(u) => u.key(),
@@ -377,6 +373,7 @@ impl AdminUsers {
 
     /// `setAdminPassword`: the invitation (or admin reset) link. Works once, within its
     /// lifetime; RESET_TOKEN_INVALID / RESET_TOKEN_EXPIRED otherwise, as for customers.
+    #[tracing::instrument(name = "admin_users.set_password", skip_all)]
     pub async fn set_password(
         &self,
         token: &str,

@@ -178,6 +178,7 @@ impl Admins {
 
     /// `latchkey admin create`. The password follows the customer policy, and at least 12
     /// characters: admins hold the keys to every account.
+    #[tracing::instrument(name = "admins.create_admin", skip_all)]
     pub async fn create_admin(
         &self,
         username: &str,
@@ -214,6 +215,7 @@ impl Admins {
 
     /// The same sign-in core as customers: same limits, lockout and indistinguishable
     /// failures. A name that cannot be a username is counted and hashed like an unknown one.
+    #[tracing::instrument(name = "admins.sign_in", skip_all)]
     pub async fn sign_in(
         &self,
         username: &str,
@@ -294,6 +296,7 @@ impl Admins {
     }
 
     /// Signs out the admin token the request was made with; it is refused from now on.
+    #[tracing::instrument(name = "admins.sign_out", skip_all)]
     pub async fn sign_out(&self, principal: &AdminPrincipal) -> Result<()> {
         self.store
             .revoke_admin_session(principal.session_id, self.parts.clock.now())
@@ -333,18 +336,13 @@ impl Admins {
         client: &ClientInfo,
     ) -> NewAudit {
         NewAudit {
-            id: Uuid::now_v7(),
-            at: self.parts.clock.now(),
-            actor_id: principal.admin.id,
-            actor: principal.admin.username.clone(),
-            action,
             customer_id,
-            client_ip: client.ip.clone(),
-            detail: None,
+            ..NewAudit::by(principal, action, self.parts.clock.now(), client)
         }
     }
 
     /// Force Sign In. NotFound for an unknown customer; 0 for one with no live tokens.
+    #[tracing::instrument(name = "admins.revoke_customer_tokens", skip_all)]
     pub async fn revoke_customer_tokens(
         &self,
         principal: &AdminPrincipal,
@@ -370,6 +368,7 @@ impl Admins {
         self.parts.settings.current().await
     }
 
+    #[tracing::instrument(name = "admins.update_settings", skip_all)]
     pub async fn update_settings(
         &self,
         principal: &AdminPrincipal,

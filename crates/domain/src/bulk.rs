@@ -251,18 +251,10 @@ impl BulkJobs {
         client: &ClientInfo,
         detail: String,
     ) -> NewAudit {
-        NewAudit {
-            id: Uuid::now_v7(),
-            at: self.clock.now(),
-            actor_id: principal.admin.id,
-            actor: principal.admin.username.clone(),
-            action,
-            customer_id: None,
-            client_ip: client.ip.clone(),
-            detail: Some(detail),
-        }
+        NewAudit::by(principal, action, self.clock.now(), client).detail(detail)
     }
 
+    #[tracing::instrument(name = "bulk.start", skip_all)]
     pub async fn start(
         &self,
         principal: &AdminPrincipal,
@@ -308,6 +300,7 @@ impl BulkJobs {
         self.store.bulk_jobs(first, after).await
     }
 
+    #[tracing::instrument(name = "bulk.cancel", skip_all)]
     pub async fn cancel(
         &self,
         principal: &AdminPrincipal,

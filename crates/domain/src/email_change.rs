@@ -249,6 +249,7 @@ impl EmailChanges {
 
     /// `requestCustomerEmailChange`: checks the current password, then records the change and
     /// mails both addresses. Nothing about the account changes until the new address confirms.
+    #[tracing::instrument(name = "email_change.request", skip_all)]
     pub async fn request(
         &self,
         principal: &CustomerPrincipal,
@@ -349,6 +350,7 @@ impl EmailChanges {
 
     /// `confirmCustomerEmailChange`: the new address's link. Works once, while the change is
     /// pending and the link is within its lifetime.
+    #[tracing::instrument(name = "email_change.confirm", skip_all)]
     pub async fn confirm(&self, token: &str, client: &ClientInfo) -> Result<Customer> {
         let now = self.parts.clock.now();
         let lookup = async {
@@ -384,6 +386,7 @@ impl EmailChanges {
     }
 
     /// `cancelCustomerEmailChange`: the old address's "this wasn't me" link.
+    #[tracing::instrument(name = "email_change.cancel", skip_all)]
     pub async fn cancel(&self, token: &str, client: &ClientInfo) -> Result<()> {
         let now = self.parts.clock.now();
         let lookup = async {
@@ -425,6 +428,7 @@ impl EmailChanges {
     /// change). Its holder set the change off or lost the race; either way both addresses
     /// now agree, so the account unfreezes there without an admin, its password still void.
     /// Audited (the actor is the customer). Works once, for [`CANCEL_WINDOW`].
+    #[tracing::instrument(name = "email_change.release", skip_all)]
     pub async fn release(&self, token: &str, client: &ClientInfo) -> Result<()> {
         let now = self.parts.clock.now();
         let lookup = async {
@@ -436,16 +440,13 @@ impl EmailChanges {
             }
         };
         let change = self.parts.redeem_link(client, lookup).await?;
-        let audit = crate::admin::NewAudit {
-            id: Uuid::now_v7(),
-            at: now,
-            actor_id: change.customer_id,
-            actor: "customer".to_owned(),
-            action: crate::admin::AuditAction::ReleaseFrozenAccount,
-            customer_id: Some(change.customer_id),
-            client_ip: client.ip.clone(),
-            detail: Some("the address it had moved to gave it back".to_owned()),
-        };
+        let audit = crate::admin::NewAudit::by_customer(
+            change.customer_id,
+            crate::admin::AuditAction::ReleaseFrozenAccount,
+            now,
+        )
+        .from_ip(client.ip.clone())
+        .detail("the address it had moved to gave it back");
         match self.store.release_frozen(change.id, now, audit).await? {
             Released::Released => {
                 tracing::info!(event = "account_released", customer_id = %change.customer_id);
@@ -457,6 +458,7 @@ impl EmailChanges {
 
     /// `adminRecoverCustomer` (CUSTOMERS_RECOVER, checked by the caller): an admin who has
     /// checked who owns a frozen account unfreezes it, at its current address or at `email`.
+    #[tracing::instrument(name = "email_change.recover", skip_all)]
     pub async fn recover(
         &self,
         principal: &crate::admin::AdminPrincipal,
@@ -466,20 +468,18 @@ impl EmailChanges {
     ) -> Result<Customer> {
         let email = email.map(|e| parse_email_field("email", e)).transpose()?;
         let now = self.parts.clock.now();
-        let audit = crate::admin::NewAudit {
-            id: Uuid::now_v7(),
-            at: now,
-            actor_id: principal.admin.id,
-            actor: principal.admin.username.clone(),
-            action: crate::admin::AuditAction::RecoverCustomer,
-            customer_id: Some(customer_id),
-            client_ip: client.ip.clone(),
-            detail: Some(if email.is_some() {
-                "moved to the address the admin chose".to_owned()
-            } else {
-                "kept at its current address".to_owned()
-            }),
-        };
+        let audit = crate::admin::NewAudit::by(
+            principal,
+            crate::admin::AuditAction::RecoverCustomer,
+            now,
+            client,
+        )
+        .about(customer_id)
+        .detail(if email.is_some() {
+            "moved to the address the admin chose"
+        } else {
+            "kept at its current address"
+        });
         match self
             .store
             .recover_frozen(customer_id, email, now, audit)

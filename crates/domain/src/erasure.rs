@@ -194,6 +194,7 @@ impl Erasure {
 
     /// `deleteCustomer`: the customer deletes their own account, with the current password
     /// (checked like a sign-in, so a stolen session cannot do it).
+    #[tracing::instrument(name = "erasure.delete_own_account", skip_all)]
     pub async fn delete_own_account(
         &self,
         principal: &CustomerPrincipal,
@@ -214,18 +215,13 @@ impl Erasure {
                 &settings,
             )
             .await?;
-        let audit = NewAudit {
-            id: Uuid::now_v7(),
-            at: self.parts.clock.now(),
-            // The customer acted: their id, which the entry keeps anyway, and no name.
-            actor_id: customer.id,
-            actor: "customer".to_owned(),
-            action: AuditAction::DeleteOwnAccount,
-            customer_id: Some(customer.id),
-            // The customer's address is personal data: not kept past the account.
-            client_ip: None,
-            detail: None,
-        };
+        // The customer acted: their id, which the entry keeps anyway, and no name; their
+        // address is personal data, not kept past the account.
+        let audit = NewAudit::by_customer(
+            customer.id,
+            AuditAction::DeleteOwnAccount,
+            self.parts.clock.now(),
+        );
         if !self.store.delete_customer(customer.id, audit).await? {
             return Err(Error::Unauthenticated);
         }
@@ -235,22 +231,20 @@ impl Erasure {
 
     /// `adminDeleteCustomer` (CUSTOMERS_DELETE, checked by the caller). NotFound for an
     /// unknown customer.
+    #[tracing::instrument(name = "erasure.delete_by_admin", skip_all)]
     pub async fn delete_by_admin(
         &self,
         principal: &AdminPrincipal,
         customer_id: Uuid,
         client: &ClientInfo,
     ) -> Result<()> {
-        let audit = NewAudit {
-            id: Uuid::now_v7(),
-            at: self.parts.clock.now(),
-            actor_id: principal.admin.id,
-            actor: principal.admin.username.clone(),
-            action: AuditAction::DeleteCustomer,
-            customer_id: Some(customer_id),
-            client_ip: client.ip.clone(),
-            detail: None,
-        };
+        let audit = NewAudit::by(
+            principal,
+            AuditAction::DeleteCustomer,
+            self.parts.clock.now(),
+            client,
+        )
+        .about(customer_id);
         if !self.store.delete_customer(customer_id, audit).await? {
             return Err(Error::NotFound);
         }
@@ -259,6 +253,7 @@ impl Erasure {
     }
 
     /// `customerDataExport` for the signed-in customer: their own data.
+    #[tracing::instrument(name = "erasure.export_own", skip_all)]
     pub async fn export_own(
         &self,
         principal: &CustomerPrincipal,
@@ -286,6 +281,7 @@ impl Erasure {
     /// caller): any customer's data, audited as EXPORT_CUSTOMER_DATA, since it holds more
     /// than the console shows (session addresses, past email addresses, mail). NotFound for
     /// an unknown customer.
+    #[tracing::instrument(name = "erasure.export_as_admin", skip_all)]
     pub async fn export_as_admin(
         &self,
         principal: &AdminPrincipal,
@@ -295,16 +291,8 @@ impl Erasure {
     ) -> Result<CustomerExport> {
         let now = self.parts.clock.now();
         self.spend_export_budget(principal.admin.id, now).await?;
-        let audit = NewAudit {
-            id: Uuid::now_v7(),
-            at: now,
-            actor_id: principal.admin.id,
-            actor: principal.admin.username.clone(),
-            action: AuditAction::ExportCustomerData,
-            customer_id: Some(customer_id),
-            client_ip: client.ip.clone(),
-            detail: None,
-        };
+        let audit = NewAudit::by(principal, AuditAction::ExportCustomerData, now, client)
+            .about(customer_id);
         self.store
             .export_customer(customer_id, now, page, Some(audit))
             .await?

@@ -43,10 +43,16 @@ pub enum Error {
     /// Wrong email or password (deliberately indistinguishable), or a locked account.
     #[error("the email or password is incorrect")]
     AuthenticationFailed,
-    /// Anything the client cannot fix. The detail is logged, never returned.
+    /// Anything the client cannot fix. The detail, with its source chain, is logged, never
+    /// returned.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
+
+/// An internal error described in words (no underlying error to keep).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Described(String);
 
 impl Error {
     pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
@@ -56,7 +62,52 @@ impl Error {
         }
     }
 
+    /// An internal error described in words.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
-        Self::Internal(detail.to_string())
+        Self::Internal(Box::new(Described(detail.to_string())))
+    }
+
+    /// An internal error caused by `source`, whose chain the log keeps.
+    pub fn internal_from(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(source))
+    }
+
+    /// The internal error's message and every source under it, `: `-separated (for logs).
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let next = s.to_string();
+            if !text.ends_with(&next) {
+                text.push_str(": ");
+                text.push_str(&next);
+            }
+            source = s.source();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the pool timed out")]
+    struct Pool(#[source] std::io::Error);
+
+    #[test]
+    fn an_internal_error_keeps_its_source_chain_for_the_log() {
+        let e = Error::internal_from(Pool(std::io::Error::other("connection refused")));
+        assert_eq!(e.to_string(), "internal error: the pool timed out");
+        assert_eq!(
+            e.chain(),
+            "internal error: the pool timed out: connection refused"
+        );
+        // Described errors have nothing under them.
+        assert_eq!(
+            Error::internal("no such key").chain(),
+            "internal error: no such key"
+        );
     }
 }

@@ -258,6 +258,7 @@ impl Keys {
     }
 
     /// A new key, published now and signing from `now + publish_delay`.
+    #[tracing::instrument(name = "keys.rotate", skip_all)]
     pub async fn rotate(&self, now: DateTime<Utc>, publish_delay: Duration) -> Result<StoredKey> {
         self.add(now, now + publish_delay).await
     }
@@ -265,6 +266,7 @@ impl Keys {
     /// Retires `kid`, or (`None`) every key whose tokens have all expired. A key still signing
     /// is never retired; with `force` a superseded key goes at once (its tokens stop working:
     /// for a key that leaked).
+    #[tracing::instrument(name = "keys.retire", skip_all)]
     pub async fn retire(
         &self,
         now: DateTime<Utc>,

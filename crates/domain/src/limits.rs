@@ -203,6 +203,32 @@ pub struct Refused {
     pub in_flight: bool,
 }
 
+/// Why a reservation did not pass: refused by a limit, or the limiter could not answer.
+/// `?` turns a refusal into `RATE_LIMITED` (with its retry-after) where that is the answer;
+/// callers that answer otherwise (a sign-in name's budget answers as a wrong password) match.
+#[derive(Debug)]
+pub enum LimitError {
+    Refused(Refused),
+    Failed(crate::Error),
+}
+
+impl From<crate::Error> for LimitError {
+    fn from(e: crate::Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+impl From<LimitError> for crate::Error {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Refused(r) => Self::RateLimited {
+                retry_after_seconds: r.retry_after_seconds,
+            },
+            LimitError::Failed(e) => e,
+        }
+    }
+}
+
 /// Events recorded by a granted reservation; give them back with [`Limiter::release`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use = "a reservation is either kept (the attempt counts) or released"]
@@ -316,7 +342,7 @@ pub trait Limiter: Send + Sync {
         &self,
         checks: &[Check],
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<Reservation, Refused>>;
+    ) -> std::result::Result<Reservation, LimitError>;
 
     /// Gives a reservation back: its events stop counting.
     async fn release(&self, reservation: Reservation) -> Result<()>;

@@ -50,6 +50,7 @@ impl Resets {
     /// rows written and the time taken are the same whether or not an account exists: the
     /// request is recorded as it is, and the mail worker finds the account (if any) later. The
     /// mail is never sent here.
+    #[tracing::instrument(name = "resets.request", skip_all)]
     pub async fn request(
         &self,
         email: &str,
@@ -91,6 +92,7 @@ impl Resets {
     /// The admin's "Reset Password": the same pipeline and mail as the storefront's, limited per
     /// customer (the settings' hourly cap and spacing), audited in the same transaction. The
     /// admin never sees the token or the password.
+    #[tracing::instrument(name = "resets.request_for_customer", skip_all)]
     pub async fn request_for_customer(
         &self,
         principal: &AdminPrincipal,
@@ -127,16 +129,10 @@ impl Resets {
             token_hash: token.hash(),
             expires_at: now + settings.reset.link_lifetime,
             now,
-            audit: Some(NewAudit {
-                id: Uuid::now_v7(),
-                at: now,
-                actor_id: principal.admin.id,
-                actor: principal.admin.username.clone(),
-                action: AuditAction::AdminResetPassword,
-                customer_id: Some(customer_id),
-                client_ip: client.ip.clone(),
-                detail: None,
-            }),
+            audit: Some(
+                NewAudit::by(principal, AuditAction::AdminResetPassword, now, client)
+                    .about(customer_id),
+            ),
         };
         match self.store.request_reset(request).await? {
             Ok(()) => {
@@ -151,6 +147,7 @@ impl Resets {
     /// "Reset Password" on the New Password form. The token alone names the account; `email`,
     /// when given, must match it. Success signs the customer out everywhere, clears lockout,
     /// voids other links and queues a "password changed" notice. It never signs in.
+    #[tracing::instrument(name = "resets.reset", skip_all)]
     pub async fn reset(
         &self,
         email: Option<&str>,

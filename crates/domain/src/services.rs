@@ -76,6 +76,7 @@ impl Services {
 
     /// A new credential and its secret (shown once); `admin_tokens`: whether it may ask about
     /// admin tokens as well as customers'.
+    #[tracing::instrument(name = "services.create", skip_all)]
     pub async fn create(
         &self,
         name: &str,
@@ -128,6 +129,7 @@ impl Services {
         self.store.services().await
     }
 
+    #[tracing::instrument(name = "services.revoke", skip_all)]
     pub async fn revoke(&self, name: &str) -> Result<()> {
         if self.store.revoke_service(name, self.clock.now()).await? {
             Ok(())

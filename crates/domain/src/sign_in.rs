@@ -17,7 +17,7 @@ use crate::{
     Error, Result,
     clock::Clock,
     customer::ClientInfo,
-    limits::{Check, ClientKey, LimitKey, Limiter, PrincipalKind, Rule},
+    limits::{Check, ClientKey, LimitError, LimitKey, Limiter, PrincipalKind, Rule},
     lockout::{LockoutPolicy, is_locked},
     password::PasswordCandidate,
     ports::{PasswordHasher, Verification},
@@ -245,9 +245,10 @@ impl SignIn {
         let checks = Self::checks(kind, login, client, settings);
         let give_up_at = std::time::Instant::now() + MAX_IN_FLIGHT_WAIT;
         let reservation = loop {
-            let refused = match self.limiter.reserve(&checks, self.clock.now()).await? {
+            let refused = match self.limiter.reserve(&checks, self.clock.now()).await {
                 Ok(r) => break r,
-                Err(refused) => refused,
+                Err(LimitError::Refused(refused)) => refused,
+                Err(LimitError::Failed(e)) => return Err(e),
             };
             // Refused only because other checks of this name (or client) are still running:
             // they may be right passwords that give their places back (sixteen concurrent
@@ -355,13 +356,13 @@ impl SignIn {
             LimitKey::SignInsOf(kind, id),
             Rule::per(self.caps.sign_ins_per_hour, chrono::Duration::hours(1)),
         )];
-        match self.limiter.reserve(&minted, now).await? {
+        match self.limiter.reserve(&minted, now).await {
             Ok(counted) => counted.keep(),
-            Err(refused) => {
-                tracing::info!(event = "sign_ins_per_hour_spent", kind = kind.as_str(), id = %id);
-                return Err(Error::RateLimited {
-                    retry_after_seconds: refused.retry_after_seconds,
-                });
+            Err(e) => {
+                if matches!(e, LimitError::Refused(_)) {
+                    tracing::info!(event = "sign_ins_per_hour_spent", kind = kind.as_str(), id = %id);
+                }
+                return Err(e.into());
             }
         }
         let (lifetime, token_kind) = match kind {

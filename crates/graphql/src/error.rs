@@ -53,9 +53,9 @@ impl From<ApiError> for async_graphql::Error {
             Error::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {
-            Error::Internal(detail) => {
+            Error::Internal(_) => {
                 let reference = uuid::Uuid::new_v4();
-                tracing::error!(%reference, error = %detail, "internal error");
+                tracing::error!(%reference, error = %e.chain(), "internal error");
                 format!("internal server error (reference {reference})")
             }
             other => other.to_string(),

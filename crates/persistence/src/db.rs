@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 /// Storage failures are internal: the detail goes to the log, never to the client.
 pub(crate) fn db_err(e: DbErr) -> Error {
-    Error::internal(e)
+    Error::internal_from(e)
 }
 
 /// Which database a URL names.

@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use domain::{
     Result,
     limits::{
-        Check, IN_FLIGHT_FOR_AT_MOST, KeyHistory, LimitKey, Limiter, Refused, Reservation, Rule,
-        decide,
+        Check, IN_FLIGHT_FOR_AT_MOST, KeyHistory, LimitError, LimitKey, Limiter, Refused,
+        Reservation, Rule, decide,
     },
 };
 use sea_orm::{
@@ -207,9 +207,9 @@ impl Limiter for SqlLimits {
         &self,
         checks: &[Check],
         now: DateTime<Utc>,
-    ) -> Result<std::result::Result<Reservation, Refused>> {
+    ) -> std::result::Result<Reservation, LimitError> {
         if checks.is_empty() {
-            return Ok(Ok(Reservation::default()));
+            return Ok(Reservation::default());
         }
         let _turns = self.key_turns.take(checks).await;
         let checks = checks.to_vec();
@@ -229,7 +229,8 @@ impl Limiter for SqlLimits {
                 })
             })
         })
-        .await
+        .await?
+        .map_err(LimitError::Refused)
     }
 
     async fn release(&self, reservation: Reservation) -> Result<()> {
