@@ -1,0 +1,115 @@
+//! Password reset (`domain::resets`): the same answer for every address, a link that works
+//! once and for its lifetime, and what a reset ends.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use domain::{Error, clock::Clock, reset::ResetLinks, resets::Resets};
+
+use crate::{Harness, NoWorker, PASSWORD};
+
+fn resets(h: &Harness) -> Resets {
+    Resets::new(
+        h.stores.resets.clone(),
+        h.stores.accounts.clone(),
+        h.parts.clone(),
+        ResetLinks::new(
+            "https://shop.example/reset?token={token}".to_owned(),
+            Vec::new(),
+        )
+        .unwrap(),
+        Arc::new(NoWorker),
+    )
+}
+
+/// What the mail worker does first: turns recorded requests into links and mail.
+async fn resolve(h: &Harness) {
+    h.stores
+        .resets
+        .resolve_reset_requests(h.clock.now(), 100)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn known_and_unknown_addresses_get_the_same_answer_and_only_accounts_get_mail() {
+    let h = Harness::new().await;
+    h.customer("known@example.com").await;
+    let resets = resets(&h);
+    // From two clients: one client's requests are spaced 10 minutes apart by default.
+    for (email, ip) in [
+        ("known@example.com", "192.0.2.10"),
+        ("unknown@example.com", "192.0.2.13"),
+    ] {
+        resets
+            .request(email, None, &Harness::client(ip))
+            .await
+            .unwrap();
+    }
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM reset_requests").await, 2);
+    resolve(&h).await;
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM reset_requests").await, 0);
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM email_outbox WHERE kind = 'password_reset'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_link_works_once_and_the_reset_ends_every_session() {
+    let h = Harness::new().await;
+    h.customer("reset@example.com").await;
+    let accounts = h.accounts();
+    let client = Harness::client("192.0.2.11");
+    let session = accounts
+        .sign_in("reset@example.com", PASSWORD, client.clone())
+        .await
+        .unwrap();
+    let resets = resets(&h);
+    resets
+        .request("reset@example.com", None, &client)
+        .await
+        .unwrap();
+    resolve(&h).await;
+    let token = h.link_token("password_reset", "reset@example.com").await;
+    resets
+        .reset(None, &token, "fresh-Secret-2027", &client)
+        .await
+        .unwrap();
+    assert!(matches!(
+        accounts.authenticate(Some(&session.token)).await,
+        Err(Error::Unauthenticated)
+    ));
+    let again = resets
+        .reset(None, &token, "other-Secret-2027", &client)
+        .await;
+    assert!(matches!(again, Err(Error::ResetTokenInvalid)), "{again:?}");
+    accounts
+        .sign_in("reset@example.com", "fresh-Secret-2027", client)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_link_expires_after_its_lifetime_and_changes_nothing() {
+    let h = Harness::new().await;
+    h.customer("late@example.com").await;
+    let client = Harness::client("192.0.2.12");
+    let resets = resets(&h);
+    resets
+        .request("late@example.com", None, &client)
+        .await
+        .unwrap();
+    resolve(&h).await;
+    let token = h.link_token("password_reset", "late@example.com").await;
+    h.clock.advance(Duration::hours(24) + Duration::seconds(1));
+    let res = resets
+        .reset(None, &token, "fresh-Secret-2027", &client)
+        .await;
+    assert!(matches!(res, Err(Error::ResetTokenExpired)), "{res:?}");
+    h.accounts()
+        .sign_in("late@example.com", PASSWORD, client)
+        .await
+        .unwrap();
+}

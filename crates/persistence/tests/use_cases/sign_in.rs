@@ -1,0 +1,121 @@
+//! The sign-in core (`domain::sign_in`): lockout, its end, what clears it, and the cap on
+//! sessions minted per hour.
+
+use chrono::Duration;
+use domain::{Error, sign_in::SessionCaps};
+
+use crate::{Harness, PASSWORD};
+
+#[tokio::test]
+async fn ten_wrong_passwords_lock_the_name_until_the_lock_ends() {
+    let h = Harness::new().await;
+    h.customer("lock@example.com").await;
+    let accounts = h.accounts();
+    let client = || Harness::client("198.51.100.7");
+    for i in 0..10 {
+        let res = accounts
+            .sign_in("lock@example.com", &format!("wrong-{i}"), client())
+            .await;
+        assert!(matches!(res, Err(Error::AuthenticationFailed)), "{i}");
+    }
+    // Locked: the right password is refused, exactly as a wrong one.
+    let res = accounts
+        .sign_in("lock@example.com", PASSWORD, client())
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)));
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM customers WHERE locked_until IS NOT NULL")
+            .await,
+        1
+    );
+    // Ten minutes later it signs in, and the sign-in is a session.
+    h.clock
+        .advance(Duration::minutes(10) + Duration::seconds(1));
+    accounts
+        .sign_in("lock@example.com", PASSWORD, client())
+        .await
+        .unwrap();
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM access_tokens").await, 1);
+}
+
+#[tokio::test]
+async fn a_right_password_ends_the_run_of_failures() {
+    let h = Harness::new().await;
+    h.customer("run@example.com").await;
+    let accounts = h.accounts();
+    let client = || Harness::client("198.51.100.8");
+    for round in 0..3 {
+        for i in 0..9 {
+            let res = accounts
+                .sign_in("run@example.com", &format!("wrong-{round}-{i}"), client())
+                .await;
+            assert!(matches!(res, Err(Error::AuthenticationFailed)));
+        }
+        accounts
+            .sign_in("run@example.com", PASSWORD, client())
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_name_spends_the_same_budget_as_a_known_one() {
+    let h = Harness::new().await;
+    let accounts = h.accounts();
+    for i in 0..10 {
+        let res = accounts
+            .sign_in(
+                "nobody@example.com",
+                &format!("guess-{i}"),
+                Harness::client("203.0.113.5"),
+            )
+            .await;
+        assert!(matches!(res, Err(Error::AuthenticationFailed)));
+    }
+    // Ten attempts were counted for the name (and for the client), as for an account.
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM limit_events WHERE key = 'sign-in:customer:nobody@example.com'")
+            .await,
+        10
+    );
+    // None of them is still in flight: each settled when its password was checked.
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM limit_events WHERE in_flight = 1")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn sessions_minted_per_hour_are_capped_and_the_cap_tells_a_guesser_nothing() {
+    let h = Harness::with_caps(SessionCaps {
+        max_live: 100,
+        sign_ins_per_hour: 2,
+    })
+    .await;
+    h.customer("hourly@example.com").await;
+    let accounts = h.accounts();
+    let client = || Harness::client("198.51.100.9");
+    for _ in 0..2 {
+        accounts
+            .sign_in("hourly@example.com", PASSWORD, client())
+            .await
+            .unwrap();
+    }
+    let res = accounts
+        .sign_in("hourly@example.com", PASSWORD, client())
+        .await;
+    assert!(
+        matches!(res, Err(Error::RateLimited { retry_after_seconds }) if retry_after_seconds == 3600),
+        "{res:?}"
+    );
+    let res = accounts
+        .sign_in("hourly@example.com", "wrong-1", client())
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)));
+    h.clock.advance(Duration::hours(1));
+    accounts
+        .sign_in("hourly@example.com", PASSWORD, client())
+        .await
+        .unwrap();
+}
