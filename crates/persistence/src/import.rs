@@ -27,6 +27,7 @@ use domain::{
 // input (rows travel as bound values or `COPY` data): that is what `AssertSqlSafe` asserts.
 use sea_orm::sqlx::{self, AssertSqlSafe, Postgres, Sqlite, Transaction, pool::PoolConnection};
 
+use crate::db::Backend;
 use sea_orm::DatabaseConnection;
 
 /// Rows per SQLite transaction when inserting.
@@ -428,7 +429,7 @@ impl ImportSession {
                         ImportOutcome::default()
                     } else {
                         let conn: &mut sqlx::PgConnection = &mut w.tx;
-                        classify(conn, on_conflict, now, Dialect::Postgres).await?
+                        classify(conn, on_conflict, now, Backend::Postgres).await?
                     };
                     part.settle(w.inserted, w.rows);
                     Ok::<_, Error>(part)
@@ -508,12 +509,6 @@ impl ImportOutcome {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    Postgres,
-    Sqlite,
-}
-
 /// SQLite: inserts the staged rows of `from` as new customers; an address that has an
 /// account is left alone.
 fn insert_sql(from: &str) -> String {
@@ -529,10 +524,10 @@ fn insert_sql(from: &str) -> String {
 
 /// Updates the customers whose address a staged row has. Only rows that change something
 /// count as updated; the hash only while the customer has not set a password in Latchkey.
-fn update_sql(dialect: Dialect) -> String {
+fn update_sql(dialect: Backend) -> String {
     let (distinct, now_param) = match dialect {
-        Dialect::Postgres => ("IS DISTINCT FROM", "$1"),
-        Dialect::Sqlite => ("IS NOT", "?1"),
+        Backend::Postgres => ("IS DISTINCT FROM", "$1"),
+        Backend::Sqlite => ("IS NOT", "?1"),
     };
     // Never over a password set in Latchkey, nor over one voided on purpose
     // (`VOID_PASSWORD`): whoever was shut out may know the old platform's password.
@@ -561,26 +556,26 @@ async fn classify<DB>(
     conn: &mut DB,
     on_conflict: OnConflict,
     now: DateTime<Utc>,
-    dialect: Dialect,
+    dialect: Backend,
 ) -> Result<ImportOutcome>
 where
     DB: Exec,
 {
     let mut outcome = ImportOutcome::default();
     // SQLite groups by walking an index; PostgreSQL hashes the table in one pass.
-    if dialect == Dialect::Sqlite {
+    if dialect == Backend::Sqlite {
         conn.run("CREATE INDEX import_stage_key ON import_stage (email_key, line)")
             .await?;
     }
     // The addresses on more than one line, usually none: every line after the first. On
     // PostgreSQL the first may also be a line already inserted (`import_lines`).
     let later_lines = match dialect {
-        Dialect::Sqlite => {
+        Backend::Sqlite => {
             "SELECT s.line, f.first FROM import_stage s JOIN (SELECT email_key, \
              MIN(line) AS first FROM import_stage GROUP BY email_key HAVING COUNT(*) > 1) f \
              ON f.email_key = s.email_key WHERE s.line > f.first"
         }
-        Dialect::Postgres => {
+        Backend::Postgres => {
             "SELECT s.line, COALESCE(l.line, f.first) FROM import_stage s JOIN (SELECT \
              email_key, MIN(line) AS first FROM import_stage GROUP BY email_key) f \
              ON f.email_key = s.email_key LEFT JOIN import_lines l \
@@ -642,7 +637,7 @@ async fn sqlite_finish(
         // Everything in one transaction, rolled back: the counts are exact, nothing stays.
         conn.run("BEGIN IMMEDIATE").await?;
         let result = async {
-            let mut outcome = classify(conn, on_conflict, now, Dialect::Sqlite).await?;
+            let mut outcome = classify(conn, on_conflict, now, Backend::Sqlite).await?;
             let inserted = conn.run_at(&insert_sql(SQLITE_ALL), now).await?;
             outcome.settle(inserted, staged);
             Ok::<_, Error>(outcome)
@@ -652,7 +647,7 @@ async fn sqlite_finish(
         return result;
     }
     conn.run("BEGIN IMMEDIATE").await?;
-    let classified = classify(conn, on_conflict, now, Dialect::Sqlite).await;
+    let classified = classify(conn, on_conflict, now, Backend::Sqlite).await;
     let mut outcome = match classified {
         Ok(o) => o,
         Err(e) => {
