@@ -2,24 +2,9 @@
 //! old address's "this wasn't me" undoes it and, once confirmed, freezes the account; the
 //! removed address can give it back.
 
-use std::sync::Arc;
+use domain::Error;
 
-use domain::{
-    Error,
-    email_change::{DEFAULT_REVERT_WINDOW, EmailChangeLinks, EmailChanges},
-};
-
-use crate::{Harness, NoWorker, PASSWORD};
-
-fn changes(h: &Harness) -> EmailChanges {
-    EmailChanges::new(
-        h.stores.email_changes.clone(),
-        h.parts.clone(),
-        EmailChangeLinks::under("https://shop.example"),
-        Arc::new(NoWorker),
-        DEFAULT_REVERT_WINDOW,
-    )
-}
+use crate::{Harness, PASSWORD};
 
 #[tokio::test]
 async fn the_change_applies_only_when_the_new_address_confirms() {
@@ -32,7 +17,7 @@ async fn the_change_applies_only_when_the_new_address_confirms() {
         .await
         .unwrap();
     let me = accounts.authenticate(Some(&token.token)).await.unwrap();
-    let changes = changes(&h);
+    let changes = h.email_changes();
     let wrong = changes
         .request(&me, "new@example.com", "not-the-password", &client)
         .await;
@@ -73,7 +58,7 @@ async fn a_revert_after_confirmation_freezes_and_the_removed_address_can_give_it
         .await
         .unwrap();
     let me = accounts.authenticate(Some(&token.token)).await.unwrap();
-    let changes = changes(&h);
+    let changes = h.email_changes();
     changes
         .request(&me, "typo@example.com", PASSWORD, &client)
         .await

@@ -1,9 +1,6 @@
 //! Deletion and export (`domain::erasure`).
 
-use domain::{
-    Error,
-    erasure::{Erasure, ExportPage},
-};
+use domain::{Error, erasure::ExportPage};
 
 use crate::{Harness, PASSWORD};
 
@@ -19,7 +16,7 @@ async fn deletion_takes_the_password_and_leaves_no_customer_row() {
         .await
         .unwrap();
     let me = accounts.authenticate(Some(&token.token)).await.unwrap();
-    let erasure = Erasure::new(h.stores.erasure.clone(), h.parts.clone());
+    let erasure = h.erasure();
     let wrong = erasure
         .delete_own_account(&me, "wrong-password", &client)
         .await;
@@ -51,7 +48,7 @@ async fn an_export_is_paged_and_a_page_below_one_is_refused() {
         .await
         .unwrap();
     let me = accounts.authenticate(Some(&token.token)).await.unwrap();
-    let erasure = Erasure::new(h.stores.erasure.clone(), h.parts.clone());
+    let erasure = h.erasure();
     let export = erasure
         .export_own(&me, ExportPage::asked(None).unwrap())
         .await

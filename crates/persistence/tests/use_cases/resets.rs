@@ -1,26 +1,10 @@
 //! Password reset (`domain::resets`): the same answer for every address, a link that works
 //! once and for its lifetime, and what a reset ends.
 
-use std::sync::Arc;
-
 use chrono::Duration;
-use domain::{Error, clock::Clock, reset::ResetLinks, resets::Resets};
+use domain::{Error, clock::Clock};
 
-use crate::{Harness, NoWorker, PASSWORD};
-
-fn resets(h: &Harness) -> Resets {
-    Resets::new(
-        h.stores.resets.clone(),
-        h.stores.accounts.clone(),
-        h.parts.clone(),
-        ResetLinks::new(
-            "https://shop.example/reset?token={token}".to_owned(),
-            Vec::new(),
-        )
-        .unwrap(),
-        Arc::new(NoWorker),
-    )
-}
+use crate::{Harness, PASSWORD};
 
 /// What the mail worker does first: turns recorded requests into links and mail.
 async fn resolve(h: &Harness) {
@@ -35,7 +19,7 @@ async fn resolve(h: &Harness) {
 async fn known_and_unknown_addresses_get_the_same_answer_and_only_accounts_get_mail() {
     let h = Harness::new().await;
     h.customer("known@example.com").await;
-    let resets = resets(&h);
+    let resets = h.resets();
     // From two clients: one client's requests are spaced 10 minutes apart by default.
     for (email, ip) in [
         ("known@example.com", "192.0.2.10"),
@@ -66,7 +50,7 @@ async fn a_link_works_once_and_the_reset_ends_every_session() {
         .sign_in("reset@example.com", PASSWORD, client.clone())
         .await
         .unwrap();
-    let resets = resets(&h);
+    let resets = h.resets();
     resets
         .request("reset@example.com", None, &client)
         .await
@@ -96,7 +80,7 @@ async fn a_link_expires_after_its_lifetime_and_changes_nothing() {
     let h = Harness::new().await;
     h.customer("late@example.com").await;
     let client = Harness::client("192.0.2.12");
-    let resets = resets(&h);
+    let resets = h.resets();
     resets
         .request("late@example.com", None, &client)
         .await
