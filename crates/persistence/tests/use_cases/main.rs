@@ -7,6 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod accounts;
+mod admins;
+mod bulk;
 mod email_change;
 mod erasure;
 mod resets;
