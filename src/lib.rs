@@ -6,7 +6,8 @@ pub mod client_ip;
 pub mod config;
 pub mod export;
 pub mod files;
-pub mod hashing;
+/// Password hashing lives in its own crate; `latchkey::hashing` keeps its old path.
+pub use latchkey_hashing as hashing;
 pub mod http;
 pub mod import;
 pub mod introspect;

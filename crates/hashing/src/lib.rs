@@ -628,7 +628,8 @@ mod tests {
             vectors: Vec<Vector>,
         }
         let file: File =
-            serde_json::from_str(include_str!("../tests/vectors/legacy-hashes.json")).unwrap();
+            serde_json::from_str(include_str!("../../../tests/vectors/legacy-hashes.json"))
+                .unwrap();
         file.vectors
     }
 
