@@ -17,7 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use domain::{accounts::Accounts, admins::Admins, services::Services, token::TokenKind};
+use domain::{accounts::Accounts, admin::Admins, services::Services, token::TokenKind};
 use serde_json::{Value, json};
 
 /// What the handler needs.

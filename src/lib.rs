@@ -22,7 +22,10 @@ use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use domain::{
-    accounts::Accounts, admins::Admins, clock::Clock, reset::ResetLinks, resets::Resets,
+    accounts::Accounts,
+    admin::Admins,
+    clock::Clock,
+    reset::{ResetLinks, Resets},
     token::TokenCodec,
 };
 use graphql::{SchemaOptions, Services};
@@ -243,10 +246,10 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         stores.erasure.clone(),
         parts.clone(),
     ));
-    let admin_users = Arc::new(domain::admin_users::AdminUsers::new(
+    let admin_users = Arc::new(domain::admin::AdminUsers::new(
         stores.admin_users.clone(),
         parts.clone(),
-        domain::admin_users::AdminLinks::under(&public_url),
+        domain::admin::AdminLinks::under(&public_url),
         Arc::new(wakeup.clone()),
     ));
     let admins = Arc::new(Admins::new(stores.admin.clone(), parts));

@@ -227,7 +227,7 @@ impl Pages {
                 Ok((locale, Dictionary { labels, name, json }))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let ranges = domain::admins::SETTING_RANGES
+        let ranges = domain::admin::SETTING_RANGES
             .iter()
             .map(|(name, min, max)| context! { name, min, max })
             .collect::<Vec<_>>();

@@ -7,8 +7,6 @@
 
 pub mod accounts;
 pub mod admin;
-pub mod admin_users;
-pub mod admins;
 pub mod bulk;
 pub mod clock;
 pub mod customer;
@@ -24,7 +22,6 @@ pub mod mail;
 pub mod password;
 pub mod ports;
 pub mod reset;
-pub mod resets;
 pub mod search;
 pub mod services;
 pub mod settings;

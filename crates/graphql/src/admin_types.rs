@@ -307,7 +307,7 @@ pub struct PasswordSettingsInput {
     pub max_registrations_per_ip_per_hour: Option<i32>,
 }
 
-impl From<PasswordSettingsInput> for domain::admins::SettingsUpdate {
+impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
     fn from(i: PasswordSettingsInput) -> Self {
         let wide = |v: Option<i32>| v.map(i64::from);
         Self {

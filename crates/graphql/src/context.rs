@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_graphql::Context;
 use domain::{
     accounts::CustomerPrincipal,
+    admin::AdminAuthError,
     admin::{AdminPrincipal, Permission},
-    admins::AdminAuthError,
     customer::ClientInfo,
 };
 use tokio::sync::OnceCell;

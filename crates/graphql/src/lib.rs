@@ -17,7 +17,7 @@ mod types;
 use std::sync::Arc;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
-use domain::{accounts::Accounts, admins::Admins, resets::Resets};
+use domain::{accounts::Accounts, admin::Admins, reset::Resets};
 
 pub use context::RequestContext;
 pub use error::{ApiError, codes};
@@ -30,7 +30,7 @@ pub struct Services {
     pub bulk: Arc<domain::bulk::BulkJobs>,
     pub email_changes: Arc<domain::email_change::EmailChanges>,
     pub erasure: Arc<domain::erasure::Erasure>,
-    pub admin_users: Arc<domain::admin_users::AdminUsers>,
+    pub admin_users: Arc<domain::admin::AdminUsers>,
 }
 
 #[derive(MergedObject, Default)]

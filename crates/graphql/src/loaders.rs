@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, Utc};
-use domain::{accounts::Accounts, admins::Admins, customer::Customer};
+use domain::{accounts::Accounts, admin::Admins, customer::Customer};
 use uuid::Uuid;
 
 pub struct ActiveTokenCounts(pub Arc<Admins>);

@@ -8,11 +8,10 @@ use chrono::{DateTime, Utc};
 use domain::{
     Error, Result,
     admin::{
-        AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery, CustomerCursor, CustomerQuery,
-        CustomerSortField, NewAudit, Page, PasswordFacts,
+        AdminStore, AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery, CustomerCursor,
+        CustomerQuery, CustomerSortField, NewAdmin, NewAudit, Page, PasswordFacts,
     },
     customer::Customer,
-    ports::{AdminStore, NewAdmin},
     settings::Settings,
     stored_hash::PasswordState,
 };

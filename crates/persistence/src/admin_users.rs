@@ -5,11 +5,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Result,
-    admin::{AdminUser, NewAudit, Role},
-    admin_users::{
+    admin::{
         AdminChange, AdminResetRequest, AdminTokenPurpose, AdminUpdate, AdminUserStore,
         NewInvitedAdmin, StoredAdminToken,
     },
+    admin::{AdminUser, NewAudit, Role},
     customer::Locale,
     ports::{MailKind, MailLane, NewMail},
 };

@@ -15,7 +15,8 @@ use domain::{
     Error, Result,
     bulk::IssuedReset,
     limits::{Check, KeyHistory, Refused, Rule, decide_in_order},
-    ports::{MailKind, MailLane, NewMail, ResetRequest, ResetStore, StoredResetToken},
+    ports::{MailKind, MailLane, NewMail},
+    reset::{ResetRequest, ResetStore, StoredResetToken},
 };
 use sea_orm::{
     ActiveValue::Set,

@@ -13,8 +13,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     Result,
     accounts::{Accounts, CreateCustomerInput, Wiring},
-    admin_users::{AdminLinks, AdminUsers},
-    admins::Admins,
+    admin::{AdminLinks, AdminUsers, Admins},
     bulk::BulkJobs,
     clock::{Clock, ManualClock},
     customer::{ClientInfo, Customer},
@@ -22,8 +21,7 @@ use domain::{
     erasure::Erasure,
     password::{NewPassword, PasswordCandidate},
     ports::{MailSignal, PasswordHasher, Verification},
-    reset::ResetLinks,
-    resets::Resets,
+    reset::{ResetLinks, Resets},
     sign_in::{SessionCaps, SignIn},
     token::TokenCodec,
 };

@@ -1,7 +1,7 @@
 //! The admin side (`domain::admins`, `domain::admin_users`): settings within their ranges,
 //! Force Sign In, and the last administrator who cannot be removed.
 
-use domain::{Error, admins::SettingsUpdate};
+use domain::{Error, admin::SettingsUpdate};
 
 use crate::Harness;
 

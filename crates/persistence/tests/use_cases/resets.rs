@@ -1,4 +1,4 @@
-//! Password reset (`domain::resets`): the same answer for every address, a link that works
+//! Password reset (`domain::reset`): the same answer for every address, a link that works
 //! once and for its lifetime, and what a reset ends.
 
 use chrono::Duration;

@@ -7,6 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use super::{AdminStore, NewAdmin};
 use crate::{
     Error, Result,
     accounts::Wiring,
@@ -17,7 +18,6 @@ use crate::{
     customer::{ClientInfo, Customer},
     limits::PrincipalKind,
     password::PasswordCandidate,
-    ports::{AdminStore, NewAdmin},
     settings::{LimitMethod, Settings},
     sign_in::IssuedToken,
     token::TokenKind,

@@ -11,8 +11,8 @@ use crate::{
     customer::ClientInfo,
     email::Email,
     limits::{Check, LimitKey, PrincipalKind, Refused, Rule},
-    ports::{AccountStore, MailSignal, NewMail, ResetRequest, ResetStore},
-    reset::{RawResetToken, ResetLinks, request_checks},
+    ports::{AccountStore, MailSignal, NewMail},
+    reset::{RawResetToken, ResetLinks, ResetRequest, ResetStore, request_checks},
 };
 
 pub struct Resets {
