@@ -77,22 +77,7 @@ pub struct Session {
     pub user_agent: Option<String>,
 }
 
-/// Facts about the caller that sessions record.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientInfo {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-impl ClientInfo {
-    /// Bounds the user agent so a client cannot store kilobytes per session.
-    pub fn new(ip: Option<String>, user_agent: Option<&str>) -> Self {
-        let user_agent = user_agent
-            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(256).collect())
-            .filter(|ua: &String| !ua.is_empty());
-        Self { ip, user_agent }
-    }
-}
+pub use crate::kernel::client::ClientInfo;
 
 #[cfg(test)]
 mod tests {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::{Result, customer::ClientInfo};
+use crate::{Result, kernel::client::ClientInfo};
 
 /// Whose password a sign-in checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,7 +1,7 @@
 //! The one error type of the use cases. Each variant says what the client is told; the GraphQL
 //! layer maps each to exactly one error code in one place.
 
-use crate::password::PolicyViolation;
+use crate::kernel::violation::PolicyViolation;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

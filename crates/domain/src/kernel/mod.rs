@@ -1,0 +1,11 @@
+//! The small kernel every feature stands on, importing no feature: the error and its password
+//! vocabulary, the clock, the caller, email addresses, every rate limit, and which mail lane
+//! delivers a message.
+
+pub mod client;
+pub mod clock;
+pub mod email;
+pub mod error;
+pub mod limits;
+pub mod mail;
+pub mod violation;
