@@ -1,5 +1,5 @@
 //! Configuration: defaults, then an optional `latchkey.toml`, then environment variables with
-//! the names the README's configuration table lists (`DATABASE_URL`, `LATCHKEY_*`).
+//! the names docs/deploy.md's configuration table lists (`DATABASE_URL`, `LATCHKEY_*`).
 
 use std::{net::SocketAddr, path::PathBuf};
 

@@ -28,7 +28,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // The defaults of the settings (README, "Settings").
+        // The defaults of the settings (docs/deploy.md, "Settings").
         manager
             .exec_stmt(
                 Query::insert()

@@ -196,7 +196,7 @@ enum Permission {
     CustomersExport,
 }
 
-/// The roles (README, "For operators"), written out independently of the server's table.
+/// The roles (docs/admin.md), written out independently of the server's table.
 fn granted(role: &str, p: Permission) -> bool {
     use Permission::*;
     match role {

@@ -1,7 +1,7 @@
 //! The pages in a real browser: headless Chromium driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`; `.ci/run` installs them). Each test starts its own server, chromedriver
 //! and browser sessions, clicks through the screens of the source documents, and saves a
-//! screenshot of each to `target/screenshots/` (or `LATCHKEY_SCREENSHOTS`; the README's come
+//! screenshot of each to `target/screenshots/` (or `LATCHKEY_SCREENSHOTS`; docs/browser.md's come
 //! from `LATCHKEY_SCREENSHOTS=docs/screenshots cargo test browser_`).
 
 use std::{path::PathBuf, process::Stdio, time::Duration};

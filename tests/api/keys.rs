@@ -13,7 +13,7 @@ use crate::{
 
 crate::tests![
     node_another_service_verifies_tokens_with_the_jwks_and_jose,
-    a_rust_service_verifies_tokens_with_the_jwks_as_the_readme_shows,
+    a_rust_service_verifies_tokens_with_the_jwks_as_the_docs_show,
     a_rotation_signs_nobody_out_and_every_replica_follows_it,
     a_deployment_on_hs256_moves_to_eddsa_without_signing_anyone_out,
 ];
@@ -117,13 +117,13 @@ async fn node_another_service_verifies_tokens_with_the_jwks_and_jose(backend: Ba
     assert!(ok, "{out}");
 }
 
-async fn a_rust_service_verifies_tokens_with_the_jwks_as_the_readme_shows(backend: Backend) {
+async fn a_rust_service_verifies_tokens_with_the_jwks_as_the_docs_show(backend: Backend) {
     use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header, jwk::JwkSet};
     let app = TestApp::spawn(backend).await;
     app.create_customer("rust@example.com", PASSWORD).await;
     let token = app.sign_in("rust@example.com", PASSWORD).await;
     let id = app.customer_id("rust@example.com").await;
-    // The README's snippet, as is.
+    // docs/other-services.md's snippet, as is.
     let jwks: JwkSet = reqwest::get(app.url("/.well-known/jwks.json"))
         .await
         .unwrap()

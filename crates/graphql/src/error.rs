@@ -3,7 +3,7 @@
 use async_graphql::ErrorExtensions;
 use domain::Error;
 
-/// Latchkey's error codes (README, "The API so far"), as sent in `extensions.code`.
+/// Latchkey's error codes (docs/api.md), as sent in `extensions.code`.
 pub mod codes {
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const FORBIDDEN: &str = "FORBIDDEN";

@@ -50,7 +50,7 @@ pub struct Mutation(
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Validation limits (depth, complexity, aliases; README "Rules that hold"). Defaults allow GraphiQL's introspection query.
+/// Validation limits (depth, complexity, aliases; docs/security.md). Defaults allow GraphiQL's introspection query.
 #[derive(Debug, Clone)]
 pub struct SchemaOptions {
     pub introspection: bool,

@@ -24,7 +24,7 @@ use domain::{
 };
 use tokio::sync::Semaphore;
 
-/// OWASP's argon2id parameters, the product's rule (README, "Rules that hold"): m = 19 MiB,
+/// OWASP's argon2id parameters, the product's rule (docs/security.md): m = 19 MiB,
 /// t = 2, p = 1.
 pub const M_COST_KIB: u32 = 19 * 1024;
 pub const T_COST: u32 = 2;

@@ -51,7 +51,7 @@ impl RawResetToken {
     }
 
     /// Hex SHA-256: what storage keeps and looks up by. A plain hash suffices for 256 bits of
-    /// entropy (the rule: README, "Rules that hold").
+    /// entropy (the rule: docs/security.md).
     pub fn hash(&self) -> String {
         Sha256::digest(self.0.as_bytes())
             .iter()
