@@ -17,11 +17,9 @@ use uuid::Uuid;
 
 use crate::{
     db::db_err,
-    rows::{apply_password_change, live, lock_customer, to_customer},
-};
-use crate::{
     db::{End, unit_of_work},
     entities::{access_token, customer},
+    rows::{apply_password_change, live, lock_customer, to_customer},
 };
 
 /// How stale `last_used_at` may get before a request refreshes it: one write a minute per

@@ -16,8 +16,8 @@ use domain::{
     stored_hash::PasswordState,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, Value, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Value, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -28,13 +28,10 @@ use crate::{
         access_token, admin_access_token, admin_user, audit_log, customer, password_reset_token,
         settings,
     },
-    rows::to_customer,
-};
-use crate::{
     grid::Grid,
+    rows::to_customer,
     rows::{insert_audit, to_admin},
 };
-use sea_orm::DatabaseConnection;
 
 /// `(c1, c2, …) > (v1, v2, …)` (or `<`), spelled out so both databases use their indexes.
 fn after(columns: &[customer::Column], values: Vec<Value>, descending: bool) -> Condition {

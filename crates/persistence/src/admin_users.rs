@@ -16,8 +16,8 @@ use domain::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, SqlErr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr,
     sea_query::{Expr, Query},
 };
 use uuid::Uuid;
@@ -28,7 +28,6 @@ use crate::{
     entities::{admin_access_token, admin_password_token, admin_user, email_outbox},
     rows::{insert_audit, to_admin},
 };
-use sea_orm::DatabaseConnection;
 
 async fn revoke_sessions(
     txn: &DatabaseTransaction,

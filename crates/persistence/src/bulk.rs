@@ -16,8 +16,8 @@ use domain::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     sea_query::{Expr, ExprTrait, LockType, Query},
 };
 use uuid::Uuid;
@@ -25,16 +25,13 @@ use uuid::Uuid;
 use crate::{
     db::db_err,
     db::{End, unit_of_work},
+    db::{WriteTurn, queue_work},
     entities::{bulk_job, bulk_job_item, customer},
+    grid::Grid,
     resets::{ResetFor, insert_resets, reset_rows},
     rows::insert_audit,
     rows::supersede_tokens,
 };
-use crate::{
-    db::{WriteTurn, queue_work},
-    grid::Grid,
-};
-use sea_orm::DatabaseConnection;
 
 fn to_job(m: bulk_job::Model) -> Result<BulkJob> {
     let bad = || Error::internal(format!("bulk job {} has an unknown action or status", m.id));

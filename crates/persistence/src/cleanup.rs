@@ -5,7 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use domain::Result;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    QueryFilter, Statement,
 };
 
 use crate::{
@@ -16,7 +17,6 @@ use crate::{
         limit_event, password_reset_token,
     },
 };
-use sea_orm::DatabaseConnection;
 
 /// Sessions are kept a day after they end (so "signed out" can still be explained).
 const SESSION_GRACE: Duration = Duration::days(1);

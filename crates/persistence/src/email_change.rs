@@ -15,7 +15,10 @@ use domain::{
     ports::{MailKind, NewMail},
     stored_hash::VOID_PASSWORD,
 };
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    QueryFilter, sea_query::Expr,
+};
 use uuid::Uuid;
 
 use crate::rows::{email_in_use, set_email, supersede_pending};
@@ -25,7 +28,6 @@ use crate::{
     entities::{customer, email_change, email_outbox},
     rows::{lock_customer, to_customer},
 };
-use sea_orm::DatabaseConnection;
 
 fn to_stored(m: email_change::Model) -> StoredEmailChange {
     StoredEmailChange {
@@ -349,17 +351,7 @@ impl EmailChangeStore for SqlEmailChanges {
                 if current.frozen_at.is_none() || current.frozen_at != change.cancelled_at {
                     return Ok(End::Rollback(Released::Gone));
                 }
-                customer::Entity::update_many()
-                    .col_expr(
-                        customer::Column::FrozenAt,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    )
-                    .col_expr(customer::Column::UpdatedAt, Expr::value(now))
-                    .filter(customer::Column::Id.eq(change.customer_id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
-                crate::rows::supersede_tokens(txn, [change.customer_id], now).await?;
+                unfreeze(txn, change.customer_id, now).await?;
                 crate::rows::insert_audit(txn, audit).await?;
                 Ok(End::Commit(Released::Released))
             })
@@ -389,17 +381,7 @@ impl EmailChangeStore for SqlEmailChanges {
                 {
                     return Ok(End::Rollback(Recovered::EmailTaken));
                 }
-                customer::Entity::update_many()
-                    .col_expr(
-                        customer::Column::FrozenAt,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    )
-                    .col_expr(customer::Column::UpdatedAt, Expr::value(now))
-                    .filter(customer::Column::Id.eq(customer_id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
-                crate::rows::supersede_tokens(txn, [customer_id], now).await?;
+                unfreeze(txn, customer_id, now).await?;
                 crate::rows::insert_audit(txn, audit).await?;
                 let customer = customer::Entity::find_by_id(customer_id)
                     .one(txn)
@@ -414,4 +396,21 @@ impl EmailChangeStore for SqlEmailChanges {
         })
         .await
     }
+}
+
+/// Unfreezes the customer (by an admin's recovery or the removed address's agreement) and
+/// voids the reset links sent while it was frozen; the password stays void.
+async fn unfreeze(txn: &DatabaseTransaction, customer_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+    customer::Entity::update_many()
+        .col_expr(
+            customer::Column::FrozenAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+        .filter(customer::Column::Id.eq(customer_id))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    crate::rows::supersede_tokens(txn, [customer_id], now).await?;
+    Ok(())
 }

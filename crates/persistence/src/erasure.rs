@@ -13,7 +13,7 @@ use domain::{
     },
 };
 use sea_orm::{
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait},
 };
 use uuid::Uuid;
@@ -28,7 +28,6 @@ use crate::{
     rows::insert_audit,
     rows::lock_customer,
 };
-use sea_orm::DatabaseConnection;
 
 /// Deletion and export of one customer.
 #[derive(Debug, Clone)]

@@ -26,8 +26,8 @@ use domain::{
     stored_hash::{NATIVE_PREFIX, PasswordState, VOID_PASSWORD},
 };
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QuerySelect, QueryTrait, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    QueryFilter, QuerySelect, QueryTrait, Statement,
     sea_query::{Alias, Expr, ExprTrait, IntoIden, LikeExpr, Query, SelectStatement},
 };
 
@@ -35,7 +35,6 @@ use crate::{
     db::db_err,
     entities::{access_token, customer, password_reset_token},
 };
-use sea_orm::DatabaseConnection;
 
 /// Rows the probe reads before it asks the index.
 pub(crate) const PROBE_ROWS: u64 = 2000;

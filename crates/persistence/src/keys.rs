@@ -8,12 +8,11 @@ use domain::{
     keys::{KeyStore, StoredKey},
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    SqlErr, sea_query::Expr,
 };
 
-use crate::db::WriteTurn;
-use crate::{db::db_err, entities::signing_key};
-use sea_orm::DatabaseConnection;
+use crate::{db::WriteTurn, db::db_err, entities::signing_key};
 
 /// Signing keys.
 #[derive(Debug, Clone)]

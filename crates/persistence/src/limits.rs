@@ -17,8 +17,8 @@ use domain::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryResult, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryResult, Statement,
     sea_query::{Expr, ExprTrait, Func, Query, SelectStatement},
 };
 use uuid::Uuid;
@@ -28,7 +28,6 @@ use crate::{
     db::{End, unit_of_work},
     entities::limit_event,
 };
-use sea_orm::DatabaseConnection;
 
 /// Stripes of in-process locks over limit keys. A reservation takes the stripes of its keys
 /// (in order, so two reservations cannot deadlock) before it borrows a pooled connection: a

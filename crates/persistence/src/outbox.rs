@@ -10,8 +10,8 @@ use domain::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use uuid::Uuid;
@@ -22,7 +22,6 @@ use crate::{
     db::db_err,
     entities::{customer, email_outbox, reset_request},
 };
-use sea_orm::DatabaseConnection;
 
 pub(crate) const PENDING: &str = "pending";
 const SENDING: &str = "sending";

@@ -30,12 +30,13 @@ use uuid::Uuid;
 use crate::{
     db::WriteTurn,
     db::db_err,
+    db::queue_work,
     db::{End, unit_of_work},
     entities::{customer, email_outbox, limit_event, password_reset_token, reset_request},
     outbox::{NO_ATTEMPTS, PENDING},
     rows::apply_password_change,
+    rows::supersede_tokens,
 };
-use crate::{db::queue_work, rows::supersede_tokens};
 
 /// Requests written in one group-commit transaction at most (and resolved per worker round):
 /// well inside SQLite's and PostgreSQL's limits on bound parameters per statement.

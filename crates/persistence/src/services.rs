@@ -6,12 +6,12 @@ use domain::{
     Result,
     services::{ServiceCredential, ServiceStore},
 };
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, SqlErr,
+};
 use uuid::Uuid;
 
-use crate::db::WriteTurn;
-use crate::{db::db_err, entities::service_credential};
-use sea_orm::DatabaseConnection;
+use crate::{db::WriteTurn, db::db_err, entities::service_credential};
 
 fn to_credential(m: service_credential::Model) -> ServiceCredential {
     ServiceCredential {

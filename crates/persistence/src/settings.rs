@@ -10,10 +10,9 @@ use domain::{
     ports::SettingsSource,
     settings::{ClientLimits, LimitMethod, ResetLimit, ResetPolicy, Settings},
 };
-use sea_orm::EntityTrait;
+use sea_orm::{DatabaseConnection, EntityTrait};
 
 use crate::{db::db_err, entities::settings};
-use sea_orm::DatabaseConnection;
 
 fn to_settings(m: settings::Model) -> Settings {
     let defaults = Settings::default();

@@ -10,7 +10,8 @@ use domain::{
     sign_in::{CredentialStore, NewSession, Rehash, StoredCredentials, VerifiedHashes},
 };
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect,
     sea_query::{Expr, ExprTrait, IntoIden, LockType, Query, SelectStatement},
 };
 use uuid::Uuid;
@@ -19,7 +20,6 @@ use crate::{
     db::db_err,
     entities::{access_token, admin_access_token, admin_user, customer},
 };
-use sea_orm::DatabaseConnection;
 
 /// The columns one kind of principal keeps its credentials in.
 struct Columns<E: EntityTrait> {
