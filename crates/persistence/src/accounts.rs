@@ -16,8 +16,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     entities::{access_token, customer},
     rows::{apply_password_change, live, lock_customer, to_customer},
 };

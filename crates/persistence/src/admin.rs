@@ -22,8 +22,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     entities::{
         access_token, admin_access_token, admin_user, audit_log, customer, password_reset_token,
         settings,

@@ -23,8 +23,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     entities::{admin_access_token, admin_password_token, admin_user, email_outbox},
     rows::{insert_audit, to_admin},
 };

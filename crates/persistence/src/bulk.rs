@@ -23,8 +23,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     db::{WriteTurn, queue_work},
     entities::{bulk_job, bulk_job_item, customer},
     grid::Grid,

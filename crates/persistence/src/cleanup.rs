@@ -10,8 +10,7 @@ use sea_orm::{
 };
 
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     entities::{
         access_token, admin_access_token, admin_password_token, email_change, email_outbox,
         limit_event, password_reset_token,

@@ -23,8 +23,7 @@ use uuid::Uuid;
 
 use crate::rows::{email_in_use, set_email, supersede_pending};
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     entities::{customer, email_change, email_outbox},
     rows::{lock_customer, to_customer},
 };

@@ -19,8 +19,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     entities::{
         access_token, audit_log, bulk_job, bulk_job_item, customer, email_change, email_outbox,
         limit_event, password_reset_token, reset_request,

@@ -24,8 +24,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::db_err,
-    db::{End, unit_of_work},
+    db::{End, db_err, unit_of_work},
     entities::limit_event,
 };
 
