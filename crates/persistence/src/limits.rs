@@ -216,7 +216,6 @@ impl Limiter for SqlLimits {
                 Ok(match reserve_in(txn, &checks, now).await? {
                     Ok(event_ids) => End::Commit(Ok(Reservation {
                         event_ids,
-                        in_flight: checks.iter().any(|c| c.in_flight),
                         keys: checks
                             .iter()
                             .filter(|c| c.in_flight)
@@ -245,7 +244,7 @@ impl Limiter for SqlLimits {
     }
 
     async fn keep(&self, reservation: Reservation) -> Result<()> {
-        if !reservation.in_flight {
+        if !reservation.in_flight() {
             return Ok(());
         }
         limit_event::Entity::update_many()

@@ -234,17 +234,24 @@ impl From<LimitError> for crate::Error {
 #[must_use = "a reservation is either kept (the attempt counts) or released"]
 pub struct Reservation {
     pub event_ids: Vec<Uuid>,
-    /// Some events were recorded in flight: keep the reservation with [`Limiter::keep`].
-    pub in_flight: bool,
-    /// The keys of the in-flight events (whose waiters a settlement wakes).
+    /// The keys of the in-flight events (whose waiters a settlement wakes); empty when no
+    /// check was in flight.
     pub keys: Vec<LimitKey>,
 }
 
 impl Reservation {
+    /// Some events were recorded in flight: keep the reservation with [`Limiter::keep`].
+    pub fn in_flight(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// Keeps a reservation without in-flight events: the attempt counts. Says so at the call
     /// site. (One with in-flight events is kept with [`Limiter::keep`].)
     pub fn keep(self) {
-        debug_assert!(!self.in_flight, "keep in-flight events with Limiter::keep");
+        debug_assert!(
+            !self.in_flight(),
+            "keep in-flight events with Limiter::keep"
+        );
     }
 }
 
