@@ -9,6 +9,7 @@ use std::{hint::black_box, sync::Arc};
 use chrono::{Duration, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use domain::{
+    auth::SessionStore,
     customer::{ClientInfo, Locale},
     email::Email,
     limits::PrincipalKind,
@@ -144,13 +145,13 @@ fn revocation_check(c: &mut Criterion) {
             )
             .await
             .unwrap();
-        (stores.accounts.clone(), session)
+        (stores.sessions.clone(), session)
     });
     c.bench_function("revocation check: live session + customer (SQLite)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
                 store
-                    .live_session(session, Utc::now())
+                    .live_session(TokenKind::Customer, session, Utc::now())
                     .await
                     .unwrap()
                     .is_some(),

@@ -371,66 +371,8 @@ async fn backend(
     let server = Process::start(&["server"], &env, addr, "/readyz").await?;
     let pid = server.pid();
 
-    // Searches an admin types: a whole address (one match), a number that matches a tenth of
-    // a percent, a last name shared by 2,000, a common fragment, two letters, no match.
-    let searches = [
-        "user1234567@bench.example",
-        "user12345",
-        "bench417",
-        "user12",
-        "us",
-        "nobody-at-all",
-    ];
-    println!("\n| query | connections | req/s | p50 ms | p99 ms | totalCount |");
-    println!("|---|---:|---:|---:|---:|---|");
-    let grid = |filter: Value| {
-        json!({"query": "query($f: CustomerFilter) { customers(first: 20, filter: $f) { totalCount totalCountIsEstimate edges { node { id email } } } }", "variables": {"f": filter}}).to_string()
-    };
-    let mut cases: Vec<(String, Value)> = searches
-        .iter()
-        .map(|s| (format!("search `{s}`"), json!({"search": s})))
-        .collect();
-    cases.push(("first page, no filter".into(), json!({})));
-    cases.push(("signed in now".into(), json!({"signedIn": true})));
-    if !run_grid {
-        cases.clear();
-    }
-    for (label, filter) in cases {
-        let body = grid(filter.clone());
-        let answer = gql(
-            addr,
-            &token,
-            "query($f: CustomerFilter) { customers(first: 20, filter: $f) { totalCount totalCountIsEstimate } }",
-            json!({"f": filter}),
-        )
-        .await?;
-        let c = &answer["data"]["customers"];
-        let count = format!(
-            "{}{}",
-            if c["totalCountIsEstimate"] == true {
-                "≈"
-            } else {
-                ""
-            },
-            c["totalCount"]
-        );
-        for connections in [1, 16] {
-            let body = body.clone();
-            let token = token.clone();
-            let stats = load::run(
-                addr,
-                Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&token))),
-                connections,
-                Duration::from_secs(5),
-            )
-            .await;
-            println!(
-                "| {label} | {connections} | {:.0} | {:.2} | {:.2} | {count} |",
-                stats.rps(),
-                stats.p50_ms,
-                stats.p99_ms
-            );
-        }
+    if run_grid {
+        grid_searches(addr, &token).await?;
     }
 
     let (n, seconds, rss) = bulk_job(
@@ -498,5 +440,69 @@ async fn backend(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(server);
+    Ok(())
+}
+
+/// The grid's searches an admin types: a whole address (one match), a number that matches a
+/// tenth of a percent, a last name shared by 2,000, a common fragment, two letters, no match;
+/// at 1 and 16 connections.
+async fn grid_searches(addr: SocketAddr, token: &str) -> anyhow::Result<()> {
+    let searches = [
+        "user1234567@bench.example",
+        "user12345",
+        "bench417",
+        "user12",
+        "us",
+        "nobody-at-all",
+    ];
+    println!("\n| query | connections | req/s | p50 ms | p99 ms | totalCount |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let grid = |filter: Value| {
+        json!({"query": "query($f: CustomerFilter) { customers(first: 20, filter: $f) { totalCount totalCountIsEstimate edges { node { id email } } } }", "variables": {"f": filter}}).to_string()
+    };
+    let mut cases: Vec<(String, Value)> = searches
+        .iter()
+        .map(|s| (format!("search `{s}`"), json!({"search": s})))
+        .collect();
+    cases.push(("first page, no filter".into(), json!({})));
+    cases.push(("signed in now".into(), json!({"signedIn": true})));
+    for (label, filter) in cases {
+        let body = grid(filter.clone());
+        let answer = gql(
+            addr,
+            token,
+            "query($f: CustomerFilter) { customers(first: 20, filter: $f) { totalCount totalCountIsEstimate } }",
+            json!({"f": filter}),
+        )
+        .await?;
+        let c = &answer["data"]["customers"];
+        let count = format!(
+            "{}{}",
+            if c["totalCountIsEstimate"] == true {
+                "≈"
+            } else {
+                ""
+            },
+            c["totalCount"]
+        );
+        for connections in [1, 16] {
+            let body = body.clone();
+            let token = token.to_owned();
+            let stats = load::run(
+                addr,
+                Arc::new(move |_| post(addr, "/graphql", body.clone(), Some(&token))),
+                connections,
+                Duration::from_secs(5),
+            )
+            .await;
+            println!(
+                "| {label} | {connections} | {:.0} | {:.2} | {:.2} | {count} |",
+                stats.rps(),
+                stats.p50_ms,
+                stats.p99_ms
+            );
+        }
+    }
+
     Ok(())
 }
