@@ -204,104 +204,22 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         concurrency,
         config.hash_queue,
     )?)));
-    let wakeup = Wakeup::default();
-    let tokens_for_http = tokens.clone();
-    let parts = wiring(config, &stores, hasher, tokens, clock.clone());
-    let accounts = Arc::new(Accounts::new(
-        stores.accounts.clone(),
-        parts.clone(),
-        Arc::new(wakeup.clone()),
-    ));
-    let public_url = config.public_base_url();
-    let link_template = config.storefront_reset_url.clone().unwrap_or_else(|| {
-        format!("{public_url}/account/reset-password?token={{token}}&lang={{locale}}")
-    });
-    let links = ResetLinks::new(link_template, config.reset_url_allowlist.clone())
-        .map_err(|e| anyhow::anyhow!("LATCHKEY_STOREFRONT_RESET_URL: {e}"))?;
-    let bulk_mail_wakeup = Wakeup::default();
-    let bulk_wakeup = Wakeup::default();
-    let bulk_jobs = Arc::new(domain::bulk::BulkJobs::new(
-        stores.bulk.clone(),
-        stores.settings.clone(),
-        clock.clone(),
-        links.clone(),
-        Arc::new(bulk_mail_wakeup.clone()),
-        Arc::new(bulk_wakeup.clone()),
-    ));
-    let resets = Resets::new(
-        stores.resets.clone(),
-        stores.accounts.clone(),
-        parts.clone(),
-        links,
-        Arc::new(wakeup.clone()),
-    );
-    let email_changes = Arc::new(domain::email_change::EmailChanges::new(
-        stores.email_changes.clone(),
-        parts.clone(),
-        domain::email_change::EmailChangeLinks::under(&public_url),
-        Arc::new(wakeup.clone()),
-        chrono::Duration::hours(i64::from(config.email_change_revert_hours)),
-    ));
-    let erasure = Arc::new(domain::erasure::Erasure::new(
-        stores.erasure.clone(),
-        parts.clone(),
-    ));
-    let admin_users = Arc::new(domain::admin::AdminUsers::new(
-        stores.admin_users.clone(),
-        parts.clone(),
-        domain::admin::AdminLinks::under(&public_url),
-        Arc::new(wakeup.clone()),
-    ));
-    let admins = Arc::new(Admins::new(stores.admin.clone(), parts));
-    let introspection = Arc::new(introspect::Introspection {
-        accounts: accounts.clone(),
-        admins: admins.clone(),
-        services: domain::services::Services::new(stores.services.clone(), clock.clone()),
-    });
+    let wakeups = Wakeups::default();
+    let parts = wiring(config, &stores, hasher, tokens.clone(), clock.clone());
+    let (services, introspection) = use_cases(config, &stores, parts, &wakeups)?;
+    let bulk = bulk::BulkWorker {
+        jobs: services.bulk.clone(),
+        wakeup: wakeups.bulk.clone(),
+        per_second: std::num::NonZeroU32::new(config.bulk_customers_per_second),
+    };
     let schema = graphql::build_schema(
-        Services {
-            accounts,
-            resets: Arc::new(resets),
-            admins,
-            bulk: bulk_jobs.clone(),
-            email_changes,
-            erasure,
-            admin_users,
-        },
+        services,
         &SchemaOptions {
             introspection: config.introspection_enabled(),
             ..SchemaOptions::default()
         },
     );
-    let from: lettre::message::Mailbox = config
-        .mail_from
-        .parse()
-        .map_err(|_| anyhow::anyhow!("LATCHKEY_MAIL_FROM is not a valid mailbox"))?;
-    let store_name = from.name.clone().unwrap_or_else(|| "Store".into());
-    let mail = MailWorker {
-        store: stores.outbox.clone(),
-        resets: stores.resets.clone(),
-        lane: domain::ports::MailLane::Interactive,
-        rate: None,
-        rate_per_second: 0,
-        transport: Transport::new(
-            config.smtp_url.as_ref().map(|s| s.expose()),
-            Duration::from_secs(config.smtp_timeout_seconds.max(1)),
-            config.mail_dir.clone(),
-        )?,
-        templates: Arc::new(Templates::new(store_name.clone())?),
-        from,
-        clock,
-        wakeup,
-        lease: mail::lease(config.mail_lease_seconds, config.smtp_timeout_seconds),
-    };
-    let mut bulk_mail = mail.bulk_lane(config.bulk_mail_per_second);
-    bulk_mail.wakeup = bulk_mail_wakeup;
-    let bulk = bulk::BulkWorker {
-        jobs: bulk_jobs,
-        wakeup: bulk_wakeup,
-        per_second: std::num::NonZeroU32::new(config.bulk_customers_per_second),
-    };
+    let (mail, bulk_mail, store_name) = mail_workers(config, &stores, clock, &wakeups)?;
     let operations = http::Operations::new(config.max_operations);
     let state = AppState {
         schema,
@@ -311,22 +229,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         metrics: telemetry::metrics_handle(),
         statements: statements.clone(),
         operations: operations.clone(),
-        tokens: tokens_for_http,
+        tokens,
         introspection,
         jwks_max_age_seconds: config.jwks_max_age_seconds,
     };
-    let metrics = match config.metrics_listen.trim() {
-        "off" | "" => None,
-        addr => {
-            let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
-                anyhow::anyhow!("LATCHKEY_METRICS_LISTEN must be host:port or off, not {addr:?}")
-            })?;
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding LATCHKEY_METRICS_LISTEN {addr}"))?;
-            Some((listener, http::metrics_router(state.clone())))
-        }
-    };
+    let metrics = metrics_listener(config, &state).await?;
     let router = http::router(
         state,
         &HttpOptions {
@@ -353,6 +260,145 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             max_connections: config.max_connections.max(1),
         },
     })
+}
+
+/// The signals that wake the workers: the interactive mail lane, the bulk mail lane, the bulk
+/// job runner.
+#[derive(Default)]
+struct Wakeups {
+    mail: Wakeup,
+    bulk_mail: Wakeup,
+    bulk: Wakeup,
+}
+
+/// Every use-case group, each on its own repositories and the shared parts; and what
+/// `/introspect` answers from.
+fn use_cases(
+    config: &Config,
+    stores: &Stores,
+    parts: domain::accounts::Wiring,
+    wakeups: &Wakeups,
+) -> anyhow::Result<(Services, Arc<introspect::Introspection>)> {
+    let mail = || Arc::new(wakeups.mail.clone());
+    let accounts = Arc::new(Accounts::new(
+        stores.accounts.clone(),
+        parts.clone(),
+        mail(),
+    ));
+    let public_url = config.public_base_url();
+    let link_template = config.storefront_reset_url.clone().unwrap_or_else(|| {
+        format!("{public_url}/account/reset-password?token={{token}}&lang={{locale}}")
+    });
+    let links = ResetLinks::new(link_template, config.reset_url_allowlist.clone())
+        .map_err(|e| anyhow::anyhow!("LATCHKEY_STOREFRONT_RESET_URL: {e}"))?;
+    let bulk = Arc::new(domain::bulk::BulkJobs::new(
+        stores.bulk.clone(),
+        stores.settings.clone(),
+        parts.clock.clone(),
+        links.clone(),
+        Arc::new(wakeups.bulk_mail.clone()),
+        Arc::new(wakeups.bulk.clone()),
+    ));
+    let resets = Resets::new(
+        stores.resets.clone(),
+        stores.accounts.clone(),
+        parts.clone(),
+        links,
+        mail(),
+    );
+    let email_changes = Arc::new(domain::email_change::EmailChanges::new(
+        stores.email_changes.clone(),
+        parts.clone(),
+        domain::email_change::EmailChangeLinks::under(&public_url),
+        mail(),
+        chrono::Duration::hours(i64::from(config.email_change_revert_hours)),
+    ));
+    let erasure = Arc::new(domain::erasure::Erasure::new(
+        stores.erasure.clone(),
+        parts.clone(),
+    ));
+    let admin_users = Arc::new(domain::admin::AdminUsers::new(
+        stores.admin_users.clone(),
+        parts.clone(),
+        domain::admin::AdminLinks::under(&public_url),
+        mail(),
+    ));
+    let clock = parts.clock.clone();
+    let auth = Arc::new(domain::auth::Authenticator::new(
+        stores.sessions.clone(),
+        parts.tokens.clone(),
+        clock.clone(),
+    ));
+    let admins = Arc::new(Admins::new(stores.admin.clone(), parts));
+    let introspection = Arc::new(introspect::Introspection {
+        auth: auth.clone(),
+        services: domain::services::Services::new(stores.services.clone(), clock),
+    });
+    let services = Services {
+        auth,
+        accounts,
+        resets: Arc::new(resets),
+        admins,
+        bulk,
+        email_changes,
+        erasure,
+        admin_users,
+    };
+    Ok((services, introspection))
+}
+
+/// The mail workers of the interactive and the bulk lane, and the store's name their mail is
+/// signed with.
+fn mail_workers(
+    config: &Config,
+    stores: &Stores,
+    clock: Arc<dyn Clock>,
+    wakeups: &Wakeups,
+) -> anyhow::Result<(MailWorker, MailWorker, String)> {
+    let from: lettre::message::Mailbox = config
+        .mail_from
+        .parse()
+        .map_err(|_| anyhow::anyhow!("LATCHKEY_MAIL_FROM is not a valid mailbox"))?;
+    let store_name = from.name.clone().unwrap_or_else(|| "Store".into());
+    let mail = MailWorker {
+        store: stores.outbox.clone(),
+        resets: stores.resets.clone(),
+        lane: domain::ports::MailLane::Interactive,
+        rate: None,
+        rate_per_second: 0,
+        transport: Transport::new(
+            config.smtp_url.as_ref().map(|s| s.expose()),
+            Duration::from_secs(config.smtp_timeout_seconds.max(1)),
+            config.mail_dir.clone(),
+        )?,
+        templates: Arc::new(Templates::new(store_name.clone())?),
+        from,
+        clock,
+        wakeup: wakeups.mail.clone(),
+        lease: mail::lease(config.mail_lease_seconds, config.smtp_timeout_seconds),
+    };
+    let mut bulk_mail = mail.bulk_lane(config.bulk_mail_per_second);
+    bulk_mail.wakeup = wakeups.bulk_mail.clone();
+    Ok((mail, bulk_mail, store_name))
+}
+
+/// The metrics listener (`LATCHKEY_METRICS_LISTEN`), bound now so a taken port fails the start.
+async fn metrics_listener(
+    config: &Config,
+    state: &AppState,
+) -> anyhow::Result<Option<(TcpListener, axum::Router)>> {
+    match config.metrics_listen.trim() {
+        "off" | "" => Ok(None),
+        addr => {
+            let addr: std::net::SocketAddr = addr.parse().map_err(|_| {
+                anyhow::anyhow!("LATCHKEY_METRICS_LISTEN must be host:port or off, not {addr:?}")
+            })?;
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding LATCHKEY_METRICS_LISTEN {addr}"))?;
+            Ok(Some((listener, http::metrics_router(state.clone()))))
+        }
+    }
 }
 
 /// `latchkey admin create`: an admin user with a role; the password never comes from an

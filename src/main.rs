@@ -188,58 +188,8 @@ async fn main() -> anyhow::Result<()> {
             latchkey::migrate(&config).await?;
             tracing::info!("migrations applied");
         }
-        Command::Serve => {
-            let server = latchkey::build(&config, Arc::new(SystemClock)).await?;
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("binding {}", config.listen))?;
-            let base = config.public_base_url();
-            let metrics = server
-                .metrics_addr()
-                .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
-            tracing::info!(
-                address = %listener.local_addr()?,
-                metrics = %metrics,
-                graphiql = config.graphiql_enabled(),
-                storefront = %format!("{base}/account/sign-in"),
-                admin_console = %format!("{base}/admin"),
-                "Latchkey is listening: POST /graphql"
-            );
-            latchkey::serve(server, listener, latchkey::shutdown_signal()).await?;
-        }
-        Command::Service { command } => {
-            let services = latchkey::introspect::services(&config).await?;
-            let fail = |e: domain::Error| anyhow::anyhow!("{e}");
-            match command {
-                ServiceCommand::Create { name, admin_tokens } => {
-                    let (credential, secret) =
-                        services.create(&name, admin_tokens).await.map_err(fail)?;
-                    println!(
-                        "created service {}; its secret, shown only now (HTTP Basic {}:<secret> on POST /introspect):\n{}",
-                        credential.name,
-                        credential.name,
-                        secret.expose()
-                    );
-                }
-                ServiceCommand::List => {
-                    for c in services.list().await.map_err(fail)? {
-                        let scope = if c.admin_tokens {
-                            "customer and admin tokens"
-                        } else {
-                            "customer tokens"
-                        };
-                        println!("{}\t{}\t{scope}", c.name, c.created_at.to_rfc3339());
-                    }
-                }
-                ServiceCommand::Revoke { name } => {
-                    services.revoke(&name).await.map_err(|e| match e {
-                        domain::Error::NotFound => anyhow::anyhow!("no service named {name}"),
-                        e => fail(e),
-                    })?;
-                    println!("revoked service {name}");
-                }
-            }
-        }
+        Command::Serve => serve(&config).await?,
+        Command::Service { command } => service(&config, command).await?,
         Command::Keys { command } => {
             let out = match command {
                 KeysCommand::List => latchkey::keys::list(&config).await?,
@@ -250,96 +200,148 @@ async fn main() -> anyhow::Result<()> {
             };
             print!("{out}");
         }
-        Command::Admin {
-            command:
-                AdminCommand::Create {
-                    username,
-                    role,
-                    email,
-                },
-        } => {
-            let password = admin_password()?;
-            let admin = latchkey::create_admin_with_email(
-                &config,
-                &username,
-                &role,
-                &password,
-                email.as_deref(),
-            )
-            .await?;
-            println!(
-                "created admin {} with role {}",
-                admin.username,
-                admin.role.as_str()
-            );
-        }
-        Command::Import {
-            command:
-                ImportCommand::Customers {
-                    file,
-                    format,
-                    on_conflict,
-                    dry_run,
-                    rejects,
-                    writers,
-                },
-        } => {
-            let format = match format.as_deref() {
-                None => None,
-                Some(f) => Some(
-                    latchkey::import::Format::parse(f)
-                        .context("--format: expected csv or jsonl")?,
-                ),
-            };
-            let on_conflict = domain::import::OnConflict::parse(&on_conflict)
-                .context("--on-conflict: expected skip, update or reject")?;
-            let summary = latchkey::import::run(
-                &config,
-                latchkey::import::Options {
-                    file,
-                    format,
-                    on_conflict,
-                    dry_run,
-                    rejects,
-                    writers: usize::from(writers),
-                },
-            )
-            .await?;
-            summary.print(dry_run);
-            if summary.counts.rejected > 0 {
-                std::process::exit(2);
-            }
-        }
-        Command::Export {
-            command:
-                ExportCommand::Customers {
-                    format,
-                    with_password_hashes,
-                    output,
-                    force,
-                    raw,
-                },
-        } => {
-            use latchkey::import::Format;
-            let format = match format.as_deref() {
-                Some(f) => Format::parse(f).context("--format: expected csv or jsonl")?,
-                None => output
-                    .as_ref()
-                    .and_then(|p| p.to_str())
-                    .and_then(Format::of_path)
-                    .unwrap_or(Format::Csv),
-            };
-            let out: Box<dyn std::io::Write> = match &output {
-                Some(path) => Box::new(latchkey::files::create_private(path, force).with_context(
-                    || format!("creating {} (--force replaces it)", path.display()),
-                )?),
-                None => Box::new(std::io::stdout()),
-            };
-            let n = latchkey::export::run(&config, format, with_password_hashes, raw, out).await?;
-            eprintln!("exported {n} customers");
-        }
+        Command::Admin { command } => admin(&config, command).await?,
+        Command::Import { command } => import(&config, command).await?,
+        Command::Export { command } => export(&config, command).await?,
         Command::Schema { .. } => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let server = latchkey::build(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let base = config.public_base_url();
+    let metrics = server
+        .metrics_addr()
+        .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        metrics = %metrics,
+        graphiql = config.graphiql_enabled(),
+        storefront = %format!("{base}/account/sign-in"),
+        admin_console = %format!("{base}/admin"),
+        "Latchkey is listening: POST /graphql"
+    );
+    latchkey::serve(server, listener, latchkey::shutdown_signal()).await
+}
+
+async fn service(config: &Config, command: ServiceCommand) -> anyhow::Result<()> {
+    let services = latchkey::introspect::services(config).await?;
+    let fail = |e: domain::Error| anyhow::anyhow!("{e}");
+    match command {
+        ServiceCommand::Create { name, admin_tokens } => {
+            let (credential, secret) = services.create(&name, admin_tokens).await.map_err(fail)?;
+            println!(
+                "created service {}; its secret, shown only now (HTTP Basic {}:<secret> on POST /introspect):\n{}",
+                credential.name,
+                credential.name,
+                secret.expose()
+            );
+        }
+        ServiceCommand::List => {
+            for c in services.list().await.map_err(fail)? {
+                let scope = if c.admin_tokens {
+                    "customer and admin tokens"
+                } else {
+                    "customer tokens"
+                };
+                println!("{}\t{}\t{scope}", c.name, c.created_at.to_rfc3339());
+            }
+        }
+        ServiceCommand::Revoke { name } => {
+            services.revoke(&name).await.map_err(|e| match e {
+                domain::Error::NotFound => anyhow::anyhow!("no service named {name}"),
+                e => fail(e),
+            })?;
+            println!("revoked service {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let AdminCommand::Create {
+        username,
+        role,
+        email,
+    } = command;
+    let password = admin_password()?;
+    let admin =
+        latchkey::create_admin_with_email(config, &username, &role, &password, email.as_deref())
+            .await?;
+    println!(
+        "created admin {} with role {}",
+        admin.username,
+        admin.role.as_str()
+    );
+    Ok(())
+}
+
+async fn import(config: &Config, command: ImportCommand) -> anyhow::Result<()> {
+    let ImportCommand::Customers {
+        file,
+        format,
+        on_conflict,
+        dry_run,
+        rejects,
+        writers,
+    } = command;
+    let format = match format.as_deref() {
+        None => None,
+        Some(f) => {
+            Some(latchkey::import::Format::parse(f).context("--format: expected csv or jsonl")?)
+        }
+    };
+    let on_conflict = domain::import::OnConflict::parse(&on_conflict)
+        .context("--on-conflict: expected skip, update or reject")?;
+    let summary = latchkey::import::run(
+        config,
+        latchkey::import::Options {
+            file,
+            format,
+            on_conflict,
+            dry_run,
+            rejects,
+            writers: usize::from(writers),
+        },
+    )
+    .await?;
+    summary.print(dry_run);
+    if summary.counts.rejected > 0 {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+async fn export(config: &Config, command: ExportCommand) -> anyhow::Result<()> {
+    use latchkey::import::Format;
+    let ExportCommand::Customers {
+        format,
+        with_password_hashes,
+        output,
+        force,
+        raw,
+    } = command;
+    let format = match format.as_deref() {
+        Some(f) => Format::parse(f).context("--format: expected csv or jsonl")?,
+        None => output
+            .as_ref()
+            .and_then(|p| p.to_str())
+            .and_then(Format::of_path)
+            .unwrap_or(Format::Csv),
+    };
+    let out: Box<dyn std::io::Write> = match &output {
+        Some(path) => Box::new(
+            latchkey::files::create_private(path, force)
+                .with_context(|| format!("creating {} (--force replaces it)", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let n = latchkey::export::run(config, format, with_password_hashes, raw, out).await?;
+    eprintln!("exported {n} customers");
     Ok(())
 }
 

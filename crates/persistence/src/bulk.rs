@@ -16,8 +16,9 @@ use domain::{
 };
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
     sea_query::{Expr, ExprTrait, LockType, Query},
 };
 use uuid::Uuid;
@@ -352,109 +353,13 @@ impl SqlBulk {
         let _turn = self.write_turn.take(&self.db).await;
         queue_work(&self.db, move |txn| {
             Box::pin(async move {
-                let rows = if postgres {
-                    // The locking subquery in a CTE of its own, run once (see `claim_mail`).
-                    let (after_sql, mut values): (&str, Vec<sea_orm::Value>) = match after {
-                        Some(after) => ("AND customer_id > $3", vec![after.into()]),
-                        None => ("", vec![]),
-                    };
-                    values.insert(0, i64::try_from(limit).unwrap_or(i64::MAX).into());
-                    values.insert(0, job_id.into());
-                    txn.query_all_raw(sea_orm::Statement::from_sql_and_values(
-                        DatabaseBackend::Postgres,
-                        format!(
-                            "WITH next AS MATERIALIZED (SELECT customer_id FROM bulk_job_items \
-                             WHERE job_id = $1 {after_sql} ORDER BY customer_id LIMIT $2 \
-                             FOR UPDATE SKIP LOCKED) \
-                             DELETE FROM bulk_job_items USING next \
-                             WHERE bulk_job_items.job_id = $1 \
-                             AND bulk_job_items.customer_id = next.customer_id \
-                             RETURNING bulk_job_items.customer_id"
-                        ),
-                        values,
-                    ))
-                    .await
-                    .map_err(db_err)?
-                } else {
-                    txn.query_all(&take).await.map_err(db_err)?
-                };
-                let taken: Vec<Uuid> = rows
-                    .iter()
-                    .map(|row| row.try_get::<Uuid>("", "customer_id"))
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(db_err)?;
+                let taken = take_items(txn, postgres, job_id, limit, after, &take).await?;
                 if taken.is_empty() {
                     return Ok(End::Rollback(None));
                 }
-                let mut targets = customer::Entity::find()
-                    .select_only()
-                    .columns([
-                        customer::Column::Id,
-                        customer::Column::Email,
-                        customer::Column::EmailKey,
-                        customer::Column::Locale,
-                    ])
-                    .filter(customer::Column::Id.is_in(taken.clone()))
-                    .order_by_asc(customer::Column::Id);
-                if action == BulkAction::SendResetEmail {
-                    // A frozen account gets no link until an admin recovers it (counted as
-                    // failed, as a customer deleted meanwhile is).
-                    targets = targets.filter(customer::Column::FrozenAt.is_null());
-                }
-                if postgres {
-                    // Serialises with the reset-request worker and sign-ins on these rows.
-                    targets = targets.lock(LockType::NoKeyUpdate);
-                }
-                let targets: Vec<(Uuid, String, String, String)> =
-                    targets.into_tuple().all(txn).await.map_err(db_err)?;
-                let ids: Vec<Uuid> = targets.iter().map(|t| t.0).collect();
+                let targets = chunk_targets(txn, postgres, action, &taken).await?;
                 let failed = (taken.len() - targets.len()) as u64;
-                match action {
-                    BulkAction::ForceSignIn => {
-                        crate::rows::revoke_sessions(txn, ids, None, now).await?;
-                    }
-                    BulkAction::RequireNewPassword => {
-                        crate::rows::supersede_pending(txn, ids.iter().copied(), now).await?;
-                        customer::Entity::update_many()
-                            .col_expr(
-                                customer::Column::PasswordHash,
-                                Expr::value(domain::stored_hash::VOID_PASSWORD),
-                            )
-                            .col_expr(customer::Column::UpdatedAt, Expr::value(now))
-                            .filter(customer::Column::Id.is_in(ids))
-                            .exec(txn)
-                            .await
-                            .map_err(db_err)?;
-                    }
-                    BulkAction::SendResetEmail if !ids.is_empty() => {
-                        supersede_tokens(txn, ids, now).await?;
-                        let mut tokens = Vec::with_capacity(targets.len());
-                        let mut mails = Vec::with_capacity(targets.len());
-                        for (id, email, email_key, locale) in &targets {
-                            let issued = issue(&BulkTarget {
-                                customer_id: *id,
-                                email: email.clone(),
-                                locale: Locale::parse(locale).unwrap_or_default(),
-                            })?;
-                            let (token, mail) = reset_rows(
-                                ResetFor {
-                                    customer_id: *id,
-                                    email,
-                                    email_key,
-                                    locale,
-                                },
-                                issued,
-                                now,
-                                None,
-                                MailLane::Bulk,
-                            );
-                            tokens.push(token);
-                            mails.push(mail);
-                        }
-                        insert_resets(txn, tokens, mails).await?;
-                    }
-                    BulkAction::SendResetEmail => {}
-                }
+                apply_action(txn, action, &targets, now, &issue).await?;
                 let processed = taken.len() as u64;
                 let counted = bulk_job::Entity::update_many()
                     .col_expr(
@@ -489,4 +394,133 @@ impl SqlBulk {
         })
         .await
     }
+}
+
+/// Takes (deletes) the job's next `limit` items after `after`, and returns their customers.
+async fn take_items(
+    txn: &DatabaseTransaction,
+    postgres: bool,
+    job_id: Uuid,
+    limit: u64,
+    after: Option<Uuid>,
+    take: &sea_orm::sea_query::DeleteStatement,
+) -> Result<Vec<Uuid>> {
+    let rows = if postgres {
+        // The locking subquery in a CTE of its own, run once (see `claim_mail`).
+        let (after_sql, mut values): (&str, Vec<sea_orm::Value>) = match after {
+            Some(after) => ("AND customer_id > $3", vec![after.into()]),
+            None => ("", vec![]),
+        };
+        values.insert(0, i64::try_from(limit).unwrap_or(i64::MAX).into());
+        values.insert(0, job_id.into());
+        txn.query_all_raw(sea_orm::Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            format!(
+                "WITH next AS MATERIALIZED (SELECT customer_id FROM bulk_job_items \
+                 WHERE job_id = $1 {after_sql} ORDER BY customer_id LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED) \
+                 DELETE FROM bulk_job_items USING next \
+                 WHERE bulk_job_items.job_id = $1 \
+                 AND bulk_job_items.customer_id = next.customer_id \
+                 RETURNING bulk_job_items.customer_id"
+            ),
+            values,
+        ))
+        .await
+        .map_err(db_err)?
+    } else {
+        txn.query_all(take).await.map_err(db_err)?
+    };
+    rows.iter()
+        .map(|row| row.try_get::<Uuid>("", "customer_id"))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(db_err)
+}
+
+/// The taken customers the action still applies to (id, email, email key, locale), in id order
+/// and, on PostgreSQL, locked: the rest count as failed.
+async fn chunk_targets(
+    txn: &DatabaseTransaction,
+    postgres: bool,
+    action: BulkAction,
+    taken: &[Uuid],
+) -> Result<Vec<(Uuid, String, String, String)>> {
+    let mut targets = customer::Entity::find()
+        .select_only()
+        .columns([
+            customer::Column::Id,
+            customer::Column::Email,
+            customer::Column::EmailKey,
+            customer::Column::Locale,
+        ])
+        .filter(customer::Column::Id.is_in(taken.to_vec()))
+        .order_by_asc(customer::Column::Id);
+    if action == BulkAction::SendResetEmail {
+        // A frozen account gets no link until an admin recovers it (counted as failed, as a
+        // customer deleted meanwhile is).
+        targets = targets.filter(customer::Column::FrozenAt.is_null());
+    }
+    if postgres {
+        // Serialises with the reset-request worker and sign-ins on these rows.
+        targets = targets.lock(LockType::NoKeyUpdate);
+    }
+    targets.into_tuple().all(txn).await.map_err(db_err)
+}
+
+/// The job's action on one chunk's customers.
+async fn apply_action(
+    txn: &DatabaseTransaction,
+    action: BulkAction,
+    targets: &[(Uuid, String, String, String)],
+    now: DateTime<Utc>,
+    issue: &ResetIssuer,
+) -> Result<()> {
+    let ids: Vec<Uuid> = targets.iter().map(|t| t.0).collect();
+    match action {
+        BulkAction::ForceSignIn => {
+            crate::rows::revoke_sessions(txn, ids, None, now).await?;
+        }
+        BulkAction::RequireNewPassword => {
+            crate::rows::supersede_pending(txn, ids.iter().copied(), now).await?;
+            customer::Entity::update_many()
+                .col_expr(
+                    customer::Column::PasswordHash,
+                    Expr::value(domain::stored_hash::VOID_PASSWORD),
+                )
+                .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+                .filter(customer::Column::Id.is_in(ids))
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+        }
+        BulkAction::SendResetEmail if !ids.is_empty() => {
+            supersede_tokens(txn, ids, now).await?;
+            let mut tokens = Vec::with_capacity(targets.len());
+            let mut mails = Vec::with_capacity(targets.len());
+            for (id, email, email_key, locale) in targets {
+                let issued = issue(&BulkTarget {
+                    customer_id: *id,
+                    email: email.clone(),
+                    locale: Locale::parse(locale).unwrap_or_default(),
+                })?;
+                let (token, mail) = reset_rows(
+                    ResetFor {
+                        customer_id: *id,
+                        email,
+                        email_key,
+                        locale,
+                    },
+                    issued,
+                    now,
+                    None,
+                    MailLane::Bulk,
+                );
+                tokens.push(token);
+                mails.push(mail);
+            }
+            insert_resets(txn, tokens, mails).await?;
+        }
+        BulkAction::SendResetEmail => {}
+    }
+    Ok(())
 }
