@@ -45,6 +45,7 @@ use tower_http::{
 use tracing::{Instrument, Span};
 
 use crate::client_ip::TrustedProxies;
+use domain::kernel::bearer::BearerToken;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -455,10 +456,7 @@ async fn execute(
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    let context = RequestContext::new(
-        bearer_token(headers),
-        ClientInfo::new(Some(ip.to_string()), user_agent),
-    );
+    let context = RequestContext::new(bearer_token(headers), ClientInfo::new(Some(ip), user_agent));
     // The operation runs in a task of its own, to completion: if the client hangs up (hyper
     // then drops this handler) or the request timeout fires, the caller loses the answer but a
     // use case is never cut off between its steps. (Each transaction is also run to its end by
@@ -524,13 +522,8 @@ async fn execute(
         .into_response()
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-        .filter(|t| !t.is_empty())
+fn bearer_token(headers: &HeaderMap) -> Option<BearerToken> {
+    BearerToken::from_header(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 /// Every error leaves with a code: resolver errors carry theirs; parse and validation errors

@@ -17,13 +17,16 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
-use domain::{accounts::Accounts, admin::Admins, services::Services, token::TokenKind};
+use domain::{
+    auth::{Authenticated, Principal},
+    services::Services,
+    token::TokenKind,
+};
 use serde_json::{Value, json};
 
 /// What the handler needs.
 pub struct Introspection {
-    pub accounts: Arc<Accounts>,
-    pub admins: Arc<Admins>,
+    pub auth: Arc<domain::auth::Authenticator>,
     pub services: Services,
 }
 
@@ -100,20 +103,18 @@ pub async fn introspect(
 /// What `token` is to a service; admin tokens only to a credential made with
 /// `--admin-tokens` (to any other, an admin token is not active).
 async fn answer(this: &Introspection, token: &str, admin_tokens: bool) -> domain::Result<Value> {
-    if let Some((v, _)) = this.accounts.live_token(token).await? {
-        return Ok(claims(TokenKind::Customer, &v, None));
-    }
-    if !admin_tokens {
-        return Ok(json!({ "active": false }));
-    }
-    if let Some((v, admin)) = this.admins.live_token(token).await? {
-        return Ok(claims(
-            TokenKind::Admin,
-            &v,
-            Some(admin.admin.role.as_str()),
-        ));
-    }
-    Ok(json!({ "active": false }))
+    let bearer = domain::kernel::bearer::BearerToken::new(token);
+    Ok(match this.auth.authenticate(&bearer).await? {
+        Some(Authenticated {
+            token,
+            principal: Principal::Customer(_),
+        }) => claims(TokenKind::Customer, &token, None),
+        Some(Authenticated {
+            token,
+            principal: Principal::Admin(admin),
+        }) if admin_tokens => claims(TokenKind::Admin, &token, Some(admin.admin.role.as_str())),
+        _ => json!({ "active": false }),
+    })
 }
 
 fn claims(kind: TokenKind, v: &domain::token::VerifiedToken, role: Option<&str>) -> Value {

@@ -1020,8 +1020,24 @@ async fn browser_admin_sends_a_reset_and_forces_sign_in(backend: Backend) {
             .as_deref(),
         Some("6")
     );
-    // Every setting the API has is on the page, each with the range the API accepts: the
-    // bounds are checked against the API itself (one past either end is refused).
+    settings_page_matches_the_api_and_saves(&console, &app).await;
+
+    console.click("#admin-sign-out").await;
+    console.wait_path("/admin/sign-in").await;
+    console
+        .client
+        .goto(&app.url("/admin/customers"))
+        .await
+        .unwrap();
+    console.wait_path("/admin/sign-in").await;
+    shopper.close().await;
+    console.close().await;
+}
+
+/// Every setting the API has is on the page, each with the range the API accepts: the bounds
+/// are checked against the API itself (one past either end is refused). Then the hardened
+/// values saved from the page apply at once.
+async fn settings_page_matches_the_api_and_saves(console: &Browser, app: &TestApp) {
     let root = app.admin_token("administrator").await;
     let fields = console
         .eval(
@@ -1113,17 +1129,6 @@ async fn browser_admin_sends_a_reset_and_forces_sign_in(backend: Backend) {
         "PASSWORD_POLICY",
         "the new minimum applies at once"
     );
-
-    console.click("#admin-sign-out").await;
-    console.wait_path("/admin/sign-in").await;
-    console
-        .client
-        .goto(&app.url("/admin/customers"))
-        .await
-        .unwrap();
-    console.wait_path("/admin/sign-in").await;
-    shopper.close().await;
-    console.close().await;
 }
 
 /// A viewer reads the grid and the customer page but gets neither button, nor the settings and
@@ -1316,7 +1321,15 @@ async fn browser_admin_runs_bulk_actions_and_follows_their_jobs(backend: Backend
         "nothing to act on yet"
     );
 
-    // Two checked rows, Force Sign In: Cancel changes nothing, OK signs exactly them out.
+    force_sign_in_on_two_checked_rows(&console, &app, &tokens).await;
+    require_new_password_by_keyboard(&console, &app).await;
+    reset_email_to_all_that_match_cancelled(&console, &app, &smtp).await;
+    audit_log_and_jobs_in_japanese_and_korean(&console, &app).await;
+    console.close().await;
+}
+
+/// Two checked rows, Force Sign In: Cancel changes nothing, OK signs exactly them out.
+async fn force_sign_in_on_two_checked_rows(console: &Browser, app: &TestApp, tokens: &[String]) {
     console.fill("#search", "signed").await;
     console.click_text("Search").await;
     console.wait_text("#count", "3 records found").await;
@@ -1359,9 +1372,11 @@ async fn browser_admin_runs_bulk_actions_and_follows_their_jobs(backend: Backend
         Ok("signed0@example.com"),
         "not selected, still signed in"
     );
+}
 
-    // The new filters: signed in now finds the one left; by keyboard alone, Require New
-    // Password (ArrowUp opens the menu on its last item; Tab from Cancel reaches OK).
+/// The new filters: signed in now finds the one left; by keyboard alone, Require New
+/// Password (ArrowUp opens the menu on its last item; Tab from Cancel reaches OK).
+async fn require_new_password_by_keyboard(console: &Browser, app: &TestApp) {
     console.click_text("Customers › All Customers").await;
     console.wait_path("/admin/customers").await;
     console.click("#filters summary").await;
@@ -1437,9 +1452,15 @@ async fn browser_admin_runs_bulk_actions_and_follows_their_jobs(backend: Backend
     console
         .wait_text("#grid tbody", "signed0@example.com")
         .await;
+}
 
-    // Everything that matches: 30 imported customers, more than a page. The job moves on the
-    // Jobs page; cancelled, it stops, and the mail sent is exactly what it did.
+/// Everything that matches: 30 imported customers, more than a page. The job moves on the
+/// Jobs page; cancelled, it stops, and the mail sent is exactly what it did.
+async fn reset_email_to_all_that_match_cancelled(
+    console: &Browser,
+    app: &TestApp,
+    smtp: &SmtpReceiver,
+) {
     console.click_text("Clear all").await;
     console.wait_text("#count", "3 records found").await;
     assert!(!console.url().await.contains("passwordState"));
@@ -1514,16 +1535,17 @@ async fn browser_admin_runs_bulk_actions_and_follows_their_jobs(backend: Backend
         "cancelled half-way: {processed}"
     );
     smtp.wait_for(usize::try_from(processed).unwrap()).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mails = smtp.messages();
+    let mails = smtp.settled(app).await;
     assert_eq!(
         mails.len() as u64,
         processed,
         "one email per customer done, none after the cancel"
     );
     assert!(mails.iter().all(|m| m.header_to().starts_with("bulk")));
+}
 
-    // The audit log names each job; the Jobs page in Japanese and Korean.
+/// The audit log names each job; the Jobs page in Japanese and Korean.
+async fn audit_log_and_jobs_in_japanese_and_korean(console: &Browser, app: &TestApp) {
     console.click_text("Audit log").await;
     console.wait_path("/admin/audit-log").await;
     let log = console.text("#audit tbody").await;
@@ -1538,5 +1560,4 @@ async fn browser_admin_runs_bulk_actions_and_follows_their_jobs(backend: Backend
     console.goto(&app.url("/admin/jobs?lang=ko")).await;
     console.wait_text("h1", "일괄 작업").await;
     console.wait_text("#jobs tbody", "취소됨").await;
-    console.close().await;
 }

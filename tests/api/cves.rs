@@ -7,6 +7,7 @@ use crate::{
     helpers::{Backend, PASSWORD, TestApp, code},
     introspect::{create_service, introspect},
     process::ServerProcess,
+    smtp::SmtpReceiver,
 };
 
 crate::tests![
@@ -455,7 +456,48 @@ async fn no_secret_of_any_kind_reaches_the_logs(backend: Backend) {
         )
         .await;
     assert_eq!(res["data"]["releaseCustomerAccount"], true, "{res}");
-    // An admin: invitation, their password, their token, the console's reset link.
+    secrets.extend(admin_flows_with_secrets(&app, &smtp, &canary, &tag).await);
+    // A service credential, used; a token and a password sent where they do not belong.
+    let service = create_service(&app, "canary");
+    secrets.push(service.clone());
+    introspect(&app, Some(("canary", &service)), &token).await;
+    introspect(&app, Some(("canary", &format!("{service}x"))), &token).await;
+    app.client
+        .get(app.url(&format!(
+            "/graphql?query={{customer{{email}}}}&token={token}&password={second}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    app.sign_in_response(&email, &format!("{second}-wrong"))
+        .await;
+    secrets.push(format!("{second}-wrong"));
+
+    let logs = crate::helpers::logs();
+    assert!(
+        logs.contains("email_changed"),
+        "the capture runs at every level"
+    );
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
+        if let Some(signature) = secret.split('.').nth(2) {
+            assert!(
+                !logs.contains(signature),
+                "a token's signature reached the logs"
+            );
+        }
+    }
+}
+
+/// An admin's flows: invitation, their password, their token, the console's reset link; the
+/// secrets each showed.
+async fn admin_flows_with_secrets(
+    app: &TestApp,
+    smtp: &SmtpReceiver,
+    canary: &str,
+    tag: &str,
+) -> Vec<String> {
+    let mut secrets = Vec::new();
     let root = app.admin_token("administrator").await;
     secrets.push(root.clone());
     let admin_name = format!("watcher{tag}");
@@ -514,34 +556,5 @@ async fn no_secret_of_any_kind_reaches_the_logs(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     secrets.push(admin_reset.expect("the console's reset link"));
-    // A service credential, used; a token and a password sent where they do not belong.
-    let service = create_service(&app, "canary");
-    secrets.push(service.clone());
-    introspect(&app, Some(("canary", &service)), &token).await;
-    introspect(&app, Some(("canary", &format!("{service}x"))), &token).await;
-    app.client
-        .get(app.url(&format!(
-            "/graphql?query={{customer{{email}}}}&token={token}&password={second}"
-        )))
-        .send()
-        .await
-        .unwrap();
-    app.sign_in_response(&email, &format!("{second}-wrong"))
-        .await;
-    secrets.push(format!("{second}-wrong"));
-
-    let logs = crate::helpers::logs();
-    assert!(
-        logs.contains("email_changed"),
-        "the capture runs at every level"
-    );
-    for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "a secret reached the logs");
-        if let Some(signature) = secret.split('.').nth(2) {
-            assert!(
-                !logs.contains(signature),
-                "a token's signature reached the logs"
-            );
-        }
-    }
+    secrets
 }

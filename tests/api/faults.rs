@@ -195,15 +195,17 @@ struct Tally {
     server_errors: Vec<String>,
 }
 
+/// Customers of the soak, each signed in once.
+const SOAK_CUSTOMERS: usize = 8;
+
 async fn postgres_soak_three_replicas_one_killed_and_restarted_no_mail_lost_or_doubled(
     backend: Backend,
 ) {
-    const CUSTOMERS: usize = 8;
     const SOAK: Duration = Duration::from_secs(30);
     let mut app = TestApp::spawn(backend).await;
     app.without_reset_limits().await;
     let mut tokens = Vec::new();
-    for i in 0..CUSTOMERS {
+    for i in 0..SOAK_CUSTOMERS {
         let email = format!("soak{i}@example.com");
         app.create_customer(&email, PASSWORD).await;
         tokens.push(app.sign_in(&email, PASSWORD).await);
@@ -228,67 +230,7 @@ async fn postgres_soak_three_replicas_one_killed_and_restarted_no_mail_lost_or_d
     let clients: Vec<_> = (0..6u64)
         .map(|client_no| {
             let (addrs, tally, tokens) = (addrs.clone(), tally.clone(), tokens.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let mut i = client_no;
-                while Instant::now() < deadline {
-                    i += 6;
-                    let replica = (i / 6 % 3) as usize;
-                    let Some(addr) = addrs.lock().unwrap()[replica] else {
-                        continue;
-                    };
-                    let customer = (i as usize / 18) % CUSTOMERS;
-                    let (query, token, known_reset) = match i / 6 % 4 {
-                        0 | 1 => (
-                            json!({"query": format!("mutation {{ requestPasswordReset(email: \"soak{customer}@example.com\") }}")}),
-                            None,
-                            true,
-                        ),
-                        2 => (
-                            json!({"query": format!("mutation {{ requestPasswordReset(email: \"nobody{i}@example.com\") }}")}),
-                            None,
-                            false,
-                        ),
-                        _ => (
-                            json!({"query": "{ customer { email } }"}),
-                            Some(tokens[customer].clone()),
-                            false,
-                        ),
-                    };
-                    let mut request = http
-                        .post(format!("http://{addr}/graphql"))
-                        .header("content-type", "application/json")
-                        .body(query.to_string());
-                    if let Some(token) = token {
-                        request = request.bearer_auth(token);
-                    }
-                    let outcome = async {
-                        let res = request.send().await?;
-                        let status = res.status();
-                        Ok::<_, reqwest::Error>((status, res.text().await?))
-                    }
-                    .await;
-                    let mut t = tally.lock().unwrap();
-                    t.requests += 1;
-                    match outcome {
-                        Err(_) => {
-                            t.unreachable.push(replica);
-                            if known_reset {
-                                t.unanswered += 1;
-                            }
-                        }
-                        Ok((status, body)) => {
-                            if status.is_server_error() || body.contains("INTERNAL_SERVER_ERROR") {
-                                t.server_errors.push(format!("replica {replica}: {status} {body}"));
-                            } else if known_reset && body.contains("\"requestPasswordReset\":true") {
-                                t.accepted += 1;
-                            } else if !body.contains("\"data\"") || body.contains("\"errors\"") {
-                                t.server_errors.push(format!("replica {replica}: unexpected {body}"));
-                            }
-                        }
-                    }
-                }
-            })
+            tokio::spawn(soak_client(client_no, addrs, tally, tokens, deadline))
         })
         .collect();
 
@@ -304,7 +246,85 @@ async fn postgres_soak_three_replicas_one_killed_and_restarted_no_mail_lost_or_d
         c.await.unwrap();
     }
 
-    // Every queued message goes out: leases of the killed replica expire and others send them.
+    let tally = std::mem::take(&mut *tally.lock().unwrap());
+    every_accepted_reset_mailed_once(&app, &smtp, &tally).await;
+}
+
+/// One soak client: requests for known and unknown addresses and signed-in reads, round robin
+/// over the replicas that are up, until the deadline; every outcome tallied.
+async fn soak_client(
+    client_no: u64,
+    addrs: Arc<Mutex<Vec<Option<SocketAddr>>>>,
+    tally: Arc<Mutex<Tally>>,
+    tokens: Arc<Vec<String>>,
+    deadline: Instant,
+) {
+    let http = reqwest::Client::new();
+    let mut i = client_no;
+    while Instant::now() < deadline {
+        i += 6;
+        let replica = (i / 6 % 3) as usize;
+        let Some(addr) = addrs.lock().unwrap()[replica] else {
+            continue;
+        };
+        let customer = (i as usize / 18) % SOAK_CUSTOMERS;
+        let (query, token, known_reset) = match i / 6 % 4 {
+            0 | 1 => (
+                json!({"query": format!("mutation {{ requestPasswordReset(email: \"soak{customer}@example.com\") }}")}),
+                None,
+                true,
+            ),
+            2 => (
+                json!({"query": format!("mutation {{ requestPasswordReset(email: \"nobody{i}@example.com\") }}")}),
+                None,
+                false,
+            ),
+            _ => (
+                json!({"query": "{ customer { email } }"}),
+                Some(tokens[customer].clone()),
+                false,
+            ),
+        };
+        let mut request = http
+            .post(format!("http://{addr}/graphql"))
+            .header("content-type", "application/json")
+            .body(query.to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let outcome = async {
+            let res = request.send().await?;
+            let status = res.status();
+            Ok::<_, reqwest::Error>((status, res.text().await?))
+        }
+        .await;
+        let mut t = tally.lock().unwrap();
+        t.requests += 1;
+        match outcome {
+            Err(_) => {
+                t.unreachable.push(replica);
+                if known_reset {
+                    t.unanswered += 1;
+                }
+            }
+            Ok((status, body)) => {
+                if status.is_server_error() || body.contains("INTERNAL_SERVER_ERROR") {
+                    t.server_errors
+                        .push(format!("replica {replica}: {status} {body}"));
+                } else if known_reset && body.contains("\"requestPasswordReset\":true") {
+                    t.accepted += 1;
+                } else if !body.contains("\"data\"") || body.contains("\"errors\"") {
+                    t.server_errors
+                        .push(format!("replica {replica}: unexpected {body}"));
+                }
+            }
+        }
+    }
+}
+
+/// Every queued message goes out (leases of the killed replica expire and others send them),
+/// once; a mail for every accepted request.
+async fn every_accepted_reset_mailed_once(app: &TestApp, smtp: &SmtpReceiver, t: &Tally) {
     let (db, _) = latchkey::connect(&app.config).await.unwrap();
     let count = |sql: &'static str| {
         let db = db.clone();
@@ -336,8 +356,7 @@ async fn postgres_soak_three_replicas_one_killed_and_restarted_no_mail_lost_or_d
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let queued = count("SELECT COUNT(*) AS n FROM email_outbox").await as u64;
-    let received = smtp.settle().await;
-    let t = tally.lock().unwrap();
+    let received = smtp.messages();
     eprintln!(
         "soak: {} requests, {} resets accepted, {} unanswered, {} unreachable, {} mails queued, {} received",
         t.requests,

@@ -95,106 +95,126 @@ async fn hang_ups_mid_request_lose_answers_never_writes(backend: Backend) {
             answered > 0,
             "round {round}: no request was answered at all"
         );
-        // Once the operations the clients abandoned have finished (they run on, detached), nothing
-        // of the server's has any reason to be inside a transaction: the mail worker's claims and
-        // marks are single statements. A stray transaction never ends on its own here (the
-        // server's idle-in-transaction timeout is off), so waiting cannot hide one; on a busy
-        // machine the abandoned operations can take a few seconds to finish.
-        if backend == Backend::Postgres {
-            let in_transaction = format!(
-                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{app_name}' \
-                 AND xact_start IS NOT NULL"
-            );
-            let started = Instant::now();
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                let open = scalar(&observer, &in_transaction).await;
-                if open == 0 {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "round {round}: {open} session(s) of the server still inside a transaction 10 s after the storm"
-                );
-            }
-        }
+        after_the_storm(
+            &app,
+            &observer,
+            (backend == Backend::Postgres).then_some(&*app_name),
+            round,
+            &acked,
+        )
+        .await;
+    }
+    observer.close().await.ok();
+}
 
-        // Every `true` the clients saw is committed, seen from another connection: a recorded
-        // request, or the outbox row the mail worker has already resolved it into.
-        let acked_now = acked.lock().unwrap().clone();
-        for (email, answers) in &acked_now {
-            let rows = scalar(
-                &observer,
-                &format!(
-                    "SELECT (SELECT COUNT(*) FROM email_outbox WHERE recipient = '{email}') \
-                     + (SELECT COUNT(*) FROM reset_requests WHERE email_key = '{email}')"
-                ),
-            )
-            .await;
-            assert!(
-                rows >= *answers,
-                "round {round}: {email} was answered `true` {answers} times but has {rows} committed requests or outbox rows"
-            );
-        }
-
-        // The queue drains completely, with no load left.
-        let unsent = "SELECT (SELECT COUNT(*) FROM email_outbox WHERE status <> 'sent') \
-                      + (SELECT COUNT(*) FROM reset_requests)";
+/// What must hold after each storm: no session of the server inside a transaction
+/// (`app_name` names its sessions on PostgreSQL), every `true` committed, the queue drained, and a
+/// new request's mail out within seconds.
+async fn after_the_storm(
+    app: &TestApp,
+    observer: &DatabaseConnection,
+    app_name: Option<&str>,
+    round: usize,
+    acked: &Acked,
+) {
+    // Once the operations the clients abandoned have finished (they run on, detached), nothing
+    // of the server's has any reason to be inside a transaction: the mail worker's claims and
+    // marks are single statements. A stray transaction never ends on its own here (the
+    // server's idle-in-transaction timeout is off), so waiting cannot hide one; on a busy
+    // machine the abandoned operations can take a few seconds to finish.
+    if let Some(app_name) = app_name {
+        let in_transaction = format!(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{app_name}' \
+             AND xact_start IS NOT NULL"
+        );
         let started = Instant::now();
         loop {
-            let left = scalar(&observer, unsent).await;
-            if left == 0 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let open = scalar(observer, &in_transaction).await;
+            if open == 0 {
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "round {round}: {left} messages still unsent 20 s after the storm ({})",
-                scalar(&observer, "SELECT COUNT(*) FROM email_outbox").await
+                started.elapsed() < Duration::from_secs(10),
+                "round {round}: {open} session(s) of the server still inside a transaction 10 s after the storm"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-
-        // No session of this server sits in a transaction (PostgreSQL shows every session).
-        // The idle mail workers' own short transactions (a claim: BEGIN, SET LOCAL, the
-        // claim, COMMIT) are idle in transaction for the microseconds between statements; a
-        // stray one has sat there since the storm, seconds ago, and never ends (the idle
-        // timeout is off here).
-        if backend == Backend::Postgres {
-            let stuck = scalar(
-                &observer,
-                &format!(
-                    "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{app_name}' \
-                     AND ((state LIKE 'idle in transaction%' AND state_change < now() - interval '1 second') \
-                     OR xact_start < now() - interval '3 seconds')"
-                ),
-            )
-            .await;
-            assert_eq!(
-                stuck, 0,
-                "round {round}: {stuck} backend(s) of the server are inside a transaction after the storm"
-            );
-        }
-
-        // A new request's mail goes out within seconds.
-        let fresh = format!("fresh{round}@example.com");
-        app.create_customer(&fresh, PASSWORD).await;
-        assert_eq!(
-            app.request_reset(&fresh).await["data"]["requestPasswordReset"],
-            true
-        );
-        let started = Instant::now();
-        let sent = format!(
-            "SELECT COUNT(*) FROM email_outbox WHERE recipient = '{fresh}' AND status = 'sent'"
-        );
-        while scalar(&observer, &sent).await == 0 {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "round {round}: a reset requested after the storm was not sent within 5 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    observer.close().await.ok();
+
+    // Every `true` the clients saw is committed, seen from another connection: a recorded
+    // request, or the outbox row the mail worker has already resolved it into.
+    let acked_now = acked.lock().unwrap().clone();
+    for (email, answers) in &acked_now {
+        let rows = scalar(
+            observer,
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM email_outbox WHERE recipient = '{email}') \
+                 + (SELECT COUNT(*) FROM reset_requests WHERE email_key = '{email}')"
+            ),
+        )
+        .await;
+        assert!(
+            rows >= *answers,
+            "round {round}: {email} was answered `true` {answers} times but has {rows} committed requests or outbox rows"
+        );
+    }
+
+    // The queue drains completely, with no load left.
+    let unsent = "SELECT (SELECT COUNT(*) FROM email_outbox WHERE status <> 'sent') \
+                  + (SELECT COUNT(*) FROM reset_requests)";
+    let started = Instant::now();
+    loop {
+        let left = scalar(observer, unsent).await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "round {round}: {left} messages still unsent 20 s after the storm ({})",
+            scalar(observer, "SELECT COUNT(*) FROM email_outbox").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // No session of this server sits in a transaction (PostgreSQL shows every session).
+    // The idle mail workers' own short transactions (a claim: BEGIN, SET LOCAL, the
+    // claim, COMMIT) are idle in transaction for the microseconds between statements; a
+    // stray one has sat there since the storm, seconds ago, and never ends (the idle
+    // timeout is off here).
+    if let Some(app_name) = app_name {
+        let stuck = scalar(
+            observer,
+            &format!(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = '{app_name}' \
+                 AND ((state LIKE 'idle in transaction%' AND state_change < now() - interval '1 second') \
+                 OR xact_start < now() - interval '3 seconds')"
+            ),
+        )
+        .await;
+        assert_eq!(
+            stuck, 0,
+            "round {round}: {stuck} backend(s) of the server are inside a transaction after the storm"
+        );
+    }
+
+    // A new request's mail goes out within seconds.
+    let fresh = format!("fresh{round}@example.com");
+    app.create_customer(&fresh, PASSWORD).await;
+    assert_eq!(
+        app.request_reset(&fresh).await["data"]["requestPasswordReset"],
+        true
+    );
+    let started = Instant::now();
+    let sent = format!(
+        "SELECT COUNT(*) FROM email_outbox WHERE recipient = '{fresh}' AND status = 'sent'"
+    );
+    while scalar(observer, &sent).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "round {round}: a reset requested after the storm was not sent within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One client for the storm, on an OS thread of its own so its hang-ups land at precise

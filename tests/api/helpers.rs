@@ -396,6 +396,73 @@ impl TestApp {
             .unwrap();
     }
 
+    /// Waits (up to 20 s) until no mail is on its way: no message being sent, none due by the
+    /// app's clock left unsent, no reset request unresolved. A message is on the SMTP receiver
+    /// before its row is marked sent, so afterwards the receiver holds everything the server
+    /// sends until the clock moves: the event a "nothing (more) was sent" check waits for.
+    pub async fn mail_settled(&self) {
+        let started = std::time::Instant::now();
+        loop {
+            // Requests first: the worker turns a request into an outbox row in one transaction,
+            // so once none is left, every message it will send is in the outbox.
+            let requests = self.count("reset_requests").await;
+            let now = domain::clock::Clock::now(self.clock.as_ref());
+            let rows = self
+                .db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    self.db.get_database_backend(),
+                    "SELECT status, next_attempt_at FROM email_outbox \
+                     WHERE status IN ('pending', 'sending')",
+                ))
+                .await
+                .unwrap();
+            let on_its_way = rows.iter().any(|row| {
+                let status: String = row.try_get("", "status").unwrap();
+                let due: chrono::DateTime<chrono::Utc> =
+                    row.try_get("", "next_attempt_at").unwrap();
+                status == "sending" || due <= now
+            });
+            if requests == 0 && !on_its_way {
+                return;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "mail still on its way after 20 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits (up to 60 s) until every queued message is marked sent, whoever sends it (server
+    /// processes on their own clocks included): a message is on the SMTP receiver before its
+    /// row is marked sent, and a sent one is never sent again.
+    /// Reads through a connection of its own, so it works after [`TestApp::stop`].
+    pub async fn outbox_delivered(&self) {
+        use sea_orm::ConnectionTrait;
+        let (db, _) = latchkey::connect(&self.config).await.unwrap();
+        let started = std::time::Instant::now();
+        let unsent = "SELECT (SELECT COUNT(*) FROM email_outbox WHERE status <> 'sent') \
+                      + (SELECT COUNT(*) FROM reset_requests) AS n";
+        let left = || async {
+            db.query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                unsent,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        };
+        while left().await > 0 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "mail left unsent after 60 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// The one BIGINT `n` of one row, read straight from the app's database.
     pub async fn scalar(&self, sql: &str) -> i64 {
         let row = self

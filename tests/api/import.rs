@@ -133,6 +133,131 @@ async fn every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_a
     let formats: BTreeSet<&str> = vectors.iter().map(|v| v.format.as_str()).collect();
     assert_eq!(formats.len(), 6, "{formats:?}");
 
+    let (file, expected_rejects) = legacy_file(&vectors);
+    let path = dir_of(&app).join("customers.csv");
+    std::fs::write(&path, &file).unwrap();
+
+    let out = import(&app, &[path.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "rows were rejected: {}",
+        stdout(&out)
+    );
+    let imported = vectors.len() + 1;
+    assert!(
+        stdout(&out).contains(&format!(
+            "imported {imported}, updated 0, skipped 0, rejected {}",
+            expected_rejects.len()
+        )),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rejects = std::fs::read_to_string(dir_of(&app).join("customers.csv.rejects.csv")).unwrap();
+    let listed: BTreeSet<String> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.splitn(3, ',').take(2).collect::<Vec<_>>().join(","))
+        .collect();
+    assert_eq!(
+        listed, expected_rejects,
+        "exactly the broken rows:\n{rejects}"
+    );
+    assert!(
+        !rejects.contains("$1$abc"),
+        "the reject file never repeats a hash"
+    );
+    assert_eq!(app.count("customers").await, imported as i64);
+
+    // Admins see where each password stands, and find a customer by the old platform's id.
+    let admin = app.admin_token("administrator").await;
+    // An imported argon2id (version 19) is Latchkey's own format already: SET.
+    let native = vectors
+        .iter()
+        .filter(|v| v.hash.starts_with("$argon2id$v=19$"))
+        .count();
+    assert!(native > 0);
+    assert_eq!(
+        grid(&app, &admin, json!({"passwordState": "LEGACY"})).await["totalCount"],
+        vectors.len() - native
+    );
+    assert_eq!(
+        grid(&app, &admin, json!({"passwordState": "SET"})).await["totalCount"],
+        native
+    );
+    let reset_required = grid(&app, &admin, json!({"passwordState": "RESET_REQUIRED"})).await;
+    assert_eq!(reset_required["totalCount"], 1);
+    assert_eq!(
+        reset_required["edges"][0]["node"],
+        json!({"email": "shopify@example.com", "passwordState": "RESET_REQUIRED", "externalId": "gid://shopify/Customer/1"})
+    );
+    let by_id = grid(&app, &admin, json!({"externalId": "old-3"})).await;
+    assert_eq!(by_id["totalCount"], 1);
+    assert_eq!(by_id["edges"][0]["node"]["email"], "legacy3@example.com");
+
+    each_signs_in_with_the_old_password_and_is_upgraded(&app, &vectors).await;
+
+    assert_eq!(
+        grid(&app, &admin, json!({"passwordState": "LEGACY"})).await["totalCount"],
+        0
+    );
+    assert_eq!(
+        grid(&app, &admin, json!({"passwordState": "SET"})).await["totalCount"],
+        vectors.len()
+    );
+
+    // No hash: "password reset required". Sign-in fails like any wrong password; "Forgot
+    // Your Password?" is the way in.
+    let res = app.sign_in_response("shopify@example.com", "").await;
+    assert!(res["data"]["generateCustomerToken"].is_null(), "{res}");
+    let res = app
+        .sign_in_response("shopify@example.com", "anything-at-all")
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED");
+    assert_eq!(stored_hash(&app, "shopify@example.com").await, "");
+
+    // Importing the same file again changes nothing.
+    let before = customers(&app).await;
+    let again = import(&app, &[path.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stdout(&again).contains(&format!(
+            "imported 0, updated 0, skipped {imported}, rejected {}",
+            expected_rejects.len()
+        )),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(customers(&app).await, before, "a re-import is a no-op");
+
+    // Each import is one audit entry, with its counts and who ran it.
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "{ auditLog(first: 10, filter: {action: IMPORT_CUSTOMERS}) { totalCount edges { node { actor detail customerId } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res["data"]["auditLog"]["totalCount"], 2, "{res}");
+    let node = &res["data"]["auditLog"]["edges"][1]["node"];
+    assert!(
+        node["actor"].as_str().unwrap().starts_with("os:migrator@"),
+        "{node}"
+    );
+    assert_eq!(
+        node["detail"],
+        Value::from(format!(
+            "imported={imported} updated=0 skipped=0 rejected={}",
+            expected_rejects.len()
+        ))
+    );
+    assert!(node["customerId"].is_null());
+}
+
+/// The import file: every vector (every other row declaring its format), a row without a hash,
+/// and one broken row per reject reason; and the `line,reason` pairs the reject file must list.
+fn legacy_file(vectors: &[Vector]) -> (Vec<u8>, BTreeSet<String>) {
     let mut file: Vec<u8> =
         b"email,firstname,lastname,locale,created_at,password_hash,hash_format,external_id\n"
             .to_vec();
@@ -155,7 +280,7 @@ async fn every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_a
             .as_bytes(),
         );
     }
-    let no_hash = push(
+    push(
         &mut file,
         b"shopify@example.com,Sho,Pify,en,,,,gid://shopify/Customer/1",
     );
@@ -197,82 +322,23 @@ async fn every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_a
         push(&mut file, b"fr@example.com,A,B,fr,,,,"),
         "invalid_locale",
     );
-    let path = dir_of(&app).join("customers.csv");
-    std::fs::write(&path, &file).unwrap();
+    (file, expected_rejects)
+}
 
-    let out = import(&app, &[path.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "rows were rejected: {}",
-        stdout(&out)
-    );
-    let imported = vectors.len() + 1;
-    assert!(
-        stdout(&out).contains(&format!(
-            "imported {imported}, updated 0, skipped 0, rejected {}",
-            expected_rejects.len()
-        )),
-        "{}{}",
-        stdout(&out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rejects = std::fs::read_to_string(dir_of(&app).join("customers.csv.rejects.csv")).unwrap();
-    let listed: BTreeSet<String> = rejects
-        .lines()
-        .skip(1)
-        .map(|l| l.splitn(3, ',').take(2).collect::<Vec<_>>().join(","))
-        .collect();
-    assert_eq!(
-        listed, expected_rejects,
-        "exactly the broken rows:\n{rejects}"
-    );
-    assert!(
-        !rejects.contains("$1$abc"),
-        "the reject file never repeats a hash"
-    );
-    assert_eq!(app.count("customers").await, imported as i64);
+/// The first customers of the grid that match `filter`, as `admin` sees them.
+async fn grid(app: &TestApp, admin: &str, filter: Value) -> Value {
+    app.gql_as(
+        Some(admin),
+        "query($f: CustomerFilter) { customers(first: 5, filter: $f) { totalCount edges { node { email passwordState externalId } } } }",
+        json!({"f": filter}),
+    )
+    .await["data"]["customers"]
+        .clone()
+}
 
-    // Admins see where each password stands, and find a customer by the old platform's id.
-    let admin = app.admin_token("administrator").await;
-    let grid = |filter: Value| {
-        let app = &app;
-        let admin = admin.clone();
-        async move {
-            app.gql_as(
-                Some(&admin),
-                "query($f: CustomerFilter) { customers(first: 5, filter: $f) { totalCount edges { node { email passwordState externalId } } } }",
-                json!({"f": filter}),
-            )
-            .await["data"]["customers"]
-                .clone()
-        }
-    };
-    // An imported argon2id (version 19) is Latchkey's own format already: SET.
-    let native = vectors
-        .iter()
-        .filter(|v| v.hash.starts_with("$argon2id$v=19$"))
-        .count();
-    assert!(native > 0);
-    assert_eq!(
-        grid(json!({"passwordState": "LEGACY"})).await["totalCount"],
-        vectors.len() - native
-    );
-    assert_eq!(
-        grid(json!({"passwordState": "SET"})).await["totalCount"],
-        native
-    );
-    let reset_required = grid(json!({"passwordState": "RESET_REQUIRED"})).await;
-    assert_eq!(reset_required["totalCount"], 1);
-    assert_eq!(
-        reset_required["edges"][0]["node"],
-        json!({"email": "shopify@example.com", "passwordState": "RESET_REQUIRED", "externalId": "gid://shopify/Customer/1"})
-    );
-    let by_id = grid(json!({"externalId": "old-3"})).await;
-    assert_eq!(by_id["totalCount"], 1);
-    assert_eq!(by_id["edges"][0]["node"]["email"], "legacy3@example.com");
-
-    // Each customer signs in with the old password; the legacy hash is gone afterwards.
+/// Each customer signs in with the old password (a wrong one first changes nothing); the legacy
+/// hash is gone afterwards, and the same password signs in natively.
+async fn each_signs_in_with_the_old_password_and_is_upgraded(app: &TestApp, vectors: &[Vector]) {
     for (i, v) in vectors.iter().enumerate() {
         let email = format!("legacy{i}@example.com");
         let wrong = app
@@ -281,7 +347,7 @@ async fn every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_a
         if i < 8 {
             assert_eq!(code(&wrong), "AUTHENTICATION_FAILED", "{}", v.hash);
             assert_eq!(
-                stored_hash(&app, &email).await,
+                stored_hash(app, &email).await,
                 v.hash,
                 "a failure changes nothing"
             );
@@ -291,7 +357,7 @@ async fn every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_a
             .as_str()
             .unwrap_or_else(|| panic!("{} {} {:?}: {res}", v.format, v.hash, v.password));
         assert_eq!(app.whoami(token).await.unwrap(), email);
-        let now = stored_hash(&app, &email).await;
+        let now = stored_hash(app, &email).await;
         assert!(
             now.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{} ({}) upgraded: {now}",
@@ -301,63 +367,6 @@ async fn every_legacy_format_signs_in_with_the_old_password_and_is_upgraded_to_a
         // Once upgraded, the same password still signs in, natively.
         app.sign_in(&email, &v.password).await;
     }
-
-    assert_eq!(
-        grid(json!({"passwordState": "LEGACY"})).await["totalCount"],
-        0
-    );
-    assert_eq!(
-        grid(json!({"passwordState": "SET"})).await["totalCount"],
-        vectors.len()
-    );
-
-    // No hash: "password reset required". Sign-in fails like any wrong password; "Forgot
-    // Your Password?" is the way in.
-    let res = app.sign_in_response("shopify@example.com", "").await;
-    assert!(res["data"]["generateCustomerToken"].is_null(), "{res}");
-    let res = app
-        .sign_in_response("shopify@example.com", "anything-at-all")
-        .await;
-    assert_eq!(code(&res), "AUTHENTICATION_FAILED");
-    assert_eq!(stored_hash(&app, "shopify@example.com").await, "");
-    let _ = no_hash;
-
-    // Importing the same file again changes nothing.
-    let before = customers(&app).await;
-    let again = import(&app, &[path.to_str().unwrap()]);
-    assert_eq!(again.status.code(), Some(2));
-    assert!(
-        stdout(&again).contains(&format!(
-            "imported 0, updated 0, skipped {imported}, rejected {}",
-            expected_rejects.len()
-        )),
-        "{}",
-        stdout(&again)
-    );
-    assert_eq!(customers(&app).await, before, "a re-import is a no-op");
-
-    // Each import is one audit entry, with its counts and who ran it.
-    let res = app
-        .gql_as(
-            Some(&admin),
-            "{ auditLog(first: 10, filter: {action: IMPORT_CUSTOMERS}) { totalCount edges { node { actor detail customerId } } } }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(res["data"]["auditLog"]["totalCount"], 2, "{res}");
-    let node = &res["data"]["auditLog"]["edges"][1]["node"];
-    assert!(
-        node["actor"].as_str().unwrap().starts_with("os:migrator@"),
-        "{node}"
-    );
-    assert_eq!(
-        node["detail"],
-        Value::from(format!(
-            "imported={imported} updated=0 skipped=0 rejected={}",
-            expected_rejects.len()
-        ))
-    );
-    assert!(node["customerId"].is_null());
 }
 
 async fn a_dry_run_checks_everything_and_writes_nothing(backend: Backend) {

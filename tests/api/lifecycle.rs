@@ -210,7 +210,7 @@ async fn a_stolen_session_cannot_change_the_email_without_the_current_password(b
         .await;
     assert_eq!(code(&res), "UNAUTHENTICATED");
     assert_eq!(app.count("email_changes").await, 0);
-    assert!(smtp.settle().await.is_empty(), "mail was sent");
+    assert!(smtp.settled(&app).await.is_empty(), "mail was sent");
     // Wrong passwords count like sign-ins: enough of them lock the account.
     app.set_settings("lockout_failures = 3").await;
     for _ in 0..3 {
@@ -248,7 +248,7 @@ async fn an_address_in_use_is_refused_as_registration_refuses_it(backend: Backen
         assert_eq!(res["errors"][0]["extensions"]["field"], "newEmail");
     }
     assert_eq!(app.count("email_changes").await, 0);
-    assert!(smtp.settle().await.is_empty());
+    assert!(smtp.settled(&app).await.is_empty());
 
     // Taken between the request and the confirmation: the confirmation is refused.
     let res = request_change(&app, &token, "later@example.com", PASSWORD).await;
@@ -437,7 +437,7 @@ async fn assert_old_password_void_and_owner_resets(
             .await;
         assert_eq!(code(&refused), "BAD_USER_INPUT", "{refused}");
         assert!(
-            !smtp.settle().await.iter().any(is_reset_to_owner),
+            !smtp.settled(app).await.iter().any(is_reset_to_owner),
             "a frozen account gets no reset link"
         );
         let recovered = app
@@ -537,7 +537,7 @@ async fn a_confirmed_change_is_undone_for_48_hours_and_an_admin_decides_who_gets
     app.request_reset("lost@example.com").await;
     assert!(
         !smtp
-            .settle()
+            .settled(&app)
             .await
             .iter()
             .any(|m| m.text().contains("/account/reset-password")),
@@ -1094,7 +1094,7 @@ async fn an_admin_deletes_a_customer_and_mail_not_sent_yet_never_goes(backend: B
         "{mails:?}"
     );
     assert!(
-        smtp.settle()
+        smtp.settled(&app)
             .await
             .iter()
             .all(|m| m.to != vec!["gone@example.com".to_owned()]),

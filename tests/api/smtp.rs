@@ -180,9 +180,10 @@ impl SmtpReceiver {
         panic!("no mail to {to} containing {needle}: {:?}", self.messages());
     }
 
-    /// Waits long enough for a worker to have sent anything pending, then returns all.
-    pub async fn settle(&self) -> Vec<Received> {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+    /// Every message, once `app` has no mail on its way ([`TestApp::mail_settled`]): what a
+    /// "nothing (more) was sent" check reads.
+    pub async fn settled(&self, app: &crate::helpers::TestApp) -> Vec<Received> {
+        app.mail_settled().await;
         self.messages()
     }
 }

@@ -20,7 +20,7 @@ use crate::{
     },
     reset::{FAILURE_WINDOW, MAX_INVALID_LINKS},
     sign_in::{IssuedToken, SignIn},
-    token::{TokenCodec, TokenKind},
+    token::TokenCodec,
 };
 
 /// What `createCustomer` receives, still untrusted.
@@ -158,42 +158,6 @@ impl Accounts {
                 &settings,
             )
             .await
-    }
-
-    /// Resolves a bearer token to a live session. Any failure is `Unauthenticated`.
-    pub async fn authenticate(&self, bearer: Option<&str>) -> Result<CustomerPrincipal> {
-        let bearer = bearer.ok_or(Error::Unauthenticated)?;
-        let (_, principal) = self
-            .live_token(bearer)
-            .await?
-            .ok_or(Error::Unauthenticated)?;
-        Ok(principal)
-    }
-
-    /// A customer token's claims and principal if it is honoured right now: signature and
-    /// expiry, and its session neither signed out, revoked by Force Sign In or a password
-    /// change, nor expired. `None` otherwise. What `/introspect` answers for other services.
-    pub async fn live_token(
-        &self,
-        bearer: &str,
-    ) -> Result<Option<(crate::token::VerifiedToken, CustomerPrincipal)>> {
-        let now = self.parts.clock.now();
-        let Ok(verified) = self.parts.tokens.verify(TokenKind::Customer, bearer, now) else {
-            return Ok(None);
-        };
-        let Some(customer) = self.store.live_session(verified.session_id, now).await? else {
-            return Ok(None);
-        };
-        if customer.id != verified.subject {
-            return Ok(None);
-        }
-        Ok(Some((
-            verified,
-            CustomerPrincipal {
-                customer,
-                session_id: verified.session_id,
-            },
-        )))
     }
 
     /// Ends the presented token's session.

@@ -445,7 +445,7 @@ impl EmailChanges {
             crate::admin::AuditAction::ReleaseFrozenAccount,
             now,
         )
-        .from_ip(client.ip.clone())
+        .from_ip(client.ip.map(|ip| ip.to_string()))
         .detail("the address it had moved to gave it back");
         match self.store.release_frozen(change.id, now, audit).await? {
             Released::Released => {

@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod auth;
 pub mod bulk;
 pub mod customer;
 pub mod email_change;

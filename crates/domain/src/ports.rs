@@ -68,10 +68,6 @@ pub trait AccountStore: Send + Sync {
         notice: NewMail,
     ) -> Result<u64>;
 
-    /// The customer of the live (not revoked, not expired) session `id`, in one look-up.
-    /// Notes the use (at most once a minute) for `customerSessions`.
-    async fn live_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Customer>>;
-
     /// Live sessions of a customer, newest first.
     async fn live_sessions(&self, customer_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>>;
 

@@ -465,7 +465,13 @@ mod tests {
         let issued: DateTime<Utc> = "2020-01-01T00:00:00Z".parse().unwrap();
         let (sub, sid) = (Uuid::now_v7(), Uuid::now_v7());
         let token = codec
-            .sign(TokenKind::Customer, sub, sid, issued, issued + Duration::hours(1))
+            .sign(
+                TokenKind::Customer,
+                sub,
+                sid,
+                issued,
+                issued + Duration::hours(1),
+            )
             .unwrap();
         let during = codec.verify(TokenKind::Customer, &token, issued + Duration::minutes(30));
         assert_eq!(during.map(|v| v.session_id), Ok(sid));

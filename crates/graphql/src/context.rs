@@ -6,9 +6,11 @@ use std::sync::Arc;
 use async_graphql::Context;
 use domain::{
     accounts::CustomerPrincipal,
-    admin::AdminAuthError,
     admin::{AdminPrincipal, Permission},
+    auth::Principal,
     customer::ClientInfo,
+    kernel::bearer::BearerToken,
+    token::TokenKind,
 };
 use tokio::sync::OnceCell;
 
@@ -17,35 +19,29 @@ use crate::{ApiError, Services, loaders::Loaders};
 /// What the HTTP layer knows about the caller.
 #[derive(Clone, Default)]
 pub struct RequestContext {
-    /// The `Authorization: Bearer` value, if any. Never logged.
-    pub bearer: Option<String>,
+    /// The `Authorization: Bearer` value, if any (its `Debug` is redacted).
+    pub bearer: Option<BearerToken>,
     pub client: ClientInfo,
-    /// The admin behind the bearer token, resolved once per request however many guarded
-    /// fields ask (a page of 100 customers with four admin-only fields is one look-up).
-    admin: Arc<OnceCell<Result<AdminPrincipal, AdminAuthError>>>,
-    /// The customer behind the bearer token, resolved once per request the same way (a
-    /// document asking for `customer` and `customerSessions` verifies and looks up once).
-    customer: Arc<OnceCell<Result<CustomerPrincipal, CustomerAuthError>>>,
+    /// The principal behind the bearer token, resolved once per request however many fields
+    /// ask, customer or admin alike (a page of 100 customers with four admin-only fields, or a
+    /// document asking for `customer` and `customerSessions`, is one look-up).
+    principal: Arc<OnceCell<Result<Option<Principal>, AuthFailed>>>,
     /// Set when a field of this request ended its own session: later fields of the same
     /// document see it signed out.
     signed_out: Arc<std::sync::atomic::AtomicBool>,
     loaders: Arc<std::sync::OnceLock<Loaders>>,
 }
 
-/// Why a bearer token is not a signed-in customer's, cheap to cache.
+/// The session look-up itself failed (logged where it happened); cheap to cache.
 #[derive(Debug, Clone, Copy)]
-enum CustomerAuthError {
-    Unauthenticated,
-    Internal,
-}
+struct AuthFailed;
 
 impl RequestContext {
-    pub fn new(bearer: Option<String>, client: ClientInfo) -> Self {
+    pub fn new(bearer: Option<BearerToken>, client: ClientInfo) -> Self {
         Self {
             bearer,
             client,
-            admin: Arc::default(),
-            customer: Arc::default(),
+            principal: Arc::default(),
             signed_out: Arc::default(),
             loaders: Arc::default(),
         }
@@ -55,7 +51,7 @@ impl RequestContext {
 impl std::fmt::Debug for RequestContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RequestContext")
-            .field("bearer", &self.bearer.as_ref().map(|_| "<redacted>"))
+            .field("bearer", &self.bearer)
             .field("client", &self.client)
             .finish()
     }
@@ -80,18 +76,53 @@ pub(crate) fn loaders<'a>(ctx: &Context<'a>) -> Result<&'a Loaders, ApiError> {
         .get_or_init(|| Loaders::new(&services.admins, &services.accounts)))
 }
 
-/// The signed-in admin: UNAUTHENTICATED without a live admin token, FORBIDDEN for a customer
-/// token.
-pub(crate) async fn admin(ctx: &Context<'_>) -> Result<AdminPrincipal, ApiError> {
+/// The principal behind this request's bearer token (`None`: no token, or not a live one),
+/// looked up once per request.
+async fn principal<'a>(ctx: &Context<'a>) -> Result<Option<&'a Principal>, ApiError> {
     let request = request(ctx);
     let services = services(ctx)?;
     let resolved = request
-        .admin
-        .get_or_init(|| services.admins.authenticate(request.bearer.as_deref()))
+        .principal
+        .get_or_init(|| async {
+            let Some(bearer) = &request.bearer else {
+                return Ok(None);
+            };
+            match services.auth.authenticate(bearer).await {
+                Ok(found) => Ok(found.map(|a| a.principal)),
+                Err(e) => {
+                    tracing::error!(error = %e, "session look-up failed");
+                    Err(AuthFailed)
+                }
+            }
+        })
         .await;
-    resolved
-        .clone()
-        .map_err(|e| ApiError::from(domain::Error::from(e)))
+    match resolved {
+        Ok(principal) => Ok(principal.as_ref()),
+        Err(AuthFailed) => Err(ApiError::from(domain::Error::internal(
+            "authentication failed",
+        ))),
+    }
+}
+
+/// The signed-in admin: UNAUTHENTICATED without a live admin token, FORBIDDEN for a customer
+/// token (live or signed out: it was never an admin's).
+pub(crate) async fn admin(ctx: &Context<'_>) -> Result<AdminPrincipal, ApiError> {
+    match principal(ctx).await? {
+        Some(Principal::Admin(admin)) => Ok(admin.clone()),
+        Some(Principal::Customer(_)) => Err(ApiError::from(domain::Error::Forbidden)),
+        None => {
+            let customer_token = request(ctx)
+                .bearer
+                .as_ref()
+                .and_then(|b| services(ctx).ok()?.auth.kind_of(b))
+                == Some(TokenKind::Customer);
+            Err(ApiError::from(if customer_token {
+                domain::Error::Forbidden
+            } else {
+                domain::Error::Unauthenticated
+            }))
+        }
+    }
 }
 
 /// The signed-in admin, if their role grants `permission`; FORBIDDEN otherwise.
@@ -107,41 +138,18 @@ pub(crate) async fn admin_with(
     }
 }
 
-/// The signed-in customer, or UNAUTHENTICATED; looked up once per request.
+/// The signed-in customer, or UNAUTHENTICATED (an admin token is not a customer's).
 pub(crate) async fn customer(ctx: &Context<'_>) -> Result<CustomerPrincipal, ApiError> {
-    let request = request(ctx);
-    if request
+    if request(ctx)
         .signed_out
         .load(std::sync::atomic::Ordering::Acquire)
     {
         return Err(ApiError::from(domain::Error::Unauthenticated));
     }
-    let services = services(ctx)?;
-    let resolved = request
-        .customer
-        .get_or_init(|| async {
-            match services
-                .accounts
-                .authenticate(request.bearer.as_deref())
-                .await
-            {
-                Ok(principal) => Ok(principal),
-                Err(domain::Error::Unauthenticated) => Err(CustomerAuthError::Unauthenticated),
-                Err(e) => {
-                    tracing::error!(error = %e, "customer session look-up failed");
-                    Err(CustomerAuthError::Internal)
-                }
-            }
-        })
-        .await;
-    resolved.clone().map_err(|e| {
-        ApiError::from(match e {
-            CustomerAuthError::Unauthenticated => domain::Error::Unauthenticated,
-            CustomerAuthError::Internal => {
-                domain::Error::internal("customer authentication failed")
-            }
-        })
-    })
+    match principal(ctx).await? {
+        Some(Principal::Customer(customer)) => Ok(customer.clone()),
+        _ => Err(ApiError::from(domain::Error::Unauthenticated)),
+    }
 }
 
 /// Records that this request ended its own customer session.

@@ -24,6 +24,8 @@ pub use error::{ApiError, codes};
 
 /// Everything resolvers may call.
 pub struct Services {
+    /// Bearer token to principal, for every resolver.
+    pub auth: Arc<domain::auth::Authenticator>,
     pub accounts: Arc<Accounts>,
     pub resets: Arc<Resets>,
     pub admins: Arc<Admins>,

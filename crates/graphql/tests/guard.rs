@@ -16,6 +16,7 @@ use testkit::Harness;
 fn schema(h: &Harness) -> LatchkeySchema {
     build_schema(
         Services {
+            auth: Arc::new(h.auth()),
             accounts: Arc::new(h.accounts()),
             resets: Arc::new(h.resets()),
             admins: Arc::new(h.admins()),
@@ -38,8 +39,8 @@ async fn run(
     let request = Request::new(query)
         .variables(async_graphql::Variables::from_json(variables))
         .data(RequestContext::new(
-            bearer.map(str::to_owned),
-            ClientInfo::new(Some("192.0.2.99".to_owned()), None),
+            bearer.map(domain::kernel::bearer::BearerToken::new),
+            ClientInfo::new("192.0.2.99".parse().ok(), None),
         ));
     serde_json::to_value(schema.execute(request).await).unwrap()
 }

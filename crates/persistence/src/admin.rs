@@ -137,27 +137,6 @@ impl AdminStore for SqlAdmin {
             .and_then(|m| to_admin(&m)))
     }
 
-    async fn live_admin_session(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Uuid, AdminUser)>> {
-        let found = admin_access_token::Entity::find_by_id(id)
-            .filter(admin_access_token::Column::RevokedAt.is_null())
-            .filter(admin_access_token::Column::ExpiresAt.gt(now))
-            .find_also_related(admin_user::Entity)
-            .one(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(match found {
-            // A disabled admin's tokens are refused (disabling also revokes them).
-            Some((token, Some(admin))) if admin.disabled_at.is_none() => {
-                to_admin(&admin).map(|a| (token.id, a))
-            }
-            _ => None,
-        })
-    }
-
     async fn revoke_admin_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
         let result = admin_access_token::Entity::update_many()
             .col_expr(

@@ -246,7 +246,7 @@ impl CredentialStore for SqlCredentials {
             .expr(Expr::val(s.principal_id))
             .expr(Expr::val(s.created_at))
             .expr(Expr::val(s.expires_at))
-            .expr(Expr::val(s.client.ip))
+            .expr(Expr::val(s.client.ip.map(|ip| ip.to_string())))
             .expr(Expr::val(s.client.user_agent));
         if kind == PrincipalKind::Customer {
             columns.push(access_token::Column::LastUsedAt.into_iden());

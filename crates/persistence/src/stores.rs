@@ -10,13 +10,16 @@ use crate::{
     accounts::SqlAccounts, admin::SqlAdmin, admin_users::SqlAdminUsers, bulk::SqlBulk,
     cleanup::SqlCleanup, db::WriteTurn, email_change::SqlEmailChanges, erasure::SqlErasure,
     grid::Grid, import::SqlImports, keys::SqlKeys, limits::SqlLimits, outbox::SqlOutbox,
-    resets::SqlResets, services::SqlServices, settings::SqlSettings, sign_in::SqlCredentials,
+    resets::SqlResets, services::SqlServices, sessions::SqlSessions, settings::SqlSettings,
+    sign_in::SqlCredentials,
 };
 
 /// The repositories, one per feature, each behind the domain's port(s) it implements.
 #[derive(Debug, Clone)]
 pub struct Stores {
     pub accounts: Arc<SqlAccounts>,
+    /// Authentication's reads: the live session behind a token, customer or admin.
+    pub sessions: Arc<SqlSessions>,
     pub credentials: Arc<SqlCredentials>,
     pub limits: Arc<SqlLimits>,
     pub settings: Arc<SqlSettings>,
@@ -39,6 +42,7 @@ impl Stores {
         let grid = Grid::new(db.clone());
         Self {
             accounts: Arc::new(SqlAccounts::new(db.clone())),
+            sessions: Arc::new(SqlSessions::new(db.clone())),
             credentials: Arc::new(SqlCredentials { db: db.clone() }),
             limits: Arc::new(SqlLimits {
                 db: db.clone(),

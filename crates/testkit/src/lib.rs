@@ -144,6 +144,43 @@ impl Harness {
         Erasure::new(self.stores.erasure.clone(), self.parts.clone())
     }
 
+    /// Bearer token to principal, as every request resolves it.
+    pub fn auth(&self) -> domain::auth::Authenticator {
+        domain::auth::Authenticator::new(
+            self.stores.sessions.clone(),
+            self.parts.tokens.clone(),
+            self.parts.clock.clone(),
+        )
+    }
+
+    /// The principal of a live `token` (`None`: not a live token of either kind).
+    pub async fn principal(&self, token: &str) -> Option<domain::auth::Principal> {
+        self.auth()
+            .authenticate(&domain::kernel::bearer::BearerToken::new(token))
+            .await
+            .unwrap()
+            .map(|a| a.principal)
+    }
+
+    /// The customer signed in with a live `token`.
+    pub async fn customer_principal(
+        &self,
+        token: &str,
+    ) -> Option<domain::accounts::CustomerPrincipal> {
+        match self.principal(token).await? {
+            domain::auth::Principal::Customer(c) => Some(c),
+            domain::auth::Principal::Admin(_) => None,
+        }
+    }
+
+    /// The admin signed in with a live `token`.
+    pub async fn admin_principal(&self, token: &str) -> Option<domain::admin::AdminPrincipal> {
+        match self.principal(token).await? {
+            domain::auth::Principal::Admin(a) => Some(a),
+            domain::auth::Principal::Customer(_) => None,
+        }
+    }
+
     pub fn admins(&self) -> Admins {
         Admins::new(self.stores.admin.clone(), self.parts.clone())
     }
@@ -209,7 +246,7 @@ impl Harness {
 
     /// A client at `ip`.
     pub fn client(ip: &str) -> ClientInfo {
-        ClientInfo::new(Some(ip.to_owned()), None)
+        ClientInfo::new(ip.parse().ok(), None)
     }
 
     pub async fn customer(&self, email: &str) -> Customer {

@@ -105,7 +105,7 @@ impl NewAudit {
             actor: principal.admin.username.clone(),
             action,
             customer_id: None,
-            client_ip: client.ip.clone(),
+            client_ip: client.ip.map(|ip| ip.to_string()),
             detail: None,
         }
     }

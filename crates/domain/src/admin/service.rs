@@ -20,28 +20,7 @@ use crate::{
     password::PasswordCandidate,
     settings::{LimitMethod, Settings},
     sign_in::IssuedToken,
-    token::TokenKind,
 };
-
-/// Why a bearer token is not an admin's. Cheap to copy, so a request can cache it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdminAuthError {
-    /// No token, or not a live admin token.
-    Unauthenticated,
-    /// A valid customer token on an admin operation.
-    Forbidden,
-    Internal,
-}
-
-impl From<AdminAuthError> for Error {
-    fn from(e: AdminAuthError) -> Self {
-        match e {
-            AdminAuthError::Unauthenticated => Error::Unauthenticated,
-            AdminAuthError::Forbidden => Error::Forbidden,
-            AdminAuthError::Internal => Error::internal("admin authentication failed"),
-        }
-    }
-}
 
 /// A partial update of the settings, with the API's field names for errors.
 #[derive(Debug, Clone, Default)]
@@ -232,67 +211,6 @@ impl Admins {
             .sign_in
             .sign_in(PrincipalKind::Admin, &login, &candidate, client, &settings)
             .await
-    }
-
-    /// An admin token's claims and principal if it is honoured right now (as
-    /// [`Accounts::live_token`](crate::accounts::Accounts::live_token) for customers).
-    pub async fn live_token(
-        &self,
-        bearer: &str,
-    ) -> Result<Option<(crate::token::VerifiedToken, AdminPrincipal)>> {
-        let now = self.parts.clock.now();
-        let Ok(verified) = self.parts.tokens.verify(TokenKind::Admin, bearer, now) else {
-            return Ok(None);
-        };
-        let Some((_, admin)) = self
-            .store
-            .live_admin_session(verified.session_id, now)
-            .await?
-        else {
-            return Ok(None);
-        };
-        if admin.id != verified.subject {
-            return Ok(None);
-        }
-        Ok(Some((
-            verified,
-            AdminPrincipal {
-                admin,
-                session_id: verified.session_id,
-            },
-        )))
-    }
-
-    pub async fn authenticate(
-        &self,
-        bearer: Option<&str>,
-    ) -> std::result::Result<AdminPrincipal, AdminAuthError> {
-        let bearer = bearer.ok_or(AdminAuthError::Unauthenticated)?;
-        let now = self.parts.clock.now();
-        let tokens = &self.parts.tokens;
-        let verified = match tokens.verify(TokenKind::Admin, bearer, now) {
-            Ok(v) => v,
-            Err(_) if tokens.verify(TokenKind::Customer, bearer, now).is_ok() => {
-                return Err(AdminAuthError::Forbidden);
-            }
-            Err(_) => return Err(AdminAuthError::Unauthenticated),
-        };
-        let (_, admin) = self
-            .store
-            .live_admin_session(verified.session_id, now)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "admin session look-up failed");
-                AdminAuthError::Internal
-            })?
-            .ok_or(AdminAuthError::Unauthenticated)?;
-        if admin.id != verified.subject {
-            return Err(AdminAuthError::Unauthenticated);
-        }
-        Ok(AdminPrincipal {
-            admin,
-            session_id: verified.session_id,
-        })
     }
 
     /// Signs out the admin token the request was made with; it is refused from now on.

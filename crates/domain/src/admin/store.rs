@@ -22,12 +22,6 @@ pub struct NewAdmin {
 pub trait AdminStore: Send + Sync {
     /// `Ok(None)` when the username is taken.
     async fn create_admin(&self, new: NewAdmin) -> Result<Option<crate::admin::AdminUser>>;
-    /// The live admin session with its admin (role read afresh: a role change is immediate).
-    async fn live_admin_session(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Option<(Uuid, crate::admin::AdminUser)>>;
     /// Revokes one live admin session (sign-out); false when it was not live.
     async fn revoke_admin_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
 

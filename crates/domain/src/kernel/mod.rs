@@ -1,7 +1,8 @@
 //! The small kernel every feature stands on, importing no feature: the error and its password
-//! vocabulary, the clock, the caller, email addresses, every rate limit, and which mail lane
+//! vocabulary, the clock, the caller and the bearer token it presents, email addresses, every rate limit, and which mail lane
 //! delivers a message.
 
+pub mod bearer;
 pub mod client;
 pub mod clock;
 pub mod email;

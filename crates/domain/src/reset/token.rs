@@ -280,7 +280,7 @@ mod tests {
     #[test]
     fn reset_requests_count_by_the_method_and_the_normalised_email() {
         let e = Email::parse(" Victim@Example.COM ").unwrap();
-        let client = ClientInfo::new(Some("1.2.3.4".into()), None);
+        let client = ClientInfo::new("1.2.3.4".parse().ok(), None);
         let keys = |m| {
             let limit = ResetLimit {
                 method: m,
