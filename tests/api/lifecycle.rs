@@ -839,9 +839,12 @@ async fn tables_mentioning(app: &TestApp, needle: &str, except: &[&str]) -> Vec<
                     .unwrap()
                     .iter()
                     .map(|r| {
+                        // A blob (a UUID) in hex: cast to text, a blob holding a zero byte
+                        // would end the text there for LIKE, hiding every later column.
+                        let c = r.try_get::<String>("", "name").unwrap();
                         format!(
-                            "COALESCE(CAST(\"{}\" AS TEXT), '')",
-                            r.try_get::<String>("", "name").unwrap()
+                            "COALESCE(CASE WHEN typeof(\"{c}\") = 'blob' THEN hex(\"{c}\") \
+                             ELSE CAST(\"{c}\" AS TEXT) END, '')"
                         )
                     })
                     .collect();
