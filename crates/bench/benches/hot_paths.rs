@@ -9,12 +9,13 @@ use std::{hint::black_box, sync::Arc};
 use chrono::{Duration, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
 use domain::{
+    accounts::store::{AccountStore, NewCustomer},
     auth::SessionStore,
     customer::{ClientInfo, Locale},
     email::Email,
     limits::PrincipalKind,
     password::{NewPassword, PasswordPolicy},
-    ports::{AccountStore, NewCustomer, PasswordHasher},
+    ports::PasswordHasher,
     reset::RawResetToken,
     sign_in::{CredentialStore, NewSession, VerifiedHashes},
     token::{TokenCodec, TokenKind},

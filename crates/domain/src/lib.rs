@@ -10,12 +10,10 @@ pub mod admin;
 pub mod auth;
 pub mod bulk;
 pub mod customer;
-pub mod email_change;
-pub mod erasure;
 pub mod import;
 pub mod kernel;
 pub mod keys;
-pub mod lockout;
+pub mod lifecycle;
 pub mod password;
 pub mod ports;
 pub mod reset;
@@ -29,3 +27,6 @@ pub mod token;
 // The kernel's modules keep their paths (`domain::clock`, `domain::limits`, …).
 pub use error::{Error, Result};
 pub use kernel::{clock, email, error, limits, mail};
+// Features that moved into folders keep their paths too.
+pub use lifecycle::{email_change, erasure};
+pub use sign_in::lockout;

@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Error, Result,
+    accounts::store::{AccountStore, CreateCustomerError, NewCustomer, ProfileChange},
     customer::{Customer, Session},
-    ports::{AccountStore, CreateCustomerError, NewCustomer, NewMail, ProfileChange},
+    ports::NewMail,
 };
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,

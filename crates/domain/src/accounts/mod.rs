@@ -2,6 +2,10 @@
 //! and end sessions. Each takes untrusted strings, parses them into domain types, and talks to
 //! storage and the hasher through ports.
 
+pub mod store;
+
+use store::{AccountStore, CreateCustomerError, NewCustomer, ProfileChange};
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -14,10 +18,7 @@ use crate::{
     email::Email,
     limits::{Check, ClientKey, LimitKey, Limiter, PrincipalKind, Rule},
     password::{NewPassword, PasswordCandidate, PasswordPolicy},
-    ports::{
-        AccountStore, CreateCustomerError, MailSignal, NewCustomer, NewMail, ProfileChange,
-        SettingsSource,
-    },
+    ports::{MailSignal, NewMail, SettingsSource},
     reset::{FAILURE_WINDOW, MAX_INVALID_LINKS},
     sign_in::{IssuedToken, SignIn},
     token::TokenCodec,

@@ -9,9 +9,12 @@
 //! - `retire` removes a key that no longer signs once every token it can have signed has expired
 //!   (the longest token lifetime after the next key took over), and forgets its private half.
 
+mod store;
+
+pub use store::{KeyStore, StoredKey};
+
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chacha20poly1305::{
     KeyInit, XChaCha20Poly1305, XNonce,
     aead::{Aead, Payload},
@@ -27,42 +30,6 @@ use crate::{
 
 pub const ALGORITHM: &str = "EdDSA";
 const SEALED_VERSION: u8 = 1;
-
-/// A signing key as storage keeps it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StoredKey {
-    pub kid: String,
-    pub generation: i64,
-    pub algorithm: String,
-    /// The raw public key.
-    pub public_key: Vec<u8>,
-    /// Version, nonce and ciphertext of the seed (see `KeySealer`); `None` once retired.
-    pub sealed_private_key: Option<Vec<u8>>,
-    pub created_at: DateTime<Utc>,
-    pub signs_from: DateTime<Utc>,
-    pub retired_at: Option<DateTime<Utc>>,
-}
-
-impl std::fmt::Debug for StoredKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StoredKey")
-            .field("kid", &self.kid)
-            .field("generation", &self.generation)
-            .field("signs_from", &self.signs_from)
-            .field("retired_at", &self.retired_at)
-            .finish_non_exhaustive()
-    }
-}
-
-#[async_trait]
-pub trait KeyStore: Send + Sync {
-    /// Every key, retired ones included, in generation order.
-    async fn signing_keys(&self) -> Result<Vec<StoredKey>>;
-    /// Adds a key; `false` when its generation is taken (someone else added one first).
-    async fn add_signing_key(&self, key: StoredKey) -> Result<bool>;
-    /// Marks a key retired and forgets its private half; `false` when it was not live.
-    async fn retire_signing_key(&self, kid: &str, now: DateTime<Utc>) -> Result<bool>;
-}
 
 /// Seals private keys with XChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the
 /// configured key-encryption secret; the `kid` is the associated data, so a sealed key moved to
@@ -350,6 +317,8 @@ impl Keys {
 
 #[cfg(test)]
 mod tests {
+    use async_trait::async_trait;
+
     use super::*;
 
     #[test]

@@ -6,12 +6,13 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
+    accounts::store::AccountStore,
     accounts::{Wiring, parse_email},
     admin::{AdminPrincipal, AuditAction, NewAudit},
     customer::ClientInfo,
     email::Email,
     limits::{Check, LimitKey, PrincipalKind, Refused, Rule},
-    ports::{AccountStore, MailSignal, NewMail},
+    ports::{MailSignal, NewMail},
     reset::{RawResetToken, ResetLinks, ResetRequest, ResetStore, request_checks},
 };
 

@@ -55,7 +55,7 @@ pub trait ResetStore: Send + Sync {
 
     /// In one transaction: consumes the token (only if still unused, not superseded and not
     /// expired at `now`), then applies the password change like
-    /// [`crate::ports::AccountStore::set_password`] with no session kept. False when the token was already
+    /// [`crate::accounts::store::AccountStore::set_password`] with no session kept. False when the token was already
     /// consumed (a concurrent reset won).
     async fn complete_reset(
         &self,
