@@ -141,7 +141,11 @@ async function session() {
       node.remove();
     }
   }
-  document.getElementById("admin-who").textContent = t("admin.signed_in_as", me);
+  // The role as the CLI and the API's audit spell it (the enum value in lower case).
+  document.getElementById("admin-who").textContent = t("admin.signed_in_as", {
+    username: me.username,
+    role: me.role.toLowerCase(),
+  });
   document.getElementById("admin-sign-out").addEventListener("click", async (event) => {
     await busy(event.currentTarget, async () => {
       try {
@@ -1120,7 +1124,7 @@ function setPasswordPage() {
 async function adminUsersPage(admin) {
   const tbody = document.querySelector("#admins tbody");
   const dialog = document.getElementById("admin-confirm");
-  const ROLES = ["viewer", "support", "administrator"];
+  const ROLES = ["VIEWER", "SUPPORT", "ADMINISTRATOR"];
   let pending = null;
 
   function explain(error) {
@@ -1134,7 +1138,7 @@ async function adminUsersPage(admin) {
   async function update(user, change) {
     try {
       const data = await gql(
-        "mutation Update($id: ID!, $role: String, $disabled: Boolean) { updateAdminUser(id: $id, role: $role, disabled: $disabled) { id } }",
+        "mutation Update($id: ID!, $role: AdminRole, $disabled: Boolean) { updateAdminUser(id: $id, role: $role, disabled: $disabled) { id } }",
         { id: user.id, ...change },
         admin.token,
       );
@@ -1175,7 +1179,7 @@ async function adminUsersPage(admin) {
       const roleCell = el("td");
       const select = el("select", null, { "aria-label": t("admin.role") + ": " + user.username });
       for (const role of ROLES) {
-        const option = el("option", t("admin.role_" + role), { value: role });
+        const option = el("option", t("admin.role_" + role.toLowerCase()), { value: role });
         option.selected = role === user.role;
         select.appendChild(option);
       }
@@ -1239,7 +1243,7 @@ async function adminUsersPage(admin) {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         await gql(
-          "mutation Invite($username: String!, $email: String!, $role: String!) { createAdminUser(username: $username, email: $email, role: $role) { id } }",
+          "mutation Invite($username: String!, $email: String!, $role: AdminRole!) { createAdminUser(username: $username, email: $email, role: $role) { id } }",
           { username: username.value.trim(), email: email.value.trim(), role: document.getElementById("invite-role").value },
           admin.token,
         );

@@ -128,12 +128,12 @@ const MATRIX: &[(&str, &str, Permission)] = &[
     ),
     (
         "createAdminUser",
-        "mutation { createAdminUser(username: \"matrix-invitee\", email: \"invitee@example.com\", role: \"viewer\") { id } }",
+        "mutation { createAdminUser(username: \"matrix-invitee\", email: \"invitee@example.com\", role: VIEWER) { id } }",
         Permission::AdminUsersManage,
     ),
     (
         "updateAdminUser",
-        "mutation($admin: ID!) { updateAdminUser(id: $admin, role: \"viewer\") { id role } }",
+        "mutation($admin: ID!) { updateAdminUser(id: $admin, role: VIEWER) { id role } }",
         Permission::AdminUsersManage,
     ),
     (
@@ -1152,7 +1152,11 @@ async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(ba
     ] {
         let token = app.admin_token(role).await;
         let res = app.gql_as(Some(&token), me, json!({})).await;
-        assert_eq!(res["data"]["currentAdmin"]["role"], role, "{res}");
+        assert_eq!(
+            res["data"]["currentAdmin"]["role"],
+            role.to_uppercase(),
+            "{res}"
+        );
         assert_eq!(res["data"]["currentAdmin"]["permissions"], permissions);
         assert!(
             res["data"]["currentAdmin"]["username"]
@@ -1196,7 +1200,7 @@ async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(ba
     );
     let other = app.admin_token("administrator").await;
     let res = app.gql_as(Some(&other), me, json!({})).await;
-    assert_eq!(res["data"]["currentAdmin"]["role"], "administrator");
+    assert_eq!(res["data"]["currentAdmin"]["role"], "ADMINISTRATOR");
     assert_eq!(
         app.whoami(&customer).await.as_deref(),
         Ok("ann@example.com")

@@ -22,17 +22,17 @@ crate::tests![
     admin_links_live_shorter_and_a_new_admin_password_is_announced,
 ];
 
-const INVITE: &str = "mutation($u: String!, $e: String!, $r: String!) { createAdminUser(username: $u, email: $e, role: $r) { id username email role disabled } }";
+const INVITE: &str = "mutation($u: String!, $e: String!, $r: AdminRole!) { createAdminUser(username: $u, email: $e, role: $r) { id username email role disabled } }";
 const SET: &str =
     "mutation($t: String!, $p: String!) { setAdminPassword(token: $t, newPassword: $p) }";
-const UPDATE: &str = "mutation($id: ID!, $r: String, $d: Boolean) { updateAdminUser(id: $id, role: $r, disabled: $d) { id role disabled } }";
+const UPDATE: &str = "mutation($id: ID!, $r: AdminRole, $d: Boolean) { updateAdminUser(id: $id, role: $r, disabled: $d) { id role disabled } }";
 const NEW_PASSWORD: &str = "Invited-Admin-2026";
 
 async fn invite(app: &TestApp, token: &str, username: &str, role: &str) -> Value {
     app.gql_as(
         Some(token),
         INVITE,
-        json!({"u": username, "e": format!("{username}@example.com"), "r": role}),
+        json!({"u": username, "e": format!("{username}@example.com"), "r": role.to_uppercase()}),
     )
     .await
 }
@@ -70,7 +70,7 @@ async fn an_invited_admin_sets_their_own_password_once(backend: Backend) {
         res["data"]["createAdminUser"]["email"], "kim@example.com",
         "{res}"
     );
-    assert_eq!(res["data"]["createAdminUser"]["role"], "support");
+    assert_eq!(res["data"]["createAdminUser"]["role"], "SUPPORT");
     let mail = invitation(&smtp, 1, "kim@example.com").await;
     assert!(
         mail.link().contains("/admin/set-password?token="),
@@ -105,7 +105,7 @@ async fn an_invited_admin_sets_their_own_password_once(backend: Backend) {
         .await;
     assert_eq!(
         me["data"]["currentAdmin"],
-        json!({"username": "kim", "role": "support"})
+        json!({"username": "kim", "role": "SUPPORT"})
     );
     // Once only: the link cannot set the password again (say, from a forwarded mail).
     let res = app
@@ -127,7 +127,7 @@ async fn an_invited_admin_sets_their_own_password_once(backend: Backend) {
         list["data"]["adminUsers"]
             .as_array()
             .unwrap()
-            .contains(&json!({"username": "kim", "email": "kim@example.com", "role": "support", "disabled": false})),
+            .contains(&json!({"username": "kim", "email": "kim@example.com", "role": "SUPPORT", "disabled": false})),
         "{list}"
     );
     assert_eq!(
@@ -200,7 +200,7 @@ async fn the_last_active_administrator_cannot_be_demoted_or_disabled(backend: Ba
     let app = TestApp::spawn(backend).await;
     let root = app.admin_token("administrator").await;
     let root_id = admin_id(&app, &root).await;
-    for change in [json!({"r": "support"}), json!({"d": true})] {
+    for change in [json!({"r": "SUPPORT"}), json!({"d": true})] {
         let mut vars = change.clone();
         vars["id"] = json!(root_id);
         let res = app.gql_as(Some(&root), UPDATE, vars).await;
@@ -219,7 +219,7 @@ async fn the_last_active_administrator_cannot_be_demoted_or_disabled(backend: Ba
         .await;
     assert_eq!(
         me["data"]["currentAdmin"],
-        json!({"role": "administrator", "disabled": false})
+        json!({"role": "ADMINISTRATOR", "disabled": false})
     );
     assert_eq!(app.count("audit_log").await, 0);
     // A disabled administrator does not count as one.
@@ -230,16 +230,16 @@ async fn the_last_active_administrator_cannot_be_demoted_or_disabled(backend: Ba
         .await;
     assert_eq!(res["data"]["updateAdminUser"]["disabled"], true, "{res}");
     let res = app
-        .gql_as(Some(&root), UPDATE, json!({"id": root_id, "r": "viewer"}))
+        .gql_as(Some(&root), UPDATE, json!({"id": root_id, "r": "VIEWER"}))
         .await;
     assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
     // Enabled again, the second administrator lets the first step down.
     app.gql_as(Some(&root), UPDATE, json!({"id": second_id, "d": false}))
         .await;
     let res = app
-        .gql_as(Some(&root), UPDATE, json!({"id": root_id, "r": "viewer"}))
+        .gql_as(Some(&root), UPDATE, json!({"id": root_id, "r": "VIEWER"}))
         .await;
-    assert_eq!(res["data"]["updateAdminUser"]["role"], "viewer", "{res}");
+    assert_eq!(res["data"]["updateAdminUser"]["role"], "VIEWER", "{res}");
     // The role change holds from the next request.
     assert_eq!(
         code(&invite(&app, &root, "after", "viewer").await),
@@ -250,7 +250,7 @@ async fn the_last_active_administrator_cannot_be_demoted_or_disabled(backend: Ba
             &app.gql_as(
                 Some(&root),
                 UPDATE,
-                json!({"id": "not-an-id", "r": "viewer"})
+                json!({"id": "not-an-id", "r": "VIEWER"})
             )
             .await
         ),
@@ -270,7 +270,7 @@ async fn the_last_active_administrator_cannot_be_demoted_or_disabled(backend: Ba
             &app.gql_as(
                 Some(&third),
                 UPDATE,
-                json!({"id": uuid::Uuid::nil().to_string(), "r": "viewer"})
+                json!({"id": uuid::Uuid::nil().to_string(), "r": "VIEWER"})
             )
             .await
         ),
@@ -290,14 +290,14 @@ async fn two_administrators_demoting_each_other_at_once_leave_one(backend: Backe
         let (a_id, b_id) = (admin_id(&app, &a).await, admin_id(&app, &b).await);
         for other in list["data"]["adminUsers"].as_array().unwrap() {
             let id = other["id"].as_str().unwrap();
-            if id != a_id && id != b_id && other["role"] == "administrator" {
-                app.gql_as(Some(&a), UPDATE, json!({"id": id, "r": "viewer"}))
+            if id != a_id && id != b_id && other["role"] == "ADMINISTRATOR" {
+                app.gql_as(Some(&a), UPDATE, json!({"id": id, "r": "VIEWER"}))
                     .await;
             }
         }
         let (ra, rb) = tokio::join!(
-            app.gql_as(Some(&a), UPDATE, json!({"id": b_id, "r": "support"})),
-            app.gql_as(Some(&b), UPDATE, json!({"id": a_id, "r": "support"})),
+            app.gql_as(Some(&a), UPDATE, json!({"id": b_id, "r": "SUPPORT"})),
+            app.gql_as(Some(&b), UPDATE, json!({"id": a_id, "r": "SUPPORT"})),
         );
         let list = app
             .gql_as(Some(&a), "{ adminUsers { role disabled } }", json!({}))
@@ -312,7 +312,7 @@ async fn two_administrators_demoting_each_other_at_once_leave_one(backend: Backe
             .as_array()
             .unwrap()
             .iter()
-            .filter(|a| a["role"] == "administrator" && a["disabled"] == false)
+            .filter(|a| a["role"] == "ADMINISTRATOR" && a["disabled"] == false)
             .count();
         assert_eq!(administrators, 1, "{ra} {rb} {list}");
     }

@@ -215,15 +215,8 @@ impl Browser {
             "//table[@id='grid']//tr[td[normalize-space(.)={}]]//input[@data-select]",
             xpath_literal(email)
         );
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::XPath(&xpath))
-            .await
-            .unwrap_or_else(|e| panic!("no row for {email}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.click_xpath(&xpath, &format!("the row for {email}"))
+            .await;
     }
 
     /// Chooses an option of a `<select>` by its value.
@@ -246,8 +239,41 @@ impl Browser {
         input.send_keys(text).await.unwrap();
     }
 
+    /// Clicks the element at `xpath` (waiting for it), found again if it went stale.
+    async fn click_xpath(&self, xpath: &str, what: &str) {
+        for _ in 0..20 {
+            let element = self
+                .client
+                .wait()
+                .at_most(WAIT)
+                .for_element(Locator::XPath(xpath))
+                .await
+                .unwrap_or_else(|e| panic!("no {what}: {e}"));
+            match element.click().await {
+                Ok(_) => return,
+                Err(e) if e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("clicking {what}: {e}"),
+            }
+        }
+        panic!("{what} went stale 20 times in a row");
+    }
+
+    /// Clicks the element; found again if the page re-rendered it between finding and
+    /// clicking (a table redrawn by its own refresh), which WebDriver reports as a stale
+    /// reference.
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap();
+        for _ in 0..20 {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(e) if e.to_string().contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+        panic!("{css} went stale 20 times in a row");
     }
 
     /// Clicks the link or button whose visible text is `text`.
@@ -256,15 +282,8 @@ impl Browser {
             "//*[self::a or self::button][normalize-space(.)={}]",
             xpath_literal(text)
         );
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::XPath(&xpath))
-            .await
-            .unwrap_or_else(|e| panic!("no link or button {text:?}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.click_xpath(&xpath, &format!("a link or button {text:?}"))
+            .await;
     }
 
     pub async fn text(&self, css: &str) -> String {
@@ -607,7 +626,7 @@ async fn browser_an_invited_admin_sets_a_password_and_signs_in(backend: Backend)
     let res = app
         .gql_as(
             Some(&root),
-            "mutation { createAdminUser(username: \"newhire\", email: \"newhire@example.com\", role: \"support\") { id } }",
+            "mutation { createAdminUser(username: \"newhire\", email: \"newhire@example.com\", role: SUPPORT) { id } }",
             json!({}),
         )
         .await;
@@ -675,7 +694,7 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
     browser.wait_text("#admins tbody", "chief").await;
     browser.fill("#invite-username", "helper").await;
     browser.fill("#invite-email", "helper@example.com").await;
-    browser.choose("#invite-role", "support").await;
+    browser.choose("#invite-role", "SUPPORT").await;
     browser.click_text("Send Invitation").await;
     browser
         .wait_text("#notice", "Invitation sent to helper@example.com.")
@@ -690,7 +709,7 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
     browser.shot("admin-users").await;
 
     browser
-        .choose("tr[data-username='helper'] select", "viewer")
+        .choose("tr[data-username='helper'] select", "VIEWER")
         .await;
     browser.wait_text("#notice", "helper is updated.").await;
     browser
@@ -711,7 +730,7 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
         list["data"]["adminUsers"]
             .as_array()
             .unwrap()
-            .contains(&json!({"username": "helper", "role": "viewer", "disabled": true})),
+            .contains(&json!({"username": "helper", "role": "VIEWER", "disabled": true})),
         "{list}"
     );
 
@@ -721,7 +740,7 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["role"] == "administrator" && a["username"] != "chief")
+        .filter(|a| a["role"] == "ADMINISTRATOR" && a["username"] != "chief")
         .map(|a| a["username"].as_str().unwrap().to_owned())
         .collect();
     browser.goto(&app.url("/admin/users")).await;
@@ -740,7 +759,7 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
             .await;
     }
     browser
-        .choose("tr[data-username='chief'] select", "support")
+        .choose("tr[data-username='chief'] select", "SUPPORT")
         .await;
     browser
         .wait_text("#notice", "This is the last active administrator")

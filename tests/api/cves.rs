@@ -340,7 +340,7 @@ async fn medusa_link_tokens_and_access_tokens_never_stand_in_for_each_other(back
     let root = app.admin_token("administrator").await;
     app.gql_as(
         Some(&root),
-        "mutation { createAdminUser(username: \"invitee\", email: \"invitee@example.com\", role: \"viewer\") { id } }",
+        "mutation { createAdminUser(username: \"invitee\", email: \"invitee@example.com\", role: VIEWER) { id } }",
         json!({}),
     )
     .await;
@@ -503,7 +503,7 @@ async fn admin_flows_with_secrets(
     let admin_name = format!("watcher{tag}");
     app.gql_as(
         Some(&root),
-        "mutation($u: String!, $e: String!) { createAdminUser(username: $u, email: $e, role: \"viewer\") { id } }",
+        "mutation($u: String!, $e: String!) { createAdminUser(username: $u, email: $e, role: VIEWER) { id } }",
         json!({"u": admin_name, "e": format!("{admin_name}@example.com")}),
     )
     .await;

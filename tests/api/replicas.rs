@@ -269,7 +269,7 @@ async fn cleanup_removes_only_what_has_expired(backend: Backend) {
     let res = app
         .gql_as(
             Some(&root),
-            "mutation { createAdminUser(username: \"temp\", email: \"temp@example.com\", role: \"viewer\") { id } }",
+            "mutation { createAdminUser(username: \"temp\", email: \"temp@example.com\", role: VIEWER) { id } }",
             json!({}),
         )
         .await;

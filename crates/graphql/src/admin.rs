@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     ApiError,
     admin_types::{
-        Admin, AdminToken, AuditEntryConnection, AuditEntryEdge, AuditLogFilter,
+        Admin, AdminRole, AdminToken, AuditEntryConnection, AuditEntryEdge, AuditLogFilter,
         CustomerConnection, CustomerEdge, CustomerFilter, CustomerSort, PageInfo, PasswordSettings,
         PasswordSettingsInput, RevokeAdminTokensResult, RevokeCustomerTokensResult, SortDirection,
         UndeliveredMail,
@@ -305,19 +305,20 @@ impl AdminMutation {
     }
 
     /// Invites an admin: `email` gets a link to set their own password (nobody else ever types
-    /// it). `role`: `administrator`, `support` or `viewer`.
+    /// it).
     #[graphql(guard = "RequirePermission(Permission::AdminUsersManage)")]
     async fn create_admin_user(
         &self,
         ctx: &Context<'_>,
         username: String,
         email: String,
-        role: String,
+        role: AdminRole,
     ) -> Result<Admin, ApiError> {
+        let role = domain::admin::Role::from(role).as_str();
         let principal = admin(ctx).await?;
         let created = services(ctx)?
             .admin_users
-            .invite(&principal, &username, &email, &role, &request(ctx).client)
+            .invite(&principal, &username, &email, role, &request(ctx).client)
             .await?;
         Ok(Admin::from(&created))
     }
@@ -329,7 +330,7 @@ impl AdminMutation {
         &self,
         ctx: &Context<'_>,
         id: ID,
-        role: Option<String>,
+        role: Option<AdminRole>,
         disabled: Option<bool>,
     ) -> Result<Admin, ApiError> {
         let principal = admin(ctx).await?;
@@ -339,7 +340,7 @@ impl AdminMutation {
             .update(
                 &principal,
                 id,
-                role.as_deref(),
+                role.map(|r| domain::admin::Role::from(r).as_str()),
                 disabled,
                 &request(ctx).client,
             )

@@ -19,13 +19,43 @@ pub struct AdminToken {
 pub struct Admin {
     pub id: ID,
     pub username: String,
-    /// `administrator`, `support` or `viewer`.
-    pub role: String,
+    pub role: AdminRole,
     pub permissions: Vec<AdminPermission>,
     /// Where invitations go; admins made by `latchkey admin create` may have none.
     pub email: Option<String>,
     /// A disabled admin can neither sign in nor use a token.
     pub disabled: bool,
+}
+
+/// An admin's role; `permissions` lists what it allows.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum AdminRole {
+    /// Everything: customers, bulk actions, settings, the audit log, admin users.
+    Administrator,
+    /// Customers: look up, send a reset link, Force Sign In.
+    Support,
+    /// Customers: look up only.
+    Viewer,
+}
+
+impl From<admin::Role> for AdminRole {
+    fn from(r: admin::Role) -> Self {
+        match r {
+            admin::Role::Administrator => Self::Administrator,
+            admin::Role::Support => Self::Support,
+            admin::Role::Viewer => Self::Viewer,
+        }
+    }
+}
+
+impl From<AdminRole> for admin::Role {
+    fn from(r: AdminRole) -> Self {
+        match r {
+            AdminRole::Administrator => Self::Administrator,
+            AdminRole::Support => Self::Support,
+            AdminRole::Viewer => Self::Viewer,
+        }
+    }
 }
 
 /// What an admin role allows.
@@ -72,7 +102,7 @@ impl From<&admin::AdminUser> for Admin {
         Self {
             id: ID(a.id.to_string()),
             username: a.username.clone(),
-            role: a.role.as_str().to_owned(),
+            role: a.role.into(),
             permissions: a.role.permissions().iter().map(|&p| p.into()).collect(),
             email: a.email.clone(),
             disabled: a.disabled,
