@@ -69,7 +69,7 @@ pub fn trials(groups: &[Tests], through_pgbouncer: &[Tests]) -> Vec<Trial> {
              and npm, or run .ci/run ***\n"
         );
     }
-    let pgbouncer = crate::pgbouncer::available();
+    let pgbouncer = testkit::pgbouncer::available();
     if let Err(missing) = &pgbouncer {
         if std::env::var_os("CI").is_some() {
             panic!("CI is set but the PgBouncer runs cannot happen: {missing}");

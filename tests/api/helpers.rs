@@ -13,7 +13,9 @@ use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use crate::{pgbouncer::PgBouncer, smtp::SmtpReceiver};
+use testkit::pgbouncer::{PgBouncer, Upstream};
+
+use crate::smtp::SmtpReceiver;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -137,14 +139,14 @@ impl TestApp {
             // After `adjust`, which may have pointed the URL at a proxy in front of PostgreSQL:
             // PgBouncer goes in front of whatever the URL names.
             let role = pg_schema.clone().unwrap();
-            let upstream = reqwest::Url::parse(&config.database_url).unwrap();
-            let bouncer = PgBouncer::start(
-                upstream.host_str().unwrap_or("127.0.0.1"),
-                upstream.port().unwrap_or(5432),
-                upstream.path().trim_start_matches('/'),
-                &role,
-            )
-            .await;
+            let url = reqwest::Url::parse(&config.database_url).unwrap();
+            let upstream = Upstream {
+                host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+                port: url.port().unwrap_or(5432),
+                dbname: url.path().trim_start_matches('/').to_owned(),
+                role: role.clone(),
+            };
+            let bouncer = PgBouncer::start(&upstream, 6).await.unwrap();
             config.database_url = bouncer.url();
             config.database_pooler = Pooler::Transaction;
             pgbouncer = Some((bouncer, role));

@@ -27,7 +27,6 @@ mod lifecycle;
 mod limits;
 mod node;
 mod ops;
-mod pgbouncer;
 mod process;
 mod proxy;
 mod replicas;

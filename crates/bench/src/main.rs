@@ -15,7 +15,6 @@ mod grid_orders;
 mod hash_budget;
 mod import;
 mod load;
-mod pgbouncer;
 mod scenarios;
 mod seed;
 mod smtp_sink;

@@ -15,11 +15,12 @@ use std::{
 };
 
 use serde_json::json;
+use testkit::pgbouncer::{PgBouncer, Upstream};
 
 use crate::{
     Cli, Process, Row, argon2_ceiling, free_addr, listening_on, load,
     load::{Stats, post},
-    measure, pgbouncer, reset_request, rss_kib, seed, server_signed_tokens, smtp_sink, statements,
+    measure, reset_request, rss_kib, seed, server_signed_tokens, smtp_sink, statements,
     timing_class, with_peak_rss,
 };
 
@@ -121,7 +122,6 @@ pub(crate) struct Run {
     /// Customers seeded, at least [`KNOWN_FROM`] + 1.
     customers: usize,
     url: String,
-    dir: PathBuf,
     pgbouncer: Option<PathBuf>,
     /// The legacy HS256 secret the seeded tokens are signed with.
     secret: String,
@@ -235,7 +235,6 @@ pub(crate) async fn backend(
         connections: cli.connections,
         customers: cli.customers.max(KNOWN_FROM + 1),
         url: url.to_owned(),
-        dir: dir.to_owned(),
         pgbouncer: cli.pgbouncer.clone(),
         secret,
         tokens: Arc::new(seeded.customer_tokens.clone()),
@@ -369,12 +368,15 @@ async fn customer_pgbouncer(r: &mut Run) -> anyhow::Result<()> {
     let Some(binary) = r.pgbouncer.clone() else {
         return Ok(());
     };
-    let bouncer = pgbouncer::start(&binary, &r.dir, &r.url, 8, free_addr()?).await?;
+    let upstream = Upstream::of_url(&r.url).map_err(anyhow::Error::msg)?;
+    let bouncer = PgBouncer::start_binary(&binary, &upstream, 8)
+        .await
+        .map_err(anyhow::Error::msg)?;
     let bounced_addr = free_addr()?;
     let mut bounced_env = listening_on(&r.env, bounced_addr);
     for (k, v) in bounced_env.iter_mut() {
         if *k == "DATABASE_URL" {
-            *v = bouncer.url.clone();
+            *v = bouncer.url();
         }
     }
     bounced_env.push(("LATCHKEY_DATABASE_POOLER", "transaction".to_owned()));

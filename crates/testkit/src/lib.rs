@@ -6,6 +6,8 @@
 // A test that cannot set up its database should stop right there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod pgbouncer;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
