@@ -1,19 +1,19 @@
 //! The Latchkey server: configuration, wiring of storage and hashing into the use cases, the
 //! HTTP edge, and the CLI's commands.
 
-pub mod bulk;
 pub mod client_ip;
 pub mod config;
 pub mod export;
 pub mod files;
 /// Password hashing lives in its own crate; `latchkey::hashing` keeps its old path.
 pub use latchkey_hashing as hashing;
+// The workers live in a crate of their own; their old paths stay.
+pub use workers::{bulk, mail};
 pub mod http;
 pub mod import;
 pub mod introspect;
 pub mod keys;
 pub mod listener;
-pub mod mail;
 pub mod pages;
 pub mod secrets;
 pub mod telemetry;

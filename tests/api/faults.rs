@@ -391,7 +391,7 @@ async fn every_accepted_reset_mailed_once(app: &TestApp, smtp: &SmtpReceiver, t:
     );
     // Nothing twice: the only possible repeat is a message the killed replica had handed to
     // SMTP but not yet marked sent; it would carry the same Message-ID (receivers drop it).
-    // A worker has at most 16 sends in flight (`PARALLEL_SENDS` in src/mail.rs), and marks
+    // A worker has at most 16 sends in flight (`PARALLEL_SENDS` in crates/workers/src/mail.rs), and marks
     // each group of finished ones in one statement: at most that many can repeat.
     let repeats = received.len() - ids.len();
     assert!(repeats <= 16, "{repeats} messages delivered twice");

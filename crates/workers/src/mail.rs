@@ -114,15 +114,15 @@ macro_rules! templates {
         $(
             $env.add_template(
                 concat!($name, ".subject.txt"),
-                include_str!(concat!("../templates/mail/", $name, ".subject.txt")),
+                include_str!(concat!("../../../templates/mail/", $name, ".subject.txt")),
             )?;
             $env.add_template(
                 concat!($name, ".txt"),
-                include_str!(concat!("../templates/mail/", $name, ".txt")),
+                include_str!(concat!("../../../templates/mail/", $name, ".txt")),
             )?;
             $env.add_template(
                 concat!($name, ".html"),
-                include_str!(concat!("../templates/mail/", $name, ".html")),
+                include_str!(concat!("../../../templates/mail/", $name, ".html")),
             )?;
         )*
     };
