@@ -19,7 +19,6 @@ use domain::{
     import::{ImportCounts, ImportedCustomer, OnConflict, RawRow, Reject, validate},
 };
 use persistence::Stores;
-use uuid::Uuid;
 
 use crate::{config::Config, hashing::work_limits, prepare_database};
 
@@ -336,16 +335,7 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
     if let Some(p) = &progress {
         p.set_message("writing");
     }
-    let audit = NewAudit {
-        id: Uuid::now_v7(),
-        at: now,
-        actor_id: Uuid::nil(),
-        actor: os_actor(),
-        action: AuditAction::ImportCustomers,
-        customer_id: None,
-        client_ip: None,
-        detail: None,
-    };
+    let audit = NewAudit::by_operator(os_actor(), AuditAction::ImportCustomers, now);
     let outcome = session
         .finish(opts.on_conflict, opts.dry_run, file_rejects, audit)
         .await?;

@@ -44,6 +44,37 @@ fn kid_of(token: &str) -> Option<String> {
     header["kid"].as_str().map(str::to_owned)
 }
 
+/// A token's `iat`, in whole seconds.
+fn issued_at(token: &str) -> i64 {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let claims = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    claims["iat"].as_i64().unwrap()
+}
+
+/// When the key `kid` starts signing, in whole seconds (as `iat` counts them).
+async fn signs_from(app: &TestApp, kid: &str) -> i64 {
+    use sea_orm::ConnectionTrait;
+    let row = app
+        .db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            app.db.get_database_backend(),
+            match app.db.get_database_backend() {
+                sea_orm::DatabaseBackend::Postgres => {
+                    "SELECT signs_from FROM signing_keys WHERE kid = $1"
+                }
+                _ => "SELECT signs_from FROM signing_keys WHERE kid = ?",
+            },
+            [kid.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<chrono::DateTime<chrono::Utc>>("", "signs_from")
+        .unwrap()
+        .timestamp()
+}
+
 async fn gql_at(addr: SocketAddr, token: Option<&str>, query: &str, variables: Value) -> Value {
     let mut req = reqwest::Client::new()
         .post(format!("http://{addr}/graphql"))
@@ -186,7 +217,6 @@ async fn a_rotation_signs_nobody_out_and_every_replica_follows_it(backend: Backe
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let rotated = cli(&["keys", "rotate"]);
-    let started = std::time::Instant::now();
     assert!(rotated.starts_with("added key"), "{rotated}");
     // Published on every replica first, signing only later: a token signed now still carries
     // the old key, and both keys verify.
@@ -202,15 +232,25 @@ async fn a_rotation_signs_nobody_out_and_every_replica_follows_it(backend: Backe
     }
     assert_eq!(both.len(), 2, "the new key reached both replicas");
     let new_kid = both.iter().find(|k| **k != first[0]).unwrap().clone();
-    if started.elapsed() < Duration::from_millis(2500) {
-        let early = sign_in_at(b.addr, "rotate@example.com").await;
+    // Published, not yet signing: a token carries the old key until the new key's
+    // `signs_from`, the new one from then on. Judged by the token's own issue time, so the
+    // rule is checked however long this machine took (normally well inside the window).
+    let early = sign_in_at(b.addr, "rotate@example.com").await;
+    let signs_from = signs_from(&app, &new_kid).await;
+    let issued = issued_at(&early);
+    if issued < signs_from {
+        assert_eq!(kid_of(&early), Some(first[0].clone()), "not yet signing");
+    } else if issued > signs_from {
         assert_eq!(
             kid_of(&early),
-            Some(first[0].clone()),
-            "published, not yet signing"
+            Some(new_kid.clone()),
+            "signing from signs_from"
         );
     }
-    tokio::time::sleep(Duration::from_millis(3200).saturating_sub(started.elapsed())).await;
+    // Then, once `signs_from` has passed on the clock the replicas read, the new key signs.
+    let now = chrono::Utc::now().timestamp_millis();
+    let wait = u64::try_from((signs_from + 1) * 1000 - now).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
     let new = sign_in_at(b.addr, "rotate@example.com").await;
     assert_eq!(kid_of(&new), Some(new_kid.clone()));
     for addr in [a.addr, b.addr] {

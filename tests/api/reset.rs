@@ -753,7 +753,16 @@ async fn mail_sent_while_smtp_is_down_arrives_once_it_is_back(backend: Backend) 
         res["data"]["requestPasswordReset"], true,
         "SMTP trouble never reaches the caller"
     );
-    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    // The first attempt failed (SMTP is down) before the receiver comes up.
+    let started = std::time::Instant::now();
+    while app
+        .scalar("SELECT CAST(COALESCE(MAX(attempts), 0) AS BIGINT) AS n FROM email_outbox")
+        .await
+        < 1
+    {
+        assert!(started.elapsed() < StdDuration::from_secs(20), "no attempt");
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
     let smtp = SmtpReceiver::start_on(port).await;
     // Let the backoff elapse on the server's clock.
     for _ in 0..4 {

@@ -105,16 +105,7 @@ pub(crate) async fn seed_customers_timed(
             OnConflict::Skip,
             false,
             0,
-            NewAudit {
-                id: Uuid::now_v7(),
-                at: now,
-                actor_id: Uuid::nil(),
-                actor: "bench".into(),
-                action: AuditAction::ImportCustomers,
-                customer_id: None,
-                client_ip: None,
-                detail: None,
-            },
+            NewAudit::by_operator("bench".into(), AuditAction::ImportCustomers, now),
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -125,6 +125,21 @@ impl NewAudit {
         }
     }
 
+    /// What an operator did from the command line (`actor` names the OS user, as
+    /// `os:user@host`): no admin id, no client address.
+    pub fn by_operator(actor: String, action: AuditAction, at: DateTime<Utc>) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            at,
+            actor_id: Uuid::nil(),
+            actor,
+            action,
+            customer_id: None,
+            client_ip: None,
+            detail: None,
+        }
+    }
+
     /// The customer the entry is about.
     pub fn about(mut self, customer_id: Uuid) -> Self {
         self.customer_id = Some(customer_id);

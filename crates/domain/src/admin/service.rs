@@ -253,9 +253,10 @@ impl Admins {
         customer_id: Option<Uuid>,
         client: &ClientInfo,
     ) -> NewAudit {
-        NewAudit {
-            customer_id,
-            ..NewAudit::by(principal, action, self.parts.clock.now(), client)
+        let audit = NewAudit::by(principal, action, self.parts.clock.now(), client);
+        match customer_id {
+            Some(id) => audit.about(id),
+            None => audit,
         }
     }
 
