@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per signed-in `customer` query, against the ceiling's point lookup, counted by
-# valgrind's callgrind: unlike req/s on a shared 2-core machine (±15 % run to run), the count is
-# the same on every run for the same binary, so a change of a few percent is visible.
+# valgrind's callgrind: unlike req/s on a shared 2-core machine (±15 % run to run), the count
+# moves by only 1 to 4 % run to run (the server's timers fire more often the longer a run takes
+# under valgrind), so compare means of interleaved runs.
 #
 # Each server runs under callgrind twice, answering 200 and then 2,200 sequential keep-alive
 # requests; the difference divided by 2,000 is the cost of one request, start-up cancelled out.
