@@ -215,7 +215,7 @@ impl Browser {
             "//table[@id='grid']//tr[td[normalize-space(.)={}]]//input[@data-select]",
             xpath_literal(email)
         );
-        self.click_xpath(&xpath, &format!("the row for {email}"))
+        self.click_located(Locator::XPath(&xpath), &format!("the row for {email}"))
             .await;
     }
 
@@ -239,14 +239,16 @@ impl Browser {
         input.send_keys(text).await.unwrap();
     }
 
-    /// Clicks the element at `xpath` (waiting for it), found again if it went stale.
-    async fn click_xpath(&self, xpath: &str, what: &str) {
+    /// Clicks the element `locator` finds (waiting for it); found again if the page
+    /// re-rendered it between finding and clicking (a table redrawn by its own refresh), which
+    /// WebDriver reports as a stale reference.
+    async fn click_located(&self, locator: Locator<'_>, what: &str) {
         for _ in 0..20 {
             let element = self
                 .client
                 .wait()
                 .at_most(WAIT)
-                .for_element(Locator::XPath(xpath))
+                .for_element(locator)
                 .await
                 .unwrap_or_else(|e| panic!("no {what}: {e}"));
             match element.click().await {
@@ -260,20 +262,8 @@ impl Browser {
         panic!("{what} went stale 20 times in a row");
     }
 
-    /// Clicks the element; found again if the page re-rendered it between finding and
-    /// clicking (a table redrawn by its own refresh), which WebDriver reports as a stale
-    /// reference.
     pub async fn click(&self, css: &str) {
-        for _ in 0..20 {
-            match self.find(css).await.click().await {
-                Ok(_) => return,
-                Err(e) if e.to_string().contains("stale element") => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("clicking {css}: {e}"),
-            }
-        }
-        panic!("{css} went stale 20 times in a row");
+        self.click_located(Locator::Css(css), css).await;
     }
 
     /// Clicks the link or button whose visible text is `text`.
@@ -282,8 +272,11 @@ impl Browser {
             "//*[self::a or self::button][normalize-space(.)={}]",
             xpath_literal(text)
         );
-        self.click_xpath(&xpath, &format!("a link or button {text:?}"))
-            .await;
+        self.click_located(
+            Locator::XPath(&xpath),
+            &format!("a link or button {text:?}"),
+        )
+        .await;
     }
 
     pub async fn text(&self, css: &str) -> String {

@@ -383,6 +383,23 @@ impl TestApp {
     /// Runs `sql` (placeholders written `$1`, `$2`…, as PostgreSQL spells them) with `values`
     /// straight on the app's database.
     pub async fn execute(&self, sql: &str, values: Vec<sea_orm::Value>) {
+        self.db
+            .execute_raw(self.statement(sql, values))
+            .await
+            .unwrap();
+    }
+
+    /// The one row `sql` (placeholders as in [`TestApp::execute`]) reads.
+    pub async fn query_one(&self, sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::QueryResult {
+        self.db
+            .query_one_raw(self.statement(sql, values))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no row: {sql}"))
+    }
+
+    /// `sql` with PostgreSQL's `$n` placeholders, as this app's database spells them.
+    fn statement(&self, sql: &str, values: Vec<sea_orm::Value>) -> sea_orm::Statement {
         let backend = self.db.get_database_backend();
         let sql = match backend {
             sea_orm::DatabaseBackend::Postgres => sql.to_owned(),
@@ -390,12 +407,7 @@ impl TestApp {
                 s.replace(&format!("${n}"), &format!("?{n}"))
             }),
         };
-        self.db
-            .execute_raw(sea_orm::Statement::from_sql_and_values(
-                backend, sql, values,
-            ))
-            .await
-            .unwrap();
+        sea_orm::Statement::from_sql_and_values(backend, sql, values)
     }
 
     /// Waits (up to 20 s) until no mail is on its way: no message being sent, none due by the

@@ -47,22 +47,13 @@ fn dir_of(app: &TestApp) -> &Path {
 }
 
 async fn stored_hash(app: &TestApp, email_key: &str) -> String {
-    let row = app
-        .db
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(
-            app.db.get_database_backend(),
-            match app.db.get_database_backend() {
-                sea_orm::DatabaseBackend::Postgres => {
-                    "SELECT password_hash FROM customers WHERE email_key = $1"
-                }
-                _ => "SELECT password_hash FROM customers WHERE email_key = ?",
-            },
-            [email_key.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no customer {email_key}"));
-    row.try_get::<String>("", "password_hash").unwrap()
+    app.query_one(
+        "SELECT password_hash FROM customers WHERE email_key = $1",
+        vec![email_key.into()],
+    )
+    .await
+    .try_get::<String>("", "password_hash")
+    .unwrap()
 }
 
 /// Every customer as `email|firstname|lastname|locale|external_id|hash` (what an import writes).

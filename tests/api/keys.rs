@@ -36,43 +36,33 @@ fn kids(jwks: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The `kid` in a token's header (read without verifying anything).
-fn kid_of(token: &str) -> Option<String> {
+/// One part of a token (0 the header, 1 the claims), read without verifying anything.
+fn jwt_part(token: &str, n: usize) -> Value {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    let header = token.split('.').next().unwrap();
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
-    header["kid"].as_str().map(str::to_owned)
+    let part = token.split('.').nth(n).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// The `kid` in a token's header.
+fn kid_of(token: &str) -> Option<String> {
+    jwt_part(token, 0)["kid"].as_str().map(str::to_owned)
 }
 
 /// A token's `iat`, in whole seconds.
 fn issued_at(token: &str) -> i64 {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    let claims = token.split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
-    claims["iat"].as_i64().unwrap()
+    jwt_part(token, 1)["iat"].as_i64().unwrap()
 }
 
 /// When the key `kid` starts signing, in whole seconds (as `iat` counts them).
 async fn signs_from(app: &TestApp, kid: &str) -> i64 {
-    use sea_orm::ConnectionTrait;
-    let row = app
-        .db
-        .query_one_raw(sea_orm::Statement::from_sql_and_values(
-            app.db.get_database_backend(),
-            match app.db.get_database_backend() {
-                sea_orm::DatabaseBackend::Postgres => {
-                    "SELECT signs_from FROM signing_keys WHERE kid = $1"
-                }
-                _ => "SELECT signs_from FROM signing_keys WHERE kid = ?",
-            },
-            [kid.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<chrono::DateTime<chrono::Utc>>("", "signs_from")
-        .unwrap()
-        .timestamp()
+    app.query_one(
+        "SELECT signs_from FROM signing_keys WHERE kid = $1",
+        vec![kid.into()],
+    )
+    .await
+    .try_get::<chrono::DateTime<chrono::Utc>>("", "signs_from")
+    .unwrap()
+    .timestamp()
 }
 
 async fn gql_at(addr: SocketAddr, token: Option<&str>, query: &str, variables: Value) -> Value {
