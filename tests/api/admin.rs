@@ -705,15 +705,39 @@ async fn the_grid_filters_by_lock_session_and_last_reset_email(backend: Backend)
 
 async fn customers_stored_before_the_search_index_are_found_after_the_upgrade(backend: Backend) {
     use migration::MigratorTrait;
-    let app = TestApp::spawn(backend).await;
-    let admin = app.admin_token("viewer").await;
+    let mut app = TestApp::spawn(backend).await;
     create_named(&app, "kim@example.kr", "민준", "김").await;
     create_named(&app, "ann@example.com", "Ann", "Lee").await;
-    // Back to the schema before the search index (the bulk jobs' migration after it, then
-    // its own: column and index dropped), then up again, as an upgrade from that release
-    // runs it: existing rows are filled in.
-    migration::Migrator::down(&app.db, Some(2)).await.unwrap();
-    migration::Migrator::up(&app.db, None).await.unwrap();
+    // An upgrade from the release before the search index, as an operator runs it: the
+    // server stopped, the schema taken back to that release (every later migration undone,
+    // then the index's own: column and index dropped) on a connection of its own, then the
+    // server started again (SQLite migrates on start; PostgreSQL with `latchkey migrate`).
+    // Existing rows are filled in.
+    app.stop().await;
+    let migrations = migration::Migrator::migrations();
+    let search = migrations
+        .iter()
+        .position(|m| m.name().ends_with("_search"))
+        .unwrap();
+    let steps = u32::try_from(migrations.len() - search).unwrap();
+    let mut single = app.config.clone();
+    single.database_max_connections = 1;
+    let (db, _) = latchkey::connect(&single).await.unwrap();
+    migration::Migrator::down(&db, Some(steps)).await.unwrap();
+    let applied = migration::Migrator::get_applied_migrations(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.len(),
+        search,
+        "back to the release before the index"
+    );
+    db.close().await.unwrap();
+    if backend != Backend::Sqlite {
+        latchkey::migrate(&app.config).await.unwrap();
+    }
+    app.start().await;
+    let admin = app.admin_token("viewer").await;
     for (query, email) in [("김 민준", "kim@example.kr"), ("LEE", "ann@example.com")] {
         let (n, _, page) = counted(&app, &admin, json!({"search": query}), 5).await;
         assert_eq!((n, page), (1, vec![email.to_owned()]), "{query}");
