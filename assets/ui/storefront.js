@@ -92,17 +92,82 @@ function signInPage() {
   });
 }
 
+// "Forgot Your Password?". A store that resets by code gets a code form in this same tab: the
+// flow id the request answers is kept in this tab's sessionStorage only (a new tab or another
+// browser does not have it, so a code read out of the mailbox works nowhere else), and sent
+// only in the body of the reset mutation.
+const RESET_FLOW = "latchkey.reset-flow";
+
+function keptFlow() {
+  try {
+    const kept = JSON.parse(sessionStorage.getItem(RESET_FLOW) || "null");
+    if (kept && typeof kept.flowId === "string" && Date.parse(kept.expiresAt) > Date.now()) {
+      return kept;
+    }
+  } catch (e) {
+    // Unreadable: as if there were none.
+  }
+  sessionStorage.removeItem(RESET_FLOW);
+  return null;
+}
+
 function forgotPasswordPage() {
   const form = document.getElementById("forgot");
   const email = document.getElementById("email");
+  const codeForm = document.getElementById("code-form");
+  const haveCode = document.getElementById("have-code");
+  let methods = { byLink: true, byCode: false, codeLength: 8, codeLifetimeMinutes: 15 };
+  const ready = gql("query Methods { passwordResetMethods { byLink byCode codeLength codeLifetimeMinutes } }")
+    .then((data) => {
+      methods = data.passwordResetMethods;
+      haveCode.hidden = !methods.byCode;
+    })
+    .catch(() => {});
+
+  function showCodeForm(address) {
+    form.hidden = true;
+    codeForm.hidden = false;
+    document.getElementById("code-intro").textContent = address
+      ? t("forgot.code_intro", { email: address })
+      : "";
+    document.getElementById("code-hint").textContent = t("forgot.code_hint", {
+      minutes: methods.codeLifetimeMinutes,
+    });
+    document.getElementById("code").focus();
+  }
+
+  const kept = keptFlow();
+  if (kept) {
+    ready.then(() => showCodeForm(kept.email));
+  }
+  haveCode.addEventListener("click", () => showCodeForm(null));
+  // A new request starts over: the old flow dies with it anyway.
+  document.getElementById("code-request-new").addEventListener("click", () => {
+    sessionStorage.removeItem(RESET_FLOW);
+  });
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const address = requireEmail(email);
     if (!address) {
       return;
     }
+    await ready;
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
+        if (methods.byCode) {
+          const data = await gql(
+            "mutation ForgotByCode($email: String!) { requestPasswordResetCode(email: $email) { flowId expiresAt } }",
+            { email: address },
+          );
+          const flow = data.requestPasswordResetCode;
+          sessionStorage.setItem(
+            RESET_FLOW,
+            JSON.stringify({ flowId: flow.flowId, expiresAt: flow.expiresAt, email: address }),
+          );
+          showCodeForm(address);
+          return;
+        }
         await gql("mutation Forgot($email: String!) { requestPasswordReset(email: $email) }", {
           email: address,
         });
@@ -116,6 +181,64 @@ function forgotPasswordPage() {
           email.focus();
         } else {
           notify(describe(error), "error");
+        }
+      }
+    });
+  });
+
+  const code = document.getElementById("code");
+  const password = document.getElementById("password");
+  const confirm = document.getElementById("confirm");
+  codeForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    for (const input of [code, password, confirm]) {
+      fieldError(input, null);
+    }
+    const digits = code.value.replace(/[\s-]/g, "");
+    if (!digits) {
+      fieldError(code, t("forgot.code_required"));
+      code.focus();
+      return;
+    }
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    if (password.value !== confirm.value) {
+      fieldError(confirm, t("reset.mismatch"));
+      confirm.focus();
+      return;
+    }
+    const flow = keptFlow();
+    await busy(codeForm.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation ResetByCode($flowId: String!, $code: String!, $password: String!) { resetPasswordWithCode(flowId: $flowId, code: $code, newPassword: $password) }",
+          { flowId: flow ? flow.flowId : "", code: digits, password: password.value },
+        );
+        sessionStorage.removeItem(RESET_FLOW);
+        customerToken.clear();
+        codeForm.hidden = true;
+        notify(t("reset.done"), "ok");
+        document.getElementById("after-code").hidden = false;
+        document.getElementById("to-sign-in").focus();
+      } catch (error) {
+        switch (error.code) {
+          case "PASSWORD_POLICY":
+            showPolicyViolations(password, error, t("reset.policy"));
+            break;
+          case "RESET_TOKEN_EXPIRED":
+            sessionStorage.removeItem(RESET_FLOW);
+            fieldError(code, t("forgot.code_expired"));
+            code.focus();
+            break;
+          case "RESET_TOKEN_INVALID":
+            fieldError(code, t("forgot.code_invalid"));
+            code.focus();
+            break;
+          default:
+            notify(describe(error), "error");
         }
       }
     });

@@ -20,6 +20,7 @@ mod m20261206_000015_service_admin_tokens;
 mod m20261206_000016_grid_orders;
 mod m20261206_000017_limit_events_in_flight;
 mod m20261206_000018_email_change_release;
+mod m20261206_000019_code_flows;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000016_grid_orders::Migration),
             Box::new(m20261206_000017_limit_events_in_flight::Migration),
             Box::new(m20261206_000018_email_change_release::Migration),
+            Box::new(m20261206_000019_code_flows::Migration),
         ]
     }
 }

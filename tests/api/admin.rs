@@ -159,6 +159,7 @@ const STOREFRONT: &[&str] = &[
     "customer",
     "customerSessions",
     "passwordPolicy",
+    "passwordResetMethods",
     "createCustomer",
     "generateCustomerToken",
     "revokeCustomerToken",
@@ -174,6 +175,8 @@ const STOREFRONT: &[&str] = &[
     "requestAdminPasswordReset",
     "requestPasswordReset",
     "resetPassword",
+    "requestPasswordResetCode",
+    "resetPasswordWithCode",
     "generateAdminToken",
 ];
 

@@ -20,6 +20,7 @@ use crate::{
 
 crate::tests![
     browser_customer_resets_a_forgotten_password_in_the_storefront,
+    browser_a_customer_resets_by_code_in_the_tab_that_asked,
     browser_admin_sends_a_reset_and_forces_sign_in,
     browser_viewer_sees_no_reset_or_force_buttons,
     browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
@@ -127,6 +128,21 @@ pub struct Browser {
 const WAIT: Duration = Duration::from_secs(10);
 
 impl Browser {
+    /// Opens a fresh tab of this browser (its own sessionStorage; cookies shared) and makes it
+    /// current; the tab that was current, to come back to.
+    pub async fn new_tab(&self) -> fantoccini::wd::WindowHandle {
+        let before = self.client.window().await.unwrap();
+        let tab = self.client.new_window(true).await.unwrap();
+        self.client.switch_to_window(tab.handle).await.unwrap();
+        before
+    }
+
+    /// Closes the current tab and goes back to `to`.
+    pub async fn close_tab(&self, to: fantoccini::wd::WindowHandle) {
+        self.client.close_window().await.unwrap();
+        self.client.switch_to_window(to).await.unwrap();
+    }
+
     pub async fn goto(&self, url: &str) {
         self.client.goto(url).await.unwrap();
         self.ready().await;
@@ -396,6 +412,8 @@ async fn admin_signs_in(browser: &Browser, app: &TestApp, username: &str) {
 async fn browser_customer_resets_a_forgotten_password_in_the_storefront(backend: Backend) {
     let (app, smtp) = TestApp::with_smtp(backend).await;
     customer(&app, "mai@example.com", "en").await;
+    // A store that resets by link only (codes: the next test).
+    app.set_settings("reset_by_code = false").await;
     let driver = Driver::start().await;
     let browser = driver.browser("en-US").await;
 
@@ -1228,6 +1246,59 @@ async fn browser_viewer_sees_no_reset_or_force_buttons(backend: Backend) {
         .wait_text("#notice", "Your role does not allow this.")
         .await;
     console.close().await;
+}
+
+/// Reset by code, in Japanese: the code form appears in the tab that asked; the mailed code,
+/// typed into a fresh tab of the same browser, fails there (that tab has no flow id), and then
+/// works in the tab that asked.
+async fn browser_a_customer_resets_by_code_in_the_tab_that_asked(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    customer(&app, "mai@example.com", "ja").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("ja").await;
+    browser.goto(&app.url("/account/forgot-password")).await;
+    browser.fill("#email", "mai@example.com").await;
+    browser.click("#forgot button[type=submit]").await;
+    browser.wait_text("#code-intro", "mai@example.com").await;
+    assert_eq!(
+        browser.text("label[for=code]").await,
+        "メールに記載された確認コード"
+    );
+    browser.shot("storefront-reset-code-ja").await;
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert!(mail.text().contains("確認コード"), "{}", mail.text());
+    let code = mail.code();
+
+    // The code pasted into a fresh tab: refused, and the password stays.
+    let asked = browser.new_tab().await;
+    browser.goto(&app.url("/account/forgot-password")).await;
+    browser
+        .wait_until("!document.getElementById('have-code').hidden")
+        .await;
+    browser.click("#have-code").await;
+    browser.fill("#code", &code).await;
+    browser.fill("#password", "Brand-New-Pass-2026").await;
+    browser.fill("#confirm", "Brand-New-Pass-2026").await;
+    browser.click("#code-form button[type=submit]").await;
+    browser
+        .wait_text("#code-error", "このコードはここでは使用できません")
+        .await;
+    browser.shot("storefront-reset-code-other-tab-ja").await;
+    app.sign_in("mai@example.com", CUSTOMER_PASSWORD).await;
+    browser.close_tab(asked).await;
+
+    // In the tab that asked, typed as the mail shows it (two groups of four).
+    browser
+        .fill("#code", &format!("{} {}", &code[..4], &code[4..]))
+        .await;
+    browser.fill("#password", "Brand-New-Pass-2026").await;
+    browser.fill("#confirm", "Brand-New-Pass-2026").await;
+    browser.click("#code-form button[type=submit]").await;
+    browser
+        .wait_text("#notice", "パスワードを更新しました")
+        .await;
+    app.sign_in("mai@example.com", "Brand-New-Pass-2026").await;
+    browser.close().await;
 }
 
 /// Japanese and Korean labels from the source documents, the choice remembered, and the forms

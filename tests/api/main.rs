@@ -11,6 +11,7 @@ mod admin;
 mod admin_users;
 mod browser;
 mod bulk;
+mod codes;
 mod connections;
 mod cves;
 mod faults;
@@ -45,6 +46,7 @@ fn main() {
         hardening::TESTS,
         ops::TESTS,
         reset::TESTS,
+        codes::TESTS,
         replicas::TESTS,
         faults::TESTS,
         hangups::TESTS,

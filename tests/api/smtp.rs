@@ -70,6 +70,22 @@ impl Received {
             .to_owned()
     }
 
+    /// The one-time code in the plain-text part (two groups of four digits), without the space.
+    pub fn code(&self) -> String {
+        self.maybe_code()
+            .unwrap_or_else(|| panic!("no code in: {}", self.text()))
+    }
+
+    pub fn maybe_code(&self) -> Option<String> {
+        let text = self.text();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let group = |w: &str| w.len() == 4 && w.bytes().all(|b| b.is_ascii_digit());
+        words
+            .windows(2)
+            .find(|w| group(w[0]) && group(w[1]))
+            .map(|w| format!("{}{}", w[0], w[1]))
+    }
+
     /// The `token` parameter of the link.
     pub fn token(&self) -> String {
         let link = self.link();

@@ -33,6 +33,12 @@ pub struct ResetPolicy {
     /// How long an emailed link stays valid. Source documents: 24 hours.
     pub link_lifetime: Duration,
     pub limit: ResetLimit,
+    /// Storefront reset mails carry a link (admins' and bulk resets always do).
+    pub by_link: bool,
+    /// The storefront may start a reset by code (`requestPasswordResetCode`).
+    pub by_code: bool,
+    /// How long a mailed code works (never longer than the link it stands beside).
+    pub code_lifetime: Duration,
 }
 
 impl Default for ResetPolicy {
@@ -40,6 +46,9 @@ impl Default for ResetPolicy {
         Self {
             link_lifetime: Duration::hours(24),
             limit: ResetLimit::default(),
+            by_link: true,
+            by_code: true,
+            code_lifetime: Duration::minutes(15),
         }
     }
 }

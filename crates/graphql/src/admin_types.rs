@@ -287,6 +287,14 @@ pub struct PasswordSettings {
     pub max_failed_sign_ins_per_ip_per_hour: i32,
     /// `createCustomer` calls one client address may make per hour; then RATE_LIMITED.
     pub max_registrations_per_ip_per_hour: i32,
+    /// Storefront reset mails carry a link (admins' "Reset Password" and bulk resets always
+    /// do). At least one of `resetByLink` and `resetByCode` is on.
+    pub reset_by_link: bool,
+    /// The storefront may reset by a code typed in the browser that asked
+    /// (`requestPasswordResetCode`, `resetPasswordWithCode`).
+    pub reset_by_code: bool,
+    /// How long a mailed code works (1–60 minutes; 15 by default).
+    pub reset_code_lifetime_minutes: i32,
 }
 
 fn int(v: i64) -> i32 {
@@ -314,6 +322,9 @@ impl From<settings::Settings> for PasswordSettings {
             max_registrations_per_ip_per_hour: int(i64::from(
                 s.clients.registrations_per_ip_per_hour,
             )),
+            reset_by_link: s.reset.by_link,
+            reset_by_code: s.reset.by_code,
+            reset_code_lifetime_minutes: int(s.reset.code_lifetime.num_minutes()),
         }
     }
 }
@@ -335,6 +346,9 @@ pub struct PasswordSettingsInput {
     pub admin_token_lifetime_minutes: Option<i32>,
     pub max_failed_sign_ins_per_ip_per_hour: Option<i32>,
     pub max_registrations_per_ip_per_hour: Option<i32>,
+    pub reset_by_link: Option<bool>,
+    pub reset_by_code: Option<bool>,
+    pub reset_code_lifetime_minutes: Option<i32>,
 }
 
 impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
@@ -355,6 +369,9 @@ impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
             admin_token_lifetime_minutes: wide(i.admin_token_lifetime_minutes),
             max_failed_sign_ins_per_ip_per_hour: wide(i.max_failed_sign_ins_per_ip_per_hour),
             max_registrations_per_ip_per_hour: wide(i.max_registrations_per_ip_per_hour),
+            reset_by_link: i.reset_by_link,
+            reset_by_code: i.reset_by_code,
+            reset_code_lifetime_minutes: wide(i.reset_code_lifetime_minutes),
         }
     }
 }

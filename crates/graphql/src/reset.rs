@@ -1,6 +1,7 @@
 //! "Forgot Your Password?": request a reset link, then set a new password with it.
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, Object, SimpleObject};
+use chrono::{DateTime, Utc};
 
 use crate::{
     ApiError,
@@ -9,6 +10,28 @@ use crate::{
 
 #[derive(Default)]
 pub struct ResetMutation;
+
+/// The ways this store's "Forgot Your Password?" works.
+#[derive(SimpleObject)]
+pub struct PasswordResetMethods {
+    pub by_link: bool,
+    pub by_code: bool,
+    /// Digits in a mailed code.
+    pub code_length: i32,
+    pub code_lifetime_minutes: i32,
+}
+
+/// A code flow just started. Keep `flowId` where the customer will type the code (the page
+/// that asked, e.g. in `sessionStorage`) and nowhere else: the code works only with it.
+#[derive(SimpleObject)]
+pub struct CodeFlow {
+    /// Opaque; send it back with the code.
+    pub flow_id: String,
+    /// When the code stops working.
+    pub expires_at: DateTime<Utc>,
+    /// How many digits the mailed code has.
+    pub code_length: i32,
+}
 
 #[Object]
 impl ResetMutation {
@@ -51,6 +74,47 @@ impl ResetMutation {
                 &new_password,
                 client,
             )
+            .await?;
+        Ok(true)
+    }
+
+    /// "Forgot Your Password?" by code: emails a short code (and the link, if the store
+    /// resets by link) if an account has this address, and answers this client a flow id.
+    /// The answer, its timing and what is stored are the same for every well-formed address,
+    /// known or not. The code works only with this flow id, for a few minutes, a few guesses,
+    /// and dies with the link, with any newer request, and on use. RATE_LIMITED as
+    /// `requestPasswordReset`; BAD_USER_INPUT when the store does not reset by code.
+    async fn request_password_reset_code(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+    ) -> Result<CodeFlow, ApiError> {
+        let client = &request(ctx).client;
+        let started = services(ctx)?.resets.request_code(&email, client).await?;
+        Ok(CodeFlow {
+            flow_id: started.flow.expose().to_owned(),
+            expires_at: started.expires_at,
+            code_length: domain::reset::CODE_DIGITS as i32,
+        })
+    }
+
+    /// Sets a new password with the mailed code, from the client that asked for it (its
+    /// `flowId`). Every device is signed out and the link in the same mail dies; the customer
+    /// signs in afresh. A wrong code, another client's flow, a spent or replaced code all give
+    /// RESET_TOKEN_INVALID (and count: five guesses per flow, and the client's budget of
+    /// invalid links); RESET_TOKEN_EXPIRED past its lifetime; PASSWORD_POLICY leaves the code
+    /// usable.
+    async fn reset_password_with_code(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] flow_id: String,
+        #[graphql(secret)] code: String,
+        #[graphql(secret)] new_password: String,
+    ) -> Result<bool, ApiError> {
+        let client = &request(ctx).client;
+        services(ctx)?
+            .resets
+            .reset_with_code(&flow_id, &code, &new_password, client)
             .await?;
         Ok(true)
     }

@@ -65,6 +65,23 @@ impl CustomerQuery {
         })
     }
 
+    /// How this store's "Forgot Your Password?" works (public: the page chooses its form before
+    /// anyone types): by an emailed link (`requestPasswordReset`), by a code typed in the
+    /// browser that asked (`requestPasswordResetCode`), or either.
+    async fn password_reset_methods(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<crate::reset::PasswordResetMethods, ApiError> {
+        let reset = services(ctx)?.resets.methods().await?;
+        Ok(crate::reset::PasswordResetMethods {
+            by_link: reset.by_link,
+            by_code: reset.by_code,
+            code_length: domain::reset::CODE_DIGITS as i32,
+            code_lifetime_minutes: i32::try_from(reset.code_lifetime.num_minutes())
+                .unwrap_or(i32::MAX),
+        })
+    }
+
     /// Everything Latchkey stores about a customer, as JSON (profile, sessions, reset links,
     /// email changes, mail, admin actions; never a hash, token or link). Without `customerId`:
     /// the signed-in customer's own. With it: an admin with CUSTOMERS_EXPORT, any customer's,

@@ -357,6 +357,12 @@ impl AdminStore for SqlAdmin {
                         settings::Column::MaxRegistrationsPerIpPerHour,
                         Expr::value(int(i64::from(s.clients.registrations_per_ip_per_hour))),
                     )
+                    .col_expr(settings::Column::ResetByLink, Expr::value(s.reset.by_link))
+                    .col_expr(settings::Column::ResetByCode, Expr::value(s.reset.by_code))
+                    .col_expr(
+                        settings::Column::ResetCodeLifetimeMinutes,
+                        Expr::value(int(s.reset.code_lifetime.num_minutes())),
+                    )
                     .filter(settings::Column::Id.eq(1))
                     .exec(txn)
                     .await

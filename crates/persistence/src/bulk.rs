@@ -505,12 +505,14 @@ async fn apply_action(
                 })?;
                 let (token, mail) = reset_rows(
                     ResetFor {
+                        token_id: Uuid::now_v7(),
                         customer_id: *id,
                         email,
                         email_key,
                         locale,
                     },
                     issued,
+                    None,
                     now,
                     None,
                     MailLane::Bulk,

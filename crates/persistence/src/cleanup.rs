@@ -12,8 +12,8 @@ use sea_orm::{
 use crate::{
     db::{End, db_err, unit_of_work},
     entities::{
-        access_token, admin_access_token, admin_password_token, email_change, email_outbox,
-        limit_event, password_reset_token,
+        access_token, admin_access_token, admin_password_token, code_flow, email_change,
+        email_outbox, limit_event, password_reset_token,
     },
 };
 
@@ -29,6 +29,8 @@ const RESET_RETENTION: Duration = Duration::days(30);
 const EMAIL_CHANGE_RETENTION: Duration = Duration::days(30);
 /// Admin invitation and reset links, a month after they expired.
 const ADMIN_LINK_RETENTION: Duration = Duration::days(30);
+/// Code flows, a day after their code stopped working (until then a guess answers "expired").
+const CODE_FLOW_RETENTION: Duration = Duration::days(1);
 /// Sent mail rows (already scrubbed of links) are kept a week for support questions.
 const SENT_RETENTION: Duration = Duration::days(7);
 /// Any constant the whole fleet agrees on.
@@ -43,6 +45,7 @@ pub struct Cleanup {
     pub sent_mail: u64,
     pub email_changes: u64,
     pub admin_links: u64,
+    pub code_flows: u64,
     /// False when another replica held the lock and this pass did nothing.
     pub ran: bool,
 }
@@ -135,6 +138,12 @@ impl SqlCleanup {
                     .await
                     .map_err(db_err)?
                     .rows_affected;
+                let code_flows = code_flow::Entity::delete_many()
+                    .filter(code_flow::Column::ExpiresAt.lt(now - CODE_FLOW_RETENTION))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
                 Ok(End::Commit(Cleanup {
                     sessions,
                     limit_events,
@@ -142,6 +151,7 @@ impl SqlCleanup {
                     sent_mail,
                     email_changes,
                     admin_links,
+                    code_flows,
                     ran: true,
                 }))
             })

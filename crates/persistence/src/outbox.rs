@@ -1,6 +1,6 @@
 //! The email outbox: rows written in the transaction of the change that caused them, claimed
 //! by delivery workers (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), sent,
-//! then scrubbed of the link.
+//! then scrubbed of the link and code.
 
 use chrono::{DateTime, Duration, Utc};
 use domain::{
@@ -43,6 +43,8 @@ pub struct OutboxMessage {
     pub locale: Locale,
     pub link: Option<String>,
     pub link_expires_at: Option<DateTime<Utc>>,
+    /// A one-time code, with when it stops working.
+    pub code: Option<(String, DateTime<Utc>)>,
     pub firstname: String,
     pub lastname: String,
     pub attempts: i32,
@@ -77,6 +79,8 @@ pub(crate) fn new_row(mail: NewMail) -> email_outbox::ActiveModel {
         created_at: Set(mail.created_at),
         sent_at: Set(None),
         lane: Set(MailLane::Interactive.as_str().to_owned()),
+        code: Set(None),
+        code_expires_at: Set(None),
     }
 }
 
@@ -237,6 +241,7 @@ impl SqlOutbox {
                     locale: Locale::parse(&m.locale).unwrap_or_default(),
                     link: m.link,
                     link_expires_at: m.link_expires_at,
+                    code: m.code.zip(m.code_expires_at),
                     firstname,
                     lastname,
                     attempts: m.attempts,
@@ -308,6 +313,10 @@ impl SqlOutbox {
                 Expr::value(Option::<String>::None),
             )
             .col_expr(
+                email_outbox::Column::Code,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
                 email_outbox::Column::ClaimId,
                 Expr::value(Option::<Uuid>::None),
             )
@@ -356,11 +365,16 @@ impl SqlOutbox {
             .filter(email_outbox::Column::Id.eq(m.id))
             .filter(email_outbox::Column::ClaimId.eq(m.claim_id));
         if dead {
-            // A dead message will never be sent: do not keep a usable link in it.
-            update = update.col_expr(
-                email_outbox::Column::Link,
-                Expr::value(Option::<String>::None),
-            );
+            // A dead message will never be sent: do not keep a usable link or code in it.
+            update = update
+                .col_expr(
+                    email_outbox::Column::Link,
+                    Expr::value(Option::<String>::None),
+                )
+                .col_expr(
+                    email_outbox::Column::Code,
+                    Expr::value(Option::<String>::None),
+                );
         }
         let _turn = self.write_turn.take(&self.db).await;
         queue_work(&self.db, move |txn| {

@@ -16,13 +16,15 @@ use domain::{
     bulk::IssuedReset,
     limits::{Check, KeyHistory, Refused, Rule, decide_in_order},
     ports::{MailKind, MailLane, NewMail},
-    reset::{ResetRequest, ResetStore, StoredResetToken},
+    reset::{
+        CodeAttempt, CodePurpose, MAX_CODE_ATTEMPTS, ResetRequest, ResetStore, StoredResetToken,
+    },
 };
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
     EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-    sea_query::{Expr, LockBehavior, LockType, Query},
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query},
 };
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -32,7 +34,9 @@ use crate::{
     db::db_err,
     db::queue_work,
     db::{End, unit_of_work},
-    entities::{customer, email_outbox, limit_event, password_reset_token, reset_request},
+    entities::{
+        code_flow, customer, email_outbox, limit_event, password_reset_token, reset_request,
+    },
     outbox::{NO_ATTEMPTS, PENDING},
     rows::apply_password_change,
     rows::supersede_tokens,
@@ -206,10 +210,15 @@ async fn record(
         .map(|r| reset_request::ActiveModel {
             id: Set(Uuid::now_v7()),
             email_key: Set(r.email.key().to_owned()),
-            link: Set(r.link.clone()),
+            // No link (a store that resets by code only) is stored as the empty string.
+            link: Set(r.link.clone().unwrap_or_default()),
             token_hash: Set(r.token_hash.clone()),
             expires_at: Set(r.expires_at),
             created_at: Set(r.now),
+            flow_hash: Set(r.code.as_ref().map(|c| c.flow_hash.clone())),
+            code_hash: Set(r.code.as_ref().map(|c| c.code_hash.clone())),
+            code: Set(r.code.as_ref().map(|c| c.code.expose().to_owned())),
+            code_expires_at: Set(r.code.as_ref().map(|c| c.expires_at)),
         })
         .collect();
     if !rows.is_empty() {
@@ -255,6 +264,8 @@ struct Account {
 
 /// The account a reset link is for.
 pub(crate) struct ResetFor<'a> {
+    /// The new token's id.
+    pub token_id: Uuid,
     pub customer_id: Uuid,
     /// The address stored on the account: the mail goes there, never to a submitted string.
     pub email: &'a str,
@@ -264,15 +275,20 @@ pub(crate) struct ResetFor<'a> {
 
 /// A reset link's stored token and its mail, for the storefront's requests and bulk jobs alike.
 /// (The account's outstanding tokens are superseded by the caller, in the same transaction.)
+/// An empty link is none (a store that resets by code only); `code` is the one-time code the
+/// mail carries beside it, with its end.
 pub(crate) fn reset_rows(
     to: ResetFor<'_>,
     issued: IssuedReset,
+    code: Option<(String, DateTime<Utc>)>,
     at: DateTime<Utc>,
     superseded_at: Option<DateTime<Utc>>,
     lane: MailLane,
 ) -> (password_reset_token::ActiveModel, email_outbox::ActiveModel) {
+    let (code, code_expires_at) = code.unzip();
+    let link = Some(issued.link).filter(|l| !l.is_empty());
     let token = password_reset_token::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(to.token_id),
         customer_id: Set(to.customer_id),
         token_hash: Set(issued.token_hash),
         email_key: Set(to.email_key.to_owned()),
@@ -287,8 +303,8 @@ pub(crate) fn reset_rows(
         customer_id: Set(Some(to.customer_id)),
         recipient: Set(to.email.to_owned()),
         locale: Set(to.locale.to_owned()),
-        link: Set(Some(issued.link)),
-        link_expires_at: Set(Some(issued.expires_at)),
+        link_expires_at: Set(link.is_some().then_some(issued.expires_at)),
+        link: Set(link),
         status: Set(PENDING.to_owned()),
         attempts: Set(NO_ATTEMPTS),
         next_attempt_at: Set(at),
@@ -298,6 +314,8 @@ pub(crate) fn reset_rows(
         created_at: Set(at),
         sent_at: Set(None),
         lane: Set(lane.as_str().to_owned()),
+        code: Set(code),
+        code_expires_at: Set(code_expires_at),
     };
     (token, mail)
 }
@@ -317,6 +335,28 @@ pub(crate) async fn insert_resets(
         .await
         .map_err(db_err)?;
     Ok(())
+}
+
+async fn insert_flows(txn: &DatabaseTransaction, flows: Vec<code_flow::ActiveModel>) -> Result<()> {
+    if flows.is_empty() {
+        return Ok(());
+    }
+    code_flow::Entity::insert_many(flows)
+        .exec_without_returning(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+fn stored_token(t: password_reset_token::Model) -> StoredResetToken {
+    StoredResetToken {
+        id: t.id,
+        customer_id: t.customer_id,
+        email_key: t.email_key,
+        expires_at: t.expires_at,
+        used_at: t.used_at,
+        superseded_at: t.superseded_at,
+    }
 }
 
 /// The password reset repository.
@@ -410,7 +450,34 @@ impl SqlResets {
                     .map(|a| (a.email_key.clone(), a))
                     .collect();
                 let resolved = taken.len();
+                // Every request that started a code flow gets its flow, known address or not:
+                // an unknown address's flow names no token and never succeeds, but answers a
+                // guess as any other flow does.
+                let token_ids: HashMap<Uuid, Uuid> = taken
+                    .iter()
+                    .filter(|r| accounts.contains_key(&r.email_key))
+                    .map(|r| (r.id, Uuid::now_v7()))
+                    .collect();
+                let flows: Vec<code_flow::ActiveModel> = taken
+                    .iter()
+                    .filter_map(|r| {
+                        let account = accounts.get(&r.email_key);
+                        Some(code_flow::ActiveModel {
+                            id: Set(Uuid::now_v7()),
+                            flow_hash: Set(r.flow_hash.clone()?),
+                            purpose: Set(CodePurpose::Reset.as_str().to_owned()),
+                            code_hash: Set(r.code_hash.clone()?),
+                            customer_id: Set(account.map(|a| a.id)),
+                            reset_token_id: Set(token_ids.get(&r.id).copied()),
+                            attempts: Set(0),
+                            expires_at: Set(r.code_expires_at?),
+                            created_at: Set(r.created_at),
+                            ended_at: Set(None),
+                        })
+                    })
+                    .collect();
                 if accounts.is_empty() {
+                    insert_flows(txn, flows).await?;
                     return Ok(End::Commit(resolved));
                 }
                 supersede_tokens(txn, accounts.values().map(|a| a.id), now).await?;
@@ -429,6 +496,7 @@ impl SqlResets {
                     let superseded = (newest[r.email_key.as_str()] != r.id).then_some(now);
                     let (token, mail) = reset_rows(
                         ResetFor {
+                            token_id: token_ids[&r.id],
                             customer_id: account.id,
                             email: &account.email,
                             email_key: &r.email_key,
@@ -439,6 +507,7 @@ impl SqlResets {
                             link: r.link.clone(),
                             expires_at: r.expires_at,
                         },
+                        r.code.clone().zip(r.code_expires_at),
                         r.created_at,
                         superseded,
                         MailLane::Interactive,
@@ -447,6 +516,8 @@ impl SqlResets {
                     mails.push(mail);
                 }
                 insert_resets(txn, tokens, mails).await?;
+                // After the tokens they name.
+                insert_flows(txn, flows).await?;
                 Ok(End::Commit(resolved))
             })
         })
@@ -474,14 +545,51 @@ impl ResetStore for SqlResets {
             .one(&self.db)
             .await
             .map_err(db_err)?
-            .map(|t| StoredResetToken {
-                id: t.id,
-                customer_id: t.customer_id,
-                email_key: t.email_key,
-                expires_at: t.expires_at,
-                used_at: t.used_at,
-                superseded_at: t.superseded_at,
-            }))
+            .map(stored_token))
+    }
+
+    async fn reset_token_by_id(&self, id: Uuid) -> Result<Option<StoredResetToken>> {
+        Ok(password_reset_token::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(stored_token))
+    }
+
+    async fn count_code_attempt(
+        &self,
+        purpose: CodePurpose,
+        flow_hash: &str,
+    ) -> Result<Option<CodeAttempt>> {
+        // One statement: the guarded increment is the attempt budget, so of concurrent
+        // guesses no more than the budget ever get a flow to compare against.
+        let count = Query::update()
+            .table(code_flow::Entity)
+            .value(
+                code_flow::Column::Attempts,
+                Expr::col(code_flow::Column::Attempts).add(1),
+            )
+            .and_where(code_flow::Column::FlowHash.eq(flow_hash))
+            .and_where(code_flow::Column::Purpose.eq(purpose.as_str()))
+            .and_where(code_flow::Column::Attempts.lt(MAX_CODE_ATTEMPTS as i32))
+            .returning_all()
+            .to_owned();
+        let row = {
+            let _turn = self.write_turn.take(&self.db).await;
+            self.db.query_one(&count).await.map_err(db_err)?
+        };
+        row.map(|row| code_flow::Model::from_query_result(&row, ""))
+            .transpose()
+            .map_err(db_err)
+            .map(|flow| {
+                flow.map(|f| CodeAttempt {
+                    code_hash: f.code_hash,
+                    reset_token_id: f.reset_token_id,
+                    customer_id: f.customer_id,
+                    expires_at: f.expires_at,
+                    ended: f.ended_at.is_some(),
+                })
+            })
     }
 
     async fn complete_reset(

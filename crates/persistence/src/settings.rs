@@ -40,6 +40,10 @@ fn to_settings(m: settings::Model) -> Settings {
                     m.min_seconds_between_reset_requests.max(0),
                 )),
             },
+            // A store cannot turn both ways off: with neither, the link stays.
+            by_link: m.reset_by_link || !m.reset_by_code,
+            by_code: m.reset_by_code,
+            code_lifetime: Duration::minutes(i64::from(m.reset_code_lifetime_minutes.max(1))),
         },
         clients: ClientLimits {
             failed_sign_ins_per_ip_per_hour: non_negative(m.max_failed_sign_ins_per_ip_per_hour)

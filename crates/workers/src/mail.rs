@@ -176,11 +176,24 @@ impl Templates {
             .map(|until| ((until - chrono::Utc::now()).num_minutes() + 59) / 60)
             .unwrap_or(24)
             .max(1);
+        // A code reads in two groups of four ("1234 5678"); typed back, the space is forgiven.
+        let code = m.code.as_ref().map(|(code, _)| {
+            let (head, tail) = code.split_at(code.len() / 2);
+            format!("{head} {tail}")
+        });
+        let code_minutes = m
+            .code
+            .as_ref()
+            .map(|(_, until)| ((*until - chrono::Utc::now()).num_seconds() + 59) / 60)
+            .unwrap_or(15)
+            .max(1);
         let ctx = context! {
             firstname => m.firstname,
             lastname => m.lastname,
             link => m.link.as_deref().map(|l| domain::reset::with_locale(l, m.locale)),
             hours => hours,
+            code => code,
+            code_minutes => code_minutes,
             store => self.store_name,
         };
         let render = |suffix: &str| -> anyhow::Result<String> {
@@ -498,6 +511,7 @@ mod tests {
                     locale,
                     link: Some("https://shop.example/x?token=abc&lang={locale}".into()),
                     link_expires_at: Some(chrono::Utc::now() + chrono::Duration::hours(24)),
+                    code: None,
                     firstname: "Ann".into(),
                     lastname: "Lee".into(),
                     attempts: 0,
@@ -529,6 +543,43 @@ mod tests {
                         "{at}: {}",
                         r.html
                     );
+                }
+            }
+        }
+    }
+
+    /// A reset started by code carries the code in two groups with its minutes, beside the
+    /// link or (a store that resets by code only) alone, in every language.
+    #[test]
+    fn a_reset_mail_carries_its_code_with_or_without_the_link() {
+        use domain::{customer::Locale, ports::MailKind};
+        let templates = super::Templates::new("Test Store".into()).unwrap();
+        for locale in [Locale::En, Locale::Ja, Locale::Ko] {
+            for link in [Some("https://shop.example/x?token=abc".to_owned()), None] {
+                let message = persistence::OutboxMessage {
+                    id: uuid::Uuid::nil(),
+                    claim_id: uuid::Uuid::nil(),
+                    kind: MailKind::PasswordReset,
+                    recipient: "ann@example.com".into(),
+                    locale,
+                    link_expires_at: link
+                        .as_ref()
+                        .map(|_| chrono::Utc::now() + chrono::Duration::hours(24)),
+                    link: link.clone(),
+                    code: Some((
+                        "12345678".into(),
+                        chrono::Utc::now() + chrono::Duration::minutes(15),
+                    )),
+                    firstname: "Ann".into(),
+                    lastname: "Lee".into(),
+                    attempts: 0,
+                };
+                let r = templates.render(&message).unwrap();
+                let at = format!("{locale:?} {link:?}");
+                for part in [&r.text, &r.html] {
+                    assert!(part.contains("1234 5678"), "{at}: {part}");
+                    assert!(part.contains("15"), "{at}: {part}");
+                    assert_eq!(part.contains("token=abc"), link.is_some(), "{at}: {part}");
                 }
             }
         }

@@ -39,12 +39,17 @@ pub struct SettingsUpdate {
     pub max_failed_sign_ins_per_ip_per_hour: Option<i64>,
     pub max_registrations_per_ip_per_hour: Option<i64>,
     pub min_password_score: Option<i64>,
+    pub reset_by_link: Option<bool>,
+    pub reset_by_code: Option<bool>,
+    pub reset_code_lifetime_minutes: Option<i64>,
 }
 
 /// Every numeric password setting and the values it may take, as `updatePasswordSettings`
 /// checks them and the console's settings page offers them (one table for both).
-pub const SETTING_RANGES: [(&str, i64, i64); 12] = [
+pub const SETTING_RANGES: [(&str, i64, i64); 13] = [
     ("resetLinkLifetimeHours", 1, 168),
+    // A code is short: 10^8 possibilities, a few guesses per flow.
+    ("resetCodeLifetimeMinutes", 1, 60),
     ("maxResetRequestsPerHour", 0, 1000),
     ("minSecondsBetweenResetRequests", 0, 86_400),
     ("minPasswordLength", 6, 256),
@@ -136,6 +141,21 @@ impl SettingsUpdate {
             self.max_registrations_per_ip_per_hour,
         )? {
             s.clients.registrations_per_ip_per_hour = n as u32;
+        }
+        if let Some(n) = checked("resetCodeLifetimeMinutes", self.reset_code_lifetime_minutes)? {
+            s.reset.code_lifetime = Duration::minutes(n);
+        }
+        if let Some(b) = self.reset_by_link {
+            s.reset.by_link = b;
+        }
+        if let Some(b) = self.reset_by_code {
+            s.reset.by_code = b;
+        }
+        if !s.reset.by_link && !s.reset.by_code {
+            return Err(Error::bad_input(
+                "resetByLink",
+                "a store resets passwords by link, by code, or both: not by neither",
+            ));
         }
         Ok(s)
     }

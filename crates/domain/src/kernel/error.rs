@@ -31,6 +31,15 @@ pub enum Error {
     /// The reset link is past its lifetime.
     #[error("this password reset link has expired")]
     ResetTokenExpired,
+    /// A one-time code that is wrong, spent, superseded, or typed without the flow id of the
+    /// client that asked for it (told apart from none of these, on purpose).
+    #[error(
+        "this code is invalid: it must be typed where it was requested, and a new request replaces it"
+    )]
+    ResetCodeInvalid,
+    /// A one-time code past its lifetime.
+    #[error("this code has expired: request a new one")]
+    ResetCodeExpired,
     /// An email-change (or invitation) link that is unknown, used, cancelled or superseded.
     #[error("this link is invalid")]
     LinkInvalid,

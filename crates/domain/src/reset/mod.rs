@@ -2,10 +2,12 @@
 //! (`token`); the use cases, "Forgot Your Password?", the admin's "Reset Password" and the "New
 //! Password" form (`service`); and the repository's port (`store`).
 
+mod code;
 mod service;
 mod store;
 mod token;
 
-pub use service::Resets;
-pub use store::{ResetRequest, ResetStore, StoredResetToken};
+pub use code::{CODE_DIGITS, CodePurpose, FlowId, MAX_CODE_ATTEMPTS, NewFlow, OneTimeCode};
+pub use service::{Resets, StartedFlow};
+pub use store::{CodeAttempt, RequestedCode, ResetRequest, ResetStore, StoredResetToken};
 pub use token::*;

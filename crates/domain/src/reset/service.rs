@@ -13,8 +13,19 @@ use crate::{
     email::Email,
     limits::{Check, LimitKey, PrincipalKind, Refused, Rule},
     ports::{MailSignal, NewMail},
-    reset::{RawResetToken, ResetLinks, ResetRequest, ResetStore, request_checks},
+    reset::{
+        CodePurpose, FlowId, NewFlow, OneTimeCode, RawResetToken, RequestedCode, ResetLinks,
+        ResetRequest, ResetStore, StoredResetToken, request_checks,
+    },
+    settings::Settings,
 };
+
+/// A flow just started: the flow id goes to the client that asked, and nowhere else.
+#[derive(Debug)]
+pub struct StartedFlow {
+    pub flow: FlowId,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
 
 pub struct Resets {
     store: Arc<dyn ResetStore>,
@@ -47,10 +58,15 @@ impl Resets {
         }
     }
 
-    /// "Reset My Password". For every well-formed address the answer, the statements run, the
-    /// rows written and the time taken are the same whether or not an account exists: the
-    /// request is recorded as it is, and the mail worker finds the account (if any) later. The
-    /// mail is never sent here.
+    /// How the store resets passwords: by link, by code, or both (public).
+    pub async fn methods(&self) -> Result<crate::settings::ResetPolicy> {
+        Ok(self.parts.settings.current().await?.reset)
+    }
+
+    /// "Reset My Password" by link. For every well-formed address the answer, the statements
+    /// run, the rows written and the time taken are the same whether or not an account exists:
+    /// the request is recorded as it is, and the mail worker finds the account (if any) later.
+    /// The mail is never sent here. A store that resets by code only refuses it.
     #[tracing::instrument(name = "resets.request", skip_all)]
     pub async fn request(
         &self,
@@ -58,16 +74,70 @@ impl Resets {
         redirect_url: Option<&str>,
         client: &ClientInfo,
     ) -> Result<()> {
+        let settings = self.parts.settings.current().await?;
+        if !settings.reset.by_link {
+            return Err(Error::bad_input(
+                "email",
+                "this store resets passwords by code: use requestPasswordResetCode",
+            ));
+        }
+        self.record(email, redirect_url, None, &settings, client)
+            .await
+    }
+
+    /// "Reset My Password" by code: the same request as [`request`](Self::request) (the same
+    /// answer, statements and rows for every address), which also starts a flow. The client
+    /// gets the flow id; the mail carries the code (and the link, if the store resets by
+    /// link). The code works only with that flow id, [`crate::reset::MAX_CODE_ATTEMPTS`] guesses, for the
+    /// settings' code lifetime, and dies with the link, with any newer request, and on use.
+    #[tracing::instrument(name = "resets.request_code", skip_all)]
+    pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<StartedFlow> {
+        let settings = self.parts.settings.current().await?;
+        if !settings.reset.by_code {
+            return Err(Error::bad_input(
+                "email",
+                "this store does not reset passwords by code: use requestPasswordReset",
+            ));
+        }
+        let NewFlow { flow, code } = NewFlow::generate()?;
+        let now = self.parts.clock.now();
+        let expires_at = now
+            + settings
+                .reset
+                .code_lifetime
+                .min(settings.reset.link_lifetime);
+        let requested = RequestedCode {
+            flow_hash: flow.hash(),
+            code_hash: code.hash_for(&flow),
+            code,
+            expires_at,
+        };
+        self.record(email, None, Some(requested), &settings, client)
+            .await?;
+        Ok(StartedFlow { flow, expires_at })
+    }
+
+    async fn record(
+        &self,
+        email: &str,
+        redirect_url: Option<&str>,
+        code: Option<RequestedCode>,
+        settings: &Settings,
+        client: &ClientInfo,
+    ) -> Result<()> {
         let email = parse_email(email)?;
         let redirect = match redirect_url.filter(|u| !u.is_empty()) {
             Some(url) => Some(self.links.check_redirect(url)?),
             None => None,
         };
-        let settings = self.parts.settings.current().await?;
         let now = self.parts.clock.now();
         let token = RawResetToken::generate()?;
         let request = ResetRequest {
-            link: self.links.build(redirect.as_deref(), &token, &email),
+            link: settings
+                .reset
+                .by_link
+                .then(|| self.links.build(redirect.as_deref(), &token, &email)),
+            code,
             limits: request_checks(&settings.reset.limit, &email, client),
             email,
             token_hash: token.hash(),
@@ -117,7 +187,8 @@ impl Resets {
         let token = RawResetToken::generate()?;
         let limit = &settings.reset.limit;
         let request = ResetRequest {
-            link: self.links.build(None, &token, &customer.email),
+            link: Some(self.links.build(None, &token, &customer.email)),
+            code: None,
             limits: vec![Check::new(
                 LimitKey::ResetRequestByCustomer(customer_id),
                 Rule {
@@ -182,6 +253,78 @@ impl Resets {
                 return Err(e);
             }
         };
+        self.complete(token, new, now, Error::ResetTokenInvalid)
+            .await
+    }
+
+    /// "Reset Password" with a mailed code, in the browser that asked for it: the flow id is
+    /// the one `requestPasswordResetCode` answered that client. Each guess counts against the
+    /// flow ([`crate::reset::MAX_CODE_ATTEMPTS`]) and against the client's budget of invalid links; a wrong
+    /// code, a spent or superseded flow, another client's flow id and no flow id at all answer
+    /// alike. Success is a reset like the link's: signed out everywhere, link and code void.
+    #[tracing::instrument(name = "resets.reset_with_code", skip_all)]
+    pub async fn reset_with_code(
+        &self,
+        flow_id: &str,
+        code: &str,
+        new: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let now = self.parts.clock.now();
+        // The policy's rules that need no account are checked first: a password the form
+        // would refuse anyway does not spend one of the flow's guesses.
+        let settings = self.parts.settings.current().await?;
+        self.parts.new_password(new, &settings.password, &[])?;
+        let lookup = async {
+            let (Some(flow), Some(code)) = (FlowId::parse(flow_id), OneTimeCode::parse(code))
+            else {
+                return Err(Error::ResetCodeInvalid);
+            };
+            let attempt = self
+                .store
+                .count_code_attempt(CodePurpose::Reset, &flow.hash())
+                .await?
+                .ok_or(Error::ResetCodeInvalid)?;
+            if attempt.expires_at <= now {
+                return Err(Error::ResetCodeExpired);
+            }
+            if attempt.ended || !code.matches(&flow, &attempt.code_hash) {
+                return Err(Error::ResetCodeInvalid);
+            }
+            let token = match attempt.reset_token_id {
+                Some(id) => self.store.reset_token_by_id(id).await?,
+                None => None,
+            };
+            match token {
+                Some(t)
+                    if t.used_at.is_none() && t.superseded_at.is_none() && t.expires_at > now =>
+                {
+                    Ok(t)
+                }
+                _ => Err(Error::ResetCodeInvalid),
+            }
+        };
+        let token = match self.parts.redeem_link(client, lookup).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::info!(event = "password_reset_code_refused", reason = %e);
+                return Err(e);
+            }
+        };
+        self.complete(token, new, now, Error::ResetCodeInvalid)
+            .await
+    }
+
+    /// The reset itself, once a link or a code has named the token: the account's own rules
+    /// for the password, then the token consumed and the password changed in one transaction.
+    /// `spent` is the answer when a concurrent reset consumed the token first.
+    async fn complete(
+        &self,
+        token: StoredResetToken,
+        new: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        spent: Error,
+    ) -> Result<()> {
         let customer = self
             .accounts
             .customer_by_id(token.customer_id)
@@ -206,7 +349,7 @@ impl Resets {
             .complete_reset(token.id, customer.id, hash, now, notice)
             .await?
         {
-            return Err(Error::ResetTokenInvalid);
+            return Err(spent);
         }
         self.mail.notify();
         // The reset cleared the lock; the guesses that led to it stop counting too.

@@ -21,6 +21,9 @@ pub struct Model {
     pub sent_at: Option<DateTimeUtc>,
     /// `interactive` or `bulk` (`outbox::Lane`).
     pub lane: String,
+    /// A one-time code the message carries; scrubbed with the link once sent.
+    pub code: Option<String>,
+    pub code_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ pub mod admin_user;
 pub mod audit_log;
 pub mod bulk_job;
 pub mod bulk_job_item;
+pub mod code_flow;
 pub mod customer;
 pub mod email_change;
 pub mod email_outbox;

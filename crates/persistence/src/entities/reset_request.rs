@@ -10,6 +10,12 @@ pub struct Model {
     pub token_hash: String,
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
+    /// Set when the request started a code flow (`code_flows`).
+    pub flow_hash: Option<String>,
+    pub code_hash: Option<String>,
+    /// The raw code, until the request is resolved (like `link`).
+    pub code: Option<String>,
+    pub code_expires_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

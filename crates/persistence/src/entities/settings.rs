@@ -19,6 +19,9 @@ pub struct Model {
     pub max_failed_sign_ins_per_ip_per_hour: i32,
     pub max_registrations_per_ip_per_hour: i32,
     pub min_password_score: i32,
+    pub reset_by_link: bool,
+    pub reset_by_code: bool,
+    pub reset_code_lifetime_minutes: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
