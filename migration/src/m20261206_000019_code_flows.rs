@@ -22,6 +22,9 @@ impl MigrationTrait for Migration {
                     // `reset` (a reset token's second way in) or `sign_in`.
                     .col(string_len(CodeFlows::Purpose, 16))
                     .col(string_len(CodeFlows::CodeHash, 64))
+                    // The address asked for (normalised), known or not: wrong codes are
+                    // counted per address over all its flows.
+                    .col(string_len(CodeFlows::EmailKey, 254))
                     .col(uuid_null(CodeFlows::CustomerId))
                     // A reset flow lives only as long as its link's token.
                     .col(uuid_null(CodeFlows::ResetTokenId))
@@ -166,6 +169,7 @@ enum CodeFlows {
     FlowHash,
     Purpose,
     CodeHash,
+    EmailKey,
     CustomerId,
     ResetTokenId,
     Attempts,

@@ -13,6 +13,7 @@ crate::tests![
     a_code_resets_the_password_once_in_the_client_that_asked,
     a_code_typed_without_its_flow_or_into_another_flow_fails_and_counts,
     the_sixth_guess_in_a_flow_is_refused_even_with_the_right_code,
+    wrong_codes_are_capped_per_address_over_every_flow_and_network,
     a_newer_request_kills_the_old_code,
     codes_expire_after_their_lifetime,
     known_and_unknown_addresses_start_flows_alike,
@@ -172,6 +173,66 @@ async fn the_sixth_guess_in_a_flow_is_refused_even_with_the_right_code(backend: 
     );
     app.sign_in("ann@example.com", PASSWORD).await;
     // The link of the same mail is the mailbox's other way in, and still works.
+}
+
+/// Many flows from many networks do not multiply the guesses one account takes: 20 wrong
+/// codes a day per address, then codes for it are refused; the link still works.
+async fn wrong_codes_are_capped_per_address_over_every_flow_and_network(backend: Backend) {
+    let (app, smtp) = app(backend).await;
+    customer(&app, "ann@example.com").await;
+    for round in 0..4 {
+        let ip = format!("203.0.113.{round}");
+        let flow = start(&app, &ip, "ann@example.com").await;
+        smtp.wait_for(round + 1).await;
+        for _ in 0..5 {
+            let res = reset(&app, &ip, &flow, "00000000", "attacker-Pw-1").await;
+            assert_eq!(code(&res), "RESET_TOKEN_INVALID", "{res}");
+        }
+    }
+    let flow = start(&app, CUSTOMER, "ann@example.com").await;
+    let mail = smtp.wait_for(5).await.remove(4);
+    let res = reset(&app, CUSTOMER, &flow, &mail.code(), "brand-New-pw7").await;
+    assert_eq!(code(&res), "RATE_LIMITED", "{res}");
+    assert!(
+        res["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // An unknown address is capped alike (nothing tells them apart).
+    for round in 0..4 {
+        let ip = format!("203.0.113.{}", 10 + round);
+        let flow = start(&app, &ip, "nobody@example.com").await;
+        app.mail_settled().await;
+        for _ in 0..5 {
+            let res = reset(&app, &ip, &flow, "00000000", "attacker-Pw-1").await;
+            assert_eq!(code(&res), "RESET_TOKEN_INVALID", "{res}");
+        }
+    }
+    let flow = start(&app, "203.0.113.20", "nobody@example.com").await;
+    app.mail_settled().await;
+    let res = reset(&app, "203.0.113.20", &flow, "00000000", "attacker-Pw-1").await;
+    assert_eq!(code(&res), "RATE_LIMITED", "{res}");
+    // The mailbox's other way in is untouched; a day later codes work again.
+    assert_eq!(
+        app.reset_password(&mail.token(), "brand-New-pw7").await["data"]["resetPassword"],
+        true
+    );
+    app.clock
+        .advance(Duration::hours(24) + Duration::seconds(1));
+    let flow = start(&app, CUSTOMER, "ann@example.com").await;
+    // After the "password changed" notice of the link's reset: the newest mail with a code.
+    let mail = smtp
+        .wait_for(7)
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.maybe_code().is_some())
+        .unwrap();
+    assert_eq!(
+        reset(&app, CUSTOMER, &flow, &mail.code(), "newer-Pw-42x").await,
+        json!({"data": {"resetPasswordWithCode": true}})
+    );
 }
 
 async fn a_newer_request_kills_the_old_code(backend: Backend) {

@@ -467,6 +467,7 @@ impl SqlResets {
                             flow_hash: Set(r.flow_hash.clone()?),
                             purpose: Set(CodePurpose::Reset.as_str().to_owned()),
                             code_hash: Set(r.code_hash.clone()?),
+                            email_key: Set(r.email_key.clone()),
                             customer_id: Set(account.map(|a| a.id)),
                             reset_token_id: Set(token_ids.get(&r.id).copied()),
                             attempts: Set(0),
@@ -584,6 +585,7 @@ impl ResetStore for SqlResets {
             .map(|flow| {
                 flow.map(|f| CodeAttempt {
                     code_hash: f.code_hash,
+                    email_key: f.email_key,
                     reset_token_id: f.reset_token_id,
                     customer_id: f.customer_id,
                     expires_at: f.expires_at,

@@ -84,6 +84,9 @@ pub enum LimitKey {
     /// The console's "Forgot your password?" by the username asked for, known or not.
     AdminResetByUsername(String),
     AdminResetByIp(ClientKey),
+    /// Wrong one-time codes typed for one address (normalised, known or not), over all its
+    /// flows and all clients.
+    WrongCodesByEmail(String),
     /// `customerDataExport` by whoever asks (a customer's id, or an admin's): each reads
     /// everything stored about a customer.
     DataExportBy(Uuid),
@@ -108,6 +111,7 @@ impl LimitKey {
             Self::AdminResetByUsername(name) => format!("admin-reset:username:{name}"),
             Self::AdminResetByIp(ip) => format!("admin-reset:ip:{}", ip.0),
             Self::DataExportBy(id) => format!("data-export:{id}"),
+            Self::WrongCodesByEmail(email) => format!("code-failure:email:{email}"),
         }
     }
 

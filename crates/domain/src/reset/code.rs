@@ -20,6 +20,12 @@ use crate::{Error, Result};
 pub const CODE_DIGITS: usize = 8;
 /// Guesses one flow allows; the next one is refused even with the right code.
 pub const MAX_CODE_ATTEMPTS: u32 = 5;
+/// Wrong codes one address takes within [`WRONG_CODE_WINDOW`], over all its flows and all
+/// clients; then codes for it are refused (RATE_LIMITED) until the window moves on, and the
+/// link still works. It bounds guessing per account whatever the number of flows or
+/// networks: 20 a day is at most 7,300 guesses at 10^8 codes a year.
+pub const MAX_WRONG_CODES_PER_ADDRESS: u32 = 20;
+pub const WRONG_CODE_WINDOW: chrono::Duration = chrono::Duration::hours(24);
 const FLOW_BYTES: usize = 32;
 const FLOW_CHARS: usize = 43;
 

@@ -7,7 +7,10 @@ mod service;
 mod store;
 mod token;
 
-pub use code::{CODE_DIGITS, CodePurpose, FlowId, MAX_CODE_ATTEMPTS, NewFlow, OneTimeCode};
+pub use code::{
+    CODE_DIGITS, CodePurpose, FlowId, MAX_CODE_ATTEMPTS, MAX_WRONG_CODES_PER_ADDRESS, NewFlow,
+    OneTimeCode, WRONG_CODE_WINDOW,
+};
 pub use service::{Resets, StartedFlow};
 pub use store::{CodeAttempt, RequestedCode, ResetRequest, ResetStore, StoredResetToken};
 pub use token::*;

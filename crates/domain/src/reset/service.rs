@@ -14,8 +14,9 @@ use crate::{
     limits::{Check, LimitKey, PrincipalKind, Refused, Rule},
     ports::{MailSignal, NewMail},
     reset::{
-        CodePurpose, FlowId, NewFlow, OneTimeCode, RawResetToken, RequestedCode, ResetLinks,
-        ResetRequest, ResetStore, StoredResetToken, request_checks,
+        CodePurpose, FlowId, MAX_WRONG_CODES_PER_ADDRESS, NewFlow, OneTimeCode, RawResetToken,
+        RequestedCode, ResetLinks, ResetRequest, ResetStore, StoredResetToken, WRONG_CODE_WINDOW,
+        request_checks,
     },
     settings::Settings,
 };
@@ -288,9 +289,18 @@ impl Resets {
             if attempt.expires_at <= now {
                 return Err(Error::ResetCodeExpired);
             }
+            // Every guess at a live flow counts against its address (over all flows and
+            // clients) before the comparison; the right code gives its place back.
+            let address = [Check::new(
+                LimitKey::WrongCodesByEmail(attempt.email_key.clone()),
+                Rule::per(MAX_WRONG_CODES_PER_ADDRESS, WRONG_CODE_WINDOW),
+            )];
+            let reservation = self.parts.limiter.reserve(&address, now).await?;
             if attempt.ended || !code.matches(&flow, &attempt.code_hash) {
+                reservation.keep();
                 return Err(Error::ResetCodeInvalid);
             }
+            self.parts.limiter.release(reservation).await?;
             let token = match attempt.reset_token_id {
                 Some(id) => self.store.reset_token_by_id(id).await?,
                 None => None,

@@ -48,6 +48,8 @@ pub struct RequestedCode {
 #[derive(Debug, Clone)]
 pub struct CodeAttempt {
     pub code_hash: String,
+    /// The address the flow was asked for (normalised), known or not.
+    pub email_key: String,
     /// The reset token the flow stands for (none for an address without an account).
     pub reset_token_id: Option<Uuid>,
     pub customer_id: Option<Uuid>,

@@ -9,6 +9,7 @@ pub struct Model {
     pub flow_hash: String,
     pub purpose: String,
     pub code_hash: String,
+    pub email_key: String,
     pub customer_id: Option<Uuid>,
     pub reset_token_id: Option<Uuid>,
     pub attempts: i32,
