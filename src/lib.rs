@@ -205,8 +205,16 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         config.hash_queue,
     )?)));
     let wakeups = Wakeups::default();
+    // "This wasn't me" links are signed with a key derived from the server's own secret, the
+    // same on every replica.
+    let report_links = domain::report::ReportLinks::new(
+        &secrets::server_secrets(config, backend)?.sealing,
+        &config.public_base_url(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     let parts = wiring(config, &stores, hasher, tokens.clone(), clock.clone());
-    let (services, introspection) = use_cases(config, &stores, parts, &wakeups)?;
+    let (services, introspection) =
+        use_cases(config, &stores, parts, &wakeups, report_links.clone())?;
     let bulk = bulk::BulkWorker {
         jobs: services.bulk.clone(),
         wakeup: wakeups.bulk.clone(),
@@ -219,7 +227,8 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             ..SchemaOptions::default()
         },
     );
-    let (mail, bulk_mail, store_name) = mail_workers(config, &stores, clock, &wakeups)?;
+    let (mail, bulk_mail, store_name) =
+        mail_workers(config, &stores, clock, &wakeups, report_links)?;
     let operations = http::Operations::new(config.max_operations);
     let state = AppState {
         schema,
@@ -278,6 +287,7 @@ fn use_cases(
     stores: &Stores,
     parts: domain::accounts::Wiring,
     wakeups: &Wakeups,
+    report_links: domain::report::ReportLinks,
 ) -> anyhow::Result<(Services, Arc<introspect::Introspection>)> {
     let mail = || Arc::new(wakeups.mail.clone());
     let accounts = Arc::new(Accounts::new(
@@ -323,6 +333,12 @@ fn use_cases(
         domain::admin::AdminLinks::under(&public_url),
         mail(),
     ));
+    let reports = Arc::new(domain::report::Reports::new(
+        stores.reports.clone(),
+        parts.clone(),
+        report_links,
+        mail(),
+    ));
     let clock = parts.clock.clone();
     let auth = Arc::new(domain::auth::Authenticator::new(
         stores.sessions.clone(),
@@ -343,6 +359,7 @@ fn use_cases(
         email_changes,
         erasure,
         admin_users,
+        reports,
     };
     Ok((services, introspection))
 }
@@ -354,6 +371,7 @@ fn mail_workers(
     stores: &Stores,
     clock: Arc<dyn Clock>,
     wakeups: &Wakeups,
+    report_links: domain::report::ReportLinks,
 ) -> anyhow::Result<(MailWorker, MailWorker, String)> {
     let from: lettre::message::Mailbox = config
         .mail_from
@@ -371,7 +389,7 @@ fn mail_workers(
             Duration::from_secs(config.smtp_timeout_seconds.max(1)),
             config.mail_dir.clone(),
         )?,
-        templates: Arc::new(Templates::new(store_name.clone())?),
+        templates: Arc::new(Templates::new(store_name.clone())?.with_reports(report_links)),
         from,
         clock,
         wakeup: wakeups.mail.clone(),

@@ -84,6 +84,7 @@ const PAGES: &[(&str, &str, Area)] = &[
         "release-account",
         Area::Storefront,
     ),
+    ("/account/not-me", "not-me", Area::Storefront),
     ("/admin/sign-in", "admin-sign-in", Area::Admin),
     ("/admin/set-password", "admin-set-password", Area::Admin),
     (
@@ -141,6 +142,7 @@ fn script_sections(page: &str) -> &'static [&'static str] {
         "forgot-password" => &["forgot", "reset"],
         "reset-password" => &["reset"],
         "confirm-email" | "cancel-email-change" | "release-account" => &["email_change"],
+        "not-me" => &["email_change", "not_me"],
         "account" => &["account"],
         "create-account" => &["create", "signin"],
         "account-information" => &["information", "account"],
@@ -192,6 +194,7 @@ impl Pages {
             "confirm-email",
             "cancel-email-change",
             "release-account",
+            "not-me",
             "admin-sign-in",
             "admin-set-password",
             "admin-forgot-password",

@@ -597,7 +597,7 @@ async function customerPage(admin) {
   async function load() {
     const data = await gql(
       `query Customer($id: ID!) {
-        customerById(id: $id) { id firstname lastname email locale createdAt activeTokenCount lockedUntil frozenAt passwordChangedAt lastResetRequestedAt }
+        customerById(id: $id) { id firstname lastname email locale createdAt activeTokenCount lockedUntil frozenAt reportedAt passwordChangedAt lastResetRequestedAt }
       }`,
       { id },
       admin.token,
@@ -741,6 +741,9 @@ async function customerPage(admin) {
 
 const SETTINGS_FIELDS = [
   "resetLinkLifetimeHours",
+  "resetCodeLifetimeMinutes",
+  "resetByLink",
+  "resetByCode",
   "resetRequestLimitMethod",
   "maxResetRequestsPerHour",
   "minSecondsBetweenResetRequests",

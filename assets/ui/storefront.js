@@ -298,7 +298,7 @@ function emailLinkPage(mutation, doneKey) {
       await busy(form.querySelector("button[type=submit]"), async () => {
         try {
           await gql(mutation, { token });
-          if (doneKey === "email_change.cancelled") {
+          if (doneKey === "email_change.cancelled" || doneKey === "not_me.done") {
             // Every session of the account has ended, this browser's too.
             customerToken.clear();
           }
@@ -745,6 +745,10 @@ const pages = {
   "release-account": emailLinkPage(
     "mutation Release($token: String!) { releaseCustomerAccount(token: $token) }",
     "email_change.released",
+  ),
+  "not-me": emailLinkPage(
+    "mutation NotMe($token: String!) { reportUnrecognizedActivity(token: $token) }",
+    "not_me.done",
   ),
   account: accountPage,
   "create-account": createAccountPage,

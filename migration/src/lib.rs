@@ -21,6 +21,7 @@ mod m20261206_000016_grid_orders;
 mod m20261206_000017_limit_events_in_flight;
 mod m20261206_000018_email_change_release;
 mod m20261206_000019_code_flows;
+mod m20261206_000020_reported_accounts;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000017_limit_events_in_flight::Migration),
             Box::new(m20261206_000018_email_change_release::Migration),
             Box::new(m20261206_000019_code_flows::Migration),
+            Box::new(m20261206_000020_reported_accounts::Migration),
         ]
     }
 }

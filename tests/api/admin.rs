@@ -177,6 +177,7 @@ const STOREFRONT: &[&str] = &[
     "resetPassword",
     "requestPasswordResetCode",
     "resetPasswordWithCode",
+    "reportUnrecognizedActivity",
     "generateAdminToken",
 ];
 

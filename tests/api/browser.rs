@@ -1080,8 +1080,18 @@ async fn settings_page_matches_the_api_and_saves(console: &Browser, app: &TestAp
     let api = app
         .gql_as(Some(&root), "{ __type(name: \"PasswordSettingsInput\") { inputFields { name type { name ofType { name } } } } }", json!({}))
         .await;
+    let checkboxes = console
+        .eval("[...document.querySelectorAll('#settings input[type=checkbox]')].map(i => i.id)")
+        .await;
     for field in api["data"]["__type"]["inputFields"].as_array().unwrap() {
         let kind = &field["type"];
+        if kind["name"] == "Boolean" {
+            let name = field["name"].as_str().unwrap();
+            assert!(
+                checkboxes.as_array().unwrap().iter().any(|c| c == name),
+                "{name} has no checkbox on the page: {checkboxes}"
+            );
+        }
         if kind["name"] == "Int" || kind["ofType"]["name"] == "Int" {
             let name = field["name"].as_str().unwrap();
             assert!(

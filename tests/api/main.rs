@@ -31,6 +31,7 @@ mod ops;
 mod process;
 mod proxy;
 mod replicas;
+mod reports;
 mod reset;
 mod sessions;
 mod smtp;
@@ -47,6 +48,7 @@ fn main() {
         ops::TESTS,
         reset::TESTS,
         codes::TESTS,
+        reports::TESTS,
         replicas::TESTS,
         faults::TESTS,
         hangups::TESTS,

@@ -86,6 +86,15 @@ impl Received {
             .map(|w| format!("{}{}", w[0], w[1]))
     }
 
+    /// The token of the "this wasn't me" link, if the mail has one.
+    pub fn report_token(&self) -> Option<String> {
+        let text = self.text();
+        let link = text
+            .split_whitespace()
+            .find(|w| w.contains("/account/not-me?token="))?;
+        Some(link.split("token=").nth(1)?.to_owned())
+    }
+
     /// The `token` parameter of the link.
     pub fn token(&self) -> String {
         let link = self.link();

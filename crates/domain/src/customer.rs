@@ -19,6 +19,9 @@ pub struct Customer {
     /// Frozen pending recovery: "this wasn't me" reverted a confirmed email change, so neither
     /// mailbox alone gets the account back; no reset link is issued until an admin recovers it.
     pub frozen_at: Option<DateTime<Utc>>,
+    /// "This wasn't me" from a security mail secured the account (signed out, password
+    /// voided) at this time; cleared when a new password is set.
+    pub reported_at: Option<DateTime<Utc>>,
 }
 
 /// The languages mail and pages are written in.

@@ -28,5 +28,5 @@ pub mod token;
 pub use error::{Error, Result};
 pub use kernel::{clock, email, error, limits, mail};
 // Features that moved into folders keep their paths too.
-pub use lifecycle::{email_change, erasure};
+pub use lifecycle::{email_change, erasure, report};
 pub use sign_in::lockout;

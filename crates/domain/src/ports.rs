@@ -32,10 +32,12 @@ pub enum MailKind {
     /// To the address a "this wasn't me" removed from the account: the account is frozen
     /// until the store has checked who owns it.
     AccountFrozen,
+    /// After "this wasn't me" from a security mail: what was done, and the next step.
+    AccountReported,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
@@ -44,6 +46,7 @@ impl MailKind {
         Self::AdminPasswordReset,
         Self::AccountFrozen,
         Self::AdminPasswordChanged,
+        Self::AccountReported,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +59,7 @@ impl MailKind {
             Self::AdminPasswordReset => "admin_password_reset",
             Self::AccountFrozen => "account_frozen",
             Self::AdminPasswordChanged => "admin_password_changed",
+            Self::AccountReported => "account_reported",
         }
     }
 
@@ -81,9 +85,17 @@ pub struct NewMail {
 
 impl NewMail {
     pub fn password_changed(customer: &Customer, now: DateTime<Utc>) -> Self {
+        Self::to_customer(MailKind::PasswordChanged, customer, now)
+    }
+
+    pub fn account_reported(customer: &Customer, now: DateTime<Utc>) -> Self {
+        Self::to_customer(MailKind::AccountReported, customer, now)
+    }
+
+    fn to_customer(kind: MailKind, customer: &Customer, now: DateTime<Utc>) -> Self {
         Self {
             id: Uuid::now_v7(),
-            kind: MailKind::PasswordChanged,
+            kind,
             customer_id: Some(customer.id),
             recipient: customer.email.as_str().to_owned(),
             locale: customer.locale,

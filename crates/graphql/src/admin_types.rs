@@ -404,6 +404,9 @@ pub enum AuditAction {
     /// The address a frozen account had moved to gave it back to the address from before
     /// (`releaseCustomerAccount`); the actor is `customer`.
     ReleaseFrozenAccount,
+    /// "This wasn't me" from a security mail signed the customer out everywhere and voided
+    /// the password; the actor is `customer`.
+    ReportedNotMe,
 }
 
 /// One admin action: who did what to which customer, when, from where.

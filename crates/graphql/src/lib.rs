@@ -33,6 +33,7 @@ pub struct Services {
     pub email_changes: Arc<domain::email_change::EmailChanges>,
     pub erasure: Arc<domain::erasure::Erasure>,
     pub admin_users: Arc<domain::admin::AdminUsers>,
+    pub reports: Arc<domain::report::Reports>,
 }
 
 #[derive(MergedObject, Default)]

@@ -78,6 +78,22 @@ impl ResetMutation {
         Ok(true)
     }
 
+    /// "This wasn't me", from the link in a security mail (the reset mail, the "password
+    /// changed" notice): every device is signed out, the password is voided, outstanding reset
+    /// links and codes die and pending email changes are superseded; the customer is mailed
+    /// the next step (a new "Forgot Your Password?" from the same address). Answers `true`
+    /// again for the same link later. LINK_INVALID for anything else (counted against the
+    /// client's budget of invalid links).
+    async fn report_unrecognized_activity(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> Result<bool, ApiError> {
+        let client = &request(ctx).client;
+        services(ctx)?.reports.report(&token, client).await?;
+        Ok(true)
+    }
+
     /// "Forgot Your Password?" by code: emails a short code (and the link, if the store
     /// resets by link) if an account has this address, and answers this client a flow id.
     /// The answer, its timing and what is stored are the same for every well-formed address,

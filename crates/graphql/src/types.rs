@@ -63,6 +63,14 @@ impl Customer {
         self.0.frozen_at
     }
 
+    /// Admin only: when the customer said "this wasn't me" to a security mail (every device
+    /// signed out, the password voided); null when not reported, or once a new password was
+    /// set. The customer gets back in with "Forgot Your Password?" from the same address.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
+    async fn reported_at(&self) -> Option<DateTime<Utc>> {
+        self.0.reported_at
+    }
+
     /// Admin only.
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
     async fn password_changed_at(&self) -> DateTime<Utc> {

@@ -24,6 +24,7 @@ fn schema(h: &Harness) -> LatchkeySchema {
             email_changes: Arc::new(h.email_changes()),
             erasure: Arc::new(h.erasure()),
             admin_users: Arc::new(h.admin_users()),
+            reports: Arc::new(h.reports()),
         },
         &SchemaOptions::default(),
     )

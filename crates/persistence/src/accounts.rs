@@ -96,6 +96,7 @@ impl AccountStore for SqlAccounts {
             external_id: Set(None),
             search_text: Set(search_text),
             frozen_at: Set(None),
+            reported_at: Set(None),
         };
         if crate::rows::email_in_use(&self.db, new.email.key(), None, new.now)
             .await

@@ -37,6 +37,7 @@ pub(crate) fn to_customer(m: customer::Model) -> Customer {
         password_changed_at: m.password_changed_at,
         locked_until: m.locked_until,
         frozen_at: m.frozen_at,
+        reported_at: m.reported_at,
     }
 }
 
@@ -106,6 +107,11 @@ pub(crate) async fn apply_password_change(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(customer::Column::UpdatedAt, Expr::value(now))
+        // A new password ends a "this wasn't me" report: the account is its owner's again.
+        .col_expr(
+            customer::Column::ReportedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
         .filter(customer::Column::Id.eq(customer_id))
         .exec(txn)
         .await

@@ -80,6 +80,7 @@ impl SqlSessions {
             password_changed_at: row.password_changed_at,
             locked_until: row.locked_until,
             frozen_at: row.frozen_at,
+            reported_at: row.reported_at,
         }))
     }
 
@@ -132,6 +133,7 @@ fn live_session_query(id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<access_to
         .column_as(customer::Column::PasswordChangedAt, "password_changed_at")
         .column_as(customer::Column::LockedUntil, "locked_until")
         .column_as(customer::Column::FrozenAt, "frozen_at")
+        .column_as(customer::Column::ReportedAt, "reported_at")
         .join(JoinType::InnerJoin, access_token::Relation::Customer.def())
 }
 
@@ -147,6 +149,7 @@ struct LiveRow {
     password_changed_at: DateTime<Utc>,
     locked_until: Option<DateTime<Utc>>,
     frozen_at: Option<DateTime<Utc>>,
+    reported_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

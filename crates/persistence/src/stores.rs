@@ -10,8 +10,8 @@ use crate::{
     accounts::SqlAccounts, admin::SqlAdmin, admin_users::SqlAdminUsers, bulk::SqlBulk,
     cleanup::SqlCleanup, db::WriteTurn, email_change::SqlEmailChanges, erasure::SqlErasure,
     grid::Grid, import::SqlImports, keys::SqlKeys, limits::SqlLimits, outbox::SqlOutbox,
-    resets::SqlResets, services::SqlServices, sessions::SqlSessions, settings::SqlSettings,
-    sign_in::SqlCredentials,
+    reports::SqlReports, resets::SqlResets, services::SqlServices, sessions::SqlSessions,
+    settings::SqlSettings, sign_in::SqlCredentials,
 };
 
 /// The repositories, one per feature, each behind the domain's port(s) it implements.
@@ -24,6 +24,7 @@ pub struct Stores {
     pub limits: Arc<SqlLimits>,
     pub settings: Arc<SqlSettings>,
     pub resets: Arc<SqlResets>,
+    pub reports: Arc<SqlReports>,
     pub outbox: Arc<SqlOutbox>,
     pub email_changes: Arc<SqlEmailChanges>,
     pub erasure: Arc<SqlErasure>,
@@ -54,6 +55,7 @@ impl Stores {
                 reset_writer: Default::default(),
                 write_turn: write_turn.clone(),
             }),
+            reports: Arc::new(SqlReports { db: db.clone() }),
             outbox: Arc::new(SqlOutbox {
                 db: db.clone(),
                 write_turn: write_turn.clone(),

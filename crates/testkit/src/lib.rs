@@ -196,6 +196,21 @@ impl Harness {
         )
     }
 
+    /// "This wasn't me", its links made with a fixed key.
+    pub fn reports(&self) -> domain::report::Reports {
+        domain::report::Reports::new(
+            self.stores.reports.clone(),
+            self.parts.clone(),
+            self.report_links(),
+            Arc::new(NoWorker),
+        )
+    }
+
+    pub fn report_links(&self) -> domain::report::ReportLinks {
+        domain::report::ReportLinks::new(&[7u8; 32], "https://shop.example")
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn bulk(&self) -> BulkJobs {
         BulkJobs::new(
             self.stores.bulk.clone(),

@@ -107,6 +107,8 @@ impl Transport {
 pub struct Templates {
     env: Environment<'static>,
     store_name: String,
+    /// "This wasn't me" links for the security mails (none in unit tests of other kinds).
+    reports: Option<domain::report::ReportLinks>,
 }
 
 macro_rules! templates {
@@ -164,8 +166,21 @@ impl Templates {
             "admin_password_changed.en",
             "admin_password_changed.ja",
             "admin_password_changed.ko",
+            "account_reported.en",
+            "account_reported.ja",
+            "account_reported.ko",
         );
-        Ok(Self { env, store_name })
+        Ok(Self {
+            env,
+            store_name,
+            reports: None,
+        })
+    }
+
+    /// Security mails carry a "this wasn't me" link made with `links`.
+    pub fn with_reports(mut self, links: domain::report::ReportLinks) -> Self {
+        self.reports = Some(links);
+        self
     }
 
     pub fn render(&self, m: &OutboxMessage) -> anyhow::Result<Rendered> {
@@ -194,6 +209,11 @@ impl Templates {
             hours => hours,
             code => code,
             code_minutes => code_minutes,
+            report => self
+                .reports
+                .as_ref()
+                .filter(|_| domain::report::REPORTABLE.contains(&m.kind))
+                .map(|links| links.link(m.id)),
             store => self.store_name,
         };
         let render = |suffix: &str| -> anyhow::Result<String> {
@@ -534,7 +554,9 @@ mod tests {
                 }
                 if !matches!(
                     kind,
-                    MailKind::PasswordChanged | MailKind::AdminPasswordChanged
+                    MailKind::PasswordChanged
+                        | MailKind::AdminPasswordChanged
+                        | MailKind::AccountReported
                 ) {
                     let link = format!("token=abc&lang={}", locale.as_str());
                     assert!(r.text.contains(&link), "{at}: {}", r.text);

@@ -33,6 +33,9 @@ pub enum AuditAction {
     /// The address a frozen account had moved to gave it back (`releaseCustomerAccount`; the
     /// actor is the customer's id).
     ReleaseFrozenAccount,
+    /// "This wasn't me" from a security mail secured the account (the actor is the
+    /// customer's id).
+    ReportedNotMe,
 }
 
 impl AuditAction {
@@ -52,6 +55,7 @@ impl AuditAction {
             Self::ExportCustomerData => "EXPORT_CUSTOMER_DATA",
             Self::RecoverCustomer => "RECOVER_CUSTOMER",
             Self::ReleaseFrozenAccount => "RELEASE_FROZEN_ACCOUNT",
+            Self::ReportedNotMe => "REPORTED_NOT_ME",
         }
     }
 
@@ -71,6 +75,7 @@ impl AuditAction {
             "EXPORT_CUSTOMER_DATA" => Some(Self::ExportCustomerData),
             "RECOVER_CUSTOMER" => Some(Self::RecoverCustomer),
             "RELEASE_FROZEN_ACCOUNT" => Some(Self::ReleaseFrozenAccount),
+            "REPORTED_NOT_ME" => Some(Self::ReportedNotMe),
             _ => None,
         }
     }

@@ -3,3 +3,4 @@
 
 pub mod email_change;
 pub mod erasure;
+pub mod report;

@@ -25,6 +25,7 @@ pub struct Model {
     /// Set when "this wasn't me" reverted a confirmed email change: no reset link is issued
     /// until an admin recovers the account.
     pub frozen_at: Option<DateTimeUtc>,
+    pub reported_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

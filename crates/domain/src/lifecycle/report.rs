@@ -1,0 +1,200 @@
+//! "This wasn't me" on every security mail: the reset mail (link, code, or both) and the
+//! "password changed" notice carry a link that, with one button (opening it changes nothing),
+//! secures the account at once:
+//!
+//! - every session is revoked and the password voided (whoever set off the mail may know it);
+//! - outstanding reset links and codes die, and pending email changes are superseded;
+//! - the account is marked *reported* for the store's staff (the grid's `reportedAt`, an audit
+//!   entry with the customer as actor);
+//! - the customer gets one mail with the next step: a fresh "Forgot Your Password?" from the
+//!   same address (the mailbox that reported is the one that gets the link), or the store's
+//!   support. A password set by that reset clears the mark.
+//!
+//! (The email-change notice's "this wasn't me" is its cancel link, which does the same and
+//! more: `email_change`.)
+//!
+//! The link names the mail it came in (the outbox row's id) with an HMAC-SHA256 under a key
+//! derived from the server's secret: nothing is stored for it, it cannot be forged for another
+//! mail, and it works as long as the sent mail's row is kept (a week).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    accounts::Wiring,
+    admin::{AuditAction, NewAudit},
+    customer::{ClientInfo, Customer},
+    ports::{MailKind, MailSignal, NewMail},
+};
+
+/// The mail kinds that carry the link.
+pub const REPORTABLE: [MailKind; 2] = [MailKind::PasswordReset, MailKind::PasswordChanged];
+
+/// Builds and checks "this wasn't me" links. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct ReportLinks {
+    key: [u8; 32],
+    /// `…/account/not-me?token={token}`.
+    template: String,
+}
+
+impl std::fmt::Debug for ReportLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReportLinks(<key>)")
+    }
+}
+
+impl ReportLinks {
+    /// The key is derived from `secret` (the server's own, at least 32 bytes) with HKDF, under
+    /// a label of its own, so it is no other key.
+    pub fn new(secret: &[u8], public_url: &str) -> Result<Self> {
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(Some(b"latchkey"), secret)
+            .expand(b"this-wasn't-me links v1", &mut key)
+            .map_err(|_| Error::internal("HKDF"))?;
+        Ok(Self {
+            key,
+            template: format!(
+                "{}/account/not-me?token={{token}}",
+                public_url.trim_end_matches('/')
+            ),
+        })
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // An HMAC takes a key of any length.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The token for the mail with this outbox id: the id and its MAC, 64 URL-safe characters.
+    pub fn token(&self, message_id: Uuid) -> String {
+        let mut mac = self.mac();
+        mac.update(message_id.as_bytes());
+        let mut bytes = message_id.as_bytes().to_vec();
+        bytes.extend_from_slice(&mac.finalize().into_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    pub fn link(&self, message_id: Uuid) -> String {
+        self.template.replace("{token}", &self.token(message_id))
+    }
+
+    /// The mail a token names, if its MAC is right (checked in constant time).
+    pub fn open(&self, token: &str) -> Option<Uuid> {
+        if token.len() != 64 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        let (id, tag) = bytes.split_at_checked(16)?;
+        let mut mac = self.mac();
+        mac.update(id);
+        mac.verify_slice(tag).ok()?;
+        Uuid::from_slice(id).ok()
+    }
+}
+
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// The customer a sent or queued mail of a [`REPORTABLE`] kind went to, if the mail's row
+    /// is still kept and the customer exists.
+    async fn reported_mail(&self, message_id: Uuid) -> Result<Option<Customer>>;
+
+    /// In one transaction: voids the password, marks the account reported, revokes every
+    /// session, voids outstanding reset links and codes, supersedes pending email changes,
+    /// writes `audit` and queues `notice`. The number of sessions revoked.
+    async fn report_account(
+        &self,
+        customer_id: Uuid,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+        notice: NewMail,
+    ) -> Result<u64>;
+}
+
+pub struct Reports {
+    store: Arc<dyn ReportStore>,
+    parts: Wiring,
+    links: ReportLinks,
+    mail: Arc<dyn MailSignal>,
+}
+
+impl Reports {
+    pub fn new(
+        store: Arc<dyn ReportStore>,
+        parts: Wiring,
+        links: ReportLinks,
+        mail: Arc<dyn MailSignal>,
+    ) -> Self {
+        Self {
+            store,
+            parts,
+            links,
+            mail,
+        }
+    }
+
+    /// "This wasn't me" from a security mail. The token is looked up under the client's
+    /// budget of invalid links, like every emailed link. Using it again later secures the
+    /// account again (the same mailbox, the same request): never an error a mail scanner
+    /// could learn from.
+    #[tracing::instrument(name = "reports.report", skip_all)]
+    pub async fn report(&self, token: &str, client: &ClientInfo) -> Result<()> {
+        let now = self.parts.clock.now();
+        let lookup = async {
+            let id = self.links.open(token).ok_or(Error::LinkInvalid)?;
+            self.store
+                .reported_mail(id)
+                .await?
+                .ok_or(Error::LinkInvalid)
+        };
+        let customer = self.parts.redeem_link(client, lookup).await?;
+        let audit = NewAudit::by_customer(customer.id, AuditAction::ReportedNotMe, now)
+            .from_ip(client.ip.map(|ip| ip.to_string()))
+            .detail("\"this wasn't me\" from a security mail: signed out, password voided");
+        let notice = NewMail::account_reported(&customer, now);
+        let revoked = self
+            .store
+            .report_account(customer.id, now, audit, notice)
+            .await?;
+        self.mail.notify();
+        tracing::info!(event = "account_reported", customer_id = %customer.id, revoked);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_opens_only_under_its_key_and_only_whole() {
+        let links = ReportLinks::new(&[7u8; 32], "https://shop.example/").unwrap();
+        let id = Uuid::now_v7();
+        let token = links.token(id);
+        assert_eq!(token.len(), 64);
+        assert_eq!(links.open(&token), Some(id));
+        assert_eq!(
+            links.link(id),
+            format!("https://shop.example/account/not-me?token={token}")
+        );
+        let other = ReportLinks::new(&[8u8; 32], "https://shop.example").unwrap();
+        assert_eq!(other.open(&token), None, "another server's key");
+        let mut forged = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        forged[0] ^= 1;
+        assert_eq!(
+            links.open(&URL_SAFE_NO_PAD.encode(forged)),
+            None,
+            "another mail"
+        );
+        assert_eq!(links.open(&token[..63]), None);
+        assert_eq!(links.open(""), None);
+        assert_eq!(format!("{links:?}"), "ReportLinks(<key>)");
+    }
+}
