@@ -138,7 +138,7 @@ fn dictionary_source(locale: Locale) -> &'static str {
 /// which renders only what they use.
 fn script_sections(page: &str) -> &'static [&'static str] {
     match page {
-        "sign-in" => &["signin"],
+        "sign-in" => &["signin", "forgot"],
         "forgot-password" => &["forgot", "reset"],
         "reset-password" => &["reset"],
         "confirm-email" | "cancel-email-change" | "release-account" => &["email_change"],

@@ -744,6 +744,7 @@ const SETTINGS_FIELDS = [
   "resetCodeLifetimeMinutes",
   "resetByLink",
   "resetByCode",
+  "signInByCode",
   "resetRequestLimitMethod",
   "maxResetRequestsPerHour",
   "minSecondsBetweenResetRequests",

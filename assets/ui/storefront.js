@@ -58,6 +58,7 @@ function signInPage() {
   const form = document.getElementById("sign-in");
   const email = document.getElementById("email");
   const password = document.getElementById("password");
+  signInByCode(form, email);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const address = requireEmail(email);
@@ -92,6 +93,64 @@ function signInPage() {
   });
 }
 
+// "Email me a sign-in code", where the store allows it: the flow id stays in this page's memory
+// (a reload asks again), and the code is sent with it in the body of the mutation.
+function signInByCode(form, email) {
+  const button = document.getElementById("email-code");
+  const codeForm = document.getElementById("code-sign-in");
+  const code = document.getElementById("code");
+  let flowId = null;
+  gql("query Methods { authMethods { signInByCode } }")
+    .then((data) => {
+      button.hidden = !data.authMethods.signInByCode;
+    })
+    .catch(() => {});
+  button.addEventListener("click", async () => {
+    const address = requireEmail(email);
+    if (!address) {
+      return;
+    }
+    await busy(button, async () => {
+      try {
+        const data = await gql(
+          "mutation SignInCode($email: String!) { requestSignInCode(email: $email) { flowId } }",
+          { email: address },
+        );
+        flowId = data.requestSignInCode.flowId;
+        form.hidden = true;
+        codeForm.hidden = false;
+        document.getElementById("code-intro").textContent = t("signin.code_sent", { email: address });
+        code.focus();
+      } catch (error) {
+        notify(error.code === "BAD_USER_INPUT" ? t("common.email_invalid") : describe(error), "error");
+      }
+    });
+  });
+  codeForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(code, null);
+    const digits = code.value.replace(/[\s-]/g, "");
+    if (!digits) {
+      fieldError(code, t("forgot.code_required"));
+      code.focus();
+      return;
+    }
+    await busy(codeForm.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation SignInWithCode($flowId: String!, $code: String!) { signInWithCode(flowId: $flowId, code: $code) { token expiresAt } }",
+          { flowId: flowId || "", code: digits },
+        );
+        customerToken.set(data.signInWithCode);
+        window.location.assign("/account");
+      } catch (error) {
+        fieldError(code, error.code === "AUTHENTICATION_FAILED" ? t("forgot.code_invalid") : describe(error));
+        code.focus();
+      }
+    });
+  });
+}
+
 // "Forgot Your Password?". A store that resets by code gets a code form in this same tab: the
 // flow id the request answers is kept in this tab's sessionStorage only (a new tab or another
 // browser does not have it, so a code read out of the mailbox works nowhere else), and sent
@@ -116,11 +175,11 @@ function forgotPasswordPage() {
   const email = document.getElementById("email");
   const codeForm = document.getElementById("code-form");
   const haveCode = document.getElementById("have-code");
-  let methods = { byLink: true, byCode: false, codeLength: 8, codeLifetimeMinutes: 15 };
-  const ready = gql("query Methods { passwordResetMethods { byLink byCode codeLength codeLifetimeMinutes } }")
+  let methods = { resetByLink: true, resetByCode: false, codeLength: 8, codeLifetimeMinutes: 15 };
+  const ready = gql("query Methods { authMethods { resetByLink resetByCode codeLength codeLifetimeMinutes } }")
     .then((data) => {
-      methods = data.passwordResetMethods;
-      haveCode.hidden = !methods.byCode;
+      methods = data.authMethods;
+      haveCode.hidden = !methods.resetByCode;
     })
     .catch(() => {});
 
@@ -155,7 +214,7 @@ function forgotPasswordPage() {
     await ready;
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
-        if (methods.byCode) {
+        if (methods.resetByCode) {
           const data = await gql(
             "mutation ForgotByCode($email: String!) { requestPasswordResetCode(email: $email) { flowId expiresAt } }",
             { email: address },

@@ -68,6 +68,10 @@ impl MigrationTrait for Migration {
         // The request row carries the flow until the worker resolves it; the raw code, like
         // the link, only until then (then in the outbox until sent, then scrubbed).
         let request_columns = [
+            // `reset`, or `sign_in` (a sign-in code: no reset token, no link).
+            string_len(ResetRequests::Purpose, 16)
+                .default("reset")
+                .to_owned(),
             string_len_null(ResetRequests::FlowHash, 64),
             string_len_null(ResetRequests::CodeHash, 64),
             string_len_null(ResetRequests::Code, 16),
@@ -102,6 +106,7 @@ impl MigrationTrait for Migration {
             integer(Settings::ResetCodeLifetimeMinutes)
                 .default(15)
                 .to_owned(),
+            boolean(Settings::SignInByCode).default(false).to_owned(),
         ];
         for column in settings_columns {
             manager
@@ -118,6 +123,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for column in [
+            Settings::SignInByCode,
             Settings::ResetCodeLifetimeMinutes,
             Settings::ResetByCode,
             Settings::ResetByLink,
@@ -146,6 +152,7 @@ impl MigrationTrait for Migration {
             ResetRequests::Code,
             ResetRequests::CodeHash,
             ResetRequests::FlowHash,
+            ResetRequests::Purpose,
         ] {
             manager
                 .alter_table(
@@ -181,6 +188,7 @@ enum CodeFlows {
 #[derive(DeriveIden)]
 enum ResetRequests {
     Table,
+    Purpose,
     FlowHash,
     CodeHash,
     Code,
@@ -200,6 +208,7 @@ enum Settings {
     ResetByLink,
     ResetByCode,
     ResetCodeLifetimeMinutes,
+    SignInByCode,
 }
 
 #[derive(DeriveIden)]

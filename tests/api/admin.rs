@@ -159,7 +159,7 @@ const STOREFRONT: &[&str] = &[
     "customer",
     "customerSessions",
     "passwordPolicy",
-    "passwordResetMethods",
+    "authMethods",
     "createCustomer",
     "generateCustomerToken",
     "revokeCustomerToken",
@@ -178,6 +178,8 @@ const STOREFRONT: &[&str] = &[
     "requestPasswordResetCode",
     "resetPasswordWithCode",
     "reportUnrecognizedActivity",
+    "requestSignInCode",
+    "signInWithCode",
     "generateAdminToken",
 ];
 

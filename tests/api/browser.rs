@@ -21,6 +21,7 @@ use crate::{
 crate::tests![
     browser_customer_resets_a_forgotten_password_in_the_storefront,
     browser_a_customer_resets_by_code_in_the_tab_that_asked,
+    browser_a_customer_signs_in_with_a_mailed_code,
     browser_admin_sends_a_reset_and_forces_sign_in,
     browser_viewer_sees_no_reset_or_force_buttons,
     browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
@@ -1308,6 +1309,29 @@ async fn browser_a_customer_resets_by_code_in_the_tab_that_asked(backend: Backen
         .wait_text("#notice", "パスワードを更新しました")
         .await;
     app.sign_in("mai@example.com", "Brand-New-Pass-2026").await;
+    browser.close().await;
+}
+
+/// Sign-in by code, where the store allows it: offered on the sign-in page, the code typed in
+/// the same page, straight to the account.
+async fn browser_a_customer_signs_in_with_a_mailed_code(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    customer(&app, "mai@example.com", "en").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("en-US").await;
+    app.set_settings("sign_in_by_code = true").await;
+    browser.goto(&app.url("/account/sign-in")).await;
+    browser
+        .wait_until("!document.getElementById('email-code').hidden")
+        .await;
+    browser.fill("#email", "mai@example.com").await;
+    browser.click("#email-code").await;
+    browser.wait_text("#code-intro", "mai@example.com").await;
+    let code = smtp.wait_for(1).await.remove(0).code();
+    browser.fill("#code", &code).await;
+    browser.shot("storefront-sign-in-code").await;
+    browser.click("#code-sign-in button[type=submit]").await;
+    browser.wait_path("/account").await;
     browser.close().await;
 }
 

@@ -18,6 +18,8 @@ crate::tests![
     codes_expire_after_their_lifetime,
     known_and_unknown_addresses_start_flows_alike,
     stores_choose_link_code_or_both,
+    a_code_sign_in_is_a_session_that_force_sign_in_ends,
+    sign_in_codes_are_off_by_default_bound_to_their_flow_and_alike_for_every_address,
 ];
 
 const REQUEST: &str =
@@ -409,4 +411,150 @@ async fn stores_choose_link_code_or_both(backend: Backend) {
         let res = set(json!({"resetCodeLifetimeMinutes": minutes})).await;
         assert_eq!(code(&res), "BAD_USER_INPUT", "{minutes}: {res}");
     }
+}
+
+const SIGN_IN_REQUEST: &str =
+    "mutation($e: String!) { requestSignInCode(email: $e) { flowId expiresAt codeLength } }";
+const SIGN_IN: &str = "mutation($f: String!, $c: String!) { signInWithCode(flowId: $f, code: $c) { token expiresAt } }";
+
+async fn start_sign_in(app: &TestApp, ip: &str, email: &str) -> String {
+    let res = gql_from(app, ip, SIGN_IN_REQUEST, json!({"e": email})).await;
+    res["data"]["requestSignInCode"]["flowId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no flow: {res}"))
+        .to_owned()
+}
+
+async fn sign_in_with(app: &TestApp, ip: &str, flow: &str, code: &str) -> Value {
+    gql_from(app, ip, SIGN_IN, json!({"f": flow, "c": code})).await
+}
+
+async fn a_code_sign_in_is_a_session_that_force_sign_in_ends(backend: Backend) {
+    let (app, smtp) = app(backend).await;
+    app.set_settings("sign_in_by_code = true").await;
+    customer(&app, "ann@example.com").await;
+    // A reset link asked for earlier stays usable: a sign-in code is not a reset.
+    app.request_reset("ann@example.com").await;
+    let reset_mail = smtp.wait_for(1).await.remove(0);
+    let flow = start_sign_in(&app, CUSTOMER, "ann@example.com").await;
+    let mail = smtp.wait_for(2).await.remove(1);
+    assert!(
+        mail.subject().contains("sign-in code"),
+        "{}",
+        mail.subject()
+    );
+    assert!(
+        !mail.text().contains("reset-password?token="),
+        "a code alone"
+    );
+    assert!(
+        mail.report_token().is_some(),
+        "with its this-wasn't-me link"
+    );
+    let res = sign_in_with(&app, CUSTOMER, &flow, &mail.code()).await;
+    let token = res["data"]["signInWithCode"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{res}"))
+        .to_owned();
+    assert_eq!(app.whoami(&token).await, Ok("ann@example.com".into()));
+    // Once.
+    let again = sign_in_with(&app, CUSTOMER, &flow, &mail.code()).await;
+    assert_eq!(code(&again), "AUTHENTICATION_FAILED", "{again}");
+    // Force Sign In ends it like any session.
+    let admin = app.admin_token("support").await;
+    let id = app.customer_id("ann@example.com").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "mutation($id: ID!) { revokeCustomerTokens(customerId: $id) { revokedCount } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    assert_eq!(app.whoami(&token).await, Err("UNAUTHENTICATED".into()));
+    assert_eq!(
+        app.reset_password(&reset_mail.token(), "brand-New-pw7")
+            .await["data"]["resetPassword"],
+        true
+    );
+}
+
+async fn sign_in_codes_are_off_by_default_bound_to_their_flow_and_alike_for_every_address(
+    backend: Backend,
+) {
+    let (app, smtp) = app(backend).await;
+    customer(&app, "ann@example.com").await;
+    let off = gql_from(
+        &app,
+        CUSTOMER,
+        SIGN_IN_REQUEST,
+        json!({"e": "ann@example.com"}),
+    )
+    .await;
+    assert_eq!(code(&off), "BAD_USER_INPUT", "{off}");
+    app.set_settings("sign_in_by_code = true").await;
+
+    // Known and unknown addresses: the same answer's shape, the same rows at request time.
+    let before = (
+        app.count("reset_requests").await,
+        app.count("limit_events").await,
+    );
+    let known = gql_from(
+        &app,
+        CUSTOMER,
+        SIGN_IN_REQUEST,
+        json!({"e": "ann@example.com"}),
+    )
+    .await;
+    let mid = (
+        app.count("reset_requests").await,
+        app.count("limit_events").await,
+    );
+    let unknown = gql_from(
+        &app,
+        ATTACKER,
+        SIGN_IN_REQUEST,
+        json!({"e": "nobody@example.com"}),
+    )
+    .await;
+    let after = (
+        app.count("reset_requests").await,
+        app.count("limit_events").await,
+    );
+    assert_eq!(
+        (mid.0 - before.0, mid.1 - before.1),
+        (after.0 - mid.0, after.1 - mid.1)
+    );
+    let flow_of = |v: &Value| {
+        v["data"]["requestSignInCode"]["flowId"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(flow_of(&known).len(), flow_of(&unknown).len());
+    let mailed = smtp.wait_for(1).await.remove(0).code();
+    app.mail_settled().await;
+    assert_eq!(smtp.messages().len(), 1, "mail for the account only");
+    let unknown_try = sign_in_with(&app, ATTACKER, &flow_of(&unknown), &mailed).await;
+    assert_eq!(code(&unknown_try), "AUTHENTICATION_FAILED", "{unknown_try}");
+
+    // The code read out of the mailbox, typed into the attacker's own flow or none: refused.
+    let attackers = start_sign_in(&app, ATTACKER, "ann@example.com").await;
+    let newest = smtp.wait_for(2).await.remove(1).code();
+    for flow in [attackers.as_str(), ""] {
+        let res = sign_in_with(&app, ATTACKER, flow, &mailed).await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    // The newer request (the attacker's) killed the customer's first code.
+    let old = sign_in_with(&app, CUSTOMER, &flow_of(&known), &mailed).await;
+    assert_eq!(code(&old), "AUTHENTICATION_FAILED", "{old}");
+
+    // A customer without a usable password (imported, "reset required") gets in by code.
+    app.execute("UPDATE customers SET password_hash = ''", vec![])
+        .await;
+    let flow = start_sign_in(&app, CUSTOMER, "ann@example.com").await;
+    let code_now = smtp.wait_for(3).await.remove(2).code();
+    assert_ne!(code_now, newest);
+    let res = sign_in_with(&app, CUSTOMER, &flow, &code_now).await;
+    assert!(res["data"]["signInWithCode"]["token"].is_string(), "{res}");
 }

@@ -34,10 +34,12 @@ pub enum MailKind {
     AccountFrozen,
     /// After "this wasn't me" from a security mail: what was done, and the next step.
     AccountReported,
+    /// A one-time code to sign in with, in the browser that asked.
+    SignInCode,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
@@ -47,6 +49,7 @@ impl MailKind {
         Self::AccountFrozen,
         Self::AdminPasswordChanged,
         Self::AccountReported,
+        Self::SignInCode,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +63,7 @@ impl MailKind {
             Self::AccountFrozen => "account_frozen",
             Self::AdminPasswordChanged => "admin_password_changed",
             Self::AccountReported => "account_reported",
+            Self::SignInCode => "sign_in_code",
         }
     }
 

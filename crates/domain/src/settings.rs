@@ -12,6 +12,9 @@ pub struct Settings {
     pub clients: ClientLimits,
     pub customer_token_lifetime: Duration,
     pub admin_token_lifetime: Duration,
+    /// Customers may sign in with a mailed one-time code instead of their password
+    /// (`requestSignInCode`, `signInWithCode`); off by default.
+    pub sign_in_by_code: bool,
 }
 
 impl Default for Settings {
@@ -23,6 +26,7 @@ impl Default for Settings {
             clients: ClientLimits::default(),
             customer_token_lifetime: Duration::hours(1),
             admin_token_lifetime: Duration::hours(4),
+            sign_in_by_code: false,
         }
     }
 }

@@ -293,8 +293,12 @@ pub struct PasswordSettings {
     /// The storefront may reset by a code typed in the browser that asked
     /// (`requestPasswordResetCode`, `resetPasswordWithCode`).
     pub reset_by_code: bool,
-    /// How long a mailed code works (1–60 minutes; 15 by default).
+    /// How long a mailed code works, for a reset or a sign-in (1–60 minutes; 15 by
+    /// default).
     pub reset_code_lifetime_minutes: i32,
+    /// Customers may sign in with a mailed one-time code, typed in the browser that asked,
+    /// instead of their password (`requestSignInCode`, `signInWithCode`); off by default.
+    pub sign_in_by_code: bool,
 }
 
 fn int(v: i64) -> i32 {
@@ -325,6 +329,7 @@ impl From<settings::Settings> for PasswordSettings {
             reset_by_link: s.reset.by_link,
             reset_by_code: s.reset.by_code,
             reset_code_lifetime_minutes: int(s.reset.code_lifetime.num_minutes()),
+            sign_in_by_code: s.sign_in_by_code,
         }
     }
 }
@@ -349,6 +354,7 @@ pub struct PasswordSettingsInput {
     pub reset_by_link: Option<bool>,
     pub reset_by_code: Option<bool>,
     pub reset_code_lifetime_minutes: Option<i32>,
+    pub sign_in_by_code: Option<bool>,
 }
 
 impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
@@ -372,6 +378,7 @@ impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
             reset_by_link: i.reset_by_link,
             reset_by_code: i.reset_by_code,
             reset_code_lifetime_minutes: wide(i.reset_code_lifetime_minutes),
+            sign_in_by_code: i.sign_in_by_code,
         }
     }
 }

@@ -45,6 +45,7 @@ impl From<ApiError> for async_graphql::Error {
             Error::NotFound => codes::NOT_FOUND,
             Error::RateLimited { .. } => codes::RATE_LIMITED,
             Error::ResetTokenInvalid | Error::ResetCodeInvalid => codes::RESET_TOKEN_INVALID,
+            Error::SignInCodeInvalid => codes::AUTHENTICATION_FAILED,
             Error::ResetTokenExpired | Error::ResetCodeExpired => codes::RESET_TOKEN_EXPIRED,
             Error::LinkInvalid => codes::LINK_INVALID,
             Error::LinkExpired => codes::LINK_EXPIRED,

@@ -11,11 +11,12 @@ use crate::{
 #[derive(Default)]
 pub struct ResetMutation;
 
-/// The ways this store's "Forgot Your Password?" works.
+/// How customers of this store get in besides their password.
 #[derive(SimpleObject)]
-pub struct PasswordResetMethods {
-    pub by_link: bool,
-    pub by_code: bool,
+pub struct AuthMethods {
+    pub reset_by_link: bool,
+    pub reset_by_code: bool,
+    pub sign_in_by_code: bool,
     /// Digits in a mailed code.
     pub code_length: i32,
     pub code_lifetime_minutes: i32,
@@ -133,5 +134,48 @@ impl ResetMutation {
             .reset_with_code(&flow_id, &code, &new_password, client)
             .await?;
         Ok(true)
+    }
+
+    /// "Email me a sign-in code", for a store that allows it (`signInByCode`; otherwise
+    /// BAD_USER_INPUT): mails a short code if an account has this address and answers this
+    /// client a flow id, the same for every well-formed address. The code works only with
+    /// this flow id, a few minutes, a few guesses, once, and dies with any newer request.
+    async fn request_sign_in_code(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+    ) -> Result<CodeFlow, ApiError> {
+        let client = &request(ctx).client;
+        let started = services(ctx)?
+            .resets
+            .request_sign_in_code(&email, client)
+            .await?;
+        Ok(CodeFlow {
+            flow_id: started.flow.expose().to_owned(),
+            expires_at: started.expires_at,
+            code_length: domain::reset::CODE_DIGITS as i32,
+        })
+    }
+
+    /// Signs in with the mailed code, from the client that asked (its `flowId`): a session
+    /// like a password sign-in's (Force Sign In and a password change end it). A wrong,
+    /// expired, spent or replaced code, or another client's flow, all answer
+    /// AUTHENTICATION_FAILED and count (five guesses per flow, 20 wrong codes a day per
+    /// address, the client's budget of invalid links).
+    async fn sign_in_with_code(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] flow_id: String,
+        #[graphql(secret)] code: String,
+    ) -> Result<crate::types::CustomerToken, ApiError> {
+        let client = &request(ctx).client;
+        let issued = services(ctx)?
+            .resets
+            .sign_in_with_code(&flow_id, &code, client)
+            .await?;
+        Ok(crate::types::CustomerToken {
+            token: issued.token,
+            expires_at: issued.expires_at,
+        })
     }
 }

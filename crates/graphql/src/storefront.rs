@@ -65,17 +65,17 @@ impl CustomerQuery {
         })
     }
 
-    /// How this store's "Forgot Your Password?" works (public: the page chooses its form before
-    /// anyone types): by an emailed link (`requestPasswordReset`), by a code typed in the
-    /// browser that asked (`requestPasswordResetCode`), or either.
-    async fn password_reset_methods(
-        &self,
-        ctx: &Context<'_>,
-    ) -> Result<crate::reset::PasswordResetMethods, ApiError> {
-        let reset = services(ctx)?.resets.methods().await?;
-        Ok(crate::reset::PasswordResetMethods {
-            by_link: reset.by_link,
-            by_code: reset.by_code,
+    /// How customers of this store get in besides their password (public: a page chooses its
+    /// forms before anyone types): "Forgot Your Password?" by an emailed link
+    /// (`requestPasswordReset`), by a code typed in the browser that asked
+    /// (`requestPasswordResetCode`), or either; and sign-in by a mailed code
+    /// (`requestSignInCode`).
+    async fn auth_methods(&self, ctx: &Context<'_>) -> Result<crate::reset::AuthMethods, ApiError> {
+        let (reset, sign_in_by_code) = services(ctx)?.resets.methods().await?;
+        Ok(crate::reset::AuthMethods {
+            reset_by_link: reset.by_link,
+            reset_by_code: reset.by_code,
+            sign_in_by_code,
             code_length: domain::reset::CODE_DIGITS as i32,
             code_lifetime_minutes: i32::try_from(reset.code_lifetime.num_minutes())
                 .unwrap_or(i32::MAX),

@@ -360,6 +360,10 @@ impl AdminStore for SqlAdmin {
                     .col_expr(settings::Column::ResetByLink, Expr::value(s.reset.by_link))
                     .col_expr(settings::Column::ResetByCode, Expr::value(s.reset.by_code))
                     .col_expr(
+                        settings::Column::SignInByCode,
+                        Expr::value(s.sign_in_by_code),
+                    )
+                    .col_expr(
                         settings::Column::ResetCodeLifetimeMinutes,
                         Expr::value(int(s.reset.code_lifetime.num_minutes())),
                     )

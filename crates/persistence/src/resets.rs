@@ -219,6 +219,7 @@ async fn record(
             code_hash: Set(r.code.as_ref().map(|c| c.code_hash.clone())),
             code: Set(r.code.as_ref().map(|c| c.code.expose().to_owned())),
             code_expires_at: Set(r.code.as_ref().map(|c| c.expires_at)),
+            purpose: Set(r.purpose.as_str().to_owned()),
         })
         .collect();
     if !rows.is_empty() {
@@ -337,6 +338,166 @@ pub(crate) async fn insert_resets(
     Ok(())
 }
 
+/// Resolves reset requests: for an account, its older links superseded, a token and a mail
+/// (the newest request of each account keeps a live link); every request that started a code
+/// flow gets its flow.
+async fn resolve_resets(
+    txn: &DatabaseTransaction,
+    taken: &[reset_request::Model],
+    accounts: &HashMap<String, Account>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if taken.is_empty() {
+        return Ok(());
+    }
+    // Every request that started a code flow gets its flow, known address or not:
+    // an unknown address's flow names no token and never succeeds, but answers a
+    // guess as any other flow does.
+    let token_ids: HashMap<Uuid, Uuid> = taken
+        .iter()
+        .filter(|r| accounts.contains_key(&r.email_key))
+        .map(|r| (r.id, Uuid::now_v7()))
+        .collect();
+    let flows: Vec<code_flow::ActiveModel> = taken
+        .iter()
+        .filter_map(|r| {
+            let account = accounts.get(&r.email_key);
+            Some(code_flow::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                flow_hash: Set(r.flow_hash.clone()?),
+                purpose: Set(CodePurpose::Reset.as_str().to_owned()),
+                code_hash: Set(r.code_hash.clone()?),
+                email_key: Set(r.email_key.clone()),
+                customer_id: Set(account.map(|a| a.id)),
+                reset_token_id: Set(token_ids.get(&r.id).copied()),
+                attempts: Set(0),
+                expires_at: Set(r.code_expires_at?),
+                created_at: Set(r.created_at),
+                ended_at: Set(None),
+            })
+        })
+        .collect();
+    if accounts.is_empty() {
+        return insert_flows(txn, flows).await;
+    }
+    supersede_tokens(txn, accounts.values().map(|a| a.id), now).await?;
+    // The newest request of each account keeps a live link; earlier ones in the same
+    // batch are superseded by it, as they would have been one at a time.
+    let mut newest: HashMap<&str, Uuid> = HashMap::new();
+    for r in taken {
+        newest.insert(r.email_key.as_str(), r.id);
+    }
+    let mut tokens = Vec::new();
+    let mut mails = Vec::new();
+    for r in taken {
+        let Some(account) = accounts.get(&r.email_key) else {
+            continue;
+        };
+        let superseded = (newest[r.email_key.as_str()] != r.id).then_some(now);
+        let (token, mail) = reset_rows(
+            ResetFor {
+                token_id: token_ids[&r.id],
+                customer_id: account.id,
+                email: &account.email,
+                email_key: &r.email_key,
+                locale: &account.locale,
+            },
+            IssuedReset {
+                token_hash: r.token_hash.clone(),
+                link: r.link.clone(),
+                expires_at: r.expires_at,
+            },
+            r.code.clone().zip(r.code_expires_at),
+            r.created_at,
+            superseded,
+            MailLane::Interactive,
+        );
+        tokens.push(token);
+        mails.push(mail);
+    }
+    insert_resets(txn, tokens, mails).await?;
+    // After the tokens they name.
+    insert_flows(txn, flows).await
+}
+
+/// Resolves sign-in code requests: every request gets its flow (an unknown address's names no
+/// account and never succeeds); for an account, its older sign-in flows end (the newest
+/// request of the batch keeps the live one) and the code is mailed. Reset links stay.
+async fn resolve_sign_ins(
+    txn: &DatabaseTransaction,
+    taken: &[reset_request::Model],
+    accounts: &HashMap<String, Account>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = taken
+        .iter()
+        .filter_map(|r| accounts.get(&r.email_key).map(|a| a.id))
+        .collect();
+    if !ids.is_empty() {
+        code_flow::Entity::update_many()
+            .col_expr(code_flow::Column::EndedAt, Expr::value(Some(now)))
+            .filter(code_flow::Column::Purpose.eq(CodePurpose::SignIn.as_str()))
+            .filter(code_flow::Column::CustomerId.is_in(ids))
+            .filter(code_flow::Column::EndedAt.is_null())
+            .exec(txn)
+            .await
+            .map_err(db_err)?;
+    }
+    let mut newest: HashMap<&str, Uuid> = HashMap::new();
+    for r in taken {
+        newest.insert(r.email_key.as_str(), r.id);
+    }
+    let mut flows = Vec::new();
+    let mut mails = Vec::new();
+    for r in taken {
+        let (Some(flow_hash), Some(code_hash), Some(expires_at)) =
+            (r.flow_hash.clone(), r.code_hash.clone(), r.code_expires_at)
+        else {
+            continue;
+        };
+        let account = accounts.get(&r.email_key);
+        let live = newest[r.email_key.as_str()] == r.id;
+        flows.push(code_flow::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            flow_hash: Set(flow_hash),
+            purpose: Set(CodePurpose::SignIn.as_str().to_owned()),
+            code_hash: Set(code_hash),
+            email_key: Set(r.email_key.clone()),
+            customer_id: Set(account.map(|a| a.id)),
+            reset_token_id: Set(None),
+            attempts: Set(0),
+            expires_at: Set(expires_at),
+            created_at: Set(r.created_at),
+            ended_at: Set((!live).then_some(now)),
+        });
+        if let Some(account) = account {
+            let mut mail = crate::outbox::new_row(NewMail {
+                id: Uuid::now_v7(),
+                kind: MailKind::SignInCode,
+                customer_id: Some(account.id),
+                recipient: account.email.clone(),
+                locale: domain::customer::Locale::parse(&account.locale).unwrap_or_default(),
+                created_at: r.created_at,
+                link: None,
+            });
+            mail.code = Set(r.code.clone());
+            mail.code_expires_at = Set(Some(expires_at));
+            mails.push(mail);
+        }
+    }
+    insert_flows(txn, flows).await?;
+    if !mails.is_empty() {
+        email_outbox::Entity::insert_many(mails)
+            .exec_without_returning(txn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 async fn insert_flows(txn: &DatabaseTransaction, flows: Vec<code_flow::ActiveModel>) -> Result<()> {
     if flows.is_empty() {
         return Ok(());
@@ -450,75 +611,11 @@ impl SqlResets {
                     .map(|a| (a.email_key.clone(), a))
                     .collect();
                 let resolved = taken.len();
-                // Every request that started a code flow gets its flow, known address or not:
-                // an unknown address's flow names no token and never succeeds, but answers a
-                // guess as any other flow does.
-                let token_ids: HashMap<Uuid, Uuid> = taken
-                    .iter()
-                    .filter(|r| accounts.contains_key(&r.email_key))
-                    .map(|r| (r.id, Uuid::now_v7()))
-                    .collect();
-                let flows: Vec<code_flow::ActiveModel> = taken
-                    .iter()
-                    .filter_map(|r| {
-                        let account = accounts.get(&r.email_key);
-                        Some(code_flow::ActiveModel {
-                            id: Set(Uuid::now_v7()),
-                            flow_hash: Set(r.flow_hash.clone()?),
-                            purpose: Set(CodePurpose::Reset.as_str().to_owned()),
-                            code_hash: Set(r.code_hash.clone()?),
-                            email_key: Set(r.email_key.clone()),
-                            customer_id: Set(account.map(|a| a.id)),
-                            reset_token_id: Set(token_ids.get(&r.id).copied()),
-                            attempts: Set(0),
-                            expires_at: Set(r.code_expires_at?),
-                            created_at: Set(r.created_at),
-                            ended_at: Set(None),
-                        })
-                    })
-                    .collect();
-                if accounts.is_empty() {
-                    insert_flows(txn, flows).await?;
-                    return Ok(End::Commit(resolved));
-                }
-                supersede_tokens(txn, accounts.values().map(|a| a.id), now).await?;
-                // The newest request of each account keeps a live link; earlier ones in the same
-                // batch are superseded by it, as they would have been one at a time.
-                let mut newest: HashMap<&str, Uuid> = HashMap::new();
-                for r in &taken {
-                    newest.insert(r.email_key.as_str(), r.id);
-                }
-                let mut tokens = Vec::new();
-                let mut mails = Vec::new();
-                for r in &taken {
-                    let Some(account) = accounts.get(&r.email_key) else {
-                        continue;
-                    };
-                    let superseded = (newest[r.email_key.as_str()] != r.id).then_some(now);
-                    let (token, mail) = reset_rows(
-                        ResetFor {
-                            token_id: token_ids[&r.id],
-                            customer_id: account.id,
-                            email: &account.email,
-                            email_key: &r.email_key,
-                            locale: &account.locale,
-                        },
-                        IssuedReset {
-                            token_hash: r.token_hash.clone(),
-                            link: r.link.clone(),
-                            expires_at: r.expires_at,
-                        },
-                        r.code.clone().zip(r.code_expires_at),
-                        r.created_at,
-                        superseded,
-                        MailLane::Interactive,
-                    );
-                    tokens.push(token);
-                    mails.push(mail);
-                }
-                insert_resets(txn, tokens, mails).await?;
-                // After the tokens they name.
-                insert_flows(txn, flows).await?;
+                let (sign_ins, resets): (Vec<_>, Vec<_>) = taken
+                    .into_iter()
+                    .partition(|r| r.purpose == CodePurpose::SignIn.as_str());
+                resolve_resets(txn, &resets, &accounts, now).await?;
+                resolve_sign_ins(txn, &sign_ins, &accounts, now).await?;
                 Ok(End::Commit(resolved))
             })
         })
@@ -584,6 +681,7 @@ impl ResetStore for SqlResets {
             .map_err(db_err)
             .map(|flow| {
                 flow.map(|f| CodeAttempt {
+                    flow_id: f.id,
                     code_hash: f.code_hash,
                     email_key: f.email_key,
                     reset_token_id: f.reset_token_id,
@@ -592,6 +690,15 @@ impl ResetStore for SqlResets {
                     ended: f.ended_at.is_some(),
                 })
             })
+    }
+
+    async fn end_code_flow(&self, flow_id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let ended = code_flow::Entity::update_many()
+            .col_expr(code_flow::Column::EndedAt, Expr::value(Some(now)))
+            .filter(code_flow::Column::Id.eq(flow_id))
+            .filter(code_flow::Column::EndedAt.is_null());
+        let _turn = self.write_turn.take(&self.db).await;
+        Ok(ended.exec(&self.db).await.map_err(db_err)?.rows_affected == 1)
     }
 
     async fn complete_reset(

@@ -54,6 +54,7 @@ fn to_settings(m: settings::Model) -> Settings {
             m.customer_token_lifetime_minutes.max(1),
         )),
         admin_token_lifetime: Duration::minutes(i64::from(m.admin_token_lifetime_minutes.max(1))),
+        sign_in_by_code: m.sign_in_by_code,
     }
 }
 

@@ -169,6 +169,9 @@ impl Templates {
             "account_reported.en",
             "account_reported.ja",
             "account_reported.ko",
+            "sign_in_code.en",
+            "sign_in_code.ja",
+            "sign_in_code.ko",
         );
         Ok(Self {
             env,
@@ -557,6 +560,7 @@ mod tests {
                     MailKind::PasswordChanged
                         | MailKind::AdminPasswordChanged
                         | MailKind::AccountReported
+                        | MailKind::SignInCode
                 ) {
                     let link = format!("token=abc&lang={}", locale.as_str());
                     assert!(r.text.contains(&link), "{at}: {}", r.text);

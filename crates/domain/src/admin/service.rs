@@ -42,6 +42,7 @@ pub struct SettingsUpdate {
     pub reset_by_link: Option<bool>,
     pub reset_by_code: Option<bool>,
     pub reset_code_lifetime_minutes: Option<i64>,
+    pub sign_in_by_code: Option<bool>,
 }
 
 /// Every numeric password setting and the values it may take, as `updatePasswordSettings`
@@ -150,6 +151,9 @@ impl SettingsUpdate {
         }
         if let Some(b) = self.reset_by_code {
             s.reset.by_code = b;
+        }
+        if let Some(b) = self.sign_in_by_code {
+            s.sign_in_by_code = b;
         }
         if !s.reset.by_link && !s.reset.by_code {
             return Err(Error::bad_input(

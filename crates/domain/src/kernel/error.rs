@@ -37,6 +37,9 @@ pub enum Error {
         "this code is invalid: it must be typed where it was requested, and a new request replaces it"
     )]
     ResetCodeInvalid,
+    /// A sign-in code that is wrong, expired, spent or superseded, or typed without its flow.
+    #[error("this sign-in code is invalid or has expired: it works once, where it was requested")]
+    SignInCodeInvalid,
     /// A one-time code past its lifetime.
     #[error("this code has expired: request a new one")]
     ResetCodeExpired,

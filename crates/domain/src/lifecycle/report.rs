@@ -1,5 +1,5 @@
-//! "This wasn't me" on every security mail: the reset mail (link, code, or both) and the
-//! "password changed" notice carry a link that, with one button (opening it changes nothing),
+//! "This wasn't me" on every security mail: the reset mail (link, code, or both), the sign-in
+//! code mail and the "password changed" notice carry a link that, with one button (opening it changes nothing),
 //! secures the account at once:
 //!
 //! - every session is revoked and the password voided (whoever set off the mail may know it);
@@ -35,7 +35,11 @@ use crate::{
 };
 
 /// The mail kinds that carry the link.
-pub const REPORTABLE: [MailKind; 2] = [MailKind::PasswordReset, MailKind::PasswordChanged];
+pub const REPORTABLE: [MailKind; 3] = [
+    MailKind::PasswordReset,
+    MailKind::PasswordChanged,
+    MailKind::SignInCode,
+];
 
 /// Builds and checks "this wasn't me" links. `Debug` never shows the key.
 #[derive(Clone)]

@@ -14,9 +14,9 @@ use crate::{
     limits::{Check, LimitKey, PrincipalKind, Refused, Rule},
     ports::{MailSignal, NewMail},
     reset::{
-        CodePurpose, FlowId, MAX_WRONG_CODES_PER_ADDRESS, NewFlow, OneTimeCode, RawResetToken,
-        RequestedCode, ResetLinks, ResetRequest, ResetStore, StoredResetToken, WRONG_CODE_WINDOW,
-        request_checks,
+        CodeAttempt, CodePurpose, FlowId, MAX_WRONG_CODES_PER_ADDRESS, NewFlow, OneTimeCode,
+        RawResetToken, RequestedCode, ResetLinks, ResetRequest, ResetStore, StoredResetToken,
+        WRONG_CODE_WINDOW, request_checks,
     },
     settings::Settings,
 };
@@ -59,9 +59,11 @@ impl Resets {
         }
     }
 
-    /// How the store resets passwords: by link, by code, or both (public).
-    pub async fn methods(&self) -> Result<crate::settings::ResetPolicy> {
-        Ok(self.parts.settings.current().await?.reset)
+    /// How the store resets passwords (by link, by code, or both) and whether customers may
+    /// sign in by code (public).
+    pub async fn methods(&self) -> Result<(crate::settings::ResetPolicy, bool)> {
+        let settings = self.parts.settings.current().await?;
+        Ok((settings.reset, settings.sign_in_by_code))
     }
 
     /// "Reset My Password" by link. For every well-formed address the answer, the statements
@@ -82,8 +84,15 @@ impl Resets {
                 "this store resets passwords by code: use requestPasswordResetCode",
             ));
         }
-        self.record(email, redirect_url, None, &settings, client)
-            .await
+        self.record(
+            email,
+            redirect_url,
+            None,
+            CodePurpose::Reset,
+            &settings,
+            client,
+        )
+        .await
     }
 
     /// "Reset My Password" by code: the same request as [`request`](Self::request) (the same
@@ -100,9 +109,24 @@ impl Resets {
                 "this store does not reset passwords by code: use requestPasswordReset",
             ));
         }
+        let (started, requested) = self.start_flow(&settings)?;
+        self.record(
+            email,
+            None,
+            Some(requested),
+            CodePurpose::Reset,
+            &settings,
+            client,
+        )
+        .await?;
+        Ok(started)
+    }
+
+    /// A code flow (for a reset or a sign-in): the flow id for the client, and the request
+    /// (the code hashed beside it) for the mail worker.
+    fn start_flow(&self, settings: &Settings) -> Result<(StartedFlow, RequestedCode)> {
         let NewFlow { flow, code } = NewFlow::generate()?;
-        let now = self.parts.clock.now();
-        let expires_at = now
+        let expires_at = self.parts.clock.now()
             + settings
                 .reset
                 .code_lifetime
@@ -113,9 +137,120 @@ impl Resets {
             code,
             expires_at,
         };
-        self.record(email, None, Some(requested), &settings, client)
+        Ok((StartedFlow { flow, expires_at }, requested))
+    }
+
+    /// "Email me a sign-in code" (a store that allows it): the same request as a reset's, the
+    /// same answer, statements, rows and limits for every address, the same binding to the
+    /// client that asked. The mail carries a code alone; the account's reset links stay.
+    #[tracing::instrument(name = "resets.request_sign_in_code", skip_all)]
+    pub async fn request_sign_in_code(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+    ) -> Result<StartedFlow> {
+        let settings = self.parts.settings.current().await?;
+        if !settings.sign_in_by_code {
+            return Err(Error::bad_input(
+                "email",
+                "this store does not sign customers in by code",
+            ));
+        }
+        let (started, requested) = self.start_flow(&settings)?;
+        self.record(
+            email,
+            None,
+            Some(requested),
+            CodePurpose::SignIn,
+            &settings,
+            client,
+        )
+        .await?;
+        Ok(started)
+    }
+
+    /// "Sign in with a code": the mailed code, from the client that asked (its flow id), the
+    /// same guesses and budgets as a reset code. A customer without a usable password (an
+    /// import that needs a reset, a "this wasn't me") gets in too: the mailbox is the proof.
+    /// The session is like any other (Force Sign In and a password change end it); the flow
+    /// is spent. Every failure is AUTHENTICATION_FAILED, alike for every address.
+    #[tracing::instrument(name = "resets.sign_in_with_code", skip_all)]
+    pub async fn sign_in_with_code(
+        &self,
+        flow_id: &str,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<crate::sign_in::IssuedToken> {
+        let now = self.parts.clock.now();
+        let settings = self.parts.settings.current().await?;
+        if !settings.sign_in_by_code {
+            return Err(Error::SignInCodeInvalid);
+        }
+        let lookup = async {
+            match self.attempt(CodePurpose::SignIn, flow_id, code, now).await {
+                Ok(a) if a.customer_id.is_some() => Ok(a),
+                Err(e @ (Error::RateLimited { .. } | Error::Internal(_))) => Err(e),
+                _ => Err(Error::SignInCodeInvalid),
+            }
+        };
+        let attempt = match self.parts.redeem_link(client, lookup).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(event = "sign_in_code_refused", reason = %e);
+                return Err(e);
+            }
+        };
+        if !self.store.end_code_flow(attempt.flow_id, now).await? {
+            return Err(Error::SignInCodeInvalid);
+        }
+        let issued = self
+            .parts
+            .sign_in
+            .sign_in_proven(
+                PrincipalKind::Customer,
+                &attempt.email_key,
+                client.clone(),
+                &settings,
+                Error::SignInCodeInvalid,
+            )
             .await?;
-        Ok(StartedFlow { flow, expires_at })
+        tracing::info!(event = "signed_in_with_code", customer_id = ?attempt.customer_id);
+        Ok(issued)
+    }
+
+    /// One guess at a flow of `purpose`: counted against the flow, then (a live flow) against
+    /// its address; the flow when the code is right.
+    async fn attempt(
+        &self,
+        purpose: CodePurpose,
+        flow_id: &str,
+        code: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<CodeAttempt> {
+        let (Some(flow), Some(code)) = (FlowId::parse(flow_id), OneTimeCode::parse(code)) else {
+            return Err(Error::ResetCodeInvalid);
+        };
+        let attempt = self
+            .store
+            .count_code_attempt(purpose, &flow.hash())
+            .await?
+            .ok_or(Error::ResetCodeInvalid)?;
+        if attempt.expires_at <= now {
+            return Err(Error::ResetCodeExpired);
+        }
+        // Every guess at a live flow counts against its address (over all flows and
+        // clients) before the comparison; the right code gives its place back.
+        let address = [Check::new(
+            LimitKey::WrongCodesByEmail(attempt.email_key.clone()),
+            Rule::per(MAX_WRONG_CODES_PER_ADDRESS, WRONG_CODE_WINDOW),
+        )];
+        let reservation = self.parts.limiter.reserve(&address, now).await?;
+        if attempt.ended || !code.matches(&flow, &attempt.code_hash) {
+            reservation.keep();
+            return Err(Error::ResetCodeInvalid);
+        }
+        self.parts.limiter.release(reservation).await?;
+        Ok(attempt)
     }
 
     async fn record(
@@ -123,6 +258,7 @@ impl Resets {
         email: &str,
         redirect_url: Option<&str>,
         code: Option<RequestedCode>,
+        purpose: CodePurpose,
         settings: &Settings,
         client: &ClientInfo,
     ) -> Result<()> {
@@ -134,11 +270,10 @@ impl Resets {
         let now = self.parts.clock.now();
         let token = RawResetToken::generate()?;
         let request = ResetRequest {
-            link: settings
-                .reset
-                .by_link
+            link: (purpose == CodePurpose::Reset && settings.reset.by_link)
                 .then(|| self.links.build(redirect.as_deref(), &token, &email)),
             code,
+            purpose,
             limits: request_checks(&settings.reset.limit, &email, client),
             email,
             token_hash: token.hash(),
@@ -190,6 +325,7 @@ impl Resets {
         let request = ResetRequest {
             link: Some(self.links.build(None, &token, &customer.email)),
             code: None,
+            purpose: CodePurpose::Reset,
             limits: vec![Check::new(
                 LimitKey::ResetRequestByCustomer(customer_id),
                 Rule {
@@ -277,30 +413,7 @@ impl Resets {
         let settings = self.parts.settings.current().await?;
         self.parts.new_password(new, &settings.password, &[])?;
         let lookup = async {
-            let (Some(flow), Some(code)) = (FlowId::parse(flow_id), OneTimeCode::parse(code))
-            else {
-                return Err(Error::ResetCodeInvalid);
-            };
-            let attempt = self
-                .store
-                .count_code_attempt(CodePurpose::Reset, &flow.hash())
-                .await?
-                .ok_or(Error::ResetCodeInvalid)?;
-            if attempt.expires_at <= now {
-                return Err(Error::ResetCodeExpired);
-            }
-            // Every guess at a live flow counts against its address (over all flows and
-            // clients) before the comparison; the right code gives its place back.
-            let address = [Check::new(
-                LimitKey::WrongCodesByEmail(attempt.email_key.clone()),
-                Rule::per(MAX_WRONG_CODES_PER_ADDRESS, WRONG_CODE_WINDOW),
-            )];
-            let reservation = self.parts.limiter.reserve(&address, now).await?;
-            if attempt.ended || !code.matches(&flow, &attempt.code_hash) {
-                reservation.keep();
-                return Err(Error::ResetCodeInvalid);
-            }
-            self.parts.limiter.release(reservation).await?;
+            let attempt = self.attempt(CodePurpose::Reset, flow_id, code, now).await?;
             let token = match attempt.reset_token_id {
                 Some(id) => self.store.reset_token_by_id(id).await?,
                 None => None,

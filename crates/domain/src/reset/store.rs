@@ -26,6 +26,9 @@ pub struct ResetRequest {
     pub link: Option<String>,
     /// The code flow this request starts, if it started one.
     pub code: Option<RequestedCode>,
+    /// A reset (a token, maybe a link, maybe a code), or a sign-in code (a code alone: no
+    /// token, no link, and the account's reset links stay).
+    pub purpose: CodePurpose,
     /// Reserved in the same transaction as the request is recorded: a refused request writes
     /// nothing.
     pub limits: Vec<crate::limits::Check>,
@@ -47,6 +50,7 @@ pub struct RequestedCode {
 /// A flow after one more attempt was counted against it.
 #[derive(Debug, Clone)]
 pub struct CodeAttempt {
+    pub flow_id: Uuid,
     pub code_hash: String,
     /// The address the flow was asked for (normalised), known or not.
     pub email_key: String,
@@ -96,6 +100,10 @@ pub trait ResetStore: Send + Sync {
         purpose: CodePurpose,
         flow_hash: &str,
     ) -> Result<Option<CodeAttempt>>;
+
+    /// Ends a flow that was used, once: false when it had ended already (a concurrent use won,
+    /// or a newer request superseded it).
+    async fn end_code_flow(&self, flow_id: Uuid, now: DateTime<Utc>) -> Result<bool>;
 
     /// In one transaction: consumes the token (only if still unused, not superseded and not
     /// expired at `now`; its code flows end with it), then applies the password change like

@@ -254,38 +254,9 @@ impl SignIn {
         let Verified { id, hashes } = self
             .verify(kind, login, candidate, &client, settings)
             .await?;
-        let now = self.clock.now();
-        // Counted only once the password is known right, so the answer tells nothing to a
-        // guesser; kept whatever follows.
-        let minted = [Check::new(
-            LimitKey::SignInsOf(kind, id),
-            Rule::per(self.caps.sign_ins_per_hour, chrono::Duration::hours(1)),
-        )];
-        match self.limiter.reserve(&minted, now).await {
-            Ok(counted) => counted.keep(),
-            Err(e) => {
-                if matches!(e, LimitError::Refused(_)) {
-                    tracing::info!(event = "sign_ins_per_hour_spent", kind = kind.as_str(), id = %id);
-                }
-                return Err(e.into());
-            }
-        }
-        let (lifetime, token_kind) = match kind {
-            PrincipalKind::Customer => (settings.customer_token_lifetime, TokenKind::Customer),
-            PrincipalKind::Admin => (settings.admin_token_lifetime, TokenKind::Admin),
-        };
-        let expires_at = now + lifetime;
-        let session_id = Uuid::now_v7();
+        self.count_sign_in(kind, id).await?;
         let upgraded = hashes.0.len() > 1;
-        let mut session = NewSession {
-            id: session_id,
-            principal_id: id,
-            created_at: now,
-            expires_at,
-            client,
-            verified: hashes,
-            max_live: self.caps.max_live,
-        };
+        let mut session = self.new_session(kind, id, hashes, client, settings);
         let mut stored = self.store.create_session(kind, session.clone()).await?;
         if !stored && upgraded {
             // Another sign-in upgraded the same legacy hash first, with its own salt: check
@@ -299,7 +270,7 @@ impl SignIn {
                     .await?;
                 if matches!(again, Verification::Match { .. }) {
                     session.verified = VerifiedHashes(vec![now_stored.password_hash]);
-                    stored = self.store.create_session(kind, session).await?;
+                    stored = self.store.create_session(kind, session.clone()).await?;
                 }
             }
         }
@@ -308,11 +279,105 @@ impl SignIn {
             tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
             return Err(Error::AuthenticationFailed);
         }
+        self.sign(kind, &session)
+    }
+
+    /// A session for the account signed in as `login`, proven by something other than its
+    /// password (a one-time code from its mailbox, checked by the caller). The same caps as a
+    /// password sign-in; stored only while the account still has the password hash read here
+    /// (a password set meanwhile wins). `overtaken` is the answer when it does not.
+    pub async fn sign_in_proven(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        client: ClientInfo,
+        settings: &Settings,
+        overtaken: Error,
+    ) -> Result<IssuedToken> {
+        let credentials = self
+            .store
+            .credentials(kind, login)
+            .await?
+            .ok_or(overtaken)?;
+        self.count_sign_in(kind, credentials.id).await?;
+        let session = self.new_session(
+            kind,
+            credentials.id,
+            VerifiedHashes(vec![credentials.password_hash]),
+            client,
+            settings,
+        );
+        if !self.store.create_session(kind, session.clone()).await? {
+            tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %credentials.id);
+            return Err(Error::AuthenticationFailed);
+        }
+        self.sign(kind, &session)
+    }
+
+    /// Counted only once the proof is known good, so the answer tells nothing to a guesser;
+    /// kept whatever follows.
+    async fn count_sign_in(&self, kind: PrincipalKind, id: Uuid) -> Result<()> {
+        let minted = [Check::new(
+            LimitKey::SignInsOf(kind, id),
+            Rule::per(self.caps.sign_ins_per_hour, chrono::Duration::hours(1)),
+        )];
+        match self.limiter.reserve(&minted, self.clock.now()).await {
+            Ok(counted) => {
+                counted.keep();
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, LimitError::Refused(_)) {
+                    tracing::info!(event = "sign_ins_per_hour_spent", kind = kind.as_str(), id = %id);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn new_session(
+        &self,
+        kind: PrincipalKind,
+        id: Uuid,
+        verified: VerifiedHashes,
+        client: ClientInfo,
+        settings: &Settings,
+    ) -> NewSession {
+        let now = self.clock.now();
+        let lifetime = match kind {
+            PrincipalKind::Customer => settings.customer_token_lifetime,
+            PrincipalKind::Admin => settings.admin_token_lifetime,
+        };
+        NewSession {
+            id: Uuid::now_v7(),
+            principal_id: id,
+            created_at: now,
+            expires_at: now + lifetime,
+            client,
+            verified,
+            max_live: self.caps.max_live,
+        }
+    }
+
+    fn sign(&self, kind: PrincipalKind, session: &NewSession) -> Result<IssuedToken> {
+        let token_kind = match kind {
+            PrincipalKind::Customer => TokenKind::Customer,
+            PrincipalKind::Admin => TokenKind::Admin,
+        };
         let token = self
             .tokens
-            .sign(token_kind, id, session_id, now, expires_at)
+            .sign(
+                token_kind,
+                session.principal_id,
+                session.id,
+                session.created_at,
+                session.expires_at,
+            )
             .map_err(Error::internal)?;
-        Ok(IssuedToken { token, expires_at })
+        Ok(IssuedToken {
+            token,
+            expires_at: session.expires_at,
+        })
     }
 
     /// After a password was set another way (reset, change): the account's failures no longer

@@ -10,6 +10,8 @@ pub struct Model {
     pub token_hash: String,
     pub expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
+    /// `reset`, or `sign_in` (a sign-in code request: no token, no link).
+    pub purpose: String,
     /// Set when the request started a code flow (`code_flows`).
     pub flow_hash: Option<String>,
     pub code_hash: Option<String>,

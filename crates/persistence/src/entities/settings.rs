@@ -22,6 +22,7 @@ pub struct Model {
     pub reset_by_link: bool,
     pub reset_by_code: bool,
     pub reset_code_lifetime_minutes: i32,
+    pub sign_in_by_code: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
