@@ -37,6 +37,7 @@ crate::tests![
     mail_is_in_the_customers_language_and_names_cannot_inject_markup,
     without_smtp_mail_is_written_as_eml_files,
     the_built_in_reset_page_is_locked_down,
+    a_backlog_is_fair_per_address_and_one_address_gets_one_mail,
 ];
 
 async fn create(app: &TestApp, email: &str, locale: &str, firstname: &str) {
@@ -417,6 +418,9 @@ async fn reset_requests_are_limited_per_email_and_ip_alike_for_unknown_addresses
         app.request_reset("limit@example.com").await["data"]["requestPasswordReset"],
         true
     );
+    // Mailed before anything else is asked for this address (a later request resolved with
+    // it would take its place: one mail for the newest).
+    smtp.wait_for(1).await;
     let known = app.request_reset("LIMIT@example.com").await;
     assert_eq!(code(&known), "RATE_LIMITED");
     assert_eq!(known["errors"][0]["extensions"]["retryAfterSeconds"], 600);
@@ -433,11 +437,14 @@ async fn reset_requests_are_limited_per_email_and_ip_alike_for_unknown_addresses
     // Hourly cap, by email only, no spacing.
     app.set_settings("reset_request_limit_method = 'BY_EMAIL', max_reset_requests_per_hour = 3, min_seconds_between_reset_requests = 0").await;
     app.clock.advance(Duration::hours(2));
-    for _ in 0..3 {
+    for sent in 2..5 {
         assert_eq!(
             app.request_reset("limit@example.com").await["data"]["requestPasswordReset"],
             true
         );
+        // Each mailed before the next is asked for (requests for one address waiting
+        // together would coalesce into one mail).
+        smtp.wait_for(sent).await;
     }
     let res = app.request_reset("limit@example.com").await;
     assert_eq!(code(&res), "RATE_LIMITED");
@@ -468,8 +475,10 @@ async fn concurrent_requests_under_a_limit_of_k_accept_exactly_k(backend: Backen
         .filter(|r| r["errors"][0]["extensions"]["code"] == "RATE_LIMITED")
         .count();
     assert_eq!((accepted, limited), (3, 21), "{results:?}");
-    let mails = smtp.wait_for(3).await;
-    assert_eq!(smtp.settled(&app).await.len(), 3);
+    // Requests for one address waiting together coalesce: one to three mails.
+    smtp.wait_for(1).await;
+    let mails = smtp.settled(&app).await;
+    assert!((1..=3).contains(&mails.len()), "{}", mails.len());
     // Only the newest link works.
     let tokens: Vec<String> = mails.iter().map(|m| m.token()).collect();
     let valid = join_all(tokens.iter().map(|t| app.reset_password(t, "fresh-Pw-11"))).await;
@@ -493,20 +502,8 @@ async fn a_request_writes_the_same_rows_whether_or_not_the_address_has_an_accoun
     let (mut app, smtp) = TestApp::with_smtp(backend).await;
     create(&app, "known@example.com", "en", "Ann").await;
     app.set_settings("reset_request_limit_method = 'BY_IP_AND_EMAIL', max_reset_requests_per_hour = 10, min_seconds_between_reset_requests = 0").await;
-    app.stop().await;
-    let server = latchkey::build(&app.config, app.clock.clone())
-        .await
-        .unwrap();
-    let statements = server.statements.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(latchkey::listener::serve(
-        listener,
-        server.router,
-        server.connections,
-        std::future::pending(),
-    ));
-    let db = server.db.clone();
+    let server = without_workers(&mut app).await;
+    let (addr, statements, db) = (server.addr, server.statements.clone(), server.db.clone());
     let tables = [
         "reset_requests",
         "limit_events",
@@ -533,21 +530,7 @@ async fn a_request_writes_the_same_rows_whether_or_not_the_address_has_an_accoun
             counts
         }
     };
-    let client = reqwest::Client::new();
-    let request = |email: &'static str| {
-        let client = client.clone();
-        async move {
-            client
-                .post(format!("http://{addr}/graphql"))
-                .json(&json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
+    let request = |email: &'static str| ask_reset(addr, email);
     let mut deltas = Vec::new();
     let mut answers = Vec::new();
     for email in ["known@example.com", "unknown@example.com"] {
@@ -583,7 +566,7 @@ async fn a_request_writes_the_same_rows_whether_or_not_the_address_has_an_accoun
     let mail = smtp.wait_for(1).await;
     assert_eq!(mail[0].to, vec!["known@example.com".to_owned()]);
     assert_eq!(smtp.messages().len(), 1, "the drain sent exactly one");
-    serving.abort();
+    server.serving.abort();
     // The link in the mail works.
     app.start().await;
     assert_eq!(
@@ -621,14 +604,21 @@ async fn concurrent_requests_on_two_replicas_share_one_limit_exactly(backend: Ba
         .filter(|r| r["errors"][0]["extensions"]["code"] == "RATE_LIMITED")
         .count();
     assert_eq!((accepted, limited), (7, 33), "{results:?}");
-    // Every accepted request for an account is mailed, once: exactly those (the answers come
-    // in request order, and requests `i % 4 < 2` were for addresses with an account).
+    // Every address with an account and an accepted request is mailed (the answers come in
+    // request order, and requests `i % 4 < 2` were for addresses with an account); requests
+    // for one address that waited together coalesce, so at most one mail per request.
     let for_accounts = results
         .iter()
         .enumerate()
         .filter(|(i, r)| i % 4 < 2 && r["data"]["requestPasswordReset"] == true)
         .count();
-    smtp.wait_for(for_accounts).await;
+    let addresses: std::collections::HashSet<String> = results
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| i % 4 < 2 && r["data"]["requestPasswordReset"] == true)
+        .map(|(i, _)| format!("r{}@example.com", i % 8))
+        .collect();
+    smtp.wait_for(addresses.len()).await;
     let started = std::time::Instant::now();
     while app.count("reset_requests").await > 0 {
         assert!(
@@ -638,8 +628,14 @@ async fn concurrent_requests_on_two_replicas_share_one_limit_exactly(backend: Ba
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let tokens = app.count("password_reset_tokens").await as usize;
-    assert_eq!(tokens, for_accounts);
-    assert_eq!(smtp.messages().len(), tokens);
+    let mails = smtp.settled(&app).await;
+    let mailed: std::collections::HashSet<String> = mails.iter().map(|m| m.to[0].clone()).collect();
+    assert_eq!(mailed, addresses);
+    assert!(
+        mails.len() <= tokens && tokens <= for_accounts,
+        "{} {tokens} {for_accounts}",
+        mails.len()
+    );
 }
 
 async fn aliased_requests_each_count_against_the_limit(backend: Backend) {
@@ -657,7 +653,9 @@ async fn aliased_requests_each_count_against_the_limit(backend: Backend) {
         .count();
     assert_eq!(accepted, 3, "{res}");
     assert_eq!(res["errors"].as_array().unwrap().len(), 2);
-    assert_eq!(smtp.settled(&app).await.len(), 3);
+    // The three accepted requests waited together: they coalesce into one to three mails.
+    smtp.wait_for(1).await;
+    assert!((1..=3).contains(&smtp.settled(&app).await.len()));
 }
 
 async fn redirect_urls_must_be_on_the_allow_list(backend: Backend) {
@@ -990,4 +988,137 @@ async fn the_built_in_reset_page_is_locked_down(backend: Backend) {
     );
     let missing = app.client.get(app.url("/ui/nope.js")).send().await.unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+/// A backlog (requests recorded while no worker ran: a flood, a worker down) is resolved fairly
+/// per address, and the requests for one address coalesce: one mail, with the newest
+/// request's link, however many piled up; a fresh request waits behind other addresses, not
+/// behind the pile.
+async fn a_backlog_is_fair_per_address_and_one_address_gets_one_mail(backend: Backend) {
+    let (mut app, smtp) = TestApp::with_smtp(backend).await;
+    create(&app, "piled@example.com", "en", "Ann").await;
+    create(&app, "fresh@example.com", "en", "Bo").await;
+    app.without_reset_limits().await;
+    let server = without_workers(&mut app).await;
+    let request = |email: String| async move {
+        let res: serde_json::Value =
+            serde_json::from_str(&ask_reset(server.addr, &email).await).unwrap();
+        assert_eq!(res["data"]["requestPasswordReset"], true, "{res}");
+    };
+    // 40 for one address (and 2 for an unknown one among them), then one fresh request.
+    for i in 0..40 {
+        request("piled@example.com".into()).await;
+        if i % 20 == 0 {
+            request("nobody@example.com".into()).await;
+        }
+    }
+    request("fresh@example.com".into()).await;
+    let scalar = |sql: String| {
+        let db = server.db.clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            db.query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+        }
+    };
+    let requests = || scalar("SELECT COUNT(*) AS n FROM reset_requests".into());
+    assert_eq!(requests().await, 43);
+
+    // Rounds of the two longest-waiting requests' addresses: the pile and the unknown address
+    // go in the first round, whole, and the fresh request in the second, instead of waiting
+    // out twenty rounds of the pile.
+    for _ in 0..2 {
+        server
+            .mail
+            .resets
+            .resolve_reset_requests(domain::clock::Clock::now(app.clock.as_ref()), 2)
+            .await
+            .unwrap();
+    }
+    assert_eq!(requests().await, 0, "two rounds took it all");
+    let tokens = |email: &str| {
+        scalar(format!(
+            "SELECT COUNT(*) AS n FROM password_reset_tokens t JOIN customers c ON c.id = t.customer_id WHERE c.email = '{email}'"
+        ))
+    };
+    assert_eq!(tokens("fresh@example.com").await, 1);
+    assert_eq!(
+        tokens("piled@example.com").await,
+        1,
+        "one token for the pile, not 40"
+    );
+
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    server.mail.drain(&stopped).await.unwrap();
+    let mails = smtp.wait_for(2).await;
+    let piled: Vec<_> = mails
+        .iter()
+        .filter(|m| m.to == vec!["piled@example.com".to_owned()])
+        .collect();
+    assert_eq!(piled.len(), 1, "40 requests for one address: one mail");
+    server.serving.abort();
+    app.start().await;
+    assert_eq!(
+        app.reset_password(&piled[0].token(), "fresh-Pw-11").await["data"]["resetPassword"],
+        true,
+        "its link is the newest, and works"
+    );
+    assert_eq!(
+        smtp.settled(&app).await.len(),
+        3,
+        "and the password-changed notice"
+    );
+}
+
+/// `app`'s server with its HTTP side only (`app` stopped first): no worker runs, so what the
+/// requests record stays as recorded until the test resolves or drains it itself.
+struct WithoutWorkers {
+    addr: std::net::SocketAddr,
+    serving: tokio::task::AbortHandle,
+    mail: latchkey::mail::MailWorker,
+    statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    db: sea_orm::DatabaseConnection,
+}
+
+async fn without_workers(app: &mut TestApp) -> WithoutWorkers {
+    app.stop().await;
+    let server = latchkey::build(&app.config, app.clock.clone())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(latchkey::listener::serve(
+        listener,
+        server.router,
+        server.connections,
+        std::future::pending(),
+    ))
+    .abort_handle();
+    WithoutWorkers {
+        addr,
+        serving,
+        mail: server.mail,
+        statements: server.statements,
+        db: server.db,
+    }
+}
+
+/// `requestPasswordReset(email)` on its own connection: the answer's body as sent.
+async fn ask_reset(addr: std::net::SocketAddr, email: &str) -> String {
+    reqwest::Client::new()
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({"query": "mutation($e: String!) { requestPasswordReset(email: $e) }", "variables": {"e": email}}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }

@@ -174,12 +174,15 @@ pub(crate) async fn seed_sessions(url: &str, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An SMTP sink that notes when each recipient's first message arrived.
-async fn sink() -> anyhow::Result<(SocketAddr, Arc<Mutex<HashMap<String, Instant>>>)> {
+/// The times each recipient's messages arrived at the sink.
+pub(crate) type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+/// An SMTP sink that notes when each recipient's messages arrived.
+pub(crate) async fn sink() -> anyhow::Result<(SocketAddr, Arrivals)> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let seen: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen: Arrivals = Arc::default();
     let store = seen.clone();
     tokio::spawn(async move {
         while let Ok((socket, _)) = listener.accept().await {
@@ -220,7 +223,8 @@ async fn sink() -> anyhow::Result<(SocketAddr, Arc<Mutex<HashMap<String, Instant
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .entry(std::mem::take(&mut rcpt))
-                            .or_insert_with(Instant::now);
+                            .or_default()
+                            .push(Instant::now());
                         b"250 queued\r\n"
                     } else if upper.starts_with("QUIT") {
                         let _ = write.write_all(b"221 bye\r\n").await;
@@ -403,7 +407,12 @@ async fn backend(
     )
     .await?;
     let waited = loop {
-        if let Some(at) = seen.lock().unwrap_or_else(|e| e.into_inner()).get(&vip) {
+        if let Some(at) = seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&vip)
+            .and_then(|times| times.first().copied())
+        {
             break at.duration_since(asked).as_secs_f64();
         }
         anyhow::ensure!(

@@ -15,6 +15,7 @@ mod grid_orders;
 mod hash_budget;
 mod import;
 mod load;
+mod reset_flood;
 mod scenarios;
 mod seed;
 mod smtp_sink;
@@ -94,6 +95,17 @@ enum Mode {
         #[arg(long, value_enum, default_value = "shared")]
         times: admin_scale::Times,
     },
+    /// The mail pipeline under a flood of `requestPasswordReset` (limits off): a fresh
+    /// customer's wait for their mail, mails per flooded address, the backlog after.
+    ResetFlood {
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Addresses the flood asks for.
+        #[arg(long, default_value_t = 60)]
+        addresses: usize,
+    },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
     ImportChild { file: std::path::PathBuf },
     /// The admin side at a store's size: grid searches and counts at 1 and 16 connections,
@@ -134,6 +146,20 @@ async fn main() -> anyhow::Result<()> {
             grid_orders::run(customers, times, cli.postgres.as_deref(), cli.skip_sqlite).await
         }
         Some(Mode::ImportChild { ref file }) => import::child(file.clone()).await,
+        Some(Mode::ResetFlood {
+            seconds,
+            connections,
+            addresses,
+        }) => {
+            reset_flood::run(
+                seconds,
+                connections,
+                addresses,
+                cli.postgres.as_deref(),
+                cli.skip_sqlite,
+            )
+            .await
+        }
         Some(Mode::AdminScale {
             customers,
             sessions,

@@ -338,6 +338,36 @@ pub(crate) async fn insert_resets(
     Ok(())
 }
 
+/// The newest request of each address and purpose among `taken` (oldest first): the others
+/// are superseded by it, as a mail for them would be.
+fn newest_per_address(mut taken: Vec<reset_request::Model>) -> Vec<reset_request::Model> {
+    taken.sort_by_key(|r| r.id);
+    let mut newest: HashMap<(&str, &str), Uuid> = HashMap::new();
+    for r in &taken {
+        newest.insert((r.purpose.as_str(), r.email_key.as_str()), r.id);
+    }
+    let keep: HashSet<Uuid> = newest.into_values().collect();
+    taken.retain(|r| keep.contains(&r.id));
+    taken
+}
+
+/// Unsent mail of `kind` to these customers: superseded by the mail about to be queued (its
+/// link or code is dead once the new one is issued).
+async fn supersede_unsent(
+    txn: &DatabaseTransaction,
+    kind: MailKind,
+    customers: Vec<Uuid>,
+) -> Result<()> {
+    email_outbox::Entity::delete_many()
+        .filter(email_outbox::Column::Kind.eq(kind.as_str()))
+        .filter(email_outbox::Column::Status.eq(PENDING))
+        .filter(email_outbox::Column::CustomerId.is_in(customers))
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
 /// Resolves reset requests: for an account, its older links superseded, a token and a mail
 /// (the newest request of each account keeps a live link); every request that started a code
 /// flow gets its flow.
@@ -380,7 +410,12 @@ async fn resolve_resets(
     if accounts.is_empty() {
         return insert_flows(txn, flows).await;
     }
-    supersede_tokens(txn, accounts.values().map(|a| a.id), now).await?;
+    let customers: Vec<Uuid> = taken
+        .iter()
+        .filter_map(|r| accounts.get(&r.email_key).map(|a| a.id))
+        .collect();
+    supersede_tokens(txn, customers.iter().copied(), now).await?;
+    supersede_unsent(txn, MailKind::PasswordReset, customers).await?;
     // The newest request of each account keeps a live link; earlier ones in the same
     // batch are superseded by it, as they would have been one at a time.
     let mut newest: HashMap<&str, Uuid> = HashMap::new();
@@ -437,6 +472,7 @@ async fn resolve_sign_ins(
         .filter_map(|r| accounts.get(&r.email_key).map(|a| a.id))
         .collect();
     if !ids.is_empty() {
+        supersede_unsent(txn, MailKind::SignInCode, ids.clone()).await?;
         code_flow::Entity::update_many()
             .col_expr(code_flow::Column::EndedAt, Expr::value(Some(now)))
             .filter(code_flow::Column::Purpose.eq(CodePurpose::SignIn.as_str()))
@@ -531,8 +567,30 @@ pub struct SqlResets {
 }
 
 impl SqlResets {
-    /// Resolves up to `batch` recorded reset requests, oldest first, in one transaction; returns
-    /// how many were taken. Safe with many workers on many replicas: each request is taken by
+    /// Unresolved requests (reset and sign-in code) and when the oldest was recorded: the
+    /// backlog the mail worker has yet to turn into mail.
+    pub async fn backlog(&self) -> Result<(u64, Option<DateTime<Utc>>)> {
+        let row: Option<(i64, Option<DateTime<Utc>>)> = reset_request::Entity::find()
+            .select_only()
+            .column_as(reset_request::Column::Id.count(), "n")
+            .column_as(reset_request::Column::CreatedAt.min(), "oldest")
+            .into_tuple()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(row
+            .map(|(n, oldest)| (u64::try_from(n).unwrap_or(0), oldest))
+            .unwrap_or((0, None)))
+    }
+
+    /// Resolves the recorded requests of up to `batch` addresses, in one transaction; returns
+    /// how many requests were taken. Fair per address: the addresses whose oldest request has
+    /// waited longest go first, and each takes *all* its requests with it (per purpose: a
+    /// reset, a sign-in code). Only the newest of them is resolved; the others, and older
+    /// unsent mail of the same kind, are superseded without a mail (their links and codes
+    /// would be dead on arrival). So an address gets one mail however many requests for it
+    /// piled up, and a fresh request waits behind other *addresses*, never behind a flood of
+    /// requests for a few. Safe with many workers on many replicas: each request is taken by
     /// one (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite has one writer), and a worker that
     /// dies mid-way leaves its requests for the next.
     pub async fn resolve_reset_requests(&self, now: DateTime<Utc>, batch: u64) -> Result<usize> {
@@ -552,8 +610,12 @@ impl SqlResets {
         let _turn = self.write_turn.take(&self.db).await;
         queue_work(&self.db, move |txn| {
             Box::pin(async move {
+                // The addresses waiting longest (oldest request first)...
                 let mut oldest = Query::select()
-                    .column(reset_request::Column::Id)
+                    .columns([
+                        reset_request::Column::Purpose,
+                        reset_request::Column::EmailKey,
+                    ])
                     .from(reset_request::Entity)
                     .order_by(reset_request::Column::Id, sea_orm::Order::Asc)
                     .limit(batch)
@@ -561,12 +623,40 @@ impl SqlResets {
                 if txn.get_database_backend() == DatabaseBackend::Postgres {
                     oldest.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
                 }
+                let mut waiting = sea_orm::Condition::any();
+                let mut any = false;
+                for row in txn.query_all(&oldest).await.map_err(db_err)? {
+                    let purpose: String = row.try_get("", "purpose").map_err(db_err)?;
+                    let email_key: String = row.try_get("", "email_key").map_err(db_err)?;
+                    waiting = waiting.add(
+                        sea_orm::Condition::all()
+                            .add(reset_request::Column::Purpose.eq(purpose))
+                            .add(reset_request::Column::EmailKey.eq(email_key)),
+                    );
+                    any = true;
+                }
+                if !any {
+                    return Ok(End::Rollback(0));
+                }
+                // ...with every request recorded for them: the newest of each is resolved,
+                // the others are superseded by it.
+                // (On PostgreSQL rows another worker holds are skipped, not waited for: two
+                // workers taking one address's requests each resolve their own newest, and the
+                // later supersedes the earlier's link, as two requests apart would.)
+                let mut of_them = Query::select()
+                    .column(reset_request::Column::Id)
+                    .from(reset_request::Entity)
+                    .cond_where(waiting)
+                    .to_owned();
+                if txn.get_database_backend() == DatabaseBackend::Postgres {
+                    of_them.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+                }
                 let take = Query::delete()
                     .from_table(reset_request::Entity)
-                    .and_where(reset_request::Column::Id.in_subquery(oldest))
+                    .and_where(reset_request::Column::Id.in_subquery(of_them))
                     .returning_all()
                     .to_owned();
-                let mut taken: Vec<reset_request::Model> = txn
+                let taken: Vec<reset_request::Model> = txn
                     .query_all(&take)
                     .await
                     .map_err(db_err)?
@@ -577,7 +667,8 @@ impl SqlResets {
                 if taken.is_empty() {
                     return Ok(End::Rollback(0));
                 }
-                taken.sort_by_key(|r| r.id);
+                let resolved = taken.len();
+                let taken = newest_per_address(taken);
                 let keys: Vec<&str> = taken
                     .iter()
                     .map(|r| r.email_key.as_str())
@@ -610,7 +701,6 @@ impl SqlResets {
                     .into_iter()
                     .map(|a| (a.email_key.clone(), a))
                     .collect();
-                let resolved = taken.len();
                 let (sign_ins, resets): (Vec<_>, Vec<_>) = taken
                     .into_iter()
                     .partition(|r| r.purpose == CodePurpose::SignIn.as_str());

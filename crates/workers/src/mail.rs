@@ -339,6 +339,18 @@ impl MailWorker {
             }
             Err(e) => tracing::warn!(error = %e, "could not measure the mail backlog"),
         }
+        if self.lane == MailLane::Interactive {
+            match self.resets.backlog().await {
+                Ok((unresolved, oldest)) => {
+                    let age = oldest
+                        .map(|at| (self.clock.now() - at).num_milliseconds().max(0) as f64 / 1000.0)
+                        .unwrap_or(0.0);
+                    metrics::gauge!("latchkey_reset_requests_unresolved").set(unresolved as f64);
+                    metrics::gauge!("latchkey_reset_requests_oldest_seconds").set(age);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not measure the reset request backlog"),
+            }
+        }
     }
 
     /// Messages claimed at once: [`BATCH`], or fewer when a send rate would make a batch
