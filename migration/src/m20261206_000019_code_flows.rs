@@ -3,7 +3,8 @@
 //! with that flow id. `code_flows` keeps, per flow, the flow id's and the code's SHA-256 (never
 //! either itself), the attempts made and the lifetime. The mail worker writes a flow for every
 //! request that asked for one, known address or not (an unknown address's flow has no account
-//! and can never succeed), so a guess answers alike for both.
+//! and can never succeed), so a guess answers alike for both. (Requests superseded by a newer
+//! one for the same address before they were resolved get no flow, known or not.)
 
 use sea_orm_migration::{prelude::*, schema::*};
 

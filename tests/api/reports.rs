@@ -13,6 +13,7 @@ crate::tests![
     this_wasnt_me_from_a_reset_mail_secures_the_account,
     this_wasnt_me_from_a_code_mail_kills_the_code,
     this_wasnt_me_from_the_password_changed_notice_shuts_out_who_changed_it,
+    this_wasnt_me_from_a_sign_in_code_mail_kills_the_code,
     forged_or_foreign_report_links_change_nothing,
     browser_the_report_page_changes_nothing_until_its_button,
 ];
@@ -41,6 +42,7 @@ async fn seen_by_admin(app: &TestApp, admin: &str, email: &str) -> Value {
 async fn assert_secured_then_recovered(
     app: &TestApp,
     smtp: &SmtpReceiver,
+    used: &str,
     email: &str,
     sessions: &[&str],
     old_passwords: &[&str],
@@ -85,7 +87,8 @@ async fn assert_secured_then_recovered(
     );
     assert!(secured.report_token().is_none() && secured.maybe_code().is_none());
 
-    // The way back: "Forgot Your Password?" from the same address.
+    // The way back: "Forgot Your Password?" from the same address, a moment later.
+    app.clock.advance(chrono::Duration::seconds(1));
     let before = smtp.messages().len();
     app.request_reset(email).await;
     let mail = smtp
@@ -105,6 +108,12 @@ async fn assert_secured_then_recovered(
         seen["reportedAt"].is_null(),
         "a new password ends the report: {seen}"
     );
+    // The old mail's link, used again, no longer voids the password set since.
+    assert_eq!(
+        report(app, used).await,
+        json!({"data": {"reportUnrecognizedActivity": true}})
+    );
+    app.sign_in(email, "recovered-Pw-9").await;
 }
 
 async fn this_wasnt_me_from_a_reset_mail_secures_the_account(backend: Backend) {
@@ -141,7 +150,15 @@ async fn this_wasnt_me_from_a_reset_mail_secures_the_account(backend: Backend) {
         )
         .await;
     assert_eq!(code(&confirm), "LINK_INVALID", "{confirm}");
-    assert_secured_then_recovered(&app, &smtp, "ann@example.com", &[&phone], &[PASSWORD]).await;
+    assert_secured_then_recovered(
+        &app,
+        &smtp,
+        &token,
+        "ann@example.com",
+        &[&phone],
+        &[PASSWORD],
+    )
+    .await;
 }
 
 async fn this_wasnt_me_from_a_code_mail_kills_the_code(backend: Backend) {
@@ -177,6 +194,7 @@ async fn this_wasnt_me_from_a_code_mail_kills_the_code(backend: Backend) {
     assert_secured_then_recovered(
         &app,
         &smtp,
+        &token,
         "ann@example.com",
         &[],
         &[PASSWORD, "thief-Pw-77"],
@@ -204,8 +222,57 @@ async fn this_wasnt_me_from_the_password_changed_notice_shuts_out_who_changed_it
         report(&app, &token).await,
         json!({"data": {"reportUnrecognizedActivity": true}})
     );
-    assert_secured_then_recovered(&app, &smtp, "ann@example.com", &[&thief], &["thief-Pw-77"])
+    assert_secured_then_recovered(
+        &app,
+        &smtp,
+        &token,
+        "ann@example.com",
+        &[&thief],
+        &["thief-Pw-77"],
+    )
+    .await;
+}
+
+/// Someone asked for a sign-in code for the customer's address: the mail's "this wasn't me"
+/// secures the account and the code dies with it.
+async fn this_wasnt_me_from_a_sign_in_code_mail_kills_the_code(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    app.without_reset_limits().await;
+    app.set_settings("sign_in_by_code = true").await;
+    app.create_customer("ann@example.com", PASSWORD).await;
+    let phone = app.sign_in("ann@example.com", PASSWORD).await;
+    let res = app
+        .gql(
+            "mutation($e: String!) { requestSignInCode(email: $e) { flowId } }",
+            json!({"e": "ann@example.com"}),
+        )
         .await;
+    let flow = res["data"]["requestSignInCode"]["flowId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{res}"))
+        .to_owned();
+    let mail = smtp.wait_for(1).await.remove(0);
+    let token = mail.report_token().expect("a this-wasn't-me link");
+    assert_eq!(
+        report(&app, &token).await,
+        json!({"data": {"reportUnrecognizedActivity": true}})
+    );
+    let res = app
+        .gql(
+            "mutation($f: String!, $c: String!) { signInWithCode(flowId: $f, code: $c) { token } }",
+            json!({"f": flow, "c": mail.code()}),
+        )
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    assert_secured_then_recovered(
+        &app,
+        &smtp,
+        &token,
+        "ann@example.com",
+        &[&phone],
+        &[PASSWORD],
+    )
+    .await;
 }
 
 /// A link with a flipped character, one cut short, or one made for another server's key: all

@@ -21,8 +21,8 @@ use uuid::Uuid;
 use crate::{
     db::{End, db_err, unit_of_work},
     entities::{
-        access_token, audit_log, bulk_job, bulk_job_item, customer, email_change, email_outbox,
-        limit_event, password_reset_token, reset_request,
+        access_token, audit_log, bulk_job, bulk_job_item, code_flow, customer, email_change,
+        email_outbox, limit_event, password_reset_token, reset_request,
     },
     rows::insert_audit,
     rows::lock_customer,
@@ -125,9 +125,15 @@ impl ErasureStore for SqlErasure {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
-                // Rows that name the address: reset requests not resolved yet, limit counters.
+                // Rows that name the address: reset requests not resolved yet, code flows
+                // (theirs go with the account; any left name the address only), limit counters.
                 reset_request::Entity::delete_many()
                     .filter(reset_request::Column::EmailKey.is_in(addresses.clone()))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                code_flow::Entity::delete_many()
+                    .filter(code_flow::Column::EmailKey.is_in(addresses.clone()))
                     .exec(txn)
                     .await
                     .map_err(db_err)?;

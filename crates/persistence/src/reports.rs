@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
-    entities::{customer, email_outbox},
+    entities::{customer, email_outbox, reset_request},
     rows::{insert_audit, lock_customer, revoke_sessions, supersede_tokens, to_customer},
 };
 
@@ -27,14 +27,14 @@ pub struct SqlReports {
 
 #[async_trait]
 impl ReportStore for SqlReports {
-    async fn reported_mail(&self, message_id: Uuid) -> Result<Option<Customer>> {
+    async fn reported_mail(&self, message_id: Uuid) -> Result<Option<(Customer, DateTime<Utc>)>> {
         let found = email_outbox::Entity::find_by_id(message_id)
             .filter(email_outbox::Column::Kind.is_in(REPORTABLE.map(|k| k.as_str())))
             .find_also_related(customer::Entity)
             .one(&self.db)
             .await
             .map_err(db_err)?;
-        Ok(found.and_then(|(_, c)| c).map(to_customer))
+        Ok(found.and_then(|(mail, c)| Some((to_customer(c?), mail.created_at))))
     }
 
     async fn report_account(
@@ -46,10 +46,17 @@ impl ReportStore for SqlReports {
     ) -> Result<u64> {
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
-                if lock_customer(txn, customer_id).await?.is_none() {
+                let Some(locked) = lock_customer(txn, customer_id).await? else {
                     // Deleted meanwhile: nothing left to secure.
                     return Ok(End::Rollback(0));
-                }
+                };
+                // Requests for the address not resolved yet would mail a live link and code
+                // after this.
+                reset_request::Entity::delete_many()
+                    .filter(reset_request::Column::EmailKey.eq(locked.email_key))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
                 customer::Entity::update_many()
                     .col_expr(customer::Column::PasswordHash, Expr::value(VOID_PASSWORD))
                     .col_expr(customer::Column::ReportedAt, Expr::value(Some(now)))

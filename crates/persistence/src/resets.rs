@@ -380,7 +380,7 @@ async fn resolve_resets(
     if taken.is_empty() {
         return Ok(());
     }
-    // Every request that started a code flow gets its flow, known address or not:
+    // Every request resolved that started a code flow gets its flow, known address or not:
     // an unknown address's flow names no token and never succeeds, but answers a
     // guess as any other flow does.
     let token_ids: HashMap<Uuid, Uuid> = taken

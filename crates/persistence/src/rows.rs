@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::{
     db::{db_err, take_sqlite_write_lock},
     entities::{
-        access_token, admin_user, audit_log, customer, email_change, email_outbox,
+        access_token, admin_user, audit_log, code_flow, customer, email_change, email_outbox,
         password_reset_token,
     },
 };
@@ -60,6 +60,7 @@ pub(crate) async fn revoke_sessions(
 ) -> Result<u64> {
     let customers: Vec<Uuid> = customers.into_iter().collect();
     supersede_pending(txn, customers.iter().copied(), now).await?;
+    end_sign_in_codes(txn, &customers, now).await?;
     let mut revoke = access_token::Entity::update_many()
         .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
         .filter(access_token::Column::CustomerId.is_in(customers))
@@ -232,12 +233,35 @@ pub(crate) async fn email_in_use(
         || held.one(db).await.map_err(db_err)?.is_some())
 }
 
-/// Supersedes the outstanding (unused, not superseded) reset tokens of `customers`.
+/// Ends the customers' outstanding sign-in codes: whatever signs them out everywhere or voids
+/// their reset links (a reset, a password change, Force Sign In, "this wasn't me", a new reset
+/// request) voids the codes that would mint a session tomorrow too. (Reset codes die with
+/// their reset token.)
+pub(crate) async fn end_sign_in_codes(
+    txn: &DatabaseTransaction,
+    customers: &[Uuid],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    code_flow::Entity::update_many()
+        .col_expr(code_flow::Column::EndedAt, Expr::value(Some(now)))
+        .filter(code_flow::Column::Purpose.eq(domain::reset::CodePurpose::SignIn.as_str()))
+        .filter(code_flow::Column::CustomerId.is_in(customers.iter().copied()))
+        .filter(code_flow::Column::EndedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Supersedes the outstanding (unused, not superseded) reset tokens of `customers`, and with
+/// them their reset codes and the customers' sign-in codes.
 pub(crate) async fn supersede_tokens(
     txn: &DatabaseTransaction,
     customers: impl IntoIterator<Item = Uuid>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let customers: Vec<Uuid> = customers.into_iter().collect();
+    end_sign_in_codes(txn, &customers, now).await?;
     password_reset_token::Entity::update_many()
         .col_expr(
             password_reset_token::Column::SupersededAt,

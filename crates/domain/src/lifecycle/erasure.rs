@@ -35,6 +35,7 @@ pub fn limit_keys(customer_id: Uuid, email_keys: &[String]) -> Vec<String> {
         [
             LimitKey::ResetRequestByEmail(key.clone()),
             LimitKey::SignInByAccount(PrincipalKind::Customer, key.clone()),
+            LimitKey::WrongCodesByEmail(key.clone()),
         ]
     });
     by_id

@@ -106,13 +106,14 @@ impl ReportLinks {
 
 #[async_trait]
 pub trait ReportStore: Send + Sync {
-    /// The customer a sent or queued mail of a [`REPORTABLE`] kind went to, if the mail's row
-    /// is still kept and the customer exists.
-    async fn reported_mail(&self, message_id: Uuid) -> Result<Option<Customer>>;
+    /// The customer a sent or queued mail of a [`REPORTABLE`] kind went to, and when the mail
+    /// was queued, if the mail's row is still kept and the customer exists.
+    async fn reported_mail(&self, message_id: Uuid) -> Result<Option<(Customer, DateTime<Utc>)>>;
 
     /// In one transaction: voids the password, marks the account reported, revokes every
-    /// session, voids outstanding reset links and codes, supersedes pending email changes,
-    /// writes `audit` and queues `notice`. The number of sessions revoked.
+    /// session, voids outstanding reset links and codes (and requests not resolved yet),
+    /// supersedes pending email changes, writes `audit` and queues `notice`. The number of
+    /// sessions revoked.
     async fn report_account(
         &self,
         customer_id: Uuid,
@@ -158,7 +159,13 @@ impl Reports {
                 .await?
                 .ok_or(Error::LinkInvalid)
         };
-        let customer = self.parts.redeem_link(client, lookup).await?;
+        let (customer, mailed_at) = self.parts.redeem_link(client, lookup).await?;
+        if mailed_at < customer.password_changed_at {
+            // A mail from before the password the customer has set since: the account is
+            // theirs again, and an old mail must not void their new password. Answered alike.
+            tracing::info!(event = "account_report_stale", customer_id = %customer.id);
+            return Ok(());
+        }
         let audit = NewAudit::by_customer(customer.id, AuditAction::ReportedNotMe, now)
             .from_ip(client.ip.map(|ip| ip.to_string()))
             .detail("\"this wasn't me\" from a security mail: signed out, password voided");

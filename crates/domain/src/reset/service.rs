@@ -200,6 +200,9 @@ impl Resets {
                 return Err(e);
             }
         };
+        let Some(customer_id) = attempt.customer_id else {
+            return Err(Error::SignInCodeInvalid);
+        };
         if !self.store.end_code_flow(attempt.flow_id, now).await? {
             return Err(Error::SignInCodeInvalid);
         }
@@ -208,6 +211,7 @@ impl Resets {
             .sign_in
             .sign_in_proven(
                 PrincipalKind::Customer,
+                customer_id,
                 &attempt.email_key,
                 client.clone(),
                 &settings,

@@ -282,23 +282,24 @@ impl SignIn {
         self.sign(kind, &session)
     }
 
-    /// A session for the account signed in as `login`, proven by something other than its
+    /// A session for account `id`, signed in as `login`, proven by something other than its
     /// password (a one-time code from its mailbox, checked by the caller). The same caps as a
     /// password sign-in; stored only while the account still has the password hash read here
-    /// (a password set meanwhile wins). `overtaken` is the answer when it does not.
+    /// (a password set meanwhile wins). `overtaken` is the answer when `login` names another
+    /// account now (the address moved) or none.
     pub async fn sign_in_proven(
         &self,
         kind: PrincipalKind,
+        id: Uuid,
         login: &str,
         client: ClientInfo,
         settings: &Settings,
         overtaken: Error,
     ) -> Result<IssuedToken> {
-        let credentials = self
-            .store
-            .credentials(kind, login)
-            .await?
-            .ok_or(overtaken)?;
+        let credentials = match self.store.credentials(kind, login).await? {
+            Some(c) if c.id == id => c,
+            _ => return Err(overtaken),
+        };
         self.count_sign_in(kind, credentials.id).await?;
         let session = self.new_session(
             kind,
