@@ -11,6 +11,16 @@ use crate::{
 #[derive(Default)]
 pub struct ResetMutation;
 
+impl From<domain::reset::StartedFlow> for CodeFlow {
+    fn from(started: domain::reset::StartedFlow) -> Self {
+        Self {
+            flow_id: started.flow.expose().to_owned(),
+            expires_at: started.expires_at,
+            code_length: domain::reset::CODE_DIGITS as i32,
+        }
+    }
+}
+
 /// How customers of this store get in besides their password.
 #[derive(SimpleObject)]
 pub struct AuthMethods {
@@ -108,11 +118,7 @@ impl ResetMutation {
     ) -> Result<CodeFlow, ApiError> {
         let client = &request(ctx).client;
         let started = services(ctx)?.resets.request_code(&email, client).await?;
-        Ok(CodeFlow {
-            flow_id: started.flow.expose().to_owned(),
-            expires_at: started.expires_at,
-            code_length: domain::reset::CODE_DIGITS as i32,
-        })
+        Ok(started.into())
     }
 
     /// Sets a new password with the mailed code, from the client that asked for it (its
@@ -150,11 +156,7 @@ impl ResetMutation {
             .resets
             .request_sign_in_code(&email, client)
             .await?;
-        Ok(CodeFlow {
-            flow_id: started.flow.expose().to_owned(),
-            expires_at: started.expires_at,
-            code_length: domain::reset::CODE_DIGITS as i32,
-        })
+        Ok(started.into())
     }
 
     /// Signs in with the mailed code, from the client that asked (its `flowId`): a session

@@ -416,19 +416,13 @@ async fn resolve_resets(
         .collect();
     supersede_tokens(txn, customers.iter().copied(), now).await?;
     supersede_unsent(txn, MailKind::PasswordReset, customers).await?;
-    // The newest request of each account keeps a live link; earlier ones in the same
-    // batch are superseded by it, as they would have been one at a time.
-    let mut newest: HashMap<&str, Uuid> = HashMap::new();
-    for r in taken {
-        newest.insert(r.email_key.as_str(), r.id);
-    }
+    // `taken` holds one request per address (`newest_per_address`): each gets a live link.
     let mut tokens = Vec::new();
     let mut mails = Vec::new();
     for r in taken {
         let Some(account) = accounts.get(&r.email_key) else {
             continue;
         };
-        let superseded = (newest[r.email_key.as_str()] != r.id).then_some(now);
         let (token, mail) = reset_rows(
             ResetFor {
                 token_id: token_ids[&r.id],
@@ -444,7 +438,7 @@ async fn resolve_resets(
             },
             r.code.clone().zip(r.code_expires_at),
             r.created_at,
-            superseded,
+            None,
             MailLane::Interactive,
         );
         tokens.push(token);
@@ -482,10 +476,7 @@ async fn resolve_sign_ins(
             .await
             .map_err(db_err)?;
     }
-    let mut newest: HashMap<&str, Uuid> = HashMap::new();
-    for r in taken {
-        newest.insert(r.email_key.as_str(), r.id);
-    }
+    // One request per address (`newest_per_address`): each flow is the live one.
     let mut flows = Vec::new();
     let mut mails = Vec::new();
     for r in taken {
@@ -495,7 +486,6 @@ async fn resolve_sign_ins(
             continue;
         };
         let account = accounts.get(&r.email_key);
-        let live = newest[r.email_key.as_str()] == r.id;
         flows.push(code_flow::ActiveModel {
             id: Set(Uuid::now_v7()),
             flow_hash: Set(flow_hash),
@@ -507,7 +497,7 @@ async fn resolve_sign_ins(
             attempts: Set(0),
             expires_at: Set(expires_at),
             created_at: Set(r.created_at),
-            ended_at: Set((!live).then_some(now)),
+            ended_at: Set(None),
         });
         if let Some(account) = account {
             let mut mail = crate::outbox::new_row(NewMail {

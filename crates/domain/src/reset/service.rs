@@ -109,22 +109,19 @@ impl Resets {
                 "this store does not reset passwords by code: use requestPasswordReset",
             ));
         }
-        let (started, requested) = self.start_flow(&settings)?;
-        self.record(
-            email,
-            None,
-            Some(requested),
-            CodePurpose::Reset,
-            &settings,
-            client,
-        )
-        .await?;
-        Ok(started)
+        self.start_flow(email, CodePurpose::Reset, &settings, client)
+            .await
     }
 
-    /// A code flow (for a reset or a sign-in): the flow id for the client, and the request
-    /// (the code hashed beside it) for the mail worker.
-    fn start_flow(&self, settings: &Settings) -> Result<(StartedFlow, RequestedCode)> {
+    /// Records a request that starts a code flow (for a reset or a sign-in), the code hashed
+    /// beside it for the mail worker; the flow id for the client.
+    async fn start_flow(
+        &self,
+        email: &str,
+        purpose: CodePurpose,
+        settings: &Settings,
+        client: &ClientInfo,
+    ) -> Result<StartedFlow> {
         let NewFlow { flow, code } = NewFlow::generate()?;
         let expires_at = self.parts.clock.now()
             + settings
@@ -137,7 +134,9 @@ impl Resets {
             code,
             expires_at,
         };
-        Ok((StartedFlow { flow, expires_at }, requested))
+        self.record(email, None, Some(requested), purpose, settings, client)
+            .await?;
+        Ok(StartedFlow { flow, expires_at })
     }
 
     /// "Email me a sign-in code" (a store that allows it): the same request as a reset's, the
@@ -156,17 +155,8 @@ impl Resets {
                 "this store does not sign customers in by code",
             ));
         }
-        let (started, requested) = self.start_flow(&settings)?;
-        self.record(
-            email,
-            None,
-            Some(requested),
-            CodePurpose::SignIn,
-            &settings,
-            client,
-        )
-        .await?;
-        Ok(started)
+        self.start_flow(email, CodePurpose::SignIn, &settings, client)
+            .await
     }
 
     /// "Sign in with a code": the mailed code, from the client that asked (its flow id), the
