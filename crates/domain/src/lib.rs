@@ -9,24 +9,24 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod bulk;
-pub mod customer;
 pub mod import;
 pub mod kernel;
 pub mod keys;
 pub mod lifecycle;
+pub mod outbox;
 pub mod password;
 pub mod ports;
 pub mod reset;
-pub mod search;
 pub mod services;
 pub mod settings;
 pub mod sign_in;
-pub mod stored_hash;
-pub mod token;
 
 // The kernel's modules keep their paths (`domain::clock`, `domain::limits`, …).
 pub use error::{Error, Result};
 pub use kernel::{clock, email, error, limits, mail};
 // Features that moved into folders keep their paths too.
+pub use accounts::{customer, search};
+pub use keys::token;
 pub use lifecycle::{email_change, erasure, report};
+pub use password::stored_hash;
 pub use sign_in::lockout;

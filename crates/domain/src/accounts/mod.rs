@@ -2,6 +2,8 @@
 //! and end sessions. Each takes untrusted strings, parses them into domain types, and talks to
 //! storage and the hasher through ports.
 
+pub mod customer;
+pub mod search;
 pub mod store;
 
 use store::{AccountStore, CreateCustomerError, NewCustomer, ProfileChange};

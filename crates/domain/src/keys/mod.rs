@@ -10,6 +10,7 @@
 //!   (the longest token lifetime after the next key took over), and forgets its private half.
 
 mod store;
+pub mod token;
 
 pub use store::{KeyStore, StoredKey};
 

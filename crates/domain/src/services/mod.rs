@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{Error, Result, clock::Clock};
+
+mod store;
+pub use store::ServiceStore;
 
 const SECRET_PREFIX: &str = "lks_";
 const MAX_NAME: usize = 64;
@@ -46,22 +48,6 @@ impl std::fmt::Debug for ServiceSecret {
 
 fn secret_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
-}
-
-#[async_trait]
-pub trait ServiceStore: Send + Sync {
-    /// `None` when the name is taken.
-    async fn add_service(
-        &self,
-        name: &str,
-        secret_hash: &str,
-        admin_tokens: bool,
-        now: DateTime<Utc>,
-    ) -> Result<Option<ServiceCredential>>;
-    async fn service_by_secret_hash(&self, secret_hash: &str) -> Result<Option<ServiceCredential>>;
-    async fn services(&self) -> Result<Vec<ServiceCredential>>;
-    /// `false` when no live credential has that name.
-    async fn revoke_service(&self, name: &str, now: DateTime<Utc>) -> Result<bool>;
 }
 
 pub struct Services {

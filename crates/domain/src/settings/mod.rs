@@ -1,5 +1,7 @@
 //! The admin-editable settings, with the defaults of the Adobe Commerce admin guide.
 
+pub mod source;
+
 use chrono::Duration;
 
 use crate::{lockout::LockoutPolicy, password::PasswordPolicy};

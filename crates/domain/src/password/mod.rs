@@ -5,6 +5,9 @@
 //! same password; lengths are counted in code points of the normalised text; nothing is ever
 //! truncated.
 
+pub mod hasher;
+pub mod stored_hash;
+
 use std::{fmt, sync::OnceLock};
 
 use unicode_normalization::UnicodeNormalization;
