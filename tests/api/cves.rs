@@ -72,7 +72,7 @@ async fn cosmic_sting_the_live_signing_key_opens_no_session_a_token_does_not_nam
     for (what, forged) in [
         (
             "a random session",
-            forge(ann_claims.subject, uuid::Uuid::now_v7()),
+            forge(ann_claims.subject, domain::SessionId::new()),
         ),
         (
             "a revoked session",

@@ -32,7 +32,7 @@ fn tokens(c: &mut Criterion) {
     });
     let codec = TokenCodec::new(&[7u8; 32]).unwrap();
     let now = Utc::now();
-    let (sub, sid) = (Uuid::now_v7(), Uuid::now_v7());
+    let (sub, sid) = (Uuid::now_v7(), domain::SessionId::new());
     c.bench_function("jwt: sign", |b| {
         b.iter(|| {
             black_box(
@@ -129,7 +129,7 @@ fn revocation_check(c: &mut Criterion) {
             .await
             .map_err(|_| "create")
             .unwrap();
-        let session = Uuid::now_v7();
+        let session = domain::SessionId::new();
         stores
             .credentials
             .create_session(

@@ -159,7 +159,7 @@ pub async fn admin_token(
         .sign(
             TokenKind::Admin,
             admin.id,
-            session,
+            domain::SessionId::from_uuid(session),
             now,
             now + Duration::hours(4),
         )
@@ -238,7 +238,7 @@ pub async fn seed(url: &str, customers: usize, secret: &str) -> anyhow::Result<S
                 .sign(
                     TokenKind::Customer,
                     *id,
-                    session,
+                    domain::SessionId::from_uuid(session),
                     now,
                     now + Duration::hours(2),
                 )

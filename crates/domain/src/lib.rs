@@ -23,7 +23,8 @@ pub mod sign_in;
 
 // The kernel's modules keep their paths (`domain::clock`, `domain::limits`, …).
 pub use error::{Error, Result};
-pub use kernel::{clock, email, error, limits, mail};
+pub use kernel::ids::SessionId;
+pub use kernel::{clock, email, error, ids, limits, mail};
 // Features that moved into folders keep their paths too.
 pub use accounts::{customer, search};
 pub use keys::token;

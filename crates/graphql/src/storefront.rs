@@ -335,7 +335,7 @@ impl CustomerMutation {
             .revoke_session(&principal, id.as_str())
             .await?;
         // Compared as UUIDs: every spelling the revocation accepts counts.
-        if uuid::Uuid::parse_str(id.as_str()).is_ok_and(|id| id == principal.session_id) {
+        if domain::SessionId::parse(id.as_str()) == Some(principal.session_id) {
             crate::context::customer_signed_out(ctx);
         }
         Ok(true)

@@ -137,7 +137,7 @@ pub struct CustomerSession {
 }
 
 impl CustomerSession {
-    pub fn new(s: customer::Session, current: uuid::Uuid) -> Self {
+    pub fn new(s: customer::Session, current: domain::SessionId) -> Self {
         Self {
             id: ID(s.id.to_string()),
             created_at: s.created_at,

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Error, Result,
+    Error, Result, SessionId,
     accounts::store::{AccountStore, CreateCustomerError, NewCustomer, ProfileChange},
     customer::{Customer, Session},
     ports::NewMail,
@@ -34,7 +34,7 @@ impl SqlAccounts {
 
 fn to_session(m: access_token::Model) -> Session {
     Session {
-        id: m.id,
+        id: SessionId::from_uuid(m.id),
         customer_id: m.customer_id,
         created_at: m.created_at,
         expires_at: m.expires_at,
@@ -142,7 +142,7 @@ impl AccountStore for SqlAccounts {
         &self,
         customer_id: Uuid,
         password_hash: String,
-        keep: Option<Uuid>,
+        keep: Option<SessionId>,
         now: DateTime<Utc>,
         notice: NewMail,
     ) -> Result<u64> {
@@ -172,12 +172,12 @@ impl AccountStore for SqlAccounts {
     async fn revoke_session(
         &self,
         customer_id: Uuid,
-        id: Uuid,
+        id: SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let result = access_token::Entity::update_many()
             .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(access_token::Column::Id.eq(id))
+            .filter(access_token::Column::Id.eq(id.uuid()))
             .filter(access_token::Column::CustomerId.eq(customer_id))
             .filter(live(now))
             .exec(&self.db)

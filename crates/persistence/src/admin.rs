@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
-    Error, Result,
+    Error, Result, SessionId,
     admin::{
         AdminStore, AdminUser, AuditAction, AuditCursor, AuditEntry, AuditQuery, CustomerCursor,
         CustomerQuery, CustomerSortField, NewAdmin, NewAudit, Page, PasswordFacts,
@@ -137,13 +137,13 @@ impl AdminStore for SqlAdmin {
             .and_then(|m| to_admin(&m)))
     }
 
-    async fn revoke_admin_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+    async fn revoke_admin_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
         let result = admin_access_token::Entity::update_many()
             .col_expr(
                 admin_access_token::Column::RevokedAt,
                 Expr::value(Some(now)),
             )
-            .filter(admin_access_token::Column::Id.eq(id))
+            .filter(admin_access_token::Column::Id.eq(id.uuid()))
             .filter(admin_access_token::Column::RevokedAt.is_null())
             .filter(admin_access_token::Column::ExpiresAt.gt(now))
             .exec(&self.db)

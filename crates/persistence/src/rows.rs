@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::{
-    Result,
+    Result, SessionId,
     admin::{AdminUser, NewAudit, Role},
     customer::{Customer, Locale},
     email::Email,
@@ -55,7 +55,7 @@ pub(crate) fn live(now: DateTime<Utc>) -> sea_orm::Condition {
 pub(crate) async fn revoke_sessions(
     txn: &DatabaseTransaction,
     customers: impl IntoIterator<Item = Uuid>,
-    keep: Option<Uuid>,
+    keep: Option<SessionId>,
     now: DateTime<Utc>,
 ) -> Result<u64> {
     let customers: Vec<Uuid> = customers.into_iter().collect();
@@ -66,7 +66,7 @@ pub(crate) async fn revoke_sessions(
         .filter(access_token::Column::CustomerId.is_in(customers))
         .filter(live(now));
     if let Some(keep) = keep {
-        revoke = revoke.filter(access_token::Column::Id.ne(keep));
+        revoke = revoke.filter(access_token::Column::Id.ne(keep.uuid()));
     }
     Ok(revoke.exec(txn).await.map_err(db_err)?.rows_affected)
 }
@@ -95,7 +95,7 @@ pub(crate) async fn apply_password_change(
     txn: &DatabaseTransaction,
     customer_id: Uuid,
     password_hash: String,
-    keep: Option<Uuid>,
+    keep: Option<SessionId>,
     now: DateTime<Utc>,
     notice: NewMail,
 ) -> Result<u64> {

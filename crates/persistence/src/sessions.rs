@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use domain::{
-    Result,
+    Result, SessionId,
     admin::AdminUser,
     auth::{Holder, SessionStore},
     customer::{Customer, Locale},
@@ -105,9 +105,10 @@ impl SessionStore for SqlSessions {
     async fn live_session(
         &self,
         kind: TokenKind,
-        id: Uuid,
+        id: SessionId,
         now: DateTime<Utc>,
     ) -> Result<Option<Holder>> {
+        let id = id.uuid();
         Ok(match kind {
             TokenKind::Customer => self.live_customer(id, now).await?.map(Holder::Customer),
             TokenKind::Admin => self.live_admin(id, now).await?.map(Holder::Admin),

@@ -242,7 +242,7 @@ impl CredentialStore for SqlCredentials {
             ),
         };
         select
-            .expr(Expr::val(s.id))
+            .expr(Expr::val(s.id.uuid()))
             .expr(Expr::val(s.principal_id))
             .expr(Expr::val(s.created_at))
             .expr(Expr::val(s.expires_at))

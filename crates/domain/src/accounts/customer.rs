@@ -71,7 +71,7 @@ pub fn parse_name(raw: &str) -> Option<String> {
 /// One access token's server-side record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    pub id: Uuid,
+    pub id: crate::SessionId,
     pub customer_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,

@@ -48,7 +48,7 @@ pub struct UpdateCustomerInput {
 #[derive(Debug, Clone)]
 pub struct CustomerPrincipal {
     pub customer: Customer,
-    pub session_id: Uuid,
+    pub session_id: crate::SessionId,
 }
 
 /// The ports and shared parts a use-case group is built from, wired once by the server.
@@ -295,7 +295,7 @@ impl Accounts {
     /// Signs out one device. Someone else's session and an unknown id look the same: NotFound.
     #[tracing::instrument(name = "accounts.revoke_session", skip_all)]
     pub async fn revoke_session(&self, principal: &CustomerPrincipal, id: &str) -> Result<()> {
-        let id = Uuid::parse_str(id).map_err(|_| Error::NotFound)?;
+        let id = crate::SessionId::parse(id).ok_or(Error::NotFound)?;
         if self
             .store
             .revoke_session(principal.customer.id, id, self.parts.clock.now())

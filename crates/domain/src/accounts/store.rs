@@ -59,7 +59,7 @@ pub trait AccountStore: Send + Sync {
         &self,
         customer_id: Uuid,
         password_hash: String,
-        keep: Option<Uuid>,
+        keep: Option<crate::SessionId>,
         now: DateTime<Utc>,
         notice: NewMail,
     ) -> Result<u64>;
@@ -68,6 +68,10 @@ pub trait AccountStore: Send + Sync {
     async fn live_sessions(&self, customer_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>>;
 
     /// Revokes session `id` if it is live and belongs to `customer_id`; true when it did.
-    async fn revoke_session(&self, customer_id: Uuid, id: Uuid, now: DateTime<Utc>)
-    -> Result<bool>;
+    async fn revoke_session(
+        &self,
+        customer_id: Uuid,
+        id: crate::SessionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 }

@@ -133,7 +133,7 @@ pub struct AdminUser {
 #[derive(Debug, Clone)]
 pub struct AdminPrincipal {
     pub admin: AdminUser,
-    pub session_id: Uuid,
+    pub session_id: crate::SessionId,
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub trait AdminStore: Send + Sync {
     /// `Ok(None)` when the username is taken.
     async fn create_admin(&self, new: NewAdmin) -> Result<Option<crate::admin::AdminUser>>;
     /// Revokes one live admin session (sign-out); false when it was not live.
-    async fn revoke_admin_session(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+    async fn revoke_admin_session(&self, id: crate::SessionId, now: DateTime<Utc>) -> Result<bool>;
 
     /// A page of the grid; `now` decides who is locked or signed in now.
     async fn customers_page(

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::{Result, admin::AdminUser, customer::Customer, token::TokenKind};
 
@@ -21,7 +20,7 @@ pub trait SessionStore: Send + Sync {
     async fn live_session(
         &self,
         kind: TokenKind,
-        id: Uuid,
+        id: crate::SessionId,
         now: DateTime<Utc>,
     ) -> Result<Option<Holder>>;
 }

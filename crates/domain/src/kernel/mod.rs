@@ -7,6 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod email;
 pub mod error;
+pub mod ids;
 pub mod limits;
 pub mod mail;
 pub mod violation;

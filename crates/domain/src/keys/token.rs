@@ -60,7 +60,7 @@ struct Claims {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifiedToken {
     pub subject: Uuid,
-    pub session_id: Uuid,
+    pub session_id: crate::SessionId,
     pub issued_at: i64,
     pub expires_at: i64,
 }
@@ -342,7 +342,7 @@ impl TokenCodec {
         &self,
         kind: TokenKind,
         subject: Uuid,
-        session_id: Uuid,
+        session_id: crate::SessionId,
         issued_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<String, TokenError> {
@@ -436,7 +436,7 @@ impl TokenCodec {
             return Err(TokenError::Invalid);
         }
         let subject = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
-        let session_id = Uuid::parse_str(&claims.jti).map_err(|_| TokenError::Invalid)?;
+        let session_id = crate::SessionId::parse(&claims.jti).ok_or(TokenError::Invalid)?;
         Ok(VerifiedToken {
             subject,
             session_id,
@@ -464,7 +464,7 @@ mod tests {
     fn a_token_verified_as_one_kind_is_refused_as_the_other_from_the_cache_too() {
         let codec = codec();
         let now = Utc::now();
-        let (sub, sid) = (Uuid::now_v7(), Uuid::now_v7());
+        let (sub, sid) = (Uuid::now_v7(), crate::SessionId::new());
         let admin = codec
             .sign(TokenKind::Admin, sub, sid, now, now + Duration::hours(1))
             .unwrap();
@@ -481,7 +481,7 @@ mod tests {
     fn expiry_is_judged_by_the_given_clock_not_the_system_time() {
         let codec = codec();
         let issued: DateTime<Utc> = "2020-01-01T00:00:00Z".parse().unwrap();
-        let (sub, sid) = (Uuid::now_v7(), Uuid::now_v7());
+        let (sub, sid) = (Uuid::now_v7(), crate::SessionId::new());
         let token = codec
             .sign(
                 TokenKind::Customer,
@@ -532,7 +532,7 @@ mod tests {
     #[test]
     fn a_signed_token_round_trips() {
         let now = Utc::now();
-        let (sub, sid) = (Uuid::now_v7(), Uuid::now_v7());
+        let (sub, sid) = (Uuid::now_v7(), crate::SessionId::new());
         let t = codec()
             .sign(TokenKind::Customer, sub, sid, now, now + Duration::hours(1))
             .unwrap();
@@ -616,7 +616,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now,
                 now + Duration::hours(1),
             )
@@ -632,7 +632,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now,
                 now + Duration::hours(1),
             )
@@ -673,7 +673,7 @@ mod tests {
         let next = ring_key(2, 2, now + Duration::minutes(5));
         let (old_kid, next_kid) = (old.kid.clone(), next.kid.clone());
         let codec = TokenCodec::with_ring(KeyRing::new(vec![next, old], None).unwrap());
-        let (sub, sid) = (Uuid::now_v7(), Uuid::now_v7());
+        let (sub, sid) = (Uuid::now_v7(), crate::SessionId::new());
         let t = codec
             .sign(TokenKind::Customer, sub, sid, now, now + Duration::hours(1))
             .unwrap();
@@ -709,7 +709,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now,
                 now + Duration::hours(1),
             )
@@ -729,7 +729,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now - Duration::minutes(10),
                 now + Duration::hours(1),
             )
@@ -738,7 +738,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now,
                 now + Duration::hours(1),
             )
@@ -759,7 +759,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now,
                 now + Duration::hours(1),
             )
@@ -787,7 +787,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now,
                 now + Duration::hours(1),
             )
@@ -825,7 +825,7 @@ mod tests {
             .sign(
                 TokenKind::Customer,
                 Uuid::nil(),
-                Uuid::nil(),
+                crate::SessionId::from_uuid(Uuid::nil()),
                 now,
                 now + Duration::hours(1),
             )

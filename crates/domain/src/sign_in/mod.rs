@@ -350,7 +350,7 @@ impl SignIn {
             PrincipalKind::Admin => settings.admin_token_lifetime,
         };
         NewSession {
-            id: Uuid::now_v7(),
+            id: crate::SessionId::new(),
             principal_id: id,
             created_at: now,
             expires_at: now + lifetime,

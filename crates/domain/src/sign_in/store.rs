@@ -54,7 +54,7 @@ impl std::fmt::Debug for VerifiedHashes {
 /// A session about to be stored, for either kind of principal.
 #[derive(Debug, Clone)]
 pub struct NewSession {
-    pub id: Uuid,
+    pub id: crate::SessionId,
     pub principal_id: Uuid,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
