@@ -9,8 +9,10 @@
 mod accounts;
 mod admins;
 mod bulk;
+mod codes;
 mod email_change;
 mod erasure;
+mod reports;
 mod resets;
 mod sign_in;
 
