@@ -30,4 +30,4 @@ pub use accounts::{customer, search};
 pub use keys::token;
 pub use lifecycle::{email_change, erasure, report};
 pub use password::stored_hash;
-pub use sign_in::lockout;
+pub use settings::lockout;

@@ -16,12 +16,14 @@ use uuid::Uuid;
 use crate::{
     Error, Result,
     clock::Clock,
-    customer::{ClientInfo, Customer, Locale, Session, parse_name},
+    customer::{Customer, Locale, Session, parse_name},
     email::Email,
-    limits::{Check, ClientKey, LimitKey, Limiter, PrincipalKind, Rule},
+    kernel::client::ClientInfo,
+    limits::{
+        Check, ClientKey, FAILURE_WINDOW, LimitKey, Limiter, MAX_INVALID_LINKS, PrincipalKind, Rule,
+    },
     password::{NewPassword, PasswordCandidate, PasswordPolicy},
     ports::{MailSignal, NewMail, SettingsSource},
-    reset::{FAILURE_WINDOW, MAX_INVALID_LINKS},
     sign_in::{IssuedToken, SignIn},
     token::TokenCodec,
 };

@@ -101,7 +101,7 @@ impl NewAudit {
         principal: &AdminPrincipal,
         action: AuditAction,
         at: DateTime<Utc>,
-        client: &crate::customer::ClientInfo,
+        client: &crate::kernel::client::ClientInfo,
     ) -> Self {
         Self {
             id: Uuid::now_v7(),

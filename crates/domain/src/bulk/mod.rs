@@ -24,8 +24,8 @@ use crate::{
     Error, Result,
     admin::{AdminPrincipal, AuditAction, NewAudit, Page},
     clock::Clock,
-    customer::ClientInfo,
     email::Email,
+    kernel::client::ClientInfo,
     ports::{MailSignal, SettingsSource},
     reset::{RawResetToken, ResetLinks},
 };

@@ -29,8 +29,9 @@ use uuid::Uuid;
 use crate::{
     Error, Result,
     accounts::{CustomerPrincipal, Wiring, parse_email_field},
-    customer::{ClientInfo, Customer},
+    customer::Customer,
     email::Email,
+    kernel::client::ClientInfo,
     limits::{Check, ClientKey, LimitKey, PrincipalKind, Rule},
     password::PasswordCandidate,
     ports::{MailKind, MailSignal, NewMail},

@@ -17,7 +17,7 @@ use crate::{
     Error, Result,
     accounts::{CustomerPrincipal, Wiring},
     admin::{AdminPrincipal, AuditAction, NewAudit},
-    customer::ClientInfo,
+    kernel::client::ClientInfo,
     limits::{Check, LimitKey, PrincipalKind, Rule},
     password::PasswordCandidate,
 };

@@ -30,7 +30,8 @@ use crate::{
     Error, Result,
     accounts::Wiring,
     admin::{AuditAction, NewAudit},
-    customer::{ClientInfo, Customer},
+    customer::Customer,
+    kernel::client::ClientInfo,
     ports::{MailKind, MailSignal, NewMail},
 };
 

@@ -9,8 +9,8 @@ use crate::{
     accounts::store::AccountStore,
     accounts::{Wiring, parse_email},
     admin::{AdminPrincipal, AuditAction, NewAudit},
-    customer::ClientInfo,
     email::Email,
+    kernel::client::ClientInfo,
     limits::{Check, LimitKey, PrincipalKind, Refused, Rule},
     ports::{MailSignal, NewMail},
     reset::{

@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     Error, Result,
-    customer::ClientInfo,
     email::Email,
+    kernel::client::ClientInfo,
     limits::{Check, ClientKey, LimitKey, Rule},
     settings::{LimitMethod, ResetLimit},
 };
@@ -19,9 +19,7 @@ pub const RESET_TOKEN_BYTES: usize = 32;
 const RESET_TOKEN_CHARS: usize = 43;
 /// The window "max requests per hour" counts in.
 pub const LIMIT_WINDOW: Duration = Duration::hours(1);
-/// Invalid emailed links (of every kind) allowed per client IP within [`FAILURE_WINDOW`].
-pub const MAX_INVALID_LINKS: u32 = 10;
-pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
+pub use crate::limits::{FAILURE_WINDOW, MAX_INVALID_LINKS};
 const MAX_URL_BYTES: usize = 2048;
 
 /// A reset token as emailed. Only its SHA-256 is ever stored; `Debug` never shows it.

@@ -4,7 +4,10 @@ pub mod source;
 
 use chrono::Duration;
 
-use crate::{lockout::LockoutPolicy, password::PasswordPolicy};
+pub mod lockout;
+
+use crate::password::PasswordPolicy;
+use lockout::LockoutPolicy;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {

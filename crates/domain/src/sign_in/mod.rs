@@ -11,7 +11,7 @@ mod store;
 
 pub use store::{CredentialStore, NewSession, Rehash, StoredCredentials, VerifiedHashes};
 
-pub mod lockout;
+pub use crate::settings::lockout;
 
 use std::sync::Arc;
 
@@ -21,12 +21,12 @@ use uuid::Uuid;
 use crate::{
     Error, Result,
     clock::Clock,
-    customer::ClientInfo,
+    kernel::client::ClientInfo,
     limits::{Check, ClientKey, LimitError, LimitKey, Limiter, PrincipalKind, Rule},
-    lockout::is_locked,
     password::PasswordCandidate,
     ports::{PasswordHasher, Verification},
     settings::Settings,
+    settings::lockout::is_locked,
     stored_hash::PasswordState,
     token::{TokenCodec, TokenKind},
 };

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{Result, customer::ClientInfo, limits::PrincipalKind, lockout::LockoutPolicy};
+use crate::{Result, kernel::client::ClientInfo, limits::PrincipalKind, lockout::LockoutPolicy};
 
 /// What the core needs to know of an account to check its password.
 #[derive(Clone)]
