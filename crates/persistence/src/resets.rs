@@ -255,7 +255,7 @@ async fn histories(
     Ok(out)
 }
 
-#[derive(FromQueryResult)]
+#[derive(Clone, FromQueryResult)]
 struct Account {
     id: Uuid,
     email: String,
@@ -349,6 +349,63 @@ fn newest_per_address(mut taken: Vec<reset_request::Model>) -> Vec<reset_request
     let keep: HashSet<Uuid> = newest.into_values().collect();
     taken.retain(|r| keep.contains(&r.id));
     taken
+}
+
+/// The accounts among `accounts` whose request in `taken` is still the newest word on the
+/// matter: an account that already has a reset link (or, for a sign-in code, a code flow)
+/// issued *after* its request was recorded is left out, and its request resolves as an
+/// unknown address's does (a flow that never succeeds, no mail). That happens when another
+/// worker resolved a newer request first (PostgreSQL skips the rows it holds), or an admin's
+/// bulk reset went out meanwhile: the older request must not supersede the newer link or code
+/// and mail its own. Read after the accounts are locked, so a concurrent resolver's commit is
+/// seen.
+async fn not_overtaken(
+    txn: &DatabaseTransaction,
+    taken: &[reset_request::Model],
+    accounts: &HashMap<String, Account>,
+    purpose: CodePurpose,
+) -> Result<HashMap<String, Account>> {
+    let asked: HashMap<Uuid, DateTime<Utc>> = taken
+        .iter()
+        .filter_map(|r| Some((accounts.get(&r.email_key)?.id, r.created_at)))
+        .collect();
+    if asked.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids = asked.keys().copied();
+    let issued: Vec<(Option<Uuid>, DateTime<Utc>)> = match purpose {
+        CodePurpose::Reset => password_reset_token::Entity::find()
+            .select_only()
+            .column(password_reset_token::Column::CustomerId)
+            .column(password_reset_token::Column::CreatedAt)
+            .filter(password_reset_token::Column::CustomerId.is_in(ids))
+            .into_tuple::<(Uuid, DateTime<Utc>)>()
+            .all(txn)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|(id, at)| (Some(id), at))
+            .collect(),
+        CodePurpose::SignIn => code_flow::Entity::find()
+            .select_only()
+            .column(code_flow::Column::CustomerId)
+            .column(code_flow::Column::CreatedAt)
+            .filter(code_flow::Column::Purpose.eq(CodePurpose::SignIn.as_str()))
+            .filter(code_flow::Column::CustomerId.is_in(ids))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(db_err)?,
+    };
+    let overtaken: HashSet<Uuid> = issued
+        .into_iter()
+        .filter_map(|(id, at)| id.filter(|id| asked.get(id).is_some_and(|asked| at > *asked)))
+        .collect();
+    Ok(accounts
+        .iter()
+        .filter(|(_, a)| !overtaken.contains(&a.id))
+        .map(|(k, a)| (k.clone(), a.clone()))
+        .collect())
 }
 
 /// Unsent mail of `kind` to these customers: superseded by the mail about to be queued (its
@@ -631,8 +688,9 @@ impl SqlResets {
                 // ...with every request recorded for them: the newest of each is resolved,
                 // the others are superseded by it.
                 // (On PostgreSQL rows another worker holds are skipped, not waited for: two
-                // workers taking one address's requests each resolve their own newest, and the
-                // later supersedes the earlier's link, as two requests apart would.)
+                // workers taking one address's requests each resolve their own newest; they
+                // meet at the account's lock below, and an older request that finds a newer
+                // link already issued leaves it alone: `not_overtaken`.)
                 let mut of_them = Query::select()
                     .column(reset_request::Column::Id)
                     .from(reset_request::Entity)
@@ -694,8 +752,11 @@ impl SqlResets {
                 let (sign_ins, resets): (Vec<_>, Vec<_>) = taken
                     .into_iter()
                     .partition(|r| r.purpose == CodePurpose::SignIn.as_str());
-                resolve_resets(txn, &resets, &accounts, now).await?;
-                resolve_sign_ins(txn, &sign_ins, &accounts, now).await?;
+                let for_resets = not_overtaken(txn, &resets, &accounts, CodePurpose::Reset).await?;
+                resolve_resets(txn, &resets, &for_resets, now).await?;
+                let for_sign_ins =
+                    not_overtaken(txn, &sign_ins, &accounts, CodePurpose::SignIn).await?;
+                resolve_sign_ins(txn, &sign_ins, &for_sign_ins, now).await?;
                 Ok(End::Commit(resolved))
             })
         })

@@ -94,3 +94,49 @@ async fn a_link_expires_after_its_lifetime_and_changes_nothing() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_older_request_resolved_after_a_newer_link_went_out_leaves_that_link_live() {
+    let h = Harness::new().await;
+    let customer = h.customer("behind@example.com").await;
+    // The customer asks; the worker is behind and has not resolved it yet.
+    h.resets()
+        .request("behind@example.com", None, &Harness::client("192.0.2.60"))
+        .await
+        .unwrap();
+    // Meanwhile a newer link goes out: an admin's bulk reset (or, on PostgreSQL, another
+    // worker resolving a newer request of the same address first).
+    h.clock.advance(Duration::minutes(1));
+    let token = h.admin_token("bulk-admin", "administrator").await;
+    let me = h.admin_principal(&token).await.unwrap();
+    let bulk = h.bulk();
+    bulk.start(
+        &me,
+        domain::bulk::BulkAction::SendResetEmail,
+        domain::bulk::Selection::Ids(vec![customer.id]),
+        &Harness::client("192.0.2.61"),
+    )
+    .await
+    .unwrap();
+    while bulk.work(100).await.unwrap().is_some() {}
+    let newer = h.link_token("password_reset", "behind@example.com").await;
+
+    // Now the worker resolves the older request: it must not supersede the newer link.
+    resolve(&h).await;
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM reset_requests").await, 0);
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM email_outbox WHERE kind = 'password_reset'")
+            .await,
+        1,
+        "one mail: the newer link's"
+    );
+    h.resets()
+        .reset(
+            None,
+            &newer,
+            "brand-new-Pass-77",
+            &Harness::client("192.0.2.62"),
+        )
+        .await
+        .expect("the newer link still works");
+}
