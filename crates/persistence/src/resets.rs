@@ -17,7 +17,8 @@ use domain::{
     limits::{Check, KeyHistory, Refused, Rule, decide_in_order},
     ports::{MailKind, MailLane, NewMail},
     reset::{
-        CodeAttempt, CodePurpose, MAX_CODE_ATTEMPTS, ResetRequest, ResetStore, StoredResetToken,
+        CodeAttempt, CodePurpose, MAX_CODE_ATTEMPTS, RESEND_AFTER, ResetRequest, ResetStore,
+        StoredResetToken,
     },
 };
 use sea_orm::{
@@ -39,6 +40,7 @@ use crate::{
     },
     outbox::{NO_ATTEMPTS, PENDING},
     rows::apply_password_change,
+    rows::lock_customer,
     rows::supersede_tokens,
 };
 
@@ -351,40 +353,50 @@ fn newest_per_address(mut taken: Vec<reset_request::Model>) -> Vec<reset_request
     taken
 }
 
-/// The accounts among `accounts` whose request in `taken` is still the newest word on the
-/// matter: an account that already has a reset link (or, for a sign-in code, a code flow)
-/// issued *after* its request was recorded is left out, and its request resolves as an
-/// unknown address's does (a flow that never succeeds, no mail). That happens when another
-/// worker resolved a newer request first (PostgreSQL skips the rows it holds), or an admin's
-/// bulk reset went out meanwhile: the older request must not supersede the newer link or code
-/// and mail its own. Read after the accounts are locked, so a concurrent resolver's commit is
-/// seen.
-async fn not_overtaken(
+/// The accounts among `accounts` whose request in `taken` still calls for a mail:
+/// - not *overtaken*: an account that already has a reset link (or, for a sign-in code, a
+///   code flow) issued *after* its request was recorded is left out, and its request resolves
+///   as an unknown address's does (a flow that never succeeds, no mail). That happens when
+///   another worker resolved a newer request first (PostgreSQL skips the rows it holds), or an
+///   admin's bulk reset went out meanwhile: the older request must not supersede the newer link
+///   and mail its own;
+/// - not *just mailed*: a request for a link alone, recorded within [`RESEND_AFTER`] of a live
+///   link's issue, is left out too (the link just sent still works), so a flood mails one
+///   address at most once a minute. A code request always gets its own mail.
+///
+/// Read after the accounts are locked, so a concurrent resolver's commit is seen.
+async fn still_to_mail(
     txn: &DatabaseTransaction,
     taken: &[reset_request::Model],
     accounts: &HashMap<String, Account>,
     purpose: CodePurpose,
+    now: DateTime<Utc>,
 ) -> Result<HashMap<String, Account>> {
-    let asked: HashMap<Uuid, DateTime<Utc>> = taken
+    // Per account: when its request was recorded, and whether it asked for a link alone.
+    let asked: HashMap<Uuid, (DateTime<Utc>, bool)> = taken
         .iter()
-        .filter_map(|r| Some((accounts.get(&r.email_key)?.id, r.created_at)))
+        .filter_map(|r| {
+            let id = accounts.get(&r.email_key)?.id;
+            Some((id, (r.created_at, r.flow_hash.is_none())))
+        })
         .collect();
-    if asked.is_empty() {
+    let Some(since) = asked.values().map(|(at, _)| *at - RESEND_AFTER).min() else {
         return Ok(HashMap::new());
-    }
+    };
     let ids = asked.keys().copied();
-    let issued: Vec<(Option<Uuid>, DateTime<Utc>)> = match purpose {
+    // (customer, issued at, still live)
+    let issued: Vec<(Option<Uuid>, DateTime<Utc>, bool)> = match purpose {
         CodePurpose::Reset => password_reset_token::Entity::find()
-            .select_only()
-            .column(password_reset_token::Column::CustomerId)
-            .column(password_reset_token::Column::CreatedAt)
             .filter(password_reset_token::Column::CustomerId.is_in(ids))
-            .into_tuple::<(Uuid, DateTime<Utc>)>()
+            .filter(password_reset_token::Column::CreatedAt.gt(since))
             .all(txn)
             .await
             .map_err(db_err)?
             .into_iter()
-            .map(|(id, at)| (Some(id), at))
+            .map(|t| {
+                let live = t.used_at.is_none() && t.superseded_at.is_none() && t.expires_at > now;
+                (Some(t.customer_id), t.created_at, live)
+            })
             .collect(),
         CodePurpose::SignIn => code_flow::Entity::find()
             .select_only()
@@ -392,18 +404,34 @@ async fn not_overtaken(
             .column(code_flow::Column::CreatedAt)
             .filter(code_flow::Column::Purpose.eq(CodePurpose::SignIn.as_str()))
             .filter(code_flow::Column::CustomerId.is_in(ids))
-            .into_tuple()
+            .filter(code_flow::Column::CreatedAt.gt(since))
+            .into_tuple::<(Option<Uuid>, DateTime<Utc>)>()
             .all(txn)
             .await
-            .map_err(db_err)?,
+            .map_err(db_err)?
+            .into_iter()
+            .map(|(id, at)| (id, at, false))
+            .collect(),
     };
-    let overtaken: HashSet<Uuid> = issued
+    let left_out: HashSet<Uuid> = issued
         .into_iter()
-        .filter_map(|(id, at)| id.filter(|id| asked.get(id).is_some_and(|asked| at > *asked)))
+        .filter_map(|(id, at, live)| {
+            let id = id?;
+            let (asked_at, link_only) = *asked.get(&id)?;
+            let overtaken = at > asked_at;
+            let just_mailed = link_only && live && asked_at - at < RESEND_AFTER;
+            (overtaken || just_mailed).then_some(id)
+        })
         .collect();
+    if !left_out.is_empty() {
+        tracing::debug!(
+            event = "reset_requests_left_unmailed",
+            count = left_out.len()
+        );
+    }
     Ok(accounts
         .iter()
-        .filter(|(_, a)| !overtaken.contains(&a.id))
+        .filter(|(_, a)| !left_out.contains(&a.id))
         .map(|(k, a)| (k.clone(), a.clone()))
         .collect())
 }
@@ -690,7 +718,7 @@ impl SqlResets {
                 // (On PostgreSQL rows another worker holds are skipped, not waited for: two
                 // workers taking one address's requests each resolve their own newest; they
                 // meet at the account's lock below, and an older request that finds a newer
-                // link already issued leaves it alone: `not_overtaken`.)
+                // link already issued leaves it alone: `still_to_mail`.)
                 let mut of_them = Query::select()
                     .column(reset_request::Column::Id)
                     .from(reset_request::Entity)
@@ -752,10 +780,11 @@ impl SqlResets {
                 let (sign_ins, resets): (Vec<_>, Vec<_>) = taken
                     .into_iter()
                     .partition(|r| r.purpose == CodePurpose::SignIn.as_str());
-                let for_resets = not_overtaken(txn, &resets, &accounts, CodePurpose::Reset).await?;
+                let for_resets =
+                    still_to_mail(txn, &resets, &accounts, CodePurpose::Reset, now).await?;
                 resolve_resets(txn, &resets, &for_resets, now).await?;
                 let for_sign_ins =
-                    not_overtaken(txn, &sign_ins, &accounts, CodePurpose::SignIn).await?;
+                    still_to_mail(txn, &sign_ins, &accounts, CodePurpose::SignIn, now).await?;
                 resolve_sign_ins(txn, &sign_ins, &for_sign_ins, now).await?;
                 Ok(End::Commit(resolved))
             })
@@ -852,6 +881,12 @@ impl ResetStore for SqlResets {
     ) -> Result<bool> {
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
+                // The account first, then its token: the order the mail worker's resolver
+                // takes them in (it locks the account, then supersedes its tokens), so the
+                // two never wait on each other in a circle on PostgreSQL.
+                if lock_customer(txn, customer_id).await?.is_none() {
+                    return Ok(End::Rollback(false));
+                }
                 // The guarded update is the single-use check: of concurrent resets with one token,
                 // exactly one sees a row affected.
                 let consumed = password_reset_token::Entity::update_many()

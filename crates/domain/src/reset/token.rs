@@ -19,6 +19,13 @@ pub const RESET_TOKEN_BYTES: usize = 32;
 const RESET_TOKEN_CHARS: usize = 43;
 /// The window "max requests per hour" counts in.
 pub const LIMIT_WINDOW: Duration = Duration::hours(1);
+/// A request for a reset *link* recorded within this long of a live link's issue sends no new
+/// mail and voids nothing: the link just sent still works. A customer who presses the button
+/// again gets the mail already on its way; a flood of requests for one address (with the
+/// request limits off, or across many addresses' budgets) mails it at most once a minute
+/// instead of once per worker round. Requests for a *code* always get their own mail: the code
+/// is bound to the browser that asked.
+pub const RESEND_AFTER: Duration = Duration::seconds(60);
 pub use crate::limits::{FAILURE_WINDOW, MAX_INVALID_LINKS};
 const MAX_URL_BYTES: usize = 2048;
 

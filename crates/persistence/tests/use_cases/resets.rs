@@ -140,3 +140,76 @@ async fn an_older_request_resolved_after_a_newer_link_went_out_leaves_that_link_
         .await
         .expect("the newer link still works");
 }
+
+#[tokio::test]
+async fn a_second_link_request_within_a_minute_mails_nothing_and_the_first_link_stands() {
+    let h = Harness::new().await;
+    h.customer("again@example.com").await;
+    let token = h.admin_token("root", "administrator").await;
+    let me = h.admin_principal(&token).await.unwrap();
+    // The request limits off, as under a flood the limits do not stop.
+    h.admins()
+        .update_settings(
+            &me,
+            &domain::admin::SettingsUpdate {
+                reset_request_limit_method: Some(domain::settings::LimitMethod::Off),
+                ..Default::default()
+            },
+            &Harness::client("192.0.2.70"),
+        )
+        .await
+        .unwrap();
+    let resets = h.resets();
+    let client = Harness::client("192.0.2.71");
+    let mails = "SELECT COUNT(*) AS n FROM email_outbox WHERE kind = 'password_reset'";
+    resets
+        .request("again@example.com", None, &client)
+        .await
+        .unwrap();
+    resolve(&h).await;
+    let first = h.link_token("password_reset", "again@example.com").await;
+    for _ in 0..5 {
+        h.clock.advance(Duration::seconds(10));
+        resets
+            .request("again@example.com", None, &client)
+            .await
+            .unwrap();
+        resolve(&h).await;
+    }
+    assert_eq!(h.count(mails).await, 1, "50 s of requests, one mail");
+    assert_eq!(
+        h.link_token("password_reset", "again@example.com").await,
+        first,
+        "the mail on its way is the first one, and its link still works"
+    );
+
+    // A minute after the link went out, a request mails a new link that replaces it.
+    h.clock.advance(Duration::seconds(11));
+    resets
+        .request("again@example.com", None, &client)
+        .await
+        .unwrap();
+    resolve(&h).await;
+    // (No worker sends here: the first mail, still unsent, is replaced by the new one.)
+    assert_eq!(h.count(mails).await, 1);
+    let second = h.link_token("password_reset", "again@example.com").await;
+    assert_ne!(first, second);
+    let res = resets
+        .reset(
+            None,
+            &first,
+            "brand-new-Pass-77",
+            &Harness::client("192.0.2.72"),
+        )
+        .await;
+    assert!(matches!(res, Err(Error::ResetTokenInvalid)), "{res:?}");
+    resets
+        .reset(
+            None,
+            &second,
+            "brand-new-Pass-77",
+            &Harness::client("192.0.2.73"),
+        )
+        .await
+        .unwrap();
+}
