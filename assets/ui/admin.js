@@ -17,6 +17,7 @@ import {
   busy,
   start,
   fieldError,
+  requireNewPassword,
   showPolicyViolations,
   looksLikeEmail,
 } from "./common.js";
@@ -1087,14 +1088,7 @@ function setPasswordPage() {
     event.preventDefault();
     fieldError(password, null);
     fieldError(confirm, null);
-    if (!password.value) {
-      fieldError(password, t("common.required"));
-      password.focus();
-      return;
-    }
-    if (password.value !== confirm.value) {
-      fieldError(confirm, t("reset.mismatch"));
-      confirm.focus();
+    if (!requireNewPassword(password, confirm, "reset.mismatch")) {
       return;
     }
     await busy(form.querySelector("button[type=submit]"), async () => {

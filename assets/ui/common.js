@@ -132,6 +132,25 @@ export function fieldError(input, text) {
   }
 }
 
+/**
+ * The new-password pair of a form: filled in, and typed alike twice. Marks the first field
+ * that is not (the password: required; the confirmation: `mismatchKey`), moves the focus there
+ * and answers false; true when the pair may be sent.
+ */
+export function requireNewPassword(password, confirm, mismatchKey) {
+  if (!password.value) {
+    fieldError(password, t("common.required"));
+    password.focus();
+    return false;
+  }
+  if (password.value !== confirm.value) {
+    fieldError(confirm, t(mismatchKey));
+    confirm.focus();
+    return false;
+  }
+  return true;
+}
+
 /** A PASSWORD_POLICY refusal under the password field: `intro`, then each broken rule. */
 export function showPolicyViolations(password, error, intro) {
   fieldError(password, intro);

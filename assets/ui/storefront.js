@@ -6,6 +6,7 @@ import {
   tokenStore,
   notify,
   fieldError,
+  requireNewPassword,
   describe,
   showPolicyViolations,
   when,
@@ -259,14 +260,7 @@ function forgotPasswordPage() {
       code.focus();
       return;
     }
-    if (!password.value) {
-      fieldError(password, t("common.required"));
-      password.focus();
-      return;
-    }
-    if (password.value !== confirm.value) {
-      fieldError(confirm, t("reset.mismatch"));
-      confirm.focus();
+    if (!requireNewPassword(password, confirm, "reset.mismatch")) {
       return;
     }
     const flow = keptFlow();
@@ -407,14 +401,7 @@ function resetPasswordPage() {
     event.preventDefault();
     fieldError(password, null);
     fieldError(confirm, null);
-    if (!password.value) {
-      fieldError(password, t("common.required"));
-      password.focus();
-      return;
-    }
-    if (password.value !== confirm.value) {
-      fieldError(confirm, t("reset.mismatch"));
-      confirm.focus();
+    if (!requireNewPassword(password, confirm, "reset.mismatch")) {
       return;
     }
     await busy(form.querySelector("button[type=submit]"), async () => {
@@ -613,14 +600,7 @@ function createAccountPage() {
     if (!address) {
       return;
     }
-    if (!password.value) {
-      fieldError(password, t("common.required"));
-      password.focus();
-      return;
-    }
-    if (password.value !== confirm.value) {
-      fieldError(confirm, t("create.mismatch"));
-      confirm.focus();
+    if (!requireNewPassword(password, confirm, "create.mismatch")) {
       return;
     }
     await busy(form.querySelector("button[type=submit]"), async () => {
