@@ -32,22 +32,23 @@ use crate::{
 pub const ALGORITHM: &str = "EdDSA";
 const SEALED_VERSION: u8 = 1;
 
-/// Seals private keys with XChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the
-/// configured key-encryption secret; the `kid` is the associated data, so a sealed key moved to
+/// Seals secrets at rest with XChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the
+/// configured key-encryption secret and a purpose label (so a secret sealed for one purpose
+/// never opens as another's); the row's name is the associated data, so a sealed secret moved to
 /// another row does not open.
 #[derive(Clone)]
-pub struct KeySealer {
+pub struct Sealer {
     cipher: XChaCha20Poly1305,
 }
 
-impl std::fmt::Debug for KeySealer {
+impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("KeySealer(<secret>)")
+        f.write_str("Sealer(<secret>)")
     }
 }
 
-impl KeySealer {
-    pub fn new(secret: &[u8]) -> Result<Self> {
+impl Sealer {
+    pub fn new(secret: &[u8], purpose: &str) -> Result<Self> {
         if secret.len() < crate::token::MIN_SECRET_BYTES {
             return Err(Error::internal(
                 "the key-encryption secret must be at least 32 bytes",
@@ -55,14 +56,15 @@ impl KeySealer {
         }
         let mut key = [0u8; 32];
         Hkdf::<Sha256>::new(Some(b"latchkey"), secret)
-            .expand(b"signing-key sealing v1", &mut key)
+            .expand(purpose.as_bytes(), &mut key)
             .map_err(|_| Error::internal("HKDF"))?;
         Ok(Self {
             cipher: XChaCha20Poly1305::new(&key.into()),
         })
     }
 
-    pub fn seal(&self, kid: &str, seed: &[u8; 32]) -> Result<Vec<u8>> {
+    /// Version, nonce and ciphertext of `secret`, bound to `name`.
+    pub fn seal(&self, name: &str, secret: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| Error::internal(format!("OS RNG: {e}")))?;
         let sealed = self
@@ -70,41 +72,61 @@ impl KeySealer {
             .encrypt(
                 &XNonce::from(nonce),
                 Payload {
-                    msg: seed,
-                    aad: kid.as_bytes(),
+                    msg: secret,
+                    aad: name.as_bytes(),
                 },
             )
-            .map_err(|_| Error::internal("sealing a signing key failed"))?;
+            .map_err(|_| Error::internal("sealing a secret failed"))?;
         let mut out = vec![SEALED_VERSION];
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
         Ok(out)
     }
 
-    /// The seed, or an error that says the key-encryption secret is not the one it was sealed
-    /// with.
-    pub fn open(&self, kid: &str, sealed: &[u8]) -> Result<[u8; 32]> {
-        let wrong = || {
-            Error::internal(format!(
-                "signing key {kid} does not open with this key-encryption secret \
-                 (LATCHKEY_KEY_ENCRYPTION_KEY, or LATCHKEY_JWT_SECRET it is derived from)"
-            ))
-        };
+    /// The secret sealed under `name`; `None` when it does not open (another key-encryption
+    /// secret, another row, a damaged value).
+    pub fn open(&self, name: &str, sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < 25 || sealed[0] != SEALED_VERSION {
-            return Err(wrong());
+            return None;
         }
-        let nonce: [u8; 24] = sealed[1..25].try_into().map_err(|_| wrong())?;
-        let seed = self
-            .cipher
+        let nonce: [u8; 24] = sealed[1..25].try_into().ok()?;
+        self.cipher
             .decrypt(
                 &XNonce::from(nonce),
                 Payload {
                     msg: &sealed[25..],
-                    aad: kid.as_bytes(),
+                    aad: name.as_bytes(),
                 },
             )
-            .map_err(|_| wrong())?;
-        seed.try_into().map_err(|_| wrong())
+            .ok()
+    }
+}
+
+/// Seals the private halves of signing keys (their 32-byte seeds), the `kid` as the name.
+#[derive(Clone, Debug)]
+pub struct KeySealer(Sealer);
+
+impl KeySealer {
+    pub fn new(secret: &[u8]) -> Result<Self> {
+        Sealer::new(secret, "signing-key sealing v1").map(Self)
+    }
+
+    pub fn seal(&self, kid: &str, seed: &[u8; 32]) -> Result<Vec<u8>> {
+        self.0.seal(kid, seed)
+    }
+
+    /// The seed, or an error that says the key-encryption secret is not the one it was sealed
+    /// with.
+    pub fn open(&self, kid: &str, sealed: &[u8]) -> Result<[u8; 32]> {
+        self.0
+            .open(kid, sealed)
+            .and_then(|seed| seed.try_into().ok())
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "signing key {kid} does not open with this key-encryption secret \
+                     (LATCHKEY_KEY_ENCRYPTION_KEY, or LATCHKEY_JWT_SECRET it is derived from)"
+                ))
+            })
     }
 }
 
