@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod bulk;
+pub mod factors;
 pub mod import;
 pub mod kernel;
 pub mod keys;

@@ -1,0 +1,282 @@
+//! Admins' second factors: authenticator-app codes (TOTP, `totp.rs`) and single-use recovery
+//! codes (`recovery.rs`), kept through the port in `store.rs`.
+//!
+//! An admin enrols a TOTP factor in two steps: [`AdminFactors::start_totp`] makes a secret
+//! (shown once, as a QR code's `otpauth://` URI and as a key to type) and stores it sealed and
+//! unconfirmed; [`AdminFactors::confirm_totp`] takes a code the app shows and only then does the
+//! factor count. The first confirmed factor comes with a set of recovery codes, shown once.
+//! [`AdminFactors::verify`] is the factor step of a sign-in: a code from any confirmed factor
+//! (each step accepted once), or an unused recovery code (spent).
+
+pub mod recovery;
+mod store;
+pub mod totp;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+pub use recovery::{RECOVERY_CODES, RecoveryCode};
+pub use store::{FactorStore, StoredFactor};
+pub use totp::TotpSecret;
+
+use crate::{Error, Result, admin::AdminPrincipal, clock::Clock, keys::Sealer};
+
+/// Factors one admin may hold (an app on each device, named).
+pub const MAX_FACTORS: usize = 10;
+const MAX_NAME_CHARS: usize = 64;
+
+/// A TOTP factor being enrolled: what the admin's app needs, shown once.
+#[derive(Debug)]
+pub struct TotpEnrolment {
+    pub factor_id: Uuid,
+    pub secret: TotpSecret,
+    /// `otpauth://totp/…`, for a QR code.
+    pub uri: String,
+}
+
+/// A factor as the admin sees it in their list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factor {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// False until a right code was typed at enrolment; such a factor signs nobody in.
+    pub confirmed: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What proved the factor step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorUsed {
+    Totp { factor_id: Uuid },
+    RecoveryCode,
+}
+
+pub struct AdminFactors {
+    store: Arc<dyn FactorStore>,
+    sealer: Sealer,
+    clock: Arc<dyn Clock>,
+    /// The store's name: the issuer an authenticator app lists the account under.
+    issuer: String,
+}
+
+impl AdminFactors {
+    /// `key_encryption_secret` seals the TOTP secrets at rest (the same secret that seals the
+    /// signing keys, under a key of its own).
+    pub fn new(
+        store: Arc<dyn FactorStore>,
+        key_encryption_secret: &[u8],
+        clock: Arc<dyn Clock>,
+        issuer: String,
+    ) -> Result<Self> {
+        Ok(Self {
+            store,
+            sealer: Sealer::new(key_encryption_secret, "admin-totp sealing v1")?,
+            clock,
+            issuer,
+        })
+    }
+
+    /// Starts enrolling an authenticator app named `name` ("Work phone").
+    #[tracing::instrument(name = "factors.start_totp", skip_all)]
+    pub async fn start_totp(
+        &self,
+        principal: &AdminPrincipal,
+        name: &str,
+    ) -> Result<TotpEnrolment> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+            return Err(Error::bad_input(
+                "name",
+                "name the factor (1 to 64 characters), e.g. the device it is on",
+            ));
+        }
+        let admin = &principal.admin;
+        if self.store.factors(admin.id).await?.len() >= MAX_FACTORS {
+            return Err(Error::bad_input(
+                "name",
+                "an admin holds at most 10 factors: remove one first",
+            ));
+        }
+        let secret = TotpSecret::generate()?;
+        let id = Uuid::now_v7();
+        self.store
+            .add_totp(StoredFactor {
+                id,
+                admin_id: admin.id,
+                name: name.to_owned(),
+                sealed_secret: self.sealer.seal(&id.to_string(), secret.expose())?,
+                created_at: self.clock.now(),
+                confirmed_at: None,
+                last_used_step: None,
+                last_used_at: None,
+            })
+            .await?;
+        let uri = secret.otpauth_uri(&self.issuer, &admin.username);
+        tracing::info!(event = "admin_factor_started", admin_id = %admin.id, factor_id = %id);
+        Ok(TotpEnrolment {
+            factor_id: id,
+            secret,
+            uri,
+        })
+    }
+
+    /// Confirms an enrolment with a code the app shows. The admin's first factor comes with a
+    /// fresh set of recovery codes, returned once (`None` when the admin already has codes).
+    #[tracing::instrument(name = "factors.confirm_totp", skip_all)]
+    pub async fn confirm_totp(
+        &self,
+        principal: &AdminPrincipal,
+        factor_id: Uuid,
+        code: &str,
+    ) -> Result<Option<Vec<RecoveryCode>>> {
+        let admin_id = principal.admin.id;
+        let factor = self
+            .store
+            .factors(admin_id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == factor_id && f.confirmed_at.is_none())
+            .ok_or(Error::NotFound)?;
+        let now = self.clock.now();
+        let wrong = || {
+            Error::bad_input(
+                "code",
+                "that is not the code the app shows now: check the device's clock and try again",
+            )
+        };
+        let step = self
+            .secret(&factor)?
+            .check(code, now, factor.last_used_step)
+            .ok_or_else(wrong)?;
+        if !self.store.use_totp_step(factor.id, step, now).await? {
+            return Err(wrong());
+        }
+        tracing::info!(event = "admin_factor_confirmed", admin_id = %admin_id, factor_id = %factor_id);
+        if self.store.recovery_codes_left(admin_id).await? > 0 {
+            return Ok(None);
+        }
+        self.issue_recovery_codes(admin_id, now).await.map(Some)
+    }
+
+    /// The admin's factors, oldest first.
+    pub async fn factors(&self, principal: &AdminPrincipal) -> Result<Vec<Factor>> {
+        Ok(self
+            .store
+            .factors(principal.admin.id)
+            .await?
+            .into_iter()
+            .map(|f| Factor {
+                id: f.id,
+                name: f.name,
+                created_at: f.created_at,
+                confirmed: f.confirmed_at.is_some(),
+                last_used_at: f.last_used_at,
+            })
+            .collect())
+    }
+
+    /// Whether the admin has a factor that can sign them in.
+    pub async fn has_confirmed_factor(&self, admin_id: Uuid) -> Result<bool> {
+        Ok(self
+            .store
+            .factors(admin_id)
+            .await?
+            .iter()
+            .any(|f| f.confirmed_at.is_some()))
+    }
+
+    /// Removes one of the admin's own factors.
+    #[tracing::instrument(name = "factors.remove", skip_all)]
+    pub async fn remove(&self, principal: &AdminPrincipal, factor_id: Uuid) -> Result<()> {
+        if !self
+            .store
+            .remove_factor(principal.admin.id, factor_id)
+            .await?
+        {
+            return Err(Error::NotFound);
+        }
+        tracing::info!(event = "admin_factor_removed", admin_id = %principal.admin.id, factor_id = %factor_id);
+        Ok(())
+    }
+
+    /// A new set of recovery codes (the old ones stop working), for an admin with a confirmed
+    /// factor.
+    #[tracing::instrument(name = "factors.new_recovery_codes", skip_all)]
+    pub async fn new_recovery_codes(
+        &self,
+        principal: &AdminPrincipal,
+    ) -> Result<Vec<RecoveryCode>> {
+        let admin_id = principal.admin.id;
+        if !self.has_confirmed_factor(admin_id).await? {
+            return Err(Error::bad_input(
+                "factors",
+                "enrol an authenticator app first: recovery codes stand in for a factor",
+            ));
+        }
+        self.issue_recovery_codes(admin_id, self.clock.now()).await
+    }
+
+    /// The factor step: a code from any of the admin's confirmed factors (each step accepted
+    /// once), or one of their unused recovery codes (spent). `None` for anything else.
+    pub async fn verify(&self, admin_id: Uuid, code: &str) -> Result<Option<FactorUsed>> {
+        let now = self.clock.now();
+        for factor in self.store.factors(admin_id).await? {
+            if factor.confirmed_at.is_none() {
+                continue;
+            }
+            let Some(step) = self
+                .secret(&factor)?
+                .check(code, now, factor.last_used_step)
+            else {
+                continue;
+            };
+            if self.store.use_totp_step(factor.id, step, now).await? {
+                return Ok(Some(FactorUsed::Totp {
+                    factor_id: factor.id,
+                }));
+            }
+        }
+        if let Some(recovery) = RecoveryCode::parse(code)
+            && self
+                .store
+                .use_recovery_code(admin_id, &recovery.hash(), now)
+                .await?
+        {
+            tracing::info!(event = "admin_recovery_code_used", admin_id = %admin_id);
+            return Ok(Some(FactorUsed::RecoveryCode));
+        }
+        Ok(None)
+    }
+
+    async fn issue_recovery_codes(
+        &self,
+        admin_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RecoveryCode>> {
+        let codes = RecoveryCode::generate_set()?;
+        self.store
+            .replace_recovery_codes(
+                admin_id,
+                codes.iter().map(RecoveryCode::hash).collect(),
+                now,
+            )
+            .await?;
+        tracing::info!(event = "admin_recovery_codes_issued", admin_id = %admin_id);
+        Ok(codes)
+    }
+
+    fn secret(&self, factor: &StoredFactor) -> Result<TotpSecret> {
+        self.sealer
+            .open(&factor.id.to_string(), &factor.sealed_secret)
+            .and_then(TotpSecret::from_bytes)
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "admin factor {} does not open with this key-encryption secret",
+                    factor.id
+                ))
+            })
+    }
+}

@@ -1,0 +1,122 @@
+//! Recovery codes: ten single-use codes an admin keeps on paper for the day the phone is lost.
+//! Each is 10 characters of Crockford's base32 (50 random bits; no I, L, O or U, so nothing is
+//! misread), shown once as `xxxxx-xxxxx`, typed in any case with or without the hyphen, and
+//! stored only as a SHA-256 (a fast hash suffices: 50 bits behind the factor step's failure
+//! budget cannot be searched, and the look-up can go by hash).
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::{Error, Result};
+
+/// Codes issued at once (a new set replaces the old).
+pub const RECOVERY_CODES: usize = 10;
+const CODE_CHARS: usize = 10;
+const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+
+/// One recovery code. Its `Debug` says nothing.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecoveryCode(String);
+
+impl fmt::Debug for RecoveryCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoveryCode(<redacted>)")
+    }
+}
+
+impl RecoveryCode {
+    /// A fresh set of [`RECOVERY_CODES`] distinct codes.
+    pub fn generate_set() -> Result<Vec<Self>> {
+        let mut codes: Vec<Self> = Vec::with_capacity(RECOVERY_CODES);
+        while codes.len() < RECOVERY_CODES {
+            let code = Self::generate()?;
+            if !codes.contains(&code) {
+                codes.push(code);
+            }
+        }
+        Ok(codes)
+    }
+
+    fn generate() -> Result<Self> {
+        let mut bytes = [0u8; CODE_CHARS];
+        getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("OS RNG: {e}")))?;
+        // 256 is a multiple of 32: each byte's low five bits are uniform.
+        Ok(Self(
+            bytes
+                .iter()
+                .map(|b| char::from(ALPHABET[usize::from(b & 31)]))
+                .collect(),
+        ))
+    }
+
+    /// What an admin types: any case, hyphens and spaces anywhere; Crockford's look-alikes
+    /// read as the digits they look like (`o` → `0`, `i`/`l` → `1`). Anything else is no code.
+    pub fn parse(typed: &str) -> Option<Self> {
+        if typed.len() > 64 {
+            return None;
+        }
+        let mut code = String::with_capacity(CODE_CHARS);
+        for c in typed.chars() {
+            let c = c.to_ascii_lowercase();
+            match c {
+                '-' | ' ' => {}
+                'o' => code.push('0'),
+                'i' | 'l' => code.push('1'),
+                c if c.is_ascii() && ALPHABET.contains(&(c as u8)) => code.push(c),
+                _ => return None,
+            }
+        }
+        (code.len() == CODE_CHARS).then_some(Self(code))
+    }
+
+    /// As shown once: `xxxxx-xxxxx`.
+    pub fn display(&self) -> String {
+        format!("{}-{}", &self.0[..5], &self.0[5..])
+    }
+
+    /// As stored.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(
+            format!("recovery-code:{}", self.0).as_bytes(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_set_is_ten_distinct_codes_that_read_back_however_typed() {
+        let set = RecoveryCode::generate_set().unwrap();
+        assert_eq!(set.len(), RECOVERY_CODES);
+        let hashes: std::collections::HashSet<String> = set.iter().map(|c| c.hash()).collect();
+        assert_eq!(hashes.len(), RECOVERY_CODES);
+        for code in &set {
+            let shown = code.display();
+            assert_eq!(shown.len(), 11);
+            assert_eq!(shown.as_bytes()[5], b'-');
+            assert_eq!(RecoveryCode::parse(&shown).as_ref(), Some(code));
+            let shouted = shown.to_uppercase().replace('-', " ");
+            assert_eq!(RecoveryCode::parse(&shouted).as_ref(), Some(code));
+        }
+        assert_eq!(format!("{:?}", set[0]), "RecoveryCode(<redacted>)");
+    }
+
+    #[test]
+    fn look_alikes_read_as_digits_and_anything_else_is_no_code() {
+        assert_eq!(
+            RecoveryCode::parse("OIL23-45678").map(|c| c.display()),
+            Some("01123-45678".to_owned())
+        );
+        assert_eq!(RecoveryCode::parse("abcd-efgh"), None, "too short");
+        assert_eq!(
+            RecoveryCode::parse("abcde-fghuu"),
+            None,
+            "u is not in the alphabet"
+        );
+        assert_eq!(RecoveryCode::parse("abcde-fgh!j"), None);
+        assert_eq!(RecoveryCode::parse("ａｂｃｄｅ-ｆｇｈｊｋ"), None);
+    }
+}

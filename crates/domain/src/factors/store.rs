@@ -1,0 +1,59 @@
+//! The port admins' second factors are kept through.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::Result;
+
+/// A factor as stored: its secret sealed (see [`crate::keys::Sealer`], the factor's id as the
+/// name), `confirmed_at` set once the admin typed a right code (a factor never confirmed signs
+/// nobody in), `last_used_step` the newest TOTP step it accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFactor {
+    pub id: Uuid,
+    pub admin_id: Uuid,
+    pub name: String,
+    pub sealed_secret: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub last_used_step: Option<u64>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait FactorStore: Send + Sync {
+    /// Stores an unconfirmed TOTP factor.
+    async fn add_totp(&self, factor: StoredFactor) -> Result<()>;
+
+    /// The admin's factors, confirmed or not, oldest first.
+    async fn factors(&self, admin_id: Uuid) -> Result<Vec<StoredFactor>>;
+
+    /// Records that `factor_id` accepted `step` at `now` (confirming it if it was not), in one
+    /// statement that matches only while every step it accepted is older: of two requests with
+    /// one code, exactly one sees `true`.
+    async fn use_totp_step(&self, factor_id: Uuid, step: u64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Removes one of the admin's factors; false when it had no such factor.
+    async fn remove_factor(&self, admin_id: Uuid, factor_id: Uuid) -> Result<bool>;
+
+    /// Replaces the admin's recovery codes with these hashes.
+    async fn replace_recovery_codes(
+        &self,
+        admin_id: Uuid,
+        hashes: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Spends the admin's unused recovery code with this hash, in one statement: of two
+    /// requests with one code, exactly one sees `true`.
+    async fn use_recovery_code(
+        &self,
+        admin_id: Uuid,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Recovery codes the admin has left.
+    async fn recovery_codes_left(&self, admin_id: Uuid) -> Result<u64>;
+}
