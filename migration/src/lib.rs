@@ -22,6 +22,7 @@ mod m20261206_000017_limit_events_in_flight;
 mod m20261206_000018_email_change_release;
 mod m20261206_000019_code_flows;
 mod m20261206_000020_reported_accounts;
+mod m20261206_000021_admin_factors;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_email_change_release::Migration),
             Box::new(m20261206_000019_code_flows::Migration),
             Box::new(m20261206_000020_reported_accounts::Migration),
+            Box::new(m20261206_000021_admin_factors::Migration),
         ]
     }
 }

@@ -9,9 +9,9 @@ use sea_orm::DatabaseConnection;
 use crate::{
     accounts::SqlAccounts, admin::SqlAdmin, admin_users::SqlAdminUsers, bulk::SqlBulk,
     cleanup::SqlCleanup, db::WriteTurn, email_change::SqlEmailChanges, erasure::SqlErasure,
-    grid::Grid, import::SqlImports, keys::SqlKeys, limits::SqlLimits, outbox::SqlOutbox,
-    reports::SqlReports, resets::SqlResets, services::SqlServices, sessions::SqlSessions,
-    settings::SqlSettings, sign_in::SqlCredentials,
+    factors::SqlFactors, grid::Grid, import::SqlImports, keys::SqlKeys, limits::SqlLimits,
+    outbox::SqlOutbox, reports::SqlReports, resets::SqlResets, services::SqlServices,
+    sessions::SqlSessions, settings::SqlSettings, sign_in::SqlCredentials,
 };
 
 /// The repositories, one per feature, each behind the domain's port(s) it implements.
@@ -30,6 +30,8 @@ pub struct Stores {
     pub erasure: Arc<SqlErasure>,
     pub admin: Arc<SqlAdmin>,
     pub admin_users: Arc<SqlAdminUsers>,
+    /// Admins' second factors and recovery codes.
+    pub factors: Arc<SqlFactors>,
     pub bulk: Arc<SqlBulk>,
     pub keys: Arc<SqlKeys>,
     pub services: Arc<SqlServices>,
@@ -66,6 +68,7 @@ impl Stores {
                 db: db.clone(),
                 grid: grid.clone(),
             }),
+            factors: Arc::new(SqlFactors { db: db.clone() }),
             admin_users: Arc::new(SqlAdminUsers { db: db.clone() }),
             bulk: Arc::new(SqlBulk {
                 db: db.clone(),

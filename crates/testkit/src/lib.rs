@@ -211,6 +211,17 @@ impl Harness {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Admins' second factors, their secrets sealed under a fixed key.
+    pub fn factors(&self) -> domain::factors::AdminFactors {
+        domain::factors::AdminFactors::new(
+            self.stores.factors.clone(),
+            &[7u8; 32],
+            self.clock.clone(),
+            self.parts.store_name.clone(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn bulk(&self) -> BulkJobs {
         BulkJobs::new(
             self.stores.bulk.clone(),

@@ -2,7 +2,9 @@
 
 pub mod access_token;
 pub mod admin_access_token;
+pub mod admin_factor;
 pub mod admin_password_token;
+pub mod admin_recovery_code;
 pub mod admin_user;
 pub mod audit_log;
 pub mod bulk_job;

@@ -12,6 +12,7 @@ mod bulk;
 mod codes;
 mod email_change;
 mod erasure;
+mod factors;
 mod reports;
 mod resets;
 mod sign_in;

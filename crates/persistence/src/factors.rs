@@ -1,0 +1,178 @@
+//! Admins' second factors (`domain::factors`): sealed TOTP secrets with the newest step each
+//! accepted, and the hashes of recovery codes. A step and a recovery code are each spent by
+//! one guarded statement, so two requests with one code cannot both succeed.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{
+    Result,
+    factors::{FactorStore, StoredFactor},
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    sea_query::{Expr, Func},
+};
+use uuid::Uuid;
+
+use crate::{
+    db::{End, db_err, unit_of_work},
+    entities::{admin_factor, admin_recovery_code},
+};
+
+const TOTP: &str = "totp";
+
+fn to_factor(m: admin_factor::Model) -> StoredFactor {
+    StoredFactor {
+        id: m.id,
+        admin_id: m.admin_id,
+        name: m.name,
+        sealed_secret: m.sealed_secret,
+        created_at: m.created_at,
+        confirmed_at: m.confirmed_at,
+        last_used_step: m.last_used_step.and_then(|s| u64::try_from(s).ok()),
+        last_used_at: m.last_used_at,
+    }
+}
+
+/// Steps are stored as signed 64-bit numbers (both databases' integer); a step beyond that is
+/// millions of years away.
+fn stored_step(step: u64) -> i64 {
+    i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+/// Admins' factors and recovery codes.
+#[derive(Debug, Clone)]
+pub struct SqlFactors {
+    pub(crate) db: DatabaseConnection,
+}
+
+#[async_trait]
+impl FactorStore for SqlFactors {
+    async fn add_totp(&self, f: StoredFactor) -> Result<()> {
+        admin_factor::Entity::insert(admin_factor::ActiveModel {
+            id: Set(f.id),
+            admin_id: Set(f.admin_id),
+            kind: Set(TOTP.to_owned()),
+            name: Set(f.name),
+            sealed_secret: Set(f.sealed_secret),
+            created_at: Set(f.created_at),
+            confirmed_at: Set(f.confirmed_at),
+            last_used_step: Set(f.last_used_step.map(stored_step)),
+            last_used_at: Set(f.last_used_at),
+        })
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn factors(&self, admin_id: Uuid) -> Result<Vec<StoredFactor>> {
+        Ok(admin_factor::Entity::find()
+            .filter(admin_factor::Column::AdminId.eq(admin_id))
+            .order_by_asc(admin_factor::Column::CreatedAt)
+            .order_by_asc(admin_factor::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(to_factor)
+            .collect())
+    }
+
+    async fn use_totp_step(&self, factor_id: Uuid, step: u64, now: DateTime<Utc>) -> Result<bool> {
+        let step = stored_step(step);
+        let used = admin_factor::Entity::update_many()
+            .col_expr(admin_factor::Column::LastUsedStep, Expr::value(step))
+            .col_expr(admin_factor::Column::LastUsedAt, Expr::value(now))
+            .col_expr(
+                admin_factor::Column::ConfirmedAt,
+                Func::coalesce([
+                    Expr::col(admin_factor::Column::ConfirmedAt).into(),
+                    Expr::value(now),
+                ])
+                .into(),
+            )
+            .filter(admin_factor::Column::Id.eq(factor_id))
+            .filter(
+                Condition::any()
+                    .add(admin_factor::Column::LastUsedStep.is_null())
+                    .add(admin_factor::Column::LastUsedStep.lt(step)),
+            )
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(used.rows_affected == 1)
+    }
+
+    async fn remove_factor(&self, admin_id: Uuid, factor_id: Uuid) -> Result<bool> {
+        let removed = admin_factor::Entity::delete_many()
+            .filter(admin_factor::Column::Id.eq(factor_id))
+            .filter(admin_factor::Column::AdminId.eq(admin_id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(removed.rows_affected == 1)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        admin_id: Uuid,
+        hashes: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                // The old set goes in the statement that writes first (SQLite's write lock at
+                // once), the new one in the same transaction.
+                admin_recovery_code::Entity::delete_many()
+                    .filter(admin_recovery_code::Column::AdminId.eq(admin_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if !hashes.is_empty() {
+                    admin_recovery_code::Entity::insert_many(hashes.into_iter().map(|hash| {
+                        admin_recovery_code::ActiveModel {
+                            admin_id: Set(admin_id),
+                            code_hash: Set(hash),
+                            created_at: Set(now),
+                            used_at: Set(None),
+                        }
+                    }))
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(db_err)?;
+                }
+                Ok(End::Commit(()))
+            })
+        })
+        .await
+    }
+
+    async fn use_recovery_code(
+        &self,
+        admin_id: Uuid,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let used = admin_recovery_code::Entity::update_many()
+            .col_expr(admin_recovery_code::Column::UsedAt, Expr::value(Some(now)))
+            .filter(admin_recovery_code::Column::AdminId.eq(admin_id))
+            .filter(admin_recovery_code::Column::CodeHash.eq(hash))
+            .filter(admin_recovery_code::Column::UsedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(used.rows_affected == 1)
+    }
+
+    async fn recovery_codes_left(&self, admin_id: Uuid) -> Result<u64> {
+        use sea_orm::PaginatorTrait;
+        admin_recovery_code::Entity::find()
+            .filter(admin_recovery_code::Column::AdminId.eq(admin_id))
+            .filter(admin_recovery_code::Column::UsedAt.is_null())
+            .count(&self.db)
+            .await
+            .map_err(db_err)
+    }
+}
