@@ -88,7 +88,7 @@ impl FactorStore for SqlFactors {
             .col_expr(
                 admin_factor::Column::ConfirmedAt,
                 Func::coalesce([
-                    Expr::col(admin_factor::Column::ConfirmedAt).into(),
+                    Expr::col(admin_factor::Column::ConfirmedAt),
                     Expr::value(now),
                 ])
                 .into(),
