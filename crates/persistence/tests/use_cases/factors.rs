@@ -4,7 +4,6 @@
 use chrono::Duration;
 use domain::{
     Error,
-    clock::Clock,
     factors::{FactorUsed, RECOVERY_CODES},
 };
 
