@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use recovery::{RECOVERY_CODES, RecoveryCode};
+pub use recovery::{RECOVERY_CODES, RecoveryCode, RecoveryKey};
 pub use store::{FactorStore, StoredFactor};
 pub use totp::TotpSecret;
 
@@ -27,13 +27,21 @@ use crate::{Error, Result, admin::AdminPrincipal, clock::Clock, keys::Sealer};
 pub const MAX_FACTORS: usize = 10;
 const MAX_NAME_CHARS: usize = 64;
 
-/// A TOTP factor being enrolled: what the admin's app needs, shown once.
-#[derive(Debug)]
+/// A TOTP factor being enrolled: what the admin's app needs, shown once. Its `Debug` shows
+/// neither the secret nor the URI that carries it.
 pub struct TotpEnrolment {
     pub factor_id: Uuid,
     pub secret: TotpSecret,
     /// `otpauth://totp/…`, for a QR code.
     pub uri: String,
+}
+
+impl std::fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpEnrolment")
+            .field("factor_id", &self.factor_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A factor as the admin sees it in their list.
@@ -57,6 +65,7 @@ pub enum FactorUsed {
 pub struct AdminFactors {
     store: Arc<dyn FactorStore>,
     sealer: Sealer,
+    recovery_key: RecoveryKey,
     clock: Arc<dyn Clock>,
     /// The store's name: the issuer an authenticator app lists the account under.
     issuer: String,
@@ -74,6 +83,7 @@ impl AdminFactors {
         Ok(Self {
             store,
             sealer: Sealer::new(key_encryption_secret, "admin-totp sealing v1")?,
+            recovery_key: RecoveryKey::derive(key_encryption_secret)?,
             clock,
             issuer,
         })
@@ -107,7 +117,9 @@ impl AdminFactors {
                 id,
                 admin_id: admin.id,
                 name: name.to_owned(),
-                sealed_secret: self.sealer.seal(&id.to_string(), secret.expose())?,
+                sealed_secret: self
+                    .sealer
+                    .seal(&sealed_name(admin.id, id), secret.expose())?,
                 created_at: self.clock.now(),
                 confirmed_at: None,
                 last_used_step: None,
@@ -242,7 +254,7 @@ impl AdminFactors {
         if let Some(recovery) = RecoveryCode::parse(code)
             && self
                 .store
-                .use_recovery_code(admin_id, &recovery.hash(), now)
+                .use_recovery_code(admin_id, &recovery.hash(&self.recovery_key, admin_id), now)
                 .await?
         {
             tracing::info!(event = "admin_recovery_code_used", admin_id = %admin_id);
@@ -260,7 +272,10 @@ impl AdminFactors {
         self.store
             .replace_recovery_codes(
                 admin_id,
-                codes.iter().map(RecoveryCode::hash).collect(),
+                codes
+                    .iter()
+                    .map(|c| c.hash(&self.recovery_key, admin_id))
+                    .collect(),
                 now,
             )
             .await?;
@@ -270,7 +285,10 @@ impl AdminFactors {
 
     fn secret(&self, factor: &StoredFactor) -> Result<TotpSecret> {
         self.sealer
-            .open(&factor.id.to_string(), &factor.sealed_secret)
+            .open(
+                &sealed_name(factor.admin_id, factor.id),
+                &factor.sealed_secret,
+            )
             .and_then(TotpSecret::from_bytes)
             .ok_or_else(|| {
                 Error::internal(format!(
@@ -279,4 +297,10 @@ impl AdminFactors {
                 ))
             })
     }
+}
+
+/// The name a factor's secret is sealed under: its admin and itself, so a row moved to another
+/// admin (or another row's secret copied in) does not open.
+fn sealed_name(admin_id: Uuid, factor_id: Uuid) -> String {
+    format!("{admin_id}/{factor_id}")
 }

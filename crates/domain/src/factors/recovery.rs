@@ -1,12 +1,17 @@
 //! Recovery codes: ten single-use codes an admin keeps on paper for the day the phone is lost.
 //! Each is 10 characters of Crockford's base32 (50 random bits; no I, L, O or U, so nothing is
 //! misread), shown once as `xxxxx-xxxxx`, typed in any case with or without the hyphen, and
-//! stored only as a SHA-256 (a fast hash suffices: 50 bits behind the factor step's failure
-//! budget cannot be searched, and the look-up can go by hash).
+//! stored only as an HMAC-SHA256 under a key derived from the server's key-encryption secret,
+//! with the admin's id in the message: someone who reads the database cannot search 50 bits
+//! offline without that secret, and someone who can write to it cannot plant a code of their
+//! own (or move one to another admin). Guesses through the API are to be bounded by the
+//! sign-in's factor step, which counts failures (still to come).
 
 use std::fmt;
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
 
 use crate::{Error, Result};
 
@@ -75,11 +80,34 @@ impl RecoveryCode {
         format!("{}-{}", &self.0[..5], &self.0[5..])
     }
 
-    /// As stored.
-    pub fn hash(&self) -> String {
-        hex::encode(Sha256::digest(
-            format!("recovery-code:{}", self.0).as_bytes(),
-        ))
+    /// As stored for `admin`, under `key` (see [`RecoveryKey`]).
+    pub fn hash(&self, key: &RecoveryKey, admin: Uuid) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("HMAC takes any key length");
+        mac.update(admin.as_bytes());
+        mac.update(self.0.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+/// The key recovery codes are stored under, derived (HKDF-SHA256) from the key-encryption
+/// secret with a label of its own.
+#[derive(Clone)]
+pub struct RecoveryKey([u8; 32]);
+
+impl fmt::Debug for RecoveryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RecoveryKey(<secret>)")
+    }
+}
+
+impl RecoveryKey {
+    pub fn derive(key_encryption_secret: &[u8]) -> Result<Self> {
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(Some(b"latchkey"), key_encryption_secret)
+            .expand(b"admin recovery codes v1", &mut key)
+            .map_err(|_| Error::internal("HKDF"))?;
+        Ok(Self(key))
     }
 }
 
@@ -91,7 +119,10 @@ mod tests {
     fn a_set_is_ten_distinct_codes_that_read_back_however_typed() {
         let set = RecoveryCode::generate_set().unwrap();
         assert_eq!(set.len(), RECOVERY_CODES);
-        let hashes: std::collections::HashSet<String> = set.iter().map(|c| c.hash()).collect();
+        let key = RecoveryKey::derive(&[7u8; 32]).unwrap();
+        let admin = Uuid::now_v7();
+        let hashes: std::collections::HashSet<String> =
+            set.iter().map(|c| c.hash(&key, admin)).collect();
         assert_eq!(hashes.len(), RECOVERY_CODES);
         for code in &set {
             let shown = code.display();
@@ -102,6 +133,11 @@ mod tests {
             assert_eq!(RecoveryCode::parse(&shouted).as_ref(), Some(code));
         }
         assert_eq!(format!("{:?}", set[0]), "RecoveryCode(<redacted>)");
+        // Another admin, or another server's secret, stores another hash for the same code.
+        let code = &set[0];
+        assert_ne!(code.hash(&key, admin), code.hash(&key, Uuid::now_v7()));
+        let other = RecoveryKey::derive(&[8u8; 32]).unwrap();
+        assert_ne!(code.hash(&key, admin), code.hash(&other, admin));
     }
 
     #[test]
