@@ -405,6 +405,11 @@ impl Resets {
         // The policy's rules that need no account are checked first: a password the form
         // would refuse anyway does not spend one of the flow's guesses.
         let settings = self.parts.settings.current().await?;
+        if !settings.reset.by_code {
+            // A store that stopped resetting by code: outstanding codes stop too (their links,
+            // where the store mails links, still work).
+            return Err(Error::ResetCodeInvalid);
+        }
         self.parts.new_password(new, &settings.password, &[])?;
         let lookup = async {
             let attempt = self.attempt(CodePurpose::Reset, flow_id, code, now).await?;

@@ -172,7 +172,17 @@ async fn a_code_outlives_neither_its_lifetime_nor_a_store_that_resets_by_link_on
             &guesser(1),
         )
         .await;
-    assert!(res.is_err(), "{res:?}");
+    assert!(matches!(res, Err(Error::ResetCodeExpired)), "{res:?}");
+    h.accounts()
+        .sign_in("late@example.com", PASSWORD, guesser(3))
+        .await
+        .expect("the old password still signs in");
+    // A fresh code, then the store stops resetting by code: the code stops with it.
+    let fresh = resets
+        .request_code("late@example.com", &Harness::client("192.0.2.25"))
+        .await
+        .unwrap();
+    let fresh_code = mailed_code(&h, "password_reset", "late@example.com").await;
 
     let token = h.admin_token("root", "administrator").await;
     let me = h.admin_principal(&token).await.unwrap();
@@ -188,6 +198,15 @@ async fn a_code_outlives_neither_its_lifetime_nor_a_store_that_resets_by_link_on
         .request_code("late@example.com", &Harness::client("192.0.2.23"))
         .await;
     assert!(matches!(res, Err(Error::BadUserInput { .. })), "{res:?}");
+    let res = resets
+        .reset_with_code(
+            fresh.flow.expose(),
+            &fresh_code,
+            "brand-new-Pass-77",
+            &guesser(4),
+        )
+        .await;
+    assert!(matches!(res, Err(Error::ResetCodeInvalid)), "{res:?}");
 }
 
 #[tokio::test]
