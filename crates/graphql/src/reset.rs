@@ -109,7 +109,7 @@ impl ResetMutation {
     /// resets by link) if an account has this address, and answers this client a flow id.
     /// The answer, its timing and what is stored are the same for every well-formed address,
     /// known or not. The code works only with this flow id, for a few minutes, a few guesses,
-    /// and dies with the link, with any newer request, and on use. RATE_LIMITED as
+    /// and dies with the link, with any newer request that is mailed, and on use. RATE_LIMITED as
     /// `requestPasswordReset`; BAD_USER_INPUT when the store does not reset by code.
     async fn request_password_reset_code(
         &self,

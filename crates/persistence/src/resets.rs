@@ -5,7 +5,10 @@
 //! arrival order inside it), and each caller is answered only after that transaction has
 //! committed. The mail worker then resolves recorded requests in batches: for an address with
 //! an account it supersedes the account's outstanding links, stores the new token's hash and
-//! queues the mail; for an unknown address it deletes the request and nothing else.
+//! queues the mail; for an unknown address it deletes the request and nothing else. Two kinds
+//! of request for an account end as an unknown address's do (no token, no mail, nothing
+//! voided): one older than a link or code already issued for the account, and one for a link
+//! alone within a minute of a live link's issue (see `still_to_mail`).
 
 use std::collections::{HashMap, HashSet};
 
@@ -765,8 +768,8 @@ impl SqlResets {
                     .filter(customer::Column::FrozenAt.is_null())
                     .order_by_asc(customer::Column::Id);
                 if txn.get_database_backend() == DatabaseBackend::Postgres {
-                    // Two replicas resolving requests of one account serialise here, so the
-                    // later one supersedes the earlier one's token.
+                    // Two replicas resolving requests of one account serialise here; the one
+                    // that comes second sees the first one's token (`still_to_mail`).
                     accounts = accounts.lock(LockType::NoKeyUpdate);
                 }
                 let accounts: HashMap<String, Account> = accounts

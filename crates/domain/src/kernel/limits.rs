@@ -179,12 +179,12 @@ impl Check {
     }
 }
 
-/// How long an in-flight event can stay unsettled before it counts as kept (a process that
-/// stopped between reserving and settling never settles its events).
 /// Invalid emailed links (of every kind) allowed per client IP within [`FAILURE_WINDOW`].
 pub const MAX_INVALID_LINKS: u32 = 10;
 pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
 
+/// How long an in-flight event can stay unsettled before it counts as kept (a process that
+/// stopped between reserving and settling never settles its events).
 pub const IN_FLIGHT_FOR_AT_MOST: Duration = Duration::seconds(60);
 
 /// Earlier events of one key that still count under its rule.

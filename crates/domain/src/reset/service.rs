@@ -99,7 +99,9 @@ impl Resets {
     /// answer, statements and rows for every address), which also starts a flow. The client
     /// gets the flow id; the mail carries the code (and the link, if the store resets by
     /// link). The code works only with that flow id, [`crate::reset::MAX_CODE_ATTEMPTS`] guesses, for the
-    /// settings' code lifetime, and dies with the link, with any newer request, and on use.
+    /// settings' code lifetime, and dies with the link, with any newer request that is mailed
+    /// (a link request within a minute of a live link mails nothing and changes nothing), and
+    /// on use.
     #[tracing::instrument(name = "resets.request_code", skip_all)]
     pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<StartedFlow> {
         let settings = self.parts.settings.current().await?;

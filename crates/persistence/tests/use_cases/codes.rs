@@ -1,5 +1,5 @@
 //! One-time codes (`domain::reset`'s code flows): a reset code works only with the flow id of
-//! the client that asked, for five guesses, and dies with any newer request and on use; sign-in
+//! the client that asked, for five guesses, and dies with a newer mailed request and on use; sign-in
 //! by code is off unless the store turns it on, and then mints a session like a password.
 
 use chrono::Duration;
