@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let subject = Uuid::from_slice(&data[..16]).unwrap();
-    let session = Uuid::from_slice(&data[16..32]).unwrap();
+    let session = domain::SessionId::from_uuid(Uuid::from_slice(&data[16..32]).unwrap());
     let token = codec
         .sign(
             TokenKind::Customer,
