@@ -215,9 +215,8 @@ impl Harness {
     pub fn factors(&self) -> domain::factors::AdminFactors {
         domain::factors::AdminFactors::new(
             self.stores.factors.clone(),
+            self.parts.clone(),
             &[7u8; 32],
-            self.clock.clone(),
-            self.parts.store_name.clone(),
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }

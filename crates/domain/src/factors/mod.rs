@@ -8,6 +8,7 @@
 //! [`AdminFactors::verify`] is the factor step of a sign-in: a code from any confirmed factor
 //! (each step accepted once), or an unused recovery code (spent).
 
+pub mod challenge;
 pub mod recovery;
 mod store;
 pub mod totp;
@@ -17,11 +18,21 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use challenge::{CHALLENGE_LIFETIME, Challenge, ChallengeKey, MAX_WRONG_FACTOR_CODES};
 pub use recovery::{RECOVERY_CODES, RecoveryCode, RecoveryKey};
 pub use store::{FactorStore, StoredFactor};
 pub use totp::TotpSecret;
 
-use crate::{Error, Result, admin::AdminPrincipal, clock::Clock, keys::Sealer};
+use crate::keys::Sealer;
+use crate::{
+    Error, Result,
+    accounts::Wiring,
+    admin::{AdminPrincipal, Username},
+    kernel::client::ClientInfo,
+    limits::{Check, LimitKey, PrincipalKind, Rule},
+    password::PasswordCandidate,
+    sign_in::{IssuedToken, hash_fingerprint},
+};
 
 /// Factors one admin may hold (an app on each device, named).
 pub const MAX_FACTORS: usize = 10;
@@ -62,13 +73,25 @@ pub enum FactorUsed {
     RecoveryCode,
 }
 
+/// What the password step of an admin's sign-in answers.
+#[derive(Debug)]
+pub enum SignInStep {
+    /// No second factor to ask for: signed in.
+    SignedIn(IssuedToken),
+    /// The password was right; a code from a factor (or a recovery code) must follow, with
+    /// this challenge, before `expires_at`.
+    FactorNeeded {
+        challenge: String,
+        expires_at: DateTime<Utc>,
+    },
+}
+
 pub struct AdminFactors {
     store: Arc<dyn FactorStore>,
+    parts: Wiring,
     sealer: Sealer,
     recovery_key: RecoveryKey,
-    clock: Arc<dyn Clock>,
-    /// The store's name: the issuer an authenticator app lists the account under.
-    issuer: String,
+    challenges: ChallengeKey,
 }
 
 impl AdminFactors {
@@ -76,17 +99,111 @@ impl AdminFactors {
     /// signing keys, under a key of its own).
     pub fn new(
         store: Arc<dyn FactorStore>,
+        parts: Wiring,
         key_encryption_secret: &[u8],
-        clock: Arc<dyn Clock>,
-        issuer: String,
     ) -> Result<Self> {
         Ok(Self {
             store,
+            parts,
             sealer: Sealer::new(key_encryption_secret, "admin-totp sealing v1")?,
             recovery_key: RecoveryKey::derive(key_encryption_secret)?,
-            clock,
-            issuer,
+            challenges: ChallengeKey::derive(key_encryption_secret)?,
         })
+    }
+
+    /// The password step of an admin's sign-in, with the same limits, lockout and
+    /// indistinguishable failures as a one-step sign-in. An admin without a confirmed factor
+    /// is signed in; one with a factor gets a challenge for [`Self::complete_sign_in`].
+    #[tracing::instrument(name = "factors.start_sign_in", skip_all)]
+    pub async fn start_sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<SignInStep> {
+        let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
+        let settings = self.parts.settings.current().await?;
+        let login = match Username::parse(username) {
+            Some(u) => u.key(),
+            None => Username::unparsable_key(username),
+        };
+        let sign_in = &self.parts.sign_in;
+        let verified = sign_in
+            .verify(PrincipalKind::Admin, &login, &candidate, &client, &settings)
+            .await?;
+        if !self.has_confirmed_factor(verified.id).await? {
+            return sign_in
+                .mint(
+                    PrincipalKind::Admin,
+                    &login,
+                    &candidate,
+                    verified,
+                    client,
+                    &settings,
+                )
+                .await
+                .map(SignInStep::SignedIn);
+        }
+        // The hash as stored now (an upgraded one replaced the one read).
+        let stored = verified
+            .hashes
+            .0
+            .last()
+            .ok_or_else(|| Error::internal("a verified password without its hash"))?;
+        let expires_at = self.parts.clock.now() + CHALLENGE_LIFETIME;
+        let challenge = self.challenges.seal(&Challenge {
+            admin_id: verified.id,
+            login,
+            fingerprint: hash_fingerprint(stored),
+            expires: expires_at.timestamp(),
+        })?;
+        tracing::info!(event = "admin_factor_asked", admin_id = %verified.id);
+        Ok(SignInStep::FactorNeeded {
+            challenge,
+            expires_at,
+        })
+    }
+
+    /// The factor step: a code from one of the admin's factors or a recovery code, with the
+    /// challenge the password step answered. Wrong codes count per admin over every
+    /// challenge ([`MAX_WRONG_FACTOR_CODES`] in 15 minutes, then RATE_LIMITED); a bad or
+    /// expired challenge, a wrong code and a password changed in between all answer
+    /// AUTHENTICATION_FAILED.
+    #[tracing::instrument(name = "factors.complete_sign_in", skip_all)]
+    pub async fn complete_sign_in(
+        &self,
+        challenge: &str,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<IssuedToken> {
+        let now = self.parts.clock.now();
+        let challenge = self
+            .challenges
+            .open(challenge, now)
+            .ok_or(Error::AuthenticationFailed)?;
+        let budget = [Check::new(
+            LimitKey::WrongFactorCodesOf(challenge.admin_id),
+            Rule::per(MAX_WRONG_FACTOR_CODES, challenge::WRONG_FACTOR_WINDOW),
+        )];
+        let reservation = self.parts.limiter.reserve(&budget, now).await?;
+        if self.verify(challenge.admin_id, code).await?.is_none() {
+            reservation.keep();
+            tracing::info!(event = "admin_factor_failed", admin_id = %challenge.admin_id);
+            return Err(Error::AuthenticationFailed);
+        }
+        self.parts.limiter.release(reservation).await?;
+        let settings = self.parts.settings.current().await?;
+        self.parts
+            .sign_in
+            .sign_in_after_factor(
+                PrincipalKind::Admin,
+                challenge.admin_id,
+                &challenge.login,
+                &challenge.fingerprint,
+                client,
+                &settings,
+            )
+            .await
     }
 
     /// Starts enrolling an authenticator app named `name` ("Work phone").
@@ -120,13 +237,13 @@ impl AdminFactors {
                 sealed_secret: self
                     .sealer
                     .seal(&sealed_name(admin.id, id), secret.expose())?,
-                created_at: self.clock.now(),
+                created_at: self.parts.clock.now(),
                 confirmed_at: None,
                 last_used_step: None,
                 last_used_at: None,
             })
             .await?;
-        let uri = secret.otpauth_uri(&self.issuer, &admin.username);
+        let uri = secret.otpauth_uri(&self.parts.store_name, &admin.username);
         tracing::info!(event = "admin_factor_started", admin_id = %admin.id, factor_id = %id);
         Ok(TotpEnrolment {
             factor_id: id,
@@ -152,7 +269,7 @@ impl AdminFactors {
             .into_iter()
             .find(|f| f.id == factor_id && f.confirmed_at.is_none())
             .ok_or(Error::NotFound)?;
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         let wrong = || {
             Error::bad_input(
                 "code",
@@ -228,13 +345,14 @@ impl AdminFactors {
                 "enrol an authenticator app first: recovery codes stand in for a factor",
             ));
         }
-        self.issue_recovery_codes(admin_id, self.clock.now()).await
+        self.issue_recovery_codes(admin_id, self.parts.clock.now())
+            .await
     }
 
     /// The factor step: a code from any of the admin's confirmed factors (each step accepted
     /// once), or one of their unused recovery codes (spent). `None` for anything else.
     pub async fn verify(&self, admin_id: Uuid, code: &str) -> Result<Option<FactorUsed>> {
-        let now = self.clock.now();
+        let now = self.parts.clock.now();
         for factor in self.store.factors(admin_id).await? {
             if factor.confirmed_at.is_none() {
                 continue;

@@ -87,6 +87,8 @@ pub enum LimitKey {
     /// Wrong one-time codes typed for one address (normalised, known or not), over all its
     /// flows and all clients.
     WrongCodesByEmail(String),
+    /// Wrong second-factor codes typed for one admin, over every sign-in challenge.
+    WrongFactorCodesOf(Uuid),
     /// `customerDataExport` by whoever asks (a customer's id, or an admin's): each reads
     /// everything stored about a customer.
     DataExportBy(Uuid),
@@ -112,6 +114,7 @@ impl LimitKey {
             Self::AdminResetByIp(ip) => format!("admin-reset:ip:{}", ip.0),
             Self::DataExportBy(id) => format!("data-export:{id}"),
             Self::WrongCodesByEmail(email) => format!("code-failure:email:{email}"),
+            Self::WrongFactorCodesOf(id) => format!("factor-failure:{id}"),
         }
     }
 

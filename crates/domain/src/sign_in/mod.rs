@@ -251,9 +251,25 @@ impl SignIn {
         client: ClientInfo,
         settings: &Settings,
     ) -> Result<IssuedToken> {
-        let Verified { id, hashes } = self
+        let verified = self
             .verify(kind, login, candidate, &client, settings)
             .await?;
+        self.mint(kind, login, candidate, verified, client, settings)
+            .await
+    }
+
+    /// After [`Self::verify`] passed: counts the sign-in, stores a session while the account
+    /// still has a hash the password was verified against, and signs a token for it.
+    pub async fn mint(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        candidate: &PasswordCandidate,
+        verified: Verified,
+        client: ClientInfo,
+        settings: &Settings,
+    ) -> Result<IssuedToken> {
+        let Verified { id, hashes } = verified;
         self.count_sign_in(kind, id).await?;
         let upgraded = hashes.0.len() > 1;
         let mut session = self.new_session(kind, id, hashes, client, settings);
@@ -310,6 +326,41 @@ impl SignIn {
         );
         if !self.store.create_session(kind, session.clone()).await? {
             tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %credentials.id);
+            return Err(Error::AuthenticationFailed);
+        }
+        self.sign(kind, &session)
+    }
+
+    /// A session for account `id` whose password was verified a moment ago (a sign-in that
+    /// then asked for a second factor, now given), minted only while the stored password hash
+    /// is still the one verified (`fingerprint`, see [`hash_fingerprint`]): a password changed
+    /// in between wins. The same caps as any sign-in.
+    pub async fn sign_in_after_factor(
+        &self,
+        kind: PrincipalKind,
+        id: Uuid,
+        login: &str,
+        fingerprint: &str,
+        client: ClientInfo,
+        settings: &Settings,
+    ) -> Result<IssuedToken> {
+        let credentials = match self.store.credentials(kind, login).await? {
+            Some(c) if c.id == id && hash_fingerprint(&c.password_hash) == fingerprint => c,
+            _ => {
+                tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
+                return Err(Error::AuthenticationFailed);
+            }
+        };
+        self.count_sign_in(kind, credentials.id).await?;
+        let session = self.new_session(
+            kind,
+            credentials.id,
+            VerifiedHashes(vec![credentials.password_hash]),
+            client,
+            settings,
+        );
+        if !self.store.create_session(kind, session.clone()).await? {
+            tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
             return Err(Error::AuthenticationFailed);
         }
         self.sign(kind, &session)
@@ -388,4 +439,12 @@ impl SignIn {
             .clear(&LimitKey::SignInByAccount(kind, login.to_owned()))
             .await
     }
+}
+
+/// A stored password hash's fingerprint (SHA-256, hex): what a two-step sign-in carries from
+/// its password step to its factor step, so the session is minted only while the hash it
+/// verified is still the stored one. Never the hash itself.
+pub fn hash_fingerprint(stored_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(stored_hash.as_bytes()))
 }

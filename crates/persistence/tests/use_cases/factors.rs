@@ -4,13 +4,14 @@
 use chrono::Duration;
 use domain::{
     Error,
-    factors::{FactorUsed, RECOVERY_CODES},
+    factors::{FactorUsed, MAX_WRONG_FACTOR_CODES, RECOVERY_CODES, SignInStep},
 };
 
 use sea_orm::{ConnectionTrait, Statement};
 use sha2::{Digest, Sha256};
 
 use crate::Harness;
+use testkit::ADMIN_PASSWORD;
 
 #[tokio::test]
 async fn enrolment_needs_a_right_code_and_the_first_factor_brings_recovery_codes() {
@@ -208,4 +209,123 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
             .unwrap(),
         Some(FactorUsed::RecoveryCode)
     );
+}
+
+/// Ann with a confirmed authenticator app; its secret.
+async fn ann_with_a_factor(h: &Harness) -> domain::factors::TotpSecret {
+    let token = h.admin_token("ann", "administrator").await;
+    let me = h.admin_principal(&token).await.unwrap();
+    let factors = h.factors();
+    let phone = factors.start_totp(&me, "Phone").await.unwrap();
+    factors
+        .confirm_totp(&me, phone.factor_id, &phone.secret.code_at(h.now()))
+        .await
+        .unwrap();
+    h.clock.advance(Duration::seconds(30));
+    phone.secret
+}
+
+fn challenge_of(step: SignInStep) -> String {
+    match step {
+        SignInStep::FactorNeeded { challenge, .. } => challenge,
+        SignInStep::SignedIn(_) => panic!("signed in without the factor"),
+    }
+}
+
+#[tokio::test]
+async fn an_admin_with_a_factor_signs_in_in_two_steps_and_one_without_in_one() {
+    let h = Harness::new().await;
+    let factors = h.factors();
+    let client = Harness::client("192.0.2.90");
+    h.admin_token("bob", "support").await;
+    let bob = factors
+        .start_sign_in("bob", ADMIN_PASSWORD, client.clone())
+        .await
+        .unwrap();
+    let SignInStep::SignedIn(token) = bob else {
+        panic!("no factor, one step: {bob:?}")
+    };
+    assert!(h.admin_principal(&token.token).await.is_some());
+
+    let secret = ann_with_a_factor(&h).await;
+    let res = factors
+        .start_sign_in("ann", "not-the-password", client.clone())
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    let challenge = challenge_of(
+        factors
+            .start_sign_in("ann", ADMIN_PASSWORD, client.clone())
+            .await
+            .unwrap(),
+    );
+    let token = factors
+        .complete_sign_in(&challenge, &secret.code_at(h.now()), client.clone())
+        .await
+        .unwrap();
+    let ann = h.admin_principal(&token.token).await.unwrap();
+    assert_eq!(ann.admin.username, "ann");
+    // The same code again, with the same challenge: a replay.
+    let res = factors
+        .complete_sign_in(&challenge, &secret.code_at(h.now()), client.clone())
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    // A challenge is good for five minutes.
+    h.clock.advance(Duration::minutes(5));
+    let res = factors
+        .complete_sign_in(&challenge, &secret.code_at(h.now()), client)
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+}
+
+#[tokio::test]
+async fn wrong_codes_are_counted_per_admin_and_a_new_password_voids_the_challenge() {
+    let h = Harness::new().await;
+    let factors = h.factors();
+    let client = Harness::client("192.0.2.91");
+    let secret = ann_with_a_factor(&h).await;
+    let challenge = challenge_of(
+        factors
+            .start_sign_in("ann", ADMIN_PASSWORD, client.clone())
+            .await
+            .unwrap(),
+    );
+    let right = secret.code_at(h.now());
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..MAX_WRONG_FACTOR_CODES {
+        let res = factors
+            .complete_sign_in(&challenge, wrong, client.clone())
+            .await;
+        assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    }
+    // The budget is spent: even the right code waits, over any challenge.
+    let fresh = challenge_of(
+        factors
+            .start_sign_in("ann", ADMIN_PASSWORD, client.clone())
+            .await
+            .unwrap(),
+    );
+    let res = factors
+        .complete_sign_in(&fresh, &right, client.clone())
+        .await;
+    assert!(matches!(res, Err(Error::RateLimited { .. })), "{res:?}");
+    h.clock.advance(Duration::minutes(15));
+
+    // A password set between the two steps voids the challenge.
+    let challenge = challenge_of(
+        factors
+            .start_sign_in("ann", ADMIN_PASSWORD, client.clone())
+            .await
+            .unwrap(),
+    );
+    h.db.execute_unprepared("UPDATE admin_users SET password_hash = '$test-plain$changed-Pass-1'")
+        .await
+        .unwrap();
+    let res = factors
+        .complete_sign_in(&challenge, &secret.code_at(h.now()), client)
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
 }

@@ -1,0 +1,134 @@
+//! The sign-in challenge: what a sign-in whose password was right, for an admin with a second
+//! factor, answers instead of a token. It is signed (HMAC-SHA256 under a key derived from the
+//! key-encryption secret), lives a few minutes, and names the admin, the sign-in name and the
+//! fingerprint of the password hash that was verified, so the factor step can mint a session
+//! only while that hash is still the stored one. Nothing is stored for it; wrong codes are
+//! counted per admin, over every challenge.
+
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+/// How long the factor step may follow the password step.
+pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
+/// Wrong codes one admin may type within [`WRONG_FACTOR_WINDOW`], over every challenge (a
+/// 6-digit code is guessable: 5 tries in 15 minutes is a chance of 1 in 200,000 per window).
+pub const MAX_WRONG_FACTOR_CODES: u32 = 5;
+pub const WRONG_FACTOR_WINDOW: Duration = Duration::minutes(15);
+
+/// What a challenge says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub admin_id: Uuid,
+    /// The normalised sign-in name the password was checked under.
+    pub login: String,
+    /// `sign_in::hash_fingerprint` of the password hash verified.
+    pub fingerprint: String,
+    /// Seconds since the epoch.
+    pub expires: i64,
+}
+
+impl Challenge {
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        Utc.timestamp_opt(self.expires, 0)
+            .single()
+            .unwrap_or_default()
+    }
+}
+
+/// Signs and opens challenges.
+#[derive(Clone)]
+pub struct ChallengeKey([u8; 32]);
+
+impl fmt::Debug for ChallengeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChallengeKey(<secret>)")
+    }
+}
+
+impl ChallengeKey {
+    pub fn derive(key_encryption_secret: &[u8]) -> Result<Self> {
+        let mut key = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(Some(b"latchkey"), key_encryption_secret)
+            .expand(b"admin sign-in challenge v1", &mut key)
+            .map_err(|_| Error::internal("HKDF"))?;
+        Ok(Self(key))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // An HMAC takes a key of any length.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// The challenge as the client holds it: its claims and their MAC, base64url.
+    pub fn seal(&self, challenge: &Challenge) -> Result<String> {
+        let payload = serde_json::to_vec(challenge)
+            .map_err(|e| Error::internal(format!("challenge: {e}")))?;
+        let mut mac = self.mac();
+        mac.update(&payload);
+        let tag = mac.finalize().into_bytes();
+        Ok(format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        ))
+    }
+
+    /// The challenge if this key signed it and it has not expired at `now`.
+    pub fn open(&self, sealed: &str, now: DateTime<Utc>) -> Option<Challenge> {
+        if sealed.len() > 1024 {
+            return None;
+        }
+        let (payload, tag) = sealed.split_once('.')?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        let mut mac = self.mac();
+        mac.update(&payload);
+        mac.verify_slice(&tag).ok()?;
+        let challenge: Challenge = serde_json::from_slice(&payload).ok()?;
+        (challenge.expires > now.timestamp()).then_some(challenge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_challenge_opens_only_under_its_key_whole_and_in_time() {
+        let key = ChallengeKey::derive(&[7u8; 32]).unwrap();
+        let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let challenge = Challenge {
+            admin_id: Uuid::now_v7(),
+            login: "ann".to_owned(),
+            fingerprint: "ab".repeat(32),
+            expires: (now + CHALLENGE_LIFETIME).timestamp(),
+        };
+        let sealed = key.seal(&challenge).unwrap();
+        assert_eq!(key.open(&sealed, now), Some(challenge.clone()));
+        assert_eq!(key.open(&sealed, challenge.expires_at()), None, "expired");
+        let other = ChallengeKey::derive(&[8u8; 32]).unwrap();
+        assert_eq!(other.open(&sealed, now), None, "another server's key");
+        // Another admin's id in the claims, the MAC kept: refused.
+        let (_, tag) = sealed.split_once('.').unwrap();
+        let forged = Challenge {
+            admin_id: Uuid::now_v7(),
+            ..challenge
+        };
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
+        assert_eq!(key.open(&format!("{payload}.{tag}"), now), None);
+        assert_eq!(
+            key.open(&sealed[..sealed.len() - 2], now),
+            None,
+            "truncated"
+        );
+        assert_eq!(key.open("", now), None);
+    }
+}
