@@ -18,10 +18,15 @@ use crate::{Error, Result};
 
 /// How long the factor step may follow the password step.
 pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
-/// Wrong codes one admin may type within [`WRONG_FACTOR_WINDOW`], over every challenge (a
-/// 6-digit code is guessable: 5 tries in 15 minutes is a chance of 1 in 200,000 per window).
+/// Wrong codes one admin may type within [`WRONG_FACTOR_WINDOW`], over every challenge, and
+/// within a day ([`MAX_WRONG_FACTOR_CODES_PER_DAY`]). A 6-digit code is guessable, and each
+/// guess is tried against every confirmed factor at three steps (the skew): with one factor a
+/// guess is right with a chance of 3 in 10^6, so a day's 20 guesses come to about 1 in 17,000
+/// and a year of them to about 2 %; each more factor adds as much. Only someone who has the
+/// password can guess at all.
 pub const MAX_WRONG_FACTOR_CODES: u32 = 5;
 pub const WRONG_FACTOR_WINDOW: Duration = Duration::minutes(15);
+pub const MAX_WRONG_FACTOR_CODES_PER_DAY: u32 = 20;
 
 /// What a challenge says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

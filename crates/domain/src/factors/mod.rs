@@ -73,8 +73,8 @@ pub enum FactorUsed {
     RecoveryCode,
 }
 
-/// What the password step of an admin's sign-in answers.
-#[derive(Debug)]
+/// What the password step of an admin's sign-in answers. Its `Debug` shows no challenge or
+/// token.
 pub enum SignInStep {
     /// No second factor to ask for: signed in.
     SignedIn(IssuedToken),
@@ -84,6 +84,18 @@ pub enum SignInStep {
         challenge: String,
         expires_at: DateTime<Utc>,
     },
+}
+
+impl std::fmt::Debug for SignInStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SignedIn(token) => f.debug_tuple("SignedIn").field(token).finish(),
+            Self::FactorNeeded { expires_at, .. } => f
+                .debug_struct("FactorNeeded")
+                .field("expires_at", expires_at)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 pub struct AdminFactors {
@@ -181,10 +193,34 @@ impl AdminFactors {
             .challenges
             .open(challenge, now)
             .ok_or(Error::AuthenticationFailed)?;
-        let budget = [Check::new(
-            LimitKey::WrongFactorCodesOf(challenge.admin_id),
-            Rule::per(MAX_WRONG_FACTOR_CODES, challenge::WRONG_FACTOR_WINDOW),
-        )];
+        // A challenge whose proof no longer stands (the password changed, the admin renamed)
+        // spends no code: a recovery code is not burnt on a sign-in that cannot succeed.
+        let sign_in = &self.parts.sign_in;
+        if sign_in
+            .proof_stands(
+                PrincipalKind::Admin,
+                challenge.admin_id,
+                &challenge.login,
+                &challenge.fingerprint,
+            )
+            .await?
+            .is_none()
+        {
+            return Err(Error::AuthenticationFailed);
+        }
+        let budget = [
+            Check::new(
+                LimitKey::WrongFactorCodesOf(challenge.admin_id),
+                Rule::per(MAX_WRONG_FACTOR_CODES, challenge::WRONG_FACTOR_WINDOW),
+            ),
+            Check::new(
+                LimitKey::WrongFactorCodesPerDayOf(challenge.admin_id),
+                Rule::per(
+                    challenge::MAX_WRONG_FACTOR_CODES_PER_DAY,
+                    chrono::Duration::days(1),
+                ),
+            ),
+        ];
         let reservation = self.parts.limiter.reserve(&budget, now).await?;
         if self.verify(challenge.admin_id, code).await?.is_none() {
             reservation.keep();
@@ -193,8 +229,7 @@ impl AdminFactors {
         }
         self.parts.limiter.release(reservation).await?;
         let settings = self.parts.settings.current().await?;
-        self.parts
-            .sign_in
+        sign_in
             .sign_in_after_factor(
                 PrincipalKind::Admin,
                 challenge.admin_id,

@@ -87,8 +87,10 @@ pub enum LimitKey {
     /// Wrong one-time codes typed for one address (normalised, known or not), over all its
     /// flows and all clients.
     WrongCodesByEmail(String),
-    /// Wrong second-factor codes typed for one admin, over every sign-in challenge.
+    /// Wrong second-factor codes typed for one admin, over every sign-in challenge: a short
+    /// window, and a day.
     WrongFactorCodesOf(Uuid),
+    WrongFactorCodesPerDayOf(Uuid),
     /// `customerDataExport` by whoever asks (a customer's id, or an admin's): each reads
     /// everything stored about a customer.
     DataExportBy(Uuid),
@@ -115,6 +117,7 @@ impl LimitKey {
             Self::DataExportBy(id) => format!("data-export:{id}"),
             Self::WrongCodesByEmail(email) => format!("code-failure:email:{email}"),
             Self::WrongFactorCodesOf(id) => format!("factor-failure:{id}"),
+            Self::WrongFactorCodesPerDayOf(id) => format!("factor-failure:day:{id}"),
         }
     }
 

@@ -259,8 +259,9 @@ impl SignIn {
     }
 
     /// After [`Self::verify`] passed: counts the sign-in, stores a session while the account
-    /// still has a hash the password was verified against, and signs a token for it.
-    pub async fn mint(
+    /// still has a hash the password was verified against, and signs a token for it. Only
+    /// this crate's use cases call it, after every proof their sign-in asks for.
+    pub(crate) async fn mint(
         &self,
         kind: PrincipalKind,
         login: &str,
@@ -335,7 +336,7 @@ impl SignIn {
     /// then asked for a second factor, now given), minted only while the stored password hash
     /// is still the one verified (`fingerprint`, see [`hash_fingerprint`]): a password changed
     /// in between wins. The same caps as any sign-in.
-    pub async fn sign_in_after_factor(
+    pub(crate) async fn sign_in_after_factor(
         &self,
         kind: PrincipalKind,
         id: Uuid,
@@ -344,12 +345,9 @@ impl SignIn {
         client: ClientInfo,
         settings: &Settings,
     ) -> Result<IssuedToken> {
-        let credentials = match self.store.credentials(kind, login).await? {
-            Some(c) if c.id == id && hash_fingerprint(&c.password_hash) == fingerprint => c,
-            _ => {
-                tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
-                return Err(Error::AuthenticationFailed);
-            }
+        let Some(credentials) = self.proof_stands(kind, id, login, fingerprint).await? else {
+            tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
+            return Err(Error::AuthenticationFailed);
         };
         self.count_sign_in(kind, credentials.id).await?;
         let session = self.new_session(
@@ -364,6 +362,22 @@ impl SignIn {
             return Err(Error::AuthenticationFailed);
         }
         self.sign(kind, &session)
+    }
+
+    /// The credentials stored under `login` if they are still account `id`'s with the password
+    /// hash whose fingerprint is `fingerprint` (not renamed, not changed since).
+    pub(crate) async fn proof_stands(
+        &self,
+        kind: PrincipalKind,
+        id: Uuid,
+        login: &str,
+        fingerprint: &str,
+    ) -> Result<Option<StoredCredentials>> {
+        Ok(self
+            .store
+            .credentials(kind, login)
+            .await?
+            .filter(|c| c.id == id && hash_fingerprint(&c.password_hash) == fingerprint))
     }
 
     /// Counted only once the proof is known good, so the answer tells nothing to a guesser;

@@ -211,18 +211,24 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
     );
 }
 
-/// Ann with a confirmed authenticator app; its secret.
-async fn ann_with_a_factor(h: &Harness) -> domain::factors::TotpSecret {
+/// Ann with a confirmed authenticator app: its secret, and her recovery codes.
+async fn ann_with_a_factor(
+    h: &Harness,
+) -> (
+    domain::factors::TotpSecret,
+    Vec<domain::factors::RecoveryCode>,
+) {
     let token = h.admin_token("ann", "administrator").await;
     let me = h.admin_principal(&token).await.unwrap();
     let factors = h.factors();
     let phone = factors.start_totp(&me, "Phone").await.unwrap();
-    factors
+    let codes = factors
         .confirm_totp(&me, phone.factor_id, &phone.secret.code_at(h.now()))
         .await
+        .unwrap()
         .unwrap();
     h.clock.advance(Duration::seconds(30));
-    phone.secret
+    (phone.secret, codes)
 }
 
 fn challenge_of(step: SignInStep) -> String {
@@ -247,7 +253,7 @@ async fn an_admin_with_a_factor_signs_in_in_two_steps_and_one_without_in_one() {
     };
     assert!(h.admin_principal(&token.token).await.is_some());
 
-    let secret = ann_with_a_factor(&h).await;
+    let (secret, _) = ann_with_a_factor(&h).await;
     let res = factors
         .start_sign_in("ann", "not-the-password", client.clone())
         .await;
@@ -282,7 +288,7 @@ async fn wrong_codes_are_counted_per_admin_and_a_new_password_voids_the_challeng
     let h = Harness::new().await;
     let factors = h.factors();
     let client = Harness::client("192.0.2.91");
-    let secret = ann_with_a_factor(&h).await;
+    let (secret, codes) = ann_with_a_factor(&h).await;
     let challenge = challenge_of(
         factors
             .start_sign_in("ann", ADMIN_PASSWORD, client.clone())
@@ -325,7 +331,15 @@ async fn wrong_codes_are_counted_per_admin_and_a_new_password_voids_the_challeng
         .await
         .unwrap();
     let res = factors
-        .complete_sign_in(&challenge, &secret.code_at(h.now()), client)
+        .complete_sign_in(&challenge, &secret.code_at(h.now()), client.clone())
         .await;
     assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    // ...and spends no recovery code on a sign-in that cannot succeed.
+    let unused = "SELECT COUNT(*) AS n FROM admin_recovery_codes WHERE used_at IS NULL";
+    let before = h.count(unused).await;
+    let res = factors
+        .complete_sign_in(&challenge, &codes[0].display(), client)
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    assert_eq!(h.count(unused).await, before);
 }
