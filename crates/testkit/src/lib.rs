@@ -306,21 +306,31 @@ impl Harness {
             .unwrap()
     }
 
-    /// The raw token of the newest queued mail's link of `kind` to `to`.
-    pub async fn link_token(&self, kind: &str, to: &str) -> String {
-        let row = self
-            .db
+    /// `column` of the newest queued mail of `kind` to `to`.
+    pub async fn newest_mail<T: sea_orm::TryGetable>(
+        &self,
+        kind: &str,
+        to: &str,
+        column: &str,
+    ) -> T {
+        self.db
             .query_one_raw(Statement::from_string(
                 self.db.get_database_backend(),
                 format!(
-                    "SELECT link FROM email_outbox WHERE kind = '{kind}' AND recipient = '{to}' \
+                    "SELECT {column} FROM email_outbox WHERE kind = '{kind}' AND recipient = '{to}' \
                      ORDER BY created_at DESC, id DESC LIMIT 1"
                 ),
             ))
             .await
             .unwrap()
-            .unwrap_or_else(|| panic!("no {kind} mail to {to}"));
-        let link: String = row.try_get("", "link").unwrap();
+            .unwrap_or_else(|| panic!("no {kind} mail to {to}"))
+            .try_get("", column)
+            .unwrap()
+    }
+
+    /// The raw token of the newest queued mail's link of `kind` to `to`.
+    pub async fn link_token(&self, kind: &str, to: &str) -> String {
+        let link: String = self.newest_mail(kind, to, "link").await;
         link.split("token=")
             .nth(1)
             .and_then(|t| t.split('&').next())

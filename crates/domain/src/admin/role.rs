@@ -106,6 +106,15 @@ impl Username {
         self.0.to_ascii_lowercase()
     }
 
+    /// The key a sign-in looks `raw` up under: a username's, or, for a name that cannot be
+    /// one, a key no account has (so it is counted and hashed like an unknown name).
+    pub fn sign_in_key(raw: &str) -> String {
+        match Self::parse(raw) {
+            Some(u) => u.key(),
+            None => Self::unparsable_key(raw),
+        }
+    }
+
     /// The sign-in name for input that cannot be a username: a short digest behind a `:`
     /// (which no username contains), so it is counted per name yet never matches an account
     /// and never stores the raw input.

@@ -228,10 +228,7 @@ impl Admins {
     ) -> Result<IssuedToken> {
         let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
         let settings = self.parts.settings.current().await?;
-        let login = match Username::parse(username) {
-            Some(u) => u.key(),
-            None => Username::unparsable_key(username),
-        };
+        let login = Username::sign_in_key(username);
         self.parts
             .sign_in
             .sign_in(PrincipalKind::Admin, &login, &candidate, client, &settings)

@@ -345,10 +345,7 @@ impl AdminUsers {
     /// not the username exists, has an email address or is disabled; only a limit refuses.
     #[tracing::instrument(name = "admin_users.request_reset", skip_all)]
     pub async fn request_reset(&self, username: &str, client: &ClientInfo) -> Result<()> {
-        let key = match Username::parse(username) {
-            Some(u) => u.key(),
-            None => Username::unparsable_key(username),
-        };
+        let key = Username::sign_in_key(username);
         let now = self.parts.clock.now();
         let rule = Rule::per(MAX_ADMIN_RESETS_PER_HOUR, Duration::hours(1));
         let checks = [

@@ -5,8 +5,6 @@
 //! only while that hash is still the stored one. Nothing is stored for it; wrong codes are
 //! counted per admin, over every challenge.
 
-use std::fmt;
-
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use hmac::{Hmac, Mac};
@@ -14,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use crate::keys::MacKey;
 use crate::{Error, Result};
 
 /// How long the factor step may follow the password step.
@@ -49,27 +48,16 @@ impl Challenge {
 }
 
 /// Signs and opens challenges.
-#[derive(Clone)]
-pub struct ChallengeKey([u8; 32]);
-
-impl fmt::Debug for ChallengeKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ChallengeKey(<secret>)")
-    }
-}
+#[derive(Clone, Debug)]
+pub struct ChallengeKey(MacKey);
 
 impl ChallengeKey {
     pub fn derive(key_encryption_secret: &[u8]) -> Result<Self> {
-        let mut key = [0u8; 32];
-        hkdf::Hkdf::<Sha256>::new(Some(b"latchkey"), key_encryption_secret)
-            .expand(b"admin sign-in challenge v1", &mut key)
-            .map_err(|_| Error::internal("HKDF"))?;
-        Ok(Self(key))
+        MacKey::derive(key_encryption_secret, "admin sign-in challenge v1").map(Self)
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        // An HMAC takes a key of any length.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!())
+        self.0.mac()
     }
 
     /// The challenge as the client holds it: its claims and their MAC, base64url.

@@ -135,10 +135,7 @@ impl AdminFactors {
     ) -> Result<SignInStep> {
         let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
         let settings = self.parts.settings.current().await?;
-        let login = match Username::parse(username) {
-            Some(u) => u.key(),
-            None => Username::unparsable_key(username),
-        };
+        let login = Username::sign_in_key(username);
         let sign_in = &self.parts.sign_in;
         let verified = sign_in
             .verify(PrincipalKind::Admin, &login, &candidate, &client, &settings)

@@ -9,10 +9,11 @@
 
 use std::fmt;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
+
 use uuid::Uuid;
 
+use crate::keys::MacKey;
 use crate::{Error, Result};
 
 /// Codes issued at once (a new set replaces the old).
@@ -82,32 +83,21 @@ impl RecoveryCode {
 
     /// As stored for `admin`, under `key` (see [`RecoveryKey`]).
     pub fn hash(&self, key: &RecoveryKey, admin: Uuid) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&key.0).unwrap_or_else(|_| unreachable!());
+        let mut mac = key.0.mac();
         mac.update(admin.as_bytes());
         mac.update(self.0.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
 }
 
-/// The key recovery codes are stored under, derived (HKDF-SHA256) from the key-encryption
-/// secret with a label of its own.
-#[derive(Clone)]
-pub struct RecoveryKey([u8; 32]);
-
-impl fmt::Debug for RecoveryKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RecoveryKey(<secret>)")
-    }
-}
+/// The key recovery codes are stored under, derived from the key-encryption secret with a
+/// label of its own.
+#[derive(Clone, Debug)]
+pub struct RecoveryKey(MacKey);
 
 impl RecoveryKey {
     pub fn derive(key_encryption_secret: &[u8]) -> Result<Self> {
-        let mut key = [0u8; 32];
-        hkdf::Hkdf::<Sha256>::new(Some(b"latchkey"), key_encryption_secret)
-            .expand(b"admin recovery codes v1", &mut key)
-            .map_err(|_| Error::internal("HKDF"))?;
-        Ok(Self(key))
+        MacKey::derive(key_encryption_secret, "admin recovery codes v1").map(Self)
     }
 }
 

@@ -32,6 +32,40 @@ use crate::{
 pub const ALGORITHM: &str = "EdDSA";
 const SEALED_VERSION: u8 = 1;
 
+/// A 32-byte key for one purpose, derived (HKDF-SHA256) from a server secret and the purpose's
+/// label: keys of different purposes are unrelated, and none is the secret itself.
+pub fn derive_key(secret: &[u8], label: &str) -> Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    Hkdf::<Sha256>::new(Some(b"latchkey"), secret)
+        .expand(label.as_bytes(), &mut key)
+        .map_err(|_| Error::internal("HKDF"))?;
+    Ok(key)
+}
+
+/// An HMAC-SHA256 key for one purpose (signed links, challenges, keyed hashes). Its `Debug`
+/// says nothing.
+#[derive(Clone)]
+pub struct MacKey([u8; 32]);
+
+impl std::fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MacKey(<secret>)")
+    }
+}
+
+impl MacKey {
+    pub fn derive(secret: &[u8], label: &str) -> Result<Self> {
+        derive_key(secret, label).map(Self)
+    }
+
+    /// A fresh MAC under this key.
+    pub fn mac(&self) -> hmac::Hmac<Sha256> {
+        // An HMAC takes a key of any length.
+        <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!())
+    }
+}
+
 /// Seals secrets at rest with XChaCha20-Poly1305 under a key derived (HKDF-SHA256) from the
 /// configured key-encryption secret and a purpose label (so a secret sealed for one purpose
 /// never opens as another's); the row's name is the associated data, so a sealed secret moved to
@@ -54,10 +88,7 @@ impl Sealer {
                 "the key-encryption secret must be at least 32 bytes",
             ));
         }
-        let mut key = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(b"latchkey"), secret)
-            .expand(purpose.as_bytes(), &mut key)
-            .map_err(|_| Error::internal("HKDF"))?;
+        let key = derive_key(secret, purpose)?;
         Ok(Self {
             cipher: XChaCha20Poly1305::new(&key.into()),
         })

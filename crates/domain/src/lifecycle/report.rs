@@ -26,6 +26,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
+use crate::keys::MacKey;
 use crate::{
     Error, Result,
     accounts::Wiring,
@@ -45,7 +46,7 @@ pub const REPORTABLE: [MailKind; 3] = [
 /// Builds and checks "this wasn't me" links. `Debug` never shows the key.
 #[derive(Clone)]
 pub struct ReportLinks {
-    key: [u8; 32],
+    key: MacKey,
     /// `…/account/not-me?token={token}`.
     template: String,
 }
@@ -60,12 +61,8 @@ impl ReportLinks {
     /// The key is derived from `secret` (the server's own, at least 32 bytes) with HKDF, under
     /// a label of its own, so it is no other key.
     pub fn new(secret: &[u8], public_url: &str) -> Result<Self> {
-        let mut key = [0u8; 32];
-        hkdf::Hkdf::<Sha256>::new(Some(b"latchkey"), secret)
-            .expand(b"this-wasn't-me links v1", &mut key)
-            .map_err(|_| Error::internal("HKDF"))?;
         Ok(Self {
-            key,
+            key: MacKey::derive(secret, "this-wasn't-me links v1")?,
             template: format!(
                 "{}/account/not-me?token={{token}}",
                 public_url.trim_end_matches('/')
@@ -74,8 +71,7 @@ impl ReportLinks {
     }
 
     fn mac(&self) -> Hmac<Sha256> {
-        // An HMAC takes a key of any length.
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+        self.key.mac()
     }
 
     /// The token for the mail with this outbox id: the id and its MAC, 64 URL-safe characters.

@@ -317,19 +317,7 @@ impl SignIn {
             Some(c) if c.id == id => c,
             _ => return Err(overtaken),
         };
-        self.count_sign_in(kind, credentials.id).await?;
-        let session = self.new_session(
-            kind,
-            credentials.id,
-            VerifiedHashes(vec![credentials.password_hash]),
-            client,
-            settings,
-        );
-        if !self.store.create_session(kind, session.clone()).await? {
-            tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %credentials.id);
-            return Err(Error::AuthenticationFailed);
-        }
-        self.sign(kind, &session)
+        self.mint_proven(kind, credentials, client, settings).await
     }
 
     /// A session for account `id` whose password was verified a moment ago (a sign-in that
@@ -349,6 +337,19 @@ impl SignIn {
             tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
             return Err(Error::AuthenticationFailed);
         };
+        self.mint_proven(kind, credentials, client, settings).await
+    }
+
+    /// The session of a sign-in proven by something the caller checked: counted, stored only
+    /// while the account still has the password hash read in `credentials` (a password set
+    /// meanwhile wins), signed.
+    async fn mint_proven(
+        &self,
+        kind: PrincipalKind,
+        credentials: StoredCredentials,
+        client: ClientInfo,
+        settings: &Settings,
+    ) -> Result<IssuedToken> {
         self.count_sign_in(kind, credentials.id).await?;
         let session = self.new_session(
             kind,
@@ -358,7 +359,7 @@ impl SignIn {
             settings,
         );
         if !self.store.create_session(kind, session.clone()).await? {
-            tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
+            tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %credentials.id);
             return Err(Error::AuthenticationFailed);
         }
         self.sign(kind, &session)

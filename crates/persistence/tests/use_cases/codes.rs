@@ -4,7 +4,6 @@
 
 use chrono::Duration;
 use domain::{Error, admin::SettingsUpdate, clock::Clock, reset::MAX_CODE_ATTEMPTS};
-use sea_orm::{ConnectionTrait, Statement};
 
 use crate::{Harness, PASSWORD};
 
@@ -16,19 +15,8 @@ async fn mailed_code(h: &Harness, kind: &str, to: &str) -> String {
         .resolve_reset_requests(h.clock.now(), 100)
         .await
         .unwrap();
-    let row =
-        h.db.query_one_raw(Statement::from_string(
-            h.db.get_database_backend(),
-            format!(
-                "SELECT code FROM email_outbox WHERE kind = '{kind}' AND recipient = '{to}' \
-                 ORDER BY created_at DESC, id DESC LIMIT 1"
-            ),
-        ))
+    h.newest_mail::<Option<String>>(kind, to, "code")
         .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no {kind} mail to {to}"));
-    row.try_get::<Option<String>>("", "code")
-        .unwrap()
         .expect("the mail carries a code")
 }
 

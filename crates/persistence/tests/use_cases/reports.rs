@@ -3,25 +3,13 @@
 
 use chrono::Duration;
 use domain::{Error, clock::Clock};
-use sea_orm::{ConnectionTrait, Statement};
 use uuid::Uuid;
 
 use crate::{Harness, PASSWORD};
 
 /// The id of the newest queued mail of `kind` to `to`: its "this wasn't me" link names it.
 async fn mail_id(h: &Harness, kind: &str, to: &str) -> Uuid {
-    let row =
-        h.db.query_one_raw(Statement::from_string(
-            h.db.get_database_backend(),
-            format!(
-                "SELECT id FROM email_outbox WHERE kind = '{kind}' AND recipient = '{to}' \
-                 ORDER BY created_at DESC, id DESC LIMIT 1"
-            ),
-        ))
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no {kind} mail to {to}"));
-    row.try_get::<Uuid>("", "id").unwrap()
+    h.newest_mail(kind, to, "id").await
 }
 
 #[tokio::test]
