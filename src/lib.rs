@@ -205,16 +205,24 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         config.hash_queue,
     )?)));
     let wakeups = Wakeups::default();
-    // "This wasn't me" links are signed with a key derived from the server's own secret, the
-    // same on every replica.
-    let report_links = domain::report::ReportLinks::new(
-        &secrets::server_secrets(config, backend)?.sealing,
-        &config.public_base_url(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // "This wasn't me" links, admins' sealed factor secrets, recovery codes and sign-in
+    // challenges are keyed from the server's own secret, the same on every replica.
+    let sealing = secrets::server_secrets(config, backend)?.sealing;
+    let report_links = domain::report::ReportLinks::new(&sealing, &config.public_base_url())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let parts = wiring(config, &stores, hasher, tokens.clone(), clock.clone());
-    let (services, introspection) =
-        use_cases(config, &stores, parts, &wakeups, report_links.clone())?;
+    let factors = Arc::new(
+        domain::factors::AdminFactors::new(stores.factors.clone(), parts.clone(), &sealing)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let (services, introspection) = use_cases(
+        config,
+        &stores,
+        parts,
+        &wakeups,
+        report_links.clone(),
+        factors,
+    )?;
     let bulk = bulk::BulkWorker {
         jobs: services.bulk.clone(),
         wakeup: wakeups.bulk.clone(),
@@ -288,6 +296,7 @@ fn use_cases(
     parts: domain::accounts::Wiring,
     wakeups: &Wakeups,
     report_links: domain::report::ReportLinks,
+    factors: Arc<domain::factors::AdminFactors>,
 ) -> anyhow::Result<(Services, Arc<introspect::Introspection>)> {
     let mail = || Arc::new(wakeups.mail.clone());
     let accounts = Arc::new(Accounts::new(
@@ -360,6 +369,7 @@ fn use_cases(
         erasure,
         admin_users,
         reports,
+        factors,
     };
     Ok((services, introspection))
 }

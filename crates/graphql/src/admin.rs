@@ -203,8 +203,10 @@ pub struct AdminMutation;
 
 #[Object]
 impl AdminMutation {
-    /// Admin sign-in. Wrong password, unknown username and a locked account all answer
-    /// AUTHENTICATION_FAILED.
+    /// One-step admin sign-in, for an admin without a second factor. Wrong password, unknown
+    /// username and a locked account all answer AUTHENTICATION_FAILED; the right password of
+    /// an admin with a second factor answers SECOND_FACTOR_REQUIRED (sign in with
+    /// `startAdminSignIn` and `completeAdminSignIn` instead).
     async fn generate_admin_token(
         &self,
         ctx: &Context<'_>,
@@ -213,7 +215,7 @@ impl AdminMutation {
     ) -> Result<AdminToken, ApiError> {
         let client = request(ctx).client.clone();
         let issued = services(ctx)?
-            .admins
+            .factors
             .sign_in(&username, &password, client)
             .await?;
         Ok(AdminToken {

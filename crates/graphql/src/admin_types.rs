@@ -16,6 +16,7 @@ pub struct AdminToken {
 /// The signed-in admin: who they are and what their role lets them do. Consoles show a control
 /// only when its permission is listed.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Admin {
     pub id: ID,
     pub username: String,
@@ -414,6 +415,12 @@ pub enum AuditAction {
     /// "This wasn't me" from a security mail signed the customer out everywhere and voided
     /// the password; the actor is `customer`.
     ReportedNotMe,
+    /// The admin confirmed a second factor of their own; `detail` names the factor's id.
+    EnrolAdminFactor,
+    /// The admin removed a second factor of their own; `detail` names the factor's id.
+    RemoveAdminFactor,
+    /// The admin replaced their recovery codes with a new set.
+    NewRecoveryCodes,
 }
 
 /// One admin action: who did what to which customer, when, from where.

@@ -16,6 +16,7 @@ pub mod codes {
     pub const LINK_EXPIRED: &str = "LINK_EXPIRED";
     pub const PASSWORD_POLICY: &str = "PASSWORD_POLICY";
     pub const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
+    pub const SECOND_FACTOR_REQUIRED: &str = "SECOND_FACTOR_REQUIRED";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 }
 
@@ -51,6 +52,7 @@ impl From<ApiError> for async_graphql::Error {
             Error::LinkExpired => codes::LINK_EXPIRED,
             Error::PasswordPolicy(_) => codes::PASSWORD_POLICY,
             Error::AuthenticationFailed => codes::AUTHENTICATION_FAILED,
+            Error::SecondFactorRequired => codes::SECOND_FACTOR_REQUIRED,
             Error::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {
@@ -59,6 +61,10 @@ impl From<ApiError> for async_graphql::Error {
                 tracing::error!(%reference, error = %e.chain(), "internal error");
                 format!("internal server error (reference {reference})")
             }
+            // Said in the API's own words: what an admin app built for one step must call.
+            Error::SecondFactorRequired => "this admin signs in with a second factor: call \
+                startAdminSignIn(username, password), then completeAdminSignIn(challenge, code)"
+                .to_owned(),
             other => other.to_string(),
         };
         async_graphql::Error::new(message).extend_with(|_, ext| {

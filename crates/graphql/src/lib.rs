@@ -7,6 +7,7 @@ mod admin_types;
 mod bulk;
 mod context;
 mod error;
+mod factors;
 mod federation;
 mod guard;
 mod loaders;
@@ -34,6 +35,8 @@ pub struct Services {
     pub erasure: Arc<domain::erasure::Erasure>,
     pub admin_users: Arc<domain::admin::AdminUsers>,
     pub reports: Arc<domain::report::Reports>,
+    /// Admins' second factors and their two-step sign-in.
+    pub factors: Arc<domain::factors::AdminFactors>,
 }
 
 #[derive(MergedObject, Default)]
@@ -48,6 +51,7 @@ pub struct Mutation(
     storefront::CustomerMutation,
     reset::ResetMutation,
     admin::AdminMutation,
+    factors::FactorMutation,
     bulk::BulkMutation,
 );
 

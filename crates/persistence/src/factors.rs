@@ -6,18 +6,19 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Result,
+    admin::NewAudit,
     factors::{FactorStore, StoredFactor},
 };
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    sea_query::{Expr, Func},
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, sea_query::Expr,
 };
 use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
     entities::{admin_factor, admin_recovery_code},
+    rows::insert_audit,
 };
 
 const TOTP: &str = "totp";
@@ -39,6 +40,25 @@ fn to_factor(m: admin_factor::Model) -> StoredFactor {
 /// millions of years away.
 fn stored_step(step: u64) -> i64 {
     i64::try_from(step).unwrap_or(i64::MAX)
+}
+
+/// The update that spends `step` of `factor_id`: it matches only while every step the factor
+/// accepted is older.
+fn spend_step(
+    factor_id: Uuid,
+    step: u64,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<admin_factor::Entity> {
+    let step = stored_step(step);
+    admin_factor::Entity::update_many()
+        .col_expr(admin_factor::Column::LastUsedStep, Expr::value(step))
+        .col_expr(admin_factor::Column::LastUsedAt, Expr::value(now))
+        .filter(admin_factor::Column::Id.eq(factor_id))
+        .filter(
+            Condition::any()
+                .add(admin_factor::Column::LastUsedStep.is_null())
+                .add(admin_factor::Column::LastUsedStep.lt(step)),
+        )
 }
 
 /// Admins' factors and recovery codes.
@@ -81,38 +101,75 @@ impl FactorStore for SqlFactors {
     }
 
     async fn use_totp_step(&self, factor_id: Uuid, step: u64, now: DateTime<Utc>) -> Result<bool> {
-        let step = stored_step(step);
-        let used = admin_factor::Entity::update_many()
-            .col_expr(admin_factor::Column::LastUsedStep, Expr::value(step))
-            .col_expr(admin_factor::Column::LastUsedAt, Expr::value(now))
-            .col_expr(
-                admin_factor::Column::ConfirmedAt,
-                Func::coalesce([
-                    Expr::col(admin_factor::Column::ConfirmedAt),
-                    Expr::value(now),
-                ])
-                .into(),
-            )
-            .filter(admin_factor::Column::Id.eq(factor_id))
-            .filter(
-                Condition::any()
-                    .add(admin_factor::Column::LastUsedStep.is_null())
-                    .add(admin_factor::Column::LastUsedStep.lt(step)),
-            )
+        let used = spend_step(factor_id, step, now)
+            .filter(admin_factor::Column::ConfirmedAt.is_not_null())
             .exec(&self.db)
             .await
             .map_err(db_err)?;
         Ok(used.rows_affected == 1)
     }
 
-    async fn remove_factor(&self, admin_id: Uuid, factor_id: Uuid) -> Result<bool> {
-        let removed = admin_factor::Entity::delete_many()
-            .filter(admin_factor::Column::Id.eq(factor_id))
-            .filter(admin_factor::Column::AdminId.eq(admin_id))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(removed.rows_affected == 1)
+    async fn confirm_totp(
+        &self,
+        factor_id: Uuid,
+        step: u64,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<bool> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let confirmed = spend_step(factor_id, step, now)
+                    .col_expr(admin_factor::Column::ConfirmedAt, Expr::value(now))
+                    .filter(admin_factor::Column::ConfirmedAt.is_null())
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if confirmed.rows_affected != 1 {
+                    return Ok(End::Rollback(false));
+                }
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
+    }
+
+    async fn remove_factor(
+        &self,
+        admin_id: Uuid,
+        factor_id: Uuid,
+        audit: NewAudit,
+    ) -> Result<bool> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let removed = admin_factor::Entity::delete_many()
+                    .filter(admin_factor::Column::Id.eq(factor_id))
+                    .filter(admin_factor::Column::AdminId.eq(admin_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if removed.rows_affected != 1 {
+                    return Ok(End::Rollback(false));
+                }
+                // Recovery codes stand in for a factor: with the last confirmed one they go.
+                let confirmed_left = admin_factor::Entity::find()
+                    .filter(admin_factor::Column::AdminId.eq(admin_id))
+                    .filter(admin_factor::Column::ConfirmedAt.is_not_null())
+                    .count(txn)
+                    .await
+                    .map_err(db_err)?;
+                if confirmed_left == 0 {
+                    admin_recovery_code::Entity::delete_many()
+                        .filter(admin_recovery_code::Column::AdminId.eq(admin_id))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
+                }
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
     }
 
     async fn replace_recovery_codes(
@@ -120,6 +177,7 @@ impl FactorStore for SqlFactors {
         admin_id: Uuid,
         hashes: Vec<String>,
         now: DateTime<Utc>,
+        audit: Option<NewAudit>,
     ) -> Result<()> {
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
@@ -142,6 +200,9 @@ impl FactorStore for SqlFactors {
                     .exec_without_returning(txn)
                     .await
                     .map_err(db_err)?;
+                }
+                if let Some(audit) = audit {
+                    insert_audit(txn, audit).await?;
                 }
                 Ok(End::Commit(()))
             })
@@ -167,7 +228,6 @@ impl FactorStore for SqlFactors {
     }
 
     async fn recovery_codes_left(&self, admin_id: Uuid) -> Result<u64> {
-        use sea_orm::PaginatorTrait;
         admin_recovery_code::Entity::find()
             .filter(admin_recovery_code::Column::AdminId.eq(admin_id))
             .filter(admin_recovery_code::Column::UsedAt.is_null())

@@ -243,7 +243,7 @@ impl Harness {
             .create_admin(username, ADMIN_PASSWORD, role, None)
             .await
             .unwrap();
-        admins
+        self.factors()
             .sign_in(username, ADMIN_PASSWORD, Self::client("192.0.2.200"))
             .await
             .unwrap()

@@ -36,6 +36,12 @@ pub enum AuditAction {
     /// "This wasn't me" from a security mail secured the account (the actor is the
     /// customer's id).
     ReportedNotMe,
+    /// An admin confirmed a second factor of their own (`detail` names the factor's id).
+    EnrolAdminFactor,
+    /// An admin removed a second factor of their own (`detail` names the factor's id).
+    RemoveAdminFactor,
+    /// An admin replaced their recovery codes with a new set.
+    NewRecoveryCodes,
 }
 
 impl AuditAction {
@@ -56,6 +62,9 @@ impl AuditAction {
             Self::RecoverCustomer => "RECOVER_CUSTOMER",
             Self::ReleaseFrozenAccount => "RELEASE_FROZEN_ACCOUNT",
             Self::ReportedNotMe => "REPORTED_NOT_ME",
+            Self::EnrolAdminFactor => "ENROL_ADMIN_FACTOR",
+            Self::RemoveAdminFactor => "REMOVE_ADMIN_FACTOR",
+            Self::NewRecoveryCodes => "NEW_RECOVERY_CODES",
         }
     }
 
@@ -76,6 +85,9 @@ impl AuditAction {
             "RECOVER_CUSTOMER" => Some(Self::RecoverCustomer),
             "RELEASE_FROZEN_ACCOUNT" => Some(Self::ReleaseFrozenAccount),
             "REPORTED_NOT_ME" => Some(Self::ReportedNotMe),
+            "ENROL_ADMIN_FACTOR" => Some(Self::EnrolAdminFactor),
+            "REMOVE_ADMIN_FACTOR" => Some(Self::RemoveAdminFactor),
+            "NEW_RECOVERY_CODES" => Some(Self::NewRecoveryCodes),
             _ => None,
         }
     }

@@ -17,10 +17,7 @@ use crate::{
     },
     customer::Customer,
     kernel::client::ClientInfo,
-    limits::PrincipalKind,
-    password::PasswordCandidate,
     settings::{LimitMethod, Settings},
-    sign_in::IssuedToken,
 };
 
 /// A partial update of the settings, with the API's field names for errors.
@@ -215,24 +212,6 @@ impl Admins {
             })
             .await?
             .ok_or_else(|| Error::bad_input("username", "is taken"))
-    }
-
-    /// The same sign-in core as customers: same limits, lockout and indistinguishable
-    /// failures. A name that cannot be a username is counted and hashed like an unknown one.
-    #[tracing::instrument(name = "admins.sign_in", skip_all)]
-    pub async fn sign_in(
-        &self,
-        username: &str,
-        password: &str,
-        client: ClientInfo,
-    ) -> Result<IssuedToken> {
-        let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
-        let settings = self.parts.settings.current().await?;
-        let login = Username::sign_in_key(username);
-        self.parts
-            .sign_in
-            .sign_in(PrincipalKind::Admin, &login, &candidate, client, &settings)
-            .await
     }
 
     /// Signs out the admin token the request was made with; it is refused from now on.

@@ -27,7 +27,7 @@ use crate::keys::Sealer;
 use crate::{
     Error, Result,
     accounts::Wiring,
-    admin::{AdminPrincipal, Username},
+    admin::{AdminPrincipal, AuditAction, NewAudit, Permission, Username},
     kernel::client::ClientInfo,
     limits::{Check, LimitKey, PrincipalKind, Rule},
     password::PasswordCandidate,
@@ -238,12 +238,54 @@ impl AdminFactors {
             .await
     }
 
-    /// Starts enrolling an authenticator app named `name` ("Work phone").
+    /// The one-step sign-in that admin apps built before second factors call: a token for an
+    /// admin without a factor; for one with a factor, after the right password only,
+    /// SECOND_FACTOR_REQUIRED (a wrong password answers as it always did).
+    #[tracing::instrument(name = "factors.sign_in", skip_all)]
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<IssuedToken> {
+        match self.start_sign_in(username, password, client).await? {
+            SignInStep::SignedIn(token) => Ok(token),
+            SignInStep::FactorNeeded { .. } => Err(Error::SecondFactorRequired),
+        }
+    }
+
+    /// The signed-in admin's password again, before their factors change: a stolen admin
+    /// token alone can neither add a factor of the thief's nor remove the owner's. Counted
+    /// like a sign-in (a wrong one moves the same lockout); AUTHENTICATION_FAILED otherwise.
+    async fn confirm_password(
+        &self,
+        principal: &AdminPrincipal,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
+        let settings = self.parts.settings.current().await?;
+        let login = Username::sign_in_key(&principal.admin.username);
+        let verified = self
+            .parts
+            .sign_in
+            .verify(PrincipalKind::Admin, &login, &candidate, client, &settings)
+            .await?;
+        if verified.id != principal.admin.id {
+            return Err(Error::AuthenticationFailed);
+        }
+        Ok(())
+    }
+
+    /// Starts enrolling an authenticator app named `name` ("Work phone"), after the admin's
+    /// password.
     #[tracing::instrument(name = "factors.start_totp", skip_all)]
     pub async fn start_totp(
         &self,
         principal: &AdminPrincipal,
         name: &str,
+        password: &str,
+        client: &ClientInfo,
     ) -> Result<TotpEnrolment> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
@@ -259,6 +301,7 @@ impl AdminFactors {
                 "an admin holds at most 10 factors: remove one first",
             ));
         }
+        self.confirm_password(principal, password, client).await?;
         let secret = TotpSecret::generate()?;
         let id = Uuid::now_v7();
         self.store
@@ -292,6 +335,7 @@ impl AdminFactors {
         principal: &AdminPrincipal,
         factor_id: Uuid,
         code: &str,
+        client: &ClientInfo,
     ) -> Result<Option<Vec<RecoveryCode>>> {
         let admin_id = principal.admin.id;
         let factor = self
@@ -312,21 +356,29 @@ impl AdminFactors {
             .secret(&factor)?
             .check(code, now, factor.last_used_step)
             .ok_or_else(wrong)?;
-        if !self.store.use_totp_step(factor.id, step, now).await? {
+        let audit = NewAudit::by(principal, AuditAction::EnrolAdminFactor, now, client)
+            .detail(format!("factor {factor_id}"));
+        if !self.store.confirm_totp(factor.id, step, now, audit).await? {
             return Err(wrong());
         }
         tracing::info!(event = "admin_factor_confirmed", admin_id = %admin_id, factor_id = %factor_id);
         if self.store.recovery_codes_left(admin_id).await? > 0 {
             return Ok(None);
         }
-        self.issue_recovery_codes(admin_id, now).await.map(Some)
+        self.issue_recovery_codes(admin_id, now, None)
+            .await
+            .map(Some)
     }
 
-    /// The admin's factors, oldest first.
-    pub async fn factors(&self, principal: &AdminPrincipal) -> Result<Vec<Factor>> {
+    /// An admin's factors, oldest first: the viewer's own, or anyone's for a viewer who
+    /// manages admin users (FORBIDDEN otherwise).
+    pub async fn factors_of(&self, viewer: &AdminPrincipal, admin_id: Uuid) -> Result<Vec<Factor>> {
+        if viewer.admin.id != admin_id && !viewer.admin.role.allows(Permission::AdminUsersManage) {
+            return Err(Error::Forbidden);
+        }
         Ok(self
             .store
-            .factors(principal.admin.id)
+            .factors(admin_id)
             .await?
             .into_iter()
             .map(|f| Factor {
@@ -349,12 +401,36 @@ impl AdminFactors {
             .any(|f| f.confirmed_at.is_some()))
     }
 
-    /// Removes one of the admin's own factors.
+    /// Removes one of the admin's own factors, after their password. With the last confirmed
+    /// factor go the recovery codes: the admin signs in with a password alone again.
     #[tracing::instrument(name = "factors.remove", skip_all)]
-    pub async fn remove(&self, principal: &AdminPrincipal, factor_id: Uuid) -> Result<()> {
+    pub async fn remove(
+        &self,
+        principal: &AdminPrincipal,
+        factor_id: Uuid,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<()> {
         if !self
             .store
-            .remove_factor(principal.admin.id, factor_id)
+            .factors(principal.admin.id)
+            .await?
+            .iter()
+            .any(|f| f.id == factor_id)
+        {
+            return Err(Error::NotFound);
+        }
+        self.confirm_password(principal, password, client).await?;
+        let audit = NewAudit::by(
+            principal,
+            AuditAction::RemoveAdminFactor,
+            self.parts.clock.now(),
+            client,
+        )
+        .detail(format!("factor {factor_id}"));
+        if !self
+            .store
+            .remove_factor(principal.admin.id, factor_id, audit)
             .await?
         {
             return Err(Error::NotFound);
@@ -364,11 +440,13 @@ impl AdminFactors {
     }
 
     /// A new set of recovery codes (the old ones stop working), for an admin with a confirmed
-    /// factor.
+    /// factor, after their password.
     #[tracing::instrument(name = "factors.new_recovery_codes", skip_all)]
     pub async fn new_recovery_codes(
         &self,
         principal: &AdminPrincipal,
+        password: &str,
+        client: &ClientInfo,
     ) -> Result<Vec<RecoveryCode>> {
         let admin_id = principal.admin.id;
         if !self.has_confirmed_factor(admin_id).await? {
@@ -377,8 +455,15 @@ impl AdminFactors {
                 "enrol an authenticator app first: recovery codes stand in for a factor",
             ));
         }
-        self.issue_recovery_codes(admin_id, self.parts.clock.now())
-            .await
+        self.confirm_password(principal, password, client).await?;
+        let now = self.parts.clock.now();
+        let audit = NewAudit::by(principal, AuditAction::NewRecoveryCodes, now, client);
+        self.issue_recovery_codes(admin_id, now, Some(audit)).await
+    }
+
+    /// Recovery codes the admin has left.
+    pub async fn recovery_codes_left(&self, admin_id: Uuid) -> Result<u64> {
+        self.store.recovery_codes_left(admin_id).await
     }
 
     /// The factor step: a code from any of the admin's confirmed factors (each step accepted
@@ -417,6 +502,7 @@ impl AdminFactors {
         &self,
         admin_id: Uuid,
         now: DateTime<Utc>,
+        audit: Option<NewAudit>,
     ) -> Result<Vec<RecoveryCode>> {
         let codes = RecoveryCode::generate_set()?;
         self.store
@@ -427,6 +513,7 @@ impl AdminFactors {
                     .map(|c| c.hash(&self.recovery_key, admin_id))
                     .collect(),
                 now,
+                audit,
             )
             .await?;
         tracing::info!(event = "admin_recovery_codes_issued", admin_id = %admin_id);

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::Result;
+use crate::{Result, admin::NewAudit};
 
 /// A factor as stored: its secret sealed (see [`crate::keys::Sealer`], the factor's id as the
 /// name), `confirmed_at` set once the admin typed a right code (a factor never confirmed signs
@@ -29,20 +29,35 @@ pub trait FactorStore: Send + Sync {
     /// The admin's factors, confirmed or not, oldest first.
     async fn factors(&self, admin_id: Uuid) -> Result<Vec<StoredFactor>>;
 
-    /// Records that `factor_id` accepted `step` at `now` (confirming it if it was not), in one
-    /// statement that matches only while every step it accepted is older: of two requests with
-    /// one code, exactly one sees `true`.
+    /// Records that the confirmed factor `factor_id` accepted `step` at `now`, in one statement
+    /// that matches only while every step it accepted is older: of two requests with one code,
+    /// exactly one sees `true`.
     async fn use_totp_step(&self, factor_id: Uuid, step: u64, now: DateTime<Utc>) -> Result<bool>;
 
-    /// Removes one of the admin's factors; false when it had no such factor.
-    async fn remove_factor(&self, admin_id: Uuid, factor_id: Uuid) -> Result<bool>;
+    /// Confirms the unconfirmed factor `factor_id` with `step` (the same guard as
+    /// [`Self::use_totp_step`]) and writes `audit` in the same transaction; false, and nothing
+    /// written, when it was confirmed already, removed, or the step was used.
+    async fn confirm_totp(
+        &self,
+        factor_id: Uuid,
+        step: u64,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<bool>;
 
-    /// Replaces the admin's recovery codes with these hashes.
+    /// Removes one of the admin's factors and writes `audit` in the same transaction; false,
+    /// and nothing written, when it had no such factor.
+    async fn remove_factor(&self, admin_id: Uuid, factor_id: Uuid, audit: NewAudit)
+    -> Result<bool>;
+
+    /// Replaces the admin's recovery codes with these hashes (and writes `audit`, if any, in
+    /// the same transaction).
     async fn replace_recovery_codes(
         &self,
         admin_id: Uuid,
         hashes: Vec<String>,
         now: DateTime<Utc>,
+        audit: Option<NewAudit>,
     ) -> Result<()>;
 
     /// Spends the admin's unused recovery code with this hash, in one statement: of two

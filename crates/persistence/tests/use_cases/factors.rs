@@ -4,6 +4,7 @@
 use chrono::Duration;
 use domain::{
     Error,
+    customer::ClientInfo,
     factors::{FactorUsed, MAX_WRONG_FACTOR_CODES, RECOVERY_CODES, SignInStep},
 };
 
@@ -20,12 +21,17 @@ async fn enrolment_needs_a_right_code_and_the_first_factor_brings_recovery_codes
     let me = h.admin_principal(&token).await.unwrap();
     let factors = h.factors();
 
-    let res = factors.start_totp(&me, "   ").await;
+    let res = factors
+        .start_totp(&me, "   ", ADMIN_PASSWORD, &ClientInfo::default())
+        .await;
     assert!(
         matches!(res, Err(Error::BadUserInput { field: "name", .. })),
         "{res:?}"
     );
-    let phone = factors.start_totp(&me, "Work phone").await.unwrap();
+    let phone = factors
+        .start_totp(&me, "Work phone", ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     assert!(
         phone
             .uri
@@ -33,7 +39,7 @@ async fn enrolment_needs_a_right_code_and_the_first_factor_brings_recovery_codes
         "{}",
         phone.uri
     );
-    let listed = factors.factors(&me).await.unwrap();
+    let listed = factors.factors_of(&me, me.admin.id).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(!listed[0].confirmed);
     // An unconfirmed factor signs nobody in, even with the right code.
@@ -41,24 +47,34 @@ async fn enrolment_needs_a_right_code_and_the_first_factor_brings_recovery_codes
     assert_eq!(factors.verify(me.admin.id, &code).await.unwrap(), None);
 
     let wrong = if code == "000000" { "111111" } else { "000000" };
-    let res = factors.confirm_totp(&me, phone.factor_id, wrong).await;
+    let res = factors
+        .confirm_totp(&me, phone.factor_id, wrong, &ClientInfo::default())
+        .await;
     assert!(
         matches!(res, Err(Error::BadUserInput { field: "code", .. })),
         "{res:?}"
     );
     let codes = factors
-        .confirm_totp(&me, phone.factor_id, &code)
+        .confirm_totp(&me, phone.factor_id, &code, &ClientInfo::default())
         .await
         .unwrap()
         .expect("the first factor comes with recovery codes");
     assert_eq!(codes.len(), RECOVERY_CODES);
-    assert!(factors.factors(&me).await.unwrap()[0].confirmed);
+    assert!(factors.factors_of(&me, me.admin.id).await.unwrap()[0].confirmed);
 
     // A second app: confirmed on its own code; the codes already issued stay.
     h.clock.advance(Duration::seconds(30));
-    let tablet = factors.start_totp(&me, "Tablet").await.unwrap();
+    let tablet = factors
+        .start_totp(&me, "Tablet", ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     let again = factors
-        .confirm_totp(&me, tablet.factor_id, &tablet.secret.code_at(h.now()))
+        .confirm_totp(
+            &me,
+            tablet.factor_id,
+            &tablet.secret.code_at(h.now()),
+            &ClientInfo::default(),
+        )
         .await
         .unwrap();
     assert!(again.is_none());
@@ -117,10 +133,13 @@ async fn a_code_is_accepted_once_and_one_step_either_side() {
     let token = h.admin_token("ann", "administrator").await;
     let me = h.admin_principal(&token).await.unwrap();
     let factors = h.factors();
-    let phone = factors.start_totp(&me, "Phone").await.unwrap();
+    let phone = factors
+        .start_totp(&me, "Phone", ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     let code = phone.secret.code_at(h.now());
     factors
-        .confirm_totp(&me, phone.factor_id, &code)
+        .confirm_totp(&me, phone.factor_id, &code, &ClientInfo::default())
         .await
         .unwrap();
     // The code that confirmed the factor is spent.
@@ -158,10 +177,26 @@ async fn a_code_is_accepted_once_and_one_step_either_side() {
         factors.verify(me.admin.id, &fresh).await.unwrap().is_some(),
         "the same code is Ann's"
     );
-    let res = factors.remove(&bob, phone.factor_id).await;
+    let res = factors
+        .remove(
+            &bob,
+            phone.factor_id,
+            ADMIN_PASSWORD,
+            &ClientInfo::default(),
+        )
+        .await;
     assert!(matches!(res, Err(Error::NotFound)), "{res:?}");
-    factors.remove(&me, phone.factor_id).await.unwrap();
-    assert!(factors.factors(&me).await.unwrap().is_empty());
+    factors
+        .remove(&me, phone.factor_id, ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
+    assert!(
+        factors
+            .factors_of(&me, me.admin.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -170,14 +205,24 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
     let token = h.admin_token("ann", "administrator").await;
     let me = h.admin_principal(&token).await.unwrap();
     let factors = h.factors();
-    let res = factors.new_recovery_codes(&me).await;
+    let res = factors
+        .new_recovery_codes(&me, ADMIN_PASSWORD, &ClientInfo::default())
+        .await;
     assert!(
         matches!(res, Err(Error::BadUserInput { .. })),
         "no factor yet: {res:?}"
     );
-    let phone = factors.start_totp(&me, "Phone").await.unwrap();
+    let phone = factors
+        .start_totp(&me, "Phone", ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     let first = factors
-        .confirm_totp(&me, phone.factor_id, &phone.secret.code_at(h.now()))
+        .confirm_totp(
+            &me,
+            phone.factor_id,
+            &phone.secret.code_at(h.now()),
+            &ClientInfo::default(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -193,7 +238,10 @@ async fn a_recovery_code_works_once_and_a_new_set_voids_the_old() {
         "spent"
     );
 
-    let second = factors.new_recovery_codes(&me).await.unwrap();
+    let second = factors
+        .new_recovery_codes(&me, ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     assert_eq!(
         factors
             .verify(me.admin.id, &first[1].display())
@@ -221,9 +269,17 @@ async fn ann_with_a_factor(
     let token = h.admin_token("ann", "administrator").await;
     let me = h.admin_principal(&token).await.unwrap();
     let factors = h.factors();
-    let phone = factors.start_totp(&me, "Phone").await.unwrap();
+    let phone = factors
+        .start_totp(&me, "Phone", ADMIN_PASSWORD, &ClientInfo::default())
+        .await
+        .unwrap();
     let codes = factors
-        .confirm_totp(&me, phone.factor_id, &phone.secret.code_at(h.now()))
+        .confirm_totp(
+            &me,
+            phone.factor_id,
+            &phone.secret.code_at(h.now()),
+            &ClientInfo::default(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -342,4 +398,84 @@ async fn wrong_codes_are_counted_per_admin_and_a_new_password_voids_the_challeng
         .await;
     assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
     assert_eq!(h.count(unused).await, before);
+}
+
+#[tokio::test]
+async fn factors_change_only_after_the_password_and_each_change_is_audited() {
+    use domain::admin::{AuditAction, AuditQuery};
+    let h = Harness::new().await;
+    let token = h.admin_token("ann", "administrator").await;
+    let me = h.admin_principal(&token).await.unwrap();
+    let factors = h.factors();
+    let client = ClientInfo::default();
+
+    // A stolen token without the password adds nothing and removes nothing.
+    let res = factors
+        .start_totp(&me, "Thief's phone", "not the password", &client)
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    assert!(
+        factors
+            .factors_of(&me, me.admin.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let phone = factors
+        .start_totp(&me, "Phone", ADMIN_PASSWORD, &client)
+        .await
+        .unwrap();
+    factors
+        .confirm_totp(
+            &me,
+            phone.factor_id,
+            &phone.secret.code_at(h.now()),
+            &client,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let res = factors
+        .remove(&me, phone.factor_id, "not the password", &client)
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    let res = factors
+        .new_recovery_codes(&me, "not the password", &client)
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    assert_eq!(factors.recovery_codes_left(me.admin.id).await.unwrap(), 10);
+
+    factors
+        .new_recovery_codes(&me, ADMIN_PASSWORD, &client)
+        .await
+        .unwrap();
+    // The last confirmed factor takes the recovery codes with it.
+    factors
+        .remove(&me, phone.factor_id, ADMIN_PASSWORD, &client)
+        .await
+        .unwrap();
+    assert_eq!(factors.recovery_codes_left(me.admin.id).await.unwrap(), 0);
+
+    let log = h
+        .admins()
+        .audit_log(&AuditQuery {
+            action: None,
+            customer_id: None,
+            first: 10,
+            after: None,
+        })
+        .await
+        .unwrap();
+    let mut actions: Vec<_> = log.items.iter().map(|(_, e)| e.action).collect();
+    actions.reverse();
+    assert_eq!(
+        actions,
+        [
+            AuditAction::EnrolAdminFactor,
+            AuditAction::NewRecoveryCodes,
+            AuditAction::RemoveAdminFactor
+        ]
+    );
+    assert!(log.items.iter().all(|(_, e)| e.actor == "ann"));
 }

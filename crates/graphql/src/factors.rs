@@ -1,0 +1,266 @@
+//! Admins' second factors: the two-step sign-in, enrolling an authenticator app, recovery
+//! codes, and the factors shown on an admin.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use domain::factors::{self, RecoveryCode, SignInStep};
+
+use crate::{
+    ApiError,
+    admin::parse_id,
+    admin_types::{Admin, AdminToken},
+    context::{admin, request, services},
+};
+
+/// What the password step of an admin's sign-in answered: exactly one of `token` and
+/// `challenge` is set.
+#[derive(SimpleObject)]
+pub struct AdminSignInStep {
+    /// Set when no second factor is asked (the admin has none): signed in.
+    pub token: Option<AdminToken>,
+    /// Set when a code from one of the admin's factors (or a recovery code) must follow: pass
+    /// it to `completeAdminSignIn` before `challengeExpiresAt` (5 minutes).
+    pub challenge: Option<String>,
+    pub challenge_expires_at: Option<DateTime<Utc>>,
+}
+
+/// A kind of second factor.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum AdminFactorKind {
+    /// An authenticator app (TOTP, RFC 6238: 6 digits, 30 seconds).
+    Totp,
+}
+
+/// One of an admin's second factors, as named at enrolment.
+#[derive(SimpleObject)]
+pub struct AdminFactor {
+    pub id: ID,
+    pub kind: AdminFactorKind,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// False until a right code confirmed the enrolment; such a factor signs nobody in.
+    pub confirmed: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<factors::Factor> for AdminFactor {
+    fn from(f: factors::Factor) -> Self {
+        Self {
+            id: ID(f.id.to_string()),
+            kind: AdminFactorKind::Totp,
+            name: f.name,
+            created_at: f.created_at,
+            confirmed: f.confirmed,
+            last_used_at: f.last_used_at,
+        }
+    }
+}
+
+/// An authenticator app being enrolled: shown once. Scan `qrCodeSvg` (or type `secret`), then
+/// confirm with a code the app shows (`confirmTotpEnrolment`).
+#[derive(SimpleObject)]
+pub struct TotpEnrolment {
+    pub factor_id: ID,
+    /// The key to type into an app that cannot scan (base32, no padding).
+    pub secret: String,
+    /// The `otpauth://totp/…` URI the QR code carries.
+    pub uri: String,
+    /// The QR code of `uri`, an SVG image drawn by this server (nothing is sent elsewhere).
+    pub qr_code_svg: String,
+}
+
+/// A confirmed enrolment.
+#[derive(SimpleObject)]
+pub struct TotpConfirmation {
+    pub factor: AdminFactor,
+    /// With the admin's first factor: 10 single-use recovery codes, shown this once (store
+    /// them offline). Null when the admin already holds codes.
+    pub recovery_codes: Option<Vec<String>>,
+}
+
+fn shown(codes: &[RecoveryCode]) -> Vec<String> {
+    codes.iter().map(RecoveryCode::display).collect()
+}
+
+fn qr_svg(uri: &str) -> Result<String, ApiError> {
+    let code = qrcode::QrCode::with_error_correction_level(uri, qrcode::EcLevel::M)
+        .map_err(|_| ApiError::internal("the otpauth URI does not fit a QR code"))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
+#[ComplexObject]
+impl Admin {
+    /// The admin's second factors, oldest first: your own, or anyone's with
+    /// ADMIN_USERS_MANAGE (FORBIDDEN otherwise).
+    async fn factors(&self, ctx: &Context<'_>) -> Result<Vec<AdminFactor>, ApiError> {
+        let viewer = admin(ctx).await?;
+        let id = parse_id(&self.id)?;
+        Ok(services(ctx)?
+            .factors
+            .factors_of(&viewer, id)
+            .await?
+            .into_iter()
+            .map(AdminFactor::from)
+            .collect())
+    }
+
+    /// Unused recovery codes the admin holds (same visibility as `factors`).
+    async fn recovery_codes_left(&self, ctx: &Context<'_>) -> Result<i32, ApiError> {
+        let viewer = admin(ctx).await?;
+        let id = parse_id(&self.id)?;
+        let services = services(ctx)?;
+        // The same rule as the factors themselves.
+        services.factors.factors_of(&viewer, id).await?;
+        let left = services.factors.recovery_codes_left(id).await?;
+        Ok(i32::try_from(left).unwrap_or(i32::MAX))
+    }
+}
+
+#[derive(Default)]
+pub struct FactorMutation;
+
+#[Object]
+impl FactorMutation {
+    /// The password step of an admin's sign-in (the same limits, lockout and answers as
+    /// `generateAdminToken`: AUTHENTICATION_FAILED for a wrong password, an unknown username
+    /// or a locked account alike). An admin without a second factor gets `token`; one with a
+    /// factor gets `challenge` for `completeAdminSignIn`.
+    async fn start_admin_sign_in(
+        &self,
+        ctx: &Context<'_>,
+        username: String,
+        #[graphql(secret)] password: String,
+    ) -> Result<AdminSignInStep, ApiError> {
+        let client = request(ctx).client.clone();
+        let step = services(ctx)?
+            .factors
+            .start_sign_in(&username, &password, client)
+            .await?;
+        Ok(match step {
+            SignInStep::SignedIn(issued) => AdminSignInStep {
+                token: Some(AdminToken {
+                    token: issued.token,
+                    expires_at: issued.expires_at,
+                }),
+                challenge: None,
+                challenge_expires_at: None,
+            },
+            SignInStep::FactorNeeded {
+                challenge,
+                expires_at,
+            } => AdminSignInStep {
+                token: None,
+                challenge: Some(challenge),
+                challenge_expires_at: Some(expires_at),
+            },
+        })
+    }
+
+    /// The factor step: the challenge from `startAdminSignIn` and a code from one of the
+    /// admin's authenticator apps (each code works once) or an unused recovery code (spent).
+    /// AUTHENTICATION_FAILED for a wrong code or an expired challenge; RATE_LIMITED after 5
+    /// wrong codes in 15 minutes (or 20 a day) for the admin, whichever challenge they came
+    /// with.
+    async fn complete_admin_sign_in(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] challenge: String,
+        #[graphql(secret)] code: String,
+    ) -> Result<AdminToken, ApiError> {
+        let client = request(ctx).client.clone();
+        let issued = services(ctx)?
+            .factors
+            .complete_sign_in(&challenge, &code, client)
+            .await?;
+        Ok(AdminToken {
+            token: issued.token,
+            expires_at: issued.expires_at,
+        })
+    }
+
+    /// Starts enrolling an authenticator app named `name` ("Work phone"), after your password
+    /// (AUTHENTICATION_FAILED when wrong). The factor counts once `confirmTotpEnrolment` takes
+    /// a code from the app. At most 10 factors (BAD_USER_INPUT).
+    async fn start_totp_enrolment(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(secret)] password: String,
+    ) -> Result<TotpEnrolment, ApiError> {
+        let principal = admin(ctx).await?;
+        let enrolment = services(ctx)?
+            .factors
+            .start_totp(&principal, &name, &password, &request(ctx).client)
+            .await?;
+        Ok(TotpEnrolment {
+            factor_id: ID(enrolment.factor_id.to_string()),
+            secret: enrolment.secret.base32(),
+            qr_code_svg: qr_svg(&enrolment.uri)?,
+            uri: enrolment.uri,
+        })
+    }
+
+    /// Confirms an enrolment with the code the app shows now (BAD_USER_INPUT when wrong;
+    /// NOT_FOUND for a factor that is not yours or is confirmed already). Audited as
+    /// ENROL_ADMIN_FACTOR. Your first factor comes with your recovery codes.
+    async fn confirm_totp_enrolment(
+        &self,
+        ctx: &Context<'_>,
+        factor_id: ID,
+        #[graphql(secret)] code: String,
+    ) -> Result<TotpConfirmation, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = parse_id(&factor_id)?;
+        let factors = &services(ctx)?.factors;
+        let codes = factors
+            .confirm_totp(&principal, id, &code, &request(ctx).client)
+            .await?;
+        let factor = factors
+            .factors_of(&principal, principal.admin.id)
+            .await?
+            .into_iter()
+            .find(|f| f.id == id)
+            .ok_or_else(|| ApiError::from(domain::Error::NotFound))?;
+        Ok(TotpConfirmation {
+            factor: factor.into(),
+            recovery_codes: codes.as_deref().map(shown),
+        })
+    }
+
+    /// Removes one of your factors, after your password. With your last confirmed factor go
+    /// your recovery codes. Audited as REMOVE_ADMIN_FACTOR; NOT_FOUND for a factor not yours.
+    async fn remove_admin_factor(
+        &self,
+        ctx: &Context<'_>,
+        factor_id: ID,
+        #[graphql(secret)] password: String,
+    ) -> Result<bool, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = parse_id(&factor_id)?;
+        services(ctx)?
+            .factors
+            .remove(&principal, id, &password, &request(ctx).client)
+            .await?;
+        Ok(true)
+    }
+
+    /// A new set of 10 recovery codes, after your password; the old set stops working.
+    /// Shown this once. Audited as NEW_RECOVERY_CODES; BAD_USER_INPUT without a confirmed
+    /// factor.
+    async fn generate_recovery_codes(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] password: String,
+    ) -> Result<Vec<String>, ApiError> {
+        let principal = admin(ctx).await?;
+        let codes = services(ctx)?
+            .factors
+            .new_recovery_codes(&principal, &password, &request(ctx).client)
+            .await?;
+        Ok(shown(&codes))
+    }
+}
