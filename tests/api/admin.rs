@@ -181,11 +181,21 @@ const STOREFRONT: &[&str] = &[
     "requestSignInCode",
     "signInWithCode",
     "generateAdminToken",
+    "startAdminSignIn",
+    "completeAdminSignIn",
 ];
 
 /// Root fields every signed-in admin has, whatever the role (tested in
 /// `current_admin_lists_the_role_permissions_and_sign_out_ends_the_token`).
-const ANY_ADMIN: &[&str] = &["currentAdmin", "revokeAdminToken"];
+/// Each admin's own second factors are theirs to manage (tests/api/factors.rs).
+const ANY_ADMIN: &[&str] = &[
+    "currentAdmin",
+    "revokeAdminToken",
+    "startTotpEnrolment",
+    "confirmTotpEnrolment",
+    "removeAdminFactor",
+    "generateRecoveryCodes",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Permission {

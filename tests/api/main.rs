@@ -14,6 +14,7 @@ mod bulk;
 mod codes;
 mod connections;
 mod cves;
+mod factors;
 mod faults;
 mod federation;
 mod graphql_http;
@@ -42,6 +43,7 @@ fn main() {
         accounts::TESTS,
         admin::TESTS,
         admin_users::TESTS,
+        factors::TESTS,
         bulk::TESTS,
         sessions::TESTS,
         hardening::TESTS,

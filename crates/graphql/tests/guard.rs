@@ -25,6 +25,7 @@ fn schema(h: &Harness) -> LatchkeySchema {
             erasure: Arc::new(h.erasure()),
             admin_users: Arc::new(h.admin_users()),
             reports: Arc::new(h.reports()),
+            factors: Arc::new(h.factors()),
         },
         &SchemaOptions::default(),
     )

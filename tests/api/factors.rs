@@ -1,0 +1,385 @@
+//! Admins' second factors from the API: enrolling an authenticator app (codes computed here,
+//! by an HOTP of the test's own from the key the API shows), the two-step sign-in, a code
+//! accepted once, recovery codes spent once, wrong codes locking the factor step, and the
+//! one-step `generateAdminToken` answering SECOND_FACTOR_REQUIRED.
+
+use chrono::{DateTime, Duration, Utc};
+use domain::clock::Clock;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, code};
+
+crate::tests![
+    an_admin_with_an_authenticator_app_signs_in_in_two_steps_and_a_code_works_once,
+    a_recovery_code_signs_in_once_and_a_new_set_voids_the_old,
+    wrong_factor_codes_lock_the_factor_step_of_that_admin_only,
+    factors_change_only_with_the_password_and_the_last_one_takes_the_codes,
+];
+
+const PASSWORD: &str = "admin-Password-2026";
+const START: &str = "mutation($u: String!, $p: String!) { startAdminSignIn(username: $u, password: $p) { token { token expiresAt } challenge challengeExpiresAt } }";
+const COMPLETE: &str = "mutation($c: String!, $code: String!) { completeAdminSignIn(challenge: $c, code: $code) { token expiresAt } }";
+const ENROL: &str = "mutation($n: String!, $p: String!) { startTotpEnrolment(name: $n, password: $p) { factorId secret uri qrCodeSvg } }";
+const CONFIRM: &str = "mutation($id: ID!, $code: String!) { confirmTotpEnrolment(factorId: $id, code: $code) { factor { id name kind confirmed } recoveryCodes } }";
+const ONE_STEP: &str = "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }";
+
+/// RFC 4226's HOTP with RFC 6238's step: what any authenticator app computes (SHA-1, six
+/// digits, 30 seconds), written here rather than borrowed from the server's crate.
+pub fn totp(base32_key: &str, at: DateTime<Utc>) -> String {
+    let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, base32_key)
+        .expect("the shown key is base32");
+    let counter = u64::try_from(at.timestamp()).unwrap() / 30;
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
+    mac.update(&counter.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[19] & 0x0f);
+    let binary = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
+    format!("{:06}", binary % 1_000_000)
+}
+
+/// An administrator named `username` with [`PASSWORD`], signed in with the password alone.
+async fn admin(app: &TestApp, username: &str) -> String {
+    latchkey::create_admin(&app.config, username, "administrator", PASSWORD)
+        .await
+        .unwrap();
+    let res = app.gql(START, json!({"u": username, "p": PASSWORD})).await;
+    res["data"]["startAdminSignIn"]["token"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no factor yet, so one step: {res}"))
+        .to_owned()
+}
+
+/// Enrols an authenticator app for the admin of `token`: its key and the confirmation.
+async fn enrol(app: &TestApp, token: &str, name: &str) -> (String, Value) {
+    let res = app
+        .gql_as(Some(token), ENROL, json!({"n": name, "p": PASSWORD}))
+        .await;
+    let enrolment = &res["data"]["startTotpEnrolment"];
+    let key = enrolment["secret"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{res}"))
+        .to_owned();
+    let confirmed = app
+        .gql_as(
+            Some(token),
+            CONFIRM,
+            json!({"id": enrolment["factorId"], "code": totp(&key, app.clock.now())}),
+        )
+        .await;
+    assert!(confirmed["errors"].is_null(), "{confirmed}");
+    (key, confirmed["data"]["confirmTotpEnrolment"].clone())
+}
+
+async fn challenge(app: &TestApp, username: &str) -> String {
+    let res = app.gql(START, json!({"u": username, "p": PASSWORD})).await;
+    assert!(res["data"]["startAdminSignIn"]["token"].is_null(), "{res}");
+    res["data"]["startAdminSignIn"]["challenge"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{res}"))
+        .to_owned()
+}
+
+async fn complete(app: &TestApp, challenge: &str, code: &str) -> Value {
+    app.gql(COMPLETE, json!({"c": challenge, "code": code}))
+        .await
+}
+
+fn token_of(res: &Value) -> String {
+    res["data"]["completeAdminSignIn"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not signed in: {res}"))
+        .to_owned()
+}
+
+async fn an_admin_with_an_authenticator_app_signs_in_in_two_steps_and_a_code_works_once(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let token = admin(&app, "ann").await;
+
+    // The enrolment: a key to type, the otpauth URI, and its QR code drawn by the server.
+    let res = app
+        .gql_as(
+            Some(&token),
+            ENROL,
+            json!({"n": "Work phone", "p": PASSWORD}),
+        )
+        .await;
+    let enrolment = &res["data"]["startTotpEnrolment"];
+    let key = enrolment["secret"].as_str().unwrap().to_owned();
+    let uri = enrolment["uri"].as_str().unwrap();
+    assert!(
+        uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={key}")),
+        "{uri}"
+    );
+    assert!(
+        enrolment["qrCodeSvg"].as_str().unwrap().contains("<svg"),
+        "{res}"
+    );
+    // Not confirmed yet: the password alone still signs in.
+    let one_step = app.gql(ONE_STEP, json!({"u": "ann", "p": PASSWORD})).await;
+    assert!(
+        one_step["data"]["generateAdminToken"]["token"].is_string(),
+        "{one_step}"
+    );
+    let wrong = app
+        .gql_as(
+            Some(&token),
+            CONFIRM,
+            json!({"id": enrolment["factorId"], "code": totp(&key, app.clock.now() + Duration::minutes(5))}),
+        )
+        .await;
+    assert_eq!(code(&wrong), "BAD_USER_INPUT", "{wrong}");
+    let confirmed = app
+        .gql_as(
+            Some(&token),
+            CONFIRM,
+            json!({"id": enrolment["factorId"], "code": totp(&key, app.clock.now())}),
+        )
+        .await;
+    let confirmation = &confirmed["data"]["confirmTotpEnrolment"];
+    assert_eq!(confirmation["factor"]["name"], "Work phone", "{confirmed}");
+    assert_eq!(confirmation["factor"]["kind"], "TOTP");
+    assert_eq!(confirmation["recoveryCodes"].as_array().unwrap().len(), 10);
+
+    // An admin app built for one step learns why, but only from the right password.
+    let res = app.gql(ONE_STEP, json!({"u": "ann", "p": PASSWORD})).await;
+    assert_eq!(code(&res), "SECOND_FACTOR_REQUIRED", "{res}");
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("startAdminSignIn"),
+        "{res}"
+    );
+    assert!(res["data"].is_null() || res["data"]["generateAdminToken"].is_null());
+    let res = app
+        .gql(ONE_STEP, json!({"u": "ann", "p": "Wrong-Password-2026"}))
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let res = app
+        .gql(START, json!({"u": "ann", "p": "Wrong-Password-2026"}))
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+
+    // The code the enrolment used is spent; the next one (one step ahead: clock skew) signs
+    // in, once.
+    let first = challenge(&app, "ann").await;
+    let res = complete(&app, &first, &totp(&key, app.clock.now())).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "replayed: {res}");
+    let next = totp(&key, app.clock.now() + Duration::seconds(30));
+    let signed_in = token_of(&complete(&app, &first, &next).await);
+    let me = app
+        .gql_as(
+            Some(&signed_in),
+            "{ currentAdmin { username factors { name confirmed lastUsedAt } recoveryCodesLeft } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(me["data"]["currentAdmin"]["username"], "ann", "{me}");
+    assert_eq!(
+        me["data"]["currentAdmin"]["factors"][0]["name"],
+        "Work phone"
+    );
+    assert!(me["data"]["currentAdmin"]["factors"][0]["lastUsedAt"].is_string());
+    assert_eq!(me["data"]["currentAdmin"]["recoveryCodesLeft"], 10);
+    let again = challenge(&app, "ann").await;
+    let res = complete(&app, &again, &next).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "replayed: {res}");
+
+    // Two steps out of step are refused; the clock's next minute brings a code that works.
+    app.clock.advance(Duration::seconds(60));
+    for off in [-90, 90] {
+        let late = totp(&key, app.clock.now() + Duration::seconds(off));
+        let res = complete(&app, &again, &late).await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{off} s: {res}");
+    }
+    token_of(&complete(&app, &again, &totp(&key, app.clock.now())).await);
+    // A challenge lives five minutes.
+    let stale = challenge(&app, "ann").await;
+    app.clock.advance(Duration::minutes(6));
+    let res = complete(&app, &stale, &totp(&key, app.clock.now())).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "expired: {res}");
+
+    // Administrators see who has which factors; the enrolment is in the audit log.
+    let users = app
+        .gql_as(
+            Some(&signed_in),
+            "{ adminUsers { username factors { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        users["data"]["adminUsers"][0]["factors"][0]["name"], "Work phone",
+        "{users}"
+    );
+    let log = app
+        .gql_as(
+            Some(&signed_in),
+            "{ auditLog(filter: {action: ENROL_ADMIN_FACTOR}) { edges { node { actor detail } } } }",
+            json!({}),
+        )
+        .await;
+    let entry = &log["data"]["auditLog"]["edges"][0]["node"];
+    assert_eq!(entry["actor"], "ann", "{log}");
+    assert!(
+        entry["detail"]
+            .as_str()
+            .unwrap()
+            .contains(confirmation["factor"]["id"].as_str().unwrap())
+    );
+}
+
+async fn a_recovery_code_signs_in_once_and_a_new_set_voids_the_old(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = admin(&app, "ann").await;
+    let (_, confirmation) = enrol(&app, &token, "Phone").await;
+    let codes: Vec<String> = confirmation["recoveryCodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    assert_eq!(
+        codes.iter().collect::<std::collections::HashSet<_>>().len(),
+        10
+    );
+
+    let signed_in = token_of(&complete(&app, &challenge(&app, "ann").await, &codes[0]).await);
+    let res = complete(&app, &challenge(&app, "ann").await, &codes[0]).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "spent: {res}");
+    let left = app
+        .gql_as(
+            Some(&signed_in),
+            "{ currentAdmin { recoveryCodesLeft } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(left["data"]["currentAdmin"]["recoveryCodesLeft"], 9);
+
+    let res = app
+        .gql_as(
+            Some(&signed_in),
+            "mutation($p: String!) { generateRecoveryCodes(password: $p) }",
+            json!({"p": PASSWORD}),
+        )
+        .await;
+    let fresh = res["data"]["generateRecoveryCodes"].as_array().unwrap();
+    assert_eq!(fresh.len(), 10, "{res}");
+    let res = complete(&app, &challenge(&app, "ann").await, &codes[1]).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "the old set: {res}");
+    // Typed in capitals without the hyphen, as people copy them.
+    let typed = fresh[3].as_str().unwrap().to_uppercase().replace('-', "");
+    token_of(&complete(&app, &challenge(&app, "ann").await, &typed).await);
+    let log = app
+        .gql_as(
+            Some(&signed_in),
+            "{ auditLog(filter: {action: NEW_RECOVERY_CODES}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(log["data"]["auditLog"]["totalCount"], 1, "{log}");
+}
+
+async fn wrong_factor_codes_lock_the_factor_step_of_that_admin_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ann = admin(&app, "ann").await;
+    let (key, _) = enrol(&app, &ann, "Phone").await;
+    let bob = admin(&app, "bob").await;
+    let (bob_key, _) = enrol(&app, &bob, "Phone").await;
+    app.clock.advance(Duration::seconds(30));
+
+    // Five wrong codes, over fresh challenges: each is AUTHENTICATION_FAILED.
+    for _ in 0..5 {
+        let res = complete(&app, &challenge(&app, "ann").await, "000000").await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    // Then even the right code waits.
+    let right = totp(&key, app.clock.now());
+    let res = complete(&app, &challenge(&app, "ann").await, &right).await;
+    assert_eq!(code(&res), "RATE_LIMITED", "{res}");
+    assert!(
+        res["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // Bob is not locked by Ann's guesses.
+    token_of(
+        &complete(
+            &app,
+            &challenge(&app, "bob").await,
+            &totp(&bob_key, app.clock.now()),
+        )
+        .await,
+    );
+    // After the window, Ann's right code works, and it was not spent by the refusal.
+    app.clock.advance(Duration::minutes(15));
+    token_of(
+        &complete(
+            &app,
+            &challenge(&app, "ann").await,
+            &totp(&key, app.clock.now()),
+        )
+        .await,
+    );
+}
+
+async fn factors_change_only_with_the_password_and_the_last_one_takes_the_codes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = admin(&app, "ann").await;
+    let res = app.gql(ENROL, json!({"n": "Phone", "p": PASSWORD})).await;
+    assert_eq!(code(&res), "UNAUTHENTICATED", "{res}");
+    // A stolen token alone cannot enrol the thief's phone.
+    let res = app
+        .gql_as(
+            Some(&token),
+            ENROL,
+            json!({"n": "Thief", "p": "Not-The-Password-1"}),
+        )
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let (_, confirmation) = enrol(&app, &token, "Phone").await;
+    let factor = confirmation["factor"]["id"].clone();
+    const REMOVE: &str =
+        "mutation($id: ID!, $p: String!) { removeAdminFactor(factorId: $id, password: $p) }";
+    let res = app
+        .gql_as(
+            Some(&token),
+            REMOVE,
+            json!({"id": factor, "p": "Not-The-Password-1"}),
+        )
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let other = admin(&app, "bob").await;
+    let res = app
+        .gql_as(Some(&other), REMOVE, json!({"id": factor, "p": PASSWORD}))
+        .await;
+    assert_eq!(code(&res), "NOT_FOUND", "not Bob's: {res}");
+    let res = app
+        .gql_as(Some(&token), REMOVE, json!({"id": factor, "p": PASSWORD}))
+        .await;
+    assert_eq!(res["data"]["removeAdminFactor"], true, "{res}");
+    // One step again, and the recovery codes went with the factor.
+    let res = app.gql(ONE_STEP, json!({"u": "ann", "p": PASSWORD})).await;
+    assert!(
+        res["data"]["generateAdminToken"]["token"].is_string(),
+        "{res}"
+    );
+    let me = app
+        .gql_as(
+            Some(&token),
+            "{ currentAdmin { factors { id } recoveryCodesLeft } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(me["data"]["currentAdmin"]["recoveryCodesLeft"], 0, "{me}");
+    assert_eq!(me["data"]["currentAdmin"]["factors"], json!([]));
+}
