@@ -24,11 +24,12 @@ use domain::customer::Locale;
 use minijinja::{Environment, context};
 use serde::Deserialize;
 
-/// Only this origin's scripts, styles and API; forms never submit natively (the scripts send
+/// Only this origin's scripts, styles, API and images (`blob:` images are made by the
+/// console's own script: the QR code the API draws for an authenticator app); forms never submit natively (the scripts send
 /// them as GraphQL, so a form posted before its script loads goes nowhere rather than putting a
 /// password in a URL); DOM-injection sinks need Trusted Types, which the scripts never use.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-    connect-src 'self'; img-src 'self'; form-action 'none'; base-uri 'none'; \
+    connect-src 'self'; img-src 'self' blob:; form-action 'none'; base-uri 'none'; \
     frame-ancestors 'none'; require-trusted-types-for 'script'";
 
 /// The cookie that remembers a visitor's language choice (a language tag, nothing else).
@@ -98,6 +99,7 @@ const PAGES: &[(&str, &str, Area)] = &[
     ("/admin/audit-log", "admin-audit-log", Area::Admin),
     ("/admin/jobs", "admin-jobs", Area::Admin),
     ("/admin/users", "admin-users", Area::Admin),
+    ("/admin/security", "admin-security", Area::Admin),
 ];
 
 /// Static files under `/ui/`: `(name, content type, body)`.
@@ -204,6 +206,7 @@ impl Pages {
             "admin-audit-log",
             "admin-jobs",
             "admin-users",
+            "admin-security",
         );
         let dictionaries = LOCALES
             .iter()

@@ -107,15 +107,65 @@ function signInPage() {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
-          "mutation AdminSignIn($username: String!, $password: String!) { generateAdminToken(username: $username, password: $password) { token expiresAt } }",
+          "mutation AdminSignIn($username: String!, $password: String!) { startAdminSignIn(username: $username, password: $password) { token { token expiresAt } challenge } }",
           { username: username.value.trim(), password: password.value },
         );
-        adminToken.set(data.generateAdminToken);
-        window.location.assign(returnPath());
+        password.value = "";
+        const step = data.startAdminSignIn;
+        if (step.token) {
+          adminToken.set(step.token);
+          window.location.assign(returnPath());
+        } else {
+          askForCode(step.challenge);
+        }
       } catch (error) {
         password.value = "";
         notify(error.code === "AUTHENTICATION_FAILED" ? t("admin.failed") : describe(error), "error");
         password.focus();
+      }
+    });
+  });
+
+  // The factor step: the challenge lives in this page only (five minutes), never in storage.
+  const factorForm = document.getElementById("admin-factor");
+  const codeInput = document.getElementById("factor-code");
+  let challenge = null;
+  function askForCode(issued) {
+    challenge = issued;
+    form.hidden = true;
+    factorForm.hidden = false;
+    fieldError(codeInput, null);
+    codeInput.value = "";
+    codeInput.focus();
+  }
+  function startOver() {
+    challenge = null;
+    factorForm.hidden = true;
+    form.hidden = false;
+    password.focus();
+  }
+  document.getElementById("factor-back").addEventListener("click", startOver);
+  factorForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(codeInput, null);
+    const typed = codeInput.value.trim();
+    if (!typed) {
+      fieldError(codeInput, t("common.required"));
+      codeInput.focus();
+      return;
+    }
+    await busy(factorForm.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation AdminFactor($challenge: String!, $code: String!) { completeAdminSignIn(challenge: $challenge, code: $code) { token expiresAt } }",
+          { challenge, code: typed },
+        );
+        adminToken.set(data.completeAdminSignIn);
+        window.location.assign(returnPath());
+      } catch (error) {
+        codeInput.value = "";
+        fieldError(codeInput, error.code === "AUTHENTICATION_FAILED" ? t("admin.factor_failed") : describe(error));
+        codeInput.focus();
       }
     });
   });
@@ -158,7 +208,7 @@ async function session() {
       window.location.assign("/admin/sign-in");
     });
   });
-  return { token, can: (permission) => me.permissions.includes(permission) };
+  return { token, username: me.username, can: (permission) => me.permissions.includes(permission) };
 }
 
 /**
@@ -1167,7 +1217,11 @@ async function adminUsersPage(admin) {
   });
 
   async function load() {
-    const data = await gql("query Admins { adminUsers { id username email role disabled } }", {}, admin.token);
+    const data = await gql(
+      "query Admins { adminUsers { id username email role disabled factors { name confirmed } } }",
+      {},
+      admin.token,
+    );
     tbody.replaceChildren();
     for (const user of data.adminUsers) {
       const tr = el("tr");
@@ -1185,6 +1239,8 @@ async function adminUsersPage(admin) {
       roleCell.appendChild(select);
       tr.appendChild(roleCell);
       tr.appendChild(el("td", t(user.disabled ? "admin.status_disabled" : "admin.status_active")));
+      const factors = user.factors.filter((f) => f.confirmed).map((f) => f.name);
+      tr.appendChild(el("td", factors.length ? factors.join(", ") : t("admin.factors_count_none")));
       const actions = el("td");
       const toggle = el("button", t(user.disabled ? "admin.enable" : "admin.disable"), { type: "button" });
       toggle.addEventListener("click", () => {
@@ -1261,6 +1317,253 @@ async function adminUsersPage(admin) {
   }
 }
 
+/**
+ * Two-factor authentication: the admin's authenticator apps (add: password, then the QR code
+ * the API draws and a code to confirm; remove: password), their recovery codes (shown once,
+ * to download or print) and a new set of them.
+ */
+async function securityPage(admin) {
+  const tbody = document.querySelector("#factors tbody");
+  const enrolForm = document.getElementById("enrol");
+  const confirmForm = document.getElementById("enrol-confirm");
+  const recovery = document.getElementById("recovery");
+  const newCodes = document.getElementById("new-codes");
+  const dialog = document.getElementById("factor-remove");
+  const removePassword = document.getElementById("remove-password");
+  let enrolment = null;
+  let qrUrl = null;
+  let removing = null;
+  let shownCodes = [];
+
+  async function load() {
+    const data = await gql(
+      "query Factors { currentAdmin { factors { id name createdAt confirmed lastUsedAt } recoveryCodesLeft } }",
+      {},
+      admin.token,
+    );
+    const factors = data.currentAdmin.factors.filter((f) => f.confirmed);
+    tbody.replaceChildren();
+    for (const factor of factors) {
+      const tr = el("tr");
+      tr.dataset.name = factor.name;
+      tr.appendChild(el("td", factor.name));
+      tr.appendChild(el("td", whenShort(factor.createdAt)));
+      tr.appendChild(el("td", whenShort(factor.lastUsedAt)));
+      const cell = el("td");
+      const remove = el("button", t("admin.remove_factor"), {
+        type: "button",
+        "aria-label": t("admin.remove_factor") + ": " + factor.name,
+      });
+      remove.addEventListener("click", () => {
+        removing = factor;
+        document.getElementById("factor-remove-text").textContent = t(
+          factors.length === 1 ? "admin.remove_last" : "admin.remove_confirm",
+          { name: factor.name },
+        );
+        removePassword.value = "";
+        fieldError(removePassword, null);
+        dialog.returnValue = "";
+        dialog.showModal();
+        removePassword.focus();
+      });
+      cell.appendChild(remove);
+      tr.appendChild(cell);
+      tbody.appendChild(tr);
+    }
+    document.getElementById("factors-wrap").hidden = factors.length === 0;
+    document.getElementById("factors-none").hidden = factors.length > 0;
+    const left = document.getElementById("recovery-left");
+    left.hidden = factors.length === 0;
+    left.textContent = t("admin.recovery_left", { count: data.currentAdmin.recoveryCodesLeft });
+    newCodes.hidden = factors.length === 0;
+  }
+
+  function showCodes(codes) {
+    shownCodes = codes;
+    const list = document.getElementById("recovery-codes");
+    list.replaceChildren(...codes.map((c) => el("li", c)));
+    recovery.hidden = false;
+    document.getElementById("recovery-title").focus();
+  }
+
+  function passwordRefused(input, error) {
+    if (error.code === "AUTHENTICATION_FAILED") {
+      fieldError(input, t("admin.wrong_password"));
+      input.value = "";
+      input.focus();
+    } else {
+      failed(error);
+    }
+  }
+
+  enrolForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = document.getElementById("enrol-name");
+    const password = document.getElementById("enrol-password");
+    fieldError(name, null);
+    fieldError(password, null);
+    if (!name.value.trim()) {
+      fieldError(name, t("common.required"));
+      name.focus();
+      return;
+    }
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    await busy(enrolForm.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation Enrol($name: String!, $password: String!) { startTotpEnrolment(name: $name, password: $password) { factorId secret qrCodeSvg } }",
+          { name: name.value.trim(), password: password.value },
+          admin.token,
+        );
+        password.value = "";
+        enrolment = { ...data.startTotpEnrolment, name: name.value.trim() };
+        // The QR code as an image of this page's own making (no markup is parsed).
+        if (qrUrl) {
+          URL.revokeObjectURL(qrUrl);
+        }
+        qrUrl = URL.createObjectURL(new Blob([enrolment.qrCodeSvg], { type: "image/svg+xml" }));
+        document.getElementById("enrol-qr").src = qrUrl;
+        // The key in groups of four, as apps show it; typed with or without the spaces.
+        document.getElementById("enrol-key").textContent = enrolment.secret.match(/.{1,4}/g).join(" ");
+        enrolForm.hidden = true;
+        confirmForm.hidden = false;
+        document.getElementById("enrol-code").value = "";
+        document.getElementById("enrol-code").focus();
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          fieldError(name, error.message.replace(/^name: /, ""));
+          name.focus();
+        } else {
+          passwordRefused(password, error);
+        }
+      }
+    });
+  });
+
+  confirmForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const code = document.getElementById("enrol-code");
+    fieldError(code, null);
+    if (!/^\d{6}$/.test(code.value.trim())) {
+      fieldError(code, t("admin.scan_wrong"));
+      code.focus();
+      return;
+    }
+    await busy(confirmForm.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation Confirm($id: ID!, $code: String!) { confirmTotpEnrolment(factorId: $id, code: $code) { factor { name } recoveryCodes } }",
+          { id: enrolment.factorId, code: code.value.trim() },
+          admin.token,
+        );
+        const confirmed = data.confirmTotpEnrolment;
+        notify(t("admin.enrolled", { name: confirmed.factor.name }), "ok");
+        confirmForm.hidden = true;
+        enrolForm.hidden = false;
+        enrolForm.reset();
+        URL.revokeObjectURL(qrUrl);
+        qrUrl = null;
+        enrolment = null;
+        await load();
+        if (confirmed.recoveryCodes) {
+          showCodes(confirmed.recoveryCodes);
+        }
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          fieldError(code, t("admin.scan_wrong"));
+          code.value = "";
+          code.focus();
+        } else {
+          failed(error);
+        }
+      }
+    });
+  });
+
+  document.getElementById("recovery-download").addEventListener("click", () => {
+    const store = document.querySelector(".brand").firstChild.textContent.trim();
+    const text = [t("admin.recovery_file", { username: admin.username, store }), "", ...shownCodes, ""].join("\n");
+    const link = el("a", null, {
+      href: URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" })),
+      download: "recovery-codes.txt",
+    });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    URL.revokeObjectURL(link.href);
+  });
+  document.getElementById("recovery-print").addEventListener("click", () => {
+    document.body.classList.add("printing-codes");
+    window.print();
+    document.body.classList.remove("printing-codes");
+  });
+  document.getElementById("recovery-done").addEventListener("click", () => {
+    shownCodes = [];
+    document.getElementById("recovery-codes").replaceChildren();
+    recovery.hidden = true;
+    document.getElementById("page-title").focus();
+  });
+
+  newCodes.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const password = document.getElementById("codes-password");
+    fieldError(password, null);
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    await busy(newCodes.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation NewCodes($password: String!) { generateRecoveryCodes(password: $password) }",
+          { password: password.value },
+          admin.token,
+        );
+        password.value = "";
+        await load();
+        showCodes(data.generateRecoveryCodes);
+      } catch (error) {
+        passwordRefused(password, error);
+      }
+    });
+  });
+
+  dialog.addEventListener("close", async () => {
+    const factor = removing;
+    removing = null;
+    if (dialog.returnValue !== "ok" || !factor) {
+      return;
+    }
+    try {
+      await gql(
+        "mutation Remove($id: ID!, $password: String!) { removeAdminFactor(factorId: $id, password: $password) }",
+        { id: factor.id, password: removePassword.value },
+        admin.token,
+      );
+      notify(t("admin.removed", { name: factor.name }), "ok");
+    } catch (error) {
+      notify(error.code === "AUTHENTICATION_FAILED" ? t("admin.wrong_password") : describe(error), "error");
+      if (error.code === "UNAUTHENTICATED") {
+        failed(error);
+      }
+    } finally {
+      removePassword.value = "";
+    }
+    await load();
+  });
+
+  try {
+    await load();
+  } catch (error) {
+    failed(error);
+  }
+}
+
 // "Forgot your password?": the same answer for every username.
 function forgotPasswordPage() {
   const form = document.getElementById("admin-forgot");
@@ -1312,6 +1615,7 @@ async function main() {
     "admin-audit-log": auditLogPage,
     "admin-jobs": jobsPage,
     "admin-users": adminUsersPage,
+    "admin-security": securityPage,
   };
   await (pages[page] || (() => {}))(admin);
 }

@@ -31,6 +31,7 @@ crate::tests![
     browser_an_administrator_manages_admin_users,
     browser_an_administrator_deletes_a_customer_after_confirming,
     browser_a_newcomer_creates_an_account_edits_it_and_deletes_it,
+    browser_an_admin_adds_an_authenticator_app_and_signs_in_with_its_codes,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -776,6 +777,112 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
     browser
         .wait_text("#notice", "This is the last active administrator")
         .await;
+    browser.close().await;
+}
+
+/// Two-factor authentication in the console: the admin adds an authenticator app (the test
+/// reads the key the page shows and computes the codes as an app would), keeps the recovery
+/// codes, then signs in with the password and a code, and with a recovery code; the Admin
+/// Users page shows who has which app.
+async fn browser_an_admin_adds_an_authenticator_app_and_signs_in_with_its_codes(backend: Backend) {
+    use domain::clock::Clock as _;
+    let app = TestApp::spawn(backend).await;
+    admin(&app, "ann", "administrator").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("en-US").await;
+    admin_signs_in(&browser, &app, "ann").await;
+    browser.click_text("Two-factor authentication").await;
+    browser.wait_path("/admin/security").await;
+    browser
+        .wait_text("#factors-none", "No authenticator app yet")
+        .await;
+
+    browser.fill("#enrol-name", "Work phone").await;
+    browser.fill("#enrol-password", "not the password").await;
+    browser.click("#enrol button[type=submit]").await;
+    browser
+        .wait_text("#enrol-password-error", "The password is not right.")
+        .await;
+    assert_eq!(browser.focused().await, "enrol-password");
+    browser.fill("#enrol-password", ADMIN_PASSWORD).await;
+    browser.click("#enrol button[type=submit]").await;
+    // The QR code the API drew, shown as an image of the page's own making (the page's CSP
+    // allows it), and the key to type.
+    browser
+        .wait_until(
+            "document.getElementById('enrol-qr').complete && document.getElementById('enrol-qr').naturalWidth > 0",
+        )
+        .await;
+    assert_eq!(browser.focused().await, "enrol-code");
+    let key = browser.text("#enrol-key").await.replace(' ', "");
+    browser.shot("admin-totp-enrolment").await;
+    browser.fill("#enrol-code", "123").await;
+    browser.click("#enrol-confirm button[type=submit]").await;
+    browser
+        .wait_text("#enrol-code-error", "not the code the app shows")
+        .await;
+    browser
+        .fill("#enrol-code", &crate::factors::totp(&key, app.clock.now()))
+        .await;
+    browser.click("#enrol-confirm button[type=submit]").await;
+    browser.wait_text("#notice", "Work phone is added.").await;
+    browser.wait_text("#factors tbody", "Work phone").await;
+    assert_eq!(browser.focused().await, "recovery-title");
+    assert_eq!(browser.count("#recovery-codes li").await, 10);
+    let recovery = browser.text("#recovery-codes li:first-child").await;
+    browser.wait_text("#recovery-left", "10").await;
+    browser.shot("admin-recovery-codes").await;
+    browser.click("#recovery-done").await;
+    assert!(
+        !browser.visible("#recovery").await,
+        "the codes are shown once"
+    );
+
+    // Signing in now asks for a code, with the focus on it.
+    browser.click("#admin-sign-out").await;
+    browser.wait_path("/admin/sign-in").await;
+    browser.fill("#username", "ann").await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click("#admin-sign-in button[type=submit]").await;
+    browser
+        .wait_until("!document.getElementById('admin-factor').hidden")
+        .await;
+    assert_eq!(browser.focused().await, "factor-code");
+    assert!(!browser.visible("#admin-sign-in").await);
+    browser.keys("000000\u{e007}").await;
+    browser
+        .wait_text("#factor-code-error", "This code is not right")
+        .await;
+    // The enrolment spent this step's code: the app's next one (one step ahead) signs in.
+    let next = crate::factors::totp(&key, app.clock.now() + chrono::Duration::seconds(30));
+    browser.fill("#factor-code", &next).await;
+    browser.click("#admin-factor button[type=submit]").await;
+    browser.wait_path("/admin/customers").await;
+
+    // A recovery code signs in too; the Admin Users page shows who has which app.
+    browser.click("#admin-sign-out").await;
+    browser.wait_path("/admin/sign-in").await;
+    browser.fill("#username", "ann").await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click("#admin-sign-in button[type=submit]").await;
+    browser
+        .wait_until("!document.getElementById('admin-factor').hidden")
+        .await;
+    browser.fill("#factor-code", &recovery).await;
+    browser.click("#admin-factor button[type=submit]").await;
+    browser.wait_path("/admin/customers").await;
+    browser.goto(&app.url("/admin/users")).await;
+    browser
+        .wait_text("tr[data-username='ann']", "Work phone")
+        .await;
+    browser.goto(&app.url("/admin/security")).await;
+    browser.wait_text("#recovery-left", "9").await;
+
+    // The page in Korean and Japanese.
+    browser.goto(&app.url("/admin/security?lang=ko")).await;
+    browser.wait_text("h1", "2단계 인증").await;
+    browser.goto(&app.url("/admin/security?lang=ja")).await;
+    browser.wait_text("h1", "二要素認証").await;
     browser.close().await;
 }
 
