@@ -36,6 +36,17 @@ pub enum TokenSigning {
     Hs256,
 }
 
+/// Whether admins must sign in with a second factor (`LATCHKEY_ADMIN_2FA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminTwoFactor {
+    /// Every admin: an admin without a factor enrols one at their next sign-in.
+    #[default]
+    Required,
+    /// An admin without a factor signs in with the password alone (development only).
+    Optional,
+}
+
 /// What sits between Latchkey and PostgreSQL (`LATCHKEY_DATABASE_POOLER`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -149,6 +160,10 @@ pub struct Config {
     /// `/.well-known/jwks.json`) or `hs256` (legacy: every token signed with
     /// `LATCHKEY_JWT_SECRET`, which then is also what verifies them).
     pub token_signing: TokenSigning,
+    /// `LATCHKEY_ADMIN_2FA`: `required` (every admin signs in with a second factor; one
+    /// without enrols at the next sign-in) or `optional` (development only: refused in
+    /// production).
+    pub admin_2fa: AdminTwoFactor,
     /// `LATCHKEY_KEY_ENCRYPTION_KEY`: at least 32 bytes; seals the signing keys' private
     /// halves in the database. Unset: derived from `LATCHKEY_JWT_SECRET` (or the SQLite key
     /// file beside the database).
@@ -221,6 +236,7 @@ impl Default for Config {
             graphiql: None,
             jwt_secret: None,
             token_signing: TokenSigning::Eddsa,
+            admin_2fa: AdminTwoFactor::Required,
             key_encryption_key: None,
             jwks_max_age_seconds: 300,
             key_refresh_seconds: 30,
@@ -269,6 +285,13 @@ impl Config {
             return Vec::new();
         }
         let mut refusals = Vec::new();
+        if self.admin_2fa == AdminTwoFactor::Optional {
+            refusals.push(
+                "LATCHKEY_ADMIN_2FA=optional lets an admin sign in with a password alone; it is \
+                 for development"
+                    .to_owned(),
+            );
+        }
         let plain_http = |url: &str| !url.trim().to_ascii_lowercase().starts_with("https://");
         if !self.allow_insecure_urls {
             // The public URL carries reset links unless a storefront URL does.

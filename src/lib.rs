@@ -212,8 +212,16 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let parts = wiring(config, &stores, hasher, tokens.clone(), clock.clone());
     let factors = Arc::new(
-        domain::factors::AdminFactors::new(stores.factors.clone(), parts.clone(), &sealing)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        domain::factors::AdminFactors::new(
+            stores.factors.clone(),
+            parts.clone(),
+            &sealing,
+            match config.admin_2fa {
+                config::AdminTwoFactor::Required => domain::factors::FactorPolicy::Required,
+                config::AdminTwoFactor::Optional => domain::factors::FactorPolicy::Optional,
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     let (services, introspection) = use_cases(
         config,

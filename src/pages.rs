@@ -207,6 +207,8 @@ impl Pages {
             "admin-jobs",
             "admin-users",
             "admin-security",
+            "admin-totp-scan",
+            "admin-recovery-codes",
         );
         let dictionaries = LOCALES
             .iter()

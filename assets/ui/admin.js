@@ -107,7 +107,7 @@ function signInPage() {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
-          "mutation AdminSignIn($username: String!, $password: String!) { startAdminSignIn(username: $username, password: $password) { token { token expiresAt } challenge } }",
+          "mutation AdminSignIn($username: String!, $password: String!) { startAdminSignIn(username: $username, password: $password) { token { token expiresAt } challenge enrolmentRequired } }",
           { username: username.value.trim(), password: password.value },
         );
         password.value = "";
@@ -115,6 +115,8 @@ function signInPage() {
         if (step.token) {
           adminToken.set(step.token);
           window.location.assign(returnPath());
+        } else if (step.enrolmentRequired) {
+          askToEnrol(step.challenge, username.value.trim());
         } else {
           askForCode(step.challenge);
         }
@@ -145,6 +147,84 @@ function signInPage() {
     password.focus();
   }
   document.getElementById("factor-back").addEventListener("click", startOver);
+
+  // The store requires a second factor and this admin has none: the challenge can only enrol
+  // one (15 minutes), and the confirmation signs the admin in with their recovery codes.
+  const enrolSection = document.getElementById("admin-enrol");
+  const enrolForm = document.getElementById("enrol");
+  const enrolName = document.getElementById("enrol-name");
+  const confirmForm = document.getElementById("enrol-confirm");
+  let enrolling = null;
+  function askToEnrol(issued, who) {
+    enrolling = { challenge: issued, username: who, factorId: null };
+    form.hidden = true;
+    enrolSection.hidden = false;
+    enrolForm.hidden = false;
+    document.getElementById("enrol-title").focus();
+  }
+  function enrolmentOver(error) {
+    enrolling = null;
+    hideScan();
+    enrolSection.hidden = true;
+    form.hidden = false;
+    notify(error.code === "AUTHENTICATION_FAILED" ? t("admin.enrol_expired") : describe(error), "error");
+    password.focus();
+  }
+  enrolForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(enrolName, null);
+    if (!enrolName.value.trim()) {
+      fieldError(enrolName, t("common.required"));
+      enrolName.focus();
+      return;
+    }
+    await busy(enrolForm.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation Enrol($challenge: String!, $name: String!) { startAdminEnrolment(challenge: $challenge, name: $name) { factorId secret qrCodeSvg } }",
+          { challenge: enrolling.challenge, name: enrolName.value.trim() },
+        );
+        enrolling.factorId = data.startAdminEnrolment.factorId;
+        enrolForm.hidden = true;
+        showScan(data.startAdminEnrolment);
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          fieldError(enrolName, error.message.replace(/^name: /, ""));
+          enrolName.focus();
+        } else {
+          enrolmentOver(error);
+        }
+      }
+    });
+  });
+  confirmForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const code = scannedCode();
+    if (!code) {
+      return;
+    }
+    await busy(confirmForm.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation Enrolled($challenge: String!, $id: ID!, $code: String!) { completeAdminEnrolment(challenge: $challenge, factorId: $id, code: $code) { token { token expiresAt } recoveryCodes } }",
+          { challenge: enrolling.challenge, id: enrolling.factorId, code },
+        );
+        const done = data.completeAdminEnrolment;
+        adminToken.set(done.token);
+        hideScan();
+        enrolSection.hidden = true;
+        notify(t("admin.enrolled_signed_in"), "ok");
+        showRecoveryCodes(done.recoveryCodes, enrolling.username, () => window.location.assign(returnPath()));
+        enrolling = null;
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          scanRefused();
+        } else {
+          enrolmentOver(error);
+        }
+      }
+    });
+  });
   factorForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     fieldError(codeInput, null);
@@ -1318,6 +1398,89 @@ async function adminUsersPage(admin) {
 }
 
 /**
+ * Enrolling an authenticator app, on the security page and at a sign-in the store requires a
+ * factor for: the scan form (the QR code the API draws, shown as an image of the page's own
+ * making, so no markup is parsed; the key in groups of four; the code) and, once confirmed,
+ * the recovery codes, shown once with Download and Print.
+ */
+let qrUrl = null;
+
+function showScan(enrolment) {
+  if (qrUrl) {
+    URL.revokeObjectURL(qrUrl);
+  }
+  qrUrl = URL.createObjectURL(new Blob([enrolment.qrCodeSvg], { type: "image/svg+xml" }));
+  document.getElementById("enrol-qr").src = qrUrl;
+  // Typed with or without the spaces: apps ignore them.
+  document.getElementById("enrol-key").textContent = enrolment.secret.match(/.{1,4}/g).join(" ");
+  document.getElementById("enrol-confirm").hidden = false;
+  const code = document.getElementById("enrol-code");
+  code.value = "";
+  fieldError(code, null);
+  code.focus();
+}
+
+function hideScan() {
+  document.getElementById("enrol-confirm").hidden = true;
+  document.getElementById("enrol-qr").removeAttribute("src");
+  document.getElementById("enrol-key").textContent = "";
+  if (qrUrl) {
+    URL.revokeObjectURL(qrUrl);
+    qrUrl = null;
+  }
+}
+
+/** The scan form's code, or null with the field marked when it cannot be one. */
+function scannedCode() {
+  const code = document.getElementById("enrol-code");
+  fieldError(code, null);
+  if (!/^\d{6}$/.test(code.value.trim())) {
+    fieldError(code, t("admin.scan_wrong"));
+    code.focus();
+    return null;
+  }
+  return code.value.trim();
+}
+
+/** A wrong code at the scan form: said there, the field emptied for the next one. */
+function scanRefused() {
+  const code = document.getElementById("enrol-code");
+  fieldError(code, t("admin.scan_wrong"));
+  code.value = "";
+  code.focus();
+}
+
+function showRecoveryCodes(codes, username, done) {
+  const section = document.getElementById("recovery");
+  const list = document.getElementById("recovery-codes");
+  list.replaceChildren(...codes.map((c) => el("li", c)));
+  document.getElementById("recovery-download").onclick = () => {
+    const store = document.querySelector(".brand").firstChild.textContent.trim();
+    const text = [t("admin.recovery_file", { username, store }), "", ...codes, ""].join("\n");
+    const link = el("a", null, {
+      href: URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" })),
+      download: "recovery-codes.txt",
+    });
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    URL.revokeObjectURL(link.href);
+  };
+  document.getElementById("recovery-print").onclick = () => {
+    document.body.classList.add("printing-codes");
+    window.print();
+    document.body.classList.remove("printing-codes");
+  };
+  document.getElementById("recovery-done").onclick = () => {
+    list.replaceChildren();
+    section.hidden = true;
+    done();
+  };
+  section.hidden = false;
+  document.getElementById("recovery-title").focus();
+}
+
+/**
  * Two-factor authentication: the admin's authenticator apps (add: password, then the QR code
  * the API draws and a code to confirm; remove: password), their recovery codes (shown once,
  * to download or print) and a new set of them.
@@ -1326,14 +1489,11 @@ async function securityPage(admin) {
   const tbody = document.querySelector("#factors tbody");
   const enrolForm = document.getElementById("enrol");
   const confirmForm = document.getElementById("enrol-confirm");
-  const recovery = document.getElementById("recovery");
   const newCodes = document.getElementById("new-codes");
   const dialog = document.getElementById("factor-remove");
   const removePassword = document.getElementById("remove-password");
   let enrolment = null;
-  let qrUrl = null;
   let removing = null;
-  let shownCodes = [];
 
   async function load() {
     const data = await gql(
@@ -1379,11 +1539,7 @@ async function securityPage(admin) {
   }
 
   function showCodes(codes) {
-    shownCodes = codes;
-    const list = document.getElementById("recovery-codes");
-    list.replaceChildren(...codes.map((c) => el("li", c)));
-    recovery.hidden = false;
-    document.getElementById("recovery-title").focus();
+    showRecoveryCodes(codes, admin.username, () => document.getElementById("page-title").focus());
   }
 
   function passwordRefused(input, error) {
@@ -1420,19 +1576,9 @@ async function securityPage(admin) {
           admin.token,
         );
         password.value = "";
-        enrolment = { ...data.startTotpEnrolment, name: name.value.trim() };
-        // The QR code as an image of this page's own making (no markup is parsed).
-        if (qrUrl) {
-          URL.revokeObjectURL(qrUrl);
-        }
-        qrUrl = URL.createObjectURL(new Blob([enrolment.qrCodeSvg], { type: "image/svg+xml" }));
-        document.getElementById("enrol-qr").src = qrUrl;
-        // The key in groups of four, as apps show it; typed with or without the spaces.
-        document.getElementById("enrol-key").textContent = enrolment.secret.match(/.{1,4}/g).join(" ");
+        enrolment = data.startTotpEnrolment;
         enrolForm.hidden = true;
-        confirmForm.hidden = false;
-        document.getElementById("enrol-code").value = "";
-        document.getElementById("enrol-code").focus();
+        showScan(enrolment);
       } catch (error) {
         if (error.code === "BAD_USER_INPUT") {
           fieldError(name, error.message.replace(/^name: /, ""));
@@ -1446,27 +1592,22 @@ async function securityPage(admin) {
 
   confirmForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const code = document.getElementById("enrol-code");
-    fieldError(code, null);
-    if (!/^\d{6}$/.test(code.value.trim())) {
-      fieldError(code, t("admin.scan_wrong"));
-      code.focus();
+    const code = scannedCode();
+    if (!code) {
       return;
     }
     await busy(confirmForm.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
           "mutation Confirm($id: ID!, $code: String!) { confirmTotpEnrolment(factorId: $id, code: $code) { factor { name } recoveryCodes } }",
-          { id: enrolment.factorId, code: code.value.trim() },
+          { id: enrolment.factorId, code },
           admin.token,
         );
         const confirmed = data.confirmTotpEnrolment;
         notify(t("admin.enrolled", { name: confirmed.factor.name }), "ok");
-        confirmForm.hidden = true;
+        hideScan();
         enrolForm.hidden = false;
         enrolForm.reset();
-        URL.revokeObjectURL(qrUrl);
-        qrUrl = null;
         enrolment = null;
         await load();
         if (confirmed.recoveryCodes) {
@@ -1474,38 +1615,12 @@ async function securityPage(admin) {
         }
       } catch (error) {
         if (error.code === "BAD_USER_INPUT") {
-          fieldError(code, t("admin.scan_wrong"));
-          code.value = "";
-          code.focus();
+          scanRefused();
         } else {
           failed(error);
         }
       }
     });
-  });
-
-  document.getElementById("recovery-download").addEventListener("click", () => {
-    const store = document.querySelector(".brand").firstChild.textContent.trim();
-    const text = [t("admin.recovery_file", { username: admin.username, store }), "", ...shownCodes, ""].join("\n");
-    const link = el("a", null, {
-      href: URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" })),
-      download: "recovery-codes.txt",
-    });
-    document.body.appendChild(link);
-    link.click();
-    link.remove();
-    URL.revokeObjectURL(link.href);
-  });
-  document.getElementById("recovery-print").addEventListener("click", () => {
-    document.body.classList.add("printing-codes");
-    window.print();
-    document.body.classList.remove("printing-codes");
-  });
-  document.getElementById("recovery-done").addEventListener("click", () => {
-    shownCodes = [];
-    document.getElementById("recovery-codes").replaceChildren();
-    recovery.hidden = true;
-    document.getElementById("page-title").focus();
   });
 
   newCodes.addEventListener("submit", async (event) => {

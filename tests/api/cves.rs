@@ -164,7 +164,7 @@ async fn session_reaper_crafted_nested_input_is_refused_and_writes_nothing(backe
             json!({"minPasswordLength": deep.clone()}),
         ),
     ];
-    let before = (app.count("customers").await, app.count("audit_log").await);
+    let before = (app.count("customers").await, app.audited().await);
     for (auth, query, input) in cases {
         let res = app.gql_as(auth, query, json!({"i": input})).await;
         assert_eq!(code(&res), "BAD_USER_INPUT", "{input}: {res}");
@@ -177,7 +177,7 @@ async fn session_reaper_crafted_nested_input_is_refused_and_writes_nothing(backe
         );
     }
     assert_eq!(
-        (app.count("customers").await, app.count("audit_log").await),
+        (app.count("customers").await, app.audited().await),
         before,
         "nothing written"
     );
@@ -518,16 +518,8 @@ async fn admin_flows_with_secrets(
         .gql(set, json!({"t": invitation, "p": admin_password}))
         .await;
     assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
-    let res = app
-        .gql(
-            "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }",
-            json!({"u": admin_name, "p": admin_password}),
-        )
-        .await;
-    let admin_token = res["data"]["generateAdminToken"]["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let res = app.admin_sign_in(&admin_name, &admin_password).await;
+    let admin_token = res["token"].as_str().unwrap().to_owned();
     secrets.push(admin_token.clone());
     app.gql_as(
         Some(&admin_token),

@@ -3,12 +3,11 @@
 //! accepted once, recovery codes spent once, wrong codes locking the factor step, and the
 //! one-step `generateAdminToken` answering SECOND_FACTOR_REQUIRED.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use domain::clock::Clock;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, code};
+use crate::helpers::{Backend, TestApp, code, totp};
 
 crate::tests![
     an_admin_with_an_authenticator_app_signs_in_in_two_steps_and_a_code_works_once,
@@ -24,23 +23,12 @@ const ENROL: &str = "mutation($n: String!, $p: String!) { startTotpEnrolment(nam
 const CONFIRM: &str = "mutation($id: ID!, $code: String!) { confirmTotpEnrolment(factorId: $id, code: $code) { factor { id name kind confirmed } recoveryCodes } }";
 const ONE_STEP: &str = "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }";
 
-/// RFC 4226's HOTP with RFC 6238's step: what any authenticator app computes (SHA-1, six
-/// digits, 30 seconds), written here rather than borrowed from the server's crate.
-pub fn totp(base32_key: &str, at: DateTime<Utc>) -> String {
-    let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, base32_key)
-        .expect("the shown key is base32");
-    let counter = u64::try_from(at.timestamp()).unwrap() / 30;
-    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
-    mac.update(&counter.to_be_bytes());
-    let digest = mac.finalize().into_bytes();
-    let offset = usize::from(digest[19] & 0x0f);
-    let binary = u32::from_be_bytes([
-        digest[offset] & 0x7f,
-        digest[offset + 1],
-        digest[offset + 2],
-        digest[offset + 3],
-    ]);
-    format!("{:06}", binary % 1_000_000)
+/// A server where admins may sign in without a second factor (`LATCHKEY_ADMIN_2FA=optional`).
+async fn optional(backend: Backend) -> TestApp {
+    TestApp::spawn_with(backend, |c| {
+        c.admin_2fa = latchkey::config::AdminTwoFactor::Optional;
+    })
+    .await
 }
 
 /// An administrator named `username` with [`PASSWORD`], signed in with the password alone.
@@ -100,7 +88,7 @@ fn token_of(res: &Value) -> String {
 async fn an_admin_with_an_authenticator_app_signs_in_in_two_steps_and_a_code_works_once(
     backend: Backend,
 ) {
-    let app = TestApp::spawn(backend).await;
+    let app = optional(backend).await;
     let token = admin(&app, "ann").await;
 
     // The enrolment: a key to type, the otpauth URI, and its QR code drawn by the server.
@@ -237,7 +225,7 @@ async fn an_admin_with_an_authenticator_app_signs_in_in_two_steps_and_a_code_wor
 }
 
 async fn a_recovery_code_signs_in_once_and_a_new_set_voids_the_old(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = optional(backend).await;
     let token = admin(&app, "ann").await;
     let (_, confirmation) = enrol(&app, &token, "Phone").await;
     let codes: Vec<String> = confirmation["recoveryCodes"]
@@ -289,7 +277,7 @@ async fn a_recovery_code_signs_in_once_and_a_new_set_voids_the_old(backend: Back
 }
 
 async fn wrong_factor_codes_lock_the_factor_step_of_that_admin_only(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = optional(backend).await;
     let ann = admin(&app, "ann").await;
     let (key, _) = enrol(&app, &ann, "Phone").await;
     let bob = admin(&app, "bob").await;
@@ -333,7 +321,7 @@ async fn wrong_factor_codes_lock_the_factor_step_of_that_admin_only(backend: Bac
 }
 
 async fn factors_change_only_with_the_password_and_the_last_one_takes_the_codes(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = optional(backend).await;
     let token = admin(&app, "ann").await;
     let res = app.gql(ENROL, json!({"n": "Phone", "p": PASSWORD})).await;
     assert_eq!(code(&res), "UNAUTHENTICATED", "{res}");

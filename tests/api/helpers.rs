@@ -6,7 +6,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use domain::clock::ManualClock;
+use domain::clock::{Clock, ManualClock};
 use latchkey::config::{Config, Pooler, Secret};
 use reqwest::header::CONTENT_TYPE;
 use sea_orm::{ConnectionTrait, Database};
@@ -43,6 +43,26 @@ pub fn postgres_url() -> Option<String> {
 
 pub const PASSWORD: &str = "kx7!qzmw";
 
+/// RFC 4226's HOTP with RFC 6238's step: what any authenticator app computes (SHA-1, six
+/// digits, 30 seconds), written here rather than borrowed from the server's crate.
+pub fn totp(base32_key: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    use hmac::{Hmac, Mac};
+    let key = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, base32_key)
+        .expect("the shown key is base32");
+    let counter = u64::try_from(at.timestamp()).unwrap() / 30;
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap();
+    mac.update(&counter.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[19] & 0x0f);
+    let binary = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
+    format!("{:06}", binary % 1_000_000)
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     /// Where this server serves `/metrics` (its own listener, never the API port).
@@ -59,6 +79,9 @@ pub struct TestApp {
     pg_schema: Option<String>,
     /// The PgBouncer this app's replicas share, and the role it logs in as (`PgBouncer` only).
     pgbouncer: Option<(PgBouncer, String)>,
+    /// The recovery codes of the admins [`Self::admin_sign_in`] enrolled (the store requires
+    /// a second factor by default), by lower-case username: each later sign-in spends one.
+    recovery: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>>,
 }
 
 impl TestApp {
@@ -171,6 +194,7 @@ impl TestApp {
             dir,
             pg_schema,
             pgbouncer,
+            recovery: Arc::default(),
         };
         app.start().await;
         app
@@ -192,6 +216,7 @@ impl TestApp {
             dir: None,
             pg_schema: None,
             pgbouncer: None,
+            recovery: self.recovery.clone(),
         };
         replica.start().await;
         replica
@@ -237,16 +262,88 @@ impl TestApp {
         latchkey::create_admin(&self.config, &username, role, password)
             .await
             .unwrap();
-        let res = self
-            .gql(
-                "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token expiresAt } }",
-                json!({"u": username, "p": password}),
-            )
-            .await;
-        res["data"]["generateAdminToken"]["token"]
+        let res = self.admin_sign_in(&username, password).await;
+        res["token"]
             .as_str()
             .unwrap_or_else(|| panic!("admin sign-in failed: {res}"))
             .to_owned()
+    }
+
+    /// Keeps the recovery codes an admin was shown (a browser test read them off the page).
+    pub fn keep_recovery_codes(&self, username: &str, codes: Vec<String>) {
+        self.recovery
+            .lock()
+            .unwrap()
+            .insert(username.to_lowercase(), codes);
+    }
+
+    /// One of the kept recovery codes of `username`, spent by the caller.
+    pub fn recovery_code(&self, username: &str) -> String {
+        self.recovery
+            .lock()
+            .unwrap()
+            .get_mut(&username.to_lowercase())
+            .and_then(Vec::pop)
+            .unwrap_or_else(|| panic!("{username} has a factor this test app did not enrol"))
+    }
+
+    /// An admin's sign-in as the console makes it: the password, then (the store requires a
+    /// second factor by default) the first enrolment of an authenticator app, or one of the
+    /// recovery codes that enrolment gave. `{"token", "expiresAt"}` when signed in; else the
+    /// response of the step that refused, with its `errors`.
+    pub async fn admin_sign_in(&self, username: &str, password: &str) -> Value {
+        const START: &str = "mutation($u: String!, $p: String!) { startAdminSignIn(username: $u, password: $p) { token { token expiresAt } challenge enrolmentRequired } }";
+        let res = self.gql(START, json!({"u": username, "p": password})).await;
+        if !res["errors"].is_null() {
+            return res;
+        }
+        let step = &res["data"]["startAdminSignIn"];
+        if step["token"].is_object() {
+            return step["token"].clone();
+        }
+        let challenge = step["challenge"].as_str().unwrap();
+        if step["enrolmentRequired"] == true {
+            let started = self
+                .gql(
+                    "mutation($c: String!) { startAdminEnrolment(challenge: $c, name: \"Test app\") { factorId secret } }",
+                    json!({"c": challenge}),
+                )
+                .await;
+            if !started["errors"].is_null() {
+                return started;
+            }
+            let enrolment = &started["data"]["startAdminEnrolment"];
+            let code = totp(enrolment["secret"].as_str().unwrap(), self.clock.now());
+            let done = self
+                .gql(
+                    "mutation($c: String!, $f: ID!, $code: String!) { completeAdminEnrolment(challenge: $c, factorId: $f, code: $code) { token { token expiresAt } recoveryCodes } }",
+                    json!({"c": challenge, "f": enrolment["factorId"], "code": code}),
+                )
+                .await;
+            if !done["errors"].is_null() {
+                return done;
+            }
+            let enrolled = &done["data"]["completeAdminEnrolment"];
+            let codes = enrolled["recoveryCodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+            self.keep_recovery_codes(username, codes);
+            return enrolled["token"].clone();
+        }
+        let code = self.recovery_code(username);
+        let done = self
+            .gql(
+                "mutation($c: String!, $code: String!) { completeAdminSignIn(challenge: $c, code: $code) { token expiresAt } }",
+                json!({"c": challenge, "code": code}),
+            )
+            .await;
+        if !done["errors"].is_null() {
+            return done;
+        }
+        done["data"]["completeAdminSignIn"].clone()
     }
 
     /// The id of the customer with this email.
@@ -375,6 +472,14 @@ impl TestApp {
     }
 
     /// Counts rows of a table (to prove a rejected request stored nothing).
+    /// Audit entries, but for the enrolments of the test's own admins: the store requires a
+    /// second factor, so each admin the helpers sign in enrols one (audited as
+    /// ENROL_ADMIN_FACTOR) before any action of the test.
+    pub async fn audited(&self) -> i64 {
+        self.scalar("SELECT COUNT(*) AS n FROM audit_log WHERE action <> 'ENROL_ADMIN_FACTOR'")
+            .await
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         self.scalar(&format!("SELECT COUNT(*) AS n FROM {table}"))
             .await

@@ -388,7 +388,7 @@ async fn a_dry_run_checks_everything_and_writes_nothing(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(app.count("customers").await, 1);
-    assert_eq!(app.count("audit_log").await, 0);
+    assert_eq!(app.audited().await, 0);
     let rejects =
         std::fs::read_to_string(dir_of(&app).join("customers.jsonl.rejects.csv")).unwrap();
     assert!(rejects.contains("4,invalid_email"), "{rejects}");

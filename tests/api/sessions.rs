@@ -224,12 +224,7 @@ async fn live_sessions_are_capped_and_the_oldest_is_signed_out(backend: Backend)
             .unwrap()
             .to_owned();
     for _ in 0..3 {
-        let res = app
-            .gql(
-                "mutation($u: String!, $p: String!) { generateAdminToken(username: $u, password: $p) { token } }",
-                json!({"u": username, "p": "admin-Password-2026"}),
-            )
-            .await;
+        let res = app.admin_sign_in(&username, "admin-Password-2026").await;
         assert!(res["errors"].is_null(), "{res}");
     }
     let res = app.gql_as(Some(&first), me, json!({})).await;

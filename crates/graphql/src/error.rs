@@ -62,8 +62,9 @@ impl From<ApiError> for async_graphql::Error {
                 format!("internal server error (reference {reference})")
             }
             // Said in the API's own words: what an admin app built for one step must call.
-            Error::SecondFactorRequired => "this admin signs in with a second factor: call \
-                startAdminSignIn(username, password), then completeAdminSignIn(challenge, code)"
+            Error::SecondFactorRequired => "this admin signs in with a second factor (or must \
+                enrol one first): call startAdminSignIn(username, password), then \
+                completeAdminSignIn, or startAdminEnrolment and completeAdminEnrolment"
                 .to_owned(),
             other => other.to_string(),
         };

@@ -16,12 +16,25 @@ use crate::{
 /// `challenge` is set.
 #[derive(SimpleObject)]
 pub struct AdminSignInStep {
-    /// Set when no second factor is asked (the admin has none): signed in.
+    /// Set when no second factor is asked (the store does not require one and the admin has
+    /// none): signed in.
     pub token: Option<AdminToken>,
-    /// Set when a code from one of the admin's factors (or a recovery code) must follow: pass
-    /// it to `completeAdminSignIn` before `challengeExpiresAt` (5 minutes).
+    /// Set when a second factor must follow, before `challengeExpiresAt`. With
+    /// `enrolmentRequired` false: a code from one of the admin's factors (or a recovery code)
+    /// goes to `completeAdminSignIn` (5 minutes). With `enrolmentRequired` true: the store
+    /// requires a second factor and the admin has none; the challenge can do one thing,
+    /// enrol one (`startAdminEnrolment`, then `completeAdminEnrolment`; 15 minutes).
     pub challenge: Option<String>,
     pub challenge_expires_at: Option<DateTime<Utc>>,
+    pub enrolment_required: bool,
+}
+
+/// A first factor enrolled at sign-in: the admin is signed in.
+#[derive(SimpleObject)]
+pub struct AdminEnrolment {
+    pub token: AdminToken,
+    /// 10 single-use recovery codes, shown this once (store them offline).
+    pub recovery_codes: Vec<String>,
 }
 
 /// A kind of second factor.
@@ -80,6 +93,15 @@ pub struct TotpConfirmation {
 
 fn shown(codes: &[RecoveryCode]) -> Vec<String> {
     codes.iter().map(RecoveryCode::display).collect()
+}
+
+fn enrolment_answer(enrolment: factors::TotpEnrolment) -> Result<TotpEnrolment, ApiError> {
+    Ok(TotpEnrolment {
+        factor_id: ID(enrolment.factor_id.to_string()),
+        secret: enrolment.secret.base32(),
+        qr_code_svg: qr_svg(&enrolment.uri)?,
+        uri: enrolment.uri,
+    })
 }
 
 fn qr_svg(uri: &str) -> Result<String, ApiError> {
@@ -148,6 +170,7 @@ impl FactorMutation {
                 }),
                 challenge: None,
                 challenge_expires_at: None,
+                enrolment_required: false,
             },
             SignInStep::FactorNeeded {
                 challenge,
@@ -156,6 +179,16 @@ impl FactorMutation {
                 token: None,
                 challenge: Some(challenge),
                 challenge_expires_at: Some(expires_at),
+                enrolment_required: false,
+            },
+            SignInStep::EnrolmentNeeded {
+                challenge,
+                expires_at,
+            } => AdminSignInStep {
+                token: None,
+                challenge: Some(challenge),
+                challenge_expires_at: Some(expires_at),
+                enrolment_required: true,
             },
         })
     }
@@ -182,6 +215,46 @@ impl FactorMutation {
         })
     }
 
+    /// Where the store requires a second factor and the admin has none: starts enrolling an
+    /// authenticator app named `name`, with the challenge `startAdminSignIn` answered
+    /// (`enrolmentRequired`). AUTHENTICATION_FAILED for a challenge that is expired, not an
+    /// enrolment's, or whose password changed since; BAD_USER_INPUT for a bad name.
+    async fn start_admin_enrolment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] challenge: String,
+        name: String,
+    ) -> Result<TotpEnrolment, ApiError> {
+        let enrolment = services(ctx)?
+            .factors
+            .start_enrolment(&challenge, &name)
+            .await?;
+        enrolment_answer(enrolment)
+    }
+
+    /// Finishes that enrolment with the code the app shows now (BAD_USER_INPUT when wrong):
+    /// the admin is signed in and gets their recovery codes. Audited as ENROL_ADMIN_FACTOR.
+    async fn complete_admin_enrolment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] challenge: String,
+        factor_id: ID,
+        #[graphql(secret)] code: String,
+    ) -> Result<AdminEnrolment, ApiError> {
+        let id = parse_id(&factor_id)?;
+        let enrolled = services(ctx)?
+            .factors
+            .complete_enrolment(&challenge, id, &code, request(ctx).client.clone())
+            .await?;
+        Ok(AdminEnrolment {
+            token: AdminToken {
+                token: enrolled.token.token,
+                expires_at: enrolled.token.expires_at,
+            },
+            recovery_codes: shown(&enrolled.recovery_codes),
+        })
+    }
+
     /// Starts enrolling an authenticator app named `name` ("Work phone"), after your password
     /// (AUTHENTICATION_FAILED when wrong). The factor counts once `confirmTotpEnrolment` takes
     /// a code from the app. At most 10 factors (BAD_USER_INPUT).
@@ -196,12 +269,7 @@ impl FactorMutation {
             .factors
             .start_totp(&principal, &name, &password, &request(ctx).client)
             .await?;
-        Ok(TotpEnrolment {
-            factor_id: ID(enrolment.factor_id.to_string()),
-            secret: enrolment.secret.base32(),
-            qr_code_svg: qr_svg(&enrolment.uri)?,
-            uri: enrolment.uri,
-        })
+        enrolment_answer(enrolment)
     }
 
     /// Confirms an enrolment with the code the app shows now (BAD_USER_INPUT when wrong;
@@ -232,7 +300,8 @@ impl FactorMutation {
     }
 
     /// Removes one of your factors, after your password. With your last confirmed factor go
-    /// your recovery codes. Audited as REMOVE_ADMIN_FACTOR; NOT_FOUND for a factor not yours.
+    /// your recovery codes; where the store requires a second factor, the last one stays
+    /// (BAD_USER_INPUT). Audited as REMOVE_ADMIN_FACTOR; NOT_FOUND for a factor not yours.
     async fn remove_admin_factor(
         &self,
         ctx: &Context<'_>,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{
     Result,
-    admin::NewAudit,
+    admin::{AdminUser, NewAudit},
     factors::{FactorStore, StoredFactor},
 };
 use sea_orm::{
@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
-    entities::{admin_factor, admin_recovery_code},
-    rows::insert_audit,
+    entities::{admin_factor, admin_recovery_code, admin_user},
+    rows::{insert_audit, to_admin},
 };
 
 const TOTP: &str = "totp";
@@ -69,22 +69,43 @@ pub struct SqlFactors {
 
 #[async_trait]
 impl FactorStore for SqlFactors {
-    async fn add_totp(&self, f: StoredFactor) -> Result<()> {
-        admin_factor::Entity::insert(admin_factor::ActiveModel {
-            id: Set(f.id),
-            admin_id: Set(f.admin_id),
-            kind: Set(TOTP.to_owned()),
-            name: Set(f.name),
-            sealed_secret: Set(f.sealed_secret),
-            created_at: Set(f.created_at),
-            confirmed_at: Set(f.confirmed_at),
-            last_used_step: Set(f.last_used_step.map(stored_step)),
-            last_used_at: Set(f.last_used_at),
+    async fn add_totp(&self, f: StoredFactor, stale_before: DateTime<Utc>) -> Result<()> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                admin_factor::Entity::delete_many()
+                    .filter(admin_factor::Column::AdminId.eq(f.admin_id))
+                    .filter(admin_factor::Column::ConfirmedAt.is_null())
+                    .filter(admin_factor::Column::CreatedAt.lt(stale_before))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                admin_factor::Entity::insert(admin_factor::ActiveModel {
+                    id: Set(f.id),
+                    admin_id: Set(f.admin_id),
+                    kind: Set(TOTP.to_owned()),
+                    name: Set(f.name),
+                    sealed_secret: Set(f.sealed_secret),
+                    created_at: Set(f.created_at),
+                    confirmed_at: Set(f.confirmed_at),
+                    last_used_step: Set(f.last_used_step.map(stored_step)),
+                    last_used_at: Set(f.last_used_at),
+                })
+                .exec_without_returning(txn)
+                .await
+                .map_err(db_err)?;
+                Ok(End::Commit(()))
+            })
         })
-        .exec_without_returning(&self.db)
         .await
-        .map_err(db_err)?;
-        Ok(())
+    }
+
+    async fn admin(&self, admin_id: Uuid) -> Result<Option<AdminUser>> {
+        Ok(admin_user::Entity::find_by_id(admin_id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .and_then(to_admin))
     }
 
     async fn factors(&self, admin_id: Uuid) -> Result<Vec<StoredFactor>> {

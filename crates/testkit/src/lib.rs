@@ -212,11 +212,21 @@ impl Harness {
     }
 
     /// Admins' second factors, their secrets sealed under a fixed key.
+    /// Admins' factors where the store does not require one (admins without a factor sign in
+    /// with the password alone, as [`Self::admin_token`] does).
     pub fn factors(&self) -> domain::factors::AdminFactors {
+        self.factors_with(domain::factors::FactorPolicy::Optional)
+    }
+
+    pub fn factors_with(
+        &self,
+        policy: domain::factors::FactorPolicy,
+    ) -> domain::factors::AdminFactors {
         domain::factors::AdminFactors::new(
             self.stores.factors.clone(),
             self.parts.clone(),
             &[7u8; 32],
+            policy,
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }

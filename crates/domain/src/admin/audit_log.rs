@@ -115,11 +115,22 @@ impl NewAudit {
         at: DateTime<Utc>,
         client: &crate::kernel::client::ClientInfo,
     ) -> Self {
+        Self::by_admin(&principal.admin, action, at, client)
+    }
+
+    /// What `admin` did before holding a session: enrolling the first factor a store requires
+    /// (the password step proved who they are).
+    pub fn by_admin(
+        admin: &super::AdminUser,
+        action: AuditAction,
+        at: DateTime<Utc>,
+        client: &crate::kernel::client::ClientInfo,
+    ) -> Self {
         Self {
             id: Uuid::now_v7(),
             at,
-            actor_id: principal.admin.id,
-            actor: principal.admin.username.clone(),
+            actor_id: admin.id,
+            actor: admin.username.clone(),
             action,
             customer_id: None,
             client_ip: client.ip.map(|ip| ip.to_string()),

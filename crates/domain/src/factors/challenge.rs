@@ -17,6 +17,9 @@ use crate::{Error, Result};
 
 /// How long the factor step may follow the password step.
 pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
+/// How long enrolling a first factor may follow the password step, where a store requires
+/// one (finding the phone and scanning the code takes longer than typing one).
+pub const ENROLMENT_LIFETIME: Duration = Duration::minutes(15);
 /// Wrong codes one admin may type within [`WRONG_FACTOR_WINDOW`], over every challenge, and
 /// within a day ([`MAX_WRONG_FACTOR_CODES_PER_DAY`]). A 6-digit code is guessable, and each
 /// guess is tried against every confirmed factor at three steps (the skew): with one factor a
@@ -27,9 +30,20 @@ pub const MAX_WRONG_FACTOR_CODES: u32 = 5;
 pub const WRONG_FACTOR_WINDOW: Duration = Duration::minutes(15);
 pub const MAX_WRONG_FACTOR_CODES_PER_DAY: u32 = 20;
 
+/// What a challenge lets its holder do next; a challenge for one never opens as the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// Type a code from one of the admin's factors.
+    SignIn,
+    /// Enrol the first factor of an admin the store requires one of (and only that).
+    Enrol,
+}
+
 /// What a challenge says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Challenge {
+    pub purpose: Purpose,
     pub admin_id: Uuid,
     /// The normalised sign-in name the password was checked under.
     pub login: String,
@@ -74,8 +88,8 @@ impl ChallengeKey {
         ))
     }
 
-    /// The challenge if this key signed it and it has not expired at `now`.
-    pub fn open(&self, sealed: &str, now: DateTime<Utc>) -> Option<Challenge> {
+    /// The challenge if this key signed it for `purpose` and it has not expired at `now`.
+    pub fn open(&self, sealed: &str, now: DateTime<Utc>, purpose: Purpose) -> Option<Challenge> {
         if sealed.len() > 1024 {
             return None;
         }
@@ -86,7 +100,7 @@ impl ChallengeKey {
         mac.update(&payload);
         mac.verify_slice(&tag).ok()?;
         let challenge: Challenge = serde_json::from_slice(&payload).ok()?;
-        (challenge.expires > now.timestamp()).then_some(challenge)
+        (challenge.purpose == purpose && challenge.expires > now.timestamp()).then_some(challenge)
     }
 }
 
@@ -99,16 +113,23 @@ mod tests {
         let key = ChallengeKey::derive(&[7u8; 32]).unwrap();
         let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
         let challenge = Challenge {
+            purpose: Purpose::SignIn,
             admin_id: Uuid::now_v7(),
             login: "ann".to_owned(),
             fingerprint: "ab".repeat(32),
             expires: (now + CHALLENGE_LIFETIME).timestamp(),
         };
         let sealed = key.seal(&challenge).unwrap();
-        assert_eq!(key.open(&sealed, now), Some(challenge.clone()));
-        assert_eq!(key.open(&sealed, challenge.expires_at()), None, "expired");
+        let open = |key: &ChallengeKey, sealed: &str, at| key.open(sealed, at, Purpose::SignIn);
+        assert_eq!(open(&key, &sealed, now), Some(challenge.clone()));
+        assert_eq!(open(&key, &sealed, challenge.expires_at()), None, "expired");
+        assert_eq!(
+            key.open(&sealed, now, Purpose::Enrol),
+            None,
+            "a sign-in challenge enrols nothing"
+        );
         let other = ChallengeKey::derive(&[8u8; 32]).unwrap();
-        assert_eq!(other.open(&sealed, now), None, "another server's key");
+        assert_eq!(open(&other, &sealed, now), None, "another server's key");
         // Another admin's id in the claims, the MAC kept: refused.
         let (_, tag) = sealed.split_once('.').unwrap();
         let forged = Challenge {
@@ -116,12 +137,12 @@ mod tests {
             ..challenge
         };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged).unwrap());
-        assert_eq!(key.open(&format!("{payload}.{tag}"), now), None);
+        assert_eq!(open(&key, &format!("{payload}.{tag}"), now), None);
         assert_eq!(
-            key.open(&sealed[..sealed.len() - 2], now),
+            open(&key, &sealed[..sealed.len() - 2], now),
             None,
             "truncated"
         );
-        assert_eq!(key.open("", now), None);
+        assert_eq!(open(&key, "", now), None);
     }
 }

@@ -18,7 +18,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-pub use challenge::{CHALLENGE_LIFETIME, Challenge, ChallengeKey, MAX_WRONG_FACTOR_CODES};
+pub use challenge::{
+    CHALLENGE_LIFETIME, Challenge, ChallengeKey, ENROLMENT_LIFETIME, MAX_WRONG_FACTOR_CODES,
+    Purpose,
+};
 pub use recovery::{RECOVERY_CODES, RecoveryCode, RecoveryKey};
 pub use store::{FactorStore, StoredFactor};
 pub use totp::TotpSecret;
@@ -27,7 +30,7 @@ use crate::keys::Sealer;
 use crate::{
     Error, Result,
     accounts::Wiring,
-    admin::{AdminPrincipal, AuditAction, NewAudit, Permission, Username},
+    admin::{AdminPrincipal, AdminUser, AuditAction, NewAudit, Permission, Username},
     kernel::client::ClientInfo,
     limits::{Check, LimitKey, PrincipalKind, Rule},
     password::PasswordCandidate,
@@ -36,6 +39,20 @@ use crate::{
 
 /// Factors one admin may hold (an app on each device, named).
 pub const MAX_FACTORS: usize = 10;
+/// An enrolment left unconfirmed this long is removed when the admin starts another.
+const STALE_ENROLMENT: chrono::Duration = chrono::Duration::hours(1);
+
+/// Whether the store requires every admin to sign in with a second factor
+/// (`LATCHKEY_ADMIN_2FA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FactorPolicy {
+    /// An admin without a factor who signs in with the right password gets only a challenge
+    /// to enrol one ([`SignInStep::EnrolmentNeeded`]); the last factor cannot be removed.
+    #[default]
+    Required,
+    /// An admin without a factor signs in with the password alone (development).
+    Optional,
+}
 const MAX_NAME_CHARS: usize = 64;
 
 /// A TOTP factor being enrolled: what the admin's app needs, shown once. Its `Debug` shows
@@ -84,6 +101,13 @@ pub enum SignInStep {
         challenge: String,
         expires_at: DateTime<Utc>,
     },
+    /// The password was right, but the store requires a second factor and the admin has
+    /// none: this challenge can do one thing, enrol the first one
+    /// ([`AdminFactors::start_enrolment`], [`AdminFactors::complete_enrolment`]).
+    EnrolmentNeeded {
+        challenge: String,
+        expires_at: DateTime<Utc>,
+    },
 }
 
 impl std::fmt::Debug for SignInStep {
@@ -94,13 +118,32 @@ impl std::fmt::Debug for SignInStep {
                 .debug_struct("FactorNeeded")
                 .field("expires_at", expires_at)
                 .finish_non_exhaustive(),
+            Self::EnrolmentNeeded { expires_at, .. } => f
+                .debug_struct("EnrolmentNeeded")
+                .field("expires_at", expires_at)
+                .finish_non_exhaustive(),
         }
+    }
+}
+
+/// An enrolment the store required, finished: the admin's first session and recovery codes.
+pub struct Enrolled {
+    pub token: IssuedToken,
+    pub recovery_codes: Vec<RecoveryCode>,
+}
+
+impl std::fmt::Debug for Enrolled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolled")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
     }
 }
 
 pub struct AdminFactors {
     store: Arc<dyn FactorStore>,
     parts: Wiring,
+    policy: FactorPolicy,
     sealer: Sealer,
     recovery_key: RecoveryKey,
     challenges: ChallengeKey,
@@ -113,10 +156,12 @@ impl AdminFactors {
         store: Arc<dyn FactorStore>,
         parts: Wiring,
         key_encryption_secret: &[u8],
+        policy: FactorPolicy,
     ) -> Result<Self> {
         Ok(Self {
             store,
             parts,
+            policy,
             sealer: Sealer::new(key_encryption_secret, "admin-totp sealing v1")?,
             recovery_key: RecoveryKey::derive(key_encryption_secret)?,
             challenges: ChallengeKey::derive(key_encryption_secret)?,
@@ -140,7 +185,8 @@ impl AdminFactors {
         let verified = sign_in
             .verify(PrincipalKind::Admin, &login, &candidate, &client, &settings)
             .await?;
-        if !self.has_confirmed_factor(verified.id).await? {
+        let has_factor = self.has_confirmed_factor(verified.id).await?;
+        if !has_factor && self.policy == FactorPolicy::Optional {
             return sign_in
                 .mint(
                     PrincipalKind::Admin,
@@ -159,18 +205,32 @@ impl AdminFactors {
             .0
             .last()
             .ok_or_else(|| Error::internal("a verified password without its hash"))?;
-        let expires_at = self.parts.clock.now() + CHALLENGE_LIFETIME;
+        let (purpose, lifetime) = if has_factor {
+            (Purpose::SignIn, CHALLENGE_LIFETIME)
+        } else {
+            (Purpose::Enrol, ENROLMENT_LIFETIME)
+        };
+        let expires_at = self.parts.clock.now() + lifetime;
         let challenge = self.challenges.seal(&Challenge {
+            purpose,
             admin_id: verified.id,
             login,
             fingerprint: hash_fingerprint(stored),
             expires: expires_at.timestamp(),
         })?;
-        tracing::info!(event = "admin_factor_asked", admin_id = %verified.id);
-        Ok(SignInStep::FactorNeeded {
-            challenge,
-            expires_at,
-        })
+        if has_factor {
+            tracing::info!(event = "admin_factor_asked", admin_id = %verified.id);
+            Ok(SignInStep::FactorNeeded {
+                challenge,
+                expires_at,
+            })
+        } else {
+            tracing::info!(event = "admin_enrolment_asked", admin_id = %verified.id);
+            Ok(SignInStep::EnrolmentNeeded {
+                challenge,
+                expires_at,
+            })
+        }
     }
 
     /// The factor step: a code from one of the admin's factors or a recovery code, with the
@@ -188,7 +248,7 @@ impl AdminFactors {
         let now = self.parts.clock.now();
         let challenge = self
             .challenges
-            .open(challenge, now)
+            .open(challenge, now, Purpose::SignIn)
             .ok_or(Error::AuthenticationFailed)?;
         // A challenge whose proof no longer stands (the password changed, the admin renamed)
         // spends no code: a recovery code is not burnt on a sign-in that cannot succeed.
@@ -250,8 +310,83 @@ impl AdminFactors {
     ) -> Result<IssuedToken> {
         match self.start_sign_in(username, password, client).await? {
             SignInStep::SignedIn(token) => Ok(token),
-            SignInStep::FactorNeeded { .. } => Err(Error::SecondFactorRequired),
+            SignInStep::FactorNeeded { .. } | SignInStep::EnrolmentNeeded { .. } => {
+                Err(Error::SecondFactorRequired)
+            }
         }
+    }
+
+    /// The enrolment challenge, if it opens and its proof still stands (the password not
+    /// changed since, the admin not renamed or disabled) for an admin who still has no
+    /// confirmed factor: AUTHENTICATION_FAILED otherwise.
+    async fn open_enrolment(&self, challenge: &str) -> Result<(Challenge, AdminUser)> {
+        let challenge = self
+            .challenges
+            .open(challenge, self.parts.clock.now(), Purpose::Enrol)
+            .ok_or(Error::AuthenticationFailed)?;
+        if self
+            .parts
+            .sign_in
+            .proof_stands(
+                PrincipalKind::Admin,
+                challenge.admin_id,
+                &challenge.login,
+                &challenge.fingerprint,
+            )
+            .await?
+            .is_none()
+            || self.has_confirmed_factor(challenge.admin_id).await?
+        {
+            return Err(Error::AuthenticationFailed);
+        }
+        let admin = self
+            .store
+            .admin(challenge.admin_id)
+            .await?
+            .filter(|a| !a.disabled)
+            .ok_or(Error::AuthenticationFailed)?;
+        Ok((challenge, admin))
+    }
+
+    /// The first step of an enrolment the store required: an authenticator app named `name`,
+    /// with the challenge `start_sign_in` answered (no session, no password again).
+    #[tracing::instrument(name = "factors.start_enrolment", skip_all)]
+    pub async fn start_enrolment(&self, challenge: &str, name: &str) -> Result<TotpEnrolment> {
+        let (_, admin) = self.open_enrolment(challenge).await?;
+        self.add_totp(&admin, name).await
+    }
+
+    /// The last step: a code from the app confirms it (BAD_USER_INPUT when wrong), and the
+    /// admin is signed in, with their recovery codes. Audited as ENROL_ADMIN_FACTOR.
+    #[tracing::instrument(name = "factors.complete_enrolment", skip_all)]
+    pub async fn complete_enrolment(
+        &self,
+        challenge: &str,
+        factor_id: Uuid,
+        code: &str,
+        client: ClientInfo,
+    ) -> Result<Enrolled> {
+        let (challenge, admin) = self.open_enrolment(challenge).await?;
+        let now = self.parts.clock.now();
+        self.confirm(&admin, factor_id, code, &client, now).await?;
+        let recovery_codes = self.issue_recovery_codes(admin.id, now, None).await?;
+        let settings = self.parts.settings.current().await?;
+        let token = self
+            .parts
+            .sign_in
+            .sign_in_after_factor(
+                PrincipalKind::Admin,
+                admin.id,
+                &challenge.login,
+                &challenge.fingerprint,
+                client,
+                &settings,
+            )
+            .await?;
+        Ok(Enrolled {
+            token,
+            recovery_codes,
+        })
     }
 
     /// The signed-in admin's password again, before their factors change: a stolen admin
@@ -287,6 +422,11 @@ impl AdminFactors {
         password: &str,
         client: &ClientInfo,
     ) -> Result<TotpEnrolment> {
+        self.confirm_password(principal, password, client).await?;
+        self.add_totp(&principal.admin, name).await
+    }
+
+    async fn add_totp(&self, admin: &AdminUser, name: &str) -> Result<TotpEnrolment> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return Err(Error::bad_input(
@@ -294,29 +434,39 @@ impl AdminFactors {
                 "name the factor (1 to 64 characters), e.g. the device it is on",
             ));
         }
-        let admin = &principal.admin;
-        if self.store.factors(admin.id).await?.len() >= MAX_FACTORS {
+        let now = self.parts.clock.now();
+        let stale_before = now - STALE_ENROLMENT;
+        let held = self
+            .store
+            .factors(admin.id)
+            .await?
+            .iter()
+            .filter(|f| f.confirmed_at.is_some() || f.created_at >= stale_before)
+            .count();
+        if held >= MAX_FACTORS {
             return Err(Error::bad_input(
                 "name",
                 "an admin holds at most 10 factors: remove one first",
             ));
         }
-        self.confirm_password(principal, password, client).await?;
         let secret = TotpSecret::generate()?;
         let id = Uuid::now_v7();
         self.store
-            .add_totp(StoredFactor {
-                id,
-                admin_id: admin.id,
-                name: name.to_owned(),
-                sealed_secret: self
-                    .sealer
-                    .seal(&sealed_name(admin.id, id), secret.expose())?,
-                created_at: self.parts.clock.now(),
-                confirmed_at: None,
-                last_used_step: None,
-                last_used_at: None,
-            })
+            .add_totp(
+                StoredFactor {
+                    id,
+                    admin_id: admin.id,
+                    name: name.to_owned(),
+                    sealed_secret: self
+                        .sealer
+                        .seal(&sealed_name(admin.id, id), secret.expose())?,
+                    created_at: now,
+                    confirmed_at: None,
+                    last_used_step: None,
+                    last_used_at: None,
+                },
+                stale_before,
+            )
             .await?;
         let uri = secret.otpauth_uri(&self.parts.store_name, &admin.username);
         tracing::info!(event = "admin_factor_started", admin_id = %admin.id, factor_id = %id);
@@ -337,15 +487,34 @@ impl AdminFactors {
         code: &str,
         client: &ClientInfo,
     ) -> Result<Option<Vec<RecoveryCode>>> {
+        let now = self.parts.clock.now();
         let admin_id = principal.admin.id;
+        self.confirm(&principal.admin, factor_id, code, client, now)
+            .await?;
+        if self.store.recovery_codes_left(admin_id).await? > 0 {
+            return Ok(None);
+        }
+        self.issue_recovery_codes(admin_id, now, None)
+            .await
+            .map(Some)
+    }
+
+    /// Confirms `admin`'s unconfirmed factor `factor_id` with `code`, audited.
+    async fn confirm(
+        &self,
+        admin: &AdminUser,
+        factor_id: Uuid,
+        code: &str,
+        client: &ClientInfo,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let factor = self
             .store
-            .factors(admin_id)
+            .factors(admin.id)
             .await?
             .into_iter()
             .find(|f| f.id == factor_id && f.confirmed_at.is_none())
             .ok_or(Error::NotFound)?;
-        let now = self.parts.clock.now();
         let wrong = || {
             Error::bad_input(
                 "code",
@@ -356,18 +525,13 @@ impl AdminFactors {
             .secret(&factor)?
             .check(code, now, factor.last_used_step)
             .ok_or_else(wrong)?;
-        let audit = NewAudit::by(principal, AuditAction::EnrolAdminFactor, now, client)
+        let audit = NewAudit::by_admin(admin, AuditAction::EnrolAdminFactor, now, client)
             .detail(format!("factor {factor_id}"));
         if !self.store.confirm_totp(factor.id, step, now, audit).await? {
             return Err(wrong());
         }
-        tracing::info!(event = "admin_factor_confirmed", admin_id = %admin_id, factor_id = %factor_id);
-        if self.store.recovery_codes_left(admin_id).await? > 0 {
-            return Ok(None);
-        }
-        self.issue_recovery_codes(admin_id, now, None)
-            .await
-            .map(Some)
+        tracing::info!(event = "admin_factor_confirmed", admin_id = %admin.id, factor_id = %factor_id);
+        Ok(())
     }
 
     /// An admin's factors, oldest first: the viewer's own, or anyone's for a viewer who
@@ -411,14 +575,17 @@ impl AdminFactors {
         password: &str,
         client: &ClientInfo,
     ) -> Result<()> {
-        if !self
-            .store
-            .factors(principal.admin.id)
-            .await?
-            .iter()
-            .any(|f| f.id == factor_id)
-        {
+        let factors = self.store.factors(principal.admin.id).await?;
+        let Some(factor) = factors.iter().find(|f| f.id == factor_id) else {
             return Err(Error::NotFound);
+        };
+        let confirmed = factors.iter().filter(|f| f.confirmed_at.is_some()).count();
+        if self.policy == FactorPolicy::Required && factor.confirmed_at.is_some() && confirmed == 1
+        {
+            return Err(Error::bad_input(
+                "factorId",
+                "this store requires a second factor: add another before removing the last",
+            ));
         }
         self.confirm_password(principal, password, client).await?;
         let audit = NewAudit::by(

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{Result, admin::NewAudit};
+use crate::{
+    Result,
+    admin::{AdminUser, NewAudit},
+};
 
 /// A factor as stored: its secret sealed (see [`crate::keys::Sealer`], the factor's id as the
 /// name), `confirmed_at` set once the admin typed a right code (a factor never confirmed signs
@@ -23,8 +26,12 @@ pub struct StoredFactor {
 
 #[async_trait]
 pub trait FactorStore: Send + Sync {
-    /// Stores an unconfirmed TOTP factor.
-    async fn add_totp(&self, factor: StoredFactor) -> Result<()>;
+    /// Stores an unconfirmed TOTP factor, and removes the admin's enrolments left unconfirmed
+    /// since before `stale_before` (abandoned, they would fill the admin's ten places).
+    async fn add_totp(&self, factor: StoredFactor, stale_before: DateTime<Utc>) -> Result<()>;
+
+    /// The admin with this id (enabled or not), for a step that has no session yet.
+    async fn admin(&self, admin_id: Uuid) -> Result<Option<AdminUser>>;
 
     /// The admin's factors, confirmed or not, oldest first.
     async fn factors(&self, admin_id: Uuid) -> Result<Vec<StoredFactor>>;

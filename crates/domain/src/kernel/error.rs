@@ -55,8 +55,9 @@ pub enum Error {
     /// Wrong email or password (deliberately indistinguishable), or a locked account.
     #[error("the email or password is incorrect")]
     AuthenticationFailed,
-    /// The password was right, but this admin signs in with a second factor too, which a
-    /// one-step sign-in cannot ask for: the two-step sign-in must be used.
+    /// The password was right, but this admin signs in with a second factor too (or must
+    /// enrol one first), which a one-step sign-in cannot ask for: the two-step sign-in must be
+    /// used.
     #[error("this admin signs in with a second factor: use the two-step sign-in")]
     SecondFactorRequired,
     /// Anything the client cannot fix. The detail, with its source chain, is logged, never

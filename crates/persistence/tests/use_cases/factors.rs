@@ -290,7 +290,7 @@ async fn ann_with_a_factor(
 fn challenge_of(step: SignInStep) -> String {
     match step {
         SignInStep::FactorNeeded { challenge, .. } => challenge,
-        SignInStep::SignedIn(_) => panic!("signed in without the factor"),
+        other => panic!("not a factor step: {other:?}"),
     }
 }
 
@@ -478,4 +478,77 @@ async fn factors_change_only_after_the_password_and_each_change_is_audited() {
         ]
     );
     assert!(log.items.iter().all(|(_, e)| e.actor == "ann"));
+}
+
+#[tokio::test]
+async fn where_a_factor_is_required_the_password_only_opens_an_enrolment() {
+    use domain::factors::FactorPolicy;
+    let h = Harness::new().await;
+    h.admins()
+        .create_admin("ann", ADMIN_PASSWORD, "administrator", None)
+        .await
+        .unwrap();
+    let factors = h.factors_with(FactorPolicy::Required);
+    let client = ClientInfo::default();
+
+    // The one-step sign-in says why; the two-step one answers an enrolment challenge that
+    // signs nobody in.
+    let res = factors.sign_in("ann", ADMIN_PASSWORD, client.clone()).await;
+    assert!(matches!(res, Err(Error::SecondFactorRequired)), "{res:?}");
+    let res = factors
+        .sign_in("ann", "wrong-password", client.clone())
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    let step = factors
+        .start_sign_in("ann", ADMIN_PASSWORD, client.clone())
+        .await
+        .unwrap();
+    let SignInStep::EnrolmentNeeded { challenge, .. } = step else {
+        panic!("{step:?}");
+    };
+    let res = factors
+        .complete_sign_in(&challenge, "000000", client.clone())
+        .await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+
+    let phone = factors.start_enrolment(&challenge, "Phone").await.unwrap();
+    let res = factors
+        .complete_enrolment(&challenge, phone.factor_id, "123456", client.clone())
+        .await;
+    assert!(
+        matches!(res, Err(Error::BadUserInput { field: "code", .. })),
+        "{res:?}"
+    );
+    let enrolled = factors
+        .complete_enrolment(
+            &challenge,
+            phone.factor_id,
+            &phone.secret.code_at(h.now()),
+            client.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(enrolled.recovery_codes.len(), RECOVERY_CODES);
+    let me = h.admin_principal(&enrolled.token.token).await.unwrap();
+    assert_eq!(me.admin.username, "ann");
+
+    // Spent: the challenge enrols nothing more once a factor is confirmed.
+    let res = factors.start_enrolment(&challenge, "Another").await;
+    assert!(matches!(res, Err(Error::AuthenticationFailed)), "{res:?}");
+    // The last factor stays where one is required.
+    let res = factors
+        .remove(&me, phone.factor_id, ADMIN_PASSWORD, &client)
+        .await;
+    assert!(matches!(res, Err(Error::BadUserInput { .. })), "{res:?}");
+    // From now on, a factor step.
+    h.clock.advance(Duration::seconds(30));
+    let step = factors
+        .start_sign_in("ann", ADMIN_PASSWORD, client.clone())
+        .await
+        .unwrap();
+    let challenge = challenge_of(step);
+    factors
+        .complete_sign_in(&challenge, &phone.secret.code_at(h.now()), client)
+        .await
+        .unwrap();
 }
