@@ -491,6 +491,22 @@ mod tests {
         };
         assert!(staging.production_refusals().is_empty());
         assert!(Config::default().production_refusals().is_empty());
+        // Admins without a second factor are for development.
+        let optional = Config {
+            admin_2fa: AdminTwoFactor::Optional,
+            ..staging
+        };
+        let refusals = optional.production_refusals();
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(refusals[0].contains("LATCHKEY_ADMIN_2FA"));
+        assert!(
+            Config {
+                env: Environment::Development,
+                ..optional
+            }
+            .production_refusals()
+            .is_empty()
+        );
     }
 
     #[test]

@@ -1662,9 +1662,14 @@ async function securityPage(admin) {
       );
       notify(t("admin.removed", { name: factor.name }), "ok");
     } catch (error) {
-      notify(error.code === "AUTHENTICATION_FAILED" ? t("admin.wrong_password") : describe(error), "error");
       if (error.code === "UNAUTHENTICATED") {
         failed(error);
+      } else if (error.code === "AUTHENTICATION_FAILED") {
+        notify(t("admin.wrong_password"), "error");
+      } else if (error.code === "BAD_USER_INPUT") {
+        notify(t("admin.last_factor"), "error");
+      } else {
+        notify(describe(error), "error");
       }
     } finally {
       removePassword.value = "";

@@ -7,17 +7,21 @@ use chrono::Duration;
 use domain::clock::Clock;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, code, totp};
+use crate::{
+    helpers::{Backend, TestApp, code, totp},
+    smtp::SmtpReceiver,
+};
 
 crate::tests![
     an_admin_with_an_authenticator_app_signs_in_in_two_steps_and_a_code_works_once,
     a_recovery_code_signs_in_once_and_a_new_set_voids_the_old,
     wrong_factor_codes_lock_the_factor_step_of_that_admin_only,
     factors_change_only_with_the_password_and_the_last_one_takes_the_codes,
+    where_a_factor_is_required_no_path_gives_an_admin_token_without_one,
 ];
 
 const PASSWORD: &str = "admin-Password-2026";
-const START: &str = "mutation($u: String!, $p: String!) { startAdminSignIn(username: $u, password: $p) { token { token expiresAt } challenge challengeExpiresAt } }";
+const START: &str = "mutation($u: String!, $p: String!) { startAdminSignIn(username: $u, password: $p) { token { token expiresAt } challenge challengeExpiresAt enrolmentRequired } }";
 const COMPLETE: &str = "mutation($c: String!, $code: String!) { completeAdminSignIn(challenge: $c, code: $code) { token expiresAt } }";
 const ENROL: &str = "mutation($n: String!, $p: String!) { startTotpEnrolment(name: $n, password: $p) { factorId secret uri qrCodeSvg } }";
 const CONFIRM: &str = "mutation($id: ID!, $code: String!) { confirmTotpEnrolment(factorId: $id, code: $code) { factor { id name kind confirmed } recoveryCodes } }";
@@ -370,4 +374,130 @@ async fn factors_change_only_with_the_password_and_the_last_one_takes_the_codes(
         .await;
     assert_eq!(me["data"]["currentAdmin"]["recoveryCodesLeft"], 0, "{me}");
     assert_eq!(me["data"]["currentAdmin"]["factors"], json!([]));
+}
+
+/// `LATCHKEY_ADMIN_2FA=required` (the default): the right password of an admin without a
+/// factor opens only an enrolment. Invited admins and "Forgot Your Password?" lead into it,
+/// never around it; the enrolment challenge is no sign-in challenge and no bearer token.
+async fn where_a_factor_is_required_no_path_gives_an_admin_token_without_one(backend: Backend) {
+    const ENROL_START: &str = "mutation($c: String!, $n: String!) { startAdminEnrolment(challenge: $c, name: $n) { factorId secret qrCodeSvg } }";
+    const ENROL_DONE: &str = "mutation($c: String!, $f: ID!, $code: String!) { completeAdminEnrolment(challenge: $c, factorId: $f, code: $code) { token { token } recoveryCodes } }";
+    const SET: &str =
+        "mutation($t: String!, $p: String!) { setAdminPassword(token: $t, newPassword: $p) }";
+    let (app, smtp): (TestApp, SmtpReceiver) = TestApp::with_smtp(backend).await;
+    let root = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&root),
+            "mutation { createAdminUser(username: \"kim\", email: \"kim@example.com\", role: SUPPORT) { id } }",
+            json!({}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let invitation = smtp.wait_for(1).await[0].token();
+    let res = app.gql(SET, json!({"t": invitation, "p": PASSWORD})).await;
+    assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
+
+    // The invited admin's right password: no token, by either sign-in.
+    let res = app.gql(ONE_STEP, json!({"u": "kim", "p": PASSWORD})).await;
+    assert_eq!(code(&res), "SECOND_FACTOR_REQUIRED", "{res}");
+    let res = app
+        .gql(ONE_STEP, json!({"u": "kim", "p": "Wrong-Password-2026"}))
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let res = app.gql(START, json!({"u": "kim", "p": PASSWORD})).await;
+    let step = &res["data"]["startAdminSignIn"];
+    assert!(step["token"].is_null(), "{res}");
+    assert_eq!(step["enrolmentRequired"], true, "{res}");
+    let challenge = step["challenge"].as_str().unwrap().to_owned();
+    // It signs nobody in: not as a factor step, not as a bearer token.
+    let res = complete(&app, &challenge, "000000").await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let res = app
+        .gql_as(Some(&challenge), "{ currentAdmin { username } }", json!({}))
+        .await;
+    assert_eq!(code(&res), "UNAUTHENTICATED", "{res}");
+    // A forged or expired challenge enrols nothing.
+    let res = app
+        .gql(
+            ENROL_START,
+            json!({"c": format!("{challenge}x"), "n": "Phone"}),
+        )
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+
+    let res = app
+        .gql(ENROL_START, json!({"c": challenge, "n": "Phone"}))
+        .await;
+    let enrolment = &res["data"]["startAdminEnrolment"];
+    assert!(
+        enrolment["qrCodeSvg"].as_str().unwrap().contains("<svg"),
+        "{res}"
+    );
+    let key = enrolment["secret"].as_str().unwrap().to_owned();
+    let res = app
+        .gql(
+            ENROL_DONE,
+            json!({"c": challenge, "f": enrolment["factorId"], "code": "123456"}),
+        )
+        .await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    let res = app
+        .gql(
+            ENROL_DONE,
+            json!({"c": challenge, "f": enrolment["factorId"], "code": totp(&key, app.clock.now())}),
+        )
+        .await;
+    let done = &res["data"]["completeAdminEnrolment"];
+    assert_eq!(done["recoveryCodes"].as_array().unwrap().len(), 10, "{res}");
+    let token = done["token"]["token"].as_str().unwrap().to_owned();
+    let me = app
+        .gql_as(
+            Some(&token),
+            "{ currentAdmin { username factors { id name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(me["data"]["currentAdmin"]["username"], "kim", "{me}");
+    // Spent: the challenge enrols nothing more now that a factor is confirmed.
+    let res = app
+        .gql(ENROL_START, json!({"c": challenge, "n": "Another"}))
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    // The last factor stays.
+    let res = app
+        .gql_as(
+            Some(&token),
+            "mutation($id: ID!, $p: String!) { removeAdminFactor(factorId: $id, password: $p) }",
+            json!({"id": me["data"]["currentAdmin"]["factors"][0]["id"], "p": PASSWORD}),
+        )
+        .await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+
+    // "Forgot Your Password?" sets a new password, and the factor step still follows.
+    let res = app
+        .gql(
+            "mutation { requestAdminPasswordReset(username: \"kim\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(res["data"]["requestAdminPasswordReset"], true, "{res}");
+    // The invitation, the notice that the password was set, then the link.
+    let reset = smtp
+        .wait_for(3)
+        .await
+        .into_iter()
+        .rev()
+        .find(|m| m.link().contains("/admin/set-password?token="))
+        .unwrap()
+        .token();
+    let renewed = "Renewed-Admin-2027";
+    let res = app.gql(SET, json!({"t": reset, "p": renewed})).await;
+    assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
+    let res = app.gql(START, json!({"u": "kim", "p": renewed})).await;
+    let step = &res["data"]["startAdminSignIn"];
+    assert!(step["token"].is_null(), "{res}");
+    assert_eq!(step["enrolmentRequired"], false, "{res}");
+    let next = totp(&key, app.clock.now() + Duration::seconds(30));
+    token_of(&complete(&app, step["challenge"].as_str().unwrap(), &next).await);
 }
