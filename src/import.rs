@@ -232,21 +232,6 @@ fn json_row(text: &str) -> Result<RawRow, Reject> {
     })
 }
 
-/// Who ran the import, for the audit log: `os:user@host`.
-fn os_actor() -> String {
-    let user = ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into());
-    format!("os:{user}@{host}")
-}
-
 pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let format = opts
@@ -335,7 +320,7 @@ pub async fn run(config: &Config, opts: Options) -> anyhow::Result<Summary> {
     if let Some(p) = &progress {
         p.set_message("writing");
     }
-    let audit = NewAudit::by_operator(os_actor(), AuditAction::ImportCustomers, now);
+    let audit = NewAudit::by_operator(crate::os_actor(), AuditAction::ImportCustomers, now);
     let outcome = session
         .finish(opts.on_conflict, opts.dry_run, file_rejects, audit)
         .await?;

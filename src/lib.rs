@@ -215,6 +215,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         domain::factors::AdminFactors::new(
             stores.factors.clone(),
             parts.clone(),
+            Arc::new(wakeups.mail.clone()),
             &sealing,
             match config.admin_2fa {
                 config::AdminTwoFactor::Required => domain::factors::FactorPolicy::Required,
@@ -490,6 +491,53 @@ pub async fn create_admin_with_email(
             ),
             other => anyhow::anyhow!("{other}"),
         })
+}
+
+/// `latchkey admin reset-2fa USERNAME`: removes every factor and recovery code of the admin
+/// and ends their sessions, for the last administrator who lost everything (audited as the OS
+/// user, `os:user@host`). Their next sign-in enrols a factor again. How many sessions ended.
+pub async fn reset_admin_factors(config: &Config, username: &str) -> anyhow::Result<u64> {
+    /// The running server's mail worker finds the notice on its next poll (a second).
+    struct NextPoll;
+    impl domain::ports::MailSignal for NextPoll {
+        fn notify(&self) {}
+    }
+    let (db, backend) = prepare_database(config).await?;
+    let stores = Stores::new(db);
+    let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?)));
+    let clock: Arc<dyn Clock> = Arc::new(domain::clock::SystemClock);
+    let (tokens, _) =
+        keys::token_codec(config, stores.keys.clone(), backend, clock.as_ref()).await?;
+    let factors = domain::factors::AdminFactors::new(
+        stores.factors.clone(),
+        wiring(config, &stores, hasher, tokens, clock),
+        Arc::new(NextPoll),
+        &secrets::server_secrets(config, backend)?.sealing,
+        domain::factors::FactorPolicy::Required,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    factors
+        .reset_by_operator(username, os_actor())
+        .await
+        .map_err(|e| match e {
+            domain::Error::NotFound => anyhow::anyhow!("no admin is named {username}"),
+            other => anyhow::anyhow!("{other}"),
+        })
+}
+
+/// Who ran a command, for the audit log: `os:user@host`.
+pub(crate) fn os_actor() -> String {
+    let user = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    format!("os:{user}@{host}")
 }
 
 /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.

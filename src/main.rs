@@ -158,6 +158,11 @@ enum AdminCommand {
         #[arg(long)]
         email: Option<String>,
     },
+    /// Remove every second factor and recovery code of an admin who lost them all (the last
+    /// administrator, say), and sign them out everywhere; their next sign-in enrols a factor
+    /// again. Audited as the OS user.
+    #[command(name = "reset-2fa")]
+    ResetTwoFactor { username: String },
 }
 
 fn admin_password() -> anyhow::Result<String> {
@@ -263,11 +268,20 @@ async fn service(config: &Config, command: ServiceCommand) -> anyhow::Result<()>
 }
 
 async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
-    let AdminCommand::Create {
-        username,
-        role,
-        email,
-    } = command;
+    let (username, role, email) = match command {
+        AdminCommand::Create {
+            username,
+            role,
+            email,
+        } => (username, role, email),
+        AdminCommand::ResetTwoFactor { username } => {
+            let ended = latchkey::reset_admin_factors(config, &username).await?;
+            println!(
+                "removed every second factor of {username} and ended {ended} sessions; their next sign-in enrols one again"
+            );
+            return Ok(());
+        }
+    };
     let password = admin_password()?;
     let admin =
         latchkey::create_admin_with_email(config, &username, &role, &password, email.as_deref())

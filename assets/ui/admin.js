@@ -1352,6 +1352,31 @@ async function adminUsersPage(admin) {
       );
       actions.appendChild(toggle);
       actions.appendChild(force);
+      // Another admin's, for one who lost every factor (one's own are removed one by one on
+      // the security page).
+      if (factors.length && user.username !== admin.username) {
+        const reset = el("button", t("admin.reset_factors"), { type: "button" });
+        reset.addEventListener("click", () =>
+          ask(t("admin.reset_factors"), t("admin.reset_factors_confirm", { username: user.username }), async () => {
+            try {
+              const data = await gql(
+                "mutation ResetFactors($id: ID!) { resetAdminFactors(adminId: $id) { revokedCount } }",
+                { id: user.id },
+                admin.token,
+              );
+              notify(
+                t("admin.factors_reset", { username: user.username, count: data.resetAdminFactors.revokedCount }),
+                "ok",
+              );
+            } catch (error) {
+              failed(error);
+            } finally {
+              await load();
+            }
+          }),
+        );
+        actions.appendChild(reset);
+      }
       tr.appendChild(actions);
       tbody.appendChild(tr);
     }

@@ -152,6 +152,11 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         "mutation($id: ID!) { adminDeleteCustomer(customerId: $id) }",
         Permission::CustomersDelete,
     ),
+    (
+        "resetAdminFactors",
+        "mutation($admin: ID!) { resetAdminFactors(adminId: $admin) { revokedCount } }",
+        Permission::AdminUsersManage,
+    ),
 ];
 
 /// Root fields open to storefronts and to anyone signing in.

@@ -771,6 +771,49 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
     );
     browser.shot("admin-users").await;
 
+    // An admin who lost their phone: "Reset Two-Factor" (after a confirmation) signs them out
+    // and removes their app; the row then shows none. Chief's own row offers no such button.
+    let lost = app.admin_token("support").await;
+    let lost_name = app
+        .gql_as(Some(&lost), "{ currentAdmin { username } }", json!({}))
+        .await["data"]["currentAdmin"]["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    browser.goto(&app.url("/admin/users")).await;
+    let row = format!("tr[data-username='{lost_name}']");
+    browser.wait_text(&row, "Test app").await;
+    assert!(
+        browser
+            .text("tr[data-username='chief']")
+            .await
+            .contains("Test phone")
+    );
+    assert!(
+        !browser
+            .text("tr[data-username='chief']")
+            .await
+            .contains("Reset Two-Factor")
+    );
+    browser
+        .click(&format!("{row} td:last-child button:last-child"))
+        .await;
+    browser.click("#admin-confirm-ok").await;
+    browser
+        .wait_text(
+            "#notice",
+            "two-factor authentication is reset (1 sessions ended)",
+        )
+        .await;
+    browser.wait_text(&row, "None").await;
+    assert_eq!(
+        code(
+            &app.gql_as(Some(&lost), "{ currentAdmin { id } }", json!({}))
+                .await
+        ),
+        "UNAUTHENTICATED"
+    );
+
     browser
         .choose("tr[data-username='helper'] select", "VIEWER")
         .await;

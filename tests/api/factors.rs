@@ -18,6 +18,7 @@ crate::tests![
     wrong_factor_codes_lock_the_factor_step_of_that_admin_only,
     factors_change_only_with_the_password_and_the_last_one_takes_the_codes,
     where_a_factor_is_required_no_path_gives_an_admin_token_without_one,
+    a_lost_factor_is_reset_by_an_administrator_or_the_operator_and_enrolled_again,
 ];
 
 const PASSWORD: &str = "admin-Password-2026";
@@ -500,4 +501,131 @@ async fn where_a_factor_is_required_no_path_gives_an_admin_token_without_one(bac
     assert_eq!(step["enrolmentRequired"], false, "{res}");
     let next = totp(&key, app.clock.now() + Duration::seconds(30));
     token_of(&complete(&app, step["challenge"].as_str().unwrap(), &next).await);
+}
+
+/// The admin who lost their phone and their recovery codes: an administrator resets their
+/// factors (ending every session of theirs, mailing them), or, for the last administrator,
+/// the operator does from a shell. Either way the next sign-in enrols a factor again.
+async fn a_lost_factor_is_reset_by_an_administrator_or_the_operator_and_enrolled_again(
+    backend: Backend,
+) {
+    let (app, smtp): (TestApp, SmtpReceiver) = TestApp::with_smtp(backend).await;
+    let root = app.admin_token("administrator").await;
+    latchkey::create_admin_with_email(
+        &app.config,
+        "kim",
+        "support",
+        PASSWORD,
+        Some("kim@example.com"),
+    )
+    .await
+    .unwrap();
+    let kim = app.admin_sign_in("kim", PASSWORD).await["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kim_id = app
+        .gql_as(Some(&kim), "{ currentAdmin { id } }", json!({}))
+        .await["data"]["currentAdmin"]["id"]
+        .clone();
+    let root_id = app
+        .gql_as(Some(&root), "{ currentAdmin { id } }", json!({}))
+        .await["data"]["currentAdmin"]["id"]
+        .clone();
+    const RESET: &str = "mutation($id: ID!) { resetAdminFactors(adminId: $id) { revokedCount } }";
+    // Not one's own, and not by someone who does not manage admins.
+    let res = app.gql_as(Some(&root), RESET, json!({"id": root_id})).await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    let res = app.gql_as(Some(&kim), RESET, json!({"id": root_id})).await;
+    assert_eq!(code(&res), "FORBIDDEN", "{res}");
+
+    let res = app.gql_as(Some(&root), RESET, json!({"id": kim_id})).await;
+    assert_eq!(res["data"]["resetAdminFactors"]["revokedCount"], 1, "{res}");
+    // Kim's token ends with her factors; she is told.
+    let res = app
+        .gql_as(Some(&kim), "{ currentAdmin { id } }", json!({}))
+        .await;
+    assert_eq!(code(&res), "UNAUTHENTICATED", "{res}");
+    let notice = smtp.wait_for(1).await[0].clone();
+    assert_eq!(notice.to, vec!["kim@example.com".to_owned()]);
+    assert!(
+        notice.subject().contains("Two-factor authentication"),
+        "{}",
+        notice.subject()
+    );
+    // Her recovery codes went with her app: the password opens only an enrolment now.
+    let res = app.gql(START, json!({"u": "kim", "p": PASSWORD})).await;
+    assert_eq!(
+        res["data"]["startAdminSignIn"]["enrolmentRequired"], true,
+        "{res}"
+    );
+    let log = app
+        .gql_as(
+            Some(&root),
+            "{ auditLog(filter: {action: RESET_ADMIN_FACTORS}) { edges { node { actor detail } } } }",
+            json!({}),
+        )
+        .await;
+    let entry = &log["data"]["auditLog"]["edges"][0]["node"];
+    assert!(
+        entry["detail"]
+            .as_str()
+            .unwrap()
+            .contains(kim_id.as_str().unwrap()),
+        "{log}"
+    );
+
+    // The operator, for the last administrator: from a shell, audited as the OS user.
+    let root_name = app
+        .gql_as(Some(&root), "{ currentAdmin { username } }", json!({}))
+        .await["data"]["currentAdmin"]["username"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = app
+        .command(&["admin", "reset-2fa", &root_name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("ended 1 sessions"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let res = app
+        .gql_as(Some(&root), "{ currentAdmin { id } }", json!({}))
+        .await;
+    assert_eq!(code(&res), "UNAUTHENTICATED", "{res}");
+    let res = app
+        .gql(START, json!({"u": root_name, "p": "admin-Password-2026"}))
+        .await;
+    assert_eq!(
+        res["data"]["startAdminSignIn"]["enrolmentRequired"], true,
+        "{res}"
+    );
+    let fresh = app.admin_token("administrator").await;
+    let log = app
+        .gql_as(
+            Some(&fresh),
+            "{ auditLog(filter: {action: RESET_ADMIN_FACTORS}) { edges { node { actor } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        log["data"]["auditLog"]["edges"][0]["node"]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("os:"),
+        "{log}"
+    );
+    let out = app
+        .command(&["admin", "reset-2fa", "nobody"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no admin is named nobody"));
 }

@@ -471,7 +471,6 @@ impl TestApp {
         cmd
     }
 
-    /// Counts rows of a table (to prove a rejected request stored nothing).
     /// Audit entries, but for the enrolments of the test's own admins: the store requires a
     /// second factor, so each admin the helpers sign in enrols one (audited as
     /// ENROL_ADMIN_FACTOR) before any action of the test.
@@ -480,6 +479,7 @@ impl TestApp {
             .await
     }
 
+    /// Counts rows of a table (to prove a rejected request stored nothing).
     pub async fn count(&self, table: &str) -> i64 {
         self.scalar(&format!("SELECT COUNT(*) AS n FROM {table}"))
             .await

@@ -421,6 +421,9 @@ pub enum AuditAction {
     RemoveAdminFactor,
     /// The admin replaced their recovery codes with a new set.
     NewRecoveryCodes,
+    /// Another admin's factors removed and sessions ended (`resetAdminFactors`, or an operator's
+    /// `latchkey admin reset-2fa`); `detail` names that admin's id.
+    ResetAdminFactors,
 }
 
 /// One admin action: who did what to which customer, when, from where.

@@ -3,13 +3,17 @@
 
 use async_graphql::{ComplexObject, Context, Enum, ID, Object, SimpleObject};
 use chrono::{DateTime, Utc};
-use domain::factors::{self, RecoveryCode, SignInStep};
+use domain::{
+    admin::Permission,
+    factors::{self, RecoveryCode, SignInStep},
+};
 
 use crate::{
     ApiError,
     admin::parse_id,
-    admin_types::{Admin, AdminToken},
+    admin_types::{Admin, AdminToken, RevokeAdminTokensResult},
     context::{admin, request, services},
+    guard::RequirePermission,
 };
 
 /// What the password step of an admin's sign-in answered: exactly one of `token` and
@@ -315,6 +319,27 @@ impl FactorMutation {
             .remove(&principal, id, &password, &request(ctx).client)
             .await?;
         Ok(true)
+    }
+
+    /// "Reset Two-Factor Authentication" for another admin who lost every factor and recovery
+    /// code: removes them all and signs the admin out everywhere; they are mailed, and their
+    /// next sign-in enrols a factor again. Audited as RESET_ADMIN_FACTORS. BAD_USER_INPUT for
+    /// your own (remove those one by one); NOT_FOUND for no such admin. The sessions ended.
+    #[graphql(guard = "RequirePermission(Permission::AdminUsersManage)")]
+    async fn reset_admin_factors(
+        &self,
+        ctx: &Context<'_>,
+        admin_id: ID,
+    ) -> Result<RevokeAdminTokensResult, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = parse_id(&admin_id)?;
+        let ended = services(ctx)?
+            .factors
+            .reset_for(&principal, id, &request(ctx).client)
+            .await?;
+        Ok(RevokeAdminTokensResult {
+            revoked_count: i32::try_from(ended).unwrap_or(i32::MAX),
+        })
     }
 
     /// A new set of 10 recovery codes, after your password; the old set stops working.

@@ -24,28 +24,9 @@ use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
-    entities::{admin_access_token, admin_password_token, admin_user, email_outbox},
-    rows::{insert_audit, to_admin},
+    entities::{admin_password_token, admin_user, email_outbox},
+    rows::{insert_audit, revoke_admin_sessions, to_admin},
 };
-
-async fn revoke_sessions(
-    txn: &DatabaseTransaction,
-    admin_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<u64> {
-    Ok(admin_access_token::Entity::update_many()
-        .col_expr(
-            admin_access_token::Column::RevokedAt,
-            Expr::value(Some(now)),
-        )
-        .filter(admin_access_token::Column::AdminId.eq(admin_id))
-        .filter(admin_access_token::Column::RevokedAt.is_null())
-        .filter(admin_access_token::Column::ExpiresAt.gt(now))
-        .exec(txn)
-        .await
-        .map_err(db_err)?
-        .rows_affected)
-}
 
 /// Voids every outstanding invitation and reset link of the admin.
 async fn supersede_links(
@@ -190,7 +171,7 @@ impl AdminUserStore for SqlAdminUsers {
                 model.disabled_at = Set(disabled_at);
                 let updated = model.update(txn).await.map_err(db_err)?;
                 if disabled_at.is_some() {
-                    revoke_sessions(txn, id, now).await?;
+                    revoke_admin_sessions(txn, id, now).await?;
                     // An invitation or reset link must not outlive the disabling either.
                     supersede_links(txn, id, now).await?;
                 }
@@ -223,7 +204,7 @@ impl AdminUserStore for SqlAdminUsers {
                 if !exists {
                     return Ok(End::Rollback(None));
                 }
-                let revoked = revoke_sessions(txn, id, now).await?;
+                let revoked = revoke_admin_sessions(txn, id, now).await?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(Some(revoked)))
             })
@@ -391,7 +372,7 @@ impl AdminUserStore for SqlAdminUsers {
                 }
                 // Any other outstanding link of this admin dies with this one.
                 supersede_links(txn, admin_id, now).await?;
-                revoke_sessions(txn, admin_id, now).await?;
+                revoke_admin_sessions(txn, admin_id, now).await?;
                 if let Some(notice) = notice {
                     email_outbox::Entity::insert(crate::outbox::new_row(notice))
                         .exec(txn)

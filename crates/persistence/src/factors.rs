@@ -8,6 +8,7 @@ use domain::{
     Result,
     admin::{AdminUser, NewAudit},
     factors::{FactorStore, StoredFactor},
+    ports::NewMail,
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait,
@@ -17,8 +18,8 @@ use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
-    entities::{admin_factor, admin_recovery_code, admin_user},
-    rows::{insert_audit, to_admin},
+    entities::{admin_factor, admin_recovery_code, admin_user, email_outbox},
+    rows::{insert_audit, revoke_admin_sessions, to_admin},
 };
 
 const TOTP: &str = "totp";
@@ -106,6 +107,49 @@ impl FactorStore for SqlFactors {
             .map_err(db_err)?
             .as_ref()
             .and_then(to_admin))
+    }
+
+    async fn admin_named(&self, username_key: &str) -> Result<Option<AdminUser>> {
+        Ok(admin_user::Entity::find()
+            .filter(admin_user::Column::UsernameKey.eq(username_key))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .and_then(to_admin))
+    }
+
+    async fn reset_factors(
+        &self,
+        admin_id: Uuid,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+        notice: Option<NewMail>,
+    ) -> Result<u64> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let ended = revoke_admin_sessions(txn, admin_id, now).await?;
+                admin_factor::Entity::delete_many()
+                    .filter(admin_factor::Column::AdminId.eq(admin_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                admin_recovery_code::Entity::delete_many()
+                    .filter(admin_recovery_code::Column::AdminId.eq(admin_id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                if let Some(notice) = notice {
+                    email_outbox::Entity::insert(crate::outbox::new_row(notice))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
+                }
+                Ok(End::Commit(ended))
+            })
+        })
+        .await
     }
 
     async fn factors(&self, admin_id: Uuid) -> Result<Vec<StoredFactor>> {

@@ -21,8 +21,8 @@ use uuid::Uuid;
 use crate::{
     db::{db_err, take_sqlite_write_lock},
     entities::{
-        access_token, admin_user, audit_log, code_flow, customer, email_change, email_outbox,
-        password_reset_token,
+        access_token, admin_access_token, admin_user, audit_log, code_flow, customer, email_change,
+        email_outbox, password_reset_token,
     },
 };
 
@@ -128,6 +128,26 @@ pub(crate) async fn apply_password_change(
 
 /// `None` for a row whose role this build does not know: such an admin can neither sign in nor
 /// use a token (default deny).
+/// Ends every live session of the admin; how many.
+pub(crate) async fn revoke_admin_sessions(
+    txn: &DatabaseTransaction,
+    admin_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64> {
+    Ok(admin_access_token::Entity::update_many()
+        .col_expr(
+            admin_access_token::Column::RevokedAt,
+            Expr::value(Some(now)),
+        )
+        .filter(admin_access_token::Column::AdminId.eq(admin_id))
+        .filter(admin_access_token::Column::RevokedAt.is_null())
+        .filter(admin_access_token::Column::ExpiresAt.gt(now))
+        .exec(txn)
+        .await
+        .map_err(db_err)?
+        .rows_affected)
+}
+
 pub(crate) fn to_admin(m: &admin_user::Model) -> Option<AdminUser> {
     Some(AdminUser {
         id: m.id,

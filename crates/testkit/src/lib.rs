@@ -225,6 +225,7 @@ impl Harness {
         domain::factors::AdminFactors::new(
             self.stores.factors.clone(),
             self.parts.clone(),
+            Arc::new(NoWorker),
             &[7u8; 32],
             policy,
         )

@@ -172,6 +172,9 @@ impl Templates {
             "sign_in_code.en",
             "sign_in_code.ja",
             "sign_in_code.ko",
+            "admin_factors_reset.en",
+            "admin_factors_reset.ja",
+            "admin_factors_reset.ko",
         );
         Ok(Self {
             env,
@@ -564,6 +567,7 @@ mod tests {
                     MailKind::AdminInvitation
                         | MailKind::AdminPasswordReset
                         | MailKind::AdminPasswordChanged
+                        | MailKind::AdminFactorsReset
                 ) {
                     assert!(r.text.contains("Ann") && r.html.contains("Ann"), "{at}");
                 }
@@ -573,6 +577,7 @@ mod tests {
                         | MailKind::AdminPasswordChanged
                         | MailKind::AccountReported
                         | MailKind::SignInCode
+                        | MailKind::AdminFactorsReset
                 ) {
                     let link = format!("token=abc&lang={}", locale.as_str());
                     assert!(r.text.contains(&link), "{at}: {}", r.text);

@@ -42,6 +42,9 @@ pub enum AuditAction {
     RemoveAdminFactor,
     /// An admin replaced their recovery codes with a new set.
     NewRecoveryCodes,
+    /// Another admin's factors and recovery codes removed and their sessions ended (`detail`
+    /// names the admin's id); by an admin, or by an operator (`latchkey admin reset-2fa`).
+    ResetAdminFactors,
 }
 
 impl AuditAction {
@@ -65,6 +68,7 @@ impl AuditAction {
             Self::EnrolAdminFactor => "ENROL_ADMIN_FACTOR",
             Self::RemoveAdminFactor => "REMOVE_ADMIN_FACTOR",
             Self::NewRecoveryCodes => "NEW_RECOVERY_CODES",
+            Self::ResetAdminFactors => "RESET_ADMIN_FACTORS",
         }
     }
 
@@ -88,6 +92,7 @@ impl AuditAction {
             "ENROL_ADMIN_FACTOR" => Some(Self::EnrolAdminFactor),
             "REMOVE_ADMIN_FACTOR" => Some(Self::RemoveAdminFactor),
             "NEW_RECOVERY_CODES" => Some(Self::NewRecoveryCodes),
+            "RESET_ADMIN_FACTORS" => Some(Self::ResetAdminFactors),
             _ => None,
         }
     }

@@ -27,6 +27,7 @@ pub use store::{FactorStore, StoredFactor};
 pub use totp::TotpSecret;
 
 use crate::keys::Sealer;
+use crate::outbox::{MailKind, MailSignal, NewMail};
 use crate::{
     Error, Result,
     accounts::Wiring,
@@ -143,6 +144,7 @@ impl std::fmt::Debug for Enrolled {
 pub struct AdminFactors {
     store: Arc<dyn FactorStore>,
     parts: Wiring,
+    mail: Arc<dyn MailSignal>,
     policy: FactorPolicy,
     sealer: Sealer,
     recovery_key: RecoveryKey,
@@ -155,12 +157,14 @@ impl AdminFactors {
     pub fn new(
         store: Arc<dyn FactorStore>,
         parts: Wiring,
+        mail: Arc<dyn MailSignal>,
         key_encryption_secret: &[u8],
         policy: FactorPolicy,
     ) -> Result<Self> {
         Ok(Self {
             store,
             parts,
+            mail,
             policy,
             sealer: Sealer::new(key_encryption_secret, "admin-totp sealing v1")?,
             recovery_key: RecoveryKey::derive(key_encryption_secret)?,
@@ -626,6 +630,72 @@ impl AdminFactors {
         let now = self.parts.clock.now();
         let audit = NewAudit::by(principal, AuditAction::NewRecoveryCodes, now, client);
         self.issue_recovery_codes(admin_id, now, Some(audit)).await
+    }
+
+    /// "Reset Two-Factor Authentication" on the Admin Users page, for an admin who lost every
+    /// factor and recovery code: removes all of `admin_id`'s factors and codes and ends their
+    /// sessions; they are mailed, and their next sign-in enrols a factor again (where the store
+    /// requires one). Audited as RESET_ADMIN_FACTORS. Not for one's own factors
+    /// (BAD_USER_INPUT: those are removed one by one, after the password); NOT_FOUND for no
+    /// such admin. The sessions ended, how many.
+    #[tracing::instrument(name = "factors.reset_for", skip_all)]
+    pub async fn reset_for(
+        &self,
+        principal: &AdminPrincipal,
+        admin_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<u64> {
+        if !principal.admin.role.allows(Permission::AdminUsersManage) {
+            return Err(Error::Forbidden);
+        }
+        if principal.admin.id == admin_id {
+            return Err(Error::bad_input(
+                "adminId",
+                "your own factors are removed one by one, after your password",
+            ));
+        }
+        let target = self.store.admin(admin_id).await?.ok_or(Error::NotFound)?;
+        let now = self.parts.clock.now();
+        let audit = NewAudit::by(principal, AuditAction::ResetAdminFactors, now, client)
+            .detail(format!("admin {admin_id}"));
+        self.reset(&target, now, audit).await
+    }
+
+    /// The same reset by an operator (`latchkey admin reset-2fa USERNAME`), for the last
+    /// administrator who lost everything; `actor` names the OS user (`os:user@host`).
+    #[tracing::instrument(name = "factors.reset_by_operator", skip_all)]
+    pub async fn reset_by_operator(&self, username: &str, actor: String) -> Result<u64> {
+        let target = self
+            .store
+            .admin_named(&Username::sign_in_key(username))
+            .await?
+            .ok_or(Error::NotFound)?;
+        let now = self.parts.clock.now();
+        let audit = NewAudit::by_operator(actor, AuditAction::ResetAdminFactors, now)
+            .detail(format!("admin {}", target.id));
+        self.reset(&target, now, audit).await
+    }
+
+    async fn reset(&self, target: &AdminUser, now: DateTime<Utc>, audit: NewAudit) -> Result<u64> {
+        let notice = target.email.as_ref().map(|email| NewMail {
+            id: Uuid::now_v7(),
+            kind: MailKind::AdminFactorsReset,
+            customer_id: None,
+            recipient: email.clone(),
+            locale: crate::customer::Locale::default(),
+            created_at: now,
+            link: None,
+        });
+        let mailed = notice.is_some();
+        let ended = self
+            .store
+            .reset_factors(target.id, now, audit, notice)
+            .await?;
+        if mailed {
+            self.mail.notify();
+        }
+        tracing::info!(event = "admin_factors_reset", admin_id = %target.id, sessions_ended = ended);
+        Ok(ended)
     }
 
     /// Recovery codes the admin has left.

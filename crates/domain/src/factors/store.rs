@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::{
     Result,
     admin::{AdminUser, NewAudit},
+    outbox::NewMail,
 };
 
 /// A factor as stored: its secret sealed (see [`crate::keys::Sealer`], the factor's id as the
@@ -32,6 +33,19 @@ pub trait FactorStore: Send + Sync {
 
     /// The admin with this id (enabled or not), for a step that has no session yet.
     async fn admin(&self, admin_id: Uuid) -> Result<Option<AdminUser>>;
+
+    /// The admin whose username has this key (an operator names them).
+    async fn admin_named(&self, username_key: &str) -> Result<Option<AdminUser>>;
+
+    /// Removes every factor and recovery code of the admin and ends their sessions, writing
+    /// `audit` and queueing `notice` in the same transaction: how many sessions ended.
+    async fn reset_factors(
+        &self,
+        admin_id: Uuid,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+        notice: Option<NewMail>,
+    ) -> Result<u64>;
 
     /// The admin's factors, confirmed or not, oldest first.
     async fn factors(&self, admin_id: Uuid) -> Result<Vec<StoredFactor>>;

@@ -30,10 +30,13 @@ pub enum MailKind {
     AccountReported,
     /// A one-time code to sign in with, in the browser that asked.
     SignInCode,
+    /// To an admin whose second factors another admin (or an operator) removed: every
+    /// session ended, and the next sign-in enrols a factor again.
+    AdminFactorsReset,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
@@ -44,6 +47,7 @@ impl MailKind {
         Self::AdminPasswordChanged,
         Self::AccountReported,
         Self::SignInCode,
+        Self::AdminFactorsReset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl MailKind {
             Self::AdminPasswordReset => "admin_password_reset",
             Self::AccountFrozen => "account_frozen",
             Self::AdminPasswordChanged => "admin_password_changed",
+            Self::AdminFactorsReset => "admin_factors_reset",
             Self::AccountReported => "account_reported",
             Self::SignInCode => "sign_in_code",
         }
