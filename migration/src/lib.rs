@@ -23,6 +23,7 @@ mod m20261206_000018_email_change_release;
 mod m20261206_000019_code_flows;
 mod m20261206_000020_reported_accounts;
 mod m20261206_000021_admin_factors;
+mod m20261206_000022_admin_device_grants;
 
 pub struct Migrator;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000019_code_flows::Migration),
             Box::new(m20261206_000020_reported_accounts::Migration),
             Box::new(m20261206_000021_admin_factors::Migration),
+            Box::new(m20261206_000022_admin_device_grants::Migration),
         ]
     }
 }

@@ -202,6 +202,7 @@ const ANY_ADMIN: &[&str] = &[
     "confirmTotpEnrolment",
     "removeAdminFactor",
     "generateRecoveryCodes",
+    "revokeDeviceGrant",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

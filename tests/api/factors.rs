@@ -19,6 +19,7 @@ crate::tests![
     factors_change_only_with_the_password_and_the_last_one_takes_the_codes,
     where_a_factor_is_required_no_path_gives_an_admin_token_without_one,
     a_lost_factor_is_reset_by_an_administrator_or_the_operator_and_enrolled_again,
+    a_remembered_browser_skips_the_factor_never_the_password_until_revoked,
 ];
 
 const PASSWORD: &str = "admin-Password-2026";
@@ -628,4 +629,206 @@ async fn a_lost_factor_is_reset_by_an_administrator_or_the_operator_and_enrolled
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no admin is named nobody"));
+}
+
+/// "Remember this browser": off by default; where the store offers it, a grant made with a
+/// second factor skips the factor at that admin's later sign-ins (the password always), until
+/// it expires, is revoked one by one, or goes with Force Sign In or a new password.
+async fn a_remembered_browser_skips_the_factor_never_the_password_until_revoked(backend: Backend) {
+    const REMEMBER: &str = "mutation($c: String!, $code: String!) { completeAdminSignIn(challenge: $c, code: $code, rememberBrowser: true) { token deviceGrant deviceGrantExpiresAt } }";
+    const WITH_GRANT: &str = "mutation($u: String!, $p: String!, $g: String) { startAdminSignIn(username: $u, password: $p, deviceGrant: $g) { token { token } challenge rememberBrowserDays } }";
+    const SETTINGS: &str = "mutation($d: Int!) { updatePasswordSettings(input: {rememberBrowserDays: $d}) { rememberBrowserDays } }";
+    let (app, smtp): (TestApp, SmtpReceiver) = TestApp::with_smtp(backend).await;
+    let root = app.admin_token("administrator").await;
+    latchkey::create_admin_with_email(
+        &app.config,
+        "kim",
+        "support",
+        PASSWORD,
+        Some("kim@example.com"),
+    )
+    .await
+    .unwrap();
+    app.admin_sign_in("kim", PASSWORD).await["token"]
+        .as_str()
+        .expect("kim enrols");
+    let sign_in = |grant: Option<String>, password: &'static str| {
+        app.gql(WITH_GRANT, json!({"u": "kim", "p": password, "g": grant}))
+    };
+    // A grant from a factor step: none while the store offers none (the default).
+    let remember = || async {
+        let step = sign_in(None, PASSWORD).await;
+        let challenge = step["data"]["startAdminSignIn"]["challenge"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{step}"))
+            .to_owned();
+        let res = app
+            .gql(
+                REMEMBER,
+                json!({"c": challenge, "code": app.recovery_code("kim")}),
+            )
+            .await;
+        assert!(res["errors"].is_null(), "{res}");
+        (step, res["data"]["completeAdminSignIn"].clone())
+    };
+    let (step, done) = remember().await;
+    assert_eq!(step["data"]["startAdminSignIn"]["rememberBrowserDays"], 0);
+    assert!(done["deviceGrant"].is_null(), "{done}");
+
+    let res = app.gql_as(Some(&root), SETTINGS, json!({"d": 31})).await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "a month at most: {res}");
+    let res = app.gql_as(Some(&root), SETTINGS, json!({"d": 30})).await;
+    assert_eq!(
+        res["data"]["updatePasswordSettings"]["rememberBrowserDays"], 30,
+        "{res}"
+    );
+    let (step, done) = remember().await;
+    assert_eq!(step["data"]["startAdminSignIn"]["rememberBrowserDays"], 30);
+    let grant = done["deviceGrant"].as_str().unwrap().to_owned();
+    let expires: chrono::DateTime<chrono::Utc> = done["deviceGrantExpiresAt"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!((expires - app.clock.now()).num_days(), 30);
+
+    // The grant skips the factor, never the password, and only for kim.
+    let res = sign_in(Some(grant.clone()), PASSWORD).await;
+    let token = res["data"]["startAdminSignIn"]["token"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("remembered: {res}"))
+        .to_owned();
+    let res = sign_in(Some(grant.clone()), "Wrong-Password-2026").await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let res = sign_in(Some(format!("{grant}x")), PASSWORD).await;
+    assert!(
+        res["data"]["startAdminSignIn"]["challenge"].is_string(),
+        "{res}"
+    );
+    latchkey::create_admin(&app.config, "lee", "support", PASSWORD)
+        .await
+        .unwrap();
+    app.admin_sign_in("lee", PASSWORD).await["token"]
+        .as_str()
+        .expect("lee enrols");
+    let lee = app
+        .gql(WITH_GRANT, json!({"u": "lee", "p": PASSWORD, "g": grant}))
+        .await;
+    assert!(
+        lee["data"]["startAdminSignIn"]["challenge"].is_string(),
+        "kim's grant is not lee's: {lee}"
+    );
+    // Kim sees the browser and may revoke it; root may not read kim's.
+    let listed = app
+        .gql_as(
+            Some(&token),
+            "{ currentAdmin { deviceGrants { id userAgent lastUsedAt } } }",
+            json!({}),
+        )
+        .await;
+    let grants = listed["data"]["currentAdmin"]["deviceGrants"]
+        .as_array()
+        .unwrap();
+    assert_eq!(grants.len(), 1, "{listed}");
+    assert_eq!(grants[0]["userAgent"], "latchkey-tests");
+    assert!(grants[0]["lastUsedAt"].is_string());
+    let res = app
+        .gql_as(
+            Some(&root),
+            "{ adminUsers { deviceGrants { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&res), "FORBIDDEN", "{res}");
+    let res = app
+        .gql_as(
+            Some(&token),
+            "mutation($id: ID!) { revokeDeviceGrant(id: $id) }",
+            json!({"id": grants[0]["id"]}),
+        )
+        .await;
+    assert_eq!(res["data"]["revokeDeviceGrant"], true, "{res}");
+    let res = sign_in(Some(grant), PASSWORD).await;
+    assert!(
+        res["data"]["startAdminSignIn"]["challenge"].is_string(),
+        "revoked: {res}"
+    );
+
+    // Force Sign In for kim ends her grants too.
+    let (_, done) = remember().await;
+    let grant = done["deviceGrant"].as_str().unwrap().to_owned();
+    let kim_id = app
+        .gql_as(Some(&token), "{ currentAdmin { id } }", json!({}))
+        .await["data"]["currentAdmin"]["id"]
+        .clone();
+    let res = app
+        .gql_as(
+            Some(&root),
+            "mutation($id: ID!) { revokeAdminTokens(adminId: $id) { revokedCount } }",
+            json!({"id": kim_id}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let res = sign_in(Some(grant), PASSWORD).await;
+    assert!(
+        res["data"]["startAdminSignIn"]["challenge"].is_string(),
+        "after Force Sign In: {res}"
+    );
+
+    // So does a new password.
+    let (_, done) = remember().await;
+    let grant = done["deviceGrant"].as_str().unwrap().to_owned();
+    app.gql(
+        "mutation { requestAdminPasswordReset(username: \"kim\") }",
+        json!({}),
+    )
+    .await;
+    let link = smtp.wait_for(1).await[0].token();
+    let renewed = "Renewed-Admin-2027";
+    let res = app
+        .gql(
+            "mutation($t: String!, $p: String!) { setAdminPassword(token: $t, newPassword: $p) }",
+            json!({"t": link, "p": renewed}),
+        )
+        .await;
+    assert_eq!(res["data"]["setAdminPassword"], true, "{res}");
+    let res = app
+        .gql(WITH_GRANT, json!({"u": "kim", "p": renewed, "g": grant}))
+        .await;
+    assert!(
+        res["data"]["startAdminSignIn"]["challenge"].is_string(),
+        "after a new password: {res}"
+    );
+
+    // A grant ends after its days, and when the store stops offering grants.
+    let res = app
+        .gql(WITH_GRANT, json!({"u": "kim", "p": renewed, "g": null}))
+        .await;
+    let challenge = res["data"]["startAdminSignIn"]["challenge"]
+        .as_str()
+        .unwrap();
+    let done = app
+        .gql(
+            REMEMBER,
+            json!({"c": challenge, "code": app.recovery_code("kim")}),
+        )
+        .await;
+    let grant = done["data"]["completeAdminSignIn"]["deviceGrant"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{done}"))
+        .to_owned();
+    let with = || app.gql(WITH_GRANT, json!({"u": "kim", "p": renewed, "g": grant}));
+    assert!(with().await["data"]["startAdminSignIn"]["token"].is_object());
+    app.gql_as(Some(&root), SETTINGS, json!({"d": 0})).await;
+    assert!(
+        with().await["data"]["startAdminSignIn"]["challenge"].is_string(),
+        "the store stopped"
+    );
+    app.gql_as(Some(&root), SETTINGS, json!({"d": 30})).await;
+    assert!(with().await["data"]["startAdminSignIn"]["token"].is_object());
+    app.clock.advance(Duration::days(30) + Duration::minutes(1));
+    assert!(
+        with().await["data"]["startAdminSignIn"]["challenge"].is_string(),
+        "expired"
+    );
 }

@@ -218,10 +218,7 @@ impl AdminMutation {
             .factors
             .sign_in(&username, &password, client)
             .await?;
-        Ok(AdminToken {
-            token: issued.token,
-            expires_at: issued.expires_at,
-        })
+        Ok(AdminToken::from(issued))
     }
 
     /// Signs out the admin token this request was made with.

@@ -11,6 +11,22 @@ use crate::types::{Customer, PasswordState};
 pub struct AdminToken {
     pub token: String,
     pub expires_at: DateTime<Utc>,
+    /// Set only by `completeAdminSignIn(rememberBrowser: true)` where the store offers it:
+    /// this browser's grant to skip the second factor (never the password) until
+    /// `deviceGrantExpiresAt`. Keep it on this device and send it with `startAdminSignIn`.
+    pub device_grant: Option<String>,
+    pub device_grant_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<domain::sign_in::IssuedToken> for AdminToken {
+    fn from(issued: domain::sign_in::IssuedToken) -> Self {
+        Self {
+            token: issued.token,
+            expires_at: issued.expires_at,
+            device_grant: None,
+            device_grant_expires_at: None,
+        }
+    }
 }
 
 /// The signed-in admin: who they are and what their role lets them do. Consoles show a control
@@ -300,6 +316,9 @@ pub struct PasswordSettings {
     /// Customers may sign in with a mailed one-time code, typed in the browser that asked,
     /// instead of their password (`requestSignInCode`, `signInWithCode`); off by default.
     pub sign_in_by_code: bool,
+    /// "Remember this browser" for admins: how many days a browser may skip the second factor
+    /// after one (never the password); 0 to 30, 0 (the default) offers no such grant.
+    pub remember_browser_days: i32,
 }
 
 fn int(v: i64) -> i32 {
@@ -331,6 +350,7 @@ impl From<settings::Settings> for PasswordSettings {
             reset_by_code: s.reset.by_code,
             reset_code_lifetime_minutes: int(s.reset.code_lifetime.num_minutes()),
             sign_in_by_code: s.sign_in_by_code,
+            remember_browser_days: int(s.remember_browser.num_days()),
         }
     }
 }
@@ -356,6 +376,7 @@ pub struct PasswordSettingsInput {
     pub reset_by_code: Option<bool>,
     pub reset_code_lifetime_minutes: Option<i32>,
     pub sign_in_by_code: Option<bool>,
+    pub remember_browser_days: Option<i32>,
 }
 
 impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
@@ -380,6 +401,7 @@ impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
             reset_by_code: i.reset_by_code,
             reset_code_lifetime_minutes: wide(i.reset_code_lifetime_minutes),
             sign_in_by_code: i.sign_in_by_code,
+            remember_browser_days: wide(i.remember_browser_days),
         }
     }
 }

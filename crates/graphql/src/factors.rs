@@ -31,6 +31,9 @@ pub struct AdminSignInStep {
     pub challenge: Option<String>,
     pub challenge_expires_at: Option<DateTime<Utc>>,
     pub enrolment_required: bool,
+    /// With a factor challenge: for how many days `completeAdminSignIn(rememberBrowser:
+    /// true)` would let this browser skip the factor (0: the store offers no such grant).
+    pub remember_browser_days: i32,
 }
 
 /// A first factor enrolled at sign-in: the admin is signed in.
@@ -86,6 +89,17 @@ pub struct TotpEnrolment {
     pub qr_code_svg: String,
 }
 
+/// A browser that may skip the second factor until `expiresAt`.
+#[derive(SimpleObject)]
+pub struct DeviceGrant {
+    pub id: ID,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The browser, as it named itself when the grant was made.
+    pub user_agent: Option<String>,
+}
+
 /// A confirmed enrolment.
 #[derive(SimpleObject)]
 pub struct TotpConfirmation {
@@ -134,6 +148,28 @@ impl Admin {
             .collect())
     }
 
+    /// The browsers you let skip the second factor ("Remember this browser"), newest first:
+    /// your own only (FORBIDDEN for another admin's).
+    async fn device_grants(&self, ctx: &Context<'_>) -> Result<Vec<DeviceGrant>, ApiError> {
+        let viewer = admin(ctx).await?;
+        if parse_id(&self.id)? != viewer.admin.id {
+            return Err(ApiError::from(domain::Error::Forbidden));
+        }
+        Ok(services(ctx)?
+            .factors
+            .grants(&viewer)
+            .await?
+            .into_iter()
+            .map(|g| DeviceGrant {
+                id: ID(g.id.to_string()),
+                created_at: g.created_at,
+                expires_at: g.expires_at,
+                last_used_at: g.last_used_at,
+                user_agent: g.user_agent,
+            })
+            .collect())
+    }
+
     /// Unused recovery codes the admin holds (same visibility as `factors`).
     async fn recovery_codes_left(&self, ctx: &Context<'_>) -> Result<i32, ApiError> {
         let viewer = admin(ctx).await?;
@@ -160,30 +196,35 @@ impl FactorMutation {
         ctx: &Context<'_>,
         username: String,
         #[graphql(secret)] password: String,
+        #[graphql(
+            secret,
+            desc = "The grant this browser got with `rememberBrowser` (\"Remember this browser\"): with the right password and a live grant of this admin, the factor step is skipped. Any other value is as if none was sent."
+        )]
+        device_grant: Option<String>,
     ) -> Result<AdminSignInStep, ApiError> {
         let client = request(ctx).client.clone();
         let step = services(ctx)?
             .factors
-            .start_sign_in(&username, &password, client)
+            .start_sign_in_remembered(&username, &password, client, device_grant.as_deref())
             .await?;
         Ok(match step {
             SignInStep::SignedIn(issued) => AdminSignInStep {
-                token: Some(AdminToken {
-                    token: issued.token,
-                    expires_at: issued.expires_at,
-                }),
+                token: Some(issued.into()),
                 challenge: None,
                 challenge_expires_at: None,
                 enrolment_required: false,
+                remember_browser_days: 0,
             },
             SignInStep::FactorNeeded {
                 challenge,
                 expires_at,
+                remember_browser,
             } => AdminSignInStep {
                 token: None,
                 challenge: Some(challenge),
                 challenge_expires_at: Some(expires_at),
                 enrolment_required: false,
+                remember_browser_days: i32::try_from(remember_browser.num_days()).unwrap_or(0),
             },
             SignInStep::EnrolmentNeeded {
                 challenge,
@@ -193,6 +234,7 @@ impl FactorMutation {
                 challenge: Some(challenge),
                 challenge_expires_at: Some(expires_at),
                 enrolment_required: true,
+                remember_browser_days: 0,
             },
         })
     }
@@ -207,16 +249,23 @@ impl FactorMutation {
         ctx: &Context<'_>,
         #[graphql(secret)] challenge: String,
         #[graphql(secret)] code: String,
+        #[graphql(
+            default = false,
+            desc = "\"Remember this browser\": also a grant for this browser to skip the factor (never the password) for the store's `rememberBrowserDays`, where the store offers it (`deviceGrant` on the answer)."
+        )]
+        remember_browser: bool,
     ) -> Result<AdminToken, ApiError> {
         let client = request(ctx).client.clone();
-        let issued = services(ctx)?
+        let (issued, grant) = services(ctx)?
             .factors
-            .complete_sign_in(&challenge, &code, client)
+            .complete_sign_in_remembering(&challenge, &code, client, remember_browser)
             .await?;
-        Ok(AdminToken {
-            token: issued.token,
-            expires_at: issued.expires_at,
-        })
+        let mut token = AdminToken::from(issued);
+        if let Some(grant) = grant {
+            token.device_grant = Some(grant.secret);
+            token.device_grant_expires_at = Some(grant.expires_at);
+        }
+        Ok(token)
     }
 
     /// Where the store requires a second factor and the admin has none: starts enrolling an
@@ -251,10 +300,7 @@ impl FactorMutation {
             .complete_enrolment(&challenge, id, &code, request(ctx).client.clone())
             .await?;
         Ok(AdminEnrolment {
-            token: AdminToken {
-                token: enrolled.token.token,
-                expires_at: enrolled.token.expires_at,
-            },
+            token: enrolled.token.into(),
             recovery_codes: shown(&enrolled.recovery_codes),
         })
     }
@@ -340,6 +386,16 @@ impl FactorMutation {
         Ok(RevokeAdminTokensResult {
             revoked_count: i32::try_from(ended).unwrap_or(i32::MAX),
         })
+    }
+
+    /// Revokes one of your remembered browsers: it asks for the second factor again. NOT_FOUND
+    /// for a grant not yours or not live. (Force Sign In for an admin, a password set and a
+    /// reset of their factors revoke all of them.)
+    async fn revoke_device_grant(&self, ctx: &Context<'_>, id: ID) -> Result<bool, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = parse_id(&id)?;
+        services(ctx)?.factors.revoke_grant(&principal, id).await?;
+        Ok(true)
     }
 
     /// A new set of 10 recovery codes, after your password; the old set stops working.

@@ -367,6 +367,10 @@ impl AdminStore for SqlAdmin {
                         settings::Column::ResetCodeLifetimeMinutes,
                         Expr::value(int(s.reset.code_lifetime.num_minutes())),
                     )
+                    .col_expr(
+                        settings::Column::RememberBrowserDays,
+                        Expr::value(int(s.remember_browser.num_days())),
+                    )
                     .filter(settings::Column::Id.eq(1))
                     .exec(txn)
                     .await

@@ -12,8 +12,8 @@ use sea_orm::{
 use crate::{
     db::{End, db_err, unit_of_work},
     entities::{
-        access_token, admin_access_token, admin_password_token, code_flow, email_change,
-        email_outbox, limit_event, password_reset_token,
+        access_token, admin_access_token, admin_device_grant, admin_password_token, code_flow,
+        email_change, email_outbox, limit_event, password_reset_token,
     },
 };
 
@@ -92,6 +92,17 @@ impl SqlCleanup {
                             Condition::any()
                                 .add(admin_access_token::Column::ExpiresAt.lt(ended))
                                 .add(admin_access_token::Column::RevokedAt.lt(ended)),
+                        )
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected
+                    // An admin's browser grants end like sessions ("Remember this browser").
+                    + admin_device_grant::Entity::delete_many()
+                        .filter(
+                            Condition::any()
+                                .add(admin_device_grant::Column::ExpiresAt.lt(ended))
+                                .add(admin_device_grant::Column::RevokedAt.lt(ended)),
                         )
                         .exec(txn)
                         .await

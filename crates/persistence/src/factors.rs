@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     Result,
     admin::{AdminUser, NewAudit},
-    factors::{FactorStore, StoredFactor},
+    factors::{DeviceGrant, FactorStore, StoredFactor, grant::NewGrant},
     ports::NewMail,
 };
 use sea_orm::{
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
-    entities::{admin_factor, admin_recovery_code, admin_user, email_outbox},
+    entities::{admin_device_grant, admin_factor, admin_recovery_code, admin_user, email_outbox},
     rows::{insert_audit, revoke_admin_sessions, to_admin},
 };
 
@@ -290,6 +290,86 @@ impl FactorStore for SqlFactors {
             .await
             .map_err(db_err)?;
         Ok(used.rows_affected == 1)
+    }
+
+    async fn add_grant(&self, g: NewGrant) -> Result<()> {
+        admin_device_grant::Entity::insert(admin_device_grant::ActiveModel {
+            id: Set(g.id),
+            admin_id: Set(g.admin_id),
+            secret_hash: Set(g.secret_hash),
+            created_at: Set(g.created_at),
+            expires_at: Set(g.expires_at),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+            user_agent: Set(g.user_agent),
+        })
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn use_grant(
+        &self,
+        admin_id: Uuid,
+        secret_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let used = admin_device_grant::Entity::update_many()
+            .col_expr(
+                admin_device_grant::Column::LastUsedAt,
+                Expr::value(Some(now)),
+            )
+            .filter(admin_device_grant::Column::AdminId.eq(admin_id))
+            .filter(admin_device_grant::Column::SecretHash.eq(secret_hash))
+            .filter(admin_device_grant::Column::RevokedAt.is_null())
+            .filter(admin_device_grant::Column::ExpiresAt.gt(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(used.rows_affected == 1)
+    }
+
+    async fn grants(&self, admin_id: Uuid, now: DateTime<Utc>) -> Result<Vec<DeviceGrant>> {
+        Ok(admin_device_grant::Entity::find()
+            .filter(admin_device_grant::Column::AdminId.eq(admin_id))
+            .filter(admin_device_grant::Column::RevokedAt.is_null())
+            .filter(admin_device_grant::Column::ExpiresAt.gt(now))
+            .order_by_desc(admin_device_grant::Column::CreatedAt)
+            .order_by_desc(admin_device_grant::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(|m| DeviceGrant {
+                id: m.id,
+                created_at: m.created_at,
+                expires_at: m.expires_at,
+                last_used_at: m.last_used_at,
+                user_agent: m.user_agent,
+            })
+            .collect())
+    }
+
+    async fn revoke_grant(
+        &self,
+        admin_id: Uuid,
+        grant_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let revoked = admin_device_grant::Entity::update_many()
+            .col_expr(
+                admin_device_grant::Column::RevokedAt,
+                Expr::value(Some(now)),
+            )
+            .filter(admin_device_grant::Column::Id.eq(grant_id))
+            .filter(admin_device_grant::Column::AdminId.eq(admin_id))
+            .filter(admin_device_grant::Column::RevokedAt.is_null())
+            .filter(admin_device_grant::Column::ExpiresAt.gt(now))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(revoked.rows_affected == 1)
     }
 
     async fn recovery_codes_left(&self, admin_id: Uuid) -> Result<u64> {

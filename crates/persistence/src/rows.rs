@@ -21,8 +21,8 @@ use uuid::Uuid;
 use crate::{
     db::{db_err, take_sqlite_write_lock},
     entities::{
-        access_token, admin_access_token, admin_user, audit_log, code_flow, customer, email_change,
-        email_outbox, password_reset_token,
+        access_token, admin_access_token, admin_device_grant, admin_user, audit_log, code_flow,
+        customer, email_change, email_outbox, password_reset_token,
     },
 };
 
@@ -128,12 +128,24 @@ pub(crate) async fn apply_password_change(
 
 /// `None` for a row whose role this build does not know: such an admin can neither sign in nor
 /// use a token (default deny).
-/// Ends every live session of the admin; how many.
+/// Ends every live session of the admin, and every grant a browser of theirs holds to skip the
+/// second factor ("Remember this browser" goes with Force Sign In, a password set, disabling
+/// and a reset of their factors); how many sessions.
 pub(crate) async fn revoke_admin_sessions(
     txn: &DatabaseTransaction,
     admin_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<u64> {
+    admin_device_grant::Entity::update_many()
+        .col_expr(
+            admin_device_grant::Column::RevokedAt,
+            Expr::value(Some(now)),
+        )
+        .filter(admin_device_grant::Column::AdminId.eq(admin_id))
+        .filter(admin_device_grant::Column::RevokedAt.is_null())
+        .exec(txn)
+        .await
+        .map_err(db_err)?;
     Ok(admin_access_token::Entity::update_many()
         .col_expr(
             admin_access_token::Column::RevokedAt,

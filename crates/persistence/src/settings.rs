@@ -55,6 +55,7 @@ fn to_settings(m: settings::Model) -> Settings {
         )),
         admin_token_lifetime: Duration::minutes(i64::from(m.admin_token_lifetime_minutes.max(1))),
         sign_in_by_code: m.sign_in_by_code,
+        remember_browser: Duration::days(i64::from(m.remember_browser_days.clamp(0, 30))),
     }
 }
 

@@ -40,12 +40,13 @@ pub struct SettingsUpdate {
     pub reset_by_link: Option<bool>,
     pub reset_by_code: Option<bool>,
     pub reset_code_lifetime_minutes: Option<i64>,
+    pub remember_browser_days: Option<i64>,
     pub sign_in_by_code: Option<bool>,
 }
 
 /// Every numeric password setting and the values it may take, as `updatePasswordSettings`
 /// checks them and the console's settings page offers them (one table for both).
-pub const SETTING_RANGES: [(&str, i64, i64); 13] = [
+pub const SETTING_RANGES: [(&str, i64, i64); 14] = [
     ("resetLinkLifetimeHours", 1, 168),
     // A code is short: 10^8 possibilities, a few guesses per flow.
     ("resetCodeLifetimeMinutes", 1, 60),
@@ -61,6 +62,8 @@ pub const SETTING_RANGES: [(&str, i64, i64); 13] = [
     ("adminTokenLifetimeMinutes", 5, 1440),
     ("maxFailedSignInsPerIpPerHour", 1, 100_000),
     ("maxRegistrationsPerIpPerHour", 1, 100_000),
+    // A grant skips the second factor, never the password; a month at most.
+    ("rememberBrowserDays", 0, 30),
 ];
 
 /// `value` if it is within the setting's range (`SETTING_RANGES`).
@@ -152,6 +155,9 @@ impl SettingsUpdate {
         }
         if let Some(b) = self.sign_in_by_code {
             s.sign_in_by_code = b;
+        }
+        if let Some(n) = checked("rememberBrowserDays", self.remember_browser_days)? {
+            s.remember_browser = Duration::days(n);
         }
         if !s.reset.by_link && !s.reset.by_code {
             return Err(Error::bad_input(

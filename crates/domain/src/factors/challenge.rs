@@ -125,7 +125,11 @@ mod tests {
         for i in [0, 1, 30, bytes.len() - 1] {
             let mut changed = bytes.clone();
             changed[i] ^= 1;
-            assert_eq!(open(&key, &URL_SAFE_NO_PAD.encode(&changed), now), None, "{i}");
+            assert_eq!(
+                open(&key, &URL_SAFE_NO_PAD.encode(&changed), now),
+                None,
+                "{i}"
+            );
         }
         assert_eq!(
             open(&key, &sealed[..sealed.len() - 2], now),

@@ -9,6 +9,7 @@
 //! (each step accepted once), or an unused recovery code (spent).
 
 pub mod challenge;
+pub mod grant;
 pub mod recovery;
 mod store;
 pub mod totp;
@@ -22,12 +23,14 @@ pub use challenge::{
     CHALLENGE_LIFETIME, Challenge, ChallengeKey, ENROLMENT_LIFETIME, MAX_WRONG_FACTOR_CODES,
     Purpose,
 };
+pub use grant::DeviceGrant;
 pub use recovery::{RECOVERY_CODES, RecoveryCode, RecoveryKey};
 pub use store::{FactorStore, StoredFactor};
 pub use totp::TotpSecret;
 
 use crate::keys::Sealer;
 use crate::outbox::{MailKind, MailSignal, NewMail};
+use crate::reset::RawResetToken;
 use crate::{
     Error, Result,
     accounts::Wiring,
@@ -37,6 +40,7 @@ use crate::{
     password::PasswordCandidate,
     sign_in::{IssuedToken, hash_fingerprint},
 };
+use grant::{NewGrant, RememberedBrowser};
 
 /// Factors one admin may hold (an app on each device, named).
 pub const MAX_FACTORS: usize = 10;
@@ -101,6 +105,9 @@ pub enum SignInStep {
     FactorNeeded {
         challenge: String,
         expires_at: DateTime<Utc>,
+        /// How long a grant to skip the factor on this browser would live, if asked for with
+        /// the code (zero: the store offers none).
+        remember_browser: chrono::Duration,
     },
     /// The password was right, but the store requires a second factor and the admin has
     /// none: this challenge can do one thing, enrol the first one
@@ -175,12 +182,27 @@ impl AdminFactors {
     /// The password step of an admin's sign-in, with the same limits, lockout and
     /// indistinguishable failures as a one-step sign-in. An admin without a confirmed factor
     /// is signed in; one with a factor gets a challenge for [`Self::complete_sign_in`].
-    #[tracing::instrument(name = "factors.start_sign_in", skip_all)]
     pub async fn start_sign_in(
         &self,
         username: &str,
         password: &str,
         client: ClientInfo,
+    ) -> Result<SignInStep> {
+        self.start_sign_in_remembered(username, password, client, None)
+            .await
+    }
+
+    /// The same, from a browser that may hold a grant to skip the factor ("Remember this
+    /// browser"): with the right password and a live grant of this admin, where the store
+    /// still offers grants, the admin is signed in; a grant never stands in for the password,
+    /// and any other grant is as if none was sent.
+    #[tracing::instrument(name = "factors.start_sign_in", skip_all)]
+    pub async fn start_sign_in_remembered(
+        &self,
+        username: &str,
+        password: &str,
+        client: ClientInfo,
+        grant: Option<&str>,
     ) -> Result<SignInStep> {
         let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
         let settings = self.parts.settings.current().await?;
@@ -190,7 +212,18 @@ impl AdminFactors {
             .verify(PrincipalKind::Admin, &login, &candidate, &client, &settings)
             .await?;
         let has_factor = self.has_confirmed_factor(verified.id).await?;
-        if !has_factor && self.policy == FactorPolicy::Optional {
+        let remembered = match grant.and_then(RawResetToken::parse) {
+            Some(secret) if has_factor && settings.remember_browser > chrono::Duration::zero() => {
+                self.store
+                    .use_grant(verified.id, &secret.hash(), self.parts.clock.now())
+                    .await?
+            }
+            _ => false,
+        };
+        if remembered {
+            tracing::info!(event = "admin_factor_remembered", admin_id = %verified.id);
+        }
+        if remembered || (!has_factor && self.policy == FactorPolicy::Optional) {
             return sign_in
                 .mint(
                     PrincipalKind::Admin,
@@ -227,6 +260,7 @@ impl AdminFactors {
             Ok(SignInStep::FactorNeeded {
                 challenge,
                 expires_at,
+                remember_browser: settings.remember_browser,
             })
         } else {
             tracing::info!(event = "admin_enrolment_asked", admin_id = %verified.id);
@@ -242,13 +276,27 @@ impl AdminFactors {
     /// challenge ([`MAX_WRONG_FACTOR_CODES`] in 15 minutes, then RATE_LIMITED); a bad or
     /// expired challenge, a wrong code and a password changed in between all answer
     /// AUTHENTICATION_FAILED.
-    #[tracing::instrument(name = "factors.complete_sign_in", skip_all)]
     pub async fn complete_sign_in(
         &self,
         challenge: &str,
         code: &str,
         client: ClientInfo,
     ) -> Result<IssuedToken> {
+        self.complete_sign_in_remembering(challenge, code, client, false)
+            .await
+            .map(|(token, _)| token)
+    }
+
+    /// The same; with `remember`, where the store offers it, also a grant for this browser to
+    /// skip the factor for the store's `remember_browser` days (the secret, shown once).
+    #[tracing::instrument(name = "factors.complete_sign_in", skip_all)]
+    pub async fn complete_sign_in_remembering(
+        &self,
+        challenge: &str,
+        code: &str,
+        client: ClientInfo,
+        remember: bool,
+    ) -> Result<(IssuedToken, Option<RememberedBrowser>)> {
         let now = self.parts.clock.now();
         let challenge = self
             .challenges
@@ -290,7 +338,8 @@ impl AdminFactors {
         }
         self.parts.limiter.release(reservation).await?;
         let settings = self.parts.settings.current().await?;
-        sign_in
+        let user_agent = client.user_agent.clone();
+        let token = sign_in
             .sign_in_after_factor(
                 PrincipalKind::Admin,
                 challenge.admin_id,
@@ -299,7 +348,52 @@ impl AdminFactors {
                 client,
                 &settings,
             )
+            .await?;
+        if !remember || settings.remember_browser <= chrono::Duration::zero() {
+            return Ok((token, None));
+        }
+        let secret = RawResetToken::generate()?;
+        let expires_at = now + settings.remember_browser;
+        self.store
+            .add_grant(NewGrant {
+                id: Uuid::now_v7(),
+                admin_id: challenge.admin_id,
+                secret_hash: secret.hash(),
+                created_at: now,
+                expires_at,
+                user_agent,
+            })
+            .await?;
+        tracing::info!(event = "admin_browser_remembered", admin_id = %challenge.admin_id);
+        Ok((
+            token,
+            Some(RememberedBrowser {
+                secret: secret.expose().to_owned(),
+                expires_at,
+            }),
+        ))
+    }
+
+    /// The signed-in admin's live grants ("remembered browsers"), newest first.
+    pub async fn grants(&self, principal: &AdminPrincipal) -> Result<Vec<DeviceGrant>> {
+        self.store
+            .grants(principal.admin.id, self.parts.clock.now())
             .await
+    }
+
+    /// Revokes one of the signed-in admin's grants: that browser asks for the factor again.
+    /// NOT_FOUND for a grant not theirs or not live.
+    pub async fn revoke_grant(&self, principal: &AdminPrincipal, grant_id: Uuid) -> Result<()> {
+        if self
+            .store
+            .revoke_grant(principal.admin.id, grant_id, self.parts.clock.now())
+            .await?
+        {
+            tracing::info!(event = "admin_grant_revoked", admin_id = %principal.admin.id);
+            Ok(())
+        } else {
+            Err(Error::NotFound)
+        }
     }
 
     /// The one-step sign-in that admin apps built before second factors call: a token for an

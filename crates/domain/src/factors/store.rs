@@ -7,6 +7,7 @@ use uuid::Uuid;
 use crate::{
     Result,
     admin::{AdminUser, NewAudit},
+    factors::grant::{DeviceGrant, NewGrant},
     outbox::NewMail,
 };
 
@@ -92,4 +93,27 @@ pub trait FactorStore: Send + Sync {
 
     /// Recovery codes the admin has left.
     async fn recovery_codes_left(&self, admin_id: Uuid) -> Result<u64>;
+
+    /// Stores a browser's grant to skip the second factor.
+    async fn add_grant(&self, grant: NewGrant) -> Result<()>;
+
+    /// Marks the admin's live grant with this secret hash used at `now`; false when the
+    /// admin has no such live grant (another admin's, expired, revoked, unknown).
+    async fn use_grant(
+        &self,
+        admin_id: Uuid,
+        secret_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The admin's live grants, newest first.
+    async fn grants(&self, admin_id: Uuid, now: DateTime<Utc>) -> Result<Vec<DeviceGrant>>;
+
+    /// Revokes one of the admin's live grants; false when they have no such live grant.
+    async fn revoke_grant(
+        &self,
+        admin_id: Uuid,
+        grant_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
 }

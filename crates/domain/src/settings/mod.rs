@@ -20,6 +20,9 @@ pub struct Settings {
     /// Customers may sign in with a mailed one-time code instead of their password
     /// (`requestSignInCode`, `signInWithCode`); off by default.
     pub sign_in_by_code: bool,
+    /// How long an admin's browser may skip the second factor after one ("Remember this
+    /// browser"; never the password). Zero, the default: the store offers no such grant.
+    pub remember_browser: Duration,
 }
 
 impl Default for Settings {
@@ -32,6 +35,7 @@ impl Default for Settings {
             customer_token_lifetime: Duration::hours(1),
             admin_token_lifetime: Duration::hours(4),
             sign_in_by_code: false,
+            remember_browser: Duration::zero(),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod access_token;
 pub mod admin_access_token;
+pub mod admin_device_grant;
 pub mod admin_factor;
 pub mod admin_password_token;
 pub mod admin_recovery_code;

@@ -23,6 +23,7 @@ pub struct Model {
     pub reset_by_code: bool,
     pub reset_code_lifetime_minutes: i32,
     pub sign_in_by_code: bool,
+    pub remember_browser_days: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
