@@ -23,6 +23,9 @@ import {
 } from "./common.js";
 
 const adminToken = tokenStore("latchkey.admin");
+/** Where this browser keeps an admin's grant to skip the second factor ("Remember this
+ * browser"), per username: it never stands in for the password. */
+const GRANT_PREFIX = "latchkey.admin-grant.";
 const RETURN_TO = "latchkey.admin-return";
 const NEXT_NOTICE = "latchkey.admin-notice";
 const STARTED_JOB = "latchkey.admin-started-job";
@@ -107,8 +110,12 @@ function signInPage() {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
-          "mutation AdminSignIn($username: String!, $password: String!) { startAdminSignIn(username: $username, password: $password) { token { token expiresAt } challenge enrolmentRequired } }",
-          { username: username.value.trim(), password: password.value },
+          "mutation AdminSignIn($username: String!, $password: String!, $grant: String) { startAdminSignIn(username: $username, password: $password, deviceGrant: $grant) { token { token expiresAt } challenge enrolmentRequired rememberBrowserDays } }",
+          {
+            username: username.value.trim(),
+            password: password.value,
+            grant: localStorage.getItem(GRANT_PREFIX + username.value.trim().toLowerCase()),
+          },
         );
         password.value = "";
         const step = data.startAdminSignIn;
@@ -118,7 +125,7 @@ function signInPage() {
         } else if (step.enrolmentRequired) {
           askToEnrol(step.challenge, username.value.trim());
         } else {
-          askForCode(step.challenge);
+          askForCode(step.challenge, step.rememberBrowserDays);
         }
       } catch (error) {
         password.value = "";
@@ -132,8 +139,13 @@ function signInPage() {
   const factorForm = document.getElementById("admin-factor");
   const codeInput = document.getElementById("factor-code");
   let challenge = null;
-  function askForCode(issued) {
+  const rememberRow = document.getElementById("remember-row");
+  const remember = document.getElementById("remember-browser");
+  function askForCode(issued, rememberDays) {
     challenge = issued;
+    rememberRow.hidden = !rememberDays;
+    remember.checked = false;
+    document.getElementById("remember-label").textContent = t("admin.remember_browser", { days: rememberDays });
     form.hidden = true;
     factorForm.hidden = false;
     fieldError(codeInput, null);
@@ -237,10 +249,14 @@ function signInPage() {
     await busy(factorForm.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
-          "mutation AdminFactor($challenge: String!, $code: String!) { completeAdminSignIn(challenge: $challenge, code: $code) { token expiresAt } }",
-          { challenge, code: typed },
+          "mutation AdminFactor($challenge: String!, $code: String!, $remember: Boolean!) { completeAdminSignIn(challenge: $challenge, code: $code, rememberBrowser: $remember) { token expiresAt deviceGrant } }",
+          { challenge, code: typed, remember: !rememberRow.hidden && remember.checked },
         );
-        adminToken.set(data.completeAdminSignIn);
+        const done = data.completeAdminSignIn;
+        if (done.deviceGrant) {
+          localStorage.setItem(GRANT_PREFIX + username.value.trim().toLowerCase(), done.deviceGrant);
+        }
+        adminToken.set({ token: done.token, expiresAt: done.expiresAt });
         window.location.assign(returnPath());
       } catch (error) {
         codeInput.value = "";
@@ -1522,7 +1538,7 @@ async function securityPage(admin) {
 
   async function load() {
     const data = await gql(
-      "query Factors { currentAdmin { factors { id name createdAt confirmed lastUsedAt } recoveryCodesLeft } }",
+      "query Factors { currentAdmin { factors { id name createdAt confirmed lastUsedAt } recoveryCodesLeft deviceGrants { id userAgent createdAt lastUsedAt expiresAt } } }",
       {},
       admin.token,
     );
@@ -1561,6 +1577,33 @@ async function securityPage(admin) {
     left.hidden = factors.length === 0;
     left.textContent = t("admin.recovery_left", { count: data.currentAdmin.recoveryCodesLeft });
     newCodes.hidden = factors.length === 0;
+    const grants = data.currentAdmin.deviceGrants;
+    const grantRows = document.querySelector("#grants tbody");
+    grantRows.replaceChildren();
+    for (const grant of grants) {
+      const tr = el("tr");
+      tr.appendChild(el("td", grant.userAgent || "—"));
+      tr.appendChild(el("td", whenShort(grant.createdAt)));
+      tr.appendChild(el("td", whenShort(grant.lastUsedAt)));
+      tr.appendChild(el("td", whenShort(grant.expiresAt)));
+      const cell = el("td");
+      const forget = el("button", t("admin.grant_revoke"), { type: "button" });
+      forget.addEventListener("click", async () => {
+        await busy(forget, async () => {
+          try {
+            await gql("mutation Forget($id: ID!) { revokeDeviceGrant(id: $id) }", { id: grant.id }, admin.token);
+            notify(t("admin.grant_revoked"), "ok");
+          } catch (error) {
+            failed(error);
+          }
+        });
+        await load();
+      });
+      cell.appendChild(forget);
+      tr.appendChild(cell);
+      grantRows.appendChild(tr);
+    }
+    document.getElementById("grants-card").hidden = grants.length === 0;
   }
 
   function showCodes(codes) {

@@ -975,6 +975,60 @@ async fn browser_an_admin_adds_an_authenticator_app_and_signs_in_with_its_codes(
     browser.goto(&app.url("/admin/security")).await;
     browser.wait_text("#recovery-left", "9").await;
 
+    // "Remember this browser", once the store offers it: the next sign-in from this browser
+    // asks for the password only, until the admin forgets the browser.
+    let settings = app
+        .gql_as(
+            Some(&app.admin_token("administrator").await),
+            "mutation { updatePasswordSettings(input: {rememberBrowserDays: 14}) { rememberBrowserDays } }",
+            json!({}),
+        )
+        .await;
+    assert!(settings["errors"].is_null(), "{settings}");
+    let sign_in_with = |code: String| {
+        let browser = &browser;
+        async move {
+            browser.click("#admin-sign-out").await;
+            browser.wait_path("/admin/sign-in").await;
+            browser.fill("#username", "ann").await;
+            browser.fill("#password", ADMIN_PASSWORD).await;
+            browser.click("#admin-sign-in button[type=submit]").await;
+            if !code.is_empty() {
+                browser
+                    .wait_until("!document.getElementById('admin-factor').hidden")
+                    .await;
+                browser
+                    .wait_text("#remember-label", "Remember this browser for 14 days")
+                    .await;
+                browser.click("#remember-browser").await;
+                browser.fill("#factor-code", &code).await;
+                browser.click("#admin-factor button[type=submit]").await;
+            }
+            browser.wait_path("/admin/customers").await;
+        }
+    };
+    app.clock.advance(chrono::Duration::seconds(60));
+    sign_in_with(crate::helpers::totp(&key, app.clock.now())).await;
+    sign_in_with(String::new()).await;
+    browser.goto(&app.url("/admin/security")).await;
+    browser.wait_text("#grants tbody", "Chrome").await;
+    browser.click("#grants tbody button").await;
+    browser
+        .wait_text("#notice", "That browser asks for a code again.")
+        .await;
+    browser.click("#admin-sign-out").await;
+    browser.wait_path("/admin/sign-in").await;
+    browser.fill("#username", "ann").await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click("#admin-sign-in button[type=submit]").await;
+    browser
+        .wait_until("!document.getElementById('admin-factor').hidden")
+        .await;
+    let next = crate::helpers::totp(&key, app.clock.now() + chrono::Duration::seconds(30));
+    browser.fill("#factor-code", &next).await;
+    browser.click("#admin-factor button[type=submit]").await;
+    browser.wait_path("/admin/customers").await;
+
     // The page in Korean and Japanese.
     browser.goto(&app.url("/admin/security?lang=ko")).await;
     browser.wait_text("h1", "2단계 인증").await;
