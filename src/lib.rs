@@ -222,7 +222,11 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
                 config::AdminTwoFactor::Optional => domain::factors::FactorPolicy::Optional,
             },
         )
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_passkeys(domain::factors::passkey::Passkeys::new(
+            &config.public_base_url(),
+            &parts.store_name,
+        )),
     );
     let (services, introspection) = use_cases(
         config,

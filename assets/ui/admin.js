@@ -110,7 +110,7 @@ function signInPage() {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
-          "mutation AdminSignIn($username: String!, $password: String!, $grant: String) { startAdminSignIn(username: $username, password: $password, deviceGrant: $grant) { token { token expiresAt } challenge enrolmentRequired rememberBrowserDays } }",
+          "mutation AdminSignIn($username: String!, $password: String!, $grant: String) { startAdminSignIn(username: $username, password: $password, deviceGrant: $grant) { token { token expiresAt } challenge enrolmentRequired rememberBrowserDays passkeyOptions } }",
           {
             username: username.value.trim(),
             password: password.value,
@@ -125,7 +125,7 @@ function signInPage() {
         } else if (step.enrolmentRequired) {
           askToEnrol(step.challenge, username.value.trim());
         } else {
-          askForCode(step.challenge, step.rememberBrowserDays);
+          askForCode(step.challenge, step.rememberBrowserDays, step.passkeyOptions);
         }
       } catch (error) {
         password.value = "";
@@ -141,8 +141,12 @@ function signInPage() {
   let challenge = null;
   const rememberRow = document.getElementById("remember-row");
   const remember = document.getElementById("remember-browser");
-  function askForCode(issued, rememberDays) {
+  const passkeyButton = document.getElementById("use-passkey");
+  let passkeyOptions = null;
+  function askForCode(issued, rememberDays, options) {
     challenge = issued;
+    passkeyOptions = passkeysWork() ? options : null;
+    passkeyButton.hidden = !passkeyOptions;
     rememberRow.hidden = !rememberDays;
     remember.checked = false;
     document.getElementById("remember-label").textContent = t("admin.remember_browser", { days: rememberDays });
@@ -159,6 +163,38 @@ function signInPage() {
     password.focus();
   }
   document.getElementById("factor-back").addEventListener("click", startOver);
+  // A passkey (or security key) instead of a code: the browser's own prompt.
+  passkeyButton.addEventListener("click", async () => {
+    fieldError(codeInput, null);
+    await busy(passkeyButton, async () => {
+      let credential;
+      try {
+        const options = PublicKeyCredential.parseRequestOptionsFromJSON(JSON.parse(passkeyOptions).publicKey);
+        credential = await navigator.credentials.get({ publicKey: options });
+      } catch (error) {
+        fieldError(codeInput, t("admin.passkey_cancelled"));
+        return;
+      }
+      try {
+        const data = await gql(
+          "mutation AdminPasskey($challenge: String!, $credential: String!, $remember: Boolean!) { completeAdminSignInWithPasskey(challenge: $challenge, credential: $credential, rememberBrowser: $remember) { token expiresAt deviceGrant } }",
+          {
+            challenge,
+            credential: JSON.stringify(credential.toJSON()),
+            remember: !rememberRow.hidden && remember.checked,
+          },
+        );
+        const done = data.completeAdminSignInWithPasskey;
+        if (done.deviceGrant) {
+          localStorage.setItem(GRANT_PREFIX + username.value.trim().toLowerCase(), done.deviceGrant);
+        }
+        adminToken.set({ token: done.token, expiresAt: done.expiresAt });
+        window.location.assign(returnPath());
+      } catch (error) {
+        fieldError(codeInput, error.code === "AUTHENTICATION_FAILED" ? t("admin.passkey_failed") : describe(error));
+      }
+    });
+  });
 
   // The store requires a second factor and this admin has none: the challenge can only enrol
   // one (15 minutes), and the confirmation signs the admin in with their recovery codes.
@@ -1438,6 +1474,15 @@ async function adminUsersPage(admin) {
   }
 }
 
+/** Whether this browser can make and use passkeys with the JSON forms of WebAuthn's options. */
+function passkeysWork() {
+  return Boolean(
+    window.PublicKeyCredential &&
+      PublicKeyCredential.parseCreationOptionsFromJSON &&
+      PublicKeyCredential.parseRequestOptionsFromJSON,
+  );
+}
+
 /**
  * Enrolling an authenticator app, on the security page and at a sign-in the store requires a
  * factor for: the scan form (the QR code the API draws, shown as an image of the page's own
@@ -1687,6 +1732,72 @@ async function securityPage(admin) {
         } else {
           failed(error);
         }
+      }
+    });
+  });
+
+  // A passkey or a security key: the password, then the browser's own prompt.
+  const passkeyForm = document.getElementById("passkey");
+  passkeyForm.hidden = !passkeysWork();
+  passkeyForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = document.getElementById("passkey-name");
+    const password = document.getElementById("passkey-password");
+    fieldError(name, null);
+    fieldError(password, null);
+    if (!name.value.trim()) {
+      fieldError(name, t("common.required"));
+      name.focus();
+      return;
+    }
+    if (!password.value) {
+      fieldError(password, t("common.required"));
+      password.focus();
+      return;
+    }
+    await busy(passkeyForm.querySelector("button[type=submit]"), async () => {
+      let started;
+      try {
+        started = (
+          await gql(
+            "mutation Passkey($name: String!, $password: String!) { startPasskeyEnrolment(name: $name, password: $password) { challenge options } }",
+            { name: name.value.trim(), password: password.value },
+            admin.token,
+          )
+        ).startPasskeyEnrolment;
+        password.value = "";
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT") {
+          fieldError(name, error.message.replace(/^name: /, ""));
+          name.focus();
+        } else {
+          passwordRefused(password, error);
+        }
+        return;
+      }
+      let credential;
+      try {
+        const options = PublicKeyCredential.parseCreationOptionsFromJSON(JSON.parse(started.options).publicKey);
+        credential = await navigator.credentials.create({ publicKey: options });
+      } catch (error) {
+        fieldError(name, t("admin.passkey_cancelled"));
+        return;
+      }
+      try {
+        const data = await gql(
+          "mutation PasskeyDone($challenge: String!, $credential: String!) { completePasskeyEnrolment(challenge: $challenge, credential: $credential) { factor { name } recoveryCodes } }",
+          { challenge: started.challenge, credential: JSON.stringify(credential.toJSON()) },
+          admin.token,
+        );
+        const done = data.completePasskeyEnrolment;
+        notify(t("admin.enrolled", { name: done.factor.name }), "ok");
+        passkeyForm.reset();
+        await load();
+        if (done.recoveryCodes) {
+          showCodes(done.recoveryCodes);
+        }
+      } catch (error) {
+        failed(error);
       }
     });
   });

@@ -190,6 +190,7 @@ const STOREFRONT: &[&str] = &[
     "completeAdminSignIn",
     "startAdminEnrolment",
     "completeAdminEnrolment",
+    "completeAdminSignInWithPasskey",
 ];
 
 /// Root fields every signed-in admin has, whatever the role (tested in
@@ -203,6 +204,8 @@ const ANY_ADMIN: &[&str] = &[
     "removeAdminFactor",
     "generateRecoveryCodes",
     "revokeDeviceGrant",
+    "startPasskeyEnrolment",
+    "completePasskeyEnrolment",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

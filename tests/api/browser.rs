@@ -32,6 +32,7 @@ crate::tests![
     browser_an_administrator_deletes_a_customer_after_confirming,
     browser_a_newcomer_creates_an_account_edits_it_and_deletes_it,
     browser_an_admin_adds_an_authenticator_app_and_signs_in_with_its_codes,
+    browser_an_admin_adds_a_passkey_and_signs_in_with_it,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -369,6 +370,46 @@ impl Browser {
 
     pub async fn close(self) {
         self.client.close().await.ok();
+    }
+
+    /// Gives this browser a platform authenticator that makes and uses passkeys (ChromeDriver's
+    /// WebAuthn virtual authenticator: a real ceremony in the browser, with a key of its own
+    /// and user verification that always succeeds).
+    pub async fn add_virtual_authenticator(&self) {
+        #[derive(Debug)]
+        struct AddAuthenticator;
+        impl fantoccini::wd::WebDriverCompatibleCommand for AddAuthenticator {
+            fn endpoint(
+                &self,
+                base: &url::Url,
+                session: Option<&str>,
+            ) -> Result<url::Url, url::ParseError> {
+                base.join(&format!(
+                    "session/{}/webauthn/authenticator",
+                    session.unwrap_or_default()
+                ))
+            }
+            fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+                (
+                    http::Method::POST,
+                    Some(
+                        json!({
+                            "protocol": "ctap2",
+                            "transport": "internal",
+                            "hasResidentKey": true,
+                            "hasUserVerification": true,
+                            "isUserConsenting": true,
+                            "isUserVerified": true,
+                        })
+                        .to_string(),
+                    ),
+                )
+            }
+        }
+        self.client
+            .issue_cmd(AddAuthenticator)
+            .await
+            .expect("ChromeDriver adds a virtual authenticator");
     }
 }
 
@@ -1034,6 +1075,78 @@ async fn browser_an_admin_adds_an_authenticator_app_and_signs_in_with_its_codes(
     browser.wait_text("h1", "2단계 인증").await;
     browser.goto(&app.url("/admin/security?lang=ja")).await;
     browser.wait_text("h1", "二要素認証").await;
+    browser.close().await;
+}
+
+/// A passkey through a real WebAuthn ceremony: ChromeDriver's virtual authenticator makes it on
+/// the security page and answers with it at sign-in. WebAuthn needs a domain name, so the
+/// console is opened at `localhost` (the store's public URL), not at an IP address.
+async fn browser_an_admin_adds_a_passkey_and_signs_in_with_it(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.public_url = Some("http://localhost".into());
+    })
+    .await;
+    admin(&app, "ann", "administrator").await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("en-US").await;
+    browser.add_virtual_authenticator().await;
+    let local = |path: &str| format!("http://localhost:{}{path}", app.addr.port());
+    browser.goto(&local("/admin")).await;
+    browser.wait_path("/admin/sign-in").await;
+    browser.fill("#username", "ann").await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click("#admin-sign-in button[type=submit]").await;
+    // The store requires a factor: an authenticator app first, as every admin does.
+    second_factor(&browser, &app, "ann").await;
+    browser.wait_path("/admin/customers").await;
+
+    browser.goto(&local("/admin/security")).await;
+    assert!(
+        browser.visible("#passkey").await,
+        "this browser can make passkeys"
+    );
+    browser.fill("#passkey-name", "Laptop passkey").await;
+    browser.fill("#passkey-password", ADMIN_PASSWORD).await;
+    browser.click("#passkey button[type=submit]").await;
+    browser
+        .wait_text("#notice", "Laptop passkey is added.")
+        .await;
+    browser.wait_text("#factors tbody", "Laptop passkey").await;
+
+    // Signing in: the password, then the passkey instead of a code.
+    browser.click("#admin-sign-out").await;
+    browser.wait_path("/admin/sign-in").await;
+    browser.fill("#username", "ann").await;
+    browser.fill("#password", ADMIN_PASSWORD).await;
+    browser.click("#admin-sign-in button[type=submit]").await;
+    browser
+        .wait_until("!document.getElementById('use-passkey').hidden")
+        .await;
+    browser.click("#use-passkey").await;
+    browser.wait_path("/admin/customers").await;
+    let me = app
+        .gql_as(
+            Some(&app.admin_token("administrator").await),
+            "{ adminUsers { username factors { name kind lastUsedAt } } }",
+            json!({}),
+        )
+        .await;
+    let ann = me["data"]["adminUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["username"] == "ann")
+        .unwrap()
+        .clone();
+    let passkey = ann["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "PASSKEY")
+        .unwrap_or_else(|| panic!("{ann}"))
+        .clone();
+    assert_eq!(passkey["name"], "Laptop passkey");
+    assert!(passkey["lastUsedAt"].is_string(), "{passkey}");
     browser.close().await;
 }
 

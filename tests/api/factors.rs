@@ -20,6 +20,7 @@ crate::tests![
     where_a_factor_is_required_no_path_gives_an_admin_token_without_one,
     a_lost_factor_is_reset_by_an_administrator_or_the_operator_and_enrolled_again,
     a_remembered_browser_skips_the_factor_never_the_password_until_revoked,
+    a_passkey_answer_that_does_not_check_out_counts_as_a_wrong_code,
 ];
 
 const PASSWORD: &str = "admin-Password-2026";
@@ -830,5 +831,63 @@ async fn a_remembered_browser_skips_the_factor_never_the_password_until_revoked(
     assert!(
         with().await["data"]["startAdminSignIn"]["challenge"].is_string(),
         "expired"
+    );
+}
+
+/// The passkey ceremonies themselves run in a browser (tests/api/browser.rs, ChromeDriver's
+/// virtual authenticator). Here, what an attacker without the key can send: garbage in place
+/// of the browser's answer is a wrong code (counted toward the lock), and a server whose
+/// public URL is an IP address offers no passkeys at all (browsers refuse IP addresses as the
+/// relying party).
+async fn a_passkey_answer_that_does_not_check_out_counts_as_a_wrong_code(backend: Backend) {
+    const PASSKEY: &str = "mutation($c: String!, $cred: String!) { completeAdminSignInWithPasskey(challenge: $c, credential: $cred) { token } }";
+    let app = TestApp::spawn(backend).await;
+    let token = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&token),
+            "mutation($p: String!) { startPasskeyEnrolment(name: \"Laptop\", password: $p) { options } }",
+            json!({"p": "admin-Password-2026"}),
+        )
+        .await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    assert!(
+        res["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("domain name"),
+        "{res}"
+    );
+    latchkey::create_admin(&app.config, "ann", "administrator", PASSWORD)
+        .await
+        .unwrap();
+    app.admin_sign_in("ann", PASSWORD).await["token"]
+        .as_str()
+        .expect("ann enrols");
+    for credential in [
+        "{}",
+        "not json",
+        r#"{"id":"x","rawId":"eA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"AA","signature":"AA"}}"#,
+        "",
+        "",
+    ] {
+        let res = app
+            .gql(
+                PASSKEY,
+                json!({"c": challenge(&app, "ann").await, "cred": credential}),
+            )
+            .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    let res = complete(
+        &app,
+        &challenge(&app, "ann").await,
+        &app.recovery_code("ann"),
+    )
+    .await;
+    assert_eq!(
+        code(&res),
+        "RATE_LIMITED",
+        "five wrong answers lock the factor step: {res}"
     );
 }

@@ -29,6 +29,11 @@ pub struct AdminSignInStep {
     /// requires a second factor and the admin has none; the challenge can do one thing,
     /// enrol one (`startAdminEnrolment`, then `completeAdminEnrolment`; 15 minutes).
     pub challenge: Option<String>,
+    /// With a factor challenge, where the admin has passkeys: the options for the browser's
+    /// `navigator.credentials.get` (JSON; its `publicKey` is what
+    /// `PublicKeyCredential.parseRequestOptionsFromJSON` takes). The answer goes to
+    /// `completeAdminSignInWithPasskey`.
+    pub passkey_options: Option<String>,
     pub challenge_expires_at: Option<DateTime<Utc>>,
     pub enrolment_required: bool,
     /// With a factor challenge: for how many days `completeAdminSignIn(rememberBrowser:
@@ -49,6 +54,8 @@ pub struct AdminEnrolment {
 pub enum AdminFactorKind {
     /// An authenticator app (TOTP, RFC 6238: 6 digits, 30 seconds).
     Totp,
+    /// A passkey or a security key (WebAuthn).
+    Passkey,
 }
 
 /// One of an admin's second factors, as named at enrolment.
@@ -67,7 +74,10 @@ impl From<factors::Factor> for AdminFactor {
     fn from(f: factors::Factor) -> Self {
         Self {
             id: ID(f.id.to_string()),
-            kind: AdminFactorKind::Totp,
+            kind: match f.kind {
+                factors::FactorKind::Totp => AdminFactorKind::Totp,
+                factors::FactorKind::Passkey => AdminFactorKind::Passkey,
+            },
             name: f.name,
             created_at: f.created_at,
             confirmed: f.confirmed,
@@ -100,9 +110,20 @@ pub struct DeviceGrant {
     pub user_agent: Option<String>,
 }
 
+/// A passkey registration under way: hand `options` to the browser's
+/// `navigator.credentials.create` (JSON; its `publicKey` is what
+/// `PublicKeyCredential.parseCreationOptionsFromJSON` takes), then its answer with `challenge`
+/// to `completePasskeyEnrolment` before `expiresAt`.
+#[derive(SimpleObject)]
+pub struct PasskeyEnrolment {
+    pub challenge: String,
+    pub options: String,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A confirmed enrolment.
 #[derive(SimpleObject)]
-pub struct TotpConfirmation {
+pub struct FactorConfirmation {
     pub factor: AdminFactor,
     /// With the admin's first factor: 10 single-use recovery codes, shown this once (store
     /// them offline). Null when the admin already holds codes.
@@ -211,6 +232,7 @@ impl FactorMutation {
             SignInStep::SignedIn(issued) => AdminSignInStep {
                 token: Some(issued.into()),
                 challenge: None,
+                passkey_options: None,
                 challenge_expires_at: None,
                 enrolment_required: false,
                 remember_browser_days: 0,
@@ -219,9 +241,11 @@ impl FactorMutation {
                 challenge,
                 expires_at,
                 remember_browser,
+                passkey_options,
             } => AdminSignInStep {
                 token: None,
                 challenge: Some(challenge),
+                passkey_options,
                 challenge_expires_at: Some(expires_at),
                 enrolment_required: false,
                 remember_browser_days: i32::try_from(remember_browser.num_days()).unwrap_or(0),
@@ -232,6 +256,7 @@ impl FactorMutation {
             } => AdminSignInStep {
                 token: None,
                 challenge: Some(challenge),
+                passkey_options: None,
                 challenge_expires_at: Some(expires_at),
                 enrolment_required: true,
                 remember_browser_days: 0,
@@ -266,6 +291,70 @@ impl FactorMutation {
             token.device_grant_expires_at = Some(grant.expires_at);
         }
         Ok(token)
+    }
+
+    /// The factor step with a passkey: the challenge from `startAdminSignIn` and the browser's
+    /// answer to `passkeyOptions` (`credential.toJSON()`, as a JSON string). Counted and
+    /// answered like a wrong code when it does not check out.
+    async fn complete_admin_sign_in_with_passkey(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] challenge: String,
+        credential: String,
+        #[graphql(default = false)] remember_browser: bool,
+    ) -> Result<AdminToken, ApiError> {
+        let client = request(ctx).client.clone();
+        let (issued, grant) = services(ctx)?
+            .factors
+            .complete_sign_in_with_passkey(&challenge, &credential, client, remember_browser)
+            .await?;
+        let mut token = AdminToken::from(issued);
+        if let Some(grant) = grant {
+            token.device_grant = Some(grant.secret);
+            token.device_grant_expires_at = Some(grant.expires_at);
+        }
+        Ok(token)
+    }
+
+    /// Starts adding a passkey (or a security key) named `name`, after your password.
+    /// BAD_USER_INPUT where the server offers no passkeys (its public URL needs a domain
+    /// name), for a bad name, or past 10 factors.
+    async fn start_passkey_enrolment(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        #[graphql(secret)] password: String,
+    ) -> Result<PasskeyEnrolment, ApiError> {
+        let principal = admin(ctx).await?;
+        let started = services(ctx)?
+            .factors
+            .start_passkey(&principal, &name, &password, &request(ctx).client)
+            .await?;
+        Ok(PasskeyEnrolment {
+            challenge: started.challenge,
+            options: started.options,
+            expires_at: started.expires_at,
+        })
+    }
+
+    /// Finishes it with the browser's answer (`credential.toJSON()`, as a JSON string):
+    /// BAD_USER_INPUT when it does not check out. Audited as ENROL_ADMIN_FACTOR; your first
+    /// factor comes with your recovery codes.
+    async fn complete_passkey_enrolment(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] challenge: String,
+        credential: String,
+    ) -> Result<FactorConfirmation, ApiError> {
+        let principal = admin(ctx).await?;
+        let (factor, codes) = services(ctx)?
+            .factors
+            .complete_passkey(&principal, &challenge, &credential, &request(ctx).client)
+            .await?;
+        Ok(FactorConfirmation {
+            factor: factor.into(),
+            recovery_codes: codes.as_deref().map(shown),
+        })
     }
 
     /// Where the store requires a second factor and the admin has none: starts enrolling an
@@ -330,7 +419,7 @@ impl FactorMutation {
         ctx: &Context<'_>,
         factor_id: ID,
         #[graphql(secret)] code: String,
-    ) -> Result<TotpConfirmation, ApiError> {
+    ) -> Result<FactorConfirmation, ApiError> {
         let principal = admin(ctx).await?;
         let id = parse_id(&factor_id)?;
         let factors = &services(ctx)?.factors;
@@ -343,7 +432,7 @@ impl FactorMutation {
             .into_iter()
             .find(|f| f.id == id)
             .ok_or_else(|| ApiError::from(domain::Error::NotFound))?;
-        Ok(TotpConfirmation {
+        Ok(FactorConfirmation {
             factor: factor.into(),
             recovery_codes: codes.as_deref().map(shown),
         })

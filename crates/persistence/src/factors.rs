@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     Result,
     admin::{AdminUser, NewAudit},
-    factors::{DeviceGrant, FactorStore, StoredFactor, grant::NewGrant},
+    factors::{DeviceGrant, FactorKind, FactorStore, StoredFactor, grant::NewGrant},
     ports::NewMail,
 };
 use sea_orm::{
@@ -22,18 +22,32 @@ use crate::{
     rows::{insert_audit, revoke_admin_sessions, to_admin},
 };
 
-const TOTP: &str = "totp";
-
-fn to_factor(m: admin_factor::Model) -> StoredFactor {
-    StoredFactor {
+/// A row of a kind this build does not know stands for no factor (it signs nobody in).
+fn to_factor(m: admin_factor::Model) -> Option<StoredFactor> {
+    Some(StoredFactor {
         id: m.id,
         admin_id: m.admin_id,
+        kind: FactorKind::parse(&m.kind)?,
         name: m.name,
         sealed_secret: m.sealed_secret,
         created_at: m.created_at,
         confirmed_at: m.confirmed_at,
         last_used_step: m.last_used_step.and_then(|s| u64::try_from(s).ok()),
         last_used_at: m.last_used_at,
+    })
+}
+
+fn to_row(f: StoredFactor) -> admin_factor::ActiveModel {
+    admin_factor::ActiveModel {
+        id: Set(f.id),
+        admin_id: Set(f.admin_id),
+        kind: Set(f.kind.as_str().to_owned()),
+        name: Set(f.name),
+        sealed_secret: Set(f.sealed_secret),
+        created_at: Set(f.created_at),
+        confirmed_at: Set(f.confirmed_at),
+        last_used_step: Set(f.last_used_step.map(stored_step)),
+        last_used_at: Set(f.last_used_at),
     }
 }
 
@@ -80,24 +94,47 @@ impl FactorStore for SqlFactors {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
-                admin_factor::Entity::insert(admin_factor::ActiveModel {
-                    id: Set(f.id),
-                    admin_id: Set(f.admin_id),
-                    kind: Set(TOTP.to_owned()),
-                    name: Set(f.name),
-                    sealed_secret: Set(f.sealed_secret),
-                    created_at: Set(f.created_at),
-                    confirmed_at: Set(f.confirmed_at),
-                    last_used_step: Set(f.last_used_step.map(stored_step)),
-                    last_used_at: Set(f.last_used_at),
-                })
-                .exec_without_returning(txn)
-                .await
-                .map_err(db_err)?;
+                admin_factor::Entity::insert(to_row(f))
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(db_err)?;
                 Ok(End::Commit(()))
             })
         })
         .await
+    }
+
+    async fn add_passkey(&self, f: StoredFactor, audit: NewAudit) -> Result<()> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                admin_factor::Entity::insert(to_row(f))
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await
+    }
+
+    async fn update_passkey(
+        &self,
+        factor_id: Uuid,
+        sealed_secret: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        admin_factor::Entity::update_many()
+            .col_expr(
+                admin_factor::Column::SealedSecret,
+                Expr::value(sealed_secret),
+            )
+            .col_expr(admin_factor::Column::LastUsedAt, Expr::value(Some(now)))
+            .filter(admin_factor::Column::Id.eq(factor_id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn admin(&self, admin_id: Uuid) -> Result<Option<AdminUser>> {
@@ -161,7 +198,7 @@ impl FactorStore for SqlFactors {
             .await
             .map_err(db_err)?
             .into_iter()
-            .map(to_factor)
+            .filter_map(to_factor)
             .collect())
     }
 

@@ -16,6 +16,8 @@ use crate::{Error, Result};
 
 /// The name every challenge is sealed under.
 const SEALED_AS: &str = "admin sign-in challenge";
+/// The longest sealed value opened (an admin's ten passkeys in a ceremony's state fit).
+const MAX_SEALED_CHARS: usize = 32 * 1024;
 
 /// How long the factor step may follow the password step.
 pub const CHALLENGE_LIFETIME: Duration = Duration::minutes(5);
@@ -53,6 +55,10 @@ pub struct Challenge {
     pub fingerprint: String,
     /// Seconds since the epoch.
     pub expires: i64,
+    /// The state of the passkey ceremony asked for with a factor step (JSON), when the admin
+    /// has passkeys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passkey: Option<String>,
 }
 
 impl Challenge {
@@ -74,20 +80,31 @@ impl ChallengeKey {
 
     /// The challenge as the client holds it: its claims sealed, base64url.
     pub fn seal(&self, challenge: &Challenge) -> Result<String> {
-        let payload = serde_json::to_vec(challenge)
-            .map_err(|e| Error::internal(format!("challenge: {e}")))?;
-        Ok(URL_SAFE_NO_PAD.encode(self.0.seal(SEALED_AS, &payload)?))
+        self.seal_as(SEALED_AS, challenge)
     }
 
     /// The challenge if this key sealed it for `purpose` and it has not expired at `now`.
     pub fn open(&self, sealed: &str, now: DateTime<Utc>, purpose: Purpose) -> Option<Challenge> {
-        if sealed.len() > 1024 {
+        let challenge: Challenge = self.open_as(SEALED_AS, sealed)?;
+        (challenge.purpose == purpose && challenge.expires > now.timestamp()).then_some(challenge)
+    }
+
+    /// Any other state a step hands the client to bring back, sealed under `name`.
+    pub fn seal_as<T: Serialize>(&self, name: &str, value: &T) -> Result<String> {
+        let payload =
+            serde_json::to_vec(value).map_err(|e| Error::internal(format!("{name}: {e}")))?;
+        Ok(URL_SAFE_NO_PAD.encode(self.0.seal(name, &payload)?))
+    }
+
+    /// What [`Self::seal_as`] sealed under `name`, if it opens (a passkey ceremony's state
+    /// makes these a few kilobytes; nothing larger is even decoded).
+    pub fn open_as<T: serde::de::DeserializeOwned>(&self, name: &str, sealed: &str) -> Option<T> {
+        if sealed.len() > MAX_SEALED_CHARS {
             return None;
         }
         let bytes = URL_SAFE_NO_PAD.decode(sealed).ok()?;
-        let payload = self.0.open(SEALED_AS, &bytes)?;
-        let challenge: Challenge = serde_json::from_slice(&payload).ok()?;
-        (challenge.purpose == purpose && challenge.expires > now.timestamp()).then_some(challenge)
+        let payload = self.0.open(name, &bytes)?;
+        serde_json::from_slice(&payload).ok()
     }
 }
 
@@ -105,6 +122,7 @@ mod tests {
             login: "ann".to_owned(),
             fingerprint: "ab".repeat(32),
             expires: (now + CHALLENGE_LIFETIME).timestamp(),
+            passkey: None,
         };
         let sealed = key.seal(&challenge).unwrap();
         let open = |key: &ChallengeKey, sealed: &str, at| key.open(sealed, at, Purpose::SignIn);

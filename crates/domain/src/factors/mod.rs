@@ -10,6 +10,7 @@
 
 pub mod challenge;
 pub mod grant;
+pub mod passkey;
 pub mod recovery;
 mod store;
 pub mod totp;
@@ -25,7 +26,7 @@ pub use challenge::{
 };
 pub use grant::DeviceGrant;
 pub use recovery::{RECOVERY_CODES, RecoveryCode, RecoveryKey};
-pub use store::{FactorStore, StoredFactor};
+pub use store::{FactorKind, FactorStore, StoredFactor};
 pub use totp::TotpSecret;
 
 use crate::keys::Sealer;
@@ -41,6 +42,7 @@ use crate::{
     sign_in::{IssuedToken, hash_fingerprint},
 };
 use grant::{NewGrant, RememberedBrowser};
+use passkey::{Passkeys, StoredPasskey};
 
 /// Factors one admin may hold (an app on each device, named).
 pub const MAX_FACTORS: usize = 10;
@@ -81,6 +83,7 @@ impl std::fmt::Debug for TotpEnrolment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Factor {
     pub id: Uuid,
+    pub kind: FactorKind,
     pub name: String,
     pub created_at: DateTime<Utc>,
     /// False until a right code was typed at enrolment; such a factor signs nobody in.
@@ -92,6 +95,7 @@ pub struct Factor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FactorUsed {
     Totp { factor_id: Uuid },
+    Passkey { factor_id: Uuid },
     RecoveryCode,
 }
 
@@ -108,6 +112,8 @@ pub enum SignInStep {
         /// How long a grant to skip the factor on this browser would live, if asked for with
         /// the code (zero: the store offers none).
         remember_browser: chrono::Duration,
+        /// Where the admin has passkeys: the options for `navigator.credentials.get` (JSON).
+        passkey_options: Option<String>,
     },
     /// The password was right, but the store requires a second factor and the admin has
     /// none: this challenge can do one thing, enrol the first one
@@ -149,6 +155,7 @@ impl std::fmt::Debug for Enrolled {
 }
 
 pub struct AdminFactors {
+    passkeys: Option<Passkeys>,
     store: Arc<dyn FactorStore>,
     parts: Wiring,
     mail: Arc<dyn MailSignal>,
@@ -169,6 +176,7 @@ impl AdminFactors {
         policy: FactorPolicy,
     ) -> Result<Self> {
         Ok(Self {
+            passkeys: None,
             store,
             parts,
             mail,
@@ -177,6 +185,12 @@ impl AdminFactors {
             recovery_key: RecoveryKey::derive(key_encryption_secret)?,
             challenges: ChallengeKey::derive(key_encryption_secret)?,
         })
+    }
+
+    /// Offers passkeys, with this relying party (`None`: the server offers none).
+    pub fn with_passkeys(mut self, passkeys: Option<Passkeys>) -> Self {
+        self.passkeys = passkeys;
+        self
     }
 
     /// The password step of an admin's sign-in, with the same limits, lockout and
@@ -248,12 +262,35 @@ impl AdminFactors {
             (Purpose::Enrol, ENROLMENT_LIFETIME)
         };
         let expires_at = self.parts.clock.now() + lifetime;
+        let request = match (&self.passkeys, has_factor) {
+            (Some(passkeys), true) => {
+                let keys = self.passkeys_of(verified.id).await?;
+                if keys.is_empty() {
+                    None
+                } else {
+                    let keys: Vec<StoredPasskey> = keys.into_iter().map(|(_, k)| k).collect();
+                    Some(passkeys.request(&keys)?)
+                }
+            }
+            _ => None,
+        };
+        let (passkey_options, passkey) = match request {
+            Some(r) => (
+                Some(r.options),
+                Some(
+                    serde_json::to_string(&r.state)
+                        .map_err(|e| Error::internal(format!("passkey state: {e}")))?,
+                ),
+            ),
+            None => (None, None),
+        };
         let challenge = self.challenges.seal(&Challenge {
             purpose,
             admin_id: verified.id,
             login,
             fingerprint: hash_fingerprint(stored),
             expires: expires_at.timestamp(),
+            passkey,
         })?;
         if has_factor {
             tracing::info!(event = "admin_factor_asked", admin_id = %verified.id);
@@ -261,6 +298,7 @@ impl AdminFactors {
                 challenge,
                 expires_at,
                 remember_browser: settings.remember_browser,
+                passkey_options,
             })
         } else {
             tracing::info!(event = "admin_enrolment_asked", admin_id = %verified.id);
@@ -294,6 +332,32 @@ impl AdminFactors {
         &self,
         challenge: &str,
         code: &str,
+        client: ClientInfo,
+        remember: bool,
+    ) -> Result<(IssuedToken, Option<RememberedBrowser>)> {
+        self.complete_factor_step(challenge, Proof::Code(code), client, remember)
+            .await
+    }
+
+    /// The factor step with a passkey: `credential` is what the browser's
+    /// `navigator.credentials.get` answered (its `toJSON()`), for the options `start_sign_in`
+    /// gave. Counted and answered like a wrong code when it does not check out.
+    #[tracing::instrument(name = "factors.complete_sign_in_with_passkey", skip_all)]
+    pub async fn complete_sign_in_with_passkey(
+        &self,
+        challenge: &str,
+        credential: &str,
+        client: ClientInfo,
+        remember: bool,
+    ) -> Result<(IssuedToken, Option<RememberedBrowser>)> {
+        self.complete_factor_step(challenge, Proof::Passkey(credential), client, remember)
+            .await
+    }
+
+    async fn complete_factor_step(
+        &self,
+        challenge: &str,
+        proof: Proof<'_>,
         client: ClientInfo,
         remember: bool,
     ) -> Result<(IssuedToken, Option<RememberedBrowser>)> {
@@ -331,7 +395,11 @@ impl AdminFactors {
             ),
         ];
         let reservation = self.parts.limiter.reserve(&budget, now).await?;
-        if self.verify(challenge.admin_id, code).await?.is_none() {
+        let used = match proof {
+            Proof::Code(code) => self.verify(challenge.admin_id, code).await?,
+            Proof::Passkey(credential) => self.verify_passkey(&challenge, credential).await?,
+        };
+        if used.is_none() {
             reservation.keep();
             tracing::info!(event = "admin_factor_failed", admin_id = %challenge.admin_id);
             return Err(Error::AuthenticationFailed);
@@ -372,6 +440,188 @@ impl AdminFactors {
                 expires_at,
             }),
         ))
+    }
+
+    /// Whether this server can offer passkeys (its public URL has a domain name).
+    pub fn passkeys_offered(&self) -> bool {
+        self.passkeys.is_some()
+    }
+
+    /// Starts registering a passkey (or a security key) named `name` for the signed-in admin,
+    /// after their password. BAD_USER_INPUT where the server offers no passkeys, for a bad
+    /// name, or past 10 factors.
+    #[tracing::instrument(name = "factors.start_passkey", skip_all)]
+    pub async fn start_passkey(
+        &self,
+        principal: &AdminPrincipal,
+        name: &str,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<PasskeyEnrolment> {
+        let Some(passkeys) = &self.passkeys else {
+            return Err(Error::bad_input(
+                "name",
+                "this server offers no passkeys: its public URL needs a domain name",
+            ));
+        };
+        let name = checked_name(name)?;
+        let admin = &principal.admin;
+        if self.held(admin.id).await? >= MAX_FACTORS {
+            return Err(Error::bad_input(
+                "name",
+                "an admin holds at most 10 factors: remove one first",
+            ));
+        }
+        self.confirm_password(principal, password, client).await?;
+        let existing: Vec<StoredPasskey> = self
+            .passkeys_of(admin.id)
+            .await?
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
+        let registration = passkeys.register(admin.id, &admin.username, &existing)?;
+        let expires_at = self.parts.clock.now() + ENROLMENT_LIFETIME;
+        let challenge = self.challenges.seal_as(
+            PASSKEY_ENROLMENT,
+            &PasskeyEnrolmentState {
+                admin_id: admin.id,
+                name: name.to_owned(),
+                state: serde_json::to_string(&registration.state)
+                    .map_err(|e| Error::internal(format!("passkey state: {e}")))?,
+                expires: expires_at.timestamp(),
+            },
+        )?;
+        Ok(PasskeyEnrolment {
+            challenge,
+            options: registration.options,
+            expires_at,
+        })
+    }
+
+    /// Finishes it with what the browser's `navigator.credentials.create` answered (its
+    /// `toJSON()`): BAD_USER_INPUT when it does not check out (another origin, another
+    /// challenge, no user verification). Audited as ENROL_ADMIN_FACTOR; the admin's first
+    /// factor comes with their recovery codes.
+    #[tracing::instrument(name = "factors.complete_passkey", skip_all)]
+    pub async fn complete_passkey(
+        &self,
+        principal: &AdminPrincipal,
+        challenge: &str,
+        credential: &str,
+        client: &ClientInfo,
+    ) -> Result<(Factor, Option<Vec<RecoveryCode>>)> {
+        let refused = || {
+            Error::bad_input(
+                "credential",
+                "the browser's answer does not match this registration: start again",
+            )
+        };
+        let passkeys = self.passkeys.as_ref().ok_or_else(refused)?;
+        let now = self.parts.clock.now();
+        let admin = &principal.admin;
+        let started: PasskeyEnrolmentState = self
+            .challenges
+            .open_as(PASSKEY_ENROLMENT, challenge)
+            .filter(|s: &PasskeyEnrolmentState| {
+                s.admin_id == admin.id && s.expires > now.timestamp()
+            })
+            .ok_or_else(refused)?;
+        let state = serde_json::from_str(&started.state).map_err(|_| refused())?;
+        let passkey = passkeys
+            .registered(credential, &state)
+            .ok_or_else(refused)?;
+        let id = Uuid::now_v7();
+        let sealed = self.seal_passkey(admin.id, id, &passkey)?;
+        let audit = NewAudit::by(principal, AuditAction::EnrolAdminFactor, now, client)
+            .detail(format!("factor {id}"));
+        self.store
+            .add_passkey(
+                StoredFactor {
+                    id,
+                    admin_id: admin.id,
+                    kind: FactorKind::Passkey,
+                    name: started.name.clone(),
+                    sealed_secret: sealed,
+                    created_at: now,
+                    confirmed_at: Some(now),
+                    last_used_step: None,
+                    last_used_at: None,
+                },
+                audit,
+            )
+            .await?;
+        tracing::info!(event = "admin_passkey_added", admin_id = %admin.id, factor_id = %id);
+        let codes = if self.store.recovery_codes_left(admin.id).await? > 0 {
+            None
+        } else {
+            Some(self.issue_recovery_codes(admin.id, now, None).await?)
+        };
+        Ok((
+            Factor {
+                id,
+                kind: FactorKind::Passkey,
+                name: started.name,
+                created_at: now,
+                confirmed: true,
+                last_used_at: None,
+            },
+            codes,
+        ))
+    }
+
+    /// The admin's passkeys, opened.
+    async fn passkeys_of(&self, admin_id: Uuid) -> Result<Vec<(Uuid, StoredPasskey)>> {
+        self.store
+            .factors(admin_id)
+            .await?
+            .into_iter()
+            .filter(|f| f.kind == FactorKind::Passkey && f.confirmed_at.is_some())
+            .map(|f| {
+                let bytes = self
+                    .sealer
+                    .open(&sealed_name(f.admin_id, f.id), &f.sealed_secret)
+                    .ok_or_else(|| {
+                        Error::internal(format!(
+                            "admin factor {} does not open with this key-encryption secret",
+                            f.id
+                        ))
+                    })?;
+                let key: StoredPasskey = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::internal(format!("passkey {}: {e}", f.id)))?;
+                Ok((f.id, key))
+            })
+            .collect()
+    }
+
+    fn seal_passkey(&self, admin_id: Uuid, id: Uuid, passkey: &StoredPasskey) -> Result<Vec<u8>> {
+        let bytes =
+            serde_json::to_vec(passkey).map_err(|e| Error::internal(format!("passkey: {e}")))?;
+        self.sealer.seal(&sealed_name(admin_id, id), &bytes)
+    }
+
+    /// The factor step's passkey: which of the admin's passkeys answered the challenge's
+    /// ceremony (its counter stored), or `None`.
+    async fn verify_passkey(
+        &self,
+        challenge: &Challenge,
+        credential: &str,
+    ) -> Result<Option<FactorUsed>> {
+        let (Some(passkeys), Some(state)) = (&self.passkeys, &challenge.passkey) else {
+            return Ok(None);
+        };
+        let Ok(state) = serde_json::from_str(state) else {
+            return Ok(None);
+        };
+        let keys = self.passkeys_of(challenge.admin_id).await?;
+        let Some((id, key)) = passkeys.answered(credential, &state, keys) else {
+            return Ok(None);
+        };
+        let sealed = self.seal_passkey(challenge.admin_id, id, &key)?;
+        self.store
+            .update_passkey(id, sealed, self.parts.clock.now())
+            .await?;
+        tracing::info!(event = "admin_passkey_used", admin_id = %challenge.admin_id, factor_id = %id);
+        Ok(Some(FactorUsed::Passkey { factor_id: id }))
     }
 
     /// The signed-in admin's live grants ("remembered browsers"), newest first.
@@ -524,24 +774,23 @@ impl AdminFactors {
         self.add_totp(&principal.admin, name).await
     }
 
-    async fn add_totp(&self, admin: &AdminUser, name: &str) -> Result<TotpEnrolment> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(Error::bad_input(
-                "name",
-                "name the factor (1 to 64 characters), e.g. the device it is on",
-            ));
-        }
-        let now = self.parts.clock.now();
-        let stale_before = now - STALE_ENROLMENT;
-        let held = self
+    /// Factors that count toward the admin's ten: confirmed ones, and enrolments under way.
+    async fn held(&self, admin_id: Uuid) -> Result<usize> {
+        let stale_before = self.parts.clock.now() - STALE_ENROLMENT;
+        Ok(self
             .store
-            .factors(admin.id)
+            .factors(admin_id)
             .await?
             .iter()
             .filter(|f| f.confirmed_at.is_some() || f.created_at >= stale_before)
-            .count();
-        if held >= MAX_FACTORS {
+            .count())
+    }
+
+    async fn add_totp(&self, admin: &AdminUser, name: &str) -> Result<TotpEnrolment> {
+        let name = checked_name(name)?;
+        let now = self.parts.clock.now();
+        let stale_before = now - STALE_ENROLMENT;
+        if self.held(admin.id).await? >= MAX_FACTORS {
             return Err(Error::bad_input(
                 "name",
                 "an admin holds at most 10 factors: remove one first",
@@ -554,6 +803,7 @@ impl AdminFactors {
                 StoredFactor {
                     id,
                     admin_id: admin.id,
+                    kind: FactorKind::Totp,
                     name: name.to_owned(),
                     sealed_secret: self
                         .sealer
@@ -645,6 +895,7 @@ impl AdminFactors {
             .into_iter()
             .map(|f| Factor {
                 id: f.id,
+                kind: f.kind,
                 name: f.name,
                 created_at: f.created_at,
                 confirmed: f.confirmed_at.is_some(),
@@ -802,7 +1053,7 @@ impl AdminFactors {
     pub async fn verify(&self, admin_id: Uuid, code: &str) -> Result<Option<FactorUsed>> {
         let now = self.parts.clock.now();
         for factor in self.store.factors(admin_id).await? {
-            if factor.confirmed_at.is_none() {
+            if factor.confirmed_at.is_none() || factor.kind != FactorKind::Totp {
                 continue;
             }
             let Some(step) = self
@@ -865,6 +1116,54 @@ impl AdminFactors {
                 ))
             })
     }
+}
+
+/// What the factor step was given.
+enum Proof<'a> {
+    /// A code from an authenticator app, or a recovery code.
+    Code(&'a str),
+    /// A passkey's answer (JSON).
+    Passkey(&'a str),
+}
+
+/// A passkey being registered, sealed for the client to bring back with the browser's answer.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PasskeyEnrolmentState {
+    admin_id: Uuid,
+    name: String,
+    state: String,
+    expires: i64,
+}
+
+const PASSKEY_ENROLMENT: &str = "admin passkey enrolment";
+
+/// A passkey registration under way: the options for `navigator.credentials.create` (JSON;
+/// its `publicKey` is what `PublicKeyCredential.parseCreationOptionsFromJSON` takes) and the
+/// sealed state to bring back with the browser's answer. Its `Debug` shows neither.
+pub struct PasskeyEnrolment {
+    pub challenge: String,
+    pub options: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for PasskeyEnrolment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasskeyEnrolment")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A factor's name as the admin typed it, trimmed: 1 to 64 characters.
+fn checked_name(name: &str) -> Result<&str> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(Error::bad_input(
+            "name",
+            "name the factor (1 to 64 characters), e.g. the device it is on",
+        ));
+    }
+    Ok(name)
 }
 
 /// The name a factor's secret is sealed under: its admin and itself, so a row moved to another

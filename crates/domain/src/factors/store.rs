@@ -18,6 +18,7 @@ use crate::{
 pub struct StoredFactor {
     pub id: Uuid,
     pub admin_id: Uuid,
+    pub kind: FactorKind,
     pub name: String,
     pub sealed_secret: Vec<u8>,
     pub created_at: DateTime<Utc>,
@@ -26,11 +27,45 @@ pub struct StoredFactor {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+/// What a factor is: an authenticator app's TOTP secret, or a passkey (a security key too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorKind {
+    Totp,
+    Passkey,
+}
+
+impl FactorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Totp => "totp",
+            Self::Passkey => "passkey",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Totp, Self::Passkey]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
 #[async_trait]
 pub trait FactorStore: Send + Sync {
     /// Stores an unconfirmed TOTP factor, and removes the admin's enrolments left unconfirmed
     /// since before `stale_before` (abandoned, they would fill the admin's ten places).
     async fn add_totp(&self, factor: StoredFactor, stale_before: DateTime<Utc>) -> Result<()>;
+
+    /// Stores a passkey, confirmed (the browser's ceremony proved it), writing `audit` in the
+    /// same transaction.
+    async fn add_passkey(&self, factor: StoredFactor, audit: NewAudit) -> Result<()>;
+
+    /// Stores a passkey's state after a sign-in (its counter), and when it was used.
+    async fn update_passkey(
+        &self,
+        factor_id: Uuid,
+        sealed_secret: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
 
     /// The admin with this id (enabled or not), for a step that has no session yet.
     async fn admin(&self, admin_id: Uuid) -> Result<Option<AdminUser>>;
