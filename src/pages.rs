@@ -507,6 +507,22 @@ mod tests {
                     "{page}: one script, not inline"
                 );
                 assert!(!html.contains("style="), "{page}: no inline style");
+                let title = &html[html.find("<title>").map_or(0, |i| i + 7)..];
+                let title = &title[..title.find("</title>").unwrap_or(0)];
+                assert!(!title.contains('<'), "{page}: markup in the title: {title}");
+                // Each id once (a form included twice would be found by neither script nor
+                // label).
+                let mut ids: Vec<&str> = html
+                    .match_indices(" id=\"")
+                    .map(|(i, _)| {
+                        let rest = &html[i + 5..];
+                        &rest[..rest.find('"').unwrap_or(0)]
+                    })
+                    .collect();
+                ids.sort_unstable();
+                let before = ids.len();
+                ids.dedup();
+                assert_eq!(ids.len(), before, "{page}: an id used twice");
                 assert!(
                     html.contains("data-messages=\"{&quot;"),
                     "{page}: the labels are an escaped attribute"
