@@ -2,7 +2,9 @@
 //! after a second factor: the SHA-256 of its random secret (the browser keeps the secret), when
 //! it ends, and when it was revoked; a sign-in with the right password and a live grant of that
 //! admin skips the factor. `settings.remember_browser_days` is how long a grant lives (0: the
-//! store offers none, the default).
+//! store offers none, the default). `admin_spent_challenges` makes each sign-in challenge
+//! (sealed, held by the client) good for one sign-in: the SHA-256 of each one that signed
+//! someone in, until it would have expired anyway.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -44,6 +46,15 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
+            .create_table(
+                Table::create()
+                    .table(AdminSpentChallenges::Table)
+                    .col(string_len(AdminSpentChallenges::ChallengeHash, 64).primary_key())
+                    .col(timestamp_with_time_zone(AdminSpentChallenges::ExpiresAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
             .alter_table(
                 Table::alter()
                     .table(Settings::Table)
@@ -63,6 +74,9 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
+            .drop_table(Table::drop().table(AdminSpentChallenges::Table).to_owned())
+            .await?;
+        manager
             .drop_table(Table::drop().table(AdminDeviceGrants::Table).to_owned())
             .await
     }
@@ -79,6 +93,13 @@ enum AdminDeviceGrants {
     LastUsedAt,
     RevokedAt,
     UserAgent,
+}
+
+#[derive(DeriveIden)]
+enum AdminSpentChallenges {
+    Table,
+    ChallengeHash,
+    ExpiresAt,
 }
 
 #[derive(DeriveIden)]

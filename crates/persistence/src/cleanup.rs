@@ -12,7 +12,8 @@ use sea_orm::{
 use crate::{
     db::{End, db_err, unit_of_work},
     entities::{
-        access_token, admin_access_token, admin_device_grant, admin_password_token, code_flow,
+        access_token, admin_access_token, admin_device_grant, admin_password_token,
+        admin_spent_challenge, code_flow,
         email_change, email_outbox, limit_event, password_reset_token,
     },
 };
@@ -93,6 +94,13 @@ impl SqlCleanup {
                                 .add(admin_access_token::Column::ExpiresAt.lt(ended))
                                 .add(admin_access_token::Column::RevokedAt.lt(ended)),
                         )
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?
+                        .rows_affected
+                    // A spent sign-in challenge is kept only while it could still be opened.
+                    + admin_spent_challenge::Entity::delete_many()
+                        .filter(admin_spent_challenge::Column::ExpiresAt.lt(ended))
                         .exec(txn)
                         .await
                         .map_err(db_err)?

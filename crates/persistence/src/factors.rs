@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use domain::{
     Result,
     admin::{AdminUser, NewAudit},
-    factors::{DeviceGrant, FactorKind, FactorStore, StoredFactor, grant::NewGrant},
+    factors::{DeviceGrant, FactorKind, FactorStore, Removal, StoredFactor, grant::NewGrant},
     ports::NewMail,
 };
 use sea_orm::{
@@ -18,8 +18,11 @@ use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
-    entities::{admin_device_grant, admin_factor, admin_recovery_code, admin_user, email_outbox},
-    rows::{insert_audit, revoke_admin_sessions, to_admin},
+    entities::{
+        admin_device_grant, admin_factor, admin_recovery_code, admin_spent_challenge, admin_user,
+        email_outbox,
+    },
+    rows::{insert_audit, lock_admin, revoke_admin_sessions, to_admin},
 };
 
 /// A row of a kind this build does not know stands for no factor (it signs nobody in).
@@ -240,10 +243,13 @@ impl FactorStore for SqlFactors {
         &self,
         admin_id: Uuid,
         factor_id: Uuid,
+        keep_one: bool,
         audit: NewAudit,
-    ) -> Result<bool> {
+    ) -> Result<Removal> {
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
+                // Two removals at once must not each leave the other's factor as the last.
+                lock_admin(txn, admin_id).await?;
                 let removed = admin_factor::Entity::delete_many()
                     .filter(admin_factor::Column::Id.eq(factor_id))
                     .filter(admin_factor::Column::AdminId.eq(admin_id))
@@ -251,7 +257,7 @@ impl FactorStore for SqlFactors {
                     .await
                     .map_err(db_err)?;
                 if removed.rows_affected != 1 {
-                    return Ok(End::Rollback(false));
+                    return Ok(End::Rollback(Removal::NotFound));
                 }
                 // Recovery codes stand in for a factor: with the last confirmed one they go.
                 let confirmed_left = admin_factor::Entity::find()
@@ -260,6 +266,9 @@ impl FactorStore for SqlFactors {
                     .count(txn)
                     .await
                     .map_err(db_err)?;
+                if confirmed_left == 0 && keep_one {
+                    return Ok(End::Rollback(Removal::LastKept));
+                }
                 if confirmed_left == 0 {
                     admin_recovery_code::Entity::delete_many()
                         .filter(admin_recovery_code::Column::AdminId.eq(admin_id))
@@ -268,7 +277,7 @@ impl FactorStore for SqlFactors {
                         .map_err(db_err)?;
                 }
                 insert_audit(txn, audit).await?;
-                Ok(End::Commit(true))
+                Ok(End::Commit(Removal::Removed))
             })
         })
         .await
@@ -327,6 +336,22 @@ impl FactorStore for SqlFactors {
             .await
             .map_err(db_err)?;
         Ok(used.rows_affected == 1)
+    }
+
+    async fn spend_challenge(&self, hash: String, expires_at: DateTime<Utc>) -> Result<bool> {
+        let spent = admin_spent_challenge::Entity::insert(admin_spent_challenge::ActiveModel {
+            challenge_hash: Set(hash),
+            expires_at: Set(expires_at),
+        })
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(admin_spent_challenge::Column::ChallengeHash)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(&self.db)
+        .await
+        .map_err(db_err)?;
+        Ok(spent == 1)
     }
 
     async fn add_grant(&self, g: NewGrant) -> Result<()> {

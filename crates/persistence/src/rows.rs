@@ -88,6 +88,21 @@ pub(crate) async fn lock_customer(
     find.one(txn).await.map_err(db_err)
 }
 
+/// Locks the admin's row for the rest of the transaction (PostgreSQL `FOR UPDATE`; SQLite's
+/// write lock), so two changes of their factors run one after the other.
+pub(crate) async fn lock_admin(txn: &DatabaseTransaction, id: Uuid) -> Result<()> {
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+        admin_user::Entity::find_by_id(id)
+            .lock_exclusive()
+            .one(txn)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    } else {
+        take_sqlite_write_lock(txn, admin_user::Entity, admin_user::Column::Id, id).await
+    }
+}
+
 /// Every password change, whatever its path: new hash, lockout cleared, sessions revoked
 /// (except `keep`), outstanding reset links voided, "password changed" notice queued. Runs in
 /// the caller's transaction; its first statement writes, so SQLite takes the write lock at once.

@@ -69,6 +69,16 @@ impl Challenge {
     }
 }
 
+/// What a sealed challenge is known by once spent (SHA-256, hex): the client's copy, never the
+/// claims inside.
+pub fn digest(sealed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(sealed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Seals and opens challenges.
 #[derive(Debug)]
 pub struct ChallengeKey(Sealer);

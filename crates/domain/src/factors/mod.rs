@@ -26,7 +26,7 @@ pub use challenge::{
 };
 pub use grant::DeviceGrant;
 pub use recovery::{RECOVERY_CODES, RecoveryCode, RecoveryKey};
-pub use store::{FactorKind, FactorStore, StoredFactor};
+pub use store::{FactorKind, FactorStore, Removal, StoredFactor};
 pub use totp::TotpSecret;
 
 use crate::keys::Sealer;
@@ -362,9 +362,10 @@ impl AdminFactors {
         remember: bool,
     ) -> Result<(IssuedToken, Option<RememberedBrowser>)> {
         let now = self.parts.clock.now();
+        let sealed = challenge;
         let challenge = self
             .challenges
-            .open(challenge, now, Purpose::SignIn)
+            .open(sealed, now, Purpose::SignIn)
             .ok_or(Error::AuthenticationFailed)?;
         // A challenge whose proof no longer stands (the password changed, the admin renamed)
         // spends no code: a recovery code is not burnt on a sign-in that cannot succeed.
@@ -398,6 +399,19 @@ impl AdminFactors {
         let used = match proof {
             Proof::Code(code) => self.verify(challenge.admin_id, code).await?,
             Proof::Passkey(credential) => self.verify_passkey(&challenge, credential).await?,
+        };
+        // A challenge signs in once: a passkey's answer, which nothing else spends, cannot be
+        // replayed with it, and one challenge cannot mint two sessions.
+        let used = match used {
+            Some(used)
+                if self
+                    .store
+                    .spend_challenge(challenge::digest(sealed), challenge.expires_at())
+                    .await? =>
+            {
+                Some(used)
+            }
+            _ => None,
         };
         if used.is_none() {
             reservation.keep();
@@ -530,6 +544,22 @@ impl AdminFactors {
         let passkey = passkeys
             .registered(credential, &state)
             .ok_or_else(refused)?;
+        // One registration, one passkey: the same answer again (or a key already held) adds
+        // nothing.
+        let held = self.passkeys_of(admin.id).await?;
+        if held
+            .iter()
+            .any(|(_, key)| key.0.cred_id() == passkey.0.cred_id())
+            || !self
+                .store
+                .spend_challenge(
+                    challenge::digest(challenge),
+                    DateTime::from_timestamp(started.expires, 0).unwrap_or(now),
+                )
+                .await?
+        {
+            return Err(refused());
+        }
         let id = Uuid::now_v7();
         let sealed = self.seal_passkey(admin.id, id, &passkey)?;
         let audit = NewAudit::by(principal, AuditAction::EnrolAdminFactor, now, client)
@@ -915,7 +945,9 @@ impl AdminFactors {
     }
 
     /// Removes one of the admin's own factors, after their password. With the last confirmed
-    /// factor go the recovery codes: the admin signs in with a password alone again.
+    /// factor go the recovery codes; where the store requires a factor the last one stays
+    /// (checked again in the removal's transaction, so two removals at once cannot take the
+    /// last two), and where it does not the admin signs in with the password alone again.
     #[tracing::instrument(name = "factors.remove", skip_all)]
     pub async fn remove(
         &self,
@@ -928,13 +960,16 @@ impl AdminFactors {
         let Some(factor) = factors.iter().find(|f| f.id == factor_id) else {
             return Err(Error::NotFound);
         };
-        let confirmed = factors.iter().filter(|f| f.confirmed_at.is_some()).count();
-        if self.policy == FactorPolicy::Required && factor.confirmed_at.is_some() && confirmed == 1
-        {
-            return Err(Error::bad_input(
+        let last = || {
+            Error::bad_input(
                 "factorId",
                 "this store requires a second factor: add another before removing the last",
-            ));
+            )
+        };
+        let keep_one = self.policy == FactorPolicy::Required;
+        let confirmed = factors.iter().filter(|f| f.confirmed_at.is_some()).count();
+        if keep_one && factor.confirmed_at.is_some() && confirmed == 1 {
+            return Err(last());
         }
         self.confirm_password(principal, password, client).await?;
         let audit = NewAudit::by(
@@ -944,12 +979,14 @@ impl AdminFactors {
             client,
         )
         .detail(format!("factor {factor_id}"));
-        if !self
+        match self
             .store
-            .remove_factor(principal.admin.id, factor_id, audit)
+            .remove_factor(principal.admin.id, factor_id, keep_one, audit)
             .await?
         {
-            return Err(Error::NotFound);
+            Removal::Removed => {}
+            Removal::NotFound => return Err(Error::NotFound),
+            Removal::LastKept => return Err(last()),
         }
         tracing::info!(event = "admin_factor_removed", admin_id = %principal.admin.id, factor_id = %factor_id);
         Ok(())

@@ -27,6 +27,15 @@ pub struct StoredFactor {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
+/// What a factor's removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    NotFound,
+    /// Refused: it would have left the admin no confirmed factor.
+    LastKept,
+}
+
 /// What a factor is: an authenticator app's TOTP secret, or a passkey (a security key too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FactorKind {
@@ -102,10 +111,16 @@ pub trait FactorStore: Send + Sync {
         audit: NewAudit,
     ) -> Result<bool>;
 
-    /// Removes one of the admin's factors and writes `audit` in the same transaction; false,
-    /// and nothing written, when it had no such factor.
-    async fn remove_factor(&self, admin_id: Uuid, factor_id: Uuid, audit: NewAudit)
-    -> Result<bool>;
+    /// Removes one of the admin's factors and writes `audit` in the same transaction (with the
+    /// last confirmed factor, the recovery codes go too); nothing is written when the admin had
+    /// no such factor, or, with `keep_one`, when it would leave them no confirmed factor.
+    async fn remove_factor(
+        &self,
+        admin_id: Uuid,
+        factor_id: Uuid,
+        keep_one: bool,
+        audit: NewAudit,
+    ) -> Result<Removal>;
 
     /// Replaces the admin's recovery codes with these hashes (and writes `audit`, if any, in
     /// the same transaction).
@@ -128,6 +143,10 @@ pub trait FactorStore: Send + Sync {
 
     /// Recovery codes the admin has left.
     async fn recovery_codes_left(&self, admin_id: Uuid) -> Result<u64>;
+
+    /// Records that the challenge with this hash signed someone in, in one statement: of two
+    /// requests with one challenge, exactly one sees `true`. Kept until `expires_at`.
+    async fn spend_challenge(&self, hash: String, expires_at: DateTime<Utc>) -> Result<bool>;
 
     /// Stores a browser's grant to skip the second factor.
     async fn add_grant(&self, grant: NewGrant) -> Result<()>;

@@ -6,6 +6,7 @@ pub mod admin_device_grant;
 pub mod admin_factor;
 pub mod admin_password_token;
 pub mod admin_recovery_code;
+pub mod admin_spent_challenge;
 pub mod admin_user;
 pub mod audit_log;
 pub mod bulk_job;
