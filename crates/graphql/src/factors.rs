@@ -56,6 +56,8 @@ pub enum AdminFactorKind {
     Totp,
     /// A passkey or a security key (WebAuthn).
     Passkey,
+    /// A kind this server version does not know: it counts, but signs nobody in here.
+    Other,
 }
 
 /// One of an admin's second factors, as named at enrolment.
@@ -77,6 +79,7 @@ impl From<factors::Factor> for AdminFactor {
             kind: match f.kind {
                 factors::FactorKind::Totp => AdminFactorKind::Totp,
                 factors::FactorKind::Passkey => AdminFactorKind::Passkey,
+                factors::FactorKind::Unknown => AdminFactorKind::Other,
             },
             name: f.name,
             created_at: f.created_at,

@@ -25,19 +25,20 @@ use crate::{
     rows::{insert_audit, lock_admin, revoke_admin_sessions, to_admin},
 };
 
-/// A row of a kind this build does not know stands for no factor (it signs nobody in).
-fn to_factor(m: admin_factor::Model) -> Option<StoredFactor> {
-    Some(StoredFactor {
+/// A row of a kind this build does not know is `FactorKind::Unknown`: it still counts as a
+/// factor (fail closed), and signs nobody in.
+fn to_factor(m: admin_factor::Model) -> StoredFactor {
+    StoredFactor {
         id: m.id,
         admin_id: m.admin_id,
-        kind: FactorKind::parse(&m.kind)?,
+        kind: FactorKind::parse(&m.kind),
         name: m.name,
         sealed_secret: m.sealed_secret,
         created_at: m.created_at,
         confirmed_at: m.confirmed_at,
         last_used_step: m.last_used_step.and_then(|s| u64::try_from(s).ok()),
         last_used_at: m.last_used_at,
-    })
+    }
 }
 
 fn to_row(f: StoredFactor) -> admin_factor::ActiveModel {
@@ -201,7 +202,7 @@ impl FactorStore for SqlFactors {
             .await
             .map_err(db_err)?
             .into_iter()
-            .filter_map(to_factor)
+            .map(to_factor)
             .collect())
     }
 

@@ -44,8 +44,8 @@ pub enum Purpose {
     Enrol,
 }
 
-/// What a challenge says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a challenge says. Its `Debug` shows the purpose, the admin and the expiry only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Challenge {
     pub purpose: Purpose,
     pub admin_id: Uuid,
@@ -59,6 +59,16 @@ pub struct Challenge {
     /// has passkeys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passkey: Option<String>,
+}
+
+impl std::fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Challenge")
+            .field("purpose", &self.purpose)
+            .field("admin_id", &self.admin_id)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Challenge {

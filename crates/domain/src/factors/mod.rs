@@ -601,26 +601,24 @@ impl AdminFactors {
 
     /// The admin's passkeys, opened.
     async fn passkeys_of(&self, admin_id: Uuid) -> Result<Vec<(Uuid, StoredPasskey)>> {
-        self.store
+        Ok(self
+            .store
             .factors(admin_id)
             .await?
             .into_iter()
             .filter(|f| f.kind == FactorKind::Passkey && f.confirmed_at.is_some())
-            .map(|f| {
-                let bytes = self
+            .filter_map(|f| {
+                // One passkey that does not open must not lock the admin out of the others.
+                let key = self
                     .sealer
                     .open(&sealed_name(f.admin_id, f.id), &f.sealed_secret)
-                    .ok_or_else(|| {
-                        Error::internal(format!(
-                            "admin factor {} does not open with this key-encryption secret",
-                            f.id
-                        ))
-                    })?;
-                let key: StoredPasskey = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::internal(format!("passkey {}: {e}", f.id)))?;
-                Ok((f.id, key))
+                    .and_then(|bytes| serde_json::from_slice::<StoredPasskey>(&bytes).ok());
+                if key.is_none() {
+                    tracing::error!(factor_id = %f.id, "an admin passkey is unusable");
+                }
+                key.map(|k| (f.id, k))
             })
-            .collect()
+            .collect())
     }
 
     fn seal_passkey(&self, admin_id: Uuid, id: Uuid, passkey: &StoredPasskey) -> Result<Vec<u8>> {
@@ -1093,10 +1091,16 @@ impl AdminFactors {
             if factor.confirmed_at.is_none() || factor.kind != FactorKind::Totp {
                 continue;
             }
-            let Some(step) = self
-                .secret(&factor)?
-                .check(code, now, factor.last_used_step)
-            else {
+            // One factor that does not open (sealed under another secret) must not lock the
+            // admin out of the others and their recovery codes.
+            let secret = match self.secret(&factor) {
+                Ok(secret) => secret,
+                Err(e) => {
+                    tracing::error!(error = %e, "an admin factor is unusable");
+                    continue;
+                }
+            };
+            let Some(step) = secret.check(code, now, factor.last_used_step) else {
                 continue;
             };
             if self.store.use_totp_step(factor.id, step, now).await? {

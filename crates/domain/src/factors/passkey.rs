@@ -2,8 +2,9 @@
 //! options for the browser, and the checks of what it answers (origin, challenge, signature,
 //! user verification, the counter of cloned keys). The relying party is the store's public URL:
 //! its host is the RP ID, so passkeys need `LATCHKEY_PUBLIC_URL` with a domain name
-//! (`localhost` counts; an IP address does not, browsers refuse it). Any port of that origin
-//! is accepted (a console behind a proxy on another port).
+//! (`localhost` counts; an IP address does not, browsers refuse it). The origin must match the
+//! public URL's port too, except on `localhost`, where any port is (a developer's console and
+//! a test's server on a port of their own).
 //!
 //! A ceremony's state travels sealed in the challenge the client holds, like every other
 //! step of an admin's sign-in, so any replica finishes what another began.
@@ -56,7 +57,7 @@ impl Passkeys {
         let webauthn = WebauthnBuilder::new(&rp_id, &origin)
             .ok()?
             .rp_name(store)
-            .allow_any_port(true)
+            .allow_any_port(rp_id == "localhost")
             .build()
             .ok()?;
         Some(Self { webauthn })
