@@ -1306,6 +1306,34 @@ async function adminUsersPage(admin) {
   const dialog = document.getElementById("admin-confirm");
   const ROLES = ["VIEWER", "SUPPORT", "ADMINISTRATOR"];
   let pending = null;
+  // "Reset Two-Factor" asks for the acting admin's own password.
+  const resetDialog = document.getElementById("reset-factors");
+  const resetPassword = document.getElementById("reset-password");
+  let resetting = null;
+  resetDialog.addEventListener("close", async () => {
+    const user = resetting;
+    resetting = null;
+    if (resetDialog.returnValue !== "ok" || !user) {
+      return;
+    }
+    try {
+      const data = await gql(
+        "mutation ResetFactors($id: ID!, $password: String!) { resetAdminFactors(adminId: $id, password: $password) { revokedCount } }",
+        { id: user.id, password: resetPassword.value },
+        admin.token,
+      );
+      notify(t("admin.factors_reset", { username: user.username, count: data.resetAdminFactors.revokedCount }), "ok");
+    } catch (error) {
+      if (error.code === "AUTHENTICATION_FAILED") {
+        notify(t("admin.wrong_password"), "error");
+      } else {
+        failed(error);
+      }
+    } finally {
+      resetPassword.value = "";
+      await load();
+    }
+  });
 
   function explain(error) {
     if (error.code === "BAD_USER_INPUT" && String(error.message).includes("last active administrator")) {
@@ -1408,25 +1436,16 @@ async function adminUsersPage(admin) {
       // the security page).
       if (factors.length && user.username !== admin.username) {
         const reset = el("button", t("admin.reset_factors"), { type: "button" });
-        reset.addEventListener("click", () =>
-          ask(t("admin.reset_factors"), t("admin.reset_factors_confirm", { username: user.username }), async () => {
-            try {
-              const data = await gql(
-                "mutation ResetFactors($id: ID!) { resetAdminFactors(adminId: $id) { revokedCount } }",
-                { id: user.id },
-                admin.token,
-              );
-              notify(
-                t("admin.factors_reset", { username: user.username, count: data.resetAdminFactors.revokedCount }),
-                "ok",
-              );
-            } catch (error) {
-              failed(error);
-            } finally {
-              await load();
-            }
-          }),
-        );
+        reset.addEventListener("click", () => {
+          resetting = user;
+          document.getElementById("reset-factors-text").textContent = t("admin.reset_factors_confirm", {
+            username: user.username,
+          });
+          resetPassword.value = "";
+          resetDialog.returnValue = "";
+          resetDialog.showModal();
+          resetPassword.focus();
+        });
         actions.appendChild(reset);
       }
       tr.appendChild(actions);

@@ -154,7 +154,7 @@ const MATRIX: &[(&str, &str, Permission)] = &[
     ),
     (
         "resetAdminFactors",
-        "mutation($admin: ID!) { resetAdminFactors(adminId: $admin) { revokedCount } }",
+        "mutation($admin: ID!) { resetAdminFactors(adminId: $admin, password: \"admin-Password-2026\") { revokedCount } }",
         Permission::AdminUsersManage,
     ),
 ];

@@ -839,7 +839,9 @@ async fn browser_an_administrator_manages_admin_users(backend: Backend) {
     browser
         .click(&format!("{row} td:last-child button:last-child"))
         .await;
-    browser.click("#admin-confirm-ok").await;
+    assert_eq!(browser.focused().await, "reset-password");
+    browser.fill("#reset-password", ADMIN_PASSWORD).await;
+    browser.click("#reset-factors-ok").await;
     browser
         .wait_text(
             "#notice",

@@ -534,14 +534,44 @@ async fn a_lost_factor_is_reset_by_an_administrator_or_the_operator_and_enrolled
         .gql_as(Some(&root), "{ currentAdmin { id } }", json!({}))
         .await["data"]["currentAdmin"]["id"]
         .clone();
-    const RESET: &str = "mutation($id: ID!) { resetAdminFactors(adminId: $id) { revokedCount } }";
+    const RESET: &str = "mutation($id: ID!, $p: String!) { resetAdminFactors(adminId: $id, password: $p) { revokedCount } }";
     // Not one's own, and not by someone who does not manage admins.
-    let res = app.gql_as(Some(&root), RESET, json!({"id": root_id})).await;
+    let root_password = "admin-Password-2026";
+    let res = app
+        .gql_as(
+            Some(&root),
+            RESET,
+            json!({"id": root_id, "p": root_password}),
+        )
+        .await;
     assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
-    let res = app.gql_as(Some(&kim), RESET, json!({"id": root_id})).await;
+    let res = app
+        .gql_as(Some(&kim), RESET, json!({"id": root_id, "p": PASSWORD}))
+        .await;
     assert_eq!(code(&res), "FORBIDDEN", "{res}");
+    // A stolen administrator token alone strips nobody's factors.
+    let res = app
+        .gql_as(
+            Some(&root),
+            RESET,
+            json!({"id": kim_id, "p": "Not-The-Password-1"}),
+        )
+        .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    assert!(
+        app.gql_as(Some(&kim), "{ currentAdmin { id } }", json!({}))
+            .await["errors"]
+            .is_null(),
+        "nothing changed"
+    );
 
-    let res = app.gql_as(Some(&root), RESET, json!({"id": kim_id})).await;
+    let res = app
+        .gql_as(
+            Some(&root),
+            RESET,
+            json!({"id": kim_id, "p": root_password}),
+        )
+        .await;
     assert_eq!(res["data"]["resetAdminFactors"]["revokedCount"], 1, "{res}");
     // Kim's token ends with her factors; she is told.
     let res = app

@@ -460,7 +460,7 @@ impl FactorMutation {
     }
 
     /// "Reset Two-Factor Authentication" for another admin who lost every factor and recovery
-    /// code: removes them all and signs the admin out everywhere; they are mailed, and their
+    /// code, after your password: removes them all and signs the admin out everywhere; they are mailed, and their
     /// next sign-in enrols a factor again. Audited as RESET_ADMIN_FACTORS. BAD_USER_INPUT for
     /// your own (remove those one by one); NOT_FOUND for no such admin. The sessions ended.
     #[graphql(guard = "RequirePermission(Permission::AdminUsersManage)")]
@@ -468,12 +468,14 @@ impl FactorMutation {
         &self,
         ctx: &Context<'_>,
         admin_id: ID,
+        #[graphql(secret, desc = "Your own password (AUTHENTICATION_FAILED when wrong).")]
+        password: String,
     ) -> Result<RevokeAdminTokensResult, ApiError> {
         let principal = admin(ctx).await?;
         let id = parse_id(&admin_id)?;
         let ended = services(ctx)?
             .factors
-            .reset_for(&principal, id, &request(ctx).client)
+            .reset_for(&principal, id, &password, &request(ctx).client)
             .await?;
         Ok(RevokeAdminTokensResult {
             revoked_count: i32::try_from(ended).unwrap_or(i32::MAX),

@@ -13,8 +13,8 @@ use crate::{
     db::{End, db_err, unit_of_work},
     entities::{
         access_token, admin_access_token, admin_device_grant, admin_password_token,
-        admin_spent_challenge, code_flow,
-        email_change, email_outbox, limit_event, password_reset_token,
+        admin_spent_challenge, code_flow, email_change, email_outbox, limit_event,
+        password_reset_token,
     },
 };
 

@@ -1013,8 +1013,8 @@ impl AdminFactors {
     }
 
     /// "Reset Two-Factor Authentication" on the Admin Users page, for an admin who lost every
-    /// factor and recovery code: removes all of `admin_id`'s factors and codes and ends their
-    /// sessions; they are mailed, and their next sign-in enrols a factor again (where the store
+    /// factor and recovery code, after the acting admin's password: removes all of
+    /// `admin_id`'s factors and codes and ends their sessions; they are mailed, and their next sign-in enrols a factor again (where the store
     /// requires one). Audited as RESET_ADMIN_FACTORS. Not for one's own factors
     /// (BAD_USER_INPUT: those are removed one by one, after the password); NOT_FOUND for no
     /// such admin. The sessions ended, how many.
@@ -1023,6 +1023,7 @@ impl AdminFactors {
         &self,
         principal: &AdminPrincipal,
         admin_id: Uuid,
+        password: &str,
         client: &ClientInfo,
     ) -> Result<u64> {
         if !principal.admin.role.allows(Permission::AdminUsersManage) {
@@ -1035,6 +1036,9 @@ impl AdminFactors {
             ));
         }
         let target = self.store.admin(admin_id).await?.ok_or(Error::NotFound)?;
+        // The acting administrator's password again: a stolen administrator token alone must
+        // not strip another admin's factors.
+        self.confirm_password(principal, password, client).await?;
         let now = self.parts.clock.now();
         let audit = NewAudit::by(principal, AuditAction::ResetAdminFactors, now, client)
             .detail(format!("admin {admin_id}"));
