@@ -1,8 +1,8 @@
 //! Admins' second factors. `admin_factors` holds each authenticator app an admin enrolled: its
 //! TOTP secret sealed (XChaCha20-Poly1305 under the key-encryption secret, the factor's id as
 //! associated data), whether a right code confirmed it, and the newest step it accepted (a step
-//! is accepted once). `admin_recovery_codes` holds the SHA-256 of each single-use recovery
-//! code. Both go with their admin.
+//! is accepted once). `admin_recovery_codes` holds the keyed hash (HMAC-SHA256) of each
+//! single-use recovery code. Both go with their admin.
 
 use sea_orm_migration::{prelude::*, schema::*};
 

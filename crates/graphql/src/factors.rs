@@ -21,7 +21,7 @@ use crate::{
 #[derive(SimpleObject)]
 pub struct AdminSignInStep {
     /// Set when no second factor is asked (the store does not require one and the admin has
-    /// none): signed in.
+    /// none, or this browser's `deviceGrant` is live): signed in.
     pub token: Option<AdminToken>,
     /// Set when a second factor must follow, before `challengeExpiresAt`. With
     /// `enrolmentRequired` false: a code from one of the admin's factors (or a recovery code)
@@ -213,8 +213,10 @@ pub struct FactorMutation;
 impl FactorMutation {
     /// The password step of an admin's sign-in (the same limits, lockout and answers as
     /// `generateAdminToken`: AUTHENTICATION_FAILED for a wrong password, an unknown username
-    /// or a locked account alike). An admin without a second factor gets `token`; one with a
-    /// factor gets `challenge` for `completeAdminSignIn`.
+    /// or a locked account alike). An admin with a second factor gets `challenge` for
+    /// `completeAdminSignIn` (or a `token`, from a browser whose `deviceGrant` is live); one
+    /// without gets an enrolment `challenge` (`enrolmentRequired`) where the store requires a
+    /// factor, and a `token` where it does not.
     async fn start_admin_sign_in(
         &self,
         ctx: &Context<'_>,

@@ -141,8 +141,6 @@ pub(crate) async fn apply_password_change(
     Ok(revoked)
 }
 
-/// `None` for a row whose role this build does not know: such an admin can neither sign in nor
-/// use a token (default deny).
 /// Ends every live session of the admin, and every grant a browser of theirs holds to skip the
 /// second factor ("Remember this browser" goes with Force Sign In, a password set, disabling
 /// and a reset of their factors); how many sessions.
@@ -175,6 +173,8 @@ pub(crate) async fn revoke_admin_sessions(
         .rows_affected)
 }
 
+/// `None` for a row whose role this build does not know: such an admin can neither sign in nor
+/// use a token (default deny).
 pub(crate) fn to_admin(m: &admin_user::Model) -> Option<AdminUser> {
     Some(AdminUser {
         id: m.id,

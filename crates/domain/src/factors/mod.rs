@@ -194,8 +194,10 @@ impl AdminFactors {
     }
 
     /// The password step of an admin's sign-in, with the same limits, lockout and
-    /// indistinguishable failures as a one-step sign-in. An admin without a confirmed factor
-    /// is signed in; one with a factor gets a challenge for [`Self::complete_sign_in`].
+    /// indistinguishable failures as a one-step sign-in. An admin with a factor gets a
+    /// challenge for [`Self::complete_sign_in`]; one without gets an enrolment challenge where
+    /// the store requires a factor ([`FactorPolicy::Required`]), and is signed in where it does
+    /// not.
     pub async fn start_sign_in(
         &self,
         username: &str,

@@ -4,8 +4,8 @@
 //! stored only as an HMAC-SHA256 under a key derived from the server's key-encryption secret,
 //! with the admin's id in the message: someone who reads the database cannot search 50 bits
 //! offline without that secret, and someone who can write to it cannot plant a code of their
-//! own (or move one to another admin). Guesses through the API are to be bounded by the
-//! sign-in's factor step, which counts failures (still to come).
+//! own (or move one to another admin). Guesses through the API are bounded by the sign-in's
+//! factor step, which counts wrong codes per admin (`challenge::MAX_WRONG_FACTOR_CODES`).
 
 use std::fmt;
 

@@ -11,7 +11,7 @@ use crate::{
     outbox::NewMail,
 };
 
-/// A factor as stored: its secret sealed (see [`crate::keys::Sealer`], the factor's id as the
+/// A factor as stored: its secret sealed (see [`crate::keys::Sealer`], `{admin_id}/{factor_id}` as the
 /// name), `confirmed_at` set once the admin typed a right code (a factor never confirmed signs
 /// nobody in), `last_used_step` the newest TOTP step it accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]

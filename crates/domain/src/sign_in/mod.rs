@@ -243,7 +243,7 @@ impl SignIn {
     }
 
     /// Verifies, then stores a session and signs a token for it.
-    pub async fn sign_in(
+    pub(crate) async fn sign_in(
         &self,
         kind: PrincipalKind,
         login: &str,
@@ -304,7 +304,7 @@ impl SignIn {
     /// password sign-in; stored only while the account still has the password hash read here
     /// (a password set meanwhile wins). `overtaken` is the answer when `login` names another
     /// account now (the address moved) or none.
-    pub async fn sign_in_proven(
+    pub(crate) async fn sign_in_proven(
         &self,
         kind: PrincipalKind,
         id: Uuid,
