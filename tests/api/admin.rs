@@ -345,6 +345,7 @@ async fn a_denied_mutation_changes_nothing(backend: Backend) {
     let session = app.sign_in("denied@example.com", PASSWORD).await;
     let id = app.customer_id("denied@example.com").await;
     let viewer = app.admin_token("viewer").await;
+    let audited = app.count("audit_log").await;
     for token in [Some(viewer.as_str()), Some(session.as_str()), None] {
         for (_, document, permission) in MATRIX {
             if document.starts_with("mutation") && *permission != Permission::CustomersRead {
@@ -352,6 +353,11 @@ async fn a_denied_mutation_changes_nothing(backend: Backend) {
             }
         }
     }
+    assert_eq!(
+        app.count("audit_log").await,
+        audited,
+        "no refusal is audited"
+    );
     assert!(app.whoami(&session).await.is_ok(), "no token was revoked");
     assert_eq!(app.audited().await, 0);
     assert_eq!(app.count("password_reset_tokens").await, 0);

@@ -21,6 +21,7 @@ crate::tests![
     a_lost_factor_is_reset_by_an_administrator_or_the_operator_and_enrolled_again,
     a_remembered_browser_skips_the_factor_never_the_password_until_revoked,
     a_passkey_answer_that_does_not_check_out_counts_as_a_wrong_code,
+    one_code_and_one_challenge_sign_in_once_even_at_the_same_moment,
 ];
 
 const PASSWORD: &str = "admin-Password-2026";
@@ -454,6 +455,14 @@ async fn where_a_factor_is_required_no_path_gives_an_admin_token_without_one(bac
     let done = &res["data"]["completeAdminEnrolment"];
     assert_eq!(done["recoveryCodes"].as_array().unwrap().len(), 10, "{res}");
     let token = done["token"]["token"].as_str().unwrap().to_owned();
+    // The enrolment challenge is no factor challenge, even with a right code now.
+    let res = complete(
+        &app,
+        &challenge,
+        &totp(&key, app.clock.now() + Duration::seconds(30)),
+    )
+    .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
     let me = app
         .gql_as(
             Some(&token),
@@ -865,15 +874,16 @@ async fn a_remembered_browser_skips_the_factor_never_the_password_until_revoked(
 }
 
 /// The passkey ceremonies themselves run in a browser (tests/api/browser.rs, ChromeDriver's
-/// virtual authenticator). Here, what an attacker without the key can send: garbage in place
-/// of the browser's answer is a wrong code (counted toward the lock), and a server whose
-/// public URL is an IP address offers no passkeys at all (browsers refuse IP addresses as the
-/// relying party).
+/// virtual authenticator, where a real answer signs in once). Here, what an attacker without
+/// the key can send through the API: garbage in place of the browser's answer is a wrong code,
+/// counted toward the lock, and a server whose public URL is an IP address offers no passkeys
+/// at all (browsers refuse IP addresses as the relying party); one with a domain name offers
+/// registration options naming the store.
 async fn a_passkey_answer_that_does_not_check_out_counts_as_a_wrong_code(backend: Backend) {
     const PASSKEY: &str = "mutation($c: String!, $cred: String!) { completeAdminSignInWithPasskey(challenge: $c, credential: $cred) { token } }";
-    let app = TestApp::spawn(backend).await;
-    let token = app.admin_token("administrator").await;
-    let res = app
+    let ip = TestApp::spawn(backend).await;
+    let token = ip.admin_token("administrator").await;
+    let res = ip
         .gql_as(
             Some(&token),
             "mutation($p: String!) { startPasskeyEnrolment(name: \"Laptop\", password: $p) { options } }",
@@ -886,6 +896,27 @@ async fn a_passkey_answer_that_does_not_check_out_counts_as_a_wrong_code(backend
             .as_str()
             .unwrap()
             .contains("domain name"),
+        "{res}"
+    );
+    drop(ip);
+    // Where passkeys are offered, the answers reach webauthn and are refused there.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.public_url = Some("http://localhost".into());
+    })
+    .await;
+    let token = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&token),
+            "mutation($p: String!) { startPasskeyEnrolment(name: \"Laptop\", password: $p) { options } }",
+            json!({"p": "admin-Password-2026"}),
+        )
+        .await;
+    assert!(
+        res["data"]["startPasskeyEnrolment"]["options"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{res}"))
+            .contains("\"rp\":{\"name\""),
         "{res}"
     );
     latchkey::create_admin(&app.config, "ann", "administrator", PASSWORD)
@@ -920,4 +951,28 @@ async fn a_passkey_answer_that_does_not_check_out_counts_as_a_wrong_code(backend
         "RATE_LIMITED",
         "five wrong answers lock the factor step: {res}"
     );
+}
+
+/// Two requests at once with one recovery code, or with one challenge and two right codes:
+/// exactly one signs in.
+async fn one_code_and_one_challenge_sign_in_once_even_at_the_same_moment(backend: Backend) {
+    let app = optional(backend).await;
+    let token = admin(&app, "ann").await;
+    let (key, confirmation) = enrol(&app, &token, "Phone").await;
+    let codes = confirmation["recoveryCodes"].as_array().unwrap().clone();
+    let code0 = codes[0].as_str().unwrap();
+    let (a, b) = (challenge(&app, "ann").await, challenge(&app, "ann").await);
+    let (x, y) = tokio::join!(complete(&app, &a, code0), complete(&app, &b, code0));
+    let signed_in = [&x, &y].iter().filter(|r| r["errors"].is_null()).count();
+    assert_eq!(signed_in, 1, "one recovery code, one sign-in: {x} {y}");
+
+    let one = challenge(&app, "ann").await;
+    let next = totp(&key, app.clock.now() + Duration::seconds(30));
+    let code1 = codes[1].as_str().unwrap();
+    let (x, y) = tokio::join!(complete(&app, &one, &next), complete(&app, &one, code1));
+    let signed_in = [&x, &y].iter().filter(|r| r["errors"].is_null()).count();
+    assert_eq!(signed_in, 1, "one challenge, one sign-in: {x} {y}");
+    // And after it: the challenge is spent, whatever code comes with it.
+    let res = complete(&app, &one, codes[2].as_str().unwrap()).await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
 }
