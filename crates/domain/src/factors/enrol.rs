@@ -188,17 +188,7 @@ impl AdminFactors {
             .challenges
             .open(challenge, self.parts.clock.now(), Purpose::Enrol)
             .ok_or(Error::AuthenticationFailed)?;
-        if self
-            .parts
-            .sign_in
-            .proof_stands(
-                PrincipalKind::Admin,
-                challenge.admin_id,
-                &challenge.login,
-                &challenge.fingerprint,
-            )
-            .await?
-            .is_none()
+        if !self.proof_stands(&challenge).await?
             || self.has_confirmed_factor(challenge.admin_id).await?
         {
             return Err(Error::AuthenticationFailed);

@@ -198,6 +198,22 @@ impl AdminFactors {
         })
     }
 
+    /// Whether what a challenge proved still stands: its admin still has, under the same
+    /// sign-in name, the password hash it verified.
+    async fn proof_stands(&self, challenge: &Challenge) -> Result<bool> {
+        Ok(self
+            .parts
+            .sign_in
+            .proof_stands(
+                PrincipalKind::Admin,
+                challenge.admin_id,
+                &challenge.login,
+                &challenge.fingerprint,
+            )
+            .await?
+            .is_some())
+    }
+
     /// Offers passkeys, with this relying party (`None`: the server offers none).
     pub fn with_passkeys(mut self, passkeys: Option<Passkeys>) -> Self {
         self.passkeys = passkeys;

@@ -183,16 +183,7 @@ impl AdminFactors {
         // A challenge whose proof no longer stands (the password changed, the admin renamed)
         // spends no code: a recovery code is not burnt on a sign-in that cannot succeed.
         let sign_in = &self.parts.sign_in;
-        if sign_in
-            .proof_stands(
-                PrincipalKind::Admin,
-                challenge.admin_id,
-                &challenge.login,
-                &challenge.fingerprint,
-            )
-            .await?
-            .is_none()
-        {
+        if !self.proof_stands(&challenge).await? {
             return Err(Error::AuthenticationFailed);
         }
         let budget = [
