@@ -141,6 +141,14 @@ function signInPage() {
   let challenge = null;
   const rememberRow = document.getElementById("remember-row");
   const remember = document.getElementById("remember-browser");
+  // The factor step's answer: the session, and this browser's grant if one was made.
+  function signedIn(done) {
+    if (done.deviceGrant) {
+      localStorage.setItem(GRANT_PREFIX + username.value.trim().toLowerCase(), done.deviceGrant);
+    }
+    adminToken.set({ token: done.token, expiresAt: done.expiresAt });
+    window.location.assign(returnPath());
+  }
   const passkeyButton = document.getElementById("use-passkey");
   let passkeyOptions = null;
   function askForCode(issued, rememberDays, options) {
@@ -184,12 +192,7 @@ function signInPage() {
             remember: !rememberRow.hidden && remember.checked,
           },
         );
-        const done = data.completeAdminSignInWithPasskey;
-        if (done.deviceGrant) {
-          localStorage.setItem(GRANT_PREFIX + username.value.trim().toLowerCase(), done.deviceGrant);
-        }
-        adminToken.set({ token: done.token, expiresAt: done.expiresAt });
-        window.location.assign(returnPath());
+        signedIn(data.completeAdminSignInWithPasskey);
       } catch (error) {
         fieldError(codeInput, error.code === "AUTHENTICATION_FAILED" ? t("admin.passkey_failed") : describe(error));
       }
@@ -220,10 +223,7 @@ function signInPage() {
   }
   enrolForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    fieldError(enrolName, null);
-    if (!enrolName.value.trim()) {
-      fieldError(enrolName, t("common.required"));
-      enrolName.focus();
+    if (!filledIn(enrolName)) {
       return;
     }
     await busy(enrolForm.querySelector("button[type=submit]"), async () => {
@@ -288,12 +288,7 @@ function signInPage() {
           "mutation AdminFactor($challenge: String!, $code: String!, $remember: Boolean!) { completeAdminSignIn(challenge: $challenge, code: $code, rememberBrowser: $remember) { token expiresAt deviceGrant } }",
           { challenge, code: typed, remember: !rememberRow.hidden && remember.checked },
         );
-        const done = data.completeAdminSignIn;
-        if (done.deviceGrant) {
-          localStorage.setItem(GRANT_PREFIX + username.value.trim().toLowerCase(), done.deviceGrant);
-        }
-        adminToken.set({ token: done.token, expiresAt: done.expiresAt });
-        window.location.assign(returnPath());
+        signedIn(data.completeAdminSignIn);
       } catch (error) {
         codeInput.value = "";
         fieldError(codeInput, error.code === "AUTHENTICATION_FAILED" ? t("admin.factor_failed") : describe(error));
@@ -1493,6 +1488,21 @@ async function adminUsersPage(admin) {
   }
 }
 
+/** Whether every field is filled in; the first empty one is marked and focused (errors cleared). */
+function filledIn(...inputs) {
+  for (const input of inputs) {
+    fieldError(input, null);
+  }
+  // A password is taken as typed; other fields without their surrounding spaces.
+  const empty = inputs.find((input) => !(input.type === "password" ? input.value : input.value.trim()));
+  if (empty) {
+    fieldError(empty, t("common.required"));
+    empty.focus();
+    return false;
+  }
+  return true;
+}
+
 /** Whether this browser can make and use passkeys with the JSON forms of WebAuthn's options. */
 function passkeysWork() {
   return Boolean(
@@ -1688,16 +1698,7 @@ async function securityPage(admin) {
     event.preventDefault();
     const name = document.getElementById("enrol-name");
     const password = document.getElementById("enrol-password");
-    fieldError(name, null);
-    fieldError(password, null);
-    if (!name.value.trim()) {
-      fieldError(name, t("common.required"));
-      name.focus();
-      return;
-    }
-    if (!password.value) {
-      fieldError(password, t("common.required"));
-      password.focus();
+    if (!filledIn(name, password)) {
       return;
     }
     await busy(enrolForm.querySelector("button[type=submit]"), async () => {
@@ -1762,16 +1763,7 @@ async function securityPage(admin) {
     event.preventDefault();
     const name = document.getElementById("passkey-name");
     const password = document.getElementById("passkey-password");
-    fieldError(name, null);
-    fieldError(password, null);
-    if (!name.value.trim()) {
-      fieldError(name, t("common.required"));
-      name.focus();
-      return;
-    }
-    if (!password.value) {
-      fieldError(password, t("common.required"));
-      password.focus();
+    if (!filledIn(name, password)) {
       return;
     }
     await busy(passkeyForm.querySelector("button[type=submit]"), async () => {
@@ -1824,10 +1816,7 @@ async function securityPage(admin) {
   newCodes.addEventListener("submit", async (event) => {
     event.preventDefault();
     const password = document.getElementById("codes-password");
-    fieldError(password, null);
-    if (!password.value) {
-      fieldError(password, t("common.required"));
-      password.focus();
+    if (!filledIn(password)) {
       return;
     }
     await busy(newCodes.querySelector("button[type=submit]"), async () => {

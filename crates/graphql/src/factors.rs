@@ -137,6 +137,19 @@ fn shown(codes: &[RecoveryCode]) -> Vec<String> {
     codes.iter().map(RecoveryCode::display).collect()
 }
 
+/// A factor step's token, with this browser's grant to skip the factor if one was made.
+fn remembered(
+    issued: domain::sign_in::IssuedToken,
+    grant: Option<factors::grant::RememberedBrowser>,
+) -> AdminToken {
+    let mut token = AdminToken::from(issued);
+    if let Some(grant) = grant {
+        token.device_grant = Some(grant.secret);
+        token.device_grant_expires_at = Some(grant.expires_at);
+    }
+    token
+}
+
 fn enrolment_answer(enrolment: factors::TotpEnrolment) -> Result<TotpEnrolment, ApiError> {
     Ok(TotpEnrolment {
         factor_id: ID(enrolment.factor_id.to_string()),
@@ -290,12 +303,7 @@ impl FactorMutation {
             .factors
             .complete_sign_in_remembering(&challenge, &code, client, remember_browser)
             .await?;
-        let mut token = AdminToken::from(issued);
-        if let Some(grant) = grant {
-            token.device_grant = Some(grant.secret);
-            token.device_grant_expires_at = Some(grant.expires_at);
-        }
-        Ok(token)
+        Ok(remembered(issued, grant))
     }
 
     /// The factor step with a passkey: the challenge from `startAdminSignIn` and the browser's
@@ -305,7 +313,7 @@ impl FactorMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(secret)] challenge: String,
-        credential: String,
+        #[graphql(secret)] credential: String,
         #[graphql(default = false)] remember_browser: bool,
     ) -> Result<AdminToken, ApiError> {
         let client = request(ctx).client.clone();
@@ -313,12 +321,7 @@ impl FactorMutation {
             .factors
             .complete_sign_in_with_passkey(&challenge, &credential, client, remember_browser)
             .await?;
-        let mut token = AdminToken::from(issued);
-        if let Some(grant) = grant {
-            token.device_grant = Some(grant.secret);
-            token.device_grant_expires_at = Some(grant.expires_at);
-        }
-        Ok(token)
+        Ok(remembered(issued, grant))
     }
 
     /// Starts adding a passkey (or a security key) named `name`, after your password.
@@ -349,7 +352,7 @@ impl FactorMutation {
         &self,
         ctx: &Context<'_>,
         #[graphql(secret)] challenge: String,
-        credential: String,
+        #[graphql(secret)] credential: String,
     ) -> Result<FactorConfirmation, ApiError> {
         let principal = admin(ctx).await?;
         let (factor, codes) = services(ctx)?
