@@ -155,7 +155,8 @@ fn wiring(
     hasher: Arc<SharedHasher>,
     tokens: TokenCodec,
     clock: Arc<dyn Clock>,
-) -> domain::accounts::Wiring {
+    sealing: &[u8],
+) -> anyhow::Result<domain::accounts::Wiring> {
     let store_name = config
         .mail_from
         .parse::<lettre::message::Mailbox>()
@@ -173,15 +174,22 @@ fn wiring(
             sign_ins_per_hour: config.max_sign_ins_per_hour,
         },
     ));
-    domain::accounts::Wiring {
+    let work = domain::guard::WorkKey::derive(sealing).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let guard = Arc::new(domain::guard::AttackGuard::new(
+        stores.limits.clone(),
+        clock.clone(),
+        work,
+    ));
+    Ok(domain::accounts::Wiring {
         hasher,
         limiter: stores.limits.clone(),
         settings: stores.settings.clone(),
         tokens,
         clock,
         sign_in,
+        guard,
         store_name,
-    }
+    })
 }
 
 /// Builds the server.
@@ -210,7 +218,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
     let sealing = secrets::server_secrets(config, backend)?.sealing;
     let report_links = domain::report::ReportLinks::new(&sealing, &config.public_base_url())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let parts = wiring(config, &stores, hasher, tokens.clone(), clock.clone());
+    let parts = wiring(
+        config,
+        &stores,
+        hasher,
+        tokens.clone(),
+        clock.clone(),
+        &sealing,
+    )?;
     let factors = Arc::new(
         domain::factors::AdminFactors::new(
             stores.factors.clone(),
@@ -479,7 +494,8 @@ pub async fn create_admin_with_email(
             hasher,
             tokens,
             Arc::new(domain::clock::SystemClock),
-        ),
+            &secrets::server_secrets(config, backend)?.sealing,
+        )?,
     );
     admins
         .create_admin(username, password, role, email)
@@ -512,11 +528,12 @@ pub async fn reset_admin_factors(config: &Config, username: &str) -> anyhow::Res
     let clock: Arc<dyn Clock> = Arc::new(domain::clock::SystemClock);
     let (tokens, _) =
         keys::token_codec(config, stores.keys.clone(), backend, clock.as_ref()).await?;
+    let sealing = secrets::server_secrets(config, backend)?.sealing;
     let factors = domain::factors::AdminFactors::new(
         stores.factors.clone(),
-        wiring(config, &stores, hasher, tokens, clock),
+        wiring(config, &stores, hasher, tokens, clock, &sealing)?,
         Arc::new(NextPoll),
-        &secrets::server_secrets(config, backend)?.sealing,
+        &sealing,
         domain::factors::FactorPolicy::Required,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -936,6 +936,12 @@ const SETTINGS_FIELDS = [
   "adminTokenLifetimeMinutes",
   "maxFailedSignInsPerIpPerHour",
   "maxRegistrationsPerIpPerHour",
+  "rememberBrowserDays",
+  "lockoutNetworkPrefixV4",
+  "lockoutNetworkPrefixV6",
+  "challengeAfterNameFailures",
+  "challengeAfterNetworkFailures",
+  "challengeMaxNumber",
 ];
 
 async function settingsPage(admin) {

@@ -41,8 +41,24 @@ export class GraphQLError extends Error {
   }
 }
 
-/** Runs one operation; resolves to `data`, rejects with a GraphQLError. */
+/**
+ * Runs one operation; resolves to `data`, rejects with a GraphQLError. An operation that takes
+ * a `$challengeSolution` variable and is answered CHALLENGE_REQUIRED (the store is under
+ * attack) is solved here and sent once more with the solution: the visitor only waits a moment.
+ */
 export async function gql(query, variables, token) {
+  try {
+    return await post(query, variables, token);
+  } catch (error) {
+    if (error.code !== "CHALLENGE_REQUIRED" || !error.extensions.challenge || !query.includes("$challengeSolution")) {
+      throw error;
+    }
+    const challengeSolution = await solveChallenge(error.extensions.challenge);
+    return post(query, { ...(variables || {}), challengeSolution }, token);
+  }
+}
+
+async function post(query, variables, token) {
   const headers = { "Content-Type": "application/json" };
   if (token) {
     headers.Authorization = "Bearer " + token;
@@ -66,6 +82,46 @@ export async function gql(query, variables, token) {
     throw new GraphQLError(extensions.code || "INTERNAL_SERVER_ERROR", first.message, extensions);
   }
   return body.data;
+}
+
+/**
+ * Solves a proof-of-work challenge (ALTCHA's format): finds the number whose SHA-256, after
+ * the salt, is the challenge, and answers the solution as the server expects it (base64 JSON).
+ * Hashes in batches with the browser's own SHA-256.
+ */
+export async function solveChallenge(challenge) {
+  const encoder = new TextEncoder();
+  const target = new Uint8Array(challenge.challenge.match(/../g).map((h) => parseInt(h, 16)));
+  const same = (digest) => {
+    const bytes = new Uint8Array(digest);
+    for (let i = 0; i < bytes.length; i++) {
+      if (bytes[i] !== target[i]) {
+        return false;
+      }
+    }
+    return true;
+  };
+  const batch = 500;
+  for (let start = 0; start <= challenge.maxnumber; start += batch) {
+    const end = Math.min(start + batch - 1, challenge.maxnumber);
+    const numbers = [];
+    for (let n = start; n <= end; n++) {
+      numbers.push(n);
+    }
+    const digests = await Promise.all(numbers.map((n) => crypto.subtle.digest("SHA-256", encoder.encode(challenge.salt + n))));
+    const found = digests.findIndex(same);
+    if (found >= 0) {
+      const payload = {
+        algorithm: challenge.algorithm,
+        challenge: challenge.challenge,
+        number: numbers[found],
+        salt: challenge.salt,
+        signature: challenge.signature,
+      };
+      return btoa(JSON.stringify(payload));
+    }
+  }
+  throw new GraphQLError("CHALLENGE_REQUIRED", "the challenge has no solution");
 }
 
 /** A token kept for this browser tab only (sessionStorage), with its expiry. */

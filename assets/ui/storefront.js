@@ -75,7 +75,7 @@ function signInPage() {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
-          "mutation SignIn($email: String!, $password: String!) { generateCustomerToken(email: $email, password: $password) { token expiresAt } }",
+          "mutation SignIn($email: String!, $password: String!, $challengeSolution: String) { generateCustomerToken(email: $email, password: $password, challengeSolution: $challengeSolution) { token expiresAt } }",
           { email: address, password: password.value },
         );
         customerToken.set(data.generateCustomerToken);
@@ -217,7 +217,7 @@ function forgotPasswordPage() {
       try {
         if (methods.resetByCode) {
           const data = await gql(
-            "mutation ForgotByCode($email: String!) { requestPasswordResetCode(email: $email) { flowId expiresAt } }",
+            "mutation ForgotByCode($email: String!, $challengeSolution: String) { requestPasswordResetCode(email: $email, challengeSolution: $challengeSolution) { flowId expiresAt } }",
             { email: address },
           );
           const flow = data.requestPasswordResetCode;
@@ -228,7 +228,7 @@ function forgotPasswordPage() {
           showCodeForm(address);
           return;
         }
-        await gql("mutation Forgot($email: String!) { requestPasswordReset(email: $email) }", {
+        await gql("mutation Forgot($email: String!, $challengeSolution: String) { requestPasswordReset(email: $email, challengeSolution: $challengeSolution) }", {
           email: address,
         });
         const box = notify(t("forgot.sent", { email: address }), "ok");
@@ -606,7 +606,7 @@ function createAccountPage() {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         await gql(
-          "mutation Create($input: CreateCustomerInput!) { createCustomer(input: $input) { id } }",
+          "mutation Create($input: CreateCustomerInput!, $challengeSolution: String) { createCustomer(input: $input, challengeSolution: $challengeSolution) { id } }",
           {
             input: {
               firstname: first,
@@ -618,7 +618,7 @@ function createAccountPage() {
           },
         );
         const data = await gql(
-          "mutation SignIn($email: String!, $password: String!) { generateCustomerToken(email: $email, password: $password) { token expiresAt } }",
+          "mutation SignIn($email: String!, $password: String!, $challengeSolution: String) { generateCustomerToken(email: $email, password: $password, challengeSolution: $challengeSolution) { token expiresAt } }",
           { email: address, password: password.value },
         );
         customerToken.set(data.generateCustomerToken);

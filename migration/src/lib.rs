@@ -24,6 +24,7 @@ mod m20261206_000019_code_flows;
 mod m20261206_000020_reported_accounts;
 mod m20261206_000021_admin_factors;
 mod m20261206_000022_admin_device_grants;
+mod m20261206_000023_attack_protection;
 
 pub struct Migrator;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_reported_accounts::Migration),
             Box::new(m20261206_000021_admin_factors::Migration),
             Box::new(m20261206_000022_admin_device_grants::Migration),
+            Box::new(m20261206_000023_attack_protection::Migration),
         ]
     }
 }

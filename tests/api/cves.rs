@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 use crate::{
     helpers::{Backend, PASSWORD, TestApp, code},
     introspect::{create_service, introspect},
-    process::ServerProcess,
     smtp::SmtpReceiver,
 };
 
@@ -203,55 +202,41 @@ async fn session_reaper_crafted_nested_input_is_refused_and_writes_nothing(backe
 }
 
 /// Keycloak CVE-2026-9798 / -16103: the lockout was checked where a flow started, not where
-/// the token was minted. Here the session row is inserted only while the account is not
-/// locked out at that moment: sign-ins that read the account before a lockout and finish
-/// hashing after it get no token.
+/// the token was minted. Here an admin's lock is checked where the session row is inserted:
+/// a sign-in whose password step passed before the lock gets no token from its factor step.
+/// (A customer's lock, per network, is checked where a code sign-in mints: `attack.rs`.)
 async fn keycloak_a_lockout_that_lands_while_a_sign_in_hashes_mints_no_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    app.create_customer("locked@example.com", PASSWORD).await;
-    // One hashing slot: eight sign-ins read the account at once, then queue to verify.
-    let server = ServerProcess::start(
-        &app.config,
-        &[("LATCHKEY_HASH_CONCURRENCY", "1".to_owned())],
+    const USER: &str = "locked-admin";
+    const PW: &str = "admin-Password-2026";
+    latchkey::create_admin(&app.config, USER, "support", PW)
+        .await
+        .unwrap();
+    // The first sign-in enrols a factor and keeps its recovery codes.
+    assert!(app.admin_sign_in(USER, PW).await["token"].is_string());
+    const START: &str = "mutation($u: String!, $p: String!) { startAdminSignIn(username: $u, password: $p) { challenge } }";
+    const COMPLETE: &str = "mutation($c: String!, $code: String!) { completeAdminSignIn(challenge: $c, code: $code) { token } }";
+    let started = app.gql(START, json!({"u": USER, "p": PW})).await;
+    let challenge = started["data"]["startAdminSignIn"]["challenge"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"))
+        .to_owned();
+    // The lock lands between the password step and the factor step.
+    let until = chrono::Utc::now() + chrono::Duration::days(365);
+    app.execute(
+        "UPDATE admin_users SET locked_until = $1",
+        vec![until.into()],
     )
     .await;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for _ in 0..8 {
-        let (tx, addr) = (tx.clone(), server.addr);
-        tokio::spawn(async move {
-            let answer = reqwest::Client::new()
-                .post(format!("http://{addr}/graphql"))
-                .json(&json!({
-                    "query": "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token } }",
-                    "variables": {"e": "locked@example.com", "p": PASSWORD},
-                }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap();
-            let _ = tx.send(answer);
-        });
-    }
-    drop(tx);
-    // The first answer is back: the rest are queued with the account read before the lock.
-    let first = rx.recv().await.unwrap();
-    let until = chrono::Utc::now() + chrono::Duration::days(365);
-    app.execute("UPDATE customers SET locked_until = $1", vec![until.into()])
+    let res = app
+        .gql(
+            COMPLETE,
+            json!({"c": challenge, "code": app.recovery_code(USER)}),
+        )
         .await;
-    let mut minted = usize::from(first["data"]["generateCustomerToken"]["token"].is_string());
-    while let Some(answer) = rx.recv().await {
-        match answer["data"]["generateCustomerToken"]["token"].as_str() {
-            Some(_) => minted += 1,
-            None => assert_eq!(code(&answer), "AUTHENTICATION_FAILED", "{answer}"),
-        }
-    }
-    // The first, and at most one more that was inserting as the lock landed; before, all
-    // eight were minted.
-    assert!(minted <= 2, "{minted} tokens minted for a locked account");
-    let res = app.sign_in_response("locked@example.com", PASSWORD).await;
     assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    let again = app.admin_sign_in(USER, PW).await;
+    assert_eq!(code(&again), "AUTHENTICATION_FAILED", "{again}");
 }
 
 /// Strapi CVE-2025-64526: a limit keyed on a field the attacker chose. Here the keys are the

@@ -197,6 +197,10 @@ impl TestApp {
             recovery: Arc::default(),
         };
         app.start().await;
+        // Most tests send many wrong passwords from one address: the proof-of-work challenge
+        // is asked for only where a test turns it on (`attack.rs`, with the defaults).
+        app.set_settings("challenge_after_name_failures = 0, challenge_after_network_failures = 0")
+            .await;
         app
     }
 

@@ -9,6 +9,7 @@
 mod accounts;
 mod admin;
 mod admin_users;
+mod attack;
 mod browser;
 mod bulk;
 mod codes;
@@ -41,6 +42,7 @@ fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let groups = [
         accounts::TESTS,
+        attack::TESTS,
         admin::TESTS,
         admin_users::TESTS,
         factors::TESTS,

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod bulk;
 pub mod factors;
+pub mod guard;
 pub mod import;
 pub mod kernel;
 pub mod keys;

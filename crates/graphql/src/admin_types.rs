@@ -292,9 +292,11 @@ pub struct PasswordSettings {
     /// than about a thousand guesses), 3 in the hardened profile, 0 turns the estimate off.
     /// Breached passwords are refused whatever this says.
     pub min_password_score: i32,
-    /// Consecutive failed sign-ins that lock an account (1–100; lockout cannot be turned off).
-    /// Concurrent attempts count before their password is checked, so a burst of guesses gets
-    /// this many checks and no more.
+    /// Failed sign-ins within `lockoutMinutes` that lock a sign-in name (1–100; lockout cannot
+    /// be turned off). A customer's name is locked from the network the failures came from
+    /// only (see `lockoutNetworkPrefixV4`); an admin's from everywhere. Concurrent attempts
+    /// count before their password is checked, so a burst of guesses gets this many checks
+    /// and no more.
     pub lockout_failures: i32,
     pub lockout_minutes: i32,
     pub customer_token_lifetime_minutes: i32,
@@ -319,6 +321,23 @@ pub struct PasswordSettings {
     /// "Remember this browser" for admins: how many days a browser may skip the second factor
     /// after one (never the password); 0 to 30, 0 (the default) offers no such grant.
     pub remember_browser_days: i32,
+    /// The leading bits of an IPv4 address that make one network for a customer's lockout
+    /// (8–32; 24 by default): wrong passwords from one network lock the name from that network
+    /// only.
+    pub lockout_network_prefix_v4: i32,
+    /// The same for IPv6 (16–128; 48 by default).
+    pub lockout_network_prefix_v6: i32,
+    /// Wrong passwords for one sign-in name, from any network, within an hour that make
+    /// sign-in and "Forgot Your Password?" for that name ask for a solved proof-of-work
+    /// challenge (CHALLENGE_REQUIRED) first; 0 never does. 10 by default.
+    pub challenge_after_name_failures: i32,
+    /// Wrong passwords from one network, over every name, within an hour that make sign-in,
+    /// "Forgot Your Password?" and registration from that network ask for a solved challenge
+    /// first; 0 never does. 20 by default.
+    pub challenge_after_network_failures: i32,
+    /// The challenge's work: its secret number lies in 0..challengeMaxNumber (1,000 to
+    /// 10,000,000; 100,000 by default), so a client hashes half of that on average.
+    pub challenge_max_number: i32,
 }
 
 fn int(v: i64) -> i32 {
@@ -351,6 +370,13 @@ impl From<settings::Settings> for PasswordSettings {
             reset_code_lifetime_minutes: int(s.reset.code_lifetime.num_minutes()),
             sign_in_by_code: s.sign_in_by_code,
             remember_browser_days: int(s.remember_browser.num_days()),
+            lockout_network_prefix_v4: i32::from(s.attack.network_v4_prefix),
+            lockout_network_prefix_v6: i32::from(s.attack.network_v6_prefix),
+            challenge_after_name_failures: int(i64::from(s.attack.challenge_after_name_failures)),
+            challenge_after_network_failures: int(i64::from(
+                s.attack.challenge_after_network_failures,
+            )),
+            challenge_max_number: int(i64::from(s.attack.challenge_max_number)),
         }
     }
 }
@@ -377,6 +403,11 @@ pub struct PasswordSettingsInput {
     pub reset_code_lifetime_minutes: Option<i32>,
     pub sign_in_by_code: Option<bool>,
     pub remember_browser_days: Option<i32>,
+    pub lockout_network_prefix_v4: Option<i32>,
+    pub lockout_network_prefix_v6: Option<i32>,
+    pub challenge_after_name_failures: Option<i32>,
+    pub challenge_after_network_failures: Option<i32>,
+    pub challenge_max_number: Option<i32>,
 }
 
 impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
@@ -402,6 +433,11 @@ impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
             reset_code_lifetime_minutes: wide(i.reset_code_lifetime_minutes),
             sign_in_by_code: i.sign_in_by_code,
             remember_browser_days: wide(i.remember_browser_days),
+            lockout_network_prefix_v4: wide(i.lockout_network_prefix_v4),
+            lockout_network_prefix_v6: wide(i.lockout_network_prefix_v6),
+            challenge_after_name_failures: wide(i.challenge_after_name_failures),
+            challenge_after_network_failures: wide(i.challenge_after_network_failures),
+            challenge_max_number: wide(i.challenge_max_number),
         }
     }
 }

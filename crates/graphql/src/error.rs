@@ -17,6 +17,7 @@ pub mod codes {
     pub const PASSWORD_POLICY: &str = "PASSWORD_POLICY";
     pub const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
     pub const SECOND_FACTOR_REQUIRED: &str = "SECOND_FACTOR_REQUIRED";
+    pub const CHALLENGE_REQUIRED: &str = "CHALLENGE_REQUIRED";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 }
 
@@ -53,6 +54,7 @@ impl From<ApiError> for async_graphql::Error {
             Error::PasswordPolicy(_) => codes::PASSWORD_POLICY,
             Error::AuthenticationFailed => codes::AUTHENTICATION_FAILED,
             Error::SecondFactorRequired => codes::SECOND_FACTOR_REQUIRED,
+            Error::ChallengeRequired { .. } => codes::CHALLENGE_REQUIRED,
             Error::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {
@@ -66,6 +68,10 @@ impl From<ApiError> for async_graphql::Error {
                 enrol one first): call startAdminSignIn(username, password), then \
                 completeAdminSignIn, or startAdminEnrolment and completeAdminEnrolment"
                 .to_owned(),
+            Error::ChallengeRequired { .. } => "this request needs a solved proof-of-work \
+                challenge: find the number in extensions.challenge (ALTCHA format) and send \
+                the solution as the challengeSolution argument"
+                .to_owned(),
             other => other.to_string(),
         };
         async_graphql::Error::new(message).extend_with(|_, ext| {
@@ -75,6 +81,13 @@ impl From<ApiError> for async_graphql::Error {
                 Error::RateLimited {
                     retry_after_seconds,
                 } => ext.set("retryAfterSeconds", *retry_after_seconds),
+                Error::ChallengeRequired { challenge, reason } => {
+                    ext.set("reason", reason.as_str());
+                    match async_graphql::to_value(challenge.as_ref()) {
+                        Ok(value) => ext.set("challenge", value),
+                        Err(e) => tracing::error!(error = %e, "challenge not serialisable"),
+                    }
+                }
                 Error::PasswordPolicy(violations) => {
                     let list: Vec<async_graphql::Value> = violations
                         .iter()

@@ -50,17 +50,25 @@ impl ResetMutation {
     /// well-formed address, known or not, in the same time; the mail is queued, never sent
     /// during the request. `redirectUrl` (optional) must start with a prefix of the configured
     /// allow-list; the link is then that URL with a `token` parameter. Too many requests give
-    /// RATE_LIMITED with `retryAfterSeconds`.
+    /// RATE_LIMITED with `retryAfterSeconds`. While the address or the client's network is
+    /// under attack, CHALLENGE_REQUIRED until `challengeSolution` carries a solved challenge
+    /// (see `generateCustomerToken`), for every address alike.
     async fn request_password_reset(
         &self,
         ctx: &Context<'_>,
         email: String,
         redirect_url: Option<String>,
+        challenge_solution: Option<String>,
     ) -> Result<bool, ApiError> {
         let client = &request(ctx).client;
         services(ctx)?
             .resets
-            .request(&email, redirect_url.as_deref(), client)
+            .request(
+                &email,
+                redirect_url.as_deref(),
+                client,
+                challenge_solution.as_deref(),
+            )
             .await?;
         Ok(true)
     }
@@ -110,14 +118,19 @@ impl ResetMutation {
     /// The answer, its timing and what is stored are the same for every well-formed address,
     /// known or not. The code works only with this flow id, for a few minutes, a few guesses,
     /// and dies with the link, with any newer request that is mailed, and on use. RATE_LIMITED as
-    /// `requestPasswordReset`; BAD_USER_INPUT when the store does not reset by code.
+    /// `requestPasswordReset`; BAD_USER_INPUT when the store does not reset by code;
+    /// CHALLENGE_REQUIRED as `requestPasswordReset`.
     async fn request_password_reset_code(
         &self,
         ctx: &Context<'_>,
         email: String,
+        challenge_solution: Option<String>,
     ) -> Result<CodeFlow, ApiError> {
         let client = &request(ctx).client;
-        let started = services(ctx)?.resets.request_code(&email, client).await?;
+        let started = services(ctx)?
+            .resets
+            .request_code(&email, client, challenge_solution.as_deref())
+            .await?;
         Ok(started.into())
     }
 

@@ -149,11 +149,14 @@ pub struct CustomerMutation;
 #[Object]
 impl CustomerMutation {
     /// Registers a customer. The password must satisfy the password policy; errors list every
-    /// broken rule under `extensions.violations`.
+    /// broken rule under `extensions.violations`. While the client's network is under attack,
+    /// CHALLENGE_REQUIRED until `challengeSolution` carries a solved challenge (see
+    /// `generateCustomerToken`).
     async fn create_customer(
         &self,
         ctx: &Context<'_>,
         input: CreateCustomerInput,
+        challenge_solution: Option<String>,
     ) -> Result<Customer, ApiError> {
         let input = NewCustomerInput {
             email: input.email,
@@ -166,23 +169,30 @@ impl CustomerMutation {
         Ok(Customer(
             services(ctx)?
                 .accounts
-                .create_customer(input, client)
+                .create_customer(input, client, challenge_solution.as_deref())
                 .await?,
         ))
     }
 
     /// Signs in. A wrong password, an unknown email and a locked account all answer
     /// AUTHENTICATION_FAILED.
+    ///
+    /// While this email or the client's network is under attack (many wrong passwords, see
+    /// the password settings), the answer is CHALLENGE_REQUIRED with a proof-of-work challenge
+    /// in `extensions.challenge` (ALTCHA's format) before any password is checked: solve it
+    /// and send the same call again with the solution (base64 JSON) as `challengeSolution`.
+    /// Each solution works once, for ten minutes.
     async fn generate_customer_token(
         &self,
         ctx: &Context<'_>,
         email: String,
         #[graphql(secret)] password: String,
+        challenge_solution: Option<String>,
     ) -> Result<CustomerToken, ApiError> {
         let client = request(ctx).client.clone();
         let issued = services(ctx)?
             .accounts
-            .sign_in(&email, &password, client)
+            .sign_in(&email, &password, client, challenge_solution.as_deref())
             .await?;
         Ok(CustomerToken {
             token: issued.token,

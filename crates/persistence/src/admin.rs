@@ -371,6 +371,26 @@ impl AdminStore for SqlAdmin {
                         settings::Column::RememberBrowserDays,
                         Expr::value(int(s.remember_browser.num_days())),
                     )
+                    .col_expr(
+                        settings::Column::NetworkV4Prefix,
+                        Expr::value(i32::from(s.attack.network_v4_prefix)),
+                    )
+                    .col_expr(
+                        settings::Column::NetworkV6Prefix,
+                        Expr::value(i32::from(s.attack.network_v6_prefix)),
+                    )
+                    .col_expr(
+                        settings::Column::ChallengeAfterNameFailures,
+                        Expr::value(int(i64::from(s.attack.challenge_after_name_failures))),
+                    )
+                    .col_expr(
+                        settings::Column::ChallengeAfterNetworkFailures,
+                        Expr::value(int(i64::from(s.attack.challenge_after_network_failures))),
+                    )
+                    .col_expr(
+                        settings::Column::ChallengeMaxNumber,
+                        Expr::value(int(i64::from(s.attack.challenge_max_number))),
+                    )
                     .filter(settings::Column::Id.eq(1))
                     .exec(txn)
                     .await

@@ -261,6 +261,42 @@ impl Limiter for SqlLimits {
         let _ = tokio::time::timeout(at_most, self.key_turns.settled[stripe(key)].notified()).await;
     }
 
+    async fn clear_prefixed(&self, prefix: &str) -> Result<()> {
+        let escaped: String = prefix
+            .chars()
+            .flat_map(|c| match c {
+                '\\' | '%' | '_' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let like = sea_orm::sea_query::LikeExpr::new(format!("{escaped}%")).escape('\\');
+        let result = limit_event::Entity::delete_many()
+            .filter(Expr::col(limit_event::Column::Key).like(like))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        if result.rows_affected > 0 {
+            // Whoever waits on one of these keys may go on: wake every stripe.
+            for settled in self.key_turns.settled.iter() {
+                settled.notify_waiters();
+            }
+        }
+        Ok(())
+    }
+
+    async fn histories(&self, checks: &[Check], now: DateTime<Utc>) -> Result<Vec<KeyHistory>> {
+        let mut histories = Vec::with_capacity(checks.len());
+        for check in checks {
+            let key = check.key.storage_key();
+            let query = history_query(&[key.as_str()], &check.rule, now);
+            histories.push(match self.db.query_one(&query).await.map_err(db_err)? {
+                Some(row) => history_row(&row)?.1,
+                None => KeyHistory::default(),
+            });
+        }
+        Ok(histories)
+    }
+
     async fn clear(&self, key: &LimitKey) -> Result<()> {
         limit_event::Entity::delete_many()
             .filter(limit_event::Column::Key.eq(key.storage_key()))

@@ -8,7 +8,7 @@ use domain::{
     lockout::LockoutPolicy,
     password::PasswordPolicy,
     ports::SettingsSource,
-    settings::{ClientLimits, LimitMethod, ResetLimit, ResetPolicy, Settings},
+    settings::{AttackPolicy, ClientLimits, LimitMethod, ResetLimit, ResetPolicy, Settings},
 };
 use sea_orm::{DatabaseConnection, EntityTrait};
 
@@ -49,6 +49,13 @@ fn to_settings(m: settings::Model) -> Settings {
             failed_sign_ins_per_ip_per_hour: non_negative(m.max_failed_sign_ins_per_ip_per_hour)
                 .max(1),
             registrations_per_ip_per_hour: non_negative(m.max_registrations_per_ip_per_hour).max(1),
+        },
+        attack: AttackPolicy {
+            network_v4_prefix: u8::try_from(m.network_v4_prefix.clamp(8, 32)).unwrap_or(24),
+            network_v6_prefix: u8::try_from(m.network_v6_prefix.clamp(16, 128)).unwrap_or(48),
+            challenge_after_name_failures: non_negative(m.challenge_after_name_failures),
+            challenge_after_network_failures: non_negative(m.challenge_after_network_failures),
+            challenge_max_number: non_negative(m.challenge_max_number).clamp(1_000, 10_000_000),
         },
         customer_token_lifetime: Duration::minutes(i64::from(
             m.customer_token_lifetime_minutes.max(1),

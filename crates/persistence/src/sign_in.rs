@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 use domain::{
     Result,
     limits::PrincipalKind,
-    lockout::LockoutPolicy,
     sign_in::{CredentialStore, NewSession, Rehash, StoredCredentials, VerifiedHashes},
 };
 use sea_orm::{
@@ -29,6 +28,9 @@ struct Columns<E: EntityTrait> {
     hash: E::Column,
     failed: E::Column,
     locked_until: E::Column,
+    /// Whether `locked_until` stops a session being minted: an admin's lock is the account
+    /// row's; a customer's is per network and kept by the limiter (the row only notes it).
+    row_lock: bool,
     /// Set while the principal may not sign in at all (a disabled admin): such a row reads as
     /// no account, which the sign-in core answers like any unknown name.
     disabled: Option<E::Column>,
@@ -41,6 +43,7 @@ const CUSTOMERS: Columns<customer::Entity> = Columns {
     hash: customer::Column::PasswordHash,
     failed: customer::Column::FailedSignIns,
     locked_until: customer::Column::LockedUntil,
+    row_lock: false,
     disabled: None,
 };
 
@@ -51,6 +54,7 @@ const ADMINS: Columns<admin_user::Entity> = Columns {
     hash: admin_user::Column::PasswordHash,
     failed: admin_user::Column::FailedSignIns,
     locked_until: admin_user::Column::LockedUntil,
+    row_lock: true,
     disabled: Some(admin_user::Column::DisabledAt),
 };
 
@@ -99,12 +103,14 @@ impl<E: EntityTrait> Columns<E> {
         select
             .from(self.table.into_iden())
             .and_where(self.id.eq(id))
-            .and_where(self.hash.is_in(verified.0.iter().cloned()))
-            .and_where(
+            .and_where(self.hash.is_in(verified.0.iter().cloned()));
+        if self.row_lock {
+            select.and_where(
                 Expr::col(self.locked_until)
                     .is_null()
                     .or(Expr::col(self.locked_until).lte(now)),
             );
+        }
         if let Some(disabled) = self.disabled {
             select.and_where(disabled.is_null());
         }
@@ -115,29 +121,27 @@ impl<E: EntityTrait> Columns<E> {
     }
 
     /// One statement, so the count and the lock can never be split (by a crash, or by a
-    /// caller that goes away between two statements). Every SET sees the row as it was.
+    /// caller that goes away between two statements). The later of two locks stays.
     async fn record_failure(
         &self,
         db: &impl ConnectionTrait,
         login: &str,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
+        locked_until: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        let threshold = i32::try_from(Ord::max(policy.failures, 1)).unwrap_or(i32::MAX);
-        let reaches = || Expr::col(self.failed).add(1).gte(threshold);
-        let update = Query::update()
+        let mut update = Query::update();
+        update
             .table(self.table.into_iden())
             .and_where(self.login.eq(login))
-            .value(
-                self.failed,
-                Expr::case(reaches(), Expr::val(0)).finally(Expr::col(self.failed).add(1)),
-            )
-            .value(
+            .value(self.failed, Expr::col(self.failed).add(1));
+        if let Some(until) = locked_until {
+            let later = Expr::col(self.locked_until)
+                .is_null()
+                .or(Expr::col(self.locked_until).lt(until));
+            update.value(
                 self.locked_until,
-                Expr::case(reaches(), Expr::val(Some(policy.locked_until(now))))
-                    .finally(Expr::col(self.locked_until)),
-            )
-            .to_owned();
+                Expr::case(later, Expr::val(Some(until))).finally(Expr::col(self.locked_until)),
+            );
+        }
         db.execute(&update).await.map_err(db_err)?;
         Ok(())
     }
@@ -191,12 +195,15 @@ impl CredentialStore for SqlCredentials {
         &self,
         kind: PrincipalKind,
         login: &str,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
+        locked_until: Option<DateTime<Utc>>,
     ) -> Result<()> {
         match kind {
-            PrincipalKind::Customer => CUSTOMERS.record_failure(&self.db, login, policy, now).await,
-            PrincipalKind::Admin => ADMINS.record_failure(&self.db, login, policy, now).await,
+            PrincipalKind::Customer => {
+                CUSTOMERS
+                    .record_failure(&self.db, login, locked_until)
+                    .await
+            }
+            PrincipalKind::Admin => ADMINS.record_failure(&self.db, login, locked_until).await,
         }
     }
 

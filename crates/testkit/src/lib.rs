@@ -107,6 +107,11 @@ impl Harness {
             tokens,
             clock: clock.clone(),
             sign_in,
+            guard: Arc::new(domain::guard::AttackGuard::new(
+                stores.limits.clone(),
+                clock.clone(),
+                domain::guard::WorkKey::derive(&[9u8; 32]).unwrap(),
+            )),
             store_name: "Test Store".to_owned(),
         };
         Self {
@@ -264,7 +269,7 @@ impl Harness {
     /// `email`'s bearer token (the customer exists).
     pub async fn customer_token(&self, email: &str) -> String {
         self.accounts()
-            .sign_in(email, PASSWORD, Self::client("192.0.2.201"))
+            .sign_in(email, PASSWORD, Self::client("192.0.2.201"), None)
             .await
             .unwrap()
             .token
@@ -298,12 +303,21 @@ impl Harness {
                     locale: None,
                 },
                 &Self::client("192.0.2.1"),
+                None,
             )
             .await
             .unwrap()
     }
 
     /// One number from the database (`SELECT COUNT(*) AS n …`).
+    /// Changes settings (SQL assignments, e.g. `"challenge_after_name_failures = 0"`).
+    pub async fn set_settings(&self, assignments: &str) {
+        self.db
+            .execute_unprepared(&format!("UPDATE settings SET {assignments} WHERE id = 1"))
+            .await
+            .unwrap();
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         self.db
             .query_one_raw(Statement::from_string(

@@ -62,6 +62,8 @@ pub struct Wiring {
     pub tokens: TokenCodec,
     pub clock: Arc<dyn Clock>,
     pub sign_in: Arc<SignIn>,
+    /// Asks for a solved proof-of-work challenge while a name or network is under attack.
+    pub guard: Arc<crate::guard::AttackGuard>,
     /// The store's name (the mail sender's display name): a password built from it is weak.
     pub store_name: String,
 }
@@ -84,6 +86,7 @@ impl Accounts {
         &self,
         input: CreateCustomerInput,
         client: &ClientInfo,
+        solution: Option<&str>,
     ) -> Result<Customer> {
         let email = parse_email(&input.email)?;
         let firstname = parse_name(&input.firstname).ok_or_else(|| {
@@ -109,6 +112,10 @@ impl Accounts {
             &settings.password,
             &[email.local_part(), &firstname, &lastname],
         )?;
+        self.parts
+            .guard
+            .admit(None, client, &settings, solution)
+            .await?;
         let now = self.parts.clock.now();
         let registration = [Check::new(
             LimitKey::RegistrationByIp(ClientKey::of(client)),
@@ -144,15 +151,22 @@ impl Accounts {
     /// Signs a customer in. Unknown email, wrong password, a locked account and an account
     /// over its guess budget all answer `AuthenticationFailed`; see [`SignIn`].
     #[tracing::instrument(name = "accounts.sign_in", skip_all)]
+    /// While the name or the client's network is under attack, `solution` must be a solved
+    /// challenge first (`ChallengeRequired` otherwise, before any password is checked).
     pub async fn sign_in(
         &self,
         email: &str,
         password: &str,
         client: ClientInfo,
+        solution: Option<&str>,
     ) -> Result<IssuedToken> {
         let email = parse_email(email)?;
         let candidate = PasswordCandidate::parse(password).ok_or(Error::AuthenticationFailed)?;
         let settings = self.parts.settings.current().await?;
+        self.parts
+            .guard
+            .admit(Some(email.key()), &client, &settings, solution)
+            .await?;
         self.parts
             .sign_in
             .sign_in(

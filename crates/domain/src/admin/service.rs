@@ -42,11 +42,16 @@ pub struct SettingsUpdate {
     pub reset_code_lifetime_minutes: Option<i64>,
     pub remember_browser_days: Option<i64>,
     pub sign_in_by_code: Option<bool>,
+    pub lockout_network_prefix_v4: Option<i64>,
+    pub lockout_network_prefix_v6: Option<i64>,
+    pub challenge_after_name_failures: Option<i64>,
+    pub challenge_after_network_failures: Option<i64>,
+    pub challenge_max_number: Option<i64>,
 }
 
 /// Every numeric password setting and the values it may take, as `updatePasswordSettings`
 /// checks them and the console's settings page offers them (one table for both).
-pub const SETTING_RANGES: [(&str, i64, i64); 14] = [
+pub const SETTING_RANGES: [(&str, i64, i64); 19] = [
     ("resetLinkLifetimeHours", 1, 168),
     // A code is short: 10^8 possibilities, a few guesses per flow.
     ("resetCodeLifetimeMinutes", 1, 60),
@@ -64,6 +69,14 @@ pub const SETTING_RANGES: [(&str, i64, i64); 14] = [
     ("maxRegistrationsPerIpPerHour", 1, 100_000),
     // A grant skips the second factor, never the password; a month at most.
     ("rememberBrowserDays", 0, 30),
+    // What one network is for a customer's lockout: at most a /8 (IPv4) or a /16 (IPv6).
+    ("lockoutNetworkPrefixV4", 8, 32),
+    ("lockoutNetworkPrefixV6", 16, 128),
+    // 0: never ask for a challenge on this count.
+    ("challengeAfterNameFailures", 0, 10_000),
+    ("challengeAfterNetworkFailures", 0, 100_000),
+    // About 0.1 s of a phone's time per 100,000 at the low end; 10 million is a minute.
+    ("challengeMaxNumber", 1_000, 10_000_000),
 ];
 
 /// `value` if it is within the setting's range (`SETTING_RANGES`).
@@ -158,6 +171,27 @@ impl SettingsUpdate {
         }
         if let Some(n) = checked("rememberBrowserDays", self.remember_browser_days)? {
             s.remember_browser = Duration::days(n);
+        }
+        if let Some(n) = checked("lockoutNetworkPrefixV4", self.lockout_network_prefix_v4)? {
+            s.attack.network_v4_prefix = n as u8;
+        }
+        if let Some(n) = checked("lockoutNetworkPrefixV6", self.lockout_network_prefix_v6)? {
+            s.attack.network_v6_prefix = n as u8;
+        }
+        if let Some(n) = checked(
+            "challengeAfterNameFailures",
+            self.challenge_after_name_failures,
+        )? {
+            s.attack.challenge_after_name_failures = n as u32;
+        }
+        if let Some(n) = checked(
+            "challengeAfterNetworkFailures",
+            self.challenge_after_network_failures,
+        )? {
+            s.attack.challenge_after_network_failures = n as u32;
+        }
+        if let Some(n) = checked("challengeMaxNumber", self.challenge_max_number)? {
+            s.attack.challenge_max_number = n as u32;
         }
         if !s.reset.by_link && !s.reset.by_code {
             return Err(Error::bad_input(

@@ -60,6 +60,13 @@ pub enum Error {
     /// used.
     #[error("this admin signs in with a second factor: use the two-step sign-in")]
     SecondFactorRequired,
+    /// A name or network is under attack: this operation first needs a solved proof-of-work
+    /// challenge (this fresh one), because none was sent or the one sent was `reason`.
+    #[error("this request needs a solved challenge first")]
+    ChallengeRequired {
+        challenge: Box<crate::guard::WorkChallenge>,
+        reason: crate::guard::WorkRejection,
+    },
     /// Anything the client cannot fix. The detail, with its source chain, is logged, never
     /// returned.
     #[error("internal error: {0}")]

@@ -54,6 +54,41 @@ impl ClientKey {
     }
 }
 
+/// The network a client's address belongs to: its IPv4 /24 or IPv6 /48 by default (as wide as
+/// the store's settings say). A home line, an office or a mobile carrier's pool of addresses is
+/// one network; an attacker's rented addresses are usually others.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NetworkKey(String);
+
+impl NetworkKey {
+    /// The network of `client`'s address: its first `v4_prefix` bits (IPv4, and IPv4 mapped
+    /// into IPv6) or `v6_prefix` bits (IPv6). Clients without an address share one network.
+    pub fn of(client: &ClientInfo, v4_prefix: u8, v6_prefix: u8) -> Self {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let v4 = |a: Ipv4Addr| {
+            let bits = v4_prefix.min(32);
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            format!("{}/{bits}", Ipv4Addr::from(u32::from(a) & mask))
+        };
+        match client.ip {
+            None => Self("unknown".to_owned()),
+            Some(IpAddr::V4(a)) => Self(v4(a)),
+            Some(IpAddr::V6(a)) => match a.to_ipv4_mapped() {
+                Some(mapped) => Self(v4(mapped)),
+                None => {
+                    let bits = v6_prefix.min(128);
+                    let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+                    Self(format!("{}/{bits}", Ipv6Addr::from(u128::from(a) & mask)))
+                }
+            },
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// What one limit counts. Each variant is one budget; the storage key is built here and
 /// nowhere else.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -72,6 +107,15 @@ pub enum LimitKey {
     /// Password checks of one sign-in name (email or username), whether or not such an
     /// account exists, so the answer looks the same for both.
     SignInByAccount(PrincipalKind, String),
+    /// Wrong passwords for one customer's sign-in name from one network: the customer's
+    /// lockout, which stops guesses from that network only (so an attacker's networks cannot
+    /// lock the customer out of theirs).
+    SignInByAccountFrom(PrincipalKind, String, NetworkKey),
+    /// Wrong passwords from one network over every name: a signal (it never refuses) that
+    /// turns the proof-of-work challenge on for the network.
+    SignInFailuresFrom(PrincipalKind, NetworkKey),
+    /// A solved proof-of-work challenge, by its challenge: each is accepted once.
+    SpentWorkChallenge(String),
     /// Successful sign-ins of one account (sessions minted).
     SignInsOf(PrincipalKind, Uuid),
     /// `createCustomer` by client.
@@ -108,6 +152,13 @@ impl LimitKey {
             Self::InvalidLinkByIp(ip) => format!("reset-failure:ip:{}", ip.0),
             Self::SignInByIp(kind, ip) => format!("sign-in:ip:{}:{}", kind.as_str(), ip.0),
             Self::SignInByAccount(kind, login) => format!("sign-in:{}:{login}", kind.as_str()),
+            Self::SignInByAccountFrom(kind, login, net) => {
+                format!("{}{}", Self::networks_of(*kind, login), net.0)
+            }
+            Self::SignInFailuresFrom(kind, net) => {
+                format!("sign-in:network:{}:{}", kind.as_str(), net.0)
+            }
+            Self::SpentWorkChallenge(challenge) => format!("work:{challenge}"),
             Self::SignInsOf(kind, id) => format!("sign-ins:{}:{id}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
             Self::EmailChangeByCustomer(id) => format!("email-change:customer:{id}"),
@@ -119,6 +170,13 @@ impl LimitKey {
             Self::WrongFactorCodesOf(id) => format!("factor-failure:{id}"),
             Self::WrongFactorCodesPerDayOf(id) => format!("factor-failure:day:{id}"),
         }
+    }
+
+    /// What every [`Self::SignInByAccountFrom`] key of one name starts with (no name has a
+    /// space: addresses and usernames are parsed without one), so all its networks' lockouts
+    /// can be cleared together.
+    pub fn networks_of(kind: PrincipalKind, login: &str) -> String {
+        format!("sign-in:{}:{login} from ", kind.as_str())
     }
 
     /// A stable 64-bit id of the key, the same on every replica (PostgreSQL advisory locks).
@@ -374,6 +432,14 @@ pub trait Limiter: Send + Sync {
 
     /// Forgets every event of `key` (a correct password clears the failures of its account).
     async fn clear(&self, key: &LimitKey) -> Result<()>;
+
+    /// Forgets every event of every key whose storage key starts with `prefix` (all the
+    /// networks' lockouts of one name, [`LimitKey::networks_of`]).
+    async fn clear_prefixed(&self, prefix: &str) -> Result<()>;
+
+    /// The history of each check's key under its rule (same order), recording nothing: how
+    /// close a key is to a threshold that does not refuse but changes what is asked.
+    async fn histories(&self, checks: &[Check], now: DateTime<Utc>) -> Result<Vec<KeyHistory>>;
 }
 
 #[cfg(test)]
@@ -403,6 +469,37 @@ mod tests {
         // Keys written by earlier versions keep counting after an upgrade.
         assert_eq!(keys[1].storage_key(), "reset:ip:1.2.3.4");
         assert_eq!(keys[2].storage_key(), "reset-failure:ip:1.2.3.4");
+    }
+
+    #[test]
+    fn networks_are_the_configured_prefix_of_the_address() {
+        let net = |ip: &str, v4: u8, v6: u8| {
+            NetworkKey::of(&ClientInfo::new(ip.parse().ok(), None), v4, v6).0
+        };
+        assert_eq!(net("203.0.113.77", 24, 48), "203.0.113.0/24");
+        assert_eq!(net("203.0.113.77", 32, 48), "203.0.113.77/32");
+        assert_eq!(net("203.0.113.77", 16, 48), "203.0.0.0/16");
+        assert_eq!(net("::ffff:203.0.113.9", 24, 48), "203.0.113.0/24");
+        assert_eq!(net("2001:db8:1:2:aaaa::1", 24, 48), "2001:db8:1::/48");
+        assert_eq!(
+            net("2001:db8:1:ffff::1", 24, 48),
+            net("2001:db8:1::9", 24, 48)
+        );
+        assert_ne!(net("2001:db8:2::1", 24, 48), net("2001:db8:1::1", 24, 48));
+        assert_eq!(net("2001:db8:1:2::1", 24, 64), "2001:db8:1:2::/64");
+        assert_eq!(net("10.0.0.1", 0, 0), "0.0.0.0/0");
+        assert_eq!(NetworkKey::of(&ClientInfo::default(), 24, 48).0, "unknown");
+        // One name's lockouts from every network share a prefix no other name's key has.
+        let a = LimitKey::SignInByAccountFrom(
+            PrincipalKind::Customer,
+            "a@x.example".into(),
+            NetworkKey("1.2.3.0/24".into()),
+        );
+        let prefix = LimitKey::networks_of(PrincipalKind::Customer, "a@x.example");
+        assert!(a.storage_key().starts_with(&prefix));
+        assert!(
+            !LimitKey::networks_of(PrincipalKind::Customer, "a@x.example.org").starts_with(&prefix)
+        );
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl Resets {
         email: &str,
         redirect_url: Option<&str>,
         client: &ClientInfo,
+        solution: Option<&str>,
     ) -> Result<()> {
         let settings = self.parts.settings.current().await?;
         if !settings.reset.by_link {
@@ -84,6 +85,7 @@ impl Resets {
                 "this store resets passwords by code: use requestPasswordResetCode",
             ));
         }
+        self.admit(email, client, &settings, solution).await?;
         self.record(
             email,
             redirect_url,
@@ -103,7 +105,12 @@ impl Resets {
     /// (a link request within a minute of a live link mails nothing and changes nothing), and
     /// on use.
     #[tracing::instrument(name = "resets.request_code", skip_all)]
-    pub async fn request_code(&self, email: &str, client: &ClientInfo) -> Result<StartedFlow> {
+    pub async fn request_code(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        solution: Option<&str>,
+    ) -> Result<StartedFlow> {
         let settings = self.parts.settings.current().await?;
         if !settings.reset.by_code {
             return Err(Error::bad_input(
@@ -111,6 +118,7 @@ impl Resets {
                 "this store does not reset passwords by code: use requestPasswordReset",
             ));
         }
+        self.admit(email, client, &settings, solution).await?;
         self.start_flow(email, CodePurpose::Reset, &settings, client)
             .await
     }
@@ -247,6 +255,22 @@ impl Resets {
         }
         self.parts.limiter.release(reservation).await?;
         Ok(attempt)
+    }
+
+    /// While the address or the client's network is under attack, a request needs a solved
+    /// challenge first (the same answer for every well-formed address, known or not).
+    async fn admit(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        settings: &Settings,
+        solution: Option<&str>,
+    ) -> Result<()> {
+        let email = parse_email(email)?;
+        self.parts
+            .guard
+            .admit(Some(email.key()), client, settings, solution)
+            .await
     }
 
     async fn record(

@@ -15,6 +15,7 @@ pub struct Settings {
     pub lockout: LockoutPolicy,
     pub reset: ResetPolicy,
     pub clients: ClientLimits,
+    pub attack: AttackPolicy,
     pub customer_token_lifetime: Duration,
     pub admin_token_lifetime: Duration,
     /// Customers may sign in with a mailed one-time code instead of their password
@@ -32,6 +33,7 @@ impl Default for Settings {
             lockout: LockoutPolicy::default(),
             reset: ResetPolicy::default(),
             clients: ClientLimits::default(),
+            attack: AttackPolicy::default(),
             customer_token_lifetime: Duration::hours(1),
             admin_token_lifetime: Duration::hours(4),
             sign_in_by_code: false,
@@ -132,6 +134,41 @@ impl Default for ClientLimits {
         Self {
             failed_sign_ins_per_ip_per_hour: 100,
             registrations_per_ip_per_hour: 30,
+        }
+    }
+}
+
+/// How a store under attack answers: which addresses count as one network for the customers'
+/// lockout, and when sign-in, "Forgot Your Password?" and registration ask for a solved
+/// proof-of-work challenge first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttackPolicy {
+    /// Leading bits of an IPv4 address that make one network (default 24).
+    pub network_v4_prefix: u8,
+    /// Leading bits of an IPv6 address that make one network (default 48).
+    pub network_v6_prefix: u8,
+    /// Wrong passwords for one sign-in name, from any network, within
+    /// [`ATTACK_SIGNAL_WINDOW`] that turn the challenge on for that name; 0 never does.
+    pub challenge_after_name_failures: u32,
+    /// Wrong passwords from one network, over every name, within [`ATTACK_SIGNAL_WINDOW`] that
+    /// turn the challenge on for that network; 0 never does.
+    pub challenge_after_network_failures: u32,
+    /// The challenge's work: the secret number lies in `0..=max_number`, so a client tries
+    /// half of it on average (SHA-256 each).
+    pub challenge_max_number: u32,
+}
+
+/// How long wrong passwords count towards turning the challenge on.
+pub const ATTACK_SIGNAL_WINDOW: Duration = Duration::hours(1);
+
+impl Default for AttackPolicy {
+    fn default() -> Self {
+        Self {
+            network_v4_prefix: 24,
+            network_v6_prefix: 48,
+            challenge_after_name_failures: 10,
+            challenge_after_network_failures: 20,
+            challenge_max_number: 100_000,
         }
     }
 }

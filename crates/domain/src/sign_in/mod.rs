@@ -21,12 +21,13 @@ use uuid::Uuid;
 use crate::{
     Error, Result,
     clock::Clock,
+    guard::AttackGuard,
     kernel::client::ClientInfo,
     limits::{Check, ClientKey, LimitError, LimitKey, Limiter, PrincipalKind, Rule},
     password::PasswordCandidate,
     ports::{PasswordHasher, Verification},
-    settings::Settings,
     settings::lockout::is_locked,
+    settings::{ATTACK_SIGNAL_WINDOW, Settings},
     stored_hash::PasswordState,
     token::{TokenCodec, TokenKind},
 };
@@ -121,18 +122,74 @@ impl SignIn {
         }
     }
 
-    /// The limits one password check counts against.
-    fn checks(kind: PrincipalKind, login: &str, client: &ClientInfo, s: &Settings) -> [Check; 2] {
-        [
-            Check::in_flight(
-                LimitKey::SignInByIp(kind, ClientKey::of(client)),
-                Rule::per(s.clients.failed_sign_ins_per_ip_per_hour, CLIENT_WINDOW),
-            ),
-            Check::in_flight(
+    /// The limits one password check counts against: the client's budget of wrong passwords,
+    /// then the lockout (`[1]`), then, for customers, the two counts that never refuse but
+    /// turn the proof-of-work challenge on (the name over every network, the network over
+    /// every name; see `guard`).
+    ///
+    /// A customer's lockout is kept per name *and network*: wrong passwords from an attacker's
+    /// networks lock the name from those networks only, never from the customer's own. An
+    /// admin's is kept per name over every network (the stricter rule: an admin account is
+    /// worth more, and its console sign-in is one known place).
+    fn checks(kind: PrincipalKind, login: &str, client: &ClientInfo, s: &Settings) -> Vec<Check> {
+        let lockout = Rule::per(s.lockout.failures.max(1), s.lockout.duration);
+        let mut checks = vec![Check::in_flight(
+            LimitKey::SignInByIp(kind, ClientKey::of(client)),
+            Rule::per(s.clients.failed_sign_ins_per_ip_per_hour, CLIENT_WINDOW),
+        )];
+        match kind {
+            PrincipalKind::Admin => checks.push(Check::in_flight(
                 LimitKey::SignInByAccount(kind, login.to_owned()),
-                Rule::per(s.lockout.failures.max(1), s.lockout.duration),
-            ),
-        ]
+                lockout,
+            )),
+            PrincipalKind::Customer => {
+                let network = AttackGuard::network(client, s);
+                let signal = Rule::per(0, ATTACK_SIGNAL_WINDOW);
+                checks.extend([
+                    Check::in_flight(
+                        LimitKey::SignInByAccountFrom(kind, login.to_owned(), network.clone()),
+                        lockout,
+                    ),
+                    Check::in_flight(LimitKey::SignInByAccount(kind, login.to_owned()), signal),
+                    Check::in_flight(LimitKey::SignInFailuresFrom(kind, network), signal),
+                ]);
+            }
+        }
+        checks
+    }
+
+    /// Whether `login` is locked out from `client`'s network (for an admin: at all) by wrong
+    /// passwords: checked where a session is minted by another proof (a mailed code), so a
+    /// lockout holds on every path.
+    async fn locked_out(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        client: &ClientInfo,
+        settings: &Settings,
+    ) -> Result<bool> {
+        let checks = Self::checks(kind, login, client, settings);
+        let lockout = &checks[1..2];
+        let history = self.limiter.histories(lockout, self.clock.now()).await?;
+        Ok(history
+            .first()
+            .is_some_and(|h| h.count.saturating_sub(h.in_flight) >= lockout[0].rule.max))
+    }
+
+    /// When the lockout `check` holds until, if the wrong passwords it has counted (settled)
+    /// reach its rule: the oldest of them leaves the window then.
+    async fn lock_ends(&self, check: &Check) -> Result<Option<DateTime<Utc>>> {
+        let now = self.clock.now();
+        let history = self
+            .limiter
+            .histories(std::slice::from_ref(check), now)
+            .await?;
+        Ok(history.first().and_then(|h| {
+            (h.count.saturating_sub(h.in_flight) >= check.rule.max)
+                .then(|| h.oldest.map(|oldest| oldest + check.rule.window))
+                .flatten()
+                .filter(|end| *end > now)
+        }))
     }
 
     /// Checks a password; every failure (no such account, wrong password, locked, over the
@@ -182,6 +239,9 @@ impl SignIn {
         };
         let now = self.clock.now();
         let stored = self.store.credentials(kind, login).await?;
+        // An admin's lock is the account row's; a customer's is the name's from this network,
+        // which the reservation above has already applied.
+        let row_locks = |until| kind == PrincipalKind::Admin && is_locked(until, now);
         let verification = self
             .hasher
             .verify(candidate, stored.as_ref().map(|c| c.password_hash.as_str()))
@@ -193,7 +253,7 @@ impl SignIn {
             // password, and the account needs a reset from now on (the verified hash is
             // replaced by none, only if it is still the stored one).
             (Some(c), Verification::Match { .. })
-                if !is_locked(c.locked_until, now)
+                if !row_locks(c.locked_until)
                     && PasswordState::of(&c.password_hash) == PasswordState::Legacy
                     && candidate.expose().chars().count()
                         < settings.password.min_length as usize =>
@@ -207,7 +267,7 @@ impl SignIn {
                 tracing::info!(event = "legacy_password_too_short", kind = kind.as_str(), id = %c.id);
                 Err(Error::AuthenticationFailed)
             }
-            (Some(c), Verification::Match { rehash }) if !is_locked(c.locked_until, now) => {
+            (Some(c), Verification::Match { rehash }) if !row_locks(c.locked_until) => {
                 let mut hashes = vec![c.password_hash.clone()];
                 hashes.extend(rehash.iter().cloned());
                 let rehash = rehash.map(|new| Rehash {
@@ -223,17 +283,18 @@ impl SignIn {
                     hashes: VerifiedHashes(hashes),
                 })
             }
-            (Some(c), _) if is_locked(c.locked_until, now) => {
+            (Some(c), _) if row_locks(c.locked_until) => {
                 self.limiter.keep(reservation).await?;
                 Err(Error::AuthenticationFailed)
             }
             (stored, _) => {
-                // The failure is counted on the account row before the attempt settles, so a
-                // sign-in waiting for it sees the lock the failure may have set.
-                self.store
-                    .record_failure(kind, login, &settings.lockout, now)
-                    .await?;
+                // The failure settles first: the limiter is where the lock is decided (a
+                // sign-in waiting for this one then sees it); the account row notes the
+                // failure and, when it locked the name, until when (for the admins' grid, and
+                // for an admin the row is checked where the session is minted).
                 self.limiter.keep(reservation).await?;
+                let until = self.lock_ends(&checks[1]).await?;
+                self.store.record_failure(kind, login, until).await?;
                 if let Some(c) = stored {
                     tracing::info!(event = "sign_in_failed", kind = kind.as_str(), id = %c.id);
                 }
@@ -317,7 +378,8 @@ impl SignIn {
             Some(c) if c.id == id => c,
             _ => return Err(overtaken),
         };
-        self.mint_proven(kind, credentials, client, settings).await
+        self.mint_proven(kind, login, credentials, client, settings)
+            .await
     }
 
     /// A session for account `id` whose password was verified a moment ago (a sign-in that
@@ -337,19 +399,25 @@ impl SignIn {
             tracing::info!(event = "sign_in_overtaken", kind = kind.as_str(), id = %id);
             return Err(Error::AuthenticationFailed);
         };
-        self.mint_proven(kind, credentials, client, settings).await
+        self.mint_proven(kind, login, credentials, client, settings)
+            .await
     }
 
-    /// The session of a sign-in proven by something the caller checked: counted, stored only
-    /// while the account still has the password hash read in `credentials` (a password set
-    /// meanwhile wins), signed.
+    /// The session of a sign-in proven by something the caller checked: refused while the
+    /// name is locked out from this network, counted, stored only while the account still has
+    /// the password hash read in `credentials` (a password set meanwhile wins), signed.
     async fn mint_proven(
         &self,
         kind: PrincipalKind,
+        login: &str,
         credentials: StoredCredentials,
         client: ClientInfo,
         settings: &Settings,
     ) -> Result<IssuedToken> {
+        if self.locked_out(kind, login, &client, settings).await? {
+            tracing::info!(event = "sign_in_locked_out", kind = kind.as_str(), id = %credentials.id);
+            return Err(Error::AuthenticationFailed);
+        }
         self.count_sign_in(kind, credentials.id).await?;
         let session = self.new_session(
             kind,
@@ -447,11 +515,14 @@ impl SignIn {
         })
     }
 
-    /// After a password was set another way (reset, change): the account's failures no longer
-    /// count, as its lock no longer holds.
+    /// After a password was set another way (reset, change), or the name was unlocked: its
+    /// failures no longer count, from any network, and no longer ask for a challenge.
     pub async fn forget_failures(&self, kind: PrincipalKind, login: &str) -> Result<()> {
         self.limiter
             .clear(&LimitKey::SignInByAccount(kind, login.to_owned()))
+            .await?;
+        self.limiter
+            .clear_prefixed(&LimitKey::networks_of(kind, login))
             .await
     }
 }

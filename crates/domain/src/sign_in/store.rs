@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{Result, kernel::client::ClientInfo, limits::PrincipalKind, lockout::LockoutPolicy};
+use crate::{Result, kernel::client::ClientInfo, limits::PrincipalKind};
 
 /// What the core needs to know of an account to check its password.
 #[derive(Clone)]
@@ -76,15 +76,14 @@ pub trait CredentialStore: Send + Sync {
         login: &str,
     ) -> Result<Option<StoredCredentials>>;
 
-    /// Counts one wrong password for the account signed in as `login` and locks it when
-    /// `policy` says the new count does, in one statement (concurrent failures all count). For
-    /// a name without an account the same statement simply matches nothing.
+    /// Counts one wrong password for the account signed in as `login`, and notes until when
+    /// the failure locked the name (`locked_until`, the latest lock wins), in one statement
+    /// (concurrent failures all count). For a name without an account it matches nothing.
     async fn record_failure(
         &self,
         kind: PrincipalKind,
         login: &str,
-        policy: &LockoutPolicy,
-        now: DateTime<Utc>,
+        locked_until: Option<DateTime<Utc>>,
     ) -> Result<()>;
 
     /// Clears the failure counter; stores `rehash` when the stored hash had old parameters or

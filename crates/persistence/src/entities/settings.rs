@@ -24,6 +24,11 @@ pub struct Model {
     pub reset_code_lifetime_minutes: i32,
     pub sign_in_by_code: bool,
     pub remember_browser_days: i32,
+    pub network_v4_prefix: i32,
+    pub network_v6_prefix: i32,
+    pub challenge_after_name_failures: i32,
+    pub challenge_after_network_failures: i32,
+    pub challenge_max_number: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

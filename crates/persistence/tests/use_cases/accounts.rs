@@ -19,6 +19,7 @@ async fn an_address_is_taken_whatever_its_case_and_a_refusal_stores_nothing() {
                 locale: None,
             },
             &Harness::client("192.0.2.2"),
+            None,
         )
         .await;
     assert!(
@@ -35,11 +36,11 @@ async fn a_password_change_ends_every_other_session_and_keeps_this_one() {
     let accounts = h.accounts();
     let client = Harness::client("192.0.2.3");
     let laptop = accounts
-        .sign_in("change@example.com", PASSWORD, client.clone())
+        .sign_in("change@example.com", PASSWORD, client.clone(), None)
         .await
         .unwrap();
     let phone = accounts
-        .sign_in("change@example.com", PASSWORD, client.clone())
+        .sign_in("change@example.com", PASSWORD, client.clone(), None)
         .await
         .unwrap();
     let me = h.customer_principal(&laptop.token).await.unwrap();
@@ -52,12 +53,12 @@ async fn a_password_change_ends_every_other_session_and_keeps_this_one() {
     // The old password is gone; the new one signs in.
     assert!(matches!(
         accounts
-            .sign_in("change@example.com", PASSWORD, client.clone())
+            .sign_in("change@example.com", PASSWORD, client.clone(), None)
             .await,
         Err(Error::AuthenticationFailed)
     ));
     accounts
-        .sign_in("change@example.com", "new-Secret-2027", client)
+        .sign_in("change@example.com", "new-Secret-2027", client, None)
         .await
         .unwrap();
 }
@@ -68,7 +69,12 @@ async fn a_signed_out_token_is_refused_on_the_next_call() {
     h.customer("out@example.com").await;
     let accounts = h.accounts();
     let token = accounts
-        .sign_in("out@example.com", PASSWORD, Harness::client("192.0.2.4"))
+        .sign_in(
+            "out@example.com",
+            PASSWORD,
+            Harness::client("192.0.2.4"),
+            None,
+        )
         .await
         .unwrap();
     let me = h.customer_principal(&token.token).await.unwrap();

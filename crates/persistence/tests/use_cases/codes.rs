@@ -39,7 +39,7 @@ async fn a_reset_code_works_only_with_its_own_flow_and_five_wrong_guesses_end_it
     h.customer("code@example.com").await;
     let resets = h.resets();
     let started = resets
-        .request_code("code@example.com", &Harness::client("192.0.2.20"))
+        .request_code("code@example.com", &Harness::client("192.0.2.20"), None)
         .await
         .unwrap();
     let code = mailed_code(&h, "password_reset", "code@example.com").await;
@@ -73,7 +73,7 @@ async fn a_reset_code_works_only_with_its_own_flow_and_five_wrong_guesses_end_it
         .await;
     assert!(matches!(res, Err(Error::ResetCodeInvalid)), "{res:?}");
     h.accounts()
-        .sign_in("code@example.com", PASSWORD, guesser(100))
+        .sign_in("code@example.com", PASSWORD, guesser(100), None)
         .await
         .expect("the old password still signs in");
 }
@@ -84,20 +84,20 @@ async fn a_newer_request_kills_the_older_code_and_a_used_code_is_spent() {
     h.customer("twice@example.com").await;
     let accounts = h.accounts();
     let session = accounts
-        .sign_in("twice@example.com", PASSWORD, guesser(1))
+        .sign_in("twice@example.com", PASSWORD, guesser(1), None)
         .await
         .unwrap();
     let resets = h.resets();
     let client = Harness::client("192.0.2.21");
     let first = resets
-        .request_code("twice@example.com", &client)
+        .request_code("twice@example.com", &client, None)
         .await
         .unwrap();
     let first_code = mailed_code(&h, "password_reset", "twice@example.com").await;
     // Requests for one address are spaced 10 minutes apart by default.
     h.clock.advance(Duration::minutes(11));
     let second = resets
-        .request_code("twice@example.com", &client)
+        .request_code("twice@example.com", &client, None)
         .await
         .unwrap();
     let second_code = mailed_code(&h, "password_reset", "twice@example.com").await;
@@ -135,7 +135,7 @@ async fn a_newer_request_kills_the_older_code_and_a_used_code_is_spent() {
         .await;
     assert!(matches!(again, Err(Error::ResetCodeInvalid)), "{again:?}");
     accounts
-        .sign_in("twice@example.com", "brand-new-Pass-77", guesser(5))
+        .sign_in("twice@example.com", "brand-new-Pass-77", guesser(5), None)
         .await
         .expect("the password set by the code");
 }
@@ -146,7 +146,7 @@ async fn a_code_outlives_neither_its_lifetime_nor_a_store_that_resets_by_link_on
     h.customer("late@example.com").await;
     let resets = h.resets();
     let started = resets
-        .request_code("late@example.com", &Harness::client("192.0.2.22"))
+        .request_code("late@example.com", &Harness::client("192.0.2.22"), None)
         .await
         .unwrap();
     let code = mailed_code(&h, "password_reset", "late@example.com").await;
@@ -162,12 +162,12 @@ async fn a_code_outlives_neither_its_lifetime_nor_a_store_that_resets_by_link_on
         .await;
     assert!(matches!(res, Err(Error::ResetCodeExpired)), "{res:?}");
     h.accounts()
-        .sign_in("late@example.com", PASSWORD, guesser(3))
+        .sign_in("late@example.com", PASSWORD, guesser(3), None)
         .await
         .expect("the old password still signs in");
     // A fresh code, then the store stops resetting by code: the code stops with it.
     let fresh = resets
-        .request_code("late@example.com", &Harness::client("192.0.2.25"))
+        .request_code("late@example.com", &Harness::client("192.0.2.25"), None)
         .await
         .unwrap();
     let fresh_code = mailed_code(&h, "password_reset", "late@example.com").await;
@@ -183,7 +183,7 @@ async fn a_code_outlives_neither_its_lifetime_nor_a_store_that_resets_by_link_on
         .await
         .unwrap();
     let res = resets
-        .request_code("late@example.com", &Harness::client("192.0.2.23"))
+        .request_code("late@example.com", &Harness::client("192.0.2.23"), None)
         .await;
     assert!(matches!(res, Err(Error::BadUserInput { .. })), "{res:?}");
     let res = resets

@@ -13,7 +13,7 @@ async fn the_change_applies_only_when_the_new_address_confirms() {
     let accounts = h.accounts();
     let client = Harness::client("192.0.2.20");
     let token = accounts
-        .sign_in("old@example.com", PASSWORD, client.clone())
+        .sign_in("old@example.com", PASSWORD, client.clone(), None)
         .await
         .unwrap();
     let me = h.customer_principal(&token.token).await.unwrap();
@@ -53,7 +53,7 @@ async fn a_revert_after_confirmation_freezes_and_the_removed_address_can_give_it
     let accounts = h.accounts();
     let client = Harness::client("192.0.2.21");
     let token = accounts
-        .sign_in("owner@example.com", PASSWORD, client.clone())
+        .sign_in("owner@example.com", PASSWORD, client.clone(), None)
         .await
         .unwrap();
     let me = h.customer_principal(&token.token).await.unwrap();
@@ -79,7 +79,7 @@ async fn a_revert_after_confirmation_freezes_and_the_removed_address_can_give_it
     assert!(h.customer_principal(&token.token).await.is_none());
     assert!(matches!(
         accounts
-            .sign_in("owner@example.com", PASSWORD, client.clone())
+            .sign_in("owner@example.com", PASSWORD, client.clone(), None)
             .await,
         Err(Error::AuthenticationFailed)
     ));

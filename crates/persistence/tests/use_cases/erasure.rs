@@ -12,7 +12,7 @@ async fn deletion_takes_the_password_and_leaves_no_customer_row() {
     let accounts = h.accounts();
     let client = Harness::client("192.0.2.30");
     let token = accounts
-        .sign_in("leaving@example.com", PASSWORD, client.clone())
+        .sign_in("leaving@example.com", PASSWORD, client.clone(), None)
         .await
         .unwrap();
     let me = h.customer_principal(&token.token).await.unwrap();
@@ -41,6 +41,7 @@ async fn an_export_is_paged_and_a_page_below_one_is_refused() {
             "export@example.com",
             PASSWORD,
             Harness::client("192.0.2.31"),
+            None,
         )
         .await
         .unwrap();

@@ -22,11 +22,17 @@ async fn the_report_link_signs_out_voids_the_password_and_is_audited() {
             "victim@example.com",
             PASSWORD,
             Harness::client("192.0.2.30"),
+            None,
         )
         .await
         .unwrap();
     h.resets()
-        .request("victim@example.com", None, &Harness::client("192.0.2.31"))
+        .request(
+            "victim@example.com",
+            None,
+            &Harness::client("192.0.2.31"),
+            None,
+        )
         .await
         .unwrap();
     h.stores
@@ -59,6 +65,7 @@ async fn the_report_link_signs_out_voids_the_password_and_is_audited() {
             "victim@example.com",
             PASSWORD,
             Harness::client("192.0.2.34"),
+            None,
         )
         .await;
     assert!(res.is_err(), "the password is void: {res:?}");
@@ -124,6 +131,7 @@ async fn a_report_from_before_the_password_set_since_changes_nothing() {
             "later@example.com",
             "third-Pass-99x",
             Harness::client("192.0.2.37"),
+            None,
         )
         .await
         .expect("the password set after the mail stands");

@@ -26,7 +26,7 @@ async fn known_and_unknown_addresses_get_the_same_answer_and_only_accounts_get_m
         ("unknown@example.com", "192.0.2.13"),
     ] {
         resets
-            .request(email, None, &Harness::client(ip))
+            .request(email, None, &Harness::client(ip), None)
             .await
             .unwrap();
     }
@@ -47,12 +47,12 @@ async fn a_link_works_once_and_the_reset_ends_every_session() {
     let accounts = h.accounts();
     let client = Harness::client("192.0.2.11");
     let session = accounts
-        .sign_in("reset@example.com", PASSWORD, client.clone())
+        .sign_in("reset@example.com", PASSWORD, client.clone(), None)
         .await
         .unwrap();
     let resets = h.resets();
     resets
-        .request("reset@example.com", None, &client)
+        .request("reset@example.com", None, &client, None)
         .await
         .unwrap();
     resolve(&h).await;
@@ -67,7 +67,7 @@ async fn a_link_works_once_and_the_reset_ends_every_session() {
         .await;
     assert!(matches!(again, Err(Error::ResetTokenInvalid)), "{again:?}");
     accounts
-        .sign_in("reset@example.com", "fresh-Secret-2027", client)
+        .sign_in("reset@example.com", "fresh-Secret-2027", client, None)
         .await
         .unwrap();
 }
@@ -79,7 +79,7 @@ async fn a_link_expires_after_its_lifetime_and_changes_nothing() {
     let client = Harness::client("192.0.2.12");
     let resets = h.resets();
     resets
-        .request("late@example.com", None, &client)
+        .request("late@example.com", None, &client, None)
         .await
         .unwrap();
     resolve(&h).await;
@@ -90,7 +90,7 @@ async fn a_link_expires_after_its_lifetime_and_changes_nothing() {
         .await;
     assert!(matches!(res, Err(Error::ResetTokenExpired)), "{res:?}");
     h.accounts()
-        .sign_in("late@example.com", PASSWORD, client)
+        .sign_in("late@example.com", PASSWORD, client, None)
         .await
         .unwrap();
 }
@@ -102,7 +102,7 @@ async fn an_older_request_resolved_after_a_newer_link_went_out_leaves_that_link_
     // The customer asks for a code (a link alone within a minute of a newer link would be
     // left unmailed anyway); the worker is behind and has not resolved it yet.
     h.resets()
-        .request_code("behind@example.com", &Harness::client("192.0.2.60"))
+        .request_code("behind@example.com", &Harness::client("192.0.2.60"), None)
         .await
         .unwrap();
     // Meanwhile a newer link goes out: an admin's bulk reset (or, on PostgreSQL, another
@@ -164,7 +164,7 @@ async fn a_second_link_request_within_a_minute_mails_nothing_and_the_first_link_
     let client = Harness::client("192.0.2.71");
     let mails = "SELECT COUNT(*) AS n FROM email_outbox WHERE kind = 'password_reset'";
     resets
-        .request("again@example.com", None, &client)
+        .request("again@example.com", None, &client, None)
         .await
         .unwrap();
     resolve(&h).await;
@@ -172,7 +172,7 @@ async fn a_second_link_request_within_a_minute_mails_nothing_and_the_first_link_
     for _ in 0..5 {
         h.clock.advance(Duration::seconds(10));
         resets
-            .request("again@example.com", None, &client)
+            .request("again@example.com", None, &client, None)
             .await
             .unwrap();
         resolve(&h).await;
@@ -187,7 +187,7 @@ async fn a_second_link_request_within_a_minute_mails_nothing_and_the_first_link_
     // A minute after the link went out, a request mails a new link that replaces it.
     h.clock.advance(Duration::seconds(11));
     resets
-        .request("again@example.com", None, &client)
+        .request("again@example.com", None, &client, None)
         .await
         .unwrap();
     resolve(&h).await;

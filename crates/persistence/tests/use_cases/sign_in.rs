@@ -9,18 +9,20 @@ use crate::{Harness, PASSWORD};
 #[tokio::test]
 async fn ten_wrong_passwords_lock_the_name_until_the_lock_ends() {
     let h = Harness::new().await;
+    // The lockout alone: no challenge asked of a name under attack.
+    h.set_settings("challenge_after_name_failures = 0").await;
     h.customer("lock@example.com").await;
     let accounts = h.accounts();
     let client = || Harness::client("198.51.100.7");
     for i in 0..10 {
         let res = accounts
-            .sign_in("lock@example.com", &format!("wrong-{i}"), client())
+            .sign_in("lock@example.com", &format!("wrong-{i}"), client(), None)
             .await;
         assert!(matches!(res, Err(Error::AuthenticationFailed)), "{i}");
     }
     // Locked: the right password is refused, exactly as a wrong one.
     let res = accounts
-        .sign_in("lock@example.com", PASSWORD, client())
+        .sign_in("lock@example.com", PASSWORD, client(), None)
         .await;
     assert!(matches!(res, Err(Error::AuthenticationFailed)));
     assert_eq!(
@@ -28,31 +30,85 @@ async fn ten_wrong_passwords_lock_the_name_until_the_lock_ends() {
             .await,
         1
     );
+    // From another network the name is open.
+    accounts
+        .sign_in(
+            "lock@example.com",
+            PASSWORD,
+            Harness::client("192.0.2.99"),
+            None,
+        )
+        .await
+        .unwrap();
     // Ten minutes later it signs in, and the sign-in is a session.
     h.clock
         .advance(Duration::minutes(10) + Duration::seconds(1));
     accounts
-        .sign_in("lock@example.com", PASSWORD, client())
+        .sign_in("lock@example.com", PASSWORD, client(), None)
         .await
         .unwrap();
-    assert_eq!(h.count("SELECT COUNT(*) AS n FROM access_tokens").await, 1);
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM access_tokens").await, 2);
+}
+
+#[tokio::test]
+async fn a_name_under_attack_asks_for_a_challenge_before_any_password_is_checked() {
+    let h = Harness::new().await;
+    h.customer("target@example.com").await;
+    let accounts = h.accounts();
+    for i in 0..10 {
+        let res = accounts
+            .sign_in(
+                "target@example.com",
+                &format!("wrong-{i}"),
+                Harness::client(&format!("198.51.{i}.7")),
+                None,
+            )
+            .await;
+        assert!(matches!(res, Err(Error::AuthenticationFailed)), "{i}");
+    }
+    // Ten networks, one failure each: nothing locked, but the name is under attack.
+    let res = accounts
+        .sign_in(
+            "target@example.com",
+            PASSWORD,
+            Harness::client("192.0.2.99"),
+            None,
+        )
+        .await;
+    let Err(Error::ChallengeRequired { challenge, reason }) = res else {
+        panic!("{res:?}")
+    };
+    assert_eq!(reason, domain::guard::WorkRejection::Required);
+    assert_eq!(challenge.maxnumber, 100_000);
+    // Nothing was counted for it: the failures stay ten.
+    assert_eq!(
+        h.count("SELECT failed_sign_ins AS n FROM customers").await,
+        10
+    );
 }
 
 #[tokio::test]
 async fn a_right_password_ends_the_run_of_failures() {
     let h = Harness::new().await;
+    h.set_settings("challenge_after_name_failures = 0, challenge_after_network_failures = 0")
+        .await;
     h.customer("run@example.com").await;
     let accounts = h.accounts();
     let client = || Harness::client("198.51.100.8");
     for round in 0..3 {
         for i in 0..9 {
             let res = accounts
-                .sign_in("run@example.com", &format!("wrong-{round}-{i}"), client())
+                .sign_in(
+                    "run@example.com",
+                    &format!("wrong-{round}-{i}"),
+                    client(),
+                    None,
+                )
                 .await;
             assert!(matches!(res, Err(Error::AuthenticationFailed)));
         }
         accounts
-            .sign_in("run@example.com", PASSWORD, client())
+            .sign_in("run@example.com", PASSWORD, client(), None)
             .await
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
     }
@@ -68,6 +124,7 @@ async fn an_unknown_name_spends_the_same_budget_as_a_known_one() {
                 "nobody@example.com",
                 &format!("guess-{i}"),
                 Harness::client("203.0.113.5"),
+                None,
             )
             .await;
         assert!(matches!(res, Err(Error::AuthenticationFailed)));
@@ -98,24 +155,24 @@ async fn sessions_minted_per_hour_are_capped_and_the_cap_tells_a_guesser_nothing
     let client = || Harness::client("198.51.100.9");
     for _ in 0..2 {
         accounts
-            .sign_in("hourly@example.com", PASSWORD, client())
+            .sign_in("hourly@example.com", PASSWORD, client(), None)
             .await
             .unwrap();
     }
     let res = accounts
-        .sign_in("hourly@example.com", PASSWORD, client())
+        .sign_in("hourly@example.com", PASSWORD, client(), None)
         .await;
     assert!(
         matches!(res, Err(Error::RateLimited { retry_after_seconds }) if retry_after_seconds == 3600),
         "{res:?}"
     );
     let res = accounts
-        .sign_in("hourly@example.com", "wrong-1", client())
+        .sign_in("hourly@example.com", "wrong-1", client(), None)
         .await;
     assert!(matches!(res, Err(Error::AuthenticationFailed)));
     h.clock.advance(Duration::hours(1));
     accounts
-        .sign_in("hourly@example.com", PASSWORD, client())
+        .sign_in("hourly@example.com", PASSWORD, client(), None)
         .await
         .unwrap();
 }

@@ -1,0 +1,417 @@
+//! Attack protection that cannot be aimed at a customer: wrong passwords lock a customer's name
+//! from the network they came from only, and a name or a network under attack asks for a solved
+//! proof-of-work challenge (CHALLENGE_REQUIRED, ALTCHA's format) before any password is checked,
+//! any reset mail is sent or anyone is registered. Clients are told apart by `X-Forwarded-For`
+//! from a trusted proxy, as behind a store's load balancer.
+
+use base64::Engine;
+use chrono::Duration;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    helpers::{Backend, PASSWORD, TestApp, code},
+    smtp::SmtpReceiver,
+};
+
+crate::tests![
+    wrong_passwords_from_one_network_lock_the_name_there_only_and_turn_the_challenge_on,
+    a_solved_challenge_is_accepted_once_and_only_within_its_lifetime,
+    a_network_under_attack_asks_for_the_challenge_on_registration_and_reset_too,
+    a_code_sign_in_is_refused_from_the_network_the_name_is_locked_from,
+];
+
+/// The attacker's network and the customer's.
+const NETWORK_A: &str = "203.0.113.7";
+const NETWORK_A_NEIGHBOUR: &str = "203.0.113.200";
+const NETWORK_B: &str = "198.51.100.9";
+
+const SIGN_IN: &str = "mutation($e: String!, $p: String!, $s: String) { generateCustomerToken(email: $e, password: $p, challengeSolution: $s) { token } }";
+const RESET: &str =
+    "mutation($e: String!, $s: String) { requestPasswordReset(email: $e, challengeSolution: $s) }";
+const REGISTER: &str = "mutation($i: CreateCustomerInput!, $s: String) { createCustomer(input: $i, challengeSolution: $s) { id } }";
+
+/// A server behind a trusted proxy, with the attack settings at their defaults (10 wrong
+/// passwords for a name, or 20 from a network, within an hour turn the challenge on).
+async fn app(backend: Backend) -> TestApp {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+    })
+    .await;
+    app.set_settings("challenge_after_name_failures = 10, challenge_after_network_failures = 20")
+        .await;
+    app.without_reset_limits().await;
+    app
+}
+
+async fn from(app: &TestApp, ip: &str, query: &str, variables: Value) -> Value {
+    app.client
+        .post(app.url("/graphql"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The challenge a CHALLENGE_REQUIRED answer carries, and why it was asked.
+fn challenge(res: &Value) -> (Value, String) {
+    assert_eq!(code(res), "CHALLENGE_REQUIRED", "{res}");
+    let ext = &res["errors"][0]["extensions"];
+    (
+        ext["challenge"].clone(),
+        ext["reason"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// What any client does (and the storefront pages do in the browser): try numbers until one
+/// hashes, after the salt, to the challenge; answer base64 JSON.
+fn solve(challenge: &Value) -> String {
+    let salt = challenge["salt"].as_str().unwrap();
+    let target = challenge["challenge"].as_str().unwrap();
+    let max = challenge["maxnumber"].as_u64().unwrap();
+    let number = (0..=max)
+        .find(|n| hex(&Sha256::digest(format!("{salt}{n}").as_bytes())) == target)
+        .expect("the number lies within maxnumber");
+    let payload = json!({
+        "algorithm": challenge["algorithm"], "challenge": target, "number": number,
+        "salt": salt, "signature": challenge["signature"],
+    });
+    base64::engine::general_purpose::STANDARD.encode(payload.to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Asks `query` from `ip` without a solution, solves the challenge it answers with, and asks
+/// again with the solution.
+async fn solved(app: &TestApp, ip: &str, query: &str, mut variables: Value) -> Value {
+    let first = from(app, ip, query, variables.clone()).await;
+    let (c, reason) = challenge(&first);
+    assert_eq!(reason, "REQUIRED");
+    variables["s"] = json!(solve(&c));
+    from(app, ip, query, variables).await
+}
+
+async fn wrong_passwords_from_one_network_lock_the_name_there_only_and_turn_the_challenge_on(
+    backend: Backend,
+) {
+    let app = app(backend).await;
+    app.create_customer("victim@example.com", PASSWORD).await;
+    // 500 wrong passwords from network A, fifty to a document (each field call counts).
+    let mut answers = Vec::new();
+    for round in 0..10 {
+        let fields: String = (0..50)
+            .map(|i| format!("a{i}: generateCustomerToken(email: \"victim@example.com\", password: \"guess-{round}-{i}\") {{ token }} "))
+            .collect();
+        let res = from(
+            &app,
+            NETWORK_A,
+            &format!("mutation {{ {fields} }}"),
+            json!({}),
+        )
+        .await;
+        let errors = res["errors"].as_array().unwrap().clone();
+        assert_eq!(errors.len(), 50, "{res}");
+        answers.extend(errors.into_iter().map(|e| e["extensions"]["code"].clone()));
+    }
+    // Ten were checked (the lockout's budget); from then on the name is under attack and
+    // every guess must bring a solved challenge first.
+    let failed = answers
+        .iter()
+        .filter(|c| *c == "AUTHENTICATION_FAILED")
+        .count();
+    let challenged = answers
+        .iter()
+        .filter(|c| *c == "CHALLENGE_REQUIRED")
+        .count();
+    assert_eq!((failed, challenged), (10, 490), "{answers:?}");
+    // A solved challenge does not open network A: the name is locked from there (its
+    // neighbours in the same /24 included), even for the right password.
+    for ip in [NETWORK_A, NETWORK_A_NEIGHBOUR] {
+        let res = solved(
+            &app,
+            ip,
+            SIGN_IN,
+            json!({"e": "victim@example.com", "p": PASSWORD}),
+        )
+        .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    // From the customer's own network the challenge is asked too (the storefront solves it),
+    // and then the right password signs in.
+    let res = solved(
+        &app,
+        NETWORK_B,
+        SIGN_IN,
+        json!({"e": "victim@example.com", "p": PASSWORD}),
+    )
+    .await;
+    let token = res["data"]["generateCustomerToken"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{res}"));
+    assert_eq!(app.whoami(token).await, Ok("victim@example.com".into()));
+    // A name without an account answers the same way: the challenge tells nothing.
+    for i in 0..10 {
+        let res = from(
+            &app,
+            NETWORK_A,
+            SIGN_IN,
+            json!({"e": "nobody@example.com", "p": format!("guess-{i}")}),
+        )
+        .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    let (unknown, known) = (
+        from(
+            &app,
+            NETWORK_B,
+            SIGN_IN,
+            json!({"e": "nobody@example.com", "p": PASSWORD}),
+        )
+        .await,
+        from(
+            &app,
+            NETWORK_B,
+            SIGN_IN,
+            json!({"e": "victim@example.com", "p": PASSWORD}),
+        )
+        .await,
+    );
+    assert_eq!(challenge(&unknown).1, challenge(&known).1);
+    // The admins' grid notes the lock (from one network) until it ends.
+    let admin = app.admin_token("support").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "{ customers(filter: {search: \"victim@example.com\"}) { edges { node { email lockedUntil } } } }",
+            json!({}),
+        )
+        .await;
+    let node = &res["data"]["customers"]["edges"][0]["node"];
+    assert_eq!(node["email"], "victim@example.com", "{res}");
+    assert!(node["lockedUntil"].is_string(), "{res}");
+    // Ten minutes on, network A may try again (with a solved challenge, for the hour the
+    // name stays under attack).
+    app.clock.advance(Duration::minutes(11));
+    let res = solved(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "victim@example.com", "p": PASSWORD}),
+    )
+    .await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+    // An hour after the last failure the challenge is no longer asked.
+    app.clock.advance(Duration::minutes(61));
+    let res = from(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "victim@example.com", "p": PASSWORD}),
+    )
+    .await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+}
+
+async fn a_solved_challenge_is_accepted_once_and_only_within_its_lifetime(backend: Backend) {
+    let app = app(backend).await;
+    app.set_settings("challenge_after_network_failures = 1, challenge_max_number = 5000")
+        .await;
+    app.create_customer("ann@example.com", PASSWORD).await;
+    let wrong = from(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "someone@example.com", "p": "guess"}),
+    )
+    .await;
+    assert_eq!(code(&wrong), "AUTHENTICATION_FAILED");
+    let ask = json!({"e": "ann@example.com", "p": PASSWORD});
+    // None sent.
+    let first = from(&app, NETWORK_A, SIGN_IN, ask.clone()).await;
+    let (c, reason) = challenge(&first);
+    assert_eq!(reason, "REQUIRED");
+    assert_eq!(c["algorithm"], "SHA-256");
+    assert_eq!(c["maxnumber"], 5000);
+    // Unsolved: a wrong number, junk, a solution of another server's challenge.
+    let mut unsolved: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(solve(&c))
+            .unwrap(),
+    )
+    .unwrap();
+    unsolved["number"] = json!(unsolved["number"].as_u64().unwrap() + 1);
+    let unsolved = base64::engine::general_purpose::STANDARD.encode(unsolved.to_string());
+    for junk in [unsolved.as_str(), "bm90IGpzb24=", "!!"] {
+        let res = from(
+            &app,
+            NETWORK_A,
+            SIGN_IN,
+            json!({"e": "ann@example.com", "p": PASSWORD, "s": junk}),
+        )
+        .await;
+        assert_eq!(challenge(&res).1, "INVALID", "{res}");
+    }
+    // Solved: accepted once.
+    let solution = solve(&c);
+    let with = json!({"e": "ann@example.com", "p": PASSWORD, "s": solution});
+    let res = from(&app, NETWORK_A, SIGN_IN, with.clone()).await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+    let replayed = from(&app, NETWORK_A, SIGN_IN, with.clone()).await;
+    assert_eq!(challenge(&replayed).1, "SPENT", "{replayed}");
+    // Another replica holds the same key and the same record of spent solutions.
+    let replica = app.replica().await;
+    let res = from(&replica, NETWORK_A, SIGN_IN, with).await;
+    assert_eq!(challenge(&res).1, "SPENT", "{res}");
+    // Solved but late: ten minutes is its lifetime.
+    let (c, _) = challenge(&from(&app, NETWORK_A, SIGN_IN, ask.clone()).await);
+    let late = solve(&c);
+    app.clock.advance(Duration::minutes(10));
+    let res = from(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "ann@example.com", "p": PASSWORD, "s": late}),
+    )
+    .await;
+    assert_eq!(challenge(&res).1, "EXPIRED", "{res}");
+    // Each refusal changed nothing: the failure still counts and the customer signs in with
+    // a fresh solution.
+    let res = solved(&app, NETWORK_A, SIGN_IN, ask).await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+}
+
+async fn a_network_under_attack_asks_for_the_challenge_on_registration_and_reset_too(
+    backend: Backend,
+) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.smtp_url = Some(latchkey::config::Secret::new(url));
+    })
+    .await;
+    app.set_settings("challenge_after_network_failures = 20")
+        .await;
+    app.without_reset_limits().await;
+    app.create_customer("ann@example.com", PASSWORD).await;
+    // Twenty wrong passwords from network A, spread over twenty names (credential stuffing).
+    for i in 0..20 {
+        let res = from(
+            &app,
+            NETWORK_A,
+            SIGN_IN,
+            json!({"e": format!("list-{i}@example.com"), "p": "Summer2026!"}),
+        )
+        .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    let register = |email: &str| json!({"i": {"email": email, "firstname": "Ann", "lastname": "Lee", "password": PASSWORD}});
+    // From network A: each of the three asks first.
+    let res = from(
+        &app,
+        NETWORK_A_NEIGHBOUR,
+        REGISTER,
+        register("new-a@example.com"),
+    )
+    .await;
+    assert_eq!(challenge(&res).1, "REQUIRED");
+    let res = solved(&app, NETWORK_A, REGISTER, register("new-a@example.com")).await;
+    assert!(res["data"]["createCustomer"]["id"].is_string(), "{res}");
+    let res = from(&app, NETWORK_A, RESET, json!({"e": "ann@example.com"})).await;
+    assert_eq!(challenge(&res).1, "REQUIRED");
+    assert!(smtp.settled(&app).await.is_empty(), "nothing mailed before");
+    let res = solved(&app, NETWORK_A, RESET, json!({"e": "ann@example.com"})).await;
+    assert_eq!(res["data"]["requestPasswordReset"], true, "{res}");
+    assert_eq!(smtp.wait_for(1).await.len(), 1);
+    // From network B nothing is asked.
+    let res = from(&app, NETWORK_B, REGISTER, register("new-b@example.com")).await;
+    assert!(res["data"]["createCustomer"]["id"].is_string(), "{res}");
+    let res = from(&app, NETWORK_B, RESET, json!({"e": "ann@example.com"})).await;
+    assert_eq!(res["data"]["requestPasswordReset"], true, "{res}");
+}
+
+async fn a_code_sign_in_is_refused_from_the_network_the_name_is_locked_from(backend: Backend) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.smtp_url = Some(latchkey::config::Secret::new(url));
+    })
+    .await;
+    app.set_settings("sign_in_by_code = true").await;
+    app.without_reset_limits().await;
+    app.create_customer("ann@example.com", PASSWORD).await;
+    const REQUEST: &str = "mutation($e: String!) { requestSignInCode(email: $e) { flowId } }";
+    const WITH_CODE: &str =
+        "mutation($f: String!, $c: String!) { signInWithCode(flowId: $f, code: $c) { token } }";
+    let mut mailed = 0;
+    let mut start = async |ip: &str| {
+        let res = from(&app, ip, REQUEST, json!({"e": "ann@example.com"})).await;
+        let flow = res["data"]["requestSignInCode"]["flowId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{res}"))
+            .to_owned();
+        mailed += 1;
+        (flow, smtp.wait_for(mailed).await.remove(mailed - 1).code())
+    };
+    // A flow started from network A before the lock; then ten wrong passwords from there.
+    let (flow, mailed_code) = start(NETWORK_A).await;
+    for i in 0..10 {
+        let res = from(
+            &app,
+            NETWORK_A,
+            SIGN_IN,
+            json!({"e": "ann@example.com", "p": format!("guess-{i}")}),
+        )
+        .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    // The lock holds where the token would be minted: the flow finished from network A gets
+    // none.
+    let res = from(
+        &app,
+        NETWORK_A,
+        WITH_CODE,
+        json!({"f": flow, "c": mailed_code}),
+    )
+    .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    // From the customer's own network a code signs in; from network A once its lock ended.
+    let (flow, mailed_code) = start(NETWORK_B).await;
+    let res = from(
+        &app,
+        NETWORK_B,
+        WITH_CODE,
+        json!({"f": flow, "c": mailed_code}),
+    )
+    .await;
+    assert!(res["data"]["signInWithCode"]["token"].is_string(), "{res}");
+    app.clock.advance(Duration::minutes(11));
+    let (flow, mailed_code) = start(NETWORK_A).await;
+    let res = from(
+        &app,
+        NETWORK_A,
+        WITH_CODE,
+        json!({"f": flow, "c": mailed_code}),
+    )
+    .await;
+    assert!(res["data"]["signInWithCode"]["token"].is_string(), "{res}");
+}
