@@ -792,6 +792,10 @@ async function customerPage(admin) {
     if (recover) {
       recover.hidden = !customer.frozenAt || !admin.can("CUSTOMERS_RECOVER");
     }
+    // Unlock is offered while a sign-in lockout holds (from any network).
+    if (unlock) {
+      unlock.hidden = !customer.lockedUntil || !admin.can("CUSTOMERS_REVOKE_TOKENS");
+    }
     heading.textContent = fullName(customer);
     document.title = fullName(customer) + " · " + document.title.split(" · ").pop();
     const languages = new Intl.DisplayNames([document.documentElement.lang], { type: "language" });
@@ -805,6 +809,21 @@ async function customerPage(admin) {
             : "—"
           : value;
     }
+  }
+
+  const unlock = document.getElementById("unlock-customer");
+  if (unlock) {
+    unlock.addEventListener("click", async () => {
+      await busy(unlock, async () => {
+        try {
+          await gql("mutation Unlock($id: ID!) { unlockCustomer(customerId: $id) }", { id }, admin.token);
+          notify(t("admin.unlocked"), "ok");
+          await load();
+        } catch (error) {
+          failed(error);
+        }
+      });
+    });
   }
 
   const recover = document.getElementById("recover-customer");

@@ -89,6 +89,11 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         Permission::CustomersRevokeTokens,
     ),
     (
+        "unlockCustomer",
+        "mutation($id: ID!) { unlockCustomer(customerId: $id) }",
+        Permission::CustomersRevokeTokens,
+    ),
+    (
         "updatePasswordSettings",
         "mutation { updatePasswordSettings(input: {lockoutMinutes: 10}) { lockoutMinutes } }",
         Permission::SettingsManage,

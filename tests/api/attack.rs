@@ -19,6 +19,7 @@ crate::tests![
     a_solved_challenge_is_accepted_once_and_only_within_its_lifetime,
     a_network_under_attack_asks_for_the_challenge_on_registration_and_reset_too,
     a_code_sign_in_is_refused_from_the_network_the_name_is_locked_from,
+    support_unlocks_a_customer_from_every_network_and_it_is_audited,
 ];
 
 /// The attacker's network and the customer's.
@@ -414,4 +415,73 @@ async fn a_code_sign_in_is_refused_from_the_network_the_name_is_locked_from(back
     )
     .await;
     assert!(res["data"]["signInWithCode"]["token"].is_string(), "{res}");
+}
+
+async fn support_unlocks_a_customer_from_every_network_and_it_is_audited(backend: Backend) {
+    let app = app(backend).await;
+    app.create_customer("office@example.com", PASSWORD).await;
+    // Ten wrong passwords from the customer's own office network: locked there, and the name
+    // asks for a challenge everywhere.
+    for i in 0..10 {
+        let res = from(
+            &app,
+            NETWORK_A,
+            SIGN_IN,
+            json!({"e": "office@example.com", "p": format!("typo-{i}")}),
+        )
+        .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    }
+    let locked =
+        "{ customers(filter: {locked: true}) { edges { node { id email lockedUntil } } } }";
+    let support = app.admin_token("support").await;
+    let res = app.gql_as(Some(&support), locked, json!({})).await;
+    let node = &res["data"]["customers"]["edges"][0]["node"];
+    assert_eq!(node["email"], "office@example.com", "{res}");
+    assert!(node["lockedUntil"].is_string(), "{res}");
+    let id = node["id"].clone();
+    const UNLOCK: &str = "mutation($id: ID!) { unlockCustomer(customerId: $id) }";
+    // A viewer may look, not unlock.
+    let viewer = app.admin_token("viewer").await;
+    let res = app.gql_as(Some(&viewer), UNLOCK, json!({"id": id})).await;
+    assert_eq!(code(&res), "FORBIDDEN", "{res}");
+    let res = app.gql_as(Some(&support), UNLOCK, json!({"id": id})).await;
+    assert_eq!(res["data"]["unlockCustomer"], true, "{res}");
+    // Unlocked from the office, no challenge asked, and the grid no longer lists them.
+    let res = from(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "office@example.com", "p": PASSWORD}),
+    )
+    .await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+    let res = app.gql_as(Some(&support), locked, json!({})).await;
+    assert_eq!(res["data"]["customers"]["edges"], json!([]), "{res}");
+    let log = app
+        .gql_as(
+            Some(&app.admin_token("administrator").await),
+            "{ auditLog(first: 5) { edges { node { action customerId } } } }",
+            json!({}),
+        )
+        .await;
+    let actions: Vec<&Value> = log["data"]["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"]["action"])
+        .collect();
+    assert!(actions.iter().any(|a| *a == "UNLOCK_CUSTOMER"), "{log}");
+    // An unknown customer.
+    let res = app
+        .gql_as(
+            Some(&support),
+            UNLOCK,
+            json!({"id": uuid::Uuid::now_v7().to_string()}),
+        )
+        .await;
+    assert_eq!(code(&res), "NOT_FOUND", "{res}");
 }

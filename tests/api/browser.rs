@@ -22,6 +22,7 @@ crate::tests![
     browser_customer_resets_a_forgotten_password_in_the_storefront,
     browser_a_customer_resets_by_code_in_the_tab_that_asked,
     browser_a_customer_signs_in_with_a_mailed_code,
+    browser_a_customer_signs_in_in_japanese_while_their_name_is_under_attack,
     browser_admin_sends_a_reset_and_forces_sign_in,
     browser_viewer_sees_no_reset_or_force_buttons,
     browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
@@ -1706,6 +1707,34 @@ async fn browser_a_customer_signs_in_with_a_mailed_code(backend: Backend) {
     browser.shot("storefront-sign-in-code").await;
     browser.click("#code-sign-in button[type=submit]").await;
     browser.wait_path("/account").await;
+    browser.close().await;
+}
+
+/// A name under attack asks every sign-in for a solved proof-of-work challenge: the storefront
+/// page solves it in the browser and the customer just signs in.
+async fn browser_a_customer_signs_in_in_japanese_while_their_name_is_under_attack(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    customer(&app, "haru@example.com", "ja").await;
+    app.set_settings("challenge_after_name_failures = 1").await;
+    let wrong = app
+        .sign_in_response("haru@example.com", "not-my-password")
+        .await;
+    assert_eq!(code(&wrong), "AUTHENTICATION_FAILED");
+    let asked = app
+        .sign_in_response("haru@example.com", CUSTOMER_PASSWORD)
+        .await;
+    assert_eq!(code(&asked), "CHALLENGE_REQUIRED", "{asked}");
+    let driver = Driver::start().await;
+    let browser = driver.browser("ja-JP").await;
+    browser.goto(&app.url("/account/sign-in")).await;
+    assert_eq!(browser.eval("document.documentElement.lang").await, "ja");
+    browser.fill("#email", "haru@example.com").await;
+    browser.fill("#password", CUSTOMER_PASSWORD).await;
+    browser.click("#sign-in button[type=submit]").await;
+    browser.wait_path("/account").await;
+    browser.wait_text("main", "haru@example.com").await;
     browser.close().await;
 }
 

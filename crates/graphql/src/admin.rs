@@ -265,6 +265,21 @@ impl AdminMutation {
         })
     }
 
+    /// "Unlock": clears the customer's sign-in lockout from every network, and the
+    /// proof-of-work challenge their name asks for while under attack (their wrong passwords
+    /// stop counting). For a customer who calls support because they cannot sign in. Audited
+    /// as UNLOCK_CUSTOMER. NOT_FOUND for an unknown customer.
+    #[graphql(guard = "RequirePermission(Permission::CustomersRevokeTokens)")]
+    async fn unlock_customer(&self, ctx: &Context<'_>, customer_id: ID) -> Result<bool, ApiError> {
+        let principal = admin(ctx).await?;
+        let id = parse_id(&customer_id)?;
+        services(ctx)?
+            .admins
+            .unlock_customer(&principal, id, &request(ctx).client)
+            .await?;
+        Ok(true)
+    }
+
     /// Recovers an account frozen by "this wasn't me" (a confirmed email change was reverted,
     /// so neither mailbox alone gets the account back), once the admin has checked who owns
     /// the account. It is unfrozen at its current address, or moved to `email`. The password

@@ -482,6 +482,8 @@ pub enum AuditAction {
     /// Another admin's factors removed and sessions ended (`resetAdminFactors`, or an operator's
     /// `latchkey admin reset-2fa`); `detail` names that admin's id.
     ResetAdminFactors,
+    /// The admin cleared the customer's sign-in lockout, from every network (`unlockCustomer`).
+    UnlockCustomer,
 }
 
 /// One admin action: who did what to which customer, when, from where.

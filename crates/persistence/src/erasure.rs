@@ -9,7 +9,7 @@ use domain::{
     erasure::{
         CustomerExport, ErasureStore, ExportPage, ExportedAudit, ExportedCustomer,
         ExportedEmailChange, ExportedMail, ExportedResetLink, ExportedSession, STORE_STAFF,
-        limit_keys,
+        limit_key_prefixes, limit_keys,
     },
 };
 use sea_orm::{
@@ -137,8 +137,13 @@ impl ErasureStore for SqlErasure {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
+                let mut named = sea_orm::Condition::any()
+                    .add(limit_event::Column::Key.is_in(limit_keys(customer_id, &addresses)));
+                for prefix in limit_key_prefixes(&addresses) {
+                    named = named.add(crate::limits::key_starts_with(&prefix));
+                }
                 limit_event::Entity::delete_many()
-                    .filter(limit_event::Column::Key.is_in(limit_keys(customer_id, &addresses)))
+                    .filter(named)
                     .exec(txn)
                     .await
                     .map_err(db_err)?;

@@ -190,6 +190,20 @@ async fn history(
     }
 }
 
+/// Limit events whose key starts with `prefix` (taken literally: `%` and `_` in it are not
+/// wildcards).
+pub(crate) fn key_starts_with(prefix: &str) -> sea_orm::sea_query::SimpleExpr {
+    let escaped: String = prefix
+        .chars()
+        .flat_map(|c| match c {
+            '\\' | '%' | '_' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let like = sea_orm::sea_query::LikeExpr::new(format!("{escaped}%")).escape('\\');
+    Expr::col(limit_event::Column::Key).like(like)
+}
+
 /// The limiter.
 #[derive(Debug, Clone)]
 pub struct SqlLimits {
@@ -262,16 +276,8 @@ impl Limiter for SqlLimits {
     }
 
     async fn clear_prefixed(&self, prefix: &str) -> Result<()> {
-        let escaped: String = prefix
-            .chars()
-            .flat_map(|c| match c {
-                '\\' | '%' | '_' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        let like = sea_orm::sea_query::LikeExpr::new(format!("{escaped}%")).escape('\\');
         let result = limit_event::Entity::delete_many()
-            .filter(Expr::col(limit_event::Column::Key).like(like))
+            .filter(key_starts_with(prefix))
             .exec(&self.db)
             .await
             .map_err(db_err)?;

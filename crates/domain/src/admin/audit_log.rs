@@ -45,6 +45,9 @@ pub enum AuditAction {
     /// Another admin's factors and recovery codes removed and their sessions ended (`detail`
     /// names the admin's id); by an admin, or by an operator (`latchkey admin reset-2fa`).
     ResetAdminFactors,
+    /// An admin cleared a customer's sign-in lockout from every network, and the challenge
+    /// their name asked for (`unlockCustomer`).
+    UnlockCustomer,
 }
 
 impl AuditAction {
@@ -69,6 +72,7 @@ impl AuditAction {
             Self::RemoveAdminFactor => "REMOVE_ADMIN_FACTOR",
             Self::NewRecoveryCodes => "NEW_RECOVERY_CODES",
             Self::ResetAdminFactors => "RESET_ADMIN_FACTORS",
+            Self::UnlockCustomer => "UNLOCK_CUSTOMER",
         }
     }
 
@@ -93,6 +97,7 @@ impl AuditAction {
             "REMOVE_ADMIN_FACTOR" => Some(Self::RemoveAdminFactor),
             "NEW_RECOVERY_CODES" => Some(Self::NewRecoveryCodes),
             "RESET_ADMIN_FACTORS" => Some(Self::ResetAdminFactors),
+            "UNLOCK_CUSTOMER" => Some(Self::UnlockCustomer),
             _ => None,
         }
     }

@@ -324,6 +324,35 @@ impl Admins {
         Ok(revoked)
     }
 
+    /// "Unlock": the customer's wrong passwords stop counting, from every network, so no
+    /// network is locked out and their name no longer asks for a challenge. NotFound for an
+    /// unknown customer. Audited.
+    #[tracing::instrument(name = "admins.unlock_customer", skip_all)]
+    pub async fn unlock_customer(
+        &self,
+        principal: &AdminPrincipal,
+        customer_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<()> {
+        let audit = self.audit(
+            principal,
+            AuditAction::UnlockCustomer,
+            Some(customer_id),
+            client,
+        );
+        let login = self
+            .store
+            .unlock_customer(customer_id, audit)
+            .await?
+            .ok_or(Error::NotFound)?;
+        self.parts
+            .sign_in
+            .forget_failures(crate::limits::PrincipalKind::Customer, &login)
+            .await?;
+        tracing::info!(event = "customer_unlocked", admin_id = %principal.admin.id, customer_id = %customer_id);
+        Ok(())
+    }
+
     pub async fn settings(&self) -> Result<Settings> {
         self.parts.settings.current().await
     }

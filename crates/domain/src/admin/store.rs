@@ -55,6 +55,14 @@ pub trait AdminStore: Send + Sync {
         now: DateTime<Utc>,
         audit: crate::admin::NewAudit,
     ) -> Result<Option<u64>>;
+    /// Clears the customer's failure count and noted lock and writes `audit`, in one
+    /// transaction; the customer's sign-in name (email key), or `None` when there is no such
+    /// customer.
+    async fn unlock_customer(
+        &self,
+        customer_id: Uuid,
+        audit: crate::admin::NewAudit,
+    ) -> Result<Option<String>>;
     async fn update_settings(
         &self,
         settings: &Settings,

@@ -45,6 +45,15 @@ pub fn limit_keys(customer_id: Uuid, email_keys: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// What the keys of limit counters that name one of `email_keys` per network start with (a
+/// customer's lockout from each network, [`LimitKey::networks_of`]).
+pub fn limit_key_prefixes(email_keys: &[String]) -> Vec<String> {
+    email_keys
+        .iter()
+        .map(|key| LimitKey::networks_of(PrincipalKind::Customer, key))
+        .collect()
+}
+
 /// Everything stored about one customer, for `customerDataExport` (GDPR Art. 15 and 20).
 /// Never a hash, a token or a link.
 #[derive(Debug, Clone, Serialize)]
