@@ -327,11 +327,6 @@ fn use_cases(
     factors: Arc<domain::factors::AdminFactors>,
 ) -> anyhow::Result<(Services, Arc<introspect::Introspection>)> {
     let mail = || Arc::new(wakeups.mail.clone());
-    let accounts = Arc::new(Accounts::new(
-        stores.accounts.clone(),
-        parts.clone(),
-        mail(),
-    ));
     let public_url = config.public_base_url();
     let link_template = config.storefront_reset_url.clone().unwrap_or_else(|| {
         format!("{public_url}/account/reset-password?token={{token}}&lang={{locale}}")
@@ -346,12 +341,16 @@ fn use_cases(
         Arc::new(wakeups.bulk_mail.clone()),
         Arc::new(wakeups.bulk.clone()),
     ));
-    let resets = Resets::new(
+    let resets = Arc::new(Resets::new(
         stores.resets.clone(),
         stores.accounts.clone(),
         parts.clone(),
         links,
         mail(),
+    ));
+    // A right password on the breached list may be refused with a reset link mailed.
+    let accounts = Arc::new(
+        Accounts::new(stores.accounts.clone(), parts.clone(), mail()).with_resets(resets.clone()),
     );
     let email_changes = Arc::new(domain::email_change::EmailChanges::new(
         stores.email_changes.clone(),
@@ -390,7 +389,7 @@ fn use_cases(
     let services = Services {
         auth,
         accounts,
-        resets: Arc::new(resets),
+        resets,
         admins,
         bulk,
         email_changes,

@@ -961,6 +961,7 @@ const SETTINGS_FIELDS = [
   "challengeAfterNameFailures",
   "challengeAfterNetworkFailures",
   "challengeMaxNumber",
+  "breachedPasswordSignIn",
 ];
 
 async function settingsPage(admin) {

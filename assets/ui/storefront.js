@@ -75,11 +75,14 @@ function signInPage() {
     await busy(form.querySelector("button[type=submit]"), async () => {
       try {
         const data = await gql(
-          "mutation SignIn($email: String!, $password: String!, $challengeSolution: String) { generateCustomerToken(email: $email, password: $password, challengeSolution: $challengeSolution) { token expiresAt } }",
+          "mutation SignIn($email: String!, $password: String!, $challengeSolution: String) { generateCustomerToken(email: $email, password: $password, challengeSolution: $challengeSolution) { token expiresAt passwordChangeRequired } }",
           { email: address, password: password.value },
         );
         customerToken.set(data.generateCustomerToken);
-        window.location.assign("/account");
+        // A password on the breached list: straight to changing it.
+        window.location.assign(
+          data.generateCustomerToken.passwordChangeRequired ? "/account/information#change-password" : "/account",
+        );
       } catch (error) {
         if (error.code === "BAD_USER_INPUT") {
           fieldError(email, t("common.email_invalid"));
@@ -660,7 +663,8 @@ async function accountInformationPage() {
   const lastname = document.getElementById("lastname");
   const locale = document.getElementById("locale");
   try {
-    const data = await gql("query Me { customer { firstname lastname email locale } }", {}, token);
+    const data = await gql("query Me { customer { firstname lastname email locale passwordChangeRequired } }", {}, token);
+    document.getElementById("breached-notice").hidden = !data.customer.passwordChangeRequired;
     firstname.value = data.customer.firstname;
     lastname.value = data.customer.lastname;
     locale.value = data.customer.locale;
@@ -688,6 +692,46 @@ async function accountInformationPage() {
         notify(t("information.saved"), "ok");
       } catch (error) {
         failed(error);
+      }
+    });
+  });
+
+  const passwordForm = document.getElementById("password-change");
+  const current = document.getElementById("password-current");
+  const fresh = document.getElementById("password-new");
+  const again = document.getElementById("password-confirm");
+  passwordForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    fieldError(current, null);
+    fieldError(fresh, null);
+    fieldError(again, null);
+    if (!current.value) {
+      fieldError(current, t("common.required"));
+      current.focus();
+      return;
+    }
+    if (!requireNewPassword(fresh, again, "information.password_mismatch")) {
+      return;
+    }
+    await busy(passwordForm.querySelector("button[type=submit]"), async () => {
+      try {
+        await gql(
+          "mutation ChangePassword($current: String!, $new: String!) { changeCustomerPassword(currentPassword: $current, newPassword: $new) { passwordChangeRequired } }",
+          { current: current.value, new: fresh.value },
+          token,
+        );
+        passwordForm.reset();
+        document.getElementById("breached-notice").hidden = true;
+        notify(t("information.password_changed"), "ok");
+      } catch (error) {
+        if (error.code === "PASSWORD_POLICY") {
+          showPolicyViolations(fresh, error, t("information.password_policy"));
+        } else if (error.code === "AUTHENTICATION_FAILED") {
+          fieldError(current, describe(error));
+          current.focus();
+        } else {
+          failed(error);
+        }
       }
     });
   });

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     helpers::{Backend, PASSWORD, TestApp, code},
+    import::{dir_of, import},
     smtp::SmtpReceiver,
 };
 
@@ -20,6 +21,8 @@ crate::tests![
     a_network_under_attack_asks_for_the_challenge_on_registration_and_reset_too,
     a_code_sign_in_is_refused_from_the_network_the_name_is_locked_from,
     support_unlocks_a_customer_from_every_network_and_it_is_audited,
+    a_right_password_on_the_breached_list_signs_in_and_asks_for_a_new_one,
+    a_store_that_refuses_breached_passwords_mails_a_reset_link_instead,
 ];
 
 /// The attacker's network and the customer's.
@@ -484,4 +487,131 @@ async fn support_unlocks_a_customer_from_every_network_and_it_is_audited(backend
         )
         .await;
     assert_eq!(code(&res), "NOT_FOUND", "{res}");
+}
+
+/// A customer brought over from Magento 1 whose password, `password123`, is on the breached
+/// list (it could never be set here: the policy refuses it). md5("pepper" ‖ "password123").
+async fn import_breached(app: &TestApp, email: &str) {
+    let csv = format!(
+        "email,firstname,lastname,locale,password_hash\n{email},Ann,Lee,ja,5da4616bdae43366660087cca31867c4:pepper\n"
+    );
+    let path = dir_of(app).join("breached.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = import(app, &[path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}
+
+const SIGN_IN_FLAGGED: &str = "mutation($e: String!, $p: String!) { generateCustomerToken(email: $e, password: $p) { token passwordChangeRequired } }";
+
+async fn a_right_password_on_the_breached_list_signs_in_and_asks_for_a_new_one(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    import_breached(&app, "reused@example.com").await;
+    let ask = json!({"e": "reused@example.com", "p": "password123"});
+    // A wrong password says nothing about the list.
+    let wrong = app
+        .gql(
+            SIGN_IN_FLAGGED,
+            json!({"e": "reused@example.com", "p": "password1234"}),
+        )
+        .await;
+    assert_eq!(code(&wrong), "AUTHENTICATION_FAILED", "{wrong}");
+    let res = app.gql(SIGN_IN_FLAGGED, ask.clone()).await;
+    let signed_in = &res["data"]["generateCustomerToken"];
+    assert_eq!(signed_in["passwordChangeRequired"], true, "{res}");
+    let token = signed_in["token"].as_str().unwrap().to_owned();
+    let me = "{ customer { passwordChangeRequired } }";
+    let res = app.gql_as(Some(&token), me, json!({})).await;
+    assert_eq!(
+        res["data"]["customer"]["passwordChangeRequired"], true,
+        "{res}"
+    );
+    // The notice, in the customer's language, with "this wasn't me"; once.
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert!(
+        mail.subject().contains("パスワードを変更"),
+        "{}",
+        mail.subject()
+    );
+    assert!(mail.report_token().is_some(), "{}", mail.text());
+    assert!(!mail.text().contains("password123"));
+    let again = app.gql(SIGN_IN_FLAGGED, ask).await;
+    assert_eq!(
+        again["data"]["generateCustomerToken"]["passwordChangeRequired"], true,
+        "{again}"
+    );
+    assert_eq!(smtp.settled(&app).await.len(), 1, "one notice");
+    // A new password answers it.
+    let res = app
+        .gql_as(
+            Some(&token),
+            "mutation($c: String!, $n: String!) { changeCustomerPassword(currentPassword: $c, newPassword: $n) { passwordChangeRequired } }",
+            json!({"c": "password123", "n": "a-Fresh-one-2027"}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["changeCustomerPassword"]["passwordChangeRequired"], false,
+        "{res}"
+    );
+    let res = app
+        .gql(
+            SIGN_IN_FLAGGED,
+            json!({"e": "reused@example.com", "p": "a-Fresh-one-2027"}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["generateCustomerToken"]["passwordChangeRequired"], false,
+        "{res}"
+    );
+}
+
+async fn a_store_that_refuses_breached_passwords_mails_a_reset_link_instead(backend: Backend) {
+    let (app, smtp) = TestApp::with_smtp(backend).await;
+    import_breached(&app, "reused@example.com").await;
+    let admin = app.admin_token("administrator").await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            "mutation { updatePasswordSettings(input: {breachedPasswordSignIn: REFUSE}) { breachedPasswordSignIn } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["updatePasswordSettings"]["breachedPasswordSignIn"], "REFUSE",
+        "{res}"
+    );
+    let res = app
+        .gql(
+            SIGN_IN_FLAGGED,
+            json!({"e": "reused@example.com", "p": "password123"}),
+        )
+        .await;
+    assert_eq!(code(&res), "PASSWORD_RESET_REQUIRED", "{res}");
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert!(mail.link().contains("token="), "{}", mail.text());
+    assert_eq!(
+        app.query_one("SELECT COUNT(*) AS n FROM access_tokens", vec![])
+            .await
+            .try_get::<i64>("", "n")
+            .unwrap(),
+        0,
+        "no session"
+    );
+    // The link sets a new password, which signs in.
+    let res = app
+        .gql(
+            "mutation($t: String!, $p: String!) { resetPassword(resetPasswordToken: $t, newPassword: $p) }",
+            json!({"t": mail.token(), "p": "a-Fresh-one-2027"}),
+        )
+        .await;
+    assert_eq!(res["data"]["resetPassword"], true, "{res}");
+    let res = app
+        .gql(
+            SIGN_IN_FLAGGED,
+            json!({"e": "reused@example.com", "p": "a-Fresh-one-2027"}),
+        )
+        .await;
+    assert_eq!(
+        res["data"]["generateCustomerToken"]["passwordChangeRequired"], false,
+        "{res}"
+    );
 }

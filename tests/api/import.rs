@@ -25,7 +25,7 @@ tests![
 ];
 
 /// Runs `latchkey import customers …` on the app's database.
-fn import(app: &TestApp, args: &[&str]) -> Output {
+pub(crate) fn import(app: &TestApp, args: &[&str]) -> Output {
     let mut cmd = app.command(&["import", "customers"]);
     cmd.args(args).env("USER", "migrator");
     cmd.output().unwrap()
@@ -42,7 +42,7 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn dir_of(app: &TestApp) -> &Path {
+pub(crate) fn dir_of(app: &TestApp) -> &Path {
     app.config.mail_dir.parent().unwrap()
 }
 

@@ -338,6 +338,21 @@ pub struct PasswordSettings {
     /// The challenge's work: its secret number lies in 0..challengeMaxNumber (1,000 to
     /// 10,000,000; 100,000 by default), so a client hashes half of that on average.
     pub challenge_max_number: i32,
+    /// What a customer's right password that is on the breached list does at sign-in.
+    pub breached_password_sign_in: BreachedPasswordSignIn,
+}
+
+/// What a customer's right password that is on the breached list (the one that refuses it as
+/// a new password) does at sign-in.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "settings::BreachedPasswordSignIn")]
+pub enum BreachedPasswordSignIn {
+    /// Signs in; `passwordChangeRequired` is true on the token and on `customer` until a new
+    /// password is set, and the customer is mailed the first time (the default).
+    Flag,
+    /// Refused with PASSWORD_RESET_REQUIRED, and a reset link is mailed (within the reset
+    /// request limits).
+    Refuse,
 }
 
 fn int(v: i64) -> i32 {
@@ -377,6 +392,7 @@ impl From<settings::Settings> for PasswordSettings {
                 s.attack.challenge_after_network_failures,
             )),
             challenge_max_number: int(i64::from(s.attack.challenge_max_number)),
+            breached_password_sign_in: s.breached_password.into(),
         }
     }
 }
@@ -408,6 +424,7 @@ pub struct PasswordSettingsInput {
     pub challenge_after_name_failures: Option<i32>,
     pub challenge_after_network_failures: Option<i32>,
     pub challenge_max_number: Option<i32>,
+    pub breached_password_sign_in: Option<BreachedPasswordSignIn>,
 }
 
 impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
@@ -438,6 +455,7 @@ impl From<PasswordSettingsInput> for domain::admin::SettingsUpdate {
             challenge_after_name_failures: wide(i.challenge_after_name_failures),
             challenge_after_network_failures: wide(i.challenge_after_network_failures),
             challenge_max_number: wide(i.challenge_max_number),
+            breached_password_sign_in: i.breached_password_sign_in.map(Into::into),
         }
     }
 }

@@ -189,6 +189,7 @@ impl ResetMutation {
             .sign_in_with_code(&flow_id, &code, client)
             .await?;
         Ok(crate::types::CustomerToken {
+            password_change_required: issued.password_change_required,
             token: issued.token,
             expires_at: issued.expires_at,
         })

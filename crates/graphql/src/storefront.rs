@@ -197,6 +197,7 @@ impl CustomerMutation {
         Ok(CustomerToken {
             token: issued.token,
             expires_at: issued.expires_at,
+            password_change_required: issued.password_change_required,
         })
     }
 

@@ -36,6 +36,12 @@ impl Customer {
         self.0.created_at
     }
 
+    /// The customer signed in with a password that is on the list of breached passwords: they
+    /// should change it (`changeCustomerPassword`). False again once a new password is set.
+    async fn password_change_required(&self) -> bool {
+        self.0.password_change_required_at.is_some()
+    }
+
     /// Admin only: live access tokens (signed-in devices).
     #[graphql(guard = "RequirePermission(Permission::CustomersRead)")]
     async fn active_token_count(&self, ctx: &Context<'_>) -> Result<i32, ApiError> {
@@ -121,6 +127,9 @@ impl Customer {
 pub struct CustomerToken {
     pub token: String,
     pub expires_at: DateTime<Utc>,
+    /// The password just used is on the list of breached passwords: ask the customer to change
+    /// it now (`changeCustomerPassword`). Also on `customer` until they do.
+    pub password_change_required: bool,
 }
 
 /// One signed-in device: a live access token of the customer.

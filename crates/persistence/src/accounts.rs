@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     db::{End, db_err, unit_of_work},
-    entities::{access_token, customer},
+    entities::{access_token, customer, email_outbox},
     rows::{apply_password_change, live, lock_customer, to_customer},
 };
 
@@ -97,6 +97,7 @@ impl AccountStore for SqlAccounts {
             search_text: Set(search_text),
             frozen_at: Set(None),
             reported_at: Set(None),
+            password_change_required_at: Set(None),
         };
         if crate::rows::email_in_use(&self.db, new.email.key(), None, new.now)
             .await
@@ -151,6 +152,38 @@ impl AccountStore for SqlAccounts {
                 apply_password_change(txn, customer_id, password_hash, keep, now, notice)
                     .await
                     .map(End::Commit)
+            })
+        })
+        .await
+    }
+
+    async fn require_password_change(
+        &self,
+        customer_id: Uuid,
+        now: DateTime<Utc>,
+        notice: NewMail,
+    ) -> Result<bool> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let marked = customer::Entity::update_many()
+                    .col_expr(
+                        customer::Column::PasswordChangeRequiredAt,
+                        Expr::value(Some(now)),
+                    )
+                    .filter(customer::Column::Id.eq(customer_id))
+                    .filter(customer::Column::PasswordChangeRequiredAt.is_null())
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected
+                    == 1;
+                if marked {
+                    email_outbox::Entity::insert(crate::outbox::new_row(notice))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
+                }
+                Ok(End::Commit(marked))
             })
         })
         .await

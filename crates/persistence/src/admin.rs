@@ -415,6 +415,10 @@ impl AdminStore for SqlAdmin {
                         Expr::value(int(i64::from(s.attack.challenge_after_network_failures))),
                     )
                     .col_expr(
+                        settings::Column::BreachedPasswordSignIn,
+                        Expr::value(s.breached_password.as_str()),
+                    )
+                    .col_expr(
                         settings::Column::ChallengeMaxNumber,
                         Expr::value(int(i64::from(s.attack.challenge_max_number))),
                     )

@@ -38,6 +38,7 @@ pub(crate) fn to_customer(m: customer::Model) -> Customer {
         locked_until: m.locked_until,
         frozen_at: m.frozen_at,
         reported_at: m.reported_at,
+        password_change_required_at: m.password_change_required_at,
     }
 }
 
@@ -126,6 +127,11 @@ pub(crate) async fn apply_password_change(
         // A new password ends a "this wasn't me" report: the account is its owner's again.
         .col_expr(
             customer::Column::ReportedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        // A new password answers the request to replace a breached one.
+        .col_expr(
+            customer::Column::PasswordChangeRequiredAt,
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .filter(customer::Column::Id.eq(customer_id))

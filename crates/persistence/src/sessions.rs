@@ -81,6 +81,7 @@ impl SqlSessions {
             locked_until: row.locked_until,
             frozen_at: row.frozen_at,
             reported_at: row.reported_at,
+            password_change_required_at: row.password_change_required_at,
         }))
     }
 
@@ -135,6 +136,10 @@ fn live_session_query(id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<access_to
         .column_as(customer::Column::LockedUntil, "locked_until")
         .column_as(customer::Column::FrozenAt, "frozen_at")
         .column_as(customer::Column::ReportedAt, "reported_at")
+        .column_as(
+            customer::Column::PasswordChangeRequiredAt,
+            "password_change_required_at",
+        )
         .join(JoinType::InnerJoin, access_token::Relation::Customer.def())
 }
 
@@ -151,6 +156,7 @@ struct LiveRow {
     locked_until: Option<DateTime<Utc>>,
     frozen_at: Option<DateTime<Utc>>,
     reported_at: Option<DateTime<Utc>>,
+    password_change_required_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@ use domain::{
     lockout::LockoutPolicy,
     password::PasswordPolicy,
     ports::SettingsSource,
-    settings::{AttackPolicy, ClientLimits, LimitMethod, ResetLimit, ResetPolicy, Settings},
+    settings::{
+        AttackPolicy, BreachedPasswordSignIn, ClientLimits, LimitMethod, ResetLimit, ResetPolicy,
+        Settings,
+    },
 };
 use sea_orm::{DatabaseConnection, EntityTrait};
 
@@ -57,6 +60,8 @@ fn to_settings(m: settings::Model) -> Settings {
             challenge_after_network_failures: non_negative(m.challenge_after_network_failures),
             challenge_max_number: non_negative(m.challenge_max_number).clamp(1_000, 10_000_000),
         },
+        breached_password: BreachedPasswordSignIn::parse(&m.breached_password_sign_in)
+            .unwrap_or(defaults.breached_password),
         customer_token_lifetime: Duration::minutes(i64::from(
             m.customer_token_lifetime_minutes.max(1),
         )),

@@ -175,6 +175,9 @@ impl Templates {
             "admin_factors_reset.en",
             "admin_factors_reset.ja",
             "admin_factors_reset.ko",
+            "breached_password.en",
+            "breached_password.ja",
+            "breached_password.ko",
         );
         Ok(Self {
             env,
@@ -578,6 +581,7 @@ mod tests {
                         | MailKind::AccountReported
                         | MailKind::SignInCode
                         | MailKind::AdminFactorsReset
+                        | MailKind::BreachedPassword
                 ) {
                     let link = format!("token=abc&lang={}", locale.as_str());
                     assert!(r.text.contains(&link), "{at}: {}", r.text);

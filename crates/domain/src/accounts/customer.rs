@@ -22,6 +22,9 @@ pub struct Customer {
     /// "This wasn't me" from a security mail secured the account (signed out, password
     /// voided) at this time; cleared when a new password is set.
     pub reported_at: Option<DateTime<Utc>>,
+    /// Since when the customer has been asked to change a password found on the breached list
+    /// (they signed in with it); `None` once a new one is set.
+    pub password_change_required_at: Option<DateTime<Utc>>,
 }
 
 /// The languages mail and pages are written in.

@@ -24,6 +24,7 @@ use crate::{
     },
     password::{NewPassword, PasswordCandidate, PasswordPolicy},
     ports::{MailSignal, NewMail, SettingsSource},
+    settings::BreachedPasswordSignIn,
     sign_in::{IssuedToken, SignIn},
     token::TokenCodec,
 };
@@ -72,11 +73,25 @@ pub struct Accounts {
     store: Arc<dyn AccountStore>,
     parts: Wiring,
     mail: Arc<dyn MailSignal>,
+    /// Mails the reset link when the store refuses sign-ins with a breached password.
+    resets: Option<Arc<crate::reset::Resets>>,
 }
 
 impl Accounts {
     pub fn new(store: Arc<dyn AccountStore>, parts: Wiring, mail: Arc<dyn MailSignal>) -> Self {
-        Self { store, parts, mail }
+        Self {
+            store,
+            parts,
+            mail,
+            resets: None,
+        }
+    }
+
+    /// Where a refused breached password's reset link comes from (without it, the refusal
+    /// only says to use "Forgot Your Password?").
+    pub fn with_resets(mut self, resets: Arc<crate::reset::Resets>) -> Self {
+        self.resets = Some(resets);
+        self
     }
 
     /// Registers a customer. Counted per client address once the input is valid (an address
@@ -167,16 +182,65 @@ impl Accounts {
             .guard
             .admit(Some(email.key()), &client, &settings, solution)
             .await?;
-        self.parts
-            .sign_in
-            .sign_in(
+        let sign_in = &self.parts.sign_in;
+        let verified = sign_in
+            .verify(
                 PrincipalKind::Customer,
                 email.key(),
                 &candidate,
-                client,
+                &client,
                 &settings,
             )
-            .await
+            .await?;
+        // Only a verified password is looked up: the answer to a wrong one says nothing new.
+        if !candidate.is_breached() {
+            return sign_in
+                .mint(
+                    PrincipalKind::Customer,
+                    email.key(),
+                    &candidate,
+                    verified,
+                    client,
+                    &settings,
+                )
+                .await;
+        }
+        let id = verified.id;
+        match settings.breached_password {
+            BreachedPasswordSignIn::Flag => {
+                let mut issued = sign_in
+                    .mint(
+                        PrincipalKind::Customer,
+                        email.key(),
+                        &candidate,
+                        verified,
+                        client,
+                        &settings,
+                    )
+                    .await?;
+                issued.password_change_required = true;
+                let now = self.parts.clock.now();
+                if let Some(customer) = self.store.customer_by_id(id).await? {
+                    let notice = NewMail::breached_password(&customer, now);
+                    if self.store.require_password_change(id, now, notice).await? {
+                        self.mail.notify();
+                    }
+                }
+                tracing::info!(event = "breached_password_sign_in", id = %id, action = "flag");
+                Ok(issued)
+            }
+            BreachedPasswordSignIn::Refuse => {
+                tracing::info!(event = "breached_password_sign_in", id = %id, action = "refuse");
+                if let Some(resets) = &self.resets {
+                    match resets.mail_link(email.as_str(), &client, &settings).await {
+                        // Mailed, or mailed a moment ago: the limits keep the mailbox quiet.
+                        Ok(()) | Err(Error::RateLimited { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(Error::PasswordResetRequired)
+            }
+        }
     }
 
     /// Ends the presented token's session.

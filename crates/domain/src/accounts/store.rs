@@ -64,6 +64,16 @@ pub trait AccountStore: Send + Sync {
         notice: NewMail,
     ) -> Result<u64>;
 
+    /// Marks the customer asked to change a password found on the breached list, and queues
+    /// `notice`, in one transaction, unless they were asked already; true when this call
+    /// marked them.
+    async fn require_password_change(
+        &self,
+        customer_id: Uuid,
+        now: DateTime<Utc>,
+        notice: NewMail,
+    ) -> Result<bool>;
+
     /// Live sessions of a customer, newest first.
     async fn live_sessions(&self, customer_id: Uuid, now: DateTime<Utc>) -> Result<Vec<Session>>;
 

@@ -47,6 +47,7 @@ pub struct SettingsUpdate {
     pub challenge_after_name_failures: Option<i64>,
     pub challenge_after_network_failures: Option<i64>,
     pub challenge_max_number: Option<i64>,
+    pub breached_password_sign_in: Option<crate::settings::BreachedPasswordSignIn>,
 }
 
 /// Every numeric password setting and the values it may take, as `updatePasswordSettings`
@@ -192,6 +193,9 @@ impl SettingsUpdate {
         }
         if let Some(n) = checked("challengeMaxNumber", self.challenge_max_number)? {
             s.attack.challenge_max_number = n as u32;
+        }
+        if let Some(b) = self.breached_password_sign_in {
+            s.breached_password = b;
         }
         if !s.reset.by_link && !s.reset.by_code {
             return Err(Error::bad_input(

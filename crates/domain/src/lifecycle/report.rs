@@ -37,10 +37,11 @@ use crate::{
 };
 
 /// The mail kinds that carry the link.
-pub const REPORTABLE: [MailKind; 3] = [
+pub const REPORTABLE: [MailKind; 4] = [
     MailKind::PasswordReset,
     MailKind::PasswordChanged,
     MailKind::SignInCode,
+    MailKind::BreachedPassword,
 ];
 
 /// Builds and checks "this wasn't me" links. `Debug` never shows the key.

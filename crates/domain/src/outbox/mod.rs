@@ -33,10 +33,13 @@ pub enum MailKind {
     /// To an admin whose second factors another admin (or an operator) removed: every
     /// session ended, and the next sign-in enrols a factor again.
     AdminFactorsReset,
+    /// A customer signed in with a password on the breached list: change it (with "this
+    /// wasn't me").
+    BreachedPassword,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
@@ -48,6 +51,7 @@ impl MailKind {
         Self::AccountReported,
         Self::SignInCode,
         Self::AdminFactorsReset,
+        Self::BreachedPassword,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl MailKind {
             Self::AdminFactorsReset => "admin_factors_reset",
             Self::AccountReported => "account_reported",
             Self::SignInCode => "sign_in_code",
+            Self::BreachedPassword => "breached_password",
         }
     }
 
@@ -89,6 +94,10 @@ pub struct NewMail {
 impl NewMail {
     pub fn password_changed(customer: &Customer, now: DateTime<Utc>) -> Self {
         Self::to_customer(MailKind::PasswordChanged, customer, now)
+    }
+
+    pub fn breached_password(customer: &Customer, now: DateTime<Utc>) -> Self {
+        Self::to_customer(MailKind::BreachedPassword, customer, now)
     }
 
     pub fn account_reported(customer: &Customer, now: DateTime<Utc>) -> Self {

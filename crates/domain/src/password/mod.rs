@@ -185,6 +185,12 @@ impl PasswordCandidate {
         &self.normalized
     }
 
+    /// Whether the password is on the breached list (or a decorated or trivial form of an
+    /// entry): the list that refuses it as a new password. Asked only after it was verified.
+    pub fn is_breached(&self) -> bool {
+        is_common(&self.normalized.to_lowercase())
+    }
+
     /// The password exactly as typed, for hashes imported from other platforms.
     pub fn expose_typed(&self) -> &str {
         &self.typed

@@ -257,6 +257,22 @@ impl Resets {
         Ok(attempt)
     }
 
+    /// A reset link for `email`, as "Forgot Your Password?" would mail it (the same limits;
+    /// nothing when the store resets by code only), for a sign-in refused because its right
+    /// password is on the breached list. No challenge: the sign-in passed the guard.
+    pub async fn mail_link(
+        &self,
+        email: &str,
+        client: &ClientInfo,
+        settings: &Settings,
+    ) -> Result<()> {
+        if !settings.reset.by_link {
+            return Ok(());
+        }
+        self.record(email, None, None, CodePurpose::Reset, settings, client)
+            .await
+    }
+
     /// While the address or the client's network is under attack, a request needs a solved
     /// challenge first (the same answer for every well-formed address, known or not).
     async fn admit(

@@ -16,6 +16,8 @@ pub struct Settings {
     pub reset: ResetPolicy,
     pub clients: ClientLimits,
     pub attack: AttackPolicy,
+    /// What a right password that is on the breached list does at a customer's sign-in.
+    pub breached_password: BreachedPasswordSignIn,
     pub customer_token_lifetime: Duration,
     pub admin_token_lifetime: Duration,
     /// Customers may sign in with a mailed one-time code instead of their password
@@ -34,6 +36,7 @@ impl Default for Settings {
             reset: ResetPolicy::default(),
             clients: ClientLimits::default(),
             attack: AttackPolicy::default(),
+            breached_password: BreachedPasswordSignIn::Flag,
             customer_token_lifetime: Duration::hours(1),
             admin_token_lifetime: Duration::hours(4),
             sign_in_by_code: false,
@@ -134,6 +137,34 @@ impl Default for ClientLimits {
         Self {
             failed_sign_ins_per_ip_per_hour: 100,
             registrations_per_ip_per_hour: 30,
+        }
+    }
+}
+
+/// What a customer's right password that is on the breached list (the list that refuses it as a
+/// new password) does at sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreachedPasswordSignIn {
+    /// Signs in, and the customer is asked to change it (`passwordChangeRequired`, a notice
+    /// mail the first time).
+    Flag,
+    /// Refused (`PASSWORD_RESET_REQUIRED`), and a reset link is mailed.
+    Refuse,
+}
+
+impl BreachedPasswordSignIn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flag => "FLAG",
+            Self::Refuse => "REFUSE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "FLAG" => Some(Self::Flag),
+            "REFUSE" => Some(Self::Refuse),
+            _ => None,
         }
     }
 }

@@ -48,6 +48,9 @@ const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(250
 pub struct IssuedToken {
     pub token: String,
     pub expires_at: DateTime<Utc>,
+    /// The password it was signed in with is on the breached list: the customer is asked to
+    /// change it.
+    pub password_change_required: bool,
 }
 
 impl std::fmt::Debug for IssuedToken {
@@ -512,6 +515,7 @@ impl SignIn {
         Ok(IssuedToken {
             token,
             expires_at: session.expires_at,
+            password_change_required: false,
         })
     }
 

@@ -26,6 +26,9 @@ pub struct Model {
     /// until an admin recovers the account.
     pub frozen_at: Option<DateTimeUtc>,
     pub reported_at: Option<DateTimeUtc>,
+    /// Set when the customer signed in with a password on the breached list (the store
+    /// signs such sign-ins in and asks for a new password); cleared by any new password.
+    pub password_change_required_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

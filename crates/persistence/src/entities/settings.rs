@@ -29,6 +29,7 @@ pub struct Model {
     pub challenge_after_name_failures: i32,
     pub challenge_after_network_failures: i32,
     pub challenge_max_number: i32,
+    pub breached_password_sign_in: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
