@@ -306,22 +306,6 @@ impl SignIn {
         }
     }
 
-    /// Verifies, then stores a session and signs a token for it.
-    pub(crate) async fn sign_in(
-        &self,
-        kind: PrincipalKind,
-        login: &str,
-        candidate: &PasswordCandidate,
-        client: ClientInfo,
-        settings: &Settings,
-    ) -> Result<IssuedToken> {
-        let verified = self
-            .verify(kind, login, candidate, &client, settings)
-            .await?;
-        self.mint(kind, login, candidate, verified, client, settings)
-            .await
-    }
-
     /// After [`Self::verify`] passed: counts the sign-in, stores a session while the account
     /// still has a hash the password was verified against, and signs a token for it. Only
     /// this crate's use cases call it, after every proof their sign-in asks for.
