@@ -86,6 +86,7 @@ const PAGES: &[(&str, &str, Area)] = &[
         Area::Storefront,
     ),
     ("/account/not-me", "not-me", Area::Storefront),
+    ("/account/unlock", "unlock", Area::Storefront),
     ("/admin/sign-in", "admin-sign-in", Area::Admin),
     ("/admin/set-password", "admin-set-password", Area::Admin),
     (
@@ -145,6 +146,7 @@ fn script_sections(page: &str) -> &'static [&'static str] {
         "reset-password" => &["reset"],
         "confirm-email" | "cancel-email-change" | "release-account" => &["email_change"],
         "not-me" => &["email_change", "not_me"],
+        "unlock" => &["email_change", "unlock"],
         "account" => &["account"],
         "create-account" => &["create", "signin"],
         "account-information" => &["information", "account"],
@@ -197,6 +199,7 @@ impl Pages {
             "cancel-email-change",
             "release-account",
             "not-me",
+            "unlock",
             "admin-sign-in",
             "admin-set-password",
             "admin-forgot-password",

@@ -833,6 +833,7 @@ const pages = {
     "mutation NotMe($token: String!) { reportUnrecognizedActivity(token: $token) }",
     "not_me.done",
   ),
+  unlock: emailLinkPage("mutation Unlock($token: String!) { unlockSignIn(token: $token) }", "unlock.done"),
   account: accountPage,
   "create-account": createAccountPage,
   "account-information": accountInformationPage,

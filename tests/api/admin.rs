@@ -170,6 +170,7 @@ const STOREFRONT: &[&str] = &[
     "customerSessions",
     "passwordPolicy",
     "authMethods",
+    "unlockSignIn",
     "createCustomer",
     "generateCustomerToken",
     "revokeCustomerToken",

@@ -21,6 +21,7 @@ crate::tests![
     a_network_under_attack_asks_for_the_challenge_on_registration_and_reset_too,
     a_code_sign_in_is_refused_from_the_network_the_name_is_locked_from,
     support_unlocks_a_customer_from_every_network_and_it_is_audited,
+    the_customer_is_mailed_an_unlock_link_once_a_window_and_it_unlocks_every_network,
     a_right_password_on_the_breached_list_signs_in_and_asks_for_a_new_one,
     a_store_that_refuses_breached_passwords_mails_a_reset_link_instead,
 ];
@@ -614,4 +615,115 @@ async fn a_store_that_refuses_breached_passwords_mails_a_reset_link_instead(back
         res["data"]["generateCustomerToken"]["passwordChangeRequired"], false,
         "{res}"
     );
+}
+
+async fn the_customer_is_mailed_an_unlock_link_once_a_window_and_it_unlocks_every_network(
+    backend: Backend,
+) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.smtp_url = Some(latchkey::config::Secret::new(url));
+    })
+    .await;
+    app.set_settings("challenge_after_name_failures = 10").await;
+    app.create_customer("mina@example.com", PASSWORD).await;
+    app.create_customer("bystander@example.com", PASSWORD).await;
+    let guess = async |ip: &str, email: &str, i: usize| {
+        let res = from(
+            &app,
+            ip,
+            SIGN_IN,
+            json!({"e": email, "p": format!("guess-{i}")}),
+        )
+        .await;
+        if code(&res) == "CHALLENGE_REQUIRED" {
+            solved(
+                &app,
+                ip,
+                SIGN_IN,
+                json!({"e": email, "p": format!("guess-{i}")}),
+            )
+            .await
+        } else {
+            res
+        }
+    };
+    // Nine wrong passwords mail nothing; the tenth turns the challenge on and mails once.
+    for i in 0..9 {
+        assert_eq!(
+            code(&guess(NETWORK_A, "mina@example.com", i).await),
+            "AUTHENTICATION_FAILED"
+        );
+    }
+    assert!(smtp.settled(&app).await.is_empty());
+    assert_eq!(
+        code(&guess(NETWORK_A, "mina@example.com", 9).await),
+        "AUTHENTICATION_FAILED"
+    );
+    let mail = smtp.wait_for(1).await.remove(0);
+    assert!(
+        mail.subject().contains("Wrong passwords"),
+        "{}",
+        mail.subject()
+    );
+    let unlock = mail.unlock_token().expect("an unlock link");
+    let not_me = mail.report_token().expect("a this-wasn't-me link");
+    // More wrong passwords from another network within the hour: no second mail.
+    for i in 10..15 {
+        assert_eq!(
+            code(&guess(NETWORK_B, "mina@example.com", i).await),
+            "AUTHENTICATION_FAILED"
+        );
+    }
+    assert_eq!(smtp.settled(&app).await.len(), 1, "once a window");
+    // Opening the link changes nothing: network A is still locked out.
+    let page = app
+        .client
+        .get(app.url(&format!("/account/unlock?token={unlock}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let res = solved(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "mina@example.com", "p": PASSWORD}),
+    )
+    .await;
+    assert_eq!(code(&res), "AUTHENTICATION_FAILED", "{res}");
+    // Its button does: no lock, no challenge, from every network.
+    const UNLOCK: &str = "mutation($t: String!) { unlockSignIn(token: $t) }";
+    let res = from(&app, NETWORK_B, UNLOCK, json!({"t": not_me})).await;
+    assert_eq!(
+        code(&res),
+        "LINK_INVALID",
+        "a this-wasn't-me token unlocks nothing: {res}"
+    );
+    let res = from(&app, NETWORK_B, UNLOCK, json!({"t": unlock})).await;
+    assert_eq!(res["data"]["unlockSignIn"], true, "{res}");
+    let res = from(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "mina@example.com", "p": PASSWORD}),
+    )
+    .await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+    let res = from(&app, NETWORK_B, UNLOCK, json!({"t": unlock})).await;
+    assert_eq!(res["data"]["unlockSignIn"], true, "again, alike: {res}");
+    // A name without an account is counted alike and mails nobody.
+    for i in 0..10 {
+        guess(NETWORK_B, "ghost@example.com", i).await;
+    }
+    assert_eq!(smtp.settled(&app).await.len(), 1);
+    // A day later the link has expired.
+    app.clock.advance(Duration::hours(24));
+    let res = from(&app, NETWORK_B, UNLOCK, json!({"t": unlock})).await;
+    assert_eq!(code(&res), "LINK_EXPIRED", "{res}");
 }

@@ -95,6 +95,15 @@ impl Received {
         Some(link.split("token=").nth(1)?.to_owned())
     }
 
+    /// The token of the "unlock" link, if the mail has one.
+    pub fn unlock_token(&self) -> Option<String> {
+        let text = self.text();
+        let link = text
+            .split_whitespace()
+            .find(|w| w.contains("/account/unlock?token="))?;
+        Some(link.split("token=").nth(1)?.to_owned())
+    }
+
     /// The `token` parameter of the link.
     pub fn token(&self) -> String {
         let link = self.link();

@@ -113,6 +113,21 @@ impl ResetMutation {
         Ok(true)
     }
 
+    /// "Unlock" from the mail sent when many wrong passwords were typed for the customer's
+    /// address: their wrong passwords stop counting, from every network (no network is locked
+    /// out, and their address no longer asks for a challenge). Works for 24 hours; answers
+    /// `true` again for the same link. LINK_INVALID / LINK_EXPIRED otherwise (counted against
+    /// the client's budget of invalid links).
+    async fn unlock_sign_in(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(secret)] token: String,
+    ) -> Result<bool, ApiError> {
+        let client = &request(ctx).client;
+        services(ctx)?.reports.unlock(&token, client).await?;
+        Ok(true)
+    }
+
     /// "Forgot Your Password?" by code: emails a short code (and the link, if the store
     /// resets by link) if an account has this address, and answers this client a flow id.
     /// The answer, its timing and what is stored are the same for every well-formed address,

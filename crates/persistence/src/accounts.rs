@@ -128,6 +128,23 @@ impl AccountStore for SqlAccounts {
             .map(to_customer))
     }
 
+    async fn customer_by_email(&self, email_key: &str) -> Result<Option<Customer>> {
+        Ok(customer::Entity::find()
+            .filter(customer::Column::EmailKey.eq(email_key))
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .map(to_customer))
+    }
+
+    async fn queue_mail(&self, mail: NewMail) -> Result<()> {
+        email_outbox::Entity::insert(crate::outbox::new_row(mail))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn customers_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Customer>> {
         Ok(customer::Entity::find()
             .filter(customer::Column::Id.is_in(ids.to_vec()))

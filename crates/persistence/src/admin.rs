@@ -296,30 +296,7 @@ impl AdminStore for SqlAdmin {
     }
 
     async fn unlock_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<Option<String>> {
-        unit_of_work(&self.db, move |txn| {
-            Box::pin(async move {
-                let Some(found) = customer::Entity::find_by_id(customer_id)
-                    .one(txn)
-                    .await
-                    .map_err(db_err)?
-                else {
-                    return Ok(End::Rollback(None));
-                };
-                customer::Entity::update_many()
-                    .col_expr(customer::Column::FailedSignIns, Expr::value(0))
-                    .col_expr(
-                        customer::Column::LockedUntil,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    )
-                    .filter(customer::Column::Id.eq(customer_id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
-                insert_audit(txn, audit).await?;
-                Ok(End::Commit(Some(found.email_key)))
-            })
-        })
-        .await
+        crate::rows::unlock_customer(&self.db, customer_id, audit).await
     }
 
     async fn update_settings(&self, s: &Settings, audit: NewAudit) -> Result<()> {

@@ -37,6 +37,10 @@ impl ReportStore for SqlReports {
         Ok(found.and_then(|(mail, c)| Some((to_customer(c?), mail.created_at))))
     }
 
+    async fn unlock_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<Option<String>> {
+        crate::rows::unlock_customer(&self.db, customer_id, audit).await
+    }
+
     async fn report_account(
         &self,
         customer_id: Uuid,

@@ -328,3 +328,38 @@ pub(crate) async fn supersede_tokens(
         .map_err(db_err)?;
     Ok(())
 }
+
+/// Clears a customer's failure count and noted lock and writes `audit`, in one transaction
+/// (an admin's Unlock, or the unlock link mailed to the customer); the customer's sign-in
+/// name, or `None` when there is no such customer. The limiter's counts are the caller's to
+/// clear.
+pub(crate) async fn unlock_customer(
+    db: &sea_orm::DatabaseConnection,
+    customer_id: Uuid,
+    audit: domain::admin::NewAudit,
+) -> Result<Option<String>> {
+    crate::db::unit_of_work(db, move |txn| {
+        Box::pin(async move {
+            let Some(found) = customer::Entity::find_by_id(customer_id)
+                .one(txn)
+                .await
+                .map_err(db_err)?
+            else {
+                return Ok(crate::db::End::Rollback(None));
+            };
+            customer::Entity::update_many()
+                .col_expr(customer::Column::FailedSignIns, Expr::value(0))
+                .col_expr(
+                    customer::Column::LockedUntil,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                .filter(customer::Column::Id.eq(customer_id))
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+            insert_audit(txn, audit).await?;
+            Ok(crate::db::End::Commit(Some(found.email_key)))
+        })
+    })
+    .await
+}

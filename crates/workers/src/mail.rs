@@ -178,6 +178,9 @@ impl Templates {
             "breached_password.en",
             "breached_password.ja",
             "breached_password.ko",
+            "sign_in_locked.en",
+            "sign_in_locked.ja",
+            "sign_in_locked.ko",
         );
         Ok(Self {
             env,
@@ -223,6 +226,11 @@ impl Templates {
                 .as_ref()
                 .filter(|_| domain::report::REPORTABLE.contains(&m.kind))
                 .map(|links| links.link(m.id)),
+            unlock => self
+                .reports
+                .as_ref()
+                .filter(|_| m.kind == domain::ports::MailKind::SignInLocked)
+                .map(|links| links.unlock_link(m.id)),
             store => self.store_name,
         };
         let render = |suffix: &str| -> anyhow::Result<String> {
@@ -582,6 +590,7 @@ mod tests {
                         | MailKind::SignInCode
                         | MailKind::AdminFactorsReset
                         | MailKind::BreachedPassword
+                        | MailKind::SignInLocked
                 ) {
                     let link = format!("token=abc&lang={}", locale.as_str());
                     assert!(r.text.contains(&link), "{at}: {}", r.text);

@@ -183,7 +183,7 @@ impl Accounts {
             .admit(Some(email.key()), &client, &settings, solution)
             .await?;
         let sign_in = &self.parts.sign_in;
-        let verified = sign_in
+        let verified = match sign_in
             .verify(
                 PrincipalKind::Customer,
                 email.key(),
@@ -191,7 +191,14 @@ impl Accounts {
                 &client,
                 &settings,
             )
-            .await?;
+            .await
+        {
+            Err(Error::AuthenticationFailed) => {
+                self.warn_of_attack(&email, &settings).await?;
+                return Err(Error::AuthenticationFailed);
+            }
+            other => other?,
+        };
         // Only a verified password is looked up: the answer to a wrong one says nothing new.
         if !candidate.is_breached() {
             return sign_in
@@ -241,6 +248,49 @@ impl Accounts {
                 Err(Error::PasswordResetRequired)
             }
         }
+    }
+
+    /// After a wrong password: once the name's wrong passwords from every network reach the
+    /// threshold that turns the challenge on (or, with the challenge off for names, the
+    /// lockout's), its customer is mailed, at most once per window: what it means, an unlock
+    /// link and "this wasn't me". A name without an account is counted the same, and mailed
+    /// nothing.
+    async fn warn_of_attack(
+        &self,
+        email: &Email,
+        settings: &crate::settings::Settings,
+    ) -> Result<()> {
+        let threshold = match settings.attack.challenge_after_name_failures {
+            0 => settings.lockout.failures.max(1),
+            n => n,
+        };
+        let name = [Check::new(
+            LimitKey::SignInByAccount(PrincipalKind::Customer, email.key().to_owned()),
+            Rule::per(threshold, crate::settings::ATTACK_SIGNAL_WINDOW),
+        )];
+        let now = self.parts.clock.now();
+        let history = self.parts.limiter.histories(&name, now).await?;
+        if history.first().is_none_or(|h| h.count < threshold) {
+            return Ok(());
+        }
+        let Some(customer) = self.store.customer_by_email(email.key()).await? else {
+            return Ok(());
+        };
+        let once = [Check::new(
+            LimitKey::LockoutMailOf(customer.id),
+            Rule::per(1, crate::settings::ATTACK_SIGNAL_WINDOW),
+        )];
+        match self.parts.limiter.reserve(&once, now).await {
+            Ok(mailed) => mailed.keep(),
+            Err(crate::limits::LimitError::Refused(_)) => return Ok(()),
+            Err(crate::limits::LimitError::Failed(e)) => return Err(e),
+        }
+        self.store
+            .queue_mail(NewMail::sign_in_locked(&customer, now))
+            .await?;
+        self.mail.notify();
+        tracing::info!(event = "lockout_mail_queued", customer_id = %customer.id);
+        Ok(())
     }
 
     /// Ends the presented token's session.

@@ -50,6 +50,10 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<Option<Customer>>;
     async fn create_customer(&self, new: NewCustomer) -> Result<Customer, CreateCustomerError>;
     async fn customer_by_id(&self, id: Uuid) -> Result<Option<Customer>>;
+    /// The customer signed in as `email_key` (the normalised address), if any.
+    async fn customer_by_email(&self, email_key: &str) -> Result<Option<Customer>>;
+    /// Queues one message.
+    async fn queue_mail(&self, mail: NewMail) -> Result<()>;
     /// The customers among `ids` that exist, in one look-up (any order).
     async fn customers_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Customer>>;
     /// In one transaction: stores the new hash, clears lockout, revokes every live session of

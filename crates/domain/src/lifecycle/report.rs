@@ -22,8 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 use uuid::Uuid;
 
 use crate::keys::MacKey;
@@ -37,19 +36,72 @@ use crate::{
 };
 
 /// The mail kinds that carry the link.
-pub const REPORTABLE: [MailKind; 4] = [
+pub const REPORTABLE: [MailKind; 5] = [
     MailKind::PasswordReset,
     MailKind::PasswordChanged,
     MailKind::SignInCode,
     MailKind::BreachedPassword,
+    MailKind::SignInLocked,
 ];
 
-/// Builds and checks "this wasn't me" links. `Debug` never shows the key.
+/// How long the unlock link of a mail about wrong passwords works.
+pub const UNLOCK_LINK_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
+/// One kind of link in a security mail: a MAC (under a key of its own) of the mail's outbox id.
+#[derive(Clone)]
+struct SignedLink {
+    key: MacKey,
+    /// `…/account/<page>?token={token}`.
+    template: String,
+}
+
+impl SignedLink {
+    /// The key is derived from `secret` (the server's own, at least 32 bytes) with HKDF, under
+    /// `label`, so it is no other key.
+    fn new(secret: &[u8], label: &str, public_url: &str, page: &str) -> Result<Self> {
+        Ok(Self {
+            key: MacKey::derive(secret, label)?,
+            template: format!(
+                "{}/account/{page}?token={{token}}",
+                public_url.trim_end_matches('/')
+            ),
+        })
+    }
+
+    /// The token for the mail with this outbox id: the id and its MAC, 64 URL-safe characters.
+    fn token(&self, message_id: Uuid) -> String {
+        let mut mac = self.key.mac();
+        mac.update(message_id.as_bytes());
+        let mut bytes = message_id.as_bytes().to_vec();
+        bytes.extend_from_slice(&mac.finalize().into_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn link(&self, message_id: Uuid) -> String {
+        self.template.replace("{token}", &self.token(message_id))
+    }
+
+    /// The mail a token names, if its MAC is right (checked in constant time).
+    fn open(&self, token: &str) -> Option<Uuid> {
+        if token.len() != 64 {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+        let (id, tag) = bytes.split_at_checked(16)?;
+        let mut mac = self.key.mac();
+        mac.update(id);
+        mac.verify_slice(tag).ok()?;
+        Uuid::from_slice(id).ok()
+    }
+}
+
+/// Builds and checks the links of security mails: "this wasn't me" (every [`REPORTABLE`]
+/// mail) and "unlock" (the mail about wrong passwords, [`MailKind::SignInLocked`]), each under
+/// its own key, so one never opens as the other. `Debug` never shows the keys.
 #[derive(Clone)]
 pub struct ReportLinks {
-    key: MacKey,
-    /// `…/account/not-me?token={token}`.
-    template: String,
+    not_me: SignedLink,
+    unlock: SignedLink,
 }
 
 impl std::fmt::Debug for ReportLinks {
@@ -59,46 +111,39 @@ impl std::fmt::Debug for ReportLinks {
 }
 
 impl ReportLinks {
-    /// The key is derived from `secret` (the server's own, at least 32 bytes) with HKDF, under
-    /// a label of its own, so it is no other key.
     pub fn new(secret: &[u8], public_url: &str) -> Result<Self> {
         Ok(Self {
-            key: MacKey::derive(secret, "this-wasn't-me links v1")?,
-            template: format!(
-                "{}/account/not-me?token={{token}}",
-                public_url.trim_end_matches('/')
-            ),
+            not_me: SignedLink::new(secret, "this-wasn't-me links v1", public_url, "not-me")?,
+            unlock: SignedLink::new(secret, "sign-in unlock links v1", public_url, "unlock")?,
         })
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        self.key.mac()
-    }
-
-    /// The token for the mail with this outbox id: the id and its MAC, 64 URL-safe characters.
+    /// The "this wasn't me" token for the mail with this outbox id.
     pub fn token(&self, message_id: Uuid) -> String {
-        let mut mac = self.mac();
-        mac.update(message_id.as_bytes());
-        let mut bytes = message_id.as_bytes().to_vec();
-        bytes.extend_from_slice(&mac.finalize().into_bytes());
-        URL_SAFE_NO_PAD.encode(bytes)
+        self.not_me.token(message_id)
     }
 
     pub fn link(&self, message_id: Uuid) -> String {
-        self.template.replace("{token}", &self.token(message_id))
+        self.not_me.link(message_id)
     }
 
-    /// The mail a token names, if its MAC is right (checked in constant time).
+    /// The mail a "this wasn't me" token names, if its MAC is right.
     pub fn open(&self, token: &str) -> Option<Uuid> {
-        if token.len() != 64 {
-            return None;
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-        let (id, tag) = bytes.split_at_checked(16)?;
-        let mut mac = self.mac();
-        mac.update(id);
-        mac.verify_slice(tag).ok()?;
-        Uuid::from_slice(id).ok()
+        self.not_me.open(token)
+    }
+
+    /// The unlock token for the mail with this outbox id.
+    pub fn unlock_token(&self, message_id: Uuid) -> String {
+        self.unlock.token(message_id)
+    }
+
+    pub fn unlock_link(&self, message_id: Uuid) -> String {
+        self.unlock.link(message_id)
+    }
+
+    /// The mail an unlock token names, if its MAC is right.
+    pub fn open_unlock(&self, token: &str) -> Option<Uuid> {
+        self.unlock.open(token)
     }
 }
 
@@ -119,6 +164,11 @@ pub trait ReportStore: Send + Sync {
         audit: NewAudit,
         notice: NewMail,
     ) -> Result<u64>;
+
+    /// Clears the customer's failure count and noted lock and writes `audit`, in one
+    /// transaction; the customer's sign-in name (email key), or `None` when there is no such
+    /// customer.
+    async fn unlock_customer(&self, customer_id: Uuid, audit: NewAudit) -> Result<Option<String>>;
 }
 
 pub struct Reports {
@@ -178,6 +228,43 @@ impl Reports {
     }
 }
 
+impl Reports {
+    /// "Unlock" from the mail about wrong passwords ([`MailKind::SignInLocked`]), within
+    /// [`UNLOCK_LINK_LIFETIME`] of it: the customer's wrong passwords stop counting, from every
+    /// network (no lockout, no challenge for their name). Using it again is answered alike.
+    /// LINK_INVALID / LINK_EXPIRED otherwise, counted against the client's budget of invalid
+    /// links like every emailed link.
+    #[tracing::instrument(name = "reports.unlock", skip_all)]
+    pub async fn unlock(&self, token: &str, client: &ClientInfo) -> Result<()> {
+        let now = self.parts.clock.now();
+        let lookup = async {
+            let id = self.links.open_unlock(token).ok_or(Error::LinkInvalid)?;
+            let (customer, mailed_at) = self
+                .store
+                .reported_mail(id)
+                .await?
+                .ok_or(Error::LinkInvalid)?;
+            if mailed_at + UNLOCK_LINK_LIFETIME <= now {
+                return Err(Error::LinkExpired);
+            }
+            Ok(customer)
+        };
+        let customer = self.parts.redeem_link(client, lookup).await?;
+        let audit = NewAudit::by_customer(customer.id, AuditAction::UnlockCustomer, now)
+            .from_ip(client.ip.map(|ip| ip.to_string()))
+            .detail("unlocked from the mail about wrong passwords");
+        let Some(login) = self.store.unlock_customer(customer.id, audit).await? else {
+            return Err(Error::LinkInvalid);
+        };
+        self.parts
+            .sign_in
+            .forget_failures(crate::limits::PrincipalKind::Customer, &login)
+            .await?;
+        tracing::info!(event = "customer_unlocked_by_mail", customer_id = %customer.id);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +290,16 @@ mod tests {
             "another mail"
         );
         assert_eq!(links.open(&token[..63]), None);
+        // The unlock link of the same mail is another token, which opens only as one.
+        let unlock = links.unlock_token(id);
+        assert_ne!(unlock, token);
+        assert_eq!(links.open_unlock(&unlock), Some(id));
+        assert_eq!(links.open(&unlock), None);
+        assert_eq!(links.open_unlock(&token), None);
+        assert_eq!(
+            links.unlock_link(id),
+            format!("https://shop.example/account/unlock?token={unlock}")
+        );
         assert_eq!(links.open(""), None);
         assert_eq!(format!("{links:?}"), "ReportLinks(<key>)");
     }

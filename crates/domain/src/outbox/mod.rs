@@ -36,10 +36,13 @@ pub enum MailKind {
     /// A customer signed in with a password on the breached list: change it (with "this
     /// wasn't me").
     BreachedPassword,
+    /// Many wrong passwords for a customer's name: what it means, an unlock link, and "this
+    /// wasn't me".
+    SignInLocked,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::PasswordReset,
         Self::PasswordChanged,
         Self::EmailChangeConfirm,
@@ -52,6 +55,7 @@ impl MailKind {
         Self::SignInCode,
         Self::AdminFactorsReset,
         Self::BreachedPassword,
+        Self::SignInLocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl MailKind {
             Self::AccountReported => "account_reported",
             Self::SignInCode => "sign_in_code",
             Self::BreachedPassword => "breached_password",
+            Self::SignInLocked => "sign_in_locked",
         }
     }
 
@@ -98,6 +103,10 @@ impl NewMail {
 
     pub fn breached_password(customer: &Customer, now: DateTime<Utc>) -> Self {
         Self::to_customer(MailKind::BreachedPassword, customer, now)
+    }
+
+    pub fn sign_in_locked(customer: &Customer, now: DateTime<Utc>) -> Self {
+        Self::to_customer(MailKind::SignInLocked, customer, now)
     }
 
     pub fn account_reported(customer: &Customer, now: DateTime<Utc>) -> Self {
