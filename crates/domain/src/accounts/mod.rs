@@ -273,18 +273,20 @@ impl Accounts {
         if history.first().is_none_or(|h| h.count < threshold) {
             return Ok(());
         }
-        let Some(customer) = self.store.customer_by_email(email.key()).await? else {
-            return Ok(());
-        };
+        // Counted by name before the account is looked up: known and unknown names cost the
+        // same statements, but for the one message queued.
         let once = [Check::new(
-            LimitKey::LockoutMailOf(customer.id),
+            LimitKey::LockoutMailFor(email.key().to_owned()),
             Rule::per(1, crate::settings::ATTACK_SIGNAL_WINDOW),
         )];
         match self.parts.limiter.reserve(&once, now).await {
-            Ok(mailed) => mailed.keep(),
+            Ok(counted) => counted.keep(),
             Err(crate::limits::LimitError::Refused(_)) => return Ok(()),
             Err(crate::limits::LimitError::Failed(e)) => return Err(e),
         }
+        let Some(customer) = self.store.customer_by_email(email.key()).await? else {
+            return Ok(());
+        };
         self.store
             .queue_mail(NewMail::sign_in_locked(&customer, now))
             .await?;

@@ -116,8 +116,9 @@ pub enum LimitKey {
     SignInFailuresFrom(PrincipalKind, NetworkKey),
     /// A solved proof-of-work challenge, by its challenge: each is accepted once.
     SpentWorkChallenge(String),
-    /// The mail to a customer whose name is under attack (its unlock link): once a window.
-    LockoutMailOf(Uuid),
+    /// The mail to the customer whose sign-in name (normalised address) is under attack, its
+    /// unlock link: once a window, counted for names with and without an account alike.
+    LockoutMailFor(String),
     /// Successful sign-ins of one account (sessions minted).
     SignInsOf(PrincipalKind, Uuid),
     /// `createCustomer` by client.
@@ -161,7 +162,7 @@ impl LimitKey {
                 format!("sign-in:network:{}:{}", kind.as_str(), net.0)
             }
             Self::SpentWorkChallenge(challenge) => format!("work:{challenge}"),
-            Self::LockoutMailOf(id) => format!("lockout-mail:{id}"),
+            Self::LockoutMailFor(email) => format!("lockout-mail:{email}"),
             Self::SignInsOf(kind, id) => format!("sign-ins:{}:{id}", kind.as_str()),
             Self::RegistrationByIp(ip) => format!("registration:ip:{}", ip.0),
             Self::EmailChangeByCustomer(id) => format!("email-change:customer:{id}"),

@@ -36,6 +36,7 @@ pub fn limit_keys(customer_id: Uuid, email_keys: &[String]) -> Vec<String> {
             LimitKey::ResetRequestByEmail(key.clone()),
             LimitKey::SignInByAccount(PrincipalKind::Customer, key.clone()),
             LimitKey::WrongCodesByEmail(key.clone()),
+            LimitKey::LockoutMailFor(key.clone()),
         ]
     });
     by_id
