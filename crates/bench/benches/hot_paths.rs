@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the hot paths: reset token generation + SHA-256, JWT sign and verify,
 //! the revocation check (a live-session look-up on SQLite), the password policy on long inputs,
-//! and argon2id with production parameters.
+//! argon2id with production parameters, and the proof-of-work challenge's issue and check.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -176,5 +176,34 @@ fn argon2(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, tokens, policy, revocation_check, argon2);
+/// The proof-of-work challenge on the server: issuing one, and checking a solution (what each
+/// request under attack costs before anything else).
+fn work_challenge(c: &mut Criterion) {
+    use base64::Engine;
+    use sha2::Digest;
+    let key = domain::guard::WorkKey::derive(&[7u8; 32]).unwrap();
+    let now = Utc::now();
+    c.bench_function("challenge: issue", |b| {
+        b.iter(|| black_box(key.issue(100_000, now).unwrap()))
+    });
+    let challenge = key.issue(1_000, now).unwrap();
+    let number = (0..=challenge.maxnumber)
+        .find(|n| {
+            let digest = sha2::Sha256::digest(format!("{}{n}", challenge.salt).as_bytes());
+            digest.iter().map(|b| format!("{b:02x}")).collect::<String>() == challenge.challenge
+        })
+        .unwrap();
+    let solution = base64::engine::general_purpose::STANDARD.encode(
+        serde_json::json!({
+            "algorithm": challenge.algorithm, "challenge": challenge.challenge, "number": number,
+            "salt": challenge.salt, "signature": challenge.signature,
+        })
+        .to_string(),
+    );
+    c.bench_function("challenge: check a solution", |b| {
+        b.iter(|| black_box(key.check(&solution, now).unwrap()))
+    });
+}
+
+criterion_group!(benches, tokens, policy, revocation_check, argon2, work_challenge);
 criterion_main!(benches);

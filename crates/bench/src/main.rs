@@ -11,6 +11,7 @@
 
 mod admin_scale;
 mod ceilings;
+mod challenge;
 mod grid_orders;
 mod hash_budget;
 mod import;
@@ -106,6 +107,13 @@ enum Mode {
         #[arg(long, default_value_t = 60)]
         addresses: usize,
     },
+    /// The proof-of-work challenge: a customer's solve in headless Chromium and a bot's on
+    /// one core, the server's checks per second, and `generateCustomerToken` with the
+    /// challenge off and on (and unpaid guesses while it is on), on the real server.
+    Challenge {
+        #[arg(long, default_value_t = 30)]
+        solves: usize,
+    },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
     ImportChild { file: std::path::PathBuf },
     /// The admin side at a store's size: grid searches and counts at 1 and 16 connections,
@@ -146,6 +154,16 @@ async fn main() -> anyhow::Result<()> {
             grid_orders::run(customers, times, cli.postgres.as_deref(), cli.skip_sqlite).await
         }
         Some(Mode::ImportChild { ref file }) => import::child(file.clone()).await,
+        Some(Mode::Challenge { solves }) => {
+            challenge::run(
+                cli.seconds,
+                cli.connections,
+                solves,
+                cli.postgres.as_deref(),
+                cli.skip_sqlite,
+            )
+            .await
+        }
         Some(Mode::ResetFlood {
             seconds,
             connections,
