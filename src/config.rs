@@ -148,6 +148,14 @@ pub struct Config {
     /// believed.
     #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<String>,
+    /// `LATCHKEY_CAPTCHA_VERIFY_URL`: a third-party CAPTCHA's verification endpoint
+    /// (Turnstile's, hCaptcha's or reCAPTCHA's `siteverify`). Set, a `challengeSolution` that
+    /// is not a solved proof-of-work challenge is sent there as the CAPTCHA's token, with
+    /// `LATCHKEY_CAPTCHA_SECRET` and the client's address; `{"success": true}` lets the request
+    /// through. For stores whose storefront already shows such a CAPTCHA.
+    pub captcha_verify_url: Option<String>,
+    /// `LATCHKEY_CAPTCHA_SECRET`: the site's secret key for `LATCHKEY_CAPTCHA_VERIFY_URL`.
+    pub captcha_secret: Option<Secret>,
     /// `LATCHKEY_ENV`: `development` or `production`.
     pub env: Environment,
     /// `LATCHKEY_INTROSPECTION`: overrides the environment's default.
@@ -231,6 +239,8 @@ impl Default for Config {
             mail_from: "Store <no-reply@localhost>".into(),
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            captcha_verify_url: None,
+            captcha_secret: None,
             env: Environment::Development,
             introspection: None,
             graphiql: None,
@@ -315,6 +325,12 @@ impl Config {
             {
                 refusals.push(format!(
                     "LATCHKEY_STOREFRONT_RESET_URL must be an https:// URL in production (it is {reset}); \
+                     set LATCHKEY_ALLOW_INSECURE_URLS=true to allow it on staging"
+                ));
+            }
+            if let Some(url) = self.captcha_verify_url.as_deref().filter(|u| plain_http(u)) {
+                refusals.push(format!(
+                    "LATCHKEY_CAPTCHA_VERIFY_URL must be an https:// URL in production (it is {url}); \
                      set LATCHKEY_ALLOW_INSECURE_URLS=true to allow it on staging"
                 ));
             }

@@ -1,6 +1,7 @@
 //! The Latchkey server: configuration, wiring of storage and hashing into the use cases, the
 //! HTTP edge, and the CLI's commands.
 
+pub mod captcha;
 pub mod client_ip;
 pub mod config;
 pub mod export;
@@ -175,11 +176,14 @@ fn wiring(
         },
     ));
     let work = domain::guard::WorkKey::derive(sealing).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let guard = Arc::new(domain::guard::AttackGuard::new(
-        stores.limits.clone(),
-        clock.clone(),
-        work,
-    ));
+    let mut guard = domain::guard::AttackGuard::new(stores.limits.clone(), clock.clone(), work);
+    if let Some(url) = &config.captcha_verify_url {
+        let secret = config.captcha_secret.clone().ok_or_else(|| {
+            anyhow::anyhow!("LATCHKEY_CAPTCHA_VERIFY_URL is set without LATCHKEY_CAPTCHA_SECRET")
+        })?;
+        guard = guard.with_captcha(Arc::new(captcha::HttpCaptcha::new(url, secret)?));
+    }
+    let guard = Arc::new(guard);
     Ok(domain::accounts::Wiring {
         hasher,
         limiter: stores.limits.clone(),

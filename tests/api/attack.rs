@@ -23,6 +23,7 @@ crate::tests![
     support_unlocks_a_customer_from_every_network_and_it_is_audited,
     the_customer_is_mailed_an_unlock_link_once_a_window_and_it_unlocks_every_network,
     a_right_password_on_the_breached_list_signs_in_and_asks_for_a_new_one,
+    a_stores_own_captcha_token_stands_in_for_the_challenge_where_one_is_configured,
     a_store_that_refuses_breached_passwords_mails_a_reset_link_instead,
 ];
 
@@ -726,4 +727,95 @@ async fn the_customer_is_mailed_an_unlock_link_once_a_window_and_it_unlocks_ever
     app.clock.advance(Duration::hours(24));
     let res = from(&app, NETWORK_B, UNLOCK, json!({"t": unlock})).await;
     assert_eq!(code(&res), "LINK_EXPIRED", "{res}");
+}
+
+/// A stand-in for Turnstile's, hCaptcha's or reCAPTCHA's `siteverify`, started by the test: it
+/// accepts `good-token` under the secret `captcha-secret`, and keeps every form it was sent.
+async fn local_siteverify() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let router = axum::Router::new().route(
+        "/siteverify",
+        axum::routing::post(move |body: String| {
+            let kept = kept.clone();
+            async move {
+                let form: Vec<(String, String)> = url::form_urlencoded::parse(body.as_bytes())
+                    .into_owned()
+                    .collect();
+                let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                let success = field("secret").as_deref() == Some("captcha-secret")
+                    && field("response").as_deref() == Some("good-token");
+                kept.lock().unwrap().push(form);
+                axum::Json(json!({"success": success}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, seen)
+}
+
+async fn a_stores_own_captcha_token_stands_in_for_the_challenge_where_one_is_configured(
+    backend: Backend,
+) {
+    let (verifier, seen) = local_siteverify().await;
+    let app = TestApp::spawn_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.captcha_verify_url = Some(format!("http://{verifier}/siteverify"));
+        c.captcha_secret = Some(latchkey::config::Secret::new("captcha-secret".to_owned()));
+    })
+    .await;
+    app.set_settings("challenge_after_network_failures = 1")
+        .await;
+    app.create_customer("ann@example.com", PASSWORD).await;
+    let wrong = from(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "x@example.com", "p": "guess"}),
+    )
+    .await;
+    assert_eq!(code(&wrong), "AUTHENTICATION_FAILED");
+    let with = |s: &str| json!({"e": "ann@example.com", "p": PASSWORD, "s": s});
+    // The store's CAPTCHA said yes: signed in, and the verifier was asked as its API says.
+    let res = from(&app, NETWORK_A, SIGN_IN, with("good-token")).await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+    let asked = seen.lock().unwrap()[0].clone();
+    assert!(
+        asked.contains(&("secret".into(), "captcha-secret".into())),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&("response".into(), "good-token".into())),
+        "{asked:?}"
+    );
+    assert!(
+        asked.contains(&("remoteip".into(), NETWORK_A.into())),
+        "{asked:?}"
+    );
+    // Once; a token it refuses is no solution; a solved challenge still is.
+    let res = from(&app, NETWORK_A, SIGN_IN, with("good-token")).await;
+    assert_eq!(challenge(&res).1, "SPENT", "{res}");
+    let res = from(&app, NETWORK_A, SIGN_IN, with("bad-token")).await;
+    assert_eq!(challenge(&res).1, "INVALID", "{res}");
+    let res = solved(
+        &app,
+        NETWORK_A,
+        SIGN_IN,
+        json!({"e": "ann@example.com", "p": PASSWORD}),
+    )
+    .await;
+    assert!(
+        res["data"]["generateCustomerToken"]["token"].is_string(),
+        "{res}"
+    );
+    // A proof-of-work payload is never sent to the CAPTCHA's provider.
+    assert_eq!(seen.lock().unwrap().len(), 3);
 }

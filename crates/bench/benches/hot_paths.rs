@@ -190,7 +190,11 @@ fn work_challenge(c: &mut Criterion) {
     let number = (0..=challenge.maxnumber)
         .find(|n| {
             let digest = sha2::Sha256::digest(format!("{}{n}", challenge.salt).as_bytes());
-            digest.iter().map(|b| format!("{b:02x}")).collect::<String>() == challenge.challenge
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                == challenge.challenge
         })
         .unwrap();
     let solution = base64::engine::general_purpose::STANDARD.encode(
@@ -205,5 +209,12 @@ fn work_challenge(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens, policy, revocation_check, argon2, work_challenge);
+criterion_group!(
+    benches,
+    tokens,
+    policy,
+    revocation_check,
+    argon2,
+    work_challenge
+);
 criterion_main!(benches);

@@ -68,7 +68,10 @@ pub async fn run(
         }
     }
     let per_second = checked as f64 / started.elapsed().as_secs_f64();
-    println!("  server: {per_second:.0} checks/s on one core ({:.2} µs each)", 1e6 / per_second);
+    println!(
+        "  server: {per_second:.0} checks/s on one core ({:.2} µs each)",
+        1e6 / per_second
+    );
 
     let (dir, backends) = admin_scale::backends(postgres, skip_sqlite).await?;
     for (name, url) in backends {
@@ -155,7 +158,10 @@ console.log("LATCHKEY-SOLVES " + JSON.stringify(times));
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| anyhow::anyhow!("no chromium: {e}"))?;
-    let stderr = child.stderr.take().ok_or_else(|| anyhow::anyhow!("stderr"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("stderr"))?;
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
     let found = tokio::time::timeout(Duration::from_secs(600), async {
         while let Some(line) = lines.next_line().await? {
@@ -214,16 +220,31 @@ async fn sign_ins(
         off.errors
     );
     // The bench's own network under attack: one wrong password is enough at a threshold of 1.
-    settings(url, "challenge_after_network_failures = 1, challenge_after_name_failures = 0").await?;
-    let wrong = anon(addr, SIGN_IN, json!({"e": "nobody@bench.example", "p": "wrong-guess"})).await?;
+    settings(
+        url,
+        "challenge_after_network_failures = 1, challenge_after_name_failures = 0",
+    )
+    .await?;
+    let wrong = anon(
+        addr,
+        SIGN_IN,
+        json!({"e": "nobody@bench.example", "p": "wrong-guess"}),
+    )
+    .await?;
     anyhow::ensure!(wrong["errors"].is_array(), "{wrong}");
     // Solutions solved beforehand, one per request the run can make (each works once).
     let pool = (off.requests as usize * 2).max(500);
     let started = Instant::now();
     let mut solutions = Vec::with_capacity(pool);
     for _ in 0..pool {
-        let asked = anon(addr, SIGN_IN, json!({"e": "user0@bench.example", "p": seed::PASSWORD})).await?;
-        let c: WorkChallenge = serde_json::from_value(asked["errors"][0]["extensions"]["challenge"].clone())?;
+        let asked = anon(
+            addr,
+            SIGN_IN,
+            json!({"e": "user0@bench.example", "p": seed::PASSWORD}),
+        )
+        .await?;
+        let c: WorkChallenge =
+            serde_json::from_value(asked["errors"][0]["extensions"]["challenge"].clone())?;
         solutions.push(solve(&c));
     }
     println!(

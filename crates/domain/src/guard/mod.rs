@@ -27,7 +27,20 @@ pub struct AttackGuard {
     limiter: Arc<dyn Limiter>,
     clock: Arc<dyn Clock>,
     key: WorkKey,
+    captcha: Option<Arc<dyn CaptchaVerifier>>,
 }
+
+/// A third-party CAPTCHA's verification (Turnstile, hCaptcha, reCAPTCHA: their `siteverify`),
+/// for stores that already show one: its token may stand in for a solved challenge.
+#[async_trait::async_trait]
+pub trait CaptchaVerifier: Send + Sync {
+    /// Whether the provider accepts `token`, sent by the client at `ip`. Anything but a clear
+    /// yes (an error, a timeout, another answer) is no.
+    async fn verify(&self, token: &str, ip: Option<std::net::IpAddr>) -> bool;
+}
+
+/// Longest CAPTCHA token sent on to its provider (Turnstile's are at most 2,048 characters).
+const MAX_CAPTCHA_TOKEN: usize = 4096;
 
 impl AttackGuard {
     pub fn new(limiter: Arc<dyn Limiter>, clock: Arc<dyn Clock>, key: WorkKey) -> Self {
@@ -35,6 +48,41 @@ impl AttackGuard {
             limiter,
             clock,
             key,
+            captcha: None,
+        }
+    }
+
+    /// Accepts a third-party CAPTCHA's token (checked by `captcha`) where a solution is asked.
+    pub fn with_captcha(mut self, captcha: Arc<dyn CaptchaVerifier>) -> Self {
+        self.captcha = Some(captcha);
+        self
+    }
+
+    /// What spends `payload` once, if it is a solved challenge or (where the store verifies
+    /// one) an accepted CAPTCHA token; why not otherwise.
+    async fn proof(
+        &self,
+        payload: &str,
+        client: &ClientInfo,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> std::result::Result<String, WorkRejection> {
+        match (self.key.check(payload, now), &self.captcha) {
+            (Ok(solved), _) => Ok(solved.challenge),
+            (Err(WorkRejection::Invalid), Some(captcha))
+                if !work::is_work_payload(payload) && payload.len() <= MAX_CAPTCHA_TOKEN =>
+            {
+                let token = payload.trim();
+                if captcha.verify(token, client.ip).await {
+                    use sha2::{Digest, Sha256};
+                    Ok(format!(
+                        "captcha:{}",
+                        hex::encode(Sha256::digest(token.as_bytes()))
+                    ))
+                } else {
+                    Err(WorkRejection::Invalid)
+                }
+            }
+            (Err(rejection), _) => Err(rejection),
         }
     }
 
@@ -64,11 +112,11 @@ impl AttackGuard {
         let now = self.clock.now();
         let rejection = match solution.filter(|s| !s.trim().is_empty()) {
             None => WorkRejection::Required,
-            Some(payload) => match self.key.check(payload, now) {
+            Some(payload) => match self.proof(payload, client, now).await {
                 Err(rejection) => rejection,
-                Ok(solved) => {
+                Ok(spent) => {
                     let spend = [Check::new(
-                        LimitKey::SpentWorkChallenge(solved.challenge),
+                        LimitKey::SpentWorkChallenge(spent),
                         Rule::per(1, WORK_LIFETIME),
                     )];
                     match self.limiter.reserve(&spend, now).await {

@@ -151,6 +151,20 @@ impl WorkKey {
     }
 }
 
+/// Whether `payload` has the shape of a proof-of-work solution (base64 of a JSON object), so
+/// it is never mistaken for a third-party CAPTCHA's token.
+pub fn is_work_payload(payload: &str) -> bool {
+    let payload = payload.trim();
+    payload.len() <= MAX_PAYLOAD
+        && base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(payload))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload))
+            .ok()
+            .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+            .is_some_and(|v| v.is_object())
+}
+
 /// `hex(SHA-256(salt ‖ decimal(number)))`.
 fn hash_hex(salt: &str, number: u64) -> String {
     hex::encode(Sha256::digest(format!("{salt}{number}").as_bytes()))
