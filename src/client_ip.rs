@@ -31,9 +31,10 @@ impl TrustedProxies {
     }
 
     /// Walks `X-Forwarded-For` from the right: each trusted hop vouches for the one to its
-    /// left, and the first untrusted hop is the client. An entry that is not an address (or a
-    /// header that is not text) ends the walk too, at the nearest trusted hop: whatever is left
-    /// of junk was written by someone we do not trust, so it cannot name the client.
+    /// left, and the first untrusted hop is the client. An entry that is not an address (not
+    /// text, say) ends the walk too, at the nearest trusted hop: whatever is left of junk was
+    /// written by someone we do not trust, so it cannot name the client. Entries are read one
+    /// by one, so junk a client put on the left never spoils the address the proxy appended.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = peer.to_canonical();
         if !self.trusts(peer) {
@@ -42,9 +43,11 @@ impl TrustedProxies {
         let entries: Vec<Option<&str>> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .flat_map(|v| match v.to_str() {
-                Ok(text) => text.split(',').map(Some).collect::<Vec<_>>(),
-                Err(_) => vec![None],
+            .flat_map(|v| {
+                v.as_bytes()
+                    .split(|b| *b == b',')
+                    .map(|entry| std::str::from_utf8(entry).ok())
+                    .collect::<Vec<_>>()
             })
             .collect();
         let mut nearest_trusted = peer;
@@ -145,6 +148,18 @@ mod tests {
         h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
         h.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
         assert_eq!(proxies.client_ip(peer, &h), peer);
+        // Junk a client wrote to the left of the address its proxy appended (nginx's
+        // `$proxy_add_x_forwarded_for`) spoils only itself: the client is still the address
+        // the proxy saw, never the proxy.
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff, 198.51.100.7").unwrap(),
+        );
+        assert_eq!(
+            proxies.client_ip(peer, &h),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
