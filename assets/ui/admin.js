@@ -792,9 +792,10 @@ async function customerPage(admin) {
     if (recover) {
       recover.hidden = !customer.frozenAt || !admin.can("CUSTOMERS_RECOVER");
     }
-    // Unlock is offered while a sign-in lockout holds (from any network).
+    // Unlock is always offered (a name under attack may ask for a challenge with no lock
+    // noted on the row).
     if (unlock) {
-      unlock.hidden = !customer.lockedUntil || !admin.can("CUSTOMERS_REVOKE_TOKENS");
+      unlock.hidden = !admin.can("CUSTOMERS_REVOKE_TOKENS");
     }
     heading.textContent = fullName(customer);
     document.title = fullName(customer) + " · " + document.title.split(" · ").pop();

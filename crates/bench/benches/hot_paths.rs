@@ -184,9 +184,9 @@ fn work_challenge(c: &mut Criterion) {
     let key = domain::guard::WorkKey::derive(&[7u8; 32]).unwrap();
     let now = Utc::now();
     c.bench_function("challenge: issue", |b| {
-        b.iter(|| black_box(key.issue(100_000, now).unwrap()))
+        b.iter(|| black_box(key.issue(100_000, now, "ab12").unwrap()))
     });
-    let challenge = key.issue(1_000, now).unwrap();
+    let challenge = key.issue(1_000, now, "ab12").unwrap();
     let number = (0..=challenge.maxnumber)
         .find(|n| {
             let digest = sha2::Sha256::digest(format!("{}{n}", challenge.salt).as_bytes());

@@ -39,7 +39,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = Utc::now();
     let challenges = (0..solves)
-        .map(|_| key.issue(DEFAULT_MAX_NUMBER, now))
+        .map(|_| key.issue(DEFAULT_MAX_NUMBER, now, "ab12"))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 

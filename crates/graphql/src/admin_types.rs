@@ -325,7 +325,7 @@ pub struct PasswordSettings {
     /// (8–32; 24 by default): wrong passwords from one network lock the name from that network
     /// only.
     pub lockout_network_prefix_v4: i32,
-    /// The same for IPv6 (16–128; 48 by default).
+    /// The same for IPv6 (16–64; 48 by default: one subscriber holds a whole /64).
     pub lockout_network_prefix_v6: i32,
     /// Wrong passwords for one sign-in name, from any network, within an hour that make
     /// sign-in and "Forgot Your Password?" for that name ask for a solved proof-of-work
@@ -350,8 +350,8 @@ pub enum BreachedPasswordSignIn {
     /// Signs in; `passwordChangeRequired` is true on the token and on `customer` until a new
     /// password is set, and the customer is mailed the first time (the default).
     Flag,
-    /// Refused with PASSWORD_RESET_REQUIRED, and a reset link is mailed (within the reset
-    /// request limits).
+    /// Refused exactly as a wrong password is (AUTHENTICATION_FAILED: a credential-stuffing
+    /// list learns nothing), and a reset link is mailed (within the reset request limits).
     Refuse,
 }
 

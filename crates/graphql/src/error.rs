@@ -18,7 +18,6 @@ pub mod codes {
     pub const AUTHENTICATION_FAILED: &str = "AUTHENTICATION_FAILED";
     pub const SECOND_FACTOR_REQUIRED: &str = "SECOND_FACTOR_REQUIRED";
     pub const CHALLENGE_REQUIRED: &str = "CHALLENGE_REQUIRED";
-    pub const PASSWORD_RESET_REQUIRED: &str = "PASSWORD_RESET_REQUIRED";
     pub const INTERNAL_SERVER_ERROR: &str = "INTERNAL_SERVER_ERROR";
 }
 
@@ -56,7 +55,6 @@ impl From<ApiError> for async_graphql::Error {
             Error::AuthenticationFailed => codes::AUTHENTICATION_FAILED,
             Error::SecondFactorRequired => codes::SECOND_FACTOR_REQUIRED,
             Error::ChallengeRequired { .. } => codes::CHALLENGE_REQUIRED,
-            Error::PasswordResetRequired => codes::PASSWORD_RESET_REQUIRED,
             Error::Internal(_) => codes::INTERNAL_SERVER_ERROR,
         };
         let message = match &e {

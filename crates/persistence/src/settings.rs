@@ -55,7 +55,7 @@ fn to_settings(m: settings::Model) -> Settings {
         },
         attack: AttackPolicy {
             network_v4_prefix: u8::try_from(m.network_v4_prefix.clamp(8, 32)).unwrap_or(24),
-            network_v6_prefix: u8::try_from(m.network_v6_prefix.clamp(16, 128)).unwrap_or(48),
+            network_v6_prefix: u8::try_from(m.network_v6_prefix.clamp(16, 64)).unwrap_or(48),
             challenge_after_name_failures: non_negative(m.challenge_after_name_failures),
             challenge_after_network_failures: non_negative(m.challenge_after_network_failures),
             challenge_max_number: non_negative(m.challenge_max_number).clamp(1_000, 10_000_000),

@@ -29,6 +29,10 @@ use crate::{
     token::TokenCodec,
 };
 
+/// The mail about wrong passwords goes to one customer at most once in this long: an attack that
+/// lasts must not turn it into a mail bomb.
+pub const LOCKOUT_MAIL_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+
 /// What `createCustomer` receives, still untrusted.
 #[derive(Clone)]
 pub struct CreateCustomerInput {
@@ -215,6 +219,14 @@ impl Accounts {
         let id = verified.id;
         match settings.breached_password {
             BreachedPasswordSignIn::Flag => {
+                // Marked first: a session never exists without the request to change it.
+                let now = self.parts.clock.now();
+                if let Some(customer) = self.store.customer_by_id(id).await? {
+                    let notice = NewMail::breached_password(&customer, now);
+                    if self.store.require_password_change(id, now, notice).await? {
+                        self.mail.notify();
+                    }
+                }
                 let mut issued = sign_in
                     .mint(
                         PrincipalKind::Customer,
@@ -226,13 +238,6 @@ impl Accounts {
                     )
                     .await?;
                 issued.password_change_required = true;
-                let now = self.parts.clock.now();
-                if let Some(customer) = self.store.customer_by_id(id).await? {
-                    let notice = NewMail::breached_password(&customer, now);
-                    if self.store.require_password_change(id, now, notice).await? {
-                        self.mail.notify();
-                    }
-                }
                 tracing::info!(event = "breached_password_sign_in", id = %id, action = "flag");
                 Ok(issued)
             }
@@ -245,14 +250,16 @@ impl Accounts {
                         Err(e) => return Err(e),
                     }
                 }
-                Err(Error::PasswordResetRequired)
+                // The answer of a wrong password: a right one would tell a list of stolen
+                // credentials which pair works (here and elsewhere). The mail tells the customer.
+                Err(Error::AuthenticationFailed)
             }
         }
     }
 
     /// After a wrong password: once the name's wrong passwords from every network reach the
     /// threshold that turns the challenge on (or, with the challenge off for names, the
-    /// lockout's), its customer is mailed, at most once per window: what it means, an unlock
+    /// lockout's), its customer is mailed, at most once a day: what it means, an unlock
     /// link and "this wasn't me". A name without an account is counted the same, and mailed
     /// nothing.
     async fn warn_of_attack(
@@ -277,7 +284,7 @@ impl Accounts {
         // same statements, but for the one message queued.
         let once = [Check::new(
             LimitKey::LockoutMailFor(email.key().to_owned()),
-            Rule::per(1, crate::settings::ATTACK_SIGNAL_WINDOW),
+            Rule::per(1, LOCKOUT_MAIL_WINDOW),
         )];
         match self.parts.limiter.reserve(&once, now).await {
             Ok(counted) => counted.keep(),
@@ -348,6 +355,11 @@ impl Accounts {
             .set_password(customer.id, hash, Some(principal.session_id), now, notice)
             .await?;
         self.mail.notify();
+        // The old password's failures, from every network, no longer mean anything.
+        self.parts
+            .sign_in
+            .forget_failures(PrincipalKind::Customer, login)
+            .await?;
         tracing::info!(event = "password_changed", customer_id = %customer.id);
         self.store
             .customer_by_id(customer.id)

@@ -72,7 +72,8 @@ pub const SETTING_RANGES: [(&str, i64, i64); 19] = [
     ("rememberBrowserDays", 0, 30),
     // What one network is for a customer's lockout: at most a /8 (IPv4) or a /16 (IPv6).
     ("lockoutNetworkPrefixV4", 8, 32),
-    ("lockoutNetworkPrefixV6", 16, 128),
+    // Never finer than a /64: one subscriber holds a whole /64.
+    ("lockoutNetworkPrefixV6", 16, 64),
     // 0: never ask for a challenge on this count.
     ("challengeAfterNameFailures", 0, 10_000),
     ("challengeAfterNetworkFailures", 0, 100_000),

@@ -39,6 +39,9 @@ pub trait CaptchaVerifier: Send + Sync {
     async fn verify(&self, token: &str, ip: Option<std::net::IpAddr>) -> bool;
 }
 
+/// How long past its lifetime a spent solution is remembered (clocks of replicas differ).
+const SPENT_MARGIN: chrono::Duration = chrono::Duration::minutes(5);
+
 /// Longest CAPTCHA token sent on to its provider (Turnstile's are at most 2,048 characters).
 const MAX_CAPTCHA_TOKEN: usize = 4096;
 
@@ -58,26 +61,25 @@ impl AttackGuard {
         self
     }
 
-    /// What spends `payload` once, if it is a solved challenge or (where the store verifies
-    /// one) an accepted CAPTCHA token; why not otherwise.
+    /// What spends `payload` once, if it is a challenge issued for `scope` and solved, or
+    /// (where the store verifies one) an accepted CAPTCHA token; why not otherwise.
     async fn proof(
         &self,
         payload: &str,
+        scope: &str,
         client: &ClientInfo,
         now: chrono::DateTime<chrono::Utc>,
     ) -> std::result::Result<String, WorkRejection> {
         match (self.key.check(payload, now), &self.captcha) {
+            // One issued for another name or network (cheaper, or another's) is no proof here.
+            (Ok(solved), _) if solved.scope != scope => Err(WorkRejection::Invalid),
             (Ok(solved), _) => Ok(solved.challenge),
             (Err(WorkRejection::Invalid), Some(captcha))
                 if !work::is_work_payload(payload) && payload.len() <= MAX_CAPTCHA_TOKEN =>
             {
                 let token = payload.trim();
                 if captcha.verify(token, client.ip).await {
-                    use sha2::{Digest, Sha256};
-                    Ok(format!(
-                        "captcha:{}",
-                        hex::encode(Sha256::digest(token.as_bytes()))
-                    ))
+                    Ok(format!("captcha:{}", digest(token)))
                 } else {
                     Err(WorkRejection::Invalid)
                 }
@@ -97,8 +99,10 @@ impl AttackGuard {
 
     /// Lets a request through when neither `name` (a customer's normalised address, when the
     /// operation has one) nor the client's network is under attack, or when `solution` is a
-    /// challenge solved in time and not used before (it is spent here). Otherwise
-    /// `ChallengeRequired`, with a fresh challenge.
+    /// challenge issued for what is under attack (that name, or else that network), solved in
+    /// time and not used before (it is spent here). Otherwise `ChallengeRequired`, with a fresh
+    /// challenge whose work grows with the attack: twice as much for each further threshold's
+    /// worth of wrong passwords within the hour, up to [`MAX_WORK_DOUBLINGS`] times.
     pub async fn admit(
         &self,
         name: Option<&str>,
@@ -106,18 +110,20 @@ impl AttackGuard {
         settings: &Settings,
         solution: Option<&str>,
     ) -> Result<()> {
-        let Some(why) = self.under_attack(name, client, settings).await? else {
+        let Some(attack) = self.under_attack(name, client, settings).await? else {
             return Ok(());
         };
         let now = self.clock.now();
         let rejection = match solution.filter(|s| !s.trim().is_empty()) {
             None => WorkRejection::Required,
-            Some(payload) => match self.proof(payload, client, now).await {
+            Some(payload) => match self.proof(payload, &attack.scope, client, now).await {
                 Err(rejection) => rejection,
                 Ok(spent) => {
+                    // Kept past the challenge's lifetime by a margin, so a replica whose clock
+                    // runs behind the issuer's cannot take it again.
                     let spend = [Check::new(
                         LimitKey::SpentWorkChallenge(spent),
-                        Rule::per(1, WORK_LIFETIME),
+                        Rule::per(1, WORK_LIFETIME + SPENT_MARGIN),
                     )];
                     match self.limiter.reserve(&spend, now).await {
                         Ok(spent) => {
@@ -132,44 +138,43 @@ impl AttackGuard {
         };
         tracing::info!(
             event = "challenge_required",
-            by = why,
-            reason = rejection.as_str()
+            by = attack.by,
+            reason = rejection.as_str(),
+            work = attack.max_number
         );
         Err(Error::ChallengeRequired {
-            challenge: Box::new(self.key.issue(settings.attack.challenge_max_number, now)?),
+            challenge: Box::new(self.key.issue(attack.max_number, now, &attack.scope)?),
             reason: rejection,
         })
     }
 
-    /// Which count is over its threshold: `Some("name")` or `Some("network")`, or `None`.
+    /// What is under attack, if anything: the name first, else the network.
     async fn under_attack(
         &self,
         name: Option<&str>,
         client: &ClientInfo,
         settings: &Settings,
-    ) -> Result<Option<&'static str>> {
+    ) -> Result<Option<Attack>> {
         let policy = &settings.attack;
+        let network = Self::network(client, settings);
         let mut checks = Vec::with_capacity(2);
-        let mut labels = Vec::with_capacity(2);
+        let mut targets = Vec::with_capacity(2);
         if let Some(name) = name.filter(|_| policy.challenge_after_name_failures > 0) {
             checks.push(Check::new(
                 LimitKey::SignInByAccount(PrincipalKind::Customer, name.to_owned()),
                 Rule::per(policy.challenge_after_name_failures, ATTACK_SIGNAL_WINDOW),
             ));
-            labels.push("name");
+            targets.push(("name", format!("name\0{name}")));
         }
         if policy.challenge_after_network_failures > 0 {
             checks.push(Check::new(
-                LimitKey::SignInFailuresFrom(
-                    PrincipalKind::Customer,
-                    Self::network(client, settings),
-                ),
+                LimitKey::SignInFailuresFrom(PrincipalKind::Customer, network.clone()),
                 Rule::per(
                     policy.challenge_after_network_failures,
                     ATTACK_SIGNAL_WINDOW,
                 ),
             ));
-            labels.push("network");
+            targets.push(("network", format!("network\0{}", network.as_str())));
         }
         if checks.is_empty() {
             return Ok(None);
@@ -178,8 +183,41 @@ impl AttackGuard {
         Ok(checks
             .iter()
             .zip(&histories)
-            .zip(labels)
+            .zip(targets)
             .find(|((check, h), _)| h.count >= check.rule.max)
-            .map(|(_, label)| label))
+            .map(|((check, h), (by, target))| {
+                let doublings = (h.count / check.rule.max.max(1))
+                    .saturating_sub(1)
+                    .min(MAX_WORK_DOUBLINGS);
+                Attack {
+                    by,
+                    scope: digest(&target)[..32].to_owned(),
+                    max_number: policy
+                        .challenge_max_number
+                        .saturating_mul(1 << doublings)
+                        .min(MAX_WORK),
+                }
+            }))
     }
+}
+
+/// How many times the work doubles for a name or network under a long attack (each further
+/// threshold's worth of wrong passwords within the hour doubles it).
+pub const MAX_WORK_DOUBLINGS: u32 = 4;
+
+/// The most work ever asked (the settings' own ceiling).
+const MAX_WORK: u32 = 10_000_000;
+
+/// What is under attack, and the challenge it asks for.
+struct Attack {
+    by: &'static str,
+    /// Written into the challenge: a solution counts only for what it was asked for.
+    scope: String,
+    max_number: u32,
+}
+
+/// SHA-256, hex.
+fn digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
 }

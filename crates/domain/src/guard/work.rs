@@ -2,7 +2,8 @@
 //! ALTCHA widget or solve it with twenty lines of its own.
 //!
 //! The server picks a secret number `n` in `0..=maxnumber` and a salt that carries the
-//! challenge's expiry, and sends `challenge = hex(SHA-256(salt ‖ n))` with
+//! challenge's expiry and its *scope* (what it was asked for: one name, or one network; a
+//! solution is accepted only there), and sends `challenge = hex(SHA-256(salt ‖ n))` with
 //! `signature = hex(HMAC-SHA-256(key, challenge))`. The client tries numbers until one hashes
 //! to the challenge and sends back the challenge, salt, signature and the number it found
 //! (base64 of a JSON object). The server checks the hash and the signature (it stores nothing
@@ -75,6 +76,8 @@ impl WorkRejection {
 pub struct Solved {
     /// The challenge (hex): what spending it records.
     pub challenge: String,
+    /// What it was issued for (see [`WorkKey::issue`]).
+    pub scope: String,
 }
 
 /// Issues and checks challenges under one HMAC key, the same on every replica.
@@ -87,15 +90,20 @@ impl WorkKey {
     }
 
     /// A fresh challenge whose number lies in `0..=max_number`, good until `now` plus
-    /// [`WORK_LIFETIME`].
-    pub fn issue(&self, max_number: u32, now: DateTime<Utc>) -> crate::Result<WorkChallenge> {
+    /// [`WORK_LIFETIME`], for `scope` (lower-case hex, written into the salt and so signed).
+    pub fn issue(
+        &self,
+        max_number: u32,
+        now: DateTime<Utc>,
+        scope: &str,
+    ) -> crate::Result<WorkChallenge> {
         let mut random = [0u8; 20];
         getrandom::fill(&mut random).map_err(|e| crate::Error::internal(format!("OS RNG: {e}")))?;
         let (nonce, draw) = random.split_at(12);
         let draw = u64::from_be_bytes(draw.try_into().unwrap_or([0; 8]));
         let number = draw % (u64::from(max_number) + 1);
         let expires = (now + WORK_LIFETIME).timestamp();
-        let salt = format!("{}?expires={expires}&", hex::encode(nonce));
+        let salt = format!("{}?expires={expires}&scope={scope}&", hex::encode(nonce));
         Ok(self.challenge_for(&salt, number, u64::from(max_number)))
     }
 
@@ -132,7 +140,7 @@ impl WorkKey {
         if p.algorithm != ALGORITHM {
             return Err(WorkRejection::Invalid);
         }
-        let expires = expiry_of(&p.salt).ok_or(WorkRejection::Invalid)?;
+        let (expires, scope) = params_of(&p.salt).ok_or(WorkRejection::Invalid)?;
         if hash_hex(&p.salt, p.number) != p.challenge {
             return Err(WorkRejection::Invalid);
         }
@@ -147,6 +155,7 @@ impl WorkKey {
         }
         Ok(Solved {
             challenge: p.challenge,
+            scope: scope.to_owned(),
         })
     }
 }
@@ -170,19 +179,23 @@ fn hash_hex(salt: &str, number: u64) -> String {
     hex::encode(Sha256::digest(format!("{salt}{number}").as_bytes()))
 }
 
-/// The expiry (Unix seconds) of a salt this server writes: `<hex>?expires=<digits>&`.
-fn expiry_of(salt: &str) -> Option<i64> {
+/// The expiry (Unix seconds) and scope of a salt this server writes:
+/// `<hex>?expires=<digits>&scope=<hex>&`; nothing else parses.
+fn params_of(salt: &str) -> Option<(i64, &str)> {
     let (nonce, rest) = salt.split_once("?expires=")?;
-    let digits = rest.strip_suffix('&')?;
-    if nonce.is_empty()
-        || !nonce.bytes().all(|b| b.is_ascii_hexdigit())
+    let (digits, rest) = rest.split_once("&scope=")?;
+    let scope = rest.strip_suffix('&')?;
+    let hexadecimal = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hexadecimal(nonce)
+        || !hexadecimal(scope)
+        || scope.len() > 64
         || digits.is_empty()
         || digits.len() > 12
         || !digits.bytes().all(|b| b.is_ascii_digit())
     {
         return None;
     }
-    digits.parse().ok()
+    Some((digits.parse().ok()?, scope))
 }
 
 #[cfg(test)]
@@ -208,14 +221,15 @@ mod tests {
     #[test]
     fn a_solved_challenge_checks_out_within_its_lifetime_only() {
         let now = Utc::now();
-        let c = key().issue(2_000, now).unwrap();
+        let c = key().issue(2_000, now, "ab12").unwrap();
         assert_eq!(c.algorithm, "SHA-256");
         assert_eq!(c.maxnumber, 2_000);
         let solution = solve(&c);
         assert_eq!(
             key().check(&solution, now + chrono::Duration::minutes(9)),
             Ok(Solved {
-                challenge: c.challenge.clone()
+                challenge: c.challenge.clone(),
+                scope: "ab12".into()
             })
         );
         assert_eq!(
@@ -227,12 +241,12 @@ mod tests {
     #[test]
     fn another_servers_challenge_a_wrong_number_or_an_edited_salt_is_invalid() {
         let now = Utc::now();
-        let c = key().issue(500, now).unwrap();
+        let c = key().issue(500, now, "ab12").unwrap();
         let other = WorkKey::derive(&[8u8; 32]).unwrap();
         assert_eq!(other.check(&solve(&c), now), Err(WorkRejection::Invalid));
         // The salt moved forward a day, the challenge recomputed: the signature no longer fits.
         let later = format!(
-            "{}?expires={}&",
+            "{}?expires={}&scope=ab12&",
             &c.salt[..24],
             (now + chrono::Duration::days(1)).timestamp()
         );
@@ -271,6 +285,17 @@ mod tests {
             hash_hex(salt, 4242),
             "d7670a4b9dede808a9ce4907a8fd8a277968b15022e9222ab326f7a49b4f1c4c"
         );
-        assert_eq!(expiry_of(salt), Some(4_102_444_800));
+        // Ours carries the scope as one more parameter, as ALTCHA's salts may: the same library
+        // with `params={"scope": "ab12"}` writes exactly our salt.
+        let ours = "00112233445566778899aabb?expires=4102444800&scope=ab12&";
+        assert_eq!(
+            hash_hex(ours, 4242),
+            "49012f96cd2d50b7c0575c3a0c7b2b023132904352d4cf2074964cf77a100c5e"
+        );
+        assert_eq!(
+            params_of("00112233445566778899aabb?expires=4102444800&scope=ab12&"),
+            Some((4_102_444_800, "ab12"))
+        );
+        assert_eq!(params_of(salt), None, "no scope: not one of ours");
     }
 }

@@ -60,12 +60,6 @@ pub enum Error {
     /// used.
     #[error("this admin signs in with a second factor: use the two-step sign-in")]
     SecondFactorRequired,
-    /// The password was right, but it is on the breached list and the store refuses such
-    /// sign-ins: a reset link was mailed (within the reset request limits).
-    #[error(
-        "this password appears in a list of breached passwords: we emailed you a link to set a new one"
-    )]
-    PasswordResetRequired,
     /// A name or network is under attack: this operation first needs a solved proof-of-work
     /// challenge (this fresh one), because none was sent or the one sent was `reason`.
     #[error("this request needs a solved challenge first")]

@@ -230,8 +230,11 @@ impl Reports {
 
 impl Reports {
     /// "Unlock" from the mail about wrong passwords ([`MailKind::SignInLocked`]), within
-    /// [`UNLOCK_LINK_LIFETIME`] of it: the customer's wrong passwords stop counting, from every
-    /// network (no lockout, no challenge for their name). Using it again is answered alike.
+    /// [`UNLOCK_LINK_LIFETIME`] of it: the network of the browser that opens it is no longer
+    /// locked out. Only that one: the mail goes out *because* of an attack, and a customer who
+    /// unlocks without thinking must not lift the attacker's networks' locks or the challenge
+    /// (an admin's Unlock, after checking who calls, clears them all). Using it again is
+    /// answered alike.
     /// LINK_INVALID / LINK_EXPIRED otherwise, counted against the client's budget of invalid
     /// links like every emailed link.
     #[tracing::instrument(name = "reports.unlock", skip_all)]
@@ -256,9 +259,15 @@ impl Reports {
         let Some(login) = self.store.unlock_customer(customer.id, audit).await? else {
             return Err(Error::LinkInvalid);
         };
+        let settings = self.parts.settings.current().await?;
         self.parts
             .sign_in
-            .forget_failures(crate::limits::PrincipalKind::Customer, &login)
+            .forget_failures_from(
+                crate::limits::PrincipalKind::Customer,
+                &login,
+                client,
+                &settings,
+            )
             .await?;
         tracing::info!(event = "customer_unlocked_by_mail", customer_id = %customer.id);
         Ok(())

@@ -203,6 +203,22 @@ impl Resets {
         let Some(customer_id) = attempt.customer_id else {
             return Err(Error::SignInCodeInvalid);
         };
+        // Checked before the code is spent, so a customer refused here keeps it for another
+        // network (the lock is checked again where the session is minted).
+        if self
+            .parts
+            .sign_in
+            .locked_out(
+                PrincipalKind::Customer,
+                &attempt.email_key,
+                client,
+                &settings,
+            )
+            .await?
+        {
+            tracing::info!(event = "sign_in_code_locked_out", customer_id = %customer_id);
+            return Err(Error::AuthenticationFailed);
+        }
         if !self.store.end_code_flow(attempt.flow_id, now).await? {
             return Err(Error::SignInCodeInvalid);
         }

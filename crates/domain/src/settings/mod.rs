@@ -148,7 +148,8 @@ pub enum BreachedPasswordSignIn {
     /// Signs in, and the customer is asked to change it (`passwordChangeRequired`, a notice
     /// mail the first time).
     Flag,
-    /// Refused (`PASSWORD_RESET_REQUIRED`), and a reset link is mailed.
+    /// Refused as a wrong password is (the answer tells a credential-stuffing list nothing),
+    /// and a reset link is mailed.
     Refuse,
 }
 

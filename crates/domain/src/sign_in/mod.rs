@@ -164,7 +164,7 @@ impl SignIn {
     /// Whether `login` is locked out from `client`'s network (for an admin: at all) by wrong
     /// passwords: checked where a session is minted by another proof (a mailed code), so a
     /// lockout holds on every path.
-    async fn locked_out(
+    pub(crate) async fn locked_out(
         &self,
         kind: PrincipalKind,
         login: &str,
@@ -501,6 +501,20 @@ impl SignIn {
             expires_at: session.expires_at,
             password_change_required: false,
         })
+    }
+
+    /// The customer's own network unlocked (the unlock link in their mail, opened there): the
+    /// wrong passwords counted for `login` from `client`'s network no longer lock it. Other
+    /// networks' locks, and the challenge the name asks for, stay.
+    pub async fn forget_failures_from(
+        &self,
+        kind: PrincipalKind,
+        login: &str,
+        client: &ClientInfo,
+        settings: &Settings,
+    ) -> Result<()> {
+        let checks = Self::checks(kind, login, client, settings);
+        self.limiter.clear(&checks[1].key).await
     }
 
     /// After a password was set another way (reset, change), or the name was unlocked: its

@@ -87,6 +87,69 @@ async fn a_name_under_attack_asks_for_a_challenge_before_any_password_is_checked
     );
 }
 
+/// What a client does: the number whose SHA-256 after the salt is the challenge, as base64 JSON.
+fn solve(c: &domain::guard::WorkChallenge) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let number = (0..=c.maxnumber)
+        .find(|n| {
+            let d = sha2::Sha256::digest(format!("{}{n}", c.salt).as_bytes());
+            d.iter().map(|b| format!("{b:02x}")).collect::<String>() == c.challenge
+        })
+        .unwrap();
+    base64::engine::general_purpose::STANDARD.encode(
+        serde_json::json!({"algorithm": c.algorithm, "challenge": c.challenge, "number": number,
+            "salt": c.salt, "signature": c.signature})
+        .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn the_work_grows_with_the_attack_and_a_solution_counts_only_where_it_was_asked() {
+    let h = Harness::new().await;
+    h.set_settings("challenge_max_number = 1000").await;
+    h.customer("target@example.com").await;
+    h.customer("other@example.com").await;
+    let accounts = h.accounts();
+    let from = |i: usize| Harness::client(&format!("198.51.{i}.7"));
+    let ask = async |email: &str, password: &str, i: usize, solution: Option<&str>| {
+        accounts.sign_in(email, password, from(i), solution).await
+    };
+    let challenge = |res: Result<_, Error>| match res {
+        Err(Error::ChallengeRequired { challenge, .. }) => *challenge,
+        other => panic!("{:?}", other.map(|_: domain::sign_in::IssuedToken| ())),
+    };
+    for i in 0..10 {
+        let res = ask("target@example.com", "wrong", i, None).await;
+        assert!(matches!(res, Err(Error::AuthenticationFailed)), "{i}");
+    }
+    for i in 0..10 {
+        let res = ask("other@example.com", "wrong", 100 + i, None).await;
+        assert!(matches!(res, Err(Error::AuthenticationFailed)), "{i}");
+    }
+    // Under attack: the settings' work.
+    let first = challenge(ask("target@example.com", "wrong", 50, None).await);
+    assert_eq!(first.maxnumber, 1000);
+    // A solution of the other name's challenge is no proof for this one.
+    let elsewhere = challenge(ask("other@example.com", "wrong", 50, None).await);
+    let res = ask("target@example.com", "wrong", 50, Some(&solve(&elsewhere))).await;
+    let Err(Error::ChallengeRequired { reason, .. }) = res else {
+        panic!("accepted")
+    };
+    assert_eq!(reason, domain::guard::WorkRejection::Invalid);
+    // Ten more wrong passwords, each paid for: the work doubles.
+    let mut next = first;
+    for i in 0..10 {
+        let res = ask("target@example.com", "wrong", 60 + i, Some(&solve(&next))).await;
+        assert!(
+            matches!(res, Err(Error::AuthenticationFailed)),
+            "{i}: {res:?}"
+        );
+        next = challenge(ask("target@example.com", "wrong", 60 + i, None).await);
+    }
+    assert_eq!(next.maxnumber, 2000);
+}
+
 #[tokio::test]
 async fn a_right_password_ends_the_run_of_failures() {
     let h = Harness::new().await;
