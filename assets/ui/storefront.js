@@ -117,7 +117,7 @@ function signInByCode(form, email) {
     await busy(button, async () => {
       try {
         const data = await gql(
-          "mutation SignInCode($email: String!) { requestSignInCode(email: $email) { flowId } }",
+          "mutation SignInCode($email: String!, $challengeSolution: String) { requestSignInCode(email: $email, challengeSolution: $challengeSolution) { flowId } }",
           { email: address },
         );
         flowId = data.requestSignInCode.flowId;

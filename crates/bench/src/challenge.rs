@@ -100,14 +100,24 @@ fn report(what: &str, ms: &[f64]) {
     );
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The solution of `c` as a client sends it (base64 JSON).
+/// The solution of `c` as a client sends it (base64 JSON), found as a bot would: the salt hashed
+/// once, each number appended to a copy of that state, bytes compared.
 fn solve(c: &WorkChallenge) -> String {
+    let target: Vec<u8> = (0..c.challenge.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&c.challenge[2 * i..2 * i + 2], 16).ok())
+        .collect();
+    let mut salted = Sha256::new();
+    salted.update(c.salt.as_bytes());
+    let mut digits = String::with_capacity(12);
     let number = (0..=c.maxnumber)
-        .find(|n| hex(&Sha256::digest(format!("{}{n}", c.salt).as_bytes())) == c.challenge)
+        .find(|n| {
+            use std::fmt::Write;
+            digits.clear();
+            let _ = write!(digits, "{n}");
+            let mut h = salted.clone();
+            h.update(digits.as_bytes());
+            h.finalize()[..] == target[..]
+        })
         .unwrap_or(0);
     let payload = json!({
         "algorithm": c.algorithm, "challenge": c.challenge, "number": number,
@@ -201,8 +211,16 @@ async fn sign_ins(
         ("LATCHKEY_JWT_SECRET", admin_scale::SECRET.to_owned()),
         ("LATCHKEY_MAIL_DIR", dir.join("mail").display().to_string()),
     ];
+    // Off: no count turns the challenge on.
+    settings(
+        url,
+        "challenge_after_network_failures = 0, challenge_after_name_failures = 0",
+    )
+    .await?;
     let server = Process::start(&["server"], &env, addr, "/readyz").await?;
     let user = |n: u64| format!("user{}@bench.example", n as usize % CUSTOMERS);
+    let first = anon(addr, SIGN_IN, json!({"e": user(0), "p": seed::PASSWORD})).await?;
+    anyhow::ensure!(first["errors"].is_null(), "a right password: {first}");
     let off = crate::measure(
         server.pid(),
         addr,
@@ -244,7 +262,8 @@ async fn sign_ins(
         )
         .await?;
         let c: WorkChallenge =
-            serde_json::from_value(asked["errors"][0]["extensions"]["challenge"].clone())?;
+            serde_json::from_value(asked["errors"][0]["extensions"]["challenge"].clone())
+                .map_err(|e| anyhow::anyhow!("no challenge ({e}): {asked}"))?;
         solutions.push(solve(&c));
     }
     println!(

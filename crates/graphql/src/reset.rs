@@ -174,15 +174,17 @@ impl ResetMutation {
     /// BAD_USER_INPUT): mails a short code if an account has this address and answers this
     /// client a flow id, the same for every well-formed address. The code works only with
     /// this flow id, a few minutes, a few guesses, once, and dies with any newer request.
+    /// CHALLENGE_REQUIRED as `requestPasswordReset`.
     async fn request_sign_in_code(
         &self,
         ctx: &Context<'_>,
         email: String,
+        challenge_solution: Option<String>,
     ) -> Result<CodeFlow, ApiError> {
         let client = &request(ctx).client;
         let started = services(ctx)?
             .resets
-            .request_sign_in_code(&email, client)
+            .request_sign_in_code(&email, client, challenge_solution.as_deref())
             .await?;
         Ok(started.into())
     }

@@ -277,7 +277,11 @@ impl Accounts {
         )];
         let now = self.parts.clock.now();
         let history = self.parts.limiter.histories(&name, now).await?;
-        if history.first().is_none_or(|h| h.count < threshold) {
+        // Settled failures only (attempts still being checked may be right).
+        if history
+            .first()
+            .is_none_or(|h| h.count.saturating_sub(h.in_flight) < threshold)
+        {
             return Ok(());
         }
         // Counted by name before the account is looked up: known and unknown names cost the

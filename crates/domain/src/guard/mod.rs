@@ -180,13 +180,16 @@ impl AttackGuard {
             return Ok(None);
         }
         let histories = self.limiter.histories(&checks, self.clock.now()).await?;
+        // Settled failures only: attempts still being checked may be right passwords (a busy
+        // office signing in at nine is no attack).
+        let failures = |h: &crate::limits::KeyHistory| h.count.saturating_sub(h.in_flight);
         Ok(checks
             .iter()
             .zip(&histories)
             .zip(targets)
-            .find(|((check, h), _)| h.count >= check.rule.max)
+            .find(|((check, h), _)| failures(h) >= check.rule.max)
             .map(|((check, h), (by, target))| {
-                let doublings = (h.count / check.rule.max.max(1))
+                let doublings = (failures(h) / check.rule.max.max(1))
                     .saturating_sub(1)
                     .min(MAX_WORK_DOUBLINGS);
                 Attack {

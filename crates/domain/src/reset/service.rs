@@ -157,6 +157,7 @@ impl Resets {
         &self,
         email: &str,
         client: &ClientInfo,
+        solution: Option<&str>,
     ) -> Result<StartedFlow> {
         let settings = self.parts.settings.current().await?;
         if !settings.sign_in_by_code {
@@ -165,6 +166,7 @@ impl Resets {
                 "this store does not sign customers in by code",
             ));
         }
+        self.admit(email, client, &settings, solution).await?;
         self.start_flow(email, CodePurpose::SignIn, &settings, client)
             .await
     }

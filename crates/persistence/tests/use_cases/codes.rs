@@ -204,7 +204,7 @@ async fn sign_in_by_code_is_off_by_default_and_on_mints_a_session_once() {
     let resets = h.resets();
     let client = Harness::client("192.0.2.24");
     let res = resets
-        .request_sign_in_code("nopass@example.com", &client)
+        .request_sign_in_code("nopass@example.com", &client, None)
         .await;
     assert!(matches!(res, Err(Error::BadUserInput { .. })), "{res:?}");
 
@@ -219,7 +219,7 @@ async fn sign_in_by_code_is_off_by_default_and_on_mints_a_session_once() {
         .await
         .unwrap();
     let started = resets
-        .request_sign_in_code("nopass@example.com", &client)
+        .request_sign_in_code("nopass@example.com", &client, None)
         .await
         .unwrap();
     let code = mailed_code(&h, "sign_in_code", "nopass@example.com").await;
