@@ -636,7 +636,28 @@ async function customersPage(admin) {
       tr.appendChild(el("td", node.email));
       tr.appendChild(el("td", whenShort(node.createdAt), { class: "nowrap" }));
       tr.appendChild(el("td", node.activeTokenCount, { class: "num" }));
-      tr.appendChild(el("td", node.lockedUntil ? whenShort(node.lockedUntil) : "—", { class: "nowrap" }));
+      const locked = el("td", node.lockedUntil ? whenShort(node.lockedUntil) : "—", { class: "nowrap" });
+      // A locked row offers Unlock in place (support and administrators).
+      if (node.lockedUntil && admin.can("CUSTOMERS_REVOKE_TOKENS")) {
+        const unlock = el("button", t("admin.unlock_customer"), {
+          type: "button",
+          class: "inline",
+          "aria-label": t("admin.unlock_customer") + " — " + fullName(node),
+        });
+        unlock.addEventListener("click", async () => {
+          await busy(unlock, async () => {
+            try {
+              await gql("mutation Unlock($id: ID!) { unlockCustomer(customerId: $id) }", { id: node.id }, admin.token);
+              locked.textContent = "—";
+              notify(t("admin.unlocked"), "ok");
+            } catch (error) {
+              notify(describe(error), "error");
+            }
+          });
+        });
+        locked.append(" ", unlock);
+      }
+      tr.appendChild(locked);
       tr.appendChild(el("td", whenShort(node.passwordChangedAt), { class: "nowrap" }));
       tr.appendChild(el("td", whenShort(node.lastResetRequestedAt), { class: "nowrap" }));
       const action = el("td");

@@ -23,6 +23,7 @@ crate::tests![
     browser_a_customer_resets_by_code_in_the_tab_that_asked,
     browser_a_customer_signs_in_with_a_mailed_code,
     browser_a_customer_signs_in_in_japanese_while_their_name_is_under_attack,
+    browser_support_unlocks_a_locked_customer_from_the_grid,
     browser_admin_sends_a_reset_and_forces_sign_in,
     browser_viewer_sees_no_reset_or_force_buttons,
     browser_pages_speak_japanese_and_korean_and_work_by_keyboard,
@@ -1736,6 +1737,44 @@ async fn browser_a_customer_signs_in_in_japanese_while_their_name_is_under_attac
     browser.wait_path("/account").await;
     browser.wait_text("main", "haru@example.com").await;
     browser.close().await;
+}
+
+/// Support finds the customers locked out with the grid's "Locked" filter and unlocks one in
+/// place; the customer signs in again from the network that was locked.
+async fn browser_support_unlocks_a_locked_customer_from_the_grid(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    customer(&app, "jun@example.com", "ko").await;
+    customer(&app, "other@example.com", "en").await;
+    for i in 0..10 {
+        let res = app
+            .sign_in_response("jun@example.com", &format!("typo-{i}"))
+            .await;
+        assert_eq!(code(&res), "AUTHENTICATION_FAILED");
+    }
+    let locked = app
+        .sign_in_response("jun@example.com", CUSTOMER_PASSWORD)
+        .await;
+    assert_eq!(
+        code(&locked),
+        "AUTHENTICATION_FAILED",
+        "locked out: {locked}"
+    );
+    admin(&app, "helpdesk", "support").await;
+    let driver = Driver::start().await;
+    let console = driver.browser("ko-KR").await;
+    admin_signs_in(&console, &app, "helpdesk").await;
+    console.goto(&app.url("/admin/customers?locked=true")).await;
+    console.wait_text("#grid tbody", "jun@example.com").await;
+    assert_eq!(
+        console.count("#grid tbody tr").await,
+        1,
+        "only the locked one"
+    );
+    console.click_text("잠금 해제").await;
+    console.wait_text("#notice", "잠금을 해제했습니다").await;
+    console.shot("admin-customers-unlock").await;
+    app.sign_in("jun@example.com", CUSTOMER_PASSWORD).await;
+    console.close().await;
 }
 
 /// Japanese and Korean labels from the source documents, the choice remembered, and the forms

@@ -306,9 +306,20 @@ async fn a_reset_clears_lockout_and_signs_out_every_device(backend: Backend) {
         code(&app.sign_in_response("locked@example.com", PASSWORD).await),
         "AUTHENTICATION_FAILED"
     );
-    // Lockout does not block the reset path.
+    // Lockout does not block the reset path (the mail about the wrong passwords came first).
+    let warned = smtp
+        .wait_for_mail("locked@example.com", "/account/unlock?token=")
+        .await;
+    assert!(
+        warned.subject().contains("Wrong passwords"),
+        "{}",
+        warned.subject()
+    );
     app.request_reset("locked@example.com").await;
-    let token = smtp.wait_for(1).await[0].token();
+    let token = smtp
+        .wait_for_mail("locked@example.com", "/account/reset-password?token=")
+        .await
+        .token();
     assert_eq!(
         app.reset_password(&token, "fresh-Pw-11").await["data"]["resetPassword"],
         true
