@@ -50,6 +50,19 @@ async fn app(backend: Backend) -> TestApp {
     app
 }
 
+/// A server behind a trusted proxy that mails over SMTP to a receiver the test owns (attack
+/// settings as `TestApp` leaves them: the challenge off).
+async fn behind_proxy_with_smtp(backend: Backend) -> (TestApp, SmtpReceiver) {
+    let smtp = SmtpReceiver::start().await;
+    let url = smtp.url();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".into()];
+        c.smtp_url = Some(latchkey::config::Secret::new(url));
+    })
+    .await;
+    (app, smtp)
+}
+
 async fn from(app: &TestApp, ip: &str, query: &str, variables: Value) -> Value {
     app.client
         .post(app.url("/graphql"))
@@ -307,13 +320,7 @@ async fn a_solved_challenge_is_accepted_once_and_only_within_its_lifetime(backen
 async fn a_network_under_attack_asks_for_the_challenge_on_registration_and_reset_too(
     backend: Backend,
 ) {
-    let smtp = SmtpReceiver::start().await;
-    let url = smtp.url();
-    let app = TestApp::spawn_with(backend, |c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".into()];
-        c.smtp_url = Some(latchkey::config::Secret::new(url));
-    })
-    .await;
+    let (app, smtp) = behind_proxy_with_smtp(backend).await;
     app.set_settings("challenge_after_network_failures = 20")
         .await;
     app.without_reset_limits().await;
@@ -355,13 +362,7 @@ async fn a_network_under_attack_asks_for_the_challenge_on_registration_and_reset
 }
 
 async fn a_code_sign_in_is_refused_from_the_network_the_name_is_locked_from(backend: Backend) {
-    let smtp = SmtpReceiver::start().await;
-    let url = smtp.url();
-    let app = TestApp::spawn_with(backend, |c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".into()];
-        c.smtp_url = Some(latchkey::config::Secret::new(url));
-    })
-    .await;
+    let (app, smtp) = behind_proxy_with_smtp(backend).await;
     app.set_settings("sign_in_by_code = true").await;
     app.without_reset_limits().await;
     app.create_customer("ann@example.com", PASSWORD).await;
@@ -633,13 +634,7 @@ async fn a_store_that_refuses_breached_passwords_mails_a_reset_link_instead(back
 async fn the_customer_is_mailed_an_unlock_link_once_a_day_and_it_unlocks_their_network(
     backend: Backend,
 ) {
-    let smtp = SmtpReceiver::start().await;
-    let url = smtp.url();
-    let app = TestApp::spawn_with(backend, |c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".into()];
-        c.smtp_url = Some(latchkey::config::Secret::new(url));
-    })
-    .await;
+    let (app, smtp) = behind_proxy_with_smtp(backend).await;
     app.set_settings("challenge_after_name_failures = 10").await;
     app.create_customer("mina@example.com", PASSWORD).await;
     app.create_customer("bystander@example.com", PASSWORD).await;

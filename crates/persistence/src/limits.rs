@@ -291,16 +291,37 @@ impl Limiter for SqlLimits {
     }
 
     async fn histories(&self, checks: &[Check], now: DateTime<Utc>) -> Result<Vec<KeyHistory>> {
-        let mut histories = Vec::with_capacity(checks.len());
+        // One statement for the checks that look back alike (the attack counts: one hour).
+        let mut found = std::collections::HashMap::new();
+        let mut looked = Vec::<(chrono::Duration, chrono::Duration)>::new();
         for check in checks {
-            let key = check.key.storage_key();
-            let query = history_query(&[key.as_str()], &check.rule, now);
-            histories.push(match self.db.query_one(&query).await.map_err(db_err)? {
-                Some(row) => history_row(&row)?.1,
-                None => KeyHistory::default(),
-            });
+            let span = (check.rule.window, check.rule.retention());
+            if looked.contains(&span) {
+                continue;
+            }
+            looked.push(span);
+            let keys: Vec<String> = checks
+                .iter()
+                .filter(|c| (c.rule.window, c.rule.retention()) == span)
+                .map(|c| c.key.storage_key())
+                .collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let query = history_query(&keys, &check.rule, now);
+            for row in self.db.query_all(&query).await.map_err(db_err)? {
+                let (key, history) = history_row(&row)?;
+                found.insert((key, span), history);
+            }
         }
-        Ok(histories)
+        Ok(checks
+            .iter()
+            .map(|c| {
+                let span = (c.rule.window, c.rule.retention());
+                found
+                    .get(&(c.key.storage_key(), span))
+                    .copied()
+                    .unwrap_or_default()
+            })
+            .collect())
     }
 
     async fn clear(&self, key: &LimitKey) -> Result<()> {

@@ -204,22 +204,38 @@ impl Accounts {
             other => other?,
         };
         // Only a verified password is looked up: the answer to a wrong one says nothing new.
-        if !candidate.is_breached() {
-            return sign_in
-                .mint(
-                    PrincipalKind::Customer,
-                    email.key(),
-                    &candidate,
-                    verified,
-                    client,
-                    &settings,
-                )
-                .await;
+        let breached = candidate.is_breached();
+        if breached {
+            self.breached_password(verified.id, &email, &client, &settings)
+                .await?;
         }
-        let id = verified.id;
+        let mut issued = sign_in
+            .mint(
+                PrincipalKind::Customer,
+                email.key(),
+                &candidate,
+                verified,
+                client,
+                &settings,
+            )
+            .await?;
+        issued.password_change_required = breached;
+        Ok(issued)
+    }
+
+    /// A right password that is on the breached list, before any session: the customer is
+    /// asked to change it (marked, mailed the first time), or, where the store refuses such
+    /// sign-ins, mailed a reset link and answered as for a wrong password.
+    async fn breached_password(
+        &self,
+        id: Uuid,
+        email: &Email,
+        client: &ClientInfo,
+        settings: &crate::settings::Settings,
+    ) -> Result<()> {
         match settings.breached_password {
             BreachedPasswordSignIn::Flag => {
-                // Marked first: a session never exists without the request to change it.
+                tracing::info!(event = "breached_password_sign_in", id = %id, action = "flag");
                 let now = self.parts.clock.now();
                 if let Some(customer) = self.store.customer_by_id(id).await? {
                     let notice = NewMail::breached_password(&customer, now);
@@ -227,24 +243,12 @@ impl Accounts {
                         self.mail.notify();
                     }
                 }
-                let mut issued = sign_in
-                    .mint(
-                        PrincipalKind::Customer,
-                        email.key(),
-                        &candidate,
-                        verified,
-                        client,
-                        &settings,
-                    )
-                    .await?;
-                issued.password_change_required = true;
-                tracing::info!(event = "breached_password_sign_in", id = %id, action = "flag");
-                Ok(issued)
+                Ok(())
             }
             BreachedPasswordSignIn::Refuse => {
                 tracing::info!(event = "breached_password_sign_in", id = %id, action = "refuse");
                 if let Some(resets) = &self.resets {
-                    match resets.mail_link(email.as_str(), &client, &settings).await {
+                    match resets.mail_link(email.as_str(), client, settings).await {
                         // Mailed, or mailed a moment ago: the limits keep the mailbox quiet.
                         Ok(()) | Err(Error::RateLimited { .. }) => {}
                         Err(e) => return Err(e),
@@ -271,19 +275,10 @@ impl Accounts {
             0 => settings.lockout.failures.max(1),
             n => n,
         };
-        let name = [Check::new(
-            LimitKey::SignInByAccount(PrincipalKind::Customer, email.key().to_owned()),
-            Rule::per(threshold, crate::settings::ATTACK_SIGNAL_WINDOW),
-        )];
-        let now = self.parts.clock.now();
-        let history = self.parts.limiter.histories(&name, now).await?;
-        // Settled failures only (attempts still being checked may be right).
-        if history
-            .first()
-            .is_none_or(|h| h.count.saturating_sub(h.in_flight) < threshold)
-        {
+        if self.parts.guard.name_failures(email.key()).await? < threshold {
             return Ok(());
         }
+        let now = self.parts.clock.now();
         // Counted by name before the account is looked up: known and unknown names cost the
         // same statements, but for the one message queued.
         let once = [Check::new(

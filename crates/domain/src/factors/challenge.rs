@@ -82,11 +82,7 @@ impl Challenge {
 /// What a sealed challenge is known by once spent (SHA-256, hex): the client's copy, never the
 /// claims inside.
 pub fn digest(sealed: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(sealed.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::kernel::sha256_hex(sealed.as_bytes())
 }
 
 /// Seals and opens challenges.

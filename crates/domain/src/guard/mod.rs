@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::{
     Error, Result,
     clock::Clock,
-    kernel::client::ClientInfo,
+    kernel::{client::ClientInfo, sha256_hex},
     limits::{Check, LimitError, LimitKey, Limiter, NetworkKey, PrincipalKind, Rule},
     settings::{ATTACK_SIGNAL_WINDOW, Settings},
 };
@@ -61,6 +61,16 @@ impl AttackGuard {
         self
     }
 
+    /// Wrong passwords for `name` (a customer's normalised address) from every network within
+    /// [`ATTACK_SIGNAL_WINDOW`], settled ones only.
+    pub async fn name_failures(&self, name: &str) -> Result<u32> {
+        let history = self
+            .limiter
+            .histories(&[name_signal(name, 0)], self.clock.now())
+            .await?;
+        Ok(history.first().map_or(0, failures))
+    }
+
     /// What spends `payload` once, if it is a challenge issued for `scope` and solved, or
     /// (where the store verifies one) an accepted CAPTCHA token; why not otherwise.
     async fn proof(
@@ -79,7 +89,7 @@ impl AttackGuard {
             {
                 let token = payload.trim();
                 if captcha.verify(token, client.ip).await {
-                    Ok(format!("captcha:{}", digest(token)))
+                    Ok(format!("captcha:{}", sha256_hex(token.as_bytes())))
                 } else {
                     Err(WorkRejection::Invalid)
                 }
@@ -160,29 +170,21 @@ impl AttackGuard {
         let mut checks = Vec::with_capacity(2);
         let mut targets = Vec::with_capacity(2);
         if let Some(name) = name.filter(|_| policy.challenge_after_name_failures > 0) {
-            checks.push(Check::new(
-                LimitKey::SignInByAccount(PrincipalKind::Customer, name.to_owned()),
-                Rule::per(policy.challenge_after_name_failures, ATTACK_SIGNAL_WINDOW),
-            ));
+            checks.push(name_signal(name, policy.challenge_after_name_failures));
             targets.push(("name", format!("name\0{name}")));
         }
         if policy.challenge_after_network_failures > 0 {
-            checks.push(Check::new(
-                LimitKey::SignInFailuresFrom(PrincipalKind::Customer, network.clone()),
-                Rule::per(
-                    policy.challenge_after_network_failures,
-                    ATTACK_SIGNAL_WINDOW,
-                ),
+            let target = format!("network\0{}", network.as_str());
+            checks.push(network_signal(
+                network,
+                policy.challenge_after_network_failures,
             ));
-            targets.push(("network", format!("network\0{}", network.as_str())));
+            targets.push(("network", target));
         }
         if checks.is_empty() {
             return Ok(None);
         }
         let histories = self.limiter.histories(&checks, self.clock.now()).await?;
-        // Settled failures only: attempts still being checked may be right passwords (a busy
-        // office signing in at nine is no attack).
-        let failures = |h: &crate::limits::KeyHistory| h.count.saturating_sub(h.in_flight);
         Ok(checks
             .iter()
             .zip(&histories)
@@ -194,7 +196,7 @@ impl AttackGuard {
                     .min(MAX_WORK_DOUBLINGS);
                 Attack {
                     by,
-                    scope: digest(&target)[..32].to_owned(),
+                    scope: sha256_hex(target.as_bytes())[..32].to_owned(),
                     max_number: policy
                         .challenge_max_number
                         .saturating_mul(1 << doublings)
@@ -202,6 +204,30 @@ impl AttackGuard {
                 }
             }))
     }
+}
+
+/// The count of wrong passwords for a customer's name over every network: recorded (in flight
+/// until the attempt settles) by every customer sign-in, read here; with `max` 0 it never
+/// refuses.
+pub(crate) fn name_signal(name: &str, max: u32) -> Check {
+    Check::in_flight(
+        LimitKey::SignInByAccount(PrincipalKind::Customer, name.to_owned()),
+        Rule::per(max, ATTACK_SIGNAL_WINDOW),
+    )
+}
+
+/// The count of wrong passwords from one network over every customer's name (the same way).
+pub(crate) fn network_signal(network: NetworkKey, max: u32) -> Check {
+    Check::in_flight(
+        LimitKey::SignInFailuresFrom(PrincipalKind::Customer, network),
+        Rule::per(max, ATTACK_SIGNAL_WINDOW),
+    )
+}
+
+/// Settled failures only: attempts still being checked may be right passwords (a busy office
+/// signing in at nine is no attack).
+fn failures(h: &crate::limits::KeyHistory) -> u32 {
+    h.count.saturating_sub(h.in_flight)
 }
 
 /// How many times the work doubles for a name or network under a long attack (each further
@@ -217,10 +243,4 @@ struct Attack {
     /// Written into the challenge: a solution counts only for what it was asked for.
     scope: String,
     max_number: u32,
-}
-
-/// SHA-256, hex.
-fn digest(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(text.as_bytes()))
 }

@@ -14,7 +14,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::keys::MacKey;
 
@@ -127,15 +126,7 @@ impl WorkKey {
     /// Checks a solution payload at `now`: its number hashes to its challenge, this server
     /// signed that challenge, and the salt's expiry has not passed.
     pub fn check(&self, payload: &str, now: DateTime<Utc>) -> Result<Solved, WorkRejection> {
-        let payload = payload.trim();
-        if payload.len() > MAX_PAYLOAD {
-            return Err(WorkRejection::Invalid);
-        }
-        let json = base64::engine::general_purpose::STANDARD
-            .decode(payload)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(payload))
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload))
-            .map_err(|_| WorkRejection::Invalid)?;
+        let json = decoded(payload).ok_or(WorkRejection::Invalid)?;
         let p: Payload = serde_json::from_slice(&json).map_err(|_| WorkRejection::Invalid)?;
         if p.algorithm != ALGORITHM {
             return Err(WorkRejection::Invalid);
@@ -163,20 +154,29 @@ impl WorkKey {
 /// Whether `payload` has the shape of a proof-of-work solution (base64 of a JSON object), so
 /// it is never mistaken for a third-party CAPTCHA's token.
 pub fn is_work_payload(payload: &str) -> bool {
+    decoded(payload)
+        .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
+        .is_some_and(|v| v.is_object())
+}
+
+/// The bytes of a payload in any of the base64 alphabets clients send, if it is short enough
+/// to look at.
+fn decoded(payload: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE_NO_PAD};
     let payload = payload.trim();
-    payload.len() <= MAX_PAYLOAD
-        && base64::engine::general_purpose::STANDARD
-            .decode(payload)
-            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(payload))
-            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload))
-            .ok()
-            .and_then(|json| serde_json::from_slice::<serde_json::Value>(&json).ok())
-            .is_some_and(|v| v.is_object())
+    if payload.len() > MAX_PAYLOAD {
+        return None;
+    }
+    STANDARD
+        .decode(payload)
+        .or_else(|_| STANDARD_NO_PAD.decode(payload))
+        .or_else(|_| URL_SAFE_NO_PAD.decode(payload))
+        .ok()
 }
 
 /// `hex(SHA-256(salt ‖ decimal(number)))`.
 fn hash_hex(salt: &str, number: u64) -> String {
-    hex::encode(Sha256::digest(format!("{salt}{number}").as_bytes()))
+    crate::kernel::sha256_hex(format!("{salt}{number}").as_bytes())
 }
 
 /// The expiry (Unix seconds) and scope of a salt this server writes:

@@ -11,3 +11,10 @@ pub mod ids;
 pub mod limits;
 pub mod mail;
 pub mod violation;
+
+/// SHA-256 of `bytes`, lower-case hex: how a secret, a token or a challenge is known once it
+/// must not be kept itself.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{Error, Result, clock::Clock};
@@ -47,7 +46,7 @@ impl std::fmt::Debug for ServiceSecret {
 }
 
 fn secret_hash(secret: &str) -> String {
-    hex::encode(Sha256::digest(secret.as_bytes()))
+    crate::kernel::sha256_hex(secret.as_bytes())
 }
 
 pub struct Services {

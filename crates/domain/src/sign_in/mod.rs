@@ -26,8 +26,8 @@ use crate::{
     limits::{Check, ClientKey, LimitError, LimitKey, Limiter, PrincipalKind, Rule},
     password::PasswordCandidate,
     ports::{PasswordHasher, Verification},
+    settings::Settings,
     settings::lockout::is_locked,
-    settings::{ATTACK_SIGNAL_WINDOW, Settings},
     stored_hash::PasswordState,
     token::{TokenCodec, TokenKind},
 };
@@ -147,14 +147,13 @@ impl SignIn {
             )),
             PrincipalKind::Customer => {
                 let network = AttackGuard::network(client, s);
-                let signal = Rule::per(0, ATTACK_SIGNAL_WINDOW);
                 checks.extend([
                     Check::in_flight(
                         LimitKey::SignInByAccountFrom(kind, login.to_owned(), network.clone()),
                         lockout,
                     ),
-                    Check::in_flight(LimitKey::SignInByAccount(kind, login.to_owned()), signal),
-                    Check::in_flight(LimitKey::SignInFailuresFrom(kind, network), signal),
+                    crate::guard::name_signal(login, 0),
+                    crate::guard::network_signal(network, 0),
                 ]);
             }
         }
@@ -172,11 +171,7 @@ impl SignIn {
         settings: &Settings,
     ) -> Result<bool> {
         let checks = Self::checks(kind, login, client, settings);
-        let lockout = &checks[1..2];
-        let history = self.limiter.histories(lockout, self.clock.now()).await?;
-        Ok(history
-            .first()
-            .is_some_and(|h| h.count.saturating_sub(h.in_flight) >= lockout[0].rule.max))
+        Ok(self.lock_ends(&checks[1]).await?.is_some())
     }
 
     /// When the lockout `check` holds until, if the wrong passwords it has counted (settled)
@@ -533,6 +528,5 @@ impl SignIn {
 /// its password step to its factor step, so the session is minted only while the hash it
 /// verified is still the stored one. Never the hash itself.
 pub fn hash_fingerprint(stored_hash: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(stored_hash.as_bytes()))
+    crate::kernel::sha256_hex(stored_hash.as_bytes())
 }
