@@ -156,6 +156,21 @@ pub struct Config {
     pub captcha_verify_url: Option<String>,
     /// `LATCHKEY_CAPTCHA_SECRET`: the site's secret key for `LATCHKEY_CAPTCHA_VERIFY_URL`.
     pub captcha_secret: Option<Secret>,
+    /// `LATCHKEY_EVENTS_TIMEOUT_SECONDS`: the whole exchange with a security-event receiver
+    /// (connect, send, its answer); a slower one counts as a failed attempt.
+    pub events_timeout_seconds: u64,
+    /// `LATCHKEY_EVENTS_MAX_ATTEMPTS`: attempts before an event is dead-lettered (150, about a
+    /// day with retries capped at ten minutes apart).
+    pub events_max_attempts: i32,
+    /// `LATCHKEY_EVENTS_POLL_MS`: how often an idle event worker looks for events to send.
+    pub events_poll_ms: u64,
+    /// `LATCHKEY_EVENTS_ALLOW_INTERNAL`: receivers may be on loopback, private or link-local
+    /// addresses, and on plain `http://`. Default: yes in development, no in production.
+    pub events_allow_internal: Option<bool>,
+    /// `LATCHKEY_EVENTS_ALLOWED_NETWORKS`: comma-separated internal networks (CIDRs) receivers
+    /// may be on even in production (the store's own services).
+    #[serde(deserialize_with = "list")]
+    pub events_allowed_networks: Vec<String>,
     /// `LATCHKEY_ENV`: `development` or `production`.
     pub env: Environment,
     /// `LATCHKEY_INTROSPECTION`: overrides the environment's default.
@@ -241,6 +256,11 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             captcha_verify_url: None,
             captcha_secret: None,
+            events_timeout_seconds: 10,
+            events_max_attempts: 150,
+            events_poll_ms: 100,
+            events_allow_internal: None,
+            events_allowed_networks: Vec::new(),
             env: Environment::Development,
             introspection: None,
             graphiql: None,
@@ -361,6 +381,29 @@ impl Config {
     }
 
     /// This server's public base URL, without a trailing slash.
+    /// Where security events may be sent: anywhere in development; in production `https://`
+    /// and public addresses, and the operator's networks.
+    pub fn event_endpoints(&self) -> anyhow::Result<domain::events::EndpointPolicy> {
+        let networks = self
+            .events_allowed_networks
+            .iter()
+            .filter(|n| !n.trim().is_empty())
+            .map(|n| {
+                domain::events::Network::parse(n).ok_or_else(|| {
+                    anyhow::anyhow!("LATCHKEY_EVENTS_ALLOWED_NETWORKS: {n:?} is not a network")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let open = self
+            .events_allow_internal
+            .unwrap_or(self.env != Environment::Production);
+        Ok(if open {
+            domain::events::EndpointPolicy::open()
+        } else {
+            domain::events::EndpointPolicy::strict(networks)
+        })
+    }
+
     pub fn public_base_url(&self) -> String {
         self.public_url
             .clone()

@@ -65,6 +65,8 @@ pub struct AppState {
     pub introspection: Arc<crate::introspect::Introspection>,
     /// `Cache-Control: max-age` of the JWKS.
     pub jwks_max_age_seconds: u64,
+    /// `/.well-known/ssf-configuration`: the security-event transmitter's metadata.
+    pub ssf_configuration: Arc<serde_json::Value>,
 }
 
 /// The operations in flight, each in a task of its own so a client hanging up cannot cut one
@@ -168,6 +170,12 @@ pub fn router(state: AppState, options: &HttpOptions) -> anyhow::Result<Router> 
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/.well-known/jwks.json", get(jwks))
+        .route(
+            "/.well-known/ssf-configuration",
+            get(|State(state): State<AppState>| async move {
+                Json(state.ssf_configuration.as_ref().clone())
+            }),
+        )
         .route(
             "/introspect",
             axum::routing::post(crate::introspect::introspect),

@@ -63,6 +63,8 @@ pub struct Server {
     pub keys: Option<keys::KeyRefresher>,
     /// Housekeeping (expired sessions, old limit events, links and sent mail).
     pub cleanup: Arc<persistence::SqlCleanup>,
+    /// Pushes security events to the subscribed services.
+    pub events: workers::events::EventWorker,
 }
 
 impl Server {
@@ -247,6 +249,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
             &parts.store_name,
         )),
     );
+    let events = event_worker(config, &stores, tokens.clone(), clock.clone(), &sealing)?;
     let (services, introspection) = use_cases(
         config,
         &stores,
@@ -254,6 +257,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         &wakeups,
         report_links.clone(),
         factors,
+        &sealing,
     )?;
     let bulk = bulk::BulkWorker {
         jobs: services.bulk.clone(),
@@ -281,6 +285,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         tokens,
         introspection,
         jwks_max_age_seconds: config.jwks_max_age_seconds,
+        ssf_configuration: Arc::new(domain::events::ssf_configuration(&config.public_base_url())),
     };
     let metrics = metrics_listener(config, &state).await?;
     let router = http::router(
@@ -303,6 +308,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         metrics,
         keys: key_refresher,
         cleanup: stores.cleanup.clone(),
+        events,
         connections: listener::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(config.idle_timeout_seconds.max(1)),
@@ -329,6 +335,7 @@ fn use_cases(
     wakeups: &Wakeups,
     report_links: domain::report::ReportLinks,
     factors: Arc<domain::factors::AdminFactors>,
+    sealing: &[u8],
 ) -> anyhow::Result<(Services, Arc<introspect::Introspection>)> {
     let mail = || Arc::new(wakeups.mail.clone());
     let public_url = config.public_base_url();
@@ -385,6 +392,15 @@ fn use_cases(
         parts.tokens.clone(),
         clock.clone(),
     ));
+    let integrations = Arc::new(
+        domain::events::Integrations::new(
+            stores.events.clone(),
+            clock.clone(),
+            config.event_endpoints()?,
+            sealing,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let admins = Arc::new(Admins::new(stores.admin.clone(), parts));
     let introspection = Arc::new(introspect::Introspection {
         auth: auth.clone(),
@@ -401,8 +417,31 @@ fn use_cases(
         admin_users,
         reports,
         factors,
+        integrations,
     };
     Ok((services, introspection))
+}
+
+/// The security-event worker: SETs signed with the access tokens' keys, webhook secrets opened
+/// with the server's secret.
+fn event_worker(
+    config: &Config,
+    stores: &Stores,
+    tokens: TokenCodec,
+    clock: Arc<dyn Clock>,
+    sealing: &[u8],
+) -> anyhow::Result<workers::events::EventWorker> {
+    Ok(workers::events::EventWorker {
+        events: stores.events.clone(),
+        signer: Arc::new(tokens),
+        secrets: domain::events::secret_sealer(sealing).map_err(|e| anyhow::anyhow!("{e}"))?,
+        issuer: config.public_base_url(),
+        endpoints: config.event_endpoints()?,
+        timeout: Duration::from_secs(config.events_timeout_seconds.max(1)),
+        max_attempts: config.events_max_attempts.max(1),
+        poll: Duration::from_millis(config.events_poll_ms.max(10)),
+        clock,
+    })
 }
 
 /// The mail workers of the interactive and the bulk lane, and the store's name their mail is
@@ -579,6 +618,7 @@ pub async fn serve(
     let bulk_mail = tokio::spawn(server.bulk_mail.run(stopped.clone()));
     let bulk = tokio::spawn(server.bulk.run(stopped.clone()));
     let keys = server.keys.map(|k| tokio::spawn(k.run(stopped.clone())));
+    let events = tokio::spawn(server.events.run(stopped.clone()));
     let worker = tokio::spawn(server.mail.run(stopped));
     let metrics = server.metrics.map(|(listener, router)| {
         tokio::spawn(async move {
@@ -605,6 +645,7 @@ pub async fn serve(
     let _ = worker.await;
     let _ = bulk_mail.await;
     let _ = bulk.await;
+    let _ = events.await;
     let _ = janitor.await;
     if let Some(keys) = keys {
         let _ = keys.await;

@@ -25,6 +25,7 @@ mod m20261206_000020_reported_accounts;
 mod m20261206_000021_admin_factors;
 mod m20261206_000022_admin_device_grants;
 mod m20261206_000023_attack_protection;
+mod m20261206_000024_security_events;
 
 pub struct Migrator;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000021_admin_factors::Migration),
             Box::new(m20261206_000022_admin_device_grants::Migration),
             Box::new(m20261206_000023_attack_protection::Migration),
+            Box::new(m20261206_000024_security_events::Migration),
         ]
     }
 }

@@ -158,6 +158,47 @@ const MATRIX: &[(&str, &str, Permission)] = &[
         Permission::CustomersDelete,
     ),
     (
+        "eventSubscriptions",
+        "{ eventSubscriptions { id name } }",
+        Permission::IntegrationsManage,
+    ),
+    (
+        "createEventSubscription",
+        "mutation { createEventSubscription(input: {name: \"matrix\", url: \"http://127.0.0.1:9/hook\", format: SSF_SET, eventTypes: [SESSION_REVOKED]}) { subscription { id } } }",
+        Permission::IntegrationsManage,
+    ),
+    // The rows below name a subscription nobody made: past the guard, NOT_FOUND.
+    (
+        "eventDeliveries",
+        "{ eventDeliveries(subscriptionId: \"01000000-0000-7000-8000-000000000000\") { id } }",
+        Permission::IntegrationsManage,
+    ),
+    (
+        "updateEventSubscription",
+        "mutation { updateEventSubscription(id: \"01000000-0000-7000-8000-000000000000\", input: {enabled: false}) { id } }",
+        Permission::IntegrationsManage,
+    ),
+    (
+        "deleteEventSubscription",
+        "mutation { deleteEventSubscription(id: \"01000000-0000-7000-8000-000000000000\") }",
+        Permission::IntegrationsManage,
+    ),
+    (
+        "rotateEventSubscriptionSecret",
+        "mutation { rotateEventSubscriptionSecret(id: \"01000000-0000-7000-8000-000000000000\") }",
+        Permission::IntegrationsManage,
+    ),
+    (
+        "sendTestEvent",
+        "mutation { sendTestEvent(subscriptionId: \"01000000-0000-7000-8000-000000000000\") { id } }",
+        Permission::IntegrationsManage,
+    ),
+    (
+        "replayEventDeliveries",
+        "mutation { replayEventDeliveries(subscriptionId: \"01000000-0000-7000-8000-000000000000\") }",
+        Permission::IntegrationsManage,
+    ),
+    (
         "resetAdminFactors",
         "mutation($admin: ID!) { resetAdminFactors(adminId: $admin, password: \"admin-Password-2026\") { revokedCount } }",
         Permission::AdminUsersManage,
@@ -227,6 +268,7 @@ enum Permission {
     AdminUsersManage,
     CustomersRecover,
     CustomersExport,
+    IntegrationsManage,
 }
 
 /// The roles (docs/admin.md), written out independently of the server's table.
@@ -337,6 +379,18 @@ async fn every_admin_operation_answers_each_role_as_the_matrix_says(backend: Bac
                 // input refused for what it is, past the guard.
                 None if *name == "adminRecoverCustomer" => {
                     assert_eq!(code(&res), "BAD_USER_INPUT", "{name} as {caller}: {res}")
+                }
+                None if [
+                    "eventDeliveries",
+                    "updateEventSubscription",
+                    "deleteEventSubscription",
+                    "rotateEventSubscriptionSecret",
+                    "sendTestEvent",
+                    "replayEventDeliveries",
+                ]
+                .contains(name) =>
+                {
+                    assert_eq!(code(&res), "NOT_FOUND", "{name} as {caller}: {res}")
                 }
                 None => assert!(res["errors"].is_null(), "{name} as {caller}: {res}"),
                 Some(c) => assert_eq!(code(&res), c, "{name} as {caller}: {res}"),

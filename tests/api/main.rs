@@ -15,6 +15,7 @@ mod bulk;
 mod codes;
 mod connections;
 mod cves;
+mod events;
 mod factors;
 mod faults;
 mod federation;
@@ -66,9 +67,10 @@ fn main() {
         import::TESTS,
         browser::TESTS,
         cves::TESTS,
+        events::TESTS,
     ];
     // Many replicas put PgBouncer in front of PostgreSQL: what they share goes through it.
-    let through_pgbouncer = [replicas::TESTS, faults::TESTS, keys::TESTS];
+    let through_pgbouncer = [replicas::TESTS, faults::TESTS, keys::TESTS, events::TESTS];
     let trials = harness::trials(&groups, &through_pgbouncer);
     libtest_mimic::run(&args, trials).exit();
 }

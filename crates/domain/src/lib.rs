@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod bulk;
+pub mod events;
 pub mod factors;
 pub mod guard;
 pub mod import;

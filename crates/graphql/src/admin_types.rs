@@ -94,6 +94,8 @@ pub enum AdminPermission {
     CustomersRecover,
     /// `customerDataExport(customerId)`: everything stored about any customer.
     CustomersExport,
+    /// Security-event subscriptions (the Integrations page).
+    IntegrationsManage,
 }
 
 impl From<admin::Permission> for AdminPermission {
@@ -110,6 +112,7 @@ impl From<admin::Permission> for AdminPermission {
             admin::Permission::AdminUsersManage => Self::AdminUsersManage,
             admin::Permission::CustomersRecover => Self::CustomersRecover,
             admin::Permission::CustomersExport => Self::CustomersExport,
+            admin::Permission::IntegrationsManage => Self::IntegrationsManage,
         }
     }
 }
@@ -502,6 +505,9 @@ pub enum AuditAction {
     ResetAdminFactors,
     /// The admin cleared the customer's sign-in lockout, from every network (`unlockCustomer`).
     UnlockCustomer,
+    /// A security-event subscription created, changed, deleted, its secret rotated or its dead
+    /// deliveries replayed; `detail` says which.
+    ManageIntegration,
 }
 
 /// One admin action: who did what to which customer, when, from where.

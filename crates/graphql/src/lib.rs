@@ -10,6 +10,7 @@ mod error;
 mod factors;
 mod federation;
 mod guard;
+mod integrations;
 mod loaders;
 mod reset;
 mod storefront;
@@ -37,6 +38,8 @@ pub struct Services {
     pub reports: Arc<domain::report::Reports>,
     /// Admins' second factors and their two-step sign-in.
     pub factors: Arc<domain::factors::AdminFactors>,
+    /// Security-event subscriptions and their deliveries.
+    pub integrations: Arc<domain::events::Integrations>,
 }
 
 #[derive(MergedObject, Default)]
@@ -44,6 +47,7 @@ pub struct Query(
     storefront::CustomerQuery,
     admin::AdminQuery,
     bulk::BulkQuery,
+    integrations::IntegrationsQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -53,6 +57,7 @@ pub struct Mutation(
     admin::AdminMutation,
     factors::FactorMutation,
     bulk::BulkMutation,
+    integrations::IntegrationsMutation,
 );
 
 pub type LatchkeySchema = Schema<Query, Mutation, EmptySubscription>;

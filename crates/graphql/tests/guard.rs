@@ -26,6 +26,7 @@ fn schema(h: &Harness) -> LatchkeySchema {
             admin_users: Arc::new(h.admin_users()),
             reports: Arc::new(h.reports()),
             factors: Arc::new(h.factors()),
+            integrations: Arc::new(h.integrations()),
         },
         &SchemaOptions::default(),
     )

@@ -166,9 +166,20 @@ impl AccountStore for SqlAccounts {
     ) -> Result<u64> {
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
-                apply_password_change(txn, customer_id, password_hash, keep, now, notice)
-                    .await
-                    .map(End::Commit)
+                apply_password_change(
+                    txn,
+                    customer_id,
+                    password_hash,
+                    keep,
+                    now,
+                    notice,
+                    domain::events::Cause::new(
+                        domain::events::Reason::PasswordChanged,
+                        domain::events::Actor::User,
+                    ),
+                )
+                .await
+                .map(End::Commit)
             })
         })
         .await
@@ -225,14 +236,36 @@ impl AccountStore for SqlAccounts {
         id: SessionId,
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let result = access_token::Entity::update_many()
-            .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-            .filter(access_token::Column::Id.eq(id.uuid()))
-            .filter(access_token::Column::CustomerId.eq(customer_id))
-            .filter(live(now))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let result = access_token::Entity::update_many()
+                    .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
+                    .filter(access_token::Column::Id.eq(id.uuid()))
+                    .filter(access_token::Column::CustomerId.eq(customer_id))
+                    .filter(live(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                if result.rows_affected != 1 {
+                    return Ok(End::Rollback(false));
+                }
+                crate::events::record(
+                    txn,
+                    &[domain::events::SecurityEvent::customer(
+                        domain::events::EventType::SessionRevoked,
+                        customer_id,
+                        domain::events::Cause::new(
+                            domain::events::Reason::SignOut,
+                            domain::events::Actor::User,
+                        ),
+                        now,
+                    )
+                    .for_session(id)],
+                )
+                .await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
     }
 }

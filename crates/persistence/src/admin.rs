@@ -138,18 +138,43 @@ impl AdminStore for SqlAdmin {
     }
 
     async fn revoke_admin_session(&self, id: SessionId, now: DateTime<Utc>) -> Result<bool> {
-        let result = admin_access_token::Entity::update_many()
-            .col_expr(
-                admin_access_token::Column::RevokedAt,
-                Expr::value(Some(now)),
-            )
-            .filter(admin_access_token::Column::Id.eq(id.uuid()))
-            .filter(admin_access_token::Column::RevokedAt.is_null())
-            .filter(admin_access_token::Column::ExpiresAt.gt(now))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?;
-        Ok(result.rows_affected == 1)
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let revoked: Option<Uuid> = admin_access_token::Entity::update_many()
+                    .col_expr(
+                        admin_access_token::Column::RevokedAt,
+                        Expr::value(Some(now)),
+                    )
+                    .filter(admin_access_token::Column::Id.eq(id.uuid()))
+                    .filter(admin_access_token::Column::RevokedAt.is_null())
+                    .filter(admin_access_token::Column::ExpiresAt.gt(now))
+                    .exec_with_returning(txn)
+                    .await
+                    .map_err(db_err)?
+                    .into_iter()
+                    .next()
+                    .map(|t| t.admin_id);
+                let Some(admin_id) = revoked else {
+                    return Ok(End::Rollback(false));
+                };
+                crate::events::record(
+                    txn,
+                    &[domain::events::SecurityEvent::admin(
+                        domain::events::EventType::SessionRevoked,
+                        admin_id,
+                        domain::events::Cause::new(
+                            domain::events::Reason::SignOut,
+                            domain::events::Actor::User,
+                        ),
+                        now,
+                    )
+                    .for_session(id)],
+                )
+                .await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
     }
 
     async fn customers_page(
@@ -287,7 +312,17 @@ impl AdminStore for SqlAdmin {
         }
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
-                let revoked = crate::rows::revoke_sessions(txn, [customer_id], None, now).await?;
+                let revoked = crate::rows::revoke_sessions(
+                    txn,
+                    [customer_id],
+                    None,
+                    now,
+                    domain::events::Cause::new(
+                        domain::events::Reason::ForceSignIn,
+                        domain::events::Actor::Admin,
+                    ),
+                )
+                .await?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(Some(revoked)))
             })

@@ -166,12 +166,45 @@ impl AdminUserStore for SqlAdminUsers {
                 if was_active_administrator && !stays_active_administrator && others_active == 0 {
                     return Ok(End::Rollback(AdminUpdate::LastAdministrator));
                 }
+                let was_disabled = current.disabled_at.is_some();
                 let mut model: admin_user::ActiveModel = current.into();
                 model.role = Set(role);
                 model.disabled_at = Set(disabled_at);
                 let updated = model.update(txn).await.map_err(db_err)?;
+                let (event, reason) = match (was_disabled, disabled_at.is_some()) {
+                    (false, true) => (
+                        Some(domain::events::EventType::AccountDisabled),
+                        domain::events::Reason::AdminDisabled,
+                    ),
+                    (true, false) => (
+                        Some(domain::events::EventType::AccountEnabled),
+                        domain::events::Reason::AdminEnabled,
+                    ),
+                    _ => (None, domain::events::Reason::AdminDisabled),
+                };
+                if let Some(event) = event {
+                    crate::events::record(
+                        txn,
+                        &[domain::events::SecurityEvent::admin(
+                            event,
+                            id,
+                            domain::events::Cause::new(reason, domain::events::Actor::Admin),
+                            now,
+                        )],
+                    )
+                    .await?;
+                }
                 if disabled_at.is_some() {
-                    revoke_admin_sessions(txn, id, now).await?;
+                    revoke_admin_sessions(
+                        txn,
+                        id,
+                        now,
+                        domain::events::Cause::new(
+                            domain::events::Reason::AdminDisabled,
+                            domain::events::Actor::Admin,
+                        ),
+                    )
+                    .await?;
                     // An invitation or reset link must not outlive the disabling either.
                     supersede_links(txn, id, now).await?;
                 }
@@ -204,7 +237,16 @@ impl AdminUserStore for SqlAdminUsers {
                 if !exists {
                     return Ok(End::Rollback(None));
                 }
-                let revoked = revoke_admin_sessions(txn, id, now).await?;
+                let revoked = revoke_admin_sessions(
+                    txn,
+                    id,
+                    now,
+                    domain::events::Cause::new(
+                        domain::events::Reason::ForceSignIn,
+                        domain::events::Actor::Admin,
+                    ),
+                )
+                .await?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(Some(revoked)))
             })
@@ -372,7 +414,29 @@ impl AdminUserStore for SqlAdminUsers {
                 }
                 // Any other outstanding link of this admin dies with this one.
                 supersede_links(txn, admin_id, now).await?;
-                revoke_admin_sessions(txn, admin_id, now).await?;
+                crate::events::record(
+                    txn,
+                    &[domain::events::SecurityEvent::admin(
+                        domain::events::EventType::CredentialChange,
+                        admin_id,
+                        domain::events::Cause::new(
+                            domain::events::Reason::PasswordSet,
+                            domain::events::Actor::User,
+                        ),
+                        now,
+                    )],
+                )
+                .await?;
+                revoke_admin_sessions(
+                    txn,
+                    admin_id,
+                    now,
+                    domain::events::Cause::new(
+                        domain::events::Reason::PasswordSet,
+                        domain::events::Actor::User,
+                    ),
+                )
+                .await?;
                 if let Some(notice) = notice {
                     email_outbox::Entity::insert(crate::outbox::new_row(notice))
                         .exec(txn)

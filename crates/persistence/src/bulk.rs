@@ -478,7 +478,17 @@ async fn apply_action(
     let ids: Vec<Uuid> = targets.iter().map(|t| t.0).collect();
     match action {
         BulkAction::ForceSignIn => {
-            crate::rows::revoke_sessions(txn, ids, None, now).await?;
+            crate::rows::revoke_sessions(
+                txn,
+                ids,
+                None,
+                now,
+                domain::events::Cause::new(
+                    domain::events::Reason::BulkForceSignIn,
+                    domain::events::Actor::Admin,
+                ),
+            )
+            .await?;
         }
         BulkAction::RequireNewPassword => {
             crate::rows::supersede_pending(txn, ids.iter().copied(), now).await?;

@@ -171,8 +171,18 @@ impl EmailChangeStore for SqlEmailChanges {
                     return Ok(End::Rollback(Applied::Gone));
                 }
                 if email_in_use(txn, &change.new_email_key, Some(change.customer_id), now).await?
-                    || !set_email(txn, current, &change.new_email, &change.new_email_key, now)
-                        .await?
+                    || !set_email(
+                        txn,
+                        current,
+                        &change.new_email,
+                        &change.new_email_key,
+                        now,
+                        domain::events::Cause::new(
+                            domain::events::Reason::EmailChanged,
+                            domain::events::Actor::User,
+                        ),
+                    )
+                    .await?
                 {
                     return Ok(End::Rollback(Applied::EmailTaken));
                 }
@@ -240,8 +250,18 @@ impl EmailChangeStore for SqlEmailChanges {
                         && !email_in_use(txn, &change.old_email_key, Some(change.customer_id), now)
                             .await?
                     {
-                        set_email(txn, current, &change.old_email, &change.old_email_key, now)
-                            .await?;
+                        set_email(
+                            txn,
+                            current,
+                            &change.old_email,
+                            &change.old_email_key,
+                            now,
+                            domain::events::Cause::new(
+                                domain::events::Reason::ReportedNotMe,
+                                domain::events::Actor::User,
+                            ),
+                        )
+                        .await?;
                     }
                     // Whoever asked knew the password: it stops working. Before a confirmation
                     // the owner sets a new one with "Forgot Your Password?"; after one, the
@@ -302,7 +322,30 @@ impl EmailChangeStore for SqlEmailChanges {
                     .await
                     .map_err(db_err)?;
                 // Signing out everywhere supersedes the customer's pending changes too.
-                crate::rows::revoke_sessions(txn, [change.customer_id], None, now).await?;
+                let cause = domain::events::Cause::new(
+                    domain::events::Reason::ReportedNotMe,
+                    domain::events::Actor::User,
+                );
+                crate::rows::revoke_sessions(txn, [change.customer_id], None, now, cause).await?;
+                // The password is void from here on.
+                let mut events = vec![domain::events::SecurityEvent::customer(
+                    domain::events::EventType::CredentialChange,
+                    change.customer_id,
+                    cause,
+                    now,
+                )];
+                if matches!(outcome, Cancelled::Frozen) {
+                    events.push(domain::events::SecurityEvent::customer(
+                        domain::events::EventType::AccountDisabled,
+                        change.customer_id,
+                        domain::events::Cause::new(
+                            domain::events::Reason::Frozen,
+                            domain::events::Actor::User,
+                        ),
+                        now,
+                    ));
+                }
+                crate::events::record(txn, &events).await?;
                 // Reset links were sent to an address that is no longer (or again) the account's.
                 crate::rows::supersede_tokens(txn, [change.customer_id], now).await?;
                 Ok(End::Commit(outcome))
@@ -350,7 +393,16 @@ impl EmailChangeStore for SqlEmailChanges {
                 if current.frozen_at.is_none() || current.frozen_at != change.cancelled_at {
                     return Ok(End::Rollback(Released::Gone));
                 }
-                unfreeze(txn, change.customer_id, now).await?;
+                unfreeze(
+                    txn,
+                    change.customer_id,
+                    now,
+                    domain::events::Cause::new(
+                        domain::events::Reason::Recovered,
+                        domain::events::Actor::User,
+                    ),
+                )
+                .await?;
                 crate::rows::insert_audit(txn, audit).await?;
                 Ok(End::Commit(Released::Released))
             })
@@ -376,11 +428,31 @@ impl EmailChangeStore for SqlEmailChanges {
                 if let Some(email) = &email
                     && email.key() != current.email_key
                     && (email_in_use(txn, email.key(), Some(customer_id), now).await?
-                        || !set_email(txn, current, email.as_str(), email.key(), now).await?)
+                        || !set_email(
+                            txn,
+                            current,
+                            email.as_str(),
+                            email.key(),
+                            now,
+                            domain::events::Cause::new(
+                                domain::events::Reason::Recovered,
+                                domain::events::Actor::Admin,
+                            ),
+                        )
+                        .await?)
                 {
                     return Ok(End::Rollback(Recovered::EmailTaken));
                 }
-                unfreeze(txn, customer_id, now).await?;
+                unfreeze(
+                    txn,
+                    customer_id,
+                    now,
+                    domain::events::Cause::new(
+                        domain::events::Reason::Recovered,
+                        domain::events::Actor::Admin,
+                    ),
+                )
+                .await?;
                 crate::rows::insert_audit(txn, audit).await?;
                 let customer = customer::Entity::find_by_id(customer_id)
                     .one(txn)
@@ -399,7 +471,22 @@ impl EmailChangeStore for SqlEmailChanges {
 
 /// Unfreezes the customer (by an admin's recovery or the removed address's agreement) and
 /// voids the reset links sent while it was frozen; the password stays void.
-async fn unfreeze(txn: &DatabaseTransaction, customer_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+async fn unfreeze(
+    txn: &DatabaseTransaction,
+    customer_id: Uuid,
+    now: DateTime<Utc>,
+    cause: domain::events::Cause,
+) -> Result<()> {
+    crate::events::record(
+        txn,
+        &[domain::events::SecurityEvent::customer(
+            domain::events::EventType::AccountEnabled,
+            customer_id,
+            cause,
+            now,
+        )],
+    )
+    .await?;
     customer::Entity::update_many()
         .col_expr(
             customer::Column::FrozenAt,

@@ -42,6 +42,22 @@ impl ErasureStore for SqlErasure {
                 let Some(current) = lock_customer(txn, customer_id).await? else {
                     return Ok(End::Rollback(false));
                 };
+                // Before the row goes: a subscription allowed email gets the address.
+                let actor = if audit.action == domain::admin::AuditAction::DeleteOwnAccount {
+                    domain::events::Actor::User
+                } else {
+                    domain::events::Actor::Admin
+                };
+                crate::events::record(
+                    txn,
+                    &[domain::events::SecurityEvent::customer(
+                        domain::events::EventType::AccountPurged,
+                        customer_id,
+                        domain::events::Cause::new(domain::events::Reason::Deleted, actor),
+                        audit.at,
+                    )],
+                )
+                .await?;
                 // Rows that point at the customer by id (some also by cascade; spelled out so
                 // the rule does not hang on each table's foreign key).
                 access_token::Entity::delete_many()

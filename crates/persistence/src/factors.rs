@@ -169,7 +169,21 @@ impl FactorStore for SqlFactors {
     ) -> Result<u64> {
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
-                let ended = revoke_admin_sessions(txn, admin_id, now).await?;
+                let cause = domain::events::Cause::new(
+                    domain::events::Reason::FactorsReset,
+                    domain::events::Actor::Admin,
+                );
+                crate::events::record(
+                    txn,
+                    &[domain::events::SecurityEvent::admin(
+                        domain::events::EventType::CredentialChange,
+                        admin_id,
+                        cause,
+                        now,
+                    )],
+                )
+                .await?;
+                let ended = revoke_admin_sessions(txn, admin_id, now, cause).await?;
                 admin_factor::Entity::delete_many()
                     .filter(admin_factor::Column::AdminId.eq(admin_id))
                     .exec(txn)

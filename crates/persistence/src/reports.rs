@@ -71,7 +71,21 @@ impl ReportStore for SqlReports {
                     .map_err(db_err)?;
                 // Sessions revoked and pending email changes superseded; then every
                 // outstanding reset link, and with them their codes.
-                let revoked = revoke_sessions(txn, [customer_id], None, now).await?;
+                let cause = domain::events::Cause::new(
+                    domain::events::Reason::ReportedNotMe,
+                    domain::events::Actor::User,
+                );
+                crate::events::record(
+                    txn,
+                    &[domain::events::SecurityEvent::customer(
+                        domain::events::EventType::CredentialChange,
+                        customer_id,
+                        cause,
+                        now,
+                    )],
+                )
+                .await?;
+                let revoked = revoke_sessions(txn, [customer_id], None, now, cause).await?;
                 supersede_tokens(txn, [customer_id], now).await?;
                 insert_audit(txn, audit).await?;
                 email_outbox::Entity::insert(crate::outbox::new_row(notice))

@@ -906,7 +906,19 @@ impl ResetStore for SqlResets {
                 if consumed != 1 {
                     return Ok(End::Rollback(false));
                 }
-                apply_password_change(txn, customer_id, password_hash, None, now, notice).await?;
+                apply_password_change(
+                    txn,
+                    customer_id,
+                    password_hash,
+                    None,
+                    now,
+                    notice,
+                    domain::events::Cause::new(
+                        domain::events::Reason::PasswordReset,
+                        domain::events::Actor::User,
+                    ),
+                )
+                .await?;
                 Ok(End::Commit(true))
             })
         })

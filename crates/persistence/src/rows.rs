@@ -10,6 +10,7 @@ use domain::{
     admin::{AdminUser, NewAudit, Role},
     customer::{Customer, Locale},
     email::Email,
+    events::{Cause, EventType, SecurityEvent},
     ports::NewMail,
 };
 use sea_orm::{
@@ -53,13 +54,22 @@ pub(crate) fn live(now: DateTime<Utc>) -> sea_orm::Condition {
 /// returns how many sessions ended. Every sign-out-everywhere (Force Sign In, a reset, a
 /// password change, "this wasn't me") goes through here, and so supersedes the customers'
 /// pending email changes as well: the account is being taken back from whoever had it.
+///
+/// Each customer's `session-revoked` event is recorded with it, for `cause`, whether or not a
+/// session was live here: the store's other services may hold sessions of their own.
 pub(crate) async fn revoke_sessions(
     txn: &DatabaseTransaction,
     customers: impl IntoIterator<Item = Uuid>,
     keep: Option<SessionId>,
     now: DateTime<Utc>,
+    cause: Cause,
 ) -> Result<u64> {
     let customers: Vec<Uuid> = customers.into_iter().collect();
+    let events: Vec<SecurityEvent> = customers
+        .iter()
+        .map(|id| SecurityEvent::customer(EventType::SessionRevoked, *id, cause, now))
+        .collect();
+    crate::events::record(txn, &events).await?;
     supersede_pending(txn, customers.iter().copied(), now).await?;
     end_sign_in_codes(txn, &customers, now).await?;
     let mut revoke = access_token::Entity::update_many()
@@ -105,8 +115,9 @@ pub(crate) async fn lock_admin(txn: &DatabaseTransaction, id: Uuid) -> Result<()
 }
 
 /// Every password change, whatever its path: new hash, lockout cleared, sessions revoked
-/// (except `keep`), outstanding reset links voided, "password changed" notice queued. Runs in
-/// the caller's transaction; its first statement writes, so SQLite takes the write lock at once.
+/// (except `keep`), outstanding reset links voided, "password changed" notice queued, and the
+/// `credential-change` and `session-revoked` events recorded for `cause`. Runs in the caller's
+/// transaction; its first statement writes, so SQLite takes the write lock at once.
 pub(crate) async fn apply_password_change(
     txn: &DatabaseTransaction,
     customer_id: Uuid,
@@ -114,6 +125,7 @@ pub(crate) async fn apply_password_change(
     keep: Option<SessionId>,
     now: DateTime<Utc>,
     notice: NewMail,
+    cause: Cause,
 ) -> Result<u64> {
     customer::Entity::update_many()
         .col_expr(customer::Column::PasswordHash, Expr::value(password_hash))
@@ -138,7 +150,17 @@ pub(crate) async fn apply_password_change(
         .exec(txn)
         .await
         .map_err(db_err)?;
-    let revoked = revoke_sessions(txn, [customer_id], keep, now).await?;
+    crate::events::record(
+        txn,
+        &[SecurityEvent::customer(
+            EventType::CredentialChange,
+            customer_id,
+            cause,
+            now,
+        )],
+    )
+    .await?;
+    let revoked = revoke_sessions(txn, [customer_id], keep, now, cause).await?;
     supersede_tokens(txn, [customer_id], now).await?;
     email_outbox::Entity::insert(crate::outbox::new_row(notice))
         .exec(txn)
@@ -154,7 +176,18 @@ pub(crate) async fn revoke_admin_sessions(
     txn: &DatabaseTransaction,
     admin_id: Uuid,
     now: DateTime<Utc>,
+    cause: Cause,
 ) -> Result<u64> {
+    crate::events::record(
+        txn,
+        &[SecurityEvent::admin(
+            EventType::SessionRevoked,
+            admin_id,
+            cause,
+            now,
+        )],
+    )
+    .await?;
     admin_device_grant::Entity::update_many()
         .col_expr(
             admin_device_grant::Column::RevokedAt,
@@ -245,7 +278,19 @@ pub(crate) async fn set_email(
     email: &str,
     email_key: &str,
     now: DateTime<Utc>,
+    cause: Cause,
 ) -> Result<bool> {
+    // Recorded first: the subject's address is still the old one (the event names the old
+    // address as its subject and the new one as its new value). A refused update rolls the
+    // whole change back, the event with it.
+    crate::events::record(
+        txn,
+        &[
+            SecurityEvent::customer(EventType::IdentifierChanged, current.id, cause, now)
+                .with_new_email(email),
+        ],
+    )
+    .await?;
     let search_text = domain::search::search_text(email_key, &current.firstname, &current.lastname);
     let result = customer::Entity::update_many()
         .col_expr(customer::Column::Email, Expr::value(email))

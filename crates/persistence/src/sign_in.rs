@@ -303,13 +303,46 @@ impl CredentialStore for SqlCredentials {
         trim.table(table)
             .value(revoked, Expr::val(s.created_at))
             .cond_where(live)
-            .and_where(Expr::col(id).not_in_subquery(newest));
-        let trimmed = self
-            .db
-            .execute(&trim)
-            .await
-            .map_err(db_err)?
-            .rows_affected();
+            .and_where(Expr::col(id.clone()).not_in_subquery(newest))
+            .returning_col(id);
+        // With a `session-revoked` event per session it ended, in the same unit of work.
+        let (principal, now) = (s.principal_id, s.created_at);
+        let trimmed = crate::db::unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let ended = txn
+                    .query_all(&trim)
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|row| row.try_get_by_index::<Uuid>(0))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(db_err)?;
+                let cause = domain::events::Cause::new(
+                    domain::events::Reason::SessionCap,
+                    domain::events::Actor::Policy,
+                );
+                let events: Vec<_> = ended
+                    .iter()
+                    .map(|session| {
+                        let kind = match kind {
+                            PrincipalKind::Customer => domain::events::SubjectKind::Customer,
+                            PrincipalKind::Admin => domain::events::SubjectKind::Admin,
+                        };
+                        domain::events::SecurityEvent::new(
+                            domain::events::EventType::SessionRevoked,
+                            kind,
+                            principal,
+                            cause,
+                            now,
+                        )
+                        .for_session(domain::SessionId::from_uuid(*session))
+                    })
+                    .collect();
+                crate::events::record(txn, &events).await?;
+                Ok(crate::db::End::Commit(ended.len()))
+            })
+        })
+        .await?;
         if trimmed > 0 {
             tracing::info!(event = "sessions_over_cap_revoked", kind = kind.as_str(), id = %s.principal_id, revoked = trimmed);
         }

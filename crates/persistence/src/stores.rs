@@ -9,9 +9,9 @@ use sea_orm::DatabaseConnection;
 use crate::{
     accounts::SqlAccounts, admin::SqlAdmin, admin_users::SqlAdminUsers, bulk::SqlBulk,
     cleanup::SqlCleanup, db::WriteTurn, email_change::SqlEmailChanges, erasure::SqlErasure,
-    factors::SqlFactors, grid::Grid, import::SqlImports, keys::SqlKeys, limits::SqlLimits,
-    outbox::SqlOutbox, reports::SqlReports, resets::SqlResets, services::SqlServices,
-    sessions::SqlSessions, settings::SqlSettings, sign_in::SqlCredentials,
+    events::SqlEvents, factors::SqlFactors, grid::Grid, import::SqlImports, keys::SqlKeys,
+    limits::SqlLimits, outbox::SqlOutbox, reports::SqlReports, resets::SqlResets,
+    services::SqlServices, sessions::SqlSessions, settings::SqlSettings, sign_in::SqlCredentials,
 };
 
 /// The repositories, one per feature, each behind the domain's port(s) it implements.
@@ -35,6 +35,8 @@ pub struct Stores {
     pub bulk: Arc<SqlBulk>,
     pub keys: Arc<SqlKeys>,
     pub services: Arc<SqlServices>,
+    /// Security-event subscriptions and their deliveries.
+    pub events: Arc<SqlEvents>,
     pub imports: Arc<SqlImports>,
     pub cleanup: Arc<SqlCleanup>,
 }
@@ -77,6 +79,10 @@ impl Stores {
                 bulk_cursors: Default::default(),
             }),
             keys: Arc::new(SqlKeys {
+                db: db.clone(),
+                write_turn: write_turn.clone(),
+            }),
+            events: Arc::new(SqlEvents {
                 db: db.clone(),
                 write_turn: write_turn.clone(),
             }),

@@ -147,6 +147,17 @@ impl Harness {
         )
     }
 
+    /// Security-event subscriptions, with development's rules for receivers' URLs.
+    pub fn integrations(&self) -> domain::events::Integrations {
+        domain::events::Integrations::new(
+            self.stores.events.clone(),
+            self.clock.clone(),
+            domain::events::EndpointPolicy::open(),
+            &[9u8; 32],
+        )
+        .unwrap()
+    }
+
     pub fn erasure(&self) -> Erasure {
         Erasure::new(self.stores.erasure.clone(), self.parts.clone())
     }

@@ -4,4 +4,5 @@
 //! poll for work another replica queued.
 
 pub mod bulk;
+pub mod events;
 pub mod mail;

@@ -48,6 +48,9 @@ pub enum AuditAction {
     /// An admin cleared a customer's sign-in lockout from every network, and the challenge
     /// their name asked for (`unlockCustomer`).
     UnlockCustomer,
+    /// An administrator created, changed or deleted a security-event subscription, rotated
+    /// its secret or replayed its dead deliveries (`detail` says which and what).
+    ManageIntegration,
 }
 
 impl AuditAction {
@@ -73,6 +76,7 @@ impl AuditAction {
             Self::NewRecoveryCodes => "NEW_RECOVERY_CODES",
             Self::ResetAdminFactors => "RESET_ADMIN_FACTORS",
             Self::UnlockCustomer => "UNLOCK_CUSTOMER",
+            Self::ManageIntegration => "MANAGE_INTEGRATION",
         }
     }
 
@@ -98,6 +102,7 @@ impl AuditAction {
             "NEW_RECOVERY_CODES" => Some(Self::NewRecoveryCodes),
             "RESET_ADMIN_FACTORS" => Some(Self::ResetAdminFactors),
             "UNLOCK_CUSTOMER" => Some(Self::UnlockCustomer),
+            "MANAGE_INTEGRATION" => Some(Self::ManageIntegration),
             _ => None,
         }
     }

@@ -24,10 +24,13 @@ pub enum Permission {
     /// `customerDataExport(customerId)`: everything stored about a customer, more than the
     /// console shows (administrators only by default).
     CustomersExport,
+    /// Security-event subscriptions (the Integrations page): where account events are sent,
+    /// with or without customers' email addresses (administrators only by default).
+    IntegrationsManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 11] = [
+    pub const ALL: [Permission; 12] = [
         Self::CustomersRead,
         Self::CustomersResetPassword,
         Self::CustomersRevokeTokens,
@@ -39,6 +42,7 @@ impl Permission {
         Self::AdminUsersManage,
         Self::CustomersRecover,
         Self::CustomersExport,
+        Self::IntegrationsManage,
     ];
 }
 

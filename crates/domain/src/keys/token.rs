@@ -22,7 +22,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-const ISSUER: &str = "latchkey";
+/// The `iss` of every access token.
+pub const ISSUER: &str = "latchkey";
 /// Bearer values longer than this are refused before any decoding.
 pub const MAX_TOKEN_BYTES: usize = 2048;
 /// The shortest signing secret accepted: 256 bits.
@@ -368,6 +369,23 @@ impl TokenCodec {
             }
             _ => Err(TokenError::NoSigningKey),
         }
+    }
+
+    /// A Security Event Token (RFC 8417) with these claims, signed with the key that signs
+    /// access tokens now (`kid` in the header, `typ` `secevent+jwt`), so a receiver verifies it
+    /// with the public JWKS. A deployment still on the legacy shared secret has no key a
+    /// receiver could verify with: `NoSigningKey`.
+    pub fn sign_event(
+        &self,
+        claims: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<String, TokenError> {
+        let ring = self.ring();
+        let signer = ring.signer(now).ok_or(TokenError::NoSigningKey)?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(signer.kid.clone());
+        header.typ = Some("secevent+jwt".to_owned());
+        jsonwebtoken::encode(&header, claims, &signer.encoding).map_err(|_| TokenError::Invalid)
     }
 
     /// Checks signature, algorithm, issuer, audience and expiry (against `now`, the domain's

@@ -15,6 +15,8 @@ pub mod code_flow;
 pub mod customer;
 pub mod email_change;
 pub mod email_outbox;
+pub mod event_delivery;
+pub mod event_subscription;
 pub mod limit_event;
 pub mod password_reset_token;
 pub mod reset_request;

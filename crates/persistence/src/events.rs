@@ -1,0 +1,649 @@
+//! Security events: subscriptions, and one delivery row per event per subscription that wants
+//! it, written in the unit of work of the change that caused it ([`record`]); the event
+//! worker's claims, in order per subject, within each subscription's cap of requests in flight
+//! across every replica (the claim locks the subscription's row on PostgreSQL; SQLite has one
+//! writer).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use domain::{
+    Result,
+    admin::NewAudit,
+    events::{
+        Actor, Cause, Delivery, DeliveryStatus, EventFormat, EventStore, EventType, Outgoing,
+        Reason, SecurityEvent, SubjectKind, Subscription,
+    },
+};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Alias, Expr, ExprTrait, Query},
+};
+use uuid::Uuid;
+
+use crate::{
+    db::{End, WriteTurn, db_err, queue_work, take_sqlite_write_lock, unit_of_work},
+    entities::{admin_user, customer, event_delivery, event_subscription},
+    rows::insert_audit,
+};
+
+const PENDING: &str = "pending";
+const SENDING: &str = "sending";
+const DELIVERED: &str = "delivered";
+const DEAD: &str = "dead";
+/// Rows per insert statement (well under either database's limit on parameters).
+const INSERT_CHUNK: usize = 500;
+
+fn types_to_column(types: &[EventType]) -> String {
+    types
+        .iter()
+        .map(|t| t.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn to_subscription(m: &event_subscription::Model) -> Option<Subscription> {
+    Some(Subscription {
+        id: m.id,
+        name: m.name.clone(),
+        url: m.url.clone(),
+        format: EventFormat::parse(&m.format)?,
+        event_types: m
+            .event_types
+            .split(',')
+            .filter_map(EventType::parse)
+            .collect(),
+        enabled: m.enabled,
+        include_email: m.include_email,
+        audience: m.audience.clone(),
+        max_in_flight: m.max_in_flight,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn to_delivery(m: event_delivery::Model) -> Option<Delivery> {
+    Some(Delivery {
+        seq: m.seq,
+        subscription_id: m.subscription_id,
+        event_id: m.event_id,
+        event_type: EventType::parse(&m.event_type)?,
+        subject_kind: SubjectKind::parse(&m.subject_kind)?,
+        subject_id: m.subject_id,
+        reason: Reason::parse(&m.reason)?,
+        status: DeliveryStatus::parse(&m.status)?,
+        attempts: m.attempts,
+        last_status: m.last_status,
+        last_error: m.last_error,
+        created_at: m.created_at,
+        next_attempt_at: m.next_attempt_at,
+        delivered_at: m.delivered_at,
+    })
+}
+
+fn to_outgoing(m: event_delivery::Model) -> Option<Outgoing> {
+    Some(Outgoing {
+        seq: m.seq,
+        claim_id: m.claim_id?,
+        attempts: m.attempts,
+        created_at: m.created_at,
+        event_id: m.event_id,
+        event_type: EventType::parse(&m.event_type)?,
+        subject_kind: SubjectKind::parse(&m.subject_kind)?,
+        subject_id: m.subject_id,
+        session: m.session_id,
+        cause: Cause::new(Reason::parse(&m.reason)?, Actor::parse(&m.actor)?),
+        occurred_at: m.occurred_at,
+        email: m.email,
+        new_email: m.new_email,
+    })
+}
+
+fn delivery_row(
+    subscription: Uuid,
+    e: &SecurityEvent,
+    email: Option<String>,
+    new_email: Option<String>,
+) -> event_delivery::ActiveModel {
+    event_delivery::ActiveModel {
+        seq: sea_orm::ActiveValue::NotSet,
+        subscription_id: Set(subscription),
+        event_id: Set(e.id),
+        event_type: Set(e.event_type.as_str().to_owned()),
+        subject_kind: Set(e.subject_kind.as_str().to_owned()),
+        subject_id: Set(e.subject_id),
+        session_id: Set(e.session.map(|s| s.uuid())),
+        reason: Set(e.cause.reason.as_str().to_owned()),
+        actor: Set(e.cause.actor.as_str().to_owned()),
+        occurred_at: Set(e.occurred_at),
+        email: Set(email),
+        new_email: Set(new_email),
+        status: Set(PENDING.to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(e.occurred_at),
+        claim_id: Set(None),
+        claimed_until: Set(None),
+        last_status: Set(None),
+        last_error: Set(None),
+        created_at: Set(e.occurred_at),
+        delivered_at: Set(None),
+    }
+}
+
+/// Records `events` in the caller's transaction: one delivery per event per enabled
+/// subscription that wants its type (none, and one cheap read, when nobody subscribed). Every
+/// change that ends sessions, changes a credential, disables, deletes or re-addresses an
+/// account calls this in its own unit of work, so a rolled-back change sends nothing.
+pub(crate) async fn record(txn: &DatabaseTransaction, events: &[SecurityEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let subscriptions: Vec<Subscription> = event_subscription::Entity::find()
+        .filter(event_subscription::Column::Enabled.eq(true))
+        .all(txn)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .filter_map(to_subscription)
+        .collect();
+    if subscriptions.is_empty() {
+        return Ok(());
+    }
+    let emails = if subscriptions.iter().any(|s| s.include_email) {
+        subject_emails(txn, events).await?
+    } else {
+        Default::default()
+    };
+    let mut rows = Vec::new();
+    for e in events {
+        for s in subscriptions.iter().filter(|s| s.wants(e.event_type)) {
+            let (email, new_email) = if s.include_email {
+                (emails.get(&e.subject_id).cloned(), e.new_email.clone())
+            } else {
+                (None, None)
+            };
+            rows.push(delivery_row(s.id, e, email, new_email));
+        }
+    }
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        event_delivery::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// The subjects' addresses as stored now (before the change's own update, when it changes the
+/// address: an identifier change names the old one as its subject).
+async fn subject_emails(
+    txn: &DatabaseTransaction,
+    events: &[SecurityEvent],
+) -> Result<std::collections::HashMap<Uuid, String>> {
+    let ids = |kind| {
+        events
+            .iter()
+            .filter(move |e| e.subject_kind == kind)
+            .map(|e| e.subject_id)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let mut out = std::collections::HashMap::new();
+    let customers = ids(SubjectKind::Customer);
+    for chunk in customers
+        .into_iter()
+        .collect::<Vec<_>>()
+        .chunks(INSERT_CHUNK)
+    {
+        let found: Vec<(Uuid, String)> = customer::Entity::find()
+            .select_only()
+            .column(customer::Column::Id)
+            .column(customer::Column::Email)
+            .filter(customer::Column::Id.is_in(chunk.to_vec()))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(db_err)?;
+        out.extend(found);
+    }
+    let admins: Vec<Uuid> = ids(SubjectKind::Admin).into_iter().collect();
+    if !admins.is_empty() {
+        let found: Vec<(Uuid, Option<String>)> = admin_user::Entity::find()
+            .select_only()
+            .column(admin_user::Column::Id)
+            .column(admin_user::Column::Email)
+            .filter(admin_user::Column::Id.is_in(admins))
+            .into_tuple()
+            .all(txn)
+            .await
+            .map_err(db_err)?;
+        out.extend(found.into_iter().filter_map(|(id, e)| Some((id, e?))));
+    }
+    Ok(out)
+}
+
+/// Subscriptions and their deliveries.
+#[derive(Debug, Clone)]
+pub struct SqlEvents {
+    pub(crate) db: DatabaseConnection,
+    /// SQLite's write turn, shared with the other writers that run all the time.
+    pub(crate) write_turn: WriteTurn,
+}
+
+/// How a delivery attempt ended.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub seq: i64,
+    pub claim_id: Uuid,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<i32>,
+    /// `None`: delivered. `Some`: why not, and when to try again (`None`: dead).
+    pub failure: Option<(String, Option<DateTime<Utc>>)>,
+}
+
+impl SqlEvents {
+    /// Every enabled subscription, with its sealed webhook secret.
+    pub async fn enabled(&self) -> Result<Vec<(Subscription, Option<Vec<u8>>)>> {
+        Ok(event_subscription::Entity::find()
+            .filter(event_subscription::Column::Enabled.eq(true))
+            .order_by_asc(event_subscription::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .filter_map(|m| Some((to_subscription(&m)?, m.secret_sealed)))
+            .collect())
+    }
+
+    /// Whether a delivery of the subscription is due now (an index range of its pending
+    /// rows): an idle worker's poll.
+    pub async fn due(&self, subscription: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        Ok(event_delivery::Entity::find()
+            .select_only()
+            .column(event_delivery::Column::Seq)
+            .filter(event_delivery::Column::SubscriptionId.eq(subscription))
+            .filter(event_delivery::Column::Status.eq(PENDING))
+            .filter(event_delivery::Column::NextAttemptAt.lte(now))
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .is_some())
+    }
+
+    /// Claims up to the subscription's room (its cap less what is in flight anywhere) of due
+    /// deliveries, each the earliest unsettled one of its subject, for `lease`.
+    pub async fn claim(
+        &self,
+        subscription: Uuid,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<Outgoing>> {
+        let _turn = self.write_turn.take(&self.db).await;
+        queue_work(&self.db, move |txn| {
+            Box::pin(async move {
+                // One claim per subscription at a time, on every replica.
+                let sub = if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+                    event_subscription::Entity::find_by_id(subscription)
+                        .lock_exclusive()
+                        .one(txn)
+                        .await
+                        .map_err(db_err)?
+                } else {
+                    take_sqlite_write_lock(
+                        txn,
+                        event_subscription::Entity,
+                        event_subscription::Column::Id,
+                        subscription,
+                    )
+                    .await?;
+                    event_subscription::Entity::find_by_id(subscription)
+                        .one(txn)
+                        .await
+                        .map_err(db_err)?
+                };
+                let Some(sub) = sub.filter(|s| s.enabled) else {
+                    return Ok(End::Commit(Vec::new()));
+                };
+                // A replica that died mid-send: its claims go back in line.
+                event_delivery::Entity::update_many()
+                    .col_expr(event_delivery::Column::Status, Expr::value(PENDING))
+                    .col_expr(
+                        event_delivery::Column::ClaimId,
+                        Expr::value(Option::<Uuid>::None),
+                    )
+                    .filter(event_delivery::Column::SubscriptionId.eq(subscription))
+                    .filter(event_delivery::Column::Status.eq(SENDING))
+                    .filter(event_delivery::Column::ClaimedUntil.lt(now))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                let in_flight = event_delivery::Entity::find()
+                    .filter(event_delivery::Column::SubscriptionId.eq(subscription))
+                    .filter(event_delivery::Column::Status.eq(SENDING))
+                    .count(txn)
+                    .await
+                    .map_err(db_err)?;
+                let room = u64::try_from(sub.max_in_flight)
+                    .unwrap_or(1)
+                    .saturating_sub(in_flight);
+                if room == 0 {
+                    return Ok(End::Commit(Vec::new()));
+                }
+                let (d, e) = (Alias::new("d"), Alias::new("e"));
+                use event_delivery::Column as C;
+                let earlier_unsettled = Query::select()
+                    .expr(Expr::val(1))
+                    .from_as(event_delivery::Entity, e.clone())
+                    .and_where(Expr::col((e.clone(), C::SubscriptionId)).eq(subscription))
+                    .and_where(
+                        Expr::col((e.clone(), C::SubjectId)).equals((d.clone(), C::SubjectId)),
+                    )
+                    .and_where(Expr::col((e.clone(), C::Seq)).lt(Expr::col((d.clone(), C::Seq))))
+                    .and_where(Expr::col((e.clone(), C::Status)).is_in([PENDING, SENDING]))
+                    .to_owned();
+                let heads = Query::select()
+                    .column((d.clone(), C::Seq))
+                    .from_as(event_delivery::Entity, d.clone())
+                    .and_where(Expr::col((d.clone(), C::SubscriptionId)).eq(subscription))
+                    .and_where(Expr::col((d.clone(), C::Status)).eq(PENDING))
+                    .and_where(Expr::col((d.clone(), C::NextAttemptAt)).lte(now))
+                    .and_where(Expr::exists(earlier_unsettled).not())
+                    .order_by((d.clone(), C::Seq), sea_orm::Order::Asc)
+                    .limit(room)
+                    .to_owned();
+                let seqs = txn
+                    .query_all(&heads)
+                    .await
+                    .map_err(db_err)?
+                    .iter()
+                    .map(|row| row.try_get::<i64>("", "seq"))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(db_err)?;
+                if seqs.is_empty() {
+                    return Ok(End::Commit(Vec::new()));
+                }
+                let claim_id = Uuid::now_v7();
+                event_delivery::Entity::update_many()
+                    .col_expr(C::Status, Expr::value(SENDING))
+                    .col_expr(C::ClaimId, Expr::value(Some(claim_id)))
+                    .col_expr(C::ClaimedUntil, Expr::value(Some(now + lease)))
+                    .filter(C::Seq.is_in(seqs.clone()))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                let rows = event_delivery::Entity::find()
+                    .filter(C::Seq.is_in(seqs))
+                    .order_by_asc(C::Seq)
+                    .all(txn)
+                    .await
+                    .map_err(db_err)?;
+                Ok(End::Commit(
+                    rows.into_iter().filter_map(to_outgoing).collect(),
+                ))
+            })
+        })
+        .await
+    }
+
+    /// Settles the attempts of one round: delivered, retried later, or dead.
+    pub async fn settle(&self, settled: Vec<Settled>, now: DateTime<Utc>) -> Result<()> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let _turn = self.write_turn.take(&self.db).await;
+        queue_work(&self.db, move |txn| {
+            Box::pin(async move {
+                use event_delivery::Column as C;
+                let delivered: Vec<&Settled> =
+                    settled.iter().filter(|s| s.failure.is_none()).collect();
+                let mut by_status: std::collections::BTreeMap<Option<i32>, Vec<(i64, Uuid)>> =
+                    Default::default();
+                for s in &delivered {
+                    by_status
+                        .entry(s.status)
+                        .or_default()
+                        .push((s.seq, s.claim_id));
+                }
+                for (status, rows) in by_status {
+                    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+                    let claims: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+                    event_delivery::Entity::update_many()
+                        .col_expr(C::Status, Expr::value(DELIVERED))
+                        .col_expr(C::DeliveredAt, Expr::value(Some(now)))
+                        .col_expr(C::LastStatus, Expr::value(status))
+                        .col_expr(C::LastError, Expr::value(Option::<String>::None))
+                        .col_expr(C::ClaimId, Expr::value(Option::<Uuid>::None))
+                        .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
+                        .filter(C::Seq.is_in(seqs))
+                        .filter(C::ClaimId.is_in(claims))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
+                }
+                for s in settled.iter() {
+                    let Some((error, retry_at)) = &s.failure else {
+                        continue;
+                    };
+                    let error: String = error.chars().take(500).collect();
+                    event_delivery::Entity::update_many()
+                        .col_expr(
+                            C::Status,
+                            Expr::value(if retry_at.is_some() { PENDING } else { DEAD }),
+                        )
+                        .col_expr(C::NextAttemptAt, Expr::value(retry_at.unwrap_or(now)))
+                        .col_expr(C::LastStatus, Expr::value(s.status))
+                        .col_expr(C::LastError, Expr::value(Some(error)))
+                        .col_expr(C::ClaimId, Expr::value(Option::<Uuid>::None))
+                        .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
+                        .filter(C::Seq.eq(s.seq))
+                        .filter(C::ClaimId.eq(s.claim_id))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
+                }
+                Ok(End::Commit(()))
+            })
+        })
+        .await
+    }
+
+    /// Delivered rows older than `before` (the recent ones stay for the Integrations page).
+    pub async fn forget_delivered(&self, before: DateTime<Utc>) -> Result<u64> {
+        let _turn = self.write_turn.take(&self.db).await;
+        Ok(event_delivery::Entity::delete_many()
+            .filter(event_delivery::Column::Status.eq(DELIVERED))
+            .filter(event_delivery::Column::CreatedAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?
+            .rows_affected)
+    }
+}
+
+fn subscription_row(s: &Subscription) -> event_subscription::ActiveModel {
+    event_subscription::ActiveModel {
+        id: Set(s.id),
+        name: Set(s.name.clone()),
+        url: Set(s.url.clone()),
+        format: Set(s.format.as_str().to_owned()),
+        event_types: Set(types_to_column(&s.event_types)),
+        enabled: Set(s.enabled),
+        include_email: Set(s.include_email),
+        audience: Set(s.audience.clone()),
+        max_in_flight: Set(s.max_in_flight),
+        secret_sealed: sea_orm::ActiveValue::NotSet,
+        created_at: Set(s.created_at),
+        updated_at: Set(s.updated_at),
+    }
+}
+
+#[async_trait]
+impl EventStore for SqlEvents {
+    async fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        Ok(event_subscription::Entity::find()
+            .order_by_asc(event_subscription::Column::CreatedAt)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .filter_map(to_subscription)
+            .collect())
+    }
+
+    async fn subscription(&self, id: Uuid) -> Result<Option<Subscription>> {
+        Ok(event_subscription::Entity::find_by_id(id)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .and_then(to_subscription))
+    }
+
+    async fn create_subscription(
+        &self,
+        s: &Subscription,
+        sealed_secret: Option<Vec<u8>>,
+        audit: NewAudit,
+    ) -> Result<()> {
+        let mut row = subscription_row(s);
+        row.secret_sealed = Set(sealed_secret);
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                event_subscription::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await
+    }
+
+    async fn update_subscription(&self, s: &Subscription, audit: NewAudit) -> Result<()> {
+        let row = subscription_row(s);
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                event_subscription::Entity::update(row)
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, id: Uuid, audit: NewAudit) -> Result<bool> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                event_delivery::Entity::delete_many()
+                    .filter(event_delivery::Column::SubscriptionId.eq(id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                let gone = event_subscription::Entity::delete_by_id(id)
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected
+                    > 0;
+                if !gone {
+                    return Ok(End::Rollback(false));
+                }
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(true))
+            })
+        })
+        .await
+    }
+
+    async fn set_secret(&self, id: Uuid, sealed: Vec<u8>, audit: NewAudit) -> Result<()> {
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                event_subscription::Entity::update_many()
+                    .col_expr(
+                        event_subscription::Column::SecretSealed,
+                        Expr::value(Some(sealed)),
+                    )
+                    .col_expr(event_subscription::Column::UpdatedAt, Expr::value(audit.at))
+                    .filter(event_subscription::Column::Id.eq(id))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(()))
+            })
+        })
+        .await
+    }
+
+    async fn queue_test(&self, subscription: Uuid, event: &SecurityEvent) -> Result<Delivery> {
+        let row = delivery_row(subscription, event, None, None);
+        let _turn = self.write_turn.take(&self.db).await;
+        let seq = event_delivery::Entity::insert(row)
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?
+            .last_insert_id;
+        event_delivery::Entity::find_by_id(seq)
+            .one(&self.db)
+            .await
+            .map_err(db_err)?
+            .and_then(to_delivery)
+            .ok_or_else(|| domain::Error::internal("a test delivery vanished"))
+    }
+
+    async fn deliveries(
+        &self,
+        subscription: Uuid,
+        status: Option<DeliveryStatus>,
+        first: u64,
+    ) -> Result<Vec<Delivery>> {
+        let mut find = event_delivery::Entity::find()
+            .filter(event_delivery::Column::SubscriptionId.eq(subscription));
+        if let Some(status) = status {
+            find = find.filter(event_delivery::Column::Status.eq(status.as_str()));
+        }
+        Ok(find
+            .order_by_desc(event_delivery::Column::Seq)
+            .limit(first)
+            .all(&self.db)
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .filter_map(to_delivery)
+            .collect())
+    }
+
+    async fn replay(
+        &self,
+        subscription: Uuid,
+        seqs: Option<Vec<i64>>,
+        now: DateTime<Utc>,
+        audit: NewAudit,
+    ) -> Result<u64> {
+        let _turn = self.write_turn.take(&self.db).await;
+        unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                use event_delivery::Column as C;
+                let mut replay = event_delivery::Entity::update_many()
+                    .col_expr(C::Status, Expr::value(PENDING))
+                    .col_expr(C::Attempts, Expr::value(0))
+                    .col_expr(C::NextAttemptAt, Expr::value(now))
+                    .filter(C::SubscriptionId.eq(subscription))
+                    .filter(C::Status.eq(DEAD));
+                if let Some(seqs) = seqs {
+                    replay = replay.filter(C::Seq.is_in(seqs));
+                }
+                let n = replay.exec(txn).await.map_err(db_err)?.rows_affected;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(n))
+            })
+        })
+        .await
+    }
+}
