@@ -101,6 +101,7 @@ const PAGES: &[(&str, &str, Area)] = &[
     ("/admin/jobs", "admin-jobs", Area::Admin),
     ("/admin/users", "admin-users", Area::Admin),
     ("/admin/security", "admin-security", Area::Admin),
+    ("/admin/integrations", "admin-integrations", Area::Admin),
 ];
 
 /// Static files under `/ui/`: `(name, content type, body)`.
@@ -210,6 +211,7 @@ impl Pages {
             "admin-jobs",
             "admin-users",
             "admin-security",
+            "admin-integrations",
             "admin-totp-scan",
             "admin-recovery-codes",
         );

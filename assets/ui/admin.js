@@ -1945,6 +1945,207 @@ function forgotPasswordPage() {
   });
 }
 
+// Integrations: security-event receivers, each with its recent deliveries. A webhook's secret
+// is shown once, when it is made or replaced.
+async function integrationsPage(admin) {
+  const form = document.getElementById("subscribe");
+  const tbody = document.querySelector("#subscriptions tbody");
+  const panel = document.getElementById("deliveries-panel");
+  const deliveries = document.querySelector("#deliveries tbody");
+  const dialog = document.getElementById("admin-confirm");
+  const EVENT_KEYS = {
+    SESSION_REVOKED: "session_revoked",
+    CREDENTIAL_CHANGE: "credential_change",
+    ACCOUNT_DISABLED: "account_disabled",
+    ACCOUNT_ENABLED: "account_enabled",
+    ACCOUNT_PURGED: "account_purged",
+    IDENTIFIER_CHANGED: "identifier_changed",
+  };
+  let shown = null;
+  let pending = null;
+
+  function showSecret(secret) {
+    document.getElementById("integration-secret").textContent = secret;
+    document.getElementById("secret-panel").hidden = false;
+  }
+
+  function ask(title, text, action) {
+    document.getElementById("admin-confirm-title").textContent = title;
+    document.getElementById("admin-confirm-text").textContent = text;
+    pending = action;
+    dialog.returnValue = "";
+    dialog.showModal();
+    document.getElementById("admin-confirm-cancel").focus();
+  }
+  dialog.addEventListener("close", async () => {
+    const action = pending;
+    pending = null;
+    if (dialog.returnValue === "ok" && action) {
+      await action();
+    }
+  });
+
+  async function run(query, variables) {
+    try {
+      return await gql(query, variables, admin.token);
+    } catch (error) {
+      failed(error);
+      return null;
+    }
+  }
+
+  async function showDeliveries(sub) {
+    shown = sub;
+    const data = await run(
+      "query Deliveries($id: ID!) { eventDeliveries(subscriptionId: $id, first: 50) { id eventType reason status attempts lastStatus lastError createdAt } }",
+      { id: sub.id },
+    );
+    if (!data) {
+      return;
+    }
+    document.getElementById("deliveries-title").textContent = t("admin.integration_deliveries_of", { name: sub.name });
+    deliveries.replaceChildren();
+    for (const d of data.eventDeliveries) {
+      const tr = el("tr");
+      tr.dataset.status = d.status;
+      tr.appendChild(el("td", whenShort(d.createdAt)));
+      tr.appendChild(el("td", t("admin.event_" + EVENT_KEYS[d.eventType])));
+      tr.appendChild(el("td", d.reason));
+      tr.appendChild(el("td", t("admin.delivery_" + d.status.toLowerCase())));
+      tr.appendChild(el("td", number(d.attempts)));
+      tr.appendChild(el("td", d.lastError || (d.lastStatus ? "HTTP " + d.lastStatus : "—")));
+      deliveries.appendChild(tr);
+    }
+    panel.hidden = false;
+  }
+
+  async function load() {
+    const data = await run(
+      "query Subscriptions { eventSubscriptions { id name url format enabled eventTypes includeEmail } }",
+      {},
+    );
+    if (!data) {
+      return;
+    }
+    tbody.replaceChildren();
+    if (!data.eventSubscriptions.length) {
+      const tr = el("tr");
+      tr.appendChild(el("td", t("admin.integration_none"), { colspan: "5" }));
+      tbody.appendChild(tr);
+    }
+    for (const sub of data.eventSubscriptions) {
+      const tr = el("tr");
+      tr.dataset.name = sub.name;
+      tr.appendChild(el("td", sub.name));
+      tr.appendChild(el("td", sub.url));
+      tr.appendChild(el("td", t(sub.format === "SSF_SET" ? "admin.format_ssf_set" : "admin.format_standard_webhooks")));
+      tr.appendChild(el("td", t(sub.enabled ? "admin.integration_enabled" : "admin.integration_disabled")));
+      const actions = el("td");
+      const button = (label, action) => {
+        const b = el("button", t(label), { type: "button" });
+        b.addEventListener("click", action);
+        actions.appendChild(b);
+      };
+      button("admin.integration_deliveries", () => showDeliveries(sub));
+      button("admin.integration_test", async () => {
+        if (await run("mutation Test($id: ID!) { sendTestEvent(subscriptionId: $id) { id } }", { id: sub.id })) {
+          notify(t("admin.integration_test_sent", { name: sub.name }), "ok");
+          setTimeout(() => showDeliveries(sub), 1500);
+        }
+      });
+      button(sub.enabled ? "admin.integration_pause" : "admin.integration_resume", async () => {
+        await run(
+          "mutation Toggle($id: ID!, $on: Boolean) { updateEventSubscription(id: $id, input: {enabled: $on}) { id } }",
+          { id: sub.id, on: !sub.enabled },
+        );
+        await load();
+      });
+      button("admin.integration_replay", async () => {
+        const data = await run("mutation Replay($id: ID!) { replayEventDeliveries(subscriptionId: $id) }", { id: sub.id });
+        if (data) {
+          notify(t("admin.integration_replayed", { count: number(data.replayEventDeliveries) }), "ok");
+        }
+      });
+      if (sub.format === "STANDARD_WEBHOOKS") {
+        button("admin.integration_rotate", () =>
+          ask(t("admin.integration_rotate"), t("admin.integration_rotate_confirm", { name: sub.name }), async () => {
+            const data = await run("mutation Rotate($id: ID!) { rotateEventSubscriptionSecret(id: $id) }", { id: sub.id });
+            if (data) {
+              showSecret(data.rotateEventSubscriptionSecret);
+            }
+          }),
+        );
+      }
+      button("admin.integration_delete", () =>
+        ask(t("admin.integration_delete"), t("admin.integration_delete_confirm", { name: sub.name }), async () => {
+          if (await run("mutation Delete($id: ID!) { deleteEventSubscription(id: $id) }", { id: sub.id })) {
+            notify(t("admin.integration_deleted", { name: sub.name }), "ok");
+            if (shown && shown.id === sub.id) {
+              panel.hidden = true;
+            }
+            await load();
+          }
+        }),
+      );
+      tr.appendChild(actions);
+      tbody.appendChild(tr);
+    }
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const name = document.getElementById("sub-name");
+    const url = document.getElementById("sub-url");
+    fieldError(name, null);
+    fieldError(url, null);
+    if (!name.value.trim()) {
+      fieldError(name, t("common.required"));
+      name.focus();
+      return;
+    }
+    if (!url.value.trim()) {
+      fieldError(url, t("common.required"));
+      url.focus();
+      return;
+    }
+    const eventTypes = [...form.querySelectorAll("input[name=event]:checked")].map((i) => i.value);
+    const audience = document.getElementById("sub-audience").value.trim();
+    await busy(form.querySelector("button[type=submit]"), async () => {
+      try {
+        const data = await gql(
+          "mutation Create($input: EventSubscriptionInput!) { createEventSubscription(input: $input) { subscription { id name } secret } }",
+          {
+            input: {
+              name: name.value.trim(),
+              url: url.value.trim(),
+              format: document.getElementById("sub-format").value,
+              eventTypes,
+              includeEmail: document.getElementById("sub-email").checked,
+              audience: audience || null,
+            },
+          },
+          admin.token,
+        );
+        const created = data.createEventSubscription;
+        notify(t("admin.integration_created", { name: created.subscription.name }), "ok");
+        if (created.secret) {
+          showSecret(created.secret);
+        }
+        form.reset();
+        await load();
+      } catch (error) {
+        if (error.code === "BAD_USER_INPUT" && error.extensions.field === "url") {
+          fieldError(url, error.message);
+          url.focus();
+        } else {
+          failed(error);
+        }
+      }
+    });
+  });
+  await load();
+}
+
 async function main() {
   const page = document.body.dataset.page;
   if (page === "admin-sign-in") {
@@ -1971,6 +2172,7 @@ async function main() {
     "admin-jobs": jobsPage,
     "admin-users": adminUsersPage,
     "admin-security": securityPage,
+    "admin-integrations": integrationsPage,
   };
   await (pages[page] || (() => {}))(admin);
 }

@@ -35,6 +35,7 @@ crate::tests![
     browser_a_newcomer_creates_an_account_edits_it_and_deletes_it,
     browser_an_admin_adds_an_authenticator_app_and_signs_in_with_its_codes,
     browser_an_admin_adds_a_passkey_and_signs_in_with_it,
+    browser_an_administrator_connects_a_service_to_security_events_in_japanese,
 ];
 
 const CUSTOMER_PASSWORD: &str = "Storefront-Pass-2026";
@@ -2119,4 +2120,41 @@ async fn audit_log_and_jobs_in_japanese_and_korean(console: &Browser, app: &Test
     console.goto(&app.url("/admin/jobs?lang=ko")).await;
     console.wait_text("h1", "일괄 작업").await;
     console.wait_text("#jobs tbody", "취소됨").await;
+}
+
+/// The Integrations page, in Japanese: a webhook receiver added, its secret shown once and
+/// handed to the receiver, a test event sent and listed as delivered; the receiver (Node,
+/// `standardwebhooks`) verified it.
+async fn browser_an_administrator_connects_a_service_to_security_events_in_japanese(
+    backend: Backend,
+) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = crate::events::Receiver::start(&app, 0, "unused").await;
+    admin(&app, "integrator", "administrator").await;
+    let driver = Driver::start().await;
+    let console = driver.browser("ja").await;
+    admin_signs_in(&console, &app, "integrator").await;
+    console.goto(&app.url("/admin/integrations")).await;
+    console
+        .wait_text("#subscriptions tbody", "受信先はまだありません")
+        .await;
+    console.fill("#sub-name", "ポイントサービス").await;
+    console.fill("#sub-url", &receiver.url("/webhook")).await;
+    console.click("#subscribe button[type=submit]").await;
+    console
+        .wait_text("#notice", "ポイントサービス を追加しました")
+        .await;
+    let secret = console.wait_text("#integration-secret", "whsec_").await;
+    receiver.set_secret(secret.trim()).await;
+    console.wait_text("#subscriptions tbody", "送信中").await;
+    console.click_text("テスト送信").await;
+    console
+        .wait_text("#notice", "テストイベントを送信しています")
+        .await;
+    let hooks = receiver.wait_for(&app, "webhook", 1).await;
+    assert_eq!(hooks[0]["data"]["reason"], "test", "{hooks:?}");
+    console.click_text("配信履歴").await;
+    console.wait_text("#deliveries tbody", "配信済み").await;
+    console.shot("admin-integrations-ja").await;
+    console.close().await;
 }

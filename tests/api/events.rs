@@ -38,14 +38,14 @@ const FORCE: &str = "mutation($c: ID!) { revokeCustomerTokens(customerId: $c) { 
 const SIGN_OUT: &str = "mutation { revokeCustomerToken }";
 
 /// The Node receiver (`tests/node/event-receiver.mjs`), its verified events as they arrived.
-struct Receiver {
+pub(crate) struct Receiver {
     port: u16,
     lines: Arc<Mutex<Vec<Value>>>,
     _child: tokio::process::Child,
 }
 
 impl Receiver {
-    async fn start(app: &TestApp, port: u16, audience: &str) -> Self {
+    pub(crate) async fn start(app: &TestApp, port: u16, audience: &str) -> Self {
         crate::node::available().expect("the event receivers need Node.js and npm");
         let mut child = crate::node::spawn(
             "event-receiver.mjs",
@@ -78,11 +78,11 @@ impl Receiver {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    async fn set_secret(&self, secret: &str) {
+    pub(crate) async fn set_secret(&self, secret: &str) {
         let res = reqwest::Client::new()
             .post(self.url("/_secret"))
             .body(secret.to_owned())
@@ -92,7 +92,7 @@ impl Receiver {
         assert_eq!(res.status(), 204);
     }
 
-    fn of(&self, format: &str) -> Vec<Value> {
+    pub(crate) fn of(&self, format: &str) -> Vec<Value> {
         let lines = self.lines.lock().unwrap();
         assert!(
             lines.iter().all(|l| l.get("rejected").is_none()),
@@ -106,7 +106,7 @@ impl Receiver {
     }
 
     /// Waits (up to 30 s, the test clock moved on so retries fall due) for `n` events of `format`.
-    async fn wait_for(&self, app: &TestApp, format: &str, n: usize) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, app: &TestApp, format: &str, n: usize) -> Vec<Value> {
         for _ in 0..300 {
             if self.of(format).len() >= n {
                 // Anything more (a duplicate) would show by now.
