@@ -206,6 +206,13 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         "refusing to start in production:\n- {}",
         refusals.join("\n- ")
     );
+    if config.env == config::Environment::Production && config.events_allow_internal == Some(true) {
+        tracing::warn!(
+            "LATCHKEY_EVENTS_ALLOW_INTERNAL=true in production: security events may be sent to \
+             plain http:// and to loopback, private and link-local addresses (staging only; name \
+             your services' networks in LATCHKEY_EVENTS_ALLOWED_NETWORKS instead)"
+        );
+    }
     let (mut db, backend) = prepare_database(config).await?;
     let statements = persistence::count_statements(&mut db);
     let stores = Stores::new(db.clone());
@@ -679,6 +686,7 @@ async fn cleanup_loop(
                 sent_mail = done.sent_mail,
                 email_changes = done.email_changes,
                 admin_links = done.admin_links,
+                delivered_events = done.delivered_events,
                 "cleanup"
             ),
             Ok(_) => {}

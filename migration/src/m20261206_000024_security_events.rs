@@ -4,7 +4,8 @@
 //! flight, and its webhook secret sealed under the server's secret. `event_deliveries` holds one
 //! row per event per subscription, written in the transaction of the change that caused it, and
 //! worked by the event worker: numbered in the order written (`seq`), so each subscription gets
-//! a subject's events in that order.
+//! a subject's events in that order; `priority` 1 marks a bulk job's, which wait behind the
+//! events of single changes (never behind their own subject's earlier ones).
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -46,6 +47,7 @@ impl MigrationTrait for Migration {
                     .col(uuid_null(EventDeliveries::SessionId))
                     .col(string_len(EventDeliveries::Reason, 32))
                     .col(string_len(EventDeliveries::Actor, 16))
+                    .col(small_integer(EventDeliveries::Priority))
                     .col(timestamp_with_time_zone(EventDeliveries::OccurredAt))
                     .col(string_len_null(EventDeliveries::Email, 320))
                     .col(string_len_null(EventDeliveries::NewEmail, 320))
@@ -68,30 +70,30 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // The worker's claim: a subscription's due deliveries in order.
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_event_deliveries_due")
-                    .table(EventDeliveries::Table)
-                    .col(EventDeliveries::SubscriptionId)
-                    .col(EventDeliveries::Status)
-                    .col(EventDeliveries::Seq)
-                    .to_owned(),
-            )
-            .await?;
-        // Order per subject: is an earlier delivery of this subject still unsettled?
-        manager
-            .create_index(
-                Index::create()
-                    .name("idx_event_deliveries_subject")
-                    .table(EventDeliveries::Table)
-                    .col(EventDeliveries::SubscriptionId)
-                    .col(EventDeliveries::SubjectId)
-                    .col(EventDeliveries::Seq)
-                    .to_owned(),
-            )
-            .await
+        // Partial indexes (the same SQL on SQLite and PostgreSQL): the worker's statements
+        // touch only unsettled rows, however much delivered history a subscription keeps.
+        let db = manager.get_connection();
+        for sql in [
+            // The claim: a subscription's pending rows, single changes' before bulk jobs'.
+            "CREATE INDEX idx_event_deliveries_due ON event_deliveries \
+             (subscription_id, priority, seq) WHERE status = 'pending'",
+            // Order per subject: is an earlier delivery of this subject still unsettled?
+            "CREATE INDEX idx_event_deliveries_subject ON event_deliveries \
+             (subscription_id, subject_id, seq) WHERE status IN ('pending', 'sending')",
+            // In flight (the cap), and claims a dead replica left.
+            "CREATE INDEX idx_event_deliveries_sending ON event_deliveries \
+             (subscription_id) WHERE status = 'sending'",
+            // The Integrations page: a subscription's newest deliveries.
+            "CREATE INDEX idx_event_deliveries_list ON event_deliveries (subscription_id, seq)",
+            // Erasure: a deleted customer's deliveries.
+            "CREATE INDEX idx_event_deliveries_subject_id ON event_deliveries (subject_id)",
+            // Housekeeping: delivered rows past their week.
+            "CREATE INDEX idx_event_deliveries_delivered ON event_deliveries (delivered_at) \
+             WHERE status = 'delivered'",
+        ] {
+            db.execute_unprepared(sql).await?;
+        }
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -133,6 +135,7 @@ enum EventDeliveries {
     SessionId,
     Reason,
     Actor,
+    Priority,
     OccurredAt,
     Email,
     NewEmail,

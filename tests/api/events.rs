@@ -21,6 +21,7 @@ crate::tests![
     dead_letters_are_shown_and_replayed_in_order,
     receiver_urls_inside_the_network_are_refused_and_no_receiver_holds_the_worker,
     a_rolled_back_change_sends_nothing,
+    bulk_jobs_send_an_event_per_customer,
 ];
 
 const ALL_TYPES: [&str; 6] = [
@@ -233,6 +234,7 @@ async fn every_event_type_reaches_each_receiver_once_with_its_subject_and_reason
         .await;
     assert!(res["errors"].is_null(), "{res}");
     let third = app.sign_in("ev@example.com", PASSWORD).await;
+    let other_device = app.sign_in("ev@example.com", PASSWORD).await;
     let new_password = "another-Password-2027";
     let res = app
         .gql_as(
@@ -298,6 +300,7 @@ async fn every_event_type_reaches_each_receiver_once_with_its_subject_and_reason
         ("session.revoked", "sign_out"),
         ("session.revoked", "force_sign_in"),
         ("credential.changed", "password_changed"),
+        // The other device's session only: the one that changed the password stays.
         ("session.revoked", "password_changed"),
         ("identifier.changed", "email_changed"),
         ("account.purged", "deleted"),
@@ -327,6 +330,15 @@ async fn every_event_type_reaches_each_receiver_once_with_its_subject_and_reason
     assert_eq!(signed_out["data"]["actor"], "user");
     assert_eq!(signed_out["data"]["subject"]["email"], "ev@example.com");
     assert_eq!(by_reason("force_sign_in")["data"]["actor"], "admin");
+    let changed = hooks
+        .iter()
+        .find(|e| e["type"] == "session.revoked" && e["data"]["reason"] == "password_changed")
+        .unwrap();
+    assert_eq!(
+        changed["data"]["session_id"],
+        jti(&other_device),
+        "{changed}"
+    );
     assert!(by_reason("force_sign_in")["data"]["session_id"].is_null());
     let moved = by_reason("email_changed");
     assert_eq!(moved["data"]["subject"]["email"], "ev@example.com");
@@ -342,6 +354,14 @@ async fn every_event_type_reaches_each_receiver_once_with_its_subject_and_reason
             "a token or password was sent"
         );
     }
+    // Sent, the addresses are not kept.
+    assert_eq!(
+        app.scalar(
+            "SELECT COUNT(*) AS n FROM event_deliveries WHERE email IS NOT NULL OR new_email IS NOT NULL"
+        )
+        .await,
+        0
+    );
 
     // Shared Signals SETs, verified by `jose` against the live JWKS: the same story, no email.
     let sets = receiver.wait_for(&app, "set", 9).await;
@@ -624,6 +644,17 @@ async fn receiver_urls_inside_the_network_are_refused_and_no_receiver_holds_the_
             .await;
         assert_eq!(code(&res), "BAD_USER_INPUT", "{url}: {res}");
     }
+    // A SET is signed with the access tokens' key: it may not carry their audience.
+    let res = strict
+        .gql_as(
+            Some(&admin),
+            CREATE,
+            json!({"i": {"name": "x", "url": "https://hooks.example.com/set", "format": "SSF_SET",
+                         "eventTypes": ["SESSION_REVOKED"], "audience": "latchkey:customer"}}),
+        )
+        .await;
+    assert_eq!(code(&res), "BAD_USER_INPUT", "{res}");
+    assert_eq!(res["errors"][0]["extensions"]["field"], "audience", "{res}");
     let listed = strict
         .gql_as(Some(&admin), "{ eventSubscriptions { id } }", json!({}))
         .await;
@@ -649,22 +680,50 @@ async fn receiver_urls_inside_the_network_are_refused_and_no_receiver_holds_the_
     }
     let (_, secret) = webhook(&app, &admin, &receiver.url("/webhook")).await;
     receiver.set_secret(&secret).await;
-    app.create_customer("held@example.com", PASSWORD).await;
-    let id = app.customer_id("held@example.com").await;
-    app.gql_as(Some(&admin), FORCE, json!({"c": id})).await;
-    for _ in 0..500 {
-        if !receiver.of("webhook").is_empty() {
+    for email in ["held@example.com", "next@example.com"] {
+        app.create_customer(email, PASSWORD).await;
+    }
+    let held = app.customer_id("held@example.com").await;
+    let next = app.customer_id("next@example.com").await;
+    app.gql_as(Some(&admin), FORCE, json!({"c": held})).await;
+    // Wait until the receiver that never answers is being waited for…
+    let mut slow = Value::Null;
+    for _ in 0..300 {
+        slow = app
+            .gql_as(Some(&admin), DELIVERIES, json!({"s": subs[1].1}))
+            .await;
+        if slow["data"]["eventDeliveries"][0]["status"] == "SENDING" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(receiver.of("webhook").len(), 1);
-    let slow = app
-        .gql_as(Some(&admin), DELIVERIES, json!({"s": subs[1].1}))
-        .await;
     assert_eq!(
         slow["data"]["eventDeliveries"][0]["status"], "SENDING",
-        "the good receiver got its event while the slow one is still waited for: {slow}"
+        "{slow}"
+    );
+    // …then the next event reaches the good receiver while it still is.
+    app.gql_as(Some(&admin), FORCE, json!({"c": next})).await;
+    for _ in 0..500 {
+        if receiver.of("webhook").len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        webhook_story(&receiver.of("webhook"), &next),
+        story(&[("session.revoked", "force_sign_in")])
+    );
+    let slow = app
+        .gql_as(
+            Some(&admin),
+            DELIVERIES,
+            json!({"s": subs[1].1, "st": "SENDING"}),
+        )
+        .await;
+    assert_eq!(
+        slow["data"]["eventDeliveries"].as_array().map(Vec::len),
+        Some(1),
+        "the good receiver got its event while the slow one was still waited for: {slow}"
     );
     let mut errors = Vec::new();
     for (path, sub) in &subs {
@@ -674,11 +733,19 @@ async fn receiver_urls_inside_the_network_are_refused_and_no_receiver_holds_the_
             last = app
                 .gql_as(Some(&admin), DELIVERIES, json!({"s": sub}))
                 .await;
-            if last["data"]["eventDeliveries"][0]["attempts"].as_i64() >= Some(1) {
+            let rows = last["data"]["eventDeliveries"].as_array().unwrap();
+            if rows
+                .last()
+                .is_some_and(|d| d["attempts"].as_i64() >= Some(1))
+            {
                 break;
             }
         }
-        let d = &last["data"]["eventDeliveries"][0];
+        let d = last["data"]["eventDeliveries"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap();
         assert_eq!(d["status"], "PENDING", "{path}: {last}");
         errors.push((
             path.to_string(),
@@ -770,5 +837,51 @@ async fn a_rolled_back_change_sends_nothing(backend: Backend) {
     assert_eq!(
         webhook_story(&hooks, &id),
         story(&[("session.revoked", "force_sign_in")])
+    );
+}
+
+/// Bulk Force Sign In and "require a new password" send one event per customer, each in
+/// order after that customer's earlier ones.
+async fn bulk_jobs_send_an_event_per_customer(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let admin = app.admin_token("administrator").await;
+    let receiver = Receiver::start(&app, 0, "unused").await;
+    let (_, secret) = webhook(&app, &admin, &receiver.url("/webhook")).await;
+    receiver.set_secret(&secret).await;
+    let mut ids = Vec::new();
+    for email in ["bulk-a@example.com", "bulk-b@example.com"] {
+        app.create_customer(email, PASSWORD).await;
+        ids.push(app.customer_id(email).await);
+    }
+    const START: &str = "mutation($a: BulkAction!, $ids: [ID!]) { startBulkAction(action: $a, selection: {customerIds: $ids}) { id } }";
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "FORCE_SIGN_IN", "ids": ids}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    receiver.wait_for(&app, "webhook", 2).await;
+    let res = app
+        .gql_as(
+            Some(&admin),
+            START,
+            json!({"a": "REQUIRE_NEW_PASSWORD", "ids": [ids[0]]}),
+        )
+        .await;
+    assert!(res["errors"].is_null(), "{res}");
+    let hooks = receiver.wait_for(&app, "webhook", 3).await;
+    assert_eq!(hooks.len(), 3, "{hooks:?}");
+    assert_eq!(
+        webhook_story(&hooks, &ids[0]),
+        story(&[
+            ("session.revoked", "bulk_force_sign_in"),
+            ("credential.changed", "new_password_required")
+        ])
+    );
+    assert_eq!(
+        webhook_story(&hooks, &ids[1]),
+        story(&[("session.revoked", "bulk_force_sign_in")])
     );
 }

@@ -12,6 +12,7 @@
 mod admin_scale;
 mod ceilings;
 mod challenge;
+mod events;
 mod grid_orders;
 mod hash_budget;
 mod import;
@@ -114,6 +115,18 @@ enum Mode {
         #[arg(long, default_value_t = 30)]
         solves: usize,
     },
+    /// Security events: Force Sign In to a webhook receiver's 2xx (p50, p99) at rest and during
+    /// a bulk Force Sign In of every customer, and the rate the bulk job's events are delivered.
+    Events {
+        #[arg(long, default_value_t = 100_000)]
+        customers: usize,
+        /// Single Force Sign Ins timed at rest, and again during the bulk job.
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+        /// The subscription's cap of requests in flight.
+        #[arg(long, default_value_t = 4)]
+        max_in_flight: i32,
+    },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
     ImportChild { file: std::path::PathBuf },
     /// The admin side at a store's size: grid searches and counts at 1 and 16 connections,
@@ -154,6 +167,20 @@ async fn main() -> anyhow::Result<()> {
             grid_orders::run(customers, times, cli.postgres.as_deref(), cli.skip_sqlite).await
         }
         Some(Mode::ImportChild { ref file }) => import::child(file.clone()).await,
+        Some(Mode::Events {
+            customers,
+            probes,
+            max_in_flight,
+        }) => {
+            events::run(
+                customers,
+                probes,
+                max_in_flight,
+                cli.postgres.as_deref(),
+                cli.skip_sqlite,
+            )
+            .await
+        }
         Some(Mode::Challenge { solves }) => {
             challenge::run(
                 cli.seconds,

@@ -381,7 +381,7 @@ impl IntegrationsMutation {
         let by = admin(ctx).await?;
         Ok(services(ctx)?
             .integrations
-            .send_test(&by, uuid(&subscription_id)?)
+            .send_test(&by, &request(ctx).client, uuid(&subscription_id)?)
             .await?
             .into())
     }

@@ -302,16 +302,15 @@ impl AdminStore for SqlAdmin {
         now: DateTime<Utc>,
         audit: NewAudit,
     ) -> Result<Option<u64>> {
-        let exists = customer::Entity::find_by_id(customer_id)
-            .count(&self.db)
-            .await
-            .map_err(db_err)?
-            > 0;
-        if !exists {
-            return Ok(None);
-        }
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
+                // In the transaction: a customer deleted meanwhile gets no event.
+                if crate::rows::lock_customer(txn, customer_id)
+                    .await?
+                    .is_none()
+                {
+                    return Ok(End::Rollback(None));
+                }
                 let revoked = crate::rows::revoke_sessions(
                     txn,
                     [customer_id],

@@ -194,7 +194,7 @@ impl AdminUserStore for SqlAdminUsers {
                     )
                     .await?;
                 }
-                if disabled_at.is_some() {
+                if disabled_at.is_some() && !was_disabled {
                     revoke_admin_sessions(
                         txn,
                         id,

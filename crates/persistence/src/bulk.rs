@@ -498,10 +498,26 @@ async fn apply_action(
                     Expr::value(domain::stored_hash::VOID_PASSWORD),
                 )
                 .col_expr(customer::Column::UpdatedAt, Expr::value(now))
-                .filter(customer::Column::Id.is_in(ids))
+                .filter(customer::Column::Id.is_in(ids.clone()))
                 .exec(txn)
                 .await
                 .map_err(db_err)?;
+            let cause = domain::events::Cause::new(
+                domain::events::Reason::NewPasswordRequired,
+                domain::events::Actor::Admin,
+            );
+            let events: Vec<_> = ids
+                .iter()
+                .map(|id| {
+                    domain::events::SecurityEvent::customer(
+                        domain::events::EventType::CredentialChange,
+                        *id,
+                        cause,
+                        now,
+                    )
+                })
+                .collect();
+            crate::events::record(txn, &events).await?;
         }
         BulkAction::SendResetEmail if !ids.is_empty() => {
             supersede_tokens(txn, ids, now).await?;

@@ -13,7 +13,7 @@ use crate::{
     db::{End, db_err, unit_of_work},
     entities::{
         access_token, admin_access_token, admin_device_grant, admin_password_token,
-        admin_spent_challenge, code_flow, email_change, email_outbox, limit_event,
+        admin_spent_challenge, code_flow, email_change, email_outbox, event_delivery, limit_event,
         password_reset_token,
     },
 };
@@ -47,6 +47,8 @@ pub struct Cleanup {
     pub email_changes: u64,
     pub admin_links: u64,
     pub code_flows: u64,
+    /// Security events delivered more than a week ago.
+    pub delivered_events: u64,
     /// False when another replica held the lock and this pass did nothing.
     pub ran: bool,
 }
@@ -163,6 +165,13 @@ impl SqlCleanup {
                     .await
                     .map_err(db_err)?
                     .rows_affected;
+                let delivered_events = event_delivery::Entity::delete_many()
+                    .filter(event_delivery::Column::Status.eq("delivered"))
+                    .filter(event_delivery::Column::DeliveredAt.lt(now - SENT_RETENTION))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .rows_affected;
                 Ok(End::Commit(Cleanup {
                     sessions,
                     limit_events,
@@ -171,6 +180,7 @@ impl SqlCleanup {
                     email_changes,
                     admin_links,
                     code_flows,
+                    delivered_events,
                     ran: true,
                 }))
             })

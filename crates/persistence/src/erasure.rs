@@ -163,6 +163,21 @@ impl ErasureStore for SqlErasure {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
+                // Events waiting to go keep the address they need; those given up on do not.
+                crate::entities::event_delivery::Entity::update_many()
+                    .col_expr(
+                        crate::entities::event_delivery::Column::Email,
+                        sea_orm::sea_query::Expr::value(Option::<String>::None),
+                    )
+                    .col_expr(
+                        crate::entities::event_delivery::Column::NewEmail,
+                        sea_orm::sea_query::Expr::value(Option::<String>::None),
+                    )
+                    .filter(crate::entities::event_delivery::Column::SubjectId.eq(customer_id))
+                    .filter(crate::entities::event_delivery::Column::Status.eq("dead"))
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?;
                 customer::Entity::delete_by_id(customer_id)
                     .exec(txn)
                     .await

@@ -116,6 +116,9 @@ fn delivery_row(
         session_id: Set(e.session.map(|s| s.uuid())),
         reason: Set(e.cause.reason.as_str().to_owned()),
         actor: Set(e.cause.actor.as_str().to_owned()),
+        // A bulk job's events go after single changes' (a store signing everyone out after a
+        // breach still hears of the next Force Sign In at once).
+        priority: Set(i16::from(e.cause.reason == Reason::BulkForceSignIn)),
         occurred_at: Set(e.occurred_at),
         email: Set(email),
         new_email: Set(new_email),
@@ -235,6 +238,8 @@ pub struct SqlEvents {
 pub struct Settled {
     pub seq: i64,
     pub claim_id: Uuid,
+    pub subscription_id: Uuid,
+    pub subject_id: Uuid,
     /// The receiver's HTTP status, when it answered.
     pub status: Option<i32>,
     /// `None`: delivered. `Some`: why not, and when to try again (`None`: dead).
@@ -273,7 +278,8 @@ impl SqlEvents {
     }
 
     /// Claims up to the subscription's room (its cap less what is in flight anywhere) of due
-    /// deliveries, each the earliest unsettled one of its subject, for `lease`.
+    /// deliveries, each the earliest unsettled one of its subject, single changes' before bulk
+    /// jobs', for `lease`.
     pub async fn claim(
         &self,
         subscription: Uuid,
@@ -285,8 +291,11 @@ impl SqlEvents {
             Box::pin(async move {
                 // One claim per subscription at a time, on every replica.
                 let sub = if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+                    // FOR NO KEY UPDATE: the deliveries' foreign key takes KEY SHARE on this row
+                    // in every revoking transaction, which FOR UPDATE would wait for (and make
+                    // wait).
                     event_subscription::Entity::find_by_id(subscription)
-                        .lock_exclusive()
+                        .lock(sea_orm::sea_query::LockType::NoKeyUpdate)
                         .one(txn)
                         .await
                         .map_err(db_err)?
@@ -350,6 +359,7 @@ impl SqlEvents {
                     .and_where(Expr::col((d.clone(), C::Status)).eq(PENDING))
                     .and_where(Expr::col((d.clone(), C::NextAttemptAt)).lte(now))
                     .and_where(Expr::exists(earlier_unsettled).not())
+                    .order_by((d.clone(), C::Priority), sea_orm::Order::Asc)
                     .order_by((d.clone(), C::Seq), sea_orm::Order::Asc)
                     .limit(room)
                     .to_owned();
@@ -412,6 +422,9 @@ impl SqlEvents {
                     event_delivery::Entity::update_many()
                         .col_expr(C::Status, Expr::value(DELIVERED))
                         .col_expr(C::DeliveredAt, Expr::value(Some(now)))
+                        // Sent: the address is not kept (as the mail outbox scrubs its links).
+                        .col_expr(C::Email, Expr::value(Option::<String>::None))
+                        .col_expr(C::NewEmail, Expr::value(Option::<String>::None))
                         .col_expr(C::LastStatus, Expr::value(status))
                         .col_expr(C::LastError, Expr::value(Option::<String>::None))
                         .col_expr(C::ClaimId, Expr::value(Option::<Uuid>::None))
@@ -442,23 +455,26 @@ impl SqlEvents {
                         .exec(txn)
                         .await
                         .map_err(db_err)?;
+                    // The subject's later events wait for this one: they are not due before
+                    // it is tried again, so an idle worker's poll does not wake for them and
+                    // a claim's scan passes them by.
+                    if let Some(retry_at) = retry_at {
+                        event_delivery::Entity::update_many()
+                            .col_expr(C::NextAttemptAt, Expr::value(*retry_at))
+                            .filter(C::SubscriptionId.eq(s.subscription_id))
+                            .filter(C::SubjectId.eq(s.subject_id))
+                            .filter(C::Status.eq(PENDING))
+                            .filter(C::Seq.gt(s.seq))
+                            .filter(C::NextAttemptAt.lt(*retry_at))
+                            .exec(txn)
+                            .await
+                            .map_err(db_err)?;
+                    }
                 }
                 Ok(End::Commit(()))
             })
         })
         .await
-    }
-
-    /// Delivered rows older than `before` (the recent ones stay for the Integrations page).
-    pub async fn forget_delivered(&self, before: DateTime<Utc>) -> Result<u64> {
-        let _turn = self.write_turn.take(&self.db).await;
-        Ok(event_delivery::Entity::delete_many()
-            .filter(event_delivery::Column::Status.eq(DELIVERED))
-            .filter(event_delivery::Column::CreatedAt.lt(before))
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?
-            .rows_affected)
     }
 }
 
@@ -581,14 +597,26 @@ impl EventStore for SqlEvents {
         .await
     }
 
-    async fn queue_test(&self, subscription: Uuid, event: &SecurityEvent) -> Result<Delivery> {
+    async fn queue_test(
+        &self,
+        subscription: Uuid,
+        event: &SecurityEvent,
+        audit: NewAudit,
+    ) -> Result<Delivery> {
         let row = delivery_row(subscription, event, None, None);
         let _turn = self.write_turn.take(&self.db).await;
-        let seq = event_delivery::Entity::insert(row)
-            .exec(&self.db)
-            .await
-            .map_err(db_err)?
-            .last_insert_id;
+        let seq = unit_of_work(&self.db, move |txn| {
+            Box::pin(async move {
+                let seq = event_delivery::Entity::insert(row)
+                    .exec(txn)
+                    .await
+                    .map_err(db_err)?
+                    .last_insert_id;
+                insert_audit(txn, audit).await?;
+                Ok(End::Commit(seq))
+            })
+        })
+        .await?;
         event_delivery::Entity::find_by_id(seq)
             .one(&self.db)
             .await

@@ -173,6 +173,7 @@ impl FactorStore for SqlFactors {
                     domain::events::Reason::FactorsReset,
                     domain::events::Actor::Admin,
                 );
+                let ended = revoke_admin_sessions(txn, admin_id, now, cause).await?;
                 crate::events::record(
                     txn,
                     &[domain::events::SecurityEvent::admin(
@@ -183,7 +184,6 @@ impl FactorStore for SqlFactors {
                     )],
                 )
                 .await?;
-                let ended = revoke_admin_sessions(txn, admin_id, now, cause).await?;
                 admin_factor::Entity::delete_many()
                     .filter(admin_factor::Column::AdminId.eq(admin_id))
                     .exec(txn)
@@ -291,6 +291,19 @@ impl FactorStore for SqlFactors {
                         .await
                         .map_err(db_err)?;
                 }
+                crate::events::record(
+                    txn,
+                    &[domain::events::SecurityEvent::admin(
+                        domain::events::EventType::CredentialChange,
+                        admin_id,
+                        domain::events::Cause::new(
+                            domain::events::Reason::FactorChanged,
+                            domain::events::Actor::User,
+                        ),
+                        audit.at,
+                    )],
+                )
+                .await?;
                 insert_audit(txn, audit).await?;
                 Ok(End::Commit(Removal::Removed))
             })
@@ -327,7 +340,21 @@ impl FactorStore for SqlFactors {
                     .await
                     .map_err(db_err)?;
                 }
+                // A new set replacing an old one (not the first, made with the first factor).
                 if let Some(audit) = audit {
+                    crate::events::record(
+                        txn,
+                        &[domain::events::SecurityEvent::admin(
+                            domain::events::EventType::CredentialChange,
+                            admin_id,
+                            domain::events::Cause::new(
+                                domain::events::Reason::FactorChanged,
+                                domain::events::Actor::User,
+                            ),
+                            now,
+                        )],
+                    )
+                    .await?;
                     insert_audit(txn, audit).await?;
                 }
                 Ok(End::Commit(()))

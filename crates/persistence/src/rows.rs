@@ -65,21 +65,38 @@ pub(crate) async fn revoke_sessions(
     cause: Cause,
 ) -> Result<u64> {
     let customers: Vec<Uuid> = customers.into_iter().collect();
-    let events: Vec<SecurityEvent> = customers
-        .iter()
-        .map(|id| SecurityEvent::customer(EventType::SessionRevoked, *id, cause, now))
-        .collect();
-    crate::events::record(txn, &events).await?;
+    // Writes first (SQLite's write lock from the first statement); the events after.
     supersede_pending(txn, customers.iter().copied(), now).await?;
     end_sign_in_codes(txn, &customers, now).await?;
-    let mut revoke = access_token::Entity::update_many()
+    let revoke = access_token::Entity::update_many()
         .col_expr(access_token::Column::RevokedAt, Expr::value(Some(now)))
-        .filter(access_token::Column::CustomerId.is_in(customers))
+        .filter(access_token::Column::CustomerId.is_in(customers.clone()))
         .filter(live(now));
-    if let Some(keep) = keep {
-        revoke = revoke.filter(access_token::Column::Id.ne(keep.uuid()));
-    }
-    Ok(revoke.exec(txn).await.map_err(db_err)?.rows_affected)
+    let Some(keep) = keep else {
+        let revoked = revoke.exec(txn).await.map_err(db_err)?.rows_affected;
+        let events: Vec<SecurityEvent> = customers
+            .iter()
+            .map(|id| SecurityEvent::customer(EventType::SessionRevoked, *id, cause, now))
+            .collect();
+        crate::events::record(txn, &events).await?;
+        return Ok(revoked);
+    };
+    // One session stays (the one that changed the password): each ended session is named, so
+    // a receiver does not end the one that stays.
+    let ended = revoke
+        .filter(access_token::Column::Id.ne(keep.uuid()))
+        .exec_with_returning(txn)
+        .await
+        .map_err(db_err)?;
+    let events: Vec<SecurityEvent> = ended
+        .iter()
+        .map(|t| {
+            SecurityEvent::customer(EventType::SessionRevoked, t.customer_id, cause, now)
+                .for_session(SessionId::from_uuid(t.id))
+        })
+        .collect();
+    crate::events::record(txn, &events).await?;
+    Ok(ended.len() as u64)
 }
 
 /// The customer's row, locked for the rest of the transaction: the writes that derive the
@@ -178,16 +195,6 @@ pub(crate) async fn revoke_admin_sessions(
     now: DateTime<Utc>,
     cause: Cause,
 ) -> Result<u64> {
-    crate::events::record(
-        txn,
-        &[SecurityEvent::admin(
-            EventType::SessionRevoked,
-            admin_id,
-            cause,
-            now,
-        )],
-    )
-    .await?;
     admin_device_grant::Entity::update_many()
         .col_expr(
             admin_device_grant::Column::RevokedAt,
@@ -198,7 +205,7 @@ pub(crate) async fn revoke_admin_sessions(
         .exec(txn)
         .await
         .map_err(db_err)?;
-    Ok(admin_access_token::Entity::update_many()
+    let revoked = admin_access_token::Entity::update_many()
         .col_expr(
             admin_access_token::Column::RevokedAt,
             Expr::value(Some(now)),
@@ -209,7 +216,18 @@ pub(crate) async fn revoke_admin_sessions(
         .exec(txn)
         .await
         .map_err(db_err)?
-        .rows_affected)
+        .rows_affected;
+    crate::events::record(
+        txn,
+        &[SecurityEvent::admin(
+            EventType::SessionRevoked,
+            admin_id,
+            cause,
+            now,
+        )],
+    )
+    .await?;
+    Ok(revoked)
 }
 
 /// `None` for a row whose role this build does not know: such an admin can neither sign in nor

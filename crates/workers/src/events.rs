@@ -29,7 +29,7 @@ use persistence::{Settled, SqlEvents};
 use tokio::{sync::watch, task::JoinHandle};
 use uuid::Uuid;
 
-/// Bytes of a receiver's answer read at most (its error text, kept short for the console).
+/// Bytes of a receiver's answer read at most (then the connection is dropped).
 const MAX_ANSWER: usize = 4096;
 /// How often the set of enabled subscriptions is read again.
 const REFRESH: Duration = Duration::from_secs(2);
@@ -131,10 +131,19 @@ impl EventWorker {
                             continue;
                         }
                         let secret = sealed.and_then(|sealed| {
-                            self.secrets
+                            let opened = self
+                                .secrets
                                 .open(&id.to_string(), &sealed)
                                 .and_then(|b| String::from_utf8(b).ok())
-                                .map(WebhookSecret::from_stored)
+                                .map(WebhookSecret::from_stored);
+                            if opened.is_none() {
+                                tracing::error!(
+                                    subscription = %id,
+                                    "a webhook secret does not open with this server's secret: \
+                                     its deliveries fail until it is replaced (New secret)"
+                                );
+                            }
+                            opened
                         });
                         let task = SubscriptionTask {
                             worker: self.clone(),
@@ -171,16 +180,16 @@ struct SubscriptionTask {
 impl SubscriptionTask {
     async fn run(self, mut stopped: watch::Receiver<bool>) {
         let id = self.subscription.id;
-        let mut last_claim = Instant::now() - RECLAIM;
+        let mut last_claim = Instant::now().checked_sub(RECLAIM);
         loop {
             if *stopped.borrow() {
                 return;
             }
             let now = self.worker.clock.now();
-            let due = last_claim.elapsed() >= RECLAIM
+            let due = last_claim.is_none_or(|at| at.elapsed() >= RECLAIM)
                 || self.worker.events.due(id, now).await.unwrap_or(true);
             if due {
-                last_claim = Instant::now();
+                last_claim = Some(Instant::now());
                 let lease = chrono::Duration::from_std(self.worker.timeout * 2)
                     .unwrap_or(chrono::Duration::seconds(60));
                 match self.worker.events.claim(id, now, lease).await {
@@ -235,6 +244,8 @@ impl SubscriptionTask {
                 Settled {
                     seq: d.seq,
                     claim_id: d.claim_id,
+                    subscription_id: self.subscription.id,
+                    subject_id: d.subject_id,
                     status,
                     failure,
                 }
@@ -304,36 +315,44 @@ impl SubscriptionTask {
                 status: Some(status.as_u16()),
                 error: None,
             },
-            Ok(Ok((status, answer))) => {
-                let text: String = String::from_utf8_lossy(&answer[..answer.len().min(MAX_ANSWER)])
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .take(200)
-                    .collect();
-                Attempt {
-                    status: Some(status.as_u16()),
-                    error: Some(if status.is_redirection() {
-                        format!("HTTP {status}: redirects are not followed")
-                    } else {
-                        format!("HTTP {status}: {text}")
-                    }),
-                }
-            }
+            // The status only: what a receiver answers is not shown (on an allowed internal
+            // network that would make a reader of other services' answers).
+            Ok(Ok((status, _))) => Attempt {
+                status: Some(status.as_u16()),
+                error: Some(if status.is_redirection() {
+                    format!("HTTP {status}: redirects are not followed")
+                } else {
+                    format!("HTTP {status}")
+                }),
+            },
         }
     }
 }
 
-/// A transport error in a line, without the URL's query (which may carry a receiver's token).
+/// A transport failure as a class, never the receiver's words or the URL: the refused
+/// address, a failed connection, TLS, or anything else.
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
+    let mut chain = String::new();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        chain.push_str(&s.to_string());
         source = s.source();
     }
-    out
+    if chain.contains("resolves to no address events may be sent to") {
+        "refused: the name resolves to an internal address".to_owned()
+    } else if e.is_connect() {
+        if chain.contains("certificate") || chain.contains("tls") || chain.contains("TLS") {
+            "could not connect: TLS failed".to_owned()
+        } else if chain.contains("dns") || chain.contains("resolve") || chain.contains("lookup") {
+            "could not connect: the name does not resolve".to_owned()
+        } else {
+            "could not connect".to_owned()
+        }
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut short".to_owned()
+    } else {
+        "the request failed".to_owned()
+    }
 }
 
 /// A number in [0, 1) for the backoff's jitter.
@@ -341,4 +360,28 @@ fn jitter() -> f64 {
     let mut b = [0u8; 2];
     let _ = getrandom::fill(&mut b);
     f64::from(u16::from_le_bytes(b)) / 65536.0
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use reqwest::dns::Resolve;
+
+    use super::*;
+
+    /// A name that resolves to this machine is refused in production, whatever the URL said;
+    /// the operator's network lets it through.
+    #[tokio::test]
+    async fn the_resolver_refuses_internal_addresses_unless_allowed() {
+        let name = || reqwest::dns::Name::from_str("localhost").unwrap();
+        let strict = GuardedResolver(EndpointPolicy::strict(Vec::new()));
+        assert!(strict.resolve(name()).await.is_err());
+        let allowed = GuardedResolver(EndpointPolicy::strict(vec![
+            domain::events::Network::parse("127.0.0.0/8").unwrap(),
+            domain::events::Network::parse("::1/128").unwrap(),
+        ]));
+        let addrs: Vec<SocketAddr> = allowed.resolve(name()).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()));
+    }
 }

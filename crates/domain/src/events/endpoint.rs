@@ -12,6 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::Error;
 
+/// The longest URL stored (as normalised).
+const MAX_URL: usize = 2048;
+
 /// An IP network, `10.20.0.0/16` or `fd00:1::/64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -185,9 +188,6 @@ impl EndpointPolicy {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(EndpointRefusal::Credentials);
         }
-        if raw.len() > 2048 {
-            return Err(EndpointRefusal::Invalid);
-        }
         match url.host() {
             None => return Err(EndpointRefusal::Invalid),
             Some(url::Host::Ipv4(ip)) => self.check_address(IpAddr::V4(ip))?,
@@ -201,7 +201,11 @@ impl EndpointPolicy {
         }
         let mut url = url;
         url.set_fragment(None);
-        Ok(url.to_string())
+        let url = url.to_string();
+        if url.len() > MAX_URL {
+            return Err(EndpointRefusal::Invalid);
+        }
+        Ok(url)
     }
 
     /// An address a receiver's name resolved to (or its literal address).

@@ -147,12 +147,16 @@ pub enum Reason {
     AdminEnabled,
     /// An admin's second factors were removed by another admin or an operator.
     FactorsReset,
+    /// An admin removed a second factor of their own, or replaced their recovery codes.
+    FactorChanged,
+    /// A bulk job made the password stop working until a new one is set.
+    NewPasswordRequired,
     /// The "Send test event" button.
     Test,
 }
 
 impl Reason {
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::SignOut,
         Self::ForceSignIn,
         Self::BulkForceSignIn,
@@ -168,6 +172,8 @@ impl Reason {
         Self::AdminDisabled,
         Self::AdminEnabled,
         Self::FactorsReset,
+        Self::FactorChanged,
+        Self::NewPasswordRequired,
         Self::Test,
     ];
 
@@ -188,6 +194,8 @@ impl Reason {
             Self::AdminDisabled => "admin_disabled",
             Self::AdminEnabled => "admin_enabled",
             Self::FactorsReset => "factors_reset",
+            Self::FactorChanged => "factor_changed",
+            Self::NewPasswordRequired => "new_password_required",
             Self::Test => "test",
         }
     }
@@ -197,7 +205,7 @@ impl Reason {
     }
 
     /// Said to an administrator of the receiving service (CAEP `reason_admin`).
-    fn explained(self) -> &'static str {
+    pub(crate) fn explained(self) -> &'static str {
         match self {
             Self::SignOut => "The user signed out of this session.",
             Self::ForceSignIn => "A store administrator signed the user out everywhere.",
@@ -216,6 +224,12 @@ impl Reason {
             Self::AdminDisabled => "A store administrator was disabled.",
             Self::AdminEnabled => "A store administrator was enabled.",
             Self::FactorsReset => "A store administrator's second factors were removed.",
+            Self::FactorChanged => {
+                "A store administrator removed a second factor or replaced their recovery codes."
+            }
+            Self::NewPasswordRequired => {
+                "The password stopped working: a store administrator requires a new one."
+            }
             Self::Test => "A test event sent from the Integrations page.",
         }
     }
@@ -389,6 +403,11 @@ pub const DEFAULT_MAX_IN_FLIGHT: i32 = 4;
 const MAX_IN_FLIGHT: i32 = 32;
 const MAX_NAME: usize = 64;
 const MAX_AUDIENCE: usize = 256;
+/// Subscriptions a store may have: each adds rows to every revoking transaction and a task to
+/// every replica.
+pub const MAX_SUBSCRIPTIONS: usize = 20;
+/// Dead deliveries one replay may name.
+const MAX_REPLAY: usize = 1000;
 
 /// A receiver of events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -534,6 +553,13 @@ fn check_audience(audience: Option<String>) -> Result<Option<String>> {
                 message: format!("at most {MAX_AUDIENCE} printable characters"),
             })
         }
+        // A SET is signed with the access tokens' key: it must never name their audiences,
+        // or a careless verifier could take it for a token.
+        Some(a) if a.to_ascii_lowercase().starts_with("latchkey") => Err(Error::BadUserInput {
+            field: "audience",
+            message: "an audience of the receiving service's own (not one of Latchkey's tokens)"
+                .into(),
+        }),
         other => Ok(other),
     }
 }
@@ -587,6 +613,12 @@ impl Integrations {
             .check_url(&new.url)
             .map_err(|e| e.into_error())?;
         check_types(&new.event_types)?;
+        if self.store.subscriptions().await?.len() >= MAX_SUBSCRIPTIONS {
+            return Err(Error::BadUserInput {
+                field: "input",
+                message: format!("at most {MAX_SUBSCRIPTIONS} subscriptions"),
+            });
+        }
         let subscription = Subscription {
             id: Uuid::now_v7(),
             name: parse_name(&new.name)?,
@@ -610,7 +642,18 @@ impl Integrations {
         let audit = self.audit(
             by,
             client,
-            format!("created {} ({})", subscription.id, subscription.name),
+            format!(
+                "created {} ({}) to {}, {}, email {}",
+                subscription.id,
+                subscription.name,
+                subscription.url,
+                subscription.format.as_str(),
+                if subscription.include_email {
+                    "on"
+                } else {
+                    "off"
+                }
+            ),
         );
         self.store
             .create_subscription(&subscription, sealed, audit)
@@ -652,7 +695,17 @@ impl Integrations {
             s.max_in_flight = check_in_flight(n)?;
         }
         s.updated_at = self.clock.now();
-        let audit = self.audit(by, client, format!("updated {id}"));
+        let audit = self.audit(
+            by,
+            client,
+            format!(
+                "updated {id} ({}): to {}, {}, email {}",
+                s.name,
+                s.url,
+                if s.enabled { "enabled" } else { "paused" },
+                if s.include_email { "on" } else { "off" }
+            ),
+        );
         self.store.update_subscription(&s, audit).await?;
         Ok(s)
     }
@@ -688,8 +741,14 @@ impl Integrations {
         Ok(secret)
     }
 
-    /// Queues a test event for this subscription only (its subject is the admin who asked).
-    pub async fn send_test(&self, by: &AdminPrincipal, id: Uuid) -> Result<Delivery> {
+    /// Queues a test event for this subscription only (its subject is the admin who asked;
+    /// a SET receiver gets the SSF verification event, a webhook the type `latchkey.test`).
+    pub async fn send_test(
+        &self,
+        by: &AdminPrincipal,
+        client: &ClientInfo,
+        id: Uuid,
+    ) -> Result<Delivery> {
         self.subscription(id).await?;
         let event = SecurityEvent::admin(
             EventType::SessionRevoked,
@@ -697,7 +756,8 @@ impl Integrations {
             Cause::new(Reason::Test, Actor::Admin),
             self.clock.now(),
         );
-        self.store.queue_test(id, &event).await
+        let audit = self.audit(by, client, format!("sent a test event to {id}"));
+        self.store.queue_test(id, &event, audit).await
     }
 
     pub async fn deliveries(
@@ -719,6 +779,12 @@ impl Integrations {
         deliveries: Option<Vec<i64>>,
     ) -> Result<u64> {
         self.subscription(id).await?;
+        if deliveries.as_ref().is_some_and(|d| d.len() > MAX_REPLAY) {
+            return Err(Error::BadUserInput {
+                field: "deliveryIds",
+                message: format!("at most {MAX_REPLAY} at once"),
+            });
+        }
         let audit = self.audit(by, client, format!("replayed dead deliveries of {id}"));
         self.store
             .replay(id, deliveries, self.clock.now(), audit)

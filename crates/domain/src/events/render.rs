@@ -9,6 +9,10 @@ use super::{EventFormat, EventType, Outgoing, Subscription};
 use crate::{Error, Result, token::TokenCodec};
 
 const SECRET_PREFIX: &str = "whsec_";
+/// The SSF verification event: what a test sends a SET receiver.
+const VERIFICATION: &str = "https://schemas.openid.net/secevent/ssf/event-type/verification";
+/// The webhook type of a test.
+const WEBHOOK_TEST: &str = "latchkey.test";
 
 /// A subscription's Standard Webhooks secret (`whsec_` and 32 random bytes in base64): shown
 /// once to the administrator, stored sealed. Its `Debug` says nothing.
@@ -116,12 +120,12 @@ fn set_event(d: &Outgoing, include_email: bool) -> Value {
     match d.event_type {
         EventType::CredentialChange => {
             event["credential_type"] = json!(match d.cause.reason {
-                super::Reason::FactorsReset => "app",
+                super::Reason::FactorsReset | super::Reason::FactorChanged => "app",
                 _ => "password",
             });
             event["change_type"] = json!(match d.cause.reason {
-                super::Reason::ReportedNotMe => "revoke",
-                super::Reason::FactorsReset => "delete",
+                super::Reason::ReportedNotMe | super::Reason::NewPasswordRequired => "revoke",
+                super::Reason::FactorsReset | super::Reason::FactorChanged => "delete",
                 _ => "update",
             });
         }
@@ -152,8 +156,13 @@ pub fn render(
     match subscription.format {
         EventFormat::StandardWebhooks => {
             let secret = secret.ok_or_else(|| Error::internal("a webhook without a secret"))?;
+            let kind = if d.cause.reason == super::Reason::Test {
+                WEBHOOK_TEST
+            } else {
+                d.event_type.webhook_type()
+            };
             let body = json!({
-                "type": d.event_type.webhook_type(),
+                "type": kind,
                 "timestamp": d.occurred_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "data": facts(d, include_email),
             })
@@ -169,6 +178,21 @@ pub fn render(
                     ("webhook-signature", signature),
                 ],
                 body,
+            })
+        }
+        EventFormat::SsfSet if d.cause.reason == super::Reason::Test => {
+            let claims = json!({
+                "iss": issuer,
+                "jti": d.event_id.to_string(),
+                "iat": now.timestamp(),
+                "aud": subscription.audience(),
+                "sub_id": {"format": "opaque", "id": subscription.id.to_string()},
+                "events": {VERIFICATION: {"state": d.event_id.to_string()}},
+            });
+            Ok(Rendered {
+                content_type: "application/secevent+jwt",
+                headers: vec![("accept", "application/json".to_owned())],
+                body: signer.sign_set(&claims, now)?,
             })
         }
         EventFormat::SsfSet => {

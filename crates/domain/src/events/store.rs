@@ -36,8 +36,13 @@ pub trait EventStore: Send + Sync {
     /// `false` when there was none; its deliveries go with it.
     async fn delete_subscription(&self, id: Uuid, audit: NewAudit) -> Result<bool>;
     async fn set_secret(&self, id: Uuid, sealed: Vec<u8>, audit: NewAudit) -> Result<()>;
-    /// One delivery of `event` to this subscription only.
-    async fn queue_test(&self, subscription: Uuid, event: &SecurityEvent) -> Result<Delivery>;
+    /// One delivery of `event` to this subscription only, with the audit entry.
+    async fn queue_test(
+        &self,
+        subscription: Uuid,
+        event: &SecurityEvent,
+        audit: NewAudit,
+    ) -> Result<Delivery>;
     /// Newest first.
     async fn deliveries(
         &self,

@@ -13,6 +13,7 @@ pub struct Model {
     pub session_id: Option<Uuid>,
     pub reason: String,
     pub actor: String,
+    pub priority: i16,
     pub occurred_at: DateTimeUtc,
     pub email: Option<String>,
     pub new_email: Option<String>,
