@@ -202,6 +202,28 @@ async fn backend(
     let total = res["data"]["startBulkAction"]["total"]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("startBulkAction: {res}"))?;
+    let job = res["data"]["startBulkAction"]["id"].clone();
+    // When the job itself finished (its events are written as it goes).
+    let finished = Arc::new(Mutex::new(None::<Instant>));
+    {
+        let (finished, token) = (finished.clone(), token.clone());
+        tokio::spawn(async move {
+            loop {
+                let res = admin_scale::gql(
+                    addr,
+                    &token,
+                    "query($id: ID!) { bulkJob(id: $id) { status } }",
+                    json!({"id": job}),
+                )
+                .await;
+                if res.is_ok_and(|r| r["data"]["bulkJob"]["status"] == "FINISHED") {
+                    *finished.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut during = probe(addr, &token, busy_ids, &seen).await?;
     report(
@@ -220,8 +242,13 @@ async fn backend(
                 .unwrap_or_else(Instant::now)
                 .duration_since(started)
                 .as_secs_f64();
+            let job_seconds = finished
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .map_or(f64::NAN, |at| at.duration_since(started).as_secs_f64());
             println!(
-                "  bulk job's events: {total} delivered in {seconds:.1} s from its start = {:.0} events/s",
+                "  bulk job: {total} customers in {job_seconds:.1} s; its events delivered in \
+                 {seconds:.1} s from its start = {:.0} events/s",
                 total as f64 / seconds
             );
             break;

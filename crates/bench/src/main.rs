@@ -124,7 +124,7 @@ enum Mode {
         #[arg(long, default_value_t = 200)]
         probes: usize,
         /// The subscription's cap of requests in flight.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 8)]
         max_in_flight: i32,
     },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
@@ -238,9 +238,15 @@ impl Process {
         ready: &str,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
+        // The server logs to standard output: shown with LATCHKEY_BENCH_SERVER_LOGS set.
+        let logs = std::env::var_os("LATCHKEY_BENCH_SERVER_LOGS").is_some();
         cmd.args(args)
             .kill_on_drop(true)
-            .stdout(Stdio::null())
+            .stdout(if logs {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::inherit())
             .env("RUST_LOG", "warn");
         for (k, v) in env {

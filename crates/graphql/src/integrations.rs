@@ -217,7 +217,7 @@ pub struct EventSubscriptionInput {
     #[graphql(default = false)]
     pub include_email: bool,
     pub audience: Option<String>,
-    /// 1 to 32 (4).
+    /// 1 to 32 (8).
     pub max_in_flight: Option<i32>,
 }
 

@@ -95,6 +95,26 @@ pub(crate) enum End<T> {
 /// The body of a unit of work: statements on the transaction it is given.
 pub(crate) type Work<'t, T> = Pin<Box<dyn Future<Output = Result<End<T>>> + Send + 't>>;
 
+tokio::task_local! {
+    /// Set by a unit of work that recorded security events (`note_events_recorded`).
+    static RECORDED_EVENTS: std::cell::Cell<bool>;
+}
+
+/// Wakes this process's event workers after a commit that recorded security events (other
+/// replicas' workers find them by polling).
+static EVENTS_COMMITTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Called where events are recorded: the unit of work wakes the event workers once it commits
+/// (never before: a rolled-back change wakes nobody).
+pub(crate) fn note_events_recorded() {
+    let _ = RECORDED_EVENTS.try_with(|recorded| recorded.set(true));
+}
+
+/// Resolves after a commit of this process that recorded security events.
+pub(crate) async fn events_committed() {
+    EVENTS_COMMITTED.notified().await;
+}
+
 /// Runs `work` in one transaction on `db`, to completion, whatever happens to the caller.
 pub(crate) async fn unit_of_work<T, F>(db: &DatabaseConnection, work: F) -> Result<T>
 where
@@ -102,12 +122,16 @@ where
     F: for<'t> FnOnce(&'t DatabaseTransaction) -> Work<'t, T> + Send + 'static,
 {
     let db = db.clone();
-    let task = tokio::spawn(
+    let task = tokio::spawn(RECORDED_EVENTS.scope(
+            std::cell::Cell::new(false),
             async move {
             let txn = db.begin().await.map_err(db_err)?;
             match work(&txn).await {
                 Ok(End::Commit(value)) => {
                     txn.commit().await.map_err(db_err)?;
+                    if RECORDED_EVENTS.with(std::cell::Cell::get) {
+                        EVENTS_COMMITTED.notify_waiters();
+                    }
                     Ok(value)
                 }
                 Ok(End::Rollback(value)) => {
@@ -123,7 +147,7 @@ where
             }
             }
             .in_current_span(),
-        );
+        ));
     task.await
         .map_err(|e| Error::internal(format!("a unit of work did not finish: {e}")))?
 }

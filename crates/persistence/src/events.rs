@@ -100,6 +100,15 @@ fn to_outgoing(m: event_delivery::Model) -> Option<Outgoing> {
     })
 }
 
+/// 1 for a bulk job's events, which go after single changes' (a store signing everyone out
+/// after a breach still hears of the next Force Sign In at once); 0 for the rest.
+fn priority(e: &SecurityEvent) -> i16 {
+    i16::from(matches!(
+        e.cause.reason,
+        Reason::BulkForceSignIn | Reason::NewPasswordRequired
+    ))
+}
+
 fn delivery_row(
     subscription: Uuid,
     e: &SecurityEvent,
@@ -116,9 +125,7 @@ fn delivery_row(
         session_id: Set(e.session.map(|s| s.uuid())),
         reason: Set(e.cause.reason.as_str().to_owned()),
         actor: Set(e.cause.actor.as_str().to_owned()),
-        // A bulk job's events go after single changes' (a store signing everyone out after a
-        // breach still hears of the next Force Sign In at once).
-        priority: Set(i16::from(e.cause.reason == Reason::BulkForceSignIn)),
+        priority: Set(priority(e)),
         occurred_at: Set(e.occurred_at),
         email: Set(email),
         new_email: Set(new_email),
@@ -175,6 +182,24 @@ pub(crate) async fn record(txn: &DatabaseTransaction, events: &[SecurityEvent]) 
             .await
             .map_err(db_err)?;
     }
+    // A single change's event waits for its subject's earlier ones: a bulk job's still queued
+    // for that subject move up with it (order per subject kept, no wait behind the job).
+    let urgent: std::collections::BTreeSet<Uuid> = events
+        .iter()
+        .filter(|e| priority(e) == 0)
+        .map(|e| e.subject_id)
+        .collect();
+    for subject in urgent {
+        event_delivery::Entity::update_many()
+            .col_expr(event_delivery::Column::Priority, Expr::value(0i16))
+            .filter(event_delivery::Column::SubjectId.eq(subject))
+            .filter(event_delivery::Column::Status.eq(PENDING))
+            .filter(event_delivery::Column::Priority.eq(1i16))
+            .exec(txn)
+            .await
+            .map_err(db_err)?;
+    }
+    crate::db::note_events_recorded();
     Ok(())
 }
 
@@ -260,6 +285,12 @@ impl SqlEvents {
             .collect())
     }
 
+    /// Resolves after a commit in this process that recorded events: the idle worker's wake-up
+    /// (events written by another replica are found by polling).
+    pub async fn committed(&self) {
+        crate::db::events_committed().await;
+    }
+
     /// Whether a delivery of the subscription is due now (an index range of its pending
     /// rows): an idle worker's poll.
     pub async fn due(&self, subscription: Uuid, now: DateTime<Utc>) -> Result<bool> {
@@ -285,6 +316,7 @@ impl SqlEvents {
         subscription: Uuid,
         now: DateTime<Utc>,
         lease: Duration,
+        requeue: bool,
     ) -> Result<Vec<Outgoing>> {
         let _turn = self.write_turn.take(&self.db).await;
         queue_work(&self.db, move |txn| {
@@ -315,19 +347,22 @@ impl SqlEvents {
                 let Some(sub) = sub.filter(|s| s.enabled) else {
                     return Ok(End::Commit(Vec::new()));
                 };
-                // A replica that died mid-send: its claims go back in line.
-                event_delivery::Entity::update_many()
-                    .col_expr(event_delivery::Column::Status, Expr::value(PENDING))
-                    .col_expr(
-                        event_delivery::Column::ClaimId,
-                        Expr::value(Option::<Uuid>::None),
-                    )
-                    .filter(event_delivery::Column::SubscriptionId.eq(subscription))
-                    .filter(event_delivery::Column::Status.eq(SENDING))
-                    .filter(event_delivery::Column::ClaimedUntil.lt(now))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
+                // A replica that died mid-send: its claims go back in line (asked every few
+                // seconds, not with every claim).
+                if requeue {
+                    event_delivery::Entity::update_many()
+                        .col_expr(event_delivery::Column::Status, Expr::value(PENDING))
+                        .col_expr(
+                            event_delivery::Column::ClaimId,
+                            Expr::value(Option::<Uuid>::None),
+                        )
+                        .filter(event_delivery::Column::SubscriptionId.eq(subscription))
+                        .filter(event_delivery::Column::Status.eq(SENDING))
+                        .filter(event_delivery::Column::ClaimedUntil.lt(now))
+                        .exec(txn)
+                        .await
+                        .map_err(db_err)?;
+                }
                 let in_flight = event_delivery::Entity::find()
                     .filter(event_delivery::Column::SubscriptionId.eq(subscription))
                     .filter(event_delivery::Column::Status.eq(SENDING))
@@ -375,20 +410,15 @@ impl SqlEvents {
                     return Ok(End::Commit(Vec::new()));
                 }
                 let claim_id = Uuid::now_v7();
-                event_delivery::Entity::update_many()
+                let mut rows = event_delivery::Entity::update_many()
                     .col_expr(C::Status, Expr::value(SENDING))
                     .col_expr(C::ClaimId, Expr::value(Some(claim_id)))
                     .col_expr(C::ClaimedUntil, Expr::value(Some(now + lease)))
-                    .filter(C::Seq.is_in(seqs.clone()))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
-                let rows = event_delivery::Entity::find()
                     .filter(C::Seq.is_in(seqs))
-                    .order_by_asc(C::Seq)
-                    .all(txn)
+                    .exec_with_returning(txn)
                     .await
                     .map_err(db_err)?;
+                rows.sort_by_key(|r| r.seq);
                 Ok(End::Commit(
                     rows.into_iter().filter_map(to_outgoing).collect(),
                 ))

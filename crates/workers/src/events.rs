@@ -5,8 +5,9 @@
 //! due deliveries, at most the subscription's cap in flight across every replica and the
 //! earliest unsettled one of each subject (so a subject's events arrive in order), sends them
 //! at once, and settles them: delivered on a 2xx, else retried with backoff and jitter, and
-//! dead-lettered after the last attempt. An idle task looks for due work with one index read
-//! every `poll` (100 ms by default): events written on any replica go out within that.
+//! dead-lettered after the last attempt. An idle task wakes when a change of this process
+//! commits events, and otherwise looks for due work with one index read every `poll` (100 ms
+//! by default): events written on another replica go out within that.
 //!
 //! Every request: no redirects, no proxy from the environment, the whole exchange (connect,
 //! send, the answer's head and at most 4 KiB of its body) within `timeout`, and every address
@@ -186,13 +187,15 @@ impl SubscriptionTask {
                 return;
             }
             let now = self.worker.clock.now();
-            let due = last_claim.is_none_or(|at| at.elapsed() >= RECLAIM)
-                || self.worker.events.due(id, now).await.unwrap_or(true);
+            let requeue = last_claim.is_none_or(|at| at.elapsed() >= RECLAIM);
+            let due = requeue || self.worker.events.due(id, now).await.unwrap_or(true);
             if due {
-                last_claim = Some(Instant::now());
+                if requeue {
+                    last_claim = Some(Instant::now());
+                }
                 let lease = chrono::Duration::from_std(self.worker.timeout * 2)
                     .unwrap_or(chrono::Duration::seconds(60));
-                match self.worker.events.claim(id, now, lease).await {
+                match self.worker.events.claim(id, now, lease, requeue).await {
                     Ok(batch) if !batch.is_empty() => {
                         self.round(batch).await;
                         // More may be waiting: claim again at once.
@@ -206,6 +209,7 @@ impl SubscriptionTask {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.worker.poll) => {}
+                () = self.worker.events.committed() => {}
                 _ = stopped.changed() => {}
             }
         }

@@ -399,7 +399,7 @@ impl EventFormat {
 }
 
 /// Requests in flight to one subscription, across every replica, unless it says otherwise.
-pub const DEFAULT_MAX_IN_FLIGHT: i32 = 4;
+pub const DEFAULT_MAX_IN_FLIGHT: i32 = 8;
 const MAX_IN_FLIGHT: i32 = 32;
 const MAX_NAME: usize = 64;
 const MAX_AUDIENCE: usize = 256;
