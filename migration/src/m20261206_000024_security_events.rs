@@ -70,28 +70,53 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Partial indexes (the same SQL on SQLite and PostgreSQL): the worker's statements
-        // touch only unsettled rows, however much delivered history a subscription keeps.
-        let db = manager.get_connection();
-        for sql in [
-            // The claim: a subscription's pending rows, single changes' before bulk jobs'.
-            "CREATE INDEX idx_event_deliveries_due ON event_deliveries \
-             (subscription_id, priority, seq) WHERE status = 'pending'",
+        // Full indexes, not partial ones: the statements bind `status` as a parameter, and
+        // neither SQLite (its plans fixed without the values) nor a generic PostgreSQL plan can
+        // use an index whose WHERE names a value.
+        for (name, columns) in [
+            // The claim and the idle poll: a subscription's pending rows, single changes'
+            // before bulk jobs', in order; and what is in flight (`sending`).
+            (
+                "idx_event_deliveries_due",
+                &[
+                    EventDeliveries::SubscriptionId,
+                    EventDeliveries::Status,
+                    EventDeliveries::Priority,
+                    EventDeliveries::Seq,
+                ][..],
+            ),
             // Order per subject: is an earlier delivery of this subject still unsettled?
-            "CREATE INDEX idx_event_deliveries_subject ON event_deliveries \
-             (subscription_id, subject_id, seq) WHERE status IN ('pending', 'sending')",
-            // In flight (the cap), and claims a dead replica left.
-            "CREATE INDEX idx_event_deliveries_sending ON event_deliveries \
-             (subscription_id) WHERE status = 'sending'",
+            (
+                "idx_event_deliveries_subject",
+                &[
+                    EventDeliveries::SubscriptionId,
+                    EventDeliveries::SubjectId,
+                    EventDeliveries::Status,
+                    EventDeliveries::Seq,
+                ][..],
+            ),
             // The Integrations page: a subscription's newest deliveries.
-            "CREATE INDEX idx_event_deliveries_list ON event_deliveries (subscription_id, seq)",
-            // Erasure: a deleted customer's deliveries.
-            "CREATE INDEX idx_event_deliveries_subject_id ON event_deliveries (subject_id)",
+            (
+                "idx_event_deliveries_list",
+                &[EventDeliveries::SubscriptionId, EventDeliveries::Seq][..],
+            ),
+            // A subject's queued events (a single change lifts them; erasure scrubs them).
+            (
+                "idx_event_deliveries_subject_id",
+                &[EventDeliveries::SubjectId, EventDeliveries::Status][..],
+            ),
             // Housekeeping: delivered rows past their week.
-            "CREATE INDEX idx_event_deliveries_delivered ON event_deliveries (delivered_at) \
-             WHERE status = 'delivered'",
+            (
+                "idx_event_deliveries_delivered",
+                &[EventDeliveries::Status, EventDeliveries::DeliveredAt][..],
+            ),
         ] {
-            db.execute_unprepared(sql).await?;
+            let mut index = Index::create();
+            index.name(name).table(EventDeliveries::Table);
+            for column in columns {
+                index.col(*column);
+            }
+            manager.create_index(index.to_owned()).await?;
         }
         Ok(())
     }
@@ -123,7 +148,7 @@ enum EventSubscriptions {
     UpdatedAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum EventDeliveries {
     Table,
     Seq,

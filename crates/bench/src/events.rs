@@ -108,14 +108,16 @@ async fn customer_ids(url: &str, n: usize) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Forces each of `ids` out, one at a time, and waits for its event: ms from answer to 2xx.
+/// Forces each of `ids` out, one at a time, and waits for its event: ms from the answer to the
+/// receiver's 2xx, and (the baseline) ms the mutation itself took.
 async fn probe(
     addr: SocketAddr,
     token: &str,
     ids: &[String],
     seen: &Arc<Mutex<Arrivals>>,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
     let mut out = Vec::new();
+    let mut mutation = Vec::new();
     for id in ids {
         let before = seen
             .lock()
@@ -123,6 +125,7 @@ async fn probe(
             .by_subject
             .get(id)
             .map_or(0, Vec::len);
+        let sent = Instant::now();
         let res = admin_scale::gql(
             addr,
             token,
@@ -132,6 +135,7 @@ async fn probe(
         .await?;
         anyhow::ensure!(res["errors"].is_null(), "revokeCustomerTokens: {res}");
         let answered = Instant::now();
+        mutation.push(answered.duration_since(sent).as_secs_f64() * 1000.0);
         let deadline = answered + Duration::from_secs(300);
         loop {
             let arrived = seen
@@ -148,7 +152,7 @@ async fn probe(
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
     }
-    Ok(out)
+    Ok((out, mutation))
 }
 
 async fn backend(
@@ -186,8 +190,12 @@ async fn backend(
 
     let ids = customer_ids(url, probes * 2).await?;
     let (rest_ids, busy_ids) = ids.split_at(probes);
-    let mut at_rest = probe(addr, &token, rest_ids, &seen).await?;
-    report("at rest", &mut at_rest);
+    let (mut at_rest, mut baseline) = probe(addr, &token, rest_ids, &seen).await?;
+    report(
+        "baseline: the Force Sign In mutation itself, at rest",
+        &mut baseline,
+    );
+    report("at rest: its answer to the receiver's 2xx", &mut at_rest);
 
     // The bulk job over every customer, and the same probe while its events drain.
     let delivered_before = seen.lock().unwrap_or_else(|e| e.into_inner()).total;
@@ -225,9 +233,13 @@ async fn backend(
         });
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut during = probe(addr, &token, busy_ids, &seen).await?;
+    let (mut during, mut busy_baseline) = probe(addr, &token, busy_ids, &seen).await?;
     report(
-        &format!("during the bulk Force Sign In of {total} customers"),
+        &format!("the mutation itself during the bulk Force Sign In of {total} customers"),
+        &mut busy_baseline,
+    );
+    report(
+        &format!("during the bulk Force Sign In of {total} customers: answer to 2xx"),
         &mut during,
     );
     let expected = delivered_before + total + busy_ids.len() as u64;
