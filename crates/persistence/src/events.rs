@@ -377,14 +377,20 @@ impl SqlEvents {
                 }
                 let (d, e) = (Alias::new("d"), Alias::new("e"));
                 use event_delivery::Column as C;
-                let earlier_unsettled = Query::select()
-                    .expr(Expr::val(1))
+                // The head of each subject: the earliest of its unsettled deliveries. A scalar
+                // subquery, run per candidate on the subject index whatever the statistics say
+                // (as NOT EXISTS, PostgreSQL with statistics from before a bulk job planned an
+                // anti-join over every pending row: 112 ms a claim against 1.6 ms).
+                let head_of_subject = Query::select()
+                    .expr(sea_orm::sea_query::Func::min(Expr::col((
+                        e.clone(),
+                        C::Seq,
+                    ))))
                     .from_as(event_delivery::Entity, e.clone())
                     .and_where(Expr::col((e.clone(), C::SubscriptionId)).eq(subscription))
                     .and_where(
                         Expr::col((e.clone(), C::SubjectId)).equals((d.clone(), C::SubjectId)),
                     )
-                    .and_where(Expr::col((e.clone(), C::Seq)).lt(Expr::col((d.clone(), C::Seq))))
                     .and_where(Expr::col((e.clone(), C::Status)).is_in([PENDING, SENDING]))
                     .to_owned();
                 let heads = Query::select()
@@ -393,7 +399,10 @@ impl SqlEvents {
                     .and_where(Expr::col((d.clone(), C::SubscriptionId)).eq(subscription))
                     .and_where(Expr::col((d.clone(), C::Status)).eq(PENDING))
                     .and_where(Expr::col((d.clone(), C::NextAttemptAt)).lte(now))
-                    .and_where(Expr::exists(earlier_unsettled).not())
+                    .and_where(
+                        Expr::col((d.clone(), C::Seq))
+                            .eq(Expr::SubQuery(None, Box::new(head_of_subject.into()))),
+                    )
                     .order_by((d.clone(), C::Priority), sea_orm::Order::Asc)
                     .order_by((d.clone(), C::Seq), sea_orm::Order::Asc)
                     .limit(room)
