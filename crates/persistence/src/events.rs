@@ -1,17 +1,16 @@
-//! Security events: subscriptions, and one delivery row per event per subscription that wants
-//! it, written in the unit of work of the change that caused it ([`record`]); the event
-//! worker's claims, in order per subject, within each subscription's cap of requests in flight
-//! across every replica (the claim locks the subscription's row on PostgreSQL; SQLite has one
-//! writer).
+//! Security events, the floor every change stands on: one delivery row per event per
+//! subscription that wants it, written in the unit of work of the change that caused it
+//! ([`record`], called from `rows.rs` and the feature repositories); and the event worker's
+//! claims, in order per subject, within each subscription's cap of requests in flight across
+//! every replica (the claim locks the subscription's row on PostgreSQL; SQLite has one writer).
+//! The administrators' side (subscriptions, their deliveries, replay) is `integrations.rs`.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use domain::{
     Result,
-    admin::NewAudit,
     events::{
-        Actor, Cause, Delivery, DeliveryStatus, EventFormat, EventStore, EventType, Outgoing,
-        Reason, SecurityEvent, SubjectKind, Subscription,
+        Actor, Cause, Delivery, DeliveryStatus, EventFormat, EventType, Outgoing, Reason,
+        SecurityEvent, SubjectKind, Subscription,
     },
 };
 use sea_orm::{
@@ -23,19 +22,18 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
-    db::{End, WriteTurn, db_err, queue_work, take_sqlite_write_lock, unit_of_work},
+    db::{End, WriteTurn, db_err, queue_work, take_sqlite_write_lock},
     entities::{admin_user, customer, event_delivery, event_subscription},
-    rows::insert_audit,
 };
 
-const PENDING: &str = "pending";
+pub(crate) const PENDING: &str = "pending";
 const SENDING: &str = "sending";
 const DELIVERED: &str = "delivered";
-const DEAD: &str = "dead";
+pub(crate) const DEAD: &str = "dead";
 /// Rows per insert statement (well under either database's limit on parameters).
 const INSERT_CHUNK: usize = 500;
 
-fn types_to_column(types: &[EventType]) -> String {
+pub(crate) fn types_to_column(types: &[EventType]) -> String {
     types
         .iter()
         .map(|t| t.as_str())
@@ -43,7 +41,7 @@ fn types_to_column(types: &[EventType]) -> String {
         .join(",")
 }
 
-fn to_subscription(m: &event_subscription::Model) -> Option<Subscription> {
+pub(crate) fn to_subscription(m: &event_subscription::Model) -> Option<Subscription> {
     Some(Subscription {
         id: m.id,
         name: m.name.clone(),
@@ -63,7 +61,7 @@ fn to_subscription(m: &event_subscription::Model) -> Option<Subscription> {
     })
 }
 
-fn to_delivery(m: event_delivery::Model) -> Option<Delivery> {
+pub(crate) fn to_delivery(m: event_delivery::Model) -> Option<Delivery> {
     Some(Delivery {
         seq: m.seq,
         subscription_id: m.subscription_id,
@@ -109,7 +107,7 @@ fn priority(e: &SecurityEvent) -> i16 {
     ))
 }
 
-fn delivery_row(
+pub(crate) fn delivery_row(
     subscription: Uuid,
     e: &SecurityEvent,
     email: Option<String>,
@@ -511,204 +509,6 @@ impl SqlEvents {
                     }
                 }
                 Ok(End::Commit(()))
-            })
-        })
-        .await
-    }
-}
-
-fn subscription_row(s: &Subscription) -> event_subscription::ActiveModel {
-    event_subscription::ActiveModel {
-        id: Set(s.id),
-        name: Set(s.name.clone()),
-        url: Set(s.url.clone()),
-        format: Set(s.format.as_str().to_owned()),
-        event_types: Set(types_to_column(&s.event_types)),
-        enabled: Set(s.enabled),
-        include_email: Set(s.include_email),
-        audience: Set(s.audience.clone()),
-        max_in_flight: Set(s.max_in_flight),
-        secret_sealed: sea_orm::ActiveValue::NotSet,
-        created_at: Set(s.created_at),
-        updated_at: Set(s.updated_at),
-    }
-}
-
-#[async_trait]
-impl EventStore for SqlEvents {
-    async fn subscriptions(&self) -> Result<Vec<Subscription>> {
-        Ok(event_subscription::Entity::find()
-            .order_by_asc(event_subscription::Column::CreatedAt)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .iter()
-            .filter_map(to_subscription)
-            .collect())
-    }
-
-    async fn subscription(&self, id: Uuid) -> Result<Option<Subscription>> {
-        Ok(event_subscription::Entity::find_by_id(id)
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .as_ref()
-            .and_then(to_subscription))
-    }
-
-    async fn create_subscription(
-        &self,
-        s: &Subscription,
-        sealed_secret: Option<Vec<u8>>,
-        audit: NewAudit,
-    ) -> Result<()> {
-        let mut row = subscription_row(s);
-        row.secret_sealed = Set(sealed_secret);
-        unit_of_work(&self.db, move |txn| {
-            Box::pin(async move {
-                event_subscription::Entity::insert(row)
-                    .exec_without_returning(txn)
-                    .await
-                    .map_err(db_err)?;
-                insert_audit(txn, audit).await?;
-                Ok(End::Commit(()))
-            })
-        })
-        .await
-    }
-
-    async fn update_subscription(&self, s: &Subscription, audit: NewAudit) -> Result<()> {
-        let row = subscription_row(s);
-        unit_of_work(&self.db, move |txn| {
-            Box::pin(async move {
-                event_subscription::Entity::update(row)
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
-                insert_audit(txn, audit).await?;
-                Ok(End::Commit(()))
-            })
-        })
-        .await
-    }
-
-    async fn delete_subscription(&self, id: Uuid, audit: NewAudit) -> Result<bool> {
-        unit_of_work(&self.db, move |txn| {
-            Box::pin(async move {
-                event_delivery::Entity::delete_many()
-                    .filter(event_delivery::Column::SubscriptionId.eq(id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
-                let gone = event_subscription::Entity::delete_by_id(id)
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?
-                    .rows_affected
-                    > 0;
-                if !gone {
-                    return Ok(End::Rollback(false));
-                }
-                insert_audit(txn, audit).await?;
-                Ok(End::Commit(true))
-            })
-        })
-        .await
-    }
-
-    async fn set_secret(&self, id: Uuid, sealed: Vec<u8>, audit: NewAudit) -> Result<()> {
-        unit_of_work(&self.db, move |txn| {
-            Box::pin(async move {
-                event_subscription::Entity::update_many()
-                    .col_expr(
-                        event_subscription::Column::SecretSealed,
-                        Expr::value(Some(sealed)),
-                    )
-                    .col_expr(event_subscription::Column::UpdatedAt, Expr::value(audit.at))
-                    .filter(event_subscription::Column::Id.eq(id))
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?;
-                insert_audit(txn, audit).await?;
-                Ok(End::Commit(()))
-            })
-        })
-        .await
-    }
-
-    async fn queue_test(
-        &self,
-        subscription: Uuid,
-        event: &SecurityEvent,
-        audit: NewAudit,
-    ) -> Result<Delivery> {
-        let row = delivery_row(subscription, event, None, None);
-        let _turn = self.write_turn.take(&self.db).await;
-        let seq = unit_of_work(&self.db, move |txn| {
-            Box::pin(async move {
-                let seq = event_delivery::Entity::insert(row)
-                    .exec(txn)
-                    .await
-                    .map_err(db_err)?
-                    .last_insert_id;
-                insert_audit(txn, audit).await?;
-                Ok(End::Commit(seq))
-            })
-        })
-        .await?;
-        event_delivery::Entity::find_by_id(seq)
-            .one(&self.db)
-            .await
-            .map_err(db_err)?
-            .and_then(to_delivery)
-            .ok_or_else(|| domain::Error::internal("a test delivery vanished"))
-    }
-
-    async fn deliveries(
-        &self,
-        subscription: Uuid,
-        status: Option<DeliveryStatus>,
-        first: u64,
-    ) -> Result<Vec<Delivery>> {
-        let mut find = event_delivery::Entity::find()
-            .filter(event_delivery::Column::SubscriptionId.eq(subscription));
-        if let Some(status) = status {
-            find = find.filter(event_delivery::Column::Status.eq(status.as_str()));
-        }
-        Ok(find
-            .order_by_desc(event_delivery::Column::Seq)
-            .limit(first)
-            .all(&self.db)
-            .await
-            .map_err(db_err)?
-            .into_iter()
-            .filter_map(to_delivery)
-            .collect())
-    }
-
-    async fn replay(
-        &self,
-        subscription: Uuid,
-        seqs: Option<Vec<i64>>,
-        now: DateTime<Utc>,
-        audit: NewAudit,
-    ) -> Result<u64> {
-        let _turn = self.write_turn.take(&self.db).await;
-        unit_of_work(&self.db, move |txn| {
-            Box::pin(async move {
-                use event_delivery::Column as C;
-                let mut replay = event_delivery::Entity::update_many()
-                    .col_expr(C::Status, Expr::value(PENDING))
-                    .col_expr(C::Attempts, Expr::value(0))
-                    .col_expr(C::NextAttemptAt, Expr::value(now))
-                    .filter(C::SubscriptionId.eq(subscription))
-                    .filter(C::Status.eq(DEAD));
-                if let Some(seqs) = seqs {
-                    replay = replay.filter(C::Seq.is_in(seqs));
-                }
-                let n = replay.exec(txn).await.map_err(db_err)?.rows_affected;
-                insert_audit(txn, audit).await?;
-                Ok(End::Commit(n))
             })
         })
         .await

@@ -14,6 +14,7 @@ mod events;
 mod factors;
 mod grid;
 mod import;
+mod integrations;
 mod keys;
 mod limits;
 mod outbox;
