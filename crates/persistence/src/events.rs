@@ -315,10 +315,13 @@ impl SqlEvents {
         now: DateTime<Utc>,
         lease: Duration,
         requeue: bool,
+        settled: Vec<Settled>,
     ) -> Result<Vec<Outgoing>> {
         let _turn = self.write_turn.take(&self.db).await;
         queue_work(&self.db, move |txn| {
             Box::pin(async move {
+                // The previous round's outcomes first, in this transaction.
+                settle_in(txn, &settled, now).await?;
                 // One claim per subscription at a time, on every replica.
                 let sub = if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
                     // FOR NO KEY UPDATE: the deliveries' foreign key takes KEY SHARE on this row
@@ -434,7 +437,8 @@ impl SqlEvents {
         .await
     }
 
-    /// Settles the attempts of one round: delivered, retried later, or dead.
+    /// Settles the attempts of a round: delivered, retried later, or dead (when no claim
+    /// follows to carry them: a stopping worker).
     pub async fn settle(&self, settled: Vec<Settled>, now: DateTime<Utc>) -> Result<()> {
         if settled.is_empty() {
             return Ok(());
@@ -442,75 +446,87 @@ impl SqlEvents {
         let _turn = self.write_turn.take(&self.db).await;
         queue_work(&self.db, move |txn| {
             Box::pin(async move {
-                use event_delivery::Column as C;
-                let delivered: Vec<&Settled> =
-                    settled.iter().filter(|s| s.failure.is_none()).collect();
-                let mut by_status: std::collections::BTreeMap<Option<i32>, Vec<(i64, Uuid)>> =
-                    Default::default();
-                for s in &delivered {
-                    by_status
-                        .entry(s.status)
-                        .or_default()
-                        .push((s.seq, s.claim_id));
-                }
-                for (status, rows) in by_status {
-                    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
-                    let claims: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
-                    event_delivery::Entity::update_many()
-                        .col_expr(C::Status, Expr::value(DELIVERED))
-                        .col_expr(C::DeliveredAt, Expr::value(Some(now)))
-                        // Sent: the address is not kept (as the mail outbox scrubs its links).
-                        .col_expr(C::Email, Expr::value(Option::<String>::None))
-                        .col_expr(C::NewEmail, Expr::value(Option::<String>::None))
-                        .col_expr(C::LastStatus, Expr::value(status))
-                        .col_expr(C::LastError, Expr::value(Option::<String>::None))
-                        .col_expr(C::ClaimId, Expr::value(Option::<Uuid>::None))
-                        .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
-                        .filter(C::Seq.is_in(seqs))
-                        .filter(C::ClaimId.is_in(claims))
-                        .exec(txn)
-                        .await
-                        .map_err(db_err)?;
-                }
-                for s in settled.iter() {
-                    let Some((error, retry_at)) = &s.failure else {
-                        continue;
-                    };
-                    let error: String = error.chars().take(500).collect();
-                    event_delivery::Entity::update_many()
-                        .col_expr(
-                            C::Status,
-                            Expr::value(if retry_at.is_some() { PENDING } else { DEAD }),
-                        )
-                        .col_expr(C::NextAttemptAt, Expr::value(retry_at.unwrap_or(now)))
-                        .col_expr(C::LastStatus, Expr::value(s.status))
-                        .col_expr(C::LastError, Expr::value(Some(error)))
-                        .col_expr(C::ClaimId, Expr::value(Option::<Uuid>::None))
-                        .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
-                        .filter(C::Seq.eq(s.seq))
-                        .filter(C::ClaimId.eq(s.claim_id))
-                        .exec(txn)
-                        .await
-                        .map_err(db_err)?;
-                    // The subject's later events wait for this one: they are not due before
-                    // it is tried again, so an idle worker's poll does not wake for them and
-                    // a claim's scan passes them by.
-                    if let Some(retry_at) = retry_at {
-                        event_delivery::Entity::update_many()
-                            .col_expr(C::NextAttemptAt, Expr::value(*retry_at))
-                            .filter(C::SubscriptionId.eq(s.subscription_id))
-                            .filter(C::SubjectId.eq(s.subject_id))
-                            .filter(C::Status.eq(PENDING))
-                            .filter(C::Seq.gt(s.seq))
-                            .filter(C::NextAttemptAt.lt(*retry_at))
-                            .exec(txn)
-                            .await
-                            .map_err(db_err)?;
-                    }
-                }
+                settle_in(txn, &settled, now).await?;
                 Ok(End::Commit(()))
             })
         })
         .await
     }
+}
+
+/// A round's outcomes, in the caller's transaction.
+async fn settle_in(
+    txn: &DatabaseTransaction,
+    settled: &[Settled],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if settled.is_empty() {
+        return Ok(());
+    }
+    use event_delivery::Column as C;
+    let delivered: Vec<&Settled> = settled.iter().filter(|s| s.failure.is_none()).collect();
+    let mut by_status: std::collections::BTreeMap<Option<i32>, Vec<(i64, Uuid)>> =
+        Default::default();
+    for s in &delivered {
+        by_status
+            .entry(s.status)
+            .or_default()
+            .push((s.seq, s.claim_id));
+    }
+    for (status, rows) in by_status {
+        let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let claims: Vec<Uuid> = rows.iter().map(|r| r.1).collect();
+        event_delivery::Entity::update_many()
+            .col_expr(C::Status, Expr::value(DELIVERED))
+            .col_expr(C::DeliveredAt, Expr::value(Some(now)))
+            // Sent: the address is not kept (as the mail outbox scrubs its links).
+            .col_expr(C::Email, Expr::value(Option::<String>::None))
+            .col_expr(C::NewEmail, Expr::value(Option::<String>::None))
+            .col_expr(C::LastStatus, Expr::value(status))
+            .col_expr(C::LastError, Expr::value(Option::<String>::None))
+            .col_expr(C::ClaimId, Expr::value(Option::<Uuid>::None))
+            .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
+            .filter(C::Seq.is_in(seqs))
+            .filter(C::ClaimId.is_in(claims))
+            .exec(txn)
+            .await
+            .map_err(db_err)?;
+    }
+    for s in settled.iter() {
+        let Some((error, retry_at)) = &s.failure else {
+            continue;
+        };
+        let error: String = error.chars().take(500).collect();
+        event_delivery::Entity::update_many()
+            .col_expr(
+                C::Status,
+                Expr::value(if retry_at.is_some() { PENDING } else { DEAD }),
+            )
+            .col_expr(C::NextAttemptAt, Expr::value(retry_at.unwrap_or(now)))
+            .col_expr(C::LastStatus, Expr::value(s.status))
+            .col_expr(C::LastError, Expr::value(Some(error)))
+            .col_expr(C::ClaimId, Expr::value(Option::<Uuid>::None))
+            .col_expr(C::Attempts, Expr::col(C::Attempts).add(1))
+            .filter(C::Seq.eq(s.seq))
+            .filter(C::ClaimId.eq(s.claim_id))
+            .exec(txn)
+            .await
+            .map_err(db_err)?;
+        // The subject's later events wait for this one: they are not due before
+        // it is tried again, so an idle worker's poll does not wake for them and
+        // a claim's scan passes them by.
+        if let Some(retry_at) = retry_at {
+            event_delivery::Entity::update_many()
+                .col_expr(C::NextAttemptAt, Expr::value(*retry_at))
+                .filter(C::SubscriptionId.eq(s.subscription_id))
+                .filter(C::SubjectId.eq(s.subject_id))
+                .filter(C::Status.eq(PENDING))
+                .filter(C::Seq.gt(s.seq))
+                .filter(C::NextAttemptAt.lt(*retry_at))
+                .exec(txn)
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    Ok(())
 }

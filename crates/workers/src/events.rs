@@ -182,26 +182,42 @@ impl SubscriptionTask {
     async fn run(self, mut stopped: watch::Receiver<bool>) {
         let id = self.subscription.id;
         let mut last_claim = Instant::now().checked_sub(RECLAIM);
+        // The last round's outcomes, settled in the transaction of the next claim (one write
+        // a round: on SQLite every write waits for the one lock).
+        let mut unsettled: Vec<Settled> = Vec::new();
         loop {
             if *stopped.borrow() {
+                let now = self.worker.clock.now();
+                if let Err(e) = self.worker.events.settle(unsettled, now).await {
+                    tracing::warn!(error = %e, "settling event deliveries failed");
+                }
                 return;
             }
             let now = self.worker.clock.now();
             let requeue = last_claim.is_none_or(|at| at.elapsed() >= RECLAIM);
-            let due = requeue || self.worker.events.due(id, now).await.unwrap_or(true);
+            let due = requeue
+                || !unsettled.is_empty()
+                || self.worker.events.due(id, now).await.unwrap_or(true);
             if due {
                 if requeue {
                     last_claim = Some(Instant::now());
                 }
                 let lease = chrono::Duration::from_std(self.worker.timeout * 2)
                     .unwrap_or(chrono::Duration::seconds(60));
-                match self.worker.events.claim(id, now, lease, requeue).await {
+                let settled = std::mem::take(&mut unsettled);
+                match self
+                    .worker
+                    .events
+                    .claim(id, now, lease, requeue, settled)
+                    .await
+                {
                     Ok(batch) if !batch.is_empty() => {
-                        self.round(batch).await;
+                        unsettled = self.round(batch).await;
                         // More may be waiting: claim again at once.
                         continue;
                     }
                     Ok(_) => {}
+                    // The round's claims expire and go out again, with the same event ids.
                     Err(e) => {
                         tracing::warn!(error = %e, subscription = %id, "claiming events failed")
                     }
@@ -215,11 +231,11 @@ impl SubscriptionTask {
         }
     }
 
-    /// Sends a claimed batch at once and settles it.
-    async fn round(&self, batch: Vec<Outgoing>) {
+    /// Sends a claimed batch at once; how each went (settled with the next claim).
+    async fn round(&self, batch: Vec<Outgoing>) -> Vec<Settled> {
         let attempts = futures::future::join_all(batch.iter().map(|d| self.attempt(d))).await;
         let now = self.worker.clock.now();
-        let settled = batch
+        batch
             .iter()
             .zip(attempts)
             .map(|(d, a)| {
@@ -254,11 +270,7 @@ impl SubscriptionTask {
                     failure,
                 }
             })
-            .collect();
-        if let Err(e) = self.worker.events.settle(settled, now).await {
-            // The claims expire and the deliveries go out again, with the same event ids.
-            tracing::warn!(error = %e, "settling event deliveries failed");
-        }
+            .collect()
     }
 
     async fn attempt(&self, d: &Outgoing) -> Attempt {
