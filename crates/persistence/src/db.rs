@@ -100,9 +100,11 @@ tokio::task_local! {
     static RECORDED_EVENTS: std::cell::Cell<bool>;
 }
 
-/// Wakes this process's event workers after a commit that recorded security events (other
-/// replicas' workers find them by polling).
-static EVENTS_COMMITTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Counts this process's commits that recorded security events: each event worker watches it
+/// (a change while a worker is busy is still seen when it next waits; other replicas' workers
+/// find the events by polling).
+static EVENTS_COMMITTED: std::sync::LazyLock<tokio::sync::watch::Sender<u64>> =
+    std::sync::LazyLock::new(|| tokio::sync::watch::Sender::new(0));
 
 /// Called where events are recorded: the unit of work wakes the event workers once it commits
 /// (never before: a rolled-back change wakes nobody).
@@ -110,9 +112,9 @@ pub(crate) fn note_events_recorded() {
     let _ = RECORDED_EVENTS.try_with(|recorded| recorded.set(true));
 }
 
-/// Resolves after a commit of this process that recorded security events.
-pub(crate) async fn events_committed() {
-    EVENTS_COMMITTED.notified().await;
+/// A watch of this process's commits that recorded security events.
+pub(crate) fn events_committed() -> tokio::sync::watch::Receiver<u64> {
+    EVENTS_COMMITTED.subscribe()
 }
 
 /// Runs `work` in one transaction on `db`, to completion, whatever happens to the caller.
@@ -130,7 +132,7 @@ where
                 Ok(End::Commit(value)) => {
                     txn.commit().await.map_err(db_err)?;
                     if RECORDED_EVENTS.with(std::cell::Cell::get) {
-                        EVENTS_COMMITTED.notify_waiters();
+                        EVENTS_COMMITTED.send_modify(|n| *n = n.wrapping_add(1));
                     }
                     Ok(value)
                 }

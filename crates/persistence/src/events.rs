@@ -283,10 +283,10 @@ impl SqlEvents {
             .collect())
     }
 
-    /// Resolves after a commit in this process that recorded events: the idle worker's wake-up
+    /// A watch of this process's commits that recorded events: the idle worker's wake-up
     /// (events written by another replica are found by polling).
-    pub async fn committed(&self) {
-        crate::db::events_committed().await;
+    pub fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        crate::db::events_committed()
     }
 
     /// Whether a delivery of the subscription is due now (an index range of its pending

@@ -185,6 +185,7 @@ impl SubscriptionTask {
         // The last round's outcomes, settled in the transaction of the next claim (one write
         // a round: on SQLite every write waits for the one lock).
         let mut unsettled: Vec<Settled> = Vec::new();
+        let mut commits = self.worker.events.commits();
         loop {
             if *stopped.borrow() {
                 let now = self.worker.clock.now();
@@ -193,6 +194,8 @@ impl SubscriptionTask {
                 }
                 return;
             }
+            // Commits from here on wake the next wait, even those during this claim.
+            commits.borrow_and_update();
             let now = self.worker.clock.now();
             let requeue = last_claim.is_none_or(|at| at.elapsed() >= RECLAIM);
             let due = requeue
@@ -225,7 +228,7 @@ impl SubscriptionTask {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.worker.poll) => {}
-                () = self.worker.events.committed() => {}
+                _ = commits.changed() => {}
                 _ = stopped.changed() => {}
             }
         }
