@@ -380,7 +380,6 @@ impl Config {
         refusals
     }
 
-    /// This server's public base URL, without a trailing slash.
     /// Where security events may be sent: anywhere in development; in production `https://`
     /// and public addresses, and the operator's networks.
     pub fn event_endpoints(&self) -> anyhow::Result<domain::events::EndpointPolicy> {
@@ -404,6 +403,7 @@ impl Config {
         })
     }
 
+    /// This server's public base URL, without a trailing slash.
     pub fn public_base_url(&self) -> String {
         self.public_url
             .clone()

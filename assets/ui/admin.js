@@ -1953,14 +1953,6 @@ async function integrationsPage(admin) {
   const panel = document.getElementById("deliveries-panel");
   const deliveries = document.querySelector("#deliveries tbody");
   const dialog = document.getElementById("admin-confirm");
-  const EVENT_KEYS = {
-    SESSION_REVOKED: "session_revoked",
-    CREDENTIAL_CHANGE: "credential_change",
-    ACCOUNT_DISABLED: "account_disabled",
-    ACCOUNT_ENABLED: "account_enabled",
-    ACCOUNT_PURGED: "account_purged",
-    IDENTIFIER_CHANGED: "identifier_changed",
-  };
   let shown = null;
   let pending = null;
 
@@ -2009,7 +2001,7 @@ async function integrationsPage(admin) {
       const tr = el("tr");
       tr.dataset.status = d.status;
       tr.appendChild(el("td", whenShort(d.createdAt)));
-      tr.appendChild(el("td", t("admin.event_" + EVENT_KEYS[d.eventType])));
+      tr.appendChild(el("td", t("admin.event_" + d.eventType.toLowerCase())));
       tr.appendChild(el("td", d.reason));
       tr.appendChild(el("td", t("admin.delivery_" + d.status.toLowerCase())));
       tr.appendChild(el("td", number(d.attempts)));
@@ -2021,7 +2013,7 @@ async function integrationsPage(admin) {
 
   async function load() {
     const data = await run(
-      "query Subscriptions { eventSubscriptions { id name url format enabled eventTypes includeEmail } }",
+      "query Subscriptions { eventSubscriptions { id name url format enabled } }",
       {},
     );
     if (!data) {

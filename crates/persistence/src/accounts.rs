@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Error, Result, SessionId,
     accounts::store::{AccountStore, CreateCustomerError, NewCustomer, ProfileChange},
@@ -173,10 +174,7 @@ impl AccountStore for SqlAccounts {
                     keep,
                     now,
                     notice,
-                    domain::events::Cause::new(
-                        domain::events::Reason::PasswordChanged,
-                        domain::events::Actor::User,
-                    ),
+                    Cause::new(Reason::PasswordChanged, Actor::User),
                 )
                 .await
                 .map(End::Commit)
@@ -251,13 +249,10 @@ impl AccountStore for SqlAccounts {
                 }
                 crate::events::record(
                     txn,
-                    &[domain::events::SecurityEvent::customer(
-                        domain::events::EventType::SessionRevoked,
+                    &[SecurityEvent::customer(
+                        EventType::SessionRevoked,
                         customer_id,
-                        domain::events::Cause::new(
-                            domain::events::Reason::SignOut,
-                            domain::events::Actor::User,
-                        ),
+                        Cause::new(Reason::SignOut, Actor::User),
                         now,
                     )
                     .for_session(id)],

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Error, Result, SessionId,
     admin::{
@@ -159,13 +160,10 @@ impl AdminStore for SqlAdmin {
                 };
                 crate::events::record(
                     txn,
-                    &[domain::events::SecurityEvent::admin(
-                        domain::events::EventType::SessionRevoked,
+                    &[SecurityEvent::admin(
+                        EventType::SessionRevoked,
                         admin_id,
-                        domain::events::Cause::new(
-                            domain::events::Reason::SignOut,
-                            domain::events::Actor::User,
-                        ),
+                        Cause::new(Reason::SignOut, Actor::User),
                         now,
                     )
                     .for_session(id)],
@@ -316,10 +314,7 @@ impl AdminStore for SqlAdmin {
                     [customer_id],
                     None,
                     now,
-                    domain::events::Cause::new(
-                        domain::events::Reason::ForceSignIn,
-                        domain::events::Actor::Admin,
-                    ),
+                    Cause::new(Reason::ForceSignIn, Actor::Admin),
                 )
                 .await?;
                 insert_audit(txn, audit).await?;

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Result,
     admin::{
@@ -171,24 +172,18 @@ impl AdminUserStore for SqlAdminUsers {
                 model.role = Set(role);
                 model.disabled_at = Set(disabled_at);
                 let updated = model.update(txn).await.map_err(db_err)?;
-                let (event, reason) = match (was_disabled, disabled_at.is_some()) {
-                    (false, true) => (
-                        Some(domain::events::EventType::AccountDisabled),
-                        domain::events::Reason::AdminDisabled,
-                    ),
-                    (true, false) => (
-                        Some(domain::events::EventType::AccountEnabled),
-                        domain::events::Reason::AdminEnabled,
-                    ),
-                    _ => (None, domain::events::Reason::AdminDisabled),
+                let change = match (was_disabled, disabled_at.is_some()) {
+                    (false, true) => Some((EventType::AccountDisabled, Reason::AdminDisabled)),
+                    (true, false) => Some((EventType::AccountEnabled, Reason::AdminEnabled)),
+                    _ => None,
                 };
-                if let Some(event) = event {
+                if let Some((event, reason)) = change {
                     crate::events::record(
                         txn,
-                        &[domain::events::SecurityEvent::admin(
+                        &[SecurityEvent::admin(
                             event,
                             id,
-                            domain::events::Cause::new(reason, domain::events::Actor::Admin),
+                            Cause::new(reason, Actor::Admin),
                             now,
                         )],
                     )
@@ -199,10 +194,7 @@ impl AdminUserStore for SqlAdminUsers {
                         txn,
                         id,
                         now,
-                        domain::events::Cause::new(
-                            domain::events::Reason::AdminDisabled,
-                            domain::events::Actor::Admin,
-                        ),
+                        Cause::new(Reason::AdminDisabled, Actor::Admin),
                     )
                     .await?;
                     // An invitation or reset link must not outlive the disabling either.
@@ -241,10 +233,7 @@ impl AdminUserStore for SqlAdminUsers {
                     txn,
                     id,
                     now,
-                    domain::events::Cause::new(
-                        domain::events::Reason::ForceSignIn,
-                        domain::events::Actor::Admin,
-                    ),
+                    Cause::new(Reason::ForceSignIn, Actor::Admin),
                 )
                 .await?;
                 insert_audit(txn, audit).await?;
@@ -416,13 +405,10 @@ impl AdminUserStore for SqlAdminUsers {
                 supersede_links(txn, admin_id, now).await?;
                 crate::events::record(
                     txn,
-                    &[domain::events::SecurityEvent::admin(
-                        domain::events::EventType::CredentialChange,
+                    &[SecurityEvent::admin(
+                        EventType::CredentialChange,
                         admin_id,
-                        domain::events::Cause::new(
-                            domain::events::Reason::PasswordSet,
-                            domain::events::Actor::User,
-                        ),
+                        Cause::new(Reason::PasswordSet, Actor::User),
                         now,
                     )],
                 )
@@ -431,10 +417,7 @@ impl AdminUserStore for SqlAdminUsers {
                     txn,
                     admin_id,
                     now,
-                    domain::events::Cause::new(
-                        domain::events::Reason::PasswordSet,
-                        domain::events::Actor::User,
-                    ),
+                    Cause::new(Reason::PasswordSet, Actor::User),
                 )
                 .await?;
                 if let Some(notice) = notice {

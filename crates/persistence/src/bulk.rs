@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Error, Result,
     admin::{NewAudit, Page},
@@ -483,10 +484,7 @@ async fn apply_action(
                 ids,
                 None,
                 now,
-                domain::events::Cause::new(
-                    domain::events::Reason::BulkForceSignIn,
-                    domain::events::Actor::Admin,
-                ),
+                Cause::new(Reason::BulkForceSignIn, Actor::Admin),
             )
             .await?;
         }
@@ -502,20 +500,10 @@ async fn apply_action(
                 .exec(txn)
                 .await
                 .map_err(db_err)?;
-            let cause = domain::events::Cause::new(
-                domain::events::Reason::NewPasswordRequired,
-                domain::events::Actor::Admin,
-            );
+            let cause = Cause::new(Reason::NewPasswordRequired, Actor::Admin);
             let events: Vec<_> = ids
                 .iter()
-                .map(|id| {
-                    domain::events::SecurityEvent::customer(
-                        domain::events::EventType::CredentialChange,
-                        *id,
-                        cause,
-                        now,
-                    )
-                })
+                .map(|id| SecurityEvent::customer(EventType::CredentialChange, *id, cause, now))
                 .collect();
             crate::events::record(txn, &events).await?;
         }

@@ -166,7 +166,7 @@ impl SqlCleanup {
                     .map_err(db_err)?
                     .rows_affected;
                 let delivered_events = event_delivery::Entity::delete_many()
-                    .filter(event_delivery::Column::Status.eq("delivered"))
+                    .filter(event_delivery::Column::Status.eq(crate::events::DELIVERED))
                     .filter(event_delivery::Column::DeliveredAt.lt(now - SENT_RETENTION))
                     .exec(txn)
                     .await

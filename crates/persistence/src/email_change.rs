@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Result,
     admin::NewAudit,
@@ -177,10 +178,7 @@ impl EmailChangeStore for SqlEmailChanges {
                         &change.new_email,
                         &change.new_email_key,
                         now,
-                        domain::events::Cause::new(
-                            domain::events::Reason::EmailChanged,
-                            domain::events::Actor::User,
-                        ),
+                        Cause::new(Reason::EmailChanged, Actor::User),
                     )
                     .await?
                 {
@@ -256,10 +254,7 @@ impl EmailChangeStore for SqlEmailChanges {
                             &change.old_email,
                             &change.old_email_key,
                             now,
-                            domain::events::Cause::new(
-                                domain::events::Reason::ReportedNotMe,
-                                domain::events::Actor::User,
-                            ),
+                            Cause::new(Reason::ReportedNotMe, Actor::User),
                         )
                         .await?;
                     }
@@ -322,30 +317,25 @@ impl EmailChangeStore for SqlEmailChanges {
                     .await
                     .map_err(db_err)?;
                 // Signing out everywhere supersedes the customer's pending changes too.
-                let cause = domain::events::Cause::new(
-                    domain::events::Reason::ReportedNotMe,
-                    domain::events::Actor::User,
-                );
-                crate::rows::revoke_sessions(txn, [change.customer_id], None, now, cause).await?;
-                // The password is void from here on.
-                let mut events = vec![domain::events::SecurityEvent::customer(
-                    domain::events::EventType::CredentialChange,
+                let cause = Cause::new(Reason::ReportedNotMe, Actor::User);
+                // The password is void from here on (and the account frozen, if it moved): those
+                // events first, then the sessions', as every credential change sends them.
+                let mut events = vec![SecurityEvent::customer(
+                    EventType::CredentialChange,
                     change.customer_id,
                     cause,
                     now,
                 )];
                 if matches!(outcome, Cancelled::Frozen) {
-                    events.push(domain::events::SecurityEvent::customer(
-                        domain::events::EventType::AccountDisabled,
+                    events.push(SecurityEvent::customer(
+                        EventType::AccountDisabled,
                         change.customer_id,
-                        domain::events::Cause::new(
-                            domain::events::Reason::Frozen,
-                            domain::events::Actor::User,
-                        ),
+                        Cause::new(Reason::Frozen, Actor::User),
                         now,
                     ));
                 }
                 crate::events::record(txn, &events).await?;
+                crate::rows::revoke_sessions(txn, [change.customer_id], None, now, cause).await?;
                 // Reset links were sent to an address that is no longer (or again) the account's.
                 crate::rows::supersede_tokens(txn, [change.customer_id], now).await?;
                 Ok(End::Commit(outcome))
@@ -397,10 +387,7 @@ impl EmailChangeStore for SqlEmailChanges {
                     txn,
                     change.customer_id,
                     now,
-                    domain::events::Cause::new(
-                        domain::events::Reason::Recovered,
-                        domain::events::Actor::User,
-                    ),
+                    Cause::new(Reason::Recovered, Actor::User),
                 )
                 .await?;
                 crate::rows::insert_audit(txn, audit).await?;
@@ -434,10 +421,7 @@ impl EmailChangeStore for SqlEmailChanges {
                             email.as_str(),
                             email.key(),
                             now,
-                            domain::events::Cause::new(
-                                domain::events::Reason::Recovered,
-                                domain::events::Actor::Admin,
-                            ),
+                            Cause::new(Reason::Recovered, Actor::Admin),
                         )
                         .await?)
                 {
@@ -447,10 +431,7 @@ impl EmailChangeStore for SqlEmailChanges {
                     txn,
                     customer_id,
                     now,
-                    domain::events::Cause::new(
-                        domain::events::Reason::Recovered,
-                        domain::events::Actor::Admin,
-                    ),
+                    Cause::new(Reason::Recovered, Actor::Admin),
                 )
                 .await?;
                 crate::rows::insert_audit(txn, audit).await?;
@@ -475,12 +456,12 @@ async fn unfreeze(
     txn: &DatabaseTransaction,
     customer_id: Uuid,
     now: DateTime<Utc>,
-    cause: domain::events::Cause,
+    cause: Cause,
 ) -> Result<()> {
     crate::events::record(
         txn,
-        &[domain::events::SecurityEvent::customer(
-            domain::events::EventType::AccountEnabled,
+        &[SecurityEvent::customer(
+            EventType::AccountEnabled,
             customer_id,
             cause,
             now,

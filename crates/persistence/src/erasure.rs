@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Result,
     admin::NewAudit,
@@ -44,16 +45,16 @@ impl ErasureStore for SqlErasure {
                 };
                 // Before the row goes: a subscription allowed email gets the address.
                 let actor = if audit.action == domain::admin::AuditAction::DeleteOwnAccount {
-                    domain::events::Actor::User
+                    Actor::User
                 } else {
-                    domain::events::Actor::Admin
+                    Actor::Admin
                 };
                 crate::events::record(
                     txn,
-                    &[domain::events::SecurityEvent::customer(
-                        domain::events::EventType::AccountPurged,
+                    &[SecurityEvent::customer(
+                        EventType::AccountPurged,
                         customer_id,
-                        domain::events::Cause::new(domain::events::Reason::Deleted, actor),
+                        Cause::new(Reason::Deleted, actor),
                         audit.at,
                     )],
                 )
@@ -174,7 +175,7 @@ impl ErasureStore for SqlErasure {
                         sea_orm::sea_query::Expr::value(Option::<String>::None),
                     )
                     .filter(crate::entities::event_delivery::Column::SubjectId.eq(customer_id))
-                    .filter(crate::entities::event_delivery::Column::Status.eq("dead"))
+                    .filter(crate::entities::event_delivery::Column::Status.eq(crate::events::DEAD))
                     .exec(txn)
                     .await
                     .map_err(db_err)?;

@@ -26,10 +26,10 @@ use crate::{
     entities::{admin_user, customer, event_delivery, event_subscription},
 };
 
-pub(crate) const PENDING: &str = "pending";
-const SENDING: &str = "sending";
-const DELIVERED: &str = "delivered";
-pub(crate) const DEAD: &str = "dead";
+pub(crate) const PENDING: &str = DeliveryStatus::Pending.as_str();
+const SENDING: &str = DeliveryStatus::Sending.as_str();
+pub(crate) const DELIVERED: &str = DeliveryStatus::Delivered.as_str();
+pub(crate) const DEAD: &str = DeliveryStatus::Dead.as_str();
 /// Rows per insert statement (well under either database's limit on parameters).
 const INSERT_CHUNK: usize = 500;
 
@@ -64,7 +64,6 @@ pub(crate) fn to_subscription(m: &event_subscription::Model) -> Option<Subscript
 pub(crate) fn to_delivery(m: event_delivery::Model) -> Option<Delivery> {
     Some(Delivery {
         seq: m.seq,
-        subscription_id: m.subscription_id,
         event_id: m.event_id,
         event_type: EventType::parse(&m.event_type)?,
         subject_kind: SubjectKind::parse(&m.subject_kind)?,
@@ -85,7 +84,6 @@ fn to_outgoing(m: event_delivery::Model) -> Option<Outgoing> {
         seq: m.seq,
         claim_id: m.claim_id?,
         attempts: m.attempts,
-        created_at: m.created_at,
         event_id: m.event_id,
         event_type: EventType::parse(&m.event_type)?,
         subject_kind: SubjectKind::parse(&m.subject_kind)?,

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Result,
     admin::{AdminUser, NewAudit},
@@ -169,21 +170,9 @@ impl FactorStore for SqlFactors {
     ) -> Result<u64> {
         unit_of_work(&self.db, move |txn| {
             Box::pin(async move {
-                let cause = domain::events::Cause::new(
-                    domain::events::Reason::FactorsReset,
-                    domain::events::Actor::Admin,
-                );
-                let ended = revoke_admin_sessions(txn, admin_id, now, cause).await?;
-                crate::events::record(
-                    txn,
-                    &[domain::events::SecurityEvent::admin(
-                        domain::events::EventType::CredentialChange,
-                        admin_id,
-                        cause,
-                        now,
-                    )],
-                )
-                .await?;
+                let cause = Cause::new(Reason::FactorsReset, Actor::Admin);
+                // The writes first (SQLite's lock), then the events in the order every
+                // credential change sends them: the credential, then the sessions.
                 admin_factor::Entity::delete_many()
                     .filter(admin_factor::Column::AdminId.eq(admin_id))
                     .exec(txn)
@@ -194,6 +183,17 @@ impl FactorStore for SqlFactors {
                     .exec(txn)
                     .await
                     .map_err(db_err)?;
+                crate::events::record(
+                    txn,
+                    &[SecurityEvent::admin(
+                        EventType::CredentialChange,
+                        admin_id,
+                        cause,
+                        now,
+                    )],
+                )
+                .await?;
+                let ended = revoke_admin_sessions(txn, admin_id, now, cause).await?;
                 insert_audit(txn, audit).await?;
                 if let Some(notice) = notice {
                     email_outbox::Entity::insert(crate::outbox::new_row(notice))
@@ -293,13 +293,10 @@ impl FactorStore for SqlFactors {
                 }
                 crate::events::record(
                     txn,
-                    &[domain::events::SecurityEvent::admin(
-                        domain::events::EventType::CredentialChange,
+                    &[SecurityEvent::admin(
+                        EventType::CredentialChange,
                         admin_id,
-                        domain::events::Cause::new(
-                            domain::events::Reason::FactorChanged,
-                            domain::events::Actor::User,
-                        ),
+                        Cause::new(Reason::FactorChanged, Actor::User),
                         audit.at,
                     )],
                 )
@@ -344,13 +341,10 @@ impl FactorStore for SqlFactors {
                 if let Some(audit) = audit {
                     crate::events::record(
                         txn,
-                        &[domain::events::SecurityEvent::admin(
-                            domain::events::EventType::CredentialChange,
+                        &[SecurityEvent::admin(
+                            EventType::CredentialChange,
                             admin_id,
-                            domain::events::Cause::new(
-                                domain::events::Reason::FactorChanged,
-                                domain::events::Actor::User,
-                            ),
+                            Cause::new(Reason::FactorChanged, Actor::User),
                             now,
                         )],
                     )

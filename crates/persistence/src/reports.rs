@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent};
 use domain::{
     Result,
     admin::NewAudit,
@@ -71,14 +72,11 @@ impl ReportStore for SqlReports {
                     .map_err(db_err)?;
                 // Sessions revoked and pending email changes superseded; then every
                 // outstanding reset link, and with them their codes.
-                let cause = domain::events::Cause::new(
-                    domain::events::Reason::ReportedNotMe,
-                    domain::events::Actor::User,
-                );
+                let cause = Cause::new(Reason::ReportedNotMe, Actor::User);
                 crate::events::record(
                     txn,
-                    &[domain::events::SecurityEvent::customer(
-                        domain::events::EventType::CredentialChange,
+                    &[SecurityEvent::customer(
+                        EventType::CredentialChange,
                         customer_id,
                         cause,
                         now,

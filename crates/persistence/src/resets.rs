@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, Reason};
 use domain::{
     Error, Result,
     bulk::IssuedReset,
@@ -913,10 +914,7 @@ impl ResetStore for SqlResets {
                     None,
                     now,
                     notice,
-                    domain::events::Cause::new(
-                        domain::events::Reason::PasswordReset,
-                        domain::events::Actor::User,
-                    ),
+                    Cause::new(Reason::PasswordReset, Actor::User),
                 )
                 .await?;
                 Ok(End::Commit(true))

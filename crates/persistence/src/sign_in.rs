@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use domain::events::{Actor, Cause, EventType, Reason, SecurityEvent, SubjectKind};
 use domain::{
     Result,
     limits::PrincipalKind,
@@ -317,25 +318,16 @@ impl CredentialStore for SqlCredentials {
                     .map(|row| row.try_get_by_index::<Uuid>(0))
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(db_err)?;
-                let cause = domain::events::Cause::new(
-                    domain::events::Reason::SessionCap,
-                    domain::events::Actor::Policy,
-                );
+                let cause = Cause::new(Reason::SessionCap, Actor::Policy);
                 let events: Vec<_> = ended
                     .iter()
                     .map(|session| {
                         let kind = match kind {
-                            PrincipalKind::Customer => domain::events::SubjectKind::Customer,
-                            PrincipalKind::Admin => domain::events::SubjectKind::Admin,
+                            PrincipalKind::Customer => SubjectKind::Customer,
+                            PrincipalKind::Admin => SubjectKind::Admin,
                         };
-                        domain::events::SecurityEvent::new(
-                            domain::events::EventType::SessionRevoked,
-                            kind,
-                            principal,
-                            cause,
-                            now,
-                        )
-                        .for_session(domain::SessionId::from_uuid(*session))
+                        SecurityEvent::new(EventType::SessionRevoked, kind, principal, cause, now)
+                            .for_session(domain::SessionId::from_uuid(*session))
                     })
                     .collect();
                 crate::events::record(txn, &events).await?;

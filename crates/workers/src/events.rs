@@ -55,6 +55,9 @@ pub struct EventWorker {
     pub clock: Arc<dyn Clock>,
 }
 
+/// What the resolver answers for a name with no address events may go to.
+const REFUSED_NAME: &str = "resolves to no address events may be sent to";
+
 /// Resolves a receiver's name and keeps only the addresses the endpoint policy allows.
 struct GuardedResolver(EndpointPolicy);
 
@@ -70,11 +73,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 .filter(|a| policy.check_address(a.ip()).is_ok())
                 .collect();
             if allowed.is_empty() {
-                return Err(format!(
-                    "{host} resolves to no address events may be sent to (internal addresses are \
-                     refused)"
-                )
-                .into());
+                return Err(
+                    format!("{host} {REFUSED_NAME} (internal addresses are refused)").into(),
+                );
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
@@ -357,7 +358,7 @@ fn describe(e: reqwest::Error) -> String {
         chain.push_str(&s.to_string());
         source = s.source();
     }
-    if chain.contains("resolves to no address events may be sent to") {
+    if chain.contains(REFUSED_NAME) {
         "refused: the name resolves to an internal address".to_owned()
     } else if e.is_connect() {
         if chain.contains("certificate") || chain.contains("tls") || chain.contains("TLS") {

@@ -9,8 +9,9 @@
 //!   OpenID Shared Signals Security Event Tokens (RFC 8417, CAEP and RISC event types) signed with
 //!   the server's current signing key, pushed per RFC 8935.
 //! - **Delivery** (the event worker): at least once, with the same event id on every attempt;
-//!   in order per subject within a subscription; retried with backoff and jitter until a day
-//!   has passed, then dead-lettered for an administrator to replay.
+//!   in order per subject within a subscription; retried with backoff and jitter (the
+//!   worker's attempts, about a day by default), then dead-lettered for an administrator to
+//!   replay.
 //! - **Never** a token or a password: a subject's id, a session's id, the reason and who acted;
 //!   the subject's email only for a subscription allowed it.
 
@@ -244,8 +245,6 @@ pub enum Actor {
     Admin,
     /// A rule of the store (a session cap).
     Policy,
-    /// Latchkey itself.
-    System,
 }
 
 impl Actor {
@@ -254,12 +253,11 @@ impl Actor {
             Self::User => "user",
             Self::Admin => "admin",
             Self::Policy => "policy",
-            Self::System => "system",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::User, Self::Admin, Self::Policy, Self::System]
+        [Self::User, Self::Admin, Self::Policy]
             .into_iter()
             .find(|a| a.as_str() == s)
     }
@@ -365,11 +363,6 @@ impl SecurityEvent {
         self.new_email = Some(email.to_owned());
         self
     }
-
-    /// The key deliveries are ordered by within a subscription.
-    pub fn ordering_key(&self) -> String {
-        format!("{}:{}", self.subject_kind.as_str(), self.subject_id)
-    }
 }
 
 /// How a subscription's events are sent.
@@ -462,7 +455,7 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Sending => "sending",
@@ -482,7 +475,6 @@ impl DeliveryStatus {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub seq: i64,
-    pub subscription_id: Uuid,
     pub event_id: Uuid,
     pub event_type: EventType,
     pub subject_kind: SubjectKind,
@@ -547,7 +539,7 @@ fn check_in_flight(n: i32) -> Result<i32> {
 fn check_audience(audience: Option<String>) -> Result<Option<String>> {
     match audience.map(|a| a.trim().to_owned()) {
         Some(a) if a.is_empty() => Ok(None),
-        Some(a) if a.len() > MAX_AUDIENCE || a.chars().any(char::is_control) => {
+        Some(a) if a.chars().count() > MAX_AUDIENCE || a.chars().any(char::is_control) => {
             Err(Error::BadUserInput {
                 field: "audience",
                 message: format!("at most {MAX_AUDIENCE} printable characters"),
@@ -818,9 +810,6 @@ pub fn backoff(attempts: i32, jitter: f64) -> chrono::Duration {
     base + chrono::Duration::milliseconds(extra)
 }
 
-/// How long a delivery is retried before it is dead-lettered.
-pub const RETRY_FOR: chrono::Duration = chrono::Duration::hours(24);
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -851,7 +840,6 @@ pub struct Outgoing {
     pub seq: i64,
     pub claim_id: Uuid,
     pub attempts: i32,
-    pub created_at: DateTime<Utc>,
     pub event_id: Uuid,
     pub event_type: EventType,
     pub subject_kind: SubjectKind,

@@ -50,8 +50,8 @@ pub trait EventStore: Send + Sync {
         status: Option<DeliveryStatus>,
         first: u64,
     ) -> Result<Vec<Delivery>>;
-    /// Dead deliveries (`seqs`, or every one) due again now, their attempts and deadline
-    /// renewed; how many.
+    /// Dead deliveries (`seqs`, or every one) due again now, their attempts counted afresh;
+    /// how many.
     async fn replay(
         &self,
         subscription: Uuid,
