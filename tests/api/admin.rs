@@ -1254,7 +1254,8 @@ async fn current_admin_lists_the_role_permissions_and_sign_out_ends_the_token(ba
                 "CUSTOMERS_DELETE",
                 "ADMIN_USERS_MANAGE",
                 "CUSTOMERS_RECOVER",
-                "CUSTOMERS_EXPORT"
+                "CUSTOMERS_EXPORT",
+                "INTEGRATIONS_MANAGE"
             ]),
         ),
         (
