@@ -1344,11 +1344,30 @@ function setPasswordPage() {
 
 // Admin Users: invite, change a role, disable or enable, Force Sign In. The API refuses to
 // demote or disable the last active administrator; the page says so.
+// The page's "admin-confirm" dialog: `ask(title, text, action)` runs `action` on OK.
+function confirmer(dialog) {
+  let pending = null;
+  dialog.addEventListener("close", async () => {
+    const action = pending;
+    pending = null;
+    if (dialog.returnValue === "ok" && action) {
+      await action();
+    }
+  });
+  return (title, text, action) => {
+    document.getElementById("admin-confirm-title").textContent = title;
+    document.getElementById("admin-confirm-text").textContent = text;
+    pending = action;
+    dialog.returnValue = "";
+    dialog.showModal();
+    document.getElementById("admin-confirm-cancel").focus();
+  };
+}
+
 async function adminUsersPage(admin) {
   const tbody = document.querySelector("#admins tbody");
   const dialog = document.getElementById("admin-confirm");
   const ROLES = ["VIEWER", "SUPPORT", "ADMINISTRATOR"];
-  let pending = null;
   // "Reset Two-Factor" asks for the acting admin's own password.
   const resetDialog = document.getElementById("reset-factors");
   const resetPassword = document.getElementById("reset-password");
@@ -1403,21 +1422,7 @@ async function adminUsersPage(admin) {
     }
   }
 
-  function ask(title, text, action) {
-    document.getElementById("admin-confirm-title").textContent = title;
-    document.getElementById("admin-confirm-text").textContent = text;
-    pending = action;
-    dialog.returnValue = "";
-    dialog.showModal();
-    document.getElementById("admin-confirm-cancel").focus();
-  }
-  dialog.addEventListener("close", async () => {
-    const action = pending;
-    pending = null;
-    if (dialog.returnValue === "ok" && action) {
-      await action();
-    }
-  });
+  const ask = confirmer(dialog);
 
   async function load() {
     const data = await gql(
@@ -1954,28 +1959,13 @@ async function integrationsPage(admin) {
   const deliveries = document.querySelector("#deliveries tbody");
   const dialog = document.getElementById("admin-confirm");
   let shown = null;
-  let pending = null;
 
   function showSecret(secret) {
     document.getElementById("integration-secret").textContent = secret;
     document.getElementById("secret-panel").hidden = false;
   }
 
-  function ask(title, text, action) {
-    document.getElementById("admin-confirm-title").textContent = title;
-    document.getElementById("admin-confirm-text").textContent = text;
-    pending = action;
-    dialog.returnValue = "";
-    dialog.showModal();
-    document.getElementById("admin-confirm-cancel").focus();
-  }
-  dialog.addEventListener("close", async () => {
-    const action = pending;
-    pending = null;
-    if (dialog.returnValue === "ok" && action) {
-      await action();
-    }
-  });
+  const ask = confirmer(dialog);
 
   async function run(query, variables) {
     try {
