@@ -93,6 +93,19 @@ pub struct Config {
     pub database_pooler: Pooler,
     /// `LATCHKEY_DATABASE_MAX_CONNECTIONS`.
     pub database_max_connections: u32,
+    /// `LATCHKEY_DATABASE_DIRECT_URL`: a PostgreSQL URL that reaches the database without a
+    /// transaction-mode pooler, for the session log's `LISTEN` and reads (two connections per
+    /// server). Default: `DATABASE_URL`, unless `LATCHKEY_DATABASE_POOLER=transaction`; then
+    /// the session cache is off until it is set.
+    pub database_direct_url: Option<Secret>,
+    /// `LATCHKEY_SESSION_CACHE_SIZE`: how many signed-in customers and admins (each with their
+    /// live sessions) a server keeps in memory to answer the signed-in check without the
+    /// database; 0 turns the cache off.
+    pub session_cache_size: u64,
+    /// `LATCHKEY_SESSION_CACHE_LEASE_MS`: how long one read of the session log lets a server
+    /// trust its cache, and so the longest a revoking request waits for a server that stopped
+    /// answering (the log is read four times a lease).
+    pub session_cache_lease_ms: u64,
     /// `LATCHKEY_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`: PostgreSQL ends a session of
     /// the pool that sits inside a transaction, waiting for the server, longer than this
     /// (`idle_in_transaction_session_timeout`). 0 leaves the database's own setting. Not sent
@@ -259,6 +272,9 @@ impl Default for Config {
             events_timeout_seconds: 10,
             events_max_attempts: 150,
             events_poll_ms: 100,
+            database_direct_url: None,
+            session_cache_size: 100_000,
+            session_cache_lease_ms: 2_000,
             events_allow_internal: None,
             events_allowed_networks: Vec::new(),
             env: Environment::Development,

@@ -67,6 +67,9 @@ pub struct AppState {
     pub jwks_max_age_seconds: u64,
     /// `/.well-known/ssf-configuration`: the security-event transmitter's metadata.
     pub ssf_configuration: Arc<serde_json::Value>,
+    /// The signed-in check's cache: a revoking operation answers once every replica's cache
+    /// has applied its change.
+    pub session_cache: persistence::Coherence,
 }
 
 /// The operations in flight, each in a task of its own so a client hanging up cannot cut one
@@ -482,9 +485,19 @@ async fn execute(
         return response;
     };
     let schema = state.schema.clone();
+    let cache = state.session_cache.clone();
     let operation = state.operations.tracker.spawn(
         async move {
-            let response = with_codes(schema.execute(request.data(context)).await);
+            let (response, committed) =
+                persistence::tracking_commits(schema.execute(request.data(context))).await;
+            // A change the signed-in check reads answers only once it counts: on every
+            // replica for a revocation (bounded by the cache's lease), here for any other.
+            if committed.revoked {
+                cache.confirm().await;
+            } else if committed.wrote {
+                cache.wait_local().await;
+            }
+            let response = with_codes(response);
             drop(slot);
             response
         }

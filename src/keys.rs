@@ -61,6 +61,7 @@ pub async fn token_codec(
         keys: Arc::new(keys),
         codec: codec.clone(),
         every: Duration::from_secs(config.key_refresh_seconds.max(1)),
+        changed: None,
     };
     Ok((codec, Some(refresher)))
 }
@@ -69,19 +70,37 @@ fn anyhow_domain(e: domain::Error) -> anyhow::Error {
     anyhow::anyhow!("signing keys: {e}")
 }
 
-/// Reloads the key ring every `every`: a rotation or a retirement reaches this replica within
-/// that, without a restart.
+/// Reloads the key ring as soon as the session log says the keys changed (a rotation or a
+/// retirement on any replica or the command line), and every `every` in any case.
 pub struct KeyRefresher {
     keys: Arc<Keys>,
     codec: TokenCodec,
     every: Duration,
+    changed: Option<watch::Receiver<u64>>,
 }
 
 impl KeyRefresher {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Also reloads when `changed` changes.
+    pub fn waking_on(mut self, changed: watch::Receiver<u64>) -> Self {
+        self.changed = Some(changed);
+        self
+    }
+
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         loop {
+            let changed = async {
+                match self.changed.as_mut() {
+                    Some(changed) => {
+                        if changed.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 () = tokio::time::sleep(self.every) => {},
+                () = changed => {},
                 _ = stop.changed() => return,
             }
             match self.keys.ring().await {

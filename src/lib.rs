@@ -65,6 +65,8 @@ pub struct Server {
     pub cleanup: Arc<persistence::SqlCleanup>,
     /// Pushes security events to the subscribed services.
     pub events: workers::events::EventWorker,
+    /// The signed-in check's cache and the reads of the session log that keep it true.
+    pub session_cache: persistence::Coherence,
 }
 
 impl Server {
@@ -214,10 +216,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         );
     }
     let (mut db, backend) = prepare_database(config).await?;
+    // Made before the statement counter: the log follower's reads (a few a second whatever
+    // the traffic) and a revocation's confirmation are not counted as requests' statements.
+    let session_cache = session_cache(config, &db, backend);
     let statements = persistence::count_statements(&mut db);
-    let stores = Stores::new(db.clone());
+    let stores = Stores::new(db.clone()).with_session_cache(db.clone(), session_cache.clone());
     let (tokens, key_refresher) =
         keys::token_codec(config, stores.keys.clone(), backend, clock.as_ref()).await?;
+    let key_refresher = key_refresher.map(|k| k.waking_on(session_cache.keys_changed()));
     let concurrency = config.hash_concurrency.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
     });
@@ -270,6 +276,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         jobs: services.bulk.clone(),
         wakeup: wakeups.bulk.clone(),
         per_second: std::num::NonZeroU32::new(config.bulk_customers_per_second),
+        session_cache: Some(session_cache.clone()),
     };
     let schema = graphql::build_schema(
         services,
@@ -293,6 +300,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         introspection,
         jwks_max_age_seconds: config.jwks_max_age_seconds,
         ssf_configuration: Arc::new(domain::events::ssf_configuration(&config.public_base_url())),
+        session_cache: session_cache.clone(),
     };
     let metrics = metrics_listener(config, &state).await?;
     let router = http::router(
@@ -316,12 +324,45 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Ser
         keys: key_refresher,
         cleanup: stores.cleanup.clone(),
         events,
+        session_cache,
         connections: listener::ConnectionLimits {
             header_read_timeout: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(config.idle_timeout_seconds.max(1)),
             max_connections: config.max_connections.max(1),
         },
     })
+}
+
+/// The signed-in check's cache (`LATCHKEY_SESSION_CACHE_SIZE`, `_LEASE_MS`): on PostgreSQL it
+/// follows the session log over a direct connection, which a transaction-mode pooler cannot
+/// give, so there it needs `LATCHKEY_DATABASE_DIRECT_URL`.
+fn session_cache(
+    config: &Config,
+    db: &persistence::Connection,
+    backend: Backend,
+) -> persistence::Coherence {
+    let direct_url = match (&config.database_direct_url, config.database_pooler) {
+        (Some(url), _) => Some(url.expose().to_owned()),
+        (None, crate::config::Pooler::Session) => Some(config.database_url.clone()),
+        (None, crate::config::Pooler::Transaction) => None,
+    };
+    if backend == Backend::Postgres && direct_url.is_none() && config.session_cache_size > 0 {
+        tracing::warn!(
+            "the session cache is off: behind a transaction-mode pooler it needs \
+             LATCHKEY_DATABASE_DIRECT_URL (a URL that reaches PostgreSQL directly, for LISTEN); \
+             every signed-in request reads the database"
+        );
+    }
+    persistence::Coherence::new(
+        db.clone(),
+        backend,
+        persistence::CacheOptions {
+            max_holders: config.session_cache_size,
+            lease: Duration::from_millis(config.session_cache_lease_ms.max(100)),
+            direct_url,
+            schema: config.database_schema.clone(),
+        },
+    )
 }
 
 /// The signals that wake the workers: the interactive mail lane, the bulk mail lane, the bulk
@@ -572,6 +613,7 @@ pub async fn reset_admin_factors(config: &Config, username: &str) -> anyhow::Res
         fn notify(&self) {}
     }
     let (db, backend) = prepare_database(config).await?;
+    let confirmer = persistence::Coherence::confirmer(db.clone(), backend);
     let stores = Stores::new(db);
     let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?)));
     let clock: Arc<dyn Clock> = Arc::new(domain::clock::SystemClock);
@@ -586,13 +628,16 @@ pub async fn reset_admin_factors(config: &Config, username: &str) -> anyhow::Res
         domain::factors::FactorPolicy::Required,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    factors
+    let ended = factors
         .reset_by_operator(username, os_actor())
         .await
         .map_err(|e| match e {
             domain::Error::NotFound => anyhow::anyhow!("no admin is named {username}"),
             other => anyhow::anyhow!("{other}"),
-        })
+        })?;
+    // Returns once every running server refuses the ended sessions.
+    confirmer.confirm().await;
+    Ok(ended)
 }
 
 /// Who ran a command, for the audit log: `os:user@host`.
@@ -626,6 +671,7 @@ pub async fn serve(
     let bulk = tokio::spawn(server.bulk.run(stopped.clone()));
     let keys = server.keys.map(|k| tokio::spawn(k.run(stopped.clone())));
     let events = tokio::spawn(server.events.run(stopped.clone()));
+    let follower = tokio::spawn(server.session_cache.clone().follow(stopped.clone()));
     let worker = tokio::spawn(server.mail.run(stopped));
     let metrics = server.metrics.map(|(listener, router)| {
         tokio::spawn(async move {
@@ -653,6 +699,7 @@ pub async fn serve(
     let _ = bulk_mail.await;
     let _ = bulk.await;
     let _ = events.await;
+    let _ = follower.await;
     let _ = janitor.await;
     if let Some(keys) = keys {
         let _ = keys.await;

@@ -26,6 +26,7 @@ mod m20261206_000021_admin_factors;
 mod m20261206_000022_admin_device_grants;
 mod m20261206_000023_attack_protection;
 mod m20261206_000024_security_events;
+mod m20261207_000025_session_log;
 
 pub struct Migrator;
 
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000022_admin_device_grants::Migration),
             Box::new(m20261206_000023_attack_protection::Migration),
             Box::new(m20261206_000024_security_events::Migration),
+            Box::new(m20261207_000025_session_log::Migration),
         ]
     }
 }

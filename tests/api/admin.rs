@@ -495,10 +495,13 @@ async fn a_role_change_takes_effect_on_the_next_request(backend: Backend) {
         )
         .await;
     assert!(res["errors"].is_null());
+    // Straight on the database, as an operator's script would: it reaches the session cache
+    // through the log (a change made through Latchkey waits for that before it answers).
     app.db
         .execute_unprepared("UPDATE admin_users SET role = 'viewer'")
         .await
         .unwrap();
+    app.caches_applied().await;
     let res = app
         .gql_as(
             Some(&token),
@@ -748,6 +751,8 @@ async fn the_grid_filters_by_lock_session_and_last_reset_email(backend: Backend)
     app.clock.advance(Duration::minutes(5));
     app.request_reset("reset@example.com").await;
     smtp.wait_for(1).await;
+    // The grid reads when the mail was sent: its row is marked a moment after SMTP took it.
+    app.mail_settled().await;
     let sorted = |mut v: Vec<String>| {
         v.sort();
         v

@@ -73,6 +73,9 @@ pub struct TestApp {
     pub db: sea_orm::DatabaseConnection,
     /// Statements the server has run (the admin grid's constant-cost proof).
     pub statements: Arc<std::sync::atomic::AtomicU64>,
+    /// The server's session cache: a change made straight on the database waits for it, as a
+    /// request's would.
+    pub session_cache: Option<persistence::Coherence>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     dir: Option<PathBuf>,
@@ -172,6 +175,13 @@ impl TestApp {
             let bouncer = PgBouncer::start(&upstream, 6).await.unwrap();
             config.database_url = bouncer.url();
             config.database_pooler = Pooler::Transaction;
+            // The session log's LISTEN goes around PgBouncer, as a deployment's would.
+            if config.database_direct_url.is_none() {
+                config.database_direct_url = Some(Secret::new(format!(
+                    "postgres://{role}@{}:{}/{}",
+                    upstream.host, upstream.port, upstream.dbname
+                )));
+            }
             pgbouncer = Some((bouncer, role));
         }
         if backend != Backend::Sqlite {
@@ -188,6 +198,7 @@ impl TestApp {
             clock,
             db: sea_orm::DatabaseConnection::default(),
             statements: Arc::default(),
+            session_cache: None,
             config,
             shutdown: None,
             server: None,
@@ -215,6 +226,7 @@ impl TestApp {
             config: self.config.clone(),
             db: sea_orm::DatabaseConnection::default(),
             statements: Arc::default(),
+            session_cache: None,
             shutdown: None,
             server: None,
             dir: None,
@@ -233,6 +245,7 @@ impl TestApp {
             .unwrap();
         self.db = server.db.clone();
         self.statements = server.statements.clone();
+        self.session_cache = Some(server.session_cache.clone());
         self.metrics_addr = server.metrics_addr();
         let listener = tokio::net::TcpListener::bind(self.config.listen)
             .await
@@ -496,6 +509,15 @@ impl TestApp {
             .execute_raw(self.statement(sql, values))
             .await
             .unwrap();
+        self.caches_applied().await;
+    }
+
+    /// Waits until every replica's session cache has read the log (as a revoking request
+    /// does before it answers).
+    pub async fn caches_applied(&self) {
+        if let Some(cache) = &self.session_cache {
+            cache.confirm().await;
+        }
     }
 
     /// The one row `sql` (placeholders as in [`TestApp::execute`]) reads.
@@ -662,6 +684,9 @@ pub fn database_env(config: &Config) -> Vec<(&'static str, String)> {
     }
     if config.database_pooler == Pooler::Transaction {
         env.push(("LATCHKEY_DATABASE_POOLER", "transaction".to_owned()));
+    }
+    if let Some(url) = &config.database_direct_url {
+        env.push(("LATCHKEY_DATABASE_DIRECT_URL", url.expose().to_owned()));
     }
     if let Some(secret) = &config.jwt_secret {
         env.push(("LATCHKEY_JWT_SECRET", secret.expose().to_owned()));

@@ -36,6 +36,7 @@ mod proxy;
 mod replicas;
 mod reports;
 mod reset;
+mod session_cache;
 mod sessions;
 mod smtp;
 
@@ -49,6 +50,7 @@ fn main() {
         factors::TESTS,
         bulk::TESTS,
         sessions::TESTS,
+        session_cache::TESTS,
         hardening::TESTS,
         ops::TESTS,
         reset::TESTS,
@@ -70,7 +72,13 @@ fn main() {
         events::TESTS,
     ];
     // Many replicas put PgBouncer in front of PostgreSQL: what they share goes through it.
-    let through_pgbouncer = [replicas::TESTS, faults::TESTS, keys::TESTS, events::TESTS];
+    let through_pgbouncer = [
+        replicas::TESTS,
+        faults::TESTS,
+        keys::TESTS,
+        events::TESTS,
+        session_cache::TESTS,
+    ];
     let trials = harness::trials(&groups, &through_pgbouncer);
     libtest_mimic::run(&args, trials).exit();
 }

@@ -101,7 +101,7 @@ fn revocation_check(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("latchkey-bench-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("sqlite://{}/bench.db?mode=rwc", dir.display());
-    let (store, session) = rt.block_on(async {
+    let (store, session, subject) = rt.block_on(async {
         let db = persistence::connect(
             &url,
             None,
@@ -146,13 +146,13 @@ fn revocation_check(c: &mut Criterion) {
             )
             .await
             .unwrap();
-        (stores.sessions.clone(), session)
+        (stores.sessions.clone(), session, customer.id)
     });
     c.bench_function("revocation check: live session + customer (SQLite)", |b| {
         b.to_async(&rt).iter(|| async {
             black_box(
                 store
-                    .live_session(TokenKind::Customer, session, Utc::now())
+                    .live_session(TokenKind::Customer, session, subject, Utc::now())
                     .await
                     .unwrap()
                     .is_some(),

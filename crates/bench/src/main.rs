@@ -20,6 +20,7 @@ mod load;
 mod reset_flood;
 mod scenarios;
 mod seed;
+mod session_cache;
 mod smtp_sink;
 
 use std::{
@@ -127,6 +128,16 @@ enum Mode {
         #[arg(long, default_value_t = 8)]
         max_in_flight: i32,
     },
+    /// The session cache: `customer` with the cache off (the baseline) and on, statements per
+    /// signed-in request, memory per cached session, Force Sign In's latency with one, two and
+    /// three replicas, and a bulk Force Sign In of every customer across two replicas.
+    SessionCache {
+        #[arg(long, default_value_t = 100_000)]
+        customers: usize,
+        /// Force Sign Ins timed per replica count.
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+    },
     /// (internal) `latchkey import customers FILE`, configured from the environment.
     ImportChild { file: std::path::PathBuf },
     /// The admin side at a store's size: grid searches and counts at 1 and 16 connections,
@@ -176,6 +187,17 @@ async fn main() -> anyhow::Result<()> {
                 customers,
                 probes,
                 max_in_flight,
+                cli.postgres.as_deref(),
+                cli.skip_sqlite,
+            )
+            .await
+        }
+        Some(Mode::SessionCache { customers, probes }) => {
+            session_cache::run(
+                customers,
+                cli.seconds,
+                cli.connections,
+                probes,
                 cli.postgres.as_deref(),
                 cli.skip_sqlite,
             )
@@ -282,7 +304,7 @@ impl Process {
     }
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
+pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -172,6 +172,8 @@ impl AdminUserStore for SqlAdminUsers {
                 model.role = Set(role);
                 model.disabled_at = Set(disabled_at);
                 let updated = model.update(txn).await.map_err(db_err)?;
+                // A role change counts on every replica before the answer.
+                crate::db::note_revocation();
                 let change = match (was_disabled, disabled_at.is_some()) {
                     (false, true) => Some((EventType::AccountDisabled, Reason::AdminDisabled)),
                     (true, false) => Some((EventType::AccountEnabled, Reason::AdminEnabled)),

@@ -117,6 +117,39 @@ pub(crate) fn events_committed() -> tokio::sync::watch::Receiver<u64> {
     EVENTS_COMMITTED.subscribe()
 }
 
+/// What the units of work of one request (or job step) committed: any change, and whether one
+/// ended sessions or changed what a signed-in check reads in a way that must count everywhere
+/// before the answer (it recorded security events, or said so with [`note_revocation`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub wrote: bool,
+    pub revoked: bool,
+}
+
+tokio::task_local! {
+    /// The caller's record of what its units of work committed ([`tracking_commits`]).
+    static COMMITS: std::cell::Cell<Committed>;
+    /// Set inside a unit of work by [`note_revocation`].
+    static REVOKES: std::cell::Cell<bool>;
+}
+
+/// Runs `f`, and says what the units of work it awaited committed: the HTTP edge uses it to
+/// hold a revoking request's answer until every replica's session cache has applied it.
+pub async fn tracking_commits<F: Future>(f: F) -> (F::Output, Committed) {
+    COMMITS
+        .scope(std::cell::Cell::new(Committed::default()), async {
+            let out = f.await;
+            (out, COMMITS.with(std::cell::Cell::get))
+        })
+        .await
+}
+
+/// Called in a unit of work whose change must count on every replica before the request
+/// answers (a role change, a disabled admin); one that records security events counts already.
+pub(crate) fn note_revocation() {
+    let _ = REVOKES.try_with(|revoked| revoked.set(true));
+}
+
 /// Runs `work` in one transaction on `db`, to completion, whatever happens to the caller.
 pub(crate) async fn unit_of_work<T, F>(db: &DatabaseConnection, work: F) -> Result<T>
 where
@@ -124,34 +157,66 @@ where
     F: for<'t> FnOnce(&'t DatabaseTransaction) -> Work<'t, T> + Send + 'static,
 {
     let db = db.clone();
-    let task = tokio::spawn(RECORDED_EVENTS.scope(
-            std::cell::Cell::new(false),
-            async move {
-            let txn = db.begin().await.map_err(db_err)?;
-            match work(&txn).await {
-                Ok(End::Commit(value)) => {
-                    txn.commit().await.map_err(db_err)?;
-                    if RECORDED_EVENTS.with(std::cell::Cell::get) {
-                        EVENTS_COMMITTED.send_modify(|n| *n = n.wrapping_add(1));
-                    }
-                    Ok(value)
-                }
-                Ok(End::Rollback(value)) => {
-                    txn.rollback().await.map_err(db_err)?;
-                    Ok(value)
-                }
-                Err(e) => {
-                    if let Err(rollback) = txn.rollback().await {
-                        tracing::warn!(error = %rollback, "rolling back a failed unit of work failed");
-                    }
-                    Err(e)
-                }
+    let body = async move {
+        // SQLite: the write lock from BEGIN (IMMEDIATE). A deferred transaction that reads
+        // before it writes cannot take the lock once another connection has committed since
+        // its read (SQLITE_BUSY_SNAPSHOT, at once, whatever the busy timeout): the session
+        // log's follower commits a few times a second, so that would fail real requests.
+        let txn = match db.get_database_backend() {
+            DatabaseBackend::Sqlite => {
+                db.begin_with_options(sea_orm::TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await
             }
+            _ => db.begin().await,
+        }
+        .map_err(db_err)?;
+        match work(&txn).await {
+            Ok(End::Commit(value)) => {
+                txn.commit().await.map_err(db_err)?;
+                let recorded = RECORDED_EVENTS.with(std::cell::Cell::get);
+                if recorded {
+                    EVENTS_COMMITTED.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                let committed = Committed {
+                    wrote: true,
+                    revoked: recorded || REVOKES.with(std::cell::Cell::get),
+                };
+                Ok((value, committed))
             }
+            Ok(End::Rollback(value)) => {
+                txn.rollback().await.map_err(db_err)?;
+                Ok((value, Committed::default()))
+            }
+            Err(e) => {
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed unit of work failed");
+                }
+                Err(e)
+            }
+        }
+    };
+    let task = tokio::spawn(
+        RECORDED_EVENTS
+            .scope(
+                std::cell::Cell::new(false),
+                REVOKES.scope(std::cell::Cell::new(false), body),
+            )
             .in_current_span(),
-        ));
-    task.await
-        .map_err(|e| Error::internal(format!("a unit of work did not finish: {e}")))?
+    );
+    let (value, committed) = task
+        .await
+        .map_err(|e| Error::internal(format!("a unit of work did not finish: {e}")))??;
+    let _ = COMMITS.try_with(|seen| {
+        let before = seen.get();
+        seen.set(Committed {
+            wrote: before.wrote || committed.wrote,
+            revoked: before.revoked || committed.revoked,
+        });
+    });
+    Ok(value)
 }
 
 /// A unit of work of a queue's worker (the mail outbox, reset requests, a bulk job's

@@ -141,10 +141,14 @@ pub(crate) fn delivery_row(
 /// subscription that wants its type (none, and one cheap read, when nobody subscribed). Every
 /// change that ends sessions, changes a credential, disables, deletes or re-addresses an
 /// account calls this in its own unit of work, so a rolled-back change sends nothing.
+///
+/// Every such change must also count on every replica's session cache before its request
+/// answers: this says so to the unit of work, subscribers or not.
 pub(crate) async fn record(txn: &DatabaseTransaction, events: &[SecurityEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
+    crate::db::note_revocation();
     let subscriptions: Vec<Subscription> = event_subscription::Entity::find()
         .filter(event_subscription::Column::Enabled.eq(true))
         .all(txn)

@@ -18,6 +18,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::{
+    coherence::{Coherence, Found, SessionRef},
     db::db_err,
     entities::{access_token, admin_access_token, admin_user, customer},
     rows::{live, to_admin},
@@ -35,10 +36,12 @@ pub struct SqlSessions {
     /// authenticated request, and building it with sea-query each time cost about a tenth of
     /// the request's instructions (callgrind, BENCHMARKS.md).
     live_session_sql: std::sync::Arc<str>,
+    /// The live sessions already seen, kept true by the session log (`coherence.rs`).
+    cache: Coherence,
 }
 
 impl SqlSessions {
-    pub(crate) fn new(db: DatabaseConnection) -> Self {
+    pub(crate) fn new(db: DatabaseConnection, cache: Coherence) -> Self {
         let live_session_sql = live_session_query(Uuid::nil(), DateTime::<Utc>::MIN_UTC)
             .build(db.get_database_backend())
             .sql
@@ -46,10 +49,25 @@ impl SqlSessions {
         Self {
             db,
             live_session_sql,
+            cache,
         }
     }
 
-    async fn live_customer(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<Customer>> {
+    async fn touch(&self, id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        access_token::Entity::update_many()
+            .col_expr(access_token::Column::LastUsedAt, Expr::value(now))
+            .filter(access_token::Column::Id.eq(id))
+            .exec(&self.db)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn live_customer(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(Customer, DateTime<Utc>, DateTime<Utc>)>> {
         let statement = sea_orm::Statement::from_sql_and_values(
             self.db.get_database_backend(),
             &*self.live_session_sql,
@@ -62,15 +80,13 @@ impl SqlSessions {
         let Some(row) = found else {
             return Ok(None);
         };
-        if row.last_used_at + LAST_USED_GRANULARITY <= now {
-            access_token::Entity::update_many()
-                .col_expr(access_token::Column::LastUsedAt, Expr::value(now))
-                .filter(access_token::Column::Id.eq(id))
-                .exec(&self.db)
-                .await
-                .map_err(db_err)?;
-        }
-        Ok(Some(Customer {
+        let last_used_at = if row.last_used_at + LAST_USED_GRANULARITY <= now {
+            self.touch(id, now).await?;
+            now
+        } else {
+            row.last_used_at
+        };
+        let customer = Customer {
             id: row.id,
             email: Email::from_trusted(row.email),
             firstname: row.firstname,
@@ -82,10 +98,15 @@ impl SqlSessions {
             frozen_at: row.frozen_at,
             reported_at: row.reported_at,
             password_change_required_at: row.password_change_required_at,
-        }))
+        };
+        Ok(Some((customer, row.expires_at, last_used_at)))
     }
 
-    async fn live_admin(&self, id: Uuid, now: DateTime<Utc>) -> Result<Option<AdminUser>> {
+    async fn live_admin(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(AdminUser, DateTime<Utc>)>> {
         let found = admin_access_token::Entity::find_by_id(id)
             .filter(admin_access_token::Column::RevokedAt.is_null())
             .filter(admin_access_token::Column::ExpiresAt.gt(now))
@@ -95,7 +116,9 @@ impl SqlSessions {
             .map_err(db_err)?;
         Ok(match found {
             // A disabled admin's tokens are refused (disabling also revokes them).
-            Some((_, Some(admin))) if admin.disabled_at.is_none() => to_admin(&admin),
+            Some((token, Some(admin))) if admin.disabled_at.is_none() => {
+                to_admin(&admin).map(|admin| (admin, token.expires_at))
+            }
             _ => None,
         })
     }
@@ -107,13 +130,57 @@ impl SessionStore for SqlSessions {
         &self,
         kind: TokenKind,
         id: SessionId,
+        subject: Uuid,
         now: DateTime<Utc>,
     ) -> Result<Option<Holder>> {
         let id = id.uuid();
-        Ok(match kind {
-            TokenKind::Customer => self.live_customer(id, now).await?.map(Holder::Customer),
-            TokenKind::Admin => self.live_admin(id, now).await?.map(Holder::Admin),
-        })
+        if let Some(hit) = self
+            .cache
+            .lookup(kind, subject, id, now, LAST_USED_GRANULARITY)
+        {
+            metrics::counter!("latchkey_session_cache_total", "result" => "hit").increment(1);
+            if hit.touch && kind == TokenKind::Customer {
+                self.touch(id, now).await?;
+            }
+            return Ok(Some(hit.holder));
+        }
+        let ticket = self.cache.ticket();
+        let found = match kind {
+            TokenKind::Customer => self
+                .live_customer(id, now)
+                .await?
+                .map(|(customer, expires_at, used)| (Holder::Customer(customer), expires_at, used)),
+            TokenKind::Admin => self
+                .live_admin(id, now)
+                .await?
+                .map(|(admin, expires_at)| (Holder::Admin(admin), expires_at, now)),
+        };
+        if self.cache.enabled() {
+            metrics::counter!("latchkey_session_cache_total", "result" => "miss").increment(1);
+        }
+        let Some((holder, expires_at, last_used_at)) = found else {
+            return Ok(None);
+        };
+        let holds = match &holder {
+            Holder::Customer(customer) => customer.id == subject,
+            Holder::Admin(admin) => admin.id == subject,
+        };
+        if holds {
+            self.cache.fill(
+                ticket,
+                SessionRef {
+                    kind,
+                    subject,
+                    session: id,
+                },
+                Found {
+                    holder: &holder,
+                    expires_at,
+                    last_used_at,
+                },
+            );
+        }
+        Ok(Some(holder))
     }
 }
 
@@ -126,6 +193,7 @@ fn live_session_query(id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<access_to
         .filter(live(now))
         .select_only()
         .column_as(access_token::Column::LastUsedAt, "last_used_at")
+        .column_as(access_token::Column::ExpiresAt, "expires_at")
         .column_as(customer::Column::Id, "id")
         .column_as(customer::Column::Email, "email")
         .column_as(customer::Column::Firstname, "firstname")
@@ -146,6 +214,7 @@ fn live_session_query(id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<access_to
 #[derive(FromQueryResult)]
 struct LiveRow {
     last_used_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
     id: Uuid,
     email: String,
     firstname: String,

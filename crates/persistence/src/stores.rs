@@ -41,13 +41,30 @@ pub struct Stores {
     pub cleanup: Arc<SqlCleanup>,
 }
 
+fn backend_of(db: &DatabaseConnection) -> crate::Backend {
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => crate::Backend::Postgres,
+        _ => crate::Backend::Sqlite,
+    }
+}
+
 impl Stores {
+    /// The signed-in check answers from `cache` where it may (by default every check reads
+    /// the database).
+    pub fn with_session_cache(mut self, db: DatabaseConnection, cache: crate::Coherence) -> Self {
+        self.sessions = Arc::new(SqlSessions::new(db, cache));
+        self
+    }
+
     pub fn new(db: DatabaseConnection) -> Self {
         let write_turn = WriteTurn::default();
         let grid = Grid::new(db.clone());
         Self {
             accounts: Arc::new(SqlAccounts::new(db.clone())),
-            sessions: Arc::new(SqlSessions::new(db.clone())),
+            sessions: Arc::new(SqlSessions::new(
+                db.clone(),
+                crate::Coherence::disabled(db.clone(), backend_of(&db)),
+            )),
             credentials: Arc::new(SqlCredentials { db: db.clone() }),
             limits: Arc::new(SqlLimits {
                 db: db.clone(),

@@ -19,6 +19,9 @@ pub struct BulkWorker {
     /// `LATCHKEY_BULK_CUSTOMERS_PER_SECOND`: a cap on how fast this replica works jobs (to
     /// spare the database in busy hours); `None` works them as fast as it can.
     pub per_second: Option<std::num::NonZeroU32>,
+    /// The session cache: a chunk that revoked sessions is confirmed on every replica before
+    /// the next chunk starts.
+    pub session_cache: Option<persistence::Coherence>,
 }
 
 impl BulkWorker {
@@ -39,7 +42,14 @@ impl BulkWorker {
                 if let Some((rate, n)) = &rate {
                     let _ = rate.until_n_ready(*n).await;
                 }
-                match self.jobs.work(limit).await {
+                let (worked, committed) =
+                    persistence::tracking_commits(self.jobs.work(limit)).await;
+                if committed.revoked
+                    && let Some(cache) = &self.session_cache
+                {
+                    cache.confirm().await;
+                }
+                match worked {
                     Ok(Some(chunk)) => {
                         metrics::counter!("latchkey_bulk_customers_total", "action" => chunk.action.as_str())
                             .increment(chunk.processed);

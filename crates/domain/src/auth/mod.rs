@@ -82,7 +82,7 @@ impl Authenticator {
         };
         let holder = self
             .sessions
-            .live_session(kind, verified.session_id, now)
+            .live_session(kind, verified.session_id, verified.subject, now)
             .await?;
         let session_id = verified.session_id;
         let principal = match holder {
