@@ -1,7 +1,7 @@
 //! The session log: every change that can make a cached signed-in check wrong appends a row
 //! in its own transaction, written by triggers so that no path can forget it. A replica's
 //! session cache follows the log (on PostgreSQL woken by `NOTIFY` on the channel
-//! `latchkey_log_<schema>`), and records in `replicas` when it last read it (`read_at`, the
+//! `latchkey_log_` followed by the md5 of the schema's name), and records in `replicas` when it last read it (`read_at`, the
 //! database's clock) and until when it may trust its cache (`lease_until`). A revoking request
 //! waits, after its commit, until every replica whose lease is running has read the log since.
 //!
@@ -22,6 +22,10 @@ pub struct Migration;
 /// The customer columns the signed-in check reads (`Customer` in the domain).
 const CUSTOMER_COLUMNS: &str = "email, firstname, lastname, locale, password_changed_at, \
      locked_until, frozen_at, reported_at, password_change_required_at";
+
+/// The admin columns the signed-in check reads (`AdminUser`): not the failed sign-ins or the
+/// lock, which a stranger can change by guessing.
+const ADMIN_COLUMNS: &str = "username, role, email, disabled_at";
 
 const POSTGRES: &str = r#"
 CREATE TABLE session_log (
@@ -61,10 +65,13 @@ BEGIN
         k := 'settings';
     END IF;
     INSERT INTO session_log (kind, subject) VALUES (k, s);
-    PERFORM pg_notify('latchkey_log_' || current_schema(), '');
+    -- The table's own schema names the channel (hashed: a channel name is at most 63 bytes).
+    PERFORM pg_notify('latchkey_log_' || md5(TG_TABLE_SCHEMA), '');
     RETURN NULL;
 END
 $fn$;
+-- The log is the table's schema's whatever the search path of the session that writes.
+ALTER FUNCTION latchkey_session_log() SET search_path = {SCHEMA};
 CREATE TRIGGER session_log_customers_update AFTER UPDATE OF {CUSTOMER_COLUMNS} ON customers
     FOR EACH ROW WHEN (({CUSTOMER_OLD}) IS DISTINCT FROM ({CUSTOMER_NEW}))
     EXECUTE FUNCTION latchkey_session_log();
@@ -74,17 +81,18 @@ CREATE TRIGGER session_log_access_tokens_update AFTER UPDATE OF revoked_at, expi
     FOR EACH ROW WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
     EXECUTE FUNCTION latchkey_session_log();
 CREATE TRIGGER session_log_access_tokens_delete AFTER DELETE ON access_tokens
-    FOR EACH ROW WHEN (OLD.revoked_at IS NULL)
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND OLD.expires_at > now())
     EXECUTE FUNCTION latchkey_session_log();
-CREATE TRIGGER session_log_admin_users_update AFTER UPDATE ON admin_users
-    FOR EACH ROW EXECUTE FUNCTION latchkey_session_log();
+CREATE TRIGGER session_log_admin_users_update AFTER UPDATE OF {ADMIN_COLUMNS} ON admin_users
+    FOR EACH ROW WHEN (({ADMIN_OLD}) IS DISTINCT FROM ({ADMIN_NEW}))
+    EXECUTE FUNCTION latchkey_session_log();
 CREATE TRIGGER session_log_admin_users_delete AFTER DELETE ON admin_users
     FOR EACH ROW EXECUTE FUNCTION latchkey_session_log();
 CREATE TRIGGER session_log_admin_tokens_update AFTER UPDATE OF revoked_at, expires_at ON admin_access_tokens
     FOR EACH ROW WHEN (OLD.revoked_at IS DISTINCT FROM NEW.revoked_at OR OLD.expires_at IS DISTINCT FROM NEW.expires_at)
     EXECUTE FUNCTION latchkey_session_log();
 CREATE TRIGGER session_log_admin_tokens_delete AFTER DELETE ON admin_access_tokens
-    FOR EACH ROW WHEN (OLD.revoked_at IS NULL)
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND OLD.expires_at > now())
     EXECUTE FUNCTION latchkey_session_log();
 CREATE TRIGGER session_log_signing_keys AFTER INSERT OR UPDATE OR DELETE ON signing_keys
     FOR EACH STATEMENT EXECUTE FUNCTION latchkey_session_log();
@@ -130,7 +138,8 @@ CREATE TRIGGER session_log_access_tokens_update AFTER UPDATE OF revoked_at, expi
 CREATE TRIGGER session_log_access_tokens_delete AFTER DELETE ON access_tokens
     FOR EACH ROW WHEN OLD.revoked_at IS NULL
     BEGIN INSERT INTO session_log (kind, subject) VALUES ('customer', OLD.customer_id); END;
-CREATE TRIGGER session_log_admin_users_update AFTER UPDATE ON admin_users
+CREATE TRIGGER session_log_admin_users_update AFTER UPDATE OF {ADMIN_COLUMNS} ON admin_users
+    FOR EACH ROW WHEN ({SQLITE_ADMIN_CHANGED})
     BEGIN INSERT INTO session_log (kind, subject) VALUES ('admin', NEW.id); END;
 CREATE TRIGGER session_log_admin_users_delete AFTER DELETE ON admin_users
     BEGIN INSERT INTO session_log (kind, subject) VALUES ('admin', OLD.id); END;
@@ -158,12 +167,18 @@ const SQLITE_DOWN: &str = "DROP TRIGGER session_log_customers_update; \
      DROP TRIGGER session_log_signing_keys_update; DROP TRIGGER session_log_signing_keys_delete; \
      DROP TRIGGER session_log_settings; DROP TABLE replicas; DROP TABLE session_log;";
 
-fn columns(prefix: &str) -> String {
-    CUSTOMER_COLUMNS
-        .split(", ")
+fn columns(list: &str, prefix: &str) -> String {
+    list.split(", ")
         .map(|c| format!("{prefix}.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+fn sqlite_changed(list: &str) -> String {
+    list.split(", ")
+        .map(|c| format!("OLD.{c} IS NOT NEW.{c}"))
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 #[async_trait::async_trait]
@@ -171,20 +186,29 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         let sql = match manager.get_database_backend() {
-            DbBackend::Postgres => POSTGRES
-                .replace("{CUSTOMER_COLUMNS}", CUSTOMER_COLUMNS)
-                .replace("{CUSTOMER_OLD}", &columns("OLD"))
-                .replace("{CUSTOMER_NEW}", &columns("NEW")),
-            _ => {
-                let changed = CUSTOMER_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("OLD.{c} IS NOT NEW.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                SQLITE
+            DbBackend::Postgres => {
+                let schema = db
+                    .query_one_raw(sea_orm_migration::sea_orm::Statement::from_string(
+                        DbBackend::Postgres,
+                        "SELECT quote_ident(current_schema()) AS s",
+                    ))
+                    .await?
+                    .ok_or_else(|| DbErr::Custom("no current schema".into()))?
+                    .try_get::<String>("", "s")?;
+                POSTGRES
+                    .replace("{SCHEMA}", &schema)
                     .replace("{CUSTOMER_COLUMNS}", CUSTOMER_COLUMNS)
-                    .replace("{SQLITE_CHANGED}", &changed)
+                    .replace("{CUSTOMER_OLD}", &columns(CUSTOMER_COLUMNS, "OLD"))
+                    .replace("{CUSTOMER_NEW}", &columns(CUSTOMER_COLUMNS, "NEW"))
+                    .replace("{ADMIN_COLUMNS}", ADMIN_COLUMNS)
+                    .replace("{ADMIN_OLD}", &columns(ADMIN_COLUMNS, "OLD"))
+                    .replace("{ADMIN_NEW}", &columns(ADMIN_COLUMNS, "NEW"))
             }
+            _ => SQLITE
+                .replace("{CUSTOMER_COLUMNS}", CUSTOMER_COLUMNS)
+                .replace("{SQLITE_CHANGED}", &sqlite_changed(CUSTOMER_COLUMNS))
+                .replace("{ADMIN_COLUMNS}", ADMIN_COLUMNS)
+                .replace("{SQLITE_ADMIN_CHANGED}", &sqlite_changed(ADMIN_COLUMNS)),
         };
         db.execute_unprepared(&sql).await?;
         Ok(())

@@ -7,7 +7,8 @@
 //! 1. **Every change is in the log.** Triggers (migration 000025) append a `session_log` row
 //!    naming the holder in the transaction of any change to what the check reads: a session
 //!    revoked, expired early or deleted, the holder's row changed or deleted. No code path can
-//!    forget it. On PostgreSQL the trigger also sends a `NOTIFY` (delivered at commit).
+//!    forget it. On PostgreSQL the trigger also sends a `NOTIFY` on `latchkey_log_` and the
+//!    md5 of the table's schema (delivered at commit).
 //! 2. **A revoking request answers only after every trusted cache applied it.** After its
 //!    commit it takes the database's time `T`, then waits until every replica whose lease is
 //!    running has *read the log after `T`* (`replicas.read_at > T`): that read saw the commit,
@@ -49,7 +50,7 @@ use uuid::Uuid;
 use crate::db::Backend;
 
 /// How the cache is set up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CacheOptions {
     /// Holders kept at most (each with its live sessions); 0 turns the cache off.
     pub max_holders: u64,
@@ -60,6 +61,21 @@ pub struct CacheOptions {
     pub direct_url: Option<String>,
     /// PostgreSQL: the schema, when the server sets its own search path.
     pub schema: Option<String>,
+}
+
+impl std::fmt::Debug for CacheOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The direct URL may hold the database password.
+        f.debug_struct("CacheOptions")
+            .field("max_holders", &self.max_holders)
+            .field("lease", &self.lease)
+            .field(
+                "direct_url",
+                &self.direct_url.as_ref().map(|_| "<redacted>"),
+            )
+            .field("schema", &self.schema)
+            .finish()
+    }
 }
 
 type Key = (u8, Uuid);
@@ -108,10 +124,19 @@ pub(crate) struct Found<'a> {
     pub last_used_at: DateTime<Utc>,
 }
 
-/// What a fill noted before its read.
+/// What a fill noted before its read: its key's count of applied changes, and everyone's.
 pub(crate) struct FillTicket {
-    applied: u64,
+    stripe: u64,
+    all: u64,
     trusted: bool,
+}
+
+/// Counters of applied changes, one per stripe of keys, so a change to one holder (a stranger's
+/// lockout, say) does not void every fill in flight.
+const STRIPES: usize = 64;
+
+fn stripe(key: &Key) -> usize {
+    (key.1.as_u128() as usize ^ usize::from(key.0)) % STRIPES
 }
 
 /// The session cache of one server and the state of its lease. Cheap to clone.
@@ -134,8 +159,10 @@ struct Inner {
     options: CacheOptions,
     db: DatabaseConnection,
     cache: moka::sync::Cache<Key, Arc<Entry>>,
-    /// Changes applied so far (fills compare it, see the module documentation).
-    applied: AtomicU64,
+    /// Changes applied so far, per stripe of keys (fills compare them, see the module
+    /// documentation); `applied_all` counts what voided every key.
+    applied: [AtomicU64; STRIPES],
+    applied_all: AtomicU64,
     /// Until when the cache may be trusted; `None` before the first read or after a lapse was
     /// noticed.
     trusted_until: Mutex<Option<Instant>>,
@@ -203,7 +230,8 @@ impl Coherence {
                 options,
                 db,
                 cache,
-                applied: AtomicU64::new(0),
+                applied: std::array::from_fn(|_| AtomicU64::new(0)),
+                applied_all: AtomicU64::new(0),
                 trusted_until: Mutex::new(None),
                 replica: Uuid::now_v7(),
                 started_at: Utc::now(),
@@ -294,11 +322,17 @@ impl Coherence {
         })
     }
 
-    pub(crate) fn ticket(&self) -> FillTicket {
+    pub(crate) fn ticket(&self, kind: TokenKind, subject: Uuid) -> FillTicket {
         FillTicket {
-            applied: self.inner.applied.load(Ordering::SeqCst),
+            stripe: self.inner.applied[stripe(&key(kind, subject))].load(Ordering::SeqCst),
+            all: self.inner.applied_all.load(Ordering::SeqCst),
             trusted: self.trusted(),
         }
+    }
+
+    fn moved(&self, key: &Key, ticket: &FillTicket) -> bool {
+        self.inner.applied[stripe(key)].load(Ordering::SeqCst) != ticket.stripe
+            || self.inner.applied_all.load(Ordering::SeqCst) != ticket.all
     }
 
     /// Keeps what a read found live, unless a change was applied since the ticket was taken.
@@ -308,10 +342,10 @@ impl Coherence {
             subject,
             session,
         } = at;
-        if !ticket.trusted || self.inner.applied.load(Ordering::SeqCst) != ticket.applied {
+        let key = key(kind, subject);
+        if !ticket.trusted || self.moved(&key, &ticket) {
             return;
         }
-        let key = key(kind, subject);
         let entry = self.inner.cache.get_with(key, || {
             Arc::new(Entry {
                 holder: found.holder.clone(),
@@ -329,38 +363,50 @@ impl Coherence {
                     last_used_at: found.last_used_at,
                 },
             );
-        if self.inner.applied.load(Ordering::SeqCst) != ticket.applied {
+        if self.moved(&key, &ticket) {
             self.inner.cache.invalidate(&key);
         }
     }
 
     fn apply(&self, kind: &str, subject: Option<Uuid>) {
-        self.inner.applied.fetch_add(1, Ordering::SeqCst);
-        match (kind, subject) {
-            ("customer", Some(id)) => self.inner.cache.invalidate(&key(TokenKind::Customer, id)),
-            ("admin", Some(id)) => self.inner.cache.invalidate(&key(TokenKind::Admin, id)),
-            ("settings", _) => {}
-            ("keys", _) => {
+        let holder = match (kind, subject) {
+            ("customer", Some(id)) => Some(key(TokenKind::Customer, id)),
+            ("admin", Some(id)) => Some(key(TokenKind::Admin, id)),
+            _ => None,
+        };
+        match (holder, kind) {
+            (Some(holder), _) => {
+                self.inner.applied[stripe(&holder)].fetch_add(1, Ordering::SeqCst);
+                self.inner.cache.invalidate(&holder);
+            }
+            (None, "settings") => {}
+            (None, "keys") => {
                 self.inner
                     .keys_changed
                     .send_modify(|n| *n = n.wrapping_add(1));
             }
-            _ => self.inner.cache.invalidate_all(),
+            (None, _) => self.empty(),
         }
         metrics::counter!("latchkey_session_log_applied_total").increment(1);
     }
 
     /// Extends the lease from a read that started at `started`; a cache whose lease had ended
     /// is emptied first (it may have missed changes the log no longer holds).
+    fn empty(&self) {
+        self.inner.applied_all.fetch_add(1, Ordering::SeqCst);
+        self.inner.cache.invalidate_all();
+    }
+
     fn renew(&self, started: Instant) {
         let mut until = self
             .inner
             .trusted_until
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if until.is_none_or(|u| u <= started) {
-            self.inner.applied.fetch_add(1, Ordering::SeqCst);
-            self.inner.cache.invalidate_all();
+        // Ended by now, not by the read's start: a read whose acknowledgement was written
+        // late may postdate a revocation that stopped waiting for this server meanwhile.
+        if until.is_none_or(|u| u <= Instant::now()) {
+            self.empty();
             if until.is_some() {
                 tracing::warn!(
                     "the session cache's lease had ended (the log was not read in time); \
@@ -375,7 +421,9 @@ impl Coherence {
     /// After a request that committed a change: waits until this server has read the log
     /// (so its own next request sees the change). Bounded by the lease.
     pub async fn wait_local(&self) {
-        if !self.inner.enabled {
+        // An untrusted cache answers nothing: nothing to wait for (and no follower may be
+        // running to wait on).
+        if !self.trusted() {
             return;
         }
         let want = self.inner.rounds_started.load(Ordering::SeqCst) + 1;
@@ -392,9 +440,7 @@ impl Coherence {
     /// the log since this commit, or its lease has ended. Bounded by the lease (twice, should a
     /// replica renew a lease without reading, which none does).
     pub async fn confirm(&self) -> Confirmation {
-        if !self.inner.enabled {
-            return Confirmation::default();
-        }
+        // Even with this server's cache off: the other replicas' caches may be on.
         let started = Instant::now();
         let confirmed = match self.inner.backend {
             Backend::Sqlite => self.confirm_sqlite(started).await,
@@ -406,7 +452,9 @@ impl Coherence {
                 lapsed,
             },
             Err(e) => {
-                tracing::error!(error = %e, "could not confirm a revocation with the replicas");
+                // Unconfirmed: wait until every lease that was running has ended.
+                tracing::error!(error = %e, "could not confirm a revocation with the replicas; waiting out their leases");
+                tokio::time::sleep(self.bound().saturating_sub(started.elapsed())).await;
                 Confirmation {
                     waited: started.elapsed(),
                     lapsed: 0,
@@ -432,10 +480,12 @@ impl Coherence {
     /// log's head after this commit has applied it. This process's follower reads at once;
     /// another process's (or another server's on the same file) within its 50 ms.
     async fn confirm_sqlite(&self, started: Instant) -> Result<u64, sea_orm::DbErr> {
+        // This server first, by its own reads (no clock involved); then the others by theirs.
+        self.wait_local().await;
         let head = self.sqlite_head().await?;
         let mut rounds = self.inner.rounds_done.subscribe();
         self.inner.poke.notify_one();
-        let bound = self.inner.options.lease * 2 + Duration::from_millis(500);
+        let bound = self.bound();
         loop {
             let now = micros_now();
             let row = self
@@ -470,21 +520,21 @@ impl Coherence {
                 DatabaseBackend::Postgres,
                 // The time after the commit, and a wake-up for every follower: a revocation
                 // that changed nothing in the log (no live session) still answers at once.
-                "SELECT statement_timestamp() AS t, \
-                 pg_notify('latchkey_log_' || current_schema(), '')::text AS woken",
+                "SELECT now() AS t, \
+                 pg_notify('latchkey_log_' || md5(current_schema()), '')::text AS woken",
             ))
             .await?
             .ok_or_else(|| sea_orm::DbErr::Custom("no time".into()))?;
         let committed: DateTime<Utc> = row.try_get("", "t")?;
         let mut acks = self.inner.acks.subscribe();
-        let bound = self.inner.options.lease * 2 + Duration::from_millis(500);
+        let bound = self.bound();
         loop {
             let row = db
                 .query_one_raw(Statement::from_sql_and_values(
                     DatabaseBackend::Postgres,
-                    "SELECT count(*) FILTER (WHERE lease_until > statement_timestamp() \
+                    "SELECT count(*) FILTER (WHERE lease_until > now() \
                         AND read_at <= $1) AS waiting, \
-                     count(*) FILTER (WHERE lease_until <= statement_timestamp() \
+                     count(*) FILTER (WHERE lease_until <= now() \
                         AND lease_until > $1 AND read_at <= $1) AS lapsed \
                      FROM replicas",
                     [committed.into()],
@@ -522,6 +572,11 @@ impl Coherence {
     /// How often the log is read when nothing wakes the follower: four times a lease; on
     /// SQLite at least every 50 ms too, since a command-line process writing the same file
     /// wakes nothing here.
+    /// The longest a revocation waits: every lease running at its commit has ended by then.
+    fn bound(&self) -> Duration {
+        self.inner.options.lease * 2 + Duration::from_millis(500)
+    }
+
     fn heartbeat(&self) -> Duration {
         let quarter = (self.inner.options.lease / 4).max(Duration::from_millis(10));
         match self.inner.backend {
@@ -683,9 +738,14 @@ impl Coherence {
                 return;
             }
         };
+        // No statement of the follower's waits longer than a lease (a stop is seen in time).
+        let timeout = self.inner.options.lease.as_millis().max(1000).to_string();
         let options = match &self.inner.options.schema {
-            Some(schema) => options.options([("search_path", schema.as_str())]),
-            None => options,
+            Some(schema) => options.options([
+                ("search_path", schema.as_str()),
+                ("statement_timeout", timeout.as_str()),
+            ]),
+            None => options.options([("statement_timeout", timeout.as_str())]),
         };
         let pool = |n| {
             PgPoolOptions::new()
@@ -698,7 +758,8 @@ impl Coherence {
         };
         let (reads, listens) = (pool(1), pool(1));
         let channels = loop {
-            match sea_orm::sqlx::query_scalar::<_, String>("SELECT current_schema()::text")
+            // The channels the triggers and the other servers use: the schema, hashed.
+            match sea_orm::sqlx::query_scalar::<_, String>("SELECT md5(current_schema())")
                 .fetch_one(&reads)
                 .await
             {
@@ -719,11 +780,21 @@ impl Coherence {
                 self.clone()
                     .listen(listens, channels.clone(), notes_tx, ready_tx),
             );
-        let _ = ready.await;
+        // No read before the LISTEN is in place (a change committed between the two would
+        // wake nobody); a server stopped meanwhile stops here.
+        tokio::select! {
+            _ = ready => {}
+            _ = stop.changed() => {
+                listener.abort();
+                return;
+            }
+        }
         let mut log = LogReader::default();
         let host = host();
         let mut last_prune = Instant::now();
         loop {
+            // What woke this read is seen by it; a change notified from here on wakes the next.
+            notes.mark_unchanged();
             let round = self.inner.rounds_started.fetch_add(1, Ordering::SeqCst) + 1;
             let started = Instant::now();
             let listening = self.inner.listening.load(Ordering::SeqCst);
@@ -764,7 +835,6 @@ impl Coherence {
                 .execute(&reads)
                 .await;
             }
-            notes.mark_unchanged();
             tokio::select! {
                 () = self.inner.poke.notified() => {}
                 _ = notes.changed() => {}
@@ -788,32 +858,32 @@ impl Coherence {
         round: u64,
     ) -> Result<(), sea_orm::sqlx::Error> {
         use sea_orm::sqlx::Row;
-        // The first page's snapshot and time stand for the whole read: every row committed
-        // before it is on this page or a later one (numbered higher than this page's last).
-        let mut first_page: Option<(i64, i64, DateTime<Utc>)> = None;
-        let mut after = log.watermark;
+        // The first page's time stands for the whole read: every row committed before it is
+        // on this page or a later one (numbered higher than this page's last). `now()` is the
+        // statement's transaction start, which comes before its snapshot. Each page's
+        // snapshot holds back the watermark on its own (`LogReader::note`).
+        let mut at: Option<DateTime<Utc>> = None;
+        let mut xmin = 0;
+        let (mut after, mut gaps) = log.to_read();
         loop {
             let rows = sea_orm::sqlx::query(
                 "SELECT s.xmin, s.xmax, s.at, l.seq, l.kind, l.subject FROM \
                  (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
                          pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
-                         statement_timestamp() AS at) s \
-                 LEFT JOIN session_log l ON l.seq > $1 ORDER BY l.seq LIMIT $2",
+                         now() AS at) s \
+                 LEFT JOIN session_log l ON l.seq > $1 OR l.seq = ANY($2) ORDER BY l.seq LIMIT $3",
             )
             .bind(after)
+            .bind(std::mem::take(&mut gaps))
             .bind(PAGE)
             .fetch_all(reads)
             .await?;
             let Some(first) = rows.first() else {
                 return Ok(());
             };
-            if first_page.is_none() {
-                first_page = Some((
-                    first.try_get("xmin")?,
-                    first.try_get("xmax")?,
-                    first.try_get("at")?,
-                ));
-            }
+            at.get_or_insert(first.try_get("at")?);
+            xmin = first.try_get("xmin")?;
+            let xmax: i64 = first.try_get("xmax")?;
             for row in &rows {
                 let Some(seq) = row.try_get::<Option<i64>, _>("seq")? else {
                     continue;
@@ -825,14 +895,15 @@ impl Coherence {
                     self.apply(&kind, subject);
                 }
             }
-            if (rows.len() as i64) < PAGE {
+            log.note(xmax);
+            if i64::try_from(rows.len()).unwrap_or(i64::MAX) < PAGE {
                 break;
             }
         }
-        let Some((xmin, xmax, at)) = first_page else {
+        log.advance(xmin);
+        let Some(at) = at else {
             return Ok(());
         };
-        log.advance(xmin, xmax);
         let lease = chrono::Duration::from_std(self.inner.options.lease)
             .unwrap_or(chrono::Duration::seconds(2));
         sea_orm::sqlx::query(
@@ -959,7 +1030,9 @@ struct Channels {
 }
 
 impl Channels {
-    fn of(schema: &str) -> Self {
+    /// `schema_md5`: the schema's name, hashed (a channel name is at most 63 bytes).
+    fn of(schema_md5: &str) -> Self {
+        let schema = schema_md5;
         Self {
             log: format!("latchkey_log_{schema}"),
             ack: format!("latchkey_ack_{schema}"),
@@ -974,16 +1047,47 @@ struct LogReader {
     watermark: i64,
     /// Rows applied above the watermark.
     seen: BTreeSet<i64>,
-    /// Earlier reads: the highest number then known, and the snapshot's `xmax`.
+    /// Earlier reads' pages: the highest number then known, and the page snapshot's `xmax`.
     pending: VecDeque<(i64, i64)>,
 }
 
+/// Numbers missing between the watermark and the highest seen that a read asks for by name;
+/// with more, it reads everything above the watermark again.
+const MAX_GAPS: usize = 1_000;
+
 impl LogReader {
-    /// After a read whose snapshot had `xmin` and `xmax`: every read whose running
-    /// transactions have all ended (`xmax <= xmin` now) lets the watermark pass what it knew.
-    fn advance(&mut self, xmin: i64, xmax: i64) {
+    /// Where the next read starts: above the highest number seen, plus the missing numbers
+    /// below it (a transaction still running, or one rolled back); or, with too many of those,
+    /// everything above the watermark.
+    fn to_read(&self) -> (i64, Vec<i64>) {
+        let Some(&highest) = self.seen.last() else {
+            return (self.watermark, Vec::new());
+        };
+        let mut gaps = Vec::new();
+        let mut next = self.watermark + 1;
+        for &seq in &self.seen {
+            while next < seq {
+                if gaps.len() == MAX_GAPS {
+                    return (self.watermark, Vec::new());
+                }
+                gaps.push(next);
+                next += 1;
+            }
+            next = seq + 1;
+        }
+        (highest, gaps)
+    }
+
+    /// After a page whose snapshot had `xmax`: what is known now is final once every
+    /// transaction running then has ended.
+    fn note(&mut self, xmax: i64) {
         let highest = self.seen.last().copied().unwrap_or(self.watermark);
         self.pending.push_back((highest, xmax));
+    }
+
+    /// With `xmin` the oldest transaction still running: every page whose running
+    /// transactions have all ended (`xmax <= xmin`) lets the watermark pass what it knew.
+    fn advance(&mut self, xmin: i64) {
         while let Some(&(known, then_xmax)) = self.pending.front() {
             if then_xmax > xmin {
                 break;
@@ -1005,15 +1109,45 @@ mod tests {
         let mut log = LogReader::default();
         // Read 1 sees 1 and 3 (2 is taken by a transaction still running, xid 100).
         log.seen.extend([1, 3]);
-        log.advance(100, 105);
+        log.note(105);
+        log.advance(100);
         assert_eq!(log.watermark, 0, "2 may still commit");
+        assert_eq!(
+            log.to_read(),
+            (3, vec![2]),
+            "the next read asks for 2 by name"
+        );
         // Read 2: transaction 100 still runs.
-        log.advance(100, 110);
+        log.note(110);
+        log.advance(100);
         assert_eq!(log.watermark, 0);
         // Read 3: 2 committed and was applied; everything running at read 1 has ended.
         log.seen.insert(2);
-        log.advance(106, 112);
+        log.note(112);
+        log.advance(106);
         assert_eq!(log.watermark, 3, "everything known at read 1 is final");
         assert!(log.seen.is_empty());
+        assert_eq!(log.to_read(), (3, vec![]));
+    }
+
+    #[test]
+    fn each_page_of_a_long_read_holds_the_watermark_back_on_its_own() {
+        let mut log = LogReader::default();
+        // Page 1 (snapshot xmax 100) sees 1..=2; page 2 (xmax 120, taken later) sees 4, while
+        // 3 belongs to transaction 110, which started between the pages.
+        log.seen.extend([1, 2]);
+        log.note(100);
+        log.seen.insert(4);
+        log.note(120);
+        log.advance(105);
+        assert_eq!(log.watermark, 2, "only page 1's knowledge is final");
+        assert_eq!(log.to_read(), (4, vec![3]));
+    }
+
+    #[test]
+    fn too_many_gaps_read_everything_above_the_watermark() {
+        let mut log = LogReader::default();
+        log.seen.insert(5_000);
+        assert_eq!(log.to_read(), (0, vec![]));
     }
 }

@@ -144,7 +144,7 @@ impl SessionStore for SqlSessions {
             }
             return Ok(Some(hit.holder));
         }
-        let ticket = self.cache.ticket();
+        let ticket = self.cache.ticket(kind, subject);
         let found = match kind {
             TokenKind::Customer => self
                 .live_customer(id, now)
