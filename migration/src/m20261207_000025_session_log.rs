@@ -94,10 +94,12 @@ CREATE TRIGGER session_log_admin_tokens_update AFTER UPDATE OF revoked_at, expir
 CREATE TRIGGER session_log_admin_tokens_delete AFTER DELETE ON admin_access_tokens
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND OLD.expires_at > now())
     EXECUTE FUNCTION latchkey_session_log();
+-- Per row, so every log row is written by a transaction that already holds an id (the
+-- followers' watermark relies on it).
 CREATE TRIGGER session_log_signing_keys AFTER INSERT OR UPDATE OR DELETE ON signing_keys
-    FOR EACH STATEMENT EXECUTE FUNCTION latchkey_session_log();
+    FOR EACH ROW EXECUTE FUNCTION latchkey_session_log();
 CREATE TRIGGER session_log_settings AFTER INSERT OR UPDATE ON settings
-    FOR EACH STATEMENT EXECUTE FUNCTION latchkey_session_log();
+    FOR EACH ROW EXECUTE FUNCTION latchkey_session_log();
 "#;
 
 const POSTGRES_DOWN: &str = "DROP TRIGGER session_log_customers_update ON customers; \

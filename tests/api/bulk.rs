@@ -50,7 +50,7 @@ pub(crate) fn import_customers(app: &TestApp, count: usize) {
 }
 
 /// A GraphQL request to a server at `addr` (a replica's child process).
-async fn gql_at(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
+pub(crate) async fn gql_at(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
     reqwest::Client::new()
         .post(format!("http://{addr}/graphql"))
         .bearer_auth(token)

@@ -65,9 +65,9 @@ cp "$here/vendure-server.js" "$vendure/"
 pids+=($!)
 shop=http://127.0.0.1:3300/shop-api
 wait_for $shop
-gql $shop "" '{"query":"mutation { registerCustomerAccount(input: {emailAddress: \"bench@example.com\", password: \"Bench-Password-2026\", firstName: \"Bench\", lastName: \"Customer\"}) { __typename } }"}' >/dev/null
+gql $shop "" '{"query":"mutation { registerCustomerAccount(input: {emailAddress: \"bench@example.com\", password: \"Quartz-Harbor-7719\", firstName: \"Bench\", lastName: \"Customer\"}) { __typename } }"}' >/dev/null
 vendure_token=$(curl -s -D - -o /dev/null -X POST $shop -H 'Content-Type: application/json' \
-  -d '{"query":"mutation { login(username: \"bench@example.com\", password: \"Bench-Password-2026\") { __typename } }"}' \
+  -d '{"query":"mutation { login(username: \"bench@example.com\", password: \"Quartz-Harbor-7719\") { __typename } }"}' \
   | tr -d '\r' | awk -F': ' 'tolower($1) == "vendure-auth-token" {print $2}')
 [ -n "$vendure_token" ] || { echo "no Vendure token" >&2; exit 1; }
 measure "Vendure 3.7.3 activeCustomer" $shop "$vendure_token" "{ activeCustomer { id emailAddress } }"
@@ -84,8 +84,8 @@ for cache in 0 100000; do
   pids+=($!)
   api=http://127.0.0.1:3400/graphql
   wait_for $api
-  gql $api "" '{"query":"mutation { createCustomer(input: {email: \"bench@example.com\", firstname: \"Bench\", lastname: \"Customer\", password: \"Bench-Password-2026\"}) { id } }"}' >/dev/null
-  token=$(gql $api "" '{"query":"mutation { generateCustomerToken(email: \"bench@example.com\", password: \"Bench-Password-2026\") { token } }"}' | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
+  gql $api "" '{"query":"mutation { createCustomer(input: {email: \"bench@example.com\", firstname: \"Bench\", lastname: \"Customer\", password: \"Quartz-Harbor-7719\"}) { id } }"}' >/dev/null
+  token=$(gql $api "" '{"query":"mutation { generateCustomerToken(email: \"bench@example.com\", password: \"Quartz-Harbor-7719\") { token } }"}' | sed -n 's/.*"token":"\([^"]*\)".*/\1/p')
   [ -n "$token" ] || { echo "no Latchkey token" >&2; exit 1; }
   label="Latchkey customer, session cache on"
   [ $cache = 0 ] && label="Latchkey customer, session cache off"

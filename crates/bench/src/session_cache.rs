@@ -64,7 +64,10 @@ async fn tokens(url: &str) -> anyhow::Result<Vec<(Uuid, String)>> {
     db.close().await.ok();
     let codec =
         TokenCodec::new(admin_scale::SECRET.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // HS256 with the legacy secret, issued an hour ago: before the first Ed25519 key, which
+    // the seeding made (so the server honours them as tokens from before the key ring).
     let now = Utc::now();
+    let issued = now - chrono::Duration::hours(1);
     rows.iter()
         .map(|r| {
             let session: Uuid = r.try_get("", "id")?;
@@ -74,7 +77,7 @@ async fn tokens(url: &str) -> anyhow::Result<Vec<(Uuid, String)>> {
                     TokenKind::Customer,
                     customer,
                     domain::SessionId::from_uuid(session),
-                    now,
+                    issued,
                     now + chrono::Duration::hours(2),
                 )
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -142,13 +145,24 @@ fn customer_load(addr: SocketAddr, tokens: &Arc<Vec<String>>) -> load::MakeReque
 /// One signed-in request per token, 32 at a time.
 async fn warm(addr: SocketAddr, tokens: &[String]) -> anyhow::Result<()> {
     use futures::StreamExt;
-    let failures = futures::stream::iter(tokens.iter().cloned())
+    let failures: Vec<String> = futures::stream::iter(tokens.iter().cloned())
         .map(|t| async move { admin_scale::gql(addr, &t, ME, json!({})).await })
         .buffer_unordered(32)
-        .filter(|r| std::future::ready(!r.as_ref().is_ok_and(|v| v["errors"].is_null())))
-        .count()
+        .filter_map(|r| {
+            std::future::ready(match r {
+                Ok(v) if v["errors"].is_null() => None,
+                Ok(v) => Some(v.to_string()),
+                Err(e) => Some(e.to_string()),
+            })
+        })
+        .collect()
         .await;
-    anyhow::ensure!(failures == 0, "{failures} warm-up requests failed");
+    anyhow::ensure!(
+        failures.is_empty(),
+        "{} warm-up requests failed, the first: {}",
+        failures.len(),
+        failures[0]
+    );
     Ok(())
 }
 
@@ -353,9 +367,16 @@ async fn backend(
         let took = started.elapsed().as_secs_f64();
         let mut honoured = 0;
         for t in &sample {
-            for r in &addrs[..2] {
+            for (i, r) in addrs[..2].iter().enumerate() {
                 let res = admin_scale::gql(*r, t, ME, json!({})).await?;
-                honoured += usize::from(res["errors"].is_null());
+                if res["errors"].is_null() {
+                    honoured += 1;
+                    let id = res["data"]["customer"]["id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    println!("    a revoked session honoured by replica {i}: customer {id}");
+                }
             }
         }
         println!(

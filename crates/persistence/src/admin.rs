@@ -433,6 +433,9 @@ impl AdminStore for SqlAdmin {
                     .await
                     .map_err(db_err)?;
                 insert_audit(txn, audit).await?;
+                // Every replica reads its settings from its cache: they count everywhere
+                // before the answer, as a revocation does.
+                crate::db::note_revocation();
                 Ok(End::Commit(()))
             })
         })

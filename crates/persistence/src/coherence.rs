@@ -24,9 +24,11 @@
 //!
 //! Which log rows a read must see: sequence numbers are taken in one order and committed in
 //! another, so "everything after the highest number seen" would skip a number committed late.
-//! A read returns every row above a watermark that only passes a number once every transaction
-//! that was running at an earlier read has ended (`pg_current_snapshot`), and rows already
-//! applied above it are skipped. On SQLite (one writer) commit order is number order.
+//! A read returns the rows above the highest number seen and asks for the missing ones below it
+//! by name; the watermark passes a number only once every transaction that held an id when an
+//! earlier read ran has ended (the read takes an id of its own as the bound, and a later
+//! snapshot's `xmin` must reach it; every log row is written by a transaction that already
+//! holds an id, since the triggers fire on rows it changed). On SQLite (one writer) commit order is number order.
 //!
 //! Filling the cache races with applying the log: a read of the session made before a
 //! revocation could land after it was applied. Each fill notes the count of applied changes
@@ -181,6 +183,10 @@ struct Inner {
     listening: AtomicBool,
     /// Changes when the signing keys changed.
     keys_changed: watch::Sender<u64>,
+    /// The settings row as last read, and the count of settings changes applied (a read that
+    /// raced a change is not kept).
+    settings: Mutex<Option<domain::settings::Settings>>,
+    settings_changes: AtomicU64,
 }
 
 /// How long a revoking request waited for the replicas, and how many stopped counting because
@@ -242,6 +248,8 @@ impl Coherence {
                 heard_at: Mutex::new(None),
                 listening: AtomicBool::new(false),
                 keys_changed: watch::Sender::new(0),
+                settings: Mutex::new(None),
+                settings_changes: AtomicU64::new(0),
             }),
         }
     }
@@ -379,7 +387,7 @@ impl Coherence {
                 self.inner.applied[stripe(&holder)].fetch_add(1, Ordering::SeqCst);
                 self.inner.cache.invalidate(&holder);
             }
-            (None, "settings") => {}
+            (None, "settings") => self.forget_settings(),
             (None, "keys") => {
                 self.inner
                     .keys_changed
@@ -395,6 +403,56 @@ impl Coherence {
     fn empty(&self) {
         self.inner.applied_all.fetch_add(1, Ordering::SeqCst);
         self.inner.cache.invalidate_all();
+        self.forget_settings();
+    }
+
+    fn forget_settings(&self) {
+        self.inner.settings_changes.fetch_add(1, Ordering::SeqCst);
+        *self
+            .inner
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// The settings as last read, while the cache is trusted.
+    pub(crate) fn settings(&self) -> Option<domain::settings::Settings> {
+        if !self.trusted() {
+            return None;
+        }
+        self.inner
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn settings_ticket(&self) -> FillTicket {
+        FillTicket {
+            stripe: self.inner.settings_changes.load(Ordering::SeqCst),
+            all: self.inner.applied_all.load(Ordering::SeqCst),
+            trusted: self.trusted(),
+        }
+    }
+
+    /// Keeps a settings row read after `ticket`, unless a change was applied meanwhile.
+    pub(crate) fn keep_settings(&self, ticket: FillTicket, read: &domain::settings::Settings) {
+        let unchanged = || {
+            self.inner.settings_changes.load(Ordering::SeqCst) == ticket.stripe
+                && self.inner.applied_all.load(Ordering::SeqCst) == ticket.all
+        };
+        if !ticket.trusted || !unchanged() {
+            return;
+        }
+        let mut kept = self
+            .inner
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Checked again under the lock: `forget_settings` counts before it takes it.
+        if unchanged() {
+            *kept = Some(read.clone());
+        }
     }
 
     fn renew(&self, started: Instant) {
@@ -860,16 +918,21 @@ impl Coherence {
         use sea_orm::sqlx::Row;
         // The first page's time stands for the whole read: every row committed before it is
         // on this page or a later one (numbered higher than this page's last). `now()` is the
-        // statement's transaction start, which comes before its snapshot. Each page's
-        // snapshot holds back the watermark on its own (`LogReader::note`).
+        // statement's transaction start, which comes before its snapshot. Each page holds back
+        // the watermark on its own (`LogReader::note`), until every transaction that had an id
+        // when it ran has ended: its bound is a transaction id the page takes for itself
+        // (`pg_current_xact_id()`, after its snapshot), not the snapshot's `xmax`, which is
+        // only the latest *completed* id plus one (a running transaction may hold a higher
+        // one). The round's first page asked for every missing number by name, so the
+        // watermark moves by its snapshot's `xmin`.
         let mut at: Option<DateTime<Utc>> = None;
-        let mut xmin = 0;
+        let mut xmin: Option<i64> = None;
         let (mut after, mut gaps) = log.to_read();
         loop {
             let rows = sea_orm::sqlx::query(
-                "SELECT s.xmin, s.xmax, s.at, l.seq, l.kind, l.subject FROM \
+                "SELECT s.xmin, s.next, s.at, l.seq, l.kind, l.subject FROM \
                  (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin, \
-                         pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax, \
+                         pg_current_xact_id()::text::bigint AS next, \
                          now() AS at) s \
                  LEFT JOIN session_log l ON l.seq > $1 OR l.seq = ANY($2) ORDER BY l.seq LIMIT $3",
             )
@@ -882,8 +945,10 @@ impl Coherence {
                 return Ok(());
             };
             at.get_or_insert(first.try_get("at")?);
-            xmin = first.try_get("xmin")?;
-            let xmax: i64 = first.try_get("xmax")?;
+            if xmin.is_none() {
+                xmin = Some(first.try_get("xmin")?);
+            }
+            let next: i64 = first.try_get("next")?;
             for row in &rows {
                 let Some(seq) = row.try_get::<Option<i64>, _>("seq")? else {
                     continue;
@@ -895,12 +960,14 @@ impl Coherence {
                     self.apply(&kind, subject);
                 }
             }
-            log.note(xmax);
+            log.note(next);
             if i64::try_from(rows.len()).unwrap_or(i64::MAX) < PAGE {
                 break;
             }
         }
-        log.advance(xmin);
+        if let Some(xmin) = xmin {
+            log.advance(xmin);
+        }
         let Some(at) = at else {
             return Ok(());
         };
@@ -1047,7 +1114,8 @@ struct LogReader {
     watermark: i64,
     /// Rows applied above the watermark.
     seen: BTreeSet<i64>,
-    /// Earlier reads' pages: the highest number then known, and the page snapshot's `xmax`.
+    /// Earlier reads' pages: the highest number then known, and the transaction id the page
+    /// took (every transaction holding a number not yet seen had a lower one).
     pending: VecDeque<(i64, i64)>,
 }
 
@@ -1078,18 +1146,19 @@ impl LogReader {
         (highest, gaps)
     }
 
-    /// After a page whose snapshot had `xmax`: what is known now is final once every
-    /// transaction running then has ended.
-    fn note(&mut self, xmax: i64) {
+    /// After a page that took transaction id `next`: what is known now is final once every
+    /// transaction with a lower id has ended.
+    fn note(&mut self, next: i64) {
         let highest = self.seen.last().copied().unwrap_or(self.watermark);
-        self.pending.push_back((highest, xmax));
+        self.pending.push_back((highest, next));
     }
 
-    /// With `xmin` the oldest transaction still running: every page whose running
-    /// transactions have all ended (`xmax <= xmin`) lets the watermark pass what it knew.
+    /// With `xmin` the oldest transaction still running (of a snapshot whose read asked for
+    /// every missing number): every page whose bound it has reached lets the watermark pass
+    /// what that page knew.
     fn advance(&mut self, xmin: i64) {
-        while let Some(&(known, then_xmax)) = self.pending.front() {
-            if then_xmax > xmin {
+        while let Some(&(known, bound)) = self.pending.front() {
+            if bound > xmin {
                 break;
             }
             self.pending.pop_front();

@@ -1,5 +1,7 @@
-//! Settings stored in one database row, read on use so a change is effective at once on every
-//! replica.
+//! Settings stored in one database row. A server keeps the row it read while its session
+//! cache is trusted: a change appends to the session log (a trigger), which empties the kept
+//! row on every replica, and the change's request answers once every replica has applied it
+//! (as a revocation does). Without a trusted cache every use reads the row.
 
 use async_trait::async_trait;
 use chrono::Duration;
@@ -15,7 +17,7 @@ use domain::{
 };
 use sea_orm::{DatabaseConnection, EntityTrait};
 
-use crate::{db::db_err, entities::settings};
+use crate::{coherence::Coherence, db::db_err, entities::settings};
 
 fn to_settings(m: settings::Model) -> Settings {
     let defaults = Settings::default();
@@ -71,20 +73,27 @@ fn to_settings(m: settings::Model) -> Settings {
     }
 }
 
-/// Settings, one row, read on use.
+/// Settings, one row, kept while the session cache is trusted.
 #[derive(Debug, Clone)]
 pub struct SqlSettings {
     pub(crate) db: DatabaseConnection,
+    pub(crate) cache: Coherence,
 }
 
 #[async_trait]
 impl SettingsSource for SqlSettings {
     async fn current(&self) -> Result<Settings> {
-        Ok(settings::Entity::find_by_id(1)
+        if let Some(kept) = self.cache.settings() {
+            return Ok(kept);
+        }
+        let ticket = self.cache.settings_ticket();
+        let read = settings::Entity::find_by_id(1)
             .one(&self.db)
             .await
             .map_err(db_err)?
             .map(to_settings)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        self.cache.keep_settings(ticket, &read);
+        Ok(read)
     }
 }

@@ -49,9 +49,13 @@ fn backend_of(db: &DatabaseConnection) -> crate::Backend {
 }
 
 impl Stores {
-    /// The signed-in check answers from `cache` where it may (by default every check reads
-    /// the database).
+    /// The signed-in check and the settings answer from `cache` where they may (by default
+    /// every use reads the database).
     pub fn with_session_cache(mut self, db: DatabaseConnection, cache: crate::Coherence) -> Self {
+        self.settings = Arc::new(SqlSettings {
+            db: db.clone(),
+            cache: cache.clone(),
+        });
         self.sessions = Arc::new(SqlSessions::new(db, cache));
         self
     }
@@ -70,7 +74,10 @@ impl Stores {
                 db: db.clone(),
                 key_turns: Default::default(),
             }),
-            settings: Arc::new(SqlSettings { db: db.clone() }),
+            settings: Arc::new(SqlSettings {
+                db: db.clone(),
+                cache: crate::Coherence::disabled(db.clone(), backend_of(&db)),
+            }),
             resets: Arc::new(SqlResets {
                 db: db.clone(),
                 reset_writer: Default::default(),
