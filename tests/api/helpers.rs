@@ -379,6 +379,9 @@ impl TestApp {
             .execute_unprepared(&format!("UPDATE settings SET {assignments} WHERE id = 1"))
             .await
             .unwrap();
+        // Straight on the database: it reaches every server's kept settings through the
+        // session log, and the test waits for that as the admin mutation would.
+        self.caches_applied().await;
     }
 
     /// Turns reset request limits off (tests of other rules request many resets).

@@ -256,6 +256,23 @@ async fn every_revoking_path_is_refused_on_every_replica_at_once(backend: Backen
     assert!(res["errors"].is_null(), "{res}");
     refused_everywhere(&all, &t, ME, "deletion").await;
 
+    // "This wasn't me" from a security mail, on a replica that never saw the session.
+    a.create_customer("notme@example.com", PASSWORD).await;
+    let t = signed_in(&a, "notme@example.com").await;
+    warm(&all, &t, ME).await;
+    let before = smtp.messages().len();
+    a.request_reset("notme@example.com").await;
+    let mail = smtp.wait_for(before + 1).await.pop().unwrap();
+    let report = mail.report_token().expect("a this-wasn't-me link");
+    let res = c
+        .gql(
+            "mutation($t: String!) { reportUnrecognizedActivity(token: $t) }",
+            json!({"t": report}),
+        )
+        .await;
+    assert_eq!(res["data"]["reportUnrecognizedActivity"], true, "{res}");
+    refused_everywhere(&all, &t, ME, "this wasn't me").await;
+
     // The session cap (two here) ends the oldest session.
     a.create_customer("cap@example.com", PASSWORD).await;
     let oldest = signed_in(&a, "cap@example.com").await;
