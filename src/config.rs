@@ -104,7 +104,7 @@ pub struct Config {
     pub session_cache_size: u64,
     /// `LATCHKEY_SESSION_CACHE_LEASE_MS`: how long one read of the session log lets a server
     /// trust its cache, and so the longest a revoking request waits for a server that stopped
-    /// answering (the log is read four times a lease).
+    /// answering (the log is read four times a lease). At least 100.
     pub session_cache_lease_ms: u64,
     /// `LATCHKEY_DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_SECONDS`: PostgreSQL ends a session of
     /// the pool that sits inside a transaction, waiting for the server, longer than this

@@ -358,11 +358,16 @@ fn session_cache(
         backend,
         persistence::CacheOptions {
             max_holders: config.session_cache_size,
-            lease: Duration::from_millis(config.session_cache_lease_ms.max(100)),
+            lease: cache_lease(config),
             direct_url,
             schema: config.database_schema.clone(),
         },
     )
+}
+
+/// `LATCHKEY_SESSION_CACHE_LEASE_MS`, at least 100 ms.
+fn cache_lease(config: &Config) -> Duration {
+    Duration::from_millis(config.session_cache_lease_ms.max(100))
 }
 
 /// The signals that wake the workers: the interactive mail lane, the bulk mail lane, the bulk
@@ -613,7 +618,7 @@ pub async fn reset_admin_factors(config: &Config, username: &str) -> anyhow::Res
         fn notify(&self) {}
     }
     let (db, backend) = prepare_database(config).await?;
-    let confirmer = persistence::Coherence::confirmer(db.clone(), backend);
+    let confirmer = persistence::Coherence::confirmer(db.clone(), backend, cache_lease(config));
     let stores = Stores::new(db);
     let hasher = Arc::new(SharedHasher(Arc::new(Argon2Hasher::new(1, 1)?)));
     let clock: Arc<dyn Clock> = Arc::new(domain::clock::SystemClock);

@@ -7,8 +7,8 @@
 #   crates/bench/peers/signed-in-read.sh        (DURATION=10 CONNECTIONS=64 THREADS=2)
 #
 # Needs: node and npm, wrk, psql, and release builds of `latchkey` (for `migrate`) and
-# `latchkey-bench` (its `server` mode is the server): `cargo build --release --bin latchkey -p
-# latchkey -p latchkey-bench`. VENDURE_DIR names a folder where Vendure is already installed.
+# `latchkey-bench` (its `server` mode is the server): `cargo build --release -p latchkey -p
+# latchkey-bench`. VENDURE_DIR names a folder where Vendure is already installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
@@ -22,9 +22,11 @@ vendure_db=vendure_bench_$suffix
 latchkey_db=latchkey_bench_$suffix
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in ${pids[@]+"${pids[@]}"}; do kill "$p" 2>/dev/null || true; done
   sleep 1
-  psql -h $pg_host -U postgres -q -c "DROP DATABASE IF EXISTS $vendure_db" -c "DROP DATABASE IF EXISTS $latchkey_db" >/dev/null 2>&1 || true
+  psql -h $pg_host -U postgres -q -c "DROP DATABASE IF EXISTS $vendure_db WITH (FORCE)" \
+    -c "DROP DATABASE IF EXISTS $latchkey_db WITH (FORCE)" >/dev/null 2>&1 || true
+  [ -n "${VENDURE_DIR:-}" ] && rm -f "$VENDURE_DIR/vendure-server.js"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -32,7 +34,7 @@ trap cleanup EXIT
 gql() { # url, token (or ""), body
   local auth=()
   [ -n "$2" ] && auth=(-H "Authorization: Bearer $2")
-  curl -s -X POST "$1" -H 'Content-Type: application/json' "${auth[@]}" -d "$3"
+  curl -s -X POST "$1" -H 'Content-Type: application/json' ${auth[@]+"${auth[@]}"} -d "$3"
 }
 
 wait_for() { # url

@@ -93,7 +93,7 @@ fn env(
     metrics: SocketAddr,
     cache: bool,
 ) -> Vec<(&'static str, String)> {
-    let env = vec![
+    vec![
         ("DATABASE_URL", url.to_owned()),
         ("LATCHKEY_LISTEN", addr.to_string()),
         ("LATCHKEY_METRICS_LISTEN", metrics.to_string()),
@@ -103,8 +103,7 @@ fn env(
             "LATCHKEY_SESSION_CACHE_SIZE",
             if cache { "1000000" } else { "0" }.to_owned(),
         ),
-    ];
-    env
+    ]
 }
 
 async fn statements(metrics: SocketAddr) -> f64 {
@@ -252,13 +251,11 @@ async fn backend(
     let admin = std::fs::read_to_string(std::env::temp_dir().join("latchkey-bench-admin"))?;
     let all = tokens(url).await?;
     let postgres = url.starts_with("postgres");
-    let (probe_customers, rest) = all.split_at(probes * 4);
-    let load_tokens: Arc<Vec<String>> = Arc::new(
-        rest.iter()
-            .take(rest.len().saturating_sub(1))
-            .map(|(_, t)| t.clone())
-            .collect(),
-    );
+    // Three groups of `probes` customers for the Force Sign In timings (one, two and three
+    // replicas); every other session carries the load.
+    let probes = probes.clamp(1, all.len() / 4);
+    let (probe_customers, rest) = all.split_at(probes * 3);
+    let load_tokens: Arc<Vec<String>> = Arc::new(rest.iter().map(|(_, t)| t.clone()).collect());
 
     // Before: every signed-in check reads its session.
     {

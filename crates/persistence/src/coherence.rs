@@ -17,7 +17,8 @@
 //! 3. **A replica trusts its cache only within its lease.** Its lease is extended by each read
 //!    of the log (`lease_until = read_at + lease` in the database; locally, the instant before
 //!    the read plus the lease, which ends no later), and only while its listener is proven to
-//!    hear the log (it heard the acknowledgement of its previous read). A replica that is
+//!    hear the log (it heard one of its own acknowledgements within the lease, since its last
+//!    reconnection). A replica that is
 //!    stalled, partitioned or deaf serves every request from the database once its lease is
 //!    over, which is exactly when revoking requests stop waiting for it; it empties its cache
 //!    before trusting it again.
@@ -207,10 +208,11 @@ impl Coherence {
 
     /// For a process that changes sessions without serving (the command line): no cache, but
     /// [`Coherence::confirm`] waits for the running servers' caches like a request would.
-    pub fn confirmer(db: DatabaseConnection, backend: Backend) -> Self {
+    /// `lease` is the servers' (`LATCHKEY_SESSION_CACHE_LEASE_MS`): it bounds the wait.
+    pub fn confirmer(db: DatabaseConnection, backend: Backend, lease: Duration) -> Self {
         let options = CacheOptions {
             max_holders: 0,
-            lease: Duration::from_secs(2),
+            lease,
             direct_url: None,
             schema: None,
         };
@@ -272,11 +274,6 @@ impl Coherence {
         self.inner.enabled
     }
 
-    /// This server's id in `replicas`.
-    pub fn replica_id(&self) -> Uuid {
-        self.inner.replica
-    }
-
     /// Whether the cache may answer now: within the lease of the last read of the log.
     pub fn trusted(&self) -> bool {
         self.inner.enabled
@@ -291,12 +288,6 @@ impl Coherence {
     /// A watch that changes when the signing keys changed on any replica or the command line.
     pub fn keys_changed(&self) -> watch::Receiver<u64> {
         self.inner.keys_changed.subscribe()
-    }
-
-    /// Holders cached now (an estimate; for the metrics and the bench).
-    pub fn cached_holders(&self) -> u64 {
-        self.inner.cache.run_pending_tasks();
-        self.inner.cache.entry_count()
     }
 
     pub(crate) fn lookup(
@@ -398,12 +389,20 @@ impl Coherence {
         metrics::counter!("latchkey_session_log_applied_total").increment(1);
     }
 
-    /// Extends the lease from a read that started at `started`; a cache whose lease had ended
-    /// is emptied first (it may have missed changes the log no longer holds).
+    /// Forgets everything kept: every holder and the settings.
     fn empty(&self) {
         self.inner.applied_all.fetch_add(1, Ordering::SeqCst);
         self.inner.cache.invalidate_all();
         self.forget_settings();
+    }
+
+    /// The listener lost its connection: its earlier hearing proves nothing now.
+    fn forget_hearing(&self) {
+        *self
+            .inner
+            .heard_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     fn forget_settings(&self) {
@@ -455,6 +454,8 @@ impl Coherence {
         }
     }
 
+    /// Extends the lease from a read that started at `started`; a cache whose lease had ended
+    /// is emptied first (it may have missed changes the log no longer holds).
     fn renew(&self, started: Instant) {
         let mut until = self
             .inner
@@ -627,14 +628,14 @@ impl Coherence {
         }
     }
 
-    /// How often the log is read when nothing wakes the follower: four times a lease; on
-    /// SQLite at least every 50 ms too, since a command-line process writing the same file
-    /// wakes nothing here.
     /// The longest a revocation waits: every lease running at its commit has ended by then.
     fn bound(&self) -> Duration {
         self.inner.options.lease * 2 + Duration::from_millis(500)
     }
 
+    /// How often the log is read when nothing wakes the follower: four times a lease; on
+    /// SQLite at least every 50 ms too, since a command-line process writing the same file
+    /// wakes nothing here.
     fn heartbeat(&self) -> Duration {
         let quarter = (self.inner.options.lease / 4).max(Duration::from_millis(10));
         match self.inner.backend {
@@ -796,7 +797,8 @@ impl Coherence {
                 return;
             }
         };
-        // No statement of the follower's waits longer than a lease (a stop is seen in time).
+        // No statement of the follower's waits longer than a lease, or a second (a stop is
+        // seen in time).
         let timeout = self.inner.options.lease.as_millis().max(1000).to_string();
         let options = match &self.inner.options.schema {
             Some(schema) => options.options([
@@ -863,7 +865,7 @@ impl Coherence {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .is_some_and(|at| at.elapsed() < self.inner.options.lease);
             match self
-                .postgres_round(&reads, &mut log, &host, &channels, round)
+                .postgres_round(&reads, &mut log, &host, &channels)
                 .await
             {
                 Ok(()) => {
@@ -882,7 +884,7 @@ impl Coherence {
                 last_prune = Instant::now();
                 let _ = sea_orm::sqlx::query(
                     "DELETE FROM session_log WHERE seq < (SELECT COALESCE(MIN(applied_seq), 0) \
-                     FROM replicas WHERE lease_until > now()) AND created_at < now() - interval '1 minute'; \
+                     FROM replicas WHERE lease_until > now()) AND created_at < now() - interval '1 minute'\
                      ",
                 )
                 .execute(&reads)
@@ -913,7 +915,6 @@ impl Coherence {
         log: &mut LogReader,
         host: &str,
         channels: &Channels,
-        round: u64,
     ) -> Result<(), sea_orm::sqlx::Error> {
         use sea_orm::sqlx::Row;
         // The first page's time stands for the whole read: every row committed before it is
@@ -987,7 +988,7 @@ impl Coherence {
         .bind(at + lease)
         .bind(log.watermark)
         .bind(&channels.ack)
-        .bind(format!("{}:{round}", self.inner.replica))
+        .bind(self.inner.replica.to_string())
         .execute(reads)
         .await?;
         Ok(())
@@ -1031,11 +1032,7 @@ impl Coherence {
                             notes.send_modify(|n| *n = n.wrapping_add(1));
                         } else {
                             self.inner.acks.send_modify(|n| *n = n.wrapping_add(1));
-                            if note
-                                .payload()
-                                .split_once(':')
-                                .is_some_and(|(id, _)| id == me)
-                            {
+                            if note.payload() == me {
                                 *self
                                     .inner
                                     .heard_at
@@ -1047,7 +1044,8 @@ impl Coherence {
                     }
                     Ok(None) => {
                         // Reconnected (and listening again); what was sent meanwhile is lost,
-                        // so the next read is not trusted until its acknowledgement is heard.
+                        // so no read is trusted until an acknowledgement is heard again.
+                        self.forget_hearing();
                         tracing::warn!("the session log listener lost its connection");
                         metrics::counter!("latchkey_session_log_listener_reconnects_total")
                             .increment(1);
@@ -1056,6 +1054,7 @@ impl Coherence {
                     Err(e) => {
                         tracing::warn!(error = %e, "the session log listener failed; reconnecting");
                         self.inner.listening.store(false, Ordering::SeqCst);
+                        self.forget_hearing();
                         break;
                     }
                 }
@@ -1099,10 +1098,9 @@ struct Channels {
 impl Channels {
     /// `schema_md5`: the schema's name, hashed (a channel name is at most 63 bytes).
     fn of(schema_md5: &str) -> Self {
-        let schema = schema_md5;
         Self {
-            log: format!("latchkey_log_{schema}"),
-            ack: format!("latchkey_ack_{schema}"),
+            log: format!("latchkey_log_{schema_md5}"),
+            ack: format!("latchkey_ack_{schema_md5}"),
         }
     }
 }
@@ -1176,7 +1174,7 @@ mod tests {
     #[test]
     fn the_watermark_waits_for_transactions_running_at_an_earlier_read() {
         let mut log = LogReader::default();
-        // Read 1 sees 1 and 3 (2 is taken by a transaction still running, xid 100).
+        // Read 1 (which took id 105) sees 1 and 3 (2 belongs to transaction 100, running).
         log.seen.extend([1, 3]);
         log.note(105);
         log.advance(100);
@@ -1202,8 +1200,8 @@ mod tests {
     #[test]
     fn each_page_of_a_long_read_holds_the_watermark_back_on_its_own() {
         let mut log = LogReader::default();
-        // Page 1 (snapshot xmax 100) sees 1..=2; page 2 (xmax 120, taken later) sees 4, while
-        // 3 belongs to transaction 110, which started between the pages.
+        // Page 1 (which took id 100) sees 1..=2; page 2 (id 120, later) sees 4, while 3
+        // belongs to transaction 110, which started between the pages.
         log.seen.extend([1, 2]);
         log.note(100);
         log.seen.insert(4);
